@@ -1,0 +1,1 @@
+"""Backends: where agents run (local processes or Kubernetes objects)."""

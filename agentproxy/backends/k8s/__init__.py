@@ -1,0 +1,1 @@
+"""Kubernetes mode: agents as StatefulSets, applied and watched through kr8s."""

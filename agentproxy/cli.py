@@ -1,0 +1,110 @@
+"""The ``agentproxy`` command line.
+
+Every failure the user can cause ends in one line on stderr and a non-zero exit
+status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Callable, Sequence
+
+from . import __version__
+from .render import RenderError, dump_json, dump_yaml, render_agent
+from .settings import LoadedSettings, SettingsError, load_settings
+from .settings.show import format_settings
+from .spec import SpecError, build_spec
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A mistake on the command line; the message is shown as is."""
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse prints the whole usage block on errors; one line says more.
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _settings_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE",
+                        help="settings file (.yaml, .yml or .json); default: $AGENTAPI_CONFIG")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one setting, e.g. --set k8s_mode.namespace=agents (repeatable)")
+
+
+def _env_pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = _Parser(prog="agentproxy", description="Run, supervise and proxy AI coding agents.")
+    parser.add_argument("--version", action="version", version=f"agentproxy {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    render = sub.add_parser("render", help="print the Kubernetes manifests of one agent",
+                            description="Print the four manifests agentproxy would apply for an agent, "
+                                        "without contacting any cluster.")
+    render.add_argument("--session", required=True, help="session id")
+    render.add_argument("--agent", metavar="ID", help="agent id (a DNS-1123 label of at most 46 characters; default: a random one)")
+    render.add_argument("--type", dest="agent_type", help="agent type (default: agents.default_type)")
+    render.add_argument("--env", action="append", type=_env_pair, default=[], metavar="NAME=VALUE",
+                        help="environment variable for the agent (repeatable)")
+    render.add_argument("--message", help="first prompt sent to the agent")
+    render.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml", help="output format")
+    _settings_options(render)
+    render.set_defaults(handler=_cmd_render)
+
+    config = sub.add_parser("config", help="print the effective settings and where each came from")
+    _settings_options(config)
+    config.set_defaults(handler=_cmd_config)
+    return parser
+
+
+def _load(args: argparse.Namespace) -> LoadedSettings:
+    return load_settings(args.config, args.overrides)
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    settings = _load(args).settings
+    spec = build_spec(settings, args.session, args.agent, args.agent_type, dict(args.env), args.message)
+    objects = render_agent(settings, spec)
+    sys.stdout.write(dump_json(objects) if args.output == "json" else dump_yaml(objects))
+    return 0
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    sys.stdout.write(format_settings(_load(args)))
+    return 0
+
+
+_FRIENDLY_ERRORS: tuple[type[Exception], ...] = (UsageError, SettingsError, SpecError, RenderError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``agentproxy`` script; returns the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+        handler: Callable[[argparse.Namespace], Any] = args.handler
+        return int(handler(args) or 0)
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    except (SettingsError, SpecError, RenderError) as exc:
+        print(f"agentproxy: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""Render an agent's Kubernetes manifests from the Jinja2 templates.
+
+Templates are the only source of manifests: code passes values, templates
+decide the YAML. Values from users and settings go through the ``q`` filter,
+which emits a YAML double-quoted scalar, so no newline, ``: ``, ``#``, quote or
+``{{`` in a value can change the structure of the document.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from . import naming
+from .settings import AGENT_PORT, Settings
+from .spec import AgentSpec
+
+TEMPLATES = (
+    # (file, kind, name of the object) in apply order: what the StatefulSet uses comes first.
+    ("configmap.yaml.j2", "ConfigMap", "configmap"),
+    ("service.yaml.j2", "Service", "service"),
+    ("pvc.yaml.j2", "PersistentVolumeClaim", "pvc"),
+    ("statefulset.yaml.j2", "StatefulSet", "statefulset"),
+)
+
+_SECRET_WORDS = {"KEY", "APIKEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "CREDENTIALS"}
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class RenderError(ValueError):
+    """A template is missing, broken or refers to a value that does not exist,
+    or a value may not be rendered (a secret in the ConfigMap)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+def yaml_quote(value: Any) -> str:
+    """Emit ``value`` as a YAML double-quoted scalar that any YAML parser reads back unchanged.
+
+    Printable ASCII is kept; everything else is escaped (``\\n``, ``\\u2028``,
+    ``\\U0001F600``), so line breaks of any kind cannot end the scalar.
+    """
+    text = value if isinstance(value, str) else str(value)
+    out = ['"']
+    for ch in text:
+        code = ord(ch)
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif 0x20 <= code < 0x7F:
+            out.append(ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif code <= 0xFFFF:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    out.append('"')
+    return "".join(out)
+
+
+def default_templates_dir() -> Path:
+    """The templates shipped with agentproxy: inside the installed package (a wheel),
+    or at the top of a source checkout."""
+    packaged = Path(__file__).resolve().parent / "templates"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "templates"
+
+
+@lru_cache(maxsize=8)
+def _environment(templates_dir: str | None) -> jinja2.Environment:
+    # Operator templates shadow the defaults file by file, so overriding one
+    # template does not mean copying all four.
+    search = [str(default_templates_dir())]
+    if templates_dir is not None:
+        custom = Path(templates_dir).expanduser()
+        if not custom.is_dir():
+            raise RenderError(f"templates_dir={templates_dir!r}: is not a directory", "templates_dir")
+        search.insert(0, str(custom))
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(search),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        auto_reload=False,
+    )
+    env.filters["q"] = yaml_quote
+    return env
+
+
+@lru_cache(maxsize=8)
+def _compiled(templates_dir: str | None) -> tuple[tuple[jinja2.Template, str, str], ...]:
+    """The four templates, compiled once per templates directory."""
+    env = _environment(templates_dir)
+    loaded = []
+    for filename, kind, name_key in TEMPLATES:
+        try:
+            loaded.append((env.get_template(filename), kind, name_key))
+        except jinja2.TemplateSyntaxError as exc:
+            raise RenderError(f"template {exc.filename or filename} line {exc.lineno}: {exc.message}") from None
+        except jinja2.TemplateNotFound:
+            raise RenderError(f"template {filename} not found in {', '.join(env.loader.searchpath)}") from None
+    return tuple(loaded)
+
+
+def check_no_secrets(spec: AgentSpec) -> None:
+    """Refuse env names that look like credentials: a ConfigMap is readable by anyone
+    who can read the namespace, and `render` output ends up in reviews and logs."""
+    for name in spec.env:
+        if _SECRET_WORDS & set(name.upper().split("_")):
+            raise RenderError(
+                f"env.{name}: looks like a secret and would be stored in a ConfigMap; put it in the "
+                "Secret named by k8s_mode.secret_name instead", f"env.{name}")
+
+
+def render_agent(settings: Settings, spec: AgentSpec) -> list[dict[str, Any]]:
+    """The agent's four manifests as dicts, in apply order: ConfigMap, headless
+    Service, PVC, StatefulSet. Raises :class:`RenderError`."""
+    check_no_secrets(spec)
+    compiled = _compiled(settings.templates_dir)
+    names = naming.object_names(spec.id)
+    context: dict[str, Any] = {
+        "agent": spec,
+        "names": names,
+        "labels": naming.standard_labels(spec.id, spec.session),
+        "selector_labels": naming.selector_labels(spec.id),
+        "k8s": settings.k8s_mode,
+        "resources": spec.resources,
+        "port": AGENT_PORT,
+        "spec_hash": spec.fingerprint(),
+    }
+    objects = []
+    for template, kind, name_key in compiled:
+        obj = _render_one(template, context)
+        _check_object(obj, template.name, kind, names[name_key], settings.k8s_mode.namespace)
+        if kind == "ConfigMap":
+            context["config_hash"] = _hash(obj.get("data", {}))
+        objects.append(obj)
+    return objects
+
+
+def _render_one(template: jinja2.Template, context: dict[str, Any]) -> dict[str, Any]:
+    try:
+        text = template.render(context)
+    except jinja2.UndefinedError as exc:
+        raise RenderError(f"template {template.name}{_template_line(template)}: {exc.message}") from None
+    except jinja2.TemplateError as exc:
+        raise RenderError(f"template {template.name}{_template_line(template)}: {exc}") from None
+    try:
+        obj = yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise RenderError(f"template {template.name} rendered invalid YAML{where}: "
+                          f"{getattr(exc, 'problem', exc)}") from None
+    return obj
+
+
+def _template_line(template: jinja2.Template) -> str:
+    # Jinja rewrites tracebacks so that frames in template code carry the
+    # template's own file name and line numbers.
+    tb = sys.exc_info()[2]
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == template.filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return f" line {line}" if line else ""
+
+
+def _check_object(obj: Any, filename: str, kind: str, name: str, namespace: str) -> None:
+    """The backend finds objects by their fixed names and labels: a template may
+    change anything else, but not those."""
+    if not isinstance(obj, dict):
+        raise RenderError(f"template {filename} must render one YAML mapping")
+    meta = obj.get("metadata") or {}
+    if obj.get("kind") != kind or meta.get("name") != name or meta.get("namespace") != namespace:
+        raise RenderError(f"template {filename} must render {kind} {namespace}/{name}, "
+                          f"got {obj.get('kind')} {meta.get('namespace')}/{meta.get('name')}")
+    labels = meta.get("labels") or {}
+    if labels.get(naming.LABEL_MANAGED_BY) != naming.MANAGED_BY:
+        raise RenderError(f"template {filename} must keep the label {naming.MANAGED_SELECTOR}")
+
+
+def _hash(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def dump_yaml(objects: list[dict[str, Any]]) -> str:
+    """Multi-document YAML, as ``kubectl`` prints it."""
+    return yaml.safe_dump_all(objects, sort_keys=False, explicit_start=True, width=1_000_000)
+
+
+def dump_json(objects: list[dict[str, Any]]) -> str:
+    """A ``v1/List`` of the objects, as ``kubectl get -o json`` prints several."""
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}, indent=2) + "\n"
+

@@ -1,0 +1,165 @@
+"""The typed settings schema.
+
+Every setting is declared here, once, with its default and what it means. The
+config file, the ``AGENTAPI_*`` environment variables and ``--set`` overrides
+are all resolved against these dataclasses (see :mod:`agentproxy.settings.load`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+AGENT_PORT = 3284
+"""The port agentapi listens on inside an agent's pod (agentapi's own default)."""
+
+
+def _default_agent_commands() -> Dict[str, List[str]]:
+    return {
+        "claude": ["claude"],
+        "codex": ["codex"],
+        "goose": ["goose", "session"],
+        "aider": ["aider"],
+        "gemini": ["gemini"],
+        # A tiny REPL shipped with agentproxy, so everything can be tried
+        # without credentials for a real model.
+        "echo": ["python3", "-m", "agentproxy.demo_agent"],
+    }
+
+
+@dataclass
+class ServerSettings:
+    """The HTTP API server."""
+
+    host: str = "127.0.0.1"
+    """Address to bind. Binding to anything but loopback requires API keys."""
+
+    port: int = 8080
+    """TCP port of the HTTP API. Example: ``8080``."""
+
+
+@dataclass
+class AgentSettings:
+    """Agent types shared by both modes."""
+
+    default_type: str = "echo"
+    """Agent type used when a create request names none. Example: ``claude``."""
+
+    commands: Dict[str, List[str]] = field(default_factory=_default_agent_commands)
+    """Command (argv) that agentapi wraps, by agent type. In k8s mode the
+    command must exist in ``k8s_mode.image``. Example: ``{aider: [aider, --model, sonnet]}``."""
+
+
+@dataclass
+class PortRange:
+    """An inclusive range of TCP ports."""
+
+    start: int = 9000
+    """First port (inclusive). Example: ``9000``."""
+
+    end: int = 9999
+    """Last port (inclusive). Example: ``9999``."""
+
+
+@dataclass
+class LocalModeSettings:
+    """Local mode: each agent is a supervised ``agentapi`` process."""
+
+    agentapi_binary: str = "agentapi"
+    """Path or name (looked up on PATH) of the agentapi executable."""
+
+    ports: PortRange = field(default_factory=PortRange)
+    """Ports handed to agentapi servers; ports in use by anything else are skipped."""
+
+    data_dir: str = "~/.local/share/agentproxy"
+    """Per-agent work directories, logs and the supervisor's state file live here."""
+
+
+@dataclass
+class ResourceSettings:
+    """Requests and limits of each agent (Kubernetes quantities)."""
+
+    cpu_request: str = "100m"
+    """CPU requested for each agent. Examples: ``100m``, ``0.5``, ``2``."""
+
+    cpu_limit: str = "500m"
+    """CPU limit of each agent; at least ``cpu_request``."""
+
+    memory_request: str = "256Mi"
+    """Memory requested for each agent. Examples: ``256Mi``, ``1Gi``."""
+
+    memory_limit: str = "512Mi"
+    """Memory limit of each agent; at least ``memory_request``. Local mode enforces it too."""
+
+    storage_size: str = "1Gi"
+    """Size of each agent's data volume (its PVC). Example: ``10Gi``."""
+
+
+@dataclass
+class K8sModeSettings:
+    """Kubernetes mode: each agent is a StatefulSet, a headless Service, a ConfigMap and a PVC."""
+
+    enabled: bool = False
+    """Run agents on Kubernetes instead of as local processes."""
+
+    namespace: str = "agentapi-proxy"
+    """Namespace of every agent object (a DNS-1123 label)."""
+
+    image: str = "agentapi-proxy:latest"
+    """Container image with agentapi and the agent programs."""
+
+    image_pull_policy: str = "IfNotPresent"
+    """``Always``, ``IfNotPresent`` or ``Never``."""
+
+    resources: ResourceSettings = field(default_factory=ResourceSettings)
+    """Default requests and limits; a create request may lower or raise them up to these limits."""
+
+    storage_class: Optional[str] = None
+    """StorageClass of the data volumes; unset uses the cluster's default class."""
+
+    secret_name: Optional[str] = None
+    """An existing Secret whose keys become the agent's environment (API keys and
+    tokens). Only its name is rendered, never its content. Example: ``agent-credentials``."""
+
+    service_account: Optional[str] = None
+    """ServiceAccount of the agent pods; unset uses the namespace's ``default``."""
+
+    work_dir: str = "/home/agent/work"
+    """Where the data volume is mounted in the container; the agent's working directory."""
+
+    run_as_user: int = 1000
+    """Non-root UID (and GID) the agent container runs as."""
+
+    pvc_retention_when_deleted: str = "Retain"
+    """StatefulSet PVC retention when the StatefulSet is deleted: ``Retain`` or ``Delete``.
+    ``Retain`` keeps an agent's data until it is deleted with purge."""
+
+    field_manager: str = "agentproxy"
+    """Field manager name used for server-side apply."""
+
+    force_conflicts: bool = False
+    """Take ownership of fields another manager set (``kubectl apply --force-conflicts``)."""
+
+    pod_address: str = "dns"
+    """How the proxy reaches an agent: ``dns`` (the pod's headless-Service name,
+    in-cluster) or ``pod_ip`` (the pod IP, for a proxy running outside the cluster)."""
+
+    kubeconfig: Optional[str] = None
+    """Kubeconfig file; unset uses in-cluster config or ``$KUBECONFIG``."""
+
+    context: Optional[str] = None
+    """Kubeconfig context; unset uses the current context."""
+
+
+@dataclass
+class Settings:
+    """All settings of agentproxy."""
+
+    server: ServerSettings = field(default_factory=ServerSettings)
+    agents: AgentSettings = field(default_factory=AgentSettings)
+    local_mode: LocalModeSettings = field(default_factory=LocalModeSettings)
+    k8s_mode: K8sModeSettings = field(default_factory=K8sModeSettings)
+
+    templates_dir: Optional[str] = None
+    """Directory with operator-provided manifest templates (same file names as
+    the defaults); unset uses the templates shipped with agentproxy."""

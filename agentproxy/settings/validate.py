@@ -1,0 +1,107 @@
+"""Rules that typed settings must follow beyond their types."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..naming import DNS_LABEL_RULE, DNS_SUBDOMAIN_RULE, is_dns_label, is_dns_subdomain
+from ..quantity import QUANTITY_RULE, parse_quantity
+from .errors import SettingsError
+
+if TYPE_CHECKING:
+    from .load import LoadedSettings
+
+_AGENT_TYPE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_IMAGE = re.compile(r"^[^\s]+$")
+
+Check = Callable[[Any], str | None]
+
+
+def _one_of(*allowed: str) -> Check:
+    return lambda v: None if v in allowed else f"must be one of {', '.join(allowed)}"
+
+
+def _port(v: int) -> str | None:
+    return None if 1 <= v <= 65535 else "must be a TCP port between 1 and 65535"
+
+
+def _nonempty(v: str) -> str | None:
+    return None if v and v.strip() else "must not be empty"
+
+
+def _quantity(v: str) -> str | None:
+    try:
+        value = parse_quantity(v)
+    except ValueError:
+        return QUANTITY_RULE
+    return None if value > 0 else "must be a positive Kubernetes quantity"
+
+
+def _optional(check: Callable[[Any], bool], rule: str) -> Check:
+    return lambda v: None if v is None or check(v) else rule
+
+
+_RULES: dict[str, Check] = {
+    "server.host": _nonempty,
+    "server.port": _port,
+    "local_mode.agentapi_binary": _nonempty,
+    "local_mode.ports.start": _port,
+    "local_mode.ports.end": _port,
+    "local_mode.data_dir": _nonempty,
+    "k8s_mode.namespace": lambda v: None if is_dns_label(v) else DNS_LABEL_RULE,
+    "k8s_mode.image": lambda v: None if v and _IMAGE.match(v) else "must be a container image reference without spaces",
+    "k8s_mode.image_pull_policy": _one_of("Always", "IfNotPresent", "Never"),
+    "k8s_mode.resources.cpu_request": _quantity,
+    "k8s_mode.resources.cpu_limit": _quantity,
+    "k8s_mode.resources.memory_request": _quantity,
+    "k8s_mode.resources.memory_limit": _quantity,
+    "k8s_mode.resources.storage_size": _quantity,
+    "k8s_mode.storage_class": _optional(is_dns_subdomain, DNS_SUBDOMAIN_RULE),
+    "k8s_mode.secret_name": _optional(is_dns_subdomain, DNS_SUBDOMAIN_RULE),
+    "k8s_mode.service_account": _optional(is_dns_subdomain, DNS_SUBDOMAIN_RULE),
+    "k8s_mode.work_dir": lambda v: None if v.startswith("/") else "must be an absolute path",
+    "k8s_mode.run_as_user": lambda v: None if v >= 1 else "must be a non-root UID (1 or more)",
+    "k8s_mode.pvc_retention_when_deleted": _one_of("Retain", "Delete"),
+    "k8s_mode.field_manager": lambda v: None if v and len(v) <= 128 else "must be 1 to 128 characters",
+    "k8s_mode.pod_address": _one_of("dns", "pod_ip"),
+}
+
+
+def _get(obj: Any, path: str) -> Any:
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def validate(loaded: "LoadedSettings") -> None:
+    """Raise :class:`SettingsError` for the first setting that breaks a rule."""
+    s = loaded.settings
+    for path, check in _RULES.items():
+        value = _get(s, path)
+        rule = check(value)
+        if rule:
+            raise SettingsError(path, rule, value, loaded.source_of(path))
+
+    for name in s.agents.commands:
+        if not _AGENT_TYPE.match(name):
+            path = f"agents.commands.{name}"
+            raise SettingsError(path, "agent type names must be lowercase letters, digits and '-'",
+                                name, loaded.source_of(path), show_value=False)
+    if s.agents.default_type not in s.agents.commands:
+        raise SettingsError("agents.default_type",
+                            f"must be one of the configured agent types: {', '.join(sorted(s.agents.commands))}",
+                            s.agents.default_type, loaded.source_of("agents.default_type"))
+
+    ports = s.local_mode.ports
+    if ports.start > ports.end:
+        raise SettingsError("local_mode.ports.start", f"must not exceed local_mode.ports.end ({ports.end})",
+                            ports.start, loaded.source_of("local_mode.ports.start"))
+
+    res = s.k8s_mode.resources
+    for kind in ("cpu", "memory"):
+        request, limit = getattr(res, f"{kind}_request"), getattr(res, f"{kind}_limit")
+        if parse_quantity(request) > parse_quantity(limit):
+            path = f"k8s_mode.resources.{kind}_request"
+            raise SettingsError(path, f"must not exceed k8s_mode.resources.{kind}_limit ({limit})",
+                                request, loaded.source_of(path))

@@ -1,0 +1,175 @@
+"""What one agent is: the validated, mode-independent description of a create request."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shlex
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+from .naming import (
+    AGENT_ID_RULE, SESSION_ID_RULE, generate_agent_id, is_valid_agent_id, is_valid_session_id,
+)
+from .quantity import QUANTITY_RULE, parse_quantity
+from .settings import Settings
+
+AGENTAPI_KNOWN_TYPES = frozenset({"claude", "goose", "aider", "codex", "gemini", "amp"})
+"""Agent types agentapi parses natively; any other program runs as type ``custom``."""
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_NAME_RULE = "must be a letter or '_' followed by letters, digits or '_'"
+RESERVED_ENV_PREFIXES = ("AGENTAPI_", "AGENTPROXY_")
+MAX_ENV_VARS = 100
+MAX_ENV_VALUE = 32 * 1024
+MAX_MESSAGE = 64 * 1024
+RESOURCE_KEYS = ("cpu_request", "cpu_limit", "memory_request", "memory_limit", "storage_size")
+
+
+class SpecError(ValueError):
+    """A create request has a value that breaks a rule; names the field and the rule."""
+
+    def __init__(self, field_name: str, rule: str, *, kind: str = "invalid") -> None:
+        self.field = field_name
+        self.rule = rule
+        self.kind = kind  # "invalid" (a malformed id: HTTP 400) or "unprocessable" (HTTP 422)
+        super().__init__(f"{field_name}: {rule}")
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Requests and limits of one agent, as Kubernetes quantity strings."""
+
+    cpu_request: str
+    cpu_limit: str
+    memory_request: str
+    memory_limit: str
+    storage_size: str
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """Everything that defines an agent; both backends start agents from it."""
+
+    id: str
+    session: str
+    type: str
+    command: tuple[str, ...]
+    resources: Resources
+    env: Mapping[str, str] = field(default_factory=dict)
+    message: str | None = None
+    owner: str | None = None
+
+    @property
+    def agentapi_type(self) -> str:
+        """The ``--type`` agentapi is started with."""
+        return self.type if self.type in AGENTAPI_KNOWN_TYPES else "custom"
+
+    @property
+    def command_line(self) -> str:
+        """The agent command as one shell-quoted line (for people to read)."""
+        return shlex.join(self.command)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready copy (env as a plain dict, command as a list)."""
+        data = asdict(self)
+        data["command"] = list(self.command)
+        data["env"] = dict(self.env)
+        return data
+
+    def fingerprint(self) -> str:
+        """A stable hash of the spec: equal specs give equal fingerprints."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def build_spec(
+    settings: Settings,
+    session: str,
+    agent_id: str | None = None,
+    agent_type: str | None = None,
+    env: Mapping[str, Any] | None = None,
+    message: str | None = None,
+    resources: Mapping[str, Any] | None = None,
+    owner: str | None = None,
+) -> AgentSpec:
+    """Validate a create request against the settings and return its spec.
+
+    Raises :class:`SpecError` naming the first offending field.
+    """
+    if not is_valid_session_id(session):
+        raise SpecError("session", SESSION_ID_RULE)
+    if agent_id is None:
+        agent_id = generate_agent_id()
+    elif not is_valid_agent_id(agent_id):
+        raise SpecError("id", AGENT_ID_RULE)
+    agent_type = settings.agents.default_type if agent_type is None else agent_type
+    commands = settings.agents.commands
+    if agent_type not in commands:
+        raise SpecError("agent", f"unknown agent type {agent_type!r}; configured types: "
+                        f"{', '.join(sorted(commands))}", kind="unprocessable")
+    if message is not None and (not isinstance(message, str) or len(message) > MAX_MESSAGE):
+        raise SpecError("message", f"must be a string of at most {MAX_MESSAGE} characters", kind="unprocessable")
+    return AgentSpec(
+        id=agent_id,
+        session=session,
+        type=agent_type,
+        command=tuple(commands[agent_type]),
+        resources=_resources(settings, resources or {}),
+        env=_env(env or {}),
+        message=message,
+        owner=owner,
+    )
+
+
+def _env(env: Mapping[str, Any]) -> dict[str, str]:
+    if not isinstance(env, Mapping):
+        raise SpecError("env", "must be an object of names to string values", kind="unprocessable")
+    if len(env) > MAX_ENV_VARS:
+        raise SpecError("env", f"must hold at most {MAX_ENV_VARS} variables", kind="unprocessable")
+    out: dict[str, str] = {}
+    for name, value in env.items():
+        if not isinstance(name, str) or not ENV_NAME.match(name):
+            raise SpecError(f"env.{name}", ENV_NAME_RULE, kind="unprocessable")
+        if name.startswith(RESERVED_ENV_PREFIXES):
+            raise SpecError(f"env.{name}", f"names starting with {' or '.join(RESERVED_ENV_PREFIXES)} are "
+                            "reserved for agentproxy and agentapi", kind="unprocessable")
+        if not isinstance(value, str) or len(value) > MAX_ENV_VALUE:
+            raise SpecError(f"env.{name}", f"must be a string of at most {MAX_ENV_VALUE} characters",
+                            kind="unprocessable")
+        out[name] = value
+    return out
+
+
+def _resources(settings: Settings, requested: Mapping[str, Any]) -> Resources:
+    """Defaults from settings; a request may change them within the configured limits."""
+    if not isinstance(requested, Mapping):
+        raise SpecError("resources", "must be an object", kind="unprocessable")
+    configured = settings.k8s_mode.resources
+    values = {key: getattr(configured, key) for key in RESOURCE_KEYS}
+    for key, value in requested.items():
+        if key not in values:
+            raise SpecError(f"resources.{key}", f"is not a resource; use {', '.join(RESOURCE_KEYS)}",
+                            kind="unprocessable")
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise SpecError(f"resources.{key}", QUANTITY_RULE, kind="unprocessable")
+        try:
+            amount = parse_quantity(str(value))
+        except ValueError:
+            raise SpecError(f"resources.{key}", QUANTITY_RULE, kind="unprocessable") from None
+        if amount <= 0:
+            raise SpecError(f"resources.{key}", "must be positive", kind="unprocessable")
+        values[key] = str(value)
+    bounds = {"cpu_request": "cpu_limit", "cpu_limit": "cpu_limit", "memory_request": "memory_limit",
+              "memory_limit": "memory_limit", "storage_size": "storage_size"}
+    for key, bound in bounds.items():
+        ceiling = getattr(configured, bound)
+        if key in requested and parse_quantity(values[key]) > parse_quantity(ceiling):
+            raise SpecError(f"resources.{key}", f"must not exceed the configured k8s_mode.resources.{bound} "
+                            f"({ceiling})", kind="unprocessable")
+    for kind in ("cpu", "memory"):
+        if parse_quantity(values[f"{kind}_request"]) > parse_quantity(values[f"{kind}_limit"]):
+            raise SpecError(f"resources.{kind}_request", f"must not exceed resources.{kind}_limit "
+                            f"({values[f'{kind}_limit']})", kind="unprocessable")
+    return Resources(**values)
