@@ -11,7 +11,8 @@ import sys
 from typing import Any, Callable, Sequence
 
 from . import __version__
-from .render import RenderError, dump_json, dump_yaml, render_agent
+from .naming import DNS_SUBDOMAIN_RULE, is_dns_subdomain
+from .render import RenderError, dump_json, dump_yaml, render_agent, render_rbac
 from .settings import LoadedSettings, SettingsError, load_settings
 from .settings.show import format_settings
 from .spec import SpecError, build_spec
@@ -62,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     _settings_options(render)
     render.set_defaults(handler=_cmd_render)
 
+    rbac = sub.add_parser("rbac", help="print the ServiceAccount, Role and RoleBinding of the proxy (k8s mode)")
+    rbac.add_argument("--name", default="agentproxy", help="name of the ServiceAccount, Role and RoleBinding")
+    rbac.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml", help="output format")
+    _settings_options(rbac)
+    rbac.set_defaults(handler=_cmd_rbac)
+
     config = sub.add_parser("config", help="print the effective settings and where each came from")
     _settings_options(config)
     config.set_defaults(handler=_cmd_config)
@@ -76,6 +83,14 @@ def _cmd_render(args: argparse.Namespace) -> int:
     settings = _load(args).settings
     spec = build_spec(settings, args.session, args.agent, args.agent_type, dict(args.env), args.message)
     objects = render_agent(settings, spec)
+    sys.stdout.write(dump_json(objects) if args.output == "json" else dump_yaml(objects))
+    return 0
+
+
+def _cmd_rbac(args: argparse.Namespace) -> int:
+    if not is_dns_subdomain(args.name):
+        raise UsageError(f"agentproxy rbac: --name {args.name!r}: {DNS_SUBDOMAIN_RULE}")
+    objects = render_rbac(_load(args).settings, args.name)
     sys.stdout.write(dump_json(objects) if args.output == "json" else dump_yaml(objects))
     return 0
 

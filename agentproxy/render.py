@@ -152,13 +152,28 @@ def render_agent(settings: Settings, spec: AgentSpec) -> list[dict[str, Any]]:
     return objects
 
 
-def _render_one(template: jinja2.Template, context: dict[str, Any]) -> dict[str, Any]:
+def render_rbac(settings: Settings, name: str = "agentproxy") -> list[dict[str, Any]]:
+    """The ServiceAccount, Role and RoleBinding the proxy runs with in k8s mode."""
+    env = _environment(settings.templates_dir)
     try:
-        text = template.render(context)
+        template = env.get_template("rbac.yaml.j2")
+    except jinja2.TemplateNotFound:
+        raise RenderError("template rbac.yaml.j2 not found") from None
+    text = _render_text(template, {"name": name, "k8s": settings.k8s_mode})
+    return [doc for doc in yaml.load_all(text, Loader=_Loader) if doc]
+
+
+def _render_text(template: jinja2.Template, context: dict[str, Any]) -> str:
+    try:
+        return template.render(context)
     except jinja2.UndefinedError as exc:
         raise RenderError(f"template {template.name}{_template_line(template)}: {exc.message}") from None
     except jinja2.TemplateError as exc:
         raise RenderError(f"template {template.name}{_template_line(template)}: {exc}") from None
+
+
+def _render_one(template: jinja2.Template, context: dict[str, Any]) -> dict[str, Any]:
+    text = _render_text(template, context)
     try:
         obj = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:

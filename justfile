@@ -1,0 +1,78 @@
+# agentproxy's tasks. `bin/just RECIPE` installs everything needed on first use.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+cache := env_var_or_default("AGENTPROXY_CACHE", env_var_or_default("XDG_CACHE_HOME", env_var("HOME") / ".cache") / "agentproxy")
+cluster_dir := env_var_or_default("AGENTPROXY_CLUSTER_DIR", cache / "cluster")
+local_kubeconfig := cluster_dir / "kubeconfig"
+kind_kubeconfig := cache / "kind" / "kubeconfig"
+
+# List the recipes
+default:
+    @just --list
+
+# Create .venv with agentproxy, its test tools and just (bin/just does this on first use)
+setup:
+    python3 -m venv .venv
+    .venv/bin/python -m pip install -e '.[test]' rust-just
+
+# Run the service (local mode on 127.0.0.1:8080 unless settings say otherwise)
+run *ARGS:
+    agentproxy serve {{ ARGS }}
+
+# Print the manifests of one agent, e.g. `just render --session s --agent a1`
+render *ARGS:
+    agentproxy render {{ ARGS }}
+
+# Everything CI runs: unit tests, then the e2e suite against a local control plane
+test: unit
+    #!/usr/bin/env bash
+    set -euo pipefail
+    # Leave a control plane that was already running as it was.
+    started=0
+    if ! python testenv/cluster.py status >/dev/null 2>&1; then
+      just cluster-up
+      started=1
+    fi
+    trap '[[ $started == 1 ]] && just cluster-down' EXIT
+    KUBECONFIG="{{ local_kubeconfig }}" AGENTPROXY_TEST_POD_CIDR=127.1.0.0/16 just e2e
+
+# Unit tests: pure code, no cluster, no network
+unit *ARGS:
+    python -m pytest tests/unit {{ ARGS }}
+
+# The e2e suite against whatever $KUBECONFIG points to (a missing cluster fails, it is never skipped)
+e2e *ARGS:
+    AGENTPROXY_E2E_REQUIRED=1 python -m pytest tests/e2e {{ ARGS }}
+
+# Build the control plane's binaries into the user-level cache (a no-op when cached)
+build-testenv:
+    testenv/build.sh
+
+# Start etcd, kube-apiserver, controller-manager, scheduler and kwok on loopback
+cluster-up: build-testenv
+    python testenv/cluster.py up
+
+# Stop the processes cluster-up started and remove its state
+cluster-down:
+    python testenv/cluster.py down
+
+# Is the local control plane up?
+cluster-status:
+    python testenv/cluster.py status
+
+# For users with Docker: a kind cluster with the agent image loaded; then `KUBECONFIG=... just e2e`
+kind-up:
+    mkdir -p "$(dirname '{{ kind_kubeconfig }}')"
+    kind create cluster --config kind-config.yaml --kubeconfig "{{ kind_kubeconfig }}" --wait 180s
+    docker build -t agentapi-proxy:latest .
+    kind load docker-image agentapi-proxy:latest --name agentproxy
+    @echo "export KUBECONFIG={{ kind_kubeconfig }}"
+
+# Delete the kind cluster
+kind-down:
+    kind delete cluster --name agentproxy --kubeconfig "{{ kind_kubeconfig }}"
+
+# Render manifests for 1000 agents and report agents/s
+bench-render *ARGS:
+    python benchmarks/render.py {{ ARGS }}

@@ -1,0 +1,62 @@
+"""Fixtures of the e2e suite: a real Kubernetes API server named by $KUBECONFIG.
+
+The suite runs unchanged against the local control plane (`just test`) and a
+kind cluster (`just kind-up`, then `just e2e`). What differs between clusters
+comes from fixtures fed by the environment, never from the tests:
+``AGENTPROXY_TEST_POD_CIDR`` names the range pod IPs must come from, when known.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import uuid
+from pathlib import Path
+
+import kr8s.asyncio
+import pytest
+
+from kube import delete_namespace, create_namespace
+
+pytestmark = pytest.mark.e2e
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def kubeconfig() -> str:
+    """Path of the kubeconfig; fails (never skips) when `just e2e` requires a cluster."""
+    path = os.environ.get("KUBECONFIG", "")
+    if not path or not Path(path.split(os.pathsep)[0]).exists():
+        message = ("no cluster: KUBECONFIG is unset or missing; start one with `just cluster-up` "
+                   "(or `just kind-up`) and export the KUBECONFIG it prints")
+        if os.environ.get("AGENTPROXY_E2E_REQUIRED") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def pod_cidr() -> ipaddress.IPv4Network | None:
+    """The range pod IPs come from, when the cluster is known to use one."""
+    value = os.environ.get("AGENTPROXY_TEST_POD_CIDR")
+    return ipaddress.ip_network(value) if value else None
+
+
+@pytest.fixture
+async def api(kubeconfig: str) -> kr8s.asyncio.Api:
+    """A kr8s client with the kubeconfig's (admin) credentials."""
+    return await kr8s.asyncio.api(kubeconfig=kubeconfig)
+
+
+@pytest.fixture
+async def namespace(api: kr8s.asyncio.Api):
+    """A fresh namespace enforcing the `restricted` Pod Security Standard,
+    deleted after the test."""
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    await create_namespace(api, name, labels={"pod-security.kubernetes.io/enforce": "restricted"})
+    yield name
+    await delete_namespace(api, name)
