@@ -49,12 +49,12 @@ LABEL_INSTANCE = "app.kubernetes.io/instance"
 
 def is_dns_label(value: str) -> bool:
     """True for a DNS-1123 label (namespaces, Service names)."""
-    return isinstance(value, str) and len(value) <= 63 and bool(_DNS_LABEL.match(value))
+    return isinstance(value, str) and len(value) <= 63 and bool(_DNS_LABEL.fullmatch(value))
 
 
 def is_dns_subdomain(value: str) -> bool:
     """True for a DNS-1123 subdomain (most object names)."""
-    return isinstance(value, str) and len(value) <= 253 and bool(_DNS_SUBDOMAIN.match(value))
+    return isinstance(value, str) and len(value) <= 253 and bool(_DNS_SUBDOMAIN.fullmatch(value))
 
 
 def is_valid_agent_id(value: str) -> bool:
@@ -64,7 +64,7 @@ def is_valid_agent_id(value: str) -> bool:
 
 def is_valid_session_id(value: str) -> bool:
     """True when ``value`` can name a session (a non-empty label value)."""
-    return isinstance(value, str) and len(value) <= SESSION_ID_MAX and bool(_LABEL_VALUE.match(value))
+    return isinstance(value, str) and len(value) <= SESSION_ID_MAX and bool(_LABEL_VALUE.fullmatch(value))
 
 
 def generate_agent_id() -> str:

@@ -36,7 +36,7 @@ def parse_quantity(text: str) -> Decimal:
     suffix = match["suffix"] or ""
     if suffix in _BINARY:
         return number * _BINARY[suffix]
-    if suffix[:1] in ("e", "E"):
+    if suffix[:1] in ("e", "E") and len(suffix) > 1:  # an exponent; a lone "E" is exa
         return number.scaleb(int(suffix[1:]))
     return number * _DECIMAL[suffix]
 

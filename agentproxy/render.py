@@ -141,6 +141,7 @@ def render_agent(settings: Settings, spec: AgentSpec) -> list[dict[str, Any]]:
         "resources": spec.resources,
         "port": AGENT_PORT,
         "spec_hash": spec.fingerprint(),
+        "spec_json": spec.to_json(),
     }
     objects = []
     for template, kind, name_key in compiled:

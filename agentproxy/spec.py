@@ -57,7 +57,7 @@ class AgentSpec:
     type: str
     command: tuple[str, ...]
     resources: Resources
-    env: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict, hash=False)  # dicts do not hash; eq still compares
     message: str | None = None
     owner: str | None = None
 
@@ -78,10 +78,24 @@ class AgentSpec:
         data["env"] = dict(self.env)
         return data
 
+    def to_json(self) -> str:
+        """Canonical JSON of the spec (sorted keys, no spaces)."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
     def fingerprint(self) -> str:
         """A stable hash of the spec: equal specs give equal fingerprints."""
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_json(cls, text: str) -> "AgentSpec":
+        """The spec :meth:`to_json` wrote (raises ``ValueError`` when it is not one)."""
+        try:
+            data = json.loads(text)
+            data["command"] = tuple(data["command"])
+            data["resources"] = Resources(**data["resources"])
+            return cls(**data)
+        except (TypeError, KeyError, json.JSONDecodeError) as exc:
+            raise ValueError(f"not an agent spec: {exc}") from None
 
 
 def build_spec(
@@ -130,7 +144,7 @@ def _env(env: Mapping[str, Any]) -> dict[str, str]:
         raise SpecError("env", f"must hold at most {MAX_ENV_VARS} variables", kind="unprocessable")
     out: dict[str, str] = {}
     for name, value in env.items():
-        if not isinstance(name, str) or not ENV_NAME.match(name):
+        if not isinstance(name, str) or not ENV_NAME.fullmatch(name):
             raise SpecError(f"env.{name}", ENV_NAME_RULE, kind="unprocessable")
         if name.startswith(RESERVED_ENV_PREFIXES):
             raise SpecError(f"env.{name}", f"names starting with {' or '.join(RESERVED_ENV_PREFIXES)} are "

@@ -110,7 +110,7 @@ def _start(layout: Layout, name: str, argv: list[str]) -> None:
     created = psutil.Process(proc.pid).create_time()
     pidfile = _pidfile(layout, name)
     pidfile.parent.mkdir(parents=True, exist_ok=True)
-    pidfile.write_text(json.dumps({"pid": proc.pid, "create_time": created, "exe": argv[0]}))
+    pidfile.write_text(json.dumps({"pid": proc.pid, "create_time": created, "exe": argv[0], "argv": argv}))
 
 
 def _owned_process(layout: Layout, name: str) -> psutil.Process | None:
@@ -378,6 +378,20 @@ def _node_ready(layout: Layout) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
+def restart(layout: Layout, name: str) -> None:
+    """Stop one component and start it again with the same arguments (for tests
+    of what clients do while, say, the API server is down)."""
+    record = json.loads(_pidfile(layout, name).read_text())
+    proc = _owned_process(layout, name)
+    if proc is not None:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+    _start(layout, name, record["argv"])
+    if name == "kube-apiserver":
+        _wait(name, lambda: _get(layout.apiserver_url + "/readyz", _admin_context(layout))[0] == 200,
+              layout, name, time.monotonic() + START_TIMEOUT)
+
+
 def down(layout: Layout) -> None:
     """Stop what ``up`` started and remove its state."""
     _stop_all(layout)
@@ -397,10 +411,15 @@ def status(layout: Layout) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=("up", "down", "status"))
+    parser.add_argument("action", choices=("up", "down", "status", "restart"))
+    parser.add_argument("component", nargs="?", choices=COMPONENTS, help="for restart")
     args = parser.parse_args()
     layout = Layout.from_env()
-    if args.action == "up":
+    if args.action == "restart":
+        if not args.component:
+            parser.error("restart needs a component")
+        restart(layout, args.component)
+    elif args.action == "up":
         up(layout)
     elif args.action == "down":
         down(layout)

@@ -14,13 +14,16 @@ class Source:
     detail: str = ""
 
     def __str__(self) -> str:
+        # A line break in a --set argument or a path must not split the one-line
+        # error message or the `# from ...` comment of `agentproxy config`.
+        detail = self.detail if self.detail.isprintable() else repr(self.detail)
         if self.kind == "default":
             return "default"
         if self.kind == "file":
-            return f"config file {self.detail}"
+            return f"config file {detail}"
         if self.kind == "env":
-            return f"environment variable {self.detail}"
-        return f"--set {self.detail}"
+            return f"environment variable {detail}"
+        return f"--set {detail}"
 
 
 DEFAULT = Source("default")

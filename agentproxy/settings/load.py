@@ -7,6 +7,7 @@ Order, lowest first: built-in defaults < config file (``--config FILE`` or
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import os
@@ -15,7 +16,6 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import yaml
-from omegaconf import OmegaConf
 
 from .errors import DEFAULT, SettingsError, Source
 from .fields import CONFIG_ENV, ENV_VARS, LEAVES, SCHEMA_TREE, Leaf, ValueRuleError
@@ -59,11 +59,25 @@ def load_settings(
     for item in overrides:
         layer.add_override(item)
 
-    merged = OmegaConf.merge(OmegaConf.structured(Settings), OmegaConf.create(layer.values))
-    settings: Settings = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    settings = Settings()
+    _apply(settings, layer.values)
     loaded = LoadedSettings(settings, dict(layer.sources))
     validate(loaded)
     return loaded
+
+
+def _apply(obj: Any, values: Mapping[str, Any]) -> None:
+    """Set the typed values on the default settings; a mapping (agent commands)
+    merges into the default one key by key. Plain assignment on purpose: a
+    templating merge would read ``${...}`` or ``???`` inside a value as syntax."""
+    for key, value in values.items():
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            _apply(current, value)
+        elif isinstance(current, dict):
+            current.update(value)
+        else:
+            setattr(obj, key, value)
 
 
 class _Layers:
@@ -149,7 +163,7 @@ class _Layers:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise SettingsError("--set", "must look like dotted.key=value", item, show_value=False) from None
+            raise SettingsError("--set", "must look like dotted.key=value", item) from None
         leaf = LEAVES.get(key)
         if leaf is not None:
             self.put(leaf, raw, source)

@@ -50,7 +50,7 @@ _RULES: dict[str, Check] = {
     "local_mode.ports.end": _port,
     "local_mode.data_dir": _nonempty,
     "k8s_mode.namespace": lambda v: None if is_dns_label(v) else DNS_LABEL_RULE,
-    "k8s_mode.image": lambda v: None if v and _IMAGE.match(v) else "must be a container image reference without spaces",
+    "k8s_mode.image": lambda v: None if v and _IMAGE.fullmatch(v) else "must be a container image reference without spaces",
     "k8s_mode.image_pull_policy": _one_of("Always", "IfNotPresent", "Never"),
     "k8s_mode.resources.cpu_request": _quantity,
     "k8s_mode.resources.cpu_limit": _quantity,
@@ -84,7 +84,7 @@ def validate(loaded: "LoadedSettings") -> None:
             raise SettingsError(path, rule, value, loaded.source_of(path))
 
     for name in s.agents.commands:
-        if not _AGENT_TYPE.match(name):
+        if not _AGENT_TYPE.fullmatch(name):
             path = f"agents.commands.{name}"
             raise SettingsError(path, "agent type names must be lowercase letters, digits and '-'",
                                 name, loaded.source_of(path), show_value=False)

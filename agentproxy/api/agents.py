@@ -1,0 +1,130 @@
+"""Routes that create, list, inspect, delete agents and read their logs."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from ..backends.base import AgentState, Conflict, NotFound
+from ..spec import build_spec
+from . import params
+from .auth import principal_of
+from .context import ApiContext
+from .errors import ApiError
+from .model import agent_json
+
+CREATE_FIELDS = {"id": str, "agent": str, "env": dict, "resources": dict, "message": str}
+"""Fields of a create request and the JSON type each must have (``null`` means "not given")."""
+
+_JSON_TYPE = {str: "a string", dict: "an object"}
+
+MAX_TAIL = 10_000
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status)
+
+
+class AgentRoutes:
+    """The agent routes of one application."""
+
+    def __init__(self, ctx: ApiContext) -> None:
+        self.ctx = ctx
+
+    def routes(self) -> list[web.RouteDef]:
+        """The route table."""
+        return [
+            web.post("/sessions/{session}/agents", self.create),
+            web.get("/sessions/{session}/agents", self.list_session, allow_head=False),
+            web.get("/agents", self.list_all, allow_head=False),
+            web.get("/sessions/{session}/agents/{agent}", self.get, allow_head=False),
+            web.delete("/sessions/{session}/agents/{agent}", self.delete),
+            web.get("/sessions/{session}/agents/{agent}/logs", self.logs, allow_head=False),
+        ]
+
+    async def create(self, request: web.Request) -> web.Response:
+        """``POST /sessions/{session}/agents``: 201 for a new agent, 200 when an equal one exists."""
+        session = params.path_session(request)
+        principal = principal_of(request)
+        body = await params.json_object(request)
+        fields = _create_fields(body)
+        spec = build_spec(self.ctx.settings, session, fields.get("id"), fields.get("agent"), fields.get("env"),
+                          fields.get("message"), fields.get("resources"), owner=principal.name)
+        existed = False
+        if fields.get("id") is not None:
+            try:
+                current = await self.ctx.backend.get(session, spec.id)
+            except NotFound:
+                pass
+            else:
+                if not principal.can_see(current):
+                    raise Conflict(f"agent id {spec.id!r} is taken in session {session!r}", field="id")
+                existed = True
+        # A client that goes away must not leave a half-made agent behind.
+        state = await asyncio.shield(self.ctx.backend.create(spec))
+        return _json(agent_json(state), status=200 if existed else 201)
+
+    async def list_session(self, request: web.Request) -> web.Response:
+        """``GET /sessions/{session}/agents``."""
+        session = params.path_session(request)
+        return _json({"agents": await self._list(request, session)})
+
+    async def list_all(self, request: web.Request) -> web.Response:
+        """``GET /agents``, optionally filtered by ``session`` and ``status``."""
+        return _json({"agents": await self._list(request, params.query_session(request))})
+
+    async def _list(self, request: web.Request, session: str | None) -> list[dict[str, Any]]:
+        status = params.query_status(request)
+        principal = principal_of(request)
+        states = await self.ctx.backend.list(session=session, status=status)
+        return [agent_json(s) for s in states if principal.can_see(s)]
+
+    async def get(self, request: web.Request) -> web.Response:
+        """``GET /sessions/{session}/agents/{agent}``."""
+        return _json(agent_json(await self._visible(request)))
+
+    async def delete(self, request: web.Request) -> web.Response:
+        """``DELETE /sessions/{session}/agents/{agent}[?purge=true]``: the agent's last state."""
+        purge = params.query_bool(request, "purge")
+        state = await self._visible(request)
+        final = await asyncio.shield(self.ctx.backend.delete(state.session, state.id, purge=purge))
+        return _json(agent_json(final))
+
+    async def logs(self, request: web.Request) -> web.Response:
+        """``GET .../logs[?tail=N][&format=text|json]``: plain text unless JSON is asked for."""
+        tail = params.query_int(request, "tail", 100, 1, MAX_TAIL)
+        as_json = _wants_json(request)
+        state = await self._visible(request)
+        text = await self.ctx.backend.logs(state.session, state.id, tail_lines=tail)
+        if as_json:
+            return _json({"session": state.session, "id": state.id, "tail": tail, "lines": text.splitlines()})
+        return web.Response(text=text, content_type="text/plain", charset="utf-8")
+
+    async def _visible(self, request: web.Request) -> AgentState:
+        session, agent = params.path_agent(request)
+        return await self.ctx.visible_agent(principal_of(request), session, agent)
+
+
+def _create_fields(body: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a create request, checked for shape (values are checked by ``build_spec``)."""
+    unknown = sorted(set(body) - set(CREATE_FIELDS))
+    if unknown:
+        raise ApiError(400, f"{unknown[0]}: unknown field; a create request may have "
+                            f"{', '.join(CREATE_FIELDS)}", code="invalid", field=unknown[0])
+    for name, kind in CREATE_FIELDS.items():
+        value = body.get(name)
+        if value is not None and (not isinstance(value, kind)):
+            raise ApiError(400, f"{name}: must be {_JSON_TYPE[kind]}", code="invalid", field=name)
+    return body
+
+
+def _wants_json(request: web.Request) -> bool:
+    fmt = request.query.get("format")
+    if fmt is not None:
+        if fmt not in ("text", "json"):
+            raise ApiError(400, "format: must be text or json", code="invalid", field="format")
+        return fmt == "json"
+    accept = request.headers.get("Accept", "")
+    return "application/json" in accept and "text/plain" not in accept

@@ -1,0 +1,181 @@
+"""API keys: who is calling, and which agents they may see.
+
+Keys are configured as SHA-256 hex digests, never in clear. A request presents
+its key as ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``. Each agent is
+owned by the key that created it; a non-admin key sees and reaches only its own
+agents, an admin key sees all. Without any key configured every request is
+allowed (and the server refuses to listen on anything but loopback unless told
+otherwise, see :func:`check_bind`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from aiohttp import web
+
+from ..backends.base import AgentState
+from .errors import ApiError, Handler
+
+_HEX_DIGEST = re.compile(r"^[0-9a-fA-F]{64}$")
+
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+"""Paths answered without a key."""
+
+PRINCIPAL = "agentproxy.principal"
+"""Key of the :class:`Principal` in a request's mapping."""
+
+
+def hash_key(key: str) -> str:
+    """The SHA-256 hex digest of an API key: what the settings hold."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """One configured key: a name (the owner of the agents it creates), its digest and its role."""
+
+    name: str
+    sha256: str
+    admin: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValueError("an API key needs a non-empty name")
+        if not isinstance(self.sha256, str) or not _HEX_DIGEST.fullmatch(self.sha256):
+            raise ValueError(f"API key {self.name!r}: sha256 must be 64 hexadecimal digits "
+                             "(the SHA-256 digest of the key, e.g. `printf %s KEY | sha256sum`)")
+        if not isinstance(self.admin, bool):
+            raise ValueError(f"API key {self.name!r}: admin must be true or false")
+
+    @classmethod
+    def from_record(cls, record: Any) -> "ApiKey":
+        """A key from a settings record: a mapping or an object with ``name``, ``sha256``, ``admin``."""
+        if isinstance(record, ApiKey):
+            return record
+        if isinstance(record, Mapping):
+            unknown = set(record) - {"name", "sha256", "admin"}
+            if unknown:
+                raise ValueError(f"API key record has unknown fields: {', '.join(sorted(map(str, unknown)))}")
+            return cls(record.get("name"), record.get("sha256"), record.get("admin", False))  # type: ignore[arg-type]
+        return cls(getattr(record, "name", None), getattr(record, "sha256", None),  # type: ignore[arg-type]
+                   getattr(record, "admin", False))
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request acts as: a key's name (``None`` when no keys are configured) and its role."""
+
+    name: str | None
+    admin: bool
+
+    def can_see(self, state: AgentState) -> bool:
+        """True when this caller may see and reach the agent."""
+        return self.admin or state.spec.owner == self.name
+
+
+ANONYMOUS = Principal(None, True)
+"""The caller when no keys are configured: sees everything, owns nothing."""
+
+
+class Authenticator:
+    """Checks the key of each request against the configured digests."""
+
+    def __init__(self, keys: Iterable[ApiKey | Mapping[str, Any]] = ()) -> None:
+        self.keys = tuple(ApiKey.from_record(k) for k in keys)
+        names = [k.name for k in self.keys]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"API key names must be unique; repeated: {', '.join(duplicates)}")
+        self._digests = tuple((bytes.fromhex(k.sha256), Principal(k.name, k.admin)) for k in self.keys)
+
+    @property
+    def enabled(self) -> bool:
+        """True when at least one key is configured."""
+        return bool(self._digests)
+
+    def principal(self, request: web.Request) -> Principal:
+        """The caller of ``request``, or :class:`ApiError` 401."""
+        if not self._digests:
+            return ANONYMOUS
+        token = _presented_key(request)
+        if token is None:
+            raise _unauthorized("an API key is required (Authorization: Bearer KEY or X-API-Key: KEY)")
+        digest = hashlib.sha256(token.encode()).digest()
+        found = None
+        for expected, principal in self._digests:  # no early exit: the time does not depend on the match
+            if hmac.compare_digest(expected, digest):
+                found = principal
+        if found is None:
+            raise _unauthorized("the API key is not valid")
+        return found
+
+    def middleware(self) -> Any:
+        """The aiohttp middleware that stores the caller under :data:`PRINCIPAL`."""
+        enabled = self.enabled
+
+        @web.middleware
+        async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+            if not enabled:
+                request[PRINCIPAL] = ANONYMOUS
+            elif request.path in OPEN_PATHS:
+                request[PRINCIPAL] = None
+            else:
+                request[PRINCIPAL] = self.principal(request)
+            return await handler(request)
+
+        return auth_middleware
+
+
+def principal_of(request: web.Request) -> Principal:
+    """The caller of a request that passed the auth middleware."""
+    principal = request.get(PRINCIPAL)
+    if principal is None:
+        raise _unauthorized("an API key is required (Authorization: Bearer KEY or X-API-Key: KEY)")
+    return principal
+
+
+def _presented_key(request: web.Request) -> str | None:
+    headers = request.headers
+    auth = headers.get("Authorization")
+    if auth is not None:
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    key = headers.get("X-API-Key")
+    if key is not None and key.strip():
+        return key.strip()
+    return None
+
+
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(401, message, headers={"WWW-Authenticate": 'Bearer realm="agentproxy"'})
+
+
+def is_loopback_host(host: str) -> bool:
+    """True when binding ``host`` listens on loopback only."""
+    if host.lower() in ("localhost", "localhost.", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class BindRefused(ValueError):
+    """Listening on a non-loopback address without API keys was not explicitly allowed."""
+
+
+def check_bind(host: str, auth: Authenticator, allow_unauthenticated_remote: bool = False) -> None:
+    """Refuse to serve an open API beyond this machine unless explicitly allowed."""
+    if auth.enabled or allow_unauthenticated_remote or is_loopback_host(host):
+        return
+    raise BindRefused(
+        f"refusing to listen on {host!r} without API keys: anyone who reaches it could run agents. "
+        "Configure server.api_keys, bind a loopback address (127.0.0.1), or set "
+        "server.allow_unauthenticated_remote=true to allow it anyway")

@@ -1,0 +1,36 @@
+"""What the handlers of one application share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from ..backends.base import AgentState, Backend, NotFound
+from ..settings import Settings
+from .auth import Authenticator, Principal
+from .metrics import Metrics
+
+
+@dataclass
+class ApiContext:
+    """Settings, backend, key checks, metrics and the upstream HTTP client of one app."""
+
+    settings: Settings
+    backend: Backend
+    auth: Authenticator
+    metrics: Metrics
+    heartbeat_interval: float = 15.0
+    """Seconds between comment lines on an idle ``/events`` stream."""
+    client: aiohttp.ClientSession | None = field(default=None, repr=False)
+    """The one pooled client for every upstream request; open between app startup and cleanup."""
+
+    async def visible_agent(self, principal: Principal, session: str, agent_id: str) -> AgentState:
+        """The agent, or :class:`NotFound` when it is absent or belongs to another key."""
+        try:
+            state: AgentState | None = await self.backend.get(session, agent_id)
+        except NotFound:
+            state = None
+        if state is None or not principal.can_see(state):
+            raise NotFound(f"agent {agent_id!r} not found in session {session!r}")
+        return state

@@ -1,0 +1,87 @@
+"""Prometheus metrics of the API: requests, latency, agents by status and proxied bytes."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from ..backends.base import AgentStatus, Backend
+from .errors import Handler
+
+UNMATCHED = "unmatched"
+"""The route label of requests no route matched (keeps the label set small)."""
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    """The metrics of one application, in a registry of its own."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "agentproxy_http_requests", "HTTP requests answered, by method, route template and status.",
+            ["method", "route", "status"], registry=self.registry)
+        self.latency = Histogram(
+            "agentproxy_http_request_duration_seconds",
+            "Time to answer an HTTP request (for streams: until the stream ended), by method, route "
+            "template and status.", ["method", "route", "status"], buckets=LATENCY_BUCKETS,
+            registry=self.registry)
+        self.agents = Gauge("agentproxy_agents", "Agents by status, as the backend lists them at scrape time.",
+                            ["status"], registry=self.registry)
+        proxy_bytes = Counter(
+            "agentproxy_proxy_bytes",
+            "Body bytes passed through the agent API proxy: direction=in from clients to agents, "
+            "direction=out from agents to clients.", ["direction"], registry=self.registry)
+        self.proxy_bytes_in = proxy_bytes.labels("in")
+        self.proxy_bytes_out = proxy_bytes.labels("out")
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one answered request."""
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            labels = (method, route, str(status))
+            children = self._children[key] = (self.requests.labels(*labels), self.latency.labels(*labels))
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def middleware(self) -> Any:
+        """The aiohttp middleware that counts and times every request."""
+        observe = self.observe
+        clock = time.perf_counter
+
+        @web.middleware
+        async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+            started = clock()
+            status = 500
+            try:
+                response = await handler(request)
+                status = response.status
+                return response
+            except web.HTTPException as exc:
+                status = exc.status
+                raise
+            except BaseException:
+                status = 499 if request.transport is None else 500  # 499: the client went away
+                raise
+            finally:
+                resource = request.match_info.route.resource
+                route = resource.canonical if resource is not None else UNMATCHED
+                observe(request.method, route, status, clock() - started)
+
+        return metrics_middleware
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """``GET /metrics``: the text exposition format."""
+        counts = dict.fromkeys((s.value for s in AgentStatus), 0)
+        for state in await self.backend.list():
+            counts[state.status.value] = counts.get(state.status.value, 0) + 1
+        for status, count in counts.items():
+            self.agents.labels(status).set(count)
+        return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,216 @@
+"""One shared list+watch cache per namespace.
+
+A :class:`Reflector` per kind lists the objects that carry agentproxy's
+``managed-by`` label, then watches from the list's resourceVersion. It relists
+when the server answers 410 Gone (kr8s's own watch would retry the same stale
+resourceVersion), reconnects with jittered exponential backoff, and restarts a
+watch that stays silent too long (bookmarks keep a healthy one talking).
+Readers get objects from memory: listing agents costs no API call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+from ... import naming
+from .client import Client, Gone
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A watched resource: its collection path prefix and plural."""
+
+    name: str  # "StatefulSet", ...
+    prefix: str  # "/apis/apps/v1" or "/api/v1"
+    plural: str
+
+    def collection(self, namespace: str) -> str:
+        return f"{self.prefix}/namespaces/{namespace}/{self.plural}"
+
+    def item(self, namespace: str, name: str) -> str:
+        return f"{self.collection(namespace)}/{name}"
+
+
+STATEFULSET = Kind("StatefulSet", "/apis/apps/v1", "statefulsets")
+POD = Kind("Pod", "/api/v1", "pods")
+PVC = Kind("PersistentVolumeClaim", "/api/v1", "persistentvolumeclaims")
+SERVICE = Kind("Service", "/api/v1", "services")
+CONFIGMAP = Kind("ConfigMap", "/api/v1", "configmaps")
+KINDS = (CONFIGMAP, SERVICE, PVC, STATEFULSET, POD)
+
+Listener = Callable[[Kind, str, dict[str, Any]], Awaitable[None] | None]
+"""Called with (kind, event type ADDED/MODIFIED/DELETED, object) after the store changed."""
+
+
+class Reflector:
+    """Keeps ``store`` equal to the labelled objects of one kind in one namespace."""
+
+    def __init__(self, client: Client, kind: Kind, namespace: str, listener: Listener, *,
+                 watch_timeout: float = 240.0, silence_timeout: float = 90.0,
+                 backoff_max: float = 30.0) -> None:
+        self.client = client
+        self.kind = kind
+        self.namespace = namespace
+        self.listener = listener
+        self.store: dict[str, dict[str, Any]] = {}
+        self.synced = asyncio.Event()
+        self.resource_version = ""
+        self.relists = 0
+        self.watch_timeout = watch_timeout
+        self.silence_timeout = silence_timeout
+        self.backoff_max = backoff_max
+        self.healthy = False
+
+    async def run(self) -> None:
+        """List, then watch, forever (until cancelled)."""
+        failures = 0
+        while True:
+            try:
+                # After a broken connection, resume watching from the last
+                # resourceVersion seen; list again only when there is none
+                # or the server says it is too old.
+                if not self.resource_version:
+                    await self._list()
+                while True:
+                    await self._watch()
+                    failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Gone:
+                log.info("%s watch expired (410 Gone); relisting", self.kind.name)
+                self.resource_version = ""
+            except Exception as exc:  # any failure: back off, then resume
+                self.healthy = False
+                failures += 1
+                delay = min(self.backoff_max, 0.5 * 2 ** min(failures, 8)) * random.uniform(0.5, 1.0)
+                log.warning("%s list/watch failed (%s); retrying in %.1f s", self.kind.name,
+                            getattr(exc, "message", None) or exc, delay)
+                await asyncio.sleep(delay)
+
+    async def _list(self) -> None:
+        body = await self.client.request("GET", self.kind.collection(self.namespace),
+                                         params={"labelSelector": naming.MANAGED_SELECTOR},
+                                         verb="list", resource=self.kind.plural)
+        self.relists += 1
+        fresh = {item["metadata"]["name"]: _with_kind(item, self.kind) for item in body.get("items", [])}
+        old = self.store
+        self.store = fresh
+        self.resource_version = body["metadata"]["resourceVersion"]
+        self.healthy = True
+        self.synced.set()
+        # Tell listeners what changed while we were not watching.
+        for name, obj in old.items():
+            if name not in fresh:
+                await self._notify("DELETED", obj)
+        for name, obj in fresh.items():
+            previous = old.get(name)
+            if previous is None:
+                await self._notify("ADDED", obj)
+            elif previous["metadata"].get("resourceVersion") != obj["metadata"].get("resourceVersion"):
+                await self._notify("MODIFIED", obj)
+
+    async def _watch(self) -> None:
+        params = {
+            "watch": "1", "labelSelector": naming.MANAGED_SELECTOR, "allowWatchBookmarks": "true",
+            "resourceVersion": self.resource_version,
+            # Jitter so that the watches of many proxies do not all restart at once.
+            "timeoutSeconds": str(int(self.watch_timeout * random.uniform(0.8, 1.0))),
+        }
+        async with self.client.stream(self.kind.collection(self.namespace), params, self.silence_timeout) as lines:
+            async for line in lines:
+                if line.strip():
+                    await self._handle(json.loads(line))
+
+    async def _handle(self, event: dict[str, Any]) -> None:
+        kind, obj = event.get("type"), event.get("object") or {}
+        if kind == "ERROR":
+            if obj.get("code") == 410:
+                raise Gone(obj.get("message", "resource version too old"))
+            raise RuntimeError(f"watch error: {obj.get('message')}")
+        rv = (obj.get("metadata") or {}).get("resourceVersion")
+        if rv:
+            self.resource_version = rv
+        if kind == "BOOKMARK":
+            return
+        obj = _with_kind(obj, self.kind)
+        name = obj["metadata"]["name"]
+        if kind == "DELETED":
+            self.store.pop(name, None)
+        else:
+            self.store[name] = obj
+        await self._notify(kind, obj)
+
+    async def _notify(self, event_type: str, obj: dict[str, Any]) -> None:
+        try:
+            result = self.listener(self.kind, event_type, obj)
+            if asyncio.iscoroutine(result):
+                await result
+        except Exception:  # a listener bug must not stop the watch
+            log.exception("listener failed for %s %s", self.kind.name, obj["metadata"].get("name"))
+
+
+def _with_kind(obj: dict[str, Any], kind: Kind) -> dict[str, Any]:
+    # List items carry no kind; keep it so objects can be re-applied or compared.
+    obj.setdefault("kind", kind.name)
+    return obj
+
+
+class NamespaceCache:
+    """The reflectors of every managed kind in one namespace, and an index by agent id."""
+
+    def __init__(self, client: Client, namespace: str, listener: Listener, **reflector_options: float) -> None:
+        self.namespace = namespace
+        self.reflectors = {k.name: Reflector(client, k, namespace, listener, **reflector_options) for k in KINDS}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self, timeout: float = 30.0) -> None:
+        """Start every reflector and wait until each has listed once."""
+        self._tasks = [asyncio.create_task(r.run(), name=f"reflector-{r.kind.plural}")
+                       for r in self.reflectors.values()]
+        waits = [asyncio.create_task(r.synced.wait()) for r in self.reflectors.values()]
+        done, pending = await asyncio.wait(waits, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        if pending:
+            missing = [r.kind.plural for r in self.reflectors.values() if not r.synced.is_set()]
+            raise TimeoutError(f"could not list {', '.join(missing)} within {timeout:.0f} s")
+
+    def restart_watches(self) -> None:
+        """End every watch and start it again from its last resourceVersion."""
+        for task in self._tasks:
+            task.cancel()
+        self._tasks = [asyncio.create_task(r.run(), name=f"reflector-{r.kind.plural}")
+                       for r in self.reflectors.values()]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    @property
+    def healthy(self) -> bool:
+        return all(r.healthy for r in self.reflectors.values())
+
+    def get(self, kind: Kind, name: str) -> dict[str, Any] | None:
+        return self.reflectors[kind.name].store.get(name)
+
+    def objects(self, kind: Kind) -> list[dict[str, Any]]:
+        return list(self.reflectors[kind.name].store.values())
+
+    def agent_ids(self) -> set[str]:
+        """Ids of every agent with a claim (ConfigMap) or a StatefulSet."""
+        ids = set()
+        for kind in (CONFIGMAP, STATEFULSET):
+            for obj in self.reflectors[kind.name].store.values():
+                agent_id = (obj["metadata"].get("labels") or {}).get(naming.LABEL_AGENT_ID)
+                if agent_id:
+                    ids.add(agent_id)
+        return ids

@@ -1,0 +1,120 @@
+"""A thin layer over kr8s: every API call of the k8s backend goes through here,
+so errors become backend errors with the server's own message, and calls are counted."""
+
+from __future__ import annotations
+
+import json
+import logging
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Mapping
+
+import httpx
+import kr8s
+import kr8s.asyncio
+
+from ..base import BackendError, Conflict, Forbidden, NotFound, Rejected, Unavailable
+from .apply import resource_path
+
+log = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT = httpx.Timeout(30.0, pool=60.0)
+
+
+class Gone(Exception):
+    """The resourceVersion a watch asked for is too old (HTTP 410): relist."""
+
+
+def translate(exc: BaseException, verb: str, resource: str) -> BackendError:
+    """A backend error for a failed API call: RBAC names the verb and resource;
+    admission, quota and validation messages are passed through."""
+    if isinstance(exc, kr8s.ServerError) and exc.response is not None:
+        code = exc.response.status_code
+        status = exc.status if isinstance(exc.status, dict) else {}
+        message = status.get("message") or str(exc)
+        if code == 403:
+            if status.get("reason") == "Forbidden" and "cannot" in message and "forbidden:" in message:
+                return Forbidden(f"the proxy's credentials may not {verb} {resource}: {message}")
+            # Admission webhooks, Pod Security and quota also answer 403.
+            return Rejected(message)
+        if code == 404:
+            return NotFound(message)
+        if code == 409:
+            return Conflict(message)
+        if code in (400, 422):
+            return Rejected(message)
+        if code == 401:
+            return Forbidden(f"the API server rejected the proxy's credentials: {message}")
+        return Unavailable(f"the API server answered {code} to {verb} {resource}: {message}")
+    if isinstance(exc, (kr8s.APITimeoutError, httpx.TransportError, OSError)):
+        return Unavailable(f"the Kubernetes API server cannot be reached ({type(exc).__name__}: {exc})")
+    return Unavailable(f"{verb} {resource} failed: {exc}")
+
+
+class Client:
+    """Requests to one API server, counted in :attr:`calls`."""
+
+    def __init__(self, api: kr8s.asyncio.Api) -> None:
+        self.api = api
+        self.calls = 0
+
+    @classmethod
+    async def connect(cls, kubeconfig: str | None = None, context: str | None = None) -> "Client":
+        """A client from a kubeconfig file (or $KUBECONFIG, or in-cluster credentials)."""
+        try:
+            api = await kr8s.asyncio.api(kubeconfig=kubeconfig, context=context)
+        except Exception as exc:  # kr8s raises plain exceptions for unusable configs
+            raise Unavailable(f"no usable Kubernetes credentials: {exc}") from None
+        return cls(api)
+
+    async def request(self, method: str, path: str, *, body: Any = None, params: Mapping[str, str] | None = None,
+                      headers: Mapping[str, str] | None = None, content_type: str = "application/json",
+                      verb: str | None = None, resource: str = "") -> dict[str, Any]:
+        """One call by absolute path (``/api/v1/...``); returns the JSON body."""
+        base, _, rest = path.lstrip("/").partition("/")
+        kwargs: dict[str, Any] = {"params": dict(params or {}), "timeout": REQUEST_TIMEOUT,
+                                  "headers": {"Content-Type": content_type, **(headers or {})}}
+        if body is not None:
+            kwargs["content"] = json.dumps(body)
+        self.calls += 1
+        try:
+            async with self.api.call_api(method, version="", base=f"/{base}", url=rest, **kwargs) as resp:
+                return resp.json() if resp.content else {}
+        except Exception as exc:
+            raise translate(exc, verb or method.lower(), resource or path) from None
+
+    async def apply(self, obj: Mapping[str, Any], *, field_manager: str, force: bool = False,
+                    dry_run: bool = False, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """Server-side apply (see :mod:`.apply`), counted and with translated errors."""
+        version, namespace, url = resource_path(obj)
+        prefix = "/api/v1" if version == "v1" else f"/apis/{version}"
+        params = {"fieldManager": field_manager, "force": "true" if force else "false"}
+        if dry_run:
+            params["dryRun"] = "All"
+        return await self.request("PATCH", f"{prefix}/namespaces/{namespace}/{url}", body=obj, params=params,
+                                  headers=headers, content_type="application/apply-patch+yaml",
+                                  verb="patch", resource=url.split("/")[0])
+
+    async def delete(self, path: str, *, propagation: str = "Background", resource: str = "") -> bool:
+        """Delete an object; False when it was already gone."""
+        try:
+            await self.request("DELETE", path, body={"apiVersion": "v1", "kind": "DeleteOptions",
+                                                     "propagationPolicy": propagation},
+                               verb="delete", resource=resource)
+        except NotFound:
+            return False
+        return True
+
+    @asynccontextmanager
+    async def stream(self, path: str, params: Mapping[str, str], read_timeout: float) -> AsyncIterator[AsyncIterator[str]]:
+        """Lines of a watch response; a silence longer than ``read_timeout`` ends it with an error."""
+        base, _, rest = path.lstrip("/").partition("/")
+        timeout = httpx.Timeout(30.0, read=read_timeout, pool=60.0)
+        self.calls += 1
+        try:
+            async with self.api.call_api("GET", version="", base=f"/{base}", url=rest, params=dict(params),
+                                         stream=True, timeout=timeout) as resp:
+                yield resp.aiter_lines()
+        except kr8s.ServerError as exc:
+            if exc.response is not None and exc.response.status_code == 410:
+                raise Gone(str(exc)) from None
+            raise

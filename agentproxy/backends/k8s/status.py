@@ -1,0 +1,140 @@
+"""An agent's status from its StatefulSet, Pod and PVC: a pure function.
+
+The rules follow what ``kubectl get``/``describe`` shows a person: a pod the
+scheduler cannot place, an image that cannot be pulled, a container in a
+crash loop or a claim that stays unbound are failures with the platform's own
+reason and message; everything on the way to Ready is pending or starting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from ..base import AgentStatus
+
+Obj = Mapping[str, Any]
+
+# Container waiting reasons that will not resolve without a change of spec or platform.
+_FATAL_WAITING = {
+    "ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",
+    "CreateContainerConfigError", "CreateContainerError", "CrashLoopBackOff", "RunContainerError",
+}
+
+
+@dataclass(frozen=True)
+class Derived:
+    """Status, reason, message and restart count of one agent."""
+
+    status: AgentStatus
+    reason: str | None = None
+    message: str | None = None
+    restarts: int = 0
+
+
+def _conditions(obj: Obj | None) -> dict[str, Obj]:
+    return {c.get("type"): c for c in ((obj or {}).get("status") or {}).get("conditions") or []}
+
+
+def _container_statuses(pod: Obj) -> list[Obj]:
+    status = pod.get("status") or {}
+    return list(status.get("initContainerStatuses") or []) + list(status.get("containerStatuses") or [])
+
+
+def derive_status(sts: Obj | None, pod: Obj | None, pvc: Obj | None) -> Derived:
+    """Status of an agent from its objects (any of them may be missing)."""
+    if sts is None:
+        if pod is not None:
+            return Derived(AgentStatus.STOPPING, "Terminating", "the pod is shutting down")
+        return Derived(AgentStatus.STOPPED)
+    if sts["metadata"].get("deletionTimestamp"):
+        return Derived(AgentStatus.STOPPING, "Terminating", "the agent is being deleted")
+    if (sts.get("spec") or {}).get("replicas", 1) == 0:
+        return Derived(AgentStatus.STOPPED, "ScaledDown", "the StatefulSet has no replicas")
+    if pod is None:
+        claim = _claim_problem(pvc)
+        if claim is not None:
+            return claim
+        return Derived(AgentStatus.PENDING, "PodNotCreated", "waiting for the StatefulSet controller to create the pod")
+    return _from_pod(pod, pvc)
+
+
+def _claim_problem(pvc: Obj | None) -> Derived | None:
+    if pvc is None:
+        return None
+    phase = (pvc.get("status") or {}).get("phase")
+    if phase == "Lost":
+        return Derived(AgentStatus.FAILED, "ClaimLost", f"PersistentVolumeClaim {pvc['metadata']['name']} lost its volume")
+    return None
+
+
+def _from_pod(pod: Obj, pvc: Obj | None) -> Derived:
+    restarts = sum(int(c.get("restartCount") or 0) for c in _container_statuses(pod))
+    if pod["metadata"].get("deletionTimestamp"):
+        return Derived(AgentStatus.STOPPING, "Terminating", "the pod is shutting down", restarts)
+    phase = (pod.get("status") or {}).get("phase", "Pending")
+    conditions = _conditions(pod)
+
+    for cs in _container_statuses(pod):
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in _FATAL_WAITING:
+            last = ((cs.get("lastState") or {}).get("terminated") or {})
+            message = waiting.get("message") or _terminated_message(last) or waiting["reason"]
+            return Derived(AgentStatus.FAILED, waiting["reason"], message, restarts)
+
+    if phase == "Failed":
+        terminated = _first_terminated(pod)
+        reason = terminated.get("reason") or (pod.get("status") or {}).get("reason") or "Failed"
+        return Derived(AgentStatus.FAILED, reason, _terminated_message(terminated) or
+                       (pod.get("status") or {}).get("message") or "the pod failed", restarts)
+    if phase == "Succeeded":
+        return Derived(AgentStatus.STOPPED, "Completed", "the agent exited", restarts)
+
+    scheduled = conditions.get("PodScheduled")
+    if scheduled is not None and scheduled.get("status") == "False":
+        message = scheduled.get("message") or ""
+        if "unbound" in message and "PersistentVolumeClaim" in message:
+            # The scheduler retries once the claim is bound: not a failure yet.
+            return Derived(AgentStatus.PENDING, "ClaimPending", message, restarts)
+        if scheduled.get("reason") == "Unschedulable":
+            return Derived(AgentStatus.FAILED, "Unschedulable", scheduled.get("message") or "no node fits the pod", restarts)
+        return Derived(AgentStatus.PENDING, scheduled.get("reason") or "Scheduling", scheduled.get("message"), restarts)
+
+    claim = _claim_problem(pvc)
+    if claim is not None:
+        return Derived(claim.status, claim.reason, claim.message, restarts)
+    if conditions.get("Ready", {}).get("status") == "True":
+        return Derived(AgentStatus.READY, restarts=restarts)
+    if scheduled is None or scheduled.get("status") != "True":
+        return Derived(AgentStatus.PENDING, "Scheduling", "waiting for the scheduler", restarts)
+    last = _last_termination(pod)
+    if last:
+        return Derived(AgentStatus.STARTING, last.get("reason"), _terminated_message(last), restarts)
+    if pvc is not None and (pvc.get("status") or {}).get("phase") != "Bound":
+        return Derived(AgentStatus.STARTING, "ClaimPending", f"waiting for {pvc['metadata']['name']} to be bound", restarts)
+    return Derived(AgentStatus.STARTING, "ContainersNotReady", "waiting for agentapi to answer /status", restarts)
+
+
+def _first_terminated(pod: Obj) -> Obj:
+    for cs in _container_statuses(pod):
+        terminated = (cs.get("state") or {}).get("terminated")
+        if terminated:
+            return terminated
+    return {}
+
+
+def _last_termination(pod: Obj) -> Obj:
+    for cs in _container_statuses(pod):
+        terminated = (cs.get("lastState") or {}).get("terminated")
+        if terminated:
+            return terminated
+    return {}
+
+
+def _terminated_message(terminated: Obj) -> str | None:
+    if not terminated:
+        return None
+    text = terminated.get("message") or ""
+    code = terminated.get("exitCode")
+    reason = terminated.get("reason") or "terminated"
+    return f"{reason} (exit code {code}){': ' + text.strip() if text.strip() else ''}"

@@ -1,0 +1,233 @@
+"""The k8s backend against a real API server: create, status from the shared
+cache, idempotency and conflicts, delete with and without purge, restart
+reconstruction, and the controller's re-apply and prune."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from agentproxy import naming
+from agentproxy.backends.base import AgentStatus, Conflict, NotFound
+from agentproxy.backends.k8s.backend import K8sBackend
+from agentproxy.backends.k8s.client import Client
+from agentproxy.settings import load_settings
+from agentproxy.spec import build_spec
+from kube import get, request, wait_for
+
+SESSION = "team-a"
+
+
+def settings_for(namespace: str, *overrides: str):
+    return load_settings(overrides=[f"k8s_mode.namespace={namespace}", "k8s_mode.pod_address=pod_ip", *overrides],
+                         environ={}).settings
+
+
+@pytest.fixture
+async def backend(api, namespace):
+    b = K8sBackend(settings_for(namespace), client=Client(api))
+    await b.start()
+    yield b
+    await b.close()
+
+
+async def until_status(backend, agent_id: str, status: AgentStatus, session: str = SESSION):
+    async def check():
+        try:
+            state = await backend.get(session, agent_id)
+        except NotFound:
+            return None
+        return state if state.status == status else None
+    return await wait_for(check, f"agent {agent_id} to be {status.value}")
+
+
+async def test_create_returns_pending_then_becomes_ready_with_routable_pod_ip(backend, pod_cidr):
+    spec = build_spec(backend.settings, SESSION, "alpha", env={"GREETING": "hello"})
+    state = await backend.create(spec)
+    assert state.status == AgentStatus.PENDING
+    assert state.details["statefulset"] == "agent-alpha"
+    ready = await until_status(backend, "alpha", AgentStatus.READY)
+    assert ready.upstream == f"http://{ready.details['pod_ip']}:3284"
+    if pod_cidr is not None:
+        import ipaddress
+        assert ipaddress.ip_address(ready.details["pod_ip"]) in pod_cidr
+    assert [s.id for s in await backend.list(session=SESSION)] == ["alpha"]
+    assert await backend.list(session="other") == []
+    with pytest.raises(NotFound):
+        await backend.get("other", "alpha")
+
+
+async def test_get_and_list_make_no_api_calls(backend):
+    for i in range(5):
+        await backend.create(build_spec(backend.settings, SESSION, f"quiet-{i}"))
+    await wait_for(lambda: _count(backend, 5), "five agents in the cache")
+    before = backend.client.calls
+    for _ in range(20):
+        await backend.list()
+        await backend.get(SESSION, "quiet-3")
+    assert backend.client.calls == before
+
+
+async def _count(backend, n):
+    return len(await backend.list()) == n
+
+
+async def test_create_is_idempotent_and_conflicts_on_a_different_spec(backend, api, namespace):
+    spec = build_spec(backend.settings, SESSION, "same")
+    await backend.create(spec)
+    again = await backend.create(spec)
+    assert again.id == "same"
+    with pytest.raises(Conflict):
+        await backend.create(build_spec(backend.settings, SESSION, "same", env={"X": "1"}))
+    with pytest.raises(Conflict):
+        await backend.create(build_spec(backend.settings, "other-session", "same"))
+
+
+async def test_fifty_concurrent_creates_of_one_id_make_one_statefulset(api, namespace):
+    # Separate backends stand for separate proxy replicas racing each other.
+    backends = [K8sBackend(settings_for(namespace), client=Client(api)) for _ in range(5)]
+    await asyncio.gather(*(b.start() for b in backends))
+    try:
+        spec = build_spec(backends[0].settings, SESSION, "racer")
+        results = await asyncio.gather(*(backends[i % 5].create(spec) for i in range(50)), return_exceptions=True)
+        assert [r for r in results if isinstance(r, BaseException)] == []
+        _, body = await request(api, "GET", f"/apis/apps/v1/namespaces/{namespace}/statefulsets",
+                                params={"labelSelector": f"{naming.LABEL_AGENT_ID}=racer"})
+        assert [i["metadata"]["name"] for i in body["items"]] == ["agent-racer"]
+
+        other = build_spec(backends[0].settings, SESSION, "contested", env={"N": "0"})
+        rivals = [build_spec(backends[0].settings, SESSION, "contested", env={"N": str(i)}) for i in range(10)]
+        outcomes = await asyncio.gather(*(backends[i % 5].create(s) for i, s in enumerate([other, *rivals])),
+                                        return_exceptions=True)
+        winners = {o.spec.env["N"] for o in outcomes if not isinstance(o, BaseException)}
+        assert len(winners) == 1, f"more than one spec won: {winners}"
+        assert all(isinstance(o, Conflict) for o in outcomes if isinstance(o, BaseException))
+    finally:
+        await asyncio.gather(*(b.close() for b in backends))
+
+
+async def test_delete_keeps_data_and_recreate_reuses_it_purge_removes_it(backend, api, namespace):
+    spec = build_spec(backend.settings, SESSION, "keeper")
+    await backend.create(spec)
+    await until_status(backend, "keeper", AgentStatus.READY)
+    pvc_path = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/data-agent-keeper-0"
+    pvc_uid = (await get(api, pvc_path))["metadata"]["uid"]
+
+    stopping = await backend.delete(SESSION, "keeper")
+    assert stopping.status == AgentStatus.STOPPING
+    await wait_for(lambda: _absent(backend, "keeper"), "the agent to disappear from the cache")
+    for path in (f"/apis/apps/v1/namespaces/{namespace}/statefulsets/agent-keeper",
+                 f"/api/v1/namespaces/{namespace}/services/agent-keeper-headless",
+                 f"/api/v1/namespaces/{namespace}/configmaps/agent-keeper-config"):
+        assert await get(api, path) is None, path
+    assert (await get(api, pvc_path))["metadata"]["uid"] == pvc_uid
+
+    await backend.create(spec)
+    await until_status(backend, "keeper", AgentStatus.READY)
+    assert (await get(api, pvc_path))["metadata"]["uid"] == pvc_uid
+
+    await backend.delete(SESSION, "keeper", purge=True)
+    await wait_for(lambda: _gone(api, pvc_path), "the purged claim to be deleted")
+    with pytest.raises(NotFound):
+        await backend.delete(SESSION, "keeper")
+
+
+async def _absent(backend, agent_id):
+    try:
+        await backend.get(SESSION, agent_id)
+    except NotFound:
+        return True
+    return False
+
+
+async def _gone(api, path):
+    obj = await get(api, path)
+    return obj is None or bool(obj["metadata"].get("deletionTimestamp"))
+
+
+async def test_a_restarted_proxy_rebuilds_everything_from_the_cluster(backend, api, namespace):
+    for agent_id in ("one", "two"):
+        await backend.create(build_spec(backend.settings, SESSION, agent_id, message="hi"))
+    await until_status(backend, "two", AgentStatus.READY)
+    await until_status(backend, "one", AgentStatus.READY)
+    fresh = K8sBackend(settings_for(namespace), client=Client(api))
+    await fresh.start()
+    try:
+        old = {(s.id, s.status, s.spec) for s in await backend.list()}
+        new = {(s.id, s.status, s.spec) for s in await fresh.list()}
+        assert new == old and len(new) == 2
+    finally:
+        await fresh.close()
+
+
+async def test_out_of_band_deletion_and_edit_are_repaired(backend, api, namespace):
+    await backend.create(build_spec(backend.settings, SESSION, "healer", env={"MODE": "calm"}))
+    await until_status(backend, "healer", AgentStatus.READY)
+    svc = f"/api/v1/namespaces/{namespace}/services/agent-healer-headless"
+    cm = f"/api/v1/namespaces/{namespace}/configmaps/agent-healer-config"
+    old_uid = (await get(api, svc))["metadata"]["uid"]
+    await request(api, "DELETE", svc)
+
+    async def service_back():
+        obj = await get(api, svc)
+        return obj if obj and obj["metadata"]["uid"] != old_uid else None
+    await wait_for(service_back, "the deleted Service to be re-applied", timeout=30)
+
+    await request(api, "PATCH", cm, body={"data": {"MODE": "tampered"}},
+                  headers={"Content-Type": "application/merge-patch+json"})
+
+    async def restored():
+        obj = await get(api, cm)
+        return obj if obj and obj["data"].get("MODE") == "calm" else None
+    await wait_for(restored, "the edited ConfigMap to be restored", timeout=30)
+
+
+async def test_labelled_objects_that_are_no_longer_rendered_are_pruned(backend, api, namespace):
+    await backend.create(build_spec(backend.settings, SESSION, "tidy"))
+    await until_status(backend, "tidy", AgentStatus.READY)
+    stray = {"apiVersion": "v1", "kind": "ConfigMap",
+             "metadata": {"name": "agent-tidy-old-extra", "labels": naming.standard_labels("tidy", SESSION)}}
+    await request(api, "POST", f"/api/v1/namespaces/{namespace}/configmaps", body=stray)
+    path = f"/api/v1/namespaces/{namespace}/configmaps/agent-tidy-old-extra"
+    await wait_for(lambda: _gone(api, path), "the stray ConfigMap to be pruned", timeout=30)
+    assert await get(api, f"/api/v1/namespaces/{namespace}/configmaps/agent-tidy-config") is not None
+
+
+async def test_a_forced_410_relists_and_the_cache_stays_right(backend):
+    await backend.create(build_spec(backend.settings, SESSION, "gone"))
+    await until_status(backend, "gone", AgentStatus.READY)
+    pods = backend.cache.reflectors["Pod"]
+    relists = pods.relists
+    pods.resource_version = "1"  # far older than anything the API server keeps
+    backend.cache.restart_watches()
+    await wait_for(lambda: _relisted(pods, relists), "the pod reflector to relist after 410 Gone")
+    await backend.create(build_spec(backend.settings, SESSION, "after"))
+    await until_status(backend, "after", AgentStatus.READY)
+    assert {s.id for s in await backend.list()} == {"gone", "after"}
+
+
+async def _relisted(reflector, before):
+    return reflector.relists > before
+
+
+async def test_status_events_follow_an_agent_through_its_life(backend):
+    events = []
+
+    async def collect():
+        async for event in backend.events():
+            a = event.agent
+            events.append((event.type, a.id, a.status, a.reason, a.message, a.upstream, a.restarts))
+            if event.type == "deleted":
+                return
+    collector = asyncio.create_task(collect())
+    await asyncio.sleep(0)
+    await backend.create(build_spec(backend.settings, SESSION, "lifecycle"))
+    await until_status(backend, "lifecycle", AgentStatus.READY)
+    await backend.delete(SESSION, "lifecycle")
+    await asyncio.wait_for(collector, 60)
+    assert events[0][0] == "added"
+    assert ("modified", "lifecycle", AgentStatus.READY) in {e[:3] for e in events}
+    assert events[-1][0] == "deleted"
+    # No event repeats the state before it: only visible changes are sent.
+    assert all(a != b for a, b in zip(events, events[1:]))
