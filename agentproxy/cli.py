@@ -11,6 +11,7 @@ import sys
 from typing import Any, Callable, Sequence
 
 from . import __version__
+from .cli_k8s import add_k8s_commands
 from .naming import DNS_SUBDOMAIN_RULE, is_dns_subdomain
 from .render import RenderError, dump_json, dump_yaml, render_agent, render_rbac
 from .settings import LoadedSettings, SettingsError, load_settings
@@ -68,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     rbac.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml", help="output format")
     _settings_options(rbac)
     rbac.set_defaults(handler=_cmd_rbac)
+
+    add_k8s_commands(sub, _settings_options, _env_pair)
 
     config = sub.add_parser("config", help="print the effective settings and where each came from")
     _settings_options(config)

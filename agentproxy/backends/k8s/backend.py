@@ -23,7 +23,7 @@ from ..base import AgentState, AgentStatus, Backend, BackendError, Conflict, Not
 from ..events import EventHub
 from .cache import CONFIGMAP, POD, PVC, SERVICE, STATEFULSET, Kind, NamespaceCache
 from .client import Client
-from .reconcile import Reconciler
+from .reconcile import Reconciler, with_owner
 from .status import derive_status
 
 log = logging.getLogger(__name__)
@@ -257,13 +257,6 @@ class K8sBackend(Backend):
             self.hub.publish(StatusEvent("modified", state))
         if kind in (SERVICE, CONFIGMAP, STATEFULSET):
             self.reconciler.schedule(agent_id)
-
-
-def with_owner(obj: dict[str, Any], owner: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``obj`` owned by ``owner`` (deleted with it by the garbage collector)."""
-    owned = copy.deepcopy(obj)
-    owned["metadata"]["ownerReferences"] = [owner]
-    return owned
 
 
 def _check_same(existing: AgentSpec, requested: AgentSpec) -> None:

@@ -10,6 +10,7 @@ never pruned: they hold the agents' data.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,13 @@ if TYPE_CHECKING:
     from .backend import K8sBackend
 
 log = logging.getLogger(__name__)
+
+
+def with_owner(obj: dict[str, Any], owner: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``obj`` owned by ``owner`` (deleted with it by the garbage collector)."""
+    owned = copy.deepcopy(obj)
+    owned["metadata"]["ownerReferences"] = [owner]
+    return owned
 
 
 def contains(live: Any, desired: Any) -> bool:
@@ -102,7 +110,6 @@ class Reconciler:
         desired = {o["kind"]: o for o in backend.render(spec)}
         owner = {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": sts["metadata"]["name"],
                  "uid": sts["metadata"]["uid"]}
-        from .backend import with_owner
         for kind in (SERVICE, CONFIGMAP):
             want = with_owner(desired[kind.name], owner)
             live = cache.get(kind, expected[kind.name])
