@@ -35,7 +35,7 @@ test: unit
       started=1
     fi
     trap '[[ $started == 1 ]] && just cluster-down' EXIT
-    KUBECONFIG="{{ local_kubeconfig }}" AGENTPROXY_TEST_POD_CIDR=127.1.0.0/16 just e2e
+    KUBECONFIG="{{ local_kubeconfig }}" AGENTPROXY_TEST_POD_CIDR=127.1.0.0/16 AGENTPROXY_TEST_LOCAL_CONTROL_PLANE=1 just e2e
 
 # Unit tests: pure code, no cluster, no network
 unit *ARGS:

@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="print the effective settings and where each came from")
     _settings_options(config)
     config.set_defaults(handler=_cmd_config)
+    from .api.serve import add_serve_command; add_serve_command(sub)  # noqa: E702
     return parser
 
 

@@ -103,9 +103,10 @@ def _run(args: argparse.Namespace) -> int:
     print(f"{'first render (cold, compiles)':<34}{'':>12}{statistics.median(cold) * 1000:>12.3f}")
     print(f"{'second render (warm)':<34}{'':>12}{statistics.median(warm_one) * 1000:>12.3f}")
     print()
-    print(f"cold / warm: {statistics.median(cold) / statistics.median(render_rate) ** -1:.0f}x; "
-          f"template compilations: {compiles_cold} per cold start, {compiles_warm} during the warm loops; "
-          f"compiled-template cache: {cache.hits} hits, {cache.misses} misses in the last repeat")
+    warm_per_agent = 1 / statistics.median(render_rate)
+    print(f"cold first render = {statistics.median(cold) / warm_per_agent:.0f}x a warm render")
+    print(f"template compilations: {compiles_cold} per cold start, {compiles_warm} during the warm loops; "
+          f"compiled-template cache in the last repeat: {cache.hits} hits, {cache.misses} miss(es)")
 
     if any(c != templates for c in compiles_cold) or any(compiles_warm):
         print(f"error: templates must be compiled once per start ({templates} templates)", file=sys.stderr)

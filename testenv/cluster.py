@@ -379,12 +379,13 @@ def _node_ready(layout: Layout) -> bool:
 
 
 def restart(layout: Layout, name: str) -> None:
-    """Stop one component and start it again with the same arguments (for tests
+    """Kill one component and start it again with the same arguments (for tests
     of what clients do while, say, the API server is down)."""
     record = json.loads(_pidfile(layout, name).read_text())
     proc = _owned_process(layout, name)
     if proc is not None:
-        proc.send_signal(signal.SIGTERM)
+        # Killed, not stopped: clients must cope with a server that vanishes.
+        proc.kill()
         proc.wait(15)
     _start(layout, name, record["argv"])
     if name == "kube-apiserver":

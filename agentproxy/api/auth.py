@@ -27,8 +27,9 @@ _HEX_DIGEST = re.compile(r"^[0-9a-fA-F]{64}$")
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 """Paths answered without a key."""
 
-PRINCIPAL = "agentproxy.principal"
-"""Key of the :class:`Principal` in a request's mapping."""
+_RequestKey = getattr(web, "RequestKey", None)  # aiohttp >= 3.13
+PRINCIPAL: Any = _RequestKey("agentproxy.principal", object) if _RequestKey else "agentproxy.principal"
+"""Key of the :class:`Principal` in a request's mapping (``None`` on the open paths)."""
 
 
 def hash_key(key: str) -> str:

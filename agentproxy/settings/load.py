@@ -7,15 +7,16 @@ Order, lowest first: built-in defaults < config file (``--config FILE`` or
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import yaml
+from omegaconf import OmegaConf
 
 from .errors import DEFAULT, SettingsError, Source
 from .fields import CONFIG_ENV, ENV_VARS, LEAVES, SCHEMA_TREE, Leaf, ValueRuleError
@@ -59,25 +60,32 @@ def load_settings(
     for item in overrides:
         layer.add_override(item)
 
-    settings = Settings()
-    _apply(settings, layer.values)
+    settings = _merge(layer.values)
     loaded = LoadedSettings(settings, dict(layer.sources))
     validate(loaded)
     return loaded
 
 
-def _apply(obj: Any, values: Mapping[str, Any]) -> None:
-    """Set the typed values on the default settings; a mapping (agent commands)
-    merges into the default one key by key. Plain assignment on purpose: a
-    templating merge would read ``${...}`` or ``???`` inside a value as syntax."""
-    for key, value in values.items():
-        current = getattr(obj, key)
-        if dataclasses.is_dataclass(current):
-            _apply(current, value)
-        elif isinstance(current, dict):
-            current.update(value)
-        else:
-            setattr(obj, key, value)
+_INTERPOLATION = re.compile(r"(\\*)\$\{")
+
+
+def _literal(value: Any) -> Any:
+    """Escape OmegaConf syntax in a value, so that ``${...}`` in an image name or
+    an agent command stays text: settings come from users, not from templates."""
+    if isinstance(value, str):
+        # Backslashes before "${" are themselves escapes in OmegaConf's grammar.
+        return _INTERPOLATION.sub(lambda m: m.group(1) * 2 + "\\${", value)
+    if isinstance(value, dict):
+        return {k: _literal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_literal(v) for v in value]
+    return value
+
+
+def _merge(values: Mapping[str, Any]) -> Settings:
+    """The schema's defaults with the typed values merged in (mappings key by key)."""
+    merged = OmegaConf.merge(OmegaConf.structured(Settings), OmegaConf.create(_literal(dict(values))))
+    return OmegaConf.to_object(merged)  # type: ignore[return-value]
 
 
 class _Layers:
@@ -92,6 +100,9 @@ class _Layers:
             value = leaf.coerce(raw, source)
         except ValueRuleError as exc:
             raise SettingsError(leaf.path, str(exc), raw, source) from None
+        if value == "???" or (leaf.kind == "commands" and "???" in value.values()):
+            # OmegaConf reads a bare '???' as "no value" and would keep the default.
+            raise SettingsError(leaf.path, "'???' is reserved and cannot be a value", raw, source)
         self._assign(leaf.path, value)
         if leaf.kind == "commands":
             # A mapping merges into the defaults key by key, so track each key.
@@ -128,7 +139,7 @@ class _Layers:
     def add_file(self, path: Path) -> None:
         source = Source("file", str(path))
         if path.suffix.lower() not in CONFIG_SUFFIXES:
-            raise SettingsError("config", f"must be a .yaml, .yml or .json file", str(path), source)
+            raise SettingsError("config", "must be a .yaml, .yml or .json file", str(path), source)
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:

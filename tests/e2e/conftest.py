@@ -16,7 +16,10 @@ from pathlib import Path
 import kr8s.asyncio
 import pytest
 
-from kube import delete_namespace, create_namespace
+from agentproxy.backends.k8s.backend import K8sBackend
+from agentproxy.backends.k8s.client import Client
+from agents import settings_for
+from kube import create_namespace, delete_namespace
 
 pytestmark = pytest.mark.e2e
 
@@ -60,3 +63,12 @@ async def namespace(api: kr8s.asyncio.Api):
     await create_namespace(api, name, labels={"pod-security.kubernetes.io/enforce": "restricted"})
     yield name
     await delete_namespace(api, name)
+
+
+@pytest.fixture
+async def backend(api, namespace):
+    """A started k8s backend for ``namespace`` that routes to pod IPs."""
+    b = K8sBackend(settings_for(namespace), client=Client(api))
+    await b.start()
+    yield b
+    await b.close()

@@ -12,35 +12,9 @@ from agentproxy import naming
 from agentproxy.backends.base import AgentStatus, Conflict, NotFound
 from agentproxy.backends.k8s.backend import K8sBackend
 from agentproxy.backends.k8s.client import Client
-from agentproxy.settings import load_settings
 from agentproxy.spec import build_spec
+from agents import SESSION, settings_for, until_status
 from kube import get, request, wait_for
-
-SESSION = "team-a"
-
-
-def settings_for(namespace: str, *overrides: str):
-    return load_settings(overrides=[f"k8s_mode.namespace={namespace}", "k8s_mode.pod_address=pod_ip", *overrides],
-                         environ={}).settings
-
-
-@pytest.fixture
-async def backend(api, namespace):
-    b = K8sBackend(settings_for(namespace), client=Client(api))
-    await b.start()
-    yield b
-    await b.close()
-
-
-async def until_status(backend, agent_id: str, status: AgentStatus, session: str = SESSION):
-    async def check():
-        try:
-            state = await backend.get(session, agent_id)
-        except NotFound:
-            return None
-        return state if state.status == status else None
-    return await wait_for(check, f"agent {agent_id} to be {status.value}")
-
 
 async def test_create_returns_pending_then_becomes_ready_with_routable_pod_ip(backend, pod_cidr):
     spec = build_spec(backend.settings, SESSION, "alpha", env={"GREETING": "hello"})

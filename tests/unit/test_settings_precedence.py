@@ -7,6 +7,8 @@ import json
 
 import pytest
 
+from agentproxy.settings import SettingsError
+
 from agentproxy.settings import Source
 
 from ._support import load
@@ -162,6 +164,11 @@ def test_agent_commands_merge_key_by_key(tmp_path):
     assert loaded.source_of("agents.commands.claude").kind == "default"
 
 
+def test_a_bare_triple_question_mark_is_refused_not_silently_ignored():
+    with pytest.raises(SettingsError, match="reserved"):
+        load("local_mode.data_dir=???")
+
+
 def test_agent_commands_from_environment_as_yaml():
     loaded = load(environ={"AGENTAPI_AGENTS_COMMANDS": "{aider: [aider, --model, sonnet]}"})
     assert loaded.settings.agents.commands["aider"] == ["aider", "--model", "sonnet"]
@@ -169,11 +176,11 @@ def test_agent_commands_from_environment_as_yaml():
 
 
 def test_values_are_taken_literally_not_interpolated():
-    """``${...}`` and ``???`` are ordinary text in values (shell commands use them)."""
+    """``${...}`` and ``???`` inside values are ordinary text (shell commands use them)."""
     loaded = load("k8s_mode.image=${oc.env:HOME}", "agents.commands.sh=[sh, -c, 'echo ${FOO} ???']",
-                  "local_mode.data_dir=???", environ={"AGENTAPI_LOCAL_MODE_AGENTAPI_BINARY": r"C:\${x}"})
+                  "local_mode.data_dir=/tmp/???x", environ={"AGENTAPI_LOCAL_MODE_AGENTAPI_BINARY": r"C:\${x}"})
     s = loaded.settings
     assert s.k8s_mode.image == "${oc.env:HOME}"
     assert s.agents.commands["sh"] == ["sh", "-c", "echo ${FOO} ???"]
-    assert s.local_mode.data_dir == "???"
+    assert s.local_mode.data_dir == "/tmp/???x"
     assert s.local_mode.agentapi_binary == r"C:\${x}"

@@ -156,3 +156,18 @@ def test_bad_commands():
 def test_line_break_in_set_text_keeps_the_message_on_one_line():
     err = settings_error("k8s_mode.image=img\n")
     assert_message(err, "k8s_mode.image='img\\n'", "--set 'k8s_mode.image=img\\n'", "without spaces")
+
+
+@pytest.mark.parametrize("text,expected", [("true", True), ("no", False), ('"yes"', True), ("0", False), ('"1"', True)])
+def test_booleans_in_a_file(tmp_path, text, expected):
+    path = tmp_path / "s.yaml"
+    path.write_text(f"k8s_mode:\n  enabled: {text}\n")
+    assert load(config_file=path).settings.k8s_mode.enabled is expected
+
+
+def test_bad_boolean_in_a_json_file(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text('{"k8s_mode": {"enabled": "maybe"}}')
+    assert_message(settings_error(config_file=path), "k8s_mode.enabled='maybe'", f"config file {path}", BOOL_RULE)
+    path.write_text('{"k8s_mode": {"enabled": 2}}')
+    assert_message(settings_error(config_file=path), "k8s_mode.enabled=2", BOOL_RULE)

@@ -10,7 +10,6 @@ proxy needs to rebuild everything.
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator
@@ -139,12 +138,14 @@ class K8sBackend(Backend):
             existing = self.spec_of(spec.id)
             if existing is not None:
                 _check_same(existing, spec)
+            # Data kept from an earlier agent of this id is never rolled back.
+            had_claim = self.cache.get(PVC, naming.pvc_name(spec.id)) is not None
             claimed = await self._claim(spec, objects[0]) if existing is None else False
             try:
                 await self.apply_objects(objects)
             except BackendError:
                 if claimed:
-                    await self._roll_back(spec.id, objects)
+                    await self._roll_back(spec.id, delete_claim=not had_claim)
                 raise
         current = self.state_of(spec.id)
         if existing is not None and current is not None:
@@ -187,23 +188,18 @@ class K8sBackend(Backend):
         for kind in ("Service", "ConfigMap"):
             await apply(with_owner(by_kind[kind], owner))
 
-    async def _roll_back(self, agent_id: str, objects: list[dict[str, Any]]) -> None:
-        """Remove what a failed create made, so the next create starts clean. A
-        claim that was already Bound keeps its data: only a fresh, unused one goes."""
-        assert self.client is not None and self.cache is not None
+    async def _roll_back(self, agent_id: str, *, delete_claim: bool) -> None:
+        """Remove what a failed create made, so that the next create starts clean."""
+        assert self.client is not None
         names = naming.object_names(agent_id)
-        for kind, name in ((STATEFULSET, names["statefulset"]), (SERVICE, names["service"]),
-                           (CONFIGMAP, names["configmap"])):
+        targets = [(STATEFULSET, names["statefulset"]), (SERVICE, names["service"]), (CONFIGMAP, names["configmap"])]
+        if delete_claim:
+            targets.append((PVC, names["pvc"]))
+        for kind, name in targets:
             try:
                 await self.client.delete(kind.item(self.namespace, name), resource=kind.plural)
             except BackendError as exc:
                 log.warning("could not roll back %s %s: %s", kind.name, name, exc)
-        pvc = self.cache.get(PVC, names["pvc"])
-        if pvc is None or (pvc.get("status") or {}).get("phase") != "Bound":
-            try:
-                await self.client.delete(PVC.item(self.namespace, names["pvc"]), resource=PVC.plural)
-            except BackendError as exc:
-                log.warning("could not roll back PVC %s: %s", names["pvc"], exc)
 
     async def delete(self, session: str, agent_id: str, purge: bool = False) -> AgentState:
         assert self.client is not None
@@ -223,16 +219,8 @@ class K8sBackend(Backend):
     async def logs(self, session: str, agent_id: str, tail_lines: int = 100) -> str:
         assert self.client is not None
         await self.get(session, agent_id)
-        path = f"{POD.item(self.namespace, naming.pod_name(agent_id))}/log"
-        base, _, rest = path.lstrip("/").partition("/")
-        self.client.calls += 1
-        try:
-            async with self.client.api.call_api("GET", version="", base=f"/{base}", url=rest,
-                                                params={"tailLines": str(tail_lines)}) as resp:
-                return resp.text
-        except Exception as exc:
-            from .client import translate
-            raise translate(exc, "get", "pods/log") from None
+        return await self.client.text(f"{POD.item(self.namespace, naming.pod_name(agent_id))}/log",
+                                      params={"tailLines": str(tail_lines)}, verb="get", resource="pods/log")
 
     def events(self) -> AsyncIterator[StatusEvent]:
         return self.hub.subscribe()

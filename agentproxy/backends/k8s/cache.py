@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from ... import naming
+from ..base import BackendError, Unavailable
 from .client import Client, Gone
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class Reflector:
         self.silence_timeout = silence_timeout
         self.backoff_max = backoff_max
         self.healthy = False
+        self.last_error: Exception | None = None
 
     async def run(self) -> None:
         """List, then watch, forever (until cancelled)."""
@@ -88,6 +90,7 @@ class Reflector:
                 self.resource_version = ""
             except Exception as exc:  # any failure: back off, then resume
                 self.healthy = False
+                self.last_error = exc
                 failures += 1
                 delay = min(self.backoff_max, 0.5 * 2 ** min(failures, 8)) * random.uniform(0.5, 1.0)
                 log.warning("%s list/watch failed (%s); retrying in %.1f s", self.kind.name,
@@ -165,13 +168,17 @@ def _with_kind(obj: dict[str, Any], kind: Kind) -> dict[str, Any]:
 class NamespaceCache:
     """The reflectors of every managed kind in one namespace, and an index by agent id."""
 
-    def __init__(self, client: Client, namespace: str, listener: Listener, **reflector_options: float) -> None:
+    def __init__(self, client: Client, namespace: str, listener: Listener, *, start_timeout: float = 30.0,
+                 **reflector_options: float) -> None:
         self.namespace = namespace
+        self.start_timeout = start_timeout
         self.reflectors = {k.name: Reflector(client, k, namespace, listener, **reflector_options) for k in KINDS}
         self._tasks: list[asyncio.Task[None]] = []
 
-    async def start(self, timeout: float = 30.0) -> None:
-        """Start every reflector and wait until each has listed once."""
+    async def start(self, timeout: float | None = None) -> None:
+        """Start every reflector and wait until each has listed once; on failure,
+        raise what stopped the first reflector that could not list."""
+        timeout = self.start_timeout if timeout is None else timeout
         self._tasks = [asyncio.create_task(r.run(), name=f"reflector-{r.kind.plural}")
                        for r in self.reflectors.values()]
         waits = [asyncio.create_task(r.synced.wait()) for r in self.reflectors.values()]
@@ -179,8 +186,12 @@ class NamespaceCache:
         for task in pending:
             task.cancel()
         if pending:
-            missing = [r.kind.plural for r in self.reflectors.values() if not r.synced.is_set()]
-            raise TimeoutError(f"could not list {', '.join(missing)} within {timeout:.0f} s")
+            stuck = [r for r in self.reflectors.values() if not r.synced.is_set()]
+            await self.close()
+            for reflector in stuck:
+                if isinstance(reflector.last_error, BackendError):
+                    raise reflector.last_error
+            raise Unavailable(f"could not list {', '.join(r.kind.plural for r in stuck)} within {timeout:.0f} s")
 
     def restart_watches(self) -> None:
         """End every watch and start it again from its last resourceVersion."""

@@ -24,27 +24,37 @@ class Gone(Exception):
     """The resourceVersion a watch asked for is too old (HTTP 410): relist."""
 
 
+def _from_status(code: int, body: Any, verb: str, resource: str) -> BackendError:
+    """A backend error for an API answer with an error status: RBAC names the
+    verb and resource; admission, quota and validation messages pass through."""
+    status = body if isinstance(body, dict) else {}
+    message = status.get("message") or f"HTTP {code}"
+    if code == 403:
+        if " cannot " in message and "forbidden:" in message:
+            return Forbidden(f"the proxy's credentials may not {verb} {resource}: {message}")
+        # Pod Security admission, quotas and webhooks also answer 403.
+        return Rejected(message)
+    if code == 404:
+        return NotFound(message)
+    if code == 409:
+        return Conflict(message)
+    if code in (400, 422):
+        return Rejected(message)
+    if code == 401:
+        return Forbidden(f"the API server rejected the proxy's credentials: {message}")
+    return Unavailable(f"the API server answered {code} to {verb} {resource}: {message}")
+
+
 def translate(exc: BaseException, verb: str, resource: str) -> BackendError:
-    """A backend error for a failed API call: RBAC names the verb and resource;
-    admission, quota and validation messages are passed through."""
+    """A backend error for an exception raised while calling the API server."""
+    if isinstance(exc, BackendError):
+        return exc
     if isinstance(exc, kr8s.ServerError) and exc.response is not None:
-        code = exc.response.status_code
-        status = exc.status if isinstance(exc.status, dict) else {}
-        message = status.get("message") or str(exc)
-        if code == 403:
-            if status.get("reason") == "Forbidden" and "cannot" in message and "forbidden:" in message:
-                return Forbidden(f"the proxy's credentials may not {verb} {resource}: {message}")
-            # Admission webhooks, Pod Security and quota also answer 403.
-            return Rejected(message)
-        if code == 404:
-            return NotFound(message)
-        if code == 409:
-            return Conflict(message)
-        if code in (400, 422):
-            return Rejected(message)
-        if code == 401:
-            return Forbidden(f"the API server rejected the proxy's credentials: {message}")
-        return Unavailable(f"the API server answered {code} to {verb} {resource}: {message}")
+        try:
+            body = exc.response.json()
+        except ValueError:
+            body = {}
+        return _from_status(exc.response.status_code, body, verb, resource)
     if isinstance(exc, (kr8s.APITimeoutError, httpx.TransportError, OSError)):
         return Unavailable(f"the Kubernetes API server cannot be reached ({type(exc).__name__}: {exc})")
     return Unavailable(f"{verb} {resource} failed: {exc}")
@@ -62,6 +72,8 @@ class Client:
         """A client from a kubeconfig file (or $KUBECONFIG, or in-cluster credentials)."""
         try:
             api = await kr8s.asyncio.api(kubeconfig=kubeconfig, context=context)
+        except (httpx.TransportError, OSError, kr8s.APITimeoutError) as exc:
+            raise translate(exc, "connect to", "the API server") from None
         except Exception as exc:  # kr8s raises plain exceptions for unusable configs
             raise Unavailable(f"no usable Kubernetes credentials: {exc}") from None
         return cls(api)
@@ -76,11 +88,36 @@ class Client:
         if body is not None:
             kwargs["content"] = json.dumps(body)
         self.calls += 1
+        # raise_for_status=False: kr8s answers a 403 by re-authenticating and
+        # replacing its HTTP session, which would cut every watch stream on it;
+        # a 403 here is an RBAC or admission verdict, not stale credentials.
         try:
-            async with self.api.call_api(method, version="", base=f"/{base}", url=rest, **kwargs) as resp:
-                return resp.json() if resp.content else {}
+            async with self.api.call_api(method, version="", base=f"/{base}", url=rest,
+                                         raise_for_status=False, **kwargs) as resp:
+                body = _json(resp)
+                if resp.is_error:
+                    raise _from_status(resp.status_code, body, verb or method.lower(), resource or path)
+                return body
+        except BackendError:
+            raise
         except Exception as exc:
             raise translate(exc, verb or method.lower(), resource or path) from None
+
+    async def text(self, path: str, *, params: Mapping[str, str] | None = None, verb: str = "get",
+                   resource: str = "") -> str:
+        """A GET whose answer is plain text (pod logs)."""
+        base, _, rest = path.lstrip("/").partition("/")
+        self.calls += 1
+        try:
+            async with self.api.call_api("GET", version="", base=f"/{base}", url=rest, params=dict(params or {}),
+                                         timeout=REQUEST_TIMEOUT, raise_for_status=False) as resp:
+                if resp.is_error:
+                    raise _from_status(resp.status_code, _json(resp), verb, resource or path)
+                return resp.text
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise translate(exc, verb, resource or path) from None
 
     async def apply(self, obj: Mapping[str, Any], *, field_manager: str, force: bool = False,
                     dry_run: bool = False, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -110,11 +147,20 @@ class Client:
         base, _, rest = path.lstrip("/").partition("/")
         timeout = httpx.Timeout(30.0, read=read_timeout, pool=60.0)
         self.calls += 1
-        try:
-            async with self.api.call_api("GET", version="", base=f"/{base}", url=rest, params=dict(params),
-                                         stream=True, timeout=timeout) as resp:
-                yield resp.aiter_lines()
-        except kr8s.ServerError as exc:
-            if exc.response is not None and exc.response.status_code == 410:
-                raise Gone(str(exc)) from None
-            raise
+        async with self.api.call_api("GET", version="", base=f"/{base}", url=rest, params=dict(params),
+                                     stream=True, timeout=timeout, raise_for_status=False) as resp:
+            if resp.is_error:
+                await resp.aread()
+                if resp.status_code == 410:
+                    raise Gone(resp.text)
+                raise _from_status(resp.status_code, _json(resp), "watch", path.rsplit("/", 1)[-1])
+            yield resp.aiter_lines()
+
+
+def _json(resp: httpx.Response) -> Any:
+    if not resp.content:
+        return {}
+    try:
+        return resp.json()
+    except ValueError:
+        return {"message": resp.text[:500]}

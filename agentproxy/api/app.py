@@ -1,0 +1,69 @@
+"""Build the aiohttp application of the HTTP API."""
+
+from __future__ import annotations
+
+from typing import AsyncIterator, Iterable, Mapping, Any
+
+from aiohttp import web
+
+from ..backends.base import Backend
+from ..settings import Settings
+from .agents import AgentRoutes
+from .auth import ApiKey, Authenticator
+from .context import ApiContext
+from .errors import error_middleware
+from .events import EventStreams
+from .health import Health
+from .metrics import Metrics
+from .openapi import openapi_handler
+from .params import MAX_JSON_BODY
+from .proxy import AgentProxy, make_client
+
+CONTEXT = web.AppKey("agentproxy.api.context", ApiContext)
+"""Where the app keeps its :class:`ApiContext`."""
+
+
+def create_app(
+    settings: Settings,
+    backend: Backend,
+    api_keys: Iterable[ApiKey | Mapping[str, Any]] = (),
+    *,
+    heartbeat_interval: float = 15.0,
+) -> web.Application:
+    """The HTTP API over ``backend``.
+
+    The app does not start or close the backend (whoever made it does). It opens
+    its pooled upstream client on startup and closes it on cleanup. Run it with
+    ``handler_cancellation=True`` (as ``agentproxy serve`` and aiohttp's test
+    server do) so that a client leaving a proxied stream closes the upstream
+    connection at once rather than at the next chunk.
+    """
+    auth = Authenticator(api_keys)
+    ctx = ApiContext(settings=settings, backend=backend, auth=auth, metrics=Metrics(backend),
+                     heartbeat_interval=heartbeat_interval)
+    app = web.Application(
+        middlewares=[ctx.metrics.middleware(), error_middleware, auth.middleware()],
+        client_max_size=MAX_JSON_BODY,  # bodies read whole; the proxy streams and is not bound by it
+    )
+    app[CONTEXT] = ctx
+    events = EventStreams(ctx)
+    app.add_routes(AgentRoutes(ctx).routes())
+    app.add_routes(events.routes())
+    app.add_routes(AgentProxy(ctx).routes())
+    app.add_routes(Health(backend).routes())
+    app.add_routes([
+        web.get("/metrics", ctx.metrics.handle, allow_head=False),
+        web.get("/openapi.json", openapi_handler(auth.enabled), allow_head=False),
+    ])
+
+    async def upstream_client(app: web.Application) -> AsyncIterator[None]:
+        ctx.client = make_client()
+        try:
+            yield
+        finally:
+            await ctx.client.close()
+            ctx.client = None
+
+    app.cleanup_ctx.append(upstream_client)
+    app.on_shutdown.append(events.close_all)
+    return app

@@ -1,0 +1,245 @@
+"""The OpenAPI 3 description of the HTTP API, served at ``GET /openapi.json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from .. import __version__
+from ..backends.base import AgentStatus
+from ..naming import AGENT_ID_MAX, AGENT_ID_RULE, SESSION_ID_MAX, SESSION_ID_RULE
+from ..spec import RESOURCE_KEYS
+from .params import MAX_JSON_BODY
+
+PROXY_METHODS = ("get", "put", "post", "delete", "options", "head", "patch")
+"""Methods the agent API proxy forwards (it forwards any; these are the ones described)."""
+
+_STATUSES = [s.value for s in AgentStatus]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {**schema, "nullable": True}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    response = _json(_ref("Error"), description)
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again.",
+                                "schema": {"type": "string"}}}
+
+ERRORS = {
+    "400": _error("A malformed id, query parameter or body; `field` names it."),
+    "401": _error("No API key, or one that is not valid."),
+    "404": _error("No such agent (or it belongs to another key)."),
+    "409": _error("The agent exists with a different spec."),
+    "413": _error(f"The body is larger than {MAX_JSON_BODY} bytes."),
+    "415": _error("The body is not application/json."),
+    "422": _error("Well-formed values the settings or the platform refuse; `field` names the value."),
+    "503": _error("The backend (or the agent) is unavailable.", _RETRY_AFTER),
+}
+
+
+def _errors(*codes: str) -> dict[str, Any]:
+    return {code: ERRORS[code] for code in codes}
+
+
+def _path_param(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": schema, "description": description}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+SESSION_SCHEMA = {"type": "string", "minLength": 1, "maxLength": SESSION_ID_MAX,
+                  "pattern": r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"}
+AGENT_SCHEMA = {"type": "string", "minLength": 1, "maxLength": AGENT_ID_MAX,
+                "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"}
+SESSION = _path_param("session", SESSION_SCHEMA, f"Session id; {SESSION_ID_RULE}.")
+AGENT = _path_param("agent", AGENT_SCHEMA, f"Agent id; {AGENT_ID_RULE}.")
+STATUS_FILTER = _query("status", {"type": "string", "enum": _STATUSES}, "Only agents with this status.")
+
+OPEN = {"security": []}
+
+
+def _schemas() -> dict[str, Any]:
+    resources = {key: {"type": "string", "description": "A Kubernetes quantity."} for key in RESOURCE_KEYS}
+    return {
+        "Error": {
+            "type": "object", "required": ["error"],
+            "properties": {"error": {
+                "type": "object", "required": ["code", "message"],
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"},
+                               "field": {"type": "string"}}}},
+        },
+        "Resources": {"type": "object", "required": list(RESOURCE_KEYS), "properties": resources},
+        "CreateAgent": {
+            "type": "object", "additionalProperties": False,
+            "description": "Every field is optional; an empty body (or none) creates an agent of the default type.",
+            "properties": {
+                "id": {**AGENT_SCHEMA, "nullable": True, "description": "Agent id; a random one when absent."},
+                "agent": _nullable({"type": "string", "description": "Agent type (agents.commands key)."}),
+                "env": _nullable({"type": "object", "additionalProperties": {"type": "string"},
+                                  "description": "Environment variables of the agent."}),
+                "resources": _nullable({
+                    "type": "object", "additionalProperties": False,
+                    "properties": {key: {"oneOf": [{"type": "string"}, {"type": "number"}]}
+                                   for key in RESOURCE_KEYS},
+                    "description": "Requests and limits, up to the configured ones."}),
+                "message": _nullable({"type": "string", "description": "First prompt sent to the agent."}),
+            },
+        },
+        "Agent": {
+            "type": "object",
+            "required": ["id", "session", "agent", "mode", "status", "reason", "message", "created_at", "url",
+                         "resources", "restarts", "details", "owner"],
+            "properties": {
+                "id": {"type": "string"},
+                "session": {"type": "string"},
+                "agent": {"type": "string", "description": "Agent type."},
+                "mode": {"type": "string", "description": "The backend: local or k8s."},
+                "status": {"type": "string", "enum": _STATUSES},
+                "reason": _nullable({"type": "string", "description": "Why the agent is in this status."}),
+                "message": _nullable({"type": "string", "description": "Details of the status, for people."}),
+                "created_at": {"type": "string", "format": "date-time"},
+                "url": {"type": "string", "description": "Path of the agent's own API through this proxy."},
+                "resources": _ref("Resources"),
+                "restarts": {"type": "integer", "minimum": 0},
+                "details": {"type": "object", "description": "Mode-specific facts (object names, pid, port)."},
+                "owner": _nullable({"type": "string", "description": "Name of the API key that created it."}),
+            },
+        },
+        "AgentList": {"type": "object", "required": ["agents"],
+                      "properties": {"agents": {"type": "array", "items": _ref("Agent")}}},
+        "Logs": {"type": "object", "required": ["session", "id", "tail", "lines"],
+                 "properties": {"session": {"type": "string"}, "id": {"type": "string"},
+                                "tail": {"type": "integer"}, "lines": {"type": "array", "items": {"type": "string"}}}},
+        "Status": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
+    }
+
+
+def _agent_ops() -> dict[str, Any]:
+    agent = _json(_ref("Agent"), "The agent.")
+    agents = _json(_ref("AgentList"), "Agents ordered by creation time.")
+    return {
+        "/sessions/{session}/agents": {
+            "parameters": [SESSION],
+            "post": {
+                "operationId": "createAgent", "summary": "Create an agent (idempotent for an equal spec)",
+                "requestBody": {"required": False, "content": {"application/json": {"schema": _ref("CreateAgent")}}},
+                "responses": {"201": _json(_ref("Agent"), "Created."),
+                              "200": _json(_ref("Agent"), "An equal agent already existed."),
+                              **_errors("400", "401", "409", "413", "415", "422", "503")},
+            },
+            "get": {"operationId": "listSessionAgents", "summary": "Agents of one session",
+                    "parameters": [STATUS_FILTER], "responses": {"200": agents, **_errors("400", "401", "503")}},
+        },
+        "/agents": {
+            "get": {"operationId": "listAgents", "summary": "All agents the key may see",
+                    "parameters": [_query("session", SESSION_SCHEMA, "Only agents of this session."), STATUS_FILTER],
+                    "responses": {"200": agents, **_errors("400", "401", "503")}},
+        },
+        "/sessions/{session}/agents/{agent}": {
+            "parameters": [SESSION, AGENT],
+            "get": {"operationId": "getAgent", "summary": "One agent",
+                    "responses": {"200": agent, **_errors("400", "401", "404", "503")}},
+            "delete": {"operationId": "deleteAgent", "summary": "Stop and remove an agent",
+                       "parameters": [_query("purge", {"type": "boolean", "default": False},
+                                             "Also delete the agent's data.")],
+                       "responses": {"200": _json(_ref("Agent"), "The agent's last state."),
+                                     **_errors("400", "401", "404", "503")}},
+        },
+        "/sessions/{session}/agents/{agent}/logs": {
+            "parameters": [SESSION, AGENT],
+            "get": {
+                "operationId": "getAgentLogs", "summary": "The last lines of the agent's output",
+                "parameters": [_query("tail", {"type": "integer", "minimum": 1, "maximum": 10000, "default": 100},
+                                      "How many lines."),
+                               _query("format", {"type": "string", "enum": ["text", "json"]},
+                                      "text (default) or json; without it, Accept: application/json picks JSON.")],
+                "responses": {"200": {"description": "The lines.", "content": {
+                    "text/plain": {"schema": {"type": "string"}}, "application/json": {"schema": _ref("Logs")}}},
+                    **_errors("400", "401", "404", "503")},
+            },
+        },
+    }
+
+
+def _other_ops() -> dict[str, Any]:
+    status = _json(_ref("Status"), "OK.")
+    proxy_op = {
+        "summary": "The agent's own API (agentapi), proxied",
+        "description": "Any method, query and body is passed to the agent; its answer comes back unchanged, "
+                       "streamed (Server-Sent Events included).",
+        "responses": {"default": {"description": "Whatever the agent answers."},
+                      "502": _error("The agent's API cannot be reached."),
+                      **_errors("400", "401", "404"),
+                      "503": _error("The agent is not ready yet.", _RETRY_AFTER)},
+    }
+    return {
+        "/sessions/{session}/agents/{agent}/api/{path}": {
+            "parameters": [SESSION, AGENT, _path_param("path", {"type": "string"},
+                                                       "Path of the agent API, e.g. status, messages, events.")],
+            **{m: {**proxy_op, "operationId": f"proxy{m.capitalize()}"} for m in PROXY_METHODS},
+        },
+        "/events": {"get": {
+            "operationId": "streamEvents", "summary": "Status changes as Server-Sent Events",
+            "description": "Events named `status`; data is the agent JSON plus `event` (added, modified, deleted). "
+                           "A comment line is sent every 15 seconds on an idle stream.",
+            "parameters": [_query("session", SESSION_SCHEMA, "Only agents of this session.")],
+            "responses": {"200": {"description": "The stream.", "content": {"text/event-stream": {
+                "schema": {"type": "string"}}}}, **_errors("400", "401")}}},
+        "/healthz": {"get": {"operationId": "healthz", "summary": "The process answers", **OPEN,
+                             "responses": {"200": status}}},
+        "/readyz": {"get": {"operationId": "readyz", "summary": "The backend can do its work", **OPEN,
+                            "responses": {"200": status, "503": ERRORS["503"]}}},
+        "/metrics": {"get": {"operationId": "metrics", "summary": "Prometheus metrics",
+                             "responses": {"200": {"description": "Text exposition format.", "content": {
+                                 "text/plain": {"schema": {"type": "string"}}}}, **_errors("401")}}},
+        "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document",
+                                  "responses": {"200": _json({"type": "object"}, "The OpenAPI document."),
+                                                **_errors("401")}}},
+    }
+
+
+def openapi_document(auth: bool = True) -> dict[str, Any]:
+    """The OpenAPI 3.0 document of every route; ``auth`` says whether API keys are required."""
+    document = {
+        "openapi": "3.0.3",
+        "info": {"title": "agentproxy", "version": __version__,
+                 "description": "Run, supervise and proxy AI coding agents (agentapi servers)."},
+        "paths": {**_agent_ops(), **_other_ops()},
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer KEY"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            },
+        },
+    }
+    if auth:
+        document["security"] = [{"bearer": []}, {"apiKey": []}]
+    return document
+
+
+def openapi_handler(auth: bool = True) -> Any:
+    """The ``GET /openapi.json`` handler (the document is built once)."""
+    document = openapi_document(auth)
+
+    async def handle(request: web.Request) -> web.Response:
+        return web.json_response(document)
+
+    return handle

@@ -1,0 +1,153 @@
+"""``agentproxy serve``: run the HTTP API until SIGTERM or SIGINT.
+
+On a signal the server stops accepting connections, ends ``/events`` streams,
+lets in-flight requests and proxied streams finish for up to
+``--shutdown-timeout`` seconds, then closes the backend. Agents keep running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+
+if TYPE_CHECKING:  # the heavy imports wait until the server really starts
+    from ..backends.base import Backend
+    from ..settings import Settings
+    from .auth import ApiKey
+
+log = logging.getLogger("agentproxy.api")
+
+DEFAULT_SHUTDOWN_TIMEOUT = 10.0
+
+
+def add_serve_command(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``serve`` on the CLI's subparsers."""
+    from ..cli import _settings_options  # the CLI imports this module while building its parser
+
+    serve = subparsers.add_parser(
+        "serve", help="run the HTTP API (agents, their events and a proxy to each agent's API)",
+        description="Serve the HTTP API on server.host:server.port until SIGTERM or SIGINT.")
+    serve.add_argument("--shutdown-timeout", type=float, default=DEFAULT_SHUTDOWN_TIMEOUT, metavar="SECONDS",
+                       help="on SIGTERM, how long in-flight requests and proxied streams may finish "
+                            f"(default: {DEFAULT_SHUTDOWN_TIMEOUT:g})")
+    serve.add_argument("--access-log", action="store_true", help="log every request")
+    _settings_options(serve)
+    serve.set_defaults(handler=_cmd_serve)
+    return serve
+
+
+def api_keys_from(settings: "Settings") -> list["ApiKey"]:
+    """The API keys configured in ``server.api_keys`` (none when the setting is absent)."""
+    from ..settings import SettingsError
+    from .auth import ApiKey
+
+    records = getattr(settings.server, "api_keys", None) or []
+    keys = []
+    for index, record in enumerate(records):
+        try:
+            keys.append(ApiKey.from_record(record))
+        except ValueError as exc:
+            raise SettingsError(f"server.api_keys[{index}]", str(exc), show_value=False) from None
+    return keys
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from ..settings import SettingsError, load_settings
+    from .auth import Authenticator, BindRefused, check_bind
+
+    settings = load_settings(args.config, args.overrides).settings
+    keys = api_keys_from(settings)
+    try:
+        auth = Authenticator(keys)
+    except ValueError as exc:
+        raise SettingsError("server.api_keys", str(exc), show_value=False) from None
+    allow_remote = bool(getattr(settings.server, "allow_unauthenticated_remote", False))
+    try:
+        check_bind(settings.server.host, auth, allow_remote)
+    except BindRefused as exc:
+        raise SettingsError("server.host", str(exc), settings.server.host) from None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.access_log:
+        logging.getLogger("aiohttp.access").setLevel(logging.INFO)
+    else:
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+    from ..backends.base import BackendError
+    from ..backends.factory import make_backend
+
+    backend = make_backend(settings)
+    try:
+        asyncio.run(run_server(settings, backend, keys, shutdown_timeout=args.shutdown_timeout))
+    except BackendError as exc:
+        print(f"agentproxy: error: the {backend.mode} backend cannot start: {exc.message}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # the address is taken, or not this machine's
+        print(f"agentproxy: error: cannot listen on {settings.server.host}:{settings.server.port}: "
+              f"{exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def run_server(
+    settings: "Settings",
+    backend: "Backend",
+    api_keys: Iterable["ApiKey" | Mapping[str, Any]] = (),
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+    stop: asyncio.Event | None = None,
+    on_listening: Callable[[list[Any]], None] | None = None,
+    handle_signals: bool = True,
+    heartbeat_interval: float = 15.0,
+) -> None:
+    """Start ``backend``, serve the API until ``stop`` is set (or SIGTERM/SIGINT), then shut down.
+
+    ``host``/``port`` default to ``settings.server``; ``on_listening`` gets the
+    bound addresses once the socket accepts connections.
+    """
+    from aiohttp import web
+
+    from .app import create_app
+
+    host = settings.server.host if host is None else host
+    port = settings.server.port if port is None else port
+    stop = asyncio.Event() if stop is None else stop
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    await backend.start()
+    try:
+        app = create_app(settings, backend, api_keys, heartbeat_interval=heartbeat_interval)
+        runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=shutdown_timeout,
+                               handle_signals=False)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, host, port)
+            await site.start()
+            addresses = list(runner.addresses)
+            log.info("agentproxy API (%s mode) listening on %s", backend.mode,
+                     ", ".join(f"http://{_authority(a)}" for a in addresses))
+            if on_listening is not None:
+                on_listening(addresses)
+            await stop.wait()
+            log.info("shutting down: no new connections; in-flight requests get up to %gs", shutdown_timeout)
+        finally:
+            await runner.cleanup()
+    finally:
+        try:
+            await backend.close()
+        finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+        log.info("stopped; agents keep running")
+
+
+def _authority(address: Any) -> str:
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -1,0 +1,171 @@
+"""The k8s backend when things go wrong: RBAC with and without the shipped Role,
+admission and quota rejections, an unreachable API server, failure reasons, and
+an API server restart in the middle of a watch."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from agentproxy.backends.base import AgentStatus, Forbidden, Rejected, Unavailable
+from agentproxy.backends.k8s.apply import server_side_apply
+from agentproxy.backends.k8s.backend import K8sBackend
+from agentproxy.backends.k8s.client import Client
+from agentproxy.render import render_rbac
+from agentproxy.spec import build_spec
+from kube import get, request, wait_for
+from agents import SESSION, settings_for, until_status
+
+
+class ImpersonatingClient(Client):
+    """Sends every request as a ServiceAccount, as the proxy would run in-cluster."""
+
+    def __init__(self, api, namespace: str, service_account: str) -> None:
+        super().__init__(api)
+        self.headers = {"Impersonate-User": f"system:serviceaccount:{namespace}:{service_account}"}
+
+    async def request(self, method, path, *, headers=None, **kwargs):
+        return await super().request(method, path, headers={**self.headers, **(headers or {})}, **kwargs)
+
+    def stream(self, path, params, read_timeout):
+        original = self.api.call_api
+
+        # Watches go through call_api directly; add the header there too.
+        def call_api(*args, **kwargs):
+            kwargs["headers"] = {**self.headers, **(kwargs.get("headers") or {})}
+            return original(*args, **kwargs)
+        self.api.call_api = call_api
+        try:
+            return super().stream(path, params, read_timeout)
+        finally:
+            self.api.call_api = original
+
+
+async def test_backend_works_with_exactly_the_shipped_role(api, namespace):
+    settings = settings_for(namespace)
+    for obj in render_rbac(settings, "agentproxy"):
+        await server_side_apply(api, obj)
+    backend = K8sBackend(settings, client=ImpersonatingClient(api, namespace, "agentproxy"))
+    await backend.start()
+    try:
+        await backend.create(build_spec(settings, SESSION, "scoped"))
+        await until_status(backend, "scoped", AgentStatus.READY)
+        await backend.delete(SESSION, "scoped", purge=True)
+        await wait_for(lambda: _no_agent(backend, "scoped"), "the agent to be deleted")
+    finally:
+        await backend.close()
+
+
+async def _no_agent(backend, agent_id):
+    return backend.state_of(agent_id) is None
+
+
+async def test_without_the_role_create_fails_clearly_and_leaves_nothing(api, namespace):
+    settings = settings_for(namespace)
+    await request(api, "POST", f"/api/v1/namespaces/{namespace}/serviceaccounts",
+                  body={"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "nobody"}})
+    client = ImpersonatingClient(api, namespace, "nobody")
+    with pytest.raises(Forbidden) as error:
+        await client.request("GET", f"/apis/apps/v1/namespaces/{namespace}/statefulsets", verb="list",
+                             resource="statefulsets")
+    assert "may not list statefulsets" in error.value.message
+    assert f"system:serviceaccount:{namespace}:nobody" in error.value.message
+
+    backend = K8sBackend(settings, client=client, backoff_max=0.5, start_timeout=5)
+    with pytest.raises(Forbidden, match="may not list"):
+        await backend.start()
+    await backend.close()
+
+
+async def test_admission_rejection_passes_the_message_through_and_leaves_no_half_agent(api, backend, namespace):
+    # A quota that allows no StatefulSet: the claim and the PVC go through, the
+    # StatefulSet is refused, and everything made for the agent is rolled back.
+    await request(api, "POST", f"/api/v1/namespaces/{namespace}/resourcequotas", body={
+        "apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "no-statefulsets"},
+        "spec": {"hard": {"count/statefulsets.apps": "0"}}})
+
+    async def quota_ready():
+        q = await get(api, f"/api/v1/namespaces/{namespace}/resourcequotas/no-statefulsets")
+        return q and (q.get("status") or {}).get("hard")
+    await wait_for(quota_ready, "the quota to be counted")
+
+    spec = build_spec(backend.settings, SESSION, "refused")
+    with pytest.raises(Rejected) as error:
+        await backend.create(spec)
+    assert "exceeded quota" in error.value.message
+    for path in (f"/api/v1/namespaces/{namespace}/configmaps/agent-refused-config",
+                 f"/api/v1/namespaces/{namespace}/services/agent-refused-headless",
+                 f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/data-agent-refused-0"):
+        obj = await get(api, path)
+        assert obj is None or obj["metadata"].get("deletionTimestamp"), path
+
+    await request(api, "DELETE", f"/api/v1/namespaces/{namespace}/resourcequotas/no-statefulsets")
+    await wait_for(lambda: _absent_quota(api, namespace), "the quota to go")
+    # The next create of the same id does not trip over leftovers.
+    await backend.create(spec)
+    await until_status(backend, "refused", AgentStatus.READY)
+
+
+async def _absent_quota(api, namespace):
+    return await get(api, f"/api/v1/namespaces/{namespace}/resourcequotas/no-statefulsets") is None
+
+
+async def test_unschedulable_agent_fails_with_the_schedulers_reason(backend):
+    roomy = settings_for(backend.namespace, "k8s_mode.resources.cpu_limit=1000")
+    spec = build_spec(roomy, SESSION, "huge", resources={"cpu_request": "900", "cpu_limit": "1000"})
+    await backend.create(spec)
+    failed = await until_status(backend, "huge", AgentStatus.FAILED)
+    assert failed.reason == "Unschedulable"
+    assert "Insufficient cpu" in failed.message
+
+
+async def test_unreachable_api_server_is_a_clear_unavailable_error(tmp_path):
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("""apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:9", insecure-skip-tls-verify: true}}]
+users: [{name: u, user: {token: "t"}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+""")
+    with pytest.raises(Unavailable, match="cannot be reached"):
+        client = await Client.connect(str(kubeconfig))
+        await client.request("GET", "/api/v1/namespaces/default/configmaps")
+
+
+@pytest.fixture
+def restart_apiserver():
+    """Restarts the local control plane's API server; other clusters cannot be
+    restarted from a test, so there the test is skipped."""
+    if os.environ.get("AGENTPROXY_TEST_LOCAL_CONTROL_PLANE") != "1":
+        pytest.skip("needs the local control plane (just test) to restart its API server")
+    import sys
+    from pathlib import Path
+    script = Path(__file__).resolve().parents[2] / "testenv" / "cluster.py"
+
+    async def restart():
+        proc = await asyncio.create_subprocess_exec(sys.executable, str(script), "restart", "kube-apiserver")
+        assert await proc.wait() == 0
+    return restart
+
+
+async def test_status_resumes_after_an_api_server_restart_without_duplicates(backend, restart_apiserver):
+    events = []
+
+    async def collect():
+        async for event in backend.events():
+            a = event.agent
+            events.append((event.type, a.id, a.status, a.reason, a.message, a.upstream, a.restarts))
+    collector = asyncio.create_task(collect())
+    await backend.create(build_spec(backend.settings, SESSION, "before"))
+    await until_status(backend, "before", AgentStatus.READY)
+    await restart_apiserver()
+    await backend.create(build_spec(backend.settings, SESSION, "after"))
+    await until_status(backend, "after", AgentStatus.READY)
+    collector.cancel()
+    assert len([e for e in events if e[:2] == ("added", "before")]) == 1
+    before = [e for e in events if e[1] == "before"]
+    assert all(a != b for a, b in zip(before, before[1:])), before
+    assert {s.id for s in await backend.list()} == {"before", "after"}

@@ -1,0 +1,79 @@
+"""Fixtures of the HTTP layer tests: an imitation agentapi upstream, an in-memory
+backend whose agents point at it, and the API served on a free loopback port."""
+
+from __future__ import annotations
+
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from agentproxy.api import create_app, hash_key
+from agentproxy.settings import Settings
+
+from .memory_backend import MemoryBackend
+from .upstream import ImitationAgent
+
+ADMIN_KEY, ALICE_KEY, BOB_KEY = "admin-key-0123", "alice-key-4567", "bob-key-89ab"
+KEYS = [
+    {"name": "admin", "sha256": hash_key(ADMIN_KEY), "admin": True},
+    {"name": "alice", "sha256": hash_key(ALICE_KEY), "admin": False},
+    {"name": "bob", "sha256": hash_key(BOB_KEY)},
+]
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+class Upstream:
+    """A running imitation agentapi server."""
+
+    def __init__(self, agent: ImitationAgent, server: TestServer) -> None:
+        self.agent = agent
+        self.server = server
+        self.url = f"http://127.0.0.1:{server.port}"
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[Upstream]:
+    agent = ImitationAgent()
+    server = TestServer(agent.app(), host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield Upstream(agent, server)
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+def backend(upstream: Upstream) -> MemoryBackend:
+    return MemoryBackend(upstream=upstream.url)
+
+
+ApiFactory = Callable[..., Awaitable[TestClient]]
+
+
+@pytest.fixture
+async def make_api(settings: Settings, backend: MemoryBackend) -> AsyncIterator[ApiFactory]:
+    """Serve the API (over ``backend`` unless another is given) on 127.0.0.1 and return a client."""
+    clients: list[TestClient] = []
+
+    async def make(api_keys: Any = (), backend_: Any = None, **kwargs: Any) -> TestClient:
+        app = create_app(settings, backend if backend_ is None else backend_, api_keys, **kwargs)
+        client = TestClient(TestServer(app, host="127.0.0.1"))
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    try:
+        yield make
+    finally:
+        for client in clients:
+            await client.close()
+
+
+@pytest.fixture
+async def api(make_api: ApiFactory) -> TestClient:
+    """The API without keys (everything open, as on loopback)."""
+    return await make_api()

@@ -1,0 +1,91 @@
+"""Property-based checks of the live API against its own OpenAPI document.
+
+Schemathesis generates requests for every documented operation (the event
+stream excepted: it never ends) and sends them to the API served on loopback,
+over an in-memory backend whose agents point at the imitation agentapi. Every
+answer must be documented: no 5xx, a documented status, content type, headers
+and body schema. The number of examples is kept small so that the suite stays fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Iterator
+
+import pytest
+
+schemathesis = pytest.importorskip("schemathesis")
+from hypothesis import HealthCheck, settings  # noqa: E402
+from aiohttp import web  # noqa: E402
+from schemathesis.checks import not_a_server_error  # noqa: E402
+from schemathesis.specs.openapi.checks import (  # noqa: E402
+    content_type_conformance, response_headers_conformance, response_schema_conformance,
+    status_code_conformance,
+)
+
+from agentproxy.api import create_app  # noqa: E402
+from agentproxy.api.openapi import openapi_document  # noqa: E402
+from agentproxy.settings import Settings  # noqa: E402
+
+from .memory_backend import MemoryBackend  # noqa: E402
+from .upstream import ImitationAgent  # noqa: E402
+
+EXAMPLES_PER_OPERATION = 15
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
+          response_schema_conformance]
+
+schema = schemathesis.openapi.from_dict(openapi_document(auth=False)).exclude(path="/events")
+
+
+class LiveServers:
+    """The imitation agentapi and the API, served on 127.0.0.1 from an event loop in a thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.runners: list[web.AppRunner] = []
+
+    async def _serve(self, app: web.Application) -> int:
+        runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=1)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        self.runners.append(runner)
+        return runner.addresses[0][1]
+
+    async def _start(self) -> str:
+        upstream_port = await self._serve(ImitationAgent().app())
+        backend = MemoryBackend(upstream=f"http://127.0.0.1:{upstream_port}")
+        api_port = await self._serve(create_app(Settings(), backend))
+        return f"http://127.0.0.1:{api_port}"
+
+    def start(self) -> str:
+        self.thread.start()
+        return asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(timeout=30)
+
+    def stop(self) -> None:
+        async def cleanup() -> None:
+            for runner in reversed(self.runners):
+                await runner.cleanup()
+
+        asyncio.run_coroutine_threadsafe(cleanup(), self.loop).result(timeout=30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=30)
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def live_api() -> Iterator[str]:
+    servers = LiveServers()
+    try:
+        yield servers.start()
+    finally:
+        servers.stop()
+
+
+@schema.parametrize()
+@settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture])
+def test_the_live_api_matches_its_openapi_document(case, live_api):
+    case.call_and_validate(base_url=live_api, checks=CHECKS, timeout=10)

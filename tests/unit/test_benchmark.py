@@ -1,0 +1,22 @@
+"""The render benchmark runs, reports its table and confirms that templates
+are compiled once per start (a tiny run, so the suite stays fast)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from agentproxy.render import TEMPLATES
+
+BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "render.py"
+
+
+def test_benchmark_smoke(tmp_path):
+    proc = subprocess.run([sys.executable, str(BENCHMARK), "--agents", "5", "--repeat", "2"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "render_agent (warm)" in proc.stdout
+    assert "first render (cold, compiles)" in proc.stdout
+    n = len(TEMPLATES)
+    assert f"[{n}, {n}] per cold start, [0, 0] during the warm loops" in proc.stdout
