@@ -71,10 +71,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except BindRefused as exc:
         raise SettingsError("server.host", str(exc), settings.server.host) from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.access_log:
-        logging.getLogger("aiohttp.access").setLevel(logging.INFO)
-    else:
-        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.INFO if args.access_log else logging.WARNING)
+    for chatty in ("httpx", "httpcore"):  # the Kubernetes client logs every API request at INFO
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
     from ..backends.base import BackendError
     from ..backends.factory import make_backend

@@ -10,6 +10,7 @@ split at underscores: ``K8S_MODE`` and ``CPU_LIMIT`` hold underscores of their o
 from __future__ import annotations
 
 import dataclasses
+import re
 import shlex
 import typing
 from dataclasses import dataclass
@@ -65,6 +66,7 @@ _KIND_NAMES = {
     "int": "integer",
     "str": "string",
     "commands": "mapping of agent type to command",
+    "api_keys": "list of API keys",
 }
 
 
@@ -127,7 +129,37 @@ def _coerce_commands(value: Any, from_text: bool) -> dict[str, list[str]]:
     return {str(name): _coerce_command(argv) for name, argv in value.items()}
 
 
-_COERCERS = {"bool": _coerce_bool, "int": _coerce_int, "str": _coerce_str, "commands": _coerce_commands}
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_KEY_FIELDS = {"name", "sha256", "admin"}
+
+
+def _coerce_api_keys(value: Any, from_text: bool) -> list[dict[str, Any]]:
+    if from_text and isinstance(value, str):
+        try:
+            value = yaml.safe_load(value) if value.strip() else []
+        except yaml.YAMLError:
+            raise ValueRuleError("must be a YAML list such as [{name: alice, sha256: ..., admin: true}]") from None
+    if not isinstance(value, list):
+        raise ValueRuleError("must be a list of {name, sha256, admin} entries")
+    keys, names = [], set()
+    for index, item in enumerate(value):
+        where = f"entry {index}"
+        if not isinstance(item, dict) or set(item) - _KEY_FIELDS:
+            raise ValueRuleError(f"{where} must be a mapping with only name, sha256 and admin")
+        name, digest = item.get("name"), str(item.get("sha256") or "").lower()
+        if not isinstance(name, str) or not name.strip():
+            raise ValueRuleError(f"{where} needs a non-empty name")
+        if name in names:
+            raise ValueRuleError(f"{where}: the name {name!r} is used twice")
+        if not _SHA256.fullmatch(digest):
+            raise ValueRuleError(f"{where} ({name}): sha256 must be 64 hex digits (the key's SHA-256, not the key)")
+        names.add(name)
+        keys.append({"name": name, "sha256": digest, "admin": _coerce_bool(item.get("admin", False), from_text)})
+    return keys
+
+
+_COERCERS = {"bool": _coerce_bool, "int": _coerce_int, "str": _coerce_str, "commands": _coerce_commands,
+             "api_keys": _coerce_api_keys}
 
 
 def coerce_command(value: Any) -> list[str]:
@@ -148,6 +180,8 @@ def _kind_of(annotation: Any) -> tuple[str, bool]:
         return "str", optional
     if typing.get_origin(annotation) is dict:
         return "commands", optional
+    if typing.get_origin(annotation) is list:
+        return "api_keys", optional
     raise TypeError(f"unsupported settings type {annotation!r}")  # pragma: no cover
 
 

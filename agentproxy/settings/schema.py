@@ -28,6 +28,20 @@ def _default_agent_commands() -> Dict[str, List[str]]:
 
 
 @dataclass
+class ApiKeySettings:
+    """One API key, stored as the SHA-256 hex digest of the key (never the key)."""
+
+    name: str = ""
+    """Who holds the key; agents created with it are owned by this name."""
+
+    sha256: str = ""
+    """``printf %s "$KEY" | sha256sum``: 64 hex digits."""
+
+    admin: bool = False
+    """An admin key sees and reaches every agent; others only their own."""
+
+
+@dataclass
 class ServerSettings:
     """The HTTP API server."""
 
@@ -36,6 +50,13 @@ class ServerSettings:
 
     port: int = 8080
     """TCP port of the HTTP API. Example: ``8080``."""
+
+    api_keys: List[ApiKeySettings] = field(default_factory=list)
+    """Keys accepted as ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``; none
+    means no authentication. Example: ``[{name: alice, sha256: 9f86d0..., admin: true}]``."""
+
+    allow_unauthenticated_remote: bool = False
+    """Allow binding a non-loopback ``host`` without API keys (anyone who can reach it controls the agents)."""
 
 
 @dataclass

@@ -85,7 +85,7 @@ def live_api() -> Iterator[str]:
 
 
 @schema.parametrize()
-@settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None,
+@settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture])
 def test_the_live_api_matches_its_openapi_document(case, live_api):
     case.call_and_validate(base_url=live_api, checks=CHECKS, timeout=10)
