@@ -76,3 +76,15 @@ kind-down:
 # Render manifests for 1000 agents and report agents/s
 bench-render *ARGS:
     python benchmarks/render.py {{ ARGS }}
+
+# The k8s backend against $KUBECONFIG (creates and deletes its own namespaces)
+bench-k8s *ARGS:
+    python benchmarks/k8s.py {{ ARGS }}
+
+# Proxied vs direct requests and SSE through the proxy
+bench-proxy *ARGS:
+    python benchmarks/proxy.py {{ ARGS }}
+
+# The local supervisor's overhead, memory per agent and concurrent starts
+bench-local *ARGS:
+    python benchmarks/local.py {{ ARGS }}

@@ -256,7 +256,8 @@ def _kwok_config(layout: Layout) -> Path:
 
 
 def _node() -> dict:
-    capacity = {"cpu": "32", "memory": "256Gi", "pods": "110", "ephemeral-storage": "100Gi"}
+    # Room for benchmarks with a thousand agents (100m CPU, 256Mi each).
+    capacity = {"cpu": "1000", "memory": "4Ti", "pods": "5000", "ephemeral-storage": "10Ti"}
     return {
         "apiVersion": "v1", "kind": "Node",
         "metadata": {

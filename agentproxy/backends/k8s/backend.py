@@ -45,6 +45,7 @@ class K8sBackend(Backend):
         self.hub = EventHub()
         self._locks: dict[str, asyncio.Lock] = {}
         self._last: dict[str, AgentState] = {}
+        self._specs: dict[str, AgentSpec] = {}
         self._cache_options = cache_options
         self.reconciler = Reconciler(self)
 
@@ -75,11 +76,24 @@ class K8sBackend(Backend):
             obj = self.cache.get(kind, name)
             text = ((obj or {}).get("metadata", {}).get("annotations") or {}).get(SPEC_ANNOTATION)
             if text:
-                try:
-                    return AgentSpec.from_json(text)
-                except ValueError:
-                    log.warning("%s %s has an unreadable spec annotation", kind.name, name)
+                spec = self._parse_spec(text)
+                if spec is not None:
+                    return spec
+                log.warning("%s %s has an unreadable spec annotation", kind.name, name)
         return None
+
+    def _parse_spec(self, text: str) -> AgentSpec | None:
+        # Listing a thousand agents must not parse a thousand JSON documents.
+        cached = self._specs.get(text)
+        if cached is None:
+            try:
+                cached = AgentSpec.from_json(text)
+            except ValueError:
+                return None
+            if len(self._specs) > 10_000:
+                self._specs.clear()
+            self._specs[text] = cached
+        return cached
 
     def state_of(self, agent_id: str) -> AgentState | None:
         """The agent's state from cached objects, or None when it does not exist."""

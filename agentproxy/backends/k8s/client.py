@@ -3,6 +3,7 @@ so errors become backend errors with the server's own message, and calls are cou
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from contextlib import asynccontextmanager
@@ -63,9 +64,12 @@ def translate(exc: BaseException, verb: str, resource: str) -> BackendError:
 class Client:
     """Requests to one API server, counted in :attr:`calls`."""
 
-    def __init__(self, api: kr8s.asyncio.Api) -> None:
+    def __init__(self, api: kr8s.asyncio.Api, max_in_flight: int = 32) -> None:
         self.api = api
         self.calls = 0
+        # A burst of creates (each several calls) must queue here rather than
+        # time out waiting for one of the HTTP pool's connections.
+        self._in_flight = asyncio.Semaphore(max_in_flight)
 
     @classmethod
     async def connect(cls, kubeconfig: str | None = None, context: str | None = None) -> "Client":
@@ -87,6 +91,11 @@ class Client:
                                   "headers": {"Content-Type": content_type, **(headers or {})}}
         if body is not None:
             kwargs["content"] = json.dumps(body)
+        async with self._in_flight:
+            return await self._request(method, base, rest, kwargs, verb or method.lower(), resource or path)
+
+    async def _request(self, method: str, base: str, rest: str, kwargs: dict[str, Any], verb: str,
+                       resource: str) -> dict[str, Any]:
         self.calls += 1
         # raise_for_status=False: kr8s answers a 403 by re-authenticating and
         # replacing its HTTP session, which would cut every watch stream on it;
@@ -96,12 +105,12 @@ class Client:
                                          raise_for_status=False, **kwargs) as resp:
                 body = _json(resp)
                 if resp.is_error:
-                    raise _from_status(resp.status_code, body, verb or method.lower(), resource or path)
+                    raise _from_status(resp.status_code, body, verb, resource)
                 return body
         except BackendError:
             raise
         except Exception as exc:
-            raise translate(exc, verb or method.lower(), resource or path) from None
+            raise translate(exc, verb, resource) from None
 
     async def text(self, path: str, *, params: Mapping[str, str] | None = None, verb: str = "get",
                    resource: str = "") -> str:

@@ -1,8 +1,8 @@
 """An imitation of an agentapi server, for testing and benchmarking the proxy.
 
-The real agentapi is a Go program that cannot be fetched here (it is not
-published as a Go module that builds a usable binary), so this small aiohttp
-server imitates the parts of its HTTP API that matter to a reverse proxy:
+The proxy's tests must not depend on the agentapi binary being installed, so
+this small aiohttp server imitates the parts of agentapi's HTTP API that matter
+to a reverse proxy:
 
 - the Host check: any Host but ``localhost``, ``127.0.0.1`` or ``[::1]`` (with or
   without a port) gets 400 ``Invalid host header``, as agentapi answers;

@@ -1,0 +1,334 @@
+"""The local backend: agents as supervised ``agentapi`` processes on this machine.
+
+Layout of ``local_mode.data_dir``::
+
+    state.json        every agent: spec, port, process identity, restarts (see state.py)
+    lock              held by the proxy that supervises the agents
+    work/<id>/        an agent's working directory (kept on delete unless purged)
+    logs/<id>.log     its output, capped and rotated (removed on delete)
+
+The proxy can stop and start again without disturbing its agents: :meth:`close`
+leaves them running and :meth:`start` re-adopts every process whose pid, start
+time and command line still match the state file, and restarts the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import aiohttp
+
+from ...settings import Settings
+from ...spec import AgentSpec
+from ..base import AgentState, AgentStatus, Backend, Conflict, NotFound, Rejected, StatusEvent, Unavailable
+from ..events import EventHub
+from .ports import HOST, PortAllocator
+from .process import AgentProcess, Identity, TreeSampler, directory_size, executable_search_path, find_executable
+from .state import DataDirLock, StateFile, StateWriter
+from .supervisor import Policy, Supervisor
+
+log = logging.getLogger(__name__)
+
+AGENTAPI_VERSION = "v0.12.1"
+INSTALL_HINT = f"go install github.com/coder/agentapi@{AGENTAPI_VERSION}"
+
+
+class LocalBackend(Backend):
+    """Agents as processes of this machine, supervised by this proxy."""
+
+    mode = "local"
+
+    def __init__(self, settings: Settings, *, policy: Policy | None = None) -> None:
+        self.settings = settings
+        self.local = settings.local_mode
+        self.policy = policy or Policy()
+        self.data_dir = Path(os.path.expanduser(self.local.data_dir)).absolute()
+        self.ports = PortAllocator(self.local.ports.start, self.local.ports.end)
+        self.hub = EventHub()
+        self._agents: dict[str, Supervisor] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._published: dict[str, tuple] = {}
+        self._persisted: dict[str, dict[str, Any]] = {}
+        self._state = StateFile(self.data_dir / "state.json")
+        self._writer = StateWriter(self._state, self._records)
+        self._dir_lock = DataDirLock(self.data_dir / "lock")
+        self._sampler = TreeSampler()
+        self._saves: set[asyncio.Task[None]] = set()
+        self._monitor: asyncio.Task[None] | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._started = False
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Lock the data_dir, then re-adopt or restart the agents of the state file."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._dir_lock.acquire()
+        # force_close: a probe is one request per agent start; pooled idle connections to
+        # every agentapi would only hold sockets.
+        self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
+        self._started = True
+        records = self._state.load()
+        for agent_id, record in sorted(records.items(), key=lambda item: str(item[1].get("created_at"))):
+            try:
+                self._restore(agent_id, record)
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error("agent %s in %s cannot be restored (%s); it is dropped from the state",
+                          agent_id, self._state.path, exc)
+        await self._writer.save()
+        self._monitor = asyncio.get_running_loop().create_task(self._monitor_loop(), name="local agents monitor")
+
+    def _restore(self, agent_id: str, record: dict[str, Any]) -> None:
+        spec = AgentSpec.from_json(record["spec"])
+        if spec.id != agent_id:
+            raise ValueError(f"the record holds agent {spec.id!r}")
+        port = record.get("port")
+        supervisor = self._supervisor(spec, port=None, created_at=datetime.fromisoformat(record["created_at"]),
+                                      restarts=int(record.get("restarts") or 0), last_state=record.get("last_state"))
+        self._agents[agent_id] = supervisor
+        if record.get("status") == "failed":
+            supervisor.restore_failed(record.get("reason"), record.get("message"))
+            return
+        identity = Identity.from_dict(record["process"]) if record.get("process") else None
+        process = AgentProcess.adopt(identity) if identity is not None else None
+        if isinstance(port, int) and self.ports.claim(port, agent_id):
+            supervisor.port = port
+        if process is not None:
+            if supervisor.port is None:
+                log.warning("agent %s runs on port %s, which is outside local_mode.ports or taken", agent_id, port)
+                supervisor.port = port
+            supervisor.adopt(process)
+        else:
+            # It ended while no proxy watched it: that is a restart like any other.
+            supervisor.restarts += 1
+            supervisor.log.note("the agent was not running when the proxy started; restarting it")
+        supervisor.run()
+
+    async def close(self) -> None:
+        """Stop supervising; the agents keep running and are re-adopted by the next start."""
+        if not self._started:
+            return
+        self._started = False
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+        await asyncio.gather(*(s.detach() for s in self._agents.values()))
+        if self._saves:
+            await asyncio.gather(*self._saves, return_exceptions=True)
+        try:
+            await self._writer.save()
+        finally:
+            if self._http is not None:
+                await self._http.close()
+            self._dir_lock.release()
+
+    async def healthy(self) -> bool:
+        """True when the agentapi binary can be found."""
+        return self._find_agentapi() is not None
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def _get(self, session: str, agent_id: str) -> Supervisor:
+        supervisor = self._agents.get(agent_id)
+        if supervisor is None or supervisor.spec.session != session:
+            raise NotFound(f"agent {agent_id!r} does not exist in session {session!r}")
+        return supervisor
+
+    async def get(self, session: str, agent_id: str) -> AgentState:
+        return self._get(session, agent_id).state()
+
+    async def list(self, session: str | None = None, status: AgentStatus | None = None) -> list[AgentState]:
+        states = [s.state() for s in self._agents.values()]
+        states = [s for s in states if (session is None or s.session == session) and (status is None or s.status == status)]
+        return sorted(states, key=lambda s: (s.created_at, s.id))
+
+    async def logs(self, session: str, agent_id: str, tail_lines: int = 100) -> str:
+        supervisor = self._get(session, agent_id)
+        return await asyncio.to_thread(supervisor.log.tail, tail_lines)
+
+    def events(self) -> AsyncIterator[StatusEvent]:
+        return self.hub.subscribe()
+
+    # --- writing -------------------------------------------------------------------------------
+
+    async def create(self, spec: AgentSpec) -> AgentState:
+        self._require_started()
+        async with self._locks.setdefault(spec.id, asyncio.Lock()):
+            existing = self._agents.get(spec.id)
+            if existing is not None:
+                _check_same(existing.spec, spec)
+                return existing.state()
+            # Every check before anything is allocated: a refused create changes nothing.
+            self._agentapi_binary()
+            self._command(spec)
+            port = await self.ports.allocate(spec.id)
+            supervisor = self._supervisor(spec, port=port, created_at=datetime.now(timezone.utc))
+            try:
+                await asyncio.to_thread(supervisor.work_dir.mkdir, parents=True, exist_ok=True)
+                supervisor.launch()
+            except OSError as exc:
+                self.ports.release(port, spec.id)
+                raise Unavailable(f"cannot start agentapi (local_mode.agentapi_binary "
+                                  f"{self.local.agentapi_binary!r}) for agent {spec.id!r}: "
+                                  f"{exc.strerror or exc}") from None
+            except BaseException:
+                self.ports.release(port, spec.id)
+                raise
+            self._agents[spec.id] = supervisor
+            self.changed(supervisor)
+            supervisor.run()
+            await self._writer.save()
+            return supervisor.state()
+
+    async def delete(self, session: str, agent_id: str, purge: bool = False) -> AgentState:
+        self._require_started()
+        self._get(session, agent_id)
+        async with self._locks.setdefault(agent_id, asyncio.Lock()):
+            supervisor = self._get(session, agent_id)  # a concurrent delete may have won
+            await supervisor.stop(self.policy.stop_grace)
+            del self._agents[agent_id]
+            self._published.pop(agent_id, None)
+            self._persisted.pop(agent_id, None)
+            await self._writer.save()
+            await asyncio.to_thread(supervisor.log.remove)
+            if purge:
+                await asyncio.to_thread(shutil.rmtree, supervisor.work_dir, True)
+        final = supervisor.state()
+        final = AgentState(spec=final.spec, mode=self.mode, status=AgentStatus.STOPPED, created_at=final.created_at,
+                           reason="Deleted", message="work directory deleted" if purge else "work directory kept",
+                           restarts=final.restarts, details=final.details)
+        self.hub.publish(StatusEvent("deleted", final))
+        self._locks.pop(agent_id, None)
+        return final
+
+    # --- what supervisors use ------------------------------------------------------------------
+
+    def agentapi_argv(self, spec: AgentSpec, port: int) -> list[str]:
+        """``agentapi server --port P --type T -- COMMAND``, every program as an absolute path."""
+        return [self._agentapi_binary(), "server", "--port", str(port), "--type", spec.agentapi_type,
+                "--", *self._command(spec)]
+
+    async def probe(self, port: int) -> bool:
+        """True when agentapi answers ``GET /status`` on ``port`` (with the Host it accepts)."""
+        if self._http is None or self._http.closed:
+            return False
+        timeout = aiohttp.ClientTimeout(total=self.policy.probe_timeout)
+        try:
+            async with self._http.get(f"http://{HOST}:{port}/status", headers={"Host": "localhost"},
+                                      timeout=timeout, allow_redirects=False) as response:
+                if response.status != 200:
+                    return False
+                body = await response.json(content_type=None)
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+            return False
+        return isinstance(body, dict) and "status" in body
+
+    def changed(self, supervisor: Supervisor) -> None:
+        """Publish a visible change and persist a change of what the state file keeps."""
+        if self._agents.get(supervisor.id) is not supervisor:
+            return  # not registered yet (being created or restored) or deleted
+        state = supervisor.state()
+        visible = (state.status, state.reason, state.message, state.upstream, state.restarts)
+        previous = self._published.get(supervisor.id)
+        if previous != visible:
+            self._published[supervisor.id] = visible
+            self.hub.publish(StatusEvent("added" if previous is None else "modified", state))
+        record = supervisor.record()
+        if self._started and self._persisted.get(supervisor.id) != record:
+            self._persisted[supervisor.id] = record
+            task = asyncio.get_running_loop().create_task(self._save_quietly())
+            self._saves.add(task)
+            task.add_done_callback(self._saves.discard)
+
+    async def _save_quietly(self) -> None:
+        try:
+            await self._writer.save()
+        except OSError as exc:
+            log.error("cannot write %s: %s", self._state.path, exc)
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _supervisor(self, spec: AgentSpec, **kwargs: Any) -> Supervisor:
+        return Supervisor(self, spec, work_dir=self.data_dir / "work" / spec.id,
+                          log_file=self.data_dir / "logs" / f"{spec.id}.log", **kwargs)
+
+    def _records(self) -> dict[str, dict[str, Any]]:
+        return {agent_id: s.record() for agent_id, s in self._agents.items()}
+
+    def _require_started(self) -> None:
+        if not self._started:
+            raise Unavailable("the local backend is not running")
+
+    def _find_agentapi(self) -> str | None:
+        return find_executable(self.local.agentapi_binary)
+
+    def _agentapi_binary(self) -> str:
+        path = self._find_agentapi()
+        if path is None:
+            raise Unavailable(f"agentapi not found: local_mode.agentapi_binary is {self.local.agentapi_binary!r}; "
+                              f"install it with `{INSTALL_HINT}` and put it on PATH or set "
+                              f"local_mode.agentapi_binary to its path")
+        return path
+
+    def _command(self, spec: AgentSpec) -> list[str]:
+        """The agent's command with its program as an absolute path (agentapi would search
+        only its own PATH, without the proxy's Python environment)."""
+        program = find_executable(spec.command[0]) if spec.command else None
+        if program is None:
+            searched = executable_search_path().replace(os.pathsep, ", ")
+            raise Rejected(f"agent type {spec.type!r}: program {spec.command[0] if spec.command else ''!r} of "
+                           f"agents.commands.{spec.type} was not found (searched {searched})", field="agent")
+        return [program, *spec.command[1:]]
+
+    async def _monitor_loop(self) -> None:
+        """Every ``sample_interval``: sample CPU and memory of every agent (enforcing memory
+        limits), rotate logs that reached their cap, now and then measure work directories."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.policy.sample_interval)
+            supervisors = list(self._agents.values())
+            roots = {s.id: s.process.identity for s in supervisors if s.process is not None and not s.process.exited}
+            now = loop.time()
+            due = [s for s in supervisors if now - s.disk_measured_at >= self.policy.disk_interval]
+            for s in due:
+                s.disk_measured_at = now
+            try:
+                samples, sizes = await asyncio.to_thread(self._measure, roots, [(s.id, s.work_dir) for s in due],
+                                                         [s.log for s in supervisors])
+            except Exception:  # one bad sample must not end the monitoring of every agent
+                log.exception("sampling local agents failed")
+                continue
+            for agent_id, sample in samples.items():
+                supervisor = self._agents.get(agent_id)
+                if supervisor is not None:
+                    supervisor.observe(roots[agent_id], sample)
+            for agent_id, (size, complete) in sizes.items():
+                supervisor = self._agents.get(agent_id)
+                if supervisor is not None:
+                    supervisor.work_dir_bytes, supervisor.work_dir_complete = size, complete
+
+    def _measure(self, roots: dict[str, Identity], dirs: list[tuple[str, Path]],
+                 logs: list[Any]) -> tuple[dict[str, Any], dict[str, tuple[int, bool]]]:
+        samples = self._sampler.sample(roots)
+        sizes = {agent_id: directory_size(path) for agent_id, path in dirs}
+        for agent_log in logs:
+            try:
+                agent_log.rotate_if_needed()
+            except OSError as exc:
+                log.warning("cannot rotate %s: %s", agent_log.path, exc)
+        return samples, sizes
+
+
+def _check_same(existing: AgentSpec, requested: AgentSpec) -> None:
+    if existing.fingerprint() != requested.fingerprint():
+        if existing.session != requested.session:
+            raise Conflict(f"agent id {requested.id!r} is already used in another session", field="id")
+        raise Conflict(f"agent {requested.id!r} already exists with a different spec", field="id")

@@ -1,0 +1,438 @@
+"""One agent's life: start agentapi, wait until it answers, restart it when it dies,
+enforce its memory limit, stop it.
+
+Restarts follow Kubernetes' CrashLoopBackOff: the delay starts at
+``backoff_initial`` seconds and doubles up to ``backoff_max``; a run that lasted
+``stable_after`` seconds resets it. Unlike Kubernetes the supervisor gives up:
+``crash_loop_failures`` exits within ``crash_loop_window`` seconds make the agent
+``failed`` (reason ``CrashLoopBackOff``), because nobody watches a local proxy's
+agents the way a cluster operator watches pods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import shlex
+import signal
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+from ...quantity import parse_quantity
+from ...spec import AgentSpec
+from ..base import AgentState, AgentStatus, BackendError
+from .logs import AgentLog
+from .ports import HOST, PortAllocator, port_is_free
+from .process import AgentProcess, Identity, TreeSample, agent_environment, stop_tree
+
+log = logging.getLogger(__name__)
+
+MESSAGE_TAIL_LINES = 20
+MESSAGE_TAIL_CHARS = 4000
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Timings of supervision. The defaults are the proxy's; tests shorten them."""
+
+    start_timeout: float = 30.0
+    """Seconds agentapi has to answer ``GET /status`` after it was started."""
+    stop_grace: float = 10.0
+    """Seconds between SIGTERM and SIGKILL when an agent is deleted."""
+    leftover_grace: float = 2.0
+    """The same for processes of a tree whose agentapi already exited."""
+    backoff_initial: float = 1.0
+    backoff_max: float = 60.0
+    stable_after: float = 60.0
+    """A run this long resets the back-off delay and the count of quick failures."""
+    crash_loop_failures: int = 5
+    crash_loop_window: float = 300.0
+    probe_interval_max: float = 0.25
+    """Readiness probes start every 20 ms and slow down to this."""
+    probe_timeout: float = 2.0
+    sample_interval: float = 1.0
+    """Seconds between samples of CPU and memory (and checks of the memory limit and log size)."""
+    disk_interval: float = 30.0
+    """Seconds between measurements of a work directory (a walk of the whole tree)."""
+
+
+class SupervisorHost(Protocol):
+    """What a supervisor needs from its backend."""
+
+    policy: Policy
+    ports: PortAllocator
+
+    def agentapi_argv(self, spec: AgentSpec, port: int) -> list[str]:
+        """The full agentapi command line (raises BackendError when a program is missing)."""
+
+    async def probe(self, port: int) -> bool:
+        """True when agentapi answers ``GET /status`` on ``port``."""
+
+    def changed(self, supervisor: "Supervisor") -> None:
+        """Publish and persist the supervisor's new state."""
+
+
+@dataclass(frozen=True)
+class Ended:
+    """How one run of agentapi ended."""
+
+    reason: str
+    """``Error``, ``Completed``, ``OOMKilled``, ``StartError``, ``StartTimeout`` or ``Exited``."""
+    description: str
+    exit_code: int | None = None
+    final: bool = False
+    """No restart: the agent becomes failed at once."""
+
+
+class Supervisor:
+    """Supervises one agent: owns its port, process, log and a task that keeps it running."""
+
+    def __init__(self, host: SupervisorHost, spec: AgentSpec, *, port: int | None, work_dir: Path,
+                 log_file: Path, created_at: datetime, restarts: int = 0,
+                 last_state: dict[str, Any] | None = None) -> None:
+        self.host = host
+        self.policy = host.policy
+        self.spec = spec
+        self.port = port
+        self.work_dir = work_dir
+        self.log = AgentLog(log_file)
+        self.created_at = created_at
+        self.restarts = restarts
+        self.last_state = last_state
+        self.status = AgentStatus.PENDING
+        self.reason: str | None = None
+        self.message: str | None = None
+        self.process: AgentProcess | None = None
+        self.sample: TreeSample | None = None
+        self.work_dir_bytes: int | None = None
+        self.work_dir_complete = True
+        self.disk_measured_at = float("-inf")
+        self.memory_limit = _bytes(spec.resources.memory_limit)
+        self._task: asyncio.Task[None] | None = None
+        self._over_limit = asyncio.Event()
+        self._failures: collections.deque[float] = collections.deque()
+        self._backoff = self.policy.backoff_initial
+        self._run_started: float | None = None
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    @property
+    def upstream(self) -> str | None:
+        if self.status is AgentStatus.READY and self.port is not None:
+            return f"http://{HOST}:{self.port}"
+        return None
+
+    # --- starting -----------------------------------------------------------------------------
+
+    def launch(self) -> None:
+        """Start agentapi now (raises ``OSError`` or :class:`BackendError`: nothing runs then)."""
+        assert self.port is not None
+        argv = self.host.agentapi_argv(self.spec, self.port)
+        self.log.note(f"starting {shlex.join(argv)}")
+        env = agent_environment(self.spec.env, _agent_variables(self.spec))
+        self.process = AgentProcess.spawn(argv, env=env, cwd=self.work_dir, log_path=self.log.path)
+        self.sample = None
+        self._run_started = time.monotonic()
+        self._set(AgentStatus.STARTING, "Starting", f"waiting for agentapi on port {self.port}")
+
+    def adopt(self, process: AgentProcess) -> None:
+        """Take over a process a previous proxy started."""
+        self.process = process
+        self._run_started = time.monotonic()
+        self.log.note(f"re-adopted pid {process.pid} after a restart of the proxy")
+        self._set(AgentStatus.STARTING, "Adopted", f"re-adopted pid {process.pid}; checking agentapi")
+
+    def restore_failed(self, reason: str | None, message: str | None) -> None:
+        """An agent that had failed before the proxy restarted stays failed."""
+        self.port = None
+        self._set(AgentStatus.FAILED, reason or "Failed", message)
+
+    def run(self) -> None:
+        """Start supervising (a task of the running loop)."""
+        if self._task is None and self.status is not AgentStatus.FAILED:
+            self._task = asyncio.get_running_loop().create_task(self._main(), name=f"agent {self.id}")
+
+    # --- the supervision loop -----------------------------------------------------------------
+
+    async def _main(self) -> None:
+        # One iteration per run of agentapi; the crash-loop rule bounds how many there are.
+        try:
+            while True:
+                if self.process is None:
+                    try:
+                        await self._respawn()
+                    except (OSError, BackendError) as exc:
+                        ended: Ended | None = Ended("StartError", f"cannot start agentapi: {_text(exc)}")
+                    else:
+                        ended = None
+                    if ended is None:
+                        ended = await self._watch()
+                else:
+                    ended = await self._watch()
+                self._record_end(ended)
+                await self._clean_up_leftovers()
+                if ended.final:
+                    self._fail(ended.reason, f"{ended.description}; last log lines:\n{self._tail()}")
+                    return
+                delay = self._next_delay()
+                if delay is None:
+                    count = len(self._failures)
+                    self._fail("CrashLoopBackOff",
+                               f"agentapi ended {count} times within {self.policy.crash_loop_window:g} s "
+                               f"(last: {ended.description}); not restarting. Last log lines:\n{self._tail()}")
+                    return
+                self.log.note(f"{ended.description}; restarting in {delay:g} s")
+                self._set(AgentStatus.STARTING, ended.reason,
+                          f"{ended.description}; restarting in {delay:g} s (restart {self.restarts + 1})")
+                await asyncio.sleep(delay)
+                self.restarts += 1
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug here must neither leave the agent looking alive nor orphan it
+            log.exception("supervision of agent %s failed", self.id)
+            if self.process is not None or self._members():
+                await stop_tree(self.process, self._members(), grace=self.policy.leftover_grace)
+            self._fail("SupervisorError", f"supervision failed: {_text(exc)}")
+
+    async def _respawn(self) -> None:
+        """Start agentapi again, on its old port unless something else took that meanwhile."""
+        if self.port is None or not port_is_free(self.port):
+            if self.port is not None:
+                self.host.ports.release(self.port, self.id)
+                self.port = None
+            self.port = await self.host.ports.allocate(self.id)
+        self.launch()
+
+    async def _watch(self) -> Ended:
+        """Wait for readiness, then for the end of this run."""
+        process = self.process
+        assert process is not None
+        self._over_limit.clear()
+        exited = asyncio.ensure_future(process.wait())
+        over_limit = asyncio.ensure_future(self._over_limit.wait())
+        try:
+            if self.status is not AgentStatus.READY:
+                deadline = time.monotonic() + self.policy.start_timeout
+                interval = 0.02
+                while True:
+                    if exited.done():
+                        return self._exited(exited.result())
+                    if over_limit.done():
+                        return await self._kill_over_limit(process)
+                    if await self.host.probe(self.port or 0):
+                        break
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        self.log.note(f"agentapi did not answer within {self.policy.start_timeout:g} s; stopping it")
+                        await stop_tree(process, self._members(), grace=self.policy.leftover_grace)
+                        return Ended("StartTimeout", f"agentapi did not answer GET /status on port {self.port} "
+                                     f"within {self.policy.start_timeout:g} s", final=True)
+                    await asyncio.wait({exited, over_limit}, timeout=min(interval, remaining),
+                                       return_when=asyncio.FIRST_COMPLETED)
+                    interval = min(interval * 1.5, self.policy.probe_interval_max)
+                self._set(AgentStatus.READY, None, None)
+            await asyncio.wait({exited, over_limit}, return_when=asyncio.FIRST_COMPLETED)
+            if not exited.done():
+                return await self._kill_over_limit(process)
+            return self._exited(exited.result())
+        finally:
+            over_limit.cancel()
+            exited.cancel()  # only this waiter: the process keeps its own watch
+
+    def _exited(self, code: int | None) -> Ended:
+        code = _conventional(code)
+        if code is None:
+            return Ended("Exited", "agentapi exited (exit code unknown: it was started by an earlier proxy)")
+        return Ended("Completed" if code == 0 else "Error", f"agentapi exited with code {code}", code)
+
+    async def _kill_over_limit(self, process: AgentProcess) -> Ended:
+        rss = self.sample.rss_bytes if self.sample else 0
+        what = f"memory use {_human(rss)} exceeded the limit {self.spec.resources.memory_limit}"
+        self.log.note(f"{what}: killing the agent's processes")
+        # Like the kernel's OOM killer: no grace period, the memory is needed now.
+        await stop_tree(process, self._members(), grace=0)
+        return Ended("OOMKilled", what, 128 + signal.SIGKILL)
+
+    def _record_end(self, ended: Ended) -> None:
+        if self.process is not None:
+            self.process.forget()
+        self.last_state = {"reason": ended.reason, "exit_code": ended.exit_code, "message": ended.description,
+                           "finished_at": datetime.now(timezone.utc).isoformat()}
+        self._set(self.status, self.reason, self.message)  # persists last_state
+
+    async def _clean_up_leftovers(self) -> None:
+        """End what remains of the tree (an agent that outlived its agentapi), then forget the run."""
+        members = self._members()
+        self.process = None
+        self.sample = None
+        if members:
+            await stop_tree(None, members, grace=self.policy.leftover_grace)
+
+    def _next_delay(self) -> float | None:
+        """The back-off before the next start, or None when the agent is in a crash loop."""
+        now = time.monotonic()
+        started = self._run_started
+        if started is not None and now - started >= self.policy.stable_after:
+            self._failures.clear()
+            self._backoff = self.policy.backoff_initial
+        self._failures.append(now)
+        while self._failures and self._failures[0] < now - self.policy.crash_loop_window:
+            self._failures.popleft()
+        if len(self._failures) >= self.policy.crash_loop_failures:
+            return None
+        delay = self._backoff
+        self._backoff = min(self._backoff * 2, self.policy.backoff_max)
+        return delay
+
+    def _fail(self, reason: str, message: str) -> None:
+        self.log.note(f"failed ({reason})")
+        if self.port is not None:
+            self.host.ports.release(self.port, self.id)
+            self.port = None
+        self.process = None
+        self._set(AgentStatus.FAILED, reason, message)
+
+    # --- samples from the backend's monitor ----------------------------------------------------
+
+    def observe(self, identity: Identity, sample: TreeSample) -> None:
+        """A sample of the tree of ``identity``; over the memory limit, the tree is killed."""
+        if self.process is None or self.process.identity != identity:
+            return  # a sample of a run that has ended meanwhile
+        self.sample = sample
+        if self.memory_limit and sample.rss_bytes > self.memory_limit:
+            self._over_limit.set()
+
+    def _members(self) -> tuple[tuple[int, float], ...]:
+        return self.sample.members if self.sample else ()
+
+    # --- stopping -------------------------------------------------------------------------------
+
+    async def stop(self, grace: float) -> None:
+        """Stop supervising and end the whole process tree (SIGTERM, ``grace``, SIGKILL)."""
+        self._set(AgentStatus.STOPPING, "Deleting", None)
+        await self._cancel()
+        process, members = self.process, self._members()
+        if process is not None or members:
+            self.log.note("stopping")
+            await stop_tree(process, members, grace=grace)
+        if process is not None:
+            process.forget()
+        self.process = None
+        if self.port is not None:
+            self.host.ports.release(self.port, self.id)
+        self._set(AgentStatus.STOPPED, "Deleted", None)
+
+    async def detach(self) -> None:
+        """Stop supervising and leave the processes running (the next proxy re-adopts them)."""
+        await self._cancel()
+        if self.process is not None:
+            self.process.forget()
+
+    async def _cancel(self) -> None:
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+
+    # --- state --------------------------------------------------------------------------------
+
+    def _set(self, status: AgentStatus, reason: str | None, message: str | None) -> None:
+        self.status, self.reason, self.message = status, reason, message
+        self.host.changed(self)
+
+    def _tail(self) -> str:
+        text = self.log.tail(MESSAGE_TAIL_LINES).rstrip("\n")
+        if len(text) > MESSAGE_TAIL_CHARS:
+            text = "..." + text[-MESSAGE_TAIL_CHARS:]
+        return text or "(the log is empty)"
+
+    def state(self) -> AgentState:
+        """The agent as the API shows it."""
+        process = self.process
+        sample = self.sample
+        details: dict[str, Any] = {
+            "pid": process.pid if process is not None else None,
+            "port": self.port,
+            "work_dir": str(self.work_dir),
+            "log_file": str(self.log.path),
+            "command": list(self.spec.command),
+            "agentapi_type": self.spec.agentapi_type,
+            "adopted": bool(process is not None and process.adopted),
+            "processes": len(sample.members) if sample else None,
+            "cpu_percent": sample.cpu_percent if sample else None,
+            "rss_bytes": sample.rss_bytes if sample else None,
+            "memory_limit_bytes": self.memory_limit,
+            "work_dir_bytes": self.work_dir_bytes,
+            "last_exit_code": (self.last_state or {}).get("exit_code"),
+            "last_state": self.last_state,
+        }
+        if not self.work_dir_complete:
+            details["work_dir_bytes_partial"] = True
+        return AgentState(spec=self.spec, mode="local", status=self.status, created_at=self.created_at,
+                          reason=self.reason, message=self.message, upstream=self.upstream,
+                          restarts=self.restarts, details=details)
+
+    def record(self) -> dict[str, Any]:
+        """What the state file keeps of the agent."""
+        process = self.process
+        return {
+            "spec": self.spec.to_json(),
+            "port": self.port,
+            "created_at": self.created_at.isoformat(),
+            "restarts": self.restarts,
+            "process": process.identity.to_dict() if process is not None and not process.exited else None,
+            "status": "failed" if self.status is AgentStatus.FAILED else "running",
+            "reason": self.reason if self.status is AgentStatus.FAILED else None,
+            "message": self.message if self.status is AgentStatus.FAILED else None,
+            "last_state": self.last_state,
+        }
+
+
+def _agent_variables(spec: AgentSpec) -> dict[str, str]:
+    """The variables an agent gets in k8s mode from its ConfigMap, for the same programs to
+    work in both modes."""
+    env = {"AGENTPROXY_AGENT_ID": spec.id, "AGENTPROXY_SESSION": spec.session,
+           "AGENTPROXY_AGENT_TYPE": spec.type, "AGENTPROXY_AGENT_COMMAND": spec.command_line}
+    if spec.message is not None:
+        env["AGENTPROXY_INITIAL_MESSAGE"] = spec.message
+    return env
+
+
+def _bytes(quantity: str) -> int | None:
+    try:
+        value = int(parse_quantity(quantity))
+    except ValueError:
+        return None
+    return value if value > 0 else None
+
+
+def _conventional(code: int | None) -> int | None:
+    """An exit code as shells and Kubernetes show it: 128+N for a death by signal N."""
+    if code is not None and code < 0:
+        return 128 - code
+    return code
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"  # pragma: no cover
+
+
+def _text(exc: BaseException) -> str:
+    if isinstance(exc, BackendError):
+        return exc.message
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return str(exc) or type(exc).__name__

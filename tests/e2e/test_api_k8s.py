@@ -1,0 +1,154 @@
+"""`agentproxy serve` in k8s mode, over real HTTP, against a real API server.
+
+The full data path is exercised: the API creates the agent's objects, kwok
+makes its pod Ready with a loopback IP, a process bound to that IP on port
+3284 plays the pod's agentapi container, and requests to the proxy route reach it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from kube import wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+from tests.unit.api.upstream import ImitationAgent  # noqa: E402
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+async def server(kubeconfig, namespace):
+    """A real `agentproxy serve` process in k8s mode for the test's namespace."""
+    port = _free_port()
+    env = {**os.environ, "KUBECONFIG": kubeconfig, "AGENTAPI_K8S_MODE_ENABLED": "true",
+           "AGENTAPI_K8S_MODE_NAMESPACE": namespace, "AGENTAPI_K8S_MODE_POD_ADDRESS": "pod_ip",
+           "AGENTAPI_SERVER_PORT": str(port)}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "agentproxy", "serve", env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as http:
+        async def ready():
+            if proc.returncode is not None:
+                out = (await proc.stdout.read()).decode(errors="replace")
+                raise AssertionError(f"agentproxy serve exited with {proc.returncode}:\n{out}")
+            try:
+                async with http.get(f"{base}/readyz") as resp:
+                    return resp.status == 200
+            except aiohttp.ClientError:
+                return False
+        await wait_for(ready, "agentproxy serve to be ready", timeout=60)
+        yield base, http
+    proc.terminate()
+    try:
+        await asyncio.wait_for(proc.wait(), 20)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
+
+
+async def _agent(http, base, session, agent_id):
+    async with http.get(f"{base}/sessions/{session}/agents/{agent_id}") as resp:
+        return await resp.json() if resp.status == 200 else None
+
+
+async def test_the_documented_curl_creates_an_agent(server):
+    base, http = server
+    async with http.post(f"{base}/sessions/my-session/agents") as resp:
+        assert resp.status == 201, await resp.text()
+        agent = await resp.json()
+    assert agent["session"] == "my-session" and agent["mode"] == "k8s" and agent["status"] == "pending"
+    assert agent["details"]["statefulset"] == f"agent-{agent['id']}"
+    assert agent["url"].endswith(f"/sessions/my-session/agents/{agent['id']}/api/")
+
+
+async def test_full_data_path_through_the_proxy_to_the_pod_ip(server, pod_cidr):
+    if pod_cidr is None or not pod_cidr.is_loopback:
+        pytest.skip("needs pods with loopback IPs, so that a local process can stand in for the container")
+    base, http = server
+    async with http.post(f"{base}/sessions/s1/agents", json={"id": "routed", "agent": "echo"}) as resp:
+        assert resp.status == 201, await resp.text()
+
+    async def ready():
+        agent = await _agent(http, base, "s1", "routed")
+        return agent if agent and agent["status"] == "ready" else None
+    agent = await wait_for(ready, "the agent to be ready")
+    pod_ip = agent["details"]["pod_ip"]
+
+    # Before anything listens on the pod's address, the proxy answers 502 JSON.
+    async with http.get(f"{base}/sessions/s1/agents/routed/api/status") as resp:
+        assert resp.status == 502
+        assert (await resp.json())["error"]["code"]
+
+    imitation = ImitationAgent()
+    runner = web.AppRunner(imitation.app())
+    await runner.setup()
+    site = web.TCPSite(runner, pod_ip, 3284)
+    await site.start()
+    try:
+        async with http.get(f"{base}/sessions/s1/agents/routed/api/status") as resp:
+            assert resp.status == 200
+            assert (await resp.json())["status"] == "stable"
+        async with http.post(f"{base}/sessions/s1/agents/routed/api/message",
+                             json={"content": "hello", "type": "user"}) as resp:
+            assert resp.status == 200, await resp.text()
+        async with http.get(f"{base}/sessions/s1/agents/routed/api/messages") as resp:
+            contents = [m["content"] for m in (await resp.json())["messages"]]
+            assert any("hello" in c for c in contents)
+    finally:
+        await runner.cleanup()
+
+
+async def test_events_list_and_delete_over_http(server):
+    base, http = server
+    seen = []
+
+    async def watch():
+        async with http.get(f"{base}/events?session=s2") as resp:
+            assert resp.headers["Content-Type"].startswith("text/event-stream")
+            async for raw in resp.content:
+                line = raw.decode().strip()
+                if line.startswith("data:"):
+                    event = json.loads(line[5:])
+                    seen.append((event["event"], event["id"], event["status"]))
+                    if event["event"] == "deleted":
+                        return
+    watcher = asyncio.create_task(watch())
+    await asyncio.sleep(0.3)
+    async with http.post(f"{base}/sessions/s2/agents", json={"id": "evented"}) as resp:
+        assert resp.status == 201
+    async with http.post(f"{base}/sessions/s2/agents", json={"id": "evented"}) as resp:
+        assert resp.status == 200  # an equal repeat is idempotent
+    async with http.post(f"{base}/sessions/s2/agents", json={"id": "evented", "env": {"A": "b"}}) as resp:
+        assert resp.status == 409
+        assert (await resp.json())["error"]["code"] == "conflict"
+
+    async def ready():
+        agent = await _agent(http, base, "s2", "evented")
+        return agent if agent and agent["status"] == "ready" else None
+    await wait_for(ready, "the agent to be ready")
+    async with http.get(f"{base}/agents?session=s2") as resp:
+        assert [a["id"] for a in (await resp.json())["agents"]] == ["evented"]
+    async with http.delete(f"{base}/sessions/s2/agents/evented?purge=true") as resp:
+        assert resp.status in (200, 202), await resp.text()
+    await asyncio.wait_for(watcher, 60)
+    assert seen[0][:2] == ("added", "evented")
+    assert ("modified", "evented", "ready") in seen
+    assert seen[-1][:2] == ("deleted", "evented")
+    async with http.get(f"{base}/sessions/s2/agents/evented") as resp:
+        assert resp.status == 404
+        assert (await resp.json())["error"]["code"] == "not_found"
