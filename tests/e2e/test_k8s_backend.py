@@ -5,11 +5,12 @@ reconstruction, and the controller's re-apply and prune."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
 from agentproxy import naming
-from agentproxy.backends.base import AgentStatus, Conflict, NotFound
+from agentproxy.backends.base import AgentStatus, Conflict, NotFound, Rejected
 from agentproxy.backends.k8s.backend import K8sBackend
 from agentproxy.backends.k8s.client import Client
 from agentproxy.spec import build_spec
@@ -205,3 +206,37 @@ async def test_status_events_follow_an_agent_through_its_life(backend):
     assert events[-1][0] == "deleted"
     # No event repeats the state before it: only visible changes are sent.
     assert all(a != b for a, b in zip(events, events[1:]))
+
+
+async def test_several_proxy_replicas_agree(api, namespace):
+    replicas = [K8sBackend(settings_for(namespace), client=Client(api)) for _ in range(2)]
+    await asyncio.gather(*(r.start() for r in replicas))
+    try:
+        await replicas[0].create(build_spec(replicas[0].settings, SESSION, "shared"))
+        await until_status(replicas[1], "shared", AgentStatus.READY)
+        await until_status(replicas[0], "shared", AgentStatus.READY)
+        views = [[(s.id, s.status, s.spec, s.upstream) for s in await r.list()] for r in replicas]
+        assert views[0] == views[1]
+        await replicas[1].delete(SESSION, "shared")
+        await wait_for(lambda: _absent(replicas[0], "shared"), "the other replica to see the deletion")
+    finally:
+        await asyncio.gather(*(r.close() for r in replicas))
+
+
+async def test_an_invalid_rendered_object_is_rejected_with_the_servers_message(api, namespace, tmp_path):
+    # An operator template the API server refuses: the message comes through
+    # and nothing of the agent is left behind.
+    source = (Path(__file__).resolve().parents[2] / "templates" / "statefulset.yaml.j2").read_text()
+    (tmp_path / "statefulset.yaml.j2").write_text(source.replace("replicas: 1", "replicas: -1"))
+    settings = settings_for(namespace, f"templates_dir={tmp_path}")
+    backend = K8sBackend(settings, client=Client(api))
+    await backend.start()
+    try:
+        with pytest.raises(Rejected) as error:
+            await backend.create(build_spec(settings, SESSION, "invalid"))
+        assert "replicas" in error.value.message
+        for path in (f"/api/v1/namespaces/{namespace}/configmaps/agent-invalid-config",
+                     f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/data-agent-invalid-0"):
+            assert await _gone(api, path), path
+    finally:
+        await backend.close()

@@ -113,11 +113,14 @@ async def _absent_quota(api, namespace):
 
 
 async def test_unschedulable_agent_fails_with_the_schedulers_reason(backend):
-    roomy = settings_for(backend.namespace, "k8s_mode.resources.cpu_limit=1000")
-    spec = build_spec(roomy, SESSION, "huge", resources={"cpu_request": "900", "cpu_limit": "1000"})
+    roomy = settings_for(backend.namespace, "k8s_mode.resources.cpu_limit=100000")
+    spec = build_spec(roomy, SESSION, "huge", resources={"cpu_request": "90000", "cpu_limit": "100000"})
     await backend.create(spec)
-    failed = await until_status(backend, "huge", AgentStatus.FAILED)
-    assert failed.reason == "Unschedulable"
+    async def unschedulable():
+        state = await backend.get(SESSION, "huge")
+        return state if state.status == AgentStatus.FAILED and state.reason == "Unschedulable" else None
+    # (kwok's fake provisioner can make the claim look Lost for a moment first.)
+    failed = await wait_for(unschedulable, "the agent to fail as Unschedulable")
     assert "Insufficient cpu" in failed.message
 
 

@@ -157,6 +157,7 @@ class K8sBackend(Backend):
             claimed = await self._claim(spec, objects[0]) if existing is None else False
             try:
                 await self.apply_objects(objects)
+                self.reconciler.note_applied(spec.id)
             except BackendError:
                 if claimed:
                     await self._roll_back(spec.id, delete_claim=not had_claim)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from ... import naming
@@ -51,16 +52,24 @@ def _comparable(obj: dict[str, Any]) -> dict[str, Any]:
 class Reconciler:
     """Debounced, per-agent reconciliation for one :class:`K8sBackend`."""
 
-    def __init__(self, backend: "K8sBackend", delay: float = 0.3) -> None:
+    def __init__(self, backend: "K8sBackend", delay: float = 0.3, settle: float = 3.0) -> None:
         self.backend = backend
         self.delay = delay
+        self.settle = settle
         self._pending: dict[str, asyncio.Task[None]] = {}
+        self._applied_at: dict[str, float] = {}
         self.reapplied = 0
         self.pruned = 0
 
-    def schedule(self, agent_id: str) -> None:
+    def note_applied(self, agent_id: str) -> None:
+        """This proxy has just applied the agent's objects: the watch may show
+        older versions for a moment, which are no reason to apply again."""
+        self._applied_at[agent_id] = time.monotonic()
+
+    def schedule(self, agent_id: str, delay: float | None = None) -> None:
         if agent_id not in self._pending:
-            self._pending[agent_id] = asyncio.create_task(self._run(agent_id), name=f"reconcile-{agent_id}")
+            self._pending[agent_id] = asyncio.create_task(
+                self._run(agent_id, self.delay if delay is None else delay), name=f"reconcile-{agent_id}")
 
     def forget(self, agent_id: str) -> None:
         task = self._pending.pop(agent_id, None)
@@ -74,11 +83,16 @@ class Reconciler:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._pending.clear()
 
-    async def _run(self, agent_id: str) -> None:
+    async def _run(self, agent_id: str, delay: float) -> None:
         try:
-            await asyncio.sleep(self.delay)
+            await asyncio.sleep(delay)
             # Events arriving from here on schedule a fresh pass.
             self._pending.pop(agent_id, None)
+            since = time.monotonic() - self._applied_at.get(agent_id, float("-inf"))
+            if since < self.settle:
+                self.schedule(agent_id, self.settle - since)
+                return
+            self._applied_at.pop(agent_id, None)
             await self.reconcile(agent_id)
         except asyncio.CancelledError:
             raise

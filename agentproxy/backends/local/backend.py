@@ -91,7 +91,8 @@ class LocalBackend(Backend):
             raise ValueError(f"the record holds agent {spec.id!r}")
         port = record.get("port")
         supervisor = self._supervisor(spec, port=None, created_at=datetime.fromisoformat(record["created_at"]),
-                                      restarts=int(record.get("restarts") or 0), last_state=record.get("last_state"))
+                                      restarts=int(record.get("restarts") or 0), last_state=record.get("last_state"),
+                                      tag=record.get("tag"))
         self._agents[agent_id] = supervisor
         if record.get("status") == "failed":
             supervisor.restore_failed(record.get("reason"), record.get("message"))
@@ -173,6 +174,11 @@ class LocalBackend(Backend):
             supervisor = self._supervisor(spec, port=port, created_at=datetime.now(timezone.utc))
             try:
                 await asyncio.to_thread(supervisor.work_dir.mkdir, parents=True, exist_ok=True)
+            except OSError as exc:
+                self.ports.release(port, spec.id)
+                raise Unavailable(f"cannot create the work directory {supervisor.work_dir} in "
+                                  f"local_mode.data_dir: {exc.strerror or exc}") from None
+            try:
                 supervisor.launch()
             except OSError as exc:
                 self.ports.release(port, spec.id)

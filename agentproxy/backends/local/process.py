@@ -87,16 +87,27 @@ class Identity:
             raise ValueError(f"not a process identity: {exc}") from None
 
 
-def identify(pid: int, fallback_cmdline: Iterable[str] = ()) -> Identity | None:
-    """The identity of the live process ``pid``, or None when there is none. A process that
-    already exited (a zombie) has no command line any more; ``fallback_cmdline`` stands in."""
+def identify(pid: int, fallback_cmdline: Iterable[str] = (), settle: float = 0.5) -> Identity | None:
+    """The identity of the live process ``pid``, or None when there is none.
+
+    A process that is still in the middle of exec (Popen returns as soon as exec began)
+    shows an empty command line for a moment: it is read again for up to ``settle``
+    seconds. A process that already exited (a zombie) has none at all;
+    ``fallback_cmdline`` stands in then.
+    """
+    deadline = time.monotonic() + settle
     try:
         proc = psutil.Process(pid)
         create_time = proc.create_time()
-        try:
-            cmdline = tuple(proc.cmdline())
-        except psutil.ZombieProcess:
-            cmdline = ()
+        while True:
+            try:
+                cmdline = tuple(proc.cmdline())
+            except psutil.ZombieProcess:
+                cmdline = ()
+                break
+            if cmdline or time.monotonic() >= deadline:
+                break
+            time.sleep(0.001)
     except psutil.Error:
         return None
     return Identity(pid, create_time, cmdline or tuple(fallback_cmdline))
@@ -192,7 +203,10 @@ class AgentProcess:
     def adopt(cls, identity: Identity) -> "AgentProcess | None":
         """The process of a state-file record, if it still runs with that identity."""
         proc = find_process(identity)
-        return None if proc is None else cls(proc, identity, adopted=True)
+        if proc is None:
+            _reap_if_ours(identity)
+            return None
+        return cls(proc, identity, adopted=True)
 
     # --- exit ---------------------------------------------------------------------------------
 
@@ -275,9 +289,18 @@ class AgentProcess:
             return False
         return True
 
-    def family(self) -> list[psutil.Process]:
-        """The leader (while it runs) and all of its live descendants."""
-        return list(live_family([self.proc]).values())
+
+def _reap_if_ours(identity: Identity) -> None:
+    """Reap the recorded process if it is an exited child of this very process (a backend
+    of this process started it, and a later one found it dead): nobody else can."""
+    try:
+        proc = psutil.Process(identity.pid)
+        if (proc.ppid() != os.getpid() or proc.status() != psutil.STATUS_ZOMBIE
+                or abs(proc.create_time() - identity.create_time) > CREATE_TIME_TOLERANCE):
+            return
+        os.waitpid(identity.pid, os.WNOHANG)
+    except (psutil.Error, ChildProcessError):
+        pass
 
 
 def _parent_pid(proc: psutil.Process) -> int | None:
@@ -300,60 +323,135 @@ def _open_pidfd(pid: int) -> int | None:
 
 # --- trees -------------------------------------------------------------------------------------
 
-def live_family(roots: Iterable[psutil.Process]) -> dict[int, psutil.Process]:
-    """The live processes among ``roots`` and all their live descendants, by pid."""
-    found: dict[int, psutil.Process] = {}
-    for root in roots:
-        if not alive(root) or root.pid in found:
-            continue
-        found[root.pid] = root
+TAG_VARIABLE = "AGENTPROXY_PROCESS_TAG"
+"""Every process of an agent inherits this variable with the agent's own random tag, so
+that a process that left the tree (its parent exited before it could be seen) is still
+found. Reading environments needs no cooperation from the agent, only that it keeps
+its environment."""
+
+
+def children_map() -> dict[int, list[int]]:
+    """Pids of the children of every process, from one pass over the process table."""
+    children: dict[int, list[int]] = defaultdict(list)
+    linux = os.path.exists("/proc/self/stat")
+    for pid in psutil.pids():
         try:
-            descendants = root.children(recursive=True)
-        except psutil.Error:
+            if linux:
+                # The parent pid is the 2nd field after the command name, which may hold spaces
+                # and parentheses: split after the last ')'.
+                with open(f"/proc/{pid}/stat", "rb") as src:
+                    ppid = int(src.read().rsplit(b")", 1)[1].split()[1])
+            else:  # pragma: no cover - exercised on other systems only
+                ppid = psutil.Process(pid).ppid()
+        except (OSError, ValueError, IndexError, psutil.Error):
             continue
-        for proc in descendants[:MAX_TREE]:
-            found.setdefault(proc.pid, proc)
+        if ppid:
+            children[ppid].append(pid)
+    return children
+
+
+def live_family(roots: Iterable[psutil.Process]) -> dict[int, psutil.Process]:
+    """The live processes among ``roots`` and all their live descendants, by pid. Reads the
+    whole process table: call it from a worker thread."""
+    stack = [root for root in roots if alive(root)]
+    if not stack:
+        return {}
+    children = children_map()
+    found: dict[int, psutil.Process] = {}
+    while stack and len(found) < MAX_TREE:
+        proc = stack.pop()
+        if proc.pid in found:
+            continue
+        found[proc.pid] = proc
+        for pid in children.get(proc.pid, ()):
+            if pid not in found:
+                try:
+                    stack.append(psutil.Process(pid))
+                except psutil.Error:
+                    continue
     return {pid: proc for pid, proc in found.items() if alive(proc)}
 
 
+def tagged_processes(tag: str) -> list[psutil.Process]:
+    """Live processes whose environment holds ``TAG_VARIABLE=tag``. Reads every process's
+    environment: call it from a worker thread."""
+    needle = f"\0{TAG_VARIABLE}={tag}\0".encode()
+    me = os.getpid()
+    found = []
+    for pid in psutil.pids():
+        if pid == me:
+            continue
+        try:
+            # The handle first: it pins the start time, so that if the pid is reused before the
+            # environment is read, a later signal through it is refused rather than misdirected.
+            proc = psutil.Process(pid)
+        except psutil.Error:
+            continue
+        environ = _environ(proc)
+        if environ is not None and needle in b"\0" + environ + b"\0" and alive(proc):
+            found.append(proc)
+    return found
+
+
+def _environ(proc: psutil.Process) -> bytes | None:
+    """The raw environment block of a process (NUL-separated), None when unreadable."""
+    try:
+        with open(f"/proc/{proc.pid}/environ", "rb") as src:
+            return src.read()
+    except FileNotFoundError:
+        if os.path.isdir("/proc/self"):
+            return None  # Linux, and the process is gone
+    except OSError:
+        return None
+    try:  # pragma: no cover - systems without /proc
+        return b"\0".join(f"{k}={v}".encode() for k, v in proc.environ().items())
+    except psutil.Error:  # pragma: no cover
+        return None
+
+
 async def stop_tree(leader: AgentProcess | None, known: Iterable[tuple[int, float]] = (), *,
-                    grace: float = 10.0, poll_interval: float = 0.05, kill_rounds: int = 5) -> None:
+                    tag: str | None = None, grace: float = 10.0, poll_interval: float = 0.1,
+                    kill_rounds: int = 5) -> None:
     """End a whole agent: SIGTERM to the leader's process group, up to ``grace`` seconds for
     every process of the tree to exit, then SIGKILL to whatever is left, descendants found
     on the way included; the leader is reaped when it is a child of ours.
 
-    ``known`` are (pid, start time) pairs of processes seen in the tree earlier: a process
-    that left the tree (its parent died and it was re-parented) is still ended. agentapi
-    runs the agent in a session of its own (a terminal), so the agent is reached through
-    agentapi's shutdown and, if that fails, as a descendant.
+    The tree is the leader's descendants, plus ``known`` (pid, start time) pairs seen in it
+    earlier and the processes carrying ``tag`` (:data:`TAG_VARIABLE`): a process that left
+    the tree (re-parented when its parent died) is still ended. agentapi runs the agent in
+    a session of its own (a terminal), so the agent is reached through agentapi's own
+    shutdown and, if that fails, by SIGKILL after the grace period.
     """
     roots = [leader.proc] if leader is not None else []
     roots += [p for p in (process_of(ref) for ref in known) if p is not None]
-    family = live_family(roots)
+    if tag:
+        roots += await asyncio.to_thread(tagged_processes, tag)
+    family = await asyncio.to_thread(live_family, roots)
     if leader is None or not leader.signal_group(signal.SIGTERM):
-        # No leader to ask for a graceful shutdown: ask each process.
-        _signal_all(family.values(), signal.SIGTERM)
+        _signal_all(family.values(), signal.SIGTERM)  # no leader to shut the rest down: ask each
     deadline = time.monotonic() + max(0.0, grace)
+    if leader is not None and not leader.poll():
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(leader.wait(), timeout=max(0.0, grace))
     while True:
-        leader_done = leader is None or leader.poll()
-        family = live_family(family.values())
-        if leader_done and not family:
-            return
-        if time.monotonic() >= deadline:
+        family = await asyncio.to_thread(live_family, family.values())
+        if not family or time.monotonic() >= deadline:
             break
         await asyncio.sleep(poll_interval)
-    # Some refused to go: kill everything that is still there, repeatedly, because a dying
-    # process may still fork. Every round is bounded, and so is the number of rounds.
+    # What is left is killed, round after round, because a dying process may still fork;
+    # the tag also finds what was forked and orphaned since the last look.
     for _ in range(kill_rounds):
+        stragglers = await asyncio.to_thread(tagged_processes, tag) if tag else []
+        roots = [*family.values(), *stragglers] + ([leader.proc] if leader is not None else [])
+        family = await asyncio.to_thread(live_family, roots)
+        if (leader is None or leader.poll()) and not family:
+            return
         if leader is not None and not leader.poll():
             leader.signal_group(signal.SIGKILL)
-        family = live_family(list(family.values()) + ([leader.proc] if leader is not None else []))
         _signal_all(family.values(), signal.SIGKILL)
         await asyncio.sleep(poll_interval)
-        if (leader is None or leader.poll()) and not live_family(family.values()):
-            return
-    # SIGKILL cannot be refused: what is left is a process in uninterruptible sleep, which
-    # ends on its own; the leader (a child) is still reaped by its watch once it does.
+    # SIGKILL cannot be refused: a process still there is in uninterruptible sleep and ends
+    # on its own; a leader of ours is then reaped by its watch.
 
 
 def _signal_all(procs: Iterable[psutil.Process], sig: int) -> None:
@@ -388,11 +486,7 @@ class TreeSampler:
 
     def sample(self, roots: Mapping[str, Identity]) -> dict[str, TreeSample]:
         """A sample per key of ``roots`` whose leader still runs with its identity."""
-        children: dict[int, list[int]] = defaultdict(list)
-        for proc in psutil.process_iter(["ppid"]):
-            ppid = proc.info.get("ppid")
-            if ppid:
-                children[ppid].append(proc.pid)
+        children = children_map()
         seen: set[int] = set()
         samples: dict[str, TreeSample] = {}
         for key, identity in roots.items():

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import secrets
 import shlex
 import signal
 import time
@@ -27,7 +28,7 @@ from ...spec import AgentSpec
 from ..base import AgentState, AgentStatus, BackendError
 from .logs import AgentLog
 from .ports import HOST, PortAllocator, port_is_free
-from .process import AgentProcess, Identity, TreeSample, agent_environment, stop_tree
+from .process import TAG_VARIABLE, AgentProcess, Identity, TreeSample, agent_environment, stop_tree
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ class Supervisor:
 
     def __init__(self, host: SupervisorHost, spec: AgentSpec, *, port: int | None, work_dir: Path,
                  log_file: Path, created_at: datetime, restarts: int = 0,
-                 last_state: dict[str, Any] | None = None) -> None:
+                 last_state: dict[str, Any] | None = None, tag: str | None = None) -> None:
         self.host = host
         self.policy = host.policy
         self.spec = spec
@@ -103,6 +104,8 @@ class Supervisor:
         self.created_at = created_at
         self.restarts = restarts
         self.last_state = last_state
+        self.tag = tag or secrets.token_hex(12)
+        """Marks every process of this agent (see :data:`TAG_VARIABLE`)."""
         self.status = AgentStatus.PENDING
         self.reason: str | None = None
         self.message: str | None = None
@@ -135,7 +138,9 @@ class Supervisor:
         assert self.port is not None
         argv = self.host.agentapi_argv(self.spec, self.port)
         self.log.note(f"starting {shlex.join(argv)}")
-        env = agent_environment(self.spec.env, _agent_variables(self.spec))
+        env = agent_environment(self.spec.env, {**_agent_variables(self.spec), TAG_VARIABLE: self.tag})
+        # Every start, not only the first: someone may have removed it while the agent was down.
+        self.work_dir.mkdir(parents=True, exist_ok=True)
         self.process = AgentProcess.spawn(argv, env=env, cwd=self.work_dir, log_path=self.log.path)
         self.sample = None
         self._run_started = time.monotonic()
@@ -196,12 +201,13 @@ class Supervisor:
             raise
         except Exception as exc:  # a bug here must neither leave the agent looking alive nor orphan it
             log.exception("supervision of agent %s failed", self.id)
-            if self.process is not None or self._members():
-                await stop_tree(self.process, self._members(), grace=self.policy.leftover_grace)
+            await stop_tree(self.process, self._members(), tag=self.tag, grace=self.policy.leftover_grace)
             self._fail("SupervisorError", f"supervision failed: {_text(exc)}")
 
     async def _respawn(self) -> None:
         """Start agentapi again, on its old port unless something else took that meanwhile."""
+        # What an earlier run left (also one that ended while no proxy watched) goes first.
+        await stop_tree(None, tag=self.tag, grace=self.policy.leftover_grace)
         if self.port is None or not port_is_free(self.port):
             if self.port is not None:
                 self.host.ports.release(self.port, self.id)
@@ -230,7 +236,7 @@ class Supervisor:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         self.log.note(f"agentapi did not answer within {self.policy.start_timeout:g} s; stopping it")
-                        await stop_tree(process, self._members(), grace=self.policy.leftover_grace)
+                        await stop_tree(process, self._members(), tag=self.tag, grace=self.policy.leftover_grace)
                         return Ended("StartTimeout", f"agentapi did not answer GET /status on port {self.port} "
                                      f"within {self.policy.start_timeout:g} s", final=True)
                     await asyncio.wait({exited, over_limit}, timeout=min(interval, remaining),
@@ -256,7 +262,7 @@ class Supervisor:
         what = f"memory use {_human(rss)} exceeded the limit {self.spec.resources.memory_limit}"
         self.log.note(f"{what}: killing the agent's processes")
         # Like the kernel's OOM killer: no grace period, the memory is needed now.
-        await stop_tree(process, self._members(), grace=0)
+        await stop_tree(process, self._members(), tag=self.tag, grace=0)
         return Ended("OOMKilled", what, 128 + signal.SIGKILL)
 
     def _record_end(self, ended: Ended) -> None:
@@ -271,8 +277,7 @@ class Supervisor:
         members = self._members()
         self.process = None
         self.sample = None
-        if members:
-            await stop_tree(None, members, grace=self.policy.leftover_grace)
+        await stop_tree(None, members, tag=self.tag, grace=self.policy.leftover_grace)
 
     def _next_delay(self) -> float | None:
         """The back-off before the next start, or None when the agent is in a crash loop."""
@@ -318,9 +323,8 @@ class Supervisor:
         self._set(AgentStatus.STOPPING, "Deleting", None)
         await self._cancel()
         process, members = self.process, self._members()
-        if process is not None or members:
-            self.log.note("stopping")
-            await stop_tree(process, members, grace=grace)
+        self.log.note("stopping")
+        await stop_tree(process, members, tag=self.tag, grace=grace)
         if process is not None:
             process.forget()
         self.process = None
@@ -389,6 +393,7 @@ class Supervisor:
             "port": self.port,
             "created_at": self.created_at.isoformat(),
             "restarts": self.restarts,
+            "tag": self.tag,
             "process": process.identity.to_dict() if process is not None and not process.exited else None,
             "status": "failed" if self.status is AgentStatus.FAILED else "running",
             "reason": self.reason if self.status is AgentStatus.FAILED else None,

@@ -125,6 +125,19 @@ async def wait_ready(backend: LocalBackend, agent_id: str, **kwargs: Any) -> Age
     return await wait_for(backend, agent_id, lambda s: s.status is AgentStatus.READY, **kwargs)
 
 
+async def wait_for_log(backend: LocalBackend, agent_id: str, text: str, *, session: str = "s1",
+                       timeout: float = 10.0) -> str:
+    """The agent's log once it contains ``text`` (output may arrive after readiness)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        logs = await backend.logs(session, agent_id, tail_lines=500)
+        if text in logs:
+            return logs
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} not in the log of {agent_id}:\n{logs}")
+        await asyncio.sleep(0.05)
+
+
 async def wait_until(check: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not check():

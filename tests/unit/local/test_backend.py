@@ -15,7 +15,9 @@ import pytest
 from agentproxy.backends.base import AgentStatus, Conflict, NotFound, Rejected, Unavailable
 from agentproxy.backends.local.backend import LocalBackend
 
-from .conftest import FAST, assert_nothing_left, processes_in, spec, wait_for, wait_ready, wait_until
+from .conftest import (
+    FAST, assert_nothing_left, processes_in, spec, wait_for, wait_for_log, wait_ready, wait_until,
+)
 
 
 async def get_status(upstream: str, host: str = "localhost") -> tuple[int, dict]:
@@ -47,8 +49,8 @@ async def test_create_becomes_ready_with_upstream_and_details(backend, settings,
     assert state.details["processes"] == 2  # agentapi and the agent
     assert state.details["memory_limit_bytes"] == 512 * 1024 * 1024
     assert isinstance(state.details["cpu_percent"], float)
-    logs = await backend.logs("s1", "a1")
-    assert "fake agentapi: listening on 127.0.0.1" in logs and "ready" in logs
+    logs = await wait_for_log(backend, "a1", "ready")
+    assert f"fake agentapi: listening on 127.0.0.1:{port}" in logs
 
 
 async def test_stdin_is_dev_null_and_agentapi_variables_are_dropped(backend, settings, monkeypatch):
