@@ -11,6 +11,7 @@ import sys
 from typing import Any, Callable, Sequence
 
 from . import __version__
+from .api.serve import add_serve_command  # light: aiohttp loads only when serving
 from .cli_k8s import add_k8s_commands
 from .naming import DNS_SUBDOMAIN_RULE, is_dns_subdomain
 from .render import RenderError, dump_json, dump_yaml, render_agent, render_rbac
@@ -75,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     config = sub.add_parser("config", help="print the effective settings and where each came from")
     _settings_options(config)
     config.set_defaults(handler=_cmd_config)
-    from .api.serve import add_serve_command; add_serve_command(sub)  # noqa: E702
+    add_serve_command(sub)
     return parser
 
 

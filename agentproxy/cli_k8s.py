@@ -16,13 +16,15 @@ from typing import Any
 
 import yaml
 
+from typing import TYPE_CHECKING
+
 from . import naming
 from .backends.base import AgentState, AgentStatus, BackendError, NotFound
-from .backends.k8s.backend import K8sBackend
-from .backends.k8s.cache import POD, PVC, STATEFULSET
-from .backends.k8s.reconcile import with_owner
 from .settings import Settings, load_settings
 from .spec import build_spec
+
+if TYPE_CHECKING:
+    from .backends.k8s.backend import K8sBackend
 
 EXIT_DIFF = 1
 EXIT_ERROR = 2
@@ -65,7 +67,10 @@ def add_k8s_commands(sub: argparse._SubParsersAction, settings_options, env_pair
     p.set_defaults(handler=_cmd_status)
 
 
-def _run(settings: Settings, work) -> int:
+def _run(settings: Settings, work: Any) -> int:
+    # Imported here: kr8s and its HTTP stack are only needed by these commands.
+    from .backends.k8s.backend import K8sBackend
+
     async def main() -> int:
         backend = K8sBackend(settings)
         try:
@@ -88,7 +93,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, args.overrides).settings
     spec = _spec(args, settings)
 
-    async def work(backend: K8sBackend) -> int:
+    async def work(backend: "K8sBackend") -> int:
         if args.dry_run:
             for obj in backend.render(spec):
                 await backend.client.apply(obj, field_manager=settings.k8s_mode.field_manager, dry_run=True)
@@ -103,8 +108,9 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     return _run(settings, work)
 
 
-async def _wait_ready(backend: K8sBackend, session: str, agent_id: str, timeout: float) -> int:
+async def _wait_ready(backend: "K8sBackend", session: str, agent_id: str, timeout: float) -> int:
     """Print each phase once as it is reached: applied, scheduled, volume bound, ready."""
+    from .backends.k8s.cache import POD, PVC
     deadline = time.monotonic() + timeout
     shown: set[str] = set()
     names = naming.object_names(agent_id)
@@ -149,7 +155,10 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, args.overrides).settings
     spec = _spec(args, settings)
 
-    async def work(backend: K8sBackend) -> int:
+    from .backends.k8s.cache import STATEFULSET
+    from .backends.k8s.reconcile import with_owner
+
+    async def work(backend: "K8sBackend") -> int:
         changed = False
         sts = backend.cache.get(STATEFULSET, naming.statefulset_name(spec.id))
         owner = {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": sts["metadata"]["name"],
@@ -182,7 +191,9 @@ def _cmd_diff(args: argparse.Namespace) -> int:
 
 def _cmd_delete(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, args.overrides).settings
-    async def work(backend: K8sBackend) -> int:
+    from .backends.k8s.cache import POD
+
+    async def work(backend: "K8sBackend") -> int:
         state = await backend.delete(args.session, args.agent, purge=args.purge)
         print(f"agent {args.agent} deleted ({state.message})")
         if args.wait:
@@ -200,7 +211,7 @@ def _cmd_delete(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, args.overrides).settings
-    async def work(backend: K8sBackend) -> int:
+    async def work(backend: "K8sBackend") -> int:
         state = await backend.get(args.session, args.agent)
         print(json.dumps(state_json(state), indent=2) if args.output == "json" else _state_text(state))
         return 0

@@ -144,6 +144,11 @@ class K8sBackend(Backend):
         except RenderError as exc:
             raise Rejected(str(exc), field=exc.field) from None
 
+    def creating(self, agent_id: str) -> bool:
+        """True while a create of this agent is under way in this proxy."""
+        lock = self._locks.get(agent_id)
+        return lock is not None and lock.locked()
+
     async def create(self, spec: AgentSpec) -> AgentState:
         assert self.cache is not None and self.client is not None
         objects = self.render(spec)
@@ -154,6 +159,7 @@ class K8sBackend(Backend):
                 _check_same(existing, spec)
             # Data kept from an earlier agent of this id is never rolled back.
             had_claim = self.cache.get(PVC, naming.pvc_name(spec.id)) is not None
+            self.reconciler.note_applied(spec.id)  # our own half-applied agent is not drift
             claimed = await self._claim(spec, objects[0]) if existing is None else False
             try:
                 await self.apply_objects(objects)

@@ -89,8 +89,8 @@ class Reconciler:
             # Events arriving from here on schedule a fresh pass.
             self._pending.pop(agent_id, None)
             since = time.monotonic() - self._applied_at.get(agent_id, float("-inf"))
-            if since < self.settle:
-                self.schedule(agent_id, self.settle - since)
+            if since < self.settle or self.backend.creating(agent_id):
+                self.schedule(agent_id, max(self.settle - since, self.delay))
                 return
             self._applied_at.pop(agent_id, None)
             await self.reconcile(agent_id)

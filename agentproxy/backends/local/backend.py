@@ -71,40 +71,48 @@ class LocalBackend(Backend):
         """Lock the data_dir, then re-adopt or restart the agents of the state file."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._dir_lock.acquire()
-        # force_close: a probe is one request per agent start; pooled idle connections to
-        # every agentapi would only hold sockets.
-        self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
-        self._started = True
-        records = self._state.load()
-        for agent_id, record in sorted(records.items(), key=lambda item: str(item[1].get("created_at"))):
-            try:
-                self._restore(agent_id, record)
-            except (ValueError, KeyError, TypeError) as exc:
-                log.error("agent %s in %s cannot be restored (%s); it is dropped from the state",
-                          agent_id, self._state.path, exc)
-        await self._writer.save()
+        try:
+            # force_close: a probe is one request per agent start; pooled idle connections to
+            # every agentapi would only hold sockets.
+            self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
+            self._started = True
+            records = self._state.load()
+            for agent_id, record in sorted(records.items(), key=lambda item: str(item[1].get("created_at"))):
+                try:
+                    self._restore(agent_id, record)
+                except (ValueError, KeyError, TypeError) as exc:
+                    log.error("agent %s in %s cannot be restored (%s); it is dropped from the state",
+                              agent_id, self._state.path, exc)
+            await self._writer.save()
+        except BaseException:
+            await self.close()  # leaves whatever was re-adopted running, as any close does
+            raise
         self._monitor = asyncio.get_running_loop().create_task(self._monitor_loop(), name="local agents monitor")
 
     def _restore(self, agent_id: str, record: dict[str, Any]) -> None:
+        # Everything is read before anything is registered: a bad record changes nothing.
         spec = AgentSpec.from_json(record["spec"])
         if spec.id != agent_id:
             raise ValueError(f"the record holds agent {spec.id!r}")
         port = record.get("port")
+        failed = record.get("status") == "failed"
+        identity = Identity.from_dict(record["process"]) if record.get("process") and not failed else None
         supervisor = self._supervisor(spec, port=None, created_at=datetime.fromisoformat(record["created_at"]),
                                       restarts=int(record.get("restarts") or 0), last_state=record.get("last_state"),
                                       tag=record.get("tag"))
         self._agents[agent_id] = supervisor
-        if record.get("status") == "failed":
+        if failed:
             supervisor.restore_failed(record.get("reason"), record.get("message"))
             return
-        identity = Identity.from_dict(record["process"]) if record.get("process") else None
         process = AgentProcess.adopt(identity) if identity is not None else None
         if isinstance(port, int) and self.ports.claim(port, agent_id):
             supervisor.port = port
+        if process is not None and supervisor.port is None:
+            # Its port is outside local_mode.ports now, or recorded for another agent too: it
+            # starts afresh on a port of its own (the restart's sweep of its tag ends the old run).
+            log.warning("agent %s ran on port %s, which it cannot keep; restarting it", agent_id, port)
+            process = None
         if process is not None:
-            if supervisor.port is None:
-                log.warning("agent %s runs on port %s, which is outside local_mode.ports or taken", agent_id, port)
-                supervisor.port = port
             supervisor.adopt(process)
         else:
             # It ended while no proxy watched it: that is a restart like any other.
@@ -113,22 +121,24 @@ class LocalBackend(Backend):
         supervisor.run()
 
     async def close(self) -> None:
-        """Stop supervising; the agents keep running and are re-adopted by the next start."""
-        if not self._started:
-            return
-        self._started = False
-        if self._monitor is not None:
-            self._monitor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._monitor
-        await asyncio.gather(*(s.detach() for s in self._agents.values()))
-        if self._saves:
-            await asyncio.gather(*self._saves, return_exceptions=True)
+        """Stop supervising; the agents keep running and are re-adopted by the next start.
+        Idempotent, and safe after a failed start."""
+        was_started, self._started = self._started, False
         try:
-            await self._writer.save()
+            if self._monitor is not None:
+                self._monitor.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._monitor
+                self._monitor = None
+            await asyncio.gather(*(s.detach() for s in self._agents.values()))
+            if self._saves:
+                await asyncio.gather(*self._saves, return_exceptions=True)
+            if was_started:
+                await self._writer.save()
         finally:
             if self._http is not None:
                 await self._http.close()
+                self._http = None
             self._dir_lock.release()
 
     async def healthy(self) -> bool:
@@ -191,6 +201,10 @@ class LocalBackend(Backend):
             self._agents[spec.id] = supervisor
             self.changed(supervisor)
             supervisor.run()
+            # Registered first, so that a create cancelled from here on leaves a supervised agent,
+            # not an orphan; the state file gets an identity that will match again.
+            assert supervisor.process is not None
+            await supervisor.process.settle()
             await self._writer.save()
             return supervisor.state()
 

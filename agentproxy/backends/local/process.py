@@ -190,7 +190,8 @@ class AgentProcess:
         # its own would reap it when garbage-collected (the exit code would be lost) or warn
         # that it was never waited for; a return code tells it that there is nothing left to do.
         popen.returncode = 0
-        identity = identify(popen.pid, argv) or Identity(popen.pid, time.time(), tuple(argv))
+        # Read once, without waiting: the command line may still be empty (see settle()).
+        identity = identify(popen.pid, settle=0) or Identity(popen.pid, time.time(), ())
         try:
             proc = psutil.Process(popen.pid)
         except psutil.Error as exc:  # an unreaped child always has a process entry
@@ -207,6 +208,18 @@ class AgentProcess:
             _reap_if_ours(identity)
             return None
         return cls(proc, identity, adopted=True)
+
+    async def settle(self, timeout: float = 2.0) -> Identity:
+        """Complete the identity of a process spawned a moment ago: Popen returns while exec
+        is still under way, and until it is done the command line reads empty. An identity
+        without it would never match again, and the agent could not be re-adopted."""
+        deadline = time.monotonic() + timeout
+        while not self.identity.cmdline and not self.poll() and time.monotonic() < deadline:
+            await asyncio.sleep(0.002)
+            found = identify(self.pid, settle=0)
+            if found is not None and abs(found.create_time - self.identity.create_time) <= CREATE_TIME_TOLERANCE:
+                self.identity = found
+        return self.identity
 
     # --- exit ---------------------------------------------------------------------------------
 
@@ -427,31 +440,51 @@ async def stop_tree(leader: AgentProcess | None, known: Iterable[tuple[int, floa
     if tag:
         roots += await asyncio.to_thread(tagged_processes, tag)
     family = await asyncio.to_thread(live_family, roots)
-    if leader is None or not leader.signal_group(signal.SIGTERM):
-        _signal_all(family.values(), signal.SIGTERM)  # no leader to shut the rest down: ask each
-    deadline = time.monotonic() + max(0.0, grace)
-    if leader is not None and not leader.poll():
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(leader.wait(), timeout=max(0.0, grace))
-    while True:
-        family = await asyncio.to_thread(live_family, family.values())
-        if not family or time.monotonic() >= deadline:
-            break
-        await asyncio.sleep(poll_interval)
-    # What is left is killed, round after round, because a dying process may still fork;
-    # the tag also finds what was forked and orphaned since the last look.
-    for _ in range(kill_rounds):
-        stragglers = await asyncio.to_thread(tagged_processes, tag) if tag else []
-        roots = [*family.values(), *stragglers] + ([leader.proc] if leader is not None else [])
-        family = await asyncio.to_thread(live_family, roots)
-        if (leader is None or leader.poll()) and not family:
-            return
+    seen = dict(family)
+    try:
+        if leader is None or not leader.signal_group(signal.SIGTERM):
+            _signal_all(family.values(), signal.SIGTERM)  # no leader to shut the rest down: ask each
+        deadline = time.monotonic() + max(0.0, grace)
         if leader is not None and not leader.poll():
-            leader.signal_group(signal.SIGKILL)
-        _signal_all(family.values(), signal.SIGKILL)
-        await asyncio.sleep(poll_interval)
-    # SIGKILL cannot be refused: a process still there is in uninterruptible sleep and ends
-    # on its own; a leader of ours is then reaped by its watch.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(leader.wait(), timeout=max(0.0, grace))
+        while True:
+            family = await asyncio.to_thread(live_family, family.values())
+            seen.update(family)
+            if not family or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(poll_interval)
+        # What is left is killed, round after round, because a dying process may still fork;
+        # the tag also finds what was forked and orphaned since the last look.
+        for _ in range(kill_rounds):
+            stragglers = await asyncio.to_thread(tagged_processes, tag) if tag else []
+            roots = [*family.values(), *stragglers] + ([leader.proc] if leader is not None else [])
+            family = await asyncio.to_thread(live_family, roots)
+            seen.update(family)
+            if (leader is None or leader.poll()) and not family:
+                return
+            if leader is not None and not leader.poll():
+                leader.signal_group(signal.SIGKILL)
+            _signal_all(family.values(), signal.SIGKILL)
+            await asyncio.sleep(poll_interval)
+        # SIGKILL cannot be refused: a process still there is in uninterruptible sleep and ends
+        # on its own; a leader of ours is then reaped by its watch.
+    finally:
+        if leader is not None:
+            seen.pop(leader.pid, None)  # reaped by its own poll(), which keeps its exit code
+        _reap_ours(seen.values())
+
+
+def _reap_ours(procs: Iterable[psutil.Process]) -> None:
+    """Reap the ended processes that are children of this process (an agentapi that an
+    earlier backend of this same process started): nobody else will."""
+    me = os.getpid()
+    for proc in procs:
+        try:
+            if proc.ppid() == me and proc.status() == psutil.STATUS_ZOMBIE:
+                os.waitpid(proc.pid, os.WNOHANG)
+        except (psutil.Error, ChildProcessError):
+            continue
 
 
 def _signal_all(procs: Iterable[psutil.Process], sig: int) -> None:

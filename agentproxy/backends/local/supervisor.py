@@ -52,8 +52,12 @@ class Policy:
     """A run this long resets the back-off delay and the count of quick failures."""
     crash_loop_failures: int = 5
     crash_loop_window: float = 300.0
+    probe_interval_min: float = 0.025
+    probe_fast_for: float = 2.0
+    """Readiness is probed every ``probe_interval_min`` seconds for this long (most agents
+    start within it, and every probe interval adds to their time to ready), then less and
+    less often, down to every ``probe_interval_max`` seconds."""
     probe_interval_max: float = 0.25
-    """Readiness probes start every 20 ms and slow down to this."""
     probe_timeout: float = 2.0
     sample_interval: float = 1.0
     """Seconds between samples of CPU and memory (and checks of the memory limit and log size)."""
@@ -219,13 +223,17 @@ class Supervisor:
         """Wait for readiness, then for the end of this run."""
         process = self.process
         assert process is not None
+        if not process.identity.cmdline:
+            await process.settle()
+            self.host.changed(self)  # persist the complete identity
         self._over_limit.clear()
         exited = asyncio.ensure_future(process.wait())
         over_limit = asyncio.ensure_future(self._over_limit.wait())
         try:
             if self.status is not AgentStatus.READY:
-                deadline = time.monotonic() + self.policy.start_timeout
-                interval = 0.02
+                began = time.monotonic()
+                deadline = began + self.policy.start_timeout
+                interval = self.policy.probe_interval_min
                 while True:
                     if exited.done():
                         return self._exited(exited.result())
@@ -241,7 +249,8 @@ class Supervisor:
                                      f"within {self.policy.start_timeout:g} s", final=True)
                     await asyncio.wait({exited, over_limit}, timeout=min(interval, remaining),
                                        return_when=asyncio.FIRST_COMPLETED)
-                    interval = min(interval * 1.5, self.policy.probe_interval_max)
+                    if time.monotonic() - began >= self.policy.probe_fast_for:
+                        interval = min(interval * 1.5, self.policy.probe_interval_max)
                 self._set(AgentStatus.READY, None, None)
             await asyncio.wait({exited, over_limit}, return_when=asyncio.FIRST_COMPLETED)
             if not exited.done():
@@ -270,7 +279,8 @@ class Supervisor:
             self.process.forget()
         self.last_state = {"reason": ended.reason, "exit_code": ended.exit_code, "message": ended.description,
                            "finished_at": datetime.now(timezone.utc).isoformat()}
-        self._set(self.status, self.reason, self.message)  # persists last_state
+        # Not ready from this moment (no upstream to route to), whatever comes next.
+        self._set(AgentStatus.STARTING, ended.reason, ended.description)
 
     async def _clean_up_leftovers(self) -> None:
         """End what remains of the tree (an agent that outlived its agentapi), then forget the run."""

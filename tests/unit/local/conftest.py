@@ -23,6 +23,7 @@ import pytest
 
 from agentproxy.backends.base import AgentState, AgentStatus
 from agentproxy.backends.local.backend import LocalBackend
+from agentproxy.backends.local.ports import port_is_free
 from agentproxy.backends.local.supervisor import Policy
 from agentproxy.settings import Settings
 from agentproxy.spec import AgentSpec, build_spec
@@ -62,9 +63,13 @@ def launcher(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture
 def ports() -> tuple[int, int]:
-    """A block of ports of its own for each test (blocks of one run never overlap)."""
-    start = 20000 + (next(_blocks) % 600) * _BLOCK
-    return start, start + _BLOCK - 1
+    """A block of ports of its own for each test: blocks of one run never overlap, and a
+    block something else uses (another test run, say) is passed over."""
+    for _ in range(600):
+        start = 20000 + (next(_blocks) % 600) * _BLOCK
+        if all(port_is_free(port) for port in range(start, start + _BLOCK)):
+            return start, start + _BLOCK - 1
+    raise RuntimeError("no free block of ports")
 
 
 def make_settings(data_dir: Path, launcher: str, ports: tuple[int, int]) -> Settings:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from agentproxy.backends.base import AgentStatus, Conflict, NotFound, Rejected, 
 from agentproxy.backends.local.backend import LocalBackend
 
 from .conftest import (
-    FAST, assert_nothing_left, processes_in, spec, wait_for, wait_for_log, wait_ready, wait_until,
+    FAST, assert_nothing_left, make_settings, processes_in, shut_down, spec, wait_for, wait_for_log, wait_ready, wait_until,
 )
 
 
@@ -142,15 +143,12 @@ async def test_healthy_when_agentapi_is_found(backend):
 
 
 async def test_full_port_range_is_unavailable(tmp_path, launcher, ports):
-    from .conftest import make_settings
-
     start = ports[0]
     settings = make_settings(tmp_path / "data", launcher, (start, start + 1))
     backend = LocalBackend(settings, policy=FAST)
     await backend.start()
-    import socket
-
     squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a TIME_WAIT leftover must not matter
     try:
         squatter.bind(("127.0.0.1", start + 1))  # something else holds the second port
         squatter.listen()
@@ -165,8 +163,7 @@ async def test_full_port_range_is_unavailable(tmp_path, launcher, ports):
             await backend.get("s1", "a2")
     finally:
         squatter.close()
-        await backend.delete("s1", "a1")
-        await backend.close()
+        await shut_down(backend)
     await assert_nothing_left(tmp_path)
 
 

@@ -22,6 +22,7 @@ async def test_concurrent_allocations_get_distinct_ports(ports):
 async def test_ports_in_use_by_other_programs_are_skipped(ports):
     start = ports[0]
     with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", start))
         squatter.listen()
         assert not port_is_free(start)

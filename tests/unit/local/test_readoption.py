@@ -126,6 +126,26 @@ async def test_a_recorded_pid_that_is_not_the_agent_is_never_touched(settings, t
     await assert_nothing_left(tmp_path)
 
 
+async def test_an_agent_whose_port_left_the_range_moves_to_a_new_one(settings, tmp_path):
+    first = LocalBackend(settings, policy=FAST)
+    await first.start()
+    await first.create(spec(settings, "a1"))
+    before = await wait_ready(first, "a1")
+    await first.close()
+    old_port, old_pid = before.details["port"], before.details["pid"]
+    settings.local_mode.ports.start = old_port + 1  # the operator narrowed the range meanwhile
+
+    second = LocalBackend(settings, policy=FAST)
+    await second.start()
+    try:
+        after = await wait_ready(second, "a1")
+        assert after.details["port"] > old_port and after.details["pid"] != old_pid and after.restarts == 1
+        assert not _running(old_pid)  # the old run was ended, not left behind on its old port
+    finally:
+        await shut_down(second)
+    await assert_nothing_left(tmp_path)
+
+
 async def test_failed_agents_stay_failed_and_bad_records_are_dropped(settings, tmp_path):
     first = LocalBackend(settings, policy=FAST)
     await first.start()

@@ -1,0 +1,221 @@
+"""Benchmark of the local backend: supervision overhead, memory per agent, mass start.
+
+Three measurements, everything on 127.0.0.1:
+
+1. create-to-ready: ``LocalBackend.create`` until the agent is ``ready``, against
+   starting the same agentapi command line directly and polling ``GET /status``
+   every 5 ms. The difference of the medians is what supervision costs (spawn
+   bookkeeping, the state file, readiness probing).
+2. memory per agent: RSS of this process (which hosts the backend) before and
+   after ``--agents`` agents are supervised, divided by their number; plus the
+   CPU the monitor uses while they idle (sampling every agent's process tree once
+   a second).
+3. mass start: ``--agents`` creates at once, time until all are ready, then
+   deleting them all at once; afterwards no process of theirs may remain.
+
+agentapi is the test stand-in (``tests/unit/local/fake_agentapi.py``) unless
+``--agentapi PATH`` names the real binary; the agent is the echo demo agent.
+
+Usage: ``python benchmarks/local.py [--agents 100] [--samples 15] [--agentapi PATH]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import psutil  # noqa: E402
+
+from agentproxy.backends.base import AgentStatus  # noqa: E402
+from agentproxy.backends.local.backend import LocalBackend  # noqa: E402
+from agentproxy.backends.local.process import find_executable  # noqa: E402
+from agentproxy.backends.local.supervisor import Policy  # noqa: E402
+from agentproxy.settings import Settings  # noqa: E402
+from agentproxy.spec import build_spec  # noqa: E402
+
+READY_TIMEOUT = 120.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] if ordered else float("nan")
+
+
+def free_port_block(size: int) -> int:
+    """The first port of ``size`` consecutive ports that are free now (bounded search)."""
+    for start in range(21000, 60000 - size, size):
+        ok = True
+        for port in range(start, start + size):
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return start
+    raise SystemExit("no free block of ports")
+
+
+def stand_in_launcher(directory: Path) -> str:
+    """The test stand-in for agentapi, run by this Python (see its docstring)."""
+    path = directory / "agentapi"
+    source = (REPO / "tests" / "unit" / "local" / "fake_agentapi.py").read_text()
+    path.write_text(f"#!{sys.executable}\n" + source.split("\n", 1)[1])
+    path.chmod(0o755)
+    return str(path)
+
+
+def rss() -> int:
+    return psutil.Process().memory_info().rss
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def poll_status(port: int, deadline: float, interval: float = 0.005) -> None:
+    request = b"GET /status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    while time.monotonic() < deadline:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(request)
+            status_line = await reader.readline()
+            writer.close()
+            if b" 200 " in status_line:
+                return
+        except OSError:
+            pass
+        await asyncio.sleep(interval)
+    raise TimeoutError(f"port {port} never answered")
+
+
+async def direct_start(argv: list[str], cwd: Path, port: int) -> float:
+    """Seconds from spawning ``argv`` until it answers /status; then it is stopped."""
+    started = time.monotonic()
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                            cwd=cwd, start_new_session=True)
+    try:
+        await poll_status(port, started + READY_TIMEOUT)
+        return time.monotonic() - started
+    finally:
+        for child in psutil.Process(proc.pid).children(recursive=True) + [psutil.Process(proc.pid)]:
+            try:
+                child.kill()
+            except psutil.NoSuchProcess:
+                pass
+        proc.wait()
+
+
+async def wait_ready(backend: LocalBackend, agent_id: str, deadline: float) -> None:
+    while True:
+        state = await backend.get("bench", agent_id)
+        if state.status is AgentStatus.READY:
+            return
+        if state.status is AgentStatus.FAILED or time.monotonic() > deadline:
+            raise SystemExit(f"agent {agent_id} did not get ready: {state.reason} {state.message}")
+        await asyncio.sleep(0.002)
+
+
+async def main(args: argparse.Namespace) -> None:
+    work = Path(tempfile.mkdtemp(prefix="agentproxy-bench-"))
+    try:
+        agentapi = args.agentapi or stand_in_launcher(work)
+        start = free_port_block(args.agents + 51)  # the range, and one port above it for direct starts
+        settings = Settings()
+        settings.local_mode.agentapi_binary = agentapi
+        settings.local_mode.ports.start, settings.local_mode.ports.end = start, start + args.agents + 49
+        settings.local_mode.data_dir = str(work / "data")
+        backend = LocalBackend(settings, policy=Policy(stop_grace=5.0))
+        await backend.start()
+        try:
+            await run(backend, settings, args, work)
+        finally:
+            for state in await backend.list():
+                await backend.delete(state.session, state.id)
+            await backend.close()
+        left = [p.pid for p in psutil.process_iter(["cwd"]) if str(p.info.get("cwd") or "").startswith(str(work))]
+        print(f"\nprocesses left in the agents' directories after delete: {len(left)}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+async def run(backend: LocalBackend, settings: Settings, args: argparse.Namespace, work: Path) -> None:
+    print(f"agentapi: {'real (' + args.agentapi + ')' if args.agentapi else 'test stand-in'}; "
+          f"agent: echo demo agent; {os.cpu_count()} CPUs\n")
+
+    # 1. create-to-ready, supervised and direct, interleaved so that both see the same machine.
+    supervised, direct = [], []
+    command = [find_executable("python3") or sys.executable, "-m", "agentproxy.demo_agent"]
+    spare = settings.local_mode.ports.end + 1
+    (work / "direct").mkdir()
+    for i in range(args.samples + 1):
+        spec = build_spec(settings, "bench", f"seq{i}", "echo")
+        began = time.monotonic()
+        await backend.create(spec)
+        await wait_ready(backend, spec.id, began + READY_TIMEOUT)
+        took_supervised = time.monotonic() - began
+        await backend.delete("bench", spec.id, purge=True)
+        argv = [backend._agentapi_binary(), "server", "--port", str(spare), "--type", "custom", "--", *command]
+        took_direct = await direct_start(argv, work / "direct", spare)
+        if i:  # the first of each is a warm-up (imports, page cache)
+            supervised.append(took_supervised)
+            direct.append(took_direct)
+    p50_s, p50_d = statistics.median(supervised), statistics.median(direct)
+    print(f"create-to-ready, {args.samples} samples each       p50        p90")
+    print(f"  supervised (LocalBackend)           {p50_s * 1000:7.1f} ms {percentile(supervised, 0.9) * 1000:7.1f} ms")
+    print(f"  direct spawn + poll every 5 ms      {p50_d * 1000:7.1f} ms {percentile(direct, 0.9) * 1000:7.1f} ms")
+    print(f"  supervision overhead (p50 - p50)    {(p50_s - p50_d) * 1000:7.1f} ms")
+
+    # 2 and 3. N agents at once: time to ready, memory and CPU of supervising them, delete.
+    n = args.agents
+    ids = [f"m{i}" for i in range(n)]
+    before = rss()
+    began = time.monotonic()
+    await asyncio.gather(*(backend.create(build_spec(settings, "bench", agent_id, "echo")) for agent_id in ids))
+    created = time.monotonic() - began
+    await asyncio.gather(*(wait_ready(backend, agent_id, began + READY_TIMEOUT) for agent_id in ids))
+    all_ready = time.monotonic() - began
+    await asyncio.sleep(3 * backend.policy.sample_interval)  # a few samples of every tree
+    cpu_before, idle_began = cpu_seconds(), time.monotonic()
+    await asyncio.sleep(args.idle)
+    idle_cpu = (cpu_seconds() - cpu_before) / (time.monotonic() - idle_began)
+    after = rss()
+    states = await backend.list(session="bench")
+    tree_rss = sum(s.details["rss_bytes"] or 0 for s in states)
+    began = time.monotonic()
+    await asyncio.gather(*(backend.delete("bench", agent_id) for agent_id in ids))
+    deleted = time.monotonic() - began
+    print(f"\n{n} agents started at once")
+    print(f"  all create calls returned           {created:7.2f} s")
+    print(f"  all ready                           {all_ready:7.2f} s")
+    print(f"  all deleted at once                 {deleted:7.2f} s")
+    print(f"  proxy RSS growth per agent          {(after - before) / n / 1024:7.1f} KiB "
+          f"({before / 2**20:.1f} -> {after / 2**20:.1f} MiB)")
+    print(f"  proxy CPU while they idle           {idle_cpu * 100:7.1f} % of one core "
+          f"(sampling every {backend.policy.sample_interval:g} s)")
+    print(f"  agents' own RSS (agentapi + agent)  {tree_rss / n / 2**20:7.1f} MiB per agent")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--agents", type=int, default=100, help="agents started at once (default: 100)")
+    parser.add_argument("--samples", type=int, default=15, help="create-to-ready samples (default: 15)")
+    parser.add_argument("--idle", type=float, default=5.0, help="seconds of idle supervision measured (default: 5)")
+    parser.add_argument("--agentapi", help="the real agentapi binary (default: the test stand-in)")
+    asyncio.run(main(parser.parse_args()))
