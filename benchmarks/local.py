@@ -114,12 +114,63 @@ async def direct_start(argv: list[str], cwd: Path, port: int) -> float:
         await poll_status(port, started + READY_TIMEOUT)
         return time.monotonic() - started
     finally:
-        for child in psutil.Process(proc.pid).children(recursive=True) + [psutil.Process(proc.pid)]:
-            try:
-                child.kill()
-            except psutil.NoSuchProcess:
-                pass
-        proc.wait()
+        stop_directly([proc])
+
+
+async def direct_mass_start(agentapi: str, command: list[str], cwd: Path, first_port: int, n: int) -> float:
+    """Seconds until ``n`` agentapi processes, spawned directly one after the other, all answer;
+    then they are killed."""
+    started = time.monotonic()
+    procs = [subprocess.Popen([agentapi, "server", "--port", str(first_port + i), "--type", "custom", "--",
+                               *command], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True) for i in range(n)]
+    try:
+        await asyncio.gather(*(poll_status(first_port + i, started + READY_TIMEOUT, 0.025) for i in range(n)))
+        return time.monotonic() - started
+    finally:
+        stop_directly(procs)
+
+
+def stop_directly(procs: list[subprocess.Popen]) -> None:
+    """SIGTERM (agentapi then ends and reaps its agent), SIGKILL to the trees of those that
+    did not end within 10 s."""
+    for proc in procs:
+        proc.terminate()
+    deadline = time.monotonic() + 10
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            for member in psutil.Process(proc.pid).children(recursive=True) + [psutil.Process(proc.pid)]:
+                try:
+                    member.kill()
+                except psutil.NoSuchProcess:
+                    pass
+            proc.wait()
+
+
+LONGEST_STALL = [0.0]
+
+
+async def longest_stall(tick: float = 0.01) -> None:
+    """Record in LONGEST_STALL how much later than asked a 10 ms sleep woke up, at most."""
+    LONGEST_STALL[0] = 0.0
+    while True:
+        before = time.monotonic()
+        await asyncio.sleep(tick)
+        LONGEST_STALL[0] = max(LONGEST_STALL[0], time.monotonic() - before - tick)
+
+
+async def all_ready_events(backend: LocalBackend, ids: set[str]) -> None:
+    """Until every agent of ``ids`` was reported ready."""
+    waiting = set(ids)
+    async for event in backend.events():
+        if event.agent.status is AgentStatus.FAILED and event.agent.id in waiting:
+            raise SystemExit(f"agent {event.agent.id} failed: {event.agent.reason} {event.agent.message}")
+        if event.agent.status is AgentStatus.READY:
+            waiting.discard(event.agent.id)
+            if not waiting:
+                return
 
 
 async def wait_ready(backend: LocalBackend, agent_id: str, deadline: float) -> None:
@@ -136,7 +187,8 @@ async def main(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="agentproxy-bench-"))
     try:
         agentapi = args.agentapi or stand_in_launcher(work)
-        start = free_port_block(args.agents + 51)  # the range, and one port above it for direct starts
+        # The range, then a port above it for single direct starts and N more for the direct mass start.
+        start = free_port_block(2 * args.agents + 52)
         settings = Settings()
         settings.local_mode.agentapi_binary = agentapi
         settings.local_mode.ports.start, settings.local_mode.ports.end = start, start + args.agents + 49
@@ -182,15 +234,29 @@ async def run(backend: LocalBackend, settings: Settings, args: argparse.Namespac
     print(f"  direct spawn + poll every 5 ms      {p50_d * 1000:7.1f} ms {percentile(direct, 0.9) * 1000:7.1f} ms")
     print(f"  supervision overhead (p50 - p50)    {(p50_s - p50_d) * 1000:7.1f} ms")
 
-    # 2 and 3. N agents at once: time to ready, memory and CPU of supervising them, delete.
+    # 2 and 3. N agents at once: time to ready (against starting as many directly), the longest
+    # stall of the event loop meanwhile, memory and CPU of supervising them, delete.
     n = args.agents
+    stalls = asyncio.ensure_future(longest_stall())
+    direct_all = await direct_mass_start(backend._agentapi_binary(), command, work / "direct",
+                                         spare + 1, n)
+    stalls.cancel()
+    await asyncio.gather(stalls, return_exceptions=True)
+    direct_longest = LONGEST_STALL[0]
     ids = [f"m{i}" for i in range(n)]
     before = rss()
+    stalls = asyncio.ensure_future(longest_stall())
+    # Readiness from the event stream: polling 100 agents would load the loop being measured.
+    readiness = asyncio.ensure_future(all_ready_events(backend, set(ids)))
+    await asyncio.sleep(0)  # subscribed before the first create
     began = time.monotonic()
     await asyncio.gather(*(backend.create(build_spec(settings, "bench", agent_id, "echo")) for agent_id in ids))
     created = time.monotonic() - began
-    await asyncio.gather(*(wait_ready(backend, agent_id, began + READY_TIMEOUT) for agent_id in ids))
+    await asyncio.wait_for(readiness, READY_TIMEOUT)
     all_ready = time.monotonic() - began
+    stalls.cancel()
+    await asyncio.gather(stalls, return_exceptions=True)
+    longest = LONGEST_STALL[0]
     await asyncio.sleep(3 * backend.policy.sample_interval)  # a few samples of every tree
     cpu_before, idle_began = cpu_seconds(), time.monotonic()
     await asyncio.sleep(args.idle)
@@ -204,6 +270,9 @@ async def run(backend: LocalBackend, settings: Settings, args: argparse.Namespac
     print(f"\n{n} agents started at once")
     print(f"  all create calls returned           {created:7.2f} s")
     print(f"  all ready                           {all_ready:7.2f} s")
+    print(f"  longest event loop stall meanwhile  {longest * 1000:7.1f} ms")
+    print(f"  as many started directly, all ready {direct_all:7.2f} s "
+          f"(longest stall {direct_longest * 1000:.1f} ms)")
     print(f"  all deleted at once                 {deleted:7.2f} s")
     print(f"  proxy RSS growth per agent          {(after - before) / n / 1024:7.1f} KiB "
           f"({before / 2**20:.1f} -> {after / 2**20:.1f} MiB)")

@@ -30,7 +30,9 @@ from ...spec import AgentSpec
 from ..base import AgentState, AgentStatus, Backend, Conflict, NotFound, Rejected, StatusEvent, Unavailable
 from ..events import EventHub
 from .ports import HOST, PortAllocator
-from .process import AgentProcess, Identity, TreeSampler, directory_size, executable_search_path, find_executable
+from .process import (
+    AgentProcess, Identity, ProcessTable, TreeSampler, directory_size, executable_search_path, find_executable,
+)
 from .state import DataDirLock, StateFile, StateWriter
 from .supervisor import Policy, Supervisor
 
@@ -60,6 +62,9 @@ class LocalBackend(Backend):
         self._writer = StateWriter(self._state, self._records)
         self._dir_lock = DataDirLock(self.data_dir / "lock")
         self._sampler = TreeSampler()
+        self.table = ProcessTable()
+        self.launches = asyncio.Semaphore(self.policy.launch_concurrency)
+        """Reads of the process table, shared by every agent being stopped at the same time."""
         self._saves: set[asyncio.Task[None]] = set()
         self._monitor: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
@@ -158,7 +163,8 @@ class LocalBackend(Backend):
 
     async def list(self, session: str | None = None, status: AgentStatus | None = None) -> list[AgentState]:
         states = [s.state() for s in self._agents.values()]
-        states = [s for s in states if (session is None or s.session == session) and (status is None or s.status == status)]
+        states = [s for s in states
+                  if (session is None or s.session == session) and (status is None or s.status == status)]
         return sorted(states, key=lambda s: (s.created_at, s.id))
 
     async def logs(self, session: str, agent_id: str, tail_lines: int = 100) -> str:
@@ -183,28 +189,24 @@ class LocalBackend(Backend):
             port = await self.ports.allocate(spec.id)
             supervisor = self._supervisor(spec, port=port, created_at=datetime.now(timezone.utc))
             try:
-                await asyncio.to_thread(supervisor.work_dir.mkdir, parents=True, exist_ok=True)
-            except OSError as exc:
-                self.ports.release(port, spec.id)
-                raise Unavailable(f"cannot create the work directory {supervisor.work_dir} in "
-                                  f"local_mode.data_dir: {exc.strerror or exc}") from None
-            try:
-                supervisor.launch()
-            except OSError as exc:
-                self.ports.release(port, spec.id)
-                raise Unavailable(f"cannot start agentapi (local_mode.agentapi_binary "
-                                  f"{self.local.agentapi_binary!r}) for agent {spec.id!r}: "
-                                  f"{exc.strerror or exc}") from None
-            except BaseException:
+                try:
+                    await asyncio.to_thread(supervisor.work_dir.mkdir, parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise Unavailable(f"cannot create the work directory {supervisor.work_dir} in "
+                                      f"local_mode.data_dir: {exc.strerror or exc}") from None
+                try:
+                    await supervisor.launch()
+                except OSError as exc:
+                    raise Unavailable(f"cannot start agentapi (local_mode.agentapi_binary "
+                                      f"{self.local.agentapi_binary!r}) for agent {spec.id!r}: "
+                                      f"{exc.strerror or exc}") from None
+            except BaseException:  # refused, cancelled, or a program vanished since the checks above
+                supervisor.abandon()
                 self.ports.release(port, spec.id)
                 raise
             self._agents[spec.id] = supervisor
             self.changed(supervisor)
             supervisor.run()
-            # Registered first, so that a create cancelled from here on leaves a supervised agent,
-            # not an orphan; the state file gets an identity that will match again.
-            assert supervisor.process is not None
-            await supervisor.process.settle()
             await self._writer.save()
             return supervisor.state()
 

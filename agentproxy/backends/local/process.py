@@ -166,7 +166,6 @@ class AgentProcess:
         self.child = _parent_pid(proc) == os.getpid()
         self.exited = False
         self.exit_code: int | None = None
-        self.started = time.monotonic()
         self._watch: asyncio.Task[int | None] | None = None
 
     @property
@@ -185,7 +184,7 @@ class AgentProcess:
                                      cwd=cwd, env=dict(env), start_new_session=True, close_fds=True)
         finally:
             os.close(fd)
-        # This module reaps the child itself (see _check_exit), also when a backend started
+        # This module reaps the child itself (see poll()), also when a backend started
         # later in this same process re-adopts it. A Popen that believes the child is still
         # its own would reap it when garbage-collected (the exit code would be lost) or warn
         # that it was never waited for; a return code tells it that there is nothing left to do.
@@ -214,8 +213,12 @@ class AgentProcess:
         is still under way, and until it is done the command line reads empty. An identity
         without it would never match again, and the agent could not be re-adopted."""
         deadline = time.monotonic() + timeout
+        delay = 0.001
         while not self.identity.cmdline and not self.poll() and time.monotonic() < deadline:
-            await asyncio.sleep(0.002)
+            # Backing off: on a busy machine (many agents starting at once) exec takes long,
+            # and tight polls of every starting agent would keep the event loop busy.
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
             found = identify(self.pid, settle=0)
             if found is not None and abs(found.create_time - self.identity.create_time) <= CREATE_TIME_TOLERANCE:
                 self.identity = found
@@ -343,56 +346,41 @@ found. Reading environments needs no cooperation from the agent, only that it ke
 its environment."""
 
 
-def children_map() -> dict[int, list[int]]:
-    """Pids of the children of every process, from one pass over the process table."""
-    children: dict[int, list[int]] = defaultdict(list)
+@dataclass(frozen=True)
+class TableSnapshot:
+    """One read of the process table."""
+
+    children: Mapping[int, list[int]]
+    """Pids of the children of every process."""
+    tagged: Mapping[str, list[psutil.Process]] | None = None
+    """Processes by the value of their :data:`TAG_VARIABLE` (None: environments not read)."""
+
+
+def _parent_of(pid: int, linux: bool) -> int | None:
+    try:
+        if linux:
+            # The parent pid is the 2nd field after the command name, which may hold spaces
+            # and parentheses: split after the last ')'.
+            with open(f"/proc/{pid}/stat", "rb") as src:
+                return int(src.read().rsplit(b")", 1)[1].split()[1])
+        return psutil.Process(pid).ppid()  # pragma: no cover - systems without /proc
+    except (OSError, ValueError, IndexError, psutil.Error):
+        return None
+
+
+def read_table(with_tags: bool = False) -> TableSnapshot:
+    """Read the process table (and, ``with_tags``, every environment): blocking, call it from
+    a worker thread."""
     linux = os.path.exists("/proc/self/stat")
+    me = os.getpid()
+    children: dict[int, list[int]] = defaultdict(list)
+    tagged: dict[str, list[psutil.Process]] | None = defaultdict(list) if with_tags else None
+    prefix = f"{TAG_VARIABLE}=".encode()
     for pid in psutil.pids():
-        try:
-            if linux:
-                # The parent pid is the 2nd field after the command name, which may hold spaces
-                # and parentheses: split after the last ')'.
-                with open(f"/proc/{pid}/stat", "rb") as src:
-                    ppid = int(src.read().rsplit(b")", 1)[1].split()[1])
-            else:  # pragma: no cover - exercised on other systems only
-                ppid = psutil.Process(pid).ppid()
-        except (OSError, ValueError, IndexError, psutil.Error):
-            continue
+        ppid = _parent_of(pid, linux)
         if ppid:
             children[ppid].append(pid)
-    return children
-
-
-def live_family(roots: Iterable[psutil.Process]) -> dict[int, psutil.Process]:
-    """The live processes among ``roots`` and all their live descendants, by pid. Reads the
-    whole process table: call it from a worker thread."""
-    stack = [root for root in roots if alive(root)]
-    if not stack:
-        return {}
-    children = children_map()
-    found: dict[int, psutil.Process] = {}
-    while stack and len(found) < MAX_TREE:
-        proc = stack.pop()
-        if proc.pid in found:
-            continue
-        found[proc.pid] = proc
-        for pid in children.get(proc.pid, ()):
-            if pid not in found:
-                try:
-                    stack.append(psutil.Process(pid))
-                except psutil.Error:
-                    continue
-    return {pid: proc for pid, proc in found.items() if alive(proc)}
-
-
-def tagged_processes(tag: str) -> list[psutil.Process]:
-    """Live processes whose environment holds ``TAG_VARIABLE=tag``. Reads every process's
-    environment: call it from a worker thread."""
-    needle = f"\0{TAG_VARIABLE}={tag}\0".encode()
-    me = os.getpid()
-    found = []
-    for pid in psutil.pids():
-        if pid == me:
+        if tagged is None or pid == me:
             continue
         try:
             # The handle first: it pins the start time, so that if the pid is reused before the
@@ -400,10 +388,75 @@ def tagged_processes(tag: str) -> list[psutil.Process]:
             proc = psutil.Process(pid)
         except psutil.Error:
             continue
-        environ = _environ(proc)
-        if environ is not None and needle in b"\0" + environ + b"\0" and alive(proc):
-            found.append(proc)
-    return found
+        for entry in (_environ(proc) or b"").split(b"\0"):
+            if entry.startswith(prefix):
+                tagged[entry[len(prefix):].decode(errors="replace")].append(proc)
+                break
+    return TableSnapshot(children, tagged)
+
+
+def children_map() -> Mapping[int, list[int]]:
+    """Pids of the children of every process, from one pass over the process table."""
+    return read_table().children
+
+
+class ProcessTable:
+    """Reads of the process table, shared: a caller gets the first read that began after
+    it asked, so it sees every change up to its call, and any number of concurrent callers
+    (stopping many agents at once) share one read in a worker thread."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._asked = 0
+        self._covered = 0
+        self._last: TableSnapshot | None = None
+
+    async def read(self, with_tags: bool = False) -> TableSnapshot:
+        """A snapshot no older than this call."""
+        self._asked += 1
+        ticket = self._asked
+        async with self._lock:
+            last = self._last
+            if last is not None and self._covered >= ticket and (not with_tags or last.tagged is not None):
+                return last
+            covers = self._asked
+            snapshot = await asyncio.to_thread(read_table, with_tags)
+            self._last, self._covered = snapshot, covers
+            return snapshot
+
+
+def live_family(roots: Iterable[psutil.Process], snapshot: TableSnapshot | None = None) -> dict[int, psutil.Process]:
+    """The live processes among ``roots`` and all their live descendants, by pid. Without a
+    ``snapshot`` it reads the process table: then call it from a worker thread."""
+    stack = [root for root in roots if alive(root)]
+    if not stack:
+        return {}
+    children = (snapshot or read_table()).children
+    found: dict[int, psutil.Process] = {}
+    while stack and len(found) < MAX_TREE:
+        proc = stack.pop()
+        if proc.pid in found:
+            continue
+        found[proc.pid] = proc
+        for pid in children.get(proc.pid, ()):
+            if pid in found:
+                continue
+            try:
+                child = psutil.Process(pid)
+                # The table may be a moment old: a pid that was reused since is not a child.
+                if child.ppid() != proc.pid:
+                    continue
+            except psutil.Error:
+                continue
+            stack.append(child)
+    return {pid: proc for pid, proc in found.items() if alive(proc)}
+
+
+def tagged_processes(tag: str, snapshot: TableSnapshot | None = None) -> list[psutil.Process]:
+    """Live processes whose environment holds ``TAG_VARIABLE=tag``. Without a ``snapshot``
+    (read with tags) it reads every environment: then call it from a worker thread."""
+    tagged = (snapshot if snapshot is not None and snapshot.tagged is not None else read_table(True)).tagged
+    return [proc for proc in (tagged or {}).get(tag, []) if alive(proc)]
 
 
 def _environ(proc: psutil.Process) -> bytes | None:
@@ -424,7 +477,7 @@ def _environ(proc: psutil.Process) -> bytes | None:
 
 async def stop_tree(leader: AgentProcess | None, known: Iterable[tuple[int, float]] = (), *,
                     tag: str | None = None, grace: float = 10.0, poll_interval: float = 0.1,
-                    kill_rounds: int = 5) -> None:
+                    kill_rounds: int = 5, table: ProcessTable | None = None) -> None:
     """End a whole agent: SIGTERM to the leader's process group, up to ``grace`` seconds for
     every process of the tree to exit, then SIGKILL to whatever is left, descendants found
     on the way included; the leader is reaped when it is a child of ours.
@@ -433,13 +486,15 @@ async def stop_tree(leader: AgentProcess | None, known: Iterable[tuple[int, floa
     earlier and the processes carrying ``tag`` (:data:`TAG_VARIABLE`): a process that left
     the tree (re-parented when its parent died) is still ended. agentapi runs the agent in
     a session of its own (a terminal), so the agent is reached through agentapi's own
-    shutdown and, if that fails, by SIGKILL after the grace period.
+    shutdown and, if that fails, by SIGKILL after the grace period. ``table`` shares reads
+    of the process table with concurrent stops.
     """
+    table = table or ProcessTable()
+    snapshot = await table.read(with_tags=bool(tag))
     roots = [leader.proc] if leader is not None else []
     roots += [p for p in (process_of(ref) for ref in known) if p is not None]
-    if tag:
-        roots += await asyncio.to_thread(tagged_processes, tag)
-    family = await asyncio.to_thread(live_family, roots)
+    roots += tagged_processes(tag, snapshot) if tag else []
+    family = live_family(roots, snapshot)
     seen = dict(family)
     try:
         if leader is None or not leader.signal_group(signal.SIGTERM):
@@ -449,7 +504,7 @@ async def stop_tree(leader: AgentProcess | None, known: Iterable[tuple[int, floa
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(leader.wait(), timeout=max(0.0, grace))
         while True:
-            family = await asyncio.to_thread(live_family, family.values())
+            family = live_family(family.values(), await table.read())
             seen.update(family)
             if not family or time.monotonic() >= deadline:
                 break
@@ -457,9 +512,10 @@ async def stop_tree(leader: AgentProcess | None, known: Iterable[tuple[int, floa
         # What is left is killed, round after round, because a dying process may still fork;
         # the tag also finds what was forked and orphaned since the last look.
         for _ in range(kill_rounds):
-            stragglers = await asyncio.to_thread(tagged_processes, tag) if tag else []
+            snapshot = await table.read(with_tags=bool(tag))
+            stragglers = tagged_processes(tag, snapshot) if tag else []
             roots = [*family.values(), *stragglers] + ([leader.proc] if leader is not None else [])
-            family = await asyncio.to_thread(live_family, roots)
+            family = live_family(roots, snapshot)
             seen.update(family)
             if (leader is None or leader.poll()) and not family:
                 return
@@ -527,9 +583,10 @@ class TreeSampler:
             if root is None or abs(self._create_time(root) - identity.create_time) > CREATE_TIME_TOLERANCE:
                 continue
             rss, cpu, members = 0, 0.0, []
-            stack, visited = [identity.pid], set()
+            stack: list[tuple[int, int | None]] = [(identity.pid, None)]  # (pid, parent)
+            visited: set[int] = set()
             while stack and len(visited) < MAX_TREE:
-                pid = stack.pop()
+                pid, parent = stack.pop()
                 if pid in visited:
                     continue
                 visited.add(pid)
@@ -538,12 +595,16 @@ class TreeSampler:
                     continue
                 try:
                     with proc.oneshot():
+                        # The members are ended with the agent: a pid reused since the table
+                        # was read (another parent) must not become one.
+                        if parent is not None and proc.ppid() != parent:
+                            continue
                         rss += proc.memory_info().rss
                         cpu += proc.cpu_percent(None)
                         members.append((pid, proc.create_time()))
                 except psutil.Error:  # exited meanwhile, or a zombie
-                    pass
-                stack.extend(children.get(pid, ()))
+                    continue
+                stack.extend((child, pid) for child in children.get(pid, ()))
             seen |= visited
             samples[key] = TreeSample(rss, round(cpu, 1), tuple(members))
         for pid in set(self._procs) - seen:

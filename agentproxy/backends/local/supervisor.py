@@ -28,9 +28,15 @@ from ...spec import AgentSpec
 from ..base import AgentState, AgentStatus, BackendError
 from .logs import AgentLog
 from .ports import HOST, PortAllocator, port_is_free
-from .process import TAG_VARIABLE, AgentProcess, Identity, TreeSample, agent_environment, stop_tree
+from .process import (
+    TAG_VARIABLE, AgentProcess, Identity, ProcessTable, TreeSample, agent_environment, stop_tree,
+)
 
 log = logging.getLogger(__name__)
+
+_ORPHAN_STOPS: set[asyncio.Task[None]] = set()
+"""Stops of processes whose launch was cancelled (referenced until done, or they could be
+garbage-collected half-way)."""
 
 MESSAGE_TAIL_LINES = 20
 MESSAGE_TAIL_CHARS = 4000
@@ -59,6 +65,8 @@ class Policy:
     less often, down to every ``probe_interval_max`` seconds."""
     probe_interval_max: float = 0.25
     probe_timeout: float = 2.0
+    launch_concurrency: int = 4
+    """Agents spawned at the same time, at most (until each one's program is executing)."""
     sample_interval: float = 1.0
     """Seconds between samples of CPU and memory (and checks of the memory limit and log size)."""
     disk_interval: float = 30.0
@@ -70,6 +78,9 @@ class SupervisorHost(Protocol):
 
     policy: Policy
     ports: PortAllocator
+    table: ProcessTable
+    launches: asyncio.Semaphore
+    """Bounds how many agents are being spawned at once (``Policy.launch_concurrency``)."""
 
     def agentapi_argv(self, spec: AgentSpec, port: int) -> list[str]:
         """The full agentapi command line (raises BackendError when a program is missing)."""
@@ -137,18 +148,53 @@ class Supervisor:
 
     # --- starting -----------------------------------------------------------------------------
 
-    def launch(self) -> None:
-        """Start agentapi now (raises ``OSError`` or :class:`BackendError`: nothing runs then)."""
+    async def launch(self) -> None:
+        """Start agentapi now (raises ``OSError`` or :class:`BackendError`: nothing runs then).
+
+        The spawn runs in a worker thread: Popen returns only once the new program is being
+        executed, which on a busy machine takes tens of milliseconds, and the event loop
+        serves the proxy's API meanwhile.
+        """
         assert self.port is not None
         argv = self.host.agentapi_argv(self.spec, self.port)
         self.log.note(f"starting {shlex.join(argv)}")
         env = agent_environment(self.spec.env, {**_agent_variables(self.spec), TAG_VARIABLE: self.tag})
+        # A few at a time: a new program competes for the CPU until it is executing, and a
+        # hundred at once would starve the proxy's own event loop for a second or more.
+        async with self.host.launches:
+            spawning = asyncio.ensure_future(asyncio.to_thread(self._spawn, argv, env))
+            try:
+                process = await asyncio.shield(spawning)
+            except asyncio.CancelledError:
+                # The spawn itself cannot be called off: end what it starts, so that nothing runs
+                # unsupervised (a later start finds the agent dead and starts it again).
+                spawning.add_done_callback(self._stop_orphan)
+                raise
+            self.process = process
+            self.sample = None
+            self._run_started = time.monotonic()
+            self._set(AgentStatus.STARTING, "Starting", f"waiting for agentapi on port {self.port}")
+            await process.settle()
+
+    def _spawn(self, argv: list[str], env: dict[str, str]) -> AgentProcess:
         # Every start, not only the first: someone may have removed it while the agent was down.
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.process = AgentProcess.spawn(argv, env=env, cwd=self.work_dir, log_path=self.log.path)
-        self.sample = None
-        self._run_started = time.monotonic()
-        self._set(AgentStatus.STARTING, "Starting", f"waiting for agentapi on port {self.port}")
+        return AgentProcess.spawn(argv, env=env, cwd=self.work_dir, log_path=self.log.path)
+
+    def _stop_orphan(self, spawning: "asyncio.Future[AgentProcess]") -> None:
+        if not spawning.cancelled() and spawning.exception() is None:
+            self._stop_in_background(spawning.result())
+
+    def abandon(self) -> None:
+        """The creation of this agent was called off after its process started: end it."""
+        if self.process is not None:
+            self._stop_in_background(self.process)
+            self.process = None
+
+    def _stop_in_background(self, process: AgentProcess) -> None:
+        task = asyncio.get_running_loop().create_task(self._end(process, grace=0))
+        _ORPHAN_STOPS.add(task)
+        task.add_done_callback(_ORPHAN_STOPS.discard)
 
     def adopt(self, process: AgentProcess) -> None:
         """Take over a process a previous proxy started."""
@@ -205,27 +251,27 @@ class Supervisor:
             raise
         except Exception as exc:  # a bug here must neither leave the agent looking alive nor orphan it
             log.exception("supervision of agent %s failed", self.id)
-            await stop_tree(self.process, self._members(), tag=self.tag, grace=self.policy.leftover_grace)
+            await self._end(self.process, self.policy.leftover_grace)
             self._fail("SupervisorError", f"supervision failed: {_text(exc)}")
 
     async def _respawn(self) -> None:
         """Start agentapi again, on its old port unless something else took that meanwhile."""
         # What an earlier run left (also one that ended while no proxy watched) goes first.
-        await stop_tree(None, tag=self.tag, grace=self.policy.leftover_grace)
+        await self._end(None, self.policy.leftover_grace)
         if self.port is None or not port_is_free(self.port):
             if self.port is not None:
                 self.host.ports.release(self.port, self.id)
                 self.port = None
             self.port = await self.host.ports.allocate(self.id)
-        self.launch()
+        await self.launch()
 
     async def _watch(self) -> Ended:
         """Wait for readiness, then for the end of this run."""
         process = self.process
         assert process is not None
-        if not process.identity.cmdline:
+        if not process.identity.cmdline:  # launched, but cancelled before it settled
             await process.settle()
-            self.host.changed(self)  # persist the complete identity
+        self.host.changed(self)  # persists the complete identity
         self._over_limit.clear()
         exited = asyncio.ensure_future(process.wait())
         over_limit = asyncio.ensure_future(self._over_limit.wait())
@@ -244,7 +290,7 @@ class Supervisor:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         self.log.note(f"agentapi did not answer within {self.policy.start_timeout:g} s; stopping it")
-                        await stop_tree(process, self._members(), tag=self.tag, grace=self.policy.leftover_grace)
+                        await self._end(process, self.policy.leftover_grace)
                         return Ended("StartTimeout", f"agentapi did not answer GET /status on port {self.port} "
                                      f"within {self.policy.start_timeout:g} s", final=True)
                     await asyncio.wait({exited, over_limit}, timeout=min(interval, remaining),
@@ -271,7 +317,7 @@ class Supervisor:
         what = f"memory use {_human(rss)} exceeded the limit {self.spec.resources.memory_limit}"
         self.log.note(f"{what}: killing the agent's processes")
         # Like the kernel's OOM killer: no grace period, the memory is needed now.
-        await stop_tree(process, self._members(), tag=self.tag, grace=0)
+        await self._end(process, grace=0)
         return Ended("OOMKilled", what, 128 + signal.SIGKILL)
 
     def _record_end(self, ended: Ended) -> None:
@@ -284,10 +330,9 @@ class Supervisor:
 
     async def _clean_up_leftovers(self) -> None:
         """End what remains of the tree (an agent that outlived its agentapi), then forget the run."""
-        members = self._members()
+        await self._end(None, self.policy.leftover_grace)
         self.process = None
         self.sample = None
-        await stop_tree(None, members, tag=self.tag, grace=self.policy.leftover_grace)
 
     def _next_delay(self) -> float | None:
         """The back-off before the next start, or None when the agent is in a crash loop."""
@@ -326,15 +371,20 @@ class Supervisor:
     def _members(self) -> tuple[tuple[int, float], ...]:
         return self.sample.members if self.sample else ()
 
+    async def _end(self, process: AgentProcess | None, grace: float) -> None:
+        """End ``process`` and whatever else belongs to the agent: the processes of its last
+        sampled tree and those carrying its tag."""
+        await stop_tree(process, self._members(), tag=self.tag, grace=grace, table=self.host.table)
+
     # --- stopping -------------------------------------------------------------------------------
 
     async def stop(self, grace: float) -> None:
         """Stop supervising and end the whole process tree (SIGTERM, ``grace``, SIGKILL)."""
         self._set(AgentStatus.STOPPING, "Deleting", None)
         await self._cancel()
-        process, members = self.process, self._members()
+        process = self.process
         self.log.note("stopping")
-        await stop_tree(process, members, tag=self.tag, grace=grace)
+        await self._end(process, grace)
         if process is not None:
             process.forget()
         self.process = None

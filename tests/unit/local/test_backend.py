@@ -17,7 +17,8 @@ from agentproxy.backends.base import AgentStatus, Conflict, NotFound, Rejected, 
 from agentproxy.backends.local.backend import LocalBackend
 
 from .conftest import (
-    FAST, assert_nothing_left, make_settings, processes_in, shut_down, spec, wait_for, wait_for_log, wait_ready, wait_until,
+    FAST, assert_nothing_left, make_settings, processes_in, shut_down, spec, wait_for, wait_for_log, wait_ready,
+    wait_until,
 )
 
 
@@ -215,6 +216,21 @@ async def test_work_dir_size_and_logs_tail(backend, settings):
     assert state.details["work_dir_bytes"] == 300000
     tail = await backend.logs("s1", "w1", tail_lines=1)
     assert tail.count("\n") == 1
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.002, 0.01, 0.03])
+async def test_a_cancelled_create_leaves_a_supervised_agent_or_nothing(backend, settings, tmp_path, delay):
+    creating = asyncio.create_task(backend.create(spec(settings, "c1")))
+    await asyncio.sleep(delay)
+    creating.cancel()
+    await asyncio.gather(creating, return_exceptions=True)
+    try:
+        await backend.get("s1", "c1")
+    except NotFound:
+        await assert_nothing_left(tmp_path)  # called off in time: nothing may run
+        assert backend.ports.assigned == {}
+    else:
+        await wait_ready(backend, "c1")  # created: it is supervised like any other
 
 
 async def test_twenty_agents_at_once(backend, settings, tmp_path):

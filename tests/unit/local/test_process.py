@@ -64,6 +64,7 @@ async def test_a_freshly_spawned_process_is_identified_by_its_full_command_line(
                                     log_path=tmp_path / "out.log") for _ in range(30)]
     try:
         for process in processes:
+            await process.settle()
             assert process.identity.cmdline == ("/bin/sh", str(script), "server")
             assert AgentProcess.adopt(process.identity) is not None
     finally:
