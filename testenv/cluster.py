@@ -121,8 +121,12 @@ def _owned_process(layout: Layout, name: str) -> psutil.Process | None:
         proc = psutil.Process(record["pid"])
         if abs(proc.create_time() - record["create_time"]) > 0.01:
             return None
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
         cmd = proc.cmdline()
-        if not cmd or cmd[0] != record["exe"] or proc.status() == psutil.STATUS_ZOMBIE:
+        # Just after a spawn the command line can read as empty for a moment;
+        # the create time alone already ties the pid to the process we started.
+        if cmd and cmd[0] != record["exe"]:
             return None
         return proc
     except (OSError, ValueError, KeyError, psutil.Error):
