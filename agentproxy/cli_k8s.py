@@ -155,8 +155,10 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, args.overrides).settings
     spec = _spec(args, settings)
 
-    from .backends.k8s.cache import STATEFULSET
+    from .backends.k8s.cache import KINDS, STATEFULSET
     from .backends.k8s.reconcile import with_owner
+
+    kinds = {k.name: k for k in KINDS}
 
     async def work(backend: "K8sBackend") -> int:
         changed = False
@@ -166,12 +168,10 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         for obj in backend.render(spec):
             if owner and obj["kind"] in ("Service", "ConfigMap"):
                 obj = with_owner(obj, owner)  # as the backend applies them
-            prefix = "/apis/apps/v1" if obj["kind"] == "StatefulSet" else "/api/v1"
-            plural = {"ConfigMap": "configmaps", "Service": "services", "PersistentVolumeClaim": "persistentvolumeclaims",
-                      "StatefulSet": "statefulsets"}[obj["kind"]]
-            path = f"{prefix}/namespaces/{backend.namespace}/{plural}/{obj['metadata']['name']}"
+            kind = kinds[obj["kind"]]
             try:
-                live = await backend.client.request("GET", path, verb="get", resource=plural)
+                live = await backend.client.request("GET", kind.item(backend.namespace, obj["metadata"]["name"]),
+                                                    verb="get", resource=kind.plural)
             except NotFound:
                 live = None
             # Forced, so the result shows the change even where the claim's
