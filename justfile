@@ -6,6 +6,10 @@ cache := env_var_or_default("AGENTPROXY_CACHE", env_var_or_default("XDG_CACHE_HO
 cluster_dir := env_var_or_default("AGENTPROXY_CLUSTER_DIR", cache / "cluster")
 local_kubeconfig := cluster_dir / "kubeconfig"
 kind_kubeconfig := cache / "kind" / "kubeconfig"
+# Sources of agentapi to build from where the Go module proxy refuses `go install`
+# (a .tar.gz or a directory); by default the archive beside this checkout, when present.
+shared_agentapi_source := justfile_directory() / ".." / "shared" / "third_party" / "agentapi-0.12.1-src.tar.gz"
+export AGENTPROXY_AGENTAPI_SOURCE := env_var_or_default("AGENTPROXY_AGENTAPI_SOURCE", if path_exists(shared_agentapi_source) == "true" { shared_agentapi_source } else { "" })
 
 # List the recipes
 default:
@@ -17,15 +21,19 @@ setup:
     .venv/bin/python -m pip install -e '.[test]' rust-just
 
 # Run the service (local mode on 127.0.0.1:8080 unless settings say otherwise)
-run *ARGS:
+run *ARGS: agentapi
     agentproxy serve {{ ARGS }}
+
+# Make sure agentapi v0.12.1 is on PATH or in the cache: `go install`, else build from sources
+agentapi:
+    agentproxy install-agentapi >/dev/null
 
 # Print the manifests of one agent, e.g. `just render --session s --agent a1`
 render *ARGS:
     agentproxy render {{ ARGS }}
 
 # Everything CI runs: unit tests, then the e2e suite against a local control plane
-test: unit
+test: agentapi unit
     #!/usr/bin/env bash
     set -euo pipefail
     # Leave a control plane that was already running as it was.
@@ -37,8 +45,8 @@ test: unit
     trap '[[ $started == 1 ]] && just cluster-down' EXIT
     KUBECONFIG="{{ local_kubeconfig }}" AGENTPROXY_TEST_POD_CIDR=127.1.0.0/16 AGENTPROXY_TEST_LOCAL_CONTROL_PLANE=1 just e2e
 
-# Unit tests: pure code, no cluster, no network
-unit *ARGS:
+# Unit tests: pure code and local processes, no cluster
+unit *ARGS: agentapi
     python -m pytest tests/unit {{ ARGS }}
 
 # The e2e suite against whatever $KUBECONFIG points to (a missing cluster fails, it is never skipped)

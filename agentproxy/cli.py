@@ -11,6 +11,8 @@ import sys
 from typing import Any, Callable, Sequence
 
 from . import __version__
+from .agentapi import AGENTAPI_VERSION, SOURCE_VARIABLE, InstallError, default_source
+from .agentapi import install as install_agentapi
 from .api.serve import add_serve_command  # light: aiohttp loads only when serving
 from .cli_k8s import add_k8s_commands
 from .naming import DNS_SUBDOMAIN_RULE, is_dns_subdomain
@@ -73,6 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_k8s_commands(sub, _settings_options, _env_pair)
 
+    install = sub.add_parser(
+        "install-agentapi", help=f"make sure agentapi {AGENTAPI_VERSION} is installed (build it when needed)",
+        description=f"Find agentapi on PATH or in the user-level cache, or build agentapi {AGENTAPI_VERSION}: "
+                    "first with `go install`, then, where the Go module proxy refuses it, from a source "
+                    "archive. Prints the path of the binary.")
+    install.add_argument("--source", metavar="PATH", default=default_source(),
+                         help=f"agentapi {AGENTAPI_VERSION} sources (.tar.gz or directory) to build from when "
+                              f"`go install` fails (default: ${SOURCE_VARIABLE})")
+    install.set_defaults(handler=_cmd_install_agentapi)
+
     config = sub.add_parser("config", help="print the effective settings and where each came from")
     _settings_options(config)
     config.set_defaults(handler=_cmd_config)
@@ -100,12 +112,18 @@ def _cmd_rbac(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_install_agentapi(args: argparse.Namespace) -> int:
+    path = install_agentapi(args.source, say=lambda line: print(line, file=sys.stderr, flush=True))
+    print(path)
+    return 0
+
+
 def _cmd_config(args: argparse.Namespace) -> int:
     sys.stdout.write(format_settings(_load(args)))
     return 0
 
 
-_FRIENDLY_ERRORS: tuple[type[Exception], ...] = (UsageError, SettingsError, SpecError, RenderError)
+_FRIENDLY_ERRORS: tuple[type[Exception], ...] = (UsageError, SettingsError, SpecError, RenderError, InstallError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -117,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
-    except (SettingsError, SpecError, RenderError) as exc:
+    except (SettingsError, SpecError, RenderError, InstallError) as exc:
         print(f"agentproxy: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -25,6 +25,7 @@ from typing import Any, AsyncIterator
 
 import aiohttp
 
+from ...agentapi import AGENTAPI_VERSION, cached_binary, locate
 from ...settings import Settings
 from ...spec import AgentSpec
 from ..base import AgentState, AgentStatus, Backend, Conflict, NotFound, Rejected, StatusEvent, Unavailable
@@ -38,8 +39,6 @@ from .supervisor import Policy, Supervisor
 
 log = logging.getLogger(__name__)
 
-AGENTAPI_VERSION = "v0.12.1"
-INSTALL_HINT = f"go install github.com/coder/agentapi@{AGENTAPI_VERSION}"
 
 
 class LocalBackend(Backend):
@@ -290,13 +289,14 @@ class LocalBackend(Backend):
             raise Unavailable("the local backend is not running")
 
     def _find_agentapi(self) -> str | None:
-        return find_executable(self.local.agentapi_binary)
+        return locate(self.local.agentapi_binary)
 
     def _agentapi_binary(self) -> str:
         path = self._find_agentapi()
         if path is None:
-            raise Unavailable(f"agentapi not found: local_mode.agentapi_binary is {self.local.agentapi_binary!r}; "
-                              f"install it with `{INSTALL_HINT}` and put it on PATH or set "
+            raise Unavailable(f"agentapi not found: local_mode.agentapi_binary is {self.local.agentapi_binary!r} "
+                              f"(looked on PATH and in {cached_binary().parent}); install agentapi "
+                              f"{AGENTAPI_VERSION} with `agentproxy install-agentapi` or set "
                               f"local_mode.agentapi_binary to its path")
         return path
 
