@@ -5,10 +5,11 @@
 #   $AGENTPROXY_CACHE/bin/kubernetes-vX.Y.Z/{kube-apiserver,kube-controller-manager,kube-scheduler,kubectl}
 #   $AGENTPROXY_CACHE/bin/etcd-vX.Y.Z/etcd
 #   $AGENTPROXY_CACHE/bin/kwok-vX.Y.Z/kwok  (+ stages/ copied from the module)
-#   $AGENTPROXY_CACHE/bin/agentapi-vX.Y.Z/agentapi
+#
+# (agentapi, which every agent runs, is installed by `agentproxy install-agentapi`.)
 #
 # Idempotent: a component whose binaries are already in the cache is skipped.
-# Usage: testenv/build.sh [kubernetes|etcd|kwok|agentapi]...   (default: all; agentapi optional)
+# Usage: testenv/build.sh [kubernetes|etcd|kwok]...   (default: all)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -111,35 +112,18 @@ build_kwok() {
   log "kwok $v: built into $out"
 }
 
-build_agentapi() {
-  local v="$AGENTAPI_VERSION" out="$cache/bin/agentapi-$AGENTAPI_VERSION"
-  if [[ -x "$out/agentapi" ]]; then log "agentapi $v: cached"; return; fi
-  log "agentapi $v: building"
-  local tmp="$out.tmp"
-  rm -rf "$tmp"; mkdir -p "$tmp"
-  if ! GOBIN="$tmp" go install -trimpath -ldflags "-s -w" "github.com/coder/agentapi@$v"; then
-    rm -rf "$tmp"
-    die "agentapi $v could not be fetched from the Go module proxy"
-  fi
-  finish "$tmp" "$out"
-  log "agentapi $v: built into $out"
-}
-
 main() {
   mkdir -p "$cache/bin" "$cache/src"
   if [[ $# -eq 0 ]]; then
     build_etcd
     build_kwok
     build_kubernetes
-    # agentapi is only needed by local-mode and proxy tests; a proxy that does
-    # not serve it must not stop the control plane from being built.
-    ( build_agentapi ) || log "warning: agentapi $AGENTAPI_VERSION is not available; tests that run real agents will fail"
     return
   fi
   for p in "$@"; do
     case "$p" in
-      kubernetes|etcd|kwok|agentapi) "build_$p" ;;
-      *) die "unknown component '$p' (expected kubernetes, etcd, kwok or agentapi)" ;;
+      kubernetes|etcd|kwok) "build_$p" ;;
+      *) die "unknown component '$p' (expected kubernetes, etcd or kwok)" ;;
     esac
   done
 }
