@@ -70,6 +70,12 @@ class AgentSettings:
     """Command (argv) that agentapi wraps, by agent type. In k8s mode the
     command must exist in ``k8s_mode.image``. Example: ``{aider: [aider, --model, sonnet]}``."""
 
+    first_message_timeout: float = 120.0
+    """How long after an agent is ready its first message (``message`` of the create
+    request) may take to be delivered; agentapi sends it once the agent shows its
+    prompt. Past this the agent's reason is ``FirstMessagePending`` until it is
+    delivered. A duration: seconds, or ``500ms``, ``30s``, ``2m``, ``1h``."""
+
 
 @dataclass
 class PortRange:
@@ -94,6 +100,11 @@ class LocalModeSettings:
 
     data_dir: str = "~/.local/share/agentproxy"
     """Per-agent work directories, logs and the supervisor's state file live here."""
+
+    state_save_interval: float = 2.0
+    """After an agent's conversation changes, its agentapi is asked (SIGUSR1) to save
+    it to the state file in its work directory within this long: a SIGKILL of
+    agentapi loses at most about this much conversation. A duration (``2s``)."""
 
 
 @dataclass

@@ -38,6 +38,10 @@ def _quantity(v: str) -> str | None:
     return None if value > 0 else "must be a positive Kubernetes quantity"
 
 
+def _positive_duration(v: float) -> str | None:
+    return None if v > 0 else "must be a positive duration"
+
+
 def _optional(check: Callable[[Any], bool], rule: str) -> Check:
     return lambda v: None if v is None or check(v) else rule
 
@@ -45,7 +49,9 @@ def _optional(check: Callable[[Any], bool], rule: str) -> Check:
 _RULES: dict[str, Check] = {
     "server.host": _nonempty,
     "server.port": _port,
+    "agents.first_message_timeout": _positive_duration,
     "local_mode.agentapi_binary": _nonempty,
+    "local_mode.state_save_interval": _positive_duration,
     "local_mode.ports.start": _port,
     "local_mode.ports.end": _port,
     "local_mode.data_dir": _nonempty,
