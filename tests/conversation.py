@@ -29,6 +29,20 @@ async def messages(client: aiohttp.ClientSession, base: str) -> list[dict[str, A
     return (await call(client, "GET", f"{base}/messages"))["messages"]
 
 
+async def wait_answering(client: aiohttp.ClientSession, base: str, timeout: float = 30.0) -> None:
+    """Until agentapi answers ``GET /status`` (through a proxy: until it stops saying 502/503)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            async with client.get(f"{base}/status", headers=AGENTAPI_HOST) as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        assert time.monotonic() < deadline, f"{base} never answered GET /status"
+        await asyncio.sleep(0.05)
+
+
 async def wait_stable(client: aiohttp.ClientSession, base: str, timeout: float = 30.0) -> None:
     """agentapi takes user messages only while the agent is idle ("stable")."""
     deadline = time.monotonic() + timeout

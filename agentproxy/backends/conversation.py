@@ -91,7 +91,8 @@ class ConversationFollower:
         """Whether the first message is in the conversation (True when there is none)."""
         self.last_message_at: float | None = None
         """``time.time()`` of the last new or changed message seen live."""
-        self.connected = asyncio.Event()
+        self.replayed = asyncio.Event()
+        """Set once the conversation so far has been read (the first status after connecting)."""
 
     async def follow(self) -> None:
         """Read the stream until cancelled, reconnecting when it ends."""
@@ -100,7 +101,6 @@ class ConversationFollower:
                 await self._read_once()
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
                 log.debug("events of %s: %s", self.upstream, exc or type(exc).__name__)
-            self.connected.clear()
             await asyncio.sleep(self.retry)
 
     async def _read_once(self) -> None:
@@ -110,7 +110,6 @@ class ConversationFollower:
                                    timeout=timeout) as response:
             if response.status != 200:
                 raise ValueError(f"GET /events answered {response.status}")
-            self.connected.set()
             replaying = True  # every message so far comes first, then the status
             async for event, data in read_events(response.content):
                 try:
@@ -123,6 +122,7 @@ class ConversationFollower:
                     self._message(body, live=not replaying)
                 elif event == "status_change":
                     replaying = False
+                    self.replayed.set()
                     status = body.get("status")
                     if status != self.status:
                         self.status = status
@@ -136,3 +136,109 @@ class ConversationFollower:
                 and _normal(str(body.get("message", ""))) == self.first_message):
             self.delivered = True
             self.on_change(DELIVERED)
+
+
+FIRST_MESSAGE_PENDING = "FirstMessagePending"
+"""Reason of a ready agent whose first message is overdue."""
+
+
+def first_message_overdue(timeout: float, agentapi_status: str | None) -> str:
+    """The message that goes with :data:`FIRST_MESSAGE_PENDING`."""
+    return (f"the first message is not delivered {timeout:g} s after the agent became ready: agentapi sends it "
+            f"once the agent shows its input prompt (agentapi status: {agentapi_status or 'unknown'})")
+
+
+class FirstMessageTracker:
+    """Whether each ready agent's first message has been delivered, for a backend that
+    sees its agents only from outside (Kubernetes).
+
+    A ready agent whose spec has a message is followed until the message is in its
+    conversation; then the stream is closed, and the agent is never followed again
+    (agentapi's state file, on the agent's volume, keeps it from being sent twice).
+    ``on_change(agent_id)`` is called when an agent becomes or stops being overdue.
+    """
+
+    def __init__(self, client: aiohttp.ClientSession, timeout: float, on_change: Callable[[str], None],
+                 concurrent_replays: int = 16) -> None:
+        self.client = client
+        self.timeout = timeout
+        self.on_change = on_change
+        self._delivered: set[str] = set()
+        self._overdue: set[str] = set()
+        self._followers: dict[str, tuple[ConversationFollower, asyncio.Task[None], asyncio.TimerHandle]] = {}
+        # After a restart every ready agent is followed once: a few replays at a time.
+        self._replays = asyncio.Semaphore(concurrent_replays)
+
+    def overdue(self, agent_id: str) -> str | None:
+        """The overdue message of ``agent_id``, or None."""
+        if agent_id not in self._overdue:
+            return None
+        follower = self._followers.get(agent_id)
+        return first_message_overdue(self.timeout, follower[0].status if follower else None)
+
+    def observe(self, agent_id: str, message: str | None, ready: bool, upstream: str | None) -> None:
+        """The agent's latest state: follow it while it is ready and its message is not delivered."""
+        if not message or agent_id in self._delivered:
+            return
+        current = self._followers.get(agent_id)
+        if ready and upstream:
+            if current is not None and current[0].upstream == upstream.rstrip("/"):
+                return
+            self._stop(agent_id)
+            follower = ConversationFollower(self.client, upstream, first_message=message,
+                                            on_change=lambda what: self._changed(agent_id, what))
+            task = asyncio.get_running_loop().create_task(self._follow(follower), name=f"first message {agent_id}")
+            timer = asyncio.get_running_loop().call_later(self.timeout, self._late, agent_id)
+            self._followers[agent_id] = (follower, task, timer)
+        else:
+            self._stop(agent_id)
+            self._set_overdue(agent_id, False)
+
+    def forget(self, agent_id: str) -> None:
+        """The agent is gone."""
+        self._stop(agent_id)
+        self._delivered.discard(agent_id)
+        self._overdue.discard(agent_id)
+
+    async def close(self) -> None:
+        """Stop following every agent."""
+        tasks = [task for _, task, _ in self._followers.values()]
+        for agent_id in list(self._followers):
+            self._stop(agent_id)
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _follow(self, follower: ConversationFollower) -> None:
+        async with self._replays:
+            task = asyncio.ensure_future(follower.follow())
+            try:
+                await asyncio.wait_for(asyncio.shield(follower.replayed.wait()), self.timeout)
+            except asyncio.TimeoutError:
+                pass
+            except asyncio.CancelledError:
+                task.cancel()
+                raise
+        try:
+            await task
+        finally:
+            task.cancel()
+
+    def _stop(self, agent_id: str) -> None:
+        entry = self._followers.pop(agent_id, None)
+        if entry is not None:
+            entry[1].cancel()
+            entry[2].cancel()
+
+    def _late(self, agent_id: str) -> None:
+        if agent_id in self._followers and agent_id not in self._delivered:
+            self._set_overdue(agent_id, True)
+
+    def _changed(self, agent_id: str, what: str) -> None:
+        if what == DELIVERED:
+            self._delivered.add(agent_id)
+            self._stop(agent_id)
+            self._set_overdue(agent_id, False)
+
+    def _set_overdue(self, agent_id: str, overdue: bool) -> None:
+        if overdue != (agent_id in self._overdue):
+            (self._overdue.add if overdue else self._overdue.discard)(agent_id)
+            self.on_change(agent_id)

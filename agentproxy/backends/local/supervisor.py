@@ -27,7 +27,9 @@ from ...launch import AgentLaunch
 from ...quantity import parse_quantity
 from ...spec import AgentSpec
 from ..base import AgentState, AgentStatus, BackendError
-from ..conversation import DELIVERED, MESSAGE, ConversationFollower
+from ..conversation import (
+    DELIVERED, FIRST_MESSAGE_PENDING, MESSAGE, ConversationFollower, first_message_overdue,
+)
 from .logs import AgentLog
 from .ports import HOST, PortAllocator, port_is_free
 from .process import (
@@ -39,9 +41,6 @@ log = logging.getLogger(__name__)
 _ORPHAN_STOPS: set[asyncio.Task[None]] = set()
 """Stops of processes whose launch was cancelled (referenced until done, or they could be
 garbage-collected half-way)."""
-
-FIRST_MESSAGE_PENDING = "FirstMessagePending"
-"""Reason of a ready agent whose first message is overdue."""
 
 MESSAGE_TAIL_LINES = 20
 MESSAGE_TAIL_CHARS = 4000
@@ -378,12 +377,9 @@ class Supervisor:
         follower = self.conversation
         if follower is None or follower.delivered or self.status is not AgentStatus.READY:
             return
-        seen = follower.status or "unknown"
         self.log.note("the first message is not delivered yet")
         self._set(AgentStatus.READY, FIRST_MESSAGE_PENDING,
-                  f"the first message is not delivered {self.policy.first_message_timeout:g} s after the agent "
-                  f"became ready: agentapi sends it once the agent shows its input prompt (agentapi status: "
-                  f"{seen})")
+                  first_message_overdue(self.policy.first_message_timeout, follower.status))
 
     def _exited(self, code: int | None) -> Ended:
         code = _conventional(code)
