@@ -9,14 +9,12 @@ by a message sent to agentapi directly, not through the proxy.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import AsyncIterator
 
@@ -27,9 +25,10 @@ from agentproxy.agentapi import locate
 from agentproxy.launch import agent_launch
 from agentproxy.settings import Settings
 from agentproxy.spec import build_spec
-from tests.conversation import AGENTAPI_HOST, agent_said, exchanges, say, wait_stable
+from tests.conversation import AGENTAPI_HOST, agent_said, exchanges, say, wait_answering, wait_stable
 
 from .memory_backend import MemoryBackend
+from .test_proxy import read_event
 
 API = "/sessions/s1/agents/a1/api"
 HANG_GUARD = 20.0
@@ -57,17 +56,7 @@ async def agentapi(settings: Settings, tmp_path: Path) -> AsyncIterator[str]:
     base = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as client:
-            deadline = time.monotonic() + HANG_GUARD
-            while True:
-                assert proc.poll() is None, "agentapi exited"
-                try:
-                    async with client.get(f"{base}/status", headers=AGENTAPI_HOST) as response:
-                        if response.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                assert time.monotonic() < deadline, "agentapi never answered"
-                await asyncio.sleep(0.02)
+            await wait_answering(client, base, HANG_GUARD)
         yield base
     finally:
         proc.terminate()  # agentapi stops its agent
@@ -144,17 +133,8 @@ async def test_a_10_mb_upload_reaches_agentapi(proxied, with_length: bool):
 
 async def next_event(response: aiohttp.ClientResponse) -> tuple[str, dict]:
     """The next Server-Sent Event of ``response``: its name and its data."""
-    fields: dict[str, str] = {}
-    while True:
-        line = (await asyncio.wait_for(response.content.readline(), HANG_GUARD)).decode()
-        assert line, "the stream ended"
-        line = line.rstrip("\r\n")
-        if not line:
-            if fields:
-                return fields.get("event", "message"), json.loads(fields["data"])
-            continue
-        name, _, value = line.partition(":")
-        fields[name] = value[1:] if value.startswith(" ") else value
+    fields = await read_event(response)
+    return fields.get("event", "message"), json.loads(fields["data"])
 
 
 async def test_events_stream_through_event_by_event(proxied, agentapi):
