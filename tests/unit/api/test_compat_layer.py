@@ -7,6 +7,9 @@ agentapi, the Go peer and its own client is in ``tests/unit/compat``.
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import datetime, timezone
+
 import pytest
 from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 
@@ -197,3 +200,18 @@ async def test_configured_origins_replace_the_loopback_default(backend):
         assert ok.headers["Access-Control-Allow-Origin"] == "https://b.example"
         local = await client.get("/health", headers={"Origin": "http://localhost:3000"})
         assert "Access-Control-Allow-Origin" not in local.headers
+
+
+def test_status_words_and_ports_of_a_session(settings):
+    from agentproxy.api.compat.peer_model import peer_status, session_port
+    from agentproxy.backends.base import AgentState
+    from agentproxy.spec import build_spec
+
+    assert {s: peer_status(s) for s in AgentStatus} == {
+        AgentStatus.PENDING: "active", AgentStatus.STARTING: "active", AgentStatus.READY: "active",
+        AgentStatus.FAILED: "failed", AgentStatus.STOPPING: "stopping", AgentStatus.STOPPED: "stopped"}
+    state = AgentState(spec=build_spec(settings, "peer", "a1"), mode="k8s", status=AgentStatus.PENDING,
+                       created_at=datetime(2025, 1, 1, tzinfo=timezone.utc))
+    assert session_port(state) == 0
+    assert session_port(dataclasses.replace(state, upstream="http://10.0.0.7:3284")) == 3284
+    assert session_port(dataclasses.replace(state, details={"port": 9001})) == 9001
