@@ -112,7 +112,7 @@ class PeerRoutes:
         return web.json_response({"sessions": search(visible, SearchFilter.from_query(request.query))})
 
     async def delete(self, request: web.Request) -> web.Response:
-        """``DELETE /sessions/{id}``: stop the agent and delete its data, as the peer deletes the session's directory."""
+        """``DELETE /sessions/{id}``: stop the agent and delete its data (the peer deletes the session's directory)."""
         state = await self._session(request)
         if not principal_of(request).can_see(state):
             raise ApiError(403, "You can only delete your own sessions")

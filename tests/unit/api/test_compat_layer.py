@@ -215,3 +215,13 @@ def test_status_words_and_ports_of_a_session(settings):
     assert session_port(state) == 0
     assert session_port(dataclasses.replace(state, upstream="http://10.0.0.7:3284")) == 3284
     assert session_port(dataclasses.replace(state, details={"port": 9001})) == 9001
+
+
+def test_tags_live_in_the_spec_and_a_spec_without_them_keeps_its_json(settings):
+    from agentproxy.spec import AgentSpec, build_spec
+
+    plain = build_spec(settings, "peer", "a1", message="hi")
+    assert "tags" not in plain.to_dict()  # existing agents keep their fingerprint
+    tagged = dataclasses.replace(plain, tags={"team": "red"})
+    assert AgentSpec.from_json(tagged.to_json()) == tagged and tagged.fingerprint() != plain.fingerprint()
+    assert AgentSpec.from_json(plain.to_json()) == plain

@@ -243,7 +243,7 @@ def _processes_in(directory: Path) -> list[psutil.Process]:
     found = []
     prefix = str(directory)
     for proc in psutil.process_iter(["cwd", "status"]):
-        cwd = proc.info.get("cwd")
-        if cwd and (cwd == prefix or cwd.startswith(prefix + os.sep)) and proc.info.get("status") != psutil.STATUS_ZOMBIE:
+        cwd, status = proc.info.get("cwd"), proc.info.get("status")
+        if cwd and (cwd == prefix or cwd.startswith(prefix + os.sep)) and status != psutil.STATUS_ZOMBIE:
             found.append(proc)
     return found

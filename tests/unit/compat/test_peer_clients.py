@@ -250,6 +250,10 @@ async def test_owner_scoping_with_two_keys(keyed_server):
         assert (await call(http, "OPTIONS", f"{server.url}/{mine}/message", headers=preflight))[0] == 200
         assert (await call(http, "OPTIONS", f"{server.url}/start", headers=preflight))[0] == 204
 
+        # agentproxy's own API refuses an agent whose id would name a route while the layer is on.
+        status, body = await call(http, "POST", f"{server.url}/sessions/s1/agents", headers=admin, json={"id": "start"})
+        assert (status, body["error"]["field"]) == (400, "id")
+
         status, agents = await call(http, "GET", f"{server.url}/agents", headers=alice)
         assert [(a["id"], a["owner"], a["session"]) for a in agents["agents"]] == [(mine, "alice", "agentapi-proxy")]
         await delete(http, server, mine, headers=alice)
