@@ -215,13 +215,14 @@ def _other_ops() -> dict[str, Any]:
     }
 
 
-def openapi_document(auth: bool = True) -> dict[str, Any]:
-    """The OpenAPI 3.0 document of every route; ``auth`` says whether API keys are required."""
+def openapi_document(auth: bool = True, extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The OpenAPI 3.0 document of every route; ``auth`` says whether API keys are required,
+    ``extra_paths`` are the paths of optional routes that are on."""
     document = {
         "openapi": "3.0.3",
         "info": {"title": "agentproxy", "version": __version__,
                  "description": "Run, supervise and proxy AI coding agents (agentapi servers)."},
-        "paths": {**_agent_ops(), **_other_ops()},
+        "paths": {**_agent_ops(), **_other_ops(), **(extra_paths or {})},
         "components": {
             "schemas": _schemas(),
             "securitySchemes": {
@@ -235,9 +236,9 @@ def openapi_document(auth: bool = True) -> dict[str, Any]:
     return document
 
 
-def openapi_handler(auth: bool = True) -> Any:
+def openapi_handler(auth: bool = True, extra_paths: dict[str, Any] | None = None) -> Any:
     """The ``GET /openapi.json`` handler (the document is built once)."""
-    document = openapi_document(auth)
+    document = openapi_document(auth, extra_paths)
 
     async def handle(request: web.Request) -> web.Response:
         return web.json_response(document)

@@ -184,6 +184,37 @@ class K8sModeSettings:
 
 
 @dataclass
+class AgentapiProxyCompatSettings:
+    """The session API of the Go agentapi-proxy (v1.73.0), served beside agentproxy's own
+    routes so that its clients (its ``client`` CLI, agentapi-ui, scripts) work unchanged."""
+
+    enabled: bool = False
+    """Serve ``POST /start``, ``GET /search``, ``DELETE /sessions/{id}``, ``ANY /{id}/...``
+    and ``GET /health``. While on, agent ids that name a route are refused."""
+
+    session: str = "agentapi-proxy"
+    """The agentproxy session that holds its sessions: each one is an agent of this
+    session, its session id the agent id."""
+
+    agent_type: Optional[str] = None
+    """Agent type of the sessions ``/start`` creates; unset uses ``agents.default_type``.
+    Example: ``claude`` (the peer always ran Claude Code)."""
+
+    allowed_origins: str = ""
+    """Comma-separated browser origins its routes answer CORS requests from, as the
+    peer's ``ALLOWED_ORIGINS``; empty allows ``http(s)://localhost`` and
+    ``http(s)://127.0.0.1`` on any port. Example: ``https://ui.example.com``."""
+
+
+@dataclass
+class CompatSettings:
+    """APIs of other projects that agentproxy can also serve."""
+
+    agentapi_proxy: AgentapiProxyCompatSettings = field(default_factory=AgentapiProxyCompatSettings)
+    """The Go agentapi-proxy's session API; off by default."""
+
+
+@dataclass
 class Settings:
     """All settings of agentproxy."""
 
@@ -191,6 +222,7 @@ class Settings:
     agents: AgentSettings = field(default_factory=AgentSettings)
     local_mode: LocalModeSettings = field(default_factory=LocalModeSettings)
     k8s_mode: K8sModeSettings = field(default_factory=K8sModeSettings)
+    compat: CompatSettings = field(default_factory=CompatSettings)
 
     templates_dir: Optional[str] = None
     """Directory with operator-provided manifest templates (same file names as
