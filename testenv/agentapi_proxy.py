@@ -31,7 +31,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from agentproxy.agentapi import _build_lock, _remove_leftovers, cache_root
+from agentproxy.agentapi import build_lock, remove_leftovers, cache_root
 
 VERSION = "v1.73.0"
 MODULE = "github.com/takutakahashi/agentapi-proxy"
@@ -64,10 +64,10 @@ def ensure(say=lambda message: print(message, file=sys.stderr)) -> Path:
     if go is None:
         raise BuildError("Go is needed to build agentapi-proxy: install Go 1.24 or newer and put `go` on PATH")
     final.parent.mkdir(parents=True, exist_ok=True)
-    with _build_lock(final):
+    with build_lock(final):
         if _complete(final):  # another build finished while this one waited for the lock
             return final
-        _remove_leftovers(final)
+        remove_leftovers(final)
         work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
         try:
             with tempfile.TemporaryDirectory(prefix="agentapi-proxy-src-") as tmp:
