@@ -41,11 +41,17 @@ async def ls(client: ApiClient, args: argparse.Namespace, out: TextIO = sys.stdo
         show_agents(await client.list_agents(args.session, args.status), args.output, out)
         return EXIT_OK
     params = {"session": args.session} if args.session else None
+    writer = output.TableWriter()
+    shown: dict[tuple[str, str], list[str]] = {}  # the last row printed of each agent
     # Subscribe first, then list: no change between the two is lost.
     async with Subscription(client, "/events", params) as events:
         agents = await client.list_agents(args.session, args.status)
         if args.output == "table":
-            out.write(output.agents_table(agents))
+            rows = [output.row(a) for a in agents]
+            # The widest rows of the first screen set the columns (ages grow, ids vary).
+            writer.lines(rows + [["", "", "", "stopping", "", "", "00m00s"]])
+            out.write(writer.lines(rows, header=True))
+            shown = {(a["session"], a["id"]): r for a, r in zip(agents, rows)}
         else:
             for agent in agents:
                 _write_streamed(out, agent, args.output)
@@ -58,7 +64,12 @@ async def ls(client: ApiClient, args: argparse.Namespace, out: TextIO = sys.stdo
             if args.status and agent.get("status") != args.status:
                 continue
             if args.output == "table":
-                out.write(output.agents_table([agent], header=False))
+                cells = output.row(agent)
+                key = (agent["session"], agent["id"])
+                if shown.get(key) == cells:
+                    continue  # e.g. "deleted" after "stopped": nothing new to see
+                shown[key] = cells
+                out.write(writer.lines([cells]))
             else:
                 _write_streamed(out, agent, args.output)
             out.flush()

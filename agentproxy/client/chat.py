@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 from .errors import EXIT_OK, ClientError, ServerError, TimedOut
 from .http import ApiClient, Subscription, agent_path
+from .output import terminal_safe
 from .transcript import AGENT, USER, Printer, Transcript
 
 STABLE, RUNNING = "stable", "running"
@@ -133,6 +134,7 @@ class Chat:
         self.status: str | None = None
         self.sending = False
         self.input_done = False
+        self.waiting_for: str | None = None
 
     async def run(self) -> int:
         """Chat until Ctrl-C, or end of input once everything typed is answered."""
@@ -183,10 +185,13 @@ class Chat:
 
     def _on_connected(self, _: Any) -> None:
         self.status = None
+        self.waiting_for = None
 
     def _on_waiting(self, reason: str) -> None:
         self.status = None
-        self.printer.line(f"[waiting for the agent: {reason}]")
+        if reason != self.waiting_for:  # said once, not at every retry
+            self.waiting_for = reason
+            self.printer.line(f"[waiting for the agent: {terminal_safe(reason)}]")
 
     def _on_event(self, event: Any) -> None:
         if event is None:

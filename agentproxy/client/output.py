@@ -50,17 +50,28 @@ def row(agent: dict[str, Any], now: datetime | None = None) -> list[str]:
 
 def table(rows: Sequence[Sequence[str]], header: Sequence[str] = COLUMNS) -> str:
     """Left-aligned columns separated by three spaces, kubectl style."""
-    cells = [[_one_line(c) for c in r] for r in [list(header), *rows]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = ["   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
-    return "\n".join(lines) + "\n"
+    return TableWriter(header).lines(rows, header=True)
 
 
-def agents_table(agents: Iterable[dict[str, Any]], now: datetime | None = None, header: bool = True) -> str:
-    """The table of some agents (without the header line when ``header`` is false)."""
-    rows = [row(a, now) for a in agents]
-    text = table(rows)
-    return text if header else text.split("\n", 1)[1]
+class TableWriter:
+    """Writes rows in columns that keep their widths from one call to the next (so that the
+    rows ``ls --watch`` adds line up with the table above them); a wider cell widens its column."""
+
+    def __init__(self, header: Sequence[str] = COLUMNS) -> None:
+        self.header = list(header)
+        self.widths = [len(h) for h in header]
+
+    def lines(self, rows: Iterable[Sequence[str]], header: bool = False) -> str:
+        """The text of ``rows`` (after the header line when ``header``)."""
+        cells = [[_one_line(c) for c in r] for r in ([self.header] if header else []) + [list(r) for r in rows]]
+        for r in cells:
+            self.widths = [max(w, len(c)) for w, c in zip(self.widths, r)]
+        return "".join("   ".join(c.ljust(w) for c, w in zip(r, self.widths)).rstrip() + "\n" for r in cells)
+
+
+def agents_table(agents: Iterable[dict[str, Any]], now: datetime | None = None) -> str:
+    """The table of some agents, with its header line."""
+    return table([row(a, now) for a in agents])
 
 
 def dump(data: Any, fmt: str) -> str:

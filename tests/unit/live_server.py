@@ -14,19 +14,19 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import psutil
 import yaml
 
+from agentproxy.backends.local.ports import port_is_free
 
 PORT_RANGE = (41000, 41999)
 """Where these servers and their agents listen (blocks of BLOCK ports)."""
@@ -34,23 +34,20 @@ BLOCK = 20
 STARTUP_TIMEOUT = 30.0
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def free_block() -> tuple[int, int]:
-    """A block of free ports within PORT_RANGE (first one for the server, the rest for agents)."""
+    """A block of ports within PORT_RANGE: the first, free, for the server, the rest for agents.
+
+    The range lies among the system's ephemeral ports, so other programs' connections
+    may hold a few ports of any block; the local backend passes over busy ports, so
+    most of the block being free is enough.
+    """
     starts = list(range(PORT_RANGE[0], PORT_RANGE[1] - BLOCK + 2, BLOCK))
     random.shuffle(starts)
     for start in starts:
-        if all(_port_free(p) for p in range(start, start + BLOCK)):
+        free = [p for p in range(start, start + BLOCK) if port_is_free(p)]
+        if start in free and len(free) >= BLOCK // 2:
             return start, start + BLOCK - 1
-    raise RuntimeError(f"no block of {BLOCK} free ports in {PORT_RANGE}")
+    raise RuntimeError(f"no block of {BLOCK} mostly free ports in {PORT_RANGE}")
 
 
 def clean_env() -> dict[str, str]:
@@ -78,8 +75,9 @@ class LiveServer:
         if agent_commands:
             config["agents"] = {"commands": agent_commands}
         if self.keys:
-            config["server"]["api_keys"] = [{"name": name, "sha256": hashlib.sha256(key.encode()).hexdigest(), "admin": admin}
-                                            for name, key, admin in self.keys]
+            config["server"]["api_keys"] = [
+                {"name": name, "sha256": hashlib.sha256(key.encode()).hexdigest(), "admin": admin}
+                for name, key, admin in self.keys]
         self.config_path = directory / "agentproxy.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
         self.proc: subprocess.Popen[bytes] | None = None

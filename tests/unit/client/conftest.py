@@ -19,8 +19,10 @@ BROKEN = {"broken": ["python3", "-c", "import sys; sys.exit(3)"]}
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """A server without API keys."""
+    """A server without API keys. Its agent bad/b0 (type broken) starts crash-looping at once,
+    so that it has failed for good by the time the last test looks at it."""
     with running_server(tmp_path_factory.mktemp("serve"), agent_commands=BROKEN) as live:
+        live.call("POST", "/sessions/bad/agents", {"id": "b0", "agent": "broken"})
         yield live
 
 

@@ -65,7 +65,8 @@ def test_errors_are_one_line_with_documented_exit_statuses(server):
     nobody = f"http://127.0.0.1:{free_block()[0]}"  # nothing listens there
     unreachable = agentproxy(server, "agents", "ls", "--server", nobody)
     assert unreachable.returncode == 3
-    assert one_error_line(unreachable).startswith(f"agentproxy: error: cannot reach the agentproxy server at {nobody}: ")
+    expected = f"agentproxy: error: cannot reach the agentproxy server at {nobody}: "
+    assert one_error_line(unreachable).startswith(expected)
 
     bad_url = agentproxy(server, "agents", "ls", "--server", "localhost:8080")
     assert bad_url.returncode == 2
@@ -177,9 +178,10 @@ def test_wait_times_out_then_reports_the_failure(server):
     last = waited.stderr.splitlines()[-1]
     assert last.startswith("agentproxy: error: agent bad/b1 is not ready after 3s; last status: ")
     assert "agentapi exited with code 1" in waited.stderr
-    server.wait_for(lambda agents: any(a["id"] == "b1" and a["status"] == "failed" for a in agents),
-                    timeout=90, what="b1 failed")
-    again = agentproxy(server, "agents", "create", "bad", "--id", "b1", "--type", "broken", "--wait")
+    # b0 has been crash-looping since the server started; a repeated create answers its state.
+    server.wait_for(lambda agents: any(a["id"] == "b0" and a["status"] == "failed" for a in agents),
+                    timeout=90, what="b0 failed")
+    again = agentproxy(server, "agents", "create", "bad", "--id", "b0", "--type", "broken", "--wait")
     assert again.returncode == 5
-    assert again.stderr.splitlines()[-1].startswith("agentproxy: error: agent bad/b1 failed (CrashLoopBackOff: ")
+    assert again.stderr.splitlines()[-1].startswith("agentproxy: error: agent bad/b0 failed (CrashLoopBackOff: ")
     assert len(again.stderr.splitlines()[-1]) < 400

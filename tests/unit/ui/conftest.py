@@ -40,9 +40,11 @@ def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServe
         yield live
 
 
-@pytest.fixture(scope="session")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    """Headless Chromium (the distribution's), driven by Playwright."""
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Headless Chromium (the distribution's), driven by Playwright. Per module: Playwright's
+    synchronous API keeps an event loop of its own running until it is closed, which
+    asyncio-based tests after it must not find."""
     if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
         pytest.fail(f"Chromium is not installed at {CHROMIUM}: `bin/just browser` installs it "
                     "(apt-get install chromium)")
