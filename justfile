@@ -32,6 +32,10 @@ agentapi:
 agentapi-proxy:
     python testenv/agentapi_proxy.py >/dev/null
 
+# Make sure Debian's chromium is installed: the dashboard's tests drive it through Playwright
+browser:
+    command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
 # Print the manifests of one agent, e.g. `just render --session s --agent a1`
 render *ARGS:
     agentproxy render {{ ARGS }}
@@ -50,7 +54,7 @@ test: agentapi unit
     KUBECONFIG="{{ local_kubeconfig }}" AGENTPROXY_TEST_POD_CIDR=127.1.0.0/16 AGENTPROXY_TEST_LOCAL_CONTROL_PLANE=1 just e2e
 
 # Unit tests: pure code and local processes, no cluster
-unit *ARGS: agentapi agentapi-proxy
+unit *ARGS: agentapi agentapi-proxy browser
     python -m pytest tests/unit {{ ARGS }}
 
 # The e2e suite against whatever $KUBECONFIG points to (a missing cluster fails, it is never skipped)

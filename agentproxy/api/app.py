@@ -8,7 +8,7 @@ from aiohttp import web
 
 from ..backends.base import Backend
 from ..settings import Settings
-from . import compat
+from . import compat, ui
 from .agents import AgentRoutes
 from .auth import ApiKey, Authenticator
 from .context import ApiContext
@@ -52,6 +52,7 @@ def create_app(
     app.add_routes(events.routes())
     app.add_routes(AgentProxy(ctx).routes())
     app.add_routes(Health(backend).routes())
+    app.add_routes(ui.routes())
     app.add_routes([
         web.get("/metrics", ctx.metrics.handle, allow_head=False),
         web.get("/openapi.json", openapi_handler(auth.enabled, compat.openapi_paths(settings)), allow_head=False),

@@ -21,11 +21,12 @@ from aiohttp import web
 
 from ..backends.base import AgentState
 from .errors import ApiError, Handler
+from .ui import OPEN_PATHS as DASHBOARD_PATHS
 
 _HEX_DIGEST = re.compile(r"^[0-9a-fA-F]{64}$")
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
-"""Paths answered without a key."""
+OPEN_PATHS = frozenset({"/healthz", "/readyz"}) | DASHBOARD_PATHS
+"""Paths answered without a key (the dashboard's files ask for one themselves)."""
 
 _RequestKey = getattr(web, "RequestKey", None)  # aiohttp >= 3.13
 PRINCIPAL: Any = _RequestKey("agentproxy.principal", object) if _RequestKey else "agentproxy.principal"

@@ -11,6 +11,7 @@ from ..backends.base import AgentStatus
 from ..naming import AGENT_ID_MAX, AGENT_ID_RULE, SESSION_ID_MAX, SESSION_ID_RULE
 from ..spec import RESOURCE_KEYS
 from .params import MAX_JSON_BODY
+from .ui import openapi_paths as dashboard_paths
 
 PROXY_METHODS = ("get", "put", "post", "delete", "options", "head", "patch")
 """Methods the agent API proxy forwards (it forwards any; these are the ones described)."""
@@ -222,7 +223,7 @@ def openapi_document(auth: bool = True, extra_paths: dict[str, Any] | None = Non
         "openapi": "3.0.3",
         "info": {"title": "agentproxy", "version": __version__,
                  "description": "Run, supervise and proxy AI coding agents (agentapi servers)."},
-        "paths": {**_agent_ops(), **_other_ops(), **(extra_paths or {})},
+        "paths": {**_agent_ops(), **_other_ops(), **dashboard_paths(), **(extra_paths or {})},
         "components": {
             "schemas": _schemas(),
             "securitySchemes": {
