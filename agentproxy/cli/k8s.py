@@ -1,23 +1,20 @@
 """``agentproxy apply | diff | delete | status``: one agent in k8s mode, kubectl-style.
 
 These commands talk to the cluster directly (through the same k8s backend the
-server uses), so an operator can manage an agent without a running proxy.
+server uses, whose methods do the work: ``create``, ``dry_run``, ``diff``,
+``delete``, ``get``), so an operator can manage an agent without a running proxy.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import difflib
 import json
 import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from .. import naming
-from ..backends.base import AgentState, AgentStatus, BackendError, NotFound
+from ..backends.base import AgentState, AgentStatus, BackendError
 from ..settings import Settings
 from .parser import agent_options, load, settings_options, spec_of
 
@@ -26,7 +23,6 @@ if TYPE_CHECKING:
 
 EXIT_DIFF = 1
 EXIT_ERROR = 2
-_VOLATILE_METADATA = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp")
 
 
 def register(sub: Any) -> None:
@@ -83,8 +79,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
 
     async def work(backend: "K8sBackend") -> int:
         if args.dry_run:
-            for obj in backend.render(spec):
-                await backend.client.apply(obj, field_manager=settings.k8s_mode.field_manager, dry_run=True)
+            for obj in await backend.dry_run(spec):
                 print(f"{obj['kind'].lower()}/{obj['metadata']['name']} serverside-applied (server dry run)")
             return 0
         state = await backend.create(spec)
@@ -98,22 +93,11 @@ def _cmd_apply(args: argparse.Namespace) -> int:
 
 async def _wait_ready(backend: "K8sBackend", session: str, agent_id: str, timeout: float) -> int:
     """Print each phase once as it is reached: applied, scheduled, volume bound, ready."""
-    from ..backends.k8s.cache import POD, PVC
     deadline = time.monotonic() + timeout
     shown: set[str] = set()
-    names = naming.object_names(agent_id)
     while time.monotonic() < deadline:
         state = await backend.get(session, agent_id)
-        pod = backend.cache.get(POD, names["pod"]) if backend.cache else None
-        pvc = backend.cache.get(PVC, names["pvc"]) if backend.cache else None
-        phases = ["applied"]
-        if (pod or {}).get("spec", {}).get("nodeName"):
-            phases.append("scheduled")
-        if ((pvc or {}).get("status") or {}).get("phase") == "Bound":
-            phases.append("volume bound")
-        if state.status == AgentStatus.READY:
-            phases.append("ready")
-        for phase in phases:
+        for phase in backend.progress(state):
             if phase not in shown:
                 shown.add(phase)
                 print(f"{agent_id}: {phase}", flush=True)
@@ -128,65 +112,26 @@ async def _wait_ready(backend: "K8sBackend", session: str, agent_id: str, timeou
     return EXIT_ERROR
 
 
-def _clean(obj: dict[str, Any] | None) -> dict[str, Any]:
-    if not obj:
-        return {}
-    obj = json.loads(json.dumps(obj))
-    obj.pop("status", None)
-    meta = obj.get("metadata", {})
-    for key in _VOLATILE_METADATA:
-        meta.pop(key, None)
-    return obj
-
-
 def _cmd_diff(args: argparse.Namespace) -> int:
     settings = load(args).settings
     spec = spec_of(args, settings)
 
-    from ..backends.k8s.cache import KINDS, STATEFULSET
-    from ..backends.k8s.reconcile import with_owner
-
-    kinds = {k.name: k for k in KINDS}
-
     async def work(backend: "K8sBackend") -> int:
-        changed = False
-        sts = backend.cache.get(STATEFULSET, naming.statefulset_name(spec.id))
-        owner = {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": sts["metadata"]["name"],
-                 "uid": sts["metadata"]["uid"]} if sts else None
-        for obj in backend.render(spec):
-            if owner and obj["kind"] in ("Service", "ConfigMap"):
-                obj = with_owner(obj, owner)  # as the backend applies them
-            kind = kinds[obj["kind"]]
-            try:
-                live = await backend.client.request("GET", kind.item(backend.namespace, obj["metadata"]["name"]),
-                                                    verb="get", resource=kind.plural)
-            except NotFound:
-                live = None
-            # Forced, so the result shows the change even where the claim's
-            # create left another owner on a field (a real apply of a new spec is a conflict).
-            merged = await backend.client.apply(obj, field_manager=settings.k8s_mode.field_manager,
-                                                dry_run=True, force=True)
-            before = yaml.safe_dump(_clean(live), sort_keys=True).splitlines(keepends=True) if live else []
-            after = yaml.safe_dump(_clean(merged), sort_keys=True).splitlines(keepends=True)
-            label = f"{obj['kind']}/{obj['metadata']['name']}"
-            diff = list(difflib.unified_diff(before, after, f"live/{label}", f"merged/{label}"))
-            if diff:
-                changed = True
-                sys.stdout.writelines(diff)
-        return EXIT_DIFF if changed else 0
+        lines = await backend.diff(spec)
+        sys.stdout.writelines(lines)
+        return EXIT_DIFF if lines else 0
     return _run(settings, work)
 
 
 def _cmd_delete(args: argparse.Namespace) -> int:
     settings = load(args).settings
-    from ..backends.k8s.cache import POD
 
     async def work(backend: "K8sBackend") -> int:
         state = await backend.delete(args.session, args.agent, purge=args.purge)
         print(f"agent {args.agent} deleted ({state.message})")
         if args.wait:
             deadline = time.monotonic() + args.timeout
-            while backend.state_of(args.agent) is not None or backend.cache.get(POD, naming.pod_name(args.agent)):
+            while not backend.gone(args.agent):
                 if time.monotonic() > deadline:
                     print(f"agentproxy: error: agent {args.agent} still has objects after {args.timeout:.0f} s",
                           file=sys.stderr)
@@ -199,6 +144,7 @@ def _cmd_delete(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     settings = load(args).settings
+
     async def work(backend: "K8sBackend") -> int:
         state = await backend.get(args.session, args.agent)
         print(json.dumps(state_json(state), indent=2) if args.output == "json" else _state_text(state))

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any, Awaitable, Callable, Mapping
 
 import kr8s
 import kr8s.asyncio
+
+from agentproxy.backends.k8s.kinds import kind_of
 
 DEFAULT_TIMEOUT = 90.0
 
@@ -64,3 +67,21 @@ def condition(obj: Mapping[str, Any] | None, kind: str) -> bool:
     """True when ``obj`` has status condition ``kind`` set to True."""
     conditions = ((obj or {}).get("status") or {}).get("conditions") or []
     return any(c.get("type") == kind and c.get("status") == "True" for c in conditions)
+
+
+async def server_side_apply(api: kr8s.asyncio.Api, obj: Mapping[str, Any], *, field_manager: str = "agentproxy",
+                            force: bool = False, dry_run: bool = False,
+                            headers: Mapping[str, str] | None = None) -> dict:
+    """Apply ``obj`` like ``kubectl apply --server-side``, with kr8s alone (not through
+    agentproxy's client), and return the object the server stored (or would store, with
+    ``dry_run``). Raises ``kr8s.ServerError``."""
+    kind, meta = kind_of(obj), obj["metadata"]
+    params = {"fieldManager": field_manager, "force": "true" if force else "false"}
+    if dry_run:
+        params["dryRun"] = "All"
+    async with api.call_api(
+        "PATCH", version=kind.api_version, namespace=meta["namespace"], url=f"{kind.plural}/{meta['name']}",
+        params=params, content=json.dumps(obj),
+        headers={"Content-Type": "application/apply-patch+yaml", **(headers or {})},
+    ) as response:
+        return response.json()
