@@ -22,6 +22,9 @@ from ..apikeys import ApiKey, hash_key, parse_api_keys
 from ..backends.base import AgentState
 from .errors import ApiError, Handler
 
+__all__ = ["ANONYMOUS", "ApiKey", "Authenticator", "BindRefused", "OPEN_PATHS", "PRINCIPAL", "Principal",
+           "check_bind", "hash_key", "is_loopback_host", "principal_of"]
+
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 """Paths answered without a key."""
 

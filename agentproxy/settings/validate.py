@@ -40,6 +40,10 @@ def _positive_duration(v: float) -> str | None:
     return None if v > 0 else "must be a positive duration"
 
 
+def _at_least_one(v: int) -> str | None:
+    return None if v >= 1 else "must be 1 or more"
+
+
 def _optional(check: Callable[[Any], bool], rule: str) -> Check:
     return lambda v: None if v is None or check(v) else rule
 
@@ -52,6 +56,11 @@ _RULES: dict[str, Check] = {
     "agents.first_message_timeout": _positive_duration,
     "local_mode.agentapi_binary": _nonempty,
     "local_mode.state_save_interval": _positive_duration,
+    **{f"local_mode.supervision.{name}": _positive_duration for name in (
+        "start_timeout", "backoff_initial", "backoff_max", "crash_loop_window", "probe_interval_min",
+        "probe_interval_max", "probe_timeout", "sample_interval", "disk_interval")},
+    "local_mode.supervision.crash_loop_failures": _at_least_one,
+    "local_mode.supervision.launch_concurrency": _at_least_one,
     "local_mode.ports.start": _port,
     "local_mode.ports.end": _port,
     "local_mode.data_dir": _nonempty,
@@ -98,6 +107,13 @@ def validate(s: Settings, source_of: Callable[[str], Source]) -> None:
         raise SettingsError("agents.default_type",
                             f"must be one of the configured agent types: {', '.join(sorted(s.agents.commands))}",
                             s.agents.default_type, source_of("agents.default_type"))
+
+    timing = s.local_mode.supervision
+    for low, high in (("backoff_initial", "backoff_max"), ("probe_interval_min", "probe_interval_max")):
+        if getattr(timing, low) > getattr(timing, high):
+            path = f"local_mode.supervision.{low}"
+            raise SettingsError(path, f"must not exceed local_mode.supervision.{high} ({getattr(timing, high):g})",
+                                getattr(timing, low), source_of(path))
 
     ports = s.local_mode.ports
     if ports.start > ports.end:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import shutil
@@ -37,7 +36,7 @@ from .process import (
     AgentProcess, Identity, ProcessTable, TreeSampler, directory_size, executable_search_path, find_executable,
 )
 from .state import DataDirLock, StateFile, StateWriter
-from .supervisor import Policy, Supervisor
+from .supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +47,14 @@ class LocalBackend(Backend):
 
     mode = "local"
 
-    def __init__(self, settings: Settings, *, policy: Policy | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         super().__init__()
         self.settings = settings
         self.local = settings.local_mode
-        # Timings of the settings win over the policy's defaults (tests shorten the others).
-        self.policy = dataclasses.replace(policy or Policy(),
-                                          state_save_interval=self.local.state_save_interval,
-                                          first_message_timeout=settings.agents.first_message_timeout)
+        self.timing = self.local.supervision
+        """Timings of supervision (``local_mode.supervision``)."""
+        self.state_save_interval = self.local.state_save_interval
+        self.first_message_timeout = settings.agents.first_message_timeout
         self.data_dir = Path(os.path.expanduser(self.local.data_dir)).absolute()
         self.ports = PortAllocator(self.local.ports.start, self.local.ports.end)
         self._agents: dict[str, Supervisor] = {}
@@ -65,8 +64,8 @@ class LocalBackend(Backend):
         self._dir_lock = DataDirLock(self.data_dir / "lock")
         self._sampler = TreeSampler()
         self.table = ProcessTable()
-        self.launches = asyncio.Semaphore(self.policy.launch_concurrency)
         """Reads of the process table, shared by every agent being stopped at the same time."""
+        self.launches = asyncio.Semaphore(self.timing.launch_concurrency)
         self._saves: set[asyncio.Task[None]] = set()
         self._monitor: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
@@ -112,20 +111,13 @@ class LocalBackend(Backend):
             supervisor.restore_failed(record.get("reason"), record.get("message"))
             return
         process = AgentProcess.adopt(identity) if identity is not None else None
-        if isinstance(port, int) and self.ports.claim(port, agent_id):
-            supervisor.port = port
-        if process is not None and supervisor.port is None:
+        kept = port if isinstance(port, int) and self.ports.claim(port, agent_id) else None
+        if process is not None and kept is None:
             # Its port is outside local_mode.ports now, or recorded for another agent too: it
             # starts afresh on a port of its own (the restart's sweep of its tag ends the old run).
             log.warning("agent %s ran on port %s, which it cannot keep; restarting it", agent_id, port)
             process = None
-        if process is not None:
-            supervisor.adopt(process)
-        else:
-            # It ended while no proxy watched it: that is a restart like any other.
-            supervisor.restarts += 1
-            supervisor.log.note("the agent was not running when the proxy started; restarting it")
-        supervisor.run()
+        supervisor.resume(process, kept)
 
     async def close(self) -> None:
         """Stop supervising; the agents keep running and are re-adopted by the next start.
@@ -200,7 +192,7 @@ class LocalBackend(Backend):
 
     async def _delete(self, state: AgentState, purge: bool) -> AgentState:
         supervisor = self._agents[state.id]
-        await supervisor.stop(self.policy.stop_grace)
+        await supervisor.stop(self.timing.stop_grace)
         del self._agents[state.id]
         self._persisted.pop(state.id, None)
         await self._writer.save()
@@ -233,7 +225,7 @@ class LocalBackend(Backend):
         """True when agentapi answers ``GET /status`` on ``port`` (with the Host it accepts)."""
         if self._http is None or self._http.closed:
             return False
-        timeout = aiohttp.ClientTimeout(total=self.policy.probe_timeout)
+        timeout = aiohttp.ClientTimeout(total=self.timing.probe_timeout)
         try:
             async with self._http.get(f"http://{HOST}:{port}/status", headers={"Host": "localhost"},
                                       timeout=timeout, allow_redirects=False) as response:
@@ -302,13 +294,11 @@ class LocalBackend(Backend):
         limits), rotate logs that reached their cap, now and then measure work directories."""
         loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(self.policy.sample_interval)
+            await asyncio.sleep(self.timing.sample_interval)
             supervisors = list(self._agents.values())
             roots = {s.id: s.process.identity for s in supervisors if s.process is not None and not s.process.exited}
             now = loop.time()
-            due = [s for s in supervisors if now - s.disk_measured_at >= self.policy.disk_interval]
-            for s in due:
-                s.disk_measured_at = now
+            due = [s for s in supervisors if s.disk_due(now)]
             try:
                 samples, sizes = await asyncio.to_thread(self._measure, roots, [(s.id, s.work_dir) for s in due],
                                                          [s.log for s in supervisors])
@@ -322,7 +312,7 @@ class LocalBackend(Backend):
             for agent_id, (size, complete) in sizes.items():
                 supervisor = self._agents.get(agent_id)
                 if supervisor is not None:
-                    supervisor.work_dir_bytes, supervisor.work_dir_complete = size, complete
+                    supervisor.disk_measured(size, complete)
 
     def _measure(self, roots: dict[str, Identity], dirs: list[tuple[str, Path]],
                  logs: list[Any]) -> tuple[dict[str, Any], dict[str, tuple[int, bool]]]:
