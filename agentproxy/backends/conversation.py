@@ -18,9 +18,11 @@ from typing import Any, AsyncIterator, Callable
 
 import aiohttp
 
+from ..launch import AGENTAPI_HOST
+
 log = logging.getLogger(__name__)
 
-UPSTREAM_HOST = "localhost"
+UPSTREAM_HOST = AGENTAPI_HOST
 """The Host header agentapi accepts by default."""
 
 MESSAGE = "message"

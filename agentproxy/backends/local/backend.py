@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable
 import aiohttp
 
 from ...agentapi import AGENTAPI_VERSION, cached_binary, locate
-from ...launch import AgentLaunch, agent_launch
+from ...launch import AGENTAPI_HOST, STATUS_PATH, AgentLaunch, agent_launch
 from ...settings import Settings
 from ...spec import AgentSpec
 from ..base import AgentState, AgentStatus, Backend, NotFound, Rejected, Unavailable
@@ -227,7 +227,7 @@ class LocalBackend(Backend):
             return False
         timeout = aiohttp.ClientTimeout(total=self.timing.probe_timeout)
         try:
-            async with self._http.get(f"http://{HOST}:{port}/status", headers={"Host": "localhost"},
+            async with self._http.get(f"http://{HOST}:{port}{STATUS_PATH}", headers={"Host": AGENTAPI_HOST},
                                       timeout=timeout, allow_redirects=False) as response:
                 if response.status != 200:
                     return False
