@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import time
-from typing import Any, Awaitable, Callable, Mapping
+import uuid
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
 import kr8s
 import kr8s.asyncio
+import pytest
 
 from agentproxy.backends.k8s.kinds import kind_of
 
@@ -85,3 +90,27 @@ async def server_side_apply(api: kr8s.asyncio.Api, obj: Mapping[str, Any], *, fi
         headers={"Content-Type": "application/apply-patch+yaml", **(headers or {})},
     ) as response:
         return response.json()
+
+
+def required_kubeconfig() -> str:
+    """Path of the kubeconfig; without one the test fails when `just e2e` requires a cluster
+    (``AGENTPROXY_E2E_REQUIRED=1``) and is skipped otherwise."""
+    path = os.environ.get("KUBECONFIG", "")
+    if not path or not Path(path.split(os.pathsep)[0]).exists():
+        message = ("no cluster: KUBECONFIG is unset or missing; start one with `just cluster-up` "
+                   "(or `just kind-up`) and export the KUBECONFIG it prints")
+        if os.environ.get("AGENTPROXY_E2E_REQUIRED") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@contextlib.asynccontextmanager
+async def fresh_namespace(api: kr8s.asyncio.Api) -> AsyncIterator[str]:
+    """A new namespace enforcing the `restricted` Pod Security Standard, deleted afterwards."""
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    await create_namespace(api, name, labels={"pod-security.kubernetes.io/enforce": "restricted"})
+    try:
+        yield name
+    finally:
+        await delete_namespace(api, name)

@@ -13,8 +13,6 @@ import dataclasses
 import itertools
 import os
 import random
-import stat
-import sys
 import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
@@ -61,15 +59,20 @@ def launcher() -> str:
     return path
 
 
-@pytest.fixture
-def ports() -> tuple[int, int]:
-    """A block of ports of its own for each test: blocks of one run never overlap, and a
-    block something else uses (another test run, say) is passed over."""
+def port_block() -> tuple[int, int]:
+    """A block of ports: blocks of one run never overlap, and a block something else uses
+    (another test run, say) is passed over."""
     for _ in range(600):
         start = 20000 + (next(_blocks) % 600) * _BLOCK
         if all(port_is_free(port) for port in range(start, start + _BLOCK)):
             return start, start + _BLOCK - 1
     raise RuntimeError("no free block of ports")
+
+
+@pytest.fixture
+def ports() -> tuple[int, int]:
+    """A block of ports of its own for each test."""
+    return port_block()
 
 
 def make_settings(data_dir: Path, launcher: str, ports: tuple[int, int]) -> Settings:
