@@ -117,6 +117,11 @@ def different_spec(agent_id: str) -> Conflict:
     return Conflict(f"agent {agent_id!r} already exists with a different spec", field="id")
 
 
+def not_found(session: str, agent_id: str) -> NotFound:
+    """The error of an agent that does not exist in ``session`` (an agent of another session does not)."""
+    return NotFound(f"agent {agent_id!r} does not exist in session {session!r}")
+
+
 def visible(state: AgentState) -> tuple[Any, ...]:
     """What an event announces: a change of anything else is no event."""
     return (state.status, state.reason, state.message, state.upstream, state.restarts)
@@ -194,7 +199,7 @@ class Backend(abc.ABC):
         """The agent's current state, or :class:`NotFound` (also when in another session)."""
         state = self._state(agent_id)
         if state is None or state.session != session:
-            raise NotFound(f"agent {agent_id!r} does not exist in session {session!r}")
+            raise not_found(session, agent_id)
         return state
 
     async def list(self, session: str | None = None, status: AgentStatus | None = None) -> list[AgentState]:

@@ -22,7 +22,7 @@ from ..base import BackendError, Unavailable
 from .client import Client, Gone
 from .kinds import CONFIGMAP, KINDS, STATEFULSET, Kind
 
-__all__ = ["Kind", "KINDS", "Listener", "NamespaceCache", "Reflector"]
+__all__ = ["Listener", "NamespaceCache", "Reflector"]
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from ...agentapi import AGENTAPI_VERSION, cached_binary, locate
 from ...launch import AGENTAPI_HOST, STATUS_PATH, AgentLaunch, agent_launch
 from ...settings import Settings
 from ...spec import AgentSpec
-from ..base import AgentState, AgentStatus, Backend, NotFound, Rejected, Unavailable
+from ..base import AgentState, AgentStatus, Backend, Rejected, Unavailable, not_found
 from ..conversation import ConversationFollower
 from .ports import HOST, PortAllocator
 from .process import (
@@ -39,7 +39,6 @@ from .state import DataDirLock, StateFile, StateWriter
 from .supervisor import Supervisor
 
 log = logging.getLogger(__name__)
-
 
 
 class LocalBackend(Backend):
@@ -156,7 +155,7 @@ class LocalBackend(Backend):
     async def _logs(self, state: AgentState, tail_lines: int) -> str:
         supervisor = self._agents.get(state.id)
         if supervisor is None:
-            raise NotFound(f"agent {state.id!r} does not exist in session {state.session!r}")
+            raise not_found(state.session, state.id)
         return await asyncio.to_thread(supervisor.log.tail, tail_lines)
 
     async def _prepare(self, spec: AgentSpec | None) -> None:
