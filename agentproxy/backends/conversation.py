@@ -18,11 +18,12 @@ from typing import Any, Callable
 
 import aiohttp
 
+from ..launch import AGENTAPI_HOST
 from ..sse import read_events
 
 log = logging.getLogger(__name__)
 
-UPSTREAM_HOST = "localhost"
+UPSTREAM_HOST = AGENTAPI_HOST
 """The Host header agentapi accepts by default."""
 
 MESSAGE = "message"

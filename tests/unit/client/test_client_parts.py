@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from agentproxy.client.agents import new_lines
-from agentproxy.client.commands import hide_key_from_process_title
+from agentproxy.cli.client import hide_key_from_process_title
 from agentproxy.client.errors import EXIT_NOT_FOUND, UsageProblem
 from agentproxy.client.http import check_server_url, server_error
 from agentproxy.client.output import age, agents_table, describe_status, terminal_safe
