@@ -127,9 +127,10 @@ def check_no_secrets(spec: AgentSpec) -> None:
                 "Secret named by k8s_mode.secret_name instead", f"env.{name}")
 
 
-def render_agent(settings: Settings, spec: AgentSpec) -> list[dict[str, Any]]:
+def render_agent(settings: Settings, spec: AgentSpec, replicas: int = 1) -> list[dict[str, Any]]:
     """The agent's four manifests as dicts, in apply order: ConfigMap, headless
-    Service, PVC, StatefulSet. Raises :class:`RenderError`."""
+    Service, PVC, StatefulSet; ``replicas`` is the StatefulSet's replica count (the
+    k8s backend passes what its model decides). Raises :class:`RenderError`."""
     check_no_secrets(spec)
     compiled = _compiled(settings.templates_dir)
     names = naming.object_names(spec.id)
@@ -141,6 +142,7 @@ def render_agent(settings: Settings, spec: AgentSpec) -> list[dict[str, Any]]:
         "k8s": settings.k8s_mode,
         "resources": spec.resources,
         "port": AGENT_PORT,
+        "replicas": replicas,
         "launch": agent_launch(spec, port=AGENT_PORT, work_dir=settings.k8s_mode.work_dir),
         "spec_hash": spec.fingerprint(),
         "spec_json": spec.to_json(),

@@ -9,6 +9,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from ..backends.base import AgentStatus, Backend
+from .backend_metrics import BackendCollector
 from .errors import Handler
 
 UNMATCHED = "unmatched"
@@ -40,6 +41,7 @@ class Metrics:
         self.proxy_bytes_in = proxy_bytes.labels("in")
         self.proxy_bytes_out = proxy_bytes.labels("out")
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self.registry.register(BackendCollector(backend))
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one answered request."""

@@ -8,10 +8,15 @@ proxy needs to rebuild everything.
 
 This module does the I/O; what to apply in which order, what to delete, an
 agent's state and drift are decided by the pure functions of :mod:`.model`.
+
+While the API server does not answer (see :mod:`.health`), ``/readyz`` says so
+and creates fail at once with 503. A create cut off half-way is rolled back, at
+once or, when the server does not answer, as soon as it answers again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime, timezone
 from typing import Any, Iterable
@@ -22,13 +27,17 @@ from ... import naming
 from ...render import RenderError, render_agent
 from ...settings import Settings
 from ...spec import AgentSpec
-from ..base import AgentState, AgentStatus, Backend, BackendError, Conflict, Rejected, different_spec
+from ..base import (
+    AgentState, AgentStatus, Backend, BackendError, Conflict, MetricSample, Rejected, Unavailable, different_spec,
+)
 from ..conversation import FirstMessageTracker
+from ..limits import CreateLimits
 from . import model
 from .cache import NamespaceCache
 from .client import Client
-from .kinds import CONFIGMAP, POD, PVC, SERVICE, STATEFULSET, Kind, kind_of, path_of
-from .reconcile import Reconciler
+from .health import ApiHealth
+from .kinds import CONFIGMAP, KINDS, POD, PVC, SERVICE, STATEFULSET, Kind, kind_of, path_of
+from .reconcile import CLAIM_GRACE, Reconciler
 
 log = logging.getLogger(__name__)
 
@@ -42,34 +51,51 @@ class K8sBackend(Backend):
     mode = model.MODE
 
     def __init__(self, settings: Settings, client: Client | None = None, **cache_options: float) -> None:
-        super().__init__()
+        super().__init__(CreateLimits.from_settings(settings.agents))
         self.settings = settings
         self.k8s = settings.k8s_mode
         self.namespace = self.k8s.namespace
         self.client = client
         self.cache: NamespaceCache | None = None
         self.specs = model.SpecReader()
-        self._cache_options = cache_options
-        self.reconciler = Reconciler(self)
+        self.health = ApiHealth(self.k8s.api.unready_after)
+        """Whether the API server answers (see :mod:`.health`)."""
+        self._cache_options = {"silence_timeout": self.k8s.api.watch_silence, **cache_options}
+        self.reconciler = Reconciler(self, claim_grace=max(CLAIM_GRACE, 6 * self.k8s.api.request_timeout))
         self._http: aiohttp.ClientSession | None = None
         self.first_messages: FirstMessageTracker | None = None
         """Follows ready agents until their first message is delivered (see :mod:`..conversation`)."""
+        self._rollbacks: dict[str, bool] = {}
+        """Creates cut off while the API server did not answer, to roll back once it does
+        (agent id -> whether the data goes too)."""
+        self.rolled_back = 0
+        self._background: set[asyncio.Task[None]] = set()
 
     # --- lifecycle -------------------------------------------------------------
 
     async def start(self) -> None:
+        api = self.k8s.api
         if self.client is None:
-            self.client = await Client.connect(self.k8s.kubeconfig, self.k8s.context)
+            self.client = await Client.connect(self.k8s.kubeconfig, self.k8s.context, health=self.health,
+                                               request_timeout=api.request_timeout, retry_after=api.retry_after)
+        else:
+            self.client.health = self.health
+            self.client.request_timeout, self.client.retry_after = api.request_timeout, api.retry_after
+        self.health.on_recovery(self._recovered)
         # One pooled client for the agents' event streams; no limit, each stream holds a connection.
         self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), trust_env=False)
         self.first_messages = FirstMessageTracker(self._http, self.settings.agents.first_message_timeout,
                                                   self._publish)
         self.cache = NamespaceCache(self.client, self.namespace, self._on_change, **self._cache_options)
         await self.cache.start()
+        self._spawn(self.health.run_checks(self._check, api.check_interval), "api-server-checks")
         for agent_id in self.cache.agent_ids():
             self.reconciler.schedule(agent_id)
 
     async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         await self.reconciler.close()
         if self.cache is not None:
             await self.cache.close()
@@ -79,7 +105,56 @@ class K8sBackend(Backend):
             await self._http.close()
 
     async def healthy(self) -> bool:
-        return self.cache is not None and self.cache.healthy
+        return await self.readiness() is None
+
+    async def readiness(self) -> str | None:
+        """None while the API server answers and every watch is established, else why not."""
+        if self.cache is None:
+            return "the k8s backend has not started"
+        return self.health.reason() or self.cache.problem()
+
+    def metrics(self) -> list[MetricSample]:
+        """Drift repairs by kind, rollbacks, abandoned claims, relists, and the API server's answers."""
+        repairs = [MetricSample("k8s_drift_repairs_total", "Objects applied again because another manager changed "
+                                "or removed a field agentproxy owns, or deleted the object, by kind.", "counter",
+                                self.reconciler.repairs.get(k.name, 0), (("kind", k.name),))
+                   for k in model.APPLIED]
+        relists = [MetricSample("k8s_watch_lists_total", "Lists of the watch cache (the first and every relist), "
+                                "by kind.", "counter", self.cache.reflectors[k.name].relists if self.cache else 0,
+                                (("kind", k.name),)) for k in KINDS]
+        silence = self.health.silence()
+        return [*repairs, *relists,
+                MetricSample("k8s_rollbacks_total", "Creates cut off half-way whose objects were removed again.",
+                             "counter", self.rolled_back),
+                MetricSample("k8s_abandoned_claims_total", "Claims removed because their create never finished.",
+                             "counter", self.reconciler.abandoned),
+                MetricSample("k8s_pruned_total", "Labelled objects removed because the templates no longer render "
+                             "them.", "counter", self.reconciler.pruned),
+                MetricSample("k8s_api_server_answering", "1 while the Kubernetes API server answers (see "
+                             "k8s_mode.api.unready_after), else 0.", "gauge", 1.0 if self.health.answering() else 0.0),
+                MetricSample("k8s_api_server_silence_seconds", "Seconds since the API server last answered.",
+                             "gauge", silence if silence is not None else -1.0),
+                MetricSample("k8s_api_requests_total", "Calls to the Kubernetes API server.", "counter",
+                             self.client.calls if self.client else 0)]
+
+    async def _check(self) -> None:
+        """One check that the API server answers: a list of at most one claim."""
+        assert self.client is not None
+        await self.client.request("GET", CONFIGMAP.collection(self.namespace),
+                                  params={"labelSelector": naming.MANAGED_SELECTOR, "limit": "1"},
+                                  verb="list", resource="configmaps", check_timeout=self.k8s.api.unready_after)
+
+    def _recovered(self) -> None:
+        """The API server answers again: resume the watches now and finish cut-off creates."""
+        if self.cache is not None:
+            self.cache.wake()
+        if self._rollbacks:
+            self._spawn(self._finish_rollbacks(), "rollbacks")
+
+    def _spawn(self, coroutine: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # --- reading from the cache -------------------------------------------------
 
@@ -114,6 +189,10 @@ class K8sBackend(Backend):
         assert self.cache is not None
         return [s for s in (self.state_of(a) for a in self.cache.agent_ids()) if s is not None]
 
+    def _specs(self) -> Iterable[AgentSpec]:
+        assert self.cache is not None
+        return [s for s in (self.spec_of(a) for a in self.cache.agent_ids()) if s is not None]
+
     def busy(self, agent_id: str) -> bool:
         """True while a create or delete of this agent is under way in this proxy."""
         return self.locks.held(agent_id)
@@ -121,9 +200,11 @@ class K8sBackend(Backend):
     # --- writing ---------------------------------------------------------------
 
     def render(self, spec: AgentSpec) -> list[dict[str, Any]]:
-        """The agent's manifests; a template problem is the request's problem (422)."""
+        """The agent's manifests, with the replica count the model wants given what is live; a
+        template problem is the request's problem (422)."""
+        live = model.AgentObjects.of(spec.id, self.cached) if self.cache else model.AgentObjects(None, None, None, None)
         try:
-            return render_agent(self.settings, spec)
+            return render_agent(self.settings, spec, replicas=model.desired_replicas(live))
         except RenderError as exc:
             raise Rejected(str(exc), field=exc.field) from None
 
@@ -140,8 +221,11 @@ class K8sBackend(Backend):
         return await self.client.delete(kind.item(self.namespace, name), resource=kind.plural)
 
     async def apply_objects(self, objects: list[dict[str, Any]], *, force: bool | None = None) -> None:
-        """Apply the rendered objects in the order of :func:`.model.apply_plan`."""
-        plan = model.apply_plan(objects)
+        """Apply the rendered objects as :func:`.model.desired_objects` has them, in the order of
+        :func:`.model.apply_plan`."""
+        agent_id = model.agent_id_of(objects[0])
+        live = model.AgentObjects.of(agent_id, self.cached) if agent_id else model.AgentObjects(None, None, None, None)
+        plan = model.apply_plan(model.desired_objects(objects, live))
         statefulset: dict[str, Any] | None = None
         for obj in plan.first:
             statefulset = await self.apply(obj, force=force)
@@ -150,6 +234,8 @@ class K8sBackend(Backend):
 
     async def _prepare(self, spec: AgentSpec | None) -> list[dict[str, Any]] | None:
         assert self.client is not None
+        # While the API server does not answer, fail now rather than after a timeout.
+        self.client.require_answering()
         if spec is None:
             return None
         assert self.cache is not None
@@ -167,6 +253,7 @@ class K8sBackend(Backend):
             if claimed:
                 await self._roll_back(spec.id, delete_data=not had_data)
             raise
+        self._rollbacks.pop(spec.id, None)  # this create finished what an earlier one left
         current = self.state_of(spec.id)
         return model.applied_state(spec, self.namespace, current.created_at if current else datetime.now(timezone.utc))
 
@@ -175,6 +262,7 @@ class K8sBackend(Backend):
         self.reconciler.note_applied(existing.id)
         await self.apply_objects(objects)
         self.reconciler.note_applied(existing.id)
+        self._rollbacks.pop(existing.id, None)  # the agent is whole again: nothing to roll back
         current = self.state_of(existing.id)
         if current is not None:
             return current  # an idempotent repeat reports the agent as it is
@@ -197,12 +285,29 @@ class K8sBackend(Backend):
             return False
 
     async def _roll_back(self, agent_id: str, *, delete_data: bool) -> None:
-        """Remove what a failed create made, so that the next create starts clean."""
+        """Remove what a failed create made, so that the next create starts clean. While the API
+        server does not answer, the rollback waits until it does (see :meth:`_finish_rollbacks`)."""
         for kind, name in model.delete_targets(agent_id, purge=delete_data):
             try:
                 await self.delete_object(kind, name)
+            except Unavailable as exc:
+                self._rollbacks[agent_id] = delete_data or self._rollbacks.get(agent_id, False)
+                log.warning("the create of agent %s is rolled back once the API server answers (%s)",
+                            agent_id, exc.message)
+                return
             except BackendError as exc:
                 log.warning("could not roll back %s %s: %s", kind.name, name, exc)
+        self._rollbacks.pop(agent_id, None)
+        self.rolled_back += 1
+
+    async def _finish_rollbacks(self) -> None:
+        """Roll back the creates cut off while the API server did not answer (each under its
+        agent's lock; a create that completed the agent since has called its rollback off)."""
+        for agent_id in list(self._rollbacks):
+            async with self.locks.hold(agent_id):
+                if agent_id in self._rollbacks:
+                    log.info("rolling back the unfinished create of agent %s", agent_id)
+                    await self._roll_back(agent_id, delete_data=self._rollbacks[agent_id])
 
     async def _delete(self, state: AgentState, purge: bool) -> AgentState:
         self.reconciler.forget(state.id)
@@ -258,7 +363,7 @@ class K8sBackend(Backend):
             else:
                 self.first_messages.observe(agent_id, state.spec.message, state.status is AgentStatus.READY,
                                             state.upstream)
-        if kind in (SERVICE, CONFIGMAP, STATEFULSET):
+        if kind in (SERVICE, CONFIGMAP, STATEFULSET, PVC):
             self.reconciler.schedule(agent_id)
 
     def _publish(self, agent_id: str) -> AgentState | None:

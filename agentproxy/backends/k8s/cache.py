@@ -3,9 +3,12 @@
 A :class:`Reflector` per kind lists the objects that carry agentproxy's
 ``managed-by`` label, then watches from the list's resourceVersion. It relists
 when the server answers 410 Gone (kr8s's own watch would retry the same stale
-resourceVersion), reconnects with jittered exponential backoff, and restarts a
-watch that stays silent too long (bookmarks keep a healthy one talking).
-Readers get objects from memory: listing agents costs no API call.
+resourceVersion), reconnects with jittered exponential backoff (cut short by
+:meth:`NamespaceCache.wake` when the API server answers again), and restarts a
+watch that stays silent too long (bookmarks keep a healthy one talking). A
+reflector is healthy from a successful list, or a watch the server accepted,
+until its next failure. Readers get objects from memory: listing agents costs
+no API call.
 """
 
 from __future__ import annotations
@@ -52,6 +55,11 @@ class Reflector:
         self.backoff_max = backoff_max
         self.healthy = False
         self.last_error: Exception | None = None
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Cut a backoff short: try again now (the API server answers again)."""
+        self._wake.set()
 
     async def run(self) -> None:
         """List, then watch, forever (until cancelled)."""
@@ -78,7 +86,14 @@ class Reflector:
                 delay = min(self.backoff_max, 0.5 * 2 ** min(failures, 8)) * random.uniform(0.5, 1.0)
                 log.warning("%s list/watch failed (%s); retrying in %.1f s", self.kind.name,
                             getattr(exc, "message", None) or exc, delay)
-                await asyncio.sleep(delay)
+                await self._backoff(delay)
+
+    async def _backoff(self, delay: float) -> None:
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), delay)
+        except asyncio.TimeoutError:
+            pass
 
     async def _list(self) -> None:
         body = await self.client.request("GET", self.kind.collection(self.namespace),
@@ -113,6 +128,9 @@ class Reflector:
             "timeoutSeconds": str(int(self.watch_timeout * random.uniform(0.8, 1.0))),
         }
         async with self.client.stream(self.kind.collection(self.namespace), params, self.silence_timeout) as lines:
+            # The server accepted the watch: the cache is current again.
+            self.healthy = True
+            self.last_error = None
             async for line in lines:
                 if line.strip():
                     await self._handle(json.loads(line))
@@ -202,6 +220,11 @@ class NamespaceCache:
                     raise reflector.last_error
             raise Unavailable(f"could not list {', '.join(r.kind.plural for r in stuck)} within {timeout:.0f} s")
 
+    def wake(self) -> None:
+        """Every reflector waiting to retry tries again now."""
+        for reflector in self.reflectors.values():
+            reflector.wake()
+
     def restart_watches(self) -> None:
         """End every watch and start it again from its last resourceVersion."""
         for task in self._tasks:
@@ -217,7 +240,17 @@ class NamespaceCache:
 
     @property
     def healthy(self) -> bool:
+        """True while every reflector has listed or watches."""
         return all(r.healthy for r in self.reflectors.values())
+
+    def problem(self) -> str | None:
+        """Why the cache is not current, None while it is."""
+        for reflector in self.reflectors.values():
+            if not reflector.healthy:
+                error = reflector.last_error
+                detail = (getattr(error, "message", None) or str(error)) if error else "not listed yet"
+                return f"the watch of {reflector.kind.plural} is not established: {detail}"
+        return None
 
     def get(self, kind: Kind, name: str) -> dict[str, Any] | None:
         """The stored object of ``kind`` named ``name``."""

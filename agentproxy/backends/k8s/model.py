@@ -3,7 +3,9 @@
 - the agent's objects and its state, derived from what the cache holds;
 - the apply plan (what is applied in which order, and what the StatefulSet owns);
 - the objects a delete (or a failed create's rollback) removes;
-- drift (does a live object still hold what was applied?) and strays to prune;
+- what agentproxy wants of each object (:func:`desired_objects`: the replica count, a volume
+  never shrunk), drift (does a live object still hold it? see :mod:`.drift`) and strays to prune;
+- when a claim whose create never finished is abandoned;
 - the progress ``agentproxy apply --wait`` shows and the diff ``agentproxy diff`` prints.
 
 The backend, its reconciler and the command line call these; none of them
@@ -27,6 +29,7 @@ from ...settings import AGENT_PORT
 from ...spec import AgentSpec
 from ..base import AgentState, AgentStatus
 from ..conversation import FIRST_MESSAGE_PENDING
+from . import drift
 from .kinds import CONFIGMAP, PVC, POD, SERVICE, STATEFULSET, Kind
 from .status import derive_status
 
@@ -40,6 +43,8 @@ SPEC_HASH_ANNOTATION = "agentproxy.io/spec-hash"
 
 OWNED = (SERVICE, CONFIGMAP)
 """Kinds applied with an ownerReference to the agent's StatefulSet (collected with it)."""
+APPLIED = (PVC, STATEFULSET, SERVICE, CONFIGMAP)
+"""The kinds agentproxy applies for an agent, in apply order; drift repair keeps all four."""
 
 
 # --- the objects of one agent ------------------------------------------------------------------
@@ -160,6 +165,28 @@ class ApplyPlan:
     owned: tuple[dict[str, Any], ...]
 
 
+def desired_replicas(objects: AgentObjects) -> int:
+    """The replica count agentproxy wants for the agent's StatefulSet, from its live objects.
+    The one place that decides it: the backend renders every StatefulSet with it (the
+    templates' ``replicas``), so creates, repeats and drift repair all apply this value."""
+    return 1
+
+
+def desired_objects(rendered: Iterable[dict[str, Any]], live: AgentObjects) -> list[dict[str, Any]]:
+    """The rendered objects as agentproxy applies them, given what is live: the PVC is never
+    asked for less storage than it holds (a volume raised out of band is kept; the API server
+    refuses to shrink one)."""
+    out = []
+    for obj in rendered:
+        obj = copy.deepcopy(obj)
+        if obj["kind"] == PVC.name and live.pvc is not None:
+            requests = obj["spec"]["resources"]["requests"]
+            held = (((live.pvc.get("spec") or {}).get("resources") or {}).get("requests") or {}).get("storage")
+            requests["storage"] = drift.larger_quantity(requests["storage"], held)
+        out.append(obj)
+    return out
+
+
 def apply_plan(objects: Iterable[dict[str, Any]]) -> ApplyPlan:
     """The plan of an agent's rendered objects (``render_agent`` order: ConfigMap, Service, PVC,
     StatefulSet). The ConfigMap is also the claim a create makes first."""
@@ -202,27 +229,20 @@ def delete_targets(agent_id: str, *, purge: bool) -> list[tuple[Kind, str]]:
 
 # --- drift and strays --------------------------------------------------------------------------
 
-def contains(live: Any, desired: Any) -> bool:
-    """True when every field of ``desired`` is in ``live`` with the same value
-    (the server may add defaults; it may not change or drop what we set)."""
-    if isinstance(desired, dict):
-        return isinstance(live, dict) and all(k in live and contains(live[k], v) for k, v in desired.items())
-    if isinstance(desired, list):
-        return isinstance(live, list) and len(live) == len(desired) and all(
-            contains(a, b) for a, b in zip(live, desired))
-    return live == desired
+differences = drift.differences
+drifted = drift.drifted
 
 
-def _comparable(obj: Obj) -> dict[str, Any]:
-    meta = obj["metadata"]
-    keep = {k: meta[k] for k in ("labels", "annotations", "ownerReferences") if k in meta}
-    return {"metadata": keep, **{k: v for k, v in obj.items() if k in ("spec", "data")}}
-
-
-def drifted(live: Obj | None, want: Obj) -> bool:
-    """True when ``live`` is missing or no longer holds what ``want`` sets (labels, annotations,
-    owner, spec, data): then it must be applied again."""
-    return live is None or not contains(live, _comparable(want))
+def abandoned_claim(objects: AgentObjects, now: datetime, grace: float) -> float | None:
+    """For a claim without a StatefulSet (a create under way, or one that never finished): 0 when
+    the claim is older than ``grace`` seconds and may be removed, else the seconds left until
+    then. None when the agent has no such claim."""
+    if objects.claim is None or objects.statefulset is not None:
+        return None
+    if objects.claim["metadata"].get("deletionTimestamp"):
+        return None
+    age = (now - created_at(objects.claim)).total_seconds()
+    return max(0.0, grace - age)
 
 
 def strays(agent_id: str, kind: Kind, labelled: Iterable[Obj], *, orphaned: bool) -> list[str]:
