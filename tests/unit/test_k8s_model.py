@@ -193,7 +193,7 @@ class Host:
     async def apply(self, obj: dict[str, Any], *, force: bool | None = None) -> dict[str, Any]:
         self.applied.append(obj)
         self.forced.append(force)
-        return obj
+        return stored(obj)  # as the server answers an apply
 
     async def delete_object(self, kind: Any, name: str) -> bool:
         self.deleted.append((kind.name, name))

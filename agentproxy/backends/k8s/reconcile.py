@@ -150,21 +150,26 @@ class Reconciler:
             return
         if sts["metadata"].get("deletionTimestamp"):
             return
-        for want in desired_objects(host.render(spec), objects):
-            kind = next(k for k in APPLIED if k.name == want["kind"])
-            want = as_applied(want, sts)
+        wanted = {o["kind"]: o for o in desired_objects(host.render(spec), objects)}
+        for kind in APPLIED:  # the owner before what it owns; one failure does not stop the others
+            want = as_applied(wanted[kind.name], sts)
             live = host.cached(kind, want["metadata"]["name"])
             if live is not None and live["metadata"].get("deletionTimestamp"):
                 continue  # being deleted: it can be applied again once it is gone
             changed = differences(live, want)
-            if changed:
-                what = "deleted out of band" if live is None else "changed out of band: " + ", ".join(
-                    changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
-                log.warning("drift repair: applying %s %s again; %s", kind.name, want["metadata"]["name"], what)
+            if not changed:
+                continue
+            what = "deleted out of band" if live is None else "changed out of band: " + ", ".join(
+                changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+            log.warning("drift repair: applying %s %s again; %s", kind.name, want["metadata"]["name"], what)
+            try:
                 applied = await host.apply(want, force=True)
-                self.repairs[kind.name] += 1
-                if kind is STATEFULSET:
-                    sts = applied
+            except BackendError as exc:
+                log.warning("drift repair of %s %s failed: %s", kind.name, want["metadata"]["name"], exc.message)
+                continue
+            self.repairs[kind.name] += 1
+            if kind is STATEFULSET:
+                sts = applied
 
     async def _unfinished(self, agent_id: str, objects: AgentObjects) -> None:
         """A claim without a StatefulSet: a create under way (here or in another proxy), or one
