@@ -69,7 +69,7 @@ async def test_out_of_band_edits_of_every_kind_are_reverted_and_others_fields_st
         s, v, c, p = [await get(api, path) for path in (sts, svc, cm, pvc)]
         return (s["spec"]["template"]["spec"]["containers"][0]["image"] == "agentapi-proxy:latest"
                 and s["spec"]["replicas"] == 1
-                and v["spec"]["publishNotReadyAddresses"] is True
+                and v["spec"].get("publishNotReadyAddresses") is True
                 and v["metadata"]["labels"].get("app.kubernetes.io/component") == "agent"
                 and c["data"]["MODE"] == "calm"
                 and p["metadata"]["labels"].get("agentproxy.io/session") == "s") and (s, c, p)

@@ -129,3 +129,14 @@ def test_a_claim_without_a_statefulset_is_abandoned_after_the_grace():
     whole = model.AgentObjects(claim, as_stored(objects()["StatefulSet"]), None, None)
     assert model.abandoned_claim(whole, made + timedelta(hours=1), 60) is None
     assert model.abandoned_claim(model.AgentObjects(None, None, None, None), made, 60) is None
+
+
+def test_an_agent_is_whole_once_its_claim_and_service_are_owned_by_its_statefulset():
+    sts = as_stored(objects()["StatefulSet"])
+    claim = as_stored(objects()["ConfigMap"])
+    service = as_stored(objects()["Service"])
+    assert not model.whole(model.AgentObjects(claim, sts, None, None), service)  # not owned yet
+    owned = [model.as_applied(o, sts) for o in (claim, service)]
+    assert model.whole(model.AgentObjects(owned[0], sts, None, None), owned[1])
+    assert not model.whole(model.AgentObjects(owned[0], sts, None, None), None)
+    assert not model.whole(model.AgentObjects(owned[0], None, None, None), owned[1])

@@ -244,3 +244,16 @@ async def test_the_cache_indexes_objects_by_agent():
     assert [o["metadata"]["name"] for o in reflector.of_agent("b1")] == ["agent-a1-extra"]
     await reflector._handle(event("DELETED", "agent-a1-extra", "b1"))
     assert "b1" not in reflector.by_agent and reflector.of_agent("b1") == []
+
+
+async def test_a_young_agent_is_left_to_the_create_that_applies_it():
+    spec, objects = rendered()
+    sts = stored(objects[3], created="2026-01-02T03:04:05Z")
+    host = Host(spec, {("StatefulSet", "agent-a1"): sts})  # its Service and claim not applied yet
+    reconciler = Reconciler(host, now=lambda: datetime(2026, 1, 2, 3, 4, 7, tzinfo=timezone.utc))
+    await reconciler.reconcile("a1")
+    assert host.applied == [] and "a1" in reconciler._pending  # looked at again later
+    await reconciler.close()
+    reconciler = Reconciler(host, now=lambda: datetime(2026, 1, 2, 3, 5, tzinfo=timezone.utc))
+    await reconciler.reconcile("a1")
+    assert [o["kind"] for o in host.applied] == ["PersistentVolumeClaim", "Service", "ConfigMap"]

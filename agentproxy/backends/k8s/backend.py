@@ -33,10 +33,10 @@ from ..base import (
 from ..conversation import FirstMessageTracker
 from ..limits import CreateLimits
 from . import model
-from .cache import NamespaceCache
+from .cache import NamespaceCache, event_agent
 from .client import Client
 from .health import ApiHealth
-from .kinds import CONFIGMAP, KINDS, POD, PVC, SERVICE, STATEFULSET, Kind, kind_of, path_of
+from .kinds import CONFIGMAP, EVENT, KINDS, POD, PVC, SERVICE, STATEFULSET, Kind, kind_of, path_of
 from .reconcile import CLAIM_GRACE, Reconciler
 
 log = logging.getLogger(__name__)
@@ -148,8 +148,6 @@ class K8sBackend(Backend):
         """The API server answers again: resume the watches now and finish cut-off creates."""
         if self.cache is not None:
             self.cache.wake()
-        if self._rollbacks:
-            self._spawn(self._finish_rollbacks(), "rollbacks")
 
     def _spawn(self, coroutine: Any, name: str) -> None:
         task = asyncio.get_running_loop().create_task(coroutine, name=name)
@@ -174,7 +172,8 @@ class K8sBackend(Backend):
 
     def state_of(self, agent_id: str) -> AgentState | None:
         """The agent's state from cached objects, or None when it does not exist."""
-        objects = model.AgentObjects.of(agent_id, self.cached)
+        assert self.cache is not None
+        objects = model.AgentObjects.of(agent_id, self.cached, self.cache.events_of(agent_id))
         spec = self.specs.spec(objects)
         if spec is None:
             return None
@@ -245,7 +244,13 @@ class K8sBackend(Backend):
         # Data kept from an earlier agent of this id is never rolled back.
         had_data = self.cached(PVC, naming.pvc_name(spec.id)) is not None
         self.reconciler.note_applied(spec.id)  # our own half-applied agent is not drift
-        claimed = await self._claim(spec, model.apply_plan(objects).claim)
+        try:
+            claimed = await self._claim(spec, model.apply_plan(objects).claim)
+        except Unavailable:
+            # The claim may have been stored without its answer reaching us: remove it once
+            # the server answers (a claim that was never made is simply not found then).
+            self._defer_rollback(spec.id, delete_data=not had_data)
+            raise
         try:
             await self.apply_objects(objects)
             self.reconciler.note_applied(spec.id)
@@ -287,27 +292,51 @@ class K8sBackend(Backend):
     async def _roll_back(self, agent_id: str, *, delete_data: bool) -> None:
         """Remove what a failed create made, so that the next create starts clean. While the API
         server does not answer, the rollback waits until it does (see :meth:`_finish_rollbacks`)."""
+        removed = False
         for kind, name in model.delete_targets(agent_id, purge=delete_data):
             try:
-                await self.delete_object(kind, name)
+                removed = await self.delete_object(kind, name) or removed
             except Unavailable as exc:
-                self._rollbacks[agent_id] = delete_data or self._rollbacks.get(agent_id, False)
                 log.warning("the create of agent %s is rolled back once the API server answers (%s)",
                             agent_id, exc.message)
+                self._defer_rollback(agent_id, delete_data=delete_data)
                 return
             except BackendError as exc:
                 log.warning("could not roll back %s %s: %s", kind.name, name, exc)
         self._rollbacks.pop(agent_id, None)
-        self.rolled_back += 1
+        self.rolled_back += removed
+
+    def _defer_rollback(self, agent_id: str, *, delete_data: bool) -> None:
+        """Roll the agent's create back once the API server answers."""
+        self._rollbacks[agent_id] = delete_data or self._rollbacks.get(agent_id, False)
+        if not any(t.get_name() == "rollbacks" for t in self._background):
+            self._spawn(self._finish_rollbacks(), "rollbacks")
 
     async def _finish_rollbacks(self) -> None:
-        """Roll back the creates cut off while the API server did not answer (each under its
-        agent's lock; a create that completed the agent since has called its rollback off)."""
-        for agent_id in list(self._rollbacks):
-            async with self.locks.hold(agent_id):
-                if agent_id in self._rollbacks:
+        """Roll back the creates cut off while the API server did not answer, once it answers
+        and the cache has caught up with what it did meanwhile (requests that timed out here
+        may still have been carried out). Each under its agent's lock; an agent that is whole
+        by then (a create, here or in another replica, finished it) is left alone."""
+        while self._rollbacks:
+            if not self.health.answering() or (self.cache is not None and self.cache.problem()):
+                await asyncio.sleep(self.k8s.api.check_interval)
+                continue
+            await asyncio.sleep(self.reconciler.settle)
+            for agent_id in list(self._rollbacks):
+                async with self.locks.hold(agent_id):
+                    if agent_id not in self._rollbacks:
+                        continue
+                    delete_data = self._rollbacks.pop(agent_id)
+                    if self._whole(agent_id):
+                        log.info("the create of agent %s was finished meanwhile; nothing to roll back", agent_id)
+                        continue
                     log.info("rolling back the unfinished create of agent %s", agent_id)
-                    await self._roll_back(agent_id, delete_data=self._rollbacks[agent_id])
+                    await self._roll_back(agent_id, delete_data=delete_data)
+
+    def _whole(self, agent_id: str) -> bool:
+        """True when the agent's create got to its end: the claim is owned by the StatefulSet."""
+        return model.whole(model.AgentObjects.of(agent_id, self.cached),
+                           self.cached(SERVICE, naming.headless_service_name(agent_id)))
 
     async def _delete(self, state: AgentState, purge: bool) -> AgentState:
         self.reconciler.forget(state.id)
@@ -353,7 +382,7 @@ class K8sBackend(Backend):
     # --- watch events ----------------------------------------------------------
 
     def _on_change(self, kind: Kind, event_type: str, obj: dict[str, Any]) -> None:
-        agent_id = model.agent_id_of(obj)
+        agent_id = event_agent(obj) if kind is EVENT else model.agent_id_of(obj)
         if not agent_id or self.cache is None:
             return
         state = self._publish(agent_id)

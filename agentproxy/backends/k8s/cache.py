@@ -18,12 +18,12 @@ import json
 import logging
 import random
 from collections import defaultdict
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping
 
 from ... import naming
 from ..base import BackendError, Unavailable
 from .client import Client, Gone
-from .kinds import CONFIGMAP, KINDS, STATEFULSET, Kind
+from .kinds import CONFIGMAP, EVENT, EVENT_SOURCES, KINDS, STATEFULSET, Kind
 
 __all__ = ["Listener", "NamespaceCache", "Reflector"]
 
@@ -35,15 +35,21 @@ Listener = Callable[[Kind, str, dict[str, Any]], Awaitable[None] | None]
 
 
 class Reflector:
-    """Keeps ``store`` equal to the labelled objects of one kind in one namespace."""
+    """Keeps ``store`` equal to the objects of one kind in one namespace that ``selector``
+    selects (by default those with agentproxy's ``managed-by`` label), indexed by the agent
+    ``agent_of`` tells (by default the agent-id label)."""
 
     def __init__(self, client: Client, kind: Kind, namespace: str, listener: Listener, *,
+                 selector: Mapping[str, str] | None = None,
+                 agent_of: Callable[[dict[str, Any]], str | None] | None = None,
                  watch_timeout: float = 240.0, silence_timeout: float = 90.0,
                  backoff_max: float = 30.0) -> None:
         self.client = client
         self.kind = kind
         self.namespace = namespace
         self.listener = listener
+        self.selector = dict(selector or {"labelSelector": naming.MANAGED_SELECTOR})
+        self.agent_of = agent_of or _agent_id
         self.store: dict[str, dict[str, Any]] = {}
         self.by_agent: dict[str, set[str]] = defaultdict(set)
         """Names of the stored objects by the agent id of their label."""
@@ -96,8 +102,7 @@ class Reflector:
             pass
 
     async def _list(self) -> None:
-        body = await self.client.request("GET", self.kind.collection(self.namespace),
-                                         params={"labelSelector": naming.MANAGED_SELECTOR},
+        body = await self.client.request("GET", self.kind.collection(self.namespace), params=self.selector,
                                          verb="list", resource=self.kind.plural)
         self.relists += 1
         fresh = {item["metadata"]["name"]: _with_kind(item, self.kind) for item in body.get("items", [])}
@@ -122,7 +127,7 @@ class Reflector:
 
     async def _watch(self) -> None:
         params = {
-            "watch": "1", "labelSelector": naming.MANAGED_SELECTOR, "allowWatchBookmarks": "true",
+            "watch": "1", **self.selector, "allowWatchBookmarks": "true",
             "resourceVersion": self.resource_version,
             # Jitter so that the watches of many proxies do not all restart at once.
             "timeoutSeconds": str(int(self.watch_timeout * random.uniform(0.8, 1.0))),
@@ -157,12 +162,12 @@ class Reflector:
         await self._notify(kind, obj)
 
     def _index(self, name: str, obj: dict[str, Any]) -> None:
-        agent_id = _agent_id(obj)
+        agent_id = self.agent_of(obj)
         if agent_id:
             self.by_agent[agent_id].add(name)
 
     def _unindex(self, name: str, obj: dict[str, Any]) -> None:
-        agent_id = _agent_id(obj)
+        agent_id = self.agent_of(obj)
         names = self.by_agent.get(agent_id or "")
         if names is not None:
             names.discard(name)
@@ -186,6 +191,23 @@ def _agent_id(obj: dict[str, Any]) -> str | None:
     return (obj["metadata"].get("labels") or {}).get(naming.LABEL_AGENT_ID)
 
 
+def event_agent(event: Mapping[str, Any]) -> str | None:
+    """The agent an Event is about, by the name of the object it names (a StatefulSet
+    ``agent-ID`` or a claim ``data-agent-ID-0``)."""
+    involved = event.get("involvedObject") or {}
+    name, kind = str(involved.get("name") or ""), involved.get("kind")
+    if kind == STATEFULSET.name and name.startswith("agent-"):
+        return name[len("agent-"):]
+    if kind == "PersistentVolumeClaim" and name.startswith("data-agent-") and name.endswith("-0"):
+        return name[len("data-agent-"):-len("-0")]
+    return None
+
+
+def events_key(kind: Kind) -> str:
+    """The key of the reflector of ``kind``'s Events in :attr:`NamespaceCache.reflectors`."""
+    return f"{EVENT.name}/{kind.name}"
+
+
 def _with_kind(obj: dict[str, Any], kind: Kind) -> dict[str, Any]:
     # List items carry no kind; keep it so objects can be re-applied or compared.
     obj.setdefault("kind", kind.name)
@@ -193,27 +215,36 @@ def _with_kind(obj: dict[str, Any], kind: Kind) -> dict[str, Any]:
 
 
 class NamespaceCache:
-    """The reflectors of every managed kind in one namespace, and an index by agent id."""
+    """The reflectors of every managed kind in one namespace, and an index by agent id.
+
+    The Events of StatefulSets and claims are watched too, for the reasons they give; they
+    are not needed to serve, so their watches do not count for readiness (a Role without
+    Events only loses those reasons)."""
 
     def __init__(self, client: Client, namespace: str, listener: Listener, *, start_timeout: float = 30.0,
                  **reflector_options: float) -> None:
         self.namespace = namespace
         self.start_timeout = start_timeout
         self.reflectors = {k.name: Reflector(client, k, namespace, listener, **reflector_options) for k in KINDS}
+        self.required = list(self.reflectors.values())
+        for source in EVENT_SOURCES:
+            self.reflectors[events_key(source)] = Reflector(
+                client, EVENT, namespace, listener, selector={"fieldSelector": f"involvedObject.kind={source.name}"},
+                agent_of=event_agent, **reflector_options)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self, timeout: float | None = None) -> None:
-        """Start every reflector and wait until each has listed once; on failure,
-        raise what stopped the first reflector that could not list."""
+        """Start every reflector and wait until each one readiness needs has listed once; on
+        failure, raise what stopped the first reflector that could not list."""
         timeout = self.start_timeout if timeout is None else timeout
         self._tasks = [asyncio.create_task(r.run(), name=f"reflector-{r.kind.plural}")
                        for r in self.reflectors.values()]
-        waits = [asyncio.create_task(r.synced.wait()) for r in self.reflectors.values()]
+        waits = [asyncio.create_task(r.synced.wait()) for r in self.required]
         done, pending = await asyncio.wait(waits, timeout=timeout)
         for task in pending:
             task.cancel()
         if pending:
-            stuck = [r for r in self.reflectors.values() if not r.synced.is_set()]
+            stuck = [r for r in self.required if not r.synced.is_set()]
             await self.close()
             for reflector in stuck:
                 if isinstance(reflector.last_error, BackendError):
@@ -240,12 +271,12 @@ class NamespaceCache:
 
     @property
     def healthy(self) -> bool:
-        """True while every reflector has listed or watches."""
-        return all(r.healthy for r in self.reflectors.values())
+        """True while every reflector readiness needs has listed or watches."""
+        return all(r.healthy for r in self.required)
 
     def problem(self) -> str | None:
         """Why the cache is not current, None while it is."""
-        for reflector in self.reflectors.values():
+        for reflector in self.required:
             if not reflector.healthy:
                 error = reflector.last_error
                 detail = (getattr(error, "message", None) or str(error)) if error else "not listed yet"
@@ -263,6 +294,10 @@ class NamespaceCache:
     def of_agent(self, kind: Kind, agent_id: str) -> list[dict[str, Any]]:
         """The stored objects of ``kind`` labelled for ``agent_id`` (from an index: no scan)."""
         return self.reflectors[kind.name].of_agent(agent_id)
+
+    def events_of(self, agent_id: str) -> list[dict[str, Any]]:
+        """The Events about the agent's StatefulSet and claim."""
+        return [e for source in EVENT_SOURCES for e in self.reflectors[events_key(source)].of_agent(agent_id)]
 
     def agent_ids(self) -> set[str]:
         """Ids of every agent with a claim (ConfigMap) or a StatefulSet."""

@@ -57,12 +57,14 @@ class AgentObjects:
     statefulset: Obj | None
     pod: Obj | None
     pvc: Obj | None
+    events: tuple[Obj, ...] = ()
+    """Events about the StatefulSet and the claim (what their controllers could not do)."""
 
     @classmethod
-    def of(cls, agent_id: str, get: Callable[[Kind, str], Obj | None]) -> "AgentObjects":
-        """The objects of ``agent_id`` read through ``get(kind, name)``."""
+    def of(cls, agent_id: str, get: Callable[[Kind, str], Obj | None], events: Iterable[Obj] = ()) -> "AgentObjects":
+        """The objects of ``agent_id`` read through ``get(kind, name)``, and its ``events``."""
         return cls(get(CONFIGMAP, naming.configmap_name(agent_id)), get(STATEFULSET, naming.statefulset_name(agent_id)),
-                   get(POD, naming.pod_name(agent_id)), get(PVC, naming.pvc_name(agent_id)))
+                   get(POD, naming.pod_name(agent_id)), get(PVC, naming.pvc_name(agent_id)), tuple(events))
 
 
 def annotation(obj: Obj | None, key: str) -> str | None:
@@ -121,7 +123,7 @@ def agent_state(spec: AgentSpec, objects: AgentObjects, *, namespace: str, pod_a
     once the pod has an IP (by pod IP or headless-Service name, ``pod_address``); the reason
     ``FirstMessagePending`` while a ready agent's first message is overdue."""
     names = naming.object_names(spec.id)
-    derived = derive_status(objects.statefulset, objects.pod, objects.pvc)
+    derived = derive_status(objects.statefulset, objects.pod, objects.pvc, objects.events)
     if objects.statefulset is None and objects.claim is not None and derived.status is AgentStatus.STOPPED:
         derived = type(derived)(AgentStatus.PENDING, "NotApplied", "the StatefulSet has not been applied yet")
     pod = objects.pod or {}
@@ -215,6 +217,17 @@ def as_applied(obj: Obj, statefulset: Obj | None) -> dict[str, Any]:
     if statefulset is not None and obj["kind"] in {k.name for k in OWNED}:
         return with_owner(obj, owner_reference(statefulset))
     return dict(obj)
+
+
+def whole(objects: AgentObjects, service: Obj | None) -> bool:
+    """True when every step of a create was carried out: the last one makes the claim (and the
+    Service) owned by the StatefulSet."""
+    sts = objects.statefulset
+    if sts is None or objects.claim is None or service is None or not sts["metadata"].get("uid"):
+        return False
+    uid = sts["metadata"]["uid"]
+    return all(any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
+               for obj in (objects.claim, service))
 
 
 def delete_targets(agent_id: str, *, purge: bool) -> list[tuple[Kind, str]]:

@@ -31,12 +31,17 @@ from ... import naming
 from ...spec import AgentSpec
 from ..base import BackendError
 from .kinds import CONFIGMAP, STATEFULSET, Kind
-from .model import APPLIED, OWNED, AgentObjects, abandoned_claim, as_applied, desired_objects, differences, strays
+from .model import (
+    APPLIED, OWNED, AgentObjects, abandoned_claim, as_applied, created_at, desired_objects, differences, strays,
+)
 
 log = logging.getLogger(__name__)
 
 CLAIM_GRACE = 60.0
 """Seconds after which a claim without a StatefulSet counts as abandoned (a create takes far less)."""
+YOUNG = 5.0
+"""Seconds after its StatefulSet was made during which an agent is left to the create that is
+applying it (in this proxy or another replica): a half-applied agent is not drift."""
 
 
 class ReconcileHost(Protocol):
@@ -68,12 +73,13 @@ class Reconciler:
     """Debounced, per-agent reconciliation for one k8s backend."""
 
     def __init__(self, host: ReconcileHost, delay: float = 0.3, settle: float = 3.0,
-                 claim_grace: float = CLAIM_GRACE,
+                 claim_grace: float = CLAIM_GRACE, young: float = YOUNG,
                  now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
         self.host = host
         self.delay = delay
         self.settle = settle
         self.claim_grace = claim_grace
+        self.young = young
         self._now = now
         self._pending: dict[str, asyncio.Task[None]] = {}
         self._applied_at: dict[str, float] = {}
@@ -149,6 +155,10 @@ class Reconciler:
             await self._unfinished(agent_id, objects)
             return
         if sts["metadata"].get("deletionTimestamp"):
+            return
+        age = (self._now() - created_at(sts)).total_seconds()
+        if age < self.young:
+            self.schedule(agent_id, self.young - age + self.delay)
             return
         wanted = {o["kind"]: o for o in desired_objects(host.render(spec), objects)}
         for kind in APPLIED:  # the owner before what it owns; one failure does not stop the others

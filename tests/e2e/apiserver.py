@@ -1,0 +1,63 @@
+"""Faults of the local control plane's API server, for the fault tests: freeze it
+(SIGSTOP: its connections stay open and nothing answers) and thaw it (SIGCONT), or
+kill it and start it again (``testenv/cluster.py restart``).
+
+Only the API server of the control plane ``testenv/cluster.py`` started for this run is
+touched: the one its pid file in ``$AGENTPROXY_CLUSTER_DIR`` names, checked by pid and
+start time. Other clusters cannot be faulted from a test, so there the tests are skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import AsyncIterator
+
+import psutil
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cluster_dir() -> Path:
+    """Where ``testenv/cluster.py`` keeps the control plane's state (as it computes it)."""
+    cache = Path(os.environ.get("AGENTPROXY_CACHE") or
+                 Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "agentproxy")
+    return Path(os.environ.get("AGENTPROXY_CLUSTER_DIR") or cache / "cluster")
+
+
+def require_local_control_plane() -> None:
+    if os.environ.get("AGENTPROXY_TEST_LOCAL_CONTROL_PLANE") != "1":
+        pytest.skip("needs the local control plane (just test) to fault its API server")
+
+
+def process() -> psutil.Process:
+    """The API server process the pid file names, if it is still the one that was started."""
+    record = json.loads((cluster_dir() / "run" / "kube-apiserver.pid").read_text())
+    proc = psutil.Process(record["pid"])
+    assert abs(proc.create_time() - record["create_time"]) <= 0.01, "the pid file names another process"
+    return proc
+
+
+@contextlib.asynccontextmanager
+async def frozen() -> AsyncIterator[psutil.Process]:
+    """The API server stopped (SIGSTOP) for the body of an ``async with``; always continued after."""
+    proc = process()
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGCONT)
+
+
+async def restart() -> asyncio.subprocess.Process:
+    """Kill the API server and start it again; returns the running ``cluster.py restart`` (it ends
+    once the new server is healthy)."""
+    return await asyncio.create_subprocess_exec(sys.executable, str(ROOT / "testenv" / "cluster.py"), "restart",
+                                                "kube-apiserver", stdout=asyncio.subprocess.DEVNULL,
+                                                stderr=asyncio.subprocess.PIPE)
