@@ -34,7 +34,7 @@ from ..conversation import FirstMessageTracker
 from ..limits import CreateLimits
 from . import model
 from .cache import NamespaceCache, event_agent
-from .client import Client
+from .client import Client, NamespaceMissing
 from .health import ApiHealth
 from .kinds import CONFIGMAP, EVENT, KINDS, POD, PVC, SERVICE, STATEFULSET, Kind, kind_of, path_of
 from .reconcile import CLAIM_GRACE, Reconciler
@@ -70,6 +70,8 @@ class K8sBackend(Backend):
         (agent id -> whether the data goes too)."""
         self.rolled_back = 0
         self._background: set[asyncio.Task[None]] = set()
+        self._namespace_problem: str | None = None
+        """Set while the namespace is found missing (a list there answers empty; a create fails)."""
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -88,7 +90,12 @@ class K8sBackend(Backend):
                                                   self._publish)
         self.cache = NamespaceCache(self.client, self.namespace, self._on_change, **self._cache_options)
         await self.cache.start()
+        await self._check_namespace()
+        if self._namespace_problem:
+            await self.close()
+            raise Unavailable(self._namespace_problem)
         self._spawn(self.health.run_checks(self._check, api.check_interval), "api-server-checks")
+        self._spawn(self._watch_namespace(), "namespace-checks")
         for agent_id in self.cache.agent_ids():
             self.reconciler.schedule(agent_id)
 
@@ -111,7 +118,7 @@ class K8sBackend(Backend):
         """None while the API server answers and every watch is established, else why not."""
         if self.cache is None:
             return "the k8s backend has not started"
-        return self.health.reason() or self.cache.problem()
+        return self.health.reason() or self._namespace_problem or self.cache.problem()
 
     def metrics(self) -> list[MetricSample]:
         """Drift repairs by kind, rollbacks, abandoned claims, relists, and the API server's answers."""
@@ -143,6 +150,34 @@ class K8sBackend(Backend):
         await self.client.request("GET", CONFIGMAP.collection(self.namespace),
                                   params={"labelSelector": naming.MANAGED_SELECTOR, "limit": "1"},
                                   verb="list", resource="configmaps", check_timeout=self.k8s.api.unready_after)
+
+    async def _check_namespace(self) -> None:
+        """Find out whether the namespace exists (a dry-run create there; reading a namespace
+        would need a cluster-wide permission the proxy's Role does not grant)."""
+        assert self.client is not None
+        probe = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "agentproxy-check-"}}
+        try:
+            await self.client.request("POST", CONFIGMAP.collection(self.namespace), body=probe,
+                                      params={"dryRun": "All", "fieldManager": self.k8s.field_manager},
+                                      verb="create", resource="configmaps")
+        except NamespaceMissing as exc:
+            if self._namespace_problem is None:
+                log.error("%s", exc.message)
+            self._namespace_problem = exc.message
+            return
+        except Unavailable:
+            return  # a silent server says nothing about the namespace
+        except BackendError:
+            pass  # another refusal (RBAC, admission): the namespace is there
+        if self._namespace_problem is not None:
+            log.info("the namespace %r exists now", self.namespace)
+        self._namespace_problem = None
+
+    async def _watch_namespace(self, interval: float = 30.0) -> None:
+        """Check the namespace again now and then (it may be deleted, or created at last)."""
+        while True:
+            await asyncio.sleep(interval if self._namespace_problem is None else min(interval, 5.0))
+            await self._check_namespace()
 
     def _recovered(self) -> None:
         """The API server answers again: resume the watches now and finish cut-off creates."""
@@ -246,6 +281,9 @@ class K8sBackend(Backend):
         self.reconciler.note_applied(spec.id)  # our own half-applied agent is not drift
         try:
             claimed = await self._claim(spec, model.apply_plan(objects).claim)
+        except NamespaceMissing as exc:
+            self._namespace_problem = exc.message
+            raise
         except Unavailable:
             # The claim may have been stored without its answer reaching us: remove it once
             # the server answers (a claim that was never made is simply not found then).

@@ -28,6 +28,10 @@ DEFAULT_REQUEST_TIMEOUT = 10.0
 DEFAULT_RETRY_AFTER = 5.0
 
 
+class NamespaceMissing(Unavailable):
+    """The namespace the proxy works in does not exist (a setting to fix, or a namespace to create)."""
+
+
 class Gone(Exception):
     """The resourceVersion a watch asked for is too old (HTTP 410): relist."""
 
@@ -47,7 +51,7 @@ def _from_status(code: int, body: Any, verb: str, resource: str,
     if code == 404:
         details = status.get("details") or {}
         if details.get("kind") == "namespaces":
-            return Unavailable(f"the namespace {details.get('name')!r} does not exist (k8s_mode.namespace): "
+            return NamespaceMissing(f"the namespace {details.get('name')!r} does not exist (k8s_mode.namespace): "
                                "create it, or point k8s_mode.namespace at one that does", retry_after=retry_after)
         return NotFound(message)
     if code == 409:
