@@ -17,7 +17,6 @@ from .events import EventStreams
 from .health import Health
 from .metrics import Metrics
 from .openapi import openapi_handler
-from .params import MAX_JSON_BODY
 from .proxy import AgentProxy, make_client
 
 CONTEXT = web.AppKey("agentproxy.api.context", ApiContext)
@@ -44,7 +43,7 @@ def create_app(
                      heartbeat_interval=heartbeat_interval)
     app = web.Application(
         middlewares=[ctx.metrics.middleware(), error_middleware, auth.middleware()],
-        client_max_size=MAX_JSON_BODY,  # bodies read whole; the proxy streams and is not bound by it
+        client_max_size=settings.server.max_body,  # bodies read whole; the proxy streams and is not bound by it
     )
     app[CONTEXT] = ctx
     events = EventStreams(ctx)

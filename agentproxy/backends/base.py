@@ -197,9 +197,13 @@ class Backend(abc.ABC):
         self.locks = AgentLocks()
         """Held around each create and delete of one agent."""
         self._published: dict[str, AgentState] = {}
-        self.limits = limits or CreateLimits()
-        self._create_queue = CreateQueue(self.limits)
         self._creating: dict[str, AgentSpec] = {}
+        self.set_limits(limits or CreateLimits())
+
+    def set_limits(self, limits: CreateLimits) -> None:
+        """Enforce ``limits`` on creates from now on (before any create is under way)."""
+        self.limits = limits
+        self._create_queue = CreateQueue(limits)
 
     async def start(self) -> None:
         """Connect, load or rebuild state, start watches. Called once before use."""

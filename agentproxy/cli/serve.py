@@ -31,6 +31,7 @@ def register(sub: Any) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve until SIGTERM or SIGINT; a backend or address that cannot be used is one line of error."""
+    from ..api.logfilter import quiet_malformed_requests
     from ..api.serve import api_keys_from, check_listen_address, run_server
     from ..backends.base import BackendError
     from ..backends.factory import make_backend
@@ -40,6 +41,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     check_listen_address(settings, keys)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.INFO if args.access_log else logging.WARNING)
+    quiet_malformed_requests()
     for chatty in ("httpx", "httpcore"):  # the Kubernetes client logs every API request at INFO
         logging.getLogger(chatty).setLevel(logging.WARNING)
 
