@@ -54,7 +54,8 @@ def create_app(
     app.add_routes(ui.routes())
     app.add_routes([
         web.get("/metrics", ctx.metrics.handle, allow_head=False),
-        web.get("/openapi.json", openapi_handler(auth.enabled, compat.openapi_paths(settings)), allow_head=False),
+        web.get("/openapi.json", openapi_handler(auth.enabled, compat.openapi_paths(settings), settings=settings,
+                                                 backend=backend), allow_head=False),
     ])
     compat.install(app, ctx)  # last: agentproxy's own routes keep priority
 

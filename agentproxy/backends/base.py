@@ -215,6 +215,10 @@ class Backend(abc.ABC):
         """True when the backend can do its work (the API server answers, ...)."""
         return True
 
+    def runnable_types(self, commands: dict[str, Any]) -> list[str]:
+        """The agent types of ``commands`` (``agents.commands``) this backend can start."""
+        return list(commands)
+
     def metrics(self) -> list[MetricSample]:
         """What the mode counts (repairs, rollbacks, ...) for ``/metrics``."""
         return []

@@ -290,6 +290,10 @@ class LocalBackend(Backend):
         with contextlib.suppress(OSError):  # logged, and retried by the monitor
             await self._save()
 
+    def runnable_types(self, commands: dict[str, Any]) -> list[str]:
+        """The types whose program is found on this machine (others are refused with 422)."""
+        return [name for name, argv in commands.items() if argv and find_executable(argv[0]) is not None]
+
     # --- helpers -------------------------------------------------------------------------------
 
     def _supervisor(self, spec: AgentSpec, **kwargs: Any) -> Supervisor:
