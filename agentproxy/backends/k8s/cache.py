@@ -64,8 +64,10 @@ class Reflector:
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
-        """Cut a backoff short: try again now (the API server answers again)."""
-        self._wake.set()
+        """Cut a backoff short: try again now (the API server answers again). A refusal (RBAC,
+        say) is not retried any sooner: the server's answer would be the same."""
+        if self.last_error is None or _transient(self.last_error):
+            self._wake.set()
 
     async def run(self) -> None:
         """List, then watch, forever (until cancelled)."""
@@ -88,6 +90,9 @@ class Reflector:
             except Exception as exc:  # any failure: back off, then resume
                 self.healthy = False
                 self.last_error = exc
+                health = getattr(self.client, "health", None)
+                if health is not None and _transient(exc):  # the server's next answer wakes us
+                    health.failed(getattr(exc, "message", None) or str(exc) or type(exc).__name__)
                 failures += 1
                 delay = min(self.backoff_max, 0.5 * 2 ** min(failures, 8)) * random.uniform(0.5, 1.0)
                 log.warning("%s list/watch failed (%s); retrying in %.1f s", self.kind.name,
@@ -185,6 +190,11 @@ class Reflector:
                 await result
         except Exception:  # a listener bug must not stop the watch
             log.exception("listener failed for %s %s", self.kind.name, obj["metadata"].get("name"))
+
+
+def _transient(exc: BaseException) -> bool:
+    """A failure that may pass (no answer, a broken connection), not a refusal (RBAC, ...)."""
+    return not isinstance(exc, BackendError) or isinstance(exc, Unavailable)
 
 
 def _agent_id(obj: dict[str, Any]) -> str | None:

@@ -6,7 +6,8 @@ check runs every ``check_interval`` so that an idle proxy knows too. The server
 frozen server (its connections open, nothing coming back) and a stopped one look
 the same here: silence. When it answers again after a silence, the listeners
 registered with :meth:`ApiHealth.on_recovery` run (the watch cache resumes its
-watches at once rather than at the end of their backoff).
+watches at once rather than at the end of their backoff); so they do after any
+failed call, as a restart can be quicker than ``unready_after``.
 """
 
 from __future__ import annotations
@@ -48,11 +49,15 @@ class ApiHealth:
     def answered(self) -> None:
         """The server answered (any HTTP response below 500, or a line of a watch)."""
         recovered = self._last_answer is not None and not self.answering()
+        after_failure = self.last_error is not None
         self._last_answer = self._clock()
         self.last_error = None
         if recovered:
             self.recoveries += 1
             log.info("the Kubernetes API server answers again")
+        if recovered or after_failure:
+            # Also after a short outage (a restart quicker than unready_after): whatever
+            # waits to retry need not wait out its backoff.
             for listener in list(self._on_recovery):
                 try:
                     listener()
@@ -64,7 +69,7 @@ class ApiHealth:
         self.last_error = error
 
     def on_recovery(self, listener: Callable[[], None]) -> None:
-        """Call ``listener`` whenever the server answers again after a silence."""
+        """Call ``listener`` whenever the server answers again after a silence or a failed call."""
         self._on_recovery.append(listener)
 
     def reason(self) -> str | None:
