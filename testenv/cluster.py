@@ -39,7 +39,7 @@ import realnode  # noqa: E402
 from apiclient import admin_context, api as _api, create as _create, insecure_context, kubeconfig_text, node_ready  # noqa: E402
 from layout import Layout, real_node_requested  # noqa: E402
 from pki import write_pki  # noqa: E402
-from procs import http_get as _get, log as _log, owned_process, tail as _tail  # noqa: E402
+from procs import http_get as _get, log as _log, owned_process  # noqa: E402
 
 POD_CIDR = "127.1.0.0/16"
 # Service IPs are only allocated, never contacted (there is no kube-proxy); a
@@ -233,19 +233,31 @@ def _storage_class(layout: Layout) -> dict:
     return yaml.safe_load(path.read_text())
 
 
-def restart(layout: Layout, name: str) -> None:
-    """Kill one component and start it again with the same arguments (for tests
-    of what clients do while, say, the API server or the kubelet is down)."""
-    record = procs.record(layout.state, name)
+def kill(layout: Layout, name: str) -> None:
+    """SIGKILL one component, keeping its record so that ``start`` can bring it back."""
     proc = _owned_process(layout, name)
     if proc is not None:
-        # Killed, not stopped: clients must cope with a server that vanishes.
         proc.kill()
-        proc.wait(15)
+        procs.exited(proc, 15)
+
+
+def start_again(layout: Layout, name: str) -> None:
+    """Start a component again with the arguments it was started with."""
+    if _owned_process(layout, name) is not None:
+        return
+    record = procs.record(layout.state, name)
     procs.start(layout.state, name, record["argv"], record.get("env"))
     if name == "kube-apiserver":
         _wait(name, lambda: _get(layout.apiserver_url + "/readyz", admin_context(layout))[0] == 200,
               layout, name, time.monotonic() + START_TIMEOUT)
+
+
+def restart(layout: Layout, name: str) -> None:
+    """Kill one component and start it again with the same arguments (for tests
+    of what clients do while, say, the API server or the kubelet is down)."""
+    # Killed, not stopped: clients must cope with a server that vanishes.
+    kill(layout, name)
+    start_again(layout, name)
 
 
 def down(layout: Layout) -> None:
@@ -271,14 +283,15 @@ def status(layout: Layout) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=("up", "down", "status", "restart"))
-    parser.add_argument("component", nargs="?", choices=COMPONENTS + realnode.COMPONENTS, help="for restart")
+    parser.add_argument("action", choices=("up", "down", "status", "restart", "kill", "start"))
+    parser.add_argument("component", nargs="?", choices=COMPONENTS + realnode.COMPONENTS,
+                        help="for restart, kill (SIGKILL) and start (again, after kill)")
     args = parser.parse_args()
     layout = Layout.from_env()
-    if args.action == "restart":
+    if args.action in ("restart", "kill", "start"):
         if not args.component:
-            parser.error("restart needs a component")
-        restart(layout, args.component)
+            parser.error(f"{args.action} needs a component")
+        {"restart": restart, "kill": kill, "start": start_again}[args.action](layout, args.component)
     elif args.action == "up":
         up(layout)
     elif args.action == "down":

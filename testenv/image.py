@@ -249,13 +249,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("kind", choices=sorted(BUILDERS))
     parser.add_argument("--import", dest="load", action="store_true",
-                        help="also import it into the real node's containerd")
+                        help="also import it into the real node's containerd, when one runs")
     args = parser.parse_args()
     path = BUILDERS[args.kind]()
     if args.load:
+        import procs
         import realnode
         from layout import Layout
-        realnode.import_image(Layout.from_env(), path)
+        layout = Layout.from_env()
+        if procs.owned_process(layout.state, "containerd") is not None:
+            realnode.import_image(layout, path)
+        else:
+            _log(f"no real node runs in {layout.state}; `AGENTPROXY_REAL_NODE=1 bin/just cluster-up` imports it")
     print(path)
     return 0
 
