@@ -24,22 +24,9 @@ from kube import create_namespace, delete_namespace
 pytestmark = pytest.mark.e2e
 
 
-def pytest_collection_modifyitems(config, items):
+def pytest_collection_modifyitems(items):
     for item in items:
         item.add_marker(pytest.mark.e2e)
-    # The real-node subset runs where the test cluster has a real node (CI);
-    # elsewhere it is left out, never collected to be skipped.
-    if os.environ.get("AGENTPROXY_REAL_NODE") != "1":
-        left_out = [item for item in items if item.get_closest_marker("real_node")]
-        if left_out:
-            config.hook.pytest_deselected(items=left_out)
-            items[:] = [item for item in items if not item.get_closest_marker("real_node")]
-
-
-def pytest_report_header(config):
-    if os.environ.get("AGENTPROXY_REAL_NODE") != "1":
-        return "real-node tests: left out (AGENTPROXY_REAL_NODE=1 with a real node runs them)"
-    return "real-node tests: on (AGENTPROXY_REAL_NODE=1)"
 
 
 @pytest.fixture(scope="session")
