@@ -110,6 +110,10 @@ bench-k8s *ARGS:
 bench-proxy *ARGS:
     python benchmarks/proxy.py {{ ARGS }}
 
+# Agents on the real node: create-to-ready of 20 at once, memory of the node's parts
+bench-real-node *ARGS:
+    python benchmarks/real_node.py {{ ARGS }}
+
 # The local supervisor's overhead, memory per agent and concurrent starts
 bench-local *ARGS:
     python benchmarks/local.py {{ ARGS }}
