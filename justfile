@@ -28,6 +28,14 @@ run *ARGS: agentapi
 agentapi:
     agentproxy install-agentapi >/dev/null
 
+# Build the Go agentapi-proxy v1.73.0 and its client into the cache (the compatibility tests compare against it)
+agentapi-proxy:
+    python testenv/agentapi_proxy.py >/dev/null
+
+# Make sure Debian's chromium is installed: the dashboard's tests drive it through Playwright
+browser:
+    command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
 # Print the manifests of one agent, e.g. `just render --session s --agent a1`
 render *ARGS:
     agentproxy render {{ ARGS }}
@@ -58,7 +66,7 @@ test: agentapi unit
     fi
 
 # Unit tests: pure code and local processes, no cluster
-unit *ARGS: agentapi
+unit *ARGS: agentapi agentapi-proxy browser
     python -m pytest tests/unit {{ ARGS }}
 
 # The e2e suite against whatever $KUBECONFIG points to (a missing cluster fails, it is never skipped)

@@ -106,11 +106,11 @@ def install(source: str | None = None, *, say: Say = print, version: str = AGENT
     if go_path is None:
         raise InstallError(f"agentapi {version} is not installed and Go is needed to build it: {GO_HINT}")
     final.parent.parent.mkdir(parents=True, exist_ok=True)
-    with _build_lock(final.parent):
+    with build_lock(final.parent):
         if _executable(final):  # another build finished while this one waited for the lock
             say(f"agentapi {version}: cached at {final}")
             return final
-        _remove_leftovers(final.parent)
+        remove_leftovers(final.parent)
         work = Path(tempfile.mkdtemp(prefix=f".{final.parent.name}.", suffix=".partial", dir=final.parent.parent))
         try:
             built = work / "agentapi"
@@ -127,8 +127,8 @@ def install(source: str | None = None, *, say: Say = print, version: str = AGENT
 
 
 @contextlib.contextmanager
-def _build_lock(entry: Path) -> Iterator[None]:
-    """One build of an entry at a time (two `just` commands started together)."""
+def build_lock(entry: Path) -> Iterator[None]:
+    """One build of a cache entry at a time (two `just` commands started together)."""
     with open(entry.parent / f".{entry.name}.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -137,8 +137,8 @@ def _build_lock(entry: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _remove_leftovers(entry: Path) -> None:
-    """Temporary directories of builds that were interrupted (safe: we hold the lock)."""
+def remove_leftovers(entry: Path) -> None:
+    """Remove the temporary directories of interrupted builds of ``entry`` (call it holding the lock)."""
     for leftover in entry.parent.glob(f".{entry.name}.*.partial"):
         shutil.rmtree(leftover, ignore_errors=True)
 

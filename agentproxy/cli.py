@@ -15,6 +15,7 @@ from .agentapi import AGENTAPI_VERSION, SOURCE_VARIABLE, InstallError, default_s
 from .agentapi import install as install_agentapi
 from .api.serve import add_serve_command  # light: aiohttp loads only when serving
 from .cli_k8s import add_k8s_commands
+from .client import add_client_commands
 from .naming import DNS_SUBDOMAIN_RULE, is_dns_subdomain
 from .render import RenderError, dump_json, dump_yaml, render_agent, render_rbac
 from .settings import LoadedSettings, SettingsError, load_settings
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     _settings_options(config)
     config.set_defaults(handler=_cmd_config)
     add_serve_command(sub)
+    add_client_commands(sub)
     return parser
 
 

@@ -19,6 +19,7 @@ import jinja2
 import yaml
 
 from . import naming
+from .launch import agent_launch
 from .settings import AGENT_PORT, Settings
 from .spec import AgentSpec
 
@@ -140,6 +141,7 @@ def render_agent(settings: Settings, spec: AgentSpec) -> list[dict[str, Any]]:
         "k8s": settings.k8s_mode,
         "resources": spec.resources,
         "port": AGENT_PORT,
+        "launch": agent_launch(spec, port=AGENT_PORT, work_dir=settings.k8s_mode.work_dir),
         "spec_hash": spec.fingerprint(),
         "spec_json": spec.to_json(),
     }

@@ -60,6 +60,8 @@ class AgentSpec:
     env: Mapping[str, str] = field(default_factory=dict, hash=False)  # dicts do not hash; eq still compares
     message: str | None = None
     owner: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict, hash=False)
+    """Labels a client attached (the agentapi-proxy session API's ``tags``): kept and listed, never interpreted."""
 
     @property
     def agentapi_type(self) -> str:
@@ -76,6 +78,9 @@ class AgentSpec:
         data = asdict(self)
         data["command"] = list(self.command)
         data["env"] = dict(self.env)
+        data["tags"] = dict(self.tags)
+        if not data["tags"]:
+            del data["tags"]  # a spec without tags keeps the JSON (and fingerprint) it had before tags existed
         return data
 
     def to_json(self) -> str:

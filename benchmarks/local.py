@@ -13,8 +13,10 @@ Three measurements, everything on 127.0.0.1:
 3. mass start: ``--agents`` creates at once, time until all are ready, then
    deleting them all at once; afterwards no process of theirs may remain.
 
-agentapi is the test stand-in (``tests/unit/local/fake_agentapi.py``) unless
-``--agentapi PATH`` names the real binary; the agent is the echo demo agent.
+agentapi is the real binary (``--agentapi PATH``, default: the one agentproxy
+finds on PATH or in its cache; ``just agentapi`` installs it), started with the
+same command line as agentproxy starts it (:mod:`agentproxy.launch`); the agent
+is the echo demo agent.
 
 Usage: ``python benchmarks/local.py [--agents 100] [--samples 15] [--agentapi PATH]``
 """
@@ -39,10 +41,12 @@ sys.path.insert(0, str(REPO))
 
 import psutil  # noqa: E402
 
+from agentproxy.agentapi import locate  # noqa: E402
 from agentproxy.backends.base import AgentStatus  # noqa: E402
 from agentproxy.backends.local.backend import LocalBackend  # noqa: E402
 from agentproxy.backends.local.process import find_executable  # noqa: E402
 from agentproxy.backends.local.supervisor import Policy  # noqa: E402
+from agentproxy.launch import agent_launch  # noqa: E402
 from agentproxy.settings import Settings  # noqa: E402
 from agentproxy.spec import build_spec  # noqa: E402
 
@@ -69,15 +73,6 @@ def free_port_block(size: int) -> int:
         if ok:
             return start
     raise SystemExit("no free block of ports")
-
-
-def stand_in_launcher(directory: Path) -> str:
-    """The test stand-in for agentapi, run by this Python (see its docstring)."""
-    path = directory / "agentapi"
-    source = (REPO / "tests" / "unit" / "local" / "fake_agentapi.py").read_text()
-    path.write_text(f"#!{sys.executable}\n" + source.split("\n", 1)[1])
-    path.chmod(0o755)
-    return str(path)
 
 
 def rss() -> int:
@@ -117,13 +112,13 @@ async def direct_start(argv: list[str], cwd: Path, port: int) -> float:
         stop_directly([proc])
 
 
-async def direct_mass_start(agentapi: str, command: list[str], cwd: Path, first_port: int, n: int) -> float:
-    """Seconds until ``n`` agentapi processes, spawned directly one after the other, all answer;
-    then they are killed."""
+async def direct_mass_start(argvs: list[tuple[str, ...]], cwd: Path, first_port: int) -> float:
+    """Seconds until the agentapi processes of ``argvs`` (listening on ``first_port`` and up),
+    spawned directly one after the other, all answer; then they are killed."""
+    n = len(argvs)
     started = time.monotonic()
-    procs = [subprocess.Popen([agentapi, "server", "--port", str(first_port + i), "--type", "custom", "--",
-                               *command], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True) for i in range(n)]
+    procs = [subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True) for argv in argvs]
     try:
         await asyncio.gather(*(poll_status(first_port + i, started + READY_TIMEOUT, 0.025) for i in range(n)))
         return time.monotonic() - started
@@ -186,7 +181,9 @@ async def wait_ready(backend: LocalBackend, agent_id: str, deadline: float) -> N
 async def main(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="agentproxy-bench-"))
     try:
-        agentapi = args.agentapi or stand_in_launcher(work)
+        agentapi = args.agentapi or locate()
+        if agentapi is None:
+            raise SystemExit("agentapi is not installed: run `just agentapi` or pass --agentapi PATH")
         # The range, then a port above it for single direct starts and N more for the direct mass start.
         start = free_port_block(2 * args.agents + 52)
         settings = Settings()
@@ -208,8 +205,7 @@ async def main(args: argparse.Namespace) -> None:
 
 
 async def run(backend: LocalBackend, settings: Settings, args: argparse.Namespace, work: Path) -> None:
-    print(f"agentapi: {'real (' + args.agentapi + ')' if args.agentapi else 'test stand-in'}; "
-          f"agent: echo demo agent; {os.cpu_count()} CPUs\n")
+    print(f"agentapi: {settings.local_mode.agentapi_binary}; agent: echo demo agent; {os.cpu_count()} CPUs\n")
 
     # 1. create-to-ready, supervised and direct, interleaved so that both see the same machine.
     supervised, direct = [], []
@@ -223,8 +219,9 @@ async def run(backend: LocalBackend, settings: Settings, args: argparse.Namespac
         await wait_ready(backend, spec.id, began + READY_TIMEOUT)
         took_supervised = time.monotonic() - began
         await backend.delete("bench", spec.id, purge=True)
-        argv = [backend._agentapi_binary(), "server", "--port", str(spare), "--type", "custom", "--", *command]
-        took_direct = await direct_start(argv, work / "direct", spare)
+        argv = agent_launch(spec, port=spare, work_dir=str(work / "direct" / spec.id),
+                            program=settings.local_mode.agentapi_binary, command=command).argv
+        took_direct = await direct_start(list(argv), work / "direct", spare)
         if i:  # the first of each is a warm-up (imports, page cache)
             supervised.append(took_supervised)
             direct.append(took_direct)
@@ -238,8 +235,10 @@ async def run(backend: LocalBackend, settings: Settings, args: argparse.Namespac
     # stall of the event loop meanwhile, memory and CPU of supervising them, delete.
     n = args.agents
     stalls = asyncio.ensure_future(longest_stall())
-    direct_all = await direct_mass_start(backend._agentapi_binary(), command, work / "direct",
-                                         spare + 1, n)
+    argvs = [agent_launch(build_spec(settings, "bench", f"d{i}", "echo"), port=spare + 1 + i,
+                          work_dir=str(work / "direct" / f"d{i}"), program=settings.local_mode.agentapi_binary,
+                          command=command).argv for i in range(n)]
+    direct_all = await direct_mass_start(argvs, work / "direct", spare + 1)
     stalls.cancel()
     await asyncio.gather(stalls, return_exceptions=True)
     direct_longest = LONGEST_STALL[0]
@@ -286,5 +285,5 @@ if __name__ == "__main__":
     parser.add_argument("--agents", type=int, default=100, help="agents started at once (default: 100)")
     parser.add_argument("--samples", type=int, default=15, help="create-to-ready samples (default: 15)")
     parser.add_argument("--idle", type=float, default=5.0, help="seconds of idle supervision measured (default: 5)")
-    parser.add_argument("--agentapi", help="the real agentapi binary (default: the test stand-in)")
+    parser.add_argument("--agentapi", help="the agentapi binary (default: the one on PATH or in the cache)")
     asyncio.run(main(parser.parse_args()))

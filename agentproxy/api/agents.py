@@ -52,6 +52,8 @@ class AgentRoutes:
         fields = _create_fields(body)
         spec = build_spec(self.ctx.settings, session, fields.get("id"), fields.get("agent"), fields.get("env"),
                           fields.get("message"), fields.get("resources"), owner=principal.name)
+        for check in self.ctx.agent_id_checks:
+            check(spec.id)
         existed = False
         if fields.get("id") is not None:
             try:

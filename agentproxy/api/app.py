@@ -8,6 +8,7 @@ from aiohttp import web
 
 from ..backends.base import Backend
 from ..settings import Settings
+from . import compat, ui
 from .agents import AgentRoutes
 from .auth import ApiKey, Authenticator
 from .context import ApiContext
@@ -51,10 +52,12 @@ def create_app(
     app.add_routes(events.routes())
     app.add_routes(AgentProxy(ctx).routes())
     app.add_routes(Health(backend).routes())
+    app.add_routes(ui.routes())
     app.add_routes([
         web.get("/metrics", ctx.metrics.handle, allow_head=False),
-        web.get("/openapi.json", openapi_handler(auth.enabled), allow_head=False),
+        web.get("/openapi.json", openapi_handler(auth.enabled, compat.openapi_paths(settings)), allow_head=False),
     ])
+    compat.install(app, ctx)  # last: agentproxy's own routes keep priority
 
     async def upstream_client(app: web.Application) -> AsyncIterator[None]:
         ctx.client = make_client()

@@ -15,17 +15,18 @@ import hmac
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from aiohttp import web
 
 from ..backends.base import AgentState
 from .errors import ApiError, Handler
+from .ui import OPEN_PATHS as DASHBOARD_PATHS
 
 _HEX_DIGEST = re.compile(r"^[0-9a-fA-F]{64}$")
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
-"""Paths answered without a key."""
+OPEN_PATHS = frozenset({"/healthz", "/readyz"}) | DASHBOARD_PATHS
+"""Paths answered without a key (the dashboard's files ask for one themselves)."""
 
 _RequestKey = getattr(web, "RequestKey", None)  # aiohttp >= 3.13
 PRINCIPAL: Any = _RequestKey("agentproxy.principal", object) if _RequestKey else "agentproxy.principal"
@@ -94,6 +95,8 @@ class Authenticator:
         if duplicates:
             raise ValueError(f"API key names must be unique; repeated: {', '.join(duplicates)}")
         self._digests = tuple((bytes.fromhex(k.sha256), Principal(k.name, k.admin)) for k in self.keys)
+        self.open_requests: list[Callable[[web.Request], bool]] = []
+        """Tests of further requests answered without a key (an optional API layer adds its own)."""
 
     @property
     def enabled(self) -> bool:
@@ -124,7 +127,7 @@ class Authenticator:
         async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
             if not enabled:
                 request[PRINCIPAL] = ANONYMOUS
-            elif request.path in OPEN_PATHS:
+            elif request.path in OPEN_PATHS or any(is_open(request) for is_open in self.open_requests):
                 request[PRINCIPAL] = None
             else:
                 request[PRINCIPAL] = self.principal(request)

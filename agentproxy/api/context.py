@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import aiohttp
 
@@ -24,6 +25,8 @@ class ApiContext:
     """Seconds between comment lines on an idle ``/events`` stream."""
     client: aiohttp.ClientSession | None = field(default=None, repr=False)
     """The one pooled client for every upstream request; open between app startup and cleanup."""
+    agent_id_checks: list[Callable[[str], None]] = field(default_factory=list)
+    """Further rules for the id of a new agent; each raises :class:`~agentproxy.spec.SpecError` to refuse it."""
 
     async def visible_agent(self, principal: Principal, session: str, agent_id: str) -> AgentState:
         """The agent, or :class:`NotFound` when it is absent or belongs to another key."""

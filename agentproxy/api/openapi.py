@@ -11,6 +11,7 @@ from ..backends.base import AgentStatus
 from ..naming import AGENT_ID_MAX, AGENT_ID_RULE, SESSION_ID_MAX, SESSION_ID_RULE
 from ..spec import RESOURCE_KEYS
 from .params import MAX_JSON_BODY
+from .ui import openapi_paths as dashboard_paths
 
 PROXY_METHODS = ("get", "put", "post", "delete", "options", "head", "patch")
 """Methods the agent API proxy forwards (it forwards any; these are the ones described)."""
@@ -215,13 +216,14 @@ def _other_ops() -> dict[str, Any]:
     }
 
 
-def openapi_document(auth: bool = True) -> dict[str, Any]:
-    """The OpenAPI 3.0 document of every route; ``auth`` says whether API keys are required."""
+def openapi_document(auth: bool = True, extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The OpenAPI 3.0 document of every route; ``auth`` says whether API keys are required,
+    ``extra_paths`` are the paths of optional routes that are on."""
     document = {
         "openapi": "3.0.3",
         "info": {"title": "agentproxy", "version": __version__,
                  "description": "Run, supervise and proxy AI coding agents (agentapi servers)."},
-        "paths": {**_agent_ops(), **_other_ops()},
+        "paths": {**_agent_ops(), **_other_ops(), **dashboard_paths(), **(extra_paths or {})},
         "components": {
             "schemas": _schemas(),
             "securitySchemes": {
@@ -235,9 +237,9 @@ def openapi_document(auth: bool = True) -> dict[str, Any]:
     return document
 
 
-def openapi_handler(auth: bool = True) -> Any:
+def openapi_handler(auth: bool = True, extra_paths: dict[str, Any] | None = None) -> Any:
     """The ``GET /openapi.json`` handler (the document is built once)."""
-    document = openapi_document(auth)
+    document = openapi_document(auth, extra_paths)
 
     async def handle(request: web.Request) -> web.Response:
         return web.json_response(document)

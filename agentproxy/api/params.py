@@ -94,18 +94,24 @@ def _is_json(content_type: str) -> bool:
                                                   and content_type.endswith("+json"))
 
 
+CURL_DEFAULT = "application/x-www-form-urlencoded"
+"""What ``curl -d`` says it sends unless told otherwise."""
+
+
 async def json_object(request: web.Request, limit: int = MAX_JSON_BODY) -> dict[str, Any]:
     """The request's JSON object body; ``{}`` when there is no body.
 
     415 for a body that is not JSON, 413 beyond ``limit`` bytes, 400 for
-    malformed JSON or a document that is not an object.
+    malformed JSON or a document that is not an object. A JSON document sent
+    as a form (``curl -d '{...}'`` without a Content-Type) is taken as JSON.
     """
     if not request.body_exists:
         return {}
     length = request.content_length
     if length is not None and length > limit:
         raise ApiError(413, f"the body has {length} bytes; at most {limit} are accepted")
-    if not _is_json(request.content_type):
+    as_form = request.content_type == CURL_DEFAULT
+    if not _is_json(request.content_type) and not as_form:
         raise ApiError(415, f"the body must be application/json, not {request.content_type}")
     chunks, size = [], 0
     async for chunk in request.content.iter_any():
@@ -119,6 +125,8 @@ async def json_object(request: web.Request, limit: int = MAX_JSON_BODY) -> dict[
     try:
         data = json.loads(raw)
     except ValueError as exc:
+        if as_form:
+            raise ApiError(415, f"the body must be application/json, not {CURL_DEFAULT}") from None
         raise ApiError(400, f"the body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(data, dict):
         raise ApiError(400, "the body must be a JSON object", code="invalid_body")

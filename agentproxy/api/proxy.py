@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import AsyncIterator
+from typing import AsyncIterator, Mapping
 
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from ..backends.base import AgentStatus
+from ..backends.base import AgentState, AgentStatus
 from . import params
 from .auth import principal_of
 from .context import ApiContext
@@ -110,10 +110,13 @@ def response_headers(upstream: aiohttp.ClientResponse) -> CIMultiDict[str]:
     return out
 
 
-def upstream_url(base: str, raw_path: str) -> URL:
-    """The upstream URL of a proxied request, its path and query passed on as sent (still encoded)."""
+def upstream_url(base: str, raw_path: str, depth: int = 6) -> URL:
+    """The upstream URL of a proxied request, its path and query passed on as sent (still encoded).
+
+    The agent's own path follows the ``depth``-th ``/`` of ``raw_path``.
+    """
     # raw_path is /sessions/S/agents/A/api/REST: ids hold no '/', so REST follows the sixth '/'.
-    rest = raw_path.split("/", 6)[6] if raw_path.count("/") >= 6 else ""
+    rest = raw_path.split("/", depth)[depth] if raw_path.count("/") >= depth else ""
     return URL(f"{base.rstrip('/')}/{rest}", encoded=True)
 
 
@@ -130,14 +133,23 @@ class AgentProxy:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Forward ``request`` to the agent and stream the answer back."""
         session, agent = params.path_agent(request)
-        ctx = self.ctx
-        state = await ctx.visible_agent(principal_of(request), session, agent)
+        state = await self.ctx.visible_agent(principal_of(request), session, agent)
+        return await self.forward(request, state, request.raw_path)
+
+    async def forward(self, request: web.Request, state: AgentState, raw_path: str, depth: int = 6, *,
+                      extra_headers: Mapping[str, str] | None = None) -> web.StreamResponse:
+        """Forward ``request`` to the API of the agent in ``state`` and stream the answer back.
+
+        The agent's path follows the ``depth``-th ``/`` of ``raw_path``; ``extra_headers``
+        are set on the answer (over the agent's own).
+        """
+        agent = state.id
         if state.status is not AgentStatus.READY or not state.upstream:
             raise ApiError(503, f"agent {agent!r} is not ready (status {state.status.value})",
                            code="agent_not_ready", headers={"Retry-After": NOT_READY_RETRY_AFTER})
-        client = ctx.client
+        client = self.ctx.client
         assert client is not None, "the app has not started"
-        url = upstream_url(state.upstream, request.raw_path)
+        url = upstream_url(state.upstream, raw_path, depth)
         body = self._counted_body(request.content) if request.body_exists else None
         try:
             upstream = await client.request(request.method, url, headers=request_headers(request), data=body,
@@ -145,11 +157,14 @@ class AgentProxy:
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise ApiError(502, f"agent {agent!r} API is unreachable: {exc or type(exc).__name__}",
                            code="bad_gateway") from None
-        return await self._relay(request, upstream)
+        return await self._relay(request, upstream, extra_headers)
 
-    async def _relay(self, request: web.Request, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
+    async def _relay(self, request: web.Request, upstream: aiohttp.ClientResponse,
+                     extra_headers: Mapping[str, str] | None = None) -> web.StreamResponse:
         """Stream the upstream response to the client; close the upstream if either side fails."""
         headers = response_headers(upstream)
+        if extra_headers:
+            headers.update(extra_headers)
         cls = _CoalescedResponse if "Content-Length" in headers else web.StreamResponse
         response = cls(status=upstream.status, reason=upstream.reason, headers=headers)
         complete = False

@@ -39,7 +39,7 @@ class Leaf:
     """One setting of the schema."""
 
     path: str
-    kind: str  # "bool", "int", "str", "commands"
+    kind: str  # "bool", "int", "duration", "str", "commands", "api_keys"
     optional: bool
 
     @property
@@ -64,6 +64,7 @@ class Leaf:
 _KIND_NAMES = {
     "bool": "boolean",
     "int": "integer",
+    "duration": "duration",
     "str": "string",
     "commands": "mapping of agent type to command",
     "api_keys": "list of API keys",
@@ -91,6 +92,27 @@ def _coerce_int(value: Any, from_text: bool) -> int:
         except ValueError:
             pass
     raise ValueRuleError("must be an integer")
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+DURATION_RULE = "must be a duration: seconds, or a number with ms, s, m or h (e.g. 500ms, 30s, 30m, 1h)"
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds of a duration setting: a number of seconds or ``<number><ms|s|m|h>``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value < 0 or value != value or value == float("inf"):
+            raise ValueRuleError(DURATION_RULE)
+        return float(value)
+    match = _DURATION.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueRuleError(DURATION_RULE)
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def _coerce_duration(value: Any, from_text: bool) -> float:
+    return parse_duration(value)
 
 
 def _coerce_str(value: Any, from_text: bool) -> str:
@@ -158,8 +180,8 @@ def _coerce_api_keys(value: Any, from_text: bool) -> list[dict[str, Any]]:
     return keys
 
 
-_COERCERS = {"bool": _coerce_bool, "int": _coerce_int, "str": _coerce_str, "commands": _coerce_commands,
-             "api_keys": _coerce_api_keys}
+_COERCERS = {"bool": _coerce_bool, "int": _coerce_int, "duration": _coerce_duration, "str": _coerce_str,
+             "commands": _coerce_commands, "api_keys": _coerce_api_keys}
 
 
 def coerce_command(value: Any) -> list[str]:
@@ -176,6 +198,8 @@ def _kind_of(annotation: Any) -> tuple[str, bool]:
         return "bool", optional
     if annotation is int:
         return "int", optional
+    if annotation is float:  # every float setting is a duration in seconds
+        return "duration", optional
     if annotation is str:
         return "str", optional
     if typing.get_origin(annotation) is dict:

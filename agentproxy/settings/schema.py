@@ -70,6 +70,12 @@ class AgentSettings:
     """Command (argv) that agentapi wraps, by agent type. In k8s mode the
     command must exist in ``k8s_mode.image``. Example: ``{aider: [aider, --model, sonnet]}``."""
 
+    first_message_timeout: float = 120.0
+    """How long after an agent is ready its first message (``message`` of the create
+    request) may take to be delivered; agentapi sends it once the agent shows its
+    prompt. Past this the agent's reason is ``FirstMessagePending`` until it is
+    delivered. A duration: seconds, or ``500ms``, ``30s``, ``2m``, ``1h``."""
+
 
 @dataclass
 class PortRange:
@@ -94,6 +100,11 @@ class LocalModeSettings:
 
     data_dir: str = "~/.local/share/agentproxy"
     """Per-agent work directories, logs and the supervisor's state file live here."""
+
+    state_save_interval: float = 2.0
+    """After an agent's conversation changes, its agentapi is asked (SIGUSR1) to save
+    it to the state file in its work directory within this long: a SIGKILL of
+    agentapi loses at most about this much conversation. A duration (``2s``)."""
 
 
 @dataclass
@@ -173,6 +184,37 @@ class K8sModeSettings:
 
 
 @dataclass
+class AgentapiProxyCompatSettings:
+    """The session API of the Go agentapi-proxy (v1.73.0), served beside agentproxy's own
+    routes so that its clients (its ``client`` CLI, agentapi-ui, scripts) work unchanged."""
+
+    enabled: bool = False
+    """Serve ``POST /start``, ``GET /search``, ``DELETE /sessions/{id}``, ``ANY /{id}/...``
+    and ``GET /health``. While on, agent ids that name a route are refused."""
+
+    session: str = "agentapi-proxy"
+    """The agentproxy session that holds its sessions: each one is an agent of this
+    session, its session id the agent id."""
+
+    agent_type: Optional[str] = None
+    """Agent type of the sessions ``/start`` creates; unset uses ``agents.default_type``.
+    Example: ``claude`` (the peer always ran Claude Code)."""
+
+    allowed_origins: str = ""
+    """Comma-separated browser origins its routes answer CORS requests from, as the
+    peer's ``ALLOWED_ORIGINS``; empty allows ``http(s)://localhost`` and
+    ``http(s)://127.0.0.1`` on any port. Example: ``https://ui.example.com``."""
+
+
+@dataclass
+class CompatSettings:
+    """APIs of other projects that agentproxy can also serve."""
+
+    agentapi_proxy: AgentapiProxyCompatSettings = field(default_factory=AgentapiProxyCompatSettings)
+    """The Go agentapi-proxy's session API; off by default."""
+
+
+@dataclass
 class Settings:
     """All settings of agentproxy."""
 
@@ -180,6 +222,7 @@ class Settings:
     agents: AgentSettings = field(default_factory=AgentSettings)
     local_mode: LocalModeSettings = field(default_factory=LocalModeSettings)
     k8s_mode: K8sModeSettings = field(default_factory=K8sModeSettings)
+    compat: CompatSettings = field(default_factory=CompatSettings)
 
     templates_dir: Optional[str] = None
     """Directory with operator-provided manifest templates (same file names as

@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..naming import DNS_LABEL_RULE, DNS_SUBDOMAIN_RULE, is_dns_label, is_dns_subdomain
+from ..naming import (
+    DNS_LABEL_RULE, DNS_SUBDOMAIN_RULE, SESSION_ID_RULE, is_dns_label, is_dns_subdomain, is_valid_session_id,
+)
 from ..quantity import QUANTITY_RULE, parse_quantity
 from .errors import SettingsError
 
@@ -14,6 +16,7 @@ if TYPE_CHECKING:
 
 _AGENT_TYPE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _IMAGE = re.compile(r"^[^\s]+$")
+_ORIGIN = re.compile(r"^https?://[^\s/,]+$")
 
 Check = Callable[[Any], str | None]
 
@@ -38,6 +41,15 @@ def _quantity(v: str) -> str | None:
     return None if value > 0 else "must be a positive Kubernetes quantity"
 
 
+def _positive_duration(v: float) -> str | None:
+    return None if v > 0 else "must be a positive duration"
+
+
+def _origins(v: str) -> str | None:
+    bad = [o for o in (part.strip() for part in v.split(",")) if o and not _ORIGIN.fullmatch(o)]
+    return None if not bad else f"must be comma-separated origins such as https://ui.example.com; not {bad[0]!r}"
+
+
 def _optional(check: Callable[[Any], bool], rule: str) -> Check:
     return lambda v: None if v is None or check(v) else rule
 
@@ -45,7 +57,9 @@ def _optional(check: Callable[[Any], bool], rule: str) -> Check:
 _RULES: dict[str, Check] = {
     "server.host": _nonempty,
     "server.port": _port,
+    "agents.first_message_timeout": _positive_duration,
     "local_mode.agentapi_binary": _nonempty,
+    "local_mode.state_save_interval": _positive_duration,
     "local_mode.ports.start": _port,
     "local_mode.ports.end": _port,
     "local_mode.data_dir": _nonempty,
@@ -65,6 +79,8 @@ _RULES: dict[str, Check] = {
     "k8s_mode.pvc_retention_when_deleted": _one_of("Retain", "Delete"),
     "k8s_mode.field_manager": lambda v: None if v and len(v) <= 128 else "must be 1 to 128 characters",
     "k8s_mode.pod_address": _one_of("dns", "pod_ip"),
+    "compat.agentapi_proxy.session": lambda v: None if is_valid_session_id(v) else SESSION_ID_RULE,
+    "compat.agentapi_proxy.allowed_origins": _origins,
 }
 
 
@@ -92,6 +108,12 @@ def validate(loaded: "LoadedSettings") -> None:
         raise SettingsError("agents.default_type",
                             f"must be one of the configured agent types: {', '.join(sorted(s.agents.commands))}",
                             s.agents.default_type, loaded.source_of("agents.default_type"))
+
+    compat_type = s.compat.agentapi_proxy.agent_type
+    if compat_type is not None and compat_type not in s.agents.commands:
+        raise SettingsError("compat.agentapi_proxy.agent_type",
+                            f"must be one of the configured agent types: {', '.join(sorted(s.agents.commands))}",
+                            compat_type, loaded.source_of("compat.agentapi_proxy.agent_type"))
 
     ports = s.local_mode.ports
     if ports.start > ports.end:

@@ -1,8 +1,9 @@
 """`agentproxy serve` in k8s mode, over real HTTP, against a real API server.
 
 The full data path is exercised: the API creates the agent's objects, kwok
-makes its pod Ready with a loopback IP, a process bound to that IP on port
-3284 plays the pod's agentapi container, and requests to the proxy route reach it.
+makes its pod Ready with a loopback IP, the real agentapi runs with the pod's
+container command, arguments and environment (``standin.py``), and requests to
+the proxy route reach it.
 """
 
 from __future__ import annotations
@@ -12,17 +13,13 @@ import json
 import os
 import socket
 import sys
-from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from kube import wait_for
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-from tests.unit.api.upstream import ImitationAgent  # noqa: E402
+from kube import get, request, wait_for
+from standin import ContainerStandIn
+from tests.conversation import agent_said, exchanges, say, wait_answering
 
 
 def _free_port() -> int:
@@ -37,7 +34,7 @@ async def server(kubeconfig, namespace):
     port = _free_port()
     env = {**os.environ, "KUBECONFIG": kubeconfig, "AGENTAPI_K8S_MODE_ENABLED": "true",
            "AGENTAPI_K8S_MODE_NAMESPACE": namespace, "AGENTAPI_K8S_MODE_POD_ADDRESS": "pod_ip",
-           "AGENTAPI_SERVER_PORT": str(port)}
+           "AGENTAPI_SERVER_PORT": str(port), "AGENTAPI_AGENTS_FIRST_MESSAGE_TIMEOUT": "2s"}
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "agentproxy", "serve", env=env,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
@@ -76,41 +73,58 @@ async def test_the_documented_curl_creates_an_agent(server):
     assert agent["url"].endswith(f"/sessions/my-session/agents/{agent['id']}/api/")
 
 
-async def test_full_data_path_through_the_proxy_to_the_pod_ip(server, pod_cidr):
+async def test_first_message_and_conversation_through_the_proxy_to_the_pod(server, api, namespace, pod_cidr,
+                                                                           tmp_path):
+    """The real agentapi runs as the pod's container would (see standin.py): the first
+    message arrives once, the proxy route reaches it, and a recreated pod keeps the
+    conversation on its volume."""
     if pod_cidr is None or not pod_cidr.is_loopback:
         pytest.skip("needs pods with loopback IPs, so that a local process can stand in for the container")
     base, http = server
-    async with http.post(f"{base}/sessions/s1/agents", json={"id": "routed", "agent": "echo"}) as resp:
+    async with http.post(f"{base}/sessions/s1/agents", json={"id": "routed", "message": "hello"}) as resp:
         assert resp.status == 201, await resp.text()
 
-    async def ready():
+    # Ready as far as the cluster knows, but no agentapi runs yet: the first message is late.
+    async def pending():
         agent = await _agent(http, base, "s1", "routed")
-        return agent if agent and agent["status"] == "ready" else None
-    agent = await wait_for(ready, "the agent to be ready")
-    pod_ip = agent["details"]["pod_ip"]
-
+        return agent if agent and agent["reason"] == "FirstMessagePending" else None
+    agent = await wait_for(pending, "the first message to be reported as pending")
+    assert agent["status"] == "ready" and "not delivered" in agent["message"]
     # Before anything listens on the pod's address, the proxy answers 502 JSON.
     async with http.get(f"{base}/sessions/s1/agents/routed/api/status") as resp:
         assert resp.status == 502
         assert (await resp.json())["error"]["code"]
 
-    imitation = ImitationAgent()
-    runner = web.AppRunner(imitation.app())
-    await runner.setup()
-    site = web.TCPSite(runner, pod_ip, 3284)
-    await site.start()
-    try:
-        async with http.get(f"{base}/sessions/s1/agents/routed/api/status") as resp:
-            assert resp.status == 200
-            assert (await resp.json())["status"] == "stable"
-        async with http.post(f"{base}/sessions/s1/agents/routed/api/message",
-                             json={"content": "hello", "type": "user"}) as resp:
-            assert resp.status == 200, await resp.text()
-        async with http.get(f"{base}/sessions/s1/agents/routed/api/messages") as resp:
-            contents = [m["content"] for m in (await resp.json())["messages"]]
-            assert any("hello" in c for c in contents)
-    finally:
-        await runner.cleanup()
+    api_route = f"{base}/sessions/s1/agents/routed/api"
+    volumes = tmp_path / "volumes"
+    with await ContainerStandIn.of_pod(api, namespace, "agent-routed-0", volumes) as container:
+        await wait_answering(http, api_route)
+        first = await agent_said(http, api_route, "echo: hello")
+        assert exchanges(first) == [("user", "hello"), ("agent", "echo: hello")], container.output()
+
+        async def delivered():
+            agent = await _agent(http, base, "s1", "routed")
+            return agent if agent and agent["reason"] is None else None
+        await wait_for(delivered, "the pending reason to clear once the message is delivered")
+        await say(http, api_route, "second")
+    # The container stopped as the kubelet stops it (SIGTERM): agentapi saved its state on the volume.
+    state_file = volumes / "data-agent-routed-0" / ".agentproxy" / "agentapi-state.json"
+    assert "echo: second" in state_file.read_text()
+
+    old_uid = (await get(api, f"/api/v1/namespaces/{namespace}/pods/agent-routed-0"))["metadata"]["uid"]
+    await request(api, "DELETE", f"/api/v1/namespaces/{namespace}/pods/agent-routed-0",
+                  body={"gracePeriodSeconds": 0})
+
+    async def recreated():
+        pod = await get(api, f"/api/v1/namespaces/{namespace}/pods/agent-routed-0")
+        agent = await _agent(http, base, "s1", "routed")
+        return pod if pod and pod["metadata"]["uid"] != old_uid and agent and agent["status"] == "ready" else None
+    await wait_for(recreated, "the StatefulSet to recreate the pod")
+    with await ContainerStandIn.of_pod(api, namespace, "agent-routed-0", volumes) as container:
+        await wait_answering(http, api_route)
+        again = await agent_said(http, api_route, "echo: second")
+        assert exchanges(again) == [("user", "hello"), ("agent", "echo: hello"),
+                                    ("user", "second"), ("agent", "echo: second")], container.output()
 
 
 async def test_events_list_and_delete_over_http(server):

@@ -44,7 +44,7 @@ def test_render_yaml(capsys):
     assert [d["kind"] for d in docs] == ["ConfigMap", "Service", "PersistentVolumeClaim", "StatefulSet"]
     assert {d["metadata"]["namespace"] for d in docs} == {"team-a"}
     assert docs[0]["data"]["FOO"] == "a=b"
-    assert docs[0]["data"]["AGENTPROXY_INITIAL_MESSAGE"] == "hi: there"
+    assert docs[0]["data"]["AGENTAPI_INITIAL_PROMPT"] == "hi: there"
 
 
 def test_render_json(capsys):

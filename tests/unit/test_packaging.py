@@ -42,6 +42,7 @@ def test_wheel_carries_the_templates(tmp_path):
             assert member in names, member
             assert wheel.read(member) == (REPO_ROOT / "templates" / filename).read_bytes()
         assert "agentproxy/render.py" in names
+        assert "agentproxy/ui/static/index.html" in names  # the dashboard's files
         assert any(n.endswith(".dist-info/entry_points.txt") for n in names)
         installed = tmp_path / "installed"
         wheel.extractall(installed)

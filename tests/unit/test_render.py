@@ -49,7 +49,10 @@ def test_container(settings):
     c = container(objects)
     assert c["image"] == "agentapi-proxy:latest"
     assert c["command"] == ["agentapi"]
-    assert c["args"] == ["server", "--port", str(AGENT_PORT), "--type", "claude", "--", "claude"]
+    # The conversation lives on the data volume, mounted at the working directory.
+    assert c["args"] == ["server", "--port", str(AGENT_PORT), "--type", "claude",
+                         "--state-file", "/home/agent/work/.agentproxy/agentapi-state.json", "--", "claude"]
+    assert c["volumeMounts"] == [{"name": "data", "mountPath": "/home/agent/work"}]
     assert c["ports"] == [{"name": "http", "containerPort": 3284, "protocol": "TCP"}]
     probe = c["readinessProbe"]["httpGet"]
     assert (probe["path"], probe["port"]) == ("/status", "http")
@@ -150,11 +153,11 @@ def test_configmap_data(settings):
         "AGENTPROXY_SESSION": "s1",
         "AGENTPROXY_AGENT_TYPE": "goose",
         "AGENTPROXY_AGENT_COMMAND": "goose session",
-        "AGENTPROXY_INITIAL_MESSAGE": "Fix the tests",
+        "AGENTAPI_INITIAL_PROMPT": "Fix the tests",  # agentapi sends it once and remembers that
         "FOO": "bar",
         "LEVEL": "3",
     }
-    assert "AGENTPROXY_INITIAL_MESSAGE" not in render(settings)["ConfigMap"]["data"]
+    assert "AGENTAPI_INITIAL_PROMPT" not in render(settings)["ConfigMap"]["data"]
 
 
 def test_config_hash_follows_configmap_content(settings):

@@ -7,7 +7,7 @@ import pytest
 
 from agentproxy.naming import DNS_LABEL_RULE
 from agentproxy.quantity import QUANTITY_RULE
-from agentproxy.settings.fields import BOOL_RULE
+from agentproxy.settings.fields import BOOL_RULE, DURATION_RULE
 
 from ._support import assert_message, load, settings_error
 
@@ -171,3 +171,29 @@ def test_bad_boolean_in_a_json_file(tmp_path):
     assert_message(settings_error(config_file=path), "k8s_mode.enabled='maybe'", f"config file {path}", BOOL_RULE)
     path.write_text('{"k8s_mode": {"enabled": 2}}')
     assert_message(settings_error(config_file=path), "k8s_mode.enabled=2", BOOL_RULE)
+
+
+@pytest.mark.parametrize("raw, seconds", [("2", 2.0), ("1.5", 1.5), ("500ms", 0.5), ("30s", 30.0), ("2m", 120.0),
+                                          ("1h", 3600.0), (" 10 s ", 10.0), (".25", 0.25)])
+def test_durations_take_seconds_or_a_unit(raw, seconds):
+    settings = load(f"agents.first_message_timeout={raw}").settings
+    assert settings.agents.first_message_timeout == seconds
+
+
+def test_durations_from_a_file_keep_numbers(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("agents:\n  first_message_timeout: 90\nlocal_mode:\n  state_save_interval: 750ms\n")
+    settings = load(config_file=str(path)).settings
+    assert (settings.agents.first_message_timeout, settings.local_mode.state_save_interval) == (90.0, 0.75)
+
+
+@pytest.mark.parametrize("raw", ["soon", "1d", "-1", "5 minutes", "", "1e3"])
+def test_a_bad_duration_names_the_rule(raw):
+    err = settings_error(environ={"AGENTAPI_LOCAL_MODE_STATE_SAVE_INTERVAL": raw})
+    assert_message(err, f"local_mode.state_save_interval={raw!r}",
+                   "environment variable AGENTAPI_LOCAL_MODE_STATE_SAVE_INTERVAL", DURATION_RULE)
+
+
+def test_a_zero_duration_is_refused():
+    err = settings_error("agents.first_message_timeout=0")
+    assert_message(err, "agents.first_message_timeout", "must be a positive duration")

@@ -10,15 +10,19 @@ proxy needs to rebuild everything.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator
+
+import aiohttp
 
 from ... import naming
 from ...render import RenderError, render_agent
 from ...settings import AGENT_PORT, Settings
 from ...spec import AgentSpec
 from ..base import AgentState, AgentStatus, Backend, BackendError, Conflict, NotFound, Rejected, StatusEvent
+from ..conversation import FIRST_MESSAGE_PENDING, FirstMessageTracker
 from ..events import EventHub
 from .cache import CONFIGMAP, POD, PVC, SERVICE, STATEFULSET, Kind, NamespaceCache
 from .client import Client
@@ -48,12 +52,19 @@ class K8sBackend(Backend):
         self._specs: dict[str, AgentSpec] = {}
         self._cache_options = cache_options
         self.reconciler = Reconciler(self)
+        self._http: aiohttp.ClientSession | None = None
+        self.first_messages: FirstMessageTracker | None = None
+        """Follows ready agents until their first message is delivered (see :mod:`..conversation`)."""
 
     # --- lifecycle -------------------------------------------------------------
 
     async def start(self) -> None:
         if self.client is None:
             self.client = await Client.connect(self.k8s.kubeconfig, self.k8s.context)
+        # One pooled client for the agents' event streams; no limit, each stream holds a connection.
+        self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), trust_env=False)
+        self.first_messages = FirstMessageTracker(self._http, self.settings.agents.first_message_timeout,
+                                                  self._publish)
         self.cache = NamespaceCache(self.client, self.namespace, self._on_change, **self._cache_options)
         await self.cache.start()
         for agent_id in self.cache.agent_ids():
@@ -63,6 +74,10 @@ class K8sBackend(Backend):
         await self.reconciler.close()
         if self.cache is not None:
             await self.cache.close()
+        if self.first_messages is not None:
+            await self.first_messages.close()
+        if self._http is not None:
+            await self._http.close()
 
     async def healthy(self) -> bool:
         return self.cache is not None and self.cache.healthy
@@ -116,6 +131,9 @@ class K8sBackend(Backend):
                 f"{names['pod']}.{names['service']}.{self.namespace}.svc"
             upstream = f"http://{host}:{AGENT_PORT}"
         first = claim or sts
+        overdue = self.first_messages.overdue(agent_id) if self.first_messages else None
+        if overdue and derived.status is AgentStatus.READY:
+            derived = dataclasses.replace(derived, reason=FIRST_MESSAGE_PENDING, message=overdue)
         return AgentState(
             spec=spec, mode=self.mode, status=derived.status, reason=derived.reason, message=derived.message,
             created_at=_timestamp(first), upstream=upstream, restarts=derived.restarts,
@@ -252,6 +270,21 @@ class K8sBackend(Backend):
         agent_id = (obj["metadata"].get("labels") or {}).get(naming.LABEL_AGENT_ID)
         if not agent_id or self.cache is None:
             return
+        state = self._publish(agent_id)
+        if self.first_messages is not None:
+            if state is None:
+                self.first_messages.forget(agent_id)
+            else:
+                self.first_messages.observe(agent_id, state.spec.message, state.status is AgentStatus.READY,
+                                            state.upstream)
+        if kind in (SERVICE, CONFIGMAP, STATEFULSET):
+            self.reconciler.schedule(agent_id)
+
+
+    def _publish(self, agent_id: str) -> AgentState | None:
+        """Derive the agent's state again and publish it when it changed visibly."""
+        if self.cache is None:
+            return None
         state = self.state_of(agent_id)
         previous = self._last.get(agent_id)
         if state is None:
@@ -264,8 +297,7 @@ class K8sBackend(Backend):
         elif _visible(previous) != _visible(state):
             self._last[agent_id] = state
             self.hub.publish(StatusEvent("modified", state))
-        if kind in (SERVICE, CONFIGMAP, STATEFULSET):
-            self.reconciler.schedule(agent_id)
+        return state
 
 
 def _check_same(existing: AgentSpec, requested: AgentSpec) -> None:

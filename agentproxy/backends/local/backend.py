@@ -16,19 +16,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 import aiohttp
 
 from ...agentapi import AGENTAPI_VERSION, cached_binary, locate
+from ...launch import AgentLaunch, agent_launch
 from ...settings import Settings
 from ...spec import AgentSpec
 from ..base import AgentState, AgentStatus, Backend, Conflict, NotFound, Rejected, StatusEvent, Unavailable
+from ..conversation import ConversationFollower
 from ..events import EventHub
 from .ports import HOST, PortAllocator
 from .process import (
@@ -49,7 +52,10 @@ class LocalBackend(Backend):
     def __init__(self, settings: Settings, *, policy: Policy | None = None) -> None:
         self.settings = settings
         self.local = settings.local_mode
-        self.policy = policy or Policy()
+        # Timings of the settings win over the policy's defaults (tests shorten the others).
+        self.policy = dataclasses.replace(policy or Policy(),
+                                          state_save_interval=self.local.state_save_interval,
+                                          first_message_timeout=settings.agents.first_message_timeout)
         self.data_dir = Path(os.path.expanduser(self.local.data_dir)).absolute()
         self.ports = PortAllocator(self.local.ports.start, self.local.ports.end)
         self.hub = EventHub()
@@ -78,7 +84,7 @@ class LocalBackend(Backend):
         try:
             # force_close: a probe is one request per agent start; pooled idle connections to
             # every agentapi would only hold sockets.
-            self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
+            self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True, limit=0))
             self._started = True
             records = self._state.load()
             for agent_id, record in sorted(records.items(), key=lambda item: str(item[1].get("created_at"))):
@@ -232,10 +238,18 @@ class LocalBackend(Backend):
 
     # --- what supervisors use ------------------------------------------------------------------
 
-    def agentapi_argv(self, spec: AgentSpec, port: int) -> list[str]:
-        """``agentapi server --port P --type T -- COMMAND``, every program as an absolute path."""
-        return [self._agentapi_binary(), "server", "--port", str(port), "--type", spec.agentapi_type,
-                "--", *self._command(spec)]
+    def launch_of(self, spec: AgentSpec, port: int, work_dir: Path) -> AgentLaunch:
+        """How the agent is started (see :mod:`agentproxy.launch`), every program as an absolute path."""
+        return agent_launch(spec, port=port, work_dir=str(work_dir), program=self._agentapi_binary(),
+                            command=self._command(spec))
+
+    def follower(self, port: int, first_message: str | None,
+                 on_change: Callable[[str], None]) -> ConversationFollower | None:
+        """A follower of the conversation of the agentapi on ``port``, on the backend's client."""
+        if self._http is None or self._http.closed:
+            return None
+        return ConversationFollower(self._http, f"http://{HOST}:{port}", first_message=first_message,
+                                    on_change=on_change)
 
     async def probe(self, port: int) -> bool:
         """True when agentapi answers ``GET /status`` on ``port`` (with the Host it accepts)."""

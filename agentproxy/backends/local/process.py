@@ -291,6 +291,16 @@ class AgentProcess:
         except psutil.Error:
             return False
 
+    def signal(self, sig: int) -> bool:
+        """Send ``sig`` to the leader alone; False when it is gone (nothing is sent to a reused pid)."""
+        if not self.holds_pid():
+            return False
+        try:
+            self.proc.send_signal(sig)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            return False
+        return True
+
     def signal_group(self, sig: int) -> bool:
         """Send ``sig`` to the leader's process group (the leader alone when it is not a group
         leader); False when the process is gone, so that nothing is sent to a reused pid."""

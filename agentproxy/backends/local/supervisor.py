@@ -21,11 +21,15 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
+from ...launch import AgentLaunch
 from ...quantity import parse_quantity
 from ...spec import AgentSpec
 from ..base import AgentState, AgentStatus, BackendError
+from ..conversation import (
+    DELIVERED, FIRST_MESSAGE_PENDING, MESSAGE, ConversationFollower, first_message_overdue,
+)
 from .logs import AgentLog
 from .ports import HOST, PortAllocator, port_is_free
 from .process import (
@@ -71,6 +75,12 @@ class Policy:
     """Seconds between samples of CPU and memory (and checks of the memory limit and log size)."""
     disk_interval: float = 30.0
     """Seconds between measurements of a work directory (a walk of the whole tree)."""
+    state_save_interval: float = 2.0
+    """Seconds after a change of the conversation within which agentapi is asked to save it
+    (``local_mode.state_save_interval``)."""
+    first_message_timeout: float = 120.0
+    """Seconds after readiness within which the first message should be delivered
+    (``agents.first_message_timeout``)."""
 
 
 class SupervisorHost(Protocol):
@@ -82,11 +92,16 @@ class SupervisorHost(Protocol):
     launches: asyncio.Semaphore
     """Bounds how many agents are being spawned at once (``Policy.launch_concurrency``)."""
 
-    def agentapi_argv(self, spec: AgentSpec, port: int) -> list[str]:
-        """The full agentapi command line (raises BackendError when a program is missing)."""
+    def launch_of(self, spec: AgentSpec, port: int, work_dir: Path) -> AgentLaunch:
+        """How to start the agent, programs as absolute paths (raises BackendError when a
+        program is missing)."""
 
     async def probe(self, port: int) -> bool:
         """True when agentapi answers ``GET /status`` on ``port``."""
+
+    def follower(self, port: int, first_message: str | None,
+                 on_change: "Callable[[str], None]") -> ConversationFollower | None:
+        """A follower of the conversation of the agentapi on ``port`` (None once closing)."""
 
     def changed(self, supervisor: "Supervisor") -> None:
         """Publish and persist the supervisor's new state."""
@@ -135,6 +150,11 @@ class Supervisor:
         self._failures: collections.deque[float] = collections.deque()
         self._backoff = self.policy.backoff_initial
         self._run_started: float | None = None
+        self.conversation: ConversationFollower | None = None
+        """The conversation of the current run, followed while the agent is ready."""
+        self._following: asyncio.Task[None] | None = None
+        self._save_timer: asyncio.TimerHandle | None = None
+        self._first_message_timer: asyncio.TimerHandle | None = None
 
     @property
     def id(self) -> str:
@@ -156,9 +176,10 @@ class Supervisor:
         serves the proxy's API meanwhile.
         """
         assert self.port is not None
-        argv = self.host.agentapi_argv(self.spec, self.port)
+        launch = self.host.launch_of(self.spec, self.port, self.work_dir)
+        argv = list(launch.argv)
         self.log.note(f"starting {shlex.join(argv)}")
-        env = agent_environment(self.spec.env, {**_agent_variables(self.spec), TAG_VARIABLE: self.tag})
+        env = agent_environment(launch.env, {TAG_VARIABLE: self.tag})
         # A few at a time: a new program competes for the CPU until it is executing, and a
         # hundred at once would starve the proxy's own event loop for a second or more.
         async with self.host.launches:
@@ -298,13 +319,67 @@ class Supervisor:
                     if time.monotonic() - began >= self.policy.probe_fast_for:
                         interval = min(interval * 1.5, self.policy.probe_interval_max)
                 self._set(AgentStatus.READY, None, None)
+            self._follow_conversation()
             await asyncio.wait({exited, over_limit}, return_when=asyncio.FIRST_COMPLETED)
             if not exited.done():
                 return await self._kill_over_limit(process)
             return self._exited(exited.result())
         finally:
+            self._stop_following()
             over_limit.cancel()
             exited.cancel()  # only this waiter: the process keeps its own watch
+
+    # --- the conversation of a ready agent -----------------------------------------------------
+
+    def _follow_conversation(self) -> None:
+        """Follow the conversation of this run: save it soon after each change, and tell when
+        the first message is late."""
+        follower = self.host.follower(self.port or 0, self.spec.message, self._conversation_changed)
+        if follower is None:
+            return
+        self.conversation = follower
+        self._following = asyncio.get_running_loop().create_task(follower.follow(), name=f"conversation {self.id}")
+        if not follower.delivered:
+            self._first_message_timer = asyncio.get_running_loop().call_later(
+                self.policy.first_message_timeout, self._first_message_overdue)
+
+    def _stop_following(self, save: bool = False) -> None:
+        """Stop following the run's conversation; ``save`` asks agentapi to save a pending change now."""
+        if self._following is not None:
+            self._following.cancel()
+            self._following = None
+        for timer in (self._first_message_timer, self._save_timer):
+            if timer is not None:
+                timer.cancel()
+        self._first_message_timer = None
+        if self._save_timer is not None:
+            self._save_timer = None
+            if save:
+                self._save_now()
+        self.conversation = None
+
+    def _conversation_changed(self, what: str) -> None:
+        if what == MESSAGE and self._save_timer is None:
+            self._save_timer = asyncio.get_running_loop().call_later(self.policy.state_save_interval,
+                                                                     self._save_now)
+        elif what == DELIVERED and self.reason == FIRST_MESSAGE_PENDING:
+            self.log.note("the first message was delivered")
+            self._set(self.status, None, None)
+
+    def _save_now(self) -> None:
+        """Ask agentapi to write its state file (SIGUSR1 saves without exiting)."""
+        self._save_timer = None
+        if self.process is not None and self.status is AgentStatus.READY:
+            self.process.signal(signal.SIGUSR1)  # agentapi alone: SIGUSR1 would end most agents
+
+    def _first_message_overdue(self) -> None:
+        self._first_message_timer = None
+        follower = self.conversation
+        if follower is None or follower.delivered or self.status is not AgentStatus.READY:
+            return
+        self.log.note("the first message is not delivered yet")
+        self._set(AgentStatus.READY, FIRST_MESSAGE_PENDING,
+                  first_message_overdue(self.policy.first_message_timeout, follower.status))
 
     def _exited(self, code: int | None) -> Ended:
         code = _conventional(code)
@@ -382,6 +457,7 @@ class Supervisor:
         """Stop supervising and end the whole process tree (SIGTERM, ``grace``, SIGKILL)."""
         self._set(AgentStatus.STOPPING, "Deleting", None)
         await self._cancel()
+        self._stop_following()  # agentapi saves the conversation itself on SIGTERM
         process = self.process
         self.log.note("stopping")
         await self._end(process, grace)
@@ -394,6 +470,7 @@ class Supervisor:
 
     async def detach(self) -> None:
         """Stop supervising and leave the processes running (the next proxy re-adopts them)."""
+        self._stop_following(save=True)  # a change not saved yet is saved now, while we still can
         await self._cancel()
         if self.process is not None:
             self.process.forget()
@@ -460,16 +537,6 @@ class Supervisor:
             "message": self.message if self.status is AgentStatus.FAILED else None,
             "last_state": self.last_state,
         }
-
-
-def _agent_variables(spec: AgentSpec) -> dict[str, str]:
-    """The variables an agent gets in k8s mode from its ConfigMap, for the same programs to
-    work in both modes."""
-    env = {"AGENTPROXY_AGENT_ID": spec.id, "AGENTPROXY_SESSION": spec.session,
-           "AGENTPROXY_AGENT_TYPE": spec.type, "AGENTPROXY_AGENT_COMMAND": spec.command_line}
-    if spec.message is not None:
-        env["AGENTPROXY_INITIAL_MESSAGE"] = spec.message
-    return env
 
 
 def _bytes(quantity: str) -> int | None:

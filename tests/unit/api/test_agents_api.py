@@ -108,6 +108,14 @@ async def test_backend_unavailable_is_503_with_retry_after(api, backend: MemoryB
     assert error["code"] == "unavailable" and "Retry-After" in response.headers
 
 
+async def test_curl_d_without_a_content_type_is_taken_as_json(api):
+    # `curl -d '{"message": "hello"}'` labels its JSON as a form.
+    response = await api.post("/sessions/s1/agents", data=b'{"id": "c1", "message": "hello"}',
+                              headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status == 201, await response.text()
+    assert (await response.json())["id"] == "c1"
+
+
 async def test_non_json_body_is_415_and_an_oversized_one_413(api):
     error = await error_of(await api.post("/sessions/s1/agents", data=b"id=a1",
                                           headers={"Content-Type": "application/x-www-form-urlencoded"}), 415)

@@ -1,8 +1,11 @@
 """An imitation of an agentapi server, for testing and benchmarking the proxy.
 
-The proxy's tests must not depend on the agentapi binary being installed, so
-this small aiohttp server imitates the parts of agentapi's HTTP API that matter
-to a reverse proxy:
+The proxy's tests run against the real agentapi (``test_proxy_real_agentapi.py``);
+this small aiohttp server is for the faults and observations the real one cannot
+give (what exactly it received, events held back on cue, a response cut off
+mid-way, a huge download) and for the API tests that need an upstream without a
+process. It imitates the parts of agentapi's HTTP API that matter to a reverse
+proxy:
 
 - the Host check: any Host but ``localhost``, ``127.0.0.1`` or ``[::1]`` (with or
   without a port) gets 400 ``Invalid host header``, as agentapi answers;

@@ -1,7 +1,7 @@
 """Fixtures of the local backend's tests: real processes on 127.0.0.1, short timings.
 
-agentapi is played by ``fake_agentapi.py`` (see its docstring for why); agent
-programs are the modes of ``programs.py``. Every test gets its own data_dir and
+agentapi is the real binary (installed by ``just agentapi``); agent programs are
+the echo demo agent and the modes of ``programs.py``. Every test gets its own data_dir and
 its own block of ports, and after every test no process may be left whose
 working directory is in the test's directory, and no zombie child of the test run.
 """
@@ -21,6 +21,7 @@ from typing import Any, AsyncIterator, Callable
 import psutil
 import pytest
 
+from agentproxy.agentapi import locate
 from agentproxy.backends.base import AgentState, AgentStatus
 from agentproxy.backends.local.backend import LocalBackend
 from agentproxy.backends.local.ports import port_is_free
@@ -51,14 +52,12 @@ _blocks = itertools.count(random.Random(os.getpid()).randrange(0, 400))
 
 
 @pytest.fixture(scope="session")
-def launcher(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """``fake_agentapi.py`` as an executable of its own, run by this test run's Python
-    (a ``#!/usr/bin/env python3`` line could find a slow wrapper or another Python)."""
-    path = tmp_path_factory.mktemp("bin") / "agentapi"
-    source = (HERE / "fake_agentapi.py").read_text()
-    path.write_text(f"#!{sys.executable}\n" + source.split("\n", 1)[1])
-    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    return str(path)
+def launcher() -> str:
+    """The real agentapi (on PATH or built into the cache by `just agentapi`); never skipped."""
+    path = locate()
+    if path is None:
+        pytest.fail("agentapi is not installed: run `bin/just agentapi` (or `agentproxy install-agentapi`)")
+    return path
 
 
 @pytest.fixture

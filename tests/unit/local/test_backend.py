@@ -22,10 +22,12 @@ from .conftest import (
 )
 
 
-async def get_status(upstream: str, host: str = "localhost") -> tuple[int, dict]:
+async def get_status(upstream: str, host: str = "localhost") -> tuple[int, dict | str]:
     async with aiohttp.ClientSession() as client:
         async with client.get(f"{upstream}/status", headers={"Host": host},
                               timeout=aiohttp.ClientTimeout(total=5)) as response:
+            if response.status != 200:  # agentapi answers errors in plain text
+                return response.status, await response.text()
             return response.status, await response.json(content_type=None)
 
 
@@ -37,10 +39,13 @@ async def test_create_becomes_ready_with_upstream_and_details(backend, settings,
     port = state.details["port"]
     assert settings.local_mode.ports.start <= port <= settings.local_mode.ports.end
     assert state.upstream == f"http://127.0.0.1:{port}"
-    assert await get_status(state.upstream) == (200, {"status": "stable", "agent_type": "custom"})
+    code, body = await get_status(state.upstream)
+    assert code == 200 and body["status"] in ("running", "stable") and body["agent_type"] == "custom"
     assert (await get_status(state.upstream, host="example.com"))[0] == 400
     leader = psutil.Process(state.details["pid"])
-    assert leader.cmdline()[2:8] == ["server", "--port", str(port), "--type", "custom", "--"]
+    state_file = tmp_path / "data" / "work" / "a1" / ".agentproxy" / "agentapi-state.json"
+    assert leader.cmdline()[1:9] == ["server", "--port", str(port), "--type", "custom",
+                                      "--state-file", str(state_file), "--"]
     assert os.getpgid(leader.pid) == leader.pid and os.getsid(leader.pid) == leader.pid  # own session
     work_dir = Path(state.details["work_dir"])
     assert work_dir == tmp_path / "data" / "work" / "a1" and leader.cwd() == str(work_dir)
@@ -51,8 +56,7 @@ async def test_create_becomes_ready_with_upstream_and_details(backend, settings,
     assert state.details["processes"] == 2  # agentapi and the agent
     assert state.details["memory_limit_bytes"] == 512 * 1024 * 1024
     assert isinstance(state.details["cpu_percent"], float)
-    logs = await wait_for_log(backend, "a1", "ready")
-    assert f"fake agentapi: listening on 127.0.0.1:{port}" in logs
+    await wait_for_log(backend, "a1", f'msg="Starting server on port" port={port}')
 
 
 async def test_stdin_is_dev_null_and_agentapi_variables_are_dropped(backend, settings, monkeypatch):
@@ -70,7 +74,7 @@ async def test_stdin_is_dev_null_and_agentapi_variables_are_dropped(backend, set
     assert "AGENTAPI_PORT" not in env
     assert env["UNRELATED_SETTING"] == "kept" and env["FROM_SPEC"] == "yes"
     assert env["AGENTPROXY_AGENT_ID"] == "e1" and env["AGENTPROXY_SESSION"] == "s1"
-    assert env["AGENTPROXY_INITIAL_MESSAGE"] == "hello"
+    assert env["AGENTAPI_INITIAL_PROMPT"] == "hello"  # the one AGENTAPI_ variable agentproxy sets itself
 
 
 async def test_python3_resolves_to_the_proxys_own_environment(backend, settings):
@@ -133,7 +137,7 @@ async def test_missing_agentapi_is_unavailable_with_install_hint(settings, tmp_p
             await backend.create(spec(settings, "a1"))
         message = info.value.message
         assert info.value.http_status == 503 and "\n" not in message
-        assert "local_mode.agentapi_binary" in message and "go install github.com/coder/agentapi@v0.12.1" in message
+        assert "local_mode.agentapi_binary" in message and "agentproxy install-agentapi" in message
         assert await backend.list() == [] and backend.ports.assigned == {}
     finally:
         await backend.close()

@@ -15,7 +15,9 @@ import aiohttp
 
 from agentproxy.demo_agent import LineEditor, clean, reply
 
-from .conftest import spec, wait_for_log, wait_ready
+from tests.conversation import agent_said, exchanges, say
+
+from .conftest import spec, wait_ready
 
 AGENTAPI_KEYS = "x\x08\x1b[200~{}\x1b[201~\r"
 """How agentapi types a user message."""
@@ -83,10 +85,7 @@ def read_until(fd: int, text: str, timeout: float = 20.0) -> str:
 async def test_the_default_echo_agent_runs_supervised(backend, settings):
     await backend.create(spec(settings, "d1", "echo"))
     state = await wait_ready(backend, "d1")
-    await wait_for_log(backend, "d1", "echo agent")
     async with aiohttp.ClientSession() as client:
-        async with client.post(f"{state.upstream}/message", json={"content": "ping", "type": "user"},
-                               headers={"Host": "localhost"}) as response:
-            assert response.status == 200
-    logs = await wait_for_log(backend, "d1", "echo: ping")
-    assert "> ping\necho: ping\n> " in logs
+        await agent_said(client, state.upstream, "echo agent")  # its greeting, agentapi's message 0
+        conversation = await say(client, state.upstream, "ping")
+    assert exchanges(conversation) == [("user", "ping"), ("agent", "echo: ping")]

@@ -1,0 +1,179 @@
+"""The client's subcommands, ``agents ...`` and ``chat``, registered on the main CLI by
+:func:`add_client_commands`.
+
+They speak the public HTTP API only. Each handler returns its exit status and
+turns every failure into one line on stderr (see :mod:`.errors` for the
+numbers). The heavy imports (aiohttp) wait until a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from typing import Any, Awaitable, Callable
+
+from .errors import EXIT_INTERRUPTED, EXIT_OK, ClientError, UsageProblem
+from .output import FORMATS
+
+SERVER_ENV = "AGENTPROXY_URL"
+KEY_ENV = "AGENTPROXY_API_KEY"
+DEFAULT_SERVER = "http://127.0.0.1:8080"
+STATUSES = ("pending", "starting", "ready", "failed", "stopping", "stopped")
+HIDDEN = "***"
+
+
+def _connection_options() -> argparse.ArgumentParser:
+    options = argparse.ArgumentParser(add_help=False)
+    group = options.add_argument_group("server")
+    group.add_argument("--server", metavar="URL", default=None,
+                       help=f"the agentproxy server (default: ${SERVER_ENV}, else {DEFAULT_SERVER})")
+    group.add_argument("--api-key", metavar="KEY", default=None,
+                       help=f"API key (default: ${KEY_ENV}); prefer the variable: a command line can be "
+                            "seen by other users until the key is hidden from it")
+    return options
+
+
+def _env_pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text!r}")
+    return value
+
+
+def _tail(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 10000:
+        raise argparse.ArgumentTypeError(f"must be an integer from 1 to 10000, got {text!r}")
+    return int(text)
+
+
+def add_client_commands(subparsers: Any) -> None:
+    """Register ``agents`` (ls, get, create, rm, logs) and ``chat`` on the CLI's subparsers."""
+    conn = _connection_options()
+    agents = subparsers.add_parser(
+        "agents", help="list, create, inspect and delete agents on an agentproxy server",
+        description="Manage agents through an agentproxy server's HTTP API.")
+    verbs = agents.add_subparsers(dest="verb", required=True, metavar="VERB", parser_class=type(agents))
+
+    ls = verbs.add_parser("ls", parents=[conn], help="list agents", description="List agents as a table, "
+                          "JSON or YAML; --watch keeps printing changes as they happen.")
+    ls.add_argument("--session", help="only this session's agents")
+    ls.add_argument("--status", choices=STATUSES, help="only agents with this status")
+    ls.add_argument("-o", "--output", choices=FORMATS, default="table", help="output format (default: table)")
+    ls.add_argument("-w", "--watch", action="store_true", help="after the list, print every change (Ctrl-C ends)")
+    ls.set_defaults(handler=_handler("ls"))
+
+    get = verbs.add_parser("get", parents=[conn], help="show one agent")
+    _agent_args(get)
+    get.add_argument("-o", "--output", choices=FORMATS, default="table", help="output format (default: table)")
+    get.set_defaults(handler=_handler("get"))
+
+    create = verbs.add_parser("create", parents=[conn], help="create an agent",
+                              description="Create an agent in SESSION; with --wait, show its progress "
+                                          "until it is ready (exit 5 if it fails, 6 on timeout).")
+    create.add_argument("session", metavar="SESSION", help="session id")
+    create.add_argument("--id", help="agent id (default: a random one)")
+    create.add_argument("--type", dest="agent_type", help="agent type (default: the server's default)")
+    create.add_argument("--env", action="append", type=_env_pair, default=[], metavar="NAME=VALUE",
+                        help="environment variable of the agent (repeatable)")
+    create.add_argument("--message", help="first prompt for the agent")
+    create.add_argument("--wait", action="store_true", help="wait until the agent is ready")
+    create.add_argument("--timeout", type=_positive, default=300.0, metavar="SECONDS",
+                        help="how long --wait waits (default: 300)")
+    create.add_argument("-o", "--output", choices=FORMATS, default="table", help="output format (default: table)")
+    create.set_defaults(handler=_handler("create"))
+
+    rm = verbs.add_parser("rm", parents=[conn], help="stop and delete an agent")
+    _agent_args(rm)
+    rm.add_argument("--purge", action="store_true", help="also delete its data (asks first)")
+    rm.add_argument("-y", "--yes", action="store_true", help="do not ask before --purge")
+    rm.add_argument("-o", "--output", choices=FORMATS, default="table", help="output format (default: table)")
+    rm.set_defaults(handler=_handler("rm"))
+
+    logs = verbs.add_parser("logs", parents=[conn], help="print an agent's output")
+    _agent_args(logs)
+    logs.add_argument("--tail", type=_tail, default=100, metavar="N", help="how many lines (default: 100)")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines (Ctrl-C ends)")
+    logs.add_argument("--interval", type=_positive, default=1.0, metavar="SECONDS", help=argparse.SUPPRESS)
+    logs.set_defaults(handler=_handler("logs"))
+
+    chat = subparsers.add_parser(
+        "chat", parents=[conn], help="talk to an agent (interactive, or one message with -m)",
+        description="Talk to an agent through the proxy: its replies stream in as it writes them. "
+                    "Without -m, an interactive chat (Ctrl-C leaves); with -m, send one message, "
+                    "print the reply once the agent is done, and exit.")
+    _agent_args(chat)
+    chat.add_argument("-m", "--message", help="send this message, print the reply and exit")
+    chat.add_argument("--timeout", type=_positive, default=300.0, metavar="SECONDS",
+                      help="with -m: how long to wait for the agent and its reply (default: 300)")
+    chat.set_defaults(handler=_handler("chat"))
+
+
+def _agent_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("session", metavar="SESSION", help="session id")
+    parser.add_argument("agent", metavar="AGENT", help="agent id")
+
+
+def _handler(name: str) -> Callable[[argparse.Namespace], int]:
+    def handle(args: argparse.Namespace) -> int:
+        return run(name, args)
+    return handle
+
+
+def hide_key_from_process_title(argv: list[str], key: str) -> list[str]:
+    """``argv`` with ``key`` replaced wherever it appears (``--api-key KEY`` or ``--api-key=KEY``)."""
+    return [arg.replace(key, HIDDEN) if key and key in arg else arg for arg in argv]
+
+
+def _scrub_process_title(key: str) -> None:
+    """Other users can read a process's command line: replace the key in it at once."""
+    import setproctitle
+
+    setproctitle.setproctitle(" ".join(hide_key_from_process_title(list(sys.orig_argv), key)))
+
+
+def run(name: str, args: argparse.Namespace) -> int:
+    """Run one client command; its exit status. Failures are one line on stderr."""
+    if args.api_key:
+        _scrub_process_title(args.api_key)
+    key = args.api_key or os.environ.get(KEY_ENV) or None
+    server = args.server or os.environ.get(SERVER_ENV) or DEFAULT_SERVER
+    streaming = (name == "ls" and args.watch) or (name == "logs" and args.follow) or (
+        name == "chat" and args.message is None)
+    try:
+        return asyncio.run(_dispatch(name, args, server, key))
+    except ClientError as exc:
+        print(f"agentproxy: error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        # Ctrl-C is how a watch, a follow or a chat ends; anything else was interrupted.
+        return EXIT_OK if streaming else EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+async def _dispatch(name: str, args: argparse.Namespace, server: str, key: str | None) -> int:
+    from . import agents, chat
+    from .http import ApiClient
+
+    async with ApiClient(server, key) as client:
+        if name == "chat":
+            if args.message is not None:
+                if not args.message.strip():
+                    raise UsageProblem("-m: the message is empty")
+                return await chat.send_one(client, args.session, args.agent, args.message, args.timeout)
+            return await chat.interactive(client, args.session, args.agent)
+        command: Callable[..., Awaitable[int]] = getattr(agents, name)
+        return await command(client, args)
+

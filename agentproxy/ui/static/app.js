@@ -1,0 +1,207 @@
+// The dashboard: asks for an API key when the server wants one, lists the agents live,
+// creates and deletes them, and shows the chat and the logs of the selected one.
+
+import { Api, ApiError, agentPath } from "./api.js";
+import { AgentStore, LiveAgents, agentKey, renderAgentList, statusBadge } from "./agents.js";
+import { ChatPane, LogsPane } from "./chat.js";
+import { showError } from "./dom.js";
+
+const $ = (id) => document.getElementById(id);
+
+const api = new Api();
+const store = new AgentStore();
+let selected = null;  // session/id of the agent shown
+let tab = "chat";
+
+const chat = new ChatPane(api, { messages: $("messages"), status: $("chat-status"), form: $("send-form"),
+                                 text: $("send-text"), button: $("send-button") });
+const logs = new LogsPane(api, $("logs-text"), $("logs-refresh"));
+const live = new LiveAgents(api, store, (state) => {
+  const connection = $("connection");
+  if (state instanceof ApiError && state.status === 401) {
+    askForKey(api.key ? "The API key is not valid (any more)." : "");
+    return;
+  }
+  connection.dataset.state = state instanceof ApiError ? "error" : state;
+  connection.textContent = state === "live" ? "live" : state === "reconnecting" ? "reconnecting…"
+    : `error: ${state.describe()}`;
+});
+
+store.onChange(render);
+
+function render() {
+  renderAgentList($("agents"), store, selected, select);
+  const agent = selected ? store.get(selected) : null;
+  $("nothing-selected").hidden = Boolean(agent);
+  $("agent-view").hidden = !agent;
+  if (agent) {
+    $("agent-title").textContent = `${agent.session} / ${agent.id}`;
+    statusBadge(agent.status, $("agent-status"));
+    const reason = [agent.reason, agent.message].filter(Boolean).join(": ");
+    $("agent-reason").textContent = reason;
+    $("agent-reason").hidden = !reason;
+  }
+  chat.show(agent || null);
+  logs.show(agent || null, tab === "logs");
+}
+
+function select(key) {
+  selected = key;
+  render();
+}
+
+function showTab(name) {
+  tab = name;
+  $("tab-chat").setAttribute("aria-selected", String(name === "chat"));
+  $("tab-logs").setAttribute("aria-selected", String(name === "logs"));
+  $("chat-pane").hidden = name !== "chat";
+  $("logs-pane").hidden = name !== "logs";
+  render();
+}
+
+$("tab-chat").addEventListener("click", () => showTab("chat"));
+$("tab-logs").addEventListener("click", () => showTab("logs"));
+
+// --- signing in -------------------------------------------------------------------------
+
+function askForKey(message) {
+  live.stop();
+  chat.show(null);
+  $("dashboard").hidden = true;
+  $("login").hidden = false;
+  $("connection").textContent = "API key needed";
+  $("connection").dataset.state = "error";
+  showError($("login-error"), message);
+  $("login-key").focus();
+}
+
+async function start() {
+  // One request tells whether a key is needed (or the stored one still works).
+  const hadKey = Boolean(api.key);
+  try {
+    await api.request("GET", "/agents");
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) {
+      api.setKey(null);
+      askForKey(hadKey ? "The API key is not valid (any more)." : "");
+      return;
+    }
+  }
+  $("login").hidden = true;
+  $("dashboard").hidden = false;
+  $("sign-out").hidden = !api.key;
+  live.start();
+}
+
+$("login-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const key = $("login-key").value.trim();
+  if (!key) return;
+  api.setKey(key);
+  try {
+    await api.request("GET", "/agents");
+  } catch (err) {
+    api.setKey(null);
+    showError($("login-error"), err instanceof ApiError && err.status === 401
+      ? "The API key is not valid." : `The server answered: ${err.describe ? err.describe() : err.message}`);
+    return;
+  }
+  $("login-key").value = "";
+  showError($("login-error"), "");
+  start();
+});
+
+$("sign-out").addEventListener("click", () => {
+  api.setKey(null);
+  selected = null;
+  store.replaceAll([]);
+  askForKey("");
+});
+
+// --- creating ---------------------------------------------------------------------------
+
+/** The create request of the form, or an error naming the field. */
+function createRequest() {
+  const body = {};
+  const id = $("create-id").value.trim();
+  const type = $("create-type").value.trim();
+  const message = $("create-message").value;
+  if (id) body.id = id;
+  if (type) body.agent = type;
+  if (message.trim()) body.message = message;
+  const env = {};
+  const lines = $("create-env").value.split("\n");
+  for (const [index, raw] of lines.entries()) {
+    const line = raw.trim();
+    if (!line) continue;
+    const eq = line.indexOf("=");
+    if (eq <= 0) throw new Error(`Environment, line ${index + 1}: expected NAME=value`);
+    env[line.slice(0, eq).trim()] = line.slice(eq + 1);
+  }
+  if (Object.keys(env).length) body.env = env;
+  return body;
+}
+
+$("create-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const session = $("create-session").value.trim();
+  let body;
+  try {
+    body = createRequest();
+  } catch (err) {
+    showError($("create-error"), err.message);
+    return;
+  }
+  $("create-submit").disabled = true;
+  showError($("create-error"), "");
+  try {
+    const agent = await api.request("POST", `/sessions/${encodeURIComponent(session)}/agents`, { body });
+    store.apply(agent, "added");
+    $("create-id").value = "";
+    $("create-message").value = "";
+    select(agentKey(agent));
+  } catch (err) {
+    showError($("create-error"), err.describe ? err.describe() : err.message);
+  } finally {
+    $("create-submit").disabled = false;
+  }
+});
+
+// --- deleting ---------------------------------------------------------------------------
+
+$("delete-button").addEventListener("click", () => {
+  const agent = store.get(selected);
+  if (!agent) return;
+  $("delete-name").textContent = `${agent.session} / ${agent.id}`;
+  $("delete-purge").checked = false;
+  showError($("delete-error"), "");
+  $("delete-dialog").showModal();
+});
+
+$("delete-cancel").addEventListener("click", () => $("delete-dialog").close());
+
+$("delete-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const agent = store.get(selected);
+  if (!agent) {
+    $("delete-dialog").close();
+    return;
+  }
+  const purge = $("delete-purge").checked;
+  $("delete-confirm").disabled = true;
+  try {
+    await api.request("DELETE", agentPath(agent.session, agent.id, purge ? "?purge=true" : ""));
+    $("delete-dialog").close();
+    if (selected === agentKey(agent)) selected = null;
+    store.apply(agent, "deleted");
+  } catch (err) {
+    showError($("delete-error"), err.describe ? err.describe() : err.message);
+  } finally {
+    $("delete-confirm").disabled = false;
+  }
+});
+
+// Ages in the list move on.
+setInterval(() => renderAgentList($("agents"), store, selected, select), 10000);
+
+start();

@@ -1,0 +1,95 @@
+"""A pod's agentapi container, run as a local process where kwok runs no containers.
+
+kwok marks pods Ready without running anything. To exercise the data path and
+what the templates put into the container anyway, :class:`ContainerStandIn`
+starts the real agentapi with the container's own command, arguments,
+environment (``env`` and the ConfigMaps of ``envFrom``) and working directory,
+read from the Pod and its ConfigMap in the cluster, with each volume mount
+mapped to a local directory named after its claim: a recreated pod of the same
+StatefulSet gets the same directory back, as it gets the same PVC. agentapi
+listens on the port of its arguments; with loopback pod IPs the proxy's route to
+``podIP:3284`` reaches it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import kr8s.asyncio
+
+from agentproxy.agentapi import locate
+from kube import get
+
+
+class ContainerStandIn:
+    """One run of a pod's first container on this machine."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> None:
+        self.argv, self.env, self.cwd, self.log = argv, env, cwd, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    async def of_pod(cls, api: kr8s.asyncio.Api, namespace: str, pod_name: str, volumes_dir: Path) -> "ContainerStandIn":
+        """The stand-in of ``pod_name``'s container, its volumes under ``volumes_dir``."""
+        pod = await get(api, f"/api/v1/namespaces/{namespace}/pods/{pod_name}")
+        assert pod is not None, f"pod {pod_name} does not exist"
+        container = pod["spec"]["containers"][0]
+        claims = {v["name"]: (v.get("persistentVolumeClaim") or {}).get("claimName", v["name"])
+                  for v in pod["spec"].get("volumes", [])}
+        mounts = {m["mountPath"]: volumes_dir / claims[m["name"]] for m in container.get("volumeMounts", [])}
+        for local in mounts.values():
+            local.mkdir(parents=True, exist_ok=True)
+
+        def local_path(value: str) -> str:
+            for mount_path, local in mounts.items():
+                if value == mount_path or value.startswith(mount_path.rstrip("/") + "/"):
+                    return str(local) + value[len(mount_path.rstrip("/")):]
+            return value
+
+        env = {"PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", os.defpath)])}
+        for source in container.get("envFrom", []):
+            ref = source.get("configMapRef")
+            assert ref is not None, f"the stand-in reads only ConfigMaps, not {source}"
+            configmap = await get(api, f"/api/v1/namespaces/{namespace}/configmaps/{ref['name']}")
+            assert configmap is not None, f"ConfigMap {ref['name']} of envFrom does not exist"
+            env.update(configmap.get("data") or {})
+        for variable in container.get("env", []):
+            assert "value" in variable, f"the stand-in takes literal values only, not {variable}"
+            env[variable["name"]] = local_path(variable["value"])
+        program, *rest = [*container.get("command", []), *container.get("args", [])]
+        binary = locate() if program == "agentapi" else program
+        assert binary, "agentapi is not installed: run `bin/just agentapi`"
+        argv = [binary, *(local_path(arg) for arg in rest)]
+        cwd = Path(local_path(container.get("workingDir", str(volumes_dir))))
+        return cls(argv, env, cwd, volumes_dir / f"{pod_name}-{pod['metadata']['uid'][:8]}.log")
+
+    def start(self) -> "ContainerStandIn":
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM, as the kubelet stops a container (agentapi saves its state), then SIGKILL."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def __enter__(self) -> "ContainerStandIn":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
