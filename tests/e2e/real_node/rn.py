@@ -77,12 +77,16 @@ class Server:
         assert status == 200, body
         return [(m["role"], m["content"].strip()) for m in body["messages"] if m["id"] != 0]
 
-    async def say(self, session: str, agent_id: str, text: str) -> None:
-        """Send a user message once the agent is idle, and wait for its echo."""
+    async def idle(self, session: str, agent_id: str) -> None:
+        """Until agentapi reports the agent idle ("stable"): it takes user messages only then."""
         async def stable():
             status, body = await self.api(session, agent_id, "GET", "status")
             return status == 200 and body.get("status") == "stable"
         await wait_for(stable, f"agent {agent_id} to be idle", 60)
+
+    async def say(self, session: str, agent_id: str, text: str) -> None:
+        """Send a user message once the agent is idle, and wait for its echo."""
+        await self.idle(session, agent_id)
         status, body = await self.api(session, agent_id, "POST", "message", {"content": text, "type": "user"})
         assert status == 200 and body.get("ok"), body
         await self.until_said(session, agent_id, text)

@@ -55,6 +55,7 @@ async def test_documented_curl_talks_to_real_agentapi_in_a_real_pod(serve, api, 
     texts = [m["content"].strip() for m in body["messages"]]
     assert "echo: Fix the failing test" in texts
 
+    await server.idle("my-session", "a1")
     code, body = curl("-X", "POST", f"{base}/sessions/my-session/agents/a1/api/message",
                       "-H", "Content-Type: application/json", "-d", '{"content": "hello pod", "type": "user"}')
     assert (code, body.get("ok")) == (200, True), body
