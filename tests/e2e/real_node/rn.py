@@ -13,10 +13,14 @@ import aiohttp
 
 from kube import get, wait_for
 
+ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT))
+from tests import conversation  # noqa: E402
+from tests.conversation import exchanges  # noqa: E402
+
 NODE = "real-node-0"
 LABEL = "agentproxy.io/real-node"
 STORAGE_CLASS = "local-path"
-ROOT = Path(__file__).resolve().parents[3]
 CLUSTER_SCRIPT = ROOT / "testenv" / "cluster.py"
 # What every real-node agent gets: the imported image, never pulled; local-path
 # volumes; a small CPU request, so that 2 cores hold 20 agents.
@@ -66,37 +70,26 @@ class Server:
             return a if a and a["status"] == status and (reason is None or a["reason"] == reason) else None
         return await wait_for(check, f"agent {agent_id} to be {status} {reason or ''}", timeout)
 
-    async def api(self, session: str, agent_id: str, method: str, path: str, body: dict | None = None):
-        url = f"{self.base}/sessions/{session}/agents/{agent_id}/api/{path}"
-        async with self.http.request(method, url, json=body) as resp:
-            return resp.status, await resp.json(content_type=None)
+    def route(self, session: str, agent_id: str) -> str:
+        """The proxy route to the agent's agentapi."""
+        return f"{self.base}/sessions/{session}/agents/{agent_id}/api"
 
     async def messages(self, session: str, agent_id: str) -> list[tuple[str, str]]:
         """(role, text) of the agent's conversation, startup screen excluded."""
-        status, body = await self.api(session, agent_id, "GET", "messages")
-        assert status == 200, body
-        return [(m["role"], m["content"].strip()) for m in body["messages"] if m["id"] != 0]
+        return exchanges(await conversation.messages(self.http, self.route(session, agent_id)))
 
     async def idle(self, session: str, agent_id: str) -> None:
-        """Until agentapi reports the agent idle ("stable"): it takes user messages only then."""
-        async def stable():
-            status, body = await self.api(session, agent_id, "GET", "status")
-            return status == 200 and body.get("status") == "stable"
-        await wait_for(stable, f"agent {agent_id} to be idle", 60)
+        """Until agentapi reports the agent idle: it takes user messages only then."""
+        await conversation.wait_stable(self.http, self.route(session, agent_id), timeout=60)
 
     async def say(self, session: str, agent_id: str, text: str) -> None:
         """Send a user message once the agent is idle, and wait for its echo."""
-        await self.idle(session, agent_id)
-        status, body = await self.api(session, agent_id, "POST", "message", {"content": text, "type": "user"})
-        assert status == 200 and body.get("ok"), body
-        await self.until_said(session, agent_id, text)
+        await conversation.say(self.http, self.route(session, agent_id), text)
 
     async def until_said(self, session: str, agent_id: str, text: str, timeout: float = 60) -> None:
         """Wait until the conversation holds ``text`` and its echo."""
-        async def check():
-            msgs = await self.messages(session, agent_id)
-            return ("user", text) in msgs and ("agent", f"echo: {text}") in msgs
-        await wait_for(check, f"'{text}' and its echo in the conversation of {agent_id}", timeout)
+        found = await conversation.agent_said(self.http, self.route(session, agent_id), f"echo: {text}", timeout)
+        assert ("user", text) in exchanges(found), exchanges(found)
 
 
 async def cluster(action: str, component: str) -> None:
