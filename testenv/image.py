@@ -67,18 +67,28 @@ def images_dir() -> Path:
 
 # --- distribution packages ------------------------------------------------------
 
+def _known(packages: list[str]) -> None:
+    """Make sure apt's package lists know ``packages`` (a fresh machine may have none yet)."""
+    if subprocess.run(["apt-cache", "show", "--no-all-versions", *packages], capture_output=True).returncode == 0:
+        return
+    if os.geteuid() != 0:
+        raise SystemExit(f"[image] error: apt knows no package {' '.join(packages)}; run apt-get update as root")
+    _log("apt-get update")
+    _run(["apt-get", "update", "-q"])
+
+
 def package_closure(roots: list[str]) -> list[str]:
     """``roots`` and everything they depend on (no recommends), minus NOT_NEEDED."""
+    _known(roots)
     out = _run(["apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests", "--no-conflicts",
                 "--no-breaks", "--no-replaces", "--no-enhances", *roots])
     names = {line.strip() for line in out.splitlines() if line and not line[0].isspace() and not line.startswith("<")}
-    if not names:
-        raise SystemExit(f"[image] error: apt knows no package {roots}; run apt-get update")
     return sorted(names - NOT_NEEDED)
 
 
 def download(packages: list[str]) -> list[Path]:
     """The .deb files of ``packages`` (candidate versions), downloaded once into the cache."""
+    _known(packages)
     debs = images_dir() / "debs"
     debs.mkdir(exist_ok=True)
     have = {p.name.split("_")[0]: p for p in debs.glob("*.deb")}
