@@ -18,6 +18,7 @@ import platform
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -47,7 +48,7 @@ PACKAGES = {"/usr/bin/containerd": "containerd", "/usr/sbin/runc": "runc",
 
 
 def _log(message: str) -> None:
-    print(f"[real-node] {message}", flush=True, file=__import__("sys").stderr)
+    print(f"[real-node] {message}", flush=True, file=sys.stderr)
 
 
 def _run(argv: list[str], check: bool = True) -> subprocess.CompletedProcess:
@@ -273,17 +274,30 @@ def restore_sysctls(values: dict[str, str]) -> list[str]:
     return left
 
 
-def remove_paths(absent: list[str]) -> list[str]:
+def _sandboxes(node_dir: str) -> set[str]:
+    """Ids of the pod sandboxes containerd made (CNI names its cache entries after them)."""
+    ids = set()
+    for top in ("containerd/root", "containerd/state"):
+        sandboxes = Path(node_dir, top, "io.containerd.grpc.v1.cri", "sandboxes")
+        if sandboxes.is_dir():
+            ids.update(p.name for p in sandboxes.iterdir())
+    return ids
+
+
+def remove_paths(absent: list[str], node_dir: str) -> list[str]:
     """Paths that did not exist before; where one did, only this node's entries in it."""
     left = []
+    sandboxes = _sandboxes(node_dir)
     for path in OUTSIDE:
         if path in absent and os.path.islink(path):
             os.unlink(path)
         elif path in absent and os.path.exists(path):
             shutil.rmtree(path, ignore_errors=True)
-        elif path == "/var/lib/cni":
-            for entry in Path(path).rglob(f"{NETWORK}-*"):
-                entry.unlink(missing_ok=True)
+        elif path == "/var/lib/cni" and os.path.isdir(path):
+            for entry in Path(path).rglob("*"):
+                if entry.is_file() and (entry.name.startswith(f"{NETWORK}-")
+                                        or any(f"-{sid}-" in entry.name for sid in sandboxes)):
+                    entry.unlink(missing_ok=True)
         if path in absent and os.path.lexists(path):
             left.append(f"path {path}")
     return left
@@ -298,7 +312,7 @@ def undo(record: dict) -> list[str]:
     left += remove_cgroups()
     left += restore_iptables(record.get("iptables", {}))
     left += restore_sysctls(record.get("sysctls", {}))
-    left += remove_paths(record.get("absent", []))
+    left += remove_paths(record.get("absent", []), node_dir)
     if not node_mounts(node_dir):
         shutil.rmtree(node_dir, ignore_errors=True)
     else:
