@@ -8,6 +8,7 @@ and is recorded in ``STATE/run/NAME.pid`` (pid, start time, executable, argv).
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -74,14 +75,15 @@ def owned_process(state: Path, name: str) -> psutil.Process | None:
 
 
 def exited(proc: psutil.Process, timeout: float) -> bool:
-    """Wait until ``proc`` has exited; a zombie counts (we are not its parent, so
-    its reaping is up to whoever is, which can take a while)."""
+    """Wait until ``proc`` has exited. A zombie counts once its last thread is
+    gone (only then are its files, listening sockets included, closed): we are
+    not its parent, and whoever is may take a while to reap it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if proc.status() == psutil.STATUS_ZOMBIE:
+            if proc.status() == psutil.STATUS_ZOMBIE and len(os.listdir(f"/proc/{proc.pid}/task")) <= 1:
                 return True
-        except psutil.NoSuchProcess:
+        except (psutil.NoSuchProcess, FileNotFoundError):
             return True
         time.sleep(0.05)
     return False
