@@ -75,7 +75,7 @@ def preflight() -> None:
                              "them; install them with the system's package manager")
         _log(f"installing {' '.join(missing)} (apt-get)")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        argv = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]
+        argv = ["apt-get", "install", "-y", "-q", "-o", "DPkg::Lock::Timeout=300", "--no-install-recommends", *missing]
         if subprocess.run(argv, env=env, capture_output=True).returncode != 0:
             subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True)
             result = subprocess.run(argv, env=env, capture_output=True, text=True)
