@@ -65,13 +65,13 @@ test: agentapi unit
       fi
     fi
 
-# Unit tests: pure code and local processes, no cluster
+# Unit tests (pure code and local processes) and the contract suite against the memory and local backends; no cluster
 unit *ARGS: agentapi agentapi-proxy browser
-    python -m pytest tests/unit {{ ARGS }}
+    python -m pytest tests/unit tests/contract -m "not e2e" {{ ARGS }}
 
-# The e2e suite against whatever $KUBECONFIG points to (a missing cluster fails, it is never skipped)
+# The e2e suite and the contract suite's k8s leg against whatever $KUBECONFIG points to (a missing cluster fails, it is never skipped)
 e2e *ARGS:
-    AGENTPROXY_E2E_REQUIRED=1 python -m pytest tests/e2e {{ ARGS }}
+    AGENTPROXY_E2E_REQUIRED=1 python -m pytest tests/e2e tests/contract -m e2e {{ ARGS }}
 
 # Build the control plane's binaries into the user-level cache (a no-op when cached)
 build-testenv:

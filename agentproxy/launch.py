@@ -1,9 +1,11 @@
 """How an agent is started: one pure description that both modes use.
 
 The local launcher runs exactly :attr:`AgentLaunch.argv` with
-:attr:`AgentLaunch.env`; the templates render the same arguments into the
-StatefulSet's container and the same variables into the ConfigMap. Neither
-writes the command line of agentapi on its own, so the two modes cannot drift.
+:attr:`AgentLaunch.env` in :attr:`AgentLaunch.work_dir`; the templates render
+the same arguments into the StatefulSet's container, the same variables into the
+ConfigMap, the same port, working directory and readiness check (``launch`` in
+their context). Neither writes the command line of agentapi on its own, so the
+two modes cannot drift.
 
 What every agent gets:
 
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import ClassVar, Mapping, Sequence
 
 from .spec import AgentSpec
 
@@ -30,6 +32,11 @@ STATE_DIR = ".agentproxy"
 """Directory inside an agent's work directory that holds what agentproxy keeps there."""
 STATE_FILE = "agentapi-state.json"
 """agentapi's conversation state (``--state-file``), inside :data:`STATE_DIR`."""
+AGENTAPI_HOST = "localhost"
+"""The ``Host`` header agentapi answers (it refuses other hosts with 400 unless configured):
+every request of agentproxy to an agent (readiness, events, the proxy) sends it."""
+STATUS_PATH = "/status"
+"""agentapi answers ``GET /status`` once it serves: the readiness check of both modes."""
 INITIAL_PROMPT_VARIABLE = "AGENTAPI_INITIAL_PROMPT"
 """agentapi's own variable for ``--initial-prompt``. An environment variable rather than an
 argument: a first message may be long and private, and arguments are visible to every user."""
@@ -55,6 +62,10 @@ class AgentLaunch:
     """The working directory: the agent's data."""
     state_file: str
     """agentapi's conversation state, inside ``work_dir``."""
+    port: int
+    """The port agentapi listens on (on every interface: it has no option to choose one)."""
+    host: ClassVar[str] = AGENTAPI_HOST
+    status_path: ClassVar[str] = STATUS_PATH
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -81,4 +92,4 @@ def agent_launch(spec: AgentSpec, *, port: int, work_dir: str, program: str = "a
     if spec.message:  # agentapi takes an empty prompt for none
         env[INITIAL_PROMPT_VARIABLE] = spec.message
     env.update(spec.env)  # names starting with AGENTAPI_ or AGENTPROXY_ are refused by the spec
-    return AgentLaunch(program=program, args=args, env=env, work_dir=work_dir, state_file=path)
+    return AgentLaunch(program=program, args=args, env=env, work_dir=work_dir, state_file=path, port=port)

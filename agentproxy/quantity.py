@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal, InvalidOperation
+from typing import Mapping
 
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 _DECIMAL = {
@@ -48,3 +49,13 @@ def is_quantity(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def request_above_limit(values: Mapping[str, str]) -> str | None:
+    """``"cpu"`` or ``"memory"`` when ``values[KIND_request]`` exceeds ``values[KIND_limit]``
+    (the first that does), None when both requests fit their limits. The one rule for the
+    settings' defaults and for each agent's own resources."""
+    for kind in ("cpu", "memory"):
+        if parse_quantity(values[f"{kind}_request"]) > parse_quantity(values[f"{kind}_limit"]):
+            return kind
+    return None

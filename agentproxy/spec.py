@@ -12,7 +12,7 @@ from typing import Any, Mapping
 from .naming import (
     AGENT_ID_RULE, SESSION_ID_RULE, generate_agent_id, is_valid_agent_id, is_valid_session_id,
 )
-from .quantity import QUANTITY_RULE, parse_quantity
+from .quantity import QUANTITY_RULE, parse_quantity, request_above_limit
 from .settings import Settings
 
 AGENTAPI_KNOWN_TYPES = frozenset({"claude", "goose", "aider", "codex", "gemini", "amp"})
@@ -187,8 +187,8 @@ def _resources(settings: Settings, requested: Mapping[str, Any]) -> Resources:
         if key in requested and parse_quantity(values[key]) > parse_quantity(ceiling):
             raise SpecError(f"resources.{key}", f"must not exceed the configured k8s_mode.resources.{bound} "
                             f"({ceiling})", kind="unprocessable")
-    for kind in ("cpu", "memory"):
-        if parse_quantity(values[f"{kind}_request"]) > parse_quantity(values[f"{kind}_limit"]):
-            raise SpecError(f"resources.{kind}_request", f"must not exceed resources.{kind}_limit "
-                            f"({values[f'{kind}_limit']})", kind="unprocessable")
+    kind = request_above_limit(values)
+    if kind is not None:
+        raise SpecError(f"resources.{kind}_request", f"must not exceed resources.{kind}_limit "
+                        f"({values[f'{kind}_limit']})", kind="unprocessable")
     return Resources(**values)

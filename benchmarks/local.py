@@ -45,7 +45,6 @@ from agentproxy.agentapi import locate  # noqa: E402
 from agentproxy.backends.base import AgentStatus  # noqa: E402
 from agentproxy.backends.local.backend import LocalBackend  # noqa: E402
 from agentproxy.backends.local.process import find_executable  # noqa: E402
-from agentproxy.backends.local.supervisor import Policy  # noqa: E402
 from agentproxy.launch import agent_launch  # noqa: E402
 from agentproxy.settings import Settings  # noqa: E402
 from agentproxy.spec import build_spec  # noqa: E402
@@ -190,7 +189,8 @@ async def main(args: argparse.Namespace) -> None:
         settings.local_mode.agentapi_binary = agentapi
         settings.local_mode.ports.start, settings.local_mode.ports.end = start, start + args.agents + 49
         settings.local_mode.data_dir = str(work / "data")
-        backend = LocalBackend(settings, policy=Policy(stop_grace=5.0))
+        settings.local_mode.supervision.stop_grace = 5.0
+        backend = LocalBackend(settings)
         await backend.start()
         try:
             await run(backend, settings, args, work)
@@ -256,7 +256,7 @@ async def run(backend: LocalBackend, settings: Settings, args: argparse.Namespac
     stalls.cancel()
     await asyncio.gather(stalls, return_exceptions=True)
     longest = LONGEST_STALL[0]
-    await asyncio.sleep(3 * backend.policy.sample_interval)  # a few samples of every tree
+    await asyncio.sleep(3 * backend.timing.sample_interval)  # a few samples of every tree
     cpu_before, idle_began = cpu_seconds(), time.monotonic()
     await asyncio.sleep(args.idle)
     idle_cpu = (cpu_seconds() - cpu_before) / (time.monotonic() - idle_began)
@@ -276,7 +276,7 @@ async def run(backend: LocalBackend, settings: Settings, args: argparse.Namespac
     print(f"  proxy RSS growth per agent          {(after - before) / n / 1024:7.1f} KiB "
           f"({before / 2**20:.1f} -> {after / 2**20:.1f} MiB)")
     print(f"  proxy CPU while they idle           {idle_cpu * 100:7.1f} % of one core "
-          f"(sampling every {backend.policy.sample_interval:g} s)")
+          f"(sampling every {backend.timing.sample_interval:g} s)")
     print(f"  agents' own RSS (agentapi + agent)  {tree_rss / n / 2**20:7.1f} MiB per agent")
 
 

@@ -13,17 +13,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 from aiohttp import web
 
+from ..apikeys import ApiKey, hash_key, parse_api_keys
 from ..backends.base import AgentState
 from .errors import ApiError, Handler
 from .ui import OPEN_PATHS as DASHBOARD_PATHS
 
-_HEX_DIGEST = re.compile(r"^[0-9a-fA-F]{64}$")
+__all__ = ["ANONYMOUS", "ApiKey", "Authenticator", "BindRefused", "OPEN_PATHS", "PRINCIPAL", "Principal",
+           "check_bind", "hash_key", "is_loopback_host", "principal_of"]
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz"}) | DASHBOARD_PATHS
 """Paths answered without a key (the dashboard's files ask for one themselves)."""
@@ -31,42 +32,6 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz"}) | DASHBOARD_PATHS
 _RequestKey = getattr(web, "RequestKey", None)  # aiohttp >= 3.13
 PRINCIPAL: Any = _RequestKey("agentproxy.principal", object) if _RequestKey else "agentproxy.principal"
 """Key of the :class:`Principal` in a request's mapping (``None`` on the open paths)."""
-
-
-def hash_key(key: str) -> str:
-    """The SHA-256 hex digest of an API key: what the settings hold."""
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class ApiKey:
-    """One configured key: a name (the owner of the agents it creates), its digest and its role."""
-
-    name: str
-    sha256: str
-    admin: bool = False
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name.strip():
-            raise ValueError("an API key needs a non-empty name")
-        if not isinstance(self.sha256, str) or not _HEX_DIGEST.fullmatch(self.sha256):
-            raise ValueError(f"API key {self.name!r}: sha256 must be 64 hexadecimal digits "
-                             "(the SHA-256 digest of the key, e.g. `printf %s KEY | sha256sum`)")
-        if not isinstance(self.admin, bool):
-            raise ValueError(f"API key {self.name!r}: admin must be true or false")
-
-    @classmethod
-    def from_record(cls, record: Any) -> "ApiKey":
-        """A key from a settings record: a mapping or an object with ``name``, ``sha256``, ``admin``."""
-        if isinstance(record, ApiKey):
-            return record
-        if isinstance(record, Mapping):
-            unknown = set(record) - {"name", "sha256", "admin"}
-            if unknown:
-                raise ValueError(f"API key record has unknown fields: {', '.join(sorted(map(str, unknown)))}")
-            return cls(record.get("name"), record.get("sha256"), record.get("admin", False))  # type: ignore[arg-type]
-        return cls(getattr(record, "name", None), getattr(record, "sha256", None),  # type: ignore[arg-type]
-                   getattr(record, "admin", False))
 
 
 @dataclass(frozen=True)
@@ -86,14 +51,12 @@ ANONYMOUS = Principal(None, True)
 
 
 class Authenticator:
-    """Checks the key of each request against the configured digests."""
+    """Checks the key of each request against the configured digests.
+
+    Raises ``ValueError`` (an :class:`~agentproxy.apikeys.ApiKeyError`) for keys that break a rule."""
 
     def __init__(self, keys: Iterable[ApiKey | Mapping[str, Any]] = ()) -> None:
-        self.keys = tuple(ApiKey.from_record(k) for k in keys)
-        names = [k.name for k in self.keys]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"API key names must be unique; repeated: {', '.join(duplicates)}")
+        self.keys = parse_api_keys(keys)
         self._digests = tuple((bytes.fromhex(k.sha256), Principal(k.name, k.admin)) for k in self.keys)
         self.open_requests: list[Callable[[web.Request], bool]] = []
         """Tests of further requests answered without a key (an optional API layer adds its own)."""

@@ -18,6 +18,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from ..backends.base import AgentState, AgentStatus
+from ..launch import AGENTAPI_HOST
 from . import params
 from .auth import principal_of
 from .context import ApiContext
@@ -27,7 +28,7 @@ log = logging.getLogger("agentproxy.api")
 
 ROUTE = "/sessions/{session}/agents/{agent}/api/{path:.*}"
 
-UPSTREAM_HOST = "localhost"
+UPSTREAM_HOST = AGENTAPI_HOST
 """The Host header agentapi accepts."""
 
 HOP_BY_HOP = frozenset({

@@ -1,4 +1,4 @@
-"""``agentproxy serve``: run the HTTP API until SIGTERM or SIGINT.
+"""The HTTP server: run the API over a backend until SIGTERM or SIGINT.
 
 On a signal the server stops accepting connections, ends ``/events`` streams,
 lets in-flight requests and proxied streams finish for up to
@@ -7,88 +7,46 @@ lets in-flight requests and proxied streams finish for up to
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import signal
-import sys
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 if TYPE_CHECKING:  # the heavy imports wait until the server really starts
     from ..backends.base import Backend
     from ..settings import Settings
-    from .auth import ApiKey
+    from ..apikeys import ApiKey
 
 log = logging.getLogger("agentproxy.api")
 
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 
 
-def add_serve_command(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``serve`` on the CLI's subparsers."""
-    from ..cli import _settings_options  # the CLI imports this module while building its parser
-
-    serve = subparsers.add_parser(
-        "serve", help="run the HTTP API (agents, their events and a proxy to each agent's API)",
-        description="Serve the HTTP API on server.host:server.port until SIGTERM or SIGINT.")
-    serve.add_argument("--shutdown-timeout", type=float, default=DEFAULT_SHUTDOWN_TIMEOUT, metavar="SECONDS",
-                       help="on SIGTERM, how long in-flight requests and proxied streams may finish "
-                            f"(default: {DEFAULT_SHUTDOWN_TIMEOUT:g})")
-    serve.add_argument("--access-log", action="store_true", help="log every request")
-    _settings_options(serve)
-    serve.set_defaults(handler=_cmd_serve)
-    return serve
-
-
 def api_keys_from(settings: "Settings") -> list["ApiKey"]:
-    """The API keys configured in ``server.api_keys`` (none when the setting is absent)."""
+    """The API keys configured in ``server.api_keys`` (none when the setting is absent), or
+    :class:`~agentproxy.settings.SettingsError` naming the entry and the rule it breaks."""
+    from ..apikeys import ApiKeyError, parse_api_keys
     from ..settings import SettingsError
-    from .auth import ApiKey
 
     records = getattr(settings.server, "api_keys", None) or []
-    keys = []
-    for index, record in enumerate(records):
-        try:
-            keys.append(ApiKey.from_record(record))
-        except ValueError as exc:
-            raise SettingsError(f"server.api_keys[{index}]", str(exc), show_value=False) from None
-    return keys
+    try:
+        return list(parse_api_keys(records))
+    except ApiKeyError as exc:
+        path = "server.api_keys" if exc.index is None else f"server.api_keys[{exc.index}]"
+        raise SettingsError(path, exc.rule, show_value=False) from None
 
 
-def _cmd_serve(args: argparse.Namespace) -> int:
-    from ..settings import SettingsError, load_settings
+def check_listen_address(settings: "Settings", keys: Iterable["ApiKey"]) -> None:
+    """Refuse, as a :class:`~agentproxy.settings.SettingsError` of ``server.host``, to serve an
+    open API beyond this machine unless the settings allow it (see :func:`.auth.check_bind`)."""
+    from ..settings import SettingsError
     from .auth import Authenticator, BindRefused, check_bind
 
-    settings = load_settings(args.config, args.overrides).settings
-    keys = api_keys_from(settings)
-    try:
-        auth = Authenticator(keys)
-    except ValueError as exc:
-        raise SettingsError("server.api_keys", str(exc), show_value=False) from None
     allow_remote = bool(getattr(settings.server, "allow_unauthenticated_remote", False))
     try:
-        check_bind(settings.server.host, auth, allow_remote)
+        check_bind(settings.server.host, Authenticator(keys), allow_remote)
     except BindRefused as exc:
         raise SettingsError("server.host", str(exc), settings.server.host) from None
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aiohttp.access").setLevel(logging.INFO if args.access_log else logging.WARNING)
-    for chatty in ("httpx", "httpcore"):  # the Kubernetes client logs every API request at INFO
-        logging.getLogger(chatty).setLevel(logging.WARNING)
-
-    from ..backends.base import BackendError
-    from ..backends.factory import make_backend
-
-    backend = make_backend(settings)
-    try:
-        asyncio.run(run_server(settings, backend, keys, shutdown_timeout=args.shutdown_timeout))
-    except BackendError as exc:
-        print(f"agentproxy: error: the {backend.mode} backend cannot start: {exc.message}", file=sys.stderr)
-        return 1
-    except OSError as exc:  # the address is taken, or not this machine's
-        print(f"agentproxy: error: cannot listen on {settings.server.host}:{settings.server.port}: "
-              f"{exc.strerror or exc}", file=sys.stderr)
-        return 1
-    return 0
 
 
 async def run_server(

@@ -14,13 +14,16 @@ import asyncio
 import json
 import logging
 import time
-from typing import Any, AsyncIterator, Callable
+from typing import Any, Callable
 
 import aiohttp
 
+from ..launch import AGENTAPI_HOST
+from ..sse import read_events
+
 log = logging.getLogger(__name__)
 
-UPSTREAM_HOST = "localhost"
+UPSTREAM_HOST = AGENTAPI_HOST
 """The Host header agentapi accepts by default."""
 
 MESSAGE = "message"
@@ -33,41 +36,6 @@ DELIVERED = "delivered"
 
 def _normal(text: str) -> str:
     return text.replace("\r\n", "\n").strip()
-
-
-MAX_EVENT_BYTES = 32 * 1024 * 1024
-"""An event larger than this ends the stream (an agent's message is rarely a megabyte)."""
-
-
-async def read_events(content: aiohttp.StreamReader) -> AsyncIterator[tuple[str, str]]:
-    """``(event, data)`` pairs of a Server-Sent Events body, as they arrive.
-
-    Lines are split here rather than with ``readline``, whose limit (64 KiB) a long
-    agent message exceeds.
-    """
-    event, data = "message", []
-    line = bytearray()
-    async for chunk in content.iter_any():
-        start = 0
-        while (end := chunk.find(b"\n", start)) >= 0:
-            line += chunk[start:end]
-            start = end + 1
-            text = line.decode("utf-8", "replace").rstrip("\r")
-            line.clear()
-            if not text:
-                if data:
-                    yield event, "\n".join(data)
-                event, data = "message", []
-            elif not text.startswith(":"):  # ':' starts a comment (keep-alive)
-                name, _, value = text.partition(":")
-                value = value[1:] if value.startswith(" ") else value
-                if name == "event":
-                    event = value
-                elif name == "data":
-                    data.append(value)
-        line += chunk[start:]
-        if len(line) > MAX_EVENT_BYTES:
-            raise ValueError(f"an event line of more than {MAX_EVENT_BYTES} bytes")
 
 
 class ConversationFollower:
@@ -111,16 +79,16 @@ class ConversationFollower:
             if response.status != 200:
                 raise ValueError(f"GET /events answered {response.status}")
             replaying = True  # every message so far comes first, then the status
-            async for event, data in read_events(response.content):
+            async for event in read_events(response.content):
                 try:
-                    body: Any = json.loads(data)
+                    body: Any = json.loads(event.data)
                 except ValueError:
                     continue
                 if not isinstance(body, dict):
                     continue
-                if event == "message_update":
+                if event.name == "message_update":
                     self._message(body, live=not replaying)
-                elif event == "status_change":
+                elif event.name == "status_change":
                     replaying = False
                     self.replayed.set()
                     status = body.get("status")

@@ -17,7 +17,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 
 from .errors import ClientError, ServerError, Unreachable, UsageProblem
-from .sse import Event, SSEParser
+from ..sse import Event, read_events
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 REQUEST_TIMEOUT = 60.0
@@ -99,10 +99,8 @@ class ApiClient:
                     raise server_error(response.status, await response.read())
                 if on_open is not None:
                     on_open()
-                parser = SSEParser()
-                async for chunk in response.content.iter_any():
-                    for event in parser.feed(chunk):
-                        yield event
+                async for event in read_events(response.content):
+                    yield event
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise self._unreachable(exc) from None
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from ..apikeys import ApiKeyError, parse_api_keys
 from .errors import Source
 from .schema import Settings
 
@@ -151,10 +152,6 @@ def _coerce_commands(value: Any, from_text: bool) -> dict[str, list[str]]:
     return {str(name): _coerce_command(argv) for name, argv in value.items()}
 
 
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-_KEY_FIELDS = {"name", "sha256", "admin"}
-
-
 def _coerce_api_keys(value: Any, from_text: bool) -> list[dict[str, Any]]:
     if from_text and isinstance(value, str):
         try:
@@ -163,21 +160,17 @@ def _coerce_api_keys(value: Any, from_text: bool) -> list[dict[str, Any]]:
             raise ValueRuleError("must be a YAML list such as [{name: alice, sha256: ..., admin: true}]") from None
     if not isinstance(value, list):
         raise ValueRuleError("must be a list of {name, sha256, admin} entries")
-    keys, names = [], set()
+    records = []
     for index, item in enumerate(value):
-        where = f"entry {index}"
-        if not isinstance(item, dict) or set(item) - _KEY_FIELDS:
-            raise ValueRuleError(f"{where} must be a mapping with only name, sha256 and admin")
-        name, digest = item.get("name"), str(item.get("sha256") or "").lower()
-        if not isinstance(name, str) or not name.strip():
-            raise ValueRuleError(f"{where} needs a non-empty name")
-        if name in names:
-            raise ValueRuleError(f"{where}: the name {name!r} is used twice")
-        if not _SHA256.fullmatch(digest):
-            raise ValueRuleError(f"{where} ({name}): sha256 must be 64 hex digits (the key's SHA-256, not the key)")
-        names.add(name)
-        keys.append({"name": name, "sha256": digest, "admin": _coerce_bool(item.get("admin", False), from_text)})
-    return keys
+        if not isinstance(item, dict):
+            raise ValueRuleError(f"entry {index} must be a mapping with only name, sha256 and admin")
+        if "admin" in item:  # booleans are written as settings write them (yes, 1, ...)
+            item = {**item, "admin": _coerce_bool(item["admin"], from_text)}
+        records.append(item)
+    try:
+        return [key.to_record() for key in parse_api_keys(records)]
+    except ApiKeyError as exc:
+        raise ValueRuleError(str(exc)) from None
 
 
 _COERCERS = {"bool": _coerce_bool, "int": _coerce_int, "duration": _coerce_duration, "str": _coerce_str,

@@ -62,7 +62,7 @@ def load_settings(
 
     settings = _merge(layer.values)
     loaded = LoadedSettings(settings, dict(layer.sources))
-    validate(loaded)
+    validate(settings, loaded.source_of)
     return loaded
 
 

@@ -89,6 +89,59 @@ class PortRange:
 
 
 @dataclass
+class SupervisionSettings:
+    """How local agents are supervised: readiness, restarts, stopping and sampling. Durations
+    are seconds, or a number with ``ms``, ``s``, ``m`` or ``h``."""
+
+    start_timeout: float = 30.0
+    """How long agentapi has to answer ``GET /status`` after it was started; then the agent fails."""
+
+    stop_grace: float = 10.0
+    """Between SIGTERM and SIGKILL when an agent is deleted."""
+
+    leftover_grace: float = 2.0
+    """The same for processes of a tree whose agentapi already exited."""
+
+    backoff_initial: float = 1.0
+    """The first delay before an agent whose agentapi ended is started again; it doubles with
+    every further end, as Kubernetes' CrashLoopBackOff does."""
+
+    backoff_max: float = 60.0
+    """The longest such delay."""
+
+    stable_after: float = 60.0
+    """A run this long resets the delay and the count of quick failures."""
+
+    crash_loop_failures: int = 5
+    """Ends within ``crash_loop_window`` after which the agent is ``failed`` (reason
+    ``CrashLoopBackOff``) instead of started again."""
+
+    crash_loop_window: float = 300.0
+    """The window in which ``crash_loop_failures`` are counted."""
+
+    probe_interval_min: float = 0.025
+    """Readiness is probed this often at first (every probe interval adds to an agent's time to ready)."""
+
+    probe_fast_for: float = 2.0
+    """For this long; then less and less often, down to ``probe_interval_max``."""
+
+    probe_interval_max: float = 0.25
+    """The longest interval between two readiness probes."""
+
+    probe_timeout: float = 2.0
+    """How long one readiness probe may take."""
+
+    launch_concurrency: int = 4
+    """Agents spawned at the same time, at most (until each one's program is executing)."""
+
+    sample_interval: float = 1.0
+    """Between samples of CPU and memory (and checks of the memory limit and log sizes)."""
+
+    disk_interval: float = 30.0
+    """Between measurements of a work directory (a walk of the whole tree)."""
+
+
+@dataclass
 class LocalModeSettings:
     """Local mode: each agent is a supervised ``agentapi`` process."""
 
@@ -105,6 +158,9 @@ class LocalModeSettings:
     """After an agent's conversation changes, its agentapi is asked (SIGUSR1) to save
     it to the state file in its work directory within this long: a SIGKILL of
     agentapi loses at most about this much conversation. A duration (``2s``)."""
+
+    supervision: SupervisionSettings = field(default_factory=SupervisionSettings)
+    """Timings of supervision: readiness, restarts, stopping, sampling."""
 
 
 @dataclass

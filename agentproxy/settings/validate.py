@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from ..naming import (
     DNS_LABEL_RULE, DNS_SUBDOMAIN_RULE, SESSION_ID_RULE, is_dns_label, is_dns_subdomain, is_valid_session_id,
 )
-from ..quantity import QUANTITY_RULE, parse_quantity
-from .errors import SettingsError
-
-if TYPE_CHECKING:
-    from .load import LoadedSettings
+from ..quantity import QUANTITY_RULE, parse_quantity, request_above_limit
+from .errors import SettingsError, Source
+from .schema import Settings
 
 _AGENT_TYPE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _IMAGE = re.compile(r"^[^\s]+$")
@@ -50,9 +48,15 @@ def _origins(v: str) -> str | None:
     return None if not bad else f"must be comma-separated origins such as https://ui.example.com; not {bad[0]!r}"
 
 
+def _at_least_one(v: int) -> str | None:
+    return None if v >= 1 else "must be 1 or more"
+
+
 def _optional(check: Callable[[Any], bool], rule: str) -> Check:
     return lambda v: None if v is None or check(v) else rule
 
+
+_REQUESTS_AND_LIMITS = ("cpu_request", "cpu_limit", "memory_request", "memory_limit")
 
 _RULES: dict[str, Check] = {
     "server.host": _nonempty,
@@ -60,6 +64,11 @@ _RULES: dict[str, Check] = {
     "agents.first_message_timeout": _positive_duration,
     "local_mode.agentapi_binary": _nonempty,
     "local_mode.state_save_interval": _positive_duration,
+    **{f"local_mode.supervision.{name}": _positive_duration for name in (
+        "start_timeout", "backoff_initial", "backoff_max", "crash_loop_window", "probe_interval_min",
+        "probe_interval_max", "probe_timeout", "sample_interval", "disk_interval")},
+    "local_mode.supervision.crash_loop_failures": _at_least_one,
+    "local_mode.supervision.launch_concurrency": _at_least_one,
     "local_mode.ports.start": _port,
     "local_mode.ports.end": _port,
     "local_mode.data_dir": _nonempty,
@@ -90,40 +99,46 @@ def _get(obj: Any, path: str) -> Any:
     return obj
 
 
-def validate(loaded: "LoadedSettings") -> None:
-    """Raise :class:`SettingsError` for the first setting that breaks a rule."""
-    s = loaded.settings
+def validate(s: Settings, source_of: Callable[[str], Source]) -> None:
+    """Raise :class:`SettingsError` for the first setting that breaks a rule; ``source_of``
+    tells where the value of a dotted path came from."""
     for path, check in _RULES.items():
         value = _get(s, path)
         rule = check(value)
         if rule:
-            raise SettingsError(path, rule, value, loaded.source_of(path))
+            raise SettingsError(path, rule, value, source_of(path))
 
     for name in s.agents.commands:
         if not _AGENT_TYPE.fullmatch(name):
             path = f"agents.commands.{name}"
             raise SettingsError(path, "agent type names must be lowercase letters, digits and '-'",
-                                name, loaded.source_of(path), show_value=False)
+                                name, source_of(path), show_value=False)
     if s.agents.default_type not in s.agents.commands:
         raise SettingsError("agents.default_type",
                             f"must be one of the configured agent types: {', '.join(sorted(s.agents.commands))}",
-                            s.agents.default_type, loaded.source_of("agents.default_type"))
+                            s.agents.default_type, source_of("agents.default_type"))
+
+    timing = s.local_mode.supervision
+    for low, high in (("backoff_initial", "backoff_max"), ("probe_interval_min", "probe_interval_max")):
+        if getattr(timing, low) > getattr(timing, high):
+            path = f"local_mode.supervision.{low}"
+            raise SettingsError(path, f"must not exceed local_mode.supervision.{high} ({getattr(timing, high):g})",
+                                getattr(timing, low), source_of(path))
 
     compat_type = s.compat.agentapi_proxy.agent_type
     if compat_type is not None and compat_type not in s.agents.commands:
         raise SettingsError("compat.agentapi_proxy.agent_type",
                             f"must be one of the configured agent types: {', '.join(sorted(s.agents.commands))}",
-                            compat_type, loaded.source_of("compat.agentapi_proxy.agent_type"))
+                            compat_type, source_of("compat.agentapi_proxy.agent_type"))
 
     ports = s.local_mode.ports
     if ports.start > ports.end:
         raise SettingsError("local_mode.ports.start", f"must not exceed local_mode.ports.end ({ports.end})",
-                            ports.start, loaded.source_of("local_mode.ports.start"))
+                            ports.start, source_of("local_mode.ports.start"))
 
     res = s.k8s_mode.resources
-    for kind in ("cpu", "memory"):
-        request, limit = getattr(res, f"{kind}_request"), getattr(res, f"{kind}_limit")
-        if parse_quantity(request) > parse_quantity(limit):
-            path = f"k8s_mode.resources.{kind}_request"
-            raise SettingsError(path, f"must not exceed k8s_mode.resources.{kind}_limit ({limit})",
-                                request, loaded.source_of(path))
+    kind = request_above_limit({key: getattr(res, key) for key in _REQUESTS_AND_LIMITS})
+    if kind is not None:
+        path, limit = f"k8s_mode.resources.{kind}_request", getattr(res, f"{kind}_limit")
+        raise SettingsError(path, f"must not exceed k8s_mode.resources.{kind}_limit ({limit})",
+                            getattr(res, f"{kind}_request"), source_of(path))

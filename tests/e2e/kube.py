@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import os
 import time
-from typing import Any, Awaitable, Callable, Mapping
+import uuid
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
 import kr8s
 import kr8s.asyncio
+import pytest
+
+from agentproxy.backends.k8s.kinds import kind_of
 
 DEFAULT_TIMEOUT = 90.0
 
@@ -64,3 +72,45 @@ def condition(obj: Mapping[str, Any] | None, kind: str) -> bool:
     """True when ``obj`` has status condition ``kind`` set to True."""
     conditions = ((obj or {}).get("status") or {}).get("conditions") or []
     return any(c.get("type") == kind and c.get("status") == "True" for c in conditions)
+
+
+async def server_side_apply(api: kr8s.asyncio.Api, obj: Mapping[str, Any], *, field_manager: str = "agentproxy",
+                            force: bool = False, dry_run: bool = False,
+                            headers: Mapping[str, str] | None = None) -> dict:
+    """Apply ``obj`` like ``kubectl apply --server-side``, with kr8s alone (not through
+    agentproxy's client), and return the object the server stored (or would store, with
+    ``dry_run``). Raises ``kr8s.ServerError``."""
+    kind, meta = kind_of(obj), obj["metadata"]
+    params = {"fieldManager": field_manager, "force": "true" if force else "false"}
+    if dry_run:
+        params["dryRun"] = "All"
+    async with api.call_api(
+        "PATCH", version=kind.api_version, namespace=meta["namespace"], url=f"{kind.plural}/{meta['name']}",
+        params=params, content=json.dumps(obj),
+        headers={"Content-Type": "application/apply-patch+yaml", **(headers or {})},
+    ) as response:
+        return response.json()
+
+
+def required_kubeconfig() -> str:
+    """Path of the kubeconfig; without one the test fails when `just e2e` requires a cluster
+    (``AGENTPROXY_E2E_REQUIRED=1``) and is skipped otherwise."""
+    path = os.environ.get("KUBECONFIG", "")
+    if not path or not Path(path.split(os.pathsep)[0]).exists():
+        message = ("no cluster: KUBECONFIG is unset or missing; start one with `just cluster-up` "
+                   "(or `just kind-up`) and export the KUBECONFIG it prints")
+        if os.environ.get("AGENTPROXY_E2E_REQUIRED") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@contextlib.asynccontextmanager
+async def fresh_namespace(api: kr8s.asyncio.Api) -> AsyncIterator[str]:
+    """A new namespace enforcing the `restricted` Pod Security Standard, deleted afterwards."""
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    await create_namespace(api, name, labels={"pod-security.kubernetes.io/enforce": "restricted"})
+    try:
+        yield name
+    finally:
+        await delete_namespace(api, name)

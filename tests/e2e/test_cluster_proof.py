@@ -10,11 +10,10 @@ import kr8s
 import pytest
 
 from agentproxy import naming
-from agentproxy.backends.k8s.apply import server_side_apply
 from agentproxy.render import render_agent, render_rbac
 from agentproxy.settings import load_settings
 from agentproxy.spec import build_spec
-from kube import condition, get, request, wait_for
+from kube import condition, get, request, server_side_apply, wait_for
 
 SESSION = "e2e-session"
 

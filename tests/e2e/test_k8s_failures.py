@@ -10,12 +10,11 @@ import os
 import pytest
 
 from agentproxy.backends.base import AgentStatus, Forbidden, Rejected, Unavailable
-from agentproxy.backends.k8s.apply import server_side_apply
 from agentproxy.backends.k8s.backend import K8sBackend
 from agentproxy.backends.k8s.client import Client
 from agentproxy.render import render_rbac
 from agentproxy.spec import build_spec
-from kube import get, request, wait_for
+from kube import get, request, server_side_apply, wait_for
 from agents import SESSION, settings_for, until_status
 
 

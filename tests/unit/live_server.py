@@ -28,7 +28,7 @@ import yaml
 
 from agentproxy.backends.local.ports import port_is_free
 
-PORT_RANGE = (41000, 41999)
+PORT_RANGE = (28000, 28999)
 """Where these servers and their agents listen (blocks of BLOCK ports)."""
 BLOCK = 20
 STARTUP_TIMEOUT = 30.0
@@ -37,9 +37,8 @@ STARTUP_TIMEOUT = 30.0
 def free_block() -> tuple[int, int]:
     """A block of ports within PORT_RANGE: the first, free, for the server, the rest for agents.
 
-    The range lies among the system's ephemeral ports, so other programs' connections
-    may hold a few ports of any block; the local backend passes over busy ports, so
-    most of the block being free is enough.
+    Other test runs may hold a few ports of any block; the local backend passes over
+    busy ports, so most of the block being free is enough.
     """
     starts = list(range(PORT_RANGE[0], PORT_RANGE[1] - BLOCK + 2, BLOCK))
     random.shuffle(starts)

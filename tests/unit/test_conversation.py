@@ -14,7 +14,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from agentproxy.backends.conversation import read_events
+from agentproxy.sse import read_events
 
 LONG = "x" * 300_000
 
@@ -40,7 +40,7 @@ async def events_of(payload: bytes, chunk: int) -> list[tuple[str, str]]:
     try:
         async with aiohttp.ClientSession() as client:
             async with client.get(f"http://127.0.0.1:{server.port}/events") as response:
-                return [event async for event in read_events(response.content)]
+                return [(event.name, event.data) async for event in read_events(response.content)]
     finally:
         await server.close()
 

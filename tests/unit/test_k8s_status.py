@@ -4,7 +4,7 @@ PVC) and the drift check its reconciler uses."""
 from __future__ import annotations
 
 from agentproxy.backends.base import AgentStatus
-from agentproxy.backends.k8s.reconcile import contains, with_owner
+from agentproxy.backends.k8s.model import contains, with_owner
 from agentproxy.backends.k8s.status import derive_status
 
 STS = {"metadata": {"name": "agent-a"}, "spec": {"replicas": 1}}

@@ -16,6 +16,7 @@ def test_arguments_environment_and_paths(settings):
     assert launch.argv == ("agentapi", "server", "--port", "9001", "--type", "goose",
                            "--state-file", "/data/work/a1/.agentproxy/agentapi-state.json", "--", "goose", "session")
     assert launch.state_file == state_file("/data/work/a1") and launch.work_dir == "/data/work/a1"
+    assert launch.port == 9001
     assert launch.env == {"AGENTPROXY_AGENT_ID": "a1", "AGENTPROXY_SESSION": "s1", "AGENTPROXY_AGENT_TYPE": "goose",
                           "AGENTPROXY_AGENT_COMMAND": "goose session", INITIAL_PROMPT_VARIABLE: "Fix the tests",
                           "GIT_AUTHOR_NAME": "bot"}
@@ -46,3 +47,6 @@ def test_the_templates_render_the_same_contract():
     assert objects["ConfigMap"]["data"] == dict(launch.env)
     assert c["workingDir"] == launch.work_dir
     assert launch.state_file.startswith(c["volumeMounts"][0]["mountPath"] + "/")
+    assert c["ports"][0]["containerPort"] == launch.port == objects["Service"]["spec"]["ports"][0]["port"]
+    probe = c["readinessProbe"]["httpGet"]
+    assert (probe["path"], probe["httpHeaders"]) == (launch.status_path, [{"name": "Host", "value": launch.host}])

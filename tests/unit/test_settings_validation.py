@@ -197,3 +197,17 @@ def test_a_bad_duration_names_the_rule(raw):
 def test_a_zero_duration_is_refused():
     err = settings_error("agents.first_message_timeout=0")
     assert_message(err, "agents.first_message_timeout", "must be a positive duration")
+
+
+def test_supervision_timings_are_durations_with_rules():
+    settings = load("local_mode.supervision.stop_grace=500ms", "local_mode.supervision.crash_loop_failures=3").settings
+    assert (settings.local_mode.supervision.stop_grace, settings.local_mode.supervision.crash_loop_failures) == (0.5, 3)
+    assert load("local_mode.supervision.stop_grace=0").settings.local_mode.supervision.stop_grace == 0.0
+    err = settings_error(environ={"AGENTAPI_LOCAL_MODE_SUPERVISION_START_TIMEOUT": "0"})
+    assert_message(err, "local_mode.supervision.start_timeout", "must be a positive duration")
+    err = settings_error("local_mode.supervision.backoff_initial=2m")
+    assert_message(err, "local_mode.supervision.backoff_initial", "must not exceed local_mode.supervision.backoff_max")
+    err = settings_error("local_mode.supervision.launch_concurrency=0")
+    assert_message(err, "local_mode.supervision.launch_concurrency", "must be 1 or more")
+    err = settings_error("local_mode.supervision.sample_interval=often")
+    assert_message(err, "local_mode.supervision.sample_interval='often'", DURATION_RULE)

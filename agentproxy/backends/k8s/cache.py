@@ -14,37 +14,18 @@ import asyncio
 import json
 import logging
 import random
-from dataclasses import dataclass
+from collections import defaultdict
 from typing import Any, Awaitable, Callable
 
 from ... import naming
 from ..base import BackendError, Unavailable
 from .client import Client, Gone
+from .kinds import CONFIGMAP, KINDS, STATEFULSET, Kind
+
+__all__ = ["Listener", "NamespaceCache", "Reflector"]
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Kind:
-    """A watched resource: its collection path prefix and plural."""
-
-    name: str  # "StatefulSet", ...
-    prefix: str  # "/apis/apps/v1" or "/api/v1"
-    plural: str
-
-    def collection(self, namespace: str) -> str:
-        return f"{self.prefix}/namespaces/{namespace}/{self.plural}"
-
-    def item(self, namespace: str, name: str) -> str:
-        return f"{self.collection(namespace)}/{name}"
-
-
-STATEFULSET = Kind("StatefulSet", "/apis/apps/v1", "statefulsets")
-POD = Kind("Pod", "/api/v1", "pods")
-PVC = Kind("PersistentVolumeClaim", "/api/v1", "persistentvolumeclaims")
-SERVICE = Kind("Service", "/api/v1", "services")
-CONFIGMAP = Kind("ConfigMap", "/api/v1", "configmaps")
-KINDS = (CONFIGMAP, SERVICE, PVC, STATEFULSET, POD)
 
 Listener = Callable[[Kind, str, dict[str, Any]], Awaitable[None] | None]
 """Called with (kind, event type ADDED/MODIFIED/DELETED, object) after the store changed."""
@@ -61,6 +42,8 @@ class Reflector:
         self.namespace = namespace
         self.listener = listener
         self.store: dict[str, dict[str, Any]] = {}
+        self.by_agent: dict[str, set[str]] = defaultdict(set)
+        """Names of the stored objects by the agent id of their label."""
         self.synced = asyncio.Event()
         self.resource_version = ""
         self.relists = 0
@@ -105,6 +88,9 @@ class Reflector:
         fresh = {item["metadata"]["name"]: _with_kind(item, self.kind) for item in body.get("items", [])}
         old = self.store
         self.store = fresh
+        self.by_agent = defaultdict(set)
+        for name, obj in fresh.items():
+            self._index(name, obj)
         self.resource_version = body["metadata"]["resourceVersion"]
         self.healthy = True
         self.synced.set()
@@ -144,11 +130,30 @@ class Reflector:
             return
         obj = _with_kind(obj, self.kind)
         name = obj["metadata"]["name"]
-        if kind == "DELETED":
-            self.store.pop(name, None)
-        else:
+        previous = self.store.pop(name, None)
+        if previous is not None:
+            self._unindex(name, previous)
+        if kind != "DELETED":
             self.store[name] = obj
+            self._index(name, obj)
         await self._notify(kind, obj)
+
+    def _index(self, name: str, obj: dict[str, Any]) -> None:
+        agent_id = _agent_id(obj)
+        if agent_id:
+            self.by_agent[agent_id].add(name)
+
+    def _unindex(self, name: str, obj: dict[str, Any]) -> None:
+        agent_id = _agent_id(obj)
+        names = self.by_agent.get(agent_id or "")
+        if names is not None:
+            names.discard(name)
+            if not names:
+                del self.by_agent[agent_id]  # type: ignore[arg-type]
+
+    def of_agent(self, agent_id: str) -> list[dict[str, Any]]:
+        """The stored objects labelled for ``agent_id``."""
+        return [self.store[name] for name in self.by_agent.get(agent_id, ())]
 
     async def _notify(self, event_type: str, obj: dict[str, Any]) -> None:
         try:
@@ -157,6 +162,10 @@ class Reflector:
                 await result
         except Exception:  # a listener bug must not stop the watch
             log.exception("listener failed for %s %s", self.kind.name, obj["metadata"].get("name"))
+
+
+def _agent_id(obj: dict[str, Any]) -> str | None:
+    return (obj["metadata"].get("labels") or {}).get(naming.LABEL_AGENT_ID)
 
 
 def _with_kind(obj: dict[str, Any], kind: Kind) -> dict[str, Any]:
@@ -211,17 +220,17 @@ class NamespaceCache:
         return all(r.healthy for r in self.reflectors.values())
 
     def get(self, kind: Kind, name: str) -> dict[str, Any] | None:
+        """The stored object of ``kind`` named ``name``."""
         return self.reflectors[kind.name].store.get(name)
 
     def objects(self, kind: Kind) -> list[dict[str, Any]]:
+        """Every stored object of ``kind``."""
         return list(self.reflectors[kind.name].store.values())
+
+    def of_agent(self, kind: Kind, agent_id: str) -> list[dict[str, Any]]:
+        """The stored objects of ``kind`` labelled for ``agent_id`` (from an index: no scan)."""
+        return self.reflectors[kind.name].of_agent(agent_id)
 
     def agent_ids(self) -> set[str]:
         """Ids of every agent with a claim (ConfigMap) or a StatefulSet."""
-        ids = set()
-        for kind in (CONFIGMAP, STATEFULSET):
-            for obj in self.reflectors[kind.name].store.values():
-                agent_id = (obj["metadata"].get("labels") or {}).get(naming.LABEL_AGENT_ID)
-                if agent_id:
-                    ids.add(agent_id)
-        return ids
+        return set(self.reflectors[CONFIGMAP.name].by_agent) | set(self.reflectors[STATEFULSET.name].by_agent)

@@ -14,7 +14,7 @@ import kr8s
 import kr8s.asyncio
 
 from ..base import BackendError, Conflict, Forbidden, NotFound, Rejected, Unavailable
-from .apply import resource_path
+from .kinds import kind_of, path_of
 
 log = logging.getLogger(__name__)
 
@@ -130,15 +130,23 @@ class Client:
 
     async def apply(self, obj: Mapping[str, Any], *, field_manager: str, force: bool = False,
                     dry_run: bool = False, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
-        """Server-side apply (see :mod:`.apply`), counted and with translated errors."""
-        version, namespace, url = resource_path(obj)
-        prefix = "/api/v1" if version == "v1" else f"/apis/{version}"
+        """Apply ``obj`` as ``kubectl apply --server-side`` does and return the object the server
+        stored (or would store, with ``dry_run``): the PATCH of content type
+        ``application/apply-patch+yaml`` (JSON is YAML) with a field manager, and optionally
+        ``force`` and ``dryRun=All``. kr8s has no apply of its own; its ``call_api`` sends it."""
         params = {"fieldManager": field_manager, "force": "true" if force else "false"}
         if dry_run:
             params["dryRun"] = "All"
-        return await self.request("PATCH", f"{prefix}/namespaces/{namespace}/{url}", body=obj, params=params,
-                                  headers=headers, content_type="application/apply-patch+yaml",
-                                  verb="patch", resource=url.split("/")[0])
+        return await self.request("PATCH", path_of(obj), body=obj, params=params, headers=headers,
+                                  content_type="application/apply-patch+yaml", verb="patch",
+                                  resource=kind_of(obj).plural)
+
+    async def get(self, path: str, *, resource: str = "") -> dict[str, Any] | None:
+        """The object at ``path``, or None when there is none."""
+        try:
+            return await self.request("GET", path, verb="get", resource=resource)
+        except NotFound:
+            return None
 
     async def delete(self, path: str, *, propagation: str = "Background", resource: str = "") -> bool:
         """Delete an object; False when it was already gone."""

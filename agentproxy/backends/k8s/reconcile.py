@@ -5,55 +5,57 @@ agent). A Service or ConfigMap deleted or edited out of band is re-applied
 (forcing ownership back, as the object is agentproxy's); labelled objects the
 templates no longer render are pruned, like ``kubectl apply --prune``. PVCs are
 never pruned: they hold the agents' data.
+
+The reconciler sees its backend through :class:`ReconcileHost` alone, and its
+rules (what drifted, what is a stray) are those of :mod:`.model`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ... import naming
+from ...spec import AgentSpec
 from ..base import BackendError
-from .cache import CONFIGMAP, SERVICE, STATEFULSET
-
-if TYPE_CHECKING:
-    from .backend import K8sBackend
+from .kinds import STATEFULSET, Kind
+from .model import OWNED, as_applied, drifted, strays
 
 log = logging.getLogger(__name__)
 
 
-def with_owner(obj: dict[str, Any], owner: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``obj`` owned by ``owner`` (deleted with it by the garbage collector)."""
-    owned = copy.deepcopy(obj)
-    owned["metadata"]["ownerReferences"] = [owner]
-    return owned
+class ReconcileHost(Protocol):
+    """What the reconciler needs from its backend."""
 
+    def spec_of(self, agent_id: str) -> AgentSpec | None:
+        """The agent's spec as stored in the cluster."""
 
-def contains(live: Any, desired: Any) -> bool:
-    """True when every field of ``desired`` is in ``live`` with the same value
-    (the server may add defaults; it may not change or drop what we set)."""
-    if isinstance(desired, dict):
-        return isinstance(live, dict) and all(k in live and contains(live[k], v) for k, v in desired.items())
-    if isinstance(desired, list):
-        return isinstance(live, list) and len(live) == len(desired) and all(
-            contains(a, b) for a, b in zip(live, desired))
-    return live == desired
+    def render(self, spec: AgentSpec) -> list[dict[str, Any]]:
+        """The agent's objects as the templates render them."""
 
+    def busy(self, agent_id: str) -> bool:
+        """True while this proxy creates or deletes the agent."""
 
-def _comparable(obj: dict[str, Any]) -> dict[str, Any]:
-    meta = obj["metadata"]
-    keep = {k: meta[k] for k in ("labels", "annotations", "ownerReferences") if k in meta}
-    return {"metadata": keep, **{k: v for k, v in obj.items() if k in ("spec", "data")}}
+    def cached(self, kind: Kind, name: str) -> dict[str, Any] | None:
+        """The object as the watch cache holds it."""
+
+    def cached_of_agent(self, kind: Kind, agent_id: str) -> list[dict[str, Any]]:
+        """The cached objects of ``kind`` labelled for the agent."""
+
+    async def apply(self, obj: dict[str, Any], *, force: bool | None = None) -> dict[str, Any]:
+        """Server-side apply of one object."""
+
+    async def delete_object(self, kind: Kind, name: str) -> bool:
+        """Delete one object; False when it was gone."""
 
 
 class Reconciler:
-    """Debounced, per-agent reconciliation for one :class:`K8sBackend`."""
+    """Debounced, per-agent reconciliation for one k8s backend."""
 
-    def __init__(self, backend: "K8sBackend", delay: float = 0.3, settle: float = 3.0) -> None:
-        self.backend = backend
+    def __init__(self, host: ReconcileHost, delay: float = 0.3, settle: float = 3.0) -> None:
+        self.host = host
         self.delay = delay
         self.settle = settle
         self._pending: dict[str, asyncio.Task[None]] = {}
@@ -67,16 +69,19 @@ class Reconciler:
         self._applied_at[agent_id] = time.monotonic()
 
     def schedule(self, agent_id: str, delay: float | None = None) -> None:
+        """Reconcile the agent after ``delay`` seconds, unless a pass is already scheduled."""
         if agent_id not in self._pending:
             self._pending[agent_id] = asyncio.create_task(
                 self._run(agent_id, self.delay if delay is None else delay), name=f"reconcile-{agent_id}")
 
     def forget(self, agent_id: str) -> None:
+        """Call off the agent's scheduled pass."""
         task = self._pending.pop(agent_id, None)
         if task is not None:
             task.cancel()
 
     async def close(self) -> None:
+        """Call off every scheduled pass."""
         tasks = list(self._pending.values())
         for task in tasks:
             task.cancel()
@@ -89,7 +94,7 @@ class Reconciler:
             # Events arriving from here on schedule a fresh pass.
             self._pending.pop(agent_id, None)
             since = time.monotonic() - self._applied_at.get(agent_id, float("-inf"))
-            if since < self.settle or self.backend.creating(agent_id):
+            if since < self.settle or self.host.busy(agent_id):
                 self.schedule(agent_id, max(self.settle - since, self.delay))
                 return
             self._applied_at.pop(agent_id, None)
@@ -103,32 +108,24 @@ class Reconciler:
 
     async def reconcile(self, agent_id: str) -> None:
         """One pass: prune strays, re-apply missing or drifted objects."""
-        backend, cache, client = self.backend, self.backend.cache, self.backend.client
-        assert cache is not None and client is not None
-        names = naming.object_names(agent_id)
-        expected = {SERVICE.name: names["service"], CONFIGMAP.name: names["configmap"]}
-        spec = backend.spec_of(agent_id)
-        sts = cache.get(STATEFULSET, names["statefulset"])
-        for kind in (SERVICE, CONFIGMAP):
-            for obj in cache.objects(kind):
-                labels = obj["metadata"].get("labels") or {}
-                name = obj["metadata"]["name"]
-                stray = name != expected[kind.name]
-                orphan = spec is None and sts is None
-                if labels.get(naming.LABEL_AGENT_ID) == agent_id and (stray or orphan):
-                    log.info("pruning %s %s (no longer rendered for agent %s)", kind.name, name, agent_id)
-                    await client.delete(kind.item(cache.namespace, name), resource=kind.plural)
-                    self.pruned += 1
+        host = self.host
+        spec = host.spec_of(agent_id)
+        sts = host.cached(STATEFULSET, naming.statefulset_name(agent_id))
+        for kind in OWNED:
+            for name in strays(agent_id, kind, host.cached_of_agent(kind, agent_id),
+                               orphaned=spec is None and sts is None):
+                log.info("pruning %s %s (no longer rendered for agent %s)", kind.name, name, agent_id)
+                await host.delete_object(kind, name)
+                self.pruned += 1
         if spec is None or sts is None or sts["metadata"].get("deletionTimestamp"):
             return
-        desired = {o["kind"]: o for o in backend.render(spec)}
-        owner = {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": sts["metadata"]["name"],
-                 "uid": sts["metadata"]["uid"]}
-        for kind in (SERVICE, CONFIGMAP):
-            want = with_owner(desired[kind.name], owner)
-            live = cache.get(kind, expected[kind.name])
-            if live is None or not contains(live, _comparable(want)):
-                log.info("re-applying %s %s (%s out of band)", kind.name, expected[kind.name],
+        desired = {o["kind"]: o for o in host.render(spec)}
+        for kind in OWNED:
+            want = as_applied(desired[kind.name], sts)
+            name = want["metadata"]["name"]
+            live = host.cached(kind, name)
+            if drifted(live, want):
+                log.info("re-applying %s %s (%s out of band)", kind.name, name,
                          "deleted" if live is None else "changed")
-                await client.apply(want, field_manager=backend.k8s.field_manager, force=True)
+                await host.apply(want, force=True)
                 self.reapplied += 1

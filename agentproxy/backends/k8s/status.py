@@ -89,7 +89,7 @@ def _from_pod(pod: Obj, pvc: Obj | None) -> Derived:
             return Derived(AgentStatus.FAILED, reason, message, restarts)
 
     if phase == "Failed":
-        terminated = _first_terminated(pod)
+        terminated = _terminated(pod, "state")
         reason = terminated.get("reason") or (pod.get("status") or {}).get("reason") or "Failed"
         return Derived(AgentStatus.FAILED, reason, _terminated_message(terminated) or
                        (pod.get("status") or {}).get("message") or "the pod failed", restarts)
@@ -113,7 +113,7 @@ def _from_pod(pod: Obj, pvc: Obj | None) -> Derived:
         return Derived(AgentStatus.READY, restarts=restarts)
     if scheduled is None or scheduled.get("status") != "True":
         return Derived(AgentStatus.PENDING, "Scheduling", "waiting for the scheduler", restarts)
-    last = _last_termination(pod)
+    last = _terminated(pod, "lastState")
     if last:
         return Derived(AgentStatus.STARTING, last.get("reason"), _terminated_message(last), restarts)
     if pvc is not None and (pvc.get("status") or {}).get("phase") != "Bound":
@@ -121,17 +121,10 @@ def _from_pod(pod: Obj, pvc: Obj | None) -> Derived:
     return Derived(AgentStatus.STARTING, "ContainersNotReady", "waiting for agentapi to answer /status", restarts)
 
 
-def _first_terminated(pod: Obj) -> Obj:
+def _terminated(pod: Obj, state: str) -> Obj:
+    """The first container's ``terminated`` record in its ``state`` (or ``lastState``)."""
     for cs in _container_statuses(pod):
-        terminated = (cs.get("state") or {}).get("terminated")
-        if terminated:
-            return terminated
-    return {}
-
-
-def _last_termination(pod: Obj) -> Obj:
-    for cs in _container_statuses(pod):
-        terminated = (cs.get("lastState") or {}).get("terminated")
+        terminated = (cs.get(state) or {}).get("terminated")
         if terminated:
             return terminated
     return {}

@@ -16,32 +16,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any, Callable, Iterable
 
 import aiohttp
 
 from ...agentapi import AGENTAPI_VERSION, cached_binary, locate
-from ...launch import AgentLaunch, agent_launch
+from ...launch import AGENTAPI_HOST, STATUS_PATH, AgentLaunch, agent_launch
 from ...settings import Settings
 from ...spec import AgentSpec
-from ..base import AgentState, AgentStatus, Backend, Conflict, NotFound, Rejected, StatusEvent, Unavailable
+from ..base import AgentState, AgentStatus, Backend, Rejected, Unavailable, not_found
 from ..conversation import ConversationFollower
-from ..events import EventHub
 from .ports import HOST, PortAllocator
 from .process import (
     AgentProcess, Identity, ProcessTable, TreeSampler, directory_size, executable_search_path, find_executable,
 )
 from .state import DataDirLock, StateFile, StateWriter
-from .supervisor import Policy, Supervisor
+from .supervisor import Supervisor
 
 log = logging.getLogger(__name__)
-
 
 
 class LocalBackend(Backend):
@@ -49,27 +46,25 @@ class LocalBackend(Backend):
 
     mode = "local"
 
-    def __init__(self, settings: Settings, *, policy: Policy | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
         self.settings = settings
         self.local = settings.local_mode
-        # Timings of the settings win over the policy's defaults (tests shorten the others).
-        self.policy = dataclasses.replace(policy or Policy(),
-                                          state_save_interval=self.local.state_save_interval,
-                                          first_message_timeout=settings.agents.first_message_timeout)
+        self.timing = self.local.supervision
+        """Timings of supervision (``local_mode.supervision``)."""
+        self.state_save_interval = self.local.state_save_interval
+        self.first_message_timeout = settings.agents.first_message_timeout
         self.data_dir = Path(os.path.expanduser(self.local.data_dir)).absolute()
         self.ports = PortAllocator(self.local.ports.start, self.local.ports.end)
-        self.hub = EventHub()
         self._agents: dict[str, Supervisor] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._published: dict[str, tuple] = {}
         self._persisted: dict[str, dict[str, Any]] = {}
-        self._state = StateFile(self.data_dir / "state.json")
-        self._writer = StateWriter(self._state, self._records)
+        self._state_file = StateFile(self.data_dir / "state.json")
+        self._writer = StateWriter(self._state_file, self._records)
         self._dir_lock = DataDirLock(self.data_dir / "lock")
         self._sampler = TreeSampler()
         self.table = ProcessTable()
-        self.launches = asyncio.Semaphore(self.policy.launch_concurrency)
         """Reads of the process table, shared by every agent being stopped at the same time."""
+        self.launches = asyncio.Semaphore(self.timing.launch_concurrency)
         self._saves: set[asyncio.Task[None]] = set()
         self._monitor: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
@@ -86,13 +81,13 @@ class LocalBackend(Backend):
             # every agentapi would only hold sockets.
             self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True, limit=0))
             self._started = True
-            records = self._state.load()
+            records = self._state_file.load()
             for agent_id, record in sorted(records.items(), key=lambda item: str(item[1].get("created_at"))):
                 try:
                     self._restore(agent_id, record)
                 except (ValueError, KeyError, TypeError) as exc:
                     log.error("agent %s in %s cannot be restored (%s); it is dropped from the state",
-                              agent_id, self._state.path, exc)
+                              agent_id, self._state_file.path, exc)
             await self._writer.save()
         except BaseException:
             await self.close()  # leaves whatever was re-adopted running, as any close does
@@ -115,20 +110,13 @@ class LocalBackend(Backend):
             supervisor.restore_failed(record.get("reason"), record.get("message"))
             return
         process = AgentProcess.adopt(identity) if identity is not None else None
-        if isinstance(port, int) and self.ports.claim(port, agent_id):
-            supervisor.port = port
-        if process is not None and supervisor.port is None:
+        kept = port if isinstance(port, int) and self.ports.claim(port, agent_id) else None
+        if process is not None and kept is None:
             # Its port is outside local_mode.ports now, or recorded for another agent too: it
             # starts afresh on a port of its own (the restart's sweep of its tag ends the old run).
             log.warning("agent %s ran on port %s, which it cannot keep; restarting it", agent_id, port)
             process = None
-        if process is not None:
-            supervisor.adopt(process)
-        else:
-            # It ended while no proxy watched it: that is a restart like any other.
-            supervisor.restarts += 1
-            supervisor.log.note("the agent was not running when the proxy started; restarting it")
-        supervisor.run()
+        supervisor.resume(process, kept)
 
     async def close(self) -> None:
         """Stop supervising; the agents keep running and are re-adopted by the next start.
@@ -155,85 +143,66 @@ class LocalBackend(Backend):
         """True when the agentapi binary can be found."""
         return self._find_agentapi() is not None
 
-    # --- reading -------------------------------------------------------------------------------
+    # --- the primitives of the contract (see Backend) -----------------------------------------
 
-    def _get(self, session: str, agent_id: str) -> Supervisor:
+    def _state(self, agent_id: str) -> AgentState | None:
         supervisor = self._agents.get(agent_id)
-        if supervisor is None or supervisor.spec.session != session:
-            raise NotFound(f"agent {agent_id!r} does not exist in session {session!r}")
-        return supervisor
+        return supervisor.state() if supervisor is not None else None
 
-    async def get(self, session: str, agent_id: str) -> AgentState:
-        return self._get(session, agent_id).state()
+    def _states(self) -> Iterable[AgentState]:
+        return [s.state() for s in self._agents.values()]
 
-    async def list(self, session: str | None = None, status: AgentStatus | None = None) -> list[AgentState]:
-        states = [s.state() for s in self._agents.values()]
-        states = [s for s in states
-                  if (session is None or s.session == session) and (status is None or s.status == status)]
-        return sorted(states, key=lambda s: (s.created_at, s.id))
-
-    async def logs(self, session: str, agent_id: str, tail_lines: int = 100) -> str:
-        supervisor = self._get(session, agent_id)
+    async def _logs(self, state: AgentState, tail_lines: int) -> str:
+        supervisor = self._agents.get(state.id)
+        if supervisor is None:
+            raise not_found(state.session, state.id)
         return await asyncio.to_thread(supervisor.log.tail, tail_lines)
 
-    def events(self) -> AsyncIterator[StatusEvent]:
-        return self.hub.subscribe()
-
-    # --- writing -------------------------------------------------------------------------------
-
-    async def create(self, spec: AgentSpec) -> AgentState:
+    async def _prepare(self, spec: AgentSpec | None) -> None:
         self._require_started()
-        async with self._locks.setdefault(spec.id, asyncio.Lock()):
-            existing = self._agents.get(spec.id)
-            if existing is not None:
-                _check_same(existing.spec, spec)
-                return existing.state()
-            # Every check before anything is allocated: a refused create changes nothing.
-            self._agentapi_binary()
-            self._command(spec)
-            port = await self.ports.allocate(spec.id)
-            supervisor = self._supervisor(spec, port=port, created_at=datetime.now(timezone.utc))
+
+    async def _create_new(self, spec: AgentSpec, prepared: Any) -> AgentState:
+        # Every check before anything is allocated: a refused create changes nothing.
+        self._agentapi_binary()
+        self._command(spec)
+        port = await self.ports.allocate(spec.id)
+        supervisor = self._supervisor(spec, port=port, created_at=datetime.now(timezone.utc))
+        try:
             try:
-                try:
-                    await asyncio.to_thread(supervisor.work_dir.mkdir, parents=True, exist_ok=True)
-                except OSError as exc:
-                    raise Unavailable(f"cannot create the work directory {supervisor.work_dir} in "
-                                      f"local_mode.data_dir: {exc.strerror or exc}") from None
-                try:
-                    await supervisor.launch()
-                except OSError as exc:
-                    raise Unavailable(f"cannot start agentapi (local_mode.agentapi_binary "
-                                      f"{self.local.agentapi_binary!r}) for agent {spec.id!r}: "
-                                      f"{exc.strerror or exc}") from None
-            except BaseException:  # refused, cancelled, or a program vanished since the checks above
-                supervisor.abandon()
-                self.ports.release(port, spec.id)
-                raise
-            self._agents[spec.id] = supervisor
-            self.changed(supervisor)
-            supervisor.run()
-            await self._writer.save()
-            return supervisor.state()
+                await asyncio.to_thread(supervisor.work_dir.mkdir, parents=True, exist_ok=True)
+            except OSError as exc:
+                raise Unavailable(f"cannot create the work directory {supervisor.work_dir} in "
+                                  f"local_mode.data_dir: {exc.strerror or exc}") from None
+            try:
+                await supervisor.launch()
+            except OSError as exc:
+                raise Unavailable(f"cannot start agentapi (local_mode.agentapi_binary "
+                                  f"{self.local.agentapi_binary!r}) for agent {spec.id!r}: "
+                                  f"{exc.strerror or exc}") from None
+        except BaseException:  # refused, cancelled, or a program vanished since the checks above
+            supervisor.abandon()
+            self.ports.release(port, spec.id)
+            raise
+        self._agents[spec.id] = supervisor
+        self.changed(supervisor)
+        supervisor.run()
+        await self._writer.save()
+        return supervisor.state()
 
-    async def delete(self, session: str, agent_id: str, purge: bool = False) -> AgentState:
-        self._require_started()
-        self._get(session, agent_id)
-        async with self._locks.setdefault(agent_id, asyncio.Lock()):
-            supervisor = self._get(session, agent_id)  # a concurrent delete may have won
-            await supervisor.stop(self.policy.stop_grace)
-            del self._agents[agent_id]
-            self._published.pop(agent_id, None)
-            self._persisted.pop(agent_id, None)
-            await self._writer.save()
-            await asyncio.to_thread(supervisor.log.remove)
-            if purge:
-                await asyncio.to_thread(shutil.rmtree, supervisor.work_dir, True)
-        final = supervisor.state()
-        final = AgentState(spec=final.spec, mode=self.mode, status=AgentStatus.STOPPED, created_at=final.created_at,
+    async def _delete(self, state: AgentState, purge: bool) -> AgentState:
+        supervisor = self._agents[state.id]
+        await supervisor.stop(self.timing.stop_grace)
+        del self._agents[state.id]
+        self._persisted.pop(state.id, None)
+        await self._writer.save()
+        await asyncio.to_thread(supervisor.log.remove)
+        if purge:
+            await asyncio.to_thread(shutil.rmtree, supervisor.work_dir, True)
+        last = supervisor.state()
+        final = AgentState(spec=last.spec, mode=self.mode, status=AgentStatus.STOPPED, created_at=last.created_at,
                            reason="Deleted", message="work directory deleted" if purge else "work directory kept",
-                           restarts=final.restarts, details=final.details)
-        self.hub.publish(StatusEvent("deleted", final))
-        self._locks.pop(agent_id, None)
+                           restarts=last.restarts, details=last.details)
+        self.publish_gone(state.id, final)
         return final
 
     # --- what supervisors use ------------------------------------------------------------------
@@ -255,9 +224,9 @@ class LocalBackend(Backend):
         """True when agentapi answers ``GET /status`` on ``port`` (with the Host it accepts)."""
         if self._http is None or self._http.closed:
             return False
-        timeout = aiohttp.ClientTimeout(total=self.policy.probe_timeout)
+        timeout = aiohttp.ClientTimeout(total=self.timing.probe_timeout)
         try:
-            async with self._http.get(f"http://{HOST}:{port}/status", headers={"Host": "localhost"},
+            async with self._http.get(f"http://{HOST}:{port}{STATUS_PATH}", headers={"Host": AGENTAPI_HOST},
                                       timeout=timeout, allow_redirects=False) as response:
                 if response.status != 200:
                     return False
@@ -270,12 +239,7 @@ class LocalBackend(Backend):
         """Publish a visible change and persist a change of what the state file keeps."""
         if self._agents.get(supervisor.id) is not supervisor:
             return  # not registered yet (being created or restored) or deleted
-        state = supervisor.state()
-        visible = (state.status, state.reason, state.message, state.upstream, state.restarts)
-        previous = self._published.get(supervisor.id)
-        if previous != visible:
-            self._published[supervisor.id] = visible
-            self.hub.publish(StatusEvent("added" if previous is None else "modified", state))
+        self.publish(supervisor.state())
         record = supervisor.record()
         if self._started and self._persisted.get(supervisor.id) != record:
             self._persisted[supervisor.id] = record
@@ -287,7 +251,7 @@ class LocalBackend(Backend):
         try:
             await self._writer.save()
         except OSError as exc:
-            log.error("cannot write %s: %s", self._state.path, exc)
+            log.error("cannot write %s: %s", self._state_file.path, exc)
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -329,13 +293,11 @@ class LocalBackend(Backend):
         limits), rotate logs that reached their cap, now and then measure work directories."""
         loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(self.policy.sample_interval)
+            await asyncio.sleep(self.timing.sample_interval)
             supervisors = list(self._agents.values())
             roots = {s.id: s.process.identity for s in supervisors if s.process is not None and not s.process.exited}
             now = loop.time()
-            due = [s for s in supervisors if now - s.disk_measured_at >= self.policy.disk_interval]
-            for s in due:
-                s.disk_measured_at = now
+            due = [s for s in supervisors if s.disk_due(now)]
             try:
                 samples, sizes = await asyncio.to_thread(self._measure, roots, [(s.id, s.work_dir) for s in due],
                                                          [s.log for s in supervisors])
@@ -349,7 +311,7 @@ class LocalBackend(Backend):
             for agent_id, (size, complete) in sizes.items():
                 supervisor = self._agents.get(agent_id)
                 if supervisor is not None:
-                    supervisor.work_dir_bytes, supervisor.work_dir_complete = size, complete
+                    supervisor.disk_measured(size, complete)
 
     def _measure(self, roots: dict[str, Identity], dirs: list[tuple[str, Path]],
                  logs: list[Any]) -> tuple[dict[str, Any], dict[str, tuple[int, bool]]]:
@@ -362,9 +324,3 @@ class LocalBackend(Backend):
                 log.warning("cannot rotate %s: %s", agent_log.path, exc)
         return samples, sizes
 
-
-def _check_same(existing: AgentSpec, requested: AgentSpec) -> None:
-    if existing.fingerprint() != requested.fingerprint():
-        if existing.session != requested.session:
-            raise Conflict(f"agent id {requested.id!r} is already used in another session", field="id")
-        raise Conflict(f"agent {requested.id!r} already exists with a different spec", field="id")

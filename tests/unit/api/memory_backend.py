@@ -1,50 +1,24 @@
 """An in-memory :class:`~agentproxy.backends.base.Backend` for the tests of the HTTP layer.
 
-It keeps the contract of the interface: idempotent create of an equal spec,
-:class:`Conflict` for a different one (agent ids are unique across sessions, as
-object names are in Kubernetes), :class:`NotFound` for an agent of another
-session, listing in creation order, and a stream of status events per caller
-of :meth:`events`. Nothing runs: an agent is ``ready`` at once when the backend
-was given an upstream URL, ``pending`` otherwise; tests move agents with
-:meth:`set_state`.
+It implements only the primitives of the interface; the rules (idempotency by
+spec fingerprint, session scoping, list order, events) are the base class's,
+the same as the real backends', and ``tests/contract`` runs the same
+behavioural tests against it and them. Nothing runs: an agent is ``ready`` at
+once when the backend was given an upstream URL, ``pending`` otherwise; tests
+move agents with :meth:`set_state`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import itertools
 from datetime import datetime, timedelta, timezone
-from typing import Any, AsyncIterator
+from typing import Any, Iterable
 
-from agentproxy.backends.base import (
-    AgentState, AgentStatus, Backend, BackendError, Conflict, NotFound, StatusEvent,
-)
+from agentproxy.backends.base import AgentState, AgentStatus, Backend, BackendError
 from agentproxy.spec import AgentSpec
 
 _EPOCH = datetime(2025, 1, 1, tzinfo=timezone.utc)
-
-
-class _Subscription:
-    """One caller's events: registered when created, removed when closed."""
-
-    def __init__(self, subscribers: set["_Subscription"]) -> None:
-        self.queue: asyncio.Queue[StatusEvent | None] = asyncio.Queue()
-        self._subscribers = subscribers
-        subscribers.add(self)
-
-    def __aiter__(self) -> "_Subscription":
-        return self
-
-    async def __anext__(self) -> StatusEvent:
-        event = await self.queue.get()
-        if event is None:
-            await self.aclose()
-            raise StopAsyncIteration
-        return event
-
-    async def aclose(self) -> None:
-        self._subscribers.discard(self)
 
 
 class MemoryBackend(Backend):
@@ -53,16 +27,18 @@ class MemoryBackend(Backend):
     mode = "memory"
 
     def __init__(self, upstream: str | None = None) -> None:
+        super().__init__()
         self.upstream = upstream
         """Base URL every new agent's API is at; agents are ready at once when it is set."""
         self.agents: dict[str, AgentState] = {}
+        self.data: set[str] = set()
+        """Ids whose data is kept (the stand-in of a work directory or volume): kept on delete, gone on purge."""
         self.log_lines: dict[str, list[str]] = {}
         self.is_healthy = True
         self.fail_next: BackendError | None = None
         """Raised (once) by the next create or delete, to stand for a platform failure."""
         self.deleted: list[tuple[str, str, bool]] = []
         self.started = self.closed = False
-        self._subscribers: set[_Subscription] = set()
         self._clock = itertools.count()
 
     async def start(self) -> None:
@@ -70,30 +46,34 @@ class MemoryBackend(Backend):
 
     async def close(self) -> None:
         self.closed = True
-        for sub in list(self._subscribers):
-            sub.queue.put_nowait(None)
+        self.hub.close()
+
+    async def healthy(self) -> bool:
+        return self.is_healthy
 
     @property
     def subscribers(self) -> int:
         """How many event streams are open."""
-        return len(self._subscribers)
+        return self.hub.subscribers
 
     def _raise_injected(self) -> None:
         if self.fail_next is not None:
             error, self.fail_next = self.fail_next, None
             raise error
 
-    def _emit(self, kind: str, state: AgentState) -> None:
-        for sub in list(self._subscribers):
-            sub.queue.put_nowait(StatusEvent(kind, state))
+    # --- the primitives -----------------------------------------------------------------------
 
-    async def create(self, spec: AgentSpec) -> AgentState:
-        self._raise_injected()
-        existing = self.agents.get(spec.id)
-        if existing is not None:
-            if existing.spec == spec:
-                return existing
-            raise Conflict(f"agent {spec.id!r} exists with a different spec", field="id")
+    def _state(self, agent_id: str) -> AgentState | None:
+        return self.agents.get(agent_id)
+
+    def _states(self) -> Iterable[AgentState]:
+        return list(self.agents.values())
+
+    async def _prepare(self, spec: AgentSpec | None) -> None:
+        if spec is not None:
+            self._raise_injected()
+
+    async def _create_new(self, spec: AgentSpec, prepared: Any) -> AgentState:
         ready = self.upstream is not None
         state = AgentState(
             spec=spec, mode=self.mode, status=AgentStatus.READY if ready else AgentStatus.PENDING,
@@ -101,46 +81,33 @@ class MemoryBackend(Backend):
             details={"store": "memory"},
         )
         self.agents[spec.id] = state
+        self.data.add(spec.id)
         self.log_lines[spec.id] = [f"agent {spec.id} line {i}" for i in range(1, 201)]
-        self._emit("added", state)
+        self.publish(state)
         return state
 
-    async def get(self, session: str, agent_id: str) -> AgentState:
-        state = self.agents.get(agent_id)
-        if state is None or state.session != session:
-            raise NotFound(f"agent {agent_id!r} not found in session {session!r}")
-        return state
-
-    async def list(self, session: str | None = None, status: AgentStatus | None = None) -> list[AgentState]:
-        return [s for s in sorted(self.agents.values(), key=lambda s: s.created_at)
-                if (session is None or s.session == session) and (status is None or s.status == status)]
-
-    async def delete(self, session: str, agent_id: str, purge: bool = False) -> AgentState:
-        state = await self.get(session, agent_id)
+    async def _delete(self, state: AgentState, purge: bool) -> AgentState:
         self._raise_injected()
-        del self.agents[agent_id]
-        self.log_lines.pop(agent_id, None)
-        self.deleted.append((session, agent_id, purge))
+        del self.agents[state.id]
+        self.log_lines.pop(state.id, None)
+        if purge:
+            self.data.discard(state.id)
+        self.deleted.append((state.session, state.id, purge))
         final = dataclasses.replace(state, status=AgentStatus.STOPPED, upstream=None)
-        self._emit("deleted", final)
+        self.publish_gone(state.id, final)
         return final
 
-    async def logs(self, session: str, agent_id: str, tail_lines: int = 100) -> str:
-        await self.get(session, agent_id)
-        lines = self.log_lines.get(agent_id, [])
+    async def _logs(self, state: AgentState, tail_lines: int) -> str:
+        lines = self.log_lines.get(state.id, [])
         return "".join(f"{line}\n" for line in lines[-tail_lines:])
 
-    def events(self) -> AsyncIterator[StatusEvent]:
-        return _Subscription(self._subscribers)
-
-    async def healthy(self) -> bool:
-        return self.is_healthy
+    # --- for tests ----------------------------------------------------------------------------
 
     def set_state(self, session: str, agent_id: str, **changes: Any) -> AgentState:
-        """Change an agent (status, upstream, reason, ...) and announce it as ``modified``."""
+        """Change an agent (status, upstream, reason, ...) and announce it when that is visible."""
         state = self.agents[agent_id]
         assert state.session == session
         state = dataclasses.replace(state, **changes)
         self.agents[agent_id] = state
-        self._emit("modified", state)
+        self.publish(state)
         return state

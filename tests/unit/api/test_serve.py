@@ -14,7 +14,8 @@ import aiohttp
 import pytest
 
 from agentproxy import cli
-from agentproxy.api.serve import _cmd_serve, api_keys_from, run_server
+from agentproxy.api.serve import api_keys_from, run_server
+from agentproxy.cli.serve import cmd_serve
 from agentproxy.settings import SettingsError
 
 from .conftest import KEYS, Upstream
@@ -28,7 +29,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 def test_serve_is_a_subcommand_with_the_settings_options():
     args = cli.build_parser().parse_args(["serve", "--set", "server.port=9999", "--shutdown-timeout", "3"])
-    assert args.handler is _cmd_serve
+    assert args.handler is cmd_serve
     assert args.overrides == ["server.port=9999"] and args.shutdown_timeout == 3.0
 
 

@@ -10,11 +10,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from agentproxy.client.agents import new_lines
-from agentproxy.client.commands import hide_key_from_process_title
+from agentproxy.cli.client import hide_key_from_process_title
 from agentproxy.client.errors import EXIT_NOT_FOUND, UsageProblem
 from agentproxy.client.http import check_server_url, server_error
 from agentproxy.client.output import age, agents_table, describe_status, terminal_safe
-from agentproxy.client.sse import Event, SSEParser
+from agentproxy.sse import Event, SSEParser
 from agentproxy.client.transcript import Printer, Transcript, clean
 
 STREAM = ('event: status\ndata: {"a": 1}\n\n: heartbeat\n\nevent: message_update\r\ndata: line one\r\n'

@@ -9,11 +9,10 @@ working directory is in the test's directory, and no zombie child of the test ru
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import os
 import random
-import stat
-import sys
 import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
@@ -25,14 +24,14 @@ from agentproxy.agentapi import locate
 from agentproxy.backends.base import AgentState, AgentStatus
 from agentproxy.backends.local.backend import LocalBackend
 from agentproxy.backends.local.ports import port_is_free
-from agentproxy.backends.local.supervisor import Policy
 from agentproxy.settings import Settings
+from agentproxy.settings.schema import SupervisionSettings
 from agentproxy.spec import AgentSpec, build_spec
 
 HERE = Path(__file__).resolve().parent
 PROGRAMS = HERE / "programs.py"
 
-FAST = Policy(start_timeout=15.0, stop_grace=1.5, leftover_grace=0.5, backoff_initial=0.1, backoff_max=0.4,
+FAST = SupervisionSettings(start_timeout=15.0, stop_grace=1.5, leftover_grace=0.5, backoff_initial=0.1, backoff_max=0.4,
               stable_after=30.0, crash_loop_failures=4, crash_loop_window=30.0, sample_interval=0.2,
               disk_interval=0.3)
 """Supervision timings short enough for tests, long enough for a loaded 2-core machine."""
@@ -60,10 +59,9 @@ def launcher() -> str:
     return path
 
 
-@pytest.fixture
-def ports() -> tuple[int, int]:
-    """A block of ports of its own for each test: blocks of one run never overlap, and a
-    block something else uses (another test run, say) is passed over."""
+def port_block() -> tuple[int, int]:
+    """A block of ports: blocks of one run never overlap, and a block something else uses
+    (another test run, say) is passed over."""
     for _ in range(600):
         start = 20000 + (next(_blocks) % 600) * _BLOCK
         if all(port_is_free(port) for port in range(start, start + _BLOCK)):
@@ -71,11 +69,18 @@ def ports() -> tuple[int, int]:
     raise RuntimeError("no free block of ports")
 
 
+@pytest.fixture
+def ports() -> tuple[int, int]:
+    """A block of ports of its own for each test."""
+    return port_block()
+
+
 def make_settings(data_dir: Path, launcher: str, ports: tuple[int, int]) -> Settings:
     settings = Settings()
     settings.local_mode.agentapi_binary = launcher
     settings.local_mode.ports.start, settings.local_mode.ports.end = ports
     settings.local_mode.data_dir = str(data_dir)
+    settings.local_mode.supervision = dataclasses.replace(FAST)
     for name, args in PROGRAM_MODES.items():
         settings.agents.commands[name] = ["python3", str(PROGRAMS), *args]
     settings.agents.commands["missing"] = ["no-such-program-anywhere", "--flag"]
@@ -94,7 +99,7 @@ def spec(settings: Settings, agent_id: str, agent_type: str = "serve", session: 
 @pytest.fixture
 async def backend(settings: Settings, tmp_path: Path) -> AsyncIterator[LocalBackend]:
     """A started backend; whatever a test leaves is deleted, and then nothing may remain."""
-    instance = LocalBackend(settings, policy=FAST)
+    instance = LocalBackend(settings)
     await instance.start()
     try:
         yield instance

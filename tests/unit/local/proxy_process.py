@@ -18,14 +18,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 from agentproxy.backends.base import AgentStatus  # noqa: E402
 from agentproxy.backends.local.backend import LocalBackend  # noqa: E402
-from tests.unit.local.conftest import FAST, make_settings, spec  # noqa: E402
+from tests.unit.local.conftest import make_settings, spec  # noqa: E402
 
 LIFETIME = 60.0
 
 
 async def main(data_dir: str, launcher: str, start: int, end: int, ids: list[str]) -> None:
     settings = make_settings(Path(data_dir), launcher, (start, end))
-    backend = LocalBackend(settings, policy=FAST)
+    backend = LocalBackend(settings)
     await backend.start()
     for agent_id in ids:
         await backend.create(spec(settings, agent_id))

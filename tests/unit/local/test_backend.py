@@ -17,7 +17,7 @@ from agentproxy.backends.base import AgentStatus, Conflict, NotFound, Rejected, 
 from agentproxy.backends.local.backend import LocalBackend
 
 from .conftest import (
-    FAST, assert_nothing_left, make_settings, processes_in, shut_down, spec, wait_for, wait_for_log, wait_ready,
+    assert_nothing_left, make_settings, processes_in, shut_down, spec, wait_for, wait_for_log, wait_ready,
     wait_until,
 )
 
@@ -129,7 +129,7 @@ async def test_missing_command_is_rejected_and_disturbs_nothing(backend, setting
 
 async def test_missing_agentapi_is_unavailable_with_install_hint(settings, tmp_path):
     settings.local_mode.agentapi_binary = str(tmp_path / "nowhere" / "agentapi")
-    backend = LocalBackend(settings, policy=FAST)
+    backend = LocalBackend(settings)
     await backend.start()
     try:
         assert await backend.healthy() is False
@@ -150,7 +150,7 @@ async def test_healthy_when_agentapi_is_found(backend):
 async def test_full_port_range_is_unavailable(tmp_path, launcher, ports):
     start = ports[0]
     settings = make_settings(tmp_path / "data", launcher, (start, start + 1))
-    backend = LocalBackend(settings, policy=FAST)
+    backend = LocalBackend(settings)
     await backend.start()
     squatter = socket.socket()
     squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a TIME_WAIT leftover must not matter

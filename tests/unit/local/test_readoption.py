@@ -16,13 +16,13 @@ from agentproxy.backends.base import AgentStatus, Unavailable
 from agentproxy.backends.local.backend import LocalBackend
 from agentproxy.backends.local.process import identify
 
-from .conftest import FAST, assert_nothing_left, shut_down, spec, wait_for, wait_ready
+from .conftest import assert_nothing_left, shut_down, spec, wait_for, wait_ready
 
 HERE = Path(__file__).resolve().parent
 
 
 async def test_close_leaves_agents_running_and_the_next_backend_re_adopts_them(settings, tmp_path):
-    first = LocalBackend(settings, policy=FAST)
+    first = LocalBackend(settings)
     await first.start()
     for agent_id in ("keep", "dies"):
         await first.create(spec(settings, agent_id))
@@ -37,7 +37,7 @@ async def test_close_leaves_agents_running_and_the_next_backend_re_adopts_them(s
         proc.kill()
     psutil.wait_procs([dying], timeout=5)
 
-    second = LocalBackend(settings, policy=FAST)
+    second = LocalBackend(settings)
     await second.start()
     try:
         keep = await wait_ready(second, "keep")
@@ -73,7 +73,7 @@ async def test_agents_survive_a_killed_proxy_and_are_re_adopted(settings, tmp_pa
     for pid in pids.values():
         assert psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
 
-    backend = LocalBackend(settings, policy=FAST)
+    backend = LocalBackend(settings)
     await backend.start()  # the dead proxy's lock on the data_dir went with it
     try:
         for agent_id, pid in pids.items():
@@ -109,7 +109,7 @@ async def test_a_recorded_pid_that_is_not_the_agent_is_never_touched(settings, t
             "created_at": "2025-01-01T00:00:00+00:00", "restarts": 2, "tag": "feedface",
             "process": record_process, "status": "running"}}}))
 
-        backend = LocalBackend(settings, policy=FAST)
+        backend = LocalBackend(settings)
         await backend.start()
         try:
             state = await wait_ready(backend, "f1")
@@ -127,7 +127,7 @@ async def test_a_recorded_pid_that_is_not_the_agent_is_never_touched(settings, t
 
 
 async def test_an_agent_whose_port_left_the_range_moves_to_a_new_one(settings, tmp_path):
-    first = LocalBackend(settings, policy=FAST)
+    first = LocalBackend(settings)
     await first.start()
     await first.create(spec(settings, "a1"))
     before = await wait_ready(first, "a1")
@@ -135,7 +135,7 @@ async def test_an_agent_whose_port_left_the_range_moves_to_a_new_one(settings, t
     old_port, old_pid = before.details["port"], before.details["pid"]
     settings.local_mode.ports.start = old_port + 1  # the operator narrowed the range meanwhile
 
-    second = LocalBackend(settings, policy=FAST)
+    second = LocalBackend(settings)
     await second.start()
     try:
         after = await wait_ready(second, "a1")
@@ -147,7 +147,7 @@ async def test_an_agent_whose_port_left_the_range_moves_to_a_new_one(settings, t
 
 
 async def test_failed_agents_stay_failed_and_bad_records_are_dropped(settings, tmp_path):
-    first = LocalBackend(settings, policy=FAST)
+    first = LocalBackend(settings)
     await first.start()
     await first.create(spec(settings, "c1", "crash"))
     failed = await wait_for(first, "c1", lambda s: s.status is AgentStatus.FAILED)
@@ -157,7 +157,7 @@ async def test_failed_agents_stay_failed_and_bad_records_are_dropped(settings, t
     data["agents"]["broken"] = {"spec": "{not json"}
     state_file.write_text(json.dumps(data))
 
-    second = LocalBackend(settings, policy=FAST)
+    second = LocalBackend(settings)
     await second.start()
     try:
         again = await second.get("s1", "c1")
@@ -174,7 +174,7 @@ async def test_an_unreadable_state_file_is_set_aside(settings):
     data_dir = Path(settings.local_mode.data_dir)
     data_dir.mkdir(parents=True)
     (data_dir / "state.json").write_text("{ half a file")
-    backend = LocalBackend(settings, policy=FAST)
+    backend = LocalBackend(settings)
     await backend.start()
     try:
         assert await backend.list() == []
@@ -184,7 +184,7 @@ async def test_an_unreadable_state_file_is_set_aside(settings):
 
 
 async def test_two_proxies_cannot_share_a_data_dir(backend, settings):
-    other = LocalBackend(settings, policy=FAST)
+    other = LocalBackend(settings)
     with pytest.raises(Unavailable, match="in use by another agentproxy"):
         await other.start()
 

@@ -66,8 +66,8 @@ async def test_an_agentapi_that_never_answers_fails_after_the_start_timeout(sett
     wrapper.write_text(f"#!/bin/sh\necho 'about to wait'\nsleep 60\nexec {launcher} \"$@\"\n")
     wrapper.chmod(0o755)
     settings.local_mode.agentapi_binary = str(wrapper)
-    policy = dataclasses.replace(FAST, start_timeout=2.0)
-    backend = LocalBackend(settings, policy=policy)
+    settings.local_mode.supervision = dataclasses.replace(FAST, start_timeout=2.0)
+    backend = LocalBackend(settings)
     await backend.start()
     try:
         await backend.create(spec(settings, "t1"))

@@ -1,5 +1,4 @@
-"""The client's subcommands, ``agents ...`` and ``chat``, registered on the main CLI by
-:func:`add_client_commands`.
+"""The client's subcommands, ``agents ...`` and ``chat`` (see :mod:`agentproxy.client`).
 
 They speak the public HTTP API only. Each handler returns its exit status and
 turns every failure into one line on stderr (see :mod:`.errors` for the
@@ -14,8 +13,9 @@ import os
 import sys
 from typing import Any, Awaitable, Callable
 
-from .errors import EXIT_INTERRUPTED, EXIT_OK, ClientError, UsageProblem
-from .output import FORMATS
+from ..client.errors import EXIT_INTERRUPTED, EXIT_OK, ClientError, UsageProblem
+from ..client.output import FORMATS
+from .parser import env_pair
 
 SERVER_ENV = "AGENTPROXY_URL"
 KEY_ENV = "AGENTPROXY_API_KEY"
@@ -35,13 +35,6 @@ def _connection_options() -> argparse.ArgumentParser:
     return options
 
 
-def _env_pair(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition("=")
-    if not sep or not name:
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
-    return name, value
-
-
 def _positive(text: str) -> float:
     try:
         value = float(text)
@@ -58,7 +51,7 @@ def _tail(text: str) -> int:
     return int(text)
 
 
-def add_client_commands(subparsers: Any) -> None:
+def register(subparsers: Any) -> None:
     """Register ``agents`` (ls, get, create, rm, logs) and ``chat`` on the CLI's subparsers."""
     conn = _connection_options()
     agents = subparsers.add_parser(
@@ -85,7 +78,7 @@ def add_client_commands(subparsers: Any) -> None:
     create.add_argument("session", metavar="SESSION", help="session id")
     create.add_argument("--id", help="agent id (default: a random one)")
     create.add_argument("--type", dest="agent_type", help="agent type (default: the server's default)")
-    create.add_argument("--env", action="append", type=_env_pair, default=[], metavar="NAME=VALUE",
+    create.add_argument("--env", action="append", type=env_pair, default=[], metavar="NAME=VALUE",
                         help="environment variable of the agent (repeatable)")
     create.add_argument("--message", help="first prompt for the agent")
     create.add_argument("--wait", action="store_true", help="wait until the agent is ready")
@@ -164,8 +157,8 @@ def run(name: str, args: argparse.Namespace) -> int:
 
 
 async def _dispatch(name: str, args: argparse.Namespace, server: str, key: str | None) -> int:
-    from . import agents, chat
-    from .http import ApiClient
+    from ..client import agents, chat
+    from ..client.http import ApiClient
 
     async with ApiClient(server, key) as client:
         if name == "chat":

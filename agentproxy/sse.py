@@ -11,6 +11,12 @@ from __future__ import annotations
 
 import codecs
 from dataclasses import dataclass
+from typing import AsyncIterator
+
+import aiohttp
+
+MAX_PENDING = 32 * 1024 * 1024
+"""Bytes of one unfinished line :func:`read_events` holds at most (an agent's message is rarely a megabyte)."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,11 @@ class SSEParser:
         self._data: list[str] = []
         self._id: str | None = None
         self._pending_cr = False
+
+    @property
+    def pending(self) -> int:
+        """Characters of the line not complete yet."""
+        return len(self._buffer)
 
     def feed(self, chunk: bytes) -> list[Event]:
         """The events completed by ``chunk``."""
@@ -90,3 +101,17 @@ def _line_end(buffer: str) -> tuple[int, int] | None:
     if cr + 1 < len(buffer) and buffer[cr + 1] == "\n":
         return cr, cr + 2
     return cr, cr + 1
+
+
+async def read_events(content: aiohttp.StreamReader, limit: int = MAX_PENDING) -> AsyncIterator[Event]:
+    """The events of a response body, as they arrive (``ValueError`` past ``limit``).
+
+    Chunks are fed as they come rather than read by line: ``readline`` stops at 64 KiB,
+    which a long agent message exceeds.
+    """
+    parser = SSEParser()
+    async for chunk in content.iter_any():
+        for event in parser.feed(chunk):
+            yield event
+        if parser.pending > limit:
+            raise ValueError(f"an event line of more than {limit} bytes")

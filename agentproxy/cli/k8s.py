@@ -1,61 +1,48 @@
 """``agentproxy apply | diff | delete | status``: one agent in k8s mode, kubectl-style.
 
 These commands talk to the cluster directly (through the same k8s backend the
-server uses), so an operator can manage an agent without a running proxy.
+server uses, whose methods do the work: ``create``, ``dry_run``, ``diff``,
+``delete``, ``get``), so an operator can manage an agent without a running proxy.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import difflib
 import json
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from typing import TYPE_CHECKING
-
-from . import naming
-from .backends.base import AgentState, AgentStatus, BackendError, NotFound
-from .settings import Settings, load_settings
-from .spec import build_spec
+from ..backends.base import AgentState, AgentStatus, BackendError
+from ..settings import Settings
+from .parser import agent_options, load, settings_options, spec_of
 
 if TYPE_CHECKING:
-    from .backends.k8s.backend import K8sBackend
+    from ..backends.k8s.backend import K8sBackend
 
 EXIT_DIFF = 1
 EXIT_ERROR = 2
-_VOLATILE_METADATA = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp")
 
 
-def add_k8s_commands(sub: argparse._SubParsersAction, settings_options, env_pair) -> None:
-    """Register the k8s subcommands on the top-level parser."""
-    def agent_options(p: argparse.ArgumentParser, spec: bool) -> None:
-        p.add_argument("--session", required=True, help="session id")
-        p.add_argument("--agent", required=True, metavar="ID", help="agent id")
-        if spec:
-            p.add_argument("--type", dest="agent_type", help="agent type (default: agents.default_type)")
-            p.add_argument("--env", action="append", type=env_pair, default=[], metavar="NAME=VALUE",
-                           help="environment variable for the agent (repeatable)")
-            p.add_argument("--message", help="first prompt sent to the agent")
-        settings_options(p)
-
+def register(sub: Any) -> None:
+    """Add ``apply``, ``diff``, ``delete`` and ``status`` to the top-level subparsers."""
     p = sub.add_parser("apply", help="create an agent in the cluster (server-side apply)")
-    agent_options(p, spec=True)
+    agent_options(p)
+    settings_options(p)
     p.add_argument("--wait", action="store_true", help="wait until the agent is ready, showing its progress")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds --wait waits (default 300)")
     p.add_argument("--dry-run", action="store_true", help="send as a server-side dry run (dryRun=All)")
     p.set_defaults(handler=_cmd_apply)
 
     p = sub.add_parser("diff", help="show what apply would change (server-side dry run); exit 1 when it would")
-    agent_options(p, spec=True)
+    agent_options(p)
+    settings_options(p)
     p.set_defaults(handler=_cmd_diff)
 
     p = sub.add_parser("delete", help="delete an agent; its data is kept unless --purge")
     agent_options(p, spec=False)
+    settings_options(p)
     p.add_argument("--purge", action="store_true", help="also delete the agent's PVC (its data)")
     p.add_argument("--wait", action="store_true", help="wait until every object is gone")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds --wait waits (default 120)")
@@ -63,13 +50,14 @@ def add_k8s_commands(sub: argparse._SubParsersAction, settings_options, env_pair
 
     p = sub.add_parser("status", help="show an agent's status")
     agent_options(p, spec=False)
+    settings_options(p)
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
     p.set_defaults(handler=_cmd_status)
 
 
 def _run(settings: Settings, work: Any) -> int:
     # Imported here: kr8s and its HTTP stack are only needed by these commands.
-    from .backends.k8s.backend import K8sBackend
+    from ..backends.k8s.backend import K8sBackend
 
     async def main() -> int:
         backend = K8sBackend(settings)
@@ -85,18 +73,13 @@ def _run(settings: Settings, work: Any) -> int:
         return EXIT_ERROR
 
 
-def _spec(args: argparse.Namespace, settings: Settings):
-    return build_spec(settings, args.session, args.agent, args.agent_type, dict(args.env), args.message)
-
-
 def _cmd_apply(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config, args.overrides).settings
-    spec = _spec(args, settings)
+    settings = load(args).settings
+    spec = spec_of(args, settings)
 
     async def work(backend: "K8sBackend") -> int:
         if args.dry_run:
-            for obj in backend.render(spec):
-                await backend.client.apply(obj, field_manager=settings.k8s_mode.field_manager, dry_run=True)
+            for obj in await backend.dry_run(spec):
                 print(f"{obj['kind'].lower()}/{obj['metadata']['name']} serverside-applied (server dry run)")
             return 0
         state = await backend.create(spec)
@@ -110,22 +93,11 @@ def _cmd_apply(args: argparse.Namespace) -> int:
 
 async def _wait_ready(backend: "K8sBackend", session: str, agent_id: str, timeout: float) -> int:
     """Print each phase once as it is reached: applied, scheduled, volume bound, ready."""
-    from .backends.k8s.cache import POD, PVC
     deadline = time.monotonic() + timeout
     shown: set[str] = set()
-    names = naming.object_names(agent_id)
     while time.monotonic() < deadline:
         state = await backend.get(session, agent_id)
-        pod = backend.cache.get(POD, names["pod"]) if backend.cache else None
-        pvc = backend.cache.get(PVC, names["pvc"]) if backend.cache else None
-        phases = ["applied"]
-        if (pod or {}).get("spec", {}).get("nodeName"):
-            phases.append("scheduled")
-        if ((pvc or {}).get("status") or {}).get("phase") == "Bound":
-            phases.append("volume bound")
-        if state.status == AgentStatus.READY:
-            phases.append("ready")
-        for phase in phases:
+        for phase in backend.progress(state):
             if phase not in shown:
                 shown.add(phase)
                 print(f"{agent_id}: {phase}", flush=True)
@@ -140,65 +112,26 @@ async def _wait_ready(backend: "K8sBackend", session: str, agent_id: str, timeou
     return EXIT_ERROR
 
 
-def _clean(obj: dict[str, Any] | None) -> dict[str, Any]:
-    if not obj:
-        return {}
-    obj = json.loads(json.dumps(obj))
-    obj.pop("status", None)
-    meta = obj.get("metadata", {})
-    for key in _VOLATILE_METADATA:
-        meta.pop(key, None)
-    return obj
-
-
 def _cmd_diff(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config, args.overrides).settings
-    spec = _spec(args, settings)
-
-    from .backends.k8s.cache import KINDS, STATEFULSET
-    from .backends.k8s.reconcile import with_owner
-
-    kinds = {k.name: k for k in KINDS}
+    settings = load(args).settings
+    spec = spec_of(args, settings)
 
     async def work(backend: "K8sBackend") -> int:
-        changed = False
-        sts = backend.cache.get(STATEFULSET, naming.statefulset_name(spec.id))
-        owner = {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": sts["metadata"]["name"],
-                 "uid": sts["metadata"]["uid"]} if sts else None
-        for obj in backend.render(spec):
-            if owner and obj["kind"] in ("Service", "ConfigMap"):
-                obj = with_owner(obj, owner)  # as the backend applies them
-            kind = kinds[obj["kind"]]
-            try:
-                live = await backend.client.request("GET", kind.item(backend.namespace, obj["metadata"]["name"]),
-                                                    verb="get", resource=kind.plural)
-            except NotFound:
-                live = None
-            # Forced, so the result shows the change even where the claim's
-            # create left another owner on a field (a real apply of a new spec is a conflict).
-            merged = await backend.client.apply(obj, field_manager=settings.k8s_mode.field_manager,
-                                                dry_run=True, force=True)
-            before = yaml.safe_dump(_clean(live), sort_keys=True).splitlines(keepends=True) if live else []
-            after = yaml.safe_dump(_clean(merged), sort_keys=True).splitlines(keepends=True)
-            label = f"{obj['kind']}/{obj['metadata']['name']}"
-            diff = list(difflib.unified_diff(before, after, f"live/{label}", f"merged/{label}"))
-            if diff:
-                changed = True
-                sys.stdout.writelines(diff)
-        return EXIT_DIFF if changed else 0
+        lines = await backend.diff(spec)
+        sys.stdout.writelines(lines)
+        return EXIT_DIFF if lines else 0
     return _run(settings, work)
 
 
 def _cmd_delete(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config, args.overrides).settings
-    from .backends.k8s.cache import POD
+    settings = load(args).settings
 
     async def work(backend: "K8sBackend") -> int:
         state = await backend.delete(args.session, args.agent, purge=args.purge)
         print(f"agent {args.agent} deleted ({state.message})")
         if args.wait:
             deadline = time.monotonic() + args.timeout
-            while backend.state_of(args.agent) is not None or backend.cache.get(POD, naming.pod_name(args.agent)):
+            while not backend.gone(args.agent):
                 if time.monotonic() > deadline:
                     print(f"agentproxy: error: agent {args.agent} still has objects after {args.timeout:.0f} s",
                           file=sys.stderr)
@@ -210,7 +143,8 @@ def _cmd_delete(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config, args.overrides).settings
+    settings = load(args).settings
+
     async def work(backend: "K8sBackend") -> int:
         state = await backend.get(args.session, args.agent)
         print(json.dumps(state_json(state), indent=2) if args.output == "json" else _state_text(state))

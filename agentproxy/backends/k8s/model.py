@@ -1,0 +1,268 @@
+"""What the k8s backend decides, as pure functions of objects: no cluster, no I/O.
+
+- the agent's objects and its state, derived from what the cache holds;
+- the apply plan (what is applied in which order, and what the StatefulSet owns);
+- the objects a delete (or a failed create's rollback) removes;
+- drift (does a live object still hold what was applied?) and strays to prune;
+- the progress ``agentproxy apply --wait`` shows and the diff ``agentproxy diff`` prints.
+
+The backend, its reconciler and the command line call these; none of them
+writes such a rule on its own.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable, Mapping
+
+import yaml
+
+from ... import naming
+from ...settings import AGENT_PORT
+from ...spec import AgentSpec
+from ..base import AgentState, AgentStatus
+from ..conversation import FIRST_MESSAGE_PENDING
+from .kinds import CONFIGMAP, PVC, POD, SERVICE, STATEFULSET, Kind
+from .status import derive_status
+
+Obj = Mapping[str, Any]
+MODE = "k8s"
+
+SPEC_ANNOTATION = "agentproxy.io/spec"
+"""The agent's spec as JSON, on its ConfigMap (the claim) and StatefulSet."""
+SPEC_HASH_ANNOTATION = "agentproxy.io/spec-hash"
+"""The spec's fingerprint, beside it."""
+
+OWNED = (SERVICE, CONFIGMAP)
+"""Kinds applied with an ownerReference to the agent's StatefulSet (collected with it)."""
+
+
+# --- the objects of one agent ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AgentObjects:
+    """An agent's objects as the cache holds them (any of them may be missing)."""
+
+    claim: Obj | None  # the ConfigMap, created first
+    statefulset: Obj | None
+    pod: Obj | None
+    pvc: Obj | None
+
+    @classmethod
+    def of(cls, agent_id: str, get: Callable[[Kind, str], Obj | None]) -> "AgentObjects":
+        """The objects of ``agent_id`` read through ``get(kind, name)``."""
+        return cls(get(CONFIGMAP, naming.configmap_name(agent_id)), get(STATEFULSET, naming.statefulset_name(agent_id)),
+                   get(POD, naming.pod_name(agent_id)), get(PVC, naming.pvc_name(agent_id)))
+
+
+def annotation(obj: Obj | None, key: str) -> str | None:
+    """An annotation of ``obj`` (None when there is no object or no such annotation)."""
+    return ((obj or {}).get("metadata", {}).get("annotations") or {}).get(key)
+
+
+def agent_id_of(obj: Obj) -> str | None:
+    """The agent an object belongs to, by its label."""
+    return (obj["metadata"].get("labels") or {}).get(naming.LABEL_AGENT_ID)
+
+
+class SpecReader:
+    """Specs from the spec annotation of the claim, else of the StatefulSet. Parsed specs are
+    remembered by their text: listing a thousand agents must not parse a thousand JSON documents."""
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self._parsed: dict[str, AgentSpec] = {}
+        self._max = max_entries
+
+    def spec(self, objects: AgentObjects) -> AgentSpec | None:
+        """The agent's spec, or None when neither object holds a readable one."""
+        for obj in (objects.claim, objects.statefulset):
+            text = annotation(obj, SPEC_ANNOTATION)
+            if text:
+                spec = self.parse(text)
+                if spec is not None:
+                    return spec
+        return None
+
+    def parse(self, text: str) -> AgentSpec | None:
+        """The spec of an annotation's text, None when it is not one."""
+        cached = self._parsed.get(text)
+        if cached is None:
+            try:
+                cached = AgentSpec.from_json(text)
+            except ValueError:
+                return None
+            if len(self._parsed) >= self._max:
+                self._parsed.clear()
+            self._parsed[text] = cached
+        return cached
+
+
+def created_at(obj: Obj | None) -> datetime:
+    """The creation time of an object (now, for one the server has not stored yet)."""
+    text = ((obj or {}).get("metadata") or {}).get("creationTimestamp")
+    if not text:
+        return datetime.now(timezone.utc)
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def agent_state(spec: AgentSpec, objects: AgentObjects, *, namespace: str, pod_address: str,
+                first_message_overdue: str | None = None) -> AgentState:
+    """The agent's state from its objects: status from StatefulSet, Pod and PVC; the upstream
+    once the pod has an IP (by pod IP or headless-Service name, ``pod_address``); the reason
+    ``FirstMessagePending`` while a ready agent's first message is overdue."""
+    names = naming.object_names(spec.id)
+    derived = derive_status(objects.statefulset, objects.pod, objects.pvc)
+    if objects.statefulset is None and objects.claim is not None and derived.status is AgentStatus.STOPPED:
+        derived = type(derived)(AgentStatus.PENDING, "NotApplied", "the StatefulSet has not been applied yet")
+    pod = objects.pod or {}
+    pod_ip = (pod.get("status") or {}).get("podIP")
+    upstream = None
+    if pod_ip and derived.status in (AgentStatus.READY, AgentStatus.STARTING):
+        host = pod_ip if pod_address == "pod_ip" else f"{names['pod']}.{names['service']}.{namespace}.svc"
+        upstream = f"http://{host}:{AGENT_PORT}"
+    if first_message_overdue and derived.status is AgentStatus.READY:
+        derived = dataclasses.replace(derived, reason=FIRST_MESSAGE_PENDING, message=first_message_overdue)
+    return AgentState(
+        spec=spec, mode=MODE, status=derived.status, reason=derived.reason, message=derived.message,
+        created_at=created_at(objects.claim or objects.statefulset), upstream=upstream, restarts=derived.restarts,
+        details={"namespace": namespace, **names, "pod_ip": pod_ip, "node": (pod.get("spec") or {}).get("nodeName")},
+    )
+
+
+def applied_state(spec: AgentSpec, namespace: str, when: datetime) -> AgentState:
+    """A new agent whose objects are applied and of which nothing runs yet."""
+    return AgentState(spec=spec, mode=MODE, status=AgentStatus.PENDING, created_at=when, reason="Applied",
+                      message="objects applied; waiting for the cluster",
+                      details={"namespace": namespace, **naming.object_names(spec.id)})
+
+
+def deleting_state(state: AgentState, purge: bool) -> AgentState:
+    """What a delete answers: the objects are being deleted; the data is kept unless purged."""
+    return AgentState(spec=state.spec, mode=MODE, status=AgentStatus.STOPPING, created_at=state.created_at,
+                      reason="Deleting", message="purging data too" if purge else "data is kept",
+                      details=state.details)
+
+
+# --- applying and deleting ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ApplyPlan:
+    """The rendered objects in apply order: the PVC, then the StatefulSet (the owner), then the
+    objects it owns (Service and ConfigMap), each given an ownerReference to it once it exists."""
+
+    claim: dict[str, Any]
+    first: tuple[dict[str, Any], ...]
+    owned: tuple[dict[str, Any], ...]
+
+
+def apply_plan(objects: Iterable[dict[str, Any]]) -> ApplyPlan:
+    """The plan of an agent's rendered objects (``render_agent`` order: ConfigMap, Service, PVC,
+    StatefulSet). The ConfigMap is also the claim a create makes first."""
+    by_kind = {o["kind"]: o for o in objects}
+    return ApplyPlan(claim=by_kind[CONFIGMAP.name], first=(by_kind[PVC.name], by_kind[STATEFULSET.name]),
+                     owned=tuple(by_kind[k.name] for k in OWNED))
+
+
+def owner_reference(statefulset: Obj) -> dict[str, Any]:
+    """The ownerReference to an agent's StatefulSet, as the server stored it."""
+    meta = statefulset["metadata"]
+    return {"apiVersion": STATEFULSET.api_version, "kind": STATEFULSET.name, "name": meta["name"],
+            "uid": meta["uid"]}
+
+
+def with_owner(obj: Obj, owner: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``obj`` owned by ``owner`` (deleted with it by the garbage collector)."""
+    owned = copy.deepcopy(dict(obj))
+    owned["metadata"]["ownerReferences"] = [owner]
+    return owned
+
+
+def as_applied(obj: Obj, statefulset: Obj | None) -> dict[str, Any]:
+    """``obj`` as the backend applies it: owned by the StatefulSet when of an owned kind and the
+    StatefulSet exists."""
+    if statefulset is not None and obj["kind"] in {k.name for k in OWNED}:
+        return with_owner(obj, owner_reference(statefulset))
+    return dict(obj)
+
+
+def delete_targets(agent_id: str, *, purge: bool) -> list[tuple[Kind, str]]:
+    """What a delete removes, in order: the StatefulSet first (from then on no proxy re-applies
+    the rest), then the Service and the ConfigMap, and with ``purge`` the PVC (the data)."""
+    names = naming.object_names(agent_id)
+    targets = [(STATEFULSET, names["statefulset"]), (SERVICE, names["service"]), (CONFIGMAP, names["configmap"])]
+    if purge:
+        targets.append((PVC, names["pvc"]))
+    return targets
+
+
+# --- drift and strays --------------------------------------------------------------------------
+
+def contains(live: Any, desired: Any) -> bool:
+    """True when every field of ``desired`` is in ``live`` with the same value
+    (the server may add defaults; it may not change or drop what we set)."""
+    if isinstance(desired, dict):
+        return isinstance(live, dict) and all(k in live and contains(live[k], v) for k, v in desired.items())
+    if isinstance(desired, list):
+        return isinstance(live, list) and len(live) == len(desired) and all(
+            contains(a, b) for a, b in zip(live, desired))
+    return live == desired
+
+
+def _comparable(obj: Obj) -> dict[str, Any]:
+    meta = obj["metadata"]
+    keep = {k: meta[k] for k in ("labels", "annotations", "ownerReferences") if k in meta}
+    return {"metadata": keep, **{k: v for k, v in obj.items() if k in ("spec", "data")}}
+
+
+def drifted(live: Obj | None, want: Obj) -> bool:
+    """True when ``live`` is missing or no longer holds what ``want`` sets (labels, annotations,
+    owner, spec, data): then it must be applied again."""
+    return live is None or not contains(live, _comparable(want))
+
+
+def strays(agent_id: str, kind: Kind, labelled: Iterable[Obj], *, orphaned: bool) -> list[str]:
+    """Names of objects of ``kind`` labelled for the agent that the templates do not render
+    (another name), or all of them when the agent is ``orphaned`` (no spec, no StatefulSet)."""
+    expected = naming.object_names(agent_id)["service" if kind is SERVICE else "configmap"]
+    return [obj["metadata"]["name"] for obj in labelled
+            if agent_id_of(obj) == agent_id and (orphaned or obj["metadata"]["name"] != expected)]
+
+
+# --- for the command line ----------------------------------------------------------------------
+
+def progress(state: AgentState, pod: Obj | None, pvc: Obj | None) -> list[str]:
+    """The phases an agent has reached: applied, scheduled, volume bound, ready."""
+    phases = ["applied"]
+    if ((pod or {}).get("spec") or {}).get("nodeName"):
+        phases.append("scheduled")
+    if ((pvc or {}).get("status") or {}).get("phase") == "Bound":
+        phases.append("volume bound")
+    if state.status is AgentStatus.READY:
+        phases.append("ready")
+    return phases
+
+
+_VOLATILE_METADATA = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp")
+
+
+def _for_diff(obj: Obj | None) -> list[str]:
+    if not obj:
+        return []
+    clean = json.loads(json.dumps(obj))
+    clean.pop("status", None)
+    meta = clean.get("metadata", {})
+    for key in _VOLATILE_METADATA:
+        meta.pop(key, None)
+    return yaml.safe_dump(clean, sort_keys=True).splitlines(keepends=True)
+
+
+def object_diff(live: Obj | None, merged: Obj) -> list[str]:
+    """A unified diff from the live object to what an apply would make of it, without status
+    and server-kept metadata; empty when the apply changes nothing."""
+    label = f"{merged['kind']}/{merged['metadata']['name']}"
+    return list(difflib.unified_diff(_for_diff(live), _for_diff(merged), f"live/{label}", f"merged/{label}"))

@@ -1,0 +1,192 @@
+"""The leader of an agent's process tree: the agentapi server, spawned or re-adopted,
+watched until it exits, and signalled only while it still holds its pid."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+from typing import Mapping
+
+import psutil
+
+from .identity import Identity, alive, find_process, identify, parent_pid, reap_if_ours, same_process
+
+
+class AgentProcess:
+    """The leader of an agent's process tree (the agentapi server), spawned here or
+    re-adopted from the state file.
+
+    The leader runs in a session and process group of its own, so that signals of
+    the proxy's terminal never reach it and it can be signalled with all of its group.
+    A leader that is a child of this process is reaped here (:meth:`wait` gives its
+    exit code); a re-adopted one is watched until it is gone (no exit code).
+    """
+
+    def __init__(self, proc: psutil.Process, identity: Identity, *, adopted: bool) -> None:
+        self.proc = proc
+        self.identity = identity
+        self.adopted = adopted
+        self.child = parent_pid(proc) == os.getpid()
+        self.exited = False
+        self.exit_code: int | None = None
+        self._watch: asyncio.Task[int | None] | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.identity.pid
+
+    @classmethod
+    def spawn(cls, argv: list[str], *, env: Mapping[str, str], cwd: str | os.PathLike[str],
+              log_path: str | os.PathLike[str]) -> "AgentProcess":
+        """Start ``argv``: stdin /dev/null (agentapi reads a piped stdin to its end before it
+        starts), stdout and stderr appended to ``log_path``, a new session. Raises ``OSError``
+        when the program cannot be executed."""
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT,
+                                     cwd=cwd, env=dict(env), start_new_session=True, close_fds=True)
+        finally:
+            os.close(fd)
+        # This module reaps the child itself (see poll()), also when a backend started
+        # later in this same process re-adopts it. A Popen that believes the child is still
+        # its own would reap it when garbage-collected (the exit code would be lost) or warn
+        # that it was never waited for; a return code tells it that there is nothing left to do.
+        popen.returncode = 0
+        # Read once, without waiting: the command line may still be empty (see settle()).
+        identity = identify(popen.pid, settle=0) or Identity(popen.pid, time.time(), ())
+        try:
+            proc = psutil.Process(popen.pid)
+        except psutil.Error as exc:  # an unreaped child always has a process entry
+            raise OSError(f"cannot inspect process {popen.pid}: {exc}") from None
+        process = cls(proc, identity, adopted=False)
+        process.child = True
+        return process
+
+    @classmethod
+    def adopt(cls, identity: Identity) -> "AgentProcess | None":
+        """The process of a state-file record, if it still runs with that identity."""
+        proc = find_process(identity)
+        if proc is None:
+            reap_if_ours(identity)
+            return None
+        return cls(proc, identity, adopted=True)
+
+    async def settle(self, timeout: float = 2.0) -> Identity:
+        """Complete the identity of a process spawned a moment ago: Popen returns while exec
+        is still under way, and until it is done the command line reads empty. An identity
+        without it would never match again, and the agent could not be re-adopted."""
+        deadline = time.monotonic() + timeout
+        delay = 0.001
+        while not self.identity.cmdline and not self.poll() and time.monotonic() < deadline:
+            # Backing off: on a busy machine (many agents starting at once) exec takes long,
+            # and tight polls of every starting agent would keep the event loop busy.
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+            found = identify(self.pid, settle=0)
+            if found is not None and same_process(self.proc, found.create_time):
+                self.identity = found
+        return self.identity
+
+    # --- exit ---------------------------------------------------------------------------------
+
+    def poll(self) -> bool:
+        """True once the process has ended (reaping it when it is a child of ours)."""
+        if self.exited:
+            return True
+        if self.child:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere; the exit code is lost
+                self.exited = True
+                return True
+            if pid == 0:
+                return False
+            self.exit_code = os.waitstatus_to_exitcode(status)
+            self.exited = True
+            return True
+        if not alive(self.proc):
+            self.exited = True
+        return self.exited
+
+    async def wait(self, poll_interval: float = 0.5) -> int | None:
+        """Until the process ends; its exit code when it was a child of ours (negative: the
+        signal that ended it), else None. Any number of callers may wait at once, and a
+        cancelled caller does not end the watch of the others."""
+        if self._watch is None:
+            self._watch = asyncio.get_running_loop().create_task(self._watch_exit(poll_interval))
+        return await asyncio.shield(self._watch)
+
+    async def _watch_exit(self, poll_interval: float) -> int | None:
+        pidfd = _open_pidfd(self.pid) if not self.poll() else None
+        if pidfd is not None:
+            loop = asyncio.get_running_loop()
+            readable = loop.create_future()
+            loop.add_reader(pidfd, lambda: readable.done() or readable.set_result(None))
+            try:
+                # A pidfd refers to the process it was opened for, never to a later user of the
+                # pid; if the pid was reused before it was opened, poll() below tells.
+                if not self.poll():
+                    await readable
+            finally:
+                loop.remove_reader(pidfd)
+                os.close(pidfd)
+        # After the pidfd said "exited" the child may need a moment to become reapable;
+        # without a pidfd this is the whole watch.
+        while not self.poll():
+            await asyncio.sleep(poll_interval if pidfd is None else 0.01)
+        return self.exit_code
+
+    def forget(self) -> None:
+        """Stop watching (the process keeps running; a later backend re-adopts it)."""
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+
+    # --- signals ------------------------------------------------------------------------------
+
+    def holds_pid(self) -> bool:
+        """True while the pid still belongs to this process: it runs, or it is a zombie not
+        reaped yet. Only then may it (or its process group) be signalled."""
+        if self.exited:
+            return False
+        try:
+            return self.proc.is_running()
+        except psutil.Error:
+            return False
+
+    def signal(self, sig: int) -> bool:
+        """Send ``sig`` to the leader alone; False when it is gone (nothing is sent to a reused pid)."""
+        if not self.holds_pid():
+            return False
+        try:
+            self.proc.send_signal(sig)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            return False
+        return True
+
+    def signal_group(self, sig: int) -> bool:
+        """Send ``sig`` to the leader's process group (the leader alone when it is not a group
+        leader); False when the process is gone, so that nothing is sent to a reused pid."""
+        if not self.holds_pid():
+            return False
+        try:
+            if os.getpgid(self.pid) == self.pid:
+                os.killpg(self.pid, sig)
+            else:
+                self.proc.send_signal(sig)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            return False
+        return True
+
+
+def _open_pidfd(pid: int) -> int | None:
+    """A pidfd for ``pid`` (Linux 5.3+), or None where there is none: then exits are polled."""
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None:
+        return None
+    try:
+        return opener(pid)
+    except OSError:
+        return None

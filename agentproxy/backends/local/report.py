@@ -1,0 +1,94 @@
+"""How a local agent is reported: its details in the API, its record in the state file,
+its memory limit in bytes, and the texts of its failures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...quantity import parse_quantity
+from ..base import AgentStatus, BackendError
+from .logs import AgentLog
+
+MESSAGE_TAIL_LINES = 20
+MESSAGE_TAIL_CHARS = 4000
+
+
+def agent_details(supervisor: Any) -> dict[str, Any]:
+    """The ``details`` of a local agent's state, from its supervisor's fields: process, port,
+    paths, command, the last sample of its tree and the last end of agentapi."""
+    process = supervisor.process
+    sample = supervisor.sample
+    last_state = supervisor.last_state
+    details: dict[str, Any] = {
+        "pid": process.pid if process is not None else None,
+        "port": supervisor.port,
+        "work_dir": str(supervisor.work_dir),
+        "log_file": str(supervisor.log.path),
+        "command": list(supervisor.spec.command),
+        "agentapi_type": supervisor.spec.agentapi_type,
+        "adopted": bool(process is not None and process.adopted),
+        "processes": len(sample.members) if sample else None,
+        "cpu_percent": sample.cpu_percent if sample else None,
+        "rss_bytes": sample.rss_bytes if sample else None,
+        "memory_limit_bytes": supervisor.memory_limit,
+        "work_dir_bytes": supervisor.work_dir_bytes,
+        "last_exit_code": (last_state or {}).get("exit_code"),
+        "last_state": last_state,
+    }
+    if not supervisor.work_dir_complete:
+        details["work_dir_bytes_partial"] = True
+    return details
+
+
+def agent_record(supervisor: Any) -> dict[str, Any]:
+    """What the state file keeps of a local agent: enough for a restarted proxy to re-adopt
+    its process (pid, start time, command line), or to start it again on its port."""
+    process = supervisor.process
+    failed = supervisor.status is AgentStatus.FAILED
+    return {
+        "spec": supervisor.spec.to_json(),
+        "port": supervisor.port,
+        "created_at": supervisor.created_at.isoformat(),
+        "restarts": supervisor.restarts,
+        "tag": supervisor.tag,
+        "process": process.identity.to_dict() if process is not None and not process.exited else None,
+        "status": "failed" if failed else "running",
+        "reason": supervisor.reason if failed else None,
+        "message": supervisor.message if failed else None,
+        "last_state": supervisor.last_state,
+    }
+
+
+def memory_limit_bytes(quantity: str) -> int | None:
+    """The memory limit a local agent is held to, None for none."""
+    try:
+        value = int(parse_quantity(quantity))
+    except ValueError:
+        return None
+    return value if value > 0 else None
+
+
+def human_bytes(n: float) -> str:
+    """``123 B``, ``1.5 KiB``, ... ``2.0 GiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def failure_text(exc: BaseException) -> str:
+    """One line about an error: the backend's message, the system's, or the exception's."""
+    if isinstance(exc, BackendError):
+        return exc.message
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def log_tail(agent_log: AgentLog) -> str:
+    """The last lines of an agent's log, for the message of a failure."""
+    text = agent_log.tail(MESSAGE_TAIL_LINES).rstrip("\n")
+    if len(text) > MESSAGE_TAIL_CHARS:
+        text = "..." + text[-MESSAGE_TAIL_CHARS:]
+    return text or "(the log is empty)"

@@ -1,0 +1,234 @@
+"""The k8s backend's decisions without a cluster: the kind table, the apply plan and owner,
+delete targets, an agent's state from cached objects, drift and strays, the reconciler's
+pass over its narrow interface, the cache's index by agent, and the CLI's progress and diff."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from agentproxy import naming
+from agentproxy.backends.base import AgentStatus
+from agentproxy.backends.k8s import model
+from agentproxy.backends.k8s.cache import Reflector
+from agentproxy.backends.k8s.kinds import (
+    CONFIGMAP, KINDS, MANAGED, POD, PVC, ROLE, SERVICE, STATEFULSET, kind_of, path_of,
+)
+from agentproxy.backends.k8s.reconcile import Reconciler
+from agentproxy.render import render_agent, render_rbac
+
+from ._support import settings_with, spec_for
+
+READY_POD = {"metadata": {"name": "agent-a1-0"}, "spec": {"nodeName": "node-1"},
+             "status": {"phase": "Running", "podIP": "10.0.0.7",
+                        "conditions": [{"type": "PodScheduled", "status": "True"},
+                                       {"type": "Ready", "status": "True"}]}}
+BOUND = {"metadata": {"name": "data-agent-a1-0"}, "status": {"phase": "Bound"}}
+
+
+def rendered(**kwargs: Any) -> tuple[Any, list[dict[str, Any]]]:
+    settings = settings_with("k8s_mode.namespace=ns1")
+    spec = spec_for(settings, **kwargs)
+    return spec, render_agent(settings, spec)
+
+
+def stored(obj: dict[str, Any], uid: str = "uid-1", created: str = "2026-01-02T03:04:05Z") -> dict[str, Any]:
+    """``obj`` as the server keeps it."""
+    return {**obj, "metadata": {**obj["metadata"], "uid": uid, "creationTimestamp": created}}
+
+
+def test_one_kind_table_gives_every_path():
+    settings = settings_with("k8s_mode.namespace=ns1")
+    objects = render_agent(settings, spec_for(settings)) + render_rbac(settings)
+    assert [path_of(o) for o in objects] == [
+        "/api/v1/namespaces/ns1/configmaps/agent-a1-config",
+        "/api/v1/namespaces/ns1/services/agent-a1-headless",
+        "/api/v1/namespaces/ns1/persistentvolumeclaims/data-agent-a1-0",
+        "/apis/apps/v1/namespaces/ns1/statefulsets/agent-a1",
+        "/api/v1/namespaces/ns1/serviceaccounts/agentproxy",
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/ns1/roles/agentproxy",
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/ns1/rolebindings/agentproxy",
+    ]
+    assert kind_of(objects[3]) is STATEFULSET and kind_of(objects[5]) is ROLE
+    assert set(KINDS) < set(MANAGED) and POD in KINDS
+    with pytest.raises(ValueError, match="does not manage Secret"):
+        kind_of({"apiVersion": "v1", "kind": "Secret"})
+
+
+def test_apply_plan_claims_with_the_configmap_then_applies_owner_first():
+    _, objects = rendered()
+    plan = model.apply_plan(objects)
+    assert plan.claim["kind"] == "ConfigMap"
+    assert [o["kind"] for o in plan.first] == ["PersistentVolumeClaim", "StatefulSet"]
+    assert [o["kind"] for o in plan.owned] == ["Service", "ConfigMap"]
+
+
+def test_owned_objects_point_at_the_stored_statefulset():
+    _, objects = rendered()
+    sts = stored(objects[3], uid="u-42")
+    assert model.owner_reference(sts) == {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "agent-a1",
+                                          "uid": "u-42"}
+    service = model.as_applied(objects[1], sts)
+    assert service["metadata"]["ownerReferences"] == [model.owner_reference(sts)]
+    assert "ownerReferences" not in objects[1]["metadata"]  # a copy
+    assert "ownerReferences" not in model.as_applied(objects[2], sts)["metadata"]  # the PVC is not owned
+    assert "ownerReferences" not in model.as_applied(objects[1], None)["metadata"]  # no owner yet
+
+
+def test_delete_removes_the_statefulset_first_and_the_data_only_when_purged():
+    assert model.delete_targets("a1", purge=False) == [
+        (STATEFULSET, "agent-a1"), (SERVICE, "agent-a1-headless"), (CONFIGMAP, "agent-a1-config")]
+    assert model.delete_targets("a1", purge=True)[-1] == (PVC, "data-agent-a1-0")
+
+
+def test_the_spec_comes_from_the_claim_then_the_statefulset():
+    spec, objects = rendered(message="hi")
+    reader = model.SpecReader()
+    claim, sts = objects[0], objects[3]
+    assert reader.spec(model.AgentObjects(claim, None, None, None)) == spec
+    assert reader.spec(model.AgentObjects(None, sts, None, None)) == spec
+    broken = {"metadata": {"annotations": {model.SPEC_ANNOTATION: "{not json"}}}
+    assert reader.spec(model.AgentObjects(broken, sts, None, None)) == spec
+    assert reader.spec(model.AgentObjects(broken, None, None, None)) is None
+    text = claim["metadata"]["annotations"][model.SPEC_ANNOTATION]
+    assert reader.parse(text) is reader.parse(text)  # parsed once
+
+
+def test_an_agent_state_from_its_objects():
+    spec, objects = rendered()
+    claim, sts = stored(objects[0]), stored(objects[3], created="2026-01-02T03:04:09Z")
+    state = model.agent_state(spec, model.AgentObjects(claim, None, None, None), namespace="ns1", pod_address="dns")
+    assert (state.status, state.reason) == (AgentStatus.PENDING, "NotApplied")
+    assert state.created_at == datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)  # the claim's
+
+    ready = model.AgentObjects(claim, sts, READY_POD, BOUND)
+    by_dns = model.agent_state(spec, ready, namespace="ns1", pod_address="dns")
+    assert by_dns.status is AgentStatus.READY and by_dns.reason is None
+    assert by_dns.upstream == "http://agent-a1-0.agent-a1-headless.ns1.svc:3284"
+    assert by_dns.details == {"namespace": "ns1", **naming.object_names("a1"), "pod_ip": "10.0.0.7",
+                              "node": "node-1"}
+    by_ip = model.agent_state(spec, ready, namespace="ns1", pod_address="pod_ip", first_message_overdue="late")
+    assert by_ip.upstream == "http://10.0.0.7:3284"
+    assert (by_ip.reason, by_ip.message) == ("FirstMessagePending", "late")
+    pending = model.agent_state(spec, model.AgentObjects(claim, sts, None, BOUND), namespace="ns1",
+                                pod_address="pod_ip", first_message_overdue="late")
+    assert pending.reason == "PodNotCreated" and pending.upstream is None  # overdue only once ready
+
+
+def test_what_create_and_delete_answer():
+    spec, _ = rendered()
+    when = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    applied = model.applied_state(spec, "ns1", when)
+    assert (applied.status, applied.reason, applied.created_at) == (AgentStatus.PENDING, "Applied", when)
+    assert model.deleting_state(applied, purge=True).message == "purging data too"
+    assert model.deleting_state(applied, purge=False).status is AgentStatus.STOPPING
+
+
+def test_drift_and_strays():
+    _, objects = rendered(env={"MODE": "calm"})
+    sts = stored(objects[3])
+    want = model.as_applied(objects[0], sts)
+    live = stored(want)
+    live["metadata"]["managedFields"] = [{"manager": "agentproxy"}]
+    assert not model.drifted(live, want)
+    assert model.drifted(None, want)
+    assert model.drifted({**live, "data": {**live["data"], "MODE": "tampered"}}, want)
+    assert model.drifted({**live, "metadata": {**live["metadata"], "ownerReferences": []}}, want)
+
+    labels = naming.standard_labels("a1", "s1")
+    extra = {"metadata": {"name": "agent-a1-old-extra", "labels": labels}}
+    other = {"metadata": {"name": "agent-b1-config", "labels": naming.standard_labels("b1", "s1")}}
+    assert model.strays("a1", CONFIGMAP, [objects[0], extra, other], orphaned=False) == ["agent-a1-old-extra"]
+    assert model.strays("a1", CONFIGMAP, [objects[0], extra], orphaned=True) == ["agent-a1-config",
+                                                                                  "agent-a1-old-extra"]
+
+
+def test_progress_and_diff_for_the_command_line():
+    spec, objects = rendered()
+    state = model.agent_state(spec, model.AgentObjects(stored(objects[0]), stored(objects[3]), READY_POD, BOUND),
+                              namespace="ns1", pod_address="dns")
+    assert model.progress(state, READY_POD, BOUND) == ["applied", "scheduled", "volume bound", "ready"]
+    assert model.progress(state, None, None)[:1] == ["applied"]
+
+    live = {**stored(objects[0]), "status": {}}
+    merged = {**stored(objects[0], uid="other"), "metadata": {**stored(objects[0])["metadata"],
+                                                               "resourceVersion": "9"}}
+    assert model.object_diff(live, merged) == []  # only server-kept metadata differs
+    changed = {**merged, "data": {**merged["data"], "EXTRA": "1"}}
+    lines = model.object_diff(live, changed)
+    assert lines[:2] == ["--- live/ConfigMap/agent-a1-config\n", "+++ merged/ConfigMap/agent-a1-config\n"]
+    assert "+  EXTRA: '1'\n" in lines
+    assert model.object_diff(None, merged)[2].startswith("@@ -0,0")
+
+
+class Host:
+    """The reconciler's view of a backend (:class:`~agentproxy.backends.k8s.reconcile.ReconcileHost`),
+    held in dicts: what it decides is under test here, the real one runs in the e2e suite."""
+
+    def __init__(self, spec: Any, objects: dict[tuple[str, str], dict[str, Any]]) -> None:
+        self.spec, self.objects = spec, objects
+        self.applied: list[dict[str, Any]] = []
+        self.deleted: list[tuple[str, str]] = []
+        settings = settings_with("k8s_mode.namespace=ns1")
+        self._render = lambda spec: render_agent(settings, spec)
+
+    def spec_of(self, agent_id: str) -> Any:
+        return self.spec
+
+    def render(self, spec: Any) -> list[dict[str, Any]]:
+        return self._render(spec)
+
+    def busy(self, agent_id: str) -> bool:
+        return False
+
+    def cached(self, kind: Any, name: str) -> dict[str, Any] | None:
+        return self.objects.get((kind.name, name))
+
+    def cached_of_agent(self, kind: Any, agent_id: str) -> list[dict[str, Any]]:
+        return [o for (k, _), o in self.objects.items() if k == kind.name and model.agent_id_of(o) == agent_id]
+
+    async def apply(self, obj: dict[str, Any], *, force: bool | None = None) -> dict[str, Any]:
+        self.applied.append(obj)
+        return obj
+
+    async def delete_object(self, kind: Any, name: str) -> bool:
+        self.deleted.append((kind.name, name))
+        return True
+
+
+async def test_a_reconcile_pass_reapplies_drift_and_prunes_strays():
+    spec, objects = rendered()
+    sts = stored(objects[3])
+    configmap = stored(model.as_applied(objects[0], sts))
+    stray = {"metadata": {"name": "agent-a1-old", "labels": naming.standard_labels("a1", "s1")}}
+    host = Host(spec, {("StatefulSet", "agent-a1"): sts, ("ConfigMap", "agent-a1-config"): configmap,
+                       ("ConfigMap", "agent-a1-old"): stray})
+    reconciler = Reconciler(host)
+    await reconciler.reconcile("a1")
+    assert host.deleted == [("ConfigMap", "agent-a1-old")]
+    assert [(o["kind"], o["metadata"]["ownerReferences"][0]["uid"]) for o in host.applied] == [("Service", "uid-1")]
+    assert (reconciler.pruned, reconciler.reapplied) == (1, 1)
+
+    orphan = Host(None, {("ConfigMap", "agent-a1-config"): configmap})  # no spec, no StatefulSet
+    await Reconciler(orphan).reconcile("a1")
+    assert orphan.deleted == [("ConfigMap", "agent-a1-config")] and orphan.applied == []
+
+
+async def test_the_cache_indexes_objects_by_agent():
+    reflector = Reflector(client=None, kind=CONFIGMAP, namespace="ns1", listener=lambda *args: None)  # type: ignore[arg-type]
+
+    def event(kind: str, name: str, agent: str) -> dict[str, Any]:
+        return {"type": kind, "object": {"metadata": {"name": name, "resourceVersion": "1",
+                                                      "labels": {naming.LABEL_AGENT_ID: agent}}}}
+    await reflector._handle(event("ADDED", "agent-a1-config", "a1"))
+    await reflector._handle(event("ADDED", "agent-b1-config", "b1"))
+    await reflector._handle(event("ADDED", "agent-a1-extra", "a1"))
+    assert sorted(o["metadata"]["name"] for o in reflector.of_agent("a1")) == ["agent-a1-config", "agent-a1-extra"]
+    await reflector._handle(event("MODIFIED", "agent-a1-extra", "b1"))  # relabelled
+    await reflector._handle(event("DELETED", "agent-b1-config", "b1"))
+    assert [o["metadata"]["name"] for o in reflector.of_agent("a1")] == ["agent-a1-config"]
+    assert [o["metadata"]["name"] for o in reflector.of_agent("b1")] == ["agent-a1-extra"]
+    await reflector._handle(event("DELETED", "agent-a1-extra", "b1"))
+    assert "b1" not in reflector.by_agent and reflector.of_agent("b1") == []
