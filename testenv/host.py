@@ -92,7 +92,16 @@ def read_record() -> dict | None:
 
 
 def begin(owner: Path, node_dir: Path) -> dict:
-    """Record the host as it is, before the node changes it."""
+    """Record the host as it is, before the node changes it. One real node per host: the
+    bridge, the pod cgroups and the paths outside its state are the host's own."""
+    if RECORD.exists():
+        try:
+            other = json.loads(RECORD.read_text()).get("owner")
+        except (OSError, ValueError):
+            other = None
+        if other and other != str(owner) and Path(other).exists():
+            raise SystemExit(f"[real-node] error: the cluster in {other} has a real node on this host; "
+                             f"stop it first (AGENTPROXY_CLUSTER_DIR={other} python testenv/cluster.py down)")
     record = {
         "owner": str(owner), "node_dir": str(node_dir), "bridge": BRIDGE, "cgroup_root": CGROUP_ROOT,
         "sysctls": {name: _sysctl(name) for name in SYSCTLS if _sysctl(name) is not None},
