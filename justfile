@@ -32,6 +32,26 @@ agentapi:
 agentapi-proxy:
     python testenv/agentapi_proxy.py >/dev/null
 
+# Install configurable-http-proxy 5.3.0 (JupyterHub's proxy, Node) into the cache: the proxy benchmark's peer
+chp:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    dir="{{ cache }}/configurable-http-proxy-5.3.0"
+    [[ -x "$dir/node_modules/.bin/configurable-http-proxy" ]] && exit 0
+    command -v npm >/dev/null || { echo "chp: npm is missing: install Node.js and npm to benchmark configurable-http-proxy" >&2; exit 0; }
+    mkdir -p "{{ cache }}"
+    work="$(mktemp -d "{{ cache }}/.configurable-http-proxy-5.3.0.XXXXXX")"
+    trap 'rm -rf "$work"' EXIT
+    npm install --prefix "$work" --no-save --no-audit --no-fund --loglevel=error configurable-http-proxy@5.3.0 >/dev/null
+    mv -T "$work" "$dir" 2>/dev/null || true  # another install that finished first is as good
+
+# Make sure Debian's wrk (4.1) is installed: the proxy benchmark's load generator
+wrk:
+    #!/usr/bin/env bash
+    command -v wrk >/dev/null && exit 0
+    if [[ "$(id -u)" != 0 ]]; then echo "wrk is missing and only root can install it (apt-get install wrk); the proxy benchmark reports its load figures as missing" >&2; exit 0; fi
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+
 # Make sure Debian's chromium is installed: the dashboard's tests drive it through Playwright
 browser:
     command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
