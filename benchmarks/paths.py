@@ -78,6 +78,8 @@ class Paths:
     processes: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
     work: tempfile.TemporaryDirectory | None = None
     agentapi_port: int = 0
+    loop: str = "auto"
+    """agentproxy's event loop (``agentproxy serve --loop``)."""
 
     def __enter__(self) -> "Paths":
         return self
@@ -109,9 +111,9 @@ class Ports:
         raise RuntimeError(f"no free port left up to {self.last}")
 
 
-def start_all(ports: Ports, wanted: tuple[str, ...] = ORDER) -> Paths:
-    """Start the agentapi and the wanted proxies in front of it."""
-    running = Paths(work=tempfile.TemporaryDirectory(prefix="agentproxy-bench-"))
+def start_all(ports: Ports, wanted: tuple[str, ...] = ORDER, loop: str = "auto") -> Paths:
+    """Start the agentapi and the wanted proxies in front of it (agentproxy on the event loop ``loop``)."""
+    running = Paths(work=tempfile.TemporaryDirectory(prefix="agentproxy-bench-"), loop=loop)
     work = Path(running.work.name)
     try:
         direct = Target("direct")
@@ -187,7 +189,7 @@ def _start_agentapi(running: Paths, work: Path, ports: Ports, direct: Target) ->
 
 # --- agentproxy ----------------------------------------------------------------------------------
 
-def agentproxy_role(upstream: str, port: int) -> None:
+def agentproxy_role(upstream: str, port: int, loop: str = "auto") -> None:
     """Serve agentproxy's API with one ready agent (bench/a1) whose API is ``upstream``."""
     import asyncio
 
@@ -208,14 +210,15 @@ def agentproxy_role(upstream: str, port: int) -> None:
     if runner is None:
         asyncio.run(main())
     else:
-        with runner() as loop_runner:
+        with runner(loop) as loop_runner:
             loop_runner.run(main())
 
 
 def _start_agentproxy(running: Paths, work: Path, ports: Ports, upstream: str, path: Target) -> None:
     port = ports.take()
     log = open(work / "agentproxy.log", "wb")
-    process = subprocess.Popen([sys.executable, __file__, "agentproxy", "--upstream", upstream, "--port", str(port)],
+    process = subprocess.Popen([sys.executable, __file__, "agentproxy", "--upstream", upstream, "--port", str(port),
+                                "--loop", running.loop],
                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
                                env={**os.environ, "PYTHONPATH": str(REPO)})
     log.close()
@@ -387,8 +390,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("role", choices=["agentproxy"])
     parser.add_argument("--upstream", required=True)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--loop", default="auto")
     args = parser.parse_args(argv)
-    agentproxy_role(args.upstream, args.port)
+    agentproxy_role(args.upstream, args.port, args.loop)
 
 
 if __name__ == "__main__":

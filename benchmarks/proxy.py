@@ -188,7 +188,7 @@ def _end(process: subprocess.Popen) -> None:
 def one_run(index: int, args: argparse.Namespace, script: Path | None) -> dict[str, Any]:
     """Start every path afresh and measure each, in an order rotated by ``index``."""
     first, last = args.ports
-    with start_all(Ports(first, last), tuple(args.paths)) as running:
+    with start_all(Ports(first, last), tuple(args.paths), args.loop) as running:
         present = [k for k in ORDER if k in running.paths and running.paths[k].missing is None]
         order = present[index % len(present):] + present[:index % len(present)]
         print(f"run {index + 1}: {' '.join(order)}", file=sys.stderr, flush=True)
@@ -247,7 +247,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def report(rows: dict[str, dict[str, Any]], args: argparse.Namespace, notes: list[str]) -> None:
-    print(f"agent API proxy: {len(args.paths)} paths to one agentapi v0.12.1 (echo agent), {os.cpu_count()} CPUs "
+    print(f"agent API proxy ({args.loop} loop): {len(args.paths)} paths to one agentapi v0.12.1 (echo agent), {os.cpu_count()} CPUs "
           f"shared by all; median of {args.runs} run(s), order rotated")
     print(f"GET /status: wrk 4.1 -t1, {args.duration:g} s (at most {args.max_requests} requests) per figure; "
           f"SSE: {args.messages} message(s) per path and run; memory: {args.streams} idle event streams")
@@ -289,6 +289,8 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=1000, help="idle event streams for memory (default 1000)")
     parser.add_argument("--paths", nargs="+", choices=ORDER, default=list(ORDER))
     parser.add_argument("--ports", default="29000-29999", help="ports to listen on (default 29000-29999)")
+    parser.add_argument("--loop", choices=["auto", "uvloop", "asyncio"], default="auto",
+                        help="agentproxy's event loop (default auto: uvloop where there is one)")
     parser.add_argument("--json", help="also write every run's figures to this file")
     args = parser.parse_args()
     first, _, last = args.ports.partition("-")
