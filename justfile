@@ -74,7 +74,7 @@ test: agentapi unit
     KUBECONFIG="{{ local_kubeconfig }}" AGENTPROXY_TEST_POD_CIDR=127.1.0.0/16 AGENTPROXY_TEST_LOCAL_CONTROL_PLANE=1 just e2e
 
 # Unit tests: pure code and local processes, no cluster
-unit *ARGS: agentapi agentapi-proxy browser
+unit *ARGS: agentapi agentapi-proxy chp wrk browser
     python -m pytest tests/unit {{ ARGS }}
 
 # The e2e suite against whatever $KUBECONFIG points to (a missing cluster fails, it is never skipped)
@@ -117,9 +117,19 @@ bench-render *ARGS:
 bench-k8s *ARGS:
     python benchmarks/k8s.py {{ ARGS }}
 
-# Proxied vs direct requests and SSE through the proxy
-bench-proxy *ARGS:
+# agentproxy, configurable-http-proxy and the Go agentapi-proxy against direct agentapi, side by side
+bench-proxy *ARGS: agentapi agentapi-proxy chp wrk
     python benchmarks/proxy.py {{ ARGS }}
+
+# Every benchmark, one table per area: render, k8s (when $KUBECONFIG is set), local, proxy
+bench: agentapi agentapi-proxy chp wrk
+    #!/usr/bin/env bash
+    set -euo pipefail
+    echo "== render"; python benchmarks/render.py
+    if [[ -n "${KUBECONFIG:-}" ]]; then echo; echo "== k8s"; python benchmarks/k8s.py
+    else echo; echo "== k8s: skipped, no KUBECONFIG given (bin/just cluster-up prints one)"; fi
+    echo; echo "== local"; python benchmarks/local.py
+    echo; echo "== proxy"; python benchmarks/proxy.py
 
 # The local supervisor's overhead, memory per agent and concurrent starts
 bench-local *ARGS:

@@ -9,19 +9,20 @@ afresh and measures, path by path in an order rotated from run to run:
    to direct's p50 in the same run;
 2. ``GET /status`` at 32 connections: requests/s, and their ratio to direct's;
 3. Server-Sent Events: two readers (``benchmarks/streams.py``), one direct and one through the
-   path, hold agentapi's ``/events`` while messages are sent to the agent; each event is
+   path (for direct: a second direct one), hold agentapi's ``/events`` while messages are sent
+   to the agent; each event is
    stamped on arrival in both, and the path's delay is the difference (agentapi does not stamp
    its events). An event is *held back* when it reaches the proxied reader only after the
    direct reader got the next one, which agentapi wrote at least 1 ms later; *lost* when it
    never arrives;
 4. memory: the growth of the path's process RSS (its own, not its children's) while 1000
-   idle event streams go through it.
+   idle event streams go through it, measured first, on fresh processes.
 
 Every figure is the median of ``--runs`` runs (3). Every load is bounded in time (``--duration``
 seconds) and count (``--max-requests``). A path that cannot be started is reported as missing.
 wrk comes from Debian (``bin/just wrk``); without it the load rows say so.
 
-Usage: ``python benchmarks/proxy.py [--runs 3] [--duration 5] [--messages 3] [--streams 1000]
+Usage: ``python benchmarks/proxy.py [--runs 3] [--duration 5] [--messages 5] [--streams 1000]
 [--paths direct agentproxy chp peer] [--ports 29000-29999]``
 """
 
@@ -162,14 +163,15 @@ def idle_streams(target: Target, count: int) -> dict[str, Any]:
     holder = _spawn("idle", f"{target.base}/events", "--count", str(count))
     try:
         opened = json.loads(holder.stdout.readline())  # type: ignore[union-attr]
-        time.sleep(1.0)  # let the process settle with the streams open
+        settle = 1.0 if count >= 100 else 0.1
+        time.sleep(settle)  # let the process settle with the streams open
         after = process.memory_info().rss
         holder.stdin.write("close\n")  # type: ignore[union-attr]
         holder.stdin.flush()  # type: ignore[union-attr]
         holder.wait(timeout=60)
     finally:
         _end(holder)
-    time.sleep(1.0)  # let the streams' upstream side close before the next path
+    time.sleep(settle)  # let the streams' upstream side close before the next path
     return {"mb": (after - before) / 1e6, "open": opened["open"], "failed": opened["failed"]}
 
 
@@ -185,8 +187,21 @@ def _end(process: subprocess.Popen) -> None:
 
 # --- one run ---------------------------------------------------------------------------------------
 
+def _touch(target: Target) -> None:
+    """A light warm-up (a few requests, a few streams opened and closed): what every path does
+    once before anything is measured."""
+    for _ in range(20):
+        _status(target.base)
+    idle_streams(target, 5)
+
+
 def one_run(index: int, args: argparse.Namespace, script: Path | None) -> dict[str, Any]:
-    """Start every path afresh and measure each, in an order rotated by ``index``."""
+    """Start every path afresh and measure each, in an order rotated by ``index``.
+
+    Memory comes first, while the processes are fresh: a load leaves heaps grown that later
+    streams would reuse unseen. SSE comes last, as its messages lengthen the conversation
+    every new stream is sent first.
+    """
     first, last = args.ports
     with start_all(Ports(first, last), tuple(args.paths), args.loop) as running:
         present = [k for k in ORDER if k in running.paths and running.paths[k].missing is None]
@@ -194,6 +209,11 @@ def one_run(index: int, args: argparse.Namespace, script: Path | None) -> dict[s
         print(f"run {index + 1}: {' '.join(order)}", file=sys.stderr, flush=True)
         result: dict[str, Any] = {"missing": {k: t.missing for k, t in running.paths.items() if t.missing},
                                   "latency": {}, "throughput": {}, "sse": {}, "rss": {}}
+        for key in order:
+            _touch(running.paths[key])
+        for key in order:
+            if args.streams:
+                result["rss"][key] = idle_streams(running.paths[key], args.streams)
         if script is not None:
             for key in order:  # warm-up: connections, pools, caches
                 wrk(f"{running.paths[key].base}/status", 32, 1, args.max_requests, script)
@@ -203,11 +223,10 @@ def one_run(index: int, args: argparse.Namespace, script: Path | None) -> dict[s
                                             args.max_requests, script)
         direct = running.paths["direct"].base
         for key in order:
-            if key != "direct" and args.messages:
+            # For direct itself: a second direct reader, i.e. how far apart agentapi delivers
+            # one event to two of its streams (the noise floor of this measurement).
+            if args.messages:
                 result["sse"][key] = sse(direct, running.paths[key].base, args.messages, f"run {index} {key}")
-        for key in order:
-            if args.streams:
-                result["rss"][key] = idle_streams(running.paths[key], args.streams)
         return result
 
 
@@ -218,8 +237,8 @@ def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def _fmt(value: float | None, spec: str, prefix: str = "") -> str:
-    return "-" if value is None else f"{prefix}{value:{spec}}"
+def _fmt(value: float | None, spec: str, sign: bool = False) -> str:
+    return "-" if value is None else f"{value:{'+' if sign else ''}{spec}}"
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -264,16 +283,20 @@ def report(rows: dict[str, dict[str, Any]], args: argparse.Namespace, notes: lis
             print(f"{NAMES[key]:<34}missing: {r['missing']}")
             continue
         direct = key == "direct"
-        held = "-" if direct or not r["events"] else f"{r['held']}/{r['lost']} of {r['events']}"
-        print(f"{NAMES[key]:<34}{_fmt(r['p50'], '.3f'):>8}{'-' if direct else _fmt(r['added'], '.3f', '+'):>9}"
+        held = "-" if not r["events"] else f"{r['held']}/{r['lost']} of {r['events']}"
+        sse_text = ("±" + _fmt(abs(r["sse"]), ".3f")) if direct and r["sse"] is not None else _fmt(r["sse"], ".3f", True)
+        print(f"{NAMES[key]:<34}{_fmt(r['p50'], '.3f'):>8}{'-' if direct else _fmt(r['added'], '.3f', True):>9}"
               f"{_fmt(r['rps'], ',.0f'):>11}{_fmt(r['ratio'], '.2f'):>9}"
-              f"{'-' if direct else _fmt(r['sse'], '.3f', '+'):>11}{held:>11}{_fmt(r['rss'], '.1f', '+'):>9}")
+              f"{sse_text:>11}{held:>11}{_fmt(r['rss'], '.1f', True):>9}")
         if r["errors"]:
             notes.append(f"{NAMES[key]}: {r['errors']} failed requests under load")
         if r["streams"] is not None and r["streams"] < args.streams:
             notes.append(f"{NAMES[key]}: only {r['streams']} of {args.streams} event streams opened")
         if r["sse_max"] is not None and not direct:
             notes.append(f"{NAMES[key]}: largest SSE delay {r['sse_max']:.3f} ms")
+    if "direct" in rows and rows["direct"]["sse"] is not None:
+        notes.append("direct's SSE figure: the gap between two direct readers of the same event, the noise "
+                     "floor of the SSE column")
     if "direct" in rows and rows["direct"]["rss"] is not None:
         notes.append("direct's RSS growth is agentapi's own")
     for note in notes:
@@ -285,7 +308,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs, each with fresh processes (default 3)")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per load figure (default 5)")
     parser.add_argument("--max-requests", type=int, default=200_000, help="requests per load figure at most")
-    parser.add_argument("--messages", type=int, default=3, help="messages per path and run for SSE (default 3)")
+    parser.add_argument("--messages", type=int, default=5, help="messages per path and run for SSE (default 5)")
     parser.add_argument("--streams", type=int, default=1000, help="idle event streams for memory (default 1000)")
     parser.add_argument("--paths", nargs="+", choices=ORDER, default=list(ORDER))
     parser.add_argument("--ports", default="29000-29999", help="ports to listen on (default 29000-29999)")
