@@ -323,15 +323,22 @@ class UpstreamPool:
             if conn.transport is None or conn.transport.is_closing():
                 continue
             try:
-                await conn._start(method, head, body, chunked)
-                return conn
+                return await self._send(conn, method, head, body, chunked)
             except UpstreamError:
                 # A kept connection the agent closed meanwhile, before answering anything: an
                 # idempotent request without a body goes again on a new connection.
                 if conn._got_bytes or body is not None or method not in IDEMPOTENT:
                     raise
-        conn = await self._connect(key)
-        await conn._start(method, head, body, chunked)
+        return await self._send(await self._connect(key), method, head, body, chunked)
+
+    @staticmethod
+    async def _send(conn: Connection, method: str, head: bytes, body: AsyncIterable[bytes] | None,
+                    chunked: bool) -> Connection:
+        try:
+            await conn._start(method, head, body, chunked)
+        except BaseException:  # no answer (or the caller left): the connection is in an unknown state
+            conn.close()
+            raise
         return conn
 
     async def _connect(self, key: tuple[str, int]) -> Connection:
@@ -344,6 +351,11 @@ class UpstreamPool:
             raise UpstreamError(f"cannot connect to {key[0]}:{key[1]}: {exc.strerror or exc}") from None
         self._open.add(conn)
         return conn
+
+    @property
+    def connections(self) -> int:
+        """How many connections to agents are open (kept or in use)."""
+        return len(self._open)
 
     def _keep(self, conn: Connection) -> None:
         idle = self._idle.setdefault(conn.key, [])
