@@ -209,7 +209,14 @@ class AgentProxy:
         headers = response_headers(answer.headers)
         if extra_headers:
             headers.update(extra_headers)
-        cls = _CoalescedResponse if "Content-Length" in headers else web.StreamResponse
+        sized = "Content-Length" in headers
+        body = answer.whole_body() if sized else None
+        if body is not None:  # the whole answer is here already (most are): hand it over in one piece
+            response = web.Response(status=answer.status, reason=answer.reason or None, headers=headers, body=body)
+            answer.release()
+            self.ctx.metrics.proxy_bytes_out.inc(len(body))
+            return response
+        cls = _CoalescedResponse if sized else web.StreamResponse
         response = cls(status=answer.status, reason=answer.reason or None, headers=headers)
         complete = False
         sent = 0

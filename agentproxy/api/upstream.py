@@ -198,6 +198,15 @@ class Connection(asyncio.Protocol):
             self.transport.resume_reading()
         return chunk
 
+    def whole_body(self) -> bytes | None:
+        """The body, when the answer is complete and arrived in one piece (not for HEAD); else ``None``
+        and nothing is taken."""
+        if not self._complete or self._head_only or self._error is not None or len(self._chunks) > 1:
+            return None
+        body = self._chunks.popleft() if self._chunks else b""
+        self._buffered = 0
+        return body
+
     def divert(self, sink: Callable[[bytes], None]) -> list[bytes]:
         """Hand every further piece of the body to ``sink`` the moment it arrives (no task switch
         in between); the pieces that arrived before are returned, to be passed on first."""
