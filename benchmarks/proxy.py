@@ -7,7 +7,9 @@ afresh and measures, path by path in an order rotated from run to run:
 
 1. ``GET /status`` at 1 connection: p50 latency (wrk 4.1, one thread), and what the path adds
    to direct's p50 in the same run;
-2. ``GET /status`` at 32 connections: requests/s, and their ratio to direct's;
+2. ``GET /status`` at 32 connections: requests/s, and their ratio to direct's; and the CPU time
+   the path's own process spends per request (for direct: agentapi's), which other load on
+   the machine sways far less than requests/s;
 3. Server-Sent Events: two readers (``benchmarks/streams.py``), one direct and one through the
    path (for direct: a second direct one), hold agentapi's ``/events`` while messages are sent
    to the agent; each event is
@@ -212,15 +214,23 @@ def one_run(index: int, args: argparse.Namespace, script: Path | None) -> dict[s
         for key in order:
             _touch(running.paths[key])
         for key in order:
-            if args.streams:
+            if args.streams and running.paths[key].pid:
                 result["rss"][key] = idle_streams(running.paths[key], args.streams)
         if script is not None:
             for key in order:  # warm-up: connections, pools, caches
                 wrk(f"{running.paths[key].base}/status", 32, 1, args.max_requests, script)
             for name, connections in (("latency", 1), ("throughput", 32)):
                 for key in order:
-                    result[name][key] = wrk(f"{running.paths[key].base}/status", connections, args.duration,
-                                            args.max_requests, script)
+                    pid = running.paths[key].pid
+                    before = psutil.Process(pid).cpu_times() if pid else None
+                    result[name][key] = figures = wrk(f"{running.paths[key].base}/status", connections,
+                                                      args.duration, args.max_requests, script)
+                    if before is not None:
+                        # CPU time of the path's own process per request: what it costs, little
+                        # swayed by whatever else the machine runs (unlike requests/s).
+                        after = psutil.Process(pid).cpu_times()
+                        used = (after.user - before.user) + (after.system - before.system)
+                        figures["cpu_us"] = used / max(1, figures["requests"]) * 1e6
         direct = running.paths["direct"].base
         for key in order:
             # For direct itself: a second direct reader, i.e. how far apart agentapi delivers
@@ -252,6 +262,8 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "added": _median(per("latency", lambda r: r["latency"][key]["p50"] - r["latency"]["direct"]["p50"])),
             "rps": _median(per("throughput", lambda r: r["throughput"][key]["rps"])),
             "ratio": _median(per("throughput", lambda r: r["throughput"][key]["rps"] / r["throughput"]["direct"]["rps"])),
+            "cpu": _median([r["throughput"][key]["cpu_us"] for r in runs
+                            if key in r["throughput"] and "cpu_us" in r["throughput"][key]]),
             "errors": sum(r[n][key]["errors"] for r in runs for n in ("latency", "throughput") if key in r[n]),
             "sse": _median([statistics.median(s["delays"]) for s in sse_runs if s["delays"]]),
             "sse_max": max((max(s["delays"]) for s in sse_runs if s["delays"]), default=None),
@@ -271,10 +283,10 @@ def report(rows: dict[str, dict[str, Any]], args: argparse.Namespace, notes: lis
     print(f"GET /status: wrk 4.1 -t1, {args.duration:g} s (at most {args.max_requests} requests) per figure; "
           f"SSE: {args.messages} message(s) per path and run; memory: {args.streams} idle event streams")
     print()
-    head = (f"{'path':<34}{'p50 @1':>8}{'added':>9}{'req/s @32':>11}{'÷direct':>9}{'SSE added':>11}"
+    head = (f"{'path':<34}{'p50 @1':>8}{'added':>9}{'req/s @32':>11}{'÷direct':>9}{'CPU @32':>9}{'SSE added':>11}"
             f"{'held/lost':>11}{'RSS +MB':>9}")
     print(head)
-    print(f"{'':<34}{'ms':>8}{'ms':>9}{'':>11}{'':>9}{'p50 ms':>11}{'of events':>11}{'streams':>9}")
+    print(f"{'':<34}{'ms':>8}{'ms':>9}{'':>11}{'':>9}{'µs/req':>9}{'p50 ms':>11}{'of events':>11}{'streams':>9}")
     for key in ORDER:
         if key not in args.paths:
             continue
@@ -286,7 +298,7 @@ def report(rows: dict[str, dict[str, Any]], args: argparse.Namespace, notes: lis
         held = "-" if not r["events"] else f"{r['held']}/{r['lost']} of {r['events']}"
         sse_text = ("±" + _fmt(abs(r["sse"]), ".3f")) if direct and r["sse"] is not None else _fmt(r["sse"], ".3f", True)
         print(f"{NAMES[key]:<34}{_fmt(r['p50'], '.3f'):>8}{'-' if direct else _fmt(r['added'], '.3f', True):>9}"
-              f"{_fmt(r['rps'], ',.0f'):>11}{_fmt(r['ratio'], '.2f'):>9}"
+              f"{_fmt(r['rps'], ',.0f'):>11}{_fmt(r['ratio'], '.2f'):>9}{_fmt(r['cpu'], '.0f'):>9}"
               f"{sse_text:>11}{held:>11}{_fmt(r['rss'], '.1f', True):>9}")
         if r["errors"]:
             notes.append(f"{NAMES[key]}: {r['errors']} failed requests under load")

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "proxy.py"
-ROW = re.compile(r" +\d+\.\d+ +(-|[+-]\d+\.\d+) +[\d,]+ +\d+\.\d+ +[±+-]\d+\.\d+ +\d+/\d+ of \d+ +[+-]\d+\.\d")
-"""p50 ms, added ms, req/s, ratio, SSE added ms, held/lost of events, RSS growth MB."""
+ROW = re.compile(r" +\d+\.\d+ +(-|[+-]\d+\.\d+) +[\d,]+ +\d+\.\d+ +\d+ +[±+-]\d+\.\d+ +\d+/\d+ of \d+ +[+-]\d+\.\d")
+"""p50 ms, added ms, req/s, ratio, CPU µs/req, SSE added ms, held/lost of events, RSS growth MB."""
 NAMES = ("direct agentapi", "agentproxy", "configurable-http-proxy 5.3.0", "agentapi-proxy v1.73.0 (Go)")
 
 
