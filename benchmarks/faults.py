@@ -10,8 +10,9 @@ Two `agentproxy serve` replicas share a fresh namespace with N agents. Then:
   new server being healthy until both replicas are ready;
 - edit each kind of object out of band, ``--tries`` times: seconds until it is repaired.
 
-Only the API server whose pid file is in ``$AGENTPROXY_CLUSTER_DIR`` is touched. Usage:
-``KUBECONFIG=... AGENTPROXY_CLUSTER_DIR=... python benchmarks/faults.py [--agents 200] [--tries 5]``
+Only the API server of the cluster ``$KUBECONFIG`` belongs to is touched (its pid file, in
+that cluster's directory). Usage:
+``KUBECONFIG=.../kubeconfig python benchmarks/faults.py [--agents 200] [--tries 5] [--freeze 30]``
 """
 
 from __future__ import annotations
@@ -38,9 +39,8 @@ POLL = 0.05
 
 
 def _cluster_dir() -> Path:
-    cache = Path(os.environ.get("AGENTPROXY_CACHE") or
-                 Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "agentproxy")
-    return Path(os.environ.get("AGENTPROXY_CLUSTER_DIR") or cache / "cluster")
+    """The directory of the cluster $KUBECONFIG belongs to (cluster.py writes the kubeconfig there)."""
+    return Path(os.environ["KUBECONFIG"]).resolve().parent
 
 
 def _apiserver() -> psutil.Process:
@@ -172,7 +172,9 @@ async def main() -> None:
                 killed = time.monotonic()
                 proc = await asyncio.create_subprocess_exec(sys.executable, str(ROOT / "testenv" / "cluster.py"),
                                                             "restart", "kube-apiserver",
-                                                            stderr=asyncio.subprocess.DEVNULL)
+                                                            stderr=asyncio.subprocess.DEVNULL,
+                                                            env={**os.environ, "AGENTPROXY_CLUSTER_DIR":
+                                                                 str(_cluster_dir())})
                 await proc.wait()  # returns once the new API server is healthy
                 healthy = time.monotonic()
                 faults += 1

@@ -2,9 +2,9 @@
 (SIGSTOP: its connections stay open and nothing answers) and thaw it (SIGCONT), or
 kill it and start it again (``testenv/cluster.py restart``).
 
-Only the API server of the control plane ``testenv/cluster.py`` started for this run is
-touched: the one its pid file in ``$AGENTPROXY_CLUSTER_DIR`` names, checked by pid and
-start time. Other clusters cannot be faulted from a test, so there the tests are skipped.
+Only the API server of the control plane ``$KUBECONFIG`` belongs to is touched: the one
+the pid file in that cluster's directory names, checked by pid and start time. Other
+clusters cannot be faulted from a test, so there the tests are skipped.
 """
 
 from __future__ import annotations
@@ -25,10 +25,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def cluster_dir() -> Path:
-    """Where ``testenv/cluster.py`` keeps the control plane's state (as it computes it)."""
-    cache = Path(os.environ.get("AGENTPROXY_CACHE") or
-                 Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "agentproxy")
-    return Path(os.environ.get("AGENTPROXY_CLUSTER_DIR") or cache / "cluster")
+    """The state directory of the cluster ``$KUBECONFIG`` belongs to (``testenv/cluster.py``
+    writes the kubeconfig there), whatever ``AGENTPROXY_CLUSTER_DIR`` says."""
+    return Path(os.environ["KUBECONFIG"]).resolve().parent
 
 
 def require_local_control_plane() -> None:
@@ -58,6 +57,7 @@ async def frozen() -> AsyncIterator[psutil.Process]:
 async def restart() -> asyncio.subprocess.Process:
     """Kill the API server and start it again; returns the running ``cluster.py restart`` (it ends
     once the new server is healthy)."""
+    env = {**os.environ, "AGENTPROXY_CLUSTER_DIR": str(cluster_dir())}
     return await asyncio.create_subprocess_exec(sys.executable, str(ROOT / "testenv" / "cluster.py"), "restart",
                                                 "kube-apiserver", stdout=asyncio.subprocess.DEVNULL,
-                                                stderr=asyncio.subprocess.PIPE)
+                                                stderr=asyncio.subprocess.PIPE, env=env)
