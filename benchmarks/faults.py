@@ -29,10 +29,12 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlparse
 
 import aiohttp
 import kr8s.asyncio
 import psutil
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 POLL = 0.05
@@ -41,6 +43,14 @@ POLL = 0.05
 def _cluster_dir() -> Path:
     """The directory of the cluster $KUBECONFIG belongs to (cluster.py writes the kubeconfig there)."""
     return Path(os.environ["KUBECONFIG"]).resolve().parent
+
+
+def _cluster_env() -> dict[str, str]:
+    """Makes testenv/cluster.py act on the cluster $KUBECONFIG belongs to: its directory and its
+    port base (the API server listens on base + 2, as testenv/layout.py lays the ports out)."""
+    config = yaml.safe_load(Path(os.environ["KUBECONFIG"]).read_text())
+    port = urlparse(config["clusters"][0]["cluster"]["server"]).port
+    return {**os.environ, "AGENTPROXY_CLUSTER_DIR": str(_cluster_dir()), "AGENTPROXY_CLUSTER_PORT_BASE": str(port - 2)}
 
 
 def _apiserver() -> psutil.Process:
@@ -172,10 +182,9 @@ async def main() -> None:
                 killed = time.monotonic()
                 proc = await asyncio.create_subprocess_exec(sys.executable, str(ROOT / "testenv" / "cluster.py"),
                                                             "restart", "kube-apiserver",
-                                                            stderr=asyncio.subprocess.DEVNULL,
-                                                            env={**os.environ, "AGENTPROXY_CLUSTER_DIR":
-                                                                 str(_cluster_dir())})
-                await proc.wait()  # returns once the new API server is healthy
+                                                            stderr=asyncio.subprocess.DEVNULL, env=_cluster_env())
+                if await proc.wait() != 0:  # returns once the new API server is healthy
+                    raise SystemExit("testenv/cluster.py restart kube-apiserver failed")
                 healthy = time.monotonic()
                 faults += 1
                 restarted.append(await _until(lambda: replicas.all_ready(200)))

@@ -17,9 +17,11 @@ import signal
 import sys
 from pathlib import Path
 from typing import AsyncIterator
+from urllib.parse import urlparse
 
 import psutil
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,10 +56,19 @@ async def frozen() -> AsyncIterator[psutil.Process]:
         proc.send_signal(signal.SIGCONT)
 
 
+def cluster_env() -> dict[str, str]:
+    """The environment that makes ``testenv/cluster.py`` act on the cluster ``$KUBECONFIG``
+    belongs to: its directory, and its port base (the API server listens on base + 2, as
+    ``testenv/layout.py`` lays the ports out)."""
+    config = yaml.safe_load(Path(os.environ["KUBECONFIG"]).read_text())
+    port = urlparse(config["clusters"][0]["cluster"]["server"]).port
+    return {**os.environ, "AGENTPROXY_CLUSTER_DIR": str(cluster_dir()), "AGENTPROXY_CLUSTER_PORT_BASE": str(port - 2)}
+
+
 async def restart() -> asyncio.subprocess.Process:
     """Kill the API server and start it again; returns the running ``cluster.py restart`` (it ends
     once the new server is healthy)."""
-    env = {**os.environ, "AGENTPROXY_CLUSTER_DIR": str(cluster_dir())}
+    env = cluster_env()
     return await asyncio.create_subprocess_exec(sys.executable, str(ROOT / "testenv" / "cluster.py"), "restart",
                                                 "kube-apiserver", stdout=asyncio.subprocess.DEVNULL,
                                                 stderr=asyncio.subprocess.PIPE, env=env)

@@ -32,11 +32,11 @@ from ..base import (
 )
 from ..conversation import FirstMessageTracker
 from ..limits import CreateLimits
-from . import model
+from . import model, upkeep
 from .cache import NamespaceCache, event_agent
 from .client import Client, NamespaceMissing
 from .health import ApiHealth
-from .kinds import CONFIGMAP, EVENT, KINDS, POD, PVC, SERVICE, STATEFULSET, Kind, kind_of, path_of
+from .kinds import CONFIGMAP, EVENT, POD, PVC, SERVICE, STATEFULSET, Kind, kind_of, path_of
 from .reconcile import CLAIM_GRACE, Reconciler
 
 log = logging.getLogger(__name__)
@@ -70,8 +70,7 @@ class K8sBackend(Backend):
         (agent id -> whether the data goes too)."""
         self.rolled_back = 0
         self._background: set[asyncio.Task[None]] = set()
-        self._namespace_problem: str | None = None
-        """Set while the namespace is found missing (a list there answers empty; a create fails)."""
+        self.namespace_check: upkeep.NamespaceCheck | None = None
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -90,12 +89,13 @@ class K8sBackend(Backend):
                                                   self._publish)
         self.cache = NamespaceCache(self.client, self.namespace, self._on_change, **self._cache_options)
         await self.cache.start()
-        await self._check_namespace()
-        if self._namespace_problem:
+        self.namespace_check = upkeep.NamespaceCheck(self.client, self.namespace, self.k8s.field_manager)
+        await self.namespace_check.check()
+        if self.namespace_check.problem:
             await self.close()
-            raise Unavailable(self._namespace_problem)
+            raise Unavailable(self.namespace_check.problem)
         self._spawn(self.health.run_checks(self._check, api.check_interval), "api-server-checks")
-        self._spawn(self._watch_namespace(), "namespace-checks")
+        self._spawn(self.namespace_check.run(), "namespace-checks")
         for agent_id in self.cache.agent_ids():
             self.reconciler.schedule(agent_id)
 
@@ -118,31 +118,12 @@ class K8sBackend(Backend):
         """None while the API server answers and every watch is established, else why not."""
         if self.cache is None:
             return "the k8s backend has not started"
-        return self.health.reason() or self._namespace_problem or self.cache.problem()
+        missing = self.namespace_check.problem if self.namespace_check else None
+        return self.health.reason() or missing or self.cache.problem()
 
     def metrics(self) -> list[MetricSample]:
         """Drift repairs by kind, rollbacks, abandoned claims, relists, and the API server's answers."""
-        repairs = [MetricSample("k8s_drift_repairs_total", "Objects applied again because another manager changed "
-                                "or removed a field agentproxy owns, or deleted the object, by kind.", "counter",
-                                self.reconciler.repairs.get(k.name, 0), (("kind", k.name),))
-                   for k in model.APPLIED]
-        relists = [MetricSample("k8s_watch_lists_total", "Lists of the watch cache (the first and every relist), "
-                                "by kind.", "counter", self.cache.reflectors[k.name].relists if self.cache else 0,
-                                (("kind", k.name),)) for k in KINDS]
-        silence = self.health.silence()
-        return [*repairs, *relists,
-                MetricSample("k8s_rollbacks_total", "Creates cut off half-way whose objects were removed again.",
-                             "counter", self.rolled_back),
-                MetricSample("k8s_abandoned_claims_total", "Claims removed because their create never finished.",
-                             "counter", self.reconciler.abandoned),
-                MetricSample("k8s_pruned_total", "Labelled objects removed because the templates no longer render "
-                             "them.", "counter", self.reconciler.pruned),
-                MetricSample("k8s_api_server_answering", "1 while the Kubernetes API server answers (see "
-                             "k8s_mode.api.unready_after), else 0.", "gauge", 1.0 if self.health.answering() else 0.0),
-                MetricSample("k8s_api_server_silence_seconds", "Seconds since the API server last answered.",
-                             "gauge", silence if silence is not None else -1.0),
-                MetricSample("k8s_api_requests_total", "Calls to the Kubernetes API server.", "counter",
-                             self.client.calls if self.client else 0)]
+        return upkeep.samples(self)
 
     async def _check(self) -> None:
         """One check that the API server answers: a list of at most one claim."""
@@ -150,34 +131,6 @@ class K8sBackend(Backend):
         await self.client.request("GET", CONFIGMAP.collection(self.namespace),
                                   params={"labelSelector": naming.MANAGED_SELECTOR, "limit": "1"},
                                   verb="list", resource="configmaps", check_timeout=self.k8s.api.unready_after)
-
-    async def _check_namespace(self) -> None:
-        """Find out whether the namespace exists (a dry-run create there; reading a namespace
-        would need a cluster-wide permission the proxy's Role does not grant)."""
-        assert self.client is not None
-        probe = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "agentproxy-check-"}}
-        try:
-            await self.client.request("POST", CONFIGMAP.collection(self.namespace), body=probe,
-                                      params={"dryRun": "All", "fieldManager": self.k8s.field_manager},
-                                      verb="create", resource="configmaps")
-        except NamespaceMissing as exc:
-            if self._namespace_problem is None:
-                log.error("%s", exc.message)
-            self._namespace_problem = exc.message
-            return
-        except Unavailable:
-            return  # a silent server says nothing about the namespace
-        except BackendError:
-            pass  # another refusal (RBAC, admission): the namespace is there
-        if self._namespace_problem is not None:
-            log.info("the namespace %r exists now", self.namespace)
-        self._namespace_problem = None
-
-    async def _watch_namespace(self, interval: float = 30.0) -> None:
-        """Check the namespace again now and then (it may be deleted, or created at last)."""
-        while True:
-            await asyncio.sleep(interval if self._namespace_problem is None else min(interval, 5.0))
-            await self._check_namespace()
 
     def _recovered(self) -> None:
         """The API server answers again: resume the watches now and finish cut-off creates."""
@@ -282,7 +235,8 @@ class K8sBackend(Backend):
         try:
             claimed = await self._claim(spec, model.apply_plan(objects).claim)
         except NamespaceMissing as exc:
-            self._namespace_problem = exc.message
+            if self.namespace_check is not None:
+                self.namespace_check.missing(exc)
             raise
         except Unavailable:
             # The claim may have been stored without its answer reaching us: remove it once
