@@ -29,7 +29,9 @@ import procs  # noqa: E402
 from layout import Layout, cache_dir  # noqa: E402
 
 pytestmark = pytest.mark.real_node
-PORT_BASE = 40900
+# Below the kernel's ephemeral ports (32768 and up), which any outgoing
+# connection on the machine may hold at the moment the cluster starts.
+PORT_BASE = 26900
 NAMESPACE = "cleanup"
 
 
