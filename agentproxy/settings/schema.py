@@ -58,6 +58,13 @@ class ServerSettings:
     allow_unauthenticated_remote: bool = False
     """Allow binding a non-loopback ``host`` without API keys (anyone who can reach it controls the agents)."""
 
+    other_mode_agents: str = "refuse"
+    """What ``serve`` does at start-up when agents of the other mode still run (live
+    processes in ``local_mode.data_dir``'s state file when starting in k8s mode,
+    agentproxy's objects in ``k8s_mode.namespace`` when starting in local mode):
+    ``refuse`` to start, or ``warn`` and start. Either way it says which agents and
+    what to do; nothing is deleted."""
+
 
 @dataclass
 class AgentSettings:
