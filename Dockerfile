@@ -1,14 +1,32 @@
-# The agent image for k8s mode (k8s_mode.image): agentapi, Python and
-# agentproxy's demo agent, running as a non-root user so that the pod passes
-# the "restricted" Pod Security Standard. Add the agent programs your teams use
-# (claude, codex, goose, aider, ...) in an image built FROM this one.
+# Two images, one stage each:
 #
-#   docker build -t agentapi-proxy:latest .
+#   docker build --target proxy -t agentproxy:latest .   # agentproxy itself: what deploy/ runs
+#   docker build -t agentapi-proxy:latest .              # the agent image of k8s mode (k8s_mode.image)
+#
+# Both run as non-root users so that their pods pass the "restricted" Pod
+# Security Standard. For the agent programs your teams use (claude, codex,
+# goose, aider, ...), build an image FROM the agent image that adds them.
 
 FROM golang:1.24-bookworm AS agentapi
 RUN CGO_ENABLED=0 GOBIN=/out go install github.com/coder/agentapi@v0.12.1
 
-FROM python:3.11-slim-bookworm
+# The proxy: agentproxy with its dependencies; `agentproxy serve` on port 8080.
+FROM python:3.11-slim-bookworm AS proxy
+COPY pyproject.toml README.md /src/
+COPY agentproxy /src/agentproxy
+COPY templates /src/templates
+RUN pip install --no-cache-dir /src && rm -rf /src \
+ && useradd --uid 65532 --no-create-home --home-dir /home/agentproxy --shell /usr/sbin/nologin agentproxy
+USER 65532:65532
+WORKDIR /home/agentproxy
+# The root filesystem is read-only in deploy/: no bytecode written at run time.
+ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+EXPOSE 8080
+ENTRYPOINT ["agentproxy"]
+CMD ["serve"]
+
+# The agent: agentapi, Python and agentproxy's echo demo agent (the default target).
+FROM python:3.11-slim-bookworm AS agent
 COPY --from=agentapi /out/agentapi /usr/local/bin/agentapi
 COPY pyproject.toml README.md /src/
 COPY agentproxy /src/agentproxy

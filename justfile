@@ -73,7 +73,7 @@ test: agentapi unit
       started=1
     fi
     trap '[[ $started == 1 ]] && just cluster-down' EXIT
-    [[ $real == 1 ]] && just agent-image
+    [[ $real == 1 ]] && just agent-image proxy-image
     KUBECONFIG="{{ local_kubeconfig }}" AGENTPROXY_TEST_POD_CIDR=127.1.0.0/16 AGENTPROXY_TEST_LOCAL_CONTROL_PLANE=1 just e2e
     if [[ $real == 1 ]]; then
       if [[ $started == 1 ]]; then
@@ -86,7 +86,7 @@ test: agentapi unit
     fi
 
 # Unit tests (pure code and local processes) and the contract suite against the memory and local backends; no cluster
-unit *ARGS: agentapi agentapi-proxy chp wrk browser
+unit *ARGS: agentapi agentapi-proxy chp wrk browser deploy-tools
     python -m pytest tests/unit tests/contract -m "not e2e" {{ ARGS }}
 
 # The e2e suite and the contract suite's k8s leg against whatever $KUBECONFIG points to (a missing cluster fails, it is never skipped)
@@ -114,12 +114,25 @@ cluster-status:
 agent-image: agentapi
     python testenv/image.py agent --import
 
-# For users with Docker: a kind cluster with the agent image loaded; then `KUBECONFIG=... just e2e`
+# Build the proxy image (what deploy/ runs) without Docker and import it into the real node
+proxy-image:
+    python testenv/image.py proxy --import
+
+# Write deploy/'s files rendered from agentproxy's templates (the RBAC of the kustomize base and the Helm chart)
+deploy-manifests:
+    python deploy/generate.py
+
+# Build kubectl (its kustomize renders deploy/) and helm (the chart) into the cache (a no-op when cached)
+deploy-tools:
+    testenv/build.sh kubernetes helm
+
+# For users with Docker: a kind cluster with the agent and proxy images loaded; then `KUBECONFIG=... just e2e`
 kind-up:
     mkdir -p "$(dirname '{{ kind_kubeconfig }}')"
     kind create cluster --config kind-config.yaml --kubeconfig "{{ kind_kubeconfig }}" --wait 180s
     docker build -t agentapi-proxy:latest .
-    kind load docker-image agentapi-proxy:latest --name agentproxy
+    docker build --target proxy -t agentproxy:latest .
+    kind load docker-image agentapi-proxy:latest agentproxy:latest --name agentproxy
     @echo "export KUBECONFIG={{ kind_kubeconfig }}"
 
 # Delete the kind cluster

@@ -6,12 +6,14 @@
 #   $AGENTPROXY_CACHE/bin/etcd-vX.Y.Z/etcd
 #   $AGENTPROXY_CACHE/bin/kwok-vX.Y.Z/kwok  (+ stages/ copied from the module)
 #   $AGENTPROXY_CACHE/bin/kubelet-vX.Y.Z/kubelet                 (real node only)
+#   $AGENTPROXY_CACHE/bin/kube-proxy-vX.Y.Z/kube-proxy           (real node only)
+#   $AGENTPROXY_CACHE/bin/helm-vX.Y.Z/helm                       (deploy/'s chart tests)
 #   $AGENTPROXY_CACHE/bin/local-path-provisioner-vX.Y.Z/local-path-provisioner  (real node only)
 #
 # (agentapi, which every agent runs, is installed by `agentproxy install-agentapi`.)
 #
 # Idempotent: a component whose binaries are already in the cache is skipped.
-# Usage: testenv/build.sh [kubernetes|etcd|kwok|kubelet|local-path-provisioner]...
+# Usage: testenv/build.sh [kubernetes|etcd|kwok|kubelet|kube-proxy|local-path-provisioner|helm]...
 # (default: the control plane, plus the real node's parts when AGENTPROXY_REAL_NODE=1)
 set -euo pipefail
 
@@ -110,6 +112,36 @@ build_kubelet() {
   log "kubelet $v: built into $out"
 }
 
+# The real node's kube-proxy: Service cluster IPs route from its pods (the
+# in-cluster proxy reaches the API server through the `kubernetes` Service).
+# Same release, wrapper and flags as the kubelet, in an entry of its own.
+build_kube_proxy() {
+  local v="$KUBERNETES_VERSION" out="$cache/bin/kube-proxy-$KUBERNETES_VERSION"
+  if [[ -x "$out/kube-proxy" ]]; then log "kube-proxy $v: cached"; return; fi
+  log "kube-proxy $v: building"
+  local src="$cache/src/kube-proxy-$v" tmp="$out.tmp"
+  rm -rf "$src" "$tmp"; mkdir -p "$src" "$tmp"
+  kubernetes_wrapper "$src" "$v"
+  local ldflags
+  ldflags="$(kubernetes_ldflags "$v")"
+  (cd "$src" && go build -mod=mod -trimpath -ldflags "$ldflags" -o "$tmp/kube-proxy" k8s.io/kubernetes/cmd/kube-proxy)
+  finish "$tmp" "$out"
+  log "kube-proxy $v: built into $out"
+}
+
+# helm, for the chart in deploy/helm (`helm template` is compared with kustomize's output).
+build_helm() {
+  local v="$HELM_VERSION" out="$cache/bin/helm-$HELM_VERSION"
+  if [[ -x "$out/helm" ]]; then log "helm $v: cached"; return; fi
+  log "helm $v: building"
+  local tmp="$out.tmp"
+  rm -rf "$tmp"; mkdir -p "$tmp"
+  GOBIN="$tmp" go install -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$v" \
+    "helm.sh/helm/v3/cmd/helm@$v"
+  finish "$tmp" "$out"
+  log "helm $v: built into $out"
+}
+
 # kind's default storage: rancher's local-path-provisioner, run outside the
 # cluster by the real node (no replace directives, so `go install` works).
 build_local_path_provisioner() {
@@ -163,15 +195,17 @@ main() {
     # The real node's parts, only when it is asked for (AGENTPROXY_REAL_NODE=1).
     if [[ "${AGENTPROXY_REAL_NODE:-}" == 1 ]]; then
       build_kubelet
+      build_kube_proxy
       build_local_path_provisioner
     fi
     return
   fi
   for p in "$@"; do
     case "$p" in
-      kubernetes|etcd|kwok|kubelet) "build_$p" ;;
+      kubernetes|etcd|kwok|kubelet|helm) "build_$p" ;;
+      kube-proxy) build_kube_proxy ;;
       local-path-provisioner) build_local_path_provisioner ;;
-      *) die "unknown component '$p' (expected kubernetes, etcd, kwok, kubelet or local-path-provisioner)" ;;
+      *) die "unknown component '$p' (expected kubernetes, etcd, kwok, kubelet, kube-proxy, local-path-provisioner or helm)" ;;
     esac
   done
 }

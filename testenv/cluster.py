@@ -42,8 +42,9 @@ from pki import write_pki  # noqa: E402
 from procs import http_get as _get, log as _log, owned_process  # noqa: E402
 
 POD_CIDR = "127.1.0.0/16"
-# Service IPs are only allocated, never contacted (there is no kube-proxy); a
-# loopback range keeps even the allocation off private and public networks.
+# Without a real node, Service IPs are only allocated, never contacted (there is
+# no kube-proxy); a loopback range keeps even the allocation off private and
+# public networks. With one, they come from the node's range (realnode.py).
 SERVICE_CIDR = "127.2.0.0/16"
 NODE_NAME = "kwok-node-0"
 START_TIMEOUT = float(os.environ.get("AGENTPROXY_CLUSTER_START_TIMEOUT", "120"))
@@ -166,14 +167,15 @@ def up(layout: Layout) -> None:
 
     _start(layout, "kube-apiserver", [
         str(layout.binary("kubernetes", "kube-apiserver")),
-        f"--etcd-servers={etcd_url}", "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+        f"--etcd-servers={etcd_url}", "--bind-address=127.0.0.1",
+        f"--advertise-address={realnode.ADVERTISE_ADDRESS if real else '127.0.0.1'}",
         f"--secure-port={layout.port('apiserver')}", f"--cert-dir={pki}",
         f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
         f"--client-ca-file={pki / 'ca.crt'}",
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
         f"--service-account-key-file={pki / 'sa.pub'}",
         f"--service-account-signing-key-file={pki / 'sa.key'}",
-        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        f"--service-cluster-ip-range={realnode.SERVICE_CIDR if real else SERVICE_CIDR}",
         "--allow-privileged=true", "--profiling=false",
         # PodSecurity is among the default admission plugins; naming it makes
         # the intent explicit and fails loudly if a version ever drops it.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import shutil
 import signal
 import subprocess
@@ -29,17 +30,23 @@ from procs import exited
 
 RECORD = Path("/run/agentproxy-real-node.json")
 CGROUPS = Path("/sys/fs/cgroup")
-# Kernel settings the kubelet sets at start (vm.*, kernel.*) and those a CNI
-# plugin could flip (forwarding).
+# Kernel settings the kubelet sets at start (vm.*, kernel.*), those a CNI
+# plugin could flip (forwarding) and those kube-proxy may set (its configuration
+# asks it to leave them alone).
 SYSCTLS = ("vm.overcommit_memory", "vm.panic_on_oom", "kernel.panic", "kernel.panic_on_oops",
            "kernel.keys.root_maxkeys", "kernel.keys.root_maxbytes", "net.ipv4.ip_forward",
-           "net.ipv6.conf.all.forwarding")
+           "net.ipv6.conf.all.forwarding", "net.ipv4.conf.all.route_localnet", "net.netfilter.nf_conntrack_max",
+           "net.netfilter.nf_conntrack_tcp_timeout_established", "net.netfilter.nf_conntrack_tcp_timeout_close_wait",
+           "net.netfilter.nf_conntrack_tcp_be_liberal", "net.bridge.bridge-nf-call-iptables")
 # Paths outside the node's state that its parts create: shim sockets, CNI's
 # result cache, the kubelet's log links and device-plugin socket, libmount's
 # table, and defaults nothing should use.
 OUTSIDE = ("/run/containerd", "/run/mount", "/var/lib/cni", "/var/log/containers", "/var/log/pods", "/var/lib/kubelet",
            "/var/lib/containerd", "/opt/containerd", "/etc/cni", "/var/run/netns")
-PROGRAMS = {"containerd", "containerd-shim-runc-v2", "containerd-shim", "runc", "kubelet", "local-path-provisioner"}
+PROGRAMS = {"containerd", "containerd-shim-runc-v2", "containerd-shim", "runc", "kubelet", "kube-proxy",
+            "local-path-provisioner"}
+SCRIPTS = {"relay.py"}
+"""The node's programs that run under Python (the API server's relay)."""
 IPTABLES = ("iptables", "ip6tables")
 TABLES = ("filter", "nat", "mangle")
 # Distribution packages the node runs, by a file each one installs.
@@ -134,14 +141,18 @@ def _iptables_rules() -> dict[str, dict[str, list[str]]]:
 
 # --- changes ---------------------------------------------------------------------
 
-def add_bridge(cidr: str) -> None:
+def add_bridge(cidr: str, routes: list[str] = ()) -> None:
     """The node's bridge, holding the node IP (this kernel kind has no dummy
-    interfaces, and the kubelet refuses a loopback node IP)."""
+    interfaces, and the kubelet refuses a loopback node IP), and routes of
+    ``routes`` to it (Service cluster IPs: from the host they go to the bridge,
+    never to the default route). Routes go with the bridge when it is deleted."""
     if _run(["ip", "link", "show", BRIDGE], check=False).returncode != 0:
         _run(["ip", "link", "add", BRIDGE, "type", "bridge"])
     if cidr.split("/")[0] not in _run(["ip", "-o", "addr", "show", "dev", BRIDGE]).stdout:
         _run(["ip", "addr", "add", cidr, "dev", BRIDGE])
     _run(["ip", "link", "set", BRIDGE, "up"])
+    for route in routes:
+        _run(["ip", "route", "replace", route, "dev", BRIDGE])
 
 
 def hierarchies() -> list[Path]:
@@ -176,6 +187,8 @@ def ours(proc: psutil.Process, node_dir: str) -> bool:
             return False
         cmd = proc.cmdline()
         if cmd and os.path.basename(cmd[0]) in PROGRAMS and any(node_dir in arg for arg in cmd):
+            return True
+        if len(cmd) > 1 and os.path.basename(cmd[1]) in SCRIPTS and any(node_dir in arg for arg in cmd):
             return True
         return any(f"/{CGROUP_ROOT}/" in line or line.endswith(f"/{CGROUP_ROOT}")
                    for line in Path(f"/proc/{proc.pid}/cgroup").read_text().splitlines())
@@ -263,7 +276,8 @@ def restore_iptables(before: dict[str, dict[str, list[str]]]) -> list[str]:
             old = set(before.get(cmd, {}).get(table, []))
             new = [r for r in rules if r not in old]
             for rule in (r for r in new if r.startswith("-A ")):
-                _run([cmd, "-w", "5", "-t", table, "-D", *rule[3:].split()], check=False)
+                # -S quotes what needs it (comments with spaces): split as a shell would.
+                _run([cmd, "-w", "5", "-t", table, "-D", *shlex.split(rule[3:])], check=False)
             for chain in (r.split()[1] for r in new if r.startswith("-N ")):
                 _run([cmd, "-w", "5", "-t", table, "-F", chain], check=False)
                 _run([cmd, "-w", "5", "-t", table, "-X", chain], check=False)

@@ -1,6 +1,6 @@
 """Container images for the real node, built without Docker or a registry.
 
-``python testenv/image.py agent|pause|helper [--import]`` builds an image as an
+``python testenv/image.py agent|proxy|pause|helper [--import]`` builds an image as an
 OCI archive in the user-level cache (``$AGENTPROXY_CACHE/images``) and prints
 its path; ``--import`` also loads it into the real node's containerd.
 
@@ -10,6 +10,11 @@ its path; ``--import`` also loads it into the real node's containerd.
   is the echo agent), user ``agent`` (uid 1000) with ``/home/agent/work``,
   entrypoint ``agentapi``. Python comes from the distribution's packages
   (``apt-get download`` + ``dpkg-deb -x``).
+- ``proxy`` (``agentproxy:latest``, what ``deploy/`` runs): the ``proxy`` target
+  of the ``Dockerfile``: Python 3 from the distribution's packages, agentproxy
+  and its dependencies (the very versions of the environment that builds it,
+  compiled to bytecode that is never checked against file times), user
+  ``agentproxy`` (uid 65532), ``python3 -m agentproxy serve``.
 - ``pause``: the pod sandbox, a tiny static Go program (``pause/pause.go``).
 - ``helper``: busybox (Debian's ``busybox-static``) for local-path-provisioner's
   helper pods, which create and remove volume directories.
@@ -21,8 +26,11 @@ digest of the inputs).
 from __future__ import annotations
 
 import argparse
+import compileall
 import hashlib
+import importlib.metadata
 import os
+import py_compile
 import shutil
 import subprocess
 import sys
@@ -35,6 +43,8 @@ from layout import HERE, cache_dir  # noqa: E402
 
 ROOT = HERE.parent
 AGENT_REF = "docker.io/library/agentapi-proxy:latest"
+PROXY_REF = "docker.io/library/agentproxy:latest"
+PROXY_UID = 65532
 PAUSE_REF = "agentproxy.test/pause:1"
 HELPER_REF = "agentproxy.test/local-path-helper:1"
 AGENT_UID = 1000
@@ -160,6 +170,61 @@ def _is_dynamic(path: Path) -> bool:
     return any(int.from_bytes(data[phoff + i * size: phoff + i * size + 4], "little") == 3 for i in range(count))
 
 
+def _python_dir(rootfs: Path) -> str:
+    """``python3.X`` of the distribution's Python unpacked into ``rootfs``."""
+    pythons = sorted((rootfs / "usr/lib").glob("python3.[0-9]*"))
+    if not pythons:
+        raise SystemExit("[image] error: the python3 package unpacked no /usr/lib/python3.X")
+    return pythons[-1].name
+
+
+def _install_agentproxy(site: Path) -> None:
+    # From the sources, without dependencies (the caller brings those it needs).
+    _run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+          "--no-build-isolation", "--no-compile", "--target", str(site), str(ROOT)])
+    shutil.rmtree(site / "bin", ignore_errors=True)
+
+
+def runtime_distributions(root: str = "agentproxy") -> list[importlib.metadata.Distribution]:
+    """What ``root`` needs at run time (its requirements and theirs, markers evaluated, no
+    extras of its own), as installed in the environment running this script."""
+    from packaging.requirements import Requirement
+
+    found: dict[str, importlib.metadata.Distribution] = {}
+    todo = [(r, ()) for r in importlib.metadata.distribution(root).requires or []]
+    while todo:
+        text, extras = todo.pop()
+        req = Requirement(text)
+        if req.marker is not None and not any(req.marker.evaluate({"extra": e}) for e in (*extras, "")):
+            continue
+        name = req.name.lower().replace("_", "-")
+        if name in found:
+            continue
+        try:
+            found[name] = dist = importlib.metadata.distribution(req.name)
+        except importlib.metadata.PackageNotFoundError:
+            raise SystemExit(f"[image] error: {req.name}, which agentproxy needs, is not installed here") from None
+        todo += [(r, tuple(req.extras)) for r in dist.requires or []]
+    return [found[n] for n in sorted(found)]
+
+
+def _copy_distribution(dist: importlib.metadata.Distribution, site: Path) -> None:
+    """The files an installed distribution recorded, inside site-packages (no scripts, no bytecode)."""
+    for rel in dist.files or []:
+        if rel.parts[0] == ".." or "__pycache__" in rel.parts or rel.suffix == ".pyc":
+            continue
+        target = site / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(dist.locate_file(rel), target)
+
+
+def _compile(*dirs: Path) -> None:
+    """Bytecode that is used whatever the files' times are (the layer fixes them all)."""
+    for d in dirs:
+        compileall.compile_dir(str(d), quiet=2, workers=1,
+                               invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+
+
 # --- images ------------------------------------------------------------------------
 
 def _finish(kind: str, key: str, rootfs: Path, config: dict, ref: str, owners=None) -> Path:
@@ -193,15 +258,10 @@ def build_agent() -> Path:
         bindir = rootfs / "usr/local/bin"
         bindir.mkdir(parents=True, exist_ok=True)
         shutil.copy2(agentapi, bindir / "agentapi")
-        pythons = sorted((rootfs / "usr/lib").glob("python3.[0-9]*"))
-        if not pythons:
-            raise SystemExit("[image] error: the python3 package unpacked no /usr/lib/python3.X")
-        site = rootfs / "usr/local/lib" / pythons[-1].name / "dist-packages"
+        site = rootfs / "usr/local/lib" / _python_dir(rootfs) / "dist-packages"
         # The echo demo agent needs the standard library only; agentproxy's own
         # dependencies (the service's) stay out, as in the Dockerfile.
-        _run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-              "--no-build-isolation", "--no-compile", "--target", str(site), str(ROOT)])
-        shutil.rmtree(site / "bin", ignore_errors=True)
+        _install_agentproxy(site)
         etc = rootfs / "etc"
         etc.mkdir(exist_ok=True)
         (etc / "passwd").write_text(f"root:x:0:0:root:/root:/bin/sh\n"
@@ -216,6 +276,47 @@ def build_agent() -> Path:
             "ExposedPorts": {"3284/tcp": {}},
         }
         return _finish("agent", key, rootfs, config, AGENT_REF, owners={"home/agent": AGENT_UID})
+
+
+def build_proxy() -> Path:
+    """The proxy image (see the module docstring)."""
+    debs = download(package_closure(AGENT_PACKAGES))
+    dists = runtime_distributions()
+    key = _digest(Path(__file__), Path(oci.__file__), *(d.name for d in debs), *_sources(),
+                  *(f"{d.metadata['Name']}=={d.version}" for d in dists))
+    if (hit := _cached("proxy", key)) is not None:
+        return hit
+    with tempfile.TemporaryDirectory(dir=images_dir()) as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        rootfs.mkdir()
+        unpack(debs, rootfs)
+        python = _python_dir(rootfs)
+        here = f"python{sys.version_info.major}.{sys.version_info.minor}"
+        if python != here:
+            # Compiled extensions of the dependencies are copied from this environment.
+            raise SystemExit(f"[image] error: the image's Python is {python}, this environment's {here}; "
+                             f"build the proxy image with {python}")
+        site = rootfs / "usr/local/lib" / python / "dist-packages"
+        _install_agentproxy(site)
+        for dist in dists:
+            _copy_distribution(dist, site)
+        _compile(rootfs / "usr/lib" / python, site)
+        etc = rootfs / "etc"
+        etc.mkdir(exist_ok=True)
+        (etc / "passwd").write_text(f"root:x:0:0:root:/root:/bin/sh\n"
+                                    f"agentproxy:x:{PROXY_UID}:{PROXY_UID}::/home/agentproxy:/usr/sbin/nologin\n")
+        (etc / "group").write_text(f"root:x:0:\nagentproxy:x:{PROXY_UID}:\n")
+        (rootfs / "home/agentproxy").mkdir(parents=True)
+        (rootfs / "tmp").mkdir(exist_ok=True)
+        (rootfs / "tmp").chmod(0o1777)
+        config = {
+            "User": f"{PROXY_UID}:{PROXY_UID}", "WorkingDir": "/home/agentproxy",
+            "Entrypoint": ["python3", "-m", "agentproxy"], "Cmd": ["serve"],
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONUNBUFFERED=1",
+                    "PYTHONDONTWRITEBYTECODE=1"],
+            "ExposedPorts": {"8080/tcp": {}},
+        }
+        return _finish("proxy", key, rootfs, config, PROXY_REF, owners={"home/agentproxy": PROXY_UID})
 
 
 def build_pause() -> Path:
@@ -252,7 +353,7 @@ def build_helper() -> Path:
         return _finish("helper", key, rootfs, config, HELPER_REF)
 
 
-BUILDERS = {"agent": build_agent, "pause": build_pause, "helper": build_helper}
+BUILDERS = {"agent": build_agent, "proxy": build_proxy, "pause": build_pause, "helper": build_helper}
 
 
 def main() -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 _PORT_OFFSETS = {"etcd": 0, "etcd-peer": 1, "apiserver": 2, "controller-manager": 3, "scheduler": 4, "kwok": 5,
-                 "kubelet": 6, "kubelet-healthz": 7}
+                 "kubelet": 6, "kubelet-healthz": 7, "kube-proxy-healthz": 8, "kube-proxy-metrics": 9}
 
 
 def versions() -> dict[str, str]:
@@ -55,8 +55,8 @@ class Layout:
         return cls(cache, state.absolute(), int(os.environ.get("AGENTPROXY_CLUSTER_PORT_BASE", "32300")))
 
     def binary(self, component: str, name: str) -> Path:
-        # The kubelet is built from the same Kubernetes release as the control plane.
-        key = "KUBERNETES" if component == "kubelet" else component.upper().replace("-", "_")
+        # The kubelet and kube-proxy are built from the same Kubernetes release as the control plane.
+        key = "KUBERNETES" if component in ("kubelet", "kube-proxy") else component.upper().replace("-", "_")
         return self.cache / "bin" / f"{component}-{versions()[f'{key}_VERSION']}" / name
 
     @property

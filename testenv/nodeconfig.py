@@ -19,6 +19,11 @@ BRIDGE = "agentproxy0"
 NODE_IP = "198.18.0.1"
 POD_SUBNET = "198.18.0.0/24"
 NODE_CIDR = f"{NODE_IP}/24"
+SERVICE_CIDR = "198.18.1.0/24"
+"""Service cluster IPs of a cluster with a real node: pods route them to the node,
+where kube-proxy's rules translate them; the host routes them to the bridge."""
+KUBERNETES_SERVICE_IP = "198.18.1.1"
+"""The ``kubernetes`` Service's cluster IP (the first of SERVICE_CIDR)."""
 NETWORK = "agentproxy-real-node"
 CNI_BIN_DIR = "/usr/lib/cni"
 CGROUP_ROOT = "agentproxy-real-node"
@@ -78,6 +83,14 @@ class NodePaths:
     @property
     def kubelet_kubeconfig(self) -> Path:
         return self.root / "kubelet.kubeconfig"
+
+    @property
+    def kube_proxy_config(self) -> Path:
+        return self.root / "kube-proxy.yaml"
+
+    @property
+    def kube_proxy_kubeconfig(self) -> Path:
+        return self.root / "kube-proxy.kubeconfig"
 
     @property
     def pod_logs(self) -> Path:
@@ -145,7 +158,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 
 def cni_conflist(paths: NodePaths) -> dict:
     """A bridge network that is not the pods' gateway and masquerades nothing:
-    pods reach the bridge's subnet only (the node and each other)."""
+    pods reach the bridge's subnet (the node and each other) and, through the
+    node, Service cluster IPs, which kube-proxy's rules turn into pod IPs or the
+    API server on the node's address. Nothing else has a route."""
     return {
         "cniVersion": "1.0.0",
         "name": NETWORK,
@@ -159,6 +174,7 @@ def cni_conflist(paths: NodePaths) -> dict:
             "ipam": {
                 "type": "host-local",
                 "ranges": [[{"subnet": POD_SUBNET, "rangeStart": "198.18.0.10", "rangeEnd": "198.18.0.250"}]],
+                "routes": [{"dst": SERVICE_CIDR, "gw": NODE_IP}],
                 "dataDir": str(paths.cni_leases),
             },
         }],
@@ -198,6 +214,30 @@ def kubelet_config(paths: NodePaths, pki: Path, port: int, healthz_port: int) ->
                          "nodefs.inodesFree": "1%"},
         "serializeImagePulls": False,
         "maxPods": 110,
+    }
+
+
+def kube_proxy_config(paths: NodePaths, healthz_port: int, metrics_port: int) -> dict:
+    """KubeProxyConfiguration: iptables rules for Service cluster IPs, and
+    nothing else on the host: no NodePorts but on the node's address, no
+    localhost NodePorts (they need ``route_localnet``), and conntrack's kernel
+    settings and its own OOM score left as they are."""
+    return {
+        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+        "kind": "KubeProxyConfiguration",
+        "mode": "iptables",
+        "clientConnection": {"kubeconfig": str(paths.kube_proxy_kubeconfig)},
+        "hostnameOverride": NODE_NAME,
+        "bindAddress": NODE_IP,
+        "healthzBindAddress": f"127.0.0.1:{healthz_port}",
+        "metricsBindAddress": f"127.0.0.1:{metrics_port}",
+        "clusterCIDR": POD_SUBNET,
+        "detectLocalMode": "ClusterCIDR",
+        "nodePortAddresses": [f"{NODE_IP}/32"],
+        "iptables": {"localhostNodePorts": False, "masqueradeAll": False, "syncPeriod": "30s",
+                     "minSyncPeriod": "1s"},
+        "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s", "tcpCloseWaitTimeout": "0s"},
+        "oomScoreAdj": 0,
     }
 
 

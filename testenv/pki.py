@@ -1,7 +1,8 @@
 """Certificates and keys for the test control plane.
 
-A throw-away CA signs the API server's serving certificate (for localhost and
-127.0.0.1) and one client certificate per user; a separate RSA key pair signs
+A throw-away CA signs the API server's serving certificate (for localhost,
+127.0.0.1, the real node's address and the ``kubernetes`` Service's names and
+cluster IPs) and one client certificate per user; a separate RSA key pair signs
 service-account tokens. Nothing here is meant for anything but a test cluster
 on loopback.
 """
@@ -85,7 +86,7 @@ def write_pki(directory: Path, users: dict[str, str | None]) -> None:
     server_key = _key()
     server = _issue(_name("kube-apiserver"), server_key, ca_name, ca_key, server_names=[
         "localhost", "127.0.0.1", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-        "kubernetes.default.svc.cluster.local", "127.2.0.1"])
+        "kubernetes.default.svc.cluster.local", "127.2.0.1", "198.18.0.1", "198.18.1.1"])
     _write_key(directory / "apiserver.key", server_key)
     _write_cert(directory / "apiserver.crt", server)
 

@@ -11,6 +11,12 @@ The node is tainted ``agentproxy.io/real-node=true:NoSchedule`` and labelled
 never land on it, and a namespace annotated for it (PodNodeSelector and
 PodTolerationRestriction) sends every pod there. kwok leaves it alone.
 
+Service cluster IPs route from its pods: kube-proxy of the same release writes
+the iptables rules, the pods' only route beyond the bridge sends SERVICE_CIDR to
+the node, and the API server, advertised on the node's address, is reached there
+through a relay to its loopback address (``relay.py``): a pod that talks to the
+API server (agentproxy itself, in-cluster) finds it as any cluster's pods do.
+
 Everything it writes lives in ``CLUSTER_DIR/node``; what it changes outside
 (bridge, cgroups, kernel settings, iptables, a few paths) is recorded before
 and undone by ``down`` (see ``host.py``), also after a crash or an interruption.
@@ -21,7 +27,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -30,16 +38,21 @@ import image
 import procs
 from apiclient import api, create, kubeconfig_text, node_ready
 from layout import Layout
-from nodeconfig import (LABEL, NODE_CIDR, NODE_IP, NODE_NAME, PROVISIONER, PROVISIONER_ACCOUNT,
-                        PROVISIONER_CONFIGMAP, PROVISIONER_NAMESPACE, NodePaths, cni_conflist, containerd_toml,
-                        kubelet_config, provisioner_config, provisioner_objects)
+from layout import HERE
+from nodeconfig import (KUBERNETES_SERVICE_IP, LABEL, NODE_CIDR, NODE_IP, NODE_NAME, PROVISIONER, PROVISIONER_ACCOUNT,
+                        PROVISIONER_CONFIGMAP, PROVISIONER_NAMESPACE, SERVICE_CIDR, NodePaths, cni_conflist,
+                        containerd_toml, kube_proxy_config, kubelet_config, provisioner_config, provisioner_objects)
 from pki import write_serving_cert
 
-COMPONENTS = ("containerd", "kubelet", "local-path-provisioner")
+COMPONENTS = ("containerd", "apiserver-relay", "kubelet", "kube-proxy", "local-path-provisioner")
 NODE_USER = f"system:node:{NODE_NAME}"
 KUBELET_CLIENT = "kube-apiserver-kubelet-client"
-PKI_USERS = {NODE_USER: "system:nodes", KUBELET_CLIENT: "system:masters"}
-"""Client certificates: the kubelet's node identity, and the API server's to the kubelet."""
+PROXY_USER = "system:kube-proxy"
+PKI_USERS = {NODE_USER: "system:nodes", KUBELET_CLIENT: "system:masters", PROXY_USER: None}
+"""Client certificates: the kubelet's node identity, the API server's to the
+kubelet, and kube-proxy's (bound to ``system:node-proxier`` by the API server's defaults)."""
+ADVERTISE_ADDRESS = NODE_IP
+"""The API server's address in the ``kubernetes`` Service's endpoints."""
 ADMISSION_PLUGINS = ["NodeRestriction", "PodNodeSelector", "PodTolerationRestriction"]
 
 
@@ -49,7 +62,7 @@ def _log(message: str) -> None:
 
 def binaries(layout: Layout) -> list[Path]:
     """The node's binaries from the build cache."""
-    return [layout.binary("kubelet", "kubelet"),
+    return [layout.binary("kubelet", "kubelet"), layout.binary("kube-proxy", "kube-proxy"),
             layout.binary("local-path-provisioner", "local-path-provisioner")]
 
 
@@ -108,8 +121,9 @@ def up(layout: Layout, deadline: float) -> None:
     """Start the node next to the running control plane; on any failure, undo it all."""
     t0 = time.monotonic()
     archives = [image.build_pause(), image.build_helper()]
-    # An agent image built earlier comes along, so that a new cluster has it at once.
-    archives += sorted(image.images_dir().glob("agent-*.oci.tar"))[-1:]
+    # Agent and proxy images built earlier come along, so that a new cluster has them at once.
+    for kind in ("agent", "proxy"):
+        archives += sorted(image.images_dir().glob(f"{kind}-*.oci.tar"))[-1:]
     paths = NodePaths(layout.node)
     host.begin(layout.state, paths.root)
     try:
@@ -131,6 +145,9 @@ def _write_configs(layout: Layout, paths: NodePaths) -> None:
     paths.kubelet_config.write_text(json.dumps(kubelet_config(
         paths, layout.pki, layout.port("kubelet"), layout.port("kubelet-healthz")), indent=1))
     paths.kubelet_kubeconfig.write_text(kubeconfig_text(layout, NODE_USER))
+    paths.kube_proxy_config.write_text(json.dumps(kube_proxy_config(
+        paths, layout.port("kube-proxy-healthz"), layout.port("kube-proxy-metrics")), indent=1))
+    paths.kube_proxy_kubeconfig.write_text(kubeconfig_text(layout, PROXY_USER))
     paths.provisioner_config.write_text(json.dumps(provisioner_config(paths)))
 
 
@@ -138,8 +155,9 @@ def _start(layout: Layout, paths: NodePaths, archives: list[Path], deadline: flo
     state = layout.state
     timeout = max(deadline - time.monotonic(), 1)
     _write_configs(layout, paths)
-    host.add_bridge(NODE_CIDR)
+    host.add_bridge(NODE_CIDR, routes=[SERVICE_CIDR])
     host.add_cgroup_root()
+    _start_relay(layout, paths, deadline, timeout)
 
     procs.start(state, "containerd", [shutil.which("containerd") or "containerd",
                                       "--config", str(paths.containerd_config)])
@@ -153,6 +171,10 @@ def _start(layout: Layout, paths: NodePaths, archives: list[Path], deadline: flo
         f"--hostname-override={NODE_NAME}", f"--node-ip={NODE_IP}", f"--node-labels={LABEL}=true",
     ])
     procs.wait(f"node {NODE_NAME}", lambda: node_ready(layout, NODE_NAME), state, "kubelet", deadline, timeout)
+
+    procs.start(state, "kube-proxy", [str(layout.binary("kube-proxy", "kube-proxy")),
+                                      f"--config={paths.kube_proxy_config}"])
+    procs.wait("kube-proxy (the kubernetes Service's rules)", _service_rules, state, "kube-proxy", deadline, timeout)
 
     for path, body in provisioner_objects(image.HELPER_REF):
         create(layout, path, body)
@@ -168,6 +190,26 @@ def _start(layout: Layout, paths: NodePaths, archives: list[Path], deadline: flo
     ])
     time.sleep(0.5)
     procs.wait("local-path-provisioner", lambda: True, state, "local-path-provisioner", deadline, timeout)
+
+
+def _start_relay(layout: Layout, paths: NodePaths, deadline: float, timeout: float) -> None:
+    """The API server on the node's address (see ``relay.py``)."""
+    port = layout.port("apiserver")
+    procs.start(layout.state, "apiserver-relay", [
+        sys.executable, str(HERE / "relay.py"), f"--listen={ADVERTISE_ADDRESS}:{port}", f"--to=127.0.0.1:{port}",
+        f"--owner={paths.root}"])
+
+    def accepts() -> bool:
+        with socket.socket() as s:
+            s.settimeout(1)
+            return s.connect_ex((ADVERTISE_ADDRESS, port)) == 0
+    procs.wait("API server relay", accepts, layout.state, "apiserver-relay", deadline, timeout)
+
+
+def _service_rules() -> bool:
+    """Whether kube-proxy has written the rules of the ``kubernetes`` Service."""
+    out = subprocess.run(["iptables", "-w", "5", "-t", "nat", "-S", "KUBE-SERVICES"], capture_output=True, text=True)
+    return out.returncode == 0 and f"{KUBERNETES_SERVICE_IP}/32" in out.stdout
 
 
 def down(layout: Layout) -> None:

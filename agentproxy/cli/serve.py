@@ -34,6 +34,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Serve until SIGTERM or SIGINT; a backend or address that cannot be used is one line of error."""
     from ..api.logfilter import quiet_malformed_requests
     from ..api.serve import api_keys_from, check_listen_address, event_loop_runner, run_server
+    from ..backends import modeswitch
     from ..backends.base import BackendError
     from ..backends.factory import make_backend
 
@@ -52,9 +53,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"agentproxy: error: --loop: {exc}", file=sys.stderr)
         return 2
     backend = make_backend(settings)
+
+    async def serve() -> None:
+        # Agents the other mode left running: refused or reported before anything starts.
+        await modeswitch.check(settings, backend.mode)
+        await run_server(settings, backend, keys, shutdown_timeout=args.shutdown_timeout)
+
     try:
         with runner:
-            runner.run(run_server(settings, backend, keys, shutdown_timeout=args.shutdown_timeout))
+            runner.run(serve())
+    except modeswitch.OtherModeAgents as exc:
+        print(f"agentproxy: error: {exc}", file=sys.stderr)
+        return 1
     except BackendError as exc:
         print(f"agentproxy: error: the {backend.mode} backend cannot start: {exc.message}", file=sys.stderr)
         return 1

@@ -62,6 +62,13 @@ class ServerSettings:
     """Largest request body of the API routes, in bytes; a larger one is answered 413. The
     agent API proxy streams bodies and is not bound by it. Example: ``262144``."""
 
+    other_mode_agents: str = "refuse"
+    """What ``serve`` does at start-up when agents of the other mode still run (live
+    processes in ``local_mode.data_dir``'s state file when starting in k8s mode,
+    agentproxy's objects in ``k8s_mode.namespace`` when starting in local mode):
+    ``refuse`` to start, or ``warn`` and start. Either way it says which agents and
+    what to do; nothing is deleted."""
+
 
 @dataclass
 class AgentSettings:

@@ -65,6 +65,7 @@ _REQUESTS_AND_LIMITS = ("cpu_request", "cpu_limit", "memory_request", "memory_li
 _RULES: dict[str, Check] = {
     "server.host": _nonempty,
     "server.port": _port,
+    "server.other_mode_agents": _one_of("refuse", "warn"),
     "agents.first_message_timeout": _positive_duration,
     "local_mode.agentapi_binary": _nonempty,
     "local_mode.state_save_interval": _positive_duration,

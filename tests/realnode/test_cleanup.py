@@ -29,7 +29,9 @@ import procs  # noqa: E402
 from layout import Layout, cache_dir  # noqa: E402
 
 pytestmark = pytest.mark.real_node
-PORT_BASE = 40900
+# Below the kernel's ephemeral ports (32768 and up), which any outgoing
+# connection on the machine may hold at the moment the cluster starts.
+PORT_BASE = 26900
 NAMESPACE = "cleanup"
 
 
@@ -79,8 +81,11 @@ def test_down_after_an_interrupted_run_leaves_the_host_as_it_was(cluster_dir):
         assert any("veth" in link for link in during["links"]), during["links"]
         assert any("/volumes/" in m for m in during["mounts"]) and any("/netns/" in m for m in during["mounts"])
 
+        # kube-proxy's rules are there: cluster-down must take them away.
+        assert any("KUBE-SERVICES" in rule for rule in during["iptables"]["iptables"]["nat"])
+
         # Interrupted: the node's daemons die without cleaning anything up.
-        for name in ("kubelet", "local-path-provisioner", "containerd"):
+        for name in ("kubelet", "kube-proxy", "apiserver-relay", "local-path-provisioner", "containerd"):
             proc = procs.owned_process(cluster_dir, name)
             assert proc is not None, name
             proc.send_signal(signal.SIGKILL)

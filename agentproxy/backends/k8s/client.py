@@ -1,6 +1,13 @@
 """A thin layer over kr8s: every API call of the k8s backend goes through here,
 so errors become backend errors with the server's own message, and calls are counted.
 
+Credentials: a kubeconfig when there is one, else, in a pod, the mounted
+ServiceAccount (see :mod:`.credentials`). kr8s reads a ServiceAccount's token
+once, and again only when a request that lets it raise gets a 401, by replacing
+its HTTP session, which would cut every watch; so with in-cluster credentials
+each request here carries the token of a :class:`~.credentials.TokenFile`,
+read again periodically and at once after a 401 (the request is then repeated).
+
 Every call is bounded by ``request_timeout``. With an :class:`~.health.ApiHealth`,
 every answer is reported to it, and while the server has not answered for a while
 calls fail at once with 503 instead of each waiting for its timeout.
@@ -11,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Mapping
 
@@ -19,13 +27,19 @@ import kr8s
 import kr8s.asyncio
 
 from ..base import BackendError, Conflict, Forbidden, NotFound, Rejected, Unavailable
+from .credentials import SERVICE_ACCOUNT_DIR, TOKEN_RELOAD_PERIOD, TokenFile, kubeconfig_present, service_account_dir
 from .health import ApiHealth
 from .kinds import kind_of, path_of
+
+__all__ = ["Client", "Gone", "NamespaceMissing", "TokenFile", "kubeconfig_present", "service_account_dir", "translate"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_REQUEST_TIMEOUT = 10.0
 DEFAULT_RETRY_AFTER = 5.0
+
+_DENIED = re.compile(r'cannot (\w+) resource "([^"]+)"')
+"""RBAC's refusal: ``... cannot create resource "statefulsets" in API group "apps" ...``."""
 
 
 class NamespaceMissing(Unavailable):
@@ -45,6 +59,9 @@ def _from_status(code: int, body: Any, verb: str, resource: str,
     message = status.get("message") or f"HTTP {code}"
     if code == 403:
         if " cannot " in message and "forbidden:" in message:
+            # The verb the server checked: a server-side apply that creates is a patch here, a create there.
+            denied = _DENIED.search(message)
+            verb, resource = (denied.group(1), denied.group(2)) if denied else (verb, resource)
             return Forbidden(f"the proxy's credentials may not {verb} {resource}: {message}")
         # Pod Security admission, quotas and webhooks also answer 403.
         return Rejected(message)
@@ -52,7 +69,7 @@ def _from_status(code: int, body: Any, verb: str, resource: str,
         details = status.get("details") or {}
         if details.get("kind") == "namespaces":
             return NamespaceMissing(f"the namespace {details.get('name')!r} does not exist (k8s_mode.namespace): "
-                               "create it, or point k8s_mode.namespace at one that does", retry_after=retry_after)
+                                    "create it, or point k8s_mode.namespace at one that does", retry_after=retry_after)
         return NotFound(message)
     if code == 409:
         return Conflict(message)
@@ -87,11 +104,13 @@ def translate(exc: BaseException, verb: str, resource: str, retry_after: float =
 class Client:
     """Requests to one API server, counted in :attr:`calls`."""
 
-    def __init__(self, api: kr8s.asyncio.Api, max_in_flight: int = 32, *,
+    def __init__(self, api: kr8s.asyncio.Api, max_in_flight: int = 32, token: TokenFile | None = None, *,
                  request_timeout: float = DEFAULT_REQUEST_TIMEOUT, retry_after: float = DEFAULT_RETRY_AFTER,
                  health: ApiHealth | None = None) -> None:
         self.api = api
         self.calls = 0
+        self.token = token
+        """The ServiceAccount's token file when in-cluster credentials are used, else None."""
         self.request_timeout = request_timeout
         self.retry_after = retry_after
         self.health = health
@@ -101,16 +120,25 @@ class Client:
         self._in_flight = asyncio.Semaphore(max_in_flight)
 
     @classmethod
-    async def connect(cls, kubeconfig: str | None = None, context: str | None = None, **options: Any) -> "Client":
-        """A client from a kubeconfig file (or $KUBECONFIG, or in-cluster credentials); ``options``
-        are those of the constructor."""
+    async def connect(cls, kubeconfig: str | None = None, context: str | None = None, *,
+                      service_account: str = SERVICE_ACCOUNT_DIR,
+                      token_reload_period: float = TOKEN_RELOAD_PERIOD, **options: Any) -> "Client":
+        """A client from a kubeconfig file (``kubeconfig``, $KUBECONFIG, ~/.kube/config) or, in a pod
+        without one, the mounted ServiceAccount (``service_account``, its token read again as it rotates);
+        ``options`` are the constructor's timeouts and health."""
+        sa_dir = service_account_dir(kubeconfig, service_account)
         try:
-            api = await kr8s.asyncio.api(kubeconfig=kubeconfig, context=context)
+            api = await kr8s.asyncio.api(kubeconfig=kubeconfig, context=context,
+                                         serviceaccount=str(sa_dir) if sa_dir else None)
         except (httpx.TransportError, OSError, kr8s.APITimeoutError) as exc:
             raise translate(exc, "connect to", "the API server") from None
         except Exception as exc:  # kr8s raises plain exceptions for unusable configs
             raise Unavailable(f"no usable Kubernetes credentials: {exc}") from None
-        return cls(api, **options)
+        token = None
+        if sa_dir is not None:
+            token = TokenFile(sa_dir / "token", token_reload_period)
+            log.info("in-cluster credentials: the ServiceAccount token of %s, API server %s", sa_dir, api.auth.server)
+        return cls(api, token=token, **options)
 
     def require_answering(self) -> None:
         """Fail at once while the server has been silent too long (it has answered before)."""
@@ -126,9 +154,17 @@ class Client:
             else:
                 self.health.failed(f"HTTP {status_code}")
 
-    def _failed(self, error: BackendError) -> None:
+    def _failed(self, error: BackendError) -> BackendError:
         if self.health is not None:
             self.health.failed(error.message)
+        return error
+
+    def _headers(self, headers: Mapping[str, str] | None = None) -> dict[str, str]:
+        return {**(self.token.header() if self.token else {}), **(headers or {})}
+
+    def _renewed(self, status: int) -> bool:
+        """After a 401: whether a fresh token was read (the request is worth repeating)."""
+        return status == 401 and self.token is not None and self.token.reload()
 
     async def request(self, method: str, path: str, *, body: Any = None, params: Mapping[str, str] | None = None,
                       headers: Mapping[str, str] | None = None, content_type: str = "application/json",
@@ -152,47 +188,54 @@ class Client:
 
     async def _request(self, method: str, base: str, rest: str, kwargs: dict[str, Any], verb: str,
                        resource: str, timeout: float) -> dict[str, Any]:
-        self.calls += 1
-        # raise_for_status=False: kr8s answers a 403 by re-authenticating and
+        # raise_for_status=False: kr8s answers a 401 or 403 by re-authenticating and
         # replacing its HTTP session, which would cut every watch stream on it;
-        # a 403 here is an RBAC or admission verdict, not stale credentials.
-        try:
-            async with asyncio.timeout(timeout):
-                async with self.api.call_api(method, version="", base=f"/{base}", url=rest,
-                                             raise_for_status=False, **kwargs) as resp:
-                    self._answered(resp.status_code)
-                    body = _json(resp)
-                    if resp.is_error:
-                        raise _from_status(resp.status_code, body, verb, resource, self.retry_after)
-                    return body
-        except BackendError:
-            raise
-        except Exception as exc:
-            error = translate(exc, verb, resource, self.retry_after, timeout)
-            self._failed(error)
-            raise error from None
+        # a 403 here is an RBAC or admission verdict, and a 401 is handled below.
+        for attempt in range(2):
+            self.calls += 1
+            try:
+                async with asyncio.timeout(timeout):
+                    async with self.api.call_api(method, version="", base=f"/{base}", url=rest,
+                                                 raise_for_status=False,
+                                                 **{**kwargs, "headers": self._headers(kwargs["headers"])}) as resp:
+                        self._answered(resp.status_code)
+                        body = _json(resp)
+                        if resp.is_error:
+                            if attempt == 0 and self._renewed(resp.status_code):
+                                continue
+                            raise _from_status(resp.status_code, body, verb, resource, self.retry_after)
+                        return body
+            except BackendError:
+                raise
+            except Exception as exc:
+                raise self._failed(translate(exc, verb, resource, self.retry_after, timeout)) from None
+        raise AssertionError("unreachable")
 
     async def text(self, path: str, *, params: Mapping[str, str] | None = None, verb: str = "get",
                    resource: str = "") -> str:
         """A GET whose answer is plain text (pod logs)."""
         base, _, rest = path.lstrip("/").partition("/")
         self.require_answering()
-        self.calls += 1
-        try:
-            async with asyncio.timeout(self.request_timeout):
-                async with self.api.call_api("GET", version="", base=f"/{base}", url=rest,
-                                             params=dict(params or {}), timeout=httpx.Timeout(self.request_timeout),
-                                             raise_for_status=False) as resp:
-                    self._answered(resp.status_code)
-                    if resp.is_error:
-                        raise _from_status(resp.status_code, _json(resp), verb, resource or path, self.retry_after)
-                    return resp.text
-        except BackendError:
-            raise
-        except Exception as exc:
-            error = translate(exc, verb, resource or path, self.retry_after, self.request_timeout)
-            self._failed(error)
-            raise error from None
+        for attempt in range(2):
+            self.calls += 1
+            try:
+                async with asyncio.timeout(self.request_timeout):
+                    async with self.api.call_api("GET", version="", base=f"/{base}", url=rest,
+                                                 params=dict(params or {}), timeout=httpx.Timeout(self.request_timeout),
+                                                 raise_for_status=False, headers=self._headers()) as resp:
+                        self._answered(resp.status_code)
+                        if resp.is_error:
+                            if attempt == 0 and self._renewed(resp.status_code):
+                                continue
+                            raise _from_status(resp.status_code, _json(resp), verb, resource or path,
+                                               self.retry_after)
+                        return resp.text
+            except BackendError:
+                raise
+            except Exception as exc:
+                raise self._failed(translate(exc, verb, resource or path, self.retry_after,
+                                             self.request_timeout)) from None
+        raise AssertionError("unreachable")
 
     async def apply(self, obj: Mapping[str, Any], *, field_manager: str, force: bool = False,
                     dry_run: bool = False, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -233,12 +276,14 @@ class Client:
         self.require_answering()
         self.calls += 1
         async with self.api.call_api("GET", version="", base=f"/{base}", url=rest, params=dict(params),
-                                     stream=True, timeout=timeout, raise_for_status=False) as resp:
+                                     stream=True, timeout=timeout, raise_for_status=False,
+                                     headers=self._headers()) as resp:
             self._answered(resp.status_code)
             if resp.is_error:
                 await resp.aread()
                 if resp.status_code == 410:
                     raise Gone(resp.text)
+                self._renewed(resp.status_code)  # the watch is started again by its caller
                 raise _from_status(resp.status_code, _json(resp), "watch", path.rsplit("/", 1)[-1], self.retry_after)
             yield self._lines(resp)
 

@@ -4,6 +4,10 @@ through the proxy; the kubelet takes them over again without restarting them."""
 
 from __future__ import annotations
 
+import math
+import time
+from datetime import datetime, timezone
+
 import pytest
 
 from kube import get, wait_for
@@ -26,14 +30,24 @@ async def test_agents_keep_answering_while_the_kubelet_is_killed_and_restarted(s
         await server.say("s", "steady", "while the kubelet is down")
         assert container_processes(container) == pids
     finally:
+        # Whole seconds, as the API server stamps writes: nothing the old kubelet wrote is as late.
+        restarted = datetime.fromtimestamp(math.ceil(time.time()), timezone.utc)
         await cluster("start", "kubelet")
 
     async def node_ready():
         node = await get(api, f"/api/v1/nodes/{NODE}")
         return any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"])
     await wait_for(node_ready, "the node to be Ready again")
-    # A new kubelet knows no probe results yet: until its first readiness probe
-    # (run at once) it may report the pod not ready for a moment.
+    # A new kubelet knows no probe results yet: it reports the pod not ready until its first
+    # readiness probe passes, so the pod's Ready from before the restart means nothing. Ready
+    # counts once the new kubelet has written the pod's status.
+    async def probed_again():
+        pod = await pod_of(api, rn_namespace, "steady")
+        writes = [f["time"] for f in pod["metadata"].get("managedFields", [])
+                  if f.get("manager") == "kubelet" and f.get("subresource") == "status"]
+        ready = any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
+        return ready and any(datetime.fromisoformat(t.replace("Z", "+00:00")) >= restarted for t in writes)
+    await wait_for(probed_again, "the restarted kubelet to report the pod ready", timeout=60)
     await server.until("s", "steady", "ready", timeout=30)
     await server.say("s", "steady", "after")
     after = await pod_of(api, rn_namespace, "steady")

@@ -31,7 +31,9 @@ def test_containerd_keeps_its_state_in_the_node_directory_and_restricts_oom_scor
 def test_pods_get_a_bridge_that_routes_nothing_off_the_machine():
     net = nodeconfig.cni_conflist(PATHS)["plugins"][0]
     assert (net["isGateway"], net["isDefaultGateway"], net["ipMasq"]) == (False, False, False)
-    assert "routes" not in net["ipam"]
+    # One route beyond the bridge: Service cluster IPs, to the node (kube-proxy's rules).
+    assert net["ipam"]["routes"] == [{"dst": nodeconfig.SERVICE_CIDR, "gw": nodeconfig.NODE_IP}]
+    assert ipaddress.ip_network(nodeconfig.SERVICE_CIDR).subnet_of(ipaddress.ip_network("198.18.0.0/15"))
     subnet = ipaddress.ip_network(net["ipam"]["ranges"][0][0]["subnet"])
     assert subnet.subnet_of(ipaddress.ip_network("198.18.0.0/15"))  # RFC 2544
     assert ipaddress.ip_address(nodeconfig.NODE_IP) in subnet
@@ -57,3 +59,16 @@ def test_local_path_makes_local_volumes_only_once_a_pod_is_scheduled():
     assert sc["volumeBindingMode"] == "WaitForFirstConsumer" and sc["reclaimPolicy"] == "Delete"
     assert '"imagePullPolicy": "Never"' in objects["ConfigMap"]["data"]["helperPod.yaml"]
     assert nodeconfig.provisioner_config(PATHS)["nodePathMap"][0]["paths"] == [str(PATHS.volumes)]
+
+
+def test_kube_proxy_writes_service_rules_and_leaves_the_rest_of_the_host_alone():
+    config = nodeconfig.kube_proxy_config(PATHS, 32308, 32309)
+    assert config["mode"] == "iptables" and config["hostnameOverride"] == nodeconfig.NODE_NAME
+    assert config["clientConnection"]["kubeconfig"].startswith("/state/node/")
+    assert config["healthzBindAddress"] == "127.0.0.1:32308" and config["metricsBindAddress"] == "127.0.0.1:32309"
+    assert config["nodePortAddresses"] == [f"{nodeconfig.NODE_IP}/32"]
+    # No localhost NodePorts (route_localnet), no conntrack or OOM-score changes.
+    assert config["iptables"]["localhostNodePorts"] is False
+    assert config["conntrack"]["maxPerCore"] == 0 and config["conntrack"]["min"] == 0
+    assert config["oomScoreAdj"] == 0
+    assert config["clusterCIDR"] == nodeconfig.POD_SUBNET

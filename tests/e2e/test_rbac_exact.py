@@ -1,0 +1,111 @@
+"""The Role that ``agentproxy rbac`` renders (and ``deploy/`` applies) is exactly what
+the proxy needs: with it, an agent's whole life works under the proxy's
+ServiceAccount (two proxy replicas creating one agent included); without any one
+of its verbs, that life stops with a 403 that names the verb and the resource.
+
+Every case runs in a namespace of its own, all at once, with a bound token of
+the namespace's ServiceAccount, as the proxy has in a pod.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+
+import pytest
+
+from accounts import ACCOUNT, apply_rbac, bound_token, cluster_of, token_kubeconfig
+from agentproxy.backends.base import AgentStatus, Forbidden, NotFound
+from agentproxy.backends.k8s.backend import K8sBackend
+from agentproxy.backends.k8s.client import Client
+from agentproxy.render import render_rbac
+from agentproxy.spec import build_spec
+from agents import SESSION, settings_for
+from kube import create_namespace, delete_namespace
+
+CASES = [(resource, verb) for rule in render_rbac(settings_for("x"), ACCOUNT)[1]["rules"]
+         for resource in rule["resources"] for verb in rule["verbs"]]
+"""Every (resource, verb) the Role grants."""
+
+
+async def _life(backend: K8sBackend, peer: K8sBackend) -> str:
+    """An agent's life under the proxy's credentials: start (list, watch); created by two
+    proxy replicas at once with different specs (the claim: one wins, the other reads the
+    claim and answers 409); server-side apply; ready; logs; delete with purge.
+    Returns "ok", or the message of the first 403."""
+    try:
+        await backend.start()
+        await peer.start()
+        # A watch that is refused shows at once, as the error of its reflector.
+        for _ in range(20):
+            refused = [r.last_error for r in backend.cache.reflectors.values() if isinstance(r.last_error, Forbidden)]
+            if refused:
+                return refused[0].message
+            await asyncio.sleep(0.1)
+        raced = await asyncio.gather(*(b.create(build_spec(b.settings, SESSION, "life", message=m))
+                                       for b, m in ((backend, "hi"), (peer, "hello"))), return_exceptions=True)
+        for result in raced:
+            if isinstance(result, Forbidden):
+                return result.message
+        if sorted(type(r).__name__ for r in raced) != ["AgentState", "Conflict"]:
+            return f"two replicas creating one agent with different specs gave {raced}"
+        for _ in range(300):
+            with contextlib.suppress(NotFound):
+                if (await backend.get(SESSION, "life")).status is AgentStatus.READY:
+                    break
+            await asyncio.sleep(0.1)
+        else:
+            return "the agent never became ready"
+        try:
+            await backend.logs(SESSION, "life", 10)
+        except Forbidden:
+            raise
+        except Exception:  # kwok's pods have no logs to give; only the permission counts here
+            pass
+        await backend.delete(SESSION, "life", purge=True)
+        return "ok"
+    except Forbidden as exc:
+        return exc.message
+    finally:
+        await peer.close()
+        await backend.close()
+
+
+def _without(role: dict, resource: str, verb: str) -> dict:
+    """``role`` granting everything it grants but ``verb`` on ``resource``."""
+    rules = []
+    for rule in role["rules"]:
+        for name in rule["resources"]:
+            verbs = [v for v in rule["verbs"] if (name, v) != (resource, verb)]
+            if verbs:
+                rules.append({**rule, "resources": [name], "verbs": verbs})
+    return {**role, "rules": rules}
+
+
+async def _case(api, kubeconfig: str, tmp_path, missing: tuple[str, str] | None) -> str:
+    namespace = f"rbac-{uuid.uuid4().hex[:8]}"
+    await create_namespace(api, namespace, labels={"pod-security.kubernetes.io/enforce": "restricted"})
+    try:
+        settings = settings_for(namespace)
+        role = render_rbac(settings, ACCOUNT)[1]
+        await apply_rbac(api, settings, _without(role, *missing) if missing else role)
+        server, ca_file = cluster_of(kubeconfig)
+        token = await bound_token(api, namespace, "proxy-pod")
+        config = token_kubeconfig(tmp_path / f"{namespace}.kubeconfig", server, ca_file, token)
+        client = await Client.connect(str(config))
+        options = {"backoff_max": 1.0, "start_timeout": 3.0}
+        return await _life(K8sBackend(settings, client=client, **options),
+                           K8sBackend(settings, client=Client(client.api), **options))
+    finally:
+        await delete_namespace(api, namespace)
+
+
+async def test_the_role_is_exactly_what_an_agents_life_needs(api, kubeconfig, tmp_path):
+    missing = [None, *CASES]
+    results = await asyncio.gather(*(_case(api, kubeconfig, tmp_path, m) for m in missing))
+    outcome = dict(zip(missing, results))
+    assert outcome.pop(None) == "ok"
+    for (resource, verb), message in outcome.items():
+        assert f"the proxy's credentials may not {verb} {resource}" in message, (resource, verb, message)
+        assert f":{ACCOUNT}\" cannot {verb} resource \"{resource.split('/')[0]}" in message, message
