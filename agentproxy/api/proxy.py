@@ -43,8 +43,6 @@ _DROPPED_REQUEST = HOP_BY_HOP | {
 }
 _DROPPED_RESPONSE = HOP_BY_HOP
 
-NOT_READY_RETRY_AFTER = "2"
-
 SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 """Headers the client library would add on its own; the proxy sends only what the caller sent."""
 
@@ -145,9 +143,10 @@ class AgentProxy:
         are set on the answer (over the agent's own).
         """
         agent = state.id
+        self.ctx.traffic.touch(agent)  # idle culling's clock: a dict write
         if state.status is not AgentStatus.READY or not state.upstream:
-            raise ApiError(503, f"agent {agent!r} is not ready (status {state.status.value})",
-                           code="agent_not_ready", headers={"Retry-After": NOT_READY_RETRY_AFTER})
+            # Never for a ready agent: a suspended one resumes; 503 with Retry-After unless ready in time.
+            state = await self.ctx.waker.wake(state)
         client = self.ctx.client
         assert client is not None, "the app has not started"
         url = upstream_url(state.upstream, raw_path, depth)
