@@ -254,6 +254,7 @@ class K8sBackend(Backend):
             try:
                 stored = await self.apply(model.unless_changed(sts, live["metadata"]["resourceVersion"]), force=True)
             except Conflict:
+                log.debug("the StatefulSet of agent %s changed since it was read; reading it again", state.id)
                 live = await self.client.get(path, resource="statefulsets")
                 continue
             self.reconciler.note_applied(state.id)
