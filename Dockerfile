@@ -13,7 +13,9 @@ COPY --from=agentapi /out/agentapi /usr/local/bin/agentapi
 COPY pyproject.toml README.md /src/
 COPY agentproxy /src/agentproxy
 COPY templates /src/templates
-RUN pip install --no-cache-dir /src && rm -rf /src \
+# The echo demo agent needs the standard library only: agentproxy's own
+# dependencies (the service's) stay out of the agent image.
+RUN pip install --no-cache-dir --no-deps /src && rm -rf /src \
  && useradd --uid 1000 --create-home --home-dir /home/agent agent \
  && mkdir -p /home/agent/work && chown -R 1000:1000 /home/agent
 USER 1000:1000

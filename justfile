@@ -41,9 +41,11 @@ render *ARGS:
     agentproxy render {{ ARGS }}
 
 # Everything CI runs: unit tests, then the e2e suite against a local control plane
+# (with AGENTPROXY_REAL_NODE=1, as in CI: plus a real node, its tests and the proof that it leaves nothing behind)
 test: agentapi unit
     #!/usr/bin/env bash
     set -euo pipefail
+    real="${AGENTPROXY_REAL_NODE:-}"
     # Leave a control plane that was already running as it was.
     started=0
     if ! python testenv/cluster.py status >/dev/null 2>&1; then
@@ -51,7 +53,17 @@ test: agentapi unit
       started=1
     fi
     trap '[[ $started == 1 ]] && just cluster-down' EXIT
+    [[ $real == 1 ]] && just agent-image
     KUBECONFIG="{{ local_kubeconfig }}" AGENTPROXY_TEST_POD_CIDR=127.1.0.0/16 AGENTPROXY_TEST_LOCAL_CONTROL_PLANE=1 just e2e
+    if [[ $real == 1 ]]; then
+      if [[ $started == 1 ]]; then
+        just cluster-down
+        started=0
+        python -m pytest tests/realnode
+      else
+        echo "real node: the cleanup proof (tests/realnode) needs the host to itself; it runs when this recipe starts the cluster" >&2
+      fi
+    fi
 
 # Unit tests (pure code and local processes) and the contract suite against the memory and local backends; no cluster
 unit *ARGS: agentapi agentapi-proxy browser
@@ -66,16 +78,21 @@ build-testenv:
     testenv/build.sh
 
 # Start etcd, kube-apiserver, controller-manager, scheduler and kwok on loopback
+# (AGENTPROXY_REAL_NODE=1, root: plus a real node with containerd; see the README)
 cluster-up: build-testenv
     python testenv/cluster.py up
 
-# Stop the processes cluster-up started and remove its state
+# Stop the processes cluster-up started, remove its state and undo the real node's host changes
 cluster-down:
     python testenv/cluster.py down
 
-# Is the local control plane up?
+# Is the local control plane up (and its real node)?
 cluster-status:
     python testenv/cluster.py status
+
+# Build the agent image without Docker (an OCI archive in the cache) and import it into the real node
+agent-image: agentapi
+    python testenv/image.py agent --import
 
 # For users with Docker: a kind cluster with the agent image loaded; then `KUBECONFIG=... just e2e`
 kind-up:
@@ -100,6 +117,10 @@ bench-k8s *ARGS:
 # Proxied vs direct requests and SSE through the proxy
 bench-proxy *ARGS:
     python benchmarks/proxy.py {{ ARGS }}
+
+# Agents on the real node: create-to-ready of 20 at once, memory of the node's parts
+bench-real-node *ARGS:
+    python benchmarks/real_node.py {{ ARGS }}
 
 # The local supervisor's overhead, memory per agent and concurrent starts
 bench-local *ARGS:

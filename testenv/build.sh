@@ -5,11 +5,14 @@
 #   $AGENTPROXY_CACHE/bin/kubernetes-vX.Y.Z/{kube-apiserver,kube-controller-manager,kube-scheduler,kubectl}
 #   $AGENTPROXY_CACHE/bin/etcd-vX.Y.Z/etcd
 #   $AGENTPROXY_CACHE/bin/kwok-vX.Y.Z/kwok  (+ stages/ copied from the module)
+#   $AGENTPROXY_CACHE/bin/kubelet-vX.Y.Z/kubelet                 (real node only)
+#   $AGENTPROXY_CACHE/bin/local-path-provisioner-vX.Y.Z/local-path-provisioner  (real node only)
 #
 # (agentapi, which every agent runs, is installed by `agentproxy install-agentapi`.)
 #
 # Idempotent: a component whose binaries are already in the cache is skipped.
-# Usage: testenv/build.sh [kubernetes|etcd|kwok]...   (default: all)
+# Usage: testenv/build.sh [kubernetes|etcd|kwok|kubelet|local-path-provisioner]...
+# (default: the control plane, plus the real node's parts when AGENTPROXY_REAL_NODE=1)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -31,19 +34,12 @@ finish() { # finish TMPDIR FINALDIR
   mv "$1" "$2"
 }
 
-build_kubernetes() {
-  local v="$KUBERNETES_VERSION" out="$cache/bin/kubernetes-$KUBERNETES_VERSION"
-  if [[ -x "$out/kube-apiserver" && -x "$out/kube-controller-manager" && -x "$out/kube-scheduler" && -x "$out/kubectl" ]]; then
-    log "kubernetes $v: cached"; return
-  fi
-  log "kubernetes $v: building (cold builds take a long while on small machines)"
-  local src="$cache/src/kubernetes-$v" tmp="$out.tmp"
-  rm -rf "$src" "$tmp"; mkdir -p "$src" "$tmp"
-  # k8s.io/kubernetes points its staging modules at ./staging with replace
-  # directives, which `go install` refuses. A wrapper module pins each staging
-  # module to its published v0.Y.Z twin instead. The list is read from the
-  # release's own go.mod so that it follows the version.
-  local gomod
+# k8s.io/kubernetes points its staging modules at ./staging with replace
+# directives, which `go install` refuses. A wrapper module pins each staging
+# module to its published v0.Y.Z twin instead. The list is read from the
+# release's own go.mod so that it follows the version.
+kubernetes_wrapper() { # kubernetes_wrapper SRCDIR VERSION
+  local src="$1" v="$2" gomod
   gomod="$(cd "$src" && go mod download -json "k8s.io/kubernetes@$v" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')"
   local staging_v="v0.${v#v1.}"
   {
@@ -58,8 +54,11 @@ build_kubernetes() {
     awk -v sv="$staging_v" '$1 ~ /^k8s\.io\// && $2 == "v0.0.0" {print "replace " $1 " => " $1 " " sv}' "$gomod" | sort -u
   } >"$src/go.mod"
   log "kubernetes $v: $(grep -c '^replace' "$src/go.mod") staging modules pinned to $staging_v"
-  local minor="${v#v1.}"; minor="${minor%%.*}"
-  local ldflags="-s -w \
+}
+
+kubernetes_ldflags() { # kubernetes_ldflags VERSION
+  local v="$1" minor="${1#v1.}"; minor="${minor%%.*}"
+  echo "-s -w \
     -X k8s.io/component-base/version.gitVersion=$v \
     -X k8s.io/component-base/version.gitMajor=1 \
     -X k8s.io/component-base/version.gitMinor=$minor \
@@ -67,6 +66,19 @@ build_kubernetes() {
     -X k8s.io/client-go/pkg/version.gitVersion=$v \
     -X k8s.io/client-go/pkg/version.gitMajor=1 \
     -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+}
+
+build_kubernetes() {
+  local v="$KUBERNETES_VERSION" out="$cache/bin/kubernetes-$KUBERNETES_VERSION"
+  if [[ -x "$out/kube-apiserver" && -x "$out/kube-controller-manager" && -x "$out/kube-scheduler" && -x "$out/kubectl" ]]; then
+    log "kubernetes $v: cached"; return
+  fi
+  log "kubernetes $v: building (cold builds take a long while on small machines)"
+  local src="$cache/src/kubernetes-$v" tmp="$out.tmp"
+  rm -rf "$src" "$tmp"; mkdir -p "$src" "$tmp"
+  kubernetes_wrapper "$src" "$v"
+  local ldflags
+  ldflags="$(kubernetes_ldflags "$v")"
   (
     cd "$src"
     go mod download k8s.io/kubernetes
@@ -79,6 +91,36 @@ build_kubernetes() {
   )
   finish "$tmp" "$out"
   log "kubernetes $v: built into $out"
+}
+
+# The real node's kubelet: the same release, wrapper and flags as the control
+# plane, in an entry of its own so that adding it never touches (or rebuilds)
+# the control plane's entry.
+build_kubelet() {
+  local v="$KUBERNETES_VERSION" out="$cache/bin/kubelet-$KUBERNETES_VERSION"
+  if [[ -x "$out/kubelet" ]]; then log "kubelet $v: cached"; return; fi
+  log "kubelet $v: building"
+  local src="$cache/src/kubelet-$v" tmp="$out.tmp"
+  rm -rf "$src" "$tmp"; mkdir -p "$src" "$tmp"
+  kubernetes_wrapper "$src" "$v"
+  local ldflags
+  ldflags="$(kubernetes_ldflags "$v")"
+  (cd "$src" && go build -mod=mod -trimpath -ldflags "$ldflags" -o "$tmp/kubelet" k8s.io/kubernetes/cmd/kubelet)
+  finish "$tmp" "$out"
+  log "kubelet $v: built into $out"
+}
+
+# kind's default storage: rancher's local-path-provisioner, run outside the
+# cluster by the real node (no replace directives, so `go install` works).
+build_local_path_provisioner() {
+  local v="$LOCAL_PATH_PROVISIONER_VERSION" out="$cache/bin/local-path-provisioner-$LOCAL_PATH_PROVISIONER_VERSION"
+  if [[ -x "$out/local-path-provisioner" ]]; then log "local-path-provisioner $v: cached"; return; fi
+  log "local-path-provisioner $v: building"
+  local tmp="$out.tmp"
+  rm -rf "$tmp"; mkdir -p "$tmp"
+  GOBIN="$tmp" go install -trimpath -ldflags "-s -w" "github.com/rancher/local-path-provisioner@$v"
+  finish "$tmp" "$out"
+  log "local-path-provisioner $v: built into $out"
 }
 
 build_etcd() {
@@ -118,12 +160,18 @@ main() {
     build_etcd
     build_kwok
     build_kubernetes
+    # The real node's parts, only when it is asked for (AGENTPROXY_REAL_NODE=1).
+    if [[ "${AGENTPROXY_REAL_NODE:-}" == 1 ]]; then
+      build_kubelet
+      build_local_path_provisioner
+    fi
     return
   fi
   for p in "$@"; do
     case "$p" in
-      kubernetes|etcd|kwok) "build_$p" ;;
-      *) die "unknown component '$p' (expected kubernetes, etcd or kwok)" ;;
+      kubernetes|etcd|kwok|kubelet) "build_$p" ;;
+      local-path-provisioner) build_local_path_provisioner ;;
+      *) die "unknown component '$p' (expected kubernetes, etcd, kwok, kubelet or local-path-provisioner)" ;;
     esac
   done
 }

@@ -11,34 +11,36 @@ state directory. ``status`` tells whether it runs.
 Every component listens on 127.0.0.1; pods get IPs from 127.1.0.0/16, so a test
 can bind a real process to a pod's IP and keep all traffic on loopback.
 
-Settings come from the environment: ``AGENTPROXY_CACHE`` (binaries; default
-``~/.cache/agentproxy``), ``AGENTPROXY_CLUSTER_DIR`` (state: certificates,
-kubeconfig, data, logs and pid files; default ``$AGENTPROXY_CACHE/cluster``)
-and ``AGENTPROXY_CLUSTER_PORT_BASE`` (default 32300; ports base+0..base+9).
+With ``AGENTPROXY_REAL_NODE=1`` (root, Linux) ``up`` adds one real node: a
+kubelet with containerd on a bridge in 198.18.0.0/16 (see ``realnode.py``);
+``down`` removes it and everything it changed on the host, whatever state it
+was left in.
+
+Settings come from the environment (see ``layout.py``): ``AGENTPROXY_CACHE``
+(binaries; default ``~/.cache/agentproxy``), ``AGENTPROXY_CLUSTER_DIR`` (state:
+certificates, kubeconfig, data, logs and pid files; default
+``$AGENTPROXY_CACHE/cluster``), ``AGENTPROXY_CLUSTER_PORT_BASE`` (default
+32300; ports base+0..base+9) and ``AGENTPROXY_REAL_NODE``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import signal
-import ssl
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pki import file_stem, write_pki  # noqa: E402  (a sibling module, run as a script)
+# Sibling modules (this file runs as a script).
+import procs  # noqa: E402
+import realnode  # noqa: E402
+from apiclient import admin_context, api as _api, create as _create, insecure_context, kubeconfig_text, node_ready  # noqa: E402
+from layout import Layout, real_node_requested  # noqa: E402
+from pki import write_pki  # noqa: E402
+from procs import http_get as _get, log as _log, owned_process  # noqa: E402
 
-HERE = Path(__file__).resolve().parent
 POD_CIDR = "127.1.0.0/16"
 # Service IPs are only allocated, never contacted (there is no kube-proxy); a
 # loopback range keeps even the allocation off private and public networks.
@@ -46,197 +48,39 @@ SERVICE_CIDR = "127.2.0.0/16"
 NODE_NAME = "kwok-node-0"
 START_TIMEOUT = float(os.environ.get("AGENTPROXY_CLUSTER_START_TIMEOUT", "120"))
 
-
-def _versions() -> dict[str, str]:
-    values = {}
-    for line in (HERE / "versions.env").read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            values[key] = value
-    return values
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where binaries, state and ports are."""
-
-    cache: Path
-    state: Path
-    port_base: int
-
-    @classmethod
-    def from_env(cls) -> "Layout":
-        cache = Path(os.environ.get("AGENTPROXY_CACHE") or
-                     Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "agentproxy")
-        state = Path(os.environ.get("AGENTPROXY_CLUSTER_DIR") or cache / "cluster")
-        return cls(cache, state, int(os.environ.get("AGENTPROXY_CLUSTER_PORT_BASE", "32300")))
-
-    def binary(self, component: str, name: str) -> Path:
-        version = _versions()[f"{component.upper()}_VERSION"]
-        return self.cache / "bin" / f"{component}-{version}" / name
-
-    @property
-    def kubeconfig(self) -> Path:
-        return self.state / "kubeconfig"
-
-    @property
-    def apiserver_url(self) -> str:
-        return f"https://127.0.0.1:{self.port('apiserver')}"
-
-    def port(self, name: str) -> int:
-        offsets = {"etcd": 0, "etcd-peer": 1, "apiserver": 2, "controller-manager": 3,
-                   "scheduler": 4, "kwok": 5}
-        return self.port_base + offsets[name]
-
-
-def _log(message: str) -> None:
-    print(f"[cluster] {message}", file=sys.stderr, flush=True)
-
-
-# --- processes ---------------------------------------------------------------
-
-def _pidfile(layout: Layout, name: str) -> Path:
-    return layout.state / "run" / f"{name}.pid"
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 
 
 def _start(layout: Layout, name: str, argv: list[str]) -> None:
-    """Start one component detached from us, logging to its own file."""
-    logs = layout.state / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    with open(logs / f"{name}.log", "ab") as log:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, cwd=layout.state)
-    created = psutil.Process(proc.pid).create_time()
-    pidfile = _pidfile(layout, name)
-    pidfile.parent.mkdir(parents=True, exist_ok=True)
-    pidfile.write_text(json.dumps({"pid": proc.pid, "create_time": created, "exe": argv[0], "argv": argv}))
+    procs.start(layout.state, name, argv)
 
 
-def _owned_process(layout: Layout, name: str) -> psutil.Process | None:
-    """The live process a pid file names, only if it is still the one we started:
-    a pid reused by an unrelated process is never trusted."""
-    try:
-        record = json.loads(_pidfile(layout, name).read_text())
-        proc = psutil.Process(record["pid"])
-        if abs(proc.create_time() - record["create_time"]) > 0.01:
-            return None
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return None
-        cmd = proc.cmdline()
-        # Just after a spawn the command line can read as empty for a moment;
-        # the create time alone already ties the pid to the process we started.
-        if cmd and cmd[0] != record["exe"]:
-            return None
-        return proc
-    except (OSError, ValueError, KeyError, psutil.Error):
-        return None
-
-
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+def _owned_process(layout: Layout, name: str):
+    return owned_process(layout.state, name)
 
 
 def _stop_all(layout: Layout, grace: float = 10.0) -> None:
     # Reverse start order: clients before the API server, the API server before etcd.
     for name in reversed(COMPONENTS):
-        proc = _owned_process(layout, name)
-        if proc is not None:
-            _log(f"stopping {name} (pid {proc.pid})")
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(grace)
-            except psutil.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        _pidfile(layout, name).unlink(missing_ok=True)
+        procs.stop(layout.state, name, grace)
 
 
 # --- health ------------------------------------------------------------------
 
-def _admin_context(layout: Layout) -> ssl.SSLContext:
-    pki = layout.state / "pki"
-    ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
-    ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
-    return ctx
-
-
-def _insecure_context() -> ssl.SSLContext:
-    # The controller-manager and scheduler serve /healthz with self-signed
-    # certificates of their own; only liveness is checked there.
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
-def _get(url: str, ctx: ssl.SSLContext | None = None, timeout: float = 2.0) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, context=ctx, timeout=timeout) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-    except (OSError, urllib.error.URLError):
-        return 0, b""
-
-
-def _api(layout: Layout, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
-    req = urllib.request.Request(layout.apiserver_url + path, method=method,
-                                 data=json.dumps(body).encode() if body is not None else None,
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, context=_admin_context(layout), timeout=10) as resp:
-            return resp.status, json.loads(resp.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
-
-
 def _wait(what: str, check, layout: Layout, name: str | None, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        if check():
-            _log(f"{what}: healthy")
-            return
-        if name is not None and _owned_process(layout, name) is None:
-            raise SystemExit(f"[cluster] error: {name} exited during start-up; its log follows\n"
-                             f"{_tail(layout.state / 'logs' / f'{name}.log')}")
-        time.sleep(0.25)
-    log = f"\n{_tail(layout.state / 'logs' / f'{name}.log')}" if name else ""
-    raise SystemExit(f"[cluster] error: {what} did not become healthy within {START_TIMEOUT:.0f} s{log}")
+    procs.wait(what, check, layout.state, name, deadline, START_TIMEOUT)
 
 
-def _tail(path: Path, lines: int = 25) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def _healthy(layout: Layout) -> bool:
-    status, _ = _get(layout.apiserver_url + "/readyz", _admin_context(layout))
+def _control_plane_healthy(layout: Layout) -> bool:
+    status, _ = _get(layout.apiserver_url + "/readyz", admin_context(layout))
     return status == 200 and all(_owned_process(layout, n) for n in COMPONENTS)
 
 
+def _healthy(layout: Layout) -> bool:
+    return _control_plane_healthy(layout) and (not realnode.present(layout) or realnode.healthy(layout))
+
+
 # --- start-up ----------------------------------------------------------------
-
-def _kubeconfig_text(layout: Layout, user: str) -> str:
-    pki = layout.state / "pki"
-    return f"""apiVersion: v1
-kind: Config
-clusters:
-- name: agentproxy-test
-  cluster:
-    server: {layout.apiserver_url}
-    certificate-authority: {pki / 'ca.crt'}
-users:
-- name: {user}
-  user:
-    client-certificate: {pki / f'{file_stem(user)}.crt'}
-    client-key: {pki / f'{file_stem(user)}.key'}
-contexts:
-- name: agentproxy-test
-  context: {{cluster: agentproxy-test, user: {user}}}
-current-context: agentproxy-test
-"""
-
 
 def _kwok_config(layout: Layout) -> Path:
     """kwok's standalone binary has no stages built in: concatenate the upstream
@@ -275,27 +119,38 @@ def _node() -> dict:
 
 
 def up(layout: Layout) -> None:
-    """Start the control plane, or report the one already running."""
-    if layout.state.exists() and (layout.state / "pki" / "admin.crt").exists() and _healthy(layout):
+    """Start the control plane (with a real node when asked), or report the one already running."""
+    real = real_node_requested()
+    if layout.state.exists() and (layout.state / "pki" / "admin.crt").exists() and _control_plane_healthy(layout):
+        if real != realnode.present(layout):
+            raise SystemExit(f"[cluster] error: a control plane {'without' if real else 'with'} a real node is "
+                             f"running in {layout.state}; take it down first (cluster-down)")
+        if not _healthy(layout):
+            raise SystemExit("[cluster] error: the real node is not healthy (see cluster-status); "
+                             "cluster-down, then cluster-up")
         _log("already running")
         print(f"export KUBECONFIG={layout.kubeconfig}")
         return
-    missing = [str(p) for p in (layout.binary("kubernetes", "kube-apiserver"), layout.binary("etcd", "etcd"),
-                                layout.binary("kwok", "kwok")) if not p.exists()]
+    binaries = [layout.binary("kubernetes", "kube-apiserver"), layout.binary("etcd", "etcd"),
+                layout.binary("kwok", "kwok")] + (realnode.binaries(layout) if real else [])
+    missing = [str(p) for p in binaries if not p.exists()]
     if missing:
         raise SystemExit(f"[cluster] error: not built yet: {', '.join(missing)}; run testenv/build.sh first")
+    if real:
+        realnode.preflight(layout)  # fails before anything on the host changes
+    realnode.down(layout)  # leftovers of a crashed real node of this cluster, if any
     _stop_all(layout)  # leftovers of a half-started or crashed run
     shutil.rmtree(layout.state, ignore_errors=True)
     layout.state.mkdir(parents=True)
     t0 = time.monotonic()
     deadline = t0 + START_TIMEOUT
     pki = layout.state / "pki"
-    write_pki(pki, users={"admin": "system:masters", "system:kube-controller-manager": None,
-                          "system:kube-scheduler": None})
-    layout.kubeconfig.write_text(_kubeconfig_text(layout, "admin"))
+    users = {"admin": "system:masters", "system:kube-controller-manager": None, "system:kube-scheduler": None}
+    write_pki(pki, users={**users, **(realnode.PKI_USERS if real else {})})
+    layout.kubeconfig.write_text(kubeconfig_text(layout, "admin"))
     for user, short in (("system:kube-controller-manager", "controller-manager"),
                         ("system:kube-scheduler", "scheduler")):
-        (layout.state / f"{short}.kubeconfig").write_text(_kubeconfig_text(layout, user))
+        (layout.state / f"{short}.kubeconfig").write_text(kubeconfig_text(layout, user))
 
     etcd_url = f"http://127.0.0.1:{layout.port('etcd')}"
     peer_url = f"http://127.0.0.1:{layout.port('etcd-peer')}"
@@ -317,12 +172,14 @@ def up(layout: Layout) -> None:
         f"--service-account-key-file={pki / 'sa.pub'}",
         f"--service-account-signing-key-file={pki / 'sa.key'}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
-        "--authorization-mode=RBAC", "--allow-privileged=true", "--profiling=false",
+        "--allow-privileged=true", "--profiling=false",
         # PodSecurity is among the default admission plugins; naming it makes
         # the intent explicit and fails loudly if a version ever drops it.
-        "--enable-admission-plugins=PodSecurity,DefaultStorageClass,ServiceAccount,ResourceQuota",
-    ])
-    _wait("kube-apiserver", lambda: _get(layout.apiserver_url + "/readyz", _admin_context(layout))[0] == 200,
+        "--enable-admission-plugins=" + ",".join(
+            ["PodSecurity", "DefaultStorageClass", "ServiceAccount", "ResourceQuota"]
+            + (realnode.ADMISSION_PLUGINS if real else [])),
+    ] + (realnode.apiserver_args(layout) if real else ["--authorization-mode=RBAC"]))
+    _wait("kube-apiserver", lambda: _get(layout.apiserver_url + "/readyz", admin_context(layout))[0] == 200,
           layout, "kube-apiserver", deadline)
 
     _start(layout, "kube-controller-manager", [
@@ -345,21 +202,26 @@ def up(layout: Layout) -> None:
     ])
     _start(layout, "kwok", [
         str(layout.binary("kwok", "kwok")), f"--kubeconfig={layout.kubeconfig}",
-        f"--config={_kwok_config(layout)}", "--manage-all-nodes=true", f"--cidr={POD_CIDR}",
+        f"--config={_kwok_config(layout)}", f"--cidr={POD_CIDR}",
+        # Next to a real node, kwok keeps to the fake nodes (annotated as such).
+        "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake" if real else "--manage-all-nodes=true",
         "--node-ip=127.0.0.1", "--node-lease-duration-seconds=40",
         f"--server-address=127.0.0.1:{layout.port('kwok')}",
     ])
     for name in ("controller-manager", "scheduler"):
         url = f"https://127.0.0.1:{layout.port(name)}/healthz"
-        _wait(f"kube-{name}", lambda url=url: _get(url, _insecure_context())[0] == 200, layout,
+        _wait(f"kube-{name}", lambda url=url: _get(url, insecure_context())[0] == 200, layout,
               f"kube-{name}", deadline)
 
     _create(layout, "/apis/storage.k8s.io/v1/storageclasses", _storage_class(layout))
     _create(layout, "/api/v1/nodes", _node())
-    _wait("kwok node", lambda: _node_ready(layout), layout, "kwok", deadline)
+    _wait("kwok node", lambda: node_ready(layout, NODE_NAME), layout, "kwok", deadline)
     _wait("default service account", lambda: _api(layout, "GET", "/api/v1/namespaces/default/serviceaccounts/default")[0] == 200,
           layout, "kube-controller-manager", deadline)
     _log(f"control plane up in {time.monotonic() - t0:.1f} s; logs in {layout.state / 'logs'}")
+    if real:
+        realnode.up(layout, time.monotonic() + START_TIMEOUT)
+        _log(f"control plane and real node up in {time.monotonic() - t0:.1f} s")
     print(f"export KUBECONFIG={layout.kubeconfig}")
 
 
@@ -371,35 +233,37 @@ def _storage_class(layout: Layout) -> dict:
     return yaml.safe_load(path.read_text())
 
 
-def _create(layout: Layout, path: str, body: dict) -> None:
-    status, reply = _api(layout, "POST", path, body)
-    if status not in (200, 201, 409):
-        raise SystemExit(f"[cluster] error: creating {body['kind']} failed ({status}): {reply.get('message')}")
+def kill(layout: Layout, name: str) -> None:
+    """SIGKILL one component, keeping its record so that ``start`` can bring it back."""
+    proc = _owned_process(layout, name)
+    if proc is not None:
+        proc.kill()
+        procs.exited(proc, 15)
 
 
-def _node_ready(layout: Layout) -> bool:
-    status, node = _api(layout, "GET", f"/api/v1/nodes/{NODE_NAME}")
-    conditions = node.get("status", {}).get("conditions", []) if status == 200 else []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+def start_again(layout: Layout, name: str) -> None:
+    """Start a component again with the arguments it was started with."""
+    if _owned_process(layout, name) is not None:
+        return
+    record = procs.record(layout.state, name)
+    procs.start(layout.state, name, record["argv"], record.get("env"))
+    if name == "kube-apiserver":
+        _wait(name, lambda: _get(layout.apiserver_url + "/readyz", admin_context(layout))[0] == 200,
+              layout, name, time.monotonic() + START_TIMEOUT)
 
 
 def restart(layout: Layout, name: str) -> None:
     """Kill one component and start it again with the same arguments (for tests
-    of what clients do while, say, the API server is down)."""
-    record = json.loads(_pidfile(layout, name).read_text())
-    proc = _owned_process(layout, name)
-    if proc is not None:
-        # Killed, not stopped: clients must cope with a server that vanishes.
-        proc.kill()
-        proc.wait(15)
-    _start(layout, name, record["argv"])
-    if name == "kube-apiserver":
-        _wait(name, lambda: _get(layout.apiserver_url + "/readyz", _admin_context(layout))[0] == 200,
-              layout, name, time.monotonic() + START_TIMEOUT)
+    of what clients do while, say, the API server or the kubelet is down)."""
+    # Killed, not stopped: clients must cope with a server that vanishes.
+    kill(layout, name)
+    start_again(layout, name)
 
 
 def down(layout: Layout) -> None:
-    """Stop what ``up`` started and remove its state."""
+    """Stop what ``up`` started and remove its state (and the real node's
+    changes to the host, whether it was asked for now or not)."""
+    realnode.down(layout)
     _stop_all(layout)
     shutil.rmtree(layout.state, ignore_errors=True)
     _log("stopped")
@@ -410,6 +274,8 @@ def status(layout: Layout) -> int:
     for name in COMPONENTS:
         proc = _owned_process(layout, name)
         print(f"{name:24} {'running (pid %d)' % proc.pid if proc else 'stopped'}")
+    if realnode.present(layout):
+        realnode.print_status(layout)
     ok = (layout.state / "pki" / "admin.crt").exists() and _healthy(layout)
     print(f"KUBECONFIG={layout.kubeconfig}" if ok else "not healthy")
     return 0 if ok else 1
@@ -417,14 +283,15 @@ def status(layout: Layout) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=("up", "down", "status", "restart"))
-    parser.add_argument("component", nargs="?", choices=COMPONENTS, help="for restart")
+    parser.add_argument("action", choices=("up", "down", "status", "restart", "kill", "start"))
+    parser.add_argument("component", nargs="?", choices=COMPONENTS + realnode.COMPONENTS,
+                        help="for restart, kill (SIGKILL) and start (again, after kill)")
     args = parser.parse_args()
     layout = Layout.from_env()
-    if args.action == "restart":
+    if args.action in ("restart", "kill", "start"):
         if not args.component:
-            parser.error("restart needs a component")
-        restart(layout, args.component)
+            parser.error(f"{args.action} needs a component")
+        {"restart": restart, "kill": kill, "start": start_again}[args.action](layout, args.component)
     elif args.action == "up":
         up(layout)
     elif args.action == "down":

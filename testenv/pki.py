@@ -99,3 +99,14 @@ def write_pki(directory: Path, users: dict[str, str | None]) -> None:
     _write_key(directory / "sa.key", sa_key)
     (directory / "sa.pub").write_bytes(sa_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+
+
+def write_serving_cert(directory: Path, stem: str, cn: str, names: list[str]) -> None:
+    """``stem``.crt/key: a serving certificate for ``names`` signed by the CA
+    that ``write_pki`` wrote into ``directory`` (the real node's kubelet)."""
+    ca_key = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), None)
+    ca = x509.load_pem_x509_certificate((directory / "ca.crt").read_bytes())
+    key = _key()
+    cert = _issue(_name(cn), key, ca.subject, ca_key, server_names=names)
+    _write_key(directory / f"{stem}.key", key)
+    _write_cert(directory / f"{stem}.crt", cert)

@@ -150,8 +150,11 @@ def restart_apiserver():
     from pathlib import Path
     script = Path(__file__).resolve().parents[2] / "testenv" / "cluster.py"
 
+    # The cluster whose directory holds $KUBECONFIG, whatever AGENTPROXY_CLUSTER_DIR says.
+    env = {**os.environ, "AGENTPROXY_CLUSTER_DIR": str(Path(os.environ["KUBECONFIG"]).resolve().parent)}
+
     async def restart():
-        proc = await asyncio.create_subprocess_exec(sys.executable, str(script), "restart", "kube-apiserver")
+        proc = await asyncio.create_subprocess_exec(sys.executable, str(script), "restart", "kube-apiserver", env=env)
         assert await proc.wait() == 0
     return restart
 

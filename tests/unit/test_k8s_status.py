@@ -67,6 +67,26 @@ def test_image_pull_and_crash_loop_are_failures_with_reason_and_message():
     assert "exit code 1" in derived.message and "boom" in derived.message
 
 
+def test_a_crash_loop_names_its_last_exit_and_an_oom_kill_is_the_reason():
+    # What a kubelet reports for a container killed at its memory limit, between restarts.
+    backoff = "back-off 40s restarting failed container=agentapi pod=agent-a-0_ns(0e1f)"
+    oom = pod(phase="Running", conditions=[("PodScheduled", "True", {})], statuses=[{
+        "name": "agentapi", "restartCount": 3,
+        "state": {"waiting": {"reason": "CrashLoopBackOff", "message": backoff}},
+        "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 1}}}])
+    derived = derive_status(STS, oom, BOUND)
+    assert (derived.status, derived.reason, derived.restarts) == (AgentStatus.FAILED, "OOMKilled", 3)
+    assert derived.message == f"{backoff}; last exit: OOMKilled (exit code 1)"
+
+    crash = pod(phase="Running", conditions=[("PodScheduled", "True", {})], statuses=[{
+        "name": "agentapi", "restartCount": 2,
+        "state": {"waiting": {"reason": "CrashLoopBackOff", "message": backoff}},
+        "lastState": {"terminated": {"reason": "Error", "exitCode": 3}}}])
+    derived = derive_status(STS, crash, BOUND)
+    assert (derived.status, derived.reason) == (AgentStatus.FAILED, "CrashLoopBackOff")
+    assert derived.message.endswith("last exit: Error (exit code 3)")
+
+
 def test_running_but_not_ready_is_starting_and_ready_is_ready():
     starting = pod(phase="Running", conditions=[("PodScheduled", "True", {}), ("Ready", "False", {})])
     assert derive_status(STS, starting, BOUND).status is AgentStatus.STARTING

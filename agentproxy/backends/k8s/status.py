@@ -79,8 +79,14 @@ def _from_pod(pod: Obj, pvc: Obj | None) -> Derived:
         waiting = (cs.get("state") or {}).get("waiting") or {}
         if waiting.get("reason") in _FATAL_WAITING:
             last = ((cs.get("lastState") or {}).get("terminated") or {})
-            message = waiting.get("message") or _terminated_message(last) or waiting["reason"]
-            return Derived(AgentStatus.FAILED, waiting["reason"], message, restarts)
+            reason = waiting["reason"]
+            # A container the kernel keeps killing at its memory limit crash-loops;
+            # the limit is what to change, so that is the reason to show.
+            if reason == "CrashLoopBackOff" and last.get("reason") == "OOMKilled":
+                reason = "OOMKilled"
+            parts = [m for m in (waiting.get("message"), _terminated_message(last)) if m]
+            message = "; last exit: ".join(parts) or waiting["reason"]
+            return Derived(AgentStatus.FAILED, reason, message, restarts)
 
     if phase == "Failed":
         terminated = _terminated(pod, "state")

@@ -7,7 +7,7 @@ for long even if a test fails to clean up.
 Modes:
 
 - ``serve``: print a prompt and wait.
-- ``crash CODE``: append the start time to ``starts.txt``, exit with CODE.
+- ``crash CODE``: append the start time to ``starts.txt``, say so, exit with CODE a moment later.
 - ``crash-first N CODE``: like ``crash`` for the first N starts, then ``serve``.
 - ``tree``: start a child and a grandchild in the agent's process group and a child
   in a session of its own that ignores SIGTERM, SIGINT and SIGHUP; write their
@@ -27,6 +27,7 @@ import sys
 import time
 
 LIFETIME = 120.0
+CRASH_PAUSE = 0.3
 
 STUBBORN = ("import signal, time\n"
             "for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP): signal.signal(s, signal.SIG_IGN)\n"
@@ -44,6 +45,14 @@ def serve() -> int:
     return 0
 
 
+def crash(code: int) -> int:
+    """Say so, give agentapi a moment to read the terminal (it logs the last screen of an
+    agent that failed), then fail."""
+    print("crashing on purpose", flush=True)
+    time.sleep(CRASH_PAUSE)
+    return code
+
+
 def starts() -> int:
     with open("starts.txt", "a") as out:
         out.write(f"{time.time()}\n")
@@ -57,12 +66,10 @@ def main(argv: list[str]) -> int:
         return serve()
     if mode == "crash":
         starts()
-        print("crashing on purpose", flush=True)
-        return int(args[0])
+        return crash(int(args[0]))
     if mode == "crash-first":
         if starts() <= int(args[0]):
-            print("crashing on purpose", flush=True)
-            return int(args[1])
+            return crash(int(args[1]))
         return serve()
     if mode == "tree":
         parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True)

@@ -1,0 +1,146 @@
+"""Measure agents on the test cluster's real node (``AGENTPROXY_REAL_NODE=1 bin/just cluster-up``).
+
+- create N agents concurrently (real agentapi pods with local-path volumes):
+  create-to-ready p50/p95/max, watch-driven;
+- memory of the node's components with those N agents running: containerd,
+  kubelet, local-path-provisioner, the pods' shims, and the pods themselves
+  (their cgroups' memory usage).
+
+Runs in a fresh namespace annotated for the real node, deleted afterwards.
+Usage: ``KUBECONFIG=.../cluster/kubeconfig python benchmarks/real_node.py [--agents 20]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import kr8s.asyncio
+import psutil
+
+from agentproxy.backends.base import AgentStatus
+from agentproxy.backends.k8s.backend import K8sBackend
+from agentproxy.backends.k8s.client import Client
+from agentproxy.settings import load_settings
+from agentproxy.spec import build_spec
+
+TIMEOUT = 600.0
+LABEL = "agentproxy.io/real-node"
+CGROUP = Path("/sys/fs/cgroup/memory/agentproxy-real-node/kubepods")
+
+
+def _pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+async def _namespace(client: Client) -> str:
+    name = f"bench-rn-{uuid.uuid4().hex[:6]}"
+    await client.request("POST", "/api/v1/namespaces", body={"apiVersion": "v1", "kind": "Namespace", "metadata": {
+        "name": name, "labels": {"pod-security.kubernetes.io/enforce": "restricted"},
+        "annotations": {"scheduler.alpha.kubernetes.io/node-selector": f"{LABEL}=true",
+                        "scheduler.alpha.kubernetes.io/defaultTolerations": json.dumps(
+                            [{"key": LABEL, "operator": "Exists", "effect": "NoSchedule"}])}}})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            await client.request("GET", f"/api/v1/namespaces/{name}/serviceaccounts/default")
+            return name
+        except Exception:
+            await asyncio.sleep(0.2)
+    raise RuntimeError("the namespace's default ServiceAccount never appeared")
+
+
+async def _create_and_wait(backend: K8sBackend, count: int) -> list[float]:
+    started: dict[str, float] = {}
+    ready: dict[str, float] = {}
+    done = asyncio.Event()
+
+    async def watch():
+        async for event in backend.events():
+            a = event.agent
+            if a.status == AgentStatus.READY and a.id in started and a.id not in ready:
+                ready[a.id] = time.monotonic() - started[a.id]
+                if len(ready) == count:
+                    done.set()
+                    return
+    watcher = asyncio.create_task(watch())
+    await asyncio.sleep(0)
+
+    async def one(i: int):
+        started[f"r{i}"] = time.monotonic()
+        await backend.create(build_spec(backend.settings, "bench", f"r{i}"))
+    await asyncio.gather(*(one(i) for i in range(count)))
+    await asyncio.wait_for(done.wait(), TIMEOUT)
+    watcher.cancel()
+    return list(ready.values())
+
+
+def _rss(pid: int) -> int:
+    try:
+        return psutil.Process(pid).memory_info().rss
+    except psutil.Error:
+        return 0
+
+
+def _memory(cluster_dir: Path) -> list[tuple[str, str]]:
+    rows = []
+    for name in ("containerd", "kubelet", "local-path-provisioner"):
+        try:
+            pid = json.loads((cluster_dir / "run" / f"{name}.pid").read_text())["pid"]
+        except OSError:
+            continue
+        rows.append((f"RSS {name}", f"{_rss(pid) / 2**20:.0f} MiB"))
+    socket = str(cluster_dir / "node")
+    shims = [p for p in psutil.process_iter(["name", "cmdline"])
+             if p.info["name"] == "containerd-shim-runc-v2" and any(socket in a for a in p.info["cmdline"] or [])]
+    total = sum(_rss(p.pid) for p in shims)
+    rows.append((f"RSS of {len(shims)} shims (total / each)", f"{total / 2**20:.0f} MiB / "
+                                                             f"{total / max(len(shims), 1) / 2**20:.1f} MiB"))
+    usage = CGROUP / "memory.usage_in_bytes"
+    if usage.exists():
+        rows.append(("memory of all pods (kubepods cgroup, page cache included)",
+                     f"{int(usage.read_text()) / 2**20:.0f} MiB"))
+    return rows
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--agents", type=int, default=20, help="agents created concurrently (default 20)")
+    args = parser.parse_args()
+    cluster_dir = Path(os.environ["KUBECONFIG"]).resolve().parent
+    api = await kr8s.asyncio.api()
+    admin = Client(api)
+    ns = await _namespace(admin)
+    rows: list[tuple[str, str]] = []
+    try:
+        settings = load_settings(overrides=[
+            f"k8s_mode.namespace={ns}", "k8s_mode.pod_address=pod_ip", "k8s_mode.image_pull_policy=Never",
+            "k8s_mode.storage_class=local-path", "k8s_mode.resources.cpu_request=50m"], environ={}).settings
+        backend = K8sBackend(settings, client=Client(api))
+        await backend.start()
+        t0 = time.monotonic()
+        ready = await _create_and_wait(backend, args.agents)
+        rows += [(f"{args.agents} agents created at once: all ready after", f"{time.monotonic() - t0:.1f} s"),
+                 ("create-to-ready p50 / p95 / max", f"{statistics.median(ready):.2f} s / {_pct(ready, 0.95):.2f} s / "
+                                                     f"{max(ready):.2f} s")]
+        await asyncio.sleep(5)  # let the echo agents settle before reading memory
+        rows += _memory(cluster_dir)
+        await backend.close()
+    finally:
+        await admin.request("DELETE", f"/api/v1/namespaces/{ns}")
+    width = max(len(r[0]) for r in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

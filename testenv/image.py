@@ -1,0 +1,279 @@
+"""Container images for the real node, built without Docker or a registry.
+
+``python testenv/image.py agent|pause|helper [--import]`` builds an image as an
+OCI archive in the user-level cache (``$AGENTPROXY_CACHE/images``) and prints
+its path; ``--import`` also loads it into the real node's containerd.
+
+- ``agent`` (``agentapi-proxy:latest``, the default ``k8s_mode.image``): what
+  the repository's ``Dockerfile`` gives Docker users: the static agentapi in
+  ``/usr/local/bin``, Python 3 and agentproxy (whose ``agentproxy.demo_agent``
+  is the echo agent), user ``agent`` (uid 1000) with ``/home/agent/work``,
+  entrypoint ``agentapi``. Python comes from the distribution's packages
+  (``apt-get download`` + ``dpkg-deb -x``).
+- ``pause``: the pod sandbox, a tiny static Go program (``pause/pause.go``).
+- ``helper``: busybox (Debian's ``busybox-static``) for local-path-provisioner's
+  helper pods, which create and remove volume directories.
+
+An archive is rebuilt only when what goes into it changes (its name carries a
+digest of the inputs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import oci  # noqa: E402
+from layout import HERE, cache_dir  # noqa: E402
+
+ROOT = HERE.parent
+AGENT_REF = "docker.io/library/agentapi-proxy:latest"
+PAUSE_REF = "agentproxy.test/pause:1"
+HELPER_REF = "agentproxy.test/local-path-helper:1"
+AGENT_UID = 1000
+# Distribution packages an image holds, with their dependencies, minus those
+# only a package manager or a full system needs.
+AGENT_PACKAGES = ["python3"]
+NOT_NEEDED = {"dpkg", "perl", "perl-base", "perl-modules-5.36", "libperl5.36", "install-info", "tar",
+              "mailcap", "mime-support", "debconf", "readline-common", "tzdata"}
+DOCS = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/lintian", "usr/share/locale")
+
+
+def _log(message: str) -> None:
+    print(f"[image] {message}", file=sys.stderr, flush=True)
+
+
+def _run(argv: list[str], **kwargs) -> str:
+    try:
+        return subprocess.run(argv, check=True, capture_output=True, text=True, **kwargs).stdout
+    except FileNotFoundError:
+        raise SystemExit(f"[image] error: {argv[0]} is needed to build images and is not installed")
+    except subprocess.CalledProcessError as exc:
+        raise SystemExit(f"[image] error: {' '.join(argv[:4])} ... failed: {exc.stderr.strip()[-800:]}")
+
+
+def images_dir() -> Path:
+    path = cache_dir() / "images"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# --- distribution packages ------------------------------------------------------
+
+def _known(packages: list[str]) -> None:
+    """Make sure apt's package lists know ``packages`` (a fresh machine may have none yet)."""
+    if subprocess.run(["apt-cache", "show", "--no-all-versions", *packages], capture_output=True).returncode == 0:
+        return
+    if os.geteuid() != 0:
+        raise SystemExit(f"[image] error: apt knows no package {' '.join(packages)}; run apt-get update as root")
+    _log("apt-get update")
+    _run(["apt-get", "update", "-q"])
+
+
+def package_closure(roots: list[str]) -> list[str]:
+    """``roots`` and everything they depend on (no recommends), minus NOT_NEEDED."""
+    _known(roots)
+    out = _run(["apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests", "--no-conflicts",
+                "--no-breaks", "--no-replaces", "--no-enhances", *roots])
+    names = {line.strip() for line in out.splitlines() if line and not line[0].isspace() and not line.startswith("<")}
+    return sorted(names - NOT_NEEDED)
+
+
+def download(packages: list[str]) -> list[Path]:
+    """The .deb files of ``packages`` (candidate versions), downloaded once into the cache."""
+    _known(packages)
+    debs = images_dir() / "debs"
+    debs.mkdir(exist_ok=True)
+    have = {p.name.split("_")[0]: p for p in debs.glob("*.deb")}
+    wanted = {}
+    for line in _run(["apt-cache", "show", "--no-all-versions", *packages]).splitlines():
+        if line.startswith("Filename: "):
+            name = Path(line.split(" ", 1)[1]).name
+            wanted[name.split("_")[0]] = name
+    missing = [pkg for pkg, name in wanted.items() if not (debs / name).exists()]
+    if missing:
+        _log(f"downloading {len(missing)} packages")
+        with tempfile.TemporaryDirectory(dir=debs) as tmp:
+            _run(["apt-get", "download", "-q", *missing], cwd=tmp)
+            # apt-get names files with the epoch escaped (1%3a...): keep the archive's names.
+            for deb in Path(tmp).glob("*.deb"):
+                pkg = deb.name.split("_")[0]
+                if pkg in wanted:
+                    deb.replace(debs / wanted[pkg])
+    stale = [p for pkg, p in have.items() if pkg in wanted and p.name != wanted[pkg]]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return [debs / name for name in sorted(wanted.values())]
+
+
+def unpack(debs: list[Path], rootfs: Path) -> None:
+    for deb in debs:
+        _run(["dpkg-deb", "-x", str(deb), str(rootfs)])
+    for docs in DOCS:
+        shutil.rmtree(rootfs / docs, ignore_errors=True)
+
+
+# --- inputs ------------------------------------------------------------------------
+
+def _digest(*parts: bytes | str | Path) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, Path):
+            h.update(part.as_posix().encode())
+            h.update(part.read_bytes())
+        else:
+            h.update(part if isinstance(part, bytes) else part.encode())
+    return h.hexdigest()[:16]
+
+
+def _sources() -> list[Path]:
+    """The files agentproxy's wheel is built from."""
+    files = [ROOT / "pyproject.toml", ROOT / "README.md"]
+    for top in ("agentproxy", "templates"):
+        files += sorted(p for p in (ROOT / top).rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    return files
+
+
+def agentapi_binary() -> Path:
+    """The static agentapi that ``agentproxy install-agentapi`` finds or builds."""
+    path = Path(_run([sys.executable, "-m", "agentproxy", "install-agentapi"]).strip().splitlines()[-1])
+    if _is_dynamic(path):
+        raise SystemExit(f"[image] error: {path} is dynamically linked; the image needs a static agentapi "
+                         "(build it with CGO_ENABLED=0)")
+    return path
+
+
+def _is_dynamic(path: Path) -> bool:
+    """Whether an ELF executable names a program interpreter (PT_INTERP)."""
+    data = path.read_bytes()[:65536]
+    if data[:4] != b"\x7fELF" or data[4] != 2:
+        return True
+    phoff = int.from_bytes(data[32:40], "little")
+    size, count = int.from_bytes(data[54:56], "little"), int.from_bytes(data[56:58], "little")
+    return any(int.from_bytes(data[phoff + i * size: phoff + i * size + 4], "little") == 3 for i in range(count))
+
+
+# --- images ------------------------------------------------------------------------
+
+def _finish(kind: str, key: str, rootfs: Path, config: dict, ref: str, owners=None) -> Path:
+    out = images_dir() / f"{kind}-{key}.oci.tar"
+    layer = rootfs.parent / "layer.tar.gz"
+    diff_id, digest, size = oci.write_layer(rootfs, layer, owners)
+    oci.write_archive(out, layer, diff_id, digest, size, config, ref)
+    for old in images_dir().glob(f"{kind}-*.oci.tar"):
+        if old != out:
+            old.unlink(missing_ok=True)
+    _log(f"{kind}: {out} ({out.stat().st_size // 1024} KiB)")
+    return out
+
+
+def _cached(kind: str, key: str) -> Path | None:
+    path = images_dir() / f"{kind}-{key}.oci.tar"
+    return path if path.exists() else None
+
+
+def build_agent() -> Path:
+    """The agent image (see the module docstring)."""
+    debs = download(package_closure(AGENT_PACKAGES))
+    agentapi = agentapi_binary()
+    key = _digest(Path(__file__), Path(oci.__file__), *(d.name for d in debs), agentapi, *_sources())
+    if (hit := _cached("agent", key)) is not None:
+        return hit
+    with tempfile.TemporaryDirectory(dir=images_dir()) as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        rootfs.mkdir()
+        unpack(debs, rootfs)
+        bindir = rootfs / "usr/local/bin"
+        bindir.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(agentapi, bindir / "agentapi")
+        pythons = sorted((rootfs / "usr/lib").glob("python3.[0-9]*"))
+        if not pythons:
+            raise SystemExit("[image] error: the python3 package unpacked no /usr/lib/python3.X")
+        site = rootfs / "usr/local/lib" / pythons[-1].name / "dist-packages"
+        # The echo demo agent needs the standard library only; agentproxy's own
+        # dependencies (the service's) stay out, as in the Dockerfile.
+        _run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+              "--no-build-isolation", "--no-compile", "--target", str(site), str(ROOT)])
+        shutil.rmtree(site / "bin", ignore_errors=True)
+        etc = rootfs / "etc"
+        etc.mkdir(exist_ok=True)
+        (etc / "passwd").write_text(f"root:x:0:0:root:/root:/bin/sh\n"
+                                    f"agent:x:{AGENT_UID}:{AGENT_UID}::/home/agent:/bin/sh\n")
+        (etc / "group").write_text(f"root:x:0:\nagent:x:{AGENT_UID}:\n")
+        (rootfs / "home/agent/work").mkdir(parents=True)
+        (rootfs / "tmp").mkdir(exist_ok=True)
+        (rootfs / "tmp").chmod(0o1777)
+        config = {
+            "User": f"{AGENT_UID}:{AGENT_UID}", "WorkingDir": "/home/agent/work", "Entrypoint": ["agentapi"],
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "ExposedPorts": {"3284/tcp": {}},
+        }
+        return _finish("agent", key, rootfs, config, AGENT_REF, owners={"home/agent": AGENT_UID})
+
+
+def build_pause() -> Path:
+    """The sandbox image: a static program that waits for SIGTERM."""
+    source = HERE / "pause" / "pause.go"
+    key = _digest(Path(__file__), Path(oci.__file__), source, _run(["go", "version"]))
+    if (hit := _cached("pause", key)) is not None:
+        return hit
+    with tempfile.TemporaryDirectory(dir=images_dir()) as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        rootfs.mkdir()
+        env = {**os.environ, "CGO_ENABLED": "0", "GO111MODULE": "off"}
+        _run(["go", "build", "-trimpath", "-ldflags=-s -w", "-o", str(rootfs / "pause"), str(source)], env=env)
+        config = {"User": "65535:65535", "Entrypoint": ["/pause"]}
+        return _finish("pause", key, rootfs, config, PAUSE_REF)
+
+
+def build_helper() -> Path:
+    """busybox, for local-path-provisioner's helper pods."""
+    debs = download(["busybox-static"])
+    key = _digest(Path(__file__), Path(oci.__file__), *(d.name for d in debs))
+    if (hit := _cached("helper", key)) is not None:
+        return hit
+    with tempfile.TemporaryDirectory(dir=images_dir()) as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        rootfs.mkdir()
+        unpack(debs, rootfs)
+        busybox = rootfs / "bin" / "busybox"
+        for applet in _run([str(busybox), "--list"]).split():
+            if not (rootfs / "bin" / applet).exists():
+                (rootfs / "bin" / applet).symlink_to("busybox")
+        (rootfs / "tmp").mkdir(exist_ok=True)
+        config = {"Env": ["PATH=/bin"], "Cmd": ["sh"]}
+        return _finish("helper", key, rootfs, config, HELPER_REF)
+
+
+BUILDERS = {"agent": build_agent, "pause": build_pause, "helper": build_helper}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("kind", choices=sorted(BUILDERS))
+    parser.add_argument("--import", dest="load", action="store_true",
+                        help="also import it into the real node's containerd, when one runs")
+    args = parser.parse_args()
+    path = BUILDERS[args.kind]()
+    if args.load:
+        import procs
+        import realnode
+        from layout import Layout
+        layout = Layout.from_env()
+        if procs.owned_process(layout.state, "containerd") is not None:
+            realnode.import_image(layout, path)
+        else:
+            _log(f"no real node runs in {layout.state}; `AGENTPROXY_REAL_NODE=1 bin/just cluster-up` imports it")
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

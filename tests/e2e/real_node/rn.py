@@ -1,0 +1,119 @@
+"""Helpers of the real-node subset: settings, the ``agentproxy serve`` client,
+the cluster script, and looking at pods from the host."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from kube import get, wait_for
+
+ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT))
+from tests import conversation  # noqa: E402
+from tests.conversation import exchanges  # noqa: E402
+
+NODE = "real-node-0"
+LABEL = "agentproxy.io/real-node"
+STORAGE_CLASS = "local-path"
+CLUSTER_SCRIPT = ROOT / "testenv" / "cluster.py"
+# What every real-node agent gets: the imported image, never pulled; local-path
+# volumes; a small CPU request, so that 2 cores hold 20 agents.
+BASE_SETTINGS = {"k8s_mode": {"enabled": True, "pod_address": "pod_ip", "image_pull_policy": "Never",
+                              "storage_class": STORAGE_CLASS, "resources": {"cpu_request": "50m"}}}
+
+
+def merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A running ``agentproxy serve`` in k8s mode and the calls the tests make to it."""
+
+    def __init__(self, base: str, http: aiohttp.ClientSession) -> None:
+        self.base = base
+        self.http = http
+
+    async def create(self, session: str, body: dict) -> dict:
+        async with self.http.post(f"{self.base}/sessions/{session}/agents", json=body) as resp:
+            assert resp.status in (200, 201), await resp.text()
+            return await resp.json()
+
+    async def agent(self, session: str, agent_id: str) -> dict | None:
+        async with self.http.get(f"{self.base}/sessions/{session}/agents/{agent_id}") as resp:
+            return await resp.json() if resp.status == 200 else None
+
+    async def delete(self, session: str, agent_id: str, purge: bool = False) -> None:
+        url = f"{self.base}/sessions/{session}/agents/{agent_id}" + ("?purge=true" if purge else "")
+        async with self.http.delete(url) as resp:
+            assert resp.status in (200, 202, 204), await resp.text()
+
+    async def until(self, session: str, agent_id: str, status: str, reason: str | None = None,
+                    timeout: float = 120) -> dict:
+        """The agent once it has ``status`` (and ``reason``, when given)."""
+        async def check():
+            a = await self.agent(session, agent_id)
+            return a if a and a["status"] == status and (reason is None or a["reason"] == reason) else None
+        return await wait_for(check, f"agent {agent_id} to be {status} {reason or ''}", timeout)
+
+    def route(self, session: str, agent_id: str) -> str:
+        """The proxy route to the agent's agentapi."""
+        return f"{self.base}/sessions/{session}/agents/{agent_id}/api"
+
+    async def messages(self, session: str, agent_id: str) -> list[tuple[str, str]]:
+        """(role, text) of the agent's conversation, startup screen excluded."""
+        return exchanges(await conversation.messages(self.http, self.route(session, agent_id)))
+
+    async def idle(self, session: str, agent_id: str) -> None:
+        """Until agentapi reports the agent idle: it takes user messages only then."""
+        await conversation.wait_stable(self.http, self.route(session, agent_id), timeout=60)
+
+    async def say(self, session: str, agent_id: str, text: str) -> None:
+        """Send a user message once the agent is idle, and wait for its echo."""
+        await conversation.say(self.http, self.route(session, agent_id), text)
+
+    async def until_said(self, session: str, agent_id: str, text: str, timeout: float = 60) -> None:
+        """Wait until the conversation holds ``text`` and its echo."""
+        found = await conversation.agent_said(self.http, self.route(session, agent_id), f"echo: {text}", timeout)
+        assert ("user", text) in exchanges(found), exchanges(found)
+
+
+async def cluster(action: str, component: str) -> None:
+    """``testenv/cluster.py ACTION COMPONENT`` for the cluster the suite runs
+    against: the one whose directory holds $KUBECONFIG."""
+    env = {**os.environ, "AGENTPROXY_CLUSTER_DIR": str(Path(os.environ["KUBECONFIG"]).resolve().parent)}
+    proc = await asyncio.create_subprocess_exec(sys.executable, str(CLUSTER_SCRIPT), action, component, env=env)
+    assert await proc.wait() == 0, f"cluster.py {action} {component} failed"
+
+
+async def pod_of(api, namespace: str, agent_id: str) -> dict:
+    pod = await get(api, f"/api/v1/namespaces/{namespace}/pods/agent-{agent_id}-0")
+    assert pod is not None, f"no pod for agent {agent_id}"
+    return pod
+
+
+def container_processes(container_id: str) -> list[int]:
+    """Pids of a container's processes, from the host's /proc (by their cgroup)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if any(line.endswith(f"/{container_id}") for line in (entry / "cgroup").read_text().splitlines()):
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
