@@ -125,3 +125,7 @@ bench-real-node *ARGS:
 # The local supervisor's overhead, memory per agent and concurrent starts
 bench-local *ARGS:
     python benchmarks/local.py {{ ARGS }}
+
+# Suspend and resume: resume-to-ready p50/p95 (local mode; with --k8s against $KUBECONFIG, also API requests)
+bench-suspend *ARGS:
+    python benchmarks/suspend.py {{ ARGS }}
