@@ -28,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from agentproxy.backends.base import AgentStatus, Backend, LifecycleEvent  # noqa: E402
+from agentproxy.backends.base import AgentStatus, Backend  # noqa: E402
 from agentproxy.settings import Settings, load_settings  # noqa: E402
 from agentproxy.spec import build_spec  # noqa: E402
 

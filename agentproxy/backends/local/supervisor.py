@@ -366,36 +366,30 @@ class Supervisor:
     async def stop(self, grace: float) -> None:
         """Stop supervising and end the whole process tree (SIGTERM, ``grace``, SIGKILL)."""
         self._set(AgentStatus.STOPPING, "Deleting", None)
-        await self._cancel()
-        self.conversation.stop()  # agentapi saves the conversation itself on SIGTERM
-        process = self.process
-        self.log.note("stopping")
-        await self._end(process, grace)
-        if process is not None:
-            process.forget()
-        self.process = None
-        if self.port is not None:
-            self.host.ports.release(self.port, self.id)
+        await self._end_run(grace, "stopping")
         self._set(AgentStatus.STOPPED, "Deleted", None)
 
     async def suspend(self, grace: float, suspension: Suspension) -> None:
-        """Stop supervising and end the process tree as :meth:`stop` does (agentapi saves the
-        conversation on SIGTERM), keeping the work directory, and give the port back."""
+        """End the process tree as :meth:`stop` does, keeping the work directory (and in it the
+        conversation, which agentapi saves on SIGTERM), and give the port up."""
         self.suspension = suspension
         self._set(AgentStatus.STOPPING, SUSPENDING_REASON, "stopping the agent; its work directory is kept")
+        await self._end_run(grace, f"suspending ({suspension.cause})")
+        self.port = self.sample = None
+        self._set(AgentStatus.SUSPENDED, SUSPENDED_REASON, suspension.message())
+
+    async def _end_run(self, grace: float, why: str) -> None:
+        """Stop supervising, end the whole process tree and release the port."""
         await self._cancel()
-        self.conversation.stop()
+        self.conversation.stop()  # agentapi saves the conversation itself on SIGTERM
         process = self.process
-        self.log.note(f"suspending ({suspension.cause})")
+        self.log.note(why)
         await self._end(process, grace)
         if process is not None:
             process.forget()
         self.process = None
-        self.sample = None
         if self.port is not None:
             self.host.ports.release(self.port, self.id)
-            self.port = None
-        self._set(AgentStatus.SUSPENDED, SUSPENDED_REASON, suspension.message())
 
     async def wake(self) -> None:
         """Start a suspended agent again on a free port and supervise it (raises ``OSError`` or

@@ -127,3 +127,13 @@ async def test_delete_of_a_suspended_agent(api, backend: MemoryBackend):
     response = await api.delete(f"{AGENT}?purge=true")
     assert response.status == 200
     assert backend.deleted == [("s1", "a1", True)] and "a1" not in backend.data
+
+
+async def test_many_first_requests_resume_the_agent_once(api, backend: MemoryBackend):
+    assert (await api.post("/sessions/s1/agents", json={"id": "a1"})).status == 201
+    assert (await api.post(f"{AGENT}/suspend")).status == 200
+    backend.upstream = None
+    answers = await asyncio.gather(*(api.get(f"{AGENT}/api/status") for _ in range(20)))
+    assert {a.status for a in answers} == {503}
+    samples = await scrape(api)
+    assert samples[("agentproxy_agent_resumes_total", labels(cause="request"))] == 1
