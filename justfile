@@ -32,6 +32,26 @@ agentapi:
 agentapi-proxy:
     python testenv/agentapi_proxy.py >/dev/null
 
+# Install configurable-http-proxy 5.3.0 (JupyterHub's proxy, Node) into the cache: the proxy benchmark's peer
+chp:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    dir="{{ cache }}/configurable-http-proxy-5.3.0"
+    [[ -x "$dir/node_modules/.bin/configurable-http-proxy" ]] && exit 0
+    command -v npm >/dev/null || { echo "chp: npm is missing: install Node.js and npm to benchmark configurable-http-proxy" >&2; exit 0; }
+    mkdir -p "{{ cache }}"
+    work="$(mktemp -d "{{ cache }}/.configurable-http-proxy-5.3.0.XXXXXX")"
+    trap 'rm -rf "$work"' EXIT
+    npm install --prefix "$work" --no-save --no-audit --no-fund --loglevel=error configurable-http-proxy@5.3.0 >/dev/null
+    mv -T "$work" "$dir" 2>/dev/null || true  # another install that finished first is as good
+
+# Make sure Debian's wrk (4.1) is installed: the proxy benchmark's load generator
+wrk:
+    #!/usr/bin/env bash
+    command -v wrk >/dev/null && exit 0
+    if [[ "$(id -u)" != 0 ]]; then echo "wrk is missing and only root can install it (apt-get install wrk); the proxy benchmark reports its load figures as missing" >&2; exit 0; fi
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+
 # Make sure Debian's chromium is installed: the dashboard's tests drive it through Playwright
 browser:
     command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
@@ -66,7 +86,7 @@ test: agentapi unit
     fi
 
 # Unit tests (pure code and local processes) and the contract suite against the memory and local backends; no cluster
-unit *ARGS: agentapi agentapi-proxy browser
+unit *ARGS: agentapi agentapi-proxy chp wrk browser
     python -m pytest tests/unit tests/contract -m "not e2e" {{ ARGS }}
 
 # The e2e suite and the contract suite's k8s leg against whatever $KUBECONFIG points to (a missing cluster fails, it is never skipped)
@@ -114,13 +134,25 @@ bench-render *ARGS:
 bench-k8s *ARGS:
     python benchmarks/k8s.py {{ ARGS }}
 
-# Proxied vs direct requests and SSE through the proxy
-bench-proxy *ARGS:
+# agentproxy, configurable-http-proxy and the Go agentapi-proxy against direct agentapi, side by side
+bench-proxy *ARGS: agentapi agentapi-proxy chp wrk
     python benchmarks/proxy.py {{ ARGS }}
 
 # Agents on the real node: create-to-ready of 20 at once, memory of the node's parts
 bench-real-node *ARGS:
     python benchmarks/real_node.py {{ ARGS }}
+
+# Every benchmark, one table per area: render, k8s (when $KUBECONFIG is set), local, proxy, suspend
+bench: agentapi agentapi-proxy chp wrk
+    #!/usr/bin/env bash
+    set -euo pipefail
+    echo "== render"; python benchmarks/render.py
+    if [[ -n "${KUBECONFIG:-}" ]]; then echo; echo "== k8s"; python benchmarks/k8s.py
+    else echo; echo "== k8s: skipped, no KUBECONFIG given (bin/just cluster-up prints one)"; fi
+    echo; echo "== local"; python benchmarks/local.py
+    echo; echo "== proxy"; python benchmarks/proxy.py
+    echo; echo "== suspend"; python benchmarks/suspend.py
+    if [[ -n "${KUBECONFIG:-}" ]]; then python benchmarks/suspend.py --k8s; fi
 
 # The local supervisor's overhead, memory per agent and concurrent starts
 bench-local *ARGS:

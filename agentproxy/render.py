@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -18,10 +19,10 @@ from typing import Any
 import jinja2
 import yaml
 
-from . import naming
+from . import naming, yamlfast
 from .launch import agent_launch
 from .settings import AGENT_PORT, Settings
-from .spec import AgentSpec
+from .spec import AgentSpec, fingerprint
 
 TEMPLATES = (
     # (file, kind, name of the object) in apply order: what the StatefulSet uses comes first.
@@ -44,6 +45,25 @@ class RenderError(ValueError):
         super().__init__(message)
 
 
+def _escape(match: re.Match[str]) -> str:
+    ch = match[0]
+    if ch == '"':
+        return '\\"'
+    if ch == "\\":
+        return "\\\\"
+    if ch == "\n":
+        return "\\n"
+    if ch == "\t":
+        return "\\t"
+    code = ord(ch)
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+_NEEDS_ESCAPE = re.compile(r'[^\x20-\x7e]|["\\]')
+_quoted: dict[str, str] = {}
+"""Values already quoted: most (namespace, image, labels, ...) repeat from agent to agent."""
+
+
 def yaml_quote(value: Any) -> str:
     """Emit ``value`` as a YAML double-quoted scalar that any YAML parser reads back unchanged.
 
@@ -51,25 +71,13 @@ def yaml_quote(value: Any) -> str:
     ``\\U0001F600``), so line breaks of any kind cannot end the scalar.
     """
     text = value if isinstance(value, str) else str(value)
-    out = ['"']
-    for ch in text:
-        code = ord(ch)
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif 0x20 <= code < 0x7F:
-            out.append(ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif code <= 0xFFFF:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(f"\\U{code:08x}")
-    out.append('"')
-    return "".join(out)
+    found = _quoted.get(text)
+    if found is None:
+        found = f'"{_NEEDS_ESCAPE.sub(_escape, text)}"'
+        if len(_quoted) > 10_000:
+            _quoted.clear()
+        _quoted[text] = found
+    return found
 
 
 def default_templates_dir() -> Path:
@@ -138,6 +146,8 @@ def render_agent(settings: Settings, spec: AgentSpec, *, replicas: int = 1,
     check_no_secrets(spec)
     compiled = _compiled(settings.templates_dir)
     names = naming.object_names(spec.id)
+    spec_json = spec.to_json()
+    spec_hash = fingerprint(spec_json)
     context: dict[str, Any] = {
         "agent": spec,
         "names": names,
@@ -147,8 +157,8 @@ def render_agent(settings: Settings, spec: AgentSpec, *, replicas: int = 1,
         "resources": spec.resources,
         "port": AGENT_PORT,
         "launch": agent_launch(spec, port=AGENT_PORT, work_dir=settings.k8s_mode.work_dir),
-        "spec_hash": spec.fingerprint(),
-        "spec_json": spec.to_json(),
+        "spec_hash": spec_hash,
+        "spec_json": spec_json,
         "replicas": replicas,
         "suspension": suspension,
     }
@@ -186,6 +196,9 @@ def _render_text(template: jinja2.Template, context: dict[str, Any]) -> str:
 
 def _render_one(template: jinja2.Template, context: dict[str, Any]) -> dict[str, Any]:
     text = _render_text(template, context)
+    obj = yamlfast.load(text)  # the same objects as PyYAML's, when the text is in its subset
+    if obj is not None:
+        return obj
     try:
         obj = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
@@ -238,6 +251,9 @@ def _hash(data: Any) -> str:
 
 def dump_yaml(objects: list[dict[str, Any]]) -> str:
     """Multi-document YAML, as ``kubectl`` prints it."""
+    fast = yamlfast.dump_all(objects)  # byte for byte what PyYAML writes, when it can
+    if fast is not None:
+        return fast
     return yaml.safe_dump_all(objects, sort_keys=False, explicit_start=True, width=1_000_000)
 
 

@@ -6,7 +6,7 @@ import hashlib
 import json
 import re
 import shlex
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
 from .naming import (
@@ -48,6 +48,11 @@ class Resources:
     storage_size: str
 
 
+def fingerprint(spec_json: str) -> str:
+    """The fingerprint of the spec whose :meth:`AgentSpec.to_json` is ``spec_json``."""
+    return hashlib.sha256(spec_json.encode()).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class AgentSpec:
     """Everything that defines an agent; both backends start agents from it."""
@@ -75,7 +80,10 @@ class AgentSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy (env as a plain dict, command as a list)."""
-        data = asdict(self)
+        # Field by field rather than dataclasses.asdict, which deep-copies every value: the
+        # values are strings, a tuple, two mappings of strings and flat Resources.
+        data = {name: getattr(self, name) for name in _SPEC_FIELDS}
+        data["resources"] = {name: getattr(self.resources, name) for name in _RESOURCE_FIELDS}
         data["command"] = list(self.command)
         data["env"] = dict(self.env)
         data["tags"] = dict(self.tags)
@@ -89,7 +97,7 @@ class AgentSpec:
 
     def fingerprint(self) -> str:
         """A stable hash of the spec: equal specs give equal fingerprints."""
-        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+        return fingerprint(self.to_json())
 
     @classmethod
     def from_json(cls, text: str) -> "AgentSpec":
@@ -192,3 +200,7 @@ def _resources(settings: Settings, requested: Mapping[str, Any]) -> Resources:
         raise SpecError(f"resources.{kind}_request", f"must not exceed resources.{kind}_limit "
                         f"({values[f'{kind}_limit']})", kind="unprocessable")
     return Resources(**values)
+
+
+_SPEC_FIELDS = tuple(f.name for f in fields(AgentSpec))
+_RESOURCE_FIELDS = tuple(f.name for f in fields(Resources))

@@ -1,230 +1,349 @@
-"""Benchmark of the agent API proxy: GET /status directly vs through agentproxy, and SSE delay.
+"""Benchmark of the agent API proxy against direct access and two other proxies, side by side.
 
-Three kinds of process, all on 127.0.0.1: the imitation agentapi server
-(``tests/unit/api/upstream.py``), agentproxy's HTTP API over an in-memory
-backend whose single agent points at that server, and a load generator (an
-aiohttp client in a process of its own, so that it does not share an event loop
-with what it measures). For each target and concurrency the generator runs for
-at most ``--duration`` seconds and ``--max-requests`` requests, after a short
-warm-up, and reports requests/s and latency percentiles. The SSE part reads
-events the upstream stamps with its monotonic clock when it writes them and
-reports how long each took to arrive, directly and through the proxy.
+One real agentapi v0.12.1 (the echo demo agent, started as agentproxy starts agents) and
+four ways to it, all on 127.0.0.1 (``benchmarks/paths.py``): direct, agentproxy,
+configurable-http-proxy 5.3.0 and the Go agentapi-proxy v1.73.0. Each run starts them
+afresh and measures, path by path in an order rotated from run to run:
 
-Usage: ``python benchmarks/proxy.py [--duration 3] [--max-requests 20000] [--concurrency 1 32]``
+1. ``GET /status`` at 1 connection: p50 latency (wrk 4.1, one thread), and what the path adds
+   to direct's p50 in the same run;
+2. ``GET /status`` at 32 connections: requests/s, and their ratio to direct's; and the CPU time
+   the path's own process spends per request (for direct: agentapi's), which other load on
+   the machine sways far less than requests/s;
+3. Server-Sent Events: two readers (``benchmarks/streams.py``), one direct and one through the
+   path (for direct: a second direct one), hold agentapi's ``/events`` while messages are sent
+   to the agent; each event is
+   stamped on arrival in both, and the path's delay is the difference (agentapi does not stamp
+   its events). An event is *held back* when it reaches the proxied reader only after the
+   direct reader got the next one, which agentapi wrote at least 1 ms later; *lost* when it
+   never arrives;
+4. memory: the growth of the path's process RSS (its own, not its children's) while 1000
+   idle event streams go through it, measured first, on fresh processes.
+
+Every figure is the median of ``--runs`` runs (3). Every load is bounded in time (``--duration``
+seconds) and count (``--max-requests``). A path that cannot be started is reported as missing.
+wrk comes from Debian (``bin/just wrk``); without it the load rows say so.
+
+Usage: ``python benchmarks/proxy.py [--runs 3] [--duration 5] [--messages 5] [--streams 1000]
+[--paths direct agentproxy chp peer] [--ports 29000-29999]``
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
-import signal
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-AGENT_PATH = "/sessions/bench/agents/a1/api"
-START_TIMEOUT = 30.0
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import psutil  # noqa: E402
+
+from paths import NAMES, ORDER, Paths, Ports, Target, start_all  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+STREAMS = HERE / "streams.py"
+SEPARATE_NS = 1_000_000
+"""Events agentapi wrote this far apart (1 ms) are separate: a path that delivers the first only
+once the second has arrived directly held it back."""
+STABLE_LIMIT = 60.0
+"""Seconds the agent may take to answer a message (a bound, not a measurement)."""
+
+WRK_SCRIPT = """
+local count, limit = 0, tonumber(os.getenv("BENCH_MAX_REQUESTS") or "0")
+response = function(status, headers, body)
+  count = count + 1
+  if limit > 0 and count >= limit then wrk.thread:stop() end
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('BENCH {"requests": %d, "seconds": %f, "errors": %d, "p50_us": %d, "p99_us": %d}\\n',
+    summary.requests, summary.duration / 1e6, e.connect + e.read + e.write + e.status + e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
 
 
-# --- roles run in child processes --------------------------------------------------------------
+# --- measurements ----------------------------------------------------------------------------------
 
-def serve_proxy(upstream: str) -> None:
-    """Serve agentproxy with one ready agent (bench/a1) whose API is ``upstream``."""
-    sys.path.insert(0, str(REPO))
-    from agentproxy.api.serve import run_server
-    from agentproxy.settings import Settings
-    from agentproxy.spec import build_spec
-    from tests.unit.api.memory_backend import MemoryBackend
-
-    async def main() -> None:
-        settings = Settings()
-        backend = MemoryBackend(upstream=upstream)
-        await backend.create(build_spec(settings, "bench", "a1"))
-        await run_server(settings, backend, host="127.0.0.1", port=0,
-                         on_listening=lambda addresses: print(f"listening on http://127.0.0.1:{addresses[0][1]}",
-                                                              flush=True))
-
-    asyncio.run(main())
+def wrk(url: str, connections: int, seconds: float, max_requests: int, script: Path) -> dict[str, Any]:
+    """One wrk run: requests/s and latency percentiles (ms)."""
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "5s",
+                          "-s", str(script), url], capture_output=True, text=True, timeout=seconds + 60,
+                         env={**os.environ, "BENCH_MAX_REQUESTS": str(max_requests)})
+    line = next((x for x in out.stdout.splitlines() if x.startswith("BENCH ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk failed: {(out.stderr or out.stdout).strip()[-300:]}")
+    r = json.loads(line[6:])
+    return {"rps": r["requests"] / r["seconds"], "p50": r["p50_us"] / 1000, "p99": r["p99_us"] / 1000,
+            "errors": r["errors"], "requests": r["requests"]}
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] if ordered else float("nan")
+def _spawn(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(STREAMS), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
 
 
-def load(url: str, concurrency: int, duration: float, max_requests: int, warmup: float) -> None:
-    """Hammer ``url`` with GET from ``concurrency`` connections; print a JSON summary."""
-    import aiohttp
-
-    async def main() -> dict[str, Any]:
-        connector = aiohttp.TCPConnector(limit=concurrency)
-        async with aiohttp.ClientSession(connector=connector) as session:
-            latencies: list[float] = []
-            errors = 0
-            state = {"measure": False, "deadline": time.perf_counter() + warmup, "issued": 0}
-
-            async def worker() -> None:
-                nonlocal errors
-                clock = time.perf_counter
-                while True:
-                    now = clock()
-                    if now >= state["deadline"]:
-                        return
-                    if state["measure"]:
-                        if state["issued"] >= max_requests:
-                            return
-                        state["issued"] += 1
-                    started = clock()
-                    try:
-                        async with session.get(url) as response:
-                            await response.read()
-                            ok = response.status == 200
-                    except aiohttp.ClientError:
-                        ok = False
-                    if state["measure"]:
-                        if ok:
-                            latencies.append(clock() - started)
-                        else:
-                            errors += 1
-
-            await asyncio.gather(*(worker() for _ in range(concurrency)))  # warm-up: connections, caches
-            state.update(measure=True, deadline=time.perf_counter() + duration)
-            begun = time.perf_counter()
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
-            elapsed = time.perf_counter() - begun
-        return {"requests": len(latencies), "errors": errors, "seconds": elapsed,
-                "rps": len(latencies) / elapsed if elapsed else 0.0,
-                "p50_ms": percentile(latencies, 0.50) * 1000, "p99_ms": percentile(latencies, 0.99) * 1000}
-
-    print(json.dumps(asyncio.run(main())), flush=True)
+def _status(base: str) -> str:
+    with urllib.request.urlopen(f"{base}/status", timeout=10) as answer:
+        return json.loads(answer.read())["status"]
 
 
-def sse(url: str, events: int, interval: float) -> None:
-    """Read ``events`` upstream-stamped events from ``url``; print the delays as JSON."""
-    import aiohttp
-
-    async def main() -> dict[str, Any]:
-        delays: list[float] = []
-        timeout = aiohttp.ClientTimeout(total=events * interval + 30)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            async with session.get(f"{url}?count={events}&interval={interval}") as response:
-                while len(delays) < events:
-                    line = await response.content.readline()
-                    if not line:
-                        break
-                    if line.startswith(b"data: ") and b'"sent"' in line:
-                        received = time.monotonic()
-                        delays.append(received - json.loads(line[6:])["sent"])
-        return {"events": len(delays), "p50_ms": percentile(delays, 0.5) * 1000,
-                "p99_ms": percentile(delays, 0.99) * 1000, "max_ms": max(delays) * 1000 if delays else None,
-                "mean_ms": statistics.fmean(delays) * 1000 if delays else None}
-
-    print(json.dumps(asyncio.run(main())), flush=True)
+def _wait_stable(base: str) -> None:
+    deadline = time.monotonic() + STABLE_LIMIT
+    while _status(base) != "stable":
+        if time.monotonic() > deadline:
+            raise RuntimeError("the agent did not become stable")
+        time.sleep(0.02)
 
 
-# --- orchestration ---------------------------------------------------------------------------
-
-def start(args: list[str]) -> tuple[subprocess.Popen[str], str]:
-    """Start a server process and return it with the base URL it prints."""
-    process = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                               env={**os.environ, "PYTHONPATH": str(REPO)})
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()  # type: ignore[union-attr]
-        if line.startswith("listening on "):
-            return process, line.split()[-1]
-        if not line and process.poll() is not None:
-            break
-    stop(process)
-    raise RuntimeError(f"{' '.join(args)} did not start")
+def _say(base: str, text: str) -> None:
+    request = urllib.request.Request(f"{base}/message", method="POST",
+                                     data=json.dumps({"content": text, "type": "user"}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=STABLE_LIMIT) as answer:
+        answer.read()
 
 
-def stop(process: subprocess.Popen[str]) -> None:
+def sse(direct: str, proxied: str, messages: int, label: str) -> dict[str, Any]:
+    """Events of ``messages`` messages read directly and through a path: delays and events held back."""
+    readers = [_spawn("events", f"{direct}/events"), _spawn("events", f"{proxied}/events")]
+    try:
+        for reader in readers:
+            if reader.stdout.readline().strip() != "ready":  # type: ignore[union-attr]
+                raise RuntimeError(f"an event reader did not start ({label})")
+        _wait_stable(direct)
+        time.sleep(0.3)  # the replay of the conversation is in
+        since = time.monotonic_ns()
+        for n in range(messages):
+            _wait_stable(direct)
+            _say(direct, f"{label} message {n}")
+        _wait_stable(direct)
+        time.sleep(0.3)
+        got = []
+        for reader in readers:
+            reader.stdin.write("stop\n")  # type: ignore[union-attr]
+            reader.stdin.flush()  # type: ignore[union-attr]
+            got.append(json.loads(reader.stdout.readline()))  # type: ignore[union-attr]
+    finally:
+        for reader in readers:
+            _end(reader)
+    direct_events = [(t, e) for t, e in got[0] if t >= since]
+    proxied_events = [(t, e) for t, e in got[1] if t >= since]
+    return match_events(direct_events, proxied_events)
+
+
+def match_events(direct: list[tuple[int, str]], proxied: list[tuple[int, str]]) -> dict[str, Any]:
+    """Pair the same events (equal text, in order) and compare their arrival times."""
+    arrivals: dict[str, list[int]] = {}
+    for stamp, text in proxied:
+        arrivals.setdefault(text, []).append(stamp)
+    delays, lost, held = [], 0, 0
+    for i, (stamp, text) in enumerate(direct):
+        if not arrivals.get(text):
+            lost += 1
+            continue
+        arrived = arrivals[text].pop(0)
+        delays.append((arrived - stamp) / 1e6)
+        if i + 1 < len(direct) and arrived >= direct[i + 1][0] >= stamp + SEPARATE_NS:
+            held += 1
+    return {"events": len(direct), "delays": delays, "lost": lost, "held": held}
+
+
+def idle_streams(target: Target, count: int) -> dict[str, Any]:
+    """RSS growth (MB) of the path's process while ``count`` idle event streams go through it."""
+    process = psutil.Process(target.pid)
+    before = process.memory_info().rss
+    holder = _spawn("idle", f"{target.base}/events", "--count", str(count))
+    try:
+        opened = json.loads(holder.stdout.readline())  # type: ignore[union-attr]
+        settle = 1.0 if count >= 100 else 0.1
+        time.sleep(settle)  # let the process settle with the streams open
+        after = process.memory_info().rss
+        holder.stdin.write("close\n")  # type: ignore[union-attr]
+        holder.stdin.flush()  # type: ignore[union-attr]
+        holder.wait(timeout=60)
+    finally:
+        _end(holder)
+    time.sleep(settle)  # let the streams' upstream side close before the next path
+    return {"mb": (after - before) / 1e6, "open": opened["open"], "failed": opened["failed"]}
+
+
+def _end(process: subprocess.Popen) -> None:
     if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
+        process.terminate()
         try:
-            process.wait(timeout=15)
+            process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
 
 
-def run_role(*args: str, timeout: float) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, __file__, *args], cwd=REPO, capture_output=True, text=True,
-                         timeout=timeout, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+# --- one run ---------------------------------------------------------------------------------------
+
+def _touch(target: Target) -> None:
+    """A light warm-up (a few requests, a few streams opened and closed): what every path does
+    once before anything is measured."""
+    for _ in range(20):
+        _status(target.base)
+    idle_streams(target, 5)
+
+
+def one_run(index: int, args: argparse.Namespace, script: Path | None) -> dict[str, Any]:
+    """Start every path afresh and measure each, in an order rotated by ``index``.
+
+    Memory comes first, while the processes are fresh: a load leaves heaps grown that later
+    streams would reuse unseen. SSE comes last, as its messages lengthen the conversation
+    every new stream is sent first.
+    """
+    first, last = args.ports
+    with start_all(Ports(first, last), tuple(args.paths), args.loop) as running:
+        present = [k for k in ORDER if k in running.paths and running.paths[k].missing is None]
+        order = present[index % len(present):] + present[:index % len(present)]
+        print(f"run {index + 1}: {' '.join(order)}", file=sys.stderr, flush=True)
+        result: dict[str, Any] = {"missing": {k: t.missing for k, t in running.paths.items() if t.missing},
+                                  "latency": {}, "throughput": {}, "sse": {}, "rss": {}}
+        for key in order:
+            _touch(running.paths[key])
+        for key in order:
+            if args.streams and running.paths[key].pid:
+                result["rss"][key] = idle_streams(running.paths[key], args.streams)
+        if script is not None:
+            for key in order:  # warm-up: connections, pools, caches
+                wrk(f"{running.paths[key].base}/status", 32, 1, args.max_requests, script)
+            for name, connections in (("latency", 1), ("throughput", 32)):
+                for key in order:
+                    pid = running.paths[key].pid
+                    before = psutil.Process(pid).cpu_times() if pid else None
+                    result[name][key] = figures = wrk(f"{running.paths[key].base}/status", connections,
+                                                      args.duration, args.max_requests, script)
+                    if before is not None:
+                        # CPU time of the path's own process per request: what it costs, little
+                        # swayed by whatever else the machine runs (unlike requests/s).
+                        after = psutil.Process(pid).cpu_times()
+                        used = (after.user - before.user) + (after.system - before.system)
+                        figures["cpu_us"] = used / max(1, figures["requests"]) * 1e6
+        direct = running.paths["direct"].base
+        for key in order:
+            # For direct itself: a second direct reader, i.e. how far apart agentapi delivers
+            # one event to two of its streams (the noise floor of this measurement).
+            if args.messages:
+                result["sse"][key] = sse(direct, running.paths[key].base, args.messages, f"run {index} {key}")
+        return result
+
+
+# --- the table ---------------------------------------------------------------------------------------
+
+def _median(values: list[float]) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def _fmt(value: float | None, spec: str, sign: bool = False) -> str:
+    return "-" if value is None else f"{value:{'+' if sign else ''}{spec}}"
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per path: medians over the runs of each figure (ratios and differences taken within a run)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for key in ORDER:
+        per = lambda name, fn: [fn(r) for r in runs if key in r[name] and "direct" in r[name]]  # noqa: E731
+        sse_runs = [r["sse"][key] for r in runs if key in r["sse"]]
+        rows[key] = {
+            "p50": _median(per("latency", lambda r: r["latency"][key]["p50"])),
+            "added": _median(per("latency", lambda r: r["latency"][key]["p50"] - r["latency"]["direct"]["p50"])),
+            "rps": _median(per("throughput", lambda r: r["throughput"][key]["rps"])),
+            "ratio": _median(per("throughput", lambda r: r["throughput"][key]["rps"] / r["throughput"]["direct"]["rps"])),
+            "cpu": _median([r["throughput"][key]["cpu_us"] for r in runs
+                            if key in r["throughput"] and "cpu_us" in r["throughput"][key]]),
+            "errors": sum(r[n][key]["errors"] for r in runs for n in ("latency", "throughput") if key in r[n]),
+            "sse": _median([statistics.median(s["delays"]) for s in sse_runs if s["delays"]]),
+            "sse_max": max((max(s["delays"]) for s in sse_runs if s["delays"]), default=None),
+            "events": sum(s["events"] for s in sse_runs),
+            "held": sum(s["held"] for s in sse_runs),
+            "lost": sum(s["lost"] for s in sse_runs),
+            "rss": _median([r["rss"][key]["mb"] for r in runs if key in r["rss"]]),
+            "streams": min((r["rss"][key]["open"] for r in runs if key in r["rss"]), default=None),
+            "missing": next((r["missing"][key] for r in runs if key in r["missing"]), None),
+        }
+    return rows
+
+
+def report(rows: dict[str, dict[str, Any]], args: argparse.Namespace, notes: list[str]) -> None:
+    print(f"agent API proxy ({args.loop} loop): {len(args.paths)} paths to one agentapi v0.12.1 (echo agent), {os.cpu_count()} CPUs "
+          f"shared by all; median of {args.runs} run(s), order rotated")
+    print(f"GET /status: wrk 4.1 -t1, {args.duration:g} s (at most {args.max_requests} requests) per figure; "
+          f"SSE: {args.messages} message(s) per path and run; memory: {args.streams} idle event streams")
+    print()
+    head = (f"{'path':<34}{'p50 @1':>8}{'added':>9}{'req/s @32':>11}{'÷direct':>9}{'CPU @32':>9}{'SSE added':>11}"
+            f"{'held/lost':>11}{'RSS +MB':>9}")
+    print(head)
+    print(f"{'':<34}{'ms':>8}{'ms':>9}{'':>11}{'':>9}{'µs/req':>9}{'p50 ms':>11}{'of events':>11}{'streams':>9}")
+    for key in ORDER:
+        if key not in args.paths:
+            continue
+        r = rows[key]
+        if r["missing"] and r["p50"] is None:
+            print(f"{NAMES[key]:<34}missing: {r['missing']}")
+            continue
+        direct = key == "direct"
+        held = "-" if not r["events"] else f"{r['held']}/{r['lost']} of {r['events']}"
+        sse_text = ("±" + _fmt(abs(r["sse"]), ".3f")) if direct and r["sse"] is not None else _fmt(r["sse"], ".3f", True)
+        print(f"{NAMES[key]:<34}{_fmt(r['p50'], '.3f'):>8}{'-' if direct else _fmt(r['added'], '.3f', True):>9}"
+              f"{_fmt(r['rps'], ',.0f'):>11}{_fmt(r['ratio'], '.2f'):>9}{_fmt(r['cpu'], '.0f'):>9}"
+              f"{sse_text:>11}{held:>11}{_fmt(r['rss'], '.1f', True):>9}")
+        if r["errors"]:
+            notes.append(f"{NAMES[key]}: {r['errors']} failed requests under load")
+        if r["streams"] is not None and r["streams"] < args.streams:
+            notes.append(f"{NAMES[key]}: only {r['streams']} of {args.streams} event streams opened")
+        if r["sse_max"] is not None and not direct:
+            notes.append(f"{NAMES[key]}: largest SSE delay {r['sse_max']:.3f} ms")
+    if "direct" in rows and rows["direct"]["sse"] is not None:
+        notes.append("direct's SSE figure: the gap between two direct readers of the same event, the noise "
+                     "floor of the SSE column")
+    if "direct" in rows and rows["direct"]["rss"] is not None:
+        notes.append("direct's RSS growth is agentapi's own")
+    for note in notes:
+        print(f"  {note}")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Benchmark the agent API proxy against direct requests.")
-    parser.add_argument("--duration", type=float, default=3.0, help="seconds per measurement (default 3)")
-    parser.add_argument("--max-requests", type=int, default=20000, help="requests per measurement at most")
-    parser.add_argument("--warmup", type=float, default=0.5, help="seconds of warm-up before each measurement")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
-    parser.add_argument("--events", type=int, default=200, help="SSE events per measurement")
-    parser.add_argument("--interval", type=float, default=0.005, help="seconds between SSE events")
-    parser.add_argument("--role", choices=["proxy", "load", "sse"], help=argparse.SUPPRESS)
-    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="runs, each with fresh processes (default 3)")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per load figure (default 5)")
+    parser.add_argument("--max-requests", type=int, default=200_000, help="requests per load figure at most")
+    parser.add_argument("--messages", type=int, default=5, help="messages per path and run for SSE (default 5)")
+    parser.add_argument("--streams", type=int, default=1000, help="idle event streams for memory (default 1000)")
+    parser.add_argument("--paths", nargs="+", choices=ORDER, default=list(ORDER))
+    parser.add_argument("--ports", default="29000-29999", help="ports to listen on (default 29000-29999)")
+    parser.add_argument("--loop", choices=["auto", "uvloop", "asyncio"], default="auto",
+                        help="agentproxy's event loop (default auto: uvloop where there is one)")
+    parser.add_argument("--json", help="also write every run's figures to this file")
     args = parser.parse_args()
-
-    if args.role == "proxy":
-        return serve_proxy(args.url)
-    if args.role == "load":
-        return load(args.url, args.concurrency[0], args.duration, args.max_requests, args.warmup)
-    if args.role == "sse":
-        return sse(args.url, args.events, args.interval)
-
-    upstream, upstream_url = start([sys.executable, "-m", "tests.unit.api.upstream", "--port", "0"])
-    try:
-        proxy, proxy_url = start([sys.executable, __file__, "--role", "proxy", "--url", upstream_url])
-        try:
-            targets = {"direct": f"{upstream_url}/status", "proxy": f"{proxy_url}{AGENT_PATH}/status"}
-            bound = args.warmup + args.duration + 60
-            rows = []
-            for concurrency in args.concurrency:
-                result = {name: run_role("--role", "load", "--url", url, "--concurrency", str(concurrency),
-                                         "--duration", str(args.duration), "--max-requests", str(args.max_requests),
-                                         "--warmup", str(args.warmup), timeout=bound)
-                          for name, url in targets.items()}
-                rows.append((concurrency, result))
-            sse_bound = args.events * args.interval + 60
-            sse_result = {name: run_role("--role", "sse", "--url", url, "--events", str(args.events),
-                                         "--interval", str(args.interval), timeout=sse_bound)
-                          for name, url in {"direct": f"{upstream_url}/events",
-                                            "proxy": f"{proxy_url}{AGENT_PATH}/events"}.items()}
-        finally:
-            stop(proxy)
-    finally:
-        stop(upstream)
-    report(rows, sse_result, os.cpu_count() or 1)
-
-
-def report(rows: list[tuple[int, dict[str, dict[str, Any]]]], sse_result: dict[str, dict[str, Any]],
-           cpus: int) -> None:
-    print(f"GET /status, {cpus} CPUs shared by upstream, proxy and load generator")
-    print(f"{'conc':>4} {'target':<7} {'requests':>8} {'err':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
-    for concurrency, result in rows:
-        for name in ("direct", "proxy"):
-            r = result[name]
-            print(f"{concurrency:>4} {name:<7} {r['requests']:>8} {r['errors']:>4} {r['rps']:>9.0f} "
-                  f"{r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f}")
-        d, p = result["direct"], result["proxy"]
-        print(f"{concurrency:>4} {'ratio':<7} {'':>8} {'':>4} {p['rps'] / d['rps']:>9.2f} "
-              f"{p['p50_ms'] / d['p50_ms']:>8.2f} {p['p99_ms'] / d['p99_ms']:>8.2f}   (proxy / direct)")
-    print()
-    print("SSE: delay from the upstream writing an event to the client reading it")
-    print(f"{'target':<7} {'events':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
-    for name in ("direct", "proxy"):
-        r = sse_result[name]
-        print(f"{name:<7} {r['events']:>6} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} {r['max_ms']:>8.3f}")
-    print(f"{'added':<7} {'':>6} {sse_result['proxy']['p50_ms'] - sse_result['direct']['p50_ms']:>8.3f} "
-          f"{sse_result['proxy']['p99_ms'] - sse_result['direct']['p99_ms']:>8.3f}   (proxy - direct)")
+    first, _, last = args.ports.partition("-")
+    args.ports = (int(first), int(last or first))
+    if "direct" not in args.paths:
+        args.paths.insert(0, "direct")
+    notes = []
+    script = None
+    with tempfile.TemporaryDirectory(prefix="agentproxy-bench-wrk-") as tmp:
+        if shutil.which("wrk"):
+            script = Path(tmp) / "report.lua"
+            script.write_text(WRK_SCRIPT)
+        else:
+            notes.append("wrk is missing (bin/just wrk installs it): no load figures")
+        runs = [one_run(i, args, script) for i in range(args.runs)]
+    if args.json:
+        Path(args.json).write_text(json.dumps(runs, indent=1))
+    report(summarise(runs), args, notes)
 
 
 if __name__ == "__main__":

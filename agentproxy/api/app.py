@@ -51,9 +51,11 @@ def create_app(
     )
     app[CONTEXT] = ctx
     events = EventStreams(ctx)
+    # The proxy route first: routes are tried in registration order among those of the same
+    # prefix (/sessions), and no other route can match a path under .../api/.
+    app.add_routes(AgentProxy(ctx).routes())
     app.add_routes(AgentRoutes(ctx).routes())
     app.add_routes(events.routes())
-    app.add_routes(AgentProxy(ctx).routes())
     app.add_routes(Health(backend).routes())
     app.add_routes(ui.routes())
     app.add_routes([

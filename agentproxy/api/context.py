@@ -5,13 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-import aiohttp
-
 from ..backends.base import AgentState, Backend, NotFound
 from ..settings import Settings
 from .auth import Authenticator, Principal
 from .culling import TrafficClock
 from .metrics import Metrics
+from .upstream import UpstreamPool
 from .waking import Waker
 
 
@@ -25,8 +24,8 @@ class ApiContext:
     metrics: Metrics
     heartbeat_interval: float = 15.0
     """Seconds between comment lines on an idle ``/events`` stream."""
-    client: aiohttp.ClientSession | None = field(default=None, repr=False)
-    """The one pooled client for every upstream request; open between app startup and cleanup."""
+    client: UpstreamPool | None = field(default=None, repr=False)
+    """The connections of every upstream request; open between app startup and cleanup."""
     agent_id_checks: list[Callable[[str], None]] = field(default_factory=list)
     """Further rules for the id of a new agent; each raises :class:`~agentproxy.spec.SpecError` to refuse it."""
     traffic: TrafficClock = field(default_factory=lambda: TrafficClock(enabled=False))

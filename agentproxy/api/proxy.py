@@ -3,26 +3,32 @@
 Bodies stream both ways and are never held whole; Server-Sent Events pass
 chunk by chunk as they arrive. Hop-by-hop headers are dropped, ``Host`` becomes
 ``localhost`` (agentapi answers other hosts with 400) and ``X-Forwarded-*`` say
-who asked. All upstream requests share one pooled client.
+who asked. All upstream requests share one pool of kept-alive connections
+(:mod:`.upstream`).
+
+The hot path does only what a request needs: the agent is a dictionary read of the
+backend (ids are checked only when it is not found, to tell 400 from 404), the
+request head sent upstream is built in one pass over the raw header bytes, and
+body chunks are passed on as they are, never copied or joined.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import AsyncIterator, Mapping
+from typing import AsyncIterator, Iterable, Mapping
 
-import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from ..backends.base import AgentState, AgentStatus
+from ..backends.base import AgentState, AgentStatus, NotFound
 from ..launch import AGENTAPI_HOST
 from . import params
 from .auth import principal_of
 from .context import ApiContext
 from .errors import ApiError
+from .upstream import Connection, UpstreamError, UpstreamPool
 
 log = logging.getLogger("agentproxy.api")
 
@@ -42,9 +48,15 @@ _DROPPED_REQUEST = HOP_BY_HOP | {
     "x-forwarded-proto", "x-forwarded-host",  # set anew below
 }
 _DROPPED_RESPONSE = HOP_BY_HOP
+_DROPPED_REQUEST_RAW = frozenset(name.encode() for name in _DROPPED_REQUEST)
+_DROPPED_RESPONSE_RAW = frozenset(name.encode() for name in _DROPPED_RESPONSE)
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+"""Methods whose request says ``Content-Length: 0`` when it has no body."""
 
-SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
-"""Headers the client library would add on its own; the proxy sends only what the caller sent."""
+STREAM_HIGH_WATER = 256 * 1024
+"""Bytes waiting to go to a client beyond which reading the agent's stream pauses."""
+STREAM_DRAIN_POLL = 0.005
+"""Seconds between looks at a slow client's buffer while the stream is paused."""
 
 
 class _CoalescedResponse(web.StreamResponse):
@@ -53,18 +65,9 @@ class _CoalescedResponse(web.StreamResponse):
     _send_headers_immediately = False
 
 
-def make_client(connector_limit: int = 0) -> aiohttp.ClientSession:
-    """The pooled client of all upstream requests: bytes pass unchanged, no cookies, no time limit
-    on streams (only on connecting)."""
-    connector = aiohttp.TCPConnector(limit=connector_limit, ttl_dns_cache=60, keepalive_timeout=30)
-    return aiohttp.ClientSession(
-        connector=connector,
-        auto_decompress=False,
-        cookie_jar=aiohttp.DummyCookieJar(),
-        timeout=aiohttp.ClientTimeout(total=None, connect=None, sock_connect=10, sock_read=None),
-        skip_auto_headers=SKIP_AUTO_HEADERS,
-        trust_env=False,
-    )
+def make_client() -> UpstreamPool:
+    """The pool of connections of all upstream requests (open it inside the running loop)."""
+    return UpstreamPool()
 
 
 def _connection_tokens(value: str | None) -> set[str]:
@@ -73,54 +76,86 @@ def _connection_tokens(value: str | None) -> set[str]:
     return {token.strip().lower() for token in value.split(",") if token.strip()}
 
 
-def request_headers(request: web.Request) -> CIMultiDict[str]:
-    """The headers sent upstream: end-to-end ones of the caller, ``Host: localhost`` and ``X-Forwarded-*``."""
-    incoming = request.headers
-    named = _connection_tokens(incoming.get("Connection"))
-    out: CIMultiDict[str] = CIMultiDict()
+def _raw_tokens(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
+    """The header names a ``Connection`` header lists (they are hop-by-hop too)."""
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            tokens.update(t.strip().lower() for t in value.split(b",") if t.strip())
+    return frozenset(tokens)
+
+
+def request_head(request: web.Request, target: str, chunked: bool = False) -> bytes:
+    """The request head sent upstream, blank line included: the caller's end-to-end headers as
+    they came, ``Host: localhost`` and ``X-Forwarded-*`` (one pass over the raw headers)."""
+    raw = request.raw_headers
+    named = _raw_tokens(raw) if "Connection" in request.headers else frozenset()
+    lines = [f"{request.method} {target} HTTP/1.1\r\nHost: {UPSTREAM_HOST}\r\n".encode()]
+    append = lines.append
     forwarded_for = None
-    for name, value in incoming.items():
+    for name, value in raw:
         lower = name.lower()
-        if lower in _DROPPED_REQUEST or lower.startswith("proxy-") or lower in named:
+        if lower in _DROPPED_REQUEST_RAW or lower.startswith(b"proxy-") or lower in named:
             continue
-        if lower == "x-forwarded-for":
-            forwarded_for = value if forwarded_for is None else f"{forwarded_for}, {value}"
+        if lower == b"x-forwarded-for":
+            forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
             continue
-        out.add(name, value)
-    out["Host"] = UPSTREAM_HOST
-    remote = request.remote or "unknown"
-    out["X-Forwarded-For"] = remote if forwarded_for is None else f"{forwarded_for}, {remote}"
-    out["X-Forwarded-Proto"] = request.scheme
-    if request.host:
-        out["X-Forwarded-Host"] = request.host
-    return out
+        append(name + b": " + value + b"\r\n")
+    remote = (request.remote or "unknown").encode()
+    append(b"X-Forwarded-For: " + (remote if forwarded_for is None else forwarded_for + b", " + remote) + b"\r\n")
+    append(b"X-Forwarded-Proto: " + request.scheme.encode() + b"\r\n")
+    host = request.host
+    if host:
+        append(b"X-Forwarded-Host: " + host.encode("latin-1") + b"\r\n")
+    if chunked:
+        append(b"Transfer-Encoding: chunked\r\n")
+    elif request.method in _BODY_METHODS and not request.body_exists and "Content-Length" not in request.headers:
+        append(b"Content-Length: 0\r\n")
+    append(b"\r\n")
+    return b"".join(lines)
 
 
-def response_headers(upstream: aiohttp.ClientResponse) -> CIMultiDict[str]:
-    """The upstream's headers less the hop-by-hop ones."""
-    incoming = upstream.headers
-    named = _connection_tokens(incoming.get("Connection"))
+def request_headers(request: web.Request) -> CIMultiDict[str]:
+    """The headers sent upstream, as a mapping (what :func:`request_head` writes)."""
     out: CIMultiDict[str] = CIMultiDict()
-    for name, value in incoming.items():
-        lower = name.lower()
-        if lower in _DROPPED_RESPONSE or lower.startswith("proxy-") or lower in named:
-            continue
-        out.add(name, value)
+    for line in request_head(request, "/").split(b"\r\n")[1:]:
+        if line:
+            name, _, value = line.decode("latin-1").partition(": ")
+            out.add(name, value)
     return out
+
+
+def response_headers(raw: list[tuple[bytes, bytes]]) -> CIMultiDict[str]:
+    """The upstream's headers less the hop-by-hop ones."""
+    kept = []
+    named = None
+    for name, value in raw:
+        lower = name.lower()
+        if lower in _DROPPED_RESPONSE_RAW or lower.startswith(b"proxy-"):
+            if lower == b"connection":
+                named = _raw_tokens(raw)
+            continue
+        kept.append((lower, name.decode("latin-1"), value.decode("latin-1")))
+    return CIMultiDict((name, value) for lower, name, value in kept if named is None or lower not in named)
+
+
+def upstream_target(raw_path: str, depth: int = 6) -> str:
+    """The agent's own path and query of a proxied request, as sent (still encoded).
+
+    It follows the ``depth``-th ``/`` of ``raw_path``: ``/sessions/S/agents/A/api/REST``
+    holds no other ``/`` before REST, as ids hold none.
+    """
+    parts = raw_path.split("/", depth)
+    return "/" + parts[depth] if len(parts) > depth else "/"
 
 
 def upstream_url(base: str, raw_path: str, depth: int = 6) -> URL:
-    """The upstream URL of a proxied request, its path and query passed on as sent (still encoded).
-
-    The agent's own path follows the ``depth``-th ``/`` of ``raw_path``.
-    """
-    # raw_path is /sessions/S/agents/A/api/REST: ids hold no '/', so REST follows the sixth '/'.
-    rest = raw_path.split("/", depth)[depth] if raw_path.count("/") >= depth else ""
-    return URL(f"{base.rstrip('/')}/{rest}", encoded=True)
+    """The upstream URL of a proxied request, its path and query passed on as sent (still encoded)."""
+    return URL(f"{base.rstrip('/')}{upstream_target(raw_path, depth)}", encoded=True)
 
 
 class AgentProxy:
-    """Proxies requests to the agent's API through the shared upstream client."""
+    """Proxies requests to the agent's API through the shared pool of upstream connections."""
 
     def __init__(self, ctx: ApiContext) -> None:
         self.ctx = ctx
@@ -131,8 +166,16 @@ class AgentProxy:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Forward ``request`` to the agent and stream the answer back."""
-        session, agent = params.path_agent(request)
-        state = await self.ctx.visible_agent(principal_of(request), session, agent)
+        principal = principal_of(request)
+        match = request.match_info
+        session, agent = match["session"], match["agent"]
+        try:
+            state: AgentState | None = await self.ctx.backend.get(session, agent)
+        except NotFound:
+            state = None
+        if state is None or not principal.can_see(state):
+            params.path_agent(request)  # a malformed id is a 400, not a 404
+            raise NotFound(f"agent {agent!r} not found in session {session!r}")
         return await self.forward(request, state, request.raw_path)
 
     async def forward(self, request: web.Request, state: AgentState, raw_path: str, depth: int = 6, *,
@@ -142,59 +185,110 @@ class AgentProxy:
         The agent's path follows the ``depth``-th ``/`` of ``raw_path``; ``extra_headers``
         are set on the answer (over the agent's own).
         """
-        agent = state.id
-        self.ctx.traffic.touch(agent)  # idle culling's clock: a dict write
+        self.ctx.traffic.touch(state.id)  # idle culling's clock: a dict write
         if state.status is not AgentStatus.READY or not state.upstream:
             # Never for a ready agent: a suspended one resumes; 503 with Retry-After unless ready in time.
             state = await self.ctx.waker.wake(state)
-        client = self.ctx.client
-        assert client is not None, "the app has not started"
-        url = upstream_url(state.upstream, raw_path, depth)
-        body = self._counted_body(request.content) if request.body_exists else None
+        pool = self.ctx.client
+        assert pool is not None, "the app has not started"
         try:
-            upstream = await client.request(request.method, url, headers=request_headers(request), data=body,
-                                            allow_redirects=False)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            raise ApiError(502, f"agent {agent!r} API is unreachable: {exc or type(exc).__name__}",
-                           code="bad_gateway") from None
-        return await self._relay(request, upstream, extra_headers)
+            host, port, prefix = pool.address(state.upstream)
+            body = None
+            chunked = False
+            if request.body_exists:
+                chunked = "Content-Length" not in request.headers
+                body = self._counted_body(request.content)
+            head = request_head(request, prefix + upstream_target(raw_path, depth), chunked)
+            answer = await pool.request((host, port), request.method, head, body, chunked)
+        except UpstreamError as exc:
+            raise ApiError(502, f"agent {state.id!r} API is unreachable: {exc}", code="bad_gateway") from None
+        return await self._relay(request, answer, extra_headers)
 
-    async def _relay(self, request: web.Request, upstream: aiohttp.ClientResponse,
-                     extra_headers: Mapping[str, str] | None = None) -> web.StreamResponse:
-        """Stream the upstream response to the client; close the upstream if either side fails."""
-        headers = response_headers(upstream)
+    async def _relay(self, request: web.Request, answer: Connection, extra_headers: Mapping[str, str] | None = None
+                     ) -> web.StreamResponse:
+        """Stream the upstream answer to the client; close the upstream if either side fails."""
+        headers = response_headers(answer.headers)
         if extra_headers:
             headers.update(extra_headers)
-        cls = _CoalescedResponse if "Content-Length" in headers else web.StreamResponse
-        response = cls(status=upstream.status, reason=upstream.reason, headers=headers)
+        sized = "Content-Length" in headers
+        body = answer.whole_body() if sized else None
+        if body is not None:  # the whole answer is here already (most are): hand it over in one piece
+            response = web.Response(status=answer.status, reason=answer.reason or None, headers=headers, body=body)
+            answer.release()
+            self.ctx.metrics.proxy_bytes_out.inc(len(body))
+            return response
+        cls = _CoalescedResponse if sized else web.StreamResponse
+        response = cls(status=answer.status, reason=answer.reason or None, headers=headers)
         complete = False
         sent = 0
         try:
             await response.prepare(request)
-            read = upstream.content.readany
-            write = response.write
-            while chunk := await read():
-                sent += len(chunk)
-                await write(chunk)
+            if cls is _CoalescedResponse or request.transport is None:
+                read = answer.read
+                write = response.write
+                while chunk := await read():
+                    sent += len(chunk)
+                    await write(chunk)
+            else:
+                framed = response.headers.get("Transfer-Encoding") == "chunked"  # set by prepare for HTTP/1.1
+                sent = await self._stream(request.transport, framed, answer)
             await response.write_eof()
             complete = True
         except ConnectionResetError:
             pass  # the client went away
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            log.info("upstream %s broke off mid-response: %s", upstream.url, exc or type(exc).__name__)
+        except (UpstreamError, OSError) as exc:
+            log.info("agent %s:%s broke off mid-response: %s", *answer.key, exc or type(exc).__name__)
         finally:
             self.ctx.metrics.proxy_bytes_out.inc(sent)
             if complete:
-                upstream.release()
+                answer.release()
             else:
                 # Either side failed: closing the upstream tells the agent the client left, and
                 # cutting the client's connection is the only honest signal once headers are out.
-                upstream.close()
+                answer.close()
                 if request.transport is not None:
                     request.transport.close()
         return response
 
+    @staticmethod
+    async def _stream(transport: asyncio.Transport, framed: bool, answer: Connection) -> int:
+        """Pass a body of unknown length (Server-Sent Events, ...) on piece by piece, written to the
+        client from the very callback that received it from the agent; the bytes passed.
+
+        The headers are out already (a streamed response sends them on ``prepare``), so the
+        pieces follow on the same connection, framed as chunks when the response is chunked.
+        """
+        sent = 0
+
+        def sink(data: bytes) -> None:
+            nonlocal sent
+            if transport.is_closing():  # the client left: stop reading, the handler is cancelled
+                answer.pause()
+                return
+            sent += len(data)
+            if framed:
+                transport.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
+            else:
+                transport.write(data)
+            if transport.get_write_buffer_size() > STREAM_HIGH_WATER:
+                answer.pause()
+
+        for data in answer.divert(sink):
+            sink(data)
+        while True:
+            await answer.wait()
+            if answer.ended:
+                return sent
+            if transport.is_closing():
+                raise ConnectionResetError("the client left")
+            while transport.get_write_buffer_size() > STREAM_HIGH_WATER // 4:  # a slow client
+                await asyncio.sleep(STREAM_DRAIN_POLL)
+                if transport.is_closing():
+                    raise ConnectionResetError("the client left")
+            answer.resume()
+
     async def _counted_body(self, content: web.StreamReader) -> AsyncIterator[bytes]:
+        """The request body as it arrives."""
         received = 0
         try:
             async for chunk in content.iter_any():

@@ -7,12 +7,11 @@ only when serving.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from typing import Any
 
-from ..api.serve import DEFAULT_SHUTDOWN_TIMEOUT
+from ..api.serve import DEFAULT_SHUTDOWN_TIMEOUT, LOOPS
 from .parser import load, settings_options
 
 
@@ -25,13 +24,15 @@ def register(sub: Any) -> None:
                        help="on SIGTERM, how long in-flight requests and proxied streams may finish "
                             f"(default: {DEFAULT_SHUTDOWN_TIMEOUT:g})")
     serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.add_argument("--loop", choices=LOOPS, default="auto",
+                       help="event loop: uvloop where the platform has it (auto, the default), or asyncio's own")
     settings_options(serve)
     serve.set_defaults(handler=cmd_serve)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve until SIGTERM or SIGINT; a backend or address that cannot be used is one line of error."""
-    from ..api.serve import api_keys_from, check_listen_address, run_server
+    from ..api.serve import api_keys_from, check_listen_address, event_loop_runner, run_server
     from ..backends.base import BackendError
     from ..backends.factory import make_backend
 
@@ -43,9 +44,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for chatty in ("httpx", "httpcore"):  # the Kubernetes client logs every API request at INFO
         logging.getLogger(chatty).setLevel(logging.WARNING)
 
+    try:
+        runner = event_loop_runner(args.loop)
+    except RuntimeError as exc:  # --loop uvloop where it is not installed
+        print(f"agentproxy: error: --loop: {exc}", file=sys.stderr)
+        return 2
     backend = make_backend(settings)
     try:
-        asyncio.run(run_server(settings, backend, keys, shutdown_timeout=args.shutdown_timeout))
+        with runner:
+            runner.run(run_server(settings, backend, keys, shutdown_timeout=args.shutdown_timeout))
     except BackendError as exc:
         print(f"agentproxy: error: the {backend.mode} backend cannot start: {exc.message}", file=sys.stderr)
         return 1

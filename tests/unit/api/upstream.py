@@ -1,4 +1,4 @@
-"""An imitation of an agentapi server, for testing and benchmarking the proxy.
+"""An imitation of an agentapi server, for testing the proxy.
 
 The proxy's tests run against the real agentapi (``test_proxy_real_agentapi.py``);
 this small aiohttp server is for the faults and observations the real one cannot
@@ -18,7 +18,7 @@ headers and answers with hop-by-hop headers of its own, and
 ``GET /debug/download?size=N`` streams N bytes (``&cut=M``: the connection
 drops after M of them).
 
-Run alone (for the benchmark): ``python -m tests.unit.api.upstream --port 0``
+Run alone: ``python -m tests.unit.api.upstream --port 0``
 prints ``listening on http://127.0.0.1:PORT`` and serves until terminated.
 """
 

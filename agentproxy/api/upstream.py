@@ -1,0 +1,390 @@
+"""The HTTP/1.1 client of the reverse proxy: kept-alive connections to agents' APIs.
+
+The proxy passes bytes: it never needs cookies, redirects, decompression, retries of
+bodies, proxies from the environment or per-request options, which a general client
+sets up for every request. This one writes the request head the proxy built (one
+``write``), parses the answer with llhttp (:mod:`httptools`) and hands the body on
+chunk by chunk as it arrives, keeping the connection for the next request when the
+answer ended cleanly.
+
+Flow control both ways: a body that arrives faster than the caller takes it pauses
+reading from the agent, and writing a request body waits while the agent does not read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from typing import AsyncIterable, Callable
+from urllib.parse import urlsplit
+
+import httptools
+
+CONNECT_TIMEOUT = 10.0
+"""Seconds to open a connection to an agent (answers themselves have no time limit: streams)."""
+IDLE_TIMEOUT = 30.0
+"""Seconds a kept connection may stay unused before it is closed."""
+MAX_IDLE = 32
+"""Kept connections per agent at most; more are closed when released."""
+HIGH_WATER = 256 * 1024
+"""Bytes of an answer buffered here beyond which reading from the agent pauses."""
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+
+
+class UpstreamError(ConnectionError):
+    """The agent could not be reached, or broke off the conn."""
+
+
+class Connection(asyncio.Protocol):
+    """One connection to an agent, and the answer to its current request."""
+
+    def __init__(self, pool: "UpstreamPool", key: tuple[str, int]) -> None:
+        self._pool = pool
+        self.key = key
+        self._loop = pool.loop
+        self.transport: asyncio.Transport | None = None
+        self.status = 0
+        self.reason = ""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self._parser: httptools.HttpResponseParser | None = None
+        self._head: asyncio.Future[None] | None = None
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._buffered = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._drained: asyncio.Future[None] | None = None
+        self._paused = False
+        self._eof = False
+        self._error: Exception | None = None
+        self._complete = False
+        self._got_bytes = False
+        self._head_only = False
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._writing: asyncio.Task[None] | None = None
+        self._sink: Callable[[bytes], None] | None = None
+
+    # --- asyncio.Protocol ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self._got_bytes = True
+        if self._parser is None:  # bytes while idle: the connection is no longer usable
+            self.close()
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(UpstreamError("the agent switched protocols, which the proxy does not pass"))
+        except httptools.HttpParserError as exc:
+            self._fail(UpstreamError(f"the agent's answer is not valid HTTP: {exc}"))
+
+    def eof_received(self) -> bool | None:
+        if self._parser is not None and self._head is not None and self._head.done() and not self._complete:
+            try:  # an answer without a length ends with the connection
+                self._parser.feed_eof()
+            except httptools.HttpParserError:
+                pass
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._pool._forget(self)
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_exception(UpstreamError("the agent closed the connection"))
+        if not self._complete:
+            self._fail(UpstreamError(f"the agent closed the connection: {exc}" if exc else
+                                     "the agent closed the connection"))
+        self.transport = None
+
+    def pause_writing(self) -> None:
+        if self._drained is None or self._drained.done():
+            self._drained = self._loop.create_future()
+
+    def resume_writing(self) -> None:
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    # --- llhttp callbacks -----------------------------------------------------------------------
+
+    def on_status(self, status: bytes) -> None:
+        self.reason += status.decode("latin-1")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()  # type: ignore[union-attr]
+        if 100 <= status < 200:  # an interim answer (100 Continue): the real one follows
+            self.headers, self.reason = [], ""
+            return
+        self.status = status
+        if self._head is not None and not self._head.done():
+            self._head.set_result(None)
+        if self._head_only:  # the answer to HEAD has no body, whatever its headers say
+            self._finish(reusable=False)
+
+    def on_body(self, body: bytes) -> None:
+        if self._sink is not None:
+            self._sink(body)
+            return
+        self._chunks.append(body)
+        self._buffered += len(body)
+        self._wake()
+        if self._buffered > HIGH_WATER and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def on_message_complete(self) -> None:
+        if self.status == 0:  # the end of an interim answer
+            return
+        self._finish(reusable=self._parser.should_keep_alive())  # type: ignore[union-attr]
+
+    # --- the caller's side ------------------------------------------------------------------------
+
+    def _start(self, method: str, head: bytes, body: AsyncIterable[bytes] | None,
+               chunked: bool = False) -> asyncio.Future[None]:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        self._parser = httptools.HttpResponseParser(self)
+        self._head = self._loop.create_future()
+        self._head_only = method == "HEAD"
+        self._got_bytes = False
+        self.transport.write(head)  # type: ignore[union-attr]
+        if body is not None:
+            self._writing = self._loop.create_task(self._write_body(body, chunked))
+        return self._head
+
+    async def _write_body(self, body: AsyncIterable[bytes], chunked: bool) -> None:
+        transport = self.transport
+        try:
+            async for chunk in body:
+                if transport is None or transport.is_closing():
+                    return
+                if not chunk:
+                    continue
+                if chunked:  # the caller sent no length: each piece goes as a chunk of its own
+                    transport.writelines((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
+                else:
+                    transport.write(chunk)
+                if self._drained is not None and not self._drained.done():
+                    await self._drained
+            if chunked and transport is not None and not transport.is_closing():
+                transport.write(b"0\r\n\r\n")
+        except UpstreamError:
+            pass  # the answer reports it
+        except Exception as exc:  # noqa: BLE001 - the caller's body failed: the request cannot complete
+            self._fail(UpstreamError(f"the request body broke off: {exc or type(exc).__name__}"))
+            self.close()
+
+    async def read(self) -> bytes:
+        """The next piece of the body as it arrived; ``b""`` at its end. Raises :class:`UpstreamError`."""
+        while not self._chunks:
+            if self._eof:
+                if self._error is not None:
+                    raise self._error
+                return b""
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        chunk = self._chunks.popleft()
+        self._buffered -= len(chunk)
+        if self._paused and self._buffered <= HIGH_WATER // 4 and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+        return chunk
+
+    def whole_body(self) -> bytes | None:
+        """The body, when the answer is complete and arrived in one piece (not for HEAD); else ``None``
+        and nothing is taken."""
+        if not self._complete or self._head_only or self._error is not None or len(self._chunks) > 1:
+            return None
+        body = self._chunks.popleft() if self._chunks else b""
+        self._buffered = 0
+        return body
+
+    def divert(self, sink: Callable[[bytes], None]) -> list[bytes]:
+        """Hand every further piece of the body to ``sink`` the moment it arrives (no task switch
+        in between); the pieces that arrived before are returned, to be passed on first."""
+        pending = list(self._chunks)
+        self._chunks.clear()
+        self._buffered = 0
+        self.resume()
+        self._sink = sink
+        return pending
+
+    def pause(self) -> None:
+        """Stop reading from the agent (the caller cannot take more for now); wakes :meth:`wait`."""
+        if not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def resume(self) -> None:
+        """Read from the agent again."""
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+
+    @property
+    def paused(self) -> bool:
+        """True while reading from the agent is paused."""
+        return self._paused
+
+    @property
+    def ended(self) -> bool:
+        """True once the answer is complete or broke off."""
+        return self._eof
+
+    async def wait(self) -> None:
+        """Until the answer ends or reading pauses (with a sink: the body goes there meanwhile).
+        Raises :class:`UpstreamError` when the answer broke off."""
+        while not self._eof and not self._paused:
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        if self._eof and self._error is not None:
+            raise self._error
+
+    def release(self) -> None:
+        """Done with the answer: keep the connection for another request if it ended cleanly, else close it."""
+        if self._complete and self._reusable and self.transport is not None and \
+                (self._writing is None or self._writing.done()):
+            self._reset()
+            self._pool._keep(self)
+        else:
+            self.close()
+
+    def close(self) -> None:
+        """Close the connection (the agent sees the caller go away)."""
+        if self._writing is not None and not self._writing.done():
+            self._writing.cancel()
+        if self.transport is not None:
+            self.transport.close()
+
+    # --- internals ---------------------------------------------------------------------------------
+
+    _reusable = False
+
+    def _finish(self, reusable: bool) -> None:
+        self._complete = True
+        self._reusable = reusable
+        self._eof = True
+        self._wake()
+
+    def _fail(self, error: Exception) -> None:
+        if self._error is None and not self._complete:
+            self._error = error
+        self._eof = True
+        if self._head is not None and not self._head.done():
+            self._head.set_exception(error)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _reset(self) -> None:
+        self._sink = None
+        self.status, self.reason, self.headers = 0, "", []
+        self._parser = self._head = None
+        self._complete = self._eof = self._reusable = False
+        self._error = self._writing = None
+
+
+class UpstreamPool:
+    """Kept-alive connections to agents' APIs, by host and port; one per request in flight."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.loop = loop or asyncio.get_running_loop()
+        self._idle: dict[tuple[str, int], list[Connection]] = {}
+        self._open: set[Connection] = set()
+        self._bases: dict[str, tuple[str, int, str]] = {}
+        self.closed = False
+
+    def address(self, base: str) -> tuple[str, int, str]:
+        """Host, port and path prefix of an agent's base URL (parsed once per URL)."""
+        found = self._bases.get(base)
+        if found is None:
+            parts = urlsplit(base)
+            if parts.scheme != "http" or not parts.hostname:
+                raise UpstreamError(f"the agent's URL {base!r} is not http://HOST[:PORT]")
+            found = self._bases[base] = (parts.hostname, parts.port or 80, parts.path.rstrip("/"))
+        return found
+
+    async def request(self, key: tuple[str, int], method: str, head: bytes,
+                      body: AsyncIterable[bytes] | None = None, chunked: bool = False) -> Connection:
+        """Send a request (its head complete, with the blank line) and return once the answer's head is in.
+
+        ``body`` is written as it comes, as chunks when ``chunked`` (the head then says so).
+        """
+        if self.closed:
+            raise UpstreamError("the proxy is shutting down")
+        idle = self._idle.get(key)
+        while idle:
+            conn = idle.pop()
+            if conn.transport is None or conn.transport.is_closing():
+                continue
+            try:
+                return await self._send(conn, method, head, body, chunked)
+            except UpstreamError:
+                # A kept connection the agent closed meanwhile, before answering anything: an
+                # idempotent request without a body goes again on a new connection.
+                if conn._got_bytes or body is not None or method not in IDEMPOTENT:
+                    raise
+        return await self._send(await self._connect(key), method, head, body, chunked)
+
+    @staticmethod
+    async def _send(conn: Connection, method: str, head: bytes, body: AsyncIterable[bytes] | None,
+                    chunked: bool) -> Connection:
+        try:
+            await conn._start(method, head, body, chunked)
+        except BaseException:  # no answer (or the caller left): the connection is in an unknown state
+            conn.close()
+            raise
+        return conn
+
+    async def _connect(self, key: tuple[str, int]) -> Connection:
+        try:
+            _, conn = await asyncio.wait_for(
+                self.loop.create_connection(lambda: Connection(self, key), key[0], key[1]), CONNECT_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise UpstreamError(f"connecting to {key[0]}:{key[1]} timed out after {CONNECT_TIMEOUT:g} s") from None
+        except OSError as exc:
+            raise UpstreamError(f"cannot connect to {key[0]}:{key[1]}: {exc.strerror or exc}") from None
+        self._open.add(conn)
+        return conn
+
+    @property
+    def connections(self) -> int:
+        """How many connections to agents are open (kept or in use)."""
+        return len(self._open)
+
+    def _keep(self, conn: Connection) -> None:
+        idle = self._idle.setdefault(conn.key, [])
+        if self.closed or len(idle) >= MAX_IDLE:
+            conn.close()
+            return
+        idle.append(conn)
+        conn._idle_timer = self.loop.call_later(IDLE_TIMEOUT, conn.close)
+
+    def _forget(self, conn: Connection) -> None:
+        self._open.discard(conn)
+        idle = self._idle.get(conn.key)
+        if idle and conn in idle:
+            idle.remove(conn)
+
+    async def close(self) -> None:
+        """Close every connection, kept or in use."""
+        self.closed = True
+        for conn in list(self._open):
+            conn.close()
+        self._idle.clear()
+        await asyncio.sleep(0)
+

@@ -1,0 +1,102 @@
+"""The fast YAML paths give exactly what PyYAML gives, or step aside for it."""
+
+from __future__ import annotations
+
+import yaml
+from hypothesis import given, settings as hypothesis_settings, strategies as st
+
+from agentproxy import yamlfast
+from agentproxy.render import dump_yaml, render_agent
+from agentproxy.settings import Settings
+from agentproxy.spec import build_spec
+
+
+def pyyaml_dump(documents: list) -> str:
+    return yaml.safe_dump_all(documents, sort_keys=False, explicit_start=True, width=1_000_000)
+
+
+# Characters that decide styles and escapes: indicators, quotes, breaks of every kind,
+# non-ASCII, characters YAML must escape, and words that resolve to other types.
+_PIECES = st.sampled_from(list("aZ9 :#-'\"\\\n\t{}[],&*!|>%@`?=~./") + [
+    "\x85", "\u2028", "\xe9", "\U0001F600", "\ufeff", "\x00", "\xa0", "\x1b", "\n\n", "true", "null", "1",
+    "0x1F", "1:30", "yes", "~", "1.5", "- ", "--- ", "<<", "a: b", " #"])
+_TEXT = st.lists(_PIECES, max_size=8).map("".join)
+_KEYS = st.one_of(_TEXT, st.sampled_from(["name", "app.kubernetes.io/name", "x y", "1", "true", "-k", "k:v"]))
+_SCALARS = st.one_of(_TEXT, st.integers(-10**6, 10**6), st.booleans(), st.none())
+_VALUES = st.recursive(_SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                         st.dictionaries(_KEYS, inner, max_size=4)), max_leaves=12)
+_DOCUMENTS = st.lists(st.dictionaries(_KEYS, _VALUES, min_size=1, max_size=5), min_size=1, max_size=3)
+
+
+@hypothesis_settings(max_examples=120, deadline=None)
+@given(_DOCUMENTS)
+def test_dump_is_pyyaml_byte_for_byte(documents):
+    fast = yamlfast.dump_all(documents)
+    if fast is not None:
+        assert fast == pyyaml_dump(documents)
+    assert dump_yaml(documents) == pyyaml_dump(documents)
+
+
+def _pyyaml_load(text: str):
+    try:
+        return True, yaml.load(text, Loader=yaml.CSafeLoader)
+    except yaml.YAMLError:
+        return False, None
+
+
+@hypothesis_settings(max_examples=120, deadline=None)
+@given(_DOCUMENTS, st.sampled_from(["", "  ", "quotes", "spaces"]))
+def test_load_is_pyyaml_or_declines(documents, variation):
+    text = pyyaml_dump(documents[:1])[4:]
+    if variation == "quotes":
+        text = text.replace("'", '"')
+    elif variation == "spaces":
+        text = text.replace(": ", ":   ")
+    else:
+        text = variation + text
+    fast = yamlfast.load(text)
+    if fast is not None:
+        ok, expected = _pyyaml_load(text)
+        assert ok and fast == expected
+        assert [type(v) for v in _leaves(fast)] == [type(v) for v in _leaves(expected)]
+
+
+def _leaves(value):
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from _leaves(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _leaves(item)
+    else:
+        yield value
+
+
+@hypothesis_settings(max_examples=40, deadline=None)
+@given(st.dictionaries(st.from_regex(r"[A-Z][A-Z0-9_]{0,8}", fullmatch=True), _TEXT, max_size=3), _TEXT)
+def test_rendered_manifests_take_the_fast_paths_and_match_pyyaml(env, message):
+    settings = Settings()
+    spec = build_spec(settings, "s1", "a1", env={k: v for k, v in env.items() if k.isidentifier()},
+                      message=message or None)
+    objects = render_agent(settings, spec)
+    assert yamlfast.dump_all(objects) == pyyaml_dump(objects)
+
+
+def test_what_is_outside_the_subset_goes_to_pyyaml():
+    for text in ("a: &x 1\nb: *x\n", "a: !!str 1\n", "a: |\n  text\n", "a: 1.5\n", "a: {b: 1}\n",
+                 "a: 'q'\n", "a: b # comment\n", "? complex\n: key\n", "a:\n\tb: 1\n", "a: 2001-12-14\n",
+                 "--- \na: 1\n", "<<: {a: 1}\n", "a: b\n c\n", "a: \"unterminated\n"):
+        assert yamlfast.load(text) is None, text
+    assert yamlfast.dump_all([{"a": 1.5}]) is None
+    assert yamlfast.dump_all([{"k" * 130: 1}]) is None  # PyYAML writes long keys as complex keys
+    assert yamlfast.dump_all([{}]) is None
+    assert yamlfast.dump_all([{"a": [[1]]}]) is None
+
+
+def test_the_subset_reads_as_pyyaml_reads_it():
+    text = ('# a comment\nkind: "Pod"\nmetadata:\n  "name": "x\\u00e9\\n"\n  labels:\n    a.b/c: d\n'
+            'spec:\n  replicas: 1\n  on: yes\n  none: ~\n  list: ["a", b, 3]\n  empty: []\n  items:\n'
+            '  - name: one\n    port: 0x10\n  -\n    nested: true\n  - "scalar"\n')
+    assert yamlfast.load(text) == yaml.safe_load(text)
+    assert yamlfast.load("- - nested\n") == [["nested"]]
