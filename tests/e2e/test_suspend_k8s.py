@@ -21,7 +21,7 @@ import pytest
 
 from agentproxy import naming
 from agentproxy.backends.k8s.kinds import CONFIGMAP, POD, PVC, SERVICE, STATEFULSET
-from kube import get, request, wait_for
+from kube import delete_namespace, get, request, wait_for
 from serving import Serve, counted, free_port
 from standin import ContainerStandIn
 from tests.conversation import AGENTAPI_HOST, agent_said, exchanges, say, wait_answering
@@ -154,6 +154,10 @@ async def test_two_replicas_cull_each_idle_agent_once_and_leave_busy_agents_alon
         finally:
             for replica in replicas:
                 await replica.stop()
+            # Hundreds of claims and volumes to delete: the tests after this one get a quiet cluster.
+            await delete_namespace(api, namespace)
+            await wait_for(lambda: _absent(api, f"/api/v1/namespaces/{namespace}"), "the namespace to be deleted",
+                           timeout=180)
 
 
 async def _create_all(serve: Serve, http: aiohttp.ClientSession, agent_ids: list[str]) -> None:
@@ -177,6 +181,10 @@ async def _keep_busy(serve: Serve, http: aiohttp.ClientSession, agent_ids: list[
             await asyncio.wait_for(stop.wait(), 1.0)
         except asyncio.TimeoutError:
             pass
+
+
+async def _absent(api, path: str) -> bool:
+    return await get(api, path) is None
 
 
 async def _replicas(api, namespace: str, agent_id: str) -> int | None:
