@@ -155,7 +155,7 @@ bench-proxy *ARGS: agentapi agentapi-proxy chp wrk
 bench-real-node *ARGS:
     python benchmarks/real_node.py {{ ARGS }}
 
-# Every benchmark, one table per area: render, k8s (when $KUBECONFIG is set), local, proxy
+# Every benchmark, one table per area: render, k8s (when $KUBECONFIG is set), local, proxy, suspend
 bench: agentapi agentapi-proxy chp wrk
     #!/usr/bin/env bash
     set -euo pipefail
@@ -164,7 +164,13 @@ bench: agentapi agentapi-proxy chp wrk
     else echo; echo "== k8s: skipped, no KUBECONFIG given (bin/just cluster-up prints one)"; fi
     echo; echo "== local"; python benchmarks/local.py
     echo; echo "== proxy"; python benchmarks/proxy.py
+    echo; echo "== suspend"; python benchmarks/suspend.py
+    if [[ -n "${KUBECONFIG:-}" ]]; then python benchmarks/suspend.py --k8s; fi
 
 # The local supervisor's overhead, memory per agent and concurrent starts
 bench-local *ARGS:
     python benchmarks/local.py {{ ARGS }}
+
+# Suspend and resume: resume-to-ready p50/p95 (local mode; with --k8s against $KUBECONFIG, also API requests)
+bench-suspend *ARGS:
+    python benchmarks/suspend.py {{ ARGS }}

@@ -45,6 +45,10 @@ LABEL_AGENT_ID = "agentproxy.io/agent-id"
 LABEL_SESSION = "agentproxy.io/session"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_INSTANCE = "app.kubernetes.io/instance"
+ANNOTATION_SUSPENDED = "agentproxy.io/suspended"
+"""On a suspended agent's StatefulSet (which then has no replicas): why and when, as JSON."""
+ANNOTATION_LAST_ACTIVE = "agentproxy.io/last-active"
+"""On an agent's StatefulSet: when a proxy last saw a request to the agent (idle culling's clock)."""
 
 
 def is_dns_label(value: str) -> bool:

@@ -135,10 +135,14 @@ def check_no_secrets(spec: AgentSpec) -> None:
                 "Secret named by k8s_mode.secret_name instead", f"env.{name}")
 
 
-def render_agent(settings: Settings, spec: AgentSpec, replicas: int = 1) -> list[dict[str, Any]]:
+def render_agent(settings: Settings, spec: AgentSpec, *, replicas: int = 1,
+                 suspension: str | None = None) -> list[dict[str, Any]]:
     """The agent's four manifests as dicts, in apply order: ConfigMap, headless
-    Service, PVC, StatefulSet; ``replicas`` is the StatefulSet's replica count (the
-    k8s backend passes what its model decides). Raises :class:`RenderError`."""
+    Service, PVC, StatefulSet. Raises :class:`RenderError`.
+
+    ``replicas`` and ``suspension`` (the annotation of a suspended agent) are the
+    StatefulSet's; the k8s backend's model decides them (a running agent by default).
+    """
     check_no_secrets(spec)
     compiled = _compiled(settings.templates_dir)
     names = naming.object_names(spec.id)
@@ -156,6 +160,8 @@ def render_agent(settings: Settings, spec: AgentSpec, replicas: int = 1) -> list
         "launch": agent_launch(spec, port=AGENT_PORT, work_dir=settings.k8s_mode.work_dir),
         "spec_hash": spec_hash,
         "spec_json": spec_json,
+        "replicas": replicas,
+        "suspension": suspension,
     }
     objects = []
     for template, kind, name_key in compiled:
@@ -163,6 +169,8 @@ def render_agent(settings: Settings, spec: AgentSpec, replicas: int = 1) -> list
         _check_object(obj, template.name, kind, names[name_key], settings.k8s_mode.namespace)
         if kind == "ConfigMap":
             context["config_hash"] = _hash(obj.get("data", {}))
+        if kind == "StatefulSet":
+            _check_workload(obj, template.name, replicas, suspension)
         objects.append(obj)
     return objects
 
@@ -226,6 +234,16 @@ def _check_object(obj: Any, filename: str, kind: str, name: str, namespace: str)
     labels = meta.get("labels") or {}
     if labels.get(naming.LABEL_MANAGED_BY) != naming.MANAGED_BY:
         raise RenderError(f"template {filename} must keep the label {naming.MANAGED_SELECTOR}")
+
+
+def _check_workload(obj: dict[str, Any], filename: str, replicas: int, suspension: str | None) -> None:
+    """Suspending an agent scales its StatefulSet to 0 with an annotation: a template must render
+    both from the context, or a suspend would be undone by the next apply."""
+    rendered = (obj.get("spec") or {}).get("replicas")
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    if rendered != replicas or annotations.get(naming.ANNOTATION_SUSPENDED) != suspension:
+        raise RenderError(f"template {filename} must render spec.replicas from `replicas` and, when "
+                          f"`suspension` is set, the annotation {naming.ANNOTATION_SUSPENDED} from it")
 
 
 def _hash(data: Any) -> str:

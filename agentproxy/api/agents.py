@@ -1,4 +1,4 @@
-"""Routes that create, list, inspect, delete agents and read their logs."""
+"""Routes that create, list, inspect, delete, suspend and resume agents and read their logs."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from ..backends.base import AgentState, Conflict, NotFound
+from ..backends.suspension import API
 from ..spec import build_spec
 from . import params
 from .auth import principal_of
@@ -41,6 +42,8 @@ class AgentRoutes:
             web.get("/agents", self.list_all, allow_head=False),
             web.get("/sessions/{session}/agents/{agent}", self.get, allow_head=False),
             web.delete("/sessions/{session}/agents/{agent}", self.delete),
+            web.post("/sessions/{session}/agents/{agent}/suspend", self.suspend),
+            web.post("/sessions/{session}/agents/{agent}/resume", self.resume),
             web.get("/sessions/{session}/agents/{agent}/logs", self.logs, allow_head=False),
         ]
 
@@ -93,6 +96,18 @@ class AgentRoutes:
         state = await self._visible(request)
         final = await asyncio.shield(self.ctx.backend.delete(state.session, state.id, purge=purge))
         return _json(agent_json(final))
+
+    async def suspend(self, request: web.Request) -> web.Response:
+        """``POST .../suspend``: save and stop the agent, keeping its data (200 also when it
+        was suspended already)."""
+        state = await self._visible(request)
+        return _json(agent_json(await asyncio.shield(self.ctx.backend.suspend(state.session, state.id, API))))
+
+    async def resume(self, request: web.Request) -> web.Response:
+        """``POST .../resume``: start a suspended agent again with its data (200 also when it
+        was not suspended)."""
+        state = await self._visible(request)
+        return _json(agent_json(await asyncio.shield(self.ctx.backend.resume(state.session, state.id, API))))
 
     async def logs(self, request: web.Request) -> web.Response:
         """``GET .../logs[?tail=N][&format=text|json]``: plain text unless JSON is asked for."""

@@ -7,11 +7,13 @@ from typing import AsyncIterator, Iterable, Mapping, Any
 from aiohttp import web
 
 from ..backends.base import Backend
+from ..idle import IdlePolicy
 from ..settings import Settings
 from . import compat, ui
 from .agents import AgentRoutes
 from .auth import ApiKey, Authenticator
 from .context import ApiContext
+from .culling import TrafficClock, culling_context
 from .errors import error_middleware
 from .events import EventStreams
 from .health import Health
@@ -39,8 +41,9 @@ def create_app(
     connection at once rather than at the next chunk.
     """
     auth = Authenticator(api_keys)
+    policy = IdlePolicy(settings.agents.idle_timeout, settings.agents.max_age)
     ctx = ApiContext(settings=settings, backend=backend, auth=auth, metrics=Metrics(backend),
-                     heartbeat_interval=heartbeat_interval)
+                     heartbeat_interval=heartbeat_interval, traffic=TrafficClock(enabled=bool(policy.idle_timeout)))
     app = web.Application(
         middlewares=[ctx.metrics.middleware(), error_middleware, auth.middleware()],
         client_max_size=settings.server.max_body,  # bodies read whole; the proxy streams and is not bound by it
@@ -70,5 +73,6 @@ def create_app(
             ctx.client = None
 
     app.cleanup_ctx.append(upstream_client)
+    app.cleanup_ctx.append(culling_context(backend, policy, ctx.traffic, ctx.metrics))
     app.on_shutdown.append(events.close_all)
     return app

@@ -8,8 +8,10 @@ from typing import Callable
 from ..backends.base import AgentState, Backend, NotFound
 from ..settings import Settings
 from .auth import Authenticator, Principal
+from .culling import TrafficClock
 from .metrics import Metrics
 from .upstream import UpstreamPool
+from .waking import Waker
 
 
 @dataclass
@@ -26,6 +28,14 @@ class ApiContext:
     """The connections of every upstream request; open between app startup and cleanup."""
     agent_id_checks: list[Callable[[str], None]] = field(default_factory=list)
     """Further rules for the id of a new agent; each raises :class:`~agentproxy.spec.SpecError` to refuse it."""
+    traffic: TrafficClock = field(default_factory=lambda: TrafficClock(enabled=False))
+    """Each proxied request is noted here for idle culling (when it is on)."""
+    waker: Waker | None = field(default=None, repr=False)
+    """Resumes a suspended agent on its first proxied request (see :mod:`.waking`)."""
+
+    def __post_init__(self) -> None:
+        if self.waker is None:
+            self.waker = Waker(self.backend, self.settings.agents.resume_wait)
 
     async def visible_agent(self, principal: Principal, session: str, agent_id: str) -> AgentState:
         """The agent, or :class:`NotFound` when it is absent or belongs to another key."""

@@ -1,4 +1,5 @@
-"""Prometheus metrics of the API: requests, latency, agents by status and proxied bytes.
+"""Prometheus metrics of the API: requests, latency, agents by status, proxied bytes, and the
+suspends and resumes of agents (by cause) with the time from a resume to ready.
 
 Counting a request is on the path of every proxied request, so it is a few additions to
 plain numbers (no lock: the event loop runs one callback at a time); the Prometheus
@@ -12,11 +13,12 @@ from bisect import bisect_left
 from typing import Any, Iterator
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
-from ..backends.base import AgentStatus, Backend
+from ..backends.base import AgentStatus, Backend, LifecycleEvent
+from ..backends.suspension import RESUME_CAUSES, SUSPEND_CAUSES
 from .backend_metrics import BackendCollector
 from .errors import Handler
 
@@ -24,6 +26,7 @@ UNMATCHED = "unmatched"
 """The route label of requests no route matched (keeps the label set small)."""
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+RESUME_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 _BOUNDS = (*map(floatToGoString, LATENCY_BUCKETS), "+Inf")
 
 
@@ -100,6 +103,33 @@ class Metrics:
         self._series: dict[tuple[str, str, int], _Series] = {}
         self.registry.register(_Collector(self))
         self.registry.register(BackendCollector(backend))
+        # Suspends and resumes are rare: prometheus_client's own families are cheap enough.
+        self.suspends = Counter(
+            "agentproxy_agent_suspends", "Agents this proxy suspended, by cause: api (a request to the API) or "
+            "idle (idle culling).", ["cause"], registry=self.registry)
+        self.resumes = Counter(
+            "agentproxy_agent_resumes", "Suspended agents this proxy resumed, by cause: api (a resume or a "
+            "create) or request (a proxied request).", ["cause"], registry=self.registry)
+        self.resume_seconds = Histogram(
+            "agentproxy_agent_resume_seconds", "From a resume to the agent being ready, by cause.", ["cause"],
+            buckets=RESUME_BUCKETS, registry=self.registry)
+        self.expired = Counter("agentproxy_agents_expired", "Agents deleted for being older than agents.max_age.",
+                               registry=self.registry)
+        for cause in SUSPEND_CAUSES:
+            self.suspends.labels(cause)
+        for cause in RESUME_CAUSES:
+            self.resumes.labels(cause)
+            self.resume_seconds.labels(cause)
+        backend.lifecycle_listeners.append(self.lifecycle)
+
+    def lifecycle(self, event: LifecycleEvent) -> None:
+        """Count a suspend or resume of the backend, and time a resume until ready."""
+        if event.kind == "suspended":
+            self.suspends.labels(event.cause).inc()
+        elif event.kind == "resumed":
+            self.resumes.labels(event.cause).inc()
+        elif event.kind == "ready" and event.seconds is not None:
+            self.resume_seconds.labels(event.cause).observe(event.seconds)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one answered request."""

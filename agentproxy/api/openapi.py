@@ -124,7 +124,7 @@ def _schemas(create: dict[str, Any]) -> dict[str, Any]:
         "Agent": {
             "type": "object",
             "required": ["id", "session", "agent", "mode", "status", "reason", "message", "created_at", "url",
-                         "resources", "restarts", "details", "owner"],
+                         "resources", "restarts", "details", "owner", "last_active_at"],
             "properties": {
                 "id": {"type": "string"},
                 "session": {"type": "string"},
@@ -139,6 +139,11 @@ def _schemas(create: dict[str, Any]) -> dict[str, Any]:
                 "restarts": {"type": "integer", "minimum": 0},
                 "details": {"type": "object", "description": "Mode-specific facts (object names, pid, port)."},
                 "owner": _nullable({"type": "string", "description": "Name of the API key that created it."}),
+                "last_active_at": _nullable({
+                    "type": "string", "format": "date-time",
+                    "description": "When the agent was last seen in use (a request, a message, becoming ready); "
+                                   "idle culling counts from here. Requests are recorded only while "
+                                   "agents.idle_timeout is set."}),
             },
         },
         "AgentList": {"type": "object", "required": ["agents"],
@@ -160,7 +165,7 @@ def _agent_ops() -> dict[str, Any]:
                 "operationId": "createAgent", "summary": "Create an agent (idempotent for an equal spec)",
                 "requestBody": {"required": False, "content": {"application/json": {"schema": _ref("CreateAgent")}}},
                 "responses": {"201": _json(_ref("Agent"), "Created."),
-                              "200": _json(_ref("Agent"), "An equal agent already existed."),
+                              "200": _json(_ref("Agent"), "An equal agent already existed (a suspended one resumes)."),
                               **_errors("400", "401", "409", "413", "415", "422", "429", "503")},
             },
             "get": {"operationId": "listSessionAgents", "summary": "Agents of one session",
@@ -180,6 +185,24 @@ def _agent_ops() -> dict[str, Any]:
                                              "Also delete the agent's data.")],
                        "responses": {"200": _json(_ref("Agent"), "The agent's last state."),
                                      **_errors("400", "401", "404", "503")}},
+        },
+        "/sessions/{session}/agents/{agent}/suspend": {
+            "parameters": [SESSION, AGENT],
+            "post": {"operationId": "suspendAgent", "summary": "Save and stop an agent, keeping its data",
+                     "description": "The agent's status becomes `suspended` (in k8s mode `stopping` with reason "
+                                    "`Suspending` until its pod is gone). Its data and conversation are kept; it "
+                                    "resumes through `resume`, its next proxied request, or a create with the same "
+                                    "spec. Suspending a suspended agent changes nothing.",
+                     "responses": {"200": _json(_ref("Agent"), "The agent, suspended or being suspended."),
+                                   **_errors("400", "401", "404", "409", "503")}},
+        },
+        "/sessions/{session}/agents/{agent}/resume": {
+            "parameters": [SESSION, AGENT],
+            "post": {"operationId": "resumeAgent", "summary": "Start a suspended agent again",
+                     "description": "The agent starts with its earlier data and conversation (local mode: on a free "
+                                    "port). Resuming an agent that is not suspended changes nothing.",
+                     "responses": {"200": _json(_ref("Agent"), "The agent, on its way to ready."),
+                                   **_errors("400", "401", "404", "409", "422", "503")}},
         },
         "/sessions/{session}/agents/{agent}/logs": {
             "parameters": [SESSION, AGENT],
@@ -206,7 +229,9 @@ def _other_ops() -> dict[str, Any]:
         "responses": {"default": {"description": "Whatever the agent answers."},
                       "502": _error("The agent's API cannot be reached."),
                       **_errors("400", "401", "404"),
-                      "503": _error("The agent is not ready yet.", _RETRY_AFTER)},
+                      "503": _error("The agent is not ready yet (code agent_not_ready), or was suspended and is "
+                                    "resuming (code agent_resuming): a request to a suspended agent resumes it.",
+                                    _RETRY_AFTER)},
     }
     return {
         "/sessions/{session}/agents/{agent}/api/{path}": {

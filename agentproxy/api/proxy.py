@@ -53,7 +53,6 @@ _DROPPED_RESPONSE_RAW = frozenset(name.encode() for name in _DROPPED_RESPONSE)
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 """Methods whose request says ``Content-Length: 0`` when it has no body."""
 
-NOT_READY_RETRY_AFTER = "2"
 STREAM_HIGH_WATER = 256 * 1024
 """Bytes waiting to go to a client beyond which reading the agent's stream pauses."""
 STREAM_DRAIN_POLL = 0.005
@@ -186,9 +185,10 @@ class AgentProxy:
         The agent's path follows the ``depth``-th ``/`` of ``raw_path``; ``extra_headers``
         are set on the answer (over the agent's own).
         """
+        self.ctx.traffic.touch(state.id)  # idle culling's clock: a dict write
         if state.status is not AgentStatus.READY or not state.upstream:
-            raise ApiError(503, f"agent {state.id!r} is not ready (status {state.status.value})",
-                           code="agent_not_ready", headers={"Retry-After": NOT_READY_RETRY_AFTER})
+            # Never for a ready agent: a suspended one resumes; 503 with Retry-After unless ready in time.
+            state = await self.ctx.waker.wake(state)
         pool = self.ctx.client
         assert pool is not None, "the app has not started"
         try:

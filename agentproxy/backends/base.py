@@ -10,13 +10,18 @@ import abc
 import asyncio
 import contextlib
 import enum
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, AsyncIterator, Iterable
+from typing import Any, AsyncIterator, Callable, Iterable
 
 from ..spec import AgentSpec
 from .events import EventHub
+from .lifecycle import ChangeWaiters, LifecycleEvent, Listener, ResumeTimer
 from .limits import CreateLimits, CreateQueue
+from .suspension import API, AgentActivity, Suspension
+
+log = logging.getLogger("agentproxy.backends")
 
 
 class AgentStatus(str, enum.Enum):
@@ -26,8 +31,9 @@ class AgentStatus(str, enum.Enum):
     STARTING = "starting"    # scheduled / process started; agentapi not answering yet
     READY = "ready"          # agentapi answers GET /status
     FAILED = "failed"        # will not become ready without help; see reason and message
-    STOPPING = "stopping"    # being deleted
+    STOPPING = "stopping"    # being deleted or suspended
     STOPPED = "stopped"      # exists but does not run
+    SUSPENDED = "suspended"  # nothing runs, the data is kept; resumes on request
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,12 @@ class AgentState:
     restarts: int = 0
     details: dict[str, Any] = field(default_factory=dict)
     """Mode-specific facts: object names and namespace, or pid and port."""
+    suspended: bool = False
+    """Meant to be suspended: status ``stopping`` (reason ``Suspending``) until nothing runs,
+    then ``suspended``."""
+    last_active: datetime | None = None
+    """When the agent was last seen in use: a proxied request, a new message, or becoming
+    ready (idle culling counts from here; None when the backend has not seen it active)."""
 
     @property
     def id(self) -> str:
@@ -181,10 +193,13 @@ class Backend(abc.ABC):
     The rules every mode follows are kept here, once: idempotency by spec fingerprint
     (:func:`check_same_spec`), session scoping (an agent of another session does not
     exist), list filters and order (creation time, then id), one event per visible change
-    (:meth:`publish`) and one lock per agent around creates and deletes. A mode implements
-    only its primitives: :meth:`_state` and :meth:`_states` (what it knows now),
-    :meth:`_create_new`, :meth:`_create_again`, :meth:`_delete` and :meth:`_logs` (its I/O),
-    and may check that it can write at all in :meth:`_prepare`. The limits of
+    (:meth:`publish`), one lock per agent around creates, deletes, suspends and resumes,
+    suspends and resumes that are no-ops when already done (a create of a suspended agent
+    resumes it), and the time from a resume to ready. A mode implements only its primitives:
+    :meth:`_state` and :meth:`_states` (what it knows now), :meth:`_create_new`,
+    :meth:`_create_again`, :meth:`_delete`, :meth:`_suspend`, :meth:`_resume`, :meth:`_logs`,
+    :meth:`_record_activity` and :meth:`_activity` (its I/O), and may check that it can write
+    at all in :meth:`_prepare`. The limits of
     :class:`~.limits.CreateLimits` (agents per session and owner, creates at once) are
     enforced here too, before anything is made.
     """
@@ -195,8 +210,12 @@ class Backend(abc.ABC):
         self.hub: EventHub[StatusEvent] = EventHub()
         """Every subscriber of :meth:`events`."""
         self.locks = AgentLocks()
-        """Held around each create and delete of one agent."""
+        """Held around each create, delete, suspend and resume of one agent."""
+        self.lifecycle_listeners: list[Listener] = []
+        """Told of every suspend and resume this backend carries out (the metrics count them)."""
         self._published: dict[str, AgentState] = {}
+        self._resumes = ResumeTimer(self.lifecycle_listeners)
+        self._changes = ChangeWaiters()
         self._creating: dict[str, AgentSpec] = {}
         self.set_limits(limits or CreateLimits())
 
@@ -244,6 +263,8 @@ class Backend(abc.ABC):
                     finally:
                         self._creating.pop(spec.id, None)
                 check_same_spec(existing.spec, spec)
+                if existing.suspended:  # created again with the same spec: it resumes
+                    return await self._resume_locked(existing, API)
                 return await self._create_again(existing, prepared)
 
     async def get(self, session: str, agent_id: str) -> AgentState:
@@ -265,7 +286,84 @@ class Backend(abc.ABC):
         await self.get(session, agent_id)  # an unknown agent does not wait for a lock
         async with self.locks.hold(agent_id):
             state = await self.get(session, agent_id)  # a concurrent delete may have won
+            self._resumes.end(agent_id)
             return await self._delete(state, purge)
+
+    async def suspend(self, session: str, agent_id: str, cause: str = API,
+                      guard: Callable[[AgentState], bool] | None = None) -> AgentState:
+        """Save the agent's state and stop it, keeping its data; a no-op for a suspended agent.
+        ``guard`` is asked again under the agent's lock (and by a mode that retries): the
+        agent is left as it is unless ``guard(state)`` still holds."""
+        await self._prepare(None)
+        await self.get(session, agent_id)
+        async with self.locks.hold(agent_id):
+            state = await self.get(session, agent_id)
+            if state.suspended or (guard is not None and not guard(state)):
+                return state
+            self._resumes.end(agent_id)
+            state, done = await self._suspend(state, Suspension.now(cause), guard)
+            if done:
+                log.info("agent %s/%s suspended (%s)", session, agent_id, cause)
+                self._resumes.tell(LifecycleEvent("suspended", cause))
+            return state
+
+    async def resume(self, session: str, agent_id: str, cause: str = API) -> AgentState:
+        """Start a suspended agent again (with its data and conversation); a no-op for an
+        agent that is not suspended."""
+        await self._prepare(None)
+        await self.get(session, agent_id)
+        async with self.locks.hold(agent_id):
+            state = await self.get(session, agent_id)
+            if not state.suspended:
+                return state
+            return await self._resume_locked(state, cause)
+
+    async def _resume_locked(self, state: AgentState, cause: str) -> AgentState:
+        # Begun first: a mode may announce the agent ready before _resume returns.
+        self._resumes.begin(state.id, cause)
+        try:
+            resumed, done = await self._resume(state)
+        except BaseException:
+            self._resumes.end(state.id)
+            raise
+        if not done:
+            self._resumes.end(state.id)
+            return resumed
+        log.info("agent %s/%s resumed (%s)", state.session, state.id, cause)
+        self._resumes.done(state.id, ready=resumed.status is AgentStatus.READY)
+        return resumed
+
+    def resuming(self, agent_id: str) -> bool:
+        """True from a resume by this backend until the agent is ready (or fails, or is
+        suspended or deleted again)."""
+        return agent_id in self._resumes
+
+    async def wait_ready(self, session: str, agent_id: str, timeout: float) -> AgentState:
+        """The agent once it is ready (or failed), or as it is after ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            state = await self.get(session, agent_id)
+            remaining = deadline - loop.time()
+            if (state.status is AgentStatus.READY and state.upstream) or state.status is AgentStatus.FAILED \
+                    or remaining <= 0:
+                return state
+            await self._changes.next_change(agent_id, remaining)
+
+    async def record_activity(self, agent_id: str, when: datetime, resolution: float = 0.0) -> None:
+        """Note that the agent was in use at ``when`` (idle culling's clock), unless it is
+        known to have been active since, or less than ``resolution`` seconds before."""
+        state = self._state(agent_id)
+        if state is None:
+            return
+        last = state.last_active
+        if last is not None and (when <= last or (when - last).total_seconds() < resolution):
+            return
+        await self._record_activity(state, when)
+
+    async def activity(self, state: AgentState) -> AgentActivity:
+        """What the agent's own API says of its activity (nothing, when the mode cannot tell)."""
+        return await self._activity(state)
 
     async def logs(self, session: str, agent_id: str, tail_lines: int = 100) -> str:
         """The last lines of the agent's output."""
@@ -284,13 +382,21 @@ class Backend(abc.ABC):
         if previous is not None and visible(previous) == visible(state):
             return
         self._published[state.id] = state
+        if self._resumes:
+            if state.status is AgentStatus.READY:
+                self._resumes.ready(state.id)
+            elif state.status is AgentStatus.FAILED or state.suspended:
+                self._resumes.end(state.id)
         self.hub.publish(StatusEvent("added" if previous is None else "modified", state))
+        self._changes.changed(state.id)
 
     def publish_gone(self, agent_id: str, final: AgentState | None = None) -> None:
         """Announce that the agent is gone (``deleted``), with ``final`` or its last announced state."""
         previous = self._published.pop(agent_id, None)
+        self._resumes.end(agent_id)
         if final is not None or previous is not None:
             self.hub.publish(StatusEvent("deleted", final or previous))  # type: ignore[arg-type]
+        self._changes.changed(agent_id)
 
     # --- what each mode implements -------------------------------------------------------------
 
@@ -324,5 +430,25 @@ class Backend(abc.ABC):
         """Stop and remove the agent of ``state`` (the agent's lock is held); its last state."""
 
     @abc.abstractmethod
+    async def _suspend(self, state: AgentState, suspension: Suspension,
+                       guard: Callable[[AgentState], bool] | None) -> tuple[AgentState, bool]:
+        """Save and stop the agent of ``state``, which is not suspended (the agent's lock is held);
+        its new state, and whether this call suspended it (False when it turned out to be
+        suspended already, or ``guard`` no longer held)."""
+
+    @abc.abstractmethod
+    async def _resume(self, state: AgentState) -> tuple[AgentState, bool]:
+        """Start the suspended agent of ``state`` again (the agent's lock is held); its new state,
+        and whether this call resumed it (False when it turned out to be resumed already)."""
+
+    @abc.abstractmethod
     async def _logs(self, state: AgentState, tail_lines: int) -> str:
         """The last lines of the output of the agent of ``state``."""
+
+    async def _record_activity(self, state: AgentState, when: datetime) -> None:
+        """Keep ``when`` as the agent's last activity where every proxy sees it (a mode that
+        keeps none ignores it)."""
+
+    async def _activity(self, state: AgentState) -> AgentActivity:
+        """agentapi's status and the time of its last message, as far as the mode can tell."""
+        return AgentActivity()

@@ -20,6 +20,7 @@ import aiohttp
 
 from ..launch import AGENTAPI_HOST
 from ..sse import read_events
+from .suspension import AgentActivity, parse_time
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,32 @@ class ConversationFollower:
                 and _normal(str(body.get("message", ""))) == self.first_message):
             self.delivered = True
             self.on_change(DELIVERED)
+
+
+ACTIVITY_TIMEOUT = 5.0
+"""Seconds :func:`read_activity` gives each of its two requests."""
+
+
+async def read_activity(client: aiohttp.ClientSession, upstream: str) -> AgentActivity:
+    """agentapi's status and the time of its last message, asked of the agent itself (for an
+    agent whose conversation nobody follows); what it cannot tell stays None."""
+    status = await _get_json(client, f"{upstream.rstrip('/')}/status")
+    if not isinstance(status, dict):
+        return AgentActivity()
+    listing = await _get_json(client, f"{upstream.rstrip('/')}/messages")
+    messages = listing.get("messages") if isinstance(listing, dict) else None
+    last = messages[-1] if isinstance(messages, list) and messages and isinstance(messages[-1], dict) else {}
+    agentapi_status = status.get("status")
+    return AgentActivity(agentapi_status if isinstance(agentapi_status, str) else None, parse_time(last.get("time")))
+
+
+async def _get_json(client: aiohttp.ClientSession, url: str) -> Any:
+    try:
+        async with client.get(url, headers={"Host": UPSTREAM_HOST},
+                              timeout=aiohttp.ClientTimeout(total=ACTIVITY_TIMEOUT)) as response:
+            return await response.json(content_type=None) if response.status == 200 else None
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
+        return None
 
 
 FIRST_MESSAGE_PENDING = "FirstMessagePending"

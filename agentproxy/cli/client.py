@@ -20,7 +20,7 @@ from .parser import env_pair
 SERVER_ENV = "AGENTPROXY_URL"
 KEY_ENV = "AGENTPROXY_API_KEY"
 DEFAULT_SERVER = "http://127.0.0.1:8080"
-STATUSES = ("pending", "starting", "ready", "failed", "stopping", "stopped")
+STATUSES = ("pending", "starting", "ready", "failed", "stopping", "stopped", "suspended")
 HIDDEN = "***"
 
 
@@ -52,7 +52,7 @@ def _tail(text: str) -> int:
 
 
 def register(subparsers: Any) -> None:
-    """Register ``agents`` (ls, get, create, rm, logs) and ``chat`` on the CLI's subparsers."""
+    """Register ``agents`` (ls, get, create, rm, suspend, resume, logs) and ``chat`` on the CLI's subparsers."""
     conn = _connection_options()
     agents = subparsers.add_parser(
         "agents", help="list, create, inspect and delete agents on an agentproxy server",
@@ -93,6 +93,25 @@ def register(subparsers: Any) -> None:
     rm.add_argument("-y", "--yes", action="store_true", help="do not ask before --purge")
     rm.add_argument("-o", "--output", choices=FORMATS, default="table", help="output format (default: table)")
     rm.set_defaults(handler=_handler("rm"))
+
+    suspend = verbs.add_parser("suspend", parents=[conn], help="save and stop an agent, keeping its data",
+                               description="Suspend an agent: it stops, keeping its data and conversation, and "
+                                           "resumes with `agents resume`, its next request or a create with the "
+                                           "same spec. Suspending a suspended agent changes nothing.")
+    _agent_args(suspend)
+    suspend.add_argument("-o", "--output", choices=FORMATS, default="table", help="output format (default: table)")
+    suspend.set_defaults(handler=_handler("suspend"))
+
+    resume = verbs.add_parser("resume", parents=[conn], help="start a suspended agent again",
+                              description="Resume a suspended agent with its data and conversation; with --wait, "
+                                          "show its progress until it is ready (exit 5 if it fails, 6 on timeout). "
+                                          "Resuming an agent that is not suspended changes nothing.")
+    _agent_args(resume)
+    resume.add_argument("--wait", action="store_true", help="wait until the agent is ready")
+    resume.add_argument("--timeout", type=_positive, default=300.0, metavar="SECONDS",
+                        help="how long --wait waits (default: 300)")
+    resume.add_argument("-o", "--output", choices=FORMATS, default="table", help="output format (default: table)")
+    resume.set_defaults(handler=_handler("resume"))
 
     logs = verbs.add_parser("logs", parents=[conn], help="print an agent's output")
     _agent_args(logs)

@@ -1,4 +1,5 @@
-"""``agentproxy agents ls|get|create|rm|logs``: each an ``async`` function of the parsed arguments.
+"""``agentproxy agents ls|get|create|rm|suspend|resume|logs``: each an ``async`` function of the
+parsed arguments.
 
 Results go to stdout (the format ``-o`` asks for); progress and questions go to
 stderr, so that a script can pipe the output.
@@ -131,6 +132,30 @@ async def rm(client: ApiClient, args: argparse.Namespace, out: TextIO = sys.stdo
         out.write(f"agent {args.session}/{args.agent} deleted{detail}\n")
     else:
         out.write(output.dump(agent, args.output))
+    return EXIT_OK
+
+
+async def suspend(client: ApiClient, args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    """Suspend an agent (its data is kept)."""
+    agent = await client.suspend_agent(args.session, args.agent)
+    if args.output == "table":
+        out.write(f"agent {args.session}/{args.agent} {output.describe_status(agent)}\n")
+    else:
+        out.write(output.dump(agent, args.output))
+    return EXIT_OK
+
+
+async def resume(client: ApiClient, args: argparse.Namespace, out: TextIO = sys.stdout,
+                 err: TextIO = sys.stderr) -> int:
+    """Resume a suspended agent; with ``--wait``, follow it until ready, failed or the timeout."""
+    if not args.wait:
+        show_agent(await client.resume_agent(args.session, args.agent), args.output, out)
+        return EXIT_OK
+    watcher = StatusWatcher(client, args.session, say=lambda line: print(line, file=err, flush=True))
+    async with watcher:
+        agent = await client.resume_agent(args.session, args.agent)
+        final = await watcher.wait(agent, args.timeout)
+    show_agent(final, args.output, out)
     return EXIT_OK
 
 

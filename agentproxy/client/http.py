@@ -127,6 +127,14 @@ class ApiClient:
         params = {"purge": "true"} if purge else None
         return await self.request("DELETE", agent_path(session, agent), params=params)
 
+    async def suspend_agent(self, session: str, agent: str) -> dict[str, Any]:
+        """``POST /sessions/S/agents/A/suspend``."""
+        return await self.request("POST", agent_path(session, agent, "/suspend"))
+
+    async def resume_agent(self, session: str, agent: str) -> dict[str, Any]:
+        """``POST /sessions/S/agents/A/resume``."""
+        return await self.request("POST", agent_path(session, agent, "/resume"))
+
     async def logs(self, session: str, agent: str, tail: int) -> str:
         """``GET .../logs?tail=N`` as text."""
         return await self.request("GET", agent_path(session, agent, "/logs"),

@@ -101,6 +101,20 @@ class AgentSettings:
     """Creates that may wait for their turn; a create beyond them is answered 429 with
     ``Retry-After`` at once."""
 
+    idle_timeout: Optional[float] = None
+    """Idle culling; off when unset. An agent that is ready and stable (agentapi is not
+    working) and has had no proxied request and no new message for this long is
+    suspended: it keeps its data and resumes on its next request. Example: ``30m``."""
+
+    max_age: Optional[float] = None
+    """Off when unset. Agents older than this (since their creation) are deleted, their
+    data kept as by a delete without purge. Example: ``168h``."""
+
+    resume_wait: float = 0.0
+    """How long a proxied request to a suspended agent waits for it to be ready again and is
+    then forwarded. ``0`` answers 503 with ``Retry-After`` at once while the agent resumes.
+    Example: ``30s``."""
+
 
 @dataclass
 class PortRange:

@@ -67,6 +67,8 @@ _RULES: dict[str, Check] = {
     "server.port": _port,
     "server.other_mode_agents": _one_of("refuse", "warn"),
     "agents.first_message_timeout": _positive_duration,
+    "agents.idle_timeout": _optional(lambda v: v > 0, "must be a positive duration, or unset for no idle culling"),
+    "agents.max_age": _optional(lambda v: v > 0, "must be a positive duration, or unset to keep agents of any age"),
     "local_mode.agentapi_binary": _nonempty,
     "local_mode.state_save_interval": _positive_duration,
     **{f"local_mode.supervision.{name}": _positive_duration for name in (

@@ -27,11 +27,14 @@ class Harness:
     """A started backend and the means to observe it."""
 
     def __init__(self, kind: str, backend: Backend, settings: Settings,
-                 data_kept: Callable[[str], Awaitable[bool]]) -> None:
+                 data_kept: Callable[[str], Awaitable[bool]], running: Callable[[str], Awaitable[bool]],
+                 make: Callable[[], Backend]) -> None:
         self.kind = kind
         self.backend = backend
         self.settings = settings
         self._data_kept = data_kept
+        self._running = running
+        self._make = make
 
     def spec(self, agent_id: str, session: str = "s1", **kwargs: Any) -> AgentSpec:
         """The spec of an echo agent."""
@@ -67,28 +70,57 @@ class Harness:
         """Whether the agent's data (work directory, volume) exists."""
         return await self._data_kept(agent_id)
 
+    async def running(self, agent_id: str) -> bool:
+        """Whether anything of the agent runs (a process, a pod)."""
+        return await self._running(agent_id)
+
+    async def status(self, agent_id: str, status: AgentStatus, session: str = "s1") -> AgentState:
+        """The agent once it has ``status``."""
+        async def check() -> AgentState | None:
+            state = await self.backend.get(session, agent_id)
+            return state if state.status is status else None
+        return await self.until(f"agent {agent_id} to be {status.value}", check)
+
+    async def restart(self) -> None:
+        """Close the backend (agents keep running) and start a new one on the same store, as a
+        restarted proxy does."""
+        await self.backend.close()
+        self.backend = self._make()
+        await self.backend.start()
+
 
 @contextlib.asynccontextmanager
 async def memory_harness() -> AsyncIterator[Harness]:
     from tests.unit.api.memory_backend import MemoryBackend
 
     # Agents are ready at once when an upstream is set; the contract never contacts it.
-    backend = MemoryBackend(upstream="http://127.0.0.1:9")
-    await backend.start()
+    first = MemoryBackend(upstream="http://127.0.0.1:9")
+    await first.start()
+
+    def make() -> MemoryBackend:
+        """A new backend on the same store (the dict of agents), as a restarted proxy finds it."""
+        again = MemoryBackend(upstream=first.upstream)
+        again.agents, again.data, again.log_lines = first.agents, first.data, first.log_lines
+        return again
 
     async def data_kept(agent_id: str) -> bool:
-        return agent_id in backend.data
+        return agent_id in first.data
+
+    async def running(agent_id: str) -> bool:
+        state = first.agents.get(agent_id)
+        return state is not None and state.status is AgentStatus.READY
+    subject = Harness("memory", first, load_settings(environ={}).settings, data_kept, running, make)
     try:
-        yield Harness("memory", backend, load_settings(environ={}).settings, data_kept)
+        yield subject
     finally:
-        await backend.close()
+        await subject.backend.close()
 
 
 @contextlib.asynccontextmanager
 async def local_harness(tmp_path: Path) -> AsyncIterator[Harness]:
     from agentproxy.agentapi import locate
     from agentproxy.backends.local.backend import LocalBackend
-    from tests.unit.local.conftest import assert_nothing_left, make_settings, port_block, shut_down
+    from tests.unit.local.conftest import assert_nothing_left, make_settings, port_block, processes_in, shut_down
 
     launcher = locate()
     assert launcher, "agentapi is not installed: run `bin/just agentapi` (or `agentproxy install-agentapi`)"
@@ -98,10 +130,14 @@ async def local_harness(tmp_path: Path) -> AsyncIterator[Harness]:
 
     async def data_kept(agent_id: str) -> bool:
         return (tmp_path / "data" / "work" / agent_id).exists()
+
+    async def running(agent_id: str) -> bool:
+        return bool(processes_in(tmp_path / "data" / "work" / agent_id))
+    subject = Harness("local", backend, settings, data_kept, running, lambda: LocalBackend(settings))
     try:
-        yield Harness("local", backend, settings, data_kept)
+        yield subject
     finally:
-        await shut_down(backend)
+        await shut_down(subject.backend)
     await assert_nothing_left(tmp_path)
 
 
@@ -123,10 +159,14 @@ async def k8s_harness() -> AsyncIterator[Harness]:
         async def data_kept(agent_id: str) -> bool:
             pvc = await get(api, f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{naming.pvc_name(agent_id)}")
             return pvc is not None and not pvc["metadata"].get("deletionTimestamp")
+
+        async def running(agent_id: str) -> bool:
+            return await get(api, f"/api/v1/namespaces/{namespace}/pods/{naming.pod_name(agent_id)}") is not None
+        subject = Harness("k8s", backend, settings, data_kept, running, lambda: K8sBackend(settings, client=Client(api)))
         try:
-            yield Harness("k8s", backend, settings, data_kept)
+            yield subject
         finally:
-            await backend.close()
+            await subject.backend.close()
 
 
 def harness(kind: str, tmp_path: Path) -> contextlib.AbstractAsyncContextManager[Harness]:

@@ -1,114 +1,88 @@
-"""`agentproxy serve` processes in k8s mode for the e2e suite, and their HTTP API.
-
-Each process logs to a file of the test's temporary directory (a pipe nobody reads
-would fill up and stall the server), listens on a free loopback port, and is
-stopped by the fixture that started it, also when the test fails.
-"""
+"""`agentproxy serve` in k8s mode as a process of its own, for tests that restart it or run
+several replicas of it against one namespace."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import socket
 import sys
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
+from agentproxy.backends.local.ports import port_is_free
 from kube import wait_for
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+PORT_RANGE = (27000, 27999)
+"""Where these servers listen."""
 
 
-class Served:
-    """One running `agentproxy serve` and a client of its API."""
+def free_port(taken: set[int] = frozenset()) -> int:  # type: ignore[assignment]
+    """A free port of PORT_RANGE (not one of ``taken``)."""
+    for port in range(*PORT_RANGE):
+        if port not in taken and port_is_free(port):
+            return port
+    raise RuntimeError(f"no free port in {PORT_RANGE}")
 
-    def __init__(self, proc: asyncio.subprocess.Process, base: str, log: Path, http: aiohttp.ClientSession) -> None:
-        self.proc, self.base, self.log, self.http = proc, base, log, http
 
-    async def call(self, method: str, path: str, body: Any = None, timeout: float = 60.0) -> tuple[int, Any, dict]:
-        """(status, JSON body or text, headers) of one request."""
-        kwargs: dict[str, Any] = {"timeout": aiohttp.ClientTimeout(total=timeout)}
-        if body is not None:
-            kwargs["json"] = body
-        async with self.http.request(method, self.base + path, **kwargs) as resp:
-            text = await resp.text()
+class Serve:
+    """One replica of the proxy for ``namespace``, with ``settings`` as ``AGENTAPI_*`` variables."""
+
+    def __init__(self, kubeconfig: str, namespace: str, log: Path, port: int, **settings: str) -> None:
+        self.port = port
+        self.base = f"http://127.0.0.1:{port}"
+        self.log = log
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTAPI_")}
+        self.env.update({"KUBECONFIG": kubeconfig, "AGENTAPI_K8S_MODE_ENABLED": "true",
+                         "AGENTAPI_K8S_MODE_NAMESPACE": namespace, "AGENTAPI_K8S_MODE_POD_ADDRESS": "pod_ip",
+                         "AGENTAPI_SERVER_PORT": str(port), **settings})
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self, http: aiohttp.ClientSession) -> "Serve":
+        with open(self.log, "ab") as log:
+            self.proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "agentproxy", "serve", env=self.env,
+                                                             stdout=log, stderr=asyncio.subprocess.STDOUT)
+
+        async def ready() -> bool:
+            if self.proc is not None and self.proc.returncode is not None:
+                raise AssertionError(f"agentproxy serve exited with {self.proc.returncode}:\n{self.output()}")
             try:
-                data: Any = json.loads(text)
-            except ValueError:
-                data = text
-            return resp.status, data, dict(resp.headers)
+                async with http.get(f"{self.base}/readyz") as response:
+                    return response.status == 200
+            except aiohttp.ClientError:
+                return False
+        await wait_for(ready, "agentproxy serve to be ready", timeout=60)
+        return self
 
-    async def readyz(self) -> int:
-        """The status of ``/readyz`` (0 when the server does not answer within 10 s)."""
+    async def stop(self) -> None:
+        """SIGTERM, as a rolling update stops a replica (its agents keep running)."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.returncode is not None:
+            return
+        proc.terminate()
         try:
-            status, _, _ = await self.call("GET", "/readyz", timeout=10)
-            return status
-        except (aiohttp.ClientError, asyncio.TimeoutError):
-            return 0
-
-    async def agent(self, session: str, agent_id: str) -> dict | None:
-        status, body, _ = await self.call("GET", f"/sessions/{session}/agents/{agent_id}")
-        return body if status == 200 else None
-
-    async def events(self, session: str | None = None) -> AsyncIterator[dict]:
-        """The ``status`` events of ``/events`` as they come."""
-        query = f"?session={session}" if session else ""
-        async with self.http.get(f"{self.base}/events{query}", timeout=aiohttp.ClientTimeout(total=None)) as resp:
-            assert resp.status == 200
-            async for raw in resp.content:
-                line = raw.decode().rstrip("\n")
-                if line.startswith("data: "):
-                    yield json.loads(line[6:])
+            await asyncio.wait_for(proc.wait(), 20)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
-    async def stop(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.terminate()
-            try:
-                await asyncio.wait_for(self.proc.wait(), 20)
-            except asyncio.TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
+    async def metrics(self, http: aiohttp.ClientSession) -> dict[tuple[str, tuple], float]:
+        """The samples of ``/metrics`` by (name, sorted labels)."""
+        async with http.get(f"{self.base}/metrics") as response:
+            text = await response.text()
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(text) for s in family.samples}
+
+    async def agent(self, http: aiohttp.ClientSession, session: str, agent_id: str) -> dict[str, Any] | None:
+        async with http.get(f"{self.base}/sessions/{session}/agents/{agent_id}") as response:
+            return await response.json() if response.status == 200 else None
 
 
-class Servers:
-    """Starts `agentproxy serve` processes; :meth:`close` stops every one."""
-
-    def __init__(self, kubeconfig: str, namespace: str, directory: Path) -> None:
-        self.kubeconfig, self.namespace, self.directory = kubeconfig, namespace, directory
-        self.started: list[Served] = []
-        self.http = aiohttp.ClientSession()
-
-    async def start(self, *settings: str, ready: bool = True) -> Served:
-        """A server for the namespace with ``--set`` ``settings``; waits for ``/readyz`` 200 unless told not to."""
-        port = free_port()
-        log = self.directory / f"serve-{port}.log"
-        env = {**os.environ, "KUBECONFIG": self.kubeconfig}
-        args = ["k8s_mode.enabled=true", f"k8s_mode.namespace={self.namespace}", "k8s_mode.pod_address=pod_ip",
-                f"server.port={port}", *settings]
-        with open(log, "ab") as out:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "agentproxy", "serve", *(a for s in args for a in ("--set", s)),
-                env=env, stdout=out, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL)
-        served = Served(proc, f"http://127.0.0.1:{port}", log, self.http)
-        self.started.append(served)
-        if ready:
-            async def answers() -> bool:
-                if proc.returncode is not None:
-                    raise AssertionError(f"agentproxy serve exited with {proc.returncode}:\n{served.output()}")
-                return await served.readyz() == 200
-            await wait_for(answers, "agentproxy serve to be ready", timeout=60)
-        return served
-
-    async def close(self) -> None:
-        await asyncio.gather(*(s.stop() for s in self.started))
-        await self.http.close()
+def counted(samples: dict[tuple[str, tuple], float], name: str, **labels: str) -> float:
+    """One sample's value (0 when absent)."""
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)

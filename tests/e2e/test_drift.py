@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from kube import get, request, wait_for
-from serving import Servers
+from served import Servers
 
 STORAGE_CLASS = "/apis/storage.k8s.io/v1/storageclasses/kwok-volume"
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from kube import get, request, wait_for
-from serving import Served, Servers
+from served import Served, Servers
 
 STORAGE_CLASS = "/apis/storage.k8s.io/v1/storageclasses/kwok-volume"
 DEFAULT_CLASS = "storageclass.kubernetes.io/is-default-class"

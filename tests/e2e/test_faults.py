@@ -20,7 +20,7 @@ import pytest_asyncio
 
 import apiserver
 from kube import fresh_namespace, get, request, wait_for
-from serving import Servers
+from served import Servers
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -229,14 +229,15 @@ async def test_an_invalid_rendered_object_is_rejected_with_the_servers_message(a
     # An operator template the API server refuses: the message comes through
     # and nothing of the agent is left behind.
     source = (Path(__file__).resolve().parents[2] / "templates" / "statefulset.yaml.j2").read_text()
-    (tmp_path / "statefulset.yaml.j2").write_text(source.replace("replicas: {{ replicas }}", "replicas: -1"))
+    (tmp_path / "statefulset.yaml.j2").write_text(source.replace("podManagementPolicy: Parallel",
+                                                                 "podManagementPolicy: Sometimes"))
     settings = settings_for(namespace, f"templates_dir={tmp_path}")
     backend = K8sBackend(settings, client=Client(api))
     await backend.start()
     try:
         with pytest.raises(Rejected) as error:
             await backend.create(build_spec(settings, SESSION, "invalid"))
-        assert "replicas" in error.value.message
+        assert "podManagementPolicy" in error.value.message
         for path in (f"/api/v1/namespaces/{namespace}/configmaps/agent-invalid-config",
                      f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/data-agent-invalid-0"):
             assert await _gone(api, path), path

@@ -211,3 +211,16 @@ def test_supervision_timings_are_durations_with_rules():
     assert_message(err, "local_mode.supervision.launch_concurrency", "must be 1 or more")
     err = settings_error("local_mode.supervision.sample_interval=often")
     assert_message(err, "local_mode.supervision.sample_interval='often'", DURATION_RULE)
+
+
+def test_idle_culling_settings_are_optional_durations():
+    settings = load(environ={"AGENTAPI_AGENTS_IDLE_TIMEOUT": "30m", "AGENTAPI_AGENTS_MAX_AGE": "168h",
+                             "AGENTAPI_AGENTS_RESUME_WAIT": "30s"}).settings
+    assert (settings.agents.idle_timeout, settings.agents.max_age, settings.agents.resume_wait) == (1800, 604800, 30)
+    assert load("agents.idle_timeout=").settings.agents.idle_timeout is None  # unset again: off
+    err = settings_error("agents.idle_timeout=0")
+    assert_message(err, "agents.idle_timeout", "must be a positive duration, or unset for no idle culling")
+    err = settings_error(environ={"AGENTAPI_AGENTS_MAX_AGE": "a week"})
+    assert_message(err, "agents.max_age='a week'", "environment variable AGENTAPI_AGENTS_MAX_AGE", DURATION_RULE)
+    err = settings_error("agents.resume_wait=-1")
+    assert_message(err, "agents.resume_wait", DURATION_RULE)

@@ -48,7 +48,8 @@ def peer_status(status: AgentStatus) -> str:
     The peer calls a session ``active`` from the moment it is started; agentproxy's
     ``pending``, ``starting`` and ``ready`` are all that. ``failed`` is the peer's
     word too. The peer forgets a session whose process ended; agentproxy keeps the
-    agent, so ``stopping`` and ``stopped`` are shown as they are.
+    agent, so ``stopping`` and ``stopped`` are shown as they are, and so is ``suspended``
+    (the peer has no such state; a request to the session resumes it).
     """
     return "active" if status in _ACTIVE else status.value
 

@@ -4,7 +4,10 @@ The proxy keeps no state of its own. The ConfigMap is an agent's claim: it is
 created (not applied) first, so that of two creates of one id with different
 specs exactly one wins, across any number of proxy replicas; it and the
 StatefulSet carry the agent's spec as an annotation, which is all a restarted
-proxy needs to rebuild everything.
+proxy needs to rebuild everything. A suspended agent's StatefulSet has no
+replicas and an annotation saying so; suspends and resumes apply it on the
+condition that it has not changed since it was read, so that of several proxies
+exactly one carries each out.
 
 This module does the I/O; what to apply in which order, what to delete, an
 agent's state and drift are decided by the pure functions of :mod:`.model`.
@@ -17,6 +20,7 @@ once or, when the server does not answer, as soon as it answers again.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from datetime import datetime, timezone
 from typing import Any, Iterable
@@ -28,10 +32,12 @@ from ...render import RenderError, render_agent
 from ...settings import Settings
 from ...spec import AgentSpec
 from ..base import (
-    AgentState, AgentStatus, Backend, BackendError, Conflict, MetricSample, Rejected, Unavailable, different_spec,
+    AgentState, AgentStatus, Backend, BackendError, Conflict, MetricSample, NotFound, Rejected, Unavailable,
+    different_spec,
 )
-from ..conversation import FirstMessageTracker
+from ..conversation import FirstMessageTracker, read_activity
 from ..limits import CreateLimits
+from ..suspension import AgentActivity, Suspension
 from . import model, upkeep
 from .cache import NamespaceCache, event_agent
 from .client import Client, NamespaceMissing
@@ -43,6 +49,11 @@ log = logging.getLogger(__name__)
 
 SPEC_ANNOTATION = model.SPEC_ANNOTATION
 SPEC_HASH_ANNOTATION = model.SPEC_HASH_ANNOTATION
+
+LIVE: Any = object()
+"""For :meth:`K8sBackend.render`: the suspension the StatefulSet has now."""
+SCALE_ATTEMPTS = 3
+"""Suspend and resume re-read and try again this often when the StatefulSet changed meanwhile."""
 
 
 class K8sBackend(Backend):
@@ -158,10 +169,13 @@ class K8sBackend(Backend):
         """The agent's spec as stored in the cluster (claim first, then StatefulSet)."""
         return self.specs.spec(model.AgentObjects.of(agent_id, self.cached))
 
-    def state_of(self, agent_id: str) -> AgentState | None:
-        """The agent's state from cached objects, or None when it does not exist."""
+    def state_of(self, agent_id: str, statefulset: Any = LIVE) -> AgentState | None:
+        """The agent's state from cached objects (with ``statefulset`` instead of the cached one,
+        when given), or None when it does not exist."""
         assert self.cache is not None
         objects = model.AgentObjects.of(agent_id, self.cached, self.cache.events_of(agent_id))
+        if statefulset is not LIVE:
+            objects = dataclasses.replace(objects, statefulset=statefulset)
         spec = self.specs.spec(objects)
         if spec is None:
             return None
@@ -186,12 +200,15 @@ class K8sBackend(Backend):
 
     # --- writing ---------------------------------------------------------------
 
-    def render(self, spec: AgentSpec) -> list[dict[str, Any]]:
-        """The agent's manifests, with the replica count the model wants given what is live; a
-        template problem is the request's problem (422)."""
-        live = model.AgentObjects.of(spec.id, self.cached) if self.cache else model.AgentObjects(None, None, None, None)
+    def render(self, spec: AgentSpec, suspension: Suspension | None = LIVE) -> list[dict[str, Any]]:
+        """The agent's manifests with the StatefulSet of ``suspension`` (by default the one it has
+        now: whatever re-applies the agent keeps a suspended one suspended); a template problem
+        is the request's problem (422)."""
+        if suspension is LIVE:
+            suspension = model.suspension_of(self.cached(STATEFULSET, naming.statefulset_name(spec.id))
+                                              if self.cache is not None else None)
         try:
-            return render_agent(self.settings, spec, replicas=model.desired_replicas(live))
+            return render_agent(self.settings, spec, **model.workload(suspension))
         except RenderError as exc:
             raise Rejected(str(exc), field=exc.field) from None
 
@@ -335,6 +352,58 @@ class K8sBackend(Backend):
         for kind, name in model.delete_targets(state.id, purge=purge):
             await self.delete_object(kind, name)
         return model.deleting_state(state, purge)
+
+    async def _suspend(self, state: AgentState, suspension: Suspension, guard: Any) -> tuple[AgentState, bool]:
+        return await self._scale(state, suspension, guard)
+
+    async def _resume(self, state: AgentState) -> tuple[AgentState, bool]:
+        return await self._scale(state, None, None)
+
+    async def _scale(self, state: AgentState, suspension: Suspension | None, guard: Any) -> tuple[AgentState, bool]:
+        """Apply the StatefulSet with the replicas and annotation of ``suspension`` (None: running)
+        unless it changed since it was read; when it did, read it again: another proxy may have
+        done the same meanwhile (then this one did nothing), or ``guard`` may no longer hold."""
+        assert self.client is not None
+        path = STATEFULSET.item(self.namespace, naming.statefulset_name(state.id))
+        live = self.cached(STATEFULSET, naming.statefulset_name(state.id))
+        for attempt in range(SCALE_ATTEMPTS):
+            if live is None or live["metadata"].get("deletionTimestamp"):
+                raise Conflict(f"agent {state.id!r} is being deleted" if live else
+                               f"agent {state.id!r} has no StatefulSet yet; try again in a moment", field="agent")
+            current = self.state_of(state.id, live) or state
+            if attempt and (current.suspended == (suspension is not None) or (guard and not guard(current))):
+                return current, False
+            sts = model.statefulset_of(self.render(state.spec, suspension))
+            try:
+                stored = await self.apply(model.unless_changed(sts, live["metadata"]["resourceVersion"]), force=True)
+            except Conflict:
+                log.debug("the StatefulSet of agent %s changed since it was read; reading it again", state.id)
+                live = await self.client.get(path, resource="statefulsets")
+                continue
+            self.reconciler.note_applied(state.id)
+            return self.state_of(state.id, stored) or current, True
+        raise Unavailable(f"the StatefulSet of agent {state.id!r} kept changing; try again")
+
+    async def _record_activity(self, state: AgentState, when: datetime) -> None:
+        assert self.client is not None
+        try:
+            await self.client.request("PATCH", STATEFULSET.item(self.namespace, naming.statefulset_name(state.id)),
+                                      body=model.activity_patch(when), content_type="application/merge-patch+json",
+                                      params={"fieldManager": self.activity_manager}, verb="patch",
+                                      resource="statefulsets")
+        except NotFound:
+            pass  # deleted meanwhile
+
+    @property
+    def activity_manager(self) -> str:
+        """The field manager of the last-active annotation (not the applying one: an apply would
+        remove an annotation its manager set before and leaves out now)."""
+        return self.k8s.field_manager[:119] + "-activity"
+
+    async def _activity(self, state: AgentState) -> AgentActivity:
+        if not state.upstream or self._http is None:
+            return AgentActivity()
+        return await read_activity(self._http, state.upstream)
 
     async def _logs(self, state: AgentState, tail_lines: int) -> str:
         assert self.client is not None

@@ -1,10 +1,11 @@
 """What the k8s backend decides, as pure functions of objects: no cluster, no I/O.
 
 - the agent's objects and its state, derived from what the cache holds;
+- suspension: the replicas and annotation of a suspended agent, and its clock of activity;
 - the apply plan (what is applied in which order, and what the StatefulSet owns);
 - the objects a delete (or a failed create's rollback) removes;
-- what agentproxy wants of each object (:func:`desired_objects`: the replica count, a volume
-  never shrunk), drift (does a live object still hold it? see :mod:`.drift`) and strays to prune;
+- what agentproxy wants of each object (:func:`desired_objects`: a volume never shrunk), drift
+  (does a live object still hold it? see :mod:`.drift`) and strays to prune;
 - when a claim whose create never finished is abandoned;
 - the progress ``agentproxy apply --wait`` shows and the diff ``agentproxy diff`` prints.
 
@@ -29,6 +30,7 @@ from ...settings import AGENT_PORT
 from ...spec import AgentSpec
 from ..base import AgentState, AgentStatus
 from ..conversation import FIRST_MESSAGE_PENDING
+from ..suspension import SUSPENDED_REASON, SUSPENDING_REASON, Suspension, parse_time, timestamp
 from . import drift
 from .kinds import CONFIGMAP, PVC, POD, SERVICE, STATEFULSET, Kind
 from .status import derive_status
@@ -40,6 +42,8 @@ SPEC_ANNOTATION = "agentproxy.io/spec"
 """The agent's spec as JSON, on its ConfigMap (the claim) and StatefulSet."""
 SPEC_HASH_ANNOTATION = "agentproxy.io/spec-hash"
 """The spec's fingerprint, beside it."""
+SUSPENDED_ANNOTATION = naming.ANNOTATION_SUSPENDED
+LAST_ACTIVE_ANNOTATION = naming.ANNOTATION_LAST_ACTIVE
 
 OWNED = (SERVICE, CONFIGMAP)
 """Kinds applied with an ownerReference to the agent's StatefulSet (collected with it)."""
@@ -126,6 +130,11 @@ def agent_state(spec: AgentSpec, objects: AgentObjects, *, namespace: str, pod_a
     derived = derive_status(objects.statefulset, objects.pod, objects.pvc, objects.events)
     if objects.statefulset is None and objects.claim is not None and derived.status is AgentStatus.STOPPED:
         derived = type(derived)(AgentStatus.PENDING, "NotApplied", "the StatefulSet has not been applied yet")
+    suspension = suspension_of(objects.statefulset)
+    if suspension is not None and not (objects.statefulset or {})["metadata"].get("deletionTimestamp"):
+        derived = (type(derived)(AgentStatus.STOPPING, SUSPENDING_REASON, "the pod is stopping; its volume is kept",
+                                 derived.restarts) if objects.pod is not None else
+                   type(derived)(AgentStatus.SUSPENDED, SUSPENDED_REASON, suspension.message()))
     pod = objects.pod or {}
     pod_ip = (pod.get("status") or {}).get("podIP")
     upstream = None
@@ -138,6 +147,7 @@ def agent_state(spec: AgentSpec, objects: AgentObjects, *, namespace: str, pod_a
         spec=spec, mode=MODE, status=derived.status, reason=derived.reason, message=derived.message,
         created_at=created_at(objects.claim or objects.statefulset), upstream=upstream, restarts=derived.restarts,
         details={"namespace": namespace, **names, "pod_ip": pod_ip, "node": (pod.get("spec") or {}).get("nodeName")},
+        suspended=suspension is not None, last_active=last_active(objects.statefulset, objects.pod),
     )
 
 
@@ -155,6 +165,55 @@ def deleting_state(state: AgentState, purge: bool) -> AgentState:
                       details=state.details)
 
 
+# --- suspension --------------------------------------------------------------------------------
+
+def suspension_of(statefulset: Obj | None) -> Suspension | None:
+    """The suspension of an agent whose StatefulSet carries the suspended annotation, else None."""
+    text = annotation(statefulset, SUSPENDED_ANNOTATION)
+    return Suspension.from_json(text) if text is not None else None
+
+
+def desired_replicas(suspension: Suspension | None) -> int:
+    """The agent's replicas: none while it is suspended, else its one pod. The only place that
+    says so: every apply of the StatefulSet (create, repeat, suspend, resume, repair) renders
+    with the values of :func:`workload`."""
+    return 0 if suspension is not None else 1
+
+
+def workload(suspension: Suspension | None) -> dict[str, Any]:
+    """The StatefulSet's ``replicas`` and ``suspension`` (its annotation) for the templates."""
+    return {"replicas": desired_replicas(suspension),
+            "suspension": suspension.to_json() if suspension is not None else None}
+
+
+def last_active(statefulset: Obj | None, pod: Obj | None) -> datetime | None:
+    """When the agent was last in use: the later of the last-active annotation (requests seen
+    by any proxy) and the time its pod became ready."""
+    seen = [t for t in (parse_time(annotation(statefulset, LAST_ACTIVE_ANNOTATION)), _ready_since(pod)) if t]
+    return max(seen) if seen else None
+
+
+def _ready_since(pod: Obj | None) -> datetime | None:
+    for condition in ((pod or {}).get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Ready" and condition.get("status") == "True":
+            return parse_time(condition.get("lastTransitionTime"))
+    return None
+
+
+def activity_patch(when: datetime) -> dict[str, Any]:
+    """The merge patch that sets the last-active annotation (written beside the applied
+    fields, under a field manager of its own, so that applies neither remove nor fight it)."""
+    return {"metadata": {"annotations": {LAST_ACTIVE_ANNOTATION: timestamp(when)}}}
+
+
+def unless_changed(obj: Obj, resource_version: str) -> dict[str, Any]:
+    """A copy of ``obj`` whose apply fails (409) if the object was changed since ``resource_version``:
+    of several proxies suspending or resuming one agent at once, exactly one does it."""
+    guarded = copy.deepcopy(dict(obj))
+    guarded["metadata"]["resourceVersion"] = resource_version
+    return guarded
+
+
 # --- applying and deleting ---------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -165,13 +224,6 @@ class ApplyPlan:
     claim: dict[str, Any]
     first: tuple[dict[str, Any], ...]
     owned: tuple[dict[str, Any], ...]
-
-
-def desired_replicas(objects: AgentObjects) -> int:
-    """The replica count agentproxy wants for the agent's StatefulSet, from its live objects.
-    The one place that decides it: the backend renders every StatefulSet with it (the
-    templates' ``replicas``), so creates, repeats and drift repair all apply this value."""
-    return 1
 
 
 def desired_objects(rendered: Iterable[dict[str, Any]], live: AgentObjects) -> list[dict[str, Any]]:
@@ -195,6 +247,11 @@ def apply_plan(objects: Iterable[dict[str, Any]]) -> ApplyPlan:
     by_kind = {o["kind"]: o for o in objects}
     return ApplyPlan(claim=by_kind[CONFIGMAP.name], first=(by_kind[PVC.name], by_kind[STATEFULSET.name]),
                      owned=tuple(by_kind[k.name] for k in OWNED))
+
+
+def statefulset_of(objects: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The StatefulSet among an agent's rendered objects."""
+    return next(o for o in objects if o["kind"] == STATEFULSET.name)
 
 
 def owner_reference(statefulset: Obj) -> dict[str, Any]:

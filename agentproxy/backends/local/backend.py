@@ -9,7 +9,8 @@ Layout of ``local_mode.data_dir``::
 
 The proxy can stop and start again without disturbing its agents: :meth:`close`
 leaves them running and :meth:`start` re-adopts every process whose pid, start
-time and command line still match the state file, and restarts the others.
+time and command line still match the state file, and restarts the others. A
+suspended agent has no process and no port; the state file keeps it suspended.
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ from ...spec import AgentSpec
 from ..base import AgentState, AgentStatus, Backend, Rejected, Unavailable, not_found
 from ..conversation import ConversationFollower
 from ..limits import CreateLimits
+from ..suspension import AgentActivity, Suspension, parse_time
 from .ports import HOST, PortAllocator
 from .process import (
     AgentProcess, Identity, ProcessTable, TreeSampler, directory_size, executable_search_path, find_executable,
 )
+from .report import agent_activity
 from .state import DataDirLock, StateFile, StateWriter
 from .supervisor import Supervisor
 
@@ -104,13 +107,18 @@ class LocalBackend(Backend):
             raise ValueError(f"the record holds agent {spec.id!r}")
         port = record.get("port")
         failed = record.get("status") == "failed"
+        suspended = record.get("status") == "suspended"
         identity = Identity.from_dict(record["process"]) if record.get("process") and not failed else None
         supervisor = self._supervisor(spec, port=None, created_at=datetime.fromisoformat(record["created_at"]),
                                       restarts=int(record.get("restarts") or 0), last_state=record.get("last_state"),
-                                      tag=record.get("tag"))
+                                      tag=record.get("tag"), active_at=parse_time(record.get("active_at")))
         self._agents[agent_id] = supervisor
         if failed:
             supervisor.restore_failed(record.get("reason"), record.get("message"))
+            return
+        if suspended:
+            supervisor.restore_suspended(Suspension.from_dict(record.get("suspension") or {}),
+                                         AgentProcess.adopt(identity) if identity is not None else None)
             return
         process = AgentProcess.adopt(identity) if identity is not None else None
         kept = port if isinstance(port, int) and self.ports.claim(port, agent_id) else None
@@ -210,6 +218,36 @@ class LocalBackend(Backend):
             raise Unavailable(f"agent {spec.id!r} was not created: cannot write the state file "
                               f"{self._state_file.path}: {exc.strerror or exc}") from None
         return supervisor.state()
+
+    async def _suspend(self, state: AgentState, suspension: Suspension, guard: Any) -> tuple[AgentState, bool]:
+        supervisor = self._agents[state.id]
+        await supervisor.suspend(self.timing.stop_grace, suspension)
+        await self._save_quietly()  # done either way; the monitor writes the file once it can
+        return supervisor.state(), True
+
+    async def _resume(self, state: AgentState) -> tuple[AgentState, bool]:
+        supervisor = self._agents[state.id]
+        # Every check before anything changes, as for a create.
+        self._agentapi_binary()
+        self._command(state.spec)
+        try:
+            await asyncio.to_thread(supervisor.work_dir.mkdir, parents=True, exist_ok=True)
+            await supervisor.wake()
+        except OSError as exc:
+            raise Unavailable(f"cannot start agentapi (local_mode.agentapi_binary {self.local.agentapi_binary!r}) "
+                              f"for agent {state.id!r}: {exc.strerror or exc}") from None
+        await self._save_quietly()  # done either way; the monitor writes the file once it can
+        return supervisor.state(), True
+
+    async def _record_activity(self, state: AgentState, when: datetime) -> None:
+        supervisor = self._agents.get(state.id)
+        if supervisor is not None:
+            supervisor.active_at = when
+            self.changed(supervisor)  # kept in the state file: a restarted proxy counts from it
+
+    async def _activity(self, state: AgentState) -> AgentActivity:
+        supervisor = self._agents.get(state.id)
+        return agent_activity(supervisor) if supervisor is not None else AgentActivity()
 
     async def _delete(self, state: AgentState, purge: bool) -> AgentState:
         supervisor = self._agents[state.id]

@@ -1,12 +1,14 @@
 """How a local agent is reported: its details in the API, its record in the state file,
-its memory limit in bytes, and the texts of its failures."""
+its activity, its memory limit in bytes, and the texts of its failures."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 from ...quantity import parse_quantity
 from ..base import AgentStatus, BackendError
+from ..suspension import AgentActivity, timestamp
 from .logs import AgentLog
 
 MESSAGE_TAIL_LINES = 20
@@ -45,6 +47,7 @@ def agent_record(supervisor: Any) -> dict[str, Any]:
     its process (pid, start time, command line), or to start it again on its port."""
     process = supervisor.process
     failed = supervisor.status is AgentStatus.FAILED
+    suspension = supervisor.suspension
     return {
         "spec": supervisor.spec.to_json(),
         "port": supervisor.port,
@@ -52,11 +55,30 @@ def agent_record(supervisor: Any) -> dict[str, Any]:
         "restarts": supervisor.restarts,
         "tag": supervisor.tag,
         "process": process.identity.to_dict() if process is not None and not process.exited else None,
-        "status": "failed" if failed else "running",
+        "status": "failed" if failed else "suspended" if suspension is not None else "running",
         "reason": supervisor.reason if failed else None,
         "message": supervisor.message if failed else None,
         "last_state": supervisor.last_state,
+        "suspension": suspension.to_dict() if suspension is not None else None,
+        "active_at": timestamp(supervisor.active_at) if supervisor.active_at is not None else None,
     }
+
+
+def agent_activity(supervisor: Any) -> AgentActivity:
+    """agentapi's status and last message as the conversation follower of the current run saw them."""
+    follower = supervisor.conversation.follower
+    if follower is None:
+        return AgentActivity()
+    at = follower.last_message_at
+    return AgentActivity(follower.status, datetime.fromtimestamp(at, timezone.utc) if at else None)
+
+
+def last_active(supervisor: Any) -> datetime | None:
+    """When a local agent was last in use: the latest of the last recorded request, the last
+    message seen and its becoming ready."""
+    seen = [t for t in (supervisor.active_at, supervisor.ready_at, agent_activity(supervisor).last_message_at)
+            if t is not None]
+    return max(seen) if seen else None
 
 
 def memory_limit_bytes(quantity: str) -> int | None:

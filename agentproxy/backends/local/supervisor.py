@@ -1,6 +1,6 @@
 """One agent's life: start agentapi, wait until it answers, restart it when it dies
 (see :mod:`.restarts`), enforce its memory limit, follow its conversation while it
-is ready (see :mod:`.following`), stop it.
+is ready (see :mod:`.following`), suspend and wake it, stop it.
 
 A supervisor owns its agent's port, process, log and state, and changes nothing
 else: what it needs from its backend is :class:`SupervisorHost`, and the
@@ -23,6 +23,7 @@ from ...settings.schema import SupervisionSettings
 from ...spec import AgentSpec
 from ..base import AgentState, AgentStatus, BackendError
 from ..conversation import FIRST_MESSAGE_PENDING, ConversationFollower
+from ..suspension import SUSPENDED_REASON, SUSPENDING_REASON, Suspension, utc_now
 from .following import RunConversation
 from .logs import AgentLog
 from .ports import HOST, PortAllocator, port_is_free
@@ -30,7 +31,9 @@ from .process import (
     TAG_VARIABLE, AgentProcess, Identity, ProcessTable, TreeSample, agent_environment, spawn_in_thread,
     stop_in_background, stop_tree,
 )
-from .report import agent_details, agent_record, failure_text, human_bytes, log_tail, memory_limit_bytes
+from .report import (
+    agent_details, agent_record, failure_text, human_bytes, last_active, log_tail, memory_limit_bytes,
+)
 from .restarts import Ended, RestartBackoff, exited, probe_interval
 
 log = logging.getLogger(__name__)
@@ -67,7 +70,8 @@ class Supervisor:
 
     def __init__(self, host: SupervisorHost, spec: AgentSpec, *, port: int | None, work_dir: Path,
                  log_file: Path, created_at: datetime, restarts: int = 0,
-                 last_state: dict[str, Any] | None = None, tag: str | None = None) -> None:
+                 last_state: dict[str, Any] | None = None, tag: str | None = None,
+                 active_at: datetime | None = None) -> None:
         self.host = host
         self.timing = host.timing
         self.spec = spec
@@ -88,6 +92,12 @@ class Supervisor:
         self.work_dir_complete = True
         self.disk_measured_at = float("-inf")
         self.memory_limit = memory_limit_bytes(spec.resources.memory_limit)
+        self.suspension: Suspension | None = None
+        """Why and when the agent was suspended, while it is."""
+        self.active_at = active_at
+        """The last proxied request to the agent that was recorded (idle culling's clock)."""
+        self.ready_at: datetime | None = None
+        """When the agent last became ready."""
         self._task: asyncio.Task[None] | None = None
         self._over_limit = asyncio.Event()
         self.backoff = RestartBackoff(self.timing)
@@ -154,6 +164,15 @@ class Supervisor:
         """An agent that had failed before the proxy restarted stays failed."""
         self.port = None
         self._set(AgentStatus.FAILED, reason or "Failed", message)
+
+    def restore_suspended(self, suspension: Suspension, process: AgentProcess | None) -> None:
+        """An agent that was suspended before the proxy restarted stays suspended; ``process``
+        is a run the suspension had not ended yet (the proxy stopped half-way), ended now."""
+        self.port = None
+        self.suspension = suspension
+        if process is not None:
+            stop_in_background(process, tag=self.tag, table=self.host.table)
+        self._set(AgentStatus.SUSPENDED, SUSPENDED_REASON, suspension.message())
 
     def run(self) -> None:
         """Start supervising (a task of the running loop)."""
@@ -225,6 +244,7 @@ class Supervisor:
                 ended = await self._until_ready(process, exited_, over_limit)
                 if ended is not None:
                     return ended
+                self.ready_at = utc_now()
                 self._set(AgentStatus.READY, None, None)
             self._follow_conversation()
             await asyncio.wait({exited_, over_limit}, return_when=asyncio.FIRST_COMPLETED)
@@ -346,17 +366,50 @@ class Supervisor:
     async def stop(self, grace: float) -> None:
         """Stop supervising and end the whole process tree (SIGTERM, ``grace``, SIGKILL)."""
         self._set(AgentStatus.STOPPING, "Deleting", None)
+        await self._end_run(grace, "stopping")
+        self._set(AgentStatus.STOPPED, "Deleted", None)
+
+    async def suspend(self, grace: float, suspension: Suspension) -> None:
+        """End the process tree as :meth:`stop` does, keeping the work directory (and in it the
+        conversation, which agentapi saves on SIGTERM), and give the port up."""
+        self.suspension = suspension
+        self._set(AgentStatus.STOPPING, SUSPENDING_REASON, "stopping the agent; its work directory is kept")
+        await self._end_run(grace, f"suspending ({suspension.cause})")
+        self.port = self.sample = None
+        self._set(AgentStatus.SUSPENDED, SUSPENDED_REASON, suspension.message())
+
+    async def _end_run(self, grace: float, why: str) -> None:
+        """Stop supervising, end the whole process tree and release the port."""
         await self._cancel()
         self.conversation.stop()  # agentapi saves the conversation itself on SIGTERM
         process = self.process
-        self.log.note("stopping")
+        self.log.note(why)
         await self._end(process, grace)
         if process is not None:
             process.forget()
         self.process = None
         if self.port is not None:
             self.host.ports.release(self.port, self.id)
-        self._set(AgentStatus.STOPPED, "Deleted", None)
+
+    async def wake(self) -> None:
+        """Start a suspended agent again on a free port and supervise it (raises ``OSError`` or
+        :class:`BackendError`, and stays suspended, when agentapi cannot be started)."""
+        suspension = self.suspension
+        assert suspension is not None and self.status is AgentStatus.SUSPENDED
+        self.port = await self.host.ports.allocate(self.id)
+        self.backoff = RestartBackoff(self.timing)
+        self.suspension = None
+        self.log.note("resuming")
+        try:
+            await self.launch()
+        except BaseException:
+            self.abandon()
+            self.host.ports.release(self.port, self.id)
+            self.port = None
+            self.suspension = suspension
+            self._set(AgentStatus.SUSPENDED, SUSPENDED_REASON, suspension.message())
+            raise
+        self.run()
 
     async def detach(self) -> None:
         """Stop supervising and leave the processes running (the next proxy re-adopts them)."""
@@ -384,7 +437,8 @@ class Supervisor:
         """The agent as the API shows it."""
         return AgentState(spec=self.spec, mode="local", status=self.status, created_at=self.created_at,
                           reason=self.reason, message=self.message, upstream=self.upstream,
-                          restarts=self.restarts, details=agent_details(self))
+                          restarts=self.restarts, details=agent_details(self),
+                          suspended=self.suspension is not None, last_active=last_active(self))
 
     def record(self) -> dict[str, Any]:
         """What the state file keeps of the agent."""

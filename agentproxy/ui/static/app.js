@@ -1,5 +1,5 @@
 // The dashboard: asks for an API key when the server wants one, lists the agents live,
-// creates and deletes them, and shows the chat and the logs of the selected one.
+// creates, suspends, resumes and deletes them, and shows the chat and the logs of the selected one.
 
 import { Api, ApiError, agentPath } from "./api.js";
 import { AgentStore, LiveAgents, agentKey, renderAgentList, statusBadge } from "./agents.js";
@@ -40,6 +40,8 @@ function render() {
     const reason = [agent.reason, agent.message].filter(Boolean).join(": ");
     $("agent-reason").textContent = reason;
     $("agent-reason").hidden = !reason;
+    // A suspended agent (or one being suspended) can be resumed; any other suspended.
+    $("suspend-button").textContent = isSuspended(agent) ? "Resume" : "Suspend";
   }
   chat.show(agent || null);
   logs.show(agent || null, tab === "logs");
@@ -47,6 +49,7 @@ function render() {
 
 function select(key) {
   selected = key;
+  showError($("agent-error"), "");
   render();
 }
 
@@ -164,6 +167,27 @@ $("create-form").addEventListener("submit", async (event) => {
     showError($("create-error"), err.describe ? err.describe() : err.message);
   } finally {
     $("create-submit").disabled = false;
+  }
+});
+
+// --- suspending and resuming ---------------------------------------------------------------
+
+function isSuspended(agent) {
+  return agent.status === "suspended" || agent.reason === "Suspending";
+}
+
+$("suspend-button").addEventListener("click", async () => {
+  const agent = store.get(selected);
+  if (!agent) return;
+  const verb = isSuspended(agent) ? "resume" : "suspend";
+  $("suspend-button").disabled = true;
+  showError($("agent-error"), "");
+  try {
+    store.apply(await api.request("POST", agentPath(agent.session, agent.id, `/${verb}`)), "modified");
+  } catch (err) {
+    showError($("agent-error"), err.describe ? err.describe() : err.message);
+  } finally {
+    $("suspend-button").disabled = false;
   }
 });
 

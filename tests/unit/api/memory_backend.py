@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
 from agentproxy.backends.base import AgentState, AgentStatus, Backend, BackendError
+from agentproxy.backends.suspension import SUSPENDED_REASON, AgentActivity, Suspension
 from agentproxy.spec import AgentSpec
 
 _EPOCH = datetime(2025, 1, 1, tzinfo=timezone.utc)
@@ -38,6 +39,8 @@ class MemoryBackend(Backend):
         self.fail_next: BackendError | None = None
         """Raised (once) by the next create or delete, to stand for a platform failure."""
         self.deleted: list[tuple[str, str, bool]] = []
+        self.activities: dict[str, AgentActivity] = {}
+        """What :meth:`activity` answers for an agent (nothing known, unless set)."""
         self.started = self.closed = False
         self._clock = itertools.count()
 
@@ -96,6 +99,29 @@ class MemoryBackend(Backend):
         final = dataclasses.replace(state, status=AgentStatus.STOPPED, upstream=None)
         self.publish_gone(state.id, final)
         return final
+
+    async def _suspend(self, state: AgentState, suspension: Suspension, guard: Any) -> tuple[AgentState, bool]:
+        self._raise_injected()
+        suspended = dataclasses.replace(state, status=AgentStatus.SUSPENDED, upstream=None, suspended=True,
+                                        reason=SUSPENDED_REASON, message=suspension.message())
+        self.agents[state.id] = suspended
+        self.publish(suspended)
+        return suspended, True
+
+    async def _resume(self, state: AgentState) -> tuple[AgentState, bool]:
+        self._raise_injected()
+        ready = self.upstream is not None
+        resumed = dataclasses.replace(state, status=AgentStatus.READY if ready else AgentStatus.PENDING,
+                                      upstream=self.upstream, suspended=False, reason=None, message=None)
+        self.agents[state.id] = resumed
+        self.publish(resumed)
+        return resumed, True
+
+    async def _record_activity(self, state: AgentState, when: datetime) -> None:
+        self.agents[state.id] = dataclasses.replace(self.agents[state.id], last_active=when)
+
+    async def _activity(self, state: AgentState) -> AgentActivity:
+        return self.activities.get(state.id, AgentActivity())
 
     async def _logs(self, state: AgentState, tail_lines: int) -> str:
         lines = self.log_lines.get(state.id, [])

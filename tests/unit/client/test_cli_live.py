@@ -92,6 +92,38 @@ def test_errors_are_one_line_with_documented_exit_statuses(server):
     assert not [a for a in server.agents() if a["session"] == "cli"]  # nothing was created
 
 
+def test_suspend_and_resume_keep_the_conversation(server):
+    created = agentproxy(server, "agents", "create", "sus", "--id", "s1", "--message", "hello", "--wait")
+    assert created.returncode == 0, created.stderr
+    chat = agentproxy(server, "chat", "sus", "s1", "-m", "again", "--timeout", "60")
+    assert chat.returncode == 0 and chat.stdout == "echo: again\n", chat.stderr
+
+    suspended = agentproxy(server, "agents", "suspend", "sus", "s1")
+    assert suspended.returncode == 0, suspended.stderr
+    assert suspended.stdout.startswith("agent sus/s1 suspended (Suspended: suspended through the API at ")
+    listed = agentproxy(server, "agents", "ls", "--session", "sus", "--status", "suspended")
+    assert [r[:5] for r in table_rows(listed.stdout)] == [["sus", "s1", "echo", "suspended", "Suspended"]]
+    again = agentproxy(server, "agents", "suspend", "sus", "s1", "-o", "json")  # a no-op
+    assert again.returncode == 0 and json.loads(again.stdout)["status"] == "suspended"
+
+    resumed = agentproxy(server, "agents", "resume", "sus", "s1", "--wait")
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stderr.splitlines()[-1] == "sus/s1: ready", resumed.stderr
+    assert table_rows(resumed.stdout)[0][:4] == ["sus", "s1", "echo", "ready"]
+    # The conversation is back (agentapi loads it once the agent shows its prompt).
+    deadline = time.monotonic() + 30
+    while True:
+        with urllib.request.urlopen(server.url + "/sessions/sus/agents/s1/api/messages", timeout=10) as response:
+            said = [m["content"].strip() for m in json.loads(response.read())["messages"] if m["id"] != 0]
+        if said == ["hello", "echo: hello", "again", "echo: again"]:
+            break
+        assert time.monotonic() < deadline, said
+        time.sleep(0.1)
+    missing = agentproxy(server, "agents", "resume", "sus", "nobody")
+    assert missing.returncode == 4 and "not_found (404)" in one_error_line(missing)
+    server.call("DELETE", "/sessions/sus/agents/s1")
+
+
 def test_watch_prints_changes_until_ctrl_c(server):
     server.call("POST", "/sessions/w/agents", {"id": "w1"})
     server.wait_for(lambda agents: any(a["id"] == "w1" and a["status"] == "ready" for a in agents), what="w1 ready")

@@ -97,6 +97,32 @@ def test_create_watch_ready_chat_logs_delete(server, page, shot):
     assert real_errors(page) == []
 
 
+def test_suspend_and_resume_keep_the_chat(server, page, shot):
+    server.call("POST", "/sessions/nap/agents", {"id": "n1"})
+    page.goto(server.url + "/ui/")
+    row(page, "nap", "n1").click()
+    expect(page.locator("#agent-status")).to_have_text("ready", timeout=READY_TIMEOUT)
+    chat_and_see_echo(page, "before the nap")
+
+    page.get_by_role("button", name="Suspend").click()
+    expect(page.locator("#agent-status")).to_have_text("suspended", timeout=READY_TIMEOUT)
+    expect(row(page, "nap", "n1").locator(".badge")).to_have_text("suspended")
+    expect(page.locator("#agent-reason")).to_contain_text("Suspended: suspended through the API")
+    expect(page.get_by_role("button", name="Send")).to_be_disabled()
+    shot("11-suspended")
+
+    page.get_by_role("button", name="Resume").click()
+    expect(page.locator("#agent-status")).to_have_text("ready", timeout=READY_TIMEOUT)
+    expect(page.get_by_role("button", name="Suspend")).to_be_visible()
+    # The conversation is back in the chat once the agent has loaded it.
+    earlier = page.locator("#messages .role-agent .text", has_text="echo: before the nap")
+    expect(earlier).to_have_text("echo: before the nap", timeout=REPLY_TIMEOUT)
+    chat_and_see_echo(page, "after the nap")
+    shot("12-resumed")
+    server.call("DELETE", "/sessions/nap/agents/n1")
+    assert real_errors(page) == []
+
+
 def test_html_from_the_agent_is_shown_as_text(server, page, shot):
     server.call("POST", "/sessions/xss/agents", {"id": "x1"})
     server.wait_for(lambda agents: any(a["id"] == "x1" and a["status"] == "ready" for a in agents), what="x1 ready")

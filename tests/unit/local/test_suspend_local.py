@@ -1,0 +1,181 @@
+"""Suspend, resume and idle culling in local mode, over HTTP, with the real agentapi and the
+echo demo agent (`agentproxy serve` as a process of its own, so that it can be restarted).
+
+A suspended agent has no process and no port; its work directory and conversation stay,
+across a restart of the proxy too. It comes back, with its earlier messages, through a
+resume or a proxied request; an agent nobody talks to is suspended by idle culling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import aiohttp
+import psutil
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from agentproxy.backends.local.ports import port_is_free
+from tests.conversation import AGENTAPI_HOST, agent_said, exchanges, say
+
+from .conftest import assert_nothing_left, processes_in
+from .test_real_agent_life import SESSION, Server, state_file_holds
+
+PORT_RANGE = (27000, 27999)
+"""Where these servers and their agents listen: the first port of a block for the server."""
+BLOCK = 16
+HANG_GUARD = 60.0
+"""Seconds after which a wait gives up (a bound, not a measurement)."""
+
+
+def free_block() -> tuple[int, int]:
+    """A block of ports in PORT_RANGE whose first port and most others are free."""
+    for start in range(PORT_RANGE[0], PORT_RANGE[1] - BLOCK + 2, BLOCK):
+        free = [p for p in range(start, start + BLOCK) if port_is_free(p)]
+        if start in free and len(free) >= BLOCK // 2:
+            return start, start + BLOCK - 1
+    raise RuntimeError(f"no block of {BLOCK} mostly free ports in {PORT_RANGE}")
+
+
+@pytest.fixture
+async def served(tmp_path: Path, launcher: str) -> AsyncIterator[tuple[Server, aiohttp.ClientSession]]:
+    """A server (not started yet) on a block of ports of its own; on the way out every agent is
+    deleted through it and nothing may be left running."""
+    first, last = free_block()
+    server = Server(tmp_path / "data", (first + 1, last), launcher)
+    server.port, server.base = first, f"http://127.0.0.1:{first}"
+    server.env["AGENTAPI_SERVER_PORT"] = str(first)
+    async with aiohttp.ClientSession() as client:
+        try:
+            yield server, client
+        finally:
+            if server.proc is None or server.proc.poll() is not None:
+                await server.start(client)
+            async with client.get(f"{server.base}/agents") as response:
+                for agent in (await response.json())["agents"]:
+                    async with client.delete(f"{server.base}/sessions/{agent['session']}/agents/{agent['id']}"):
+                        pass
+            server.stop()
+            for proc in processes_in(tmp_path):
+                proc.kill()
+    await assert_nothing_left(tmp_path)
+
+
+async def post(client: aiohttp.ClientSession, url: str, body: Any = None, status: int = 200) -> dict[str, Any]:
+    async with client.post(url, json=body) as response:
+        assert response.status == status, await response.text()
+        return await response.json()
+
+
+async def metrics(client: aiohttp.ClientSession, server: Server) -> dict[tuple[str, tuple], float]:
+    async with client.get(f"{server.base}/metrics") as response:
+        text = await response.text()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def gone(pid: int) -> bool:
+    return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+async def test_a_suspended_agent_keeps_its_conversation_and_comes_back(served):
+    server, client = served
+    await server.start(client)
+    await post(client, f"{server.base}/sessions/{SESSION}/agents", {"id": "sleepy", "message": "hello"}, 201)
+    agent = await _ready(client, server, "sleepy")
+    api = f"{server.route('sleepy')}/api"
+    await agent_said(client, api, "echo: hello")
+    await say(client, api, "second")
+    both = [("user", "hello"), ("agent", "echo: hello"), ("user", "second"), ("agent", "echo: second")]
+    pid, port, work_dir = agent["details"]["pid"], agent["details"]["port"], Path(agent["details"]["work_dir"])
+
+    suspended = await post(client, f"{server.route('sleepy')}/suspend")
+    assert (suspended["status"], suspended["reason"]) == ("suspended", "Suspended")
+    assert suspended["details"]["pid"] is None and suspended["details"]["port"] is None
+    assert gone(pid) and not processes_in(work_dir)
+    assert state_file_holds(work_dir, "echo: second")  # agentapi saved it on SIGTERM; the data stays
+    assert port_is_free(port)
+
+    # Suspension survives a restart of the proxy: nothing is started again.
+    server.stop()
+    await server.start(client)
+    after = await _agent(client, server, "sleepy")
+    assert (after["status"], after["reason"]) == ("suspended", "Suspended") and not processes_in(work_dir)
+    assert (await post(client, f"{server.route('sleepy')}/suspend"))["status"] == "suspended"  # a no-op
+
+    resumed = await post(client, f"{server.route('sleepy')}/resume")
+    assert resumed["status"] in ("starting", "ready") and resumed["details"]["pid"] not in (None, pid)
+    back = await _ready(client, server, "sleepy")
+    # agentapi loads the conversation once the agent shows its prompt, a moment after it answers.
+    assert exchanges(await agent_said(client, api, "echo: second")) == both  # "hello" is not sent again
+    assert (await post(client, f"{server.route('sleepy')}/resume"))["details"]["pid"] == back["details"]["pid"]
+
+    # A proxied request to a suspended agent resumes it: 503 with Retry-After until it is ready.
+    await post(client, f"{server.route('sleepy')}/suspend")
+    async with client.get(f"{api}/messages", headers=AGENTAPI_HOST) as response:
+        assert response.status == 503 and response.headers["Retry-After"] == "2"
+        assert (await response.json())["error"]["code"] == "agent_resuming"
+    deadline = time.monotonic() + HANG_GUARD
+    while True:
+        async with client.get(f"{api}/status", headers=AGENTAPI_HOST) as response:
+            if response.status == 200:
+                break
+            assert response.status == 503 and time.monotonic() < deadline, await response.text()
+        await asyncio.sleep(0.1)
+    assert exchanges(await agent_said(client, api, "echo: second")) == both
+
+    samples = await metrics(client, server)  # of the second server process, which did not count the no-op
+    assert samples[("agentproxy_agent_suspends_total", (("cause", "api"),))] == 1
+    assert samples[("agentproxy_agent_resumes_total", (("cause", "api"),))] == 1
+    assert samples[("agentproxy_agent_resumes_total", (("cause", "request"),))] == 1
+    assert samples[("agentproxy_agent_resume_seconds_count", (("cause", "api"),))] == 1
+
+
+async def test_idle_agents_are_suspended_and_a_request_waits_for_the_resume(served):
+    server, client = served
+    server.env["AGENTAPI_AGENTS_IDLE_TIMEOUT"] = "3s"
+    server.env["AGENTAPI_AGENTS_RESUME_WAIT"] = "30s"
+    await server.start(client)
+    await post(client, f"{server.base}/sessions/{SESSION}/agents", {"id": "busy"}, 201)
+    await post(client, f"{server.base}/sessions/{SESSION}/agents", {"id": "quiet", "message": "hello"}, 201)
+    await _ready(client, server, "busy")
+    await _ready(client, server, "quiet")
+    quiet_api = f"{server.route('quiet')}/api"
+    await agent_said(client, quiet_api, "echo: hello")
+
+    # The busy agent gets a request every half second; the quiet one none.
+    deadline = time.monotonic() + HANG_GUARD
+    while (quiet := await _agent(client, server, "quiet"))["status"] != "suspended":
+        assert time.monotonic() < deadline, f"the quiet agent was not culled: {quiet}"
+        async with client.get(f"{server.route('busy')}/api/status", headers=AGENTAPI_HOST) as response:
+            assert response.status == 200
+        await asyncio.sleep(0.5)
+    assert "suspended after being idle" in quiet["message"]
+    assert (await _agent(client, server, "busy"))["status"] == "ready"
+
+    # With agents.resume_wait, a request to it waits for the resume and is answered.
+    async with client.get(f"{quiet_api}/status", headers=AGENTAPI_HOST) as response:
+        assert response.status == 200, await response.text()
+    assert (await _agent(client, server, "quiet"))["status"] == "ready"
+    conversation = await agent_said(client, quiet_api, "echo: hello")
+    assert exchanges(conversation) == [("user", "hello"), ("agent", "echo: hello")]
+    samples = await metrics(client, server)
+    assert samples[("agentproxy_agent_suspends_total", (("cause", "idle"),))] >= 1
+    assert samples[("agentproxy_agent_resumes_total", (("cause", "request"),))] == 1
+
+
+async def _agent(client: aiohttp.ClientSession, server: Server, agent_id: str) -> dict[str, Any]:
+    async with client.get(server.route(agent_id)) as response:
+        assert response.status == 200, await response.text()
+        return await response.json()
+
+
+async def _ready(client: aiohttp.ClientSession, server: Server, agent_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + HANG_GUARD
+    while (agent := await _agent(client, server, agent_id))["status"] != "ready":
+        assert time.monotonic() < deadline, f"agent {agent_id} is not ready: {agent}"
+        await asyncio.sleep(0.05)
+    return agent
