@@ -22,6 +22,7 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ENV_NAME_RULE = "must be a letter or '_' followed by letters, digits or '_'"
 RESERVED_ENV_PREFIXES = ("AGENTAPI_", "AGENTPROXY_")
 MAX_ENV_VARS = 100
+MAX_ENV_NAME = 253  # what a ConfigMap key may hold
 MAX_ENV_VALUE = 32 * 1024
 MAX_MESSAGE = 64 * 1024
 RESOURCE_KEYS = ("cpu_request", "cpu_limit", "memory_request", "memory_limit", "storage_size")
@@ -159,6 +160,9 @@ def _env(env: Mapping[str, Any]) -> dict[str, str]:
     for name, value in env.items():
         if not isinstance(name, str) or not ENV_NAME.fullmatch(name):
             raise SpecError(f"env.{name}", ENV_NAME_RULE, kind="unprocessable")
+        if len(name) > MAX_ENV_NAME:
+            raise SpecError(f"env.{name[:40]}...", f"names may have at most {MAX_ENV_NAME} characters",
+                            kind="unprocessable")
         if name.startswith(RESERVED_ENV_PREFIXES):
             raise SpecError(f"env.{name}", f"names starting with {' or '.join(RESERVED_ENV_PREFIXES)} are "
                             "reserved for agentproxy and agentapi", kind="unprocessable")

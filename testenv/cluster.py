@@ -93,6 +93,8 @@ def _kwok_config(layout: Layout) -> Path:
         "pod/fast/pod-ready.yaml",
         "pod/fast/pod-complete.yaml",
         "pod/fast/pod-delete.yaml",
+        # Fails the container of a pod labelled for it (failure reasons in the e2e suite).
+        "pod/chaos/pod-container-running-failed.yaml",
         "volume/fast/pv-bind.yaml",
         "volume/fast/pv-delete.yaml",
         "volume/fast/pvc-provision.yaml",

@@ -51,7 +51,7 @@ class AgentRoutes:
         """``POST /sessions/{session}/agents``: 201 for a new agent, 200 when an equal one exists."""
         session = params.path_session(request)
         principal = principal_of(request)
-        body = await params.json_object(request)
+        body = await params.json_object(request, self.ctx.settings.server.max_body)
         fields = _create_fields(body)
         spec = build_spec(self.ctx.settings, session, fields.get("id"), fields.get("agent"), fields.get("env"),
                           fields.get("message"), fields.get("resources"), owner=principal.name)

@@ -19,7 +19,6 @@ from .events import EventStreams
 from .health import Health
 from .metrics import Metrics
 from .openapi import openapi_handler
-from .params import MAX_JSON_BODY
 from .proxy import AgentProxy, make_client
 
 CONTEXT = web.AppKey("agentproxy.api.context", ApiContext)
@@ -47,7 +46,7 @@ def create_app(
                      heartbeat_interval=heartbeat_interval, traffic=TrafficClock(enabled=bool(policy.idle_timeout)))
     app = web.Application(
         middlewares=[ctx.metrics.middleware(), error_middleware, auth.middleware()],
-        client_max_size=MAX_JSON_BODY,  # bodies read whole; the proxy streams and is not bound by it
+        client_max_size=settings.server.max_body,  # bodies read whole; the proxy streams and is not bound by it
     )
     app[CONTEXT] = ctx
     events = EventStreams(ctx)
@@ -60,7 +59,8 @@ def create_app(
     app.add_routes(ui.routes())
     app.add_routes([
         web.get("/metrics", ctx.metrics.handle, allow_head=False),
-        web.get("/openapi.json", openapi_handler(auth.enabled, compat.openapi_paths(settings)), allow_head=False),
+        web.get("/openapi.json", openapi_handler(auth.enabled, compat.openapi_paths(settings), settings=settings,
+                                                 backend=backend), allow_head=False),
     ])
     compat.install(app, ctx)  # last: agentproxy's own routes keep priority
 

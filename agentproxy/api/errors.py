@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from typing import Awaitable, Callable, Mapping
 
 from aiohttp import web
@@ -30,6 +31,7 @@ CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "unprocessable",
+    429: "too_many_requests",
     500: "internal",
     502: "bad_gateway",
     503: "unavailable",
@@ -80,8 +82,9 @@ def spec_error(exc: SpecError) -> ApiError:
 
 
 def backend_error(exc: BackendError) -> ApiError:
-    """The API error of a backend failure, with the status and code the backend chose."""
-    headers = {"Retry-After": "5"} if exc.http_status == 503 else None
+    """The API error of a backend failure, with the status and code the backend chose, and
+    ``Retry-After`` when the backend knows when trying again may succeed."""
+    headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))} if exc.retry_after is not None else None
     return ApiError(exc.http_status, exc.message, code=exc.code, field=exc.field, headers=headers)
 
 

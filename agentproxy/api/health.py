@@ -32,15 +32,15 @@ class Health:
         return web.json_response({"status": "ok"})
 
     async def readyz(self, request: web.Request) -> web.Response:
-        """200 when ``backend.healthy()`` says so within :data:`READY_TIMEOUT`, else 503."""
+        """200 when ``backend.readiness()`` finds nothing wrong within :data:`READY_TIMEOUT`,
+        else 503 saying why."""
         try:
-            healthy = await asyncio.wait_for(self.backend.healthy(), READY_TIMEOUT)
+            problem = await asyncio.wait_for(self.backend.readiness(), READY_TIMEOUT)
         except asyncio.TimeoutError:
-            healthy = False
+            problem = f"the {self.backend.mode} backend did not say within {READY_TIMEOUT:g} s whether it is ready"
         except Exception as exc:  # a failing check means "not ready", not a 500
             log.warning("backend health check failed: %s", exc)
-            healthy = False
-        if healthy:
+            problem = f"the {self.backend.mode} backend's readiness check failed: {exc}"
+        if problem is None:
             return web.json_response({"status": "ready"})
-        return error_response(503, "unavailable", f"the {self.backend.mode} backend is not ready",
-                              headers={"Retry-After": "5"})
+        return error_response(503, "unavailable", problem, headers={"Retry-After": "5"})

@@ -19,6 +19,7 @@ from prometheus_client.utils import floatToGoString
 
 from ..backends.base import AgentStatus, Backend, LifecycleEvent
 from ..backends.suspension import RESUME_CAUSES, SUSPEND_CAUSES
+from .backend_metrics import BackendCollector
 from .errors import Handler
 
 UNMATCHED = "unmatched"
@@ -101,6 +102,7 @@ class Metrics:
         """Body bytes from agents to clients."""
         self._series: dict[tuple[str, str, int], _Series] = {}
         self.registry.register(_Collector(self))
+        self.registry.register(BackendCollector(backend))
         # Suspends and resumes are rare: prometheus_client's own families are cheap enough.
         self.suspends = Counter(
             "agentproxy_agent_suspends", "Agents this proxy suspended, by cause: api (a request to the API) or "

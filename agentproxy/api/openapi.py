@@ -7,10 +7,12 @@ from typing import Any
 from aiohttp import web
 
 from .. import __version__
-from ..backends.base import AgentStatus
+from ..backends.base import AgentStatus, Backend
 from ..naming import AGENT_ID_MAX, AGENT_ID_RULE, SESSION_ID_MAX, SESSION_ID_RULE
+from ..settings import Settings
 from ..spec import RESOURCE_KEYS
 from .params import MAX_JSON_BODY
+from .schema_rules import env_schema, message_schema, resources_schema
 from .ui import openapi_paths as dashboard_paths
 
 PROXY_METHODS = ("get", "put", "post", "delete", "options", "head", "patch")
@@ -24,7 +26,11 @@ def _ref(name: str) -> dict[str, str]:
 
 
 def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    return {**schema, "nullable": True}
+    """``schema`` or null (OpenAPI 3.1: JSON Schema's type list)."""
+    kind = schema.get("type")
+    if isinstance(kind, str):
+        return {**schema, "type": [kind, "null"]}
+    return {"anyOf": [schema, {"type": "null"}]}
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -46,15 +52,22 @@ ERRORS = {
     "401": _error("No API key, or one that is not valid."),
     "404": _error("No such agent (or it belongs to another key)."),
     "409": _error("The agent exists with a different spec."),
-    "413": _error(f"The body is larger than {MAX_JSON_BODY} bytes."),
+    "413": _error(f"The body is larger than server.max_body ({MAX_JSON_BODY} bytes by default)."),
     "415": _error("The body is not application/json."),
     "422": _error("Well-formed values the settings or the platform refuse; `field` names the value."),
+    "429": _error("A limit is reached: agents per session (agents.max_per_session) or per owner "
+                  "(agents.max_per_owner), or creates waiting (agents.max_queued_creates; then with "
+                  "`Retry-After`).", _RETRY_AFTER),
     "503": _error("The backend (or the agent) is unavailable.", _RETRY_AFTER),
 }
 
 
 def _errors(*codes: str) -> dict[str, Any]:
     return {code: ERRORS[code] for code in codes}
+
+
+def _nullable_enum(values: list[str], description: str) -> dict[str, Any]:
+    return {"type": ["string", "null"], "enum": [*values, None], "description": description}
 
 
 def _path_param(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -76,7 +89,27 @@ STATUS_FILTER = _query("status", {"type": "string", "enum": _STATUSES}, "Only ag
 OPEN = {"security": []}
 
 
-def _schemas() -> dict[str, Any]:
+def _create_schema(settings: Settings | None, agent_types: list[str] | None, secrets_refused: bool) -> dict:
+    """The body of a create: every rule the server checks that a schema can state (see
+    :mod:`.schema_rules`), from the settings it runs with."""
+    settings = settings or Settings()
+    types = list(settings.agents.commands) if agent_types is None else agent_types
+    return {
+        "type": "object", "additionalProperties": False,
+        "description": "Every field is optional; an empty body (or none) creates an agent of the default type "
+                       f"({settings.agents.default_type}). The whole body may be at most server.max_body "
+                       f"({settings.server.max_body}) bytes.",
+        "properties": {
+            "id": _nullable({**AGENT_SCHEMA, "description": "Agent id; a random one when absent."}),
+            "agent": _nullable_enum(types, "Agent type: one of agents.commands that can be started here."),
+            "env": _nullable(env_schema(secrets_refused)),
+            "resources": _nullable(resources_schema(settings.k8s_mode.resources)),
+            "message": _nullable(message_schema()),
+        },
+    }
+
+
+def _schemas(create: dict[str, Any]) -> dict[str, Any]:
     resources = {key: {"type": "string", "description": "A Kubernetes quantity."} for key in RESOURCE_KEYS}
     return {
         "Error": {
@@ -87,22 +120,7 @@ def _schemas() -> dict[str, Any]:
                                "field": {"type": "string"}}}},
         },
         "Resources": {"type": "object", "required": list(RESOURCE_KEYS), "properties": resources},
-        "CreateAgent": {
-            "type": "object", "additionalProperties": False,
-            "description": "Every field is optional; an empty body (or none) creates an agent of the default type.",
-            "properties": {
-                "id": {**AGENT_SCHEMA, "nullable": True, "description": "Agent id; a random one when absent."},
-                "agent": _nullable({"type": "string", "description": "Agent type (agents.commands key)."}),
-                "env": _nullable({"type": "object", "additionalProperties": {"type": "string"},
-                                  "description": "Environment variables of the agent."}),
-                "resources": _nullable({
-                    "type": "object", "additionalProperties": False,
-                    "properties": {key: {"oneOf": [{"type": "string"}, {"type": "number"}]}
-                                   for key in RESOURCE_KEYS},
-                    "description": "Requests and limits, up to the configured ones."}),
-                "message": _nullable({"type": "string", "description": "First prompt sent to the agent."}),
-            },
-        },
+        "CreateAgent": create,
         "Agent": {
             "type": "object",
             "required": ["id", "session", "agent", "mode", "status", "reason", "message", "created_at", "url",
@@ -148,7 +166,7 @@ def _agent_ops() -> dict[str, Any]:
                 "requestBody": {"required": False, "content": {"application/json": {"schema": _ref("CreateAgent")}}},
                 "responses": {"201": _json(_ref("Agent"), "Created."),
                               "200": _json(_ref("Agent"), "An equal agent already existed (a suspended one resumes)."),
-                              **_errors("400", "401", "409", "413", "415", "422", "503")},
+                              **_errors("400", "401", "409", "413", "415", "422", "429", "503")},
             },
             "get": {"operationId": "listSessionAgents", "summary": "Agents of one session",
                     "parameters": [STATUS_FILTER], "responses": {"200": agents, **_errors("400", "401", "503")}},
@@ -241,16 +259,20 @@ def _other_ops() -> dict[str, Any]:
     }
 
 
-def openapi_document(auth: bool = True, extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The OpenAPI 3.0 document of every route; ``auth`` says whether API keys are required,
-    ``extra_paths`` are the paths of optional routes that are on."""
+def openapi_document(auth: bool = True, extra_paths: dict[str, Any] | None = None, *,
+                     settings: Settings | None = None, agent_types: list[str] | None = None,
+                     secrets_refused: bool = False) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every route; ``auth`` says whether API keys are required,
+    ``extra_paths`` are the paths of optional routes that are on. The create request's rules
+    come from ``settings`` (the defaults when None), ``agent_types`` (the types that can be
+    started; all configured ones when None) and ``secrets_refused`` (k8s mode)."""
     document = {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {"title": "agentproxy", "version": __version__,
                  "description": "Run, supervise and proxy AI coding agents (agentapi servers)."},
         "paths": {**_agent_ops(), **_other_ops(), **dashboard_paths(), **(extra_paths or {})},
         "components": {
-            "schemas": _schemas(),
+            "schemas": _schemas(_create_schema(settings, agent_types, secrets_refused)),
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer KEY"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
@@ -262,11 +284,20 @@ def openapi_document(auth: bool = True, extra_paths: dict[str, Any] | None = Non
     return document
 
 
-def openapi_handler(auth: bool = True, extra_paths: dict[str, Any] | None = None) -> Any:
-    """The ``GET /openapi.json`` handler (the document is built once)."""
-    document = openapi_document(auth, extra_paths)
+def openapi_handler(auth: bool = True, extra_paths: dict[str, Any] | None = None, *,
+                    settings: Settings | None = None, backend: Backend | None = None) -> Any:
+    """The ``GET /openapi.json`` handler. The document is built again only when the agent types
+    the backend can start change (a program installed or removed)."""
+    settings = settings or Settings()
+    built: dict[tuple[str, ...], dict[str, Any]] = {}
 
     async def handle(request: web.Request) -> web.Response:
-        return web.json_response(document)
+        commands = dict(settings.agents.commands)
+        types = tuple(backend.runnable_types(commands) if backend is not None else commands)
+        if types not in built:
+            built.clear()
+            built[types] = openapi_document(auth, extra_paths, settings=settings, agent_types=list(types),
+                                            secrets_refused=bool(settings.k8s_mode.enabled))
+        return web.json_response(built[types])
 
     return handle

@@ -16,7 +16,8 @@ from ..naming import AGENT_ID_RULE, SESSION_ID_RULE, is_valid_agent_id, is_valid
 from .errors import ApiError
 
 MAX_JSON_BODY = 1024 * 1024
-"""Largest JSON body the API routes accept (the proxy route streams bodies of any size)."""
+"""The default of ``server.max_body``: the largest JSON body the API routes accept (the proxy
+route streams bodies of any size)."""
 
 STATUS_RULE = "must be one of " + ", ".join(s.value for s in AgentStatus)
 

@@ -18,6 +18,7 @@ from typing import Any, AsyncIterator, Callable, Iterable
 from ..spec import AgentSpec
 from .events import EventHub
 from .lifecycle import ChangeWaiters, LifecycleEvent, Listener, ResumeTimer
+from .limits import CreateLimits, CreateQueue
 from .suspension import API, AgentActivity, Suspension
 
 log = logging.getLogger("agentproxy.backends")
@@ -74,15 +75,30 @@ class StatusEvent:
     agent: AgentState
 
 
+@dataclass(frozen=True)
+class MetricSample:
+    """One value a backend reports for ``/metrics`` (see :meth:`Backend.metrics`)."""
+
+    name: str  # without the agentproxy_ prefix, e.g. "k8s_drift_repairs_total"
+    help: str
+    type: str  # "counter" or "gauge"
+    value: float
+    labels: tuple[tuple[str, str], ...] = ()
+
+
 class BackendError(Exception):
     """Base of the errors a backend raises; ``http_status`` is what the API answers."""
 
     http_status = 500
     code = "backend_error"
+    retry_after: float | None = None
+    """Seconds after which trying again may succeed (sent as ``Retry-After``), when known."""
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(self, message: str, *, field: str | None = None, retry_after: float | None = None) -> None:
         self.message = message
         self.field = field
+        if retry_after is not None:
+            self.retry_after = retry_after
         super().__init__(message)
 
 
@@ -112,6 +128,13 @@ class Unavailable(BackendError):
     """The platform cannot be reached (API server down, no ports left, ...)."""
 
     http_status, code = 503, "unavailable"
+    retry_after = 5.0
+
+
+class TooMany(BackendError):
+    """A limit of the service is reached (agents per session or owner, creates waiting)."""
+
+    http_status, code = 429, "too_many"
 
 
 def check_same_spec(existing: AgentSpec, requested: AgentSpec) -> None:
@@ -176,12 +199,14 @@ class Backend(abc.ABC):
     :meth:`_state` and :meth:`_states` (what it knows now), :meth:`_create_new`,
     :meth:`_create_again`, :meth:`_delete`, :meth:`_suspend`, :meth:`_resume`, :meth:`_logs`,
     :meth:`_record_activity` and :meth:`_activity` (its I/O), and may check that it can write
-    at all in :meth:`_prepare`.
+    at all in :meth:`_prepare`. The limits of
+    :class:`~.limits.CreateLimits` (agents per session and owner, creates at once) are
+    enforced here too, before anything is made.
     """
 
     mode: str = "abstract"
 
-    def __init__(self) -> None:
+    def __init__(self, limits: CreateLimits | None = None) -> None:
         self.hub: EventHub[StatusEvent] = EventHub()
         """Every subscriber of :meth:`events`."""
         self.locks = AgentLocks()
@@ -191,6 +216,13 @@ class Backend(abc.ABC):
         self._published: dict[str, AgentState] = {}
         self._resumes = ResumeTimer(self.lifecycle_listeners)
         self._changes = ChangeWaiters()
+        self._creating: dict[str, AgentSpec] = {}
+        self.set_limits(limits or CreateLimits())
+
+    def set_limits(self, limits: CreateLimits) -> None:
+        """Enforce ``limits`` on creates from now on (before any create is under way)."""
+        self.limits = limits
+        self._create_queue = CreateQueue(limits)
 
     async def start(self) -> None:
         """Connect, load or rebuild state, start watches. Called once before use."""
@@ -202,19 +234,38 @@ class Backend(abc.ABC):
         """True when the backend can do its work (the API server answers, ...)."""
         return True
 
+    def runnable_types(self, commands: dict[str, Any]) -> list[str]:
+        """The agent types of ``commands`` (``agents.commands``) this backend can start."""
+        return list(commands)
+
+    def metrics(self) -> list[MetricSample]:
+        """What the mode counts (repairs, rollbacks, ...) for ``/metrics``."""
+        return []
+
+    async def readiness(self) -> str | None:
+        """None when the backend can do its work, else why not (for ``/readyz``)."""
+        return None if await self.healthy() else f"the {self.mode} backend is not ready"
+
     # --- the contract ------------------------------------------------------------------------
 
     async def create(self, spec: AgentSpec) -> AgentState:
-        """Start an agent. Idempotent for an equal spec; :class:`Conflict` for a different one."""
-        prepared = await self._prepare(spec)
-        async with self.locks.hold(spec.id):
-            existing = self._state(spec.id)
-            if existing is None:
-                return await self._create_new(spec, prepared)
-            check_same_spec(existing.spec, spec)
-            if existing.suspended:  # created again with the same spec: it resumes
-                return await self._resume_locked(existing, API)
-            return await self._create_again(existing, prepared)
+        """Start an agent. Idempotent for an equal spec; :class:`Conflict` for a different one;
+        :class:`TooMany` beyond a limit."""
+        async with self._create_queue.slot():
+            prepared = await self._prepare(spec)
+            async with self.locks.hold(spec.id):
+                existing = self._state(spec.id)
+                if existing is None:
+                    self.limits.check_room(spec, [*self._specs(), *self._creating.values()])
+                    self._creating[spec.id] = spec
+                    try:
+                        return await self._create_new(spec, prepared)
+                    finally:
+                        self._creating.pop(spec.id, None)
+                check_same_spec(existing.spec, spec)
+                if existing.suspended:  # created again with the same spec: it resumes
+                    return await self._resume_locked(existing, API)
+                return await self._create_again(existing, prepared)
 
     async def get(self, session: str, agent_id: str) -> AgentState:
         """The agent's current state, or :class:`NotFound` (also when in another session)."""
@@ -361,6 +412,10 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def _states(self) -> Iterable[AgentState]:
         """Every agent's state as the backend knows it now."""
+
+    def _specs(self) -> Iterable[AgentSpec]:
+        """Every agent's spec (a mode may know them more cheaply than their states)."""
+        return [s.spec for s in self._states()]
 
     @abc.abstractmethod
     async def _create_new(self, spec: AgentSpec, prepared: Any) -> AgentState:

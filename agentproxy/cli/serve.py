@@ -32,6 +32,7 @@ def register(sub: Any) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve until SIGTERM or SIGINT; a backend or address that cannot be used is one line of error."""
+    from ..api.logfilter import quiet_malformed_requests
     from ..api.serve import api_keys_from, check_listen_address, event_loop_runner, run_server
     from ..backends import modeswitch
     from ..backends.base import BackendError
@@ -42,6 +43,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     check_listen_address(settings, keys)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.INFO if args.access_log else logging.WARNING)
+    quiet_malformed_requests()
     for chatty in ("httpx", "httpcore"):  # the Kubernetes client logs every API request at INFO
         logging.getLogger(chatty).setLevel(logging.WARNING)
 

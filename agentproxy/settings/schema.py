@@ -58,6 +58,10 @@ class ServerSettings:
     allow_unauthenticated_remote: bool = False
     """Allow binding a non-loopback ``host`` without API keys (anyone who can reach it controls the agents)."""
 
+    max_body: int = 1024 * 1024
+    """Largest request body of the API routes, in bytes; a larger one is answered 413. The
+    agent API proxy streams bodies and is not bound by it. Example: ``262144``."""
+
     other_mode_agents: str = "refuse"
     """What ``serve`` does at start-up when agents of the other mode still run (live
     processes in ``local_mode.data_dir``'s state file when starting in k8s mode,
@@ -82,6 +86,20 @@ class AgentSettings:
     request) may take to be delivered; agentapi sends it once the agent shows its
     prompt. Past this the agent's reason is ``FirstMessagePending`` until it is
     delivered. A duration: seconds, or ``500ms``, ``30s``, ``2m``, ``1h``."""
+
+    max_per_session: int = 1000
+    """Most agents one session may hold; a create beyond it is answered 429. ``0``: no limit."""
+
+    max_per_owner: int = 1000
+    """Most agents one API key (owner) may hold across sessions; a create beyond it is answered
+    429. Agents created without keys have no owner. ``0``: no limit."""
+
+    max_concurrent_creates: int = 64
+    """Creates carried out at the same time; further ones wait their turn."""
+
+    max_queued_creates: int = 1000
+    """Creates that may wait for their turn; a create beyond them is answered 429 with
+    ``Retry-After`` at once."""
 
     idle_timeout: Optional[float] = None
     """Idle culling; off when unset. An agent that is ready and stable (agentapi is not
@@ -205,6 +223,31 @@ class ResourceSettings:
 
 
 @dataclass
+class K8sApiSettings:
+    """How the proxy talks to the Kubernetes API server and how it tells that the server
+    does not answer. Durations are seconds, or a number with ``ms``, ``s``, ``m`` or ``h``."""
+
+    request_timeout: float = 10.0
+    """The longest one API call may take; then it fails and the request that needed it is
+    answered 503 (the library's own default would be 30 seconds)."""
+
+    check_interval: float = 1.0
+    """How often the proxy checks that the API server answers (a list of at most one object)."""
+
+    unready_after: float = 5.0
+    """Once the API server has not answered for this long, ``/readyz`` answers 503 and creates
+    fail at once with 503 instead of waiting for ``request_timeout``; the first answer after
+    that makes the proxy ready again (watches are resumed at once)."""
+
+    retry_after: float = 5.0
+    """The ``Retry-After`` of a 503 answered because the API server does not answer."""
+
+    watch_silence: float = 90.0
+    """A watch that stays silent this long is restarted (the API server's bookmarks keep a
+    healthy watch talking about once a minute)."""
+
+
+@dataclass
 class K8sModeSettings:
     """Kubernetes mode: each agent is a StatefulSet, a headless Service, a ConfigMap and a PVC."""
 
@@ -258,6 +301,9 @@ class K8sModeSettings:
 
     context: Optional[str] = None
     """Kubeconfig context; unset uses the current context."""
+
+    api: K8sApiSettings = field(default_factory=K8sApiSettings)
+    """Timeouts of the API server and how its absence is noticed."""
 
 
 @dataclass

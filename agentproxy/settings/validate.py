@@ -52,6 +52,10 @@ def _at_least_one(v: int) -> str | None:
     return None if v >= 1 else "must be 1 or more"
 
 
+def _zero_or_more(v: int) -> str | None:
+    return None if v >= 0 else "must be 0 (no limit) or more"
+
+
 def _optional(check: Callable[[Any], bool], rule: str) -> Check:
     return lambda v: None if v is None or check(v) else rule
 
@@ -71,6 +75,13 @@ _RULES: dict[str, Check] = {
         "start_timeout", "backoff_initial", "backoff_max", "crash_loop_window", "probe_interval_min",
         "probe_interval_max", "probe_timeout", "sample_interval", "disk_interval")},
     "local_mode.supervision.crash_loop_failures": _at_least_one,
+    "server.max_body": lambda v: None if v >= 1024 else "must be at least 1024 bytes",
+    "agents.max_per_session": _zero_or_more,
+    "agents.max_per_owner": _zero_or_more,
+    "agents.max_concurrent_creates": _at_least_one,
+    "agents.max_queued_creates": _zero_or_more,
+    **{f"k8s_mode.api.{name}": _positive_duration for name in (
+        "request_timeout", "check_interval", "unready_after", "retry_after", "watch_silence")},
     "local_mode.supervision.launch_concurrency": _at_least_one,
     "local_mode.ports.start": _port,
     "local_mode.ports.end": _port,

@@ -102,9 +102,24 @@ async def test_admission_rejection_passes_the_message_through_and_leaves_no_half
 
     await request(api, "DELETE", f"/api/v1/namespaces/{namespace}/resourcequotas/no-statefulsets")
     await wait_for(lambda: _absent_quota(api, namespace), "the quota to go")
+    # kwok's fake provisioner binds a new claim of an old name to the old claim's volume while
+    # that is still being released (the claim is then Lost): let the rolled-back claim go first.
+    await wait_for(lambda: _absent(api, f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/data-agent-refused-0"),
+                   "the rolled-back claim to be gone")
+    await wait_for(lambda: _no_volume_of(api, namespace, "data-agent-refused-0"), "its volume to be gone")
     # The next create of the same id does not trip over leftovers.
     await backend.create(spec)
     await until_status(backend, "refused", AgentStatus.READY)
+
+
+async def _absent(api, path):
+    return await get(api, path) is None
+
+
+async def _no_volume_of(api, namespace, claim):
+    _, volumes = await request(api, "GET", "/api/v1/persistentvolumes")
+    return not any((v["spec"].get("claimRef") or {}).get("namespace") == namespace and
+                   v["spec"]["claimRef"].get("name") == claim for v in volumes.get("items", []))
 
 
 async def _absent_quota(api, namespace):

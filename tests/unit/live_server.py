@@ -59,7 +59,7 @@ class LiveServer:
     """One running server; ``url`` is its base URL, ``key`` the admin key when keys are on."""
 
     def __init__(self, directory: Path, api_keys: Iterable[tuple[str, str, bool]] = (),
-                 agent_commands: dict[str, list[str]] | None = None) -> None:
+                 agent_commands: dict[str, list[str]] | None = None, settings: dict[str, Any] | None = None) -> None:
         self.directory = directory
         self.data_dir = directory / "data"
         self.keys = list(api_keys)
@@ -73,6 +73,8 @@ class LiveServer:
         }
         if agent_commands:
             config["agents"] = {"commands": agent_commands}
+        for section, values in (settings or {}).items():  # further settings, by section
+            config.setdefault(section, {}).update(values)
         if self.keys:
             config["server"]["api_keys"] = [
                 {"name": name, "sha256": hashlib.sha256(key.encode()).hexdigest(), "admin": admin}

@@ -170,6 +170,7 @@ class Host:
     def __init__(self, spec: Any, objects: dict[tuple[str, str], dict[str, Any]]) -> None:
         self.spec, self.objects = spec, objects
         self.applied: list[dict[str, Any]] = []
+        self.forced: list[bool | None] = []
         self.deleted: list[tuple[str, str]] = []
         settings = settings_with("k8s_mode.namespace=ns1")
         self._render = lambda spec: render_agent(settings, spec)
@@ -191,7 +192,8 @@ class Host:
 
     async def apply(self, obj: dict[str, Any], *, force: bool | None = None) -> dict[str, Any]:
         self.applied.append(obj)
-        return obj
+        self.forced.append(force)
+        return stored(obj)  # as the server answers an apply
 
     async def delete_object(self, kind: Any, name: str) -> bool:
         self.deleted.append((kind.name, name))
@@ -204,12 +206,22 @@ async def test_a_reconcile_pass_reapplies_drift_and_prunes_strays():
     configmap = stored(model.as_applied(objects[0], sts))
     stray = {"metadata": {"name": "agent-a1-old", "labels": naming.standard_labels("a1", "s1")}}
     host = Host(spec, {("StatefulSet", "agent-a1"): sts, ("ConfigMap", "agent-a1-config"): configmap,
-                       ("ConfigMap", "agent-a1-old"): stray})
+                       ("ConfigMap", "agent-a1-old"): stray, ("PersistentVolumeClaim", "data-agent-a1-0"): stored(objects[2])})
     reconciler = Reconciler(host)
     await reconciler.reconcile("a1")
     assert host.deleted == [("ConfigMap", "agent-a1-old")]
     assert [(o["kind"], o["metadata"]["ownerReferences"][0]["uid"]) for o in host.applied] == [("Service", "uid-1")]
-    assert (reconciler.pruned, reconciler.reapplied) == (1, 1)
+    assert (reconciler.pruned, reconciler.reapplied, dict(reconciler.repairs)) == (1, 1, {"Service": 1})
+
+    # Every kind: a scaled-down StatefulSet and a relabelled PVC are applied again, with force.
+    host.applied.clear()
+    host.forced.clear()
+    host.objects[("StatefulSet", "agent-a1")] = {**sts, "spec": {**sts["spec"], "replicas": 0}}
+    host.objects[("Service", "agent-a1-headless")] = stored(model.as_applied(objects[1], sts))
+    host.objects[("PersistentVolumeClaim", "data-agent-a1-0")]["metadata"]["labels"] = {}
+    await reconciler.reconcile("a1")
+    assert [o["kind"] for o in host.applied] == ["PersistentVolumeClaim", "StatefulSet"]
+    assert host.applied[1]["spec"]["replicas"] == 1 and host.forced == [True, True]
 
     orphan = Host(None, {("ConfigMap", "agent-a1-config"): configmap})  # no spec, no StatefulSet
     await Reconciler(orphan).reconcile("a1")
@@ -232,3 +244,16 @@ async def test_the_cache_indexes_objects_by_agent():
     assert [o["metadata"]["name"] for o in reflector.of_agent("b1")] == ["agent-a1-extra"]
     await reflector._handle(event("DELETED", "agent-a1-extra", "b1"))
     assert "b1" not in reflector.by_agent and reflector.of_agent("b1") == []
+
+
+async def test_a_young_agent_is_left_to_the_create_that_applies_it():
+    spec, objects = rendered()
+    sts = stored(objects[3], created="2026-01-02T03:04:05Z")
+    host = Host(spec, {("StatefulSet", "agent-a1"): sts})  # its Service and claim not applied yet
+    reconciler = Reconciler(host, now=lambda: datetime(2026, 1, 2, 3, 4, 7, tzinfo=timezone.utc))
+    await reconciler.reconcile("a1")
+    assert host.applied == [] and "a1" in reconciler._pending  # looked at again later
+    await reconciler.close()
+    reconciler = Reconciler(host, now=lambda: datetime(2026, 1, 2, 3, 5, tzinfo=timezone.utc))
+    await reconciler.reconcile("a1")
+    assert [o["kind"] for o in host.applied] == ["PersistentVolumeClaim", "Service", "ConfigMap"]

@@ -4,7 +4,7 @@ PVC) and the drift check its reconciler uses."""
 from __future__ import annotations
 
 from agentproxy.backends.base import AgentStatus
-from agentproxy.backends.k8s.model import contains, with_owner
+from agentproxy.backends.k8s.model import with_owner
 from agentproxy.backends.k8s.status import derive_status
 
 STS = {"metadata": {"name": "agent-a"}, "spec": {"replicas": 1}}
@@ -107,16 +107,6 @@ def test_failed_pod_and_lost_claim():
     assert derive_status(STS, failed, BOUND).status is AgentStatus.FAILED
     lost = {"metadata": {"name": "data-agent-a-0"}, "status": {"phase": "Lost"}}
     assert derive_status(STS, None, lost).reason == "ClaimLost"
-
-
-def test_contains_ignores_server_defaults_but_sees_changed_or_missing_fields():
-    desired = {"spec": {"ports": [{"port": 3284, "name": "http"}], "clusterIP": "None"}}
-    live = {"spec": {"ports": [{"port": 3284, "name": "http", "protocol": "TCP"}], "clusterIP": "None",
-                     "type": "ClusterIP"}}
-    assert contains(live, desired)
-    assert not contains({"spec": {"ports": [{"port": 80, "name": "http"}], "clusterIP": "None"}}, desired)
-    assert not contains({"spec": {"clusterIP": "None"}}, desired)
-    assert not contains({"data": {"A": "1", "B": "2"}}, {"data": {"A": "1", "B": "3"}})
 
 
 def test_with_owner_copies_and_does_not_touch_the_original():

@@ -25,7 +25,7 @@ SESSION_INFO = {
                                                     "`stopping` or `stopped`."},
         "started_at": {"type": "string", "format": "date-time"},
         "port": {"type": "integer", "description": "Port of the agent's agentapi (0 while not known)."},
-        "tags": {**_STRING_MAP, "nullable": True},
+        "tags": {**_STRING_MAP, "type": ["object", "null"]},
         "created_at": {"type": "string", "format": "date-time"},
         "updated_at": {"type": "string", "format": "date-time"},
     },

@@ -96,7 +96,7 @@ class PeerRoutes:
     async def start(self, request: web.Request) -> web.Response:
         """``POST /start``: a new agent of the configured type; 200 ``{"session_id"}`` while it starts."""
         principal = principal_of(request)
-        wanted = parse_start(await params.json_object(request))
+        wanted = parse_start(await params.json_object(request, self.ctx.settings.server.max_body))
         spec = build_spec(self.ctx.settings, self.session, new_session_id(), self.agent_type, wanted.environment,
                           wanted.message, owner=principal.name)
         spec = dataclasses.replace(spec, tags=wanted.tags)

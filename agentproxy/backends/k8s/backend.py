@@ -11,10 +11,15 @@ exactly one carries each out.
 
 This module does the I/O; what to apply in which order, what to delete, an
 agent's state and drift are decided by the pure functions of :mod:`.model`.
+
+While the API server does not answer (see :mod:`.health`), ``/readyz`` says so
+and creates fail at once with 503. A create cut off half-way is rolled back, at
+once or, when the server does not answer, as soon as it answers again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from datetime import datetime, timezone
@@ -27,15 +32,18 @@ from ...render import RenderError, render_agent
 from ...settings import Settings
 from ...spec import AgentSpec
 from ..base import (
-    AgentState, AgentStatus, Backend, BackendError, Conflict, NotFound, Rejected, Unavailable, different_spec,
+    AgentState, AgentStatus, Backend, BackendError, Conflict, MetricSample, NotFound, Rejected, Unavailable,
+    different_spec,
 )
 from ..conversation import FirstMessageTracker, read_activity
+from ..limits import CreateLimits
 from ..suspension import AgentActivity, Suspension
-from . import model
-from .cache import NamespaceCache
-from .client import Client
-from .kinds import CONFIGMAP, POD, PVC, SERVICE, STATEFULSET, Kind, kind_of, path_of
-from .reconcile import Reconciler
+from . import model, upkeep
+from .cache import NamespaceCache, event_agent
+from .client import Client, NamespaceMissing
+from .health import ApiHealth
+from .kinds import CONFIGMAP, EVENT, POD, PVC, SERVICE, STATEFULSET, Kind, kind_of, path_of
+from .reconcile import CLAIM_GRACE, Reconciler
 
 log = logging.getLogger(__name__)
 
@@ -54,34 +62,58 @@ class K8sBackend(Backend):
     mode = model.MODE
 
     def __init__(self, settings: Settings, client: Client | None = None, **cache_options: float) -> None:
-        super().__init__()
+        super().__init__(CreateLimits.from_settings(settings.agents))
         self.settings = settings
         self.k8s = settings.k8s_mode
         self.namespace = self.k8s.namespace
         self.client = client
         self.cache: NamespaceCache | None = None
         self.specs = model.SpecReader()
-        self._cache_options = cache_options
-        self.reconciler = Reconciler(self)
+        self.health = ApiHealth(self.k8s.api.unready_after)
+        """Whether the API server answers (see :mod:`.health`)."""
+        self._cache_options = {"silence_timeout": self.k8s.api.watch_silence, **cache_options}
+        self.reconciler = Reconciler(self, claim_grace=max(CLAIM_GRACE, 6 * self.k8s.api.request_timeout))
         self._http: aiohttp.ClientSession | None = None
         self.first_messages: FirstMessageTracker | None = None
         """Follows ready agents until their first message is delivered (see :mod:`..conversation`)."""
+        self._rollbacks: dict[str, bool] = {}
+        """Creates cut off while the API server did not answer, to roll back once it does
+        (agent id -> whether the data goes too)."""
+        self.rolled_back = 0
+        self._background: set[asyncio.Task[None]] = set()
+        self.namespace_check: upkeep.NamespaceCheck | None = None
 
     # --- lifecycle -------------------------------------------------------------
 
     async def start(self) -> None:
+        api = self.k8s.api
         if self.client is None:
-            self.client = await Client.connect(self.k8s.kubeconfig, self.k8s.context)
+            self.client = await Client.connect(self.k8s.kubeconfig, self.k8s.context, health=self.health,
+                                               request_timeout=api.request_timeout, retry_after=api.retry_after)
+        else:
+            self.client.health = self.health
+            self.client.request_timeout, self.client.retry_after = api.request_timeout, api.retry_after
+        self.health.on_recovery(self._recovered)
         # One pooled client for the agents' event streams; no limit, each stream holds a connection.
         self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), trust_env=False)
         self.first_messages = FirstMessageTracker(self._http, self.settings.agents.first_message_timeout,
                                                   self._publish)
         self.cache = NamespaceCache(self.client, self.namespace, self._on_change, **self._cache_options)
         await self.cache.start()
+        self.namespace_check = upkeep.NamespaceCheck(self.client, self.namespace, self.k8s.field_manager)
+        await self.namespace_check.check()
+        if self.namespace_check.problem:
+            await self.close()
+            raise Unavailable(self.namespace_check.problem)
+        self._spawn(self.health.run_checks(self._check, api.check_interval), "api-server-checks")
+        self._spawn(self.namespace_check.run(), "namespace-checks")
         for agent_id in self.cache.agent_ids():
             self.reconciler.schedule(agent_id)
 
     async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         await self.reconciler.close()
         if self.cache is not None:
             await self.cache.close()
@@ -91,7 +123,35 @@ class K8sBackend(Backend):
             await self._http.close()
 
     async def healthy(self) -> bool:
-        return self.cache is not None and self.cache.healthy
+        return await self.readiness() is None
+
+    async def readiness(self) -> str | None:
+        """None while the API server answers and every watch is established, else why not."""
+        if self.cache is None:
+            return "the k8s backend has not started"
+        missing = self.namespace_check.problem if self.namespace_check else None
+        return self.health.reason() or missing or self.cache.problem()
+
+    def metrics(self) -> list[MetricSample]:
+        """Drift repairs by kind, rollbacks, abandoned claims, relists, and the API server's answers."""
+        return upkeep.samples(self)
+
+    async def _check(self) -> None:
+        """One check that the API server answers: a list of at most one claim."""
+        assert self.client is not None
+        await self.client.request("GET", CONFIGMAP.collection(self.namespace),
+                                  params={"labelSelector": naming.MANAGED_SELECTOR, "limit": "1"},
+                                  verb="list", resource="configmaps", check_timeout=self.k8s.api.unready_after)
+
+    def _recovered(self) -> None:
+        """The API server answers again: resume the watches now and finish cut-off creates."""
+        if self.cache is not None:
+            self.cache.wake()
+
+    def _spawn(self, coroutine: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # --- reading from the cache -------------------------------------------------
 
@@ -112,7 +172,8 @@ class K8sBackend(Backend):
     def state_of(self, agent_id: str, statefulset: Any = LIVE) -> AgentState | None:
         """The agent's state from cached objects (with ``statefulset`` instead of the cached one,
         when given), or None when it does not exist."""
-        objects = model.AgentObjects.of(agent_id, self.cached)
+        assert self.cache is not None
+        objects = model.AgentObjects.of(agent_id, self.cached, self.cache.events_of(agent_id))
         if statefulset is not LIVE:
             objects = dataclasses.replace(objects, statefulset=statefulset)
         spec = self.specs.spec(objects)
@@ -128,6 +189,10 @@ class K8sBackend(Backend):
     def _states(self) -> Iterable[AgentState]:
         assert self.cache is not None
         return [s for s in (self.state_of(a) for a in self.cache.agent_ids()) if s is not None]
+
+    def _specs(self) -> Iterable[AgentSpec]:
+        assert self.cache is not None
+        return [s for s in (self.spec_of(a) for a in self.cache.agent_ids()) if s is not None]
 
     def busy(self, agent_id: str) -> bool:
         """True while a create or delete of this agent is under way in this proxy."""
@@ -160,8 +225,11 @@ class K8sBackend(Backend):
         return await self.client.delete(kind.item(self.namespace, name), resource=kind.plural)
 
     async def apply_objects(self, objects: list[dict[str, Any]], *, force: bool | None = None) -> None:
-        """Apply the rendered objects in the order of :func:`.model.apply_plan`."""
-        plan = model.apply_plan(objects)
+        """Apply the rendered objects as :func:`.model.desired_objects` has them, in the order of
+        :func:`.model.apply_plan`."""
+        agent_id = model.agent_id_of(objects[0])
+        live = model.AgentObjects.of(agent_id, self.cached) if agent_id else model.AgentObjects(None, None, None, None)
+        plan = model.apply_plan(model.desired_objects(objects, live))
         statefulset: dict[str, Any] | None = None
         for obj in plan.first:
             statefulset = await self.apply(obj, force=force)
@@ -170,6 +238,8 @@ class K8sBackend(Backend):
 
     async def _prepare(self, spec: AgentSpec | None) -> list[dict[str, Any]] | None:
         assert self.client is not None
+        # While the API server does not answer, fail now rather than after a timeout.
+        self.client.require_answering()
         if spec is None:
             return None
         assert self.cache is not None
@@ -179,7 +249,17 @@ class K8sBackend(Backend):
         # Data kept from an earlier agent of this id is never rolled back.
         had_data = self.cached(PVC, naming.pvc_name(spec.id)) is not None
         self.reconciler.note_applied(spec.id)  # our own half-applied agent is not drift
-        claimed = await self._claim(spec, model.apply_plan(objects).claim)
+        try:
+            claimed = await self._claim(spec, model.apply_plan(objects).claim)
+        except NamespaceMissing as exc:
+            if self.namespace_check is not None:
+                self.namespace_check.missing(exc)
+            raise
+        except Unavailable:
+            # The claim may have been stored without its answer reaching us: remove it once
+            # the server answers (a claim that was never made is simply not found then).
+            self._defer_rollback(spec.id, delete_data=not had_data)
+            raise
         try:
             await self.apply_objects(objects)
             self.reconciler.note_applied(spec.id)
@@ -187,6 +267,7 @@ class K8sBackend(Backend):
             if claimed:
                 await self._roll_back(spec.id, delete_data=not had_data)
             raise
+        self._rollbacks.pop(spec.id, None)  # this create finished what an earlier one left
         current = self.state_of(spec.id)
         return model.applied_state(spec, self.namespace, current.created_at if current else datetime.now(timezone.utc))
 
@@ -195,6 +276,7 @@ class K8sBackend(Backend):
         self.reconciler.note_applied(existing.id)
         await self.apply_objects(objects)
         self.reconciler.note_applied(existing.id)
+        self._rollbacks.pop(existing.id, None)  # the agent is whole again: nothing to roll back
         current = self.state_of(existing.id)
         if current is not None:
             return current  # an idempotent repeat reports the agent as it is
@@ -217,12 +299,53 @@ class K8sBackend(Backend):
             return False
 
     async def _roll_back(self, agent_id: str, *, delete_data: bool) -> None:
-        """Remove what a failed create made, so that the next create starts clean."""
+        """Remove what a failed create made, so that the next create starts clean. While the API
+        server does not answer, the rollback waits until it does (see :meth:`_finish_rollbacks`)."""
+        removed = False
         for kind, name in model.delete_targets(agent_id, purge=delete_data):
             try:
-                await self.delete_object(kind, name)
+                removed = await self.delete_object(kind, name) or removed
+            except Unavailable as exc:
+                log.warning("the create of agent %s is rolled back once the API server answers (%s)",
+                            agent_id, exc.message)
+                self._defer_rollback(agent_id, delete_data=delete_data)
+                return
             except BackendError as exc:
                 log.warning("could not roll back %s %s: %s", kind.name, name, exc)
+        self._rollbacks.pop(agent_id, None)
+        self.rolled_back += removed
+
+    def _defer_rollback(self, agent_id: str, *, delete_data: bool) -> None:
+        """Roll the agent's create back once the API server answers."""
+        self._rollbacks[agent_id] = delete_data or self._rollbacks.get(agent_id, False)
+        if not any(t.get_name() == "rollbacks" for t in self._background):
+            self._spawn(self._finish_rollbacks(), "rollbacks")
+
+    async def _finish_rollbacks(self) -> None:
+        """Roll back the creates cut off while the API server did not answer, once it answers
+        and the cache has caught up with what it did meanwhile (requests that timed out here
+        may still have been carried out). Each under its agent's lock; an agent that is whole
+        by then (a create, here or in another replica, finished it) is left alone."""
+        while self._rollbacks:
+            if not self.health.answering() or (self.cache is not None and self.cache.problem()):
+                await asyncio.sleep(self.k8s.api.check_interval)
+                continue
+            await asyncio.sleep(self.reconciler.settle)
+            for agent_id in list(self._rollbacks):
+                async with self.locks.hold(agent_id):
+                    if agent_id not in self._rollbacks:
+                        continue
+                    delete_data = self._rollbacks.pop(agent_id)
+                    if self._whole(agent_id):
+                        log.info("the create of agent %s was finished meanwhile; nothing to roll back", agent_id)
+                        continue
+                    log.info("rolling back the unfinished create of agent %s", agent_id)
+                    await self._roll_back(agent_id, delete_data=delete_data)
+
+    def _whole(self, agent_id: str) -> bool:
+        """True when the agent's create got to its end: the claim is owned by the StatefulSet."""
+        return model.whole(model.AgentObjects.of(agent_id, self.cached),
+                           self.cached(SERVICE, naming.headless_service_name(agent_id)))
 
     async def _delete(self, state: AgentState, purge: bool) -> AgentState:
         self.reconciler.forget(state.id)
@@ -320,7 +443,7 @@ class K8sBackend(Backend):
     # --- watch events ----------------------------------------------------------
 
     def _on_change(self, kind: Kind, event_type: str, obj: dict[str, Any]) -> None:
-        agent_id = model.agent_id_of(obj)
+        agent_id = event_agent(obj) if kind is EVENT else model.agent_id_of(obj)
         if not agent_id or self.cache is None:
             return
         state = self._publish(agent_id)
@@ -330,7 +453,7 @@ class K8sBackend(Backend):
             else:
                 self.first_messages.observe(agent_id, state.spec.message, state.status is AgentStatus.READY,
                                             state.upstream)
-        if kind in (SERVICE, CONFIGMAP, STATEFULSET):
+        if kind in (SERVICE, CONFIGMAP, STATEFULSET, PVC):
             self.reconciler.schedule(agent_id)
 
     def _publish(self, agent_id: str) -> AgentState | None:

@@ -3,9 +3,12 @@
 A :class:`Reflector` per kind lists the objects that carry agentproxy's
 ``managed-by`` label, then watches from the list's resourceVersion. It relists
 when the server answers 410 Gone (kr8s's own watch would retry the same stale
-resourceVersion), reconnects with jittered exponential backoff, and restarts a
-watch that stays silent too long (bookmarks keep a healthy one talking).
-Readers get objects from memory: listing agents costs no API call.
+resourceVersion), reconnects with jittered exponential backoff (cut short by
+:meth:`NamespaceCache.wake` when the API server answers again), and restarts a
+watch that stays silent too long (bookmarks keep a healthy one talking). A
+reflector is healthy from a successful list, or a watch the server accepted,
+until its next failure. Readers get objects from memory: listing agents costs
+no API call.
 """
 
 from __future__ import annotations
@@ -15,12 +18,12 @@ import json
 import logging
 import random
 from collections import defaultdict
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping
 
 from ... import naming
 from ..base import BackendError, Unavailable
 from .client import Client, Gone
-from .kinds import CONFIGMAP, KINDS, STATEFULSET, Kind
+from .kinds import CONFIGMAP, EVENT, EVENT_SOURCES, KINDS, STATEFULSET, Kind
 
 __all__ = ["Listener", "NamespaceCache", "Reflector"]
 
@@ -32,15 +35,21 @@ Listener = Callable[[Kind, str, dict[str, Any]], Awaitable[None] | None]
 
 
 class Reflector:
-    """Keeps ``store`` equal to the labelled objects of one kind in one namespace."""
+    """Keeps ``store`` equal to the objects of one kind in one namespace that ``selector``
+    selects (by default those with agentproxy's ``managed-by`` label), indexed by the agent
+    ``agent_of`` tells (by default the agent-id label)."""
 
     def __init__(self, client: Client, kind: Kind, namespace: str, listener: Listener, *,
+                 selector: Mapping[str, str] | None = None,
+                 agent_of: Callable[[dict[str, Any]], str | None] | None = None,
                  watch_timeout: float = 240.0, silence_timeout: float = 90.0,
                  backoff_max: float = 30.0) -> None:
         self.client = client
         self.kind = kind
         self.namespace = namespace
         self.listener = listener
+        self.selector = dict(selector or {"labelSelector": naming.MANAGED_SELECTOR})
+        self.agent_of = agent_of or _agent_id
         self.store: dict[str, dict[str, Any]] = {}
         self.by_agent: dict[str, set[str]] = defaultdict(set)
         """Names of the stored objects by the agent id of their label."""
@@ -52,6 +61,13 @@ class Reflector:
         self.backoff_max = backoff_max
         self.healthy = False
         self.last_error: Exception | None = None
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Cut a backoff short: try again now (the API server answers again). A refusal (RBAC,
+        say) is not retried any sooner: the server's answer would be the same."""
+        if self.last_error is None or _transient(self.last_error):
+            self._wake.set()
 
     async def run(self) -> None:
         """List, then watch, forever (until cancelled)."""
@@ -74,15 +90,24 @@ class Reflector:
             except Exception as exc:  # any failure: back off, then resume
                 self.healthy = False
                 self.last_error = exc
+                health = getattr(self.client, "health", None)
+                if health is not None and _transient(exc):  # the server's next answer wakes us
+                    health.failed(getattr(exc, "message", None) or str(exc) or type(exc).__name__)
                 failures += 1
                 delay = min(self.backoff_max, 0.5 * 2 ** min(failures, 8)) * random.uniform(0.5, 1.0)
                 log.warning("%s list/watch failed (%s); retrying in %.1f s", self.kind.name,
                             getattr(exc, "message", None) or exc, delay)
-                await asyncio.sleep(delay)
+                await self._backoff(delay)
+
+    async def _backoff(self, delay: float) -> None:
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), delay)
+        except asyncio.TimeoutError:
+            pass
 
     async def _list(self) -> None:
-        body = await self.client.request("GET", self.kind.collection(self.namespace),
-                                         params={"labelSelector": naming.MANAGED_SELECTOR},
+        body = await self.client.request("GET", self.kind.collection(self.namespace), params=self.selector,
                                          verb="list", resource=self.kind.plural)
         self.relists += 1
         fresh = {item["metadata"]["name"]: _with_kind(item, self.kind) for item in body.get("items", [])}
@@ -107,12 +132,15 @@ class Reflector:
 
     async def _watch(self) -> None:
         params = {
-            "watch": "1", "labelSelector": naming.MANAGED_SELECTOR, "allowWatchBookmarks": "true",
+            "watch": "1", **self.selector, "allowWatchBookmarks": "true",
             "resourceVersion": self.resource_version,
             # Jitter so that the watches of many proxies do not all restart at once.
             "timeoutSeconds": str(int(self.watch_timeout * random.uniform(0.8, 1.0))),
         }
         async with self.client.stream(self.kind.collection(self.namespace), params, self.silence_timeout) as lines:
+            # The server accepted the watch: the cache is current again.
+            self.healthy = True
+            self.last_error = None
             async for line in lines:
                 if line.strip():
                     await self._handle(json.loads(line))
@@ -139,12 +167,12 @@ class Reflector:
         await self._notify(kind, obj)
 
     def _index(self, name: str, obj: dict[str, Any]) -> None:
-        agent_id = _agent_id(obj)
+        agent_id = self.agent_of(obj)
         if agent_id:
             self.by_agent[agent_id].add(name)
 
     def _unindex(self, name: str, obj: dict[str, Any]) -> None:
-        agent_id = _agent_id(obj)
+        agent_id = self.agent_of(obj)
         names = self.by_agent.get(agent_id or "")
         if names is not None:
             names.discard(name)
@@ -164,8 +192,30 @@ class Reflector:
             log.exception("listener failed for %s %s", self.kind.name, obj["metadata"].get("name"))
 
 
+def _transient(exc: BaseException) -> bool:
+    """A failure that may pass (no answer, a broken connection), not a refusal (RBAC, ...)."""
+    return not isinstance(exc, BackendError) or isinstance(exc, Unavailable)
+
+
 def _agent_id(obj: dict[str, Any]) -> str | None:
     return (obj["metadata"].get("labels") or {}).get(naming.LABEL_AGENT_ID)
+
+
+def event_agent(event: Mapping[str, Any]) -> str | None:
+    """The agent an Event is about, by the name of the object it names (a StatefulSet
+    ``agent-ID`` or a claim ``data-agent-ID-0``)."""
+    involved = event.get("involvedObject") or {}
+    name, kind = str(involved.get("name") or ""), involved.get("kind")
+    if kind == STATEFULSET.name and name.startswith("agent-"):
+        return name[len("agent-"):]
+    if kind == "PersistentVolumeClaim" and name.startswith("data-agent-") and name.endswith("-0"):
+        return name[len("data-agent-"):-len("-0")]
+    return None
+
+
+def events_key(kind: Kind) -> str:
+    """The key of the reflector of ``kind``'s Events in :attr:`NamespaceCache.reflectors`."""
+    return f"{EVENT.name}/{kind.name}"
 
 
 def _with_kind(obj: dict[str, Any], kind: Kind) -> dict[str, Any]:
@@ -175,32 +225,46 @@ def _with_kind(obj: dict[str, Any], kind: Kind) -> dict[str, Any]:
 
 
 class NamespaceCache:
-    """The reflectors of every managed kind in one namespace, and an index by agent id."""
+    """The reflectors of every managed kind in one namespace, and an index by agent id.
+
+    The Events of StatefulSets and claims are watched too, for the reasons they give; they
+    are not needed to serve, so their watches do not count for readiness (a Role without
+    Events only loses those reasons)."""
 
     def __init__(self, client: Client, namespace: str, listener: Listener, *, start_timeout: float = 30.0,
                  **reflector_options: float) -> None:
         self.namespace = namespace
         self.start_timeout = start_timeout
         self.reflectors = {k.name: Reflector(client, k, namespace, listener, **reflector_options) for k in KINDS}
+        self.required = list(self.reflectors.values())
+        for source in EVENT_SOURCES:
+            self.reflectors[events_key(source)] = Reflector(
+                client, EVENT, namespace, listener, selector={"fieldSelector": f"involvedObject.kind={source.name}"},
+                agent_of=event_agent, **reflector_options)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self, timeout: float | None = None) -> None:
-        """Start every reflector and wait until each has listed once; on failure,
-        raise what stopped the first reflector that could not list."""
+        """Start every reflector and wait until each one readiness needs has listed once; on
+        failure, raise what stopped the first reflector that could not list."""
         timeout = self.start_timeout if timeout is None else timeout
         self._tasks = [asyncio.create_task(r.run(), name=f"reflector-{r.kind.plural}")
                        for r in self.reflectors.values()]
-        waits = [asyncio.create_task(r.synced.wait()) for r in self.reflectors.values()]
+        waits = [asyncio.create_task(r.synced.wait()) for r in self.required]
         done, pending = await asyncio.wait(waits, timeout=timeout)
         for task in pending:
             task.cancel()
         if pending:
-            stuck = [r for r in self.reflectors.values() if not r.synced.is_set()]
+            stuck = [r for r in self.required if not r.synced.is_set()]
             await self.close()
             for reflector in stuck:
                 if isinstance(reflector.last_error, BackendError):
                     raise reflector.last_error
             raise Unavailable(f"could not list {', '.join(r.kind.plural for r in stuck)} within {timeout:.0f} s")
+
+    def wake(self) -> None:
+        """Every reflector waiting to retry tries again now."""
+        for reflector in self.reflectors.values():
+            reflector.wake()
 
     def restart_watches(self) -> None:
         """End every watch and start it again from its last resourceVersion."""
@@ -217,7 +281,17 @@ class NamespaceCache:
 
     @property
     def healthy(self) -> bool:
-        return all(r.healthy for r in self.reflectors.values())
+        """True while every reflector readiness needs has listed or watches."""
+        return all(r.healthy for r in self.required)
+
+    def problem(self) -> str | None:
+        """Why the cache is not current, None while it is."""
+        for reflector in self.required:
+            if not reflector.healthy:
+                error = reflector.last_error
+                detail = (getattr(error, "message", None) or str(error)) if error else "not listed yet"
+                return f"the watch of {reflector.kind.plural} is not established: {detail}"
+        return None
 
     def get(self, kind: Kind, name: str) -> dict[str, Any] | None:
         """The stored object of ``kind`` named ``name``."""
@@ -230,6 +304,10 @@ class NamespaceCache:
     def of_agent(self, kind: Kind, agent_id: str) -> list[dict[str, Any]]:
         """The stored objects of ``kind`` labelled for ``agent_id`` (from an index: no scan)."""
         return self.reflectors[kind.name].of_agent(agent_id)
+
+    def events_of(self, agent_id: str) -> list[dict[str, Any]]:
+        """The Events about the agent's StatefulSet and claim."""
+        return [e for source in EVENT_SOURCES for e in self.reflectors[events_key(source)].of_agent(agent_id)]
 
     def agent_ids(self) -> set[str]:
         """Ids of every agent with a claim (ConfigMap) or a StatefulSet."""

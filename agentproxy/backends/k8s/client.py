@@ -7,6 +7,10 @@ once, and again only when a request that lets it raise gets a 401, by replacing
 its HTTP session, which would cut every watch; so with in-cluster credentials
 each request here carries the token of a :class:`~.credentials.TokenFile`,
 read again periodically and at once after a 401 (the request is then repeated).
+
+Every call is bounded by ``request_timeout``. With an :class:`~.health.ApiHealth`,
+every answer is reported to it, and while the server has not answered for a while
+calls fail at once with 503 instead of each waiting for its timeout.
 """
 
 from __future__ import annotations
@@ -24,25 +28,33 @@ import kr8s.asyncio
 
 from ..base import BackendError, Conflict, Forbidden, NotFound, Rejected, Unavailable
 from .credentials import SERVICE_ACCOUNT_DIR, TOKEN_RELOAD_PERIOD, TokenFile, kubeconfig_present, service_account_dir
+from .health import ApiHealth
 from .kinds import kind_of, path_of
 
-__all__ = ["Client", "Gone", "TokenFile", "kubeconfig_present", "service_account_dir", "translate"]
+__all__ = ["Client", "Gone", "NamespaceMissing", "TokenFile", "kubeconfig_present", "service_account_dir", "translate"]
 
 log = logging.getLogger(__name__)
 
-REQUEST_TIMEOUT = httpx.Timeout(30.0, pool=60.0)
+DEFAULT_REQUEST_TIMEOUT = 10.0
+DEFAULT_RETRY_AFTER = 5.0
 
 _DENIED = re.compile(r'cannot (\w+) resource "([^"]+)"')
 """RBAC's refusal: ``... cannot create resource "statefulsets" in API group "apps" ...``."""
+
+
+class NamespaceMissing(Unavailable):
+    """The namespace the proxy works in does not exist (a setting to fix, or a namespace to create)."""
 
 
 class Gone(Exception):
     """The resourceVersion a watch asked for is too old (HTTP 410): relist."""
 
 
-def _from_status(code: int, body: Any, verb: str, resource: str) -> BackendError:
+def _from_status(code: int, body: Any, verb: str, resource: str,
+                 retry_after: float = DEFAULT_RETRY_AFTER) -> BackendError:
     """A backend error for an API answer with an error status: RBAC names the
-    verb and resource; admission, quota and validation messages pass through."""
+    verb and resource; admission, quota and validation messages pass through; a
+    namespace that does not exist is the proxy's configuration, not a missing agent."""
     status = body if isinstance(body, dict) else {}
     message = status.get("message") or f"HTTP {code}"
     if code == 403:
@@ -54,6 +66,10 @@ def _from_status(code: int, body: Any, verb: str, resource: str) -> BackendError
         # Pod Security admission, quotas and webhooks also answer 403.
         return Rejected(message)
     if code == 404:
+        details = status.get("details") or {}
+        if details.get("kind") == "namespaces":
+            return NamespaceMissing(f"the namespace {details.get('name')!r} does not exist (k8s_mode.namespace): "
+                                    "create it, or point k8s_mode.namespace at one that does", retry_after=retry_after)
         return NotFound(message)
     if code == 409:
         return Conflict(message)
@@ -61,10 +77,11 @@ def _from_status(code: int, body: Any, verb: str, resource: str) -> BackendError
         return Rejected(message)
     if code == 401:
         return Forbidden(f"the API server rejected the proxy's credentials: {message}")
-    return Unavailable(f"the API server answered {code} to {verb} {resource}: {message}")
+    return Unavailable(f"the API server answered {code} to {verb} {resource}: {message}", retry_after=retry_after)
 
 
-def translate(exc: BaseException, verb: str, resource: str) -> BackendError:
+def translate(exc: BaseException, verb: str, resource: str, retry_after: float = DEFAULT_RETRY_AFTER,
+              timeout: float | None = None) -> BackendError:
     """A backend error for an exception raised while calling the API server."""
     if isinstance(exc, BackendError):
         return exc
@@ -73,20 +90,31 @@ def translate(exc: BaseException, verb: str, resource: str) -> BackendError:
             body = exc.response.json()
         except ValueError:
             body = {}
-        return _from_status(exc.response.status_code, body, verb, resource)
-    if isinstance(exc, (kr8s.APITimeoutError, httpx.TransportError, OSError)):
-        return Unavailable(f"the Kubernetes API server cannot be reached ({type(exc).__name__}: {exc})")
-    return Unavailable(f"{verb} {resource} failed: {exc}")
+        return _from_status(exc.response.status_code, body, verb, resource, retry_after)
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError, kr8s.APITimeoutError, httpx.TimeoutException)):
+        within = f" within {timeout:g} s" if timeout else ""
+        return Unavailable(f"the Kubernetes API server did not answer {verb} {resource}{within}",
+                           retry_after=retry_after)
+    if isinstance(exc, (httpx.TransportError, OSError)):
+        return Unavailable(f"the Kubernetes API server cannot be reached ({type(exc).__name__}: {exc})",
+                           retry_after=retry_after)
+    return Unavailable(f"{verb} {resource} failed: {exc}", retry_after=retry_after)
 
 
 class Client:
     """Requests to one API server, counted in :attr:`calls`."""
 
-    def __init__(self, api: kr8s.asyncio.Api, max_in_flight: int = 32, token: TokenFile | None = None) -> None:
+    def __init__(self, api: kr8s.asyncio.Api, max_in_flight: int = 32, token: TokenFile | None = None, *,
+                 request_timeout: float = DEFAULT_REQUEST_TIMEOUT, retry_after: float = DEFAULT_RETRY_AFTER,
+                 health: ApiHealth | None = None) -> None:
         self.api = api
         self.calls = 0
         self.token = token
         """The ServiceAccount's token file when in-cluster credentials are used, else None."""
+        self.request_timeout = request_timeout
+        self.retry_after = retry_after
+        self.health = health
+        """Told of every answer; while it says the server is silent, calls fail at once."""
         # A burst of creates (each several calls) must queue here rather than
         # time out waiting for one of the HTTP pool's connections.
         self._in_flight = asyncio.Semaphore(max_in_flight)
@@ -94,9 +122,10 @@ class Client:
     @classmethod
     async def connect(cls, kubeconfig: str | None = None, context: str | None = None, *,
                       service_account: str = SERVICE_ACCOUNT_DIR,
-                      token_reload_period: float = TOKEN_RELOAD_PERIOD) -> "Client":
+                      token_reload_period: float = TOKEN_RELOAD_PERIOD, **options: Any) -> "Client":
         """A client from a kubeconfig file (``kubeconfig``, $KUBECONFIG, ~/.kube/config) or, in a pod
-        without one, the mounted ServiceAccount (``service_account``, its token read again as it rotates)."""
+        without one, the mounted ServiceAccount (``service_account``, its token read again as it rotates);
+        ``options`` are the constructor's timeouts and health."""
         sa_dir = service_account_dir(kubeconfig, service_account)
         try:
             api = await kr8s.asyncio.api(kubeconfig=kubeconfig, context=context,
@@ -109,7 +138,26 @@ class Client:
         if sa_dir is not None:
             token = TokenFile(sa_dir / "token", token_reload_period)
             log.info("in-cluster credentials: the ServiceAccount token of %s, API server %s", sa_dir, api.auth.server)
-        return cls(api, token=token)
+        return cls(api, token=token, **options)
+
+    def require_answering(self) -> None:
+        """Fail at once while the server has been silent too long (it has answered before)."""
+        health = self.health
+        if health is not None and health.started and not health.answering():
+            raise Unavailable(health.reason() or "the Kubernetes API server does not answer",
+                              retry_after=self.retry_after)
+
+    def _answered(self, status_code: int) -> None:
+        if self.health is not None:
+            if status_code < 500:
+                self.health.answered()
+            else:
+                self.health.failed(f"HTTP {status_code}")
+
+    def _failed(self, error: BackendError) -> BackendError:
+        if self.health is not None:
+            self.health.failed(error.message)
+        return error
 
     def _headers(self, headers: Mapping[str, str] | None = None) -> dict[str, str]:
         return {**(self.token.header() if self.token else {}), **(headers or {})}
@@ -120,57 +168,73 @@ class Client:
 
     async def request(self, method: str, path: str, *, body: Any = None, params: Mapping[str, str] | None = None,
                       headers: Mapping[str, str] | None = None, content_type: str = "application/json",
-                      verb: str | None = None, resource: str = "") -> dict[str, Any]:
-        """One call by absolute path (``/api/v1/...``); returns the JSON body."""
+                      verb: str | None = None, resource: str = "", check_timeout: float | None = None
+                      ) -> dict[str, Any]:
+        """One call by absolute path (``/api/v1/...``); returns the JSON body. With ``check_timeout``
+        it is a check of whether the server answers (see :class:`~.health.ApiHealth`): neither
+        refused while the server is silent nor queued behind other calls, and bounded by that timeout."""
         base, _, rest = path.lstrip("/").partition("/")
-        kwargs: dict[str, Any] = {"params": dict(params or {}), "timeout": REQUEST_TIMEOUT,
+        timeout = self.request_timeout if check_timeout is None else check_timeout
+        kwargs: dict[str, Any] = {"params": dict(params or {}), "timeout": httpx.Timeout(timeout),
                                   "headers": {"Content-Type": content_type, **(headers or {})}}
         if body is not None:
             kwargs["content"] = json.dumps(body)
+        verb, resource = verb or method.lower(), resource or path
+        if check_timeout is not None:
+            return await self._request(method, base, rest, kwargs, verb, resource, timeout)
         async with self._in_flight:
-            return await self._request(method, base, rest, kwargs, verb or method.lower(), resource or path)
+            self.require_answering()
+            return await self._request(method, base, rest, kwargs, verb, resource, timeout)
 
     async def _request(self, method: str, base: str, rest: str, kwargs: dict[str, Any], verb: str,
-                       resource: str) -> dict[str, Any]:
+                       resource: str, timeout: float) -> dict[str, Any]:
         # raise_for_status=False: kr8s answers a 401 or 403 by re-authenticating and
         # replacing its HTTP session, which would cut every watch stream on it;
         # a 403 here is an RBAC or admission verdict, and a 401 is handled below.
         for attempt in range(2):
             self.calls += 1
             try:
-                async with self.api.call_api(method, version="", base=f"/{base}", url=rest, raise_for_status=False,
-                                             **{**kwargs, "headers": self._headers(kwargs["headers"])}) as resp:
-                    body = _json(resp)
-                    if resp.is_error:
-                        if attempt == 0 and self._renewed(resp.status_code):
-                            continue
-                        raise _from_status(resp.status_code, body, verb, resource)
-                    return body
+                async with asyncio.timeout(timeout):
+                    async with self.api.call_api(method, version="", base=f"/{base}", url=rest,
+                                                 raise_for_status=False,
+                                                 **{**kwargs, "headers": self._headers(kwargs["headers"])}) as resp:
+                        self._answered(resp.status_code)
+                        body = _json(resp)
+                        if resp.is_error:
+                            if attempt == 0 and self._renewed(resp.status_code):
+                                continue
+                            raise _from_status(resp.status_code, body, verb, resource, self.retry_after)
+                        return body
             except BackendError:
                 raise
             except Exception as exc:
-                raise translate(exc, verb, resource) from None
+                raise self._failed(translate(exc, verb, resource, self.retry_after, timeout)) from None
         raise AssertionError("unreachable")
 
     async def text(self, path: str, *, params: Mapping[str, str] | None = None, verb: str = "get",
                    resource: str = "") -> str:
         """A GET whose answer is plain text (pod logs)."""
         base, _, rest = path.lstrip("/").partition("/")
+        self.require_answering()
         for attempt in range(2):
             self.calls += 1
             try:
-                async with self.api.call_api("GET", version="", base=f"/{base}", url=rest, params=dict(params or {}),
-                                             timeout=REQUEST_TIMEOUT, raise_for_status=False,
-                                             headers=self._headers()) as resp:
-                    if resp.is_error:
-                        if attempt == 0 and self._renewed(resp.status_code):
-                            continue
-                        raise _from_status(resp.status_code, _json(resp), verb, resource or path)
-                    return resp.text
+                async with asyncio.timeout(self.request_timeout):
+                    async with self.api.call_api("GET", version="", base=f"/{base}", url=rest,
+                                                 params=dict(params or {}), timeout=httpx.Timeout(self.request_timeout),
+                                                 raise_for_status=False, headers=self._headers()) as resp:
+                        self._answered(resp.status_code)
+                        if resp.is_error:
+                            if attempt == 0 and self._renewed(resp.status_code):
+                                continue
+                            raise _from_status(resp.status_code, _json(resp), verb, resource or path,
+                                               self.retry_after)
+                        return resp.text
             except BackendError:
                 raise
             except Exception as exc:
-                raise translate(exc, verb, resource or path) from None
+                raise self._failed(translate(exc, verb, resource or path, self.retry_after,
+                                             self.request_timeout)) from None
         raise AssertionError("unreachable")
 
     async def apply(self, obj: Mapping[str, Any], *, field_manager: str, force: bool = False,
@@ -205,20 +269,29 @@ class Client:
 
     @asynccontextmanager
     async def stream(self, path: str, params: Mapping[str, str], read_timeout: float) -> AsyncIterator[AsyncIterator[str]]:
-        """Lines of a watch response; a silence longer than ``read_timeout`` ends it with an error."""
+        """Lines of a watch response; a silence longer than ``read_timeout`` ends it with an error.
+        Every line counts as an answer of the server."""
         base, _, rest = path.lstrip("/").partition("/")
-        timeout = httpx.Timeout(30.0, read=read_timeout, pool=60.0)
+        timeout = httpx.Timeout(self.request_timeout, read=read_timeout)
+        self.require_answering()
         self.calls += 1
         async with self.api.call_api("GET", version="", base=f"/{base}", url=rest, params=dict(params),
                                      stream=True, timeout=timeout, raise_for_status=False,
                                      headers=self._headers()) as resp:
+            self._answered(resp.status_code)
             if resp.is_error:
                 await resp.aread()
                 if resp.status_code == 410:
                     raise Gone(resp.text)
                 self._renewed(resp.status_code)  # the watch is started again by its caller
-                raise _from_status(resp.status_code, _json(resp), "watch", path.rsplit("/", 1)[-1])
-            yield resp.aiter_lines()
+                raise _from_status(resp.status_code, _json(resp), "watch", path.rsplit("/", 1)[-1], self.retry_after)
+            yield self._lines(resp)
+
+    async def _lines(self, resp: httpx.Response) -> AsyncIterator[str]:
+        async for line in resp.aiter_lines():
+            if self.health is not None:
+                self.health.answered()
+            yield line
 
 
 def _json(resp: httpx.Response) -> Any:

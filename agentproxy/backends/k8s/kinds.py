@@ -34,12 +34,17 @@ POD = Kind("Pod", "v1", "pods")
 PVC = Kind("PersistentVolumeClaim", "v1", "persistentvolumeclaims")
 SERVICE = Kind("Service", "v1", "services")
 CONFIGMAP = Kind("ConfigMap", "v1", "configmaps")
+EVENT = Kind("Event", "v1", "events")
 SERVICE_ACCOUNT = Kind("ServiceAccount", "v1", "serviceaccounts")
 ROLE = Kind("Role", "rbac.authorization.k8s.io/v1", "roles")
 ROLE_BINDING = Kind("RoleBinding", "rbac.authorization.k8s.io/v1", "rolebindings")
 
 KINDS = (CONFIGMAP, SERVICE, PVC, STATEFULSET, POD)
 """The kinds of an agent's objects, which the cache lists and watches."""
+EVENT_SOURCES = (STATEFULSET, PVC)
+"""Kinds whose Events the cache watches too: what the StatefulSet controller and the volume
+binder report there (a pod they could not create, a claim they could not provision) is
+nowhere else."""
 MANAGED = (*KINDS, SERVICE_ACCOUNT, ROLE, ROLE_BINDING)
 """Every kind agentproxy writes (``agentproxy rbac`` renders the last three)."""
 

@@ -4,7 +4,9 @@
 - suspension: the replicas and annotation of a suspended agent, and its clock of activity;
 - the apply plan (what is applied in which order, and what the StatefulSet owns);
 - the objects a delete (or a failed create's rollback) removes;
-- drift (does a live object still hold what was applied?) and strays to prune;
+- what agentproxy wants of each object (:func:`desired_objects`: a volume never shrunk), drift
+  (does a live object still hold it? see :mod:`.drift`) and strays to prune;
+- when a claim whose create never finished is abandoned;
 - the progress ``agentproxy apply --wait`` shows and the diff ``agentproxy diff`` prints.
 
 The backend, its reconciler and the command line call these; none of them
@@ -29,6 +31,7 @@ from ...spec import AgentSpec
 from ..base import AgentState, AgentStatus
 from ..conversation import FIRST_MESSAGE_PENDING
 from ..suspension import SUSPENDED_REASON, SUSPENDING_REASON, Suspension, parse_time, timestamp
+from . import drift
 from .kinds import CONFIGMAP, PVC, POD, SERVICE, STATEFULSET, Kind
 from .status import derive_status
 
@@ -44,6 +47,8 @@ LAST_ACTIVE_ANNOTATION = naming.ANNOTATION_LAST_ACTIVE
 
 OWNED = (SERVICE, CONFIGMAP)
 """Kinds applied with an ownerReference to the agent's StatefulSet (collected with it)."""
+APPLIED = (PVC, STATEFULSET, SERVICE, CONFIGMAP)
+"""The kinds agentproxy applies for an agent, in apply order; drift repair keeps all four."""
 
 
 # --- the objects of one agent ------------------------------------------------------------------
@@ -56,12 +61,14 @@ class AgentObjects:
     statefulset: Obj | None
     pod: Obj | None
     pvc: Obj | None
+    events: tuple[Obj, ...] = ()
+    """Events about the StatefulSet and the claim (what their controllers could not do)."""
 
     @classmethod
-    def of(cls, agent_id: str, get: Callable[[Kind, str], Obj | None]) -> "AgentObjects":
-        """The objects of ``agent_id`` read through ``get(kind, name)``."""
+    def of(cls, agent_id: str, get: Callable[[Kind, str], Obj | None], events: Iterable[Obj] = ()) -> "AgentObjects":
+        """The objects of ``agent_id`` read through ``get(kind, name)``, and its ``events``."""
         return cls(get(CONFIGMAP, naming.configmap_name(agent_id)), get(STATEFULSET, naming.statefulset_name(agent_id)),
-                   get(POD, naming.pod_name(agent_id)), get(PVC, naming.pvc_name(agent_id)))
+                   get(POD, naming.pod_name(agent_id)), get(PVC, naming.pvc_name(agent_id)), tuple(events))
 
 
 def annotation(obj: Obj | None, key: str) -> str | None:
@@ -120,7 +127,7 @@ def agent_state(spec: AgentSpec, objects: AgentObjects, *, namespace: str, pod_a
     once the pod has an IP (by pod IP or headless-Service name, ``pod_address``); the reason
     ``FirstMessagePending`` while a ready agent's first message is overdue."""
     names = naming.object_names(spec.id)
-    derived = derive_status(objects.statefulset, objects.pod, objects.pvc)
+    derived = derive_status(objects.statefulset, objects.pod, objects.pvc, objects.events)
     if objects.statefulset is None and objects.claim is not None and derived.status is AgentStatus.STOPPED:
         derived = type(derived)(AgentStatus.PENDING, "NotApplied", "the StatefulSet has not been applied yet")
     suspension = suspension_of(objects.statefulset)
@@ -219,6 +226,21 @@ class ApplyPlan:
     owned: tuple[dict[str, Any], ...]
 
 
+def desired_objects(rendered: Iterable[dict[str, Any]], live: AgentObjects) -> list[dict[str, Any]]:
+    """The rendered objects as agentproxy applies them, given what is live: the PVC is never
+    asked for less storage than it holds (a volume raised out of band is kept; the API server
+    refuses to shrink one)."""
+    out = []
+    for obj in rendered:
+        obj = copy.deepcopy(obj)
+        if obj["kind"] == PVC.name and live.pvc is not None:
+            requests = obj["spec"]["resources"]["requests"]
+            held = (((live.pvc.get("spec") or {}).get("resources") or {}).get("requests") or {}).get("storage")
+            requests["storage"] = drift.larger_quantity(requests["storage"], held)
+        out.append(obj)
+    return out
+
+
 def apply_plan(objects: Iterable[dict[str, Any]]) -> ApplyPlan:
     """The plan of an agent's rendered objects (``render_agent`` order: ConfigMap, Service, PVC,
     StatefulSet). The ConfigMap is also the claim a create makes first."""
@@ -254,6 +276,17 @@ def as_applied(obj: Obj, statefulset: Obj | None) -> dict[str, Any]:
     return dict(obj)
 
 
+def whole(objects: AgentObjects, service: Obj | None) -> bool:
+    """True when every step of a create was carried out: the last one makes the claim (and the
+    Service) owned by the StatefulSet."""
+    sts = objects.statefulset
+    if sts is None or objects.claim is None or service is None or not sts["metadata"].get("uid"):
+        return False
+    uid = sts["metadata"]["uid"]
+    return all(any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
+               for obj in (objects.claim, service))
+
+
 def delete_targets(agent_id: str, *, purge: bool) -> list[tuple[Kind, str]]:
     """What a delete removes, in order: the StatefulSet first (from then on no proxy re-applies
     the rest), then the Service and the ConfigMap, and with ``purge`` the PVC (the data)."""
@@ -266,27 +299,20 @@ def delete_targets(agent_id: str, *, purge: bool) -> list[tuple[Kind, str]]:
 
 # --- drift and strays --------------------------------------------------------------------------
 
-def contains(live: Any, desired: Any) -> bool:
-    """True when every field of ``desired`` is in ``live`` with the same value
-    (the server may add defaults; it may not change or drop what we set)."""
-    if isinstance(desired, dict):
-        return isinstance(live, dict) and all(k in live and contains(live[k], v) for k, v in desired.items())
-    if isinstance(desired, list):
-        return isinstance(live, list) and len(live) == len(desired) and all(
-            contains(a, b) for a, b in zip(live, desired))
-    return live == desired
+differences = drift.differences
+drifted = drift.drifted
 
 
-def _comparable(obj: Obj) -> dict[str, Any]:
-    meta = obj["metadata"]
-    keep = {k: meta[k] for k in ("labels", "annotations", "ownerReferences") if k in meta}
-    return {"metadata": keep, **{k: v for k, v in obj.items() if k in ("spec", "data")}}
-
-
-def drifted(live: Obj | None, want: Obj) -> bool:
-    """True when ``live`` is missing or no longer holds what ``want`` sets (labels, annotations,
-    owner, spec, data): then it must be applied again."""
-    return live is None or not contains(live, _comparable(want))
+def abandoned_claim(objects: AgentObjects, now: datetime, grace: float) -> float | None:
+    """For a claim without a StatefulSet (a create under way, or one that never finished): 0 when
+    the claim is older than ``grace`` seconds and may be removed, else the seconds left until
+    then. None when the agent has no such claim."""
+    if objects.claim is None or objects.statefulset is not None:
+        return None
+    if objects.claim["metadata"].get("deletionTimestamp"):
+        return None
+    age = (now - created_at(objects.claim)).total_seconds()
+    return max(0.0, grace - age)
 
 
 def strays(agent_id: str, kind: Kind, labelled: Iterable[Obj], *, orphaned: bool) -> list[str]:

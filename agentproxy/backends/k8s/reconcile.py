@@ -1,13 +1,21 @@
-"""Keep each agent's objects as the templates render them.
+"""Keep each agent's objects as agentproxy applies them.
 
 Watch events schedule a reconcile of the agent they belong to (coalesced per
-agent). A Service or ConfigMap deleted or edited out of band is re-applied
-(forcing ownership back, as the object is agentproxy's); labelled objects the
-templates no longer render are pruned, like ``kubectl apply --prune``. PVCs are
-never pruned: they hold the agents' data.
+agent). Any field agentproxy applies on the StatefulSet, Service, ConfigMap or
+PVC that another manager changed or removed, and any of these objects deleted
+out of band, is applied again with force (server-side apply takes the fields
+back; fields of other managers stay as they are). Each repair is logged with the
+fields that drifted and counted by kind. Labelled objects the templates no
+longer render are pruned, like ``kubectl apply --prune``; PVCs are never pruned:
+they hold the agents' data. A claim whose create never finished (no StatefulSet
+long after it was made: the proxy that made it died, or could not roll it back)
+is removed.
+
+A deleted StatefulSet is not re-created: its absence is how a delete starts (see
+:func:`.model.delete_targets`), for every proxy replica.
 
 The reconciler sees its backend through :class:`ReconcileHost` alone, and its
-rules (what drifted, what is a stray) are those of :mod:`.model`.
+rules (what is wanted, what drifted, what is a stray) are those of :mod:`.model`.
 """
 
 from __future__ import annotations
@@ -15,15 +23,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Protocol
+from collections import Counter
+from datetime import datetime, timezone
+from typing import Any, Callable, Protocol
 
 from ... import naming
 from ...spec import AgentSpec
 from ..base import BackendError
-from .kinds import STATEFULSET, Kind
-from .model import OWNED, as_applied, drifted, strays
+from .kinds import CONFIGMAP, STATEFULSET, Kind
+from .model import (
+    APPLIED, OWNED, AgentObjects, abandoned_claim, as_applied, created_at, desired_objects, differences, strays,
+)
 
 log = logging.getLogger(__name__)
+
+CLAIM_GRACE = 60.0
+"""Seconds after which a claim without a StatefulSet counts as abandoned (a create takes far less)."""
+YOUNG = 5.0
+"""Seconds after its StatefulSet was made during which an agent is left to the create that is
+applying it (in this proxy or another replica): a half-applied agent is not drift."""
 
 
 class ReconcileHost(Protocol):
@@ -54,14 +72,27 @@ class ReconcileHost(Protocol):
 class Reconciler:
     """Debounced, per-agent reconciliation for one k8s backend."""
 
-    def __init__(self, host: ReconcileHost, delay: float = 0.3, settle: float = 3.0) -> None:
+    def __init__(self, host: ReconcileHost, delay: float = 0.3, settle: float = 3.0,
+                 claim_grace: float = CLAIM_GRACE, young: float = YOUNG,
+                 now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
         self.host = host
         self.delay = delay
         self.settle = settle
+        self.claim_grace = claim_grace
+        self.young = young
+        self._now = now
         self._pending: dict[str, asyncio.Task[None]] = {}
         self._applied_at: dict[str, float] = {}
-        self.reapplied = 0
+        self.repairs: Counter[str] = Counter()
+        """Objects applied again because they drifted, by kind."""
         self.pruned = 0
+        self.abandoned = 0
+        """Claims removed because their create never finished."""
+
+    @property
+    def reapplied(self) -> int:
+        """Objects applied again, of every kind."""
+        return sum(self.repairs.values())
 
     def note_applied(self, agent_id: str) -> None:
         """This proxy has just applied the agent's objects: the watch may show
@@ -107,25 +138,60 @@ class Reconciler:
             log.exception("reconciling agent %s failed", agent_id)
 
     async def reconcile(self, agent_id: str) -> None:
-        """One pass: prune strays, re-apply missing or drifted objects."""
+        """One pass: prune strays, remove an abandoned claim, apply again what drifted."""
         host = self.host
         spec = host.spec_of(agent_id)
-        sts = host.cached(STATEFULSET, naming.statefulset_name(agent_id))
+        objects = AgentObjects.of(agent_id, host.cached)
+        sts = objects.statefulset
         for kind in OWNED:
             for name in strays(agent_id, kind, host.cached_of_agent(kind, agent_id),
                                orphaned=spec is None and sts is None):
                 log.info("pruning %s %s (no longer rendered for agent %s)", kind.name, name, agent_id)
                 await host.delete_object(kind, name)
                 self.pruned += 1
-        if spec is None or sts is None or sts["metadata"].get("deletionTimestamp"):
+        if spec is None:
             return
-        desired = {o["kind"]: o for o in host.render(spec)}
-        for kind in OWNED:
-            want = as_applied(desired[kind.name], sts)
-            name = want["metadata"]["name"]
-            live = host.cached(kind, name)
-            if drifted(live, want):
-                log.info("re-applying %s %s (%s out of band)", kind.name, name,
-                         "deleted" if live is None else "changed")
-                await host.apply(want, force=True)
-                self.reapplied += 1
+        if sts is None:
+            await self._unfinished(agent_id, objects)
+            return
+        if sts["metadata"].get("deletionTimestamp"):
+            return
+        age = (self._now() - created_at(sts)).total_seconds()
+        if age < self.young:
+            self.schedule(agent_id, self.young - age + self.delay)
+            return
+        wanted = {o["kind"]: o for o in desired_objects(host.render(spec), objects)}
+        for kind in APPLIED:  # the owner before what it owns; one failure does not stop the others
+            want = as_applied(wanted[kind.name], sts)
+            live = host.cached(kind, want["metadata"]["name"])
+            if live is not None and live["metadata"].get("deletionTimestamp"):
+                continue  # being deleted: it can be applied again once it is gone
+            changed = differences(live, want)
+            if not changed:
+                continue
+            what = "deleted out of band" if live is None else "changed out of band: " + ", ".join(
+                changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+            log.warning("drift repair: applying %s %s again; %s", kind.name, want["metadata"]["name"], what)
+            try:
+                applied = await host.apply(want, force=True)
+            except BackendError as exc:
+                log.warning("drift repair of %s %s failed: %s", kind.name, want["metadata"]["name"], exc.message)
+                continue
+            self.repairs[kind.name] += 1
+            if kind is STATEFULSET:
+                sts = applied
+
+    async def _unfinished(self, agent_id: str, objects: AgentObjects) -> None:
+        """A claim without a StatefulSet: a create under way (here or in another proxy), or one
+        that never finished. Once it is older than any create takes, remove it (never the PVC:
+        its data may be older than the claim)."""
+        left = abandoned_claim(objects, self._now(), self.claim_grace)
+        if left is None:
+            return
+        if left > 0:
+            self.schedule(agent_id, left + self.delay)
+            return
+        log.warning("removing the claim of agent %s: its create did not finish (no StatefulSet after %.0f s)",
+                    agent_id, self.claim_grace)
+        await self.host.delete_object(CONFIGMAP, naming.configmap_name(agent_id))
+        self.abandoned += 1

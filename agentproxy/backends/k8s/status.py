@@ -4,12 +4,15 @@ The rules follow what ``kubectl get``/``describe`` shows a person: a pod the
 scheduler cannot place, an image that cannot be pulled, a container in a
 crash loop or a claim that stays unbound are failures with the platform's own
 reason and message; everything on the way to Ready is pending or starting.
+What only Events tell is read from the latest Event of the object: a pod the
+StatefulSet controller could not create (a quota, admission) and a claim that
+cannot be provisioned or bound (no such StorageClass, none at all).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from ..base import AgentStatus
 
@@ -41,8 +44,29 @@ def _container_statuses(pod: Obj) -> list[Obj]:
     return list(status.get("initContainerStatuses") or []) + list(status.get("containerStatuses") or [])
 
 
-def derive_status(sts: Obj | None, pod: Obj | None, pvc: Obj | None) -> Derived:
-    """Status of an agent from its objects (any of them may be missing)."""
+# Events of a claim after which it will not be bound without help.
+_CLAIM_STUCK = {"ProvisioningFailed", "FailedBinding"}
+
+
+def latest_event(events: Iterable[Obj], obj: Obj | None) -> Obj | None:
+    """The most recent Event about ``obj`` itself (the object of that name made before it does not count)."""
+    if obj is None:
+        return None
+    uid = obj["metadata"].get("uid")
+    about = [e for e in events if (e.get("involvedObject") or {}).get("uid") == uid and uid]
+    return max(about, key=_event_time, default=None)
+
+
+def _event_time(event: Obj) -> str:
+    # RFC 3339 at one resolution compares as text; eventTime (newer API) has microseconds.
+    when = event.get("lastTimestamp") or event.get("eventTime") or event["metadata"].get("creationTimestamp") or ""
+    return when[:19]
+
+
+def derive_status(sts: Obj | None, pod: Obj | None, pvc: Obj | None, events: Iterable[Obj] = ()) -> Derived:
+    """Status of an agent from its objects (any of them may be missing) and the Events about its
+    StatefulSet and claim."""
+    events = tuple(events)
     if sts is None:
         if pod is not None:
             return Derived(AgentStatus.STOPPING, "Terminating", "the pod is shutting down")
@@ -52,23 +76,31 @@ def derive_status(sts: Obj | None, pod: Obj | None, pvc: Obj | None) -> Derived:
     if (sts.get("spec") or {}).get("replicas", 1) == 0:
         return Derived(AgentStatus.STOPPED, "ScaledDown", "the StatefulSet has no replicas")
     if pod is None:
-        claim = _claim_problem(pvc)
+        claim = _claim_problem(pvc, events)
         if claim is not None:
             return claim
+        event = latest_event(events, sts)
+        if event is not None and event.get("reason") == "FailedCreate":
+            return Derived(AgentStatus.FAILED, "FailedCreate", event.get("message") or "the pod could not be created")
         return Derived(AgentStatus.PENDING, "PodNotCreated", "waiting for the StatefulSet controller to create the pod")
-    return _from_pod(pod, pvc)
+    return _from_pod(pod, pvc, events)
 
 
-def _claim_problem(pvc: Obj | None) -> Derived | None:
+def _claim_problem(pvc: Obj | None, events: Iterable[Obj] = ()) -> Derived | None:
     if pvc is None:
         return None
     phase = (pvc.get("status") or {}).get("phase")
     if phase == "Lost":
         return Derived(AgentStatus.FAILED, "ClaimLost", f"PersistentVolumeClaim {pvc['metadata']['name']} lost its volume")
+    if phase in (None, "Pending"):
+        event = latest_event(events, pvc)
+        if event is not None and event.get("reason") in _CLAIM_STUCK:
+            return Derived(AgentStatus.FAILED, event["reason"],
+                           f"PersistentVolumeClaim {pvc['metadata']['name']}: {event.get('message') or 'not bound'}")
     return None
 
 
-def _from_pod(pod: Obj, pvc: Obj | None) -> Derived:
+def _from_pod(pod: Obj, pvc: Obj | None, events: Iterable[Obj] = ()) -> Derived:
     restarts = sum(int(c.get("restartCount") or 0) for c in _container_statuses(pod))
     if pod["metadata"].get("deletionTimestamp"):
         return Derived(AgentStatus.STOPPING, "Terminating", "the pod is shutting down", restarts)
@@ -100,13 +132,16 @@ def _from_pod(pod: Obj, pvc: Obj | None) -> Derived:
     if scheduled is not None and scheduled.get("status") == "False":
         message = scheduled.get("message") or ""
         if "unbound" in message and "PersistentVolumeClaim" in message:
-            # The scheduler retries once the claim is bound: not a failure yet.
+            # The scheduler retries once the claim is bound: not a failure, unless the claim never will be.
+            claim = _claim_problem(pvc, events)
+            if claim is not None:
+                return Derived(claim.status, claim.reason, claim.message, restarts)
             return Derived(AgentStatus.PENDING, "ClaimPending", message, restarts)
         if scheduled.get("reason") == "Unschedulable":
             return Derived(AgentStatus.FAILED, "Unschedulable", scheduled.get("message") or "no node fits the pod", restarts)
         return Derived(AgentStatus.PENDING, scheduled.get("reason") or "Scheduling", scheduled.get("message"), restarts)
 
-    claim = _claim_problem(pvc)
+    claim = _claim_problem(pvc, events)
     if claim is not None:
         return Derived(claim.status, claim.reason, claim.message, restarts)
     if conditions.get("Ready", {}).get("status") == "True":

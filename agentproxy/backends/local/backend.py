@@ -32,6 +32,7 @@ from ...settings import Settings
 from ...spec import AgentSpec
 from ..base import AgentState, AgentStatus, Backend, Rejected, Unavailable, not_found
 from ..conversation import ConversationFollower
+from ..limits import CreateLimits
 from ..suspension import AgentActivity, Suspension, parse_time
 from .ports import HOST, PortAllocator
 from .process import (
@@ -50,7 +51,7 @@ class LocalBackend(Backend):
     mode = "local"
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__()
+        super().__init__(CreateLimits.from_settings(settings.agents))
         self.settings = settings
         self.local = settings.local_mode
         self.timing = self.local.supervision
@@ -72,6 +73,8 @@ class LocalBackend(Backend):
         self._monitor: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
         self._started = False
+        self._state_problem: str | None = None
+        """Why the state file could not be written last time (None once it could)."""
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -91,7 +94,7 @@ class LocalBackend(Backend):
                 except (ValueError, KeyError, TypeError) as exc:
                     log.error("agent %s in %s cannot be restored (%s); it is dropped from the state",
                               agent_id, self._state_file.path, exc)
-            await self._writer.save()
+            await self._save_quietly()  # a full disk is no reason not to serve: readiness tells
         except BaseException:
             await self.close()  # leaves whatever was re-adopted running, as any close does
             raise
@@ -140,7 +143,7 @@ class LocalBackend(Backend):
             if self._saves:
                 await asyncio.gather(*self._saves, return_exceptions=True)
             if was_started:
-                await self._writer.save()
+                await self._save_quietly()
         finally:
             if self._http is not None:
                 await self._http.close()
@@ -148,8 +151,14 @@ class LocalBackend(Backend):
             self._dir_lock.release()
 
     async def healthy(self) -> bool:
-        """True when the agentapi binary can be found."""
-        return self._find_agentapi() is not None
+        """True when the agentapi binary can be found and the state file written."""
+        return await self.readiness() is None
+
+    async def readiness(self) -> str | None:
+        """None when agents can be started and remembered, else why not."""
+        if self._find_agentapi() is None:
+            return f"agentapi not found (local_mode.agentapi_binary is {self.local.agentapi_binary!r})"
+        return self._state_problem
 
     # --- the primitives of the contract (see Backend) -----------------------------------------
 
@@ -175,6 +184,7 @@ class LocalBackend(Backend):
         self._command(spec)
         port = await self.ports.allocate(spec.id)
         supervisor = self._supervisor(spec, port=port, created_at=datetime.now(timezone.utc))
+        kept_data = supervisor.work_dir.exists()
         try:
             try:
                 await asyncio.to_thread(supervisor.work_dir.mkdir, parents=True, exist_ok=True)
@@ -194,13 +204,25 @@ class LocalBackend(Backend):
         self._agents[spec.id] = supervisor
         self.changed(supervisor)
         supervisor.run()
-        await self._writer.save()
+        try:
+            await self._save()
+        except OSError as exc:
+            # Without its record a restarted proxy would not know the agent: undo it.
+            del self._agents[spec.id]
+            self._persisted.pop(spec.id, None)
+            await supervisor.stop(self.timing.stop_grace)
+            await asyncio.to_thread(supervisor.log.remove)
+            if not kept_data:
+                await asyncio.to_thread(shutil.rmtree, supervisor.work_dir, True)
+            self.publish_gone(spec.id)
+            raise Unavailable(f"agent {spec.id!r} was not created: cannot write the state file "
+                              f"{self._state_file.path}: {exc.strerror or exc}") from None
         return supervisor.state()
 
     async def _suspend(self, state: AgentState, suspension: Suspension, guard: Any) -> tuple[AgentState, bool]:
         supervisor = self._agents[state.id]
         await supervisor.suspend(self.timing.stop_grace, suspension)
-        await self._writer.save()
+        await self._save_quietly()  # done either way; the monitor writes the file once it can
         return supervisor.state(), True
 
     async def _resume(self, state: AgentState) -> tuple[AgentState, bool]:
@@ -214,7 +236,7 @@ class LocalBackend(Backend):
         except OSError as exc:
             raise Unavailable(f"cannot start agentapi (local_mode.agentapi_binary {self.local.agentapi_binary!r}) "
                               f"for agent {state.id!r}: {exc.strerror or exc}") from None
-        await self._writer.save()
+        await self._save_quietly()  # done either way; the monitor writes the file once it can
         return supervisor.state(), True
 
     async def _record_activity(self, state: AgentState, when: datetime) -> None:
@@ -232,7 +254,10 @@ class LocalBackend(Backend):
         await supervisor.stop(self.timing.stop_grace)
         del self._agents[state.id]
         self._persisted.pop(state.id, None)
-        await self._writer.save()
+        try:
+            await self._save()
+        except OSError:
+            pass  # the agent is gone; the monitor writes the file once it can (see readiness)
         await asyncio.to_thread(supervisor.log.remove)
         if purge:
             await asyncio.to_thread(shutil.rmtree, supervisor.work_dir, True)
@@ -285,11 +310,27 @@ class LocalBackend(Backend):
             self._saves.add(task)
             task.add_done_callback(self._saves.discard)
 
-    async def _save_quietly(self) -> None:
+    async def _save(self) -> None:
+        """Write the state file; remember (for readiness and the log) whether that failed."""
         try:
             await self._writer.save()
         except OSError as exc:
-            log.error("cannot write %s: %s", self._state_file.path, exc)
+            problem = f"cannot write the state file {self._state_file.path}: {exc.strerror or exc}"
+            if problem != self._state_problem:
+                log.error("%s", problem)
+            self._state_problem = problem
+            raise
+        if self._state_problem is not None:
+            log.info("the state file %s is written again", self._state_file.path)
+        self._state_problem = None
+
+    async def _save_quietly(self) -> None:
+        with contextlib.suppress(OSError):  # logged, and retried by the monitor
+            await self._save()
+
+    def runnable_types(self, commands: dict[str, Any]) -> list[str]:
+        """The types whose program is found on this machine (others are refused with 422)."""
+        return [name for name, argv in commands.items() if argv and find_executable(argv[0]) is not None]
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -332,6 +373,8 @@ class LocalBackend(Backend):
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.timing.sample_interval)
+            if self._state_problem is not None:
+                await self._save_quietly()  # try again: the disk may have room now
             supervisors = list(self._agents.values())
             roots = {s.id: s.process.identity for s in supervisors if s.process is not None and not s.process.exited}
             now = loop.time()

@@ -4,7 +4,9 @@ Schemathesis generates requests for every documented operation (the event
 stream excepted: it never ends) and sends them to the API served on loopback,
 over an in-memory backend whose agents point at the imitation agentapi. Every
 answer must be documented: no 5xx, a documented status, content type, headers
-and body schema. The number of examples is kept small so that the suite stays fast.
+and body schema; and every request the document calls valid must be accepted
+(the document states every rule the server enforces). The number of examples is
+kept small so that the suite stays fast.
 """
 
 from __future__ import annotations
@@ -20,28 +22,52 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 from aiohttp import web  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
 from schemathesis.specs.openapi.checks import (  # noqa: E402
-    content_type_conformance, response_headers_conformance, response_schema_conformance,
+    content_type_conformance, positive_data_acceptance, response_headers_conformance, response_schema_conformance,
     status_code_conformance,
 )
 
 from agentproxy.api import create_app  # noqa: E402
 from agentproxy.api.openapi import openapi_document  # noqa: E402
-from agentproxy.settings import Settings  # noqa: E402
+from agentproxy.backends.base import Rejected  # noqa: E402
+from agentproxy.render import RenderError, check_no_secrets  # noqa: E402
+from agentproxy.settings import Settings, load_settings  # noqa: E402
 
 from .memory_backend import MemoryBackend  # noqa: E402
 from .upstream import ImitationAgent  # noqa: E402
 
 EXAMPLES_PER_OPERATION = 15
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
-          response_schema_conformance]
+          response_schema_conformance, positive_data_acceptance]
 
 schema = schemathesis.openapi.from_dict(openapi_document(auth=False)).exclude(path="/events")
+
+# Other limits, and k8s mode's refusal of secret-looking environment names.
+TIGHT = load_settings(overrides=[
+    "k8s_mode.enabled=true", "k8s_mode.resources.cpu_request=250m", "k8s_mode.resources.cpu_limit=2",
+    "k8s_mode.resources.memory_request=1Gi", "k8s_mode.resources.memory_limit=1500Mi",
+    "k8s_mode.resources.storage_size=20G"], environ={}).settings
+tight_schema = schemathesis.openapi.from_dict(openapi_document(auth=False, settings=TIGHT, secrets_refused=True)) \
+    .include(method="POST", path="/sessions/{session}/agents")
+
+
+class SecretCheckingBackend(MemoryBackend):
+    """Refuses what k8s mode's renderer refuses (the same check), as the k8s backend does with 422."""
+
+    async def _prepare(self, spec):
+        if spec is not None:
+            try:
+                check_no_secrets(spec)
+            except RenderError as exc:
+                raise Rejected(str(exc), field=exc.field) from None
+        return await super()._prepare(spec)
 
 
 class LiveServers:
     """The imitation agentapi and the API, served on 127.0.0.1 from an event loop in a thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: Settings | None = None, backend_class: type = MemoryBackend) -> None:
+        self.settings = settings or Settings()
+        self.backend_class = backend_class
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.runners: list[web.AppRunner] = []
@@ -56,8 +82,8 @@ class LiveServers:
 
     async def _start(self) -> str:
         upstream_port = await self._serve(ImitationAgent().app())
-        backend = MemoryBackend(upstream=f"http://127.0.0.1:{upstream_port}")
-        api_port = await self._serve(create_app(Settings(), backend))
+        backend = self.backend_class(upstream=f"http://127.0.0.1:{upstream_port}")
+        api_port = await self._serve(create_app(self.settings, backend))
         return f"http://127.0.0.1:{api_port}"
 
     def start(self) -> str:
@@ -84,8 +110,24 @@ def live_api() -> Iterator[str]:
         servers.stop()
 
 
+@pytest.fixture(scope="module")
+def tight_api() -> Iterator[str]:
+    servers = LiveServers(TIGHT, SecretCheckingBackend)
+    try:
+        yield servers.start()
+    finally:
+        servers.stop()
+
+
 @schema.parametrize()
 @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture])
 def test_the_live_api_matches_its_openapi_document(case, live_api):
     case.call_and_validate(base_url=live_api, checks=CHECKS, timeout=10)
+
+
+@tight_schema.parametrize()
+@settings(max_examples=100, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture])
+def test_creates_under_other_limits_and_k8s_rules_match_the_document(case, tight_api):
+    case.call_and_validate(base_url=tight_api, checks=CHECKS, timeout=10)

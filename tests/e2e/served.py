@@ -1,0 +1,114 @@
+"""`agentproxy serve` processes in k8s mode for the e2e suite, and their HTTP API.
+
+Each process logs to a file of the test's temporary directory (a pipe nobody reads
+would fill up and stall the server), listens on a free loopback port, and is
+stopped by the fixture that started it, also when the test fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import aiohttp
+
+from kube import wait_for
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Served:
+    """One running `agentproxy serve` and a client of its API."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, base: str, log: Path, http: aiohttp.ClientSession) -> None:
+        self.proc, self.base, self.log, self.http = proc, base, log, http
+
+    async def call(self, method: str, path: str, body: Any = None, timeout: float = 60.0) -> tuple[int, Any, dict]:
+        """(status, JSON body or text, headers) of one request."""
+        kwargs: dict[str, Any] = {"timeout": aiohttp.ClientTimeout(total=timeout)}
+        if body is not None:
+            kwargs["json"] = body
+        async with self.http.request(method, self.base + path, **kwargs) as resp:
+            text = await resp.text()
+            try:
+                data: Any = json.loads(text)
+            except ValueError:
+                data = text
+            return resp.status, data, dict(resp.headers)
+
+    async def readyz(self) -> int:
+        """The status of ``/readyz`` (0 when the server does not answer within 10 s)."""
+        try:
+            status, _, _ = await self.call("GET", "/readyz", timeout=10)
+            return status
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            return 0
+
+    async def agent(self, session: str, agent_id: str) -> dict | None:
+        status, body, _ = await self.call("GET", f"/sessions/{session}/agents/{agent_id}")
+        return body if status == 200 else None
+
+    async def events(self, session: str | None = None) -> AsyncIterator[dict]:
+        """The ``status`` events of ``/events`` as they come."""
+        query = f"?session={session}" if session else ""
+        async with self.http.get(f"{self.base}/events{query}", timeout=aiohttp.ClientTimeout(total=None)) as resp:
+            assert resp.status == 200
+            async for raw in resp.content:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("data: "):
+                    yield json.loads(line[6:])
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.terminate()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 20)
+            except asyncio.TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+
+
+class Servers:
+    """Starts `agentproxy serve` processes; :meth:`close` stops every one."""
+
+    def __init__(self, kubeconfig: str, namespace: str, directory: Path) -> None:
+        self.kubeconfig, self.namespace, self.directory = kubeconfig, namespace, directory
+        self.started: list[Served] = []
+        self.http = aiohttp.ClientSession()
+
+    async def start(self, *settings: str, ready: bool = True) -> Served:
+        """A server for the namespace with ``--set`` ``settings``; waits for ``/readyz`` 200 unless told not to."""
+        port = free_port()
+        log = self.directory / f"serve-{port}.log"
+        env = {**os.environ, "KUBECONFIG": self.kubeconfig}
+        args = ["k8s_mode.enabled=true", f"k8s_mode.namespace={self.namespace}", "k8s_mode.pod_address=pod_ip",
+                f"server.port={port}", *settings]
+        with open(log, "ab") as out:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "agentproxy", "serve", *(a for s in args for a in ("--set", s)),
+                env=env, stdout=out, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL)
+        served = Served(proc, f"http://127.0.0.1:{port}", log, self.http)
+        self.started.append(served)
+        if ready:
+            async def answers() -> bool:
+                if proc.returncode is not None:
+                    raise AssertionError(f"agentproxy serve exited with {proc.returncode}:\n{served.output()}")
+                return await served.readyz() == 200
+            await wait_for(answers, "agentproxy serve to be ready", timeout=60)
+        return served
+
+    async def close(self) -> None:
+        await asyncio.gather(*(s.stop() for s in self.started))
+        await self.http.close()
