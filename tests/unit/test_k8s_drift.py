@@ -1,7 +1,7 @@
 """Drift of the fields agentproxy owns, without a cluster: what the API server adds and what
 other managers set is not drift; a changed or removed field agentproxy applies is; lists
 merged by key, quantities, a PVC raised out of band and immutable fields; the objects
-agentproxy wants (the replica count from one place) and abandoned claims."""
+agentproxy wants, whole agents and abandoned claims."""
 
 from __future__ import annotations
 
@@ -103,14 +103,11 @@ def test_a_pvc_raised_out_of_band_is_kept_and_immutable_fields_are_not_compared(
     assert not drifted(live, sts)
 
 
-def test_the_replicas_come_from_one_place_and_a_volume_is_never_shrunk():
+def test_a_volume_raised_out_of_band_is_never_shrunk():
     rendered = list(objects().values())
     pvc = as_stored(objects()["PersistentVolumeClaim"])
     pvc["spec"]["resources"]["requests"]["storage"] = "5Gi"
     live = model.AgentObjects(None, None, None, pvc)
-    assert model.desired_replicas(live) == 1
-    settings = settings_with("k8s_mode.namespace=ns1")
-    assert render_agent(settings, spec_for(settings), replicas=0)[3]["spec"]["replicas"] == 0
     wanted = {o["kind"]: o for o in model.desired_objects(rendered, live)}
     assert wanted["PersistentVolumeClaim"]["spec"]["resources"]["requests"]["storage"] == "5Gi"
     assert rendered[2]["spec"]["resources"]["requests"]["storage"] == "1Gi"  # the rendered object is untouched
