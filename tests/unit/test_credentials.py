@@ -3,6 +3,7 @@ ServiceAccount Kubernetes mounts into a pod, whose rotating token is read again.
 
 from __future__ import annotations
 
+from agentproxy.backends.k8s.client import Client
 from agentproxy.backends.k8s.credentials import TokenFile, kubeconfig_present, service_account_dir
 
 
@@ -61,3 +62,16 @@ def test_a_token_file_that_cannot_be_read_keeps_the_token_and_is_tried_again_lat
     (sa / "token").write_text("t2")
     now[0] = 122
     assert token.header() == {"Authorization": "Bearer t2"}
+
+
+def test_a_request_refused_with_an_old_token_is_repeated_when_another_read_the_new_one(tmp_path):
+    sa = _mount(tmp_path)
+    token = TokenFile(sa / "token", period=3600)
+    client = Client(None, token=token)  # no API server: only the choice after a 401 is tested
+    sent = token.header()
+    (sa / "token").write_text("t2")
+    assert client._renewed(401, sent)
+    # Two requests were under way with t1; the first 401 read t2, the second must repeat too.
+    assert client._renewed(401, sent)
+    assert not client._renewed(401, token.header())  # refused with the newest token: no repeat
+    assert not client._renewed(403, sent)

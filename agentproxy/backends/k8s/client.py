@@ -162,9 +162,14 @@ class Client:
     def _headers(self, headers: Mapping[str, str] | None = None) -> dict[str, str]:
         return {**(self.token.header() if self.token else {}), **(headers or {})}
 
-    def _renewed(self, status: int) -> bool:
-        """After a 401: whether a fresh token was read (the request is worth repeating)."""
-        return status == 401 and self.token is not None and self.token.reload()
+    def _renewed(self, status: int, sent: Mapping[str, str]) -> bool:
+        """After a 401 to a request sent with the headers ``sent``: whether the token is now
+        another one (the request is worth repeating). The file is read again; another request
+        may have read the new token already, while this one was under way with the old."""
+        if status != 401 or self.token is None:
+            return False
+        self.token.reload()
+        return self.token.header().get("Authorization") != sent.get("Authorization")
 
     async def request(self, method: str, path: str, *, body: Any = None, params: Mapping[str, str] | None = None,
                       headers: Mapping[str, str] | None = None, content_type: str = "application/json",
@@ -195,13 +200,13 @@ class Client:
             self.calls += 1
             try:
                 async with asyncio.timeout(timeout):
+                    sent = self._headers(kwargs["headers"])
                     async with self.api.call_api(method, version="", base=f"/{base}", url=rest,
-                                                 raise_for_status=False,
-                                                 **{**kwargs, "headers": self._headers(kwargs["headers"])}) as resp:
+                                                 raise_for_status=False, **{**kwargs, "headers": sent}) as resp:
                         self._answered(resp.status_code)
                         body = _json(resp)
                         if resp.is_error:
-                            if attempt == 0 and self._renewed(resp.status_code):
+                            if attempt == 0 and self._renewed(resp.status_code, sent):
                                 continue
                             raise _from_status(resp.status_code, body, verb, resource, self.retry_after)
                         return body
@@ -220,12 +225,13 @@ class Client:
             self.calls += 1
             try:
                 async with asyncio.timeout(self.request_timeout):
+                    sent = self._headers()
                     async with self.api.call_api("GET", version="", base=f"/{base}", url=rest,
                                                  params=dict(params or {}), timeout=httpx.Timeout(self.request_timeout),
-                                                 raise_for_status=False, headers=self._headers()) as resp:
+                                                 raise_for_status=False, headers=sent) as resp:
                         self._answered(resp.status_code)
                         if resp.is_error:
-                            if attempt == 0 and self._renewed(resp.status_code):
+                            if attempt == 0 and self._renewed(resp.status_code, sent):
                                 continue
                             raise _from_status(resp.status_code, _json(resp), verb, resource or path,
                                                self.retry_after)
@@ -275,15 +281,15 @@ class Client:
         timeout = httpx.Timeout(self.request_timeout, read=read_timeout)
         self.require_answering()
         self.calls += 1
+        sent = self._headers()
         async with self.api.call_api("GET", version="", base=f"/{base}", url=rest, params=dict(params),
-                                     stream=True, timeout=timeout, raise_for_status=False,
-                                     headers=self._headers()) as resp:
+                                     stream=True, timeout=timeout, raise_for_status=False, headers=sent) as resp:
             self._answered(resp.status_code)
             if resp.is_error:
                 await resp.aread()
                 if resp.status_code == 410:
                     raise Gone(resp.text)
-                self._renewed(resp.status_code)  # the watch is started again by its caller
+                self._renewed(resp.status_code, sent)  # the watch is started again by its caller
                 raise _from_status(resp.status_code, _json(resp), "watch", path.rsplit("/", 1)[-1], self.retry_after)
             yield self._lines(resp)
 
