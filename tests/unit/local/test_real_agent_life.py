@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -104,14 +105,14 @@ def ready(agent: dict) -> bool:
     return agent["status"] == "ready"
 
 
-@pytest.fixture
-async def life(tmp_path: Path, ports: tuple[int, int], launcher: str) -> AsyncIterator[tuple[Server, Any]]:
-    server = Server(tmp_path / "data", ports, launcher)
+@asynccontextmanager
+async def serving(server: Server, tmp_path: Path) -> AsyncIterator[aiohttp.ClientSession]:
+    """A client for ``server``; on the way out every agent left is deleted through a live
+    server (started again if the test stopped it), and nothing may be left running."""
     async with aiohttp.ClientSession() as client:
         try:
-            yield server, client
+            yield client
         finally:
-            # Whatever the test left: delete through a live server, then make sure.
             if server.proc is None or server.proc.poll() is not None:
                 await server.start(client)
             async with client.get(f"{server.base}/agents") as response:
@@ -122,6 +123,13 @@ async def life(tmp_path: Path, ports: tuple[int, int], launcher: str) -> AsyncIt
             for proc in processes_in(tmp_path):
                 proc.kill()
     await assert_nothing_left(tmp_path)
+
+
+@pytest.fixture
+async def life(tmp_path: Path, ports: tuple[int, int], launcher: str) -> AsyncIterator[tuple[Server, Any]]:
+    server = Server(tmp_path / "data", ports, launcher)
+    async with serving(server, tmp_path) as client:
+        yield server, client
 
 
 def state_file_holds(work_dir: Path, text: str) -> bool:

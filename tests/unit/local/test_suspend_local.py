@@ -21,8 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from agentproxy.backends.local.ports import port_is_free
 from tests.conversation import AGENTAPI_HOST, agent_said, exchanges, say
 
-from .conftest import assert_nothing_left, processes_in
-from .test_real_agent_life import SESSION, Server, state_file_holds
+from .conftest import processes_in
+from .test_real_agent_life import SESSION, Server, serving, state_file_holds
 
 PORT_RANGE = (27000, 27999)
 """Where these servers and their agents listen: the first port of a block for the server."""
@@ -48,20 +48,8 @@ async def served(tmp_path: Path, launcher: str) -> AsyncIterator[tuple[Server, a
     server = Server(tmp_path / "data", (first + 1, last), launcher)
     server.port, server.base = first, f"http://127.0.0.1:{first}"
     server.env["AGENTAPI_SERVER_PORT"] = str(first)
-    async with aiohttp.ClientSession() as client:
-        try:
-            yield server, client
-        finally:
-            if server.proc is None or server.proc.poll() is not None:
-                await server.start(client)
-            async with client.get(f"{server.base}/agents") as response:
-                for agent in (await response.json())["agents"]:
-                    async with client.delete(f"{server.base}/sessions/{agent['session']}/agents/{agent['id']}"):
-                        pass
-            server.stop()
-            for proc in processes_in(tmp_path):
-                proc.kill()
-    await assert_nothing_left(tmp_path)
+    async with serving(server, tmp_path) as client:
+        yield server, client
 
 
 async def post(client: aiohttp.ClientSession, url: str, body: Any = None, status: int = 200) -> dict[str, Any]:
