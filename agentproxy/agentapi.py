@@ -162,7 +162,7 @@ def _build(go: str, source: str | None, out: Path, version: str, say: Say) -> No
                            f"was given (--source PATH or ${SOURCE_VARIABLE})")
     say(f"agentapi {version}: go install failed ({reason}); building from {source}")
     with tempfile.TemporaryDirectory(prefix="agentapi-src-") as tmp:
-        tree = _unpack(Path(source).expanduser(), Path(tmp))
+        tree = unpack_module_source(Path(source).expanduser(), Path(tmp))
         # The web UI is embedded with go:embed from lib/httpapi/chat; the source archive
         # leaves it out, and one file is enough for the embed to compile (/chat is then
         # a 404, the API is unaffected).
@@ -178,11 +178,16 @@ def _build(go: str, source: str | None, out: Path, version: str, say: Say) -> No
                                f"{_last_line(result.stderr) or f'exit status {result.returncode}'}")
 
 
-def _unpack(source: Path, into: Path) -> Path:
-    """A private copy of the source tree (the build adds a file to it); returns its root."""
+def unpack_module_source(source: Path, into: Path, module: str = AGENTAPI_MODULE) -> Path:
+    """A private, writable copy of the Go module ``module``'s source tree (a ``.tar.gz``
+    archive or a directory) under ``into``: a build adds files to it. Returns the directory
+    of its ``go.mod``, at the top or one level down (an archive's own top directory)."""
     if source.is_dir():
-        tree = into / source.name
+        tree = into / "src"
         shutil.copytree(source, tree, symlinks=True)
+        for path in (tree, *tree.rglob("*")):  # copies of Go's module cache are read-only
+            if not path.is_symlink():
+                path.chmod(0o755 if path.is_dir() else 0o644)
     elif source.is_file() and source.name.endswith((".tar.gz", ".tgz")):
         try:
             with tarfile.open(source, "r:gz") as archive:
@@ -191,12 +196,12 @@ def _unpack(source: Path, into: Path) -> Path:
             raise InstallError(f"cannot unpack {source}: {exc}") from None
         tree = into
     else:
-        raise InstallError(f"agentapi source {source}: must be a .tar.gz archive or a directory")
+        raise InstallError(f"source of {module} {source}: must be a .tar.gz archive or a directory")
     for candidate in (tree, *sorted(p for p in tree.iterdir() if p.is_dir())):
         mod = candidate / "go.mod"
-        if mod.is_file() and mod.read_text(errors="replace").startswith(f"module {AGENTAPI_MODULE}"):
+        if mod.is_file() and f"module {module}" in mod.read_text(errors="replace").splitlines():
             return candidate
-    raise InstallError(f"agentapi source {source}: no go.mod of module {AGENTAPI_MODULE} at its top level")
+    raise InstallError(f"source {source}: no go.mod of module {module} at its top level")
 
 
 def _check_version(binary: Path, version: str) -> None:

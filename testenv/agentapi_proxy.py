@@ -27,11 +27,10 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 from pathlib import Path
 
-from agentproxy.agentapi import build_lock, remove_leftovers, cache_root
+from agentproxy.agentapi import InstallError, build_lock, cache_root, remove_leftovers, unpack_module_source
 
 VERSION = "v1.73.0"
 MODULE = "github.com/takutakahashi/agentapi-proxy"
@@ -112,26 +111,10 @@ def _sources(go: str, into: Path, say) -> Path:
 
 
 def _unpack(source: Path, into: Path) -> Path:
-    if source.is_dir():
-        tree = into / "src"
-        shutil.copytree(source, tree, symlinks=True)
-        tree.chmod(0o755)
-        for path in tree.rglob("*"):  # the module cache's copies are read-only
-            path.chmod(0o755 if path.is_dir() else 0o644)
-    elif source.is_file() and source.name.endswith((".tar.gz", ".tgz")):
-        try:
-            with tarfile.open(source, "r:gz") as archive:
-                archive.extractall(into, filter="data")
-        except (tarfile.TarError, OSError) as exc:
-            raise BuildError(f"cannot unpack {source}: {exc}") from None
-        tree = into
-    else:
-        raise BuildError(f"agentapi-proxy source {source}: must be a .tar.gz archive or a directory")
-    for candidate in (tree, *sorted(p for p in tree.iterdir() if p.is_dir())):
-        mod = candidate / "go.mod"
-        if mod.is_file() and mod.read_text(errors="replace").startswith(f"module {MODULE}\n"):
-            return candidate
-    raise BuildError(f"agentapi-proxy source {source}: no go.mod of module {MODULE} at its top level")
+    try:
+        return unpack_module_source(source, into, MODULE)
+    except InstallError as exc:
+        raise BuildError(str(exc)) from None
 
 
 def _build(go: str, tree: Path, out: Path, say) -> None:
