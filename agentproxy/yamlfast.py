@@ -17,7 +17,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import yaml
 from yaml.constructor import SafeConstructor
 from yaml.emitter import Emitter
 from yaml.nodes import ScalarNode

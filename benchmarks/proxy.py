@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psutil  # noqa: E402
 
-from paths import NAMES, ORDER, Paths, Ports, Target, start_all  # noqa: E402
+from paths import NAMES, ORDER, Ports, Target, start_all  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 STREAMS = HERE / "streams.py"

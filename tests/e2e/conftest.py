@@ -19,6 +19,7 @@ from agentproxy.backends.k8s.backend import K8sBackend
 from agentproxy.backends.k8s.client import Client
 from agents import settings_for
 from kube import fresh_namespace, required_kubeconfig
+from served import Servers
 
 pytestmark = pytest.mark.e2e
 
@@ -57,6 +58,15 @@ async def namespace(api: kr8s.asyncio.Api):
     deleted after the test."""
     async with fresh_namespace(api) as name:
         yield name
+
+
+@pytest.fixture
+async def servers(kubeconfig, namespace, tmp_path):
+    """Starts `agentproxy serve` processes in k8s mode for the test's namespace (see
+    served.py); every one is stopped after the test, also when it fails."""
+    started = Servers(kubeconfig, namespace, tmp_path)
+    yield started
+    await started.close()
 
 
 @pytest.fixture

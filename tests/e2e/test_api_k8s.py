@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
-import sys
 
-import aiohttp
 import pytest
 
 from kube import get, request, wait_for
@@ -22,49 +18,14 @@ from standin import ContainerStandIn
 from tests.conversation import agent_said, exchanges, say, wait_answering
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-async def server(kubeconfig, namespace):
+async def server(servers):
     """A real `agentproxy serve` process in k8s mode for the test's namespace."""
-    port = _free_port()
-    env = {**os.environ, "KUBECONFIG": kubeconfig, "AGENTAPI_K8S_MODE_ENABLED": "true",
-           "AGENTAPI_K8S_MODE_NAMESPACE": namespace, "AGENTAPI_K8S_MODE_POD_ADDRESS": "pod_ip",
-           "AGENTAPI_SERVER_PORT": str(port), "AGENTAPI_AGENTS_FIRST_MESSAGE_TIMEOUT": "2s"}
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "agentproxy", "serve", env=env,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession() as http:
-        async def ready():
-            if proc.returncode is not None:
-                out = (await proc.stdout.read()).decode(errors="replace")
-                raise AssertionError(f"agentproxy serve exited with {proc.returncode}:\n{out}")
-            try:
-                async with http.get(f"{base}/readyz") as resp:
-                    return resp.status == 200
-            except aiohttp.ClientError:
-                return False
-        await wait_for(ready, "agentproxy serve to be ready", timeout=60)
-        yield base, http
-    proc.terminate()
-    try:
-        await asyncio.wait_for(proc.wait(), 20)
-    except asyncio.TimeoutError:
-        proc.kill()
-        await proc.wait()
-
-
-async def _agent(http, base, session, agent_id):
-    async with http.get(f"{base}/sessions/{session}/agents/{agent_id}") as resp:
-        return await resp.json() if resp.status == 200 else None
+    return await servers.start("agents.first_message_timeout=2s")
 
 
 async def test_the_documented_curl_creates_an_agent(server):
-    base, http = server
+    base, http = server.base, server.http
     async with http.post(f"{base}/sessions/my-session/agents") as resp:
         assert resp.status == 201, await resp.text()
         agent = await resp.json()
@@ -80,13 +41,13 @@ async def test_first_message_and_conversation_through_the_proxy_to_the_pod(serve
     conversation on its volume."""
     if pod_cidr is None or not pod_cidr.is_loopback:
         pytest.skip("needs pods with loopback IPs, so that a local process can stand in for the container")
-    base, http = server
+    base, http = server.base, server.http
     async with http.post(f"{base}/sessions/s1/agents", json={"id": "routed", "message": "hello"}) as resp:
         assert resp.status == 201, await resp.text()
 
     # Ready as far as the cluster knows, but no agentapi runs yet: the first message is late.
     async def pending():
-        agent = await _agent(http, base, "s1", "routed")
+        agent = await server.agent("s1", "routed")
         return agent if agent and agent["reason"] == "FirstMessagePending" else None
     agent = await wait_for(pending, "the first message to be reported as pending")
     assert agent["status"] == "ready" and "not delivered" in agent["message"]
@@ -103,7 +64,7 @@ async def test_first_message_and_conversation_through_the_proxy_to_the_pod(serve
         assert exchanges(first) == [("user", "hello"), ("agent", "echo: hello")], container.output()
 
         async def delivered():
-            agent = await _agent(http, base, "s1", "routed")
+            agent = await server.agent("s1", "routed")
             return agent if agent and agent["reason"] is None else None
         await wait_for(delivered, "the pending reason to clear once the message is delivered")
         await say(http, api_route, "second")
@@ -117,7 +78,7 @@ async def test_first_message_and_conversation_through_the_proxy_to_the_pod(serve
 
     async def recreated():
         pod = await get(api, f"/api/v1/namespaces/{namespace}/pods/agent-routed-0")
-        agent = await _agent(http, base, "s1", "routed")
+        agent = await server.agent("s1", "routed")
         return pod if pod and pod["metadata"]["uid"] != old_uid and agent and agent["status"] == "ready" else None
     await wait_for(recreated, "the StatefulSet to recreate the pod")
     with await ContainerStandIn.of_pod(api, namespace, "agent-routed-0", volumes) as container:
@@ -128,7 +89,7 @@ async def test_first_message_and_conversation_through_the_proxy_to_the_pod(serve
 
 
 async def test_events_list_and_delete_over_http(server):
-    base, http = server
+    base, http = server.base, server.http
     seen = []
 
     async def watch():
@@ -152,7 +113,7 @@ async def test_events_list_and_delete_over_http(server):
         assert (await resp.json())["error"]["code"] == "conflict"
 
     async def ready():
-        agent = await _agent(http, base, "s2", "evented")
+        agent = await server.agent("s2", "evented")
         return agent if agent and agent["status"] == "ready" else None
     await wait_for(ready, "the agent to be ready")
     async with http.get(f"{base}/agents?session=s2") as resp:

@@ -7,16 +7,8 @@ from __future__ import annotations
 import pytest
 
 from kube import get, request, wait_for
-from served import Servers
 
 STORAGE_CLASS = "/apis/storage.k8s.io/v1/storageclasses/kwok-volume"
-
-
-@pytest.fixture
-async def servers(kubeconfig, namespace, tmp_path):
-    started = Servers(kubeconfig, namespace, tmp_path)
-    yield started
-    await started.close()
 
 
 @pytest.fixture

@@ -16,18 +16,11 @@ import pytest
 import yaml
 
 from kube import get, request, wait_for
-from served import Served, Servers
+from served import Served
 
 STORAGE_CLASS = "/apis/storage.k8s.io/v1/storageclasses/kwok-volume"
 DEFAULT_CLASS = "storageclass.kubernetes.io/is-default-class"
 CHAOS = "pod-container-running-failed.stage.kwok.x-k8s.io"
-
-
-@pytest.fixture
-async def servers(kubeconfig, namespace, tmp_path):
-    started = Servers(kubeconfig, namespace, tmp_path)
-    yield started
-    await started.close()
 
 
 class Watch:

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import aiohttp
 import psutil
-import pytest
 import yaml
 
 from agentproxy.backends.base import AgentStatus

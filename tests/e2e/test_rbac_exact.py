@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import uuid
 
-import pytest
 
 from accounts import ACCOUNT, apply_rbac, bound_token, cluster_of, token_kubeconfig
 from agentproxy.backends.base import AgentStatus, Forbidden, NotFound
