@@ -16,7 +16,7 @@ import pytest
 
 from kube import get, wait_for
 from standin import ContainerStandIn
-from tests.conversation import agent_said, exchanges, wait_answering
+from tests.conversation import agent_said, exchanges, wait_answering, wait_stable
 
 SESSION = "peer-sessions"
 
@@ -59,6 +59,7 @@ async def test_a_peer_session_is_an_agent_in_the_cluster(server, api, namespace,
             await wait_answering(http, route)
             said = await agent_said(http, route, "echo: hello")
             assert exchanges(said) == [("user", "hello"), ("agent", "echo: hello")], container.output()
+            await wait_stable(http, route)  # the screen settles a moment after the answer
             async with http.get(f"{route}/status") as resp:
                 assert resp.status == 200 and (await resp.json())["status"] == "stable"
                 assert resp.headers["Access-Control-Allow-Origin"] == "*"
