@@ -112,11 +112,17 @@ cluster-status:
 
 # Build the agent image without Docker (an OCI archive in the cache) and import it into the real node
 agent-image: agentapi
-    python testenv/image.py agent --import
+    #!/usr/bin/env bash
+    set -euo pipefail
+    archive=$(python testenv/image.py agent)
+    python testenv/cluster.py load-image "$archive"
 
 # Build the proxy image (what deploy/ runs) without Docker and import it into the real node
 proxy-image:
-    python testenv/image.py proxy --import
+    #!/usr/bin/env bash
+    set -euo pipefail
+    archive=$(python testenv/image.py proxy)
+    python testenv/cluster.py load-image "$archive"
 
 # Write deploy/'s files rendered from agentproxy's templates (the RBAC of the kustomize base and the Helm chart)
 deploy-manifests:

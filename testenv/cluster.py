@@ -6,7 +6,8 @@ nodes, pod and volume lifecycles) from the binaries that ``testenv/build.sh``
 put in the cache, creates a fake Node and a default StorageClass, waits until
 everything is healthy and prints the kubeconfig to use. ``down`` stops exactly
 the processes ``up`` started (checked by pid and start time) and removes the
-state directory. ``status`` tells whether it runs.
+state directory. ``status`` tells whether it runs. ``load-image PATH`` imports an
+OCI archive of ``image.py`` into the real node, when one runs.
 
 Every component listens on 127.0.0.1; pods get IPs from 127.1.0.0/16, so a test
 can bind a real process to a pod's IP and keep all traffic on loopback.
@@ -285,16 +286,30 @@ def status(layout: Layout) -> int:
     return 0 if ok else 1
 
 
+def load_image(layout: Layout, archive: Path) -> None:
+    """Import an OCI archive (``image.py``'s output) into the real node, when one runs; the
+    node imports every cached image as it starts, so without one there is nothing to do."""
+    if procs.owned_process(layout.state, "containerd") is None:
+        _log(f"no real node runs in {layout.state}; `AGENTPROXY_REAL_NODE=1 bin/just cluster-up` imports {archive.name}")
+        return
+    realnode.import_image(layout, archive)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=("up", "down", "status", "restart", "kill", "start"))
-    parser.add_argument("component", nargs="?", choices=COMPONENTS + realnode.COMPONENTS,
-                        help="for restart, kill (SIGKILL) and start (again, after kill)")
+    parser.add_argument("action", choices=("up", "down", "status", "restart", "kill", "start", "load-image"))
+    parser.add_argument("component", nargs="?",
+                        help="for restart, kill (SIGKILL) and start (again, after kill): one of "
+                             + ", ".join(COMPONENTS + realnode.COMPONENTS) + "; for load-image: an OCI archive")
     args = parser.parse_args()
     layout = Layout.from_env()
-    if args.action in ("restart", "kill", "start"):
+    if args.action == "load-image":
         if not args.component:
-            parser.error(f"{args.action} needs a component")
+            parser.error("load-image needs the path of an OCI archive")
+        load_image(layout, Path(args.component))
+    elif args.action in ("restart", "kill", "start"):
+        if args.component not in COMPONENTS + realnode.COMPONENTS:
+            parser.error(f"{args.action} needs a component, one of {', '.join(COMPONENTS + realnode.COMPONENTS)}")
         {"restart": restart, "kill": kill, "start": start_again}[args.action](layout, args.component)
     elif args.action == "up":
         up(layout)

@@ -1,8 +1,9 @@
 """Container images for the real node, built without Docker or a registry.
 
-``python testenv/image.py agent|proxy|pause|helper [--import]`` builds an image as an
+``python testenv/image.py agent|proxy|pause|helper`` builds an image as an
 OCI archive in the user-level cache (``$AGENTPROXY_CACHE/images``) and prints
-its path; ``--import`` also loads it into the real node's containerd.
+its path (``python testenv/cluster.py load-image PATH`` loads it into the real
+node's containerd).
 
 - ``agent`` (``agentapi-proxy:latest``, the default ``k8s_mode.image``): what
   the repository's ``Dockerfile`` gives Docker users: the static agentapi in
@@ -359,20 +360,8 @@ BUILDERS = {"agent": build_agent, "proxy": build_proxy, "pause": build_pause, "h
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("kind", choices=sorted(BUILDERS))
-    parser.add_argument("--import", dest="load", action="store_true",
-                        help="also import it into the real node's containerd, when one runs")
     args = parser.parse_args()
-    path = BUILDERS[args.kind]()
-    if args.load:
-        import procs
-        import realnode
-        from layout import Layout
-        layout = Layout.from_env()
-        if procs.owned_process(layout.state, "containerd") is not None:
-            realnode.import_image(layout, path)
-        else:
-            _log(f"no real node runs in {layout.state}; `AGENTPROXY_REAL_NODE=1 bin/just cluster-up` imports it")
-    print(path)
+    print(BUILDERS[args.kind]())
     return 0
 
 

@@ -16,6 +16,9 @@ from datetime import datetime
 from typing import Any, AsyncIterator, Callable, Iterable
 
 from ..spec import AgentSpec
+from .errors import (  # noqa: F401  (re-exported: callers import the errors from here)
+    BackendError, Conflict, Forbidden, NotFound, Rejected, TooMany, Unavailable,
+)
 from .events import EventHub
 from .lifecycle import ChangeWaiters, LifecycleEvent, Listener, ResumeTimer
 from .limits import CreateLimits, CreateQueue
@@ -84,57 +87,6 @@ class MetricSample:
     type: str  # "counter" or "gauge"
     value: float
     labels: tuple[tuple[str, str], ...] = ()
-
-
-class BackendError(Exception):
-    """Base of the errors a backend raises; ``http_status`` is what the API answers."""
-
-    http_status = 500
-    code = "backend_error"
-    retry_after: float | None = None
-    """Seconds after which trying again may succeed (sent as ``Retry-After``), when known."""
-
-    def __init__(self, message: str, *, field: str | None = None, retry_after: float | None = None) -> None:
-        self.message = message
-        self.field = field
-        if retry_after is not None:
-            self.retry_after = retry_after
-        super().__init__(message)
-
-
-class NotFound(BackendError):
-    http_status, code = 404, "not_found"
-
-
-class Conflict(BackendError):
-    """The agent exists with a different spec, or a field is owned by someone else."""
-
-    http_status, code = 409, "conflict"
-
-
-class Rejected(BackendError):
-    """The platform refused the request (admission, quota, validation): its message is passed on."""
-
-    http_status, code = 422, "rejected"
-
-
-class Forbidden(BackendError):
-    """The backend's own credentials lack a permission; names the verb and resource."""
-
-    http_status, code = 403, "forbidden"
-
-
-class Unavailable(BackendError):
-    """The platform cannot be reached (API server down, no ports left, ...)."""
-
-    http_status, code = 503, "unavailable"
-    retry_after = 5.0
-
-
-class TooMany(BackendError):
-    """A limit of the service is reached (agents per session or owner, creates waiting)."""
-
-    http_status, code = 429, "too_many"
 
 
 def check_same_spec(existing: AgentSpec, requested: AgentSpec) -> None:

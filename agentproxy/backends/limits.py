@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator, Iterable
 
 from ..spec import AgentSpec
+from .errors import TooMany
 
 QUEUE_RETRY_AFTER = 1.0
 """The ``Retry-After`` of a create refused because too many wait: creates finish quickly."""
@@ -40,7 +41,6 @@ class CreateLimits:
         ``others`` are the agents that exist or are being created (``spec``'s id excluded)."""
         if not self.per_session and not self.per_owner:
             return
-        from .base import TooMany  # base builds on this module
         sessions: Counter[str] = Counter()
         owners: Counter[str | None] = Counter()
         for other in others:
@@ -68,8 +68,7 @@ class CreateQueue:
         """Hold a create's turn for the body of an ``async with``; :class:`TooMany` at once when
         every slot is taken and the queue is full."""
         if self._slots.locked() and self.waiting >= self.limits.queued:
-            from .base import TooMany  # base builds on this module
-            raise TooMany(f"{self.waiting} creates are already waiting for their turn "
+                raise TooMany(f"{self.waiting} creates are already waiting for their turn "
                           f"(agents.max_queued_creates); try again shortly", retry_after=QUEUE_RETRY_AFTER)
         self.waiting += 1
         try:
