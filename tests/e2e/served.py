@@ -2,7 +2,9 @@
 
 Each process logs to a file of the test's temporary directory (a pipe nobody reads
 would fill up and stall the server), listens on a free loopback port, and is
-stopped by the fixture that started it, also when the test fails.
+stopped by the fixture that started it, also when the test fails. A test may stop
+one and start it again on the same port (a restarted replica), or run several
+against one namespace.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from kube import wait_for
 
@@ -27,10 +30,26 @@ def free_port() -> int:
 
 
 class Served:
-    """One running `agentproxy serve` and a client of its API."""
+    """One `agentproxy serve` (started, stopped and started again with the same
+    command line) and a client of its API."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, base: str, log: Path, http: aiohttp.ClientSession) -> None:
-        self.proc, self.base, self.log, self.http = proc, base, log, http
+    def __init__(self, argv: list[str], env: dict[str, str], base: str, log: Path, http: aiohttp.ClientSession) -> None:
+        self.argv, self.env, self.base, self.log, self.http = argv, env, base, log, http
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self, ready: bool = True) -> "Served":
+        """Start the process; wait for ``/readyz`` 200 unless told not to."""
+        with open(self.log, "ab") as out:
+            self.proc = proc = await asyncio.create_subprocess_exec(
+                *self.argv, env=self.env, stdout=out, stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.DEVNULL)
+        if ready:
+            async def answers() -> bool:
+                if proc.returncode is not None:
+                    raise AssertionError(f"agentproxy serve exited with {proc.returncode}:\n{self.output()}")
+                return await self.readyz() == 200
+            await wait_for(answers, "agentproxy serve to be ready", timeout=60)
+        return self
 
     async def call(self, method: str, path: str, body: Any = None, timeout: float = 60.0) -> tuple[int, Any, dict]:
         """(status, JSON body or text, headers) of one request."""
@@ -67,11 +86,20 @@ class Served:
                 if line.startswith("data: "):
                     yield json.loads(line[6:])
 
+    async def metrics(self) -> dict[tuple[str, tuple], float]:
+        """The samples of ``/metrics`` by (name, sorted labels); see :func:`counted`."""
+        async with self.http.get(f"{self.base}/metrics") as resp:
+            text = await resp.text()
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(text) for s in family.samples}
+
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     async def stop(self) -> None:
-        if self.proc.returncode is None:
+        """SIGTERM, as a rolling update stops a replica (its agents keep running); SIGKILL
+        after 20 s."""
+        if self.proc is not None and self.proc.returncode is None:
             self.proc.terminate()
             try:
                 await asyncio.wait_for(self.proc.wait(), 20)
@@ -91,24 +119,19 @@ class Servers:
     async def start(self, *settings: str, ready: bool = True) -> Served:
         """A server for the namespace with ``--set`` ``settings``; waits for ``/readyz`` 200 unless told not to."""
         port = free_port()
-        log = self.directory / f"serve-{port}.log"
-        env = {**os.environ, "KUBECONFIG": self.kubeconfig}
         args = ["k8s_mode.enabled=true", f"k8s_mode.namespace={self.namespace}", "k8s_mode.pod_address=pod_ip",
                 f"server.port={port}", *settings]
-        with open(log, "ab") as out:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "agentproxy", "serve", *(a for s in args for a in ("--set", s)),
-                env=env, stdout=out, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL)
-        served = Served(proc, f"http://127.0.0.1:{port}", log, self.http)
+        served = Served([sys.executable, "-m", "agentproxy", "serve", *(a for s in args for a in ("--set", s))],
+                        {**os.environ, "KUBECONFIG": self.kubeconfig}, f"http://127.0.0.1:{port}",
+                        self.directory / f"serve-{port}.log", self.http)
         self.started.append(served)
-        if ready:
-            async def answers() -> bool:
-                if proc.returncode is not None:
-                    raise AssertionError(f"agentproxy serve exited with {proc.returncode}:\n{served.output()}")
-                return await served.readyz() == 200
-            await wait_for(answers, "agentproxy serve to be ready", timeout=60)
-        return served
+        return await served.start(ready)
 
     async def close(self) -> None:
         await asyncio.gather(*(s.stop() for s in self.started))
         await self.http.close()
+
+
+def counted(samples: dict[tuple[str, tuple], float], name: str, **labels: str) -> float:
+    """One sample's value of :meth:`Served.metrics` (0 when absent)."""
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)

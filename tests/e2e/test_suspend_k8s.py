@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -22,32 +21,23 @@ import pytest
 from agentproxy import naming
 from agentproxy.backends.k8s.kinds import CONFIGMAP, POD, PVC, SERVICE, STATEFULSET
 from kube import delete_namespace, get, request, wait_for
-from serving import Serve, counted, free_port
+from served import Served, counted
 from standin import ContainerStandIn
 from tests.conversation import AGENTAPI_HOST, agent_said, exchanges, say, wait_answering
 
 SESSION = "s1"
 
 
-async def test_a_suspended_agent_keeps_its_volume_and_conversation(kubeconfig, api, namespace, pod_cidr, tmp_path):
+async def test_a_suspended_agent_keeps_its_volume_and_conversation(servers, api, namespace, pod_cidr, tmp_path):
     if pod_cidr is None or not pod_cidr.is_loopback:
         pytest.skip("needs pods with loopback IPs, so that a local process can stand in for the container")
     names = naming.object_names("napper")
-    async with aiohttp.ClientSession() as http:
-        serve = Serve(kubeconfig, namespace, tmp_path / "serve.log", free_port())
-        await serve.start(http)
-        try:
-            await _suspend_and_resume(serve, http, api, namespace, names, tmp_path / "volumes")
-        finally:
-            await serve.stop()
-
-
-async def _suspend_and_resume(serve: Serve, http: aiohttp.ClientSession, api, namespace: str, names: dict,
-                              volumes: Path) -> None:
+    serve = await servers.start()
+    http, volumes = serve.http, tmp_path / "volumes"
     route = f"{serve.base}/sessions/{SESSION}/agents/napper"
     async with http.post(f"{serve.base}/sessions/{SESSION}/agents", json={"id": "napper", "message": "hello"}) as r:
         assert r.status == 201, await r.text()
-    await wait_for(lambda: _status(serve, http, "ready"), "the agent to be ready")
+    await wait_for(lambda: _status(serve, "ready"), "the agent to be ready")
     both = [("user", "hello"), ("agent", "echo: hello"), ("user", "second"), ("agent", "echo: second")]
     with await ContainerStandIn.of_pod(api, namespace, names["pod"], volumes) as container:
         await wait_answering(http, f"{route}/api")
@@ -63,7 +53,7 @@ async def _suspend_and_resume(serve: Serve, http: aiohttp.ClientSession, api, na
     assert "echo: second" in (volumes / names["pvc"] / ".agentproxy" / "agentapi-state.json").read_text(), \
         container.output()
 
-    suspended = await wait_for(lambda: _status(serve, http, "suspended"), "the agent to be suspended")
+    suspended = await wait_for(lambda: _status(serve, "suspended"), "the agent to be suspended")
     assert suspended["reason"] == "Suspended" and "suspended through the API" in suspended["message"]
     sts = await get(api, STATEFULSET.item(namespace, names["statefulset"]))
     assert sts["spec"]["replicas"] == 0
@@ -72,17 +62,17 @@ async def _suspend_and_resume(serve: Serve, http: aiohttp.ClientSession, api, na
         assert await get(api, kind.item(namespace, name)) is not None, kind.name
     async with http.post(f"{route}/suspend") as r:  # a no-op
         assert r.status == 200 and (await r.json())["status"] == "suspended"
-    first = await serve.metrics(http)
+    first = await serve.metrics()
     assert counted(first, "agentproxy_agent_suspends_total", cause="api") == 1
 
     # A restarted proxy finds it suspended, and its reconciler leaves it so.
     await serve.stop()
-    await serve.start(http)
-    assert (await _status(serve, http, "suspended")) is not None
+    await serve.start()
+    assert (await _status(serve, "suspended")) is not None
     await asyncio.sleep(5)  # longer than a reconcile pass after start (delay and settle)
     sts = await get(api, STATEFULSET.item(namespace, names["statefulset"]))
     assert sts["spec"]["replicas"] == 0 and await get(api, POD.item(namespace, names["pod"])) is None
-    assert (await _status(serve, http, "suspended")) is not None
+    assert (await _status(serve, "suspended")) is not None
 
     # The first request resumes it: 503 with Retry-After, then the pod is back with the conversation.
     async with http.get(f"{route}/api/messages", headers=AGENTAPI_HOST) as r:
@@ -90,17 +80,17 @@ async def _suspend_and_resume(serve: Serve, http: aiohttp.ClientSession, api, na
         assert (await r.json())["error"]["code"] == "agent_resuming"
     sts = await get(api, STATEFULSET.item(namespace, names["statefulset"]))
     assert sts["spec"]["replicas"] == 1 and naming.ANNOTATION_SUSPENDED not in sts["metadata"]["annotations"]
-    await wait_for(lambda: _status(serve, http, "ready"), "the resumed agent to be ready")
+    await wait_for(lambda: _status(serve, "ready"), "the resumed agent to be ready")
     with await ContainerStandIn.of_pod(api, namespace, names["pod"], volumes) as container:
         await wait_answering(http, f"{route}/api")
         assert exchanges(await agent_said(http, f"{route}/api", "echo: second")) == both, container.output()
-    samples = await serve.metrics(http)
+    samples = await serve.metrics()
     assert counted(samples, "agentproxy_agent_resumes_total", cause="request") == 1
     assert counted(samples, "agentproxy_agent_resume_seconds_count", cause="request") == 1
 
 
-async def _status(serve: Serve, http: aiohttp.ClientSession, status: str) -> dict | None:
-    agent = await serve.agent(http, SESSION, "napper")
+async def _status(serve: Served, status: str) -> dict | None:
+    agent = await serve.agent(SESSION, "napper")
     return agent if agent is not None and agent["status"] == status else None
 
 
@@ -117,16 +107,11 @@ BUSY = 4
 IDLE_TIMEOUT = "12s"
 
 
-async def test_two_replicas_cull_each_idle_agent_once_and_leave_busy_agents_alone(kubeconfig, api, namespace,
-                                                                                   tmp_path):
+async def test_two_replicas_cull_each_idle_agent_once_and_leave_busy_agents_alone(servers, api, namespace):
     culled = [f"idle-{n:03d}" for n in range(CULLED)]
     busy = [f"busy-{n}" for n in range(BUSY)]
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=32)) as http:
-        first = free_port()
-        replicas = [Serve(kubeconfig, namespace, tmp_path / f"serve-{i}.log", port, AGENTAPI_AGENTS_IDLE_TIMEOUT=IDLE_TIMEOUT)
-                    for i, port in enumerate((first, free_port({first})))]
-        for replica in replicas:
-            await replica.start(http)
+        replicas = [await servers.start(f"agents.idle_timeout={IDLE_TIMEOUT}") for _ in range(2)]
         a, b = replicas
         try:
             await _create_all(a, http, culled + busy)
@@ -144,9 +129,9 @@ async def test_two_replicas_cull_each_idle_agent_once_and_leave_busy_agents_alon
                 assert (await _replicas(api, namespace, agent_id)) == 0, agent_id
             for agent_id in busy:
                 assert (await _replicas(api, namespace, agent_id)) == 1, agent_id
-                agent = await b.agent(http, SESSION, agent_id)
+                agent = await b.agent(SESSION, agent_id)
                 assert agent["status"] == "ready" and agent["last_active_at"], agent
-            samples = [await replica.metrics(http) for replica in replicas]
+            samples = [await replica.metrics() for replica in replicas]
             suspends = [counted(s, "agentproxy_agent_suspends_total", cause="idle") for s in samples]
             resumes = [counted(s, "agentproxy_agent_resumes_total", cause=c) for s in samples for c in ("api", "request")]
             assert sum(suspends) == CULLED, suspends  # each once, by one of them
@@ -160,7 +145,7 @@ async def test_two_replicas_cull_each_idle_agent_once_and_leave_busy_agents_alon
                            timeout=180)
 
 
-async def _create_all(serve: Serve, http: aiohttp.ClientSession, agent_ids: list[str]) -> None:
+async def _create_all(serve: Served, http: aiohttp.ClientSession, agent_ids: list[str]) -> None:
     limit = asyncio.Semaphore(16)
 
     async def create(agent_id: str) -> None:
@@ -169,7 +154,7 @@ async def _create_all(serve: Serve, http: aiohttp.ClientSession, agent_ids: list
     await asyncio.gather(*(create(a) for a in agent_ids))
 
 
-async def _keep_busy(serve: Serve, http: aiohttp.ClientSession, agent_ids: list[str], stop: asyncio.Event) -> None:
+async def _keep_busy(serve: Served, http: aiohttp.ClientSession, agent_ids: list[str], stop: asyncio.Event) -> None:
     """A proxied request to each busy agent every second (nothing answers on kwok: 502 or 503,
     a request all the same), for at most as long as the test may take."""
     deadline = time.monotonic() + 300
