@@ -4,6 +4,7 @@ pass over its narrow interface, the cache's index by agent, and the CLI's progre
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime, timezone
 from typing import Any
 
@@ -63,6 +64,37 @@ def test_apply_plan_claims_with_the_configmap_then_applies_owner_first():
     assert plan.claim["kind"] == "ConfigMap"
     assert [o["kind"] for o in plan.first] == ["PersistentVolumeClaim", "StatefulSet"]
     assert [o["kind"] for o in plan.owned] == ["Service", "ConfigMap"]
+
+
+def test_a_create_leaves_the_pvc_to_the_statefulset_controller_when_it_makes_it_as_rendered():
+    settings, objects = rendered()
+    plan = model.apply_plan(objects)
+    pvc, sts = plan.first
+    made = model.claim_from_template(sts, pvc["metadata"]["name"])
+    assert made is not None and made["metadata"]["labels"] == pvc["metadata"]["labels"]
+    assert made["spec"] == pvc["spec"]
+    assert model.claim_from_template(sts, "data-agent-a1-x") is None
+    assert model.claim_from_template(sts, "other-agent-a1-0") is None
+    create = model.create_plan(plan, None)
+    assert [o["kind"] for o in create.first] == ["StatefulSet"]  # claim, StatefulSet, Service, ConfigMap: 4
+    assert (create.claim, create.owned) == (plan.claim, plan.owned)
+
+    # Data kept from an earlier agent of this id: left alone when it holds what would be applied,
+    # applied when it does not (a larger size asked for now).
+    kept = {**copy.deepcopy(pvc), "status": {"phase": "Bound"}}
+    assert [o["kind"] for o in model.create_plan(plan, kept).first] == ["StatefulSet"]
+    kept["spec"]["resources"]["requests"]["storage"] = "512Mi"
+    assert [o["kind"] for o in model.create_plan(plan, kept).first] == ["PersistentVolumeClaim", "StatefulSet"]
+
+    # A PVC template that asks for more than the claim template gives is applied, as rendered.
+    for change in ({"annotations": {"backup": "daily"}}, {"labels": {**pvc["metadata"]["labels"], "tier": "x"}},
+                   {"finalizers": ["example.com/keep"]}):
+        custom = copy.deepcopy(pvc)
+        custom["metadata"].update(change)
+        assert model.create_plan(model.ApplyPlan(plan.claim, (custom, sts), plan.owned), None).first == (custom, sts)
+    other_class = copy.deepcopy(pvc)
+    other_class["spec"]["storageClassName"] = "fast"
+    assert len(model.create_plan(model.ApplyPlan(plan.claim, (other_class, sts), plan.owned), None).first) == 2
 
 
 def test_owned_objects_point_at_the_stored_statefulset():

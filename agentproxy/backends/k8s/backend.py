@@ -237,12 +237,15 @@ class K8sBackend(Backend):
         assert self.client is not None
         return await self.client.delete(kind.item(self.namespace, name), resource=kind.plural)
 
-    async def apply_objects(self, objects: list[dict[str, Any]], *, force: bool | None = None) -> None:
+    async def apply_objects(self, objects: list[dict[str, Any]], *, force: bool | None = None,
+                            creating: bool = False) -> None:
         """Apply the rendered objects as :func:`.model.desired_objects` has them, in the order of
-        :func:`.model.apply_plan`."""
+        :func:`.model.apply_plan` (of :func:`.model.create_plan` when ``creating``)."""
         agent_id = model.agent_id_of(objects[0])
         live = model.AgentObjects.of(agent_id, self.cached) if agent_id else model.AgentObjects(None, None, None, None)
         plan = model.apply_plan(model.desired_objects(objects, live))
+        if creating:
+            plan = model.create_plan(plan, live.pvc)
         statefulset: dict[str, Any] | None = None
         for obj in plan.first:
             statefulset = await self.apply(obj, force=force)
@@ -274,7 +277,7 @@ class K8sBackend(Backend):
             self._defer_rollback(spec.id, delete_data=not had_data)
             raise
         try:
-            await self.apply_objects(objects)
+            await self.apply_objects(objects, creating=True)
             self.reconciler.note_applied(spec.id)
         except BackendError:
             if claimed:
