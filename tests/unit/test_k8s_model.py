@@ -260,6 +260,24 @@ async def test_a_reconcile_pass_reapplies_drift_and_prunes_strays():
     assert orphan.deleted == [("ConfigMap", "agent-a1-config")] and orphan.applied == []
 
 
+async def test_a_missing_pvc_is_the_controllers_to_make_until_the_pod_is_there():
+    spec, objects = rendered()
+    sts = stored(objects[3])
+    whole = {("StatefulSet", "agent-a1"): sts, ("ConfigMap", "agent-a1-config"): stored(model.as_applied(objects[0], sts)),
+             ("Service", "agent-a1-headless"): stored(model.as_applied(objects[1], sts))}
+    host = Host(spec, dict(whole))
+    await Reconciler(host).reconcile("a1")
+    assert host.applied == []  # no pod yet: the StatefulSet controller makes the claim before it
+    assert model.pvc_awaited(model.AgentObjects.of("a1", host.cached), objects[2])
+
+    with_pod = Host(spec, {**whole, ("Pod", "agent-a1-0"): {"metadata": {"name": "agent-a1-0"}}})
+    await Reconciler(with_pod).reconcile("a1")
+    assert [o["kind"] for o in with_pod.applied] == ["PersistentVolumeClaim"]  # deleted out of band
+
+    suspended = Host(spec, {**whole, ("StatefulSet", "agent-a1"): {**sts, "spec": {**sts["spec"], "replicas": 0}}})
+    assert not model.pvc_awaited(model.AgentObjects.of("a1", suspended.cached), objects[2])  # no pod to come
+
+
 async def test_the_cache_indexes_objects_by_agent():
     reflector = Reflector(client=None, kind=CONFIGMAP, namespace="ns1", listener=lambda *args: None)  # type: ignore[arg-type]
 
@@ -288,4 +306,5 @@ async def test_a_young_agent_is_left_to_the_create_that_applies_it():
     await reconciler.close()
     reconciler = Reconciler(host, now=lambda: datetime(2026, 1, 2, 3, 5, tzinfo=timezone.utc))
     await reconciler.reconcile("a1")
-    assert [o["kind"] for o in host.applied] == ["PersistentVolumeClaim", "Service", "ConfigMap"]
+    # (the PVC is the StatefulSet controller's to make, before the pod)
+    assert [o["kind"] for o in host.applied] == ["Service", "ConfigMap"]

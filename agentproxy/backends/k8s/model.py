@@ -301,6 +301,19 @@ def claim_from_template(statefulset: Obj, name: str) -> dict[str, Any] | None:
     return None
 
 
+def pvc_awaited(objects: AgentObjects, want_pvc: Obj) -> bool:
+    """True while a missing PVC is the StatefulSet controller's to make (see :func:`create_plan`):
+    the StatefulSet wants its pod, which is not there yet, and its claim template makes the PVC
+    as rendered. Then its absence is no drift."""
+    sts = objects.statefulset
+    if objects.pvc is not None or sts is None or objects.pod is not None or sts["metadata"].get("deletionTimestamp"):
+        return False
+    if (sts.get("spec") or {}).get("replicas", 1) == 0:
+        return False
+    made = claim_from_template(sts, want_pvc["metadata"]["name"])
+    return made is not None and _same_claim(made, want_pvc)
+
+
 def _same_claim(made: Obj, want: Obj) -> bool:
     """True when ``want`` (a rendered PVC) asks for nothing ``made`` does not hold, exactly."""
     if set(want) - {"apiVersion", "kind", "metadata", "spec"}:
