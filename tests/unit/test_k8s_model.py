@@ -260,22 +260,22 @@ async def test_a_reconcile_pass_reapplies_drift_and_prunes_strays():
     assert orphan.deleted == [("ConfigMap", "agent-a1-config")] and orphan.applied == []
 
 
-async def test_a_missing_pvc_is_the_controllers_to_make_until_the_pod_is_there():
+async def test_a_missing_pvc_is_the_controllers_to_make_when_its_claim_template_makes_it_as_rendered():
     spec, objects = rendered()
     sts = stored(objects[3])
     whole = {("StatefulSet", "agent-a1"): sts, ("ConfigMap", "agent-a1-config"): stored(model.as_applied(objects[0], sts)),
-             ("Service", "agent-a1-headless"): stored(model.as_applied(objects[1], sts))}
+             ("Service", "agent-a1-headless"): stored(model.as_applied(objects[1], sts)),
+             ("Pod", "agent-a1-0"): {"metadata": {"name": "agent-a1-0"}}}  # its event came before the claim's
     host = Host(spec, dict(whole))
     await Reconciler(host).reconcile("a1")
-    assert host.applied == []  # no pod yet: the StatefulSet controller makes the claim before it
+    assert host.applied == []
     assert model.pvc_awaited(model.AgentObjects.of("a1", host.cached), objects[2])
 
-    with_pod = Host(spec, {**whole, ("Pod", "agent-a1-0"): {"metadata": {"name": "agent-a1-0"}}})
-    await Reconciler(with_pod).reconcile("a1")
-    assert [o["kind"] for o in with_pod.applied] == ["PersistentVolumeClaim"]  # deleted out of band
-
-    suspended = Host(spec, {**whole, ("StatefulSet", "agent-a1"): {**sts, "spec": {**sts["spec"], "replicas": 0}}})
-    assert not model.pvc_awaited(model.AgentObjects.of("a1", suspended.cached), objects[2])  # no pod to come
+    # A PVC template that renders more than the claim template gives: applied, as before.
+    custom = copy.deepcopy(objects[2])
+    custom["metadata"]["annotations"] = {"backup": "daily"}
+    assert not model.pvc_awaited(model.AgentObjects.of("a1", host.cached), custom)
+    assert not model.pvc_awaited(model.AgentObjects(None, None, None, None), objects[2])  # no StatefulSet
 
 
 async def test_the_cache_indexes_objects_by_agent():

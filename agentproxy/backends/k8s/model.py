@@ -302,13 +302,12 @@ def claim_from_template(statefulset: Obj, name: str) -> dict[str, Any] | None:
 
 
 def pvc_awaited(objects: AgentObjects, want_pvc: Obj) -> bool:
-    """True while a missing PVC is the StatefulSet controller's to make (see :func:`create_plan`):
-    the StatefulSet wants its pod, which is not there yet, and its claim template makes the PVC
-    as rendered. Then its absence is no drift."""
+    """True when a missing PVC is the StatefulSet controller's to make (see :func:`create_plan`):
+    its claim template makes the PVC as rendered, and the controller makes a missing one before
+    each pod it starts (a PVC in use cannot go while its pod runs). Then its absence is no drift,
+    however late the claim's watch event arrives (that of the pod may come first)."""
     sts = objects.statefulset
-    if objects.pvc is not None or sts is None or objects.pod is not None or sts["metadata"].get("deletionTimestamp"):
-        return False
-    if (sts.get("spec") or {}).get("replicas", 1) == 0:
+    if objects.pvc is not None or sts is None or sts["metadata"].get("deletionTimestamp"):
         return False
     made = claim_from_template(sts, want_pvc["metadata"]["name"])
     return made is not None and _same_claim(made, want_pvc)
