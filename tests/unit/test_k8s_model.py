@@ -262,20 +262,25 @@ async def test_a_reconcile_pass_reapplies_drift_and_prunes_strays():
 
 async def test_a_missing_pvc_is_the_controllers_to_make_when_its_claim_template_makes_it_as_rendered():
     spec, objects = rendered()
-    sts = stored(objects[3])
+    sts = stored(copy.deepcopy(objects[3]))
     whole = {("StatefulSet", "agent-a1"): sts, ("ConfigMap", "agent-a1-config"): stored(model.as_applied(objects[0], sts)),
              ("Service", "agent-a1-headless"): stored(model.as_applied(objects[1], sts)),
              ("Pod", "agent-a1-0"): {"metadata": {"name": "agent-a1-0"}}}  # its event came before the claim's
     host = Host(spec, dict(whole))
     await Reconciler(host).reconcile("a1")
     assert host.applied == []
-    assert model.pvc_awaited(model.AgentObjects.of("a1", host.cached), objects[2])
+    # The stored StatefulSet's claim template carries the server's defaults; the rendered one is compared.
+    sts["spec"]["volumeClaimTemplates"][0]["spec"]["volumeMode"] = "Filesystem"
+    sts["spec"]["volumeClaimTemplates"][0]["status"] = {"phase": "Pending"}
+    assert model.pvc_awaited(model.AgentObjects.of("a1", host.cached), objects[2], objects[3])
+    await Reconciler(host).reconcile("a1")
+    assert host.applied == []
 
     # A PVC template that renders more than the claim template gives: applied, as before.
     custom = copy.deepcopy(objects[2])
     custom["metadata"]["annotations"] = {"backup": "daily"}
-    assert not model.pvc_awaited(model.AgentObjects.of("a1", host.cached), custom)
-    assert not model.pvc_awaited(model.AgentObjects(None, None, None, None), objects[2])  # no StatefulSet
+    assert not model.pvc_awaited(model.AgentObjects.of("a1", host.cached), custom, objects[3])
+    assert not model.pvc_awaited(model.AgentObjects(None, None, None, None), objects[2], objects[3])
 
 
 async def test_the_cache_indexes_objects_by_agent():

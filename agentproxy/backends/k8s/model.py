@@ -301,15 +301,16 @@ def claim_from_template(statefulset: Obj, name: str) -> dict[str, Any] | None:
     return None
 
 
-def pvc_awaited(objects: AgentObjects, want_pvc: Obj) -> bool:
+def pvc_awaited(objects: AgentObjects, want_pvc: Obj, want_statefulset: Obj) -> bool:
     """True when a missing PVC is the StatefulSet controller's to make (see :func:`create_plan`):
-    its claim template makes the PVC as rendered, and the controller makes a missing one before
-    each pod it starts (a PVC in use cannot go while its pod runs). Then its absence is no drift,
+    the StatefulSet is there, and its claim template (as rendered: the stored one carries the
+    server's defaults) makes the PVC as rendered; the controller makes a missing one before each
+    pod it starts (a PVC in use cannot go while its pod runs). Then its absence is no drift,
     however late the claim's watch event arrives (that of the pod may come first)."""
     sts = objects.statefulset
     if objects.pvc is not None or sts is None or sts["metadata"].get("deletionTimestamp"):
         return False
-    made = claim_from_template(sts, want_pvc["metadata"]["name"])
+    made = claim_from_template(want_statefulset, want_pvc["metadata"]["name"])
     return made is not None and _same_claim(made, want_pvc)
 
 

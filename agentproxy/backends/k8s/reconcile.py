@@ -167,7 +167,7 @@ class Reconciler:
             live = host.cached(kind, want["metadata"]["name"])
             if live is not None and live["metadata"].get("deletionTimestamp"):
                 continue  # being deleted: it can be applied again once it is gone
-            if kind is PVC and pvc_awaited(objects, want):
+            if kind is PVC and pvc_awaited(objects, want, wanted[STATEFULSET.name]):
                 continue  # the StatefulSet controller makes it before the pod
             changed = differences(live, want)
             if not changed:
