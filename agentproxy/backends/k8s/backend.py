@@ -248,7 +248,11 @@ class K8sBackend(Backend):
             plan = model.create_plan(plan, live.pvc)
         statefulset: dict[str, Any] | None = None
         for obj in plan.first:
-            statefulset = await self.apply(obj, force=force)
+            # A create applies the PVC only to data kept from an earlier agent of the id: its
+            # fields may belong to the StatefulSet controller, which made it for agentproxy from
+            # the claim template; they are taken back, as drift repair would.
+            pvc_of_create = creating and obj["kind"] == PVC.name
+            statefulset = await self.apply(obj, force=True if pvc_of_create else force)
         for obj in plan.owned:
             await self.apply(model.as_applied(obj, statefulset), force=force)
 
