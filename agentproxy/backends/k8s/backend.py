@@ -39,7 +39,7 @@ from ..conversation import FirstMessageTracker, read_activity
 from ..index import StateIndex
 from ..limits import CreateLimits
 from ..suspension import AgentActivity, Suspension
-from . import model, upkeep
+from . import model, upkeep, volume
 from .cache import NamespaceCache, event_agent
 from .client import Client, NamespaceMissing
 from .health import ApiHealth
@@ -240,12 +240,12 @@ class K8sBackend(Backend):
     async def apply_objects(self, objects: list[dict[str, Any]], *, force: bool | None = None,
                             creating: bool = False) -> None:
         """Apply the rendered objects as :func:`.model.desired_objects` has them, in the order of
-        :func:`.model.apply_plan` (of :func:`.model.create_plan` when ``creating``)."""
+        :func:`.model.apply_plan` (of :func:`.volume.create_plan` when ``creating``)."""
         agent_id = model.agent_id_of(objects[0])
         live = model.AgentObjects.of(agent_id, self.cached) if agent_id else model.AgentObjects(None, None, None, None)
         plan = model.apply_plan(model.desired_objects(objects, live))
         if creating:
-            plan = model.create_plan(plan, live.pvc)
+            plan = volume.create_plan(plan, live.pvc)
         statefulset: dict[str, Any] | None = None
         for obj in plan.first:
             # A create applies the PVC only to data kept from an earlier agent of the id: its

@@ -32,9 +32,9 @@ from ...spec import AgentSpec
 from ..base import BackendError
 from .kinds import CONFIGMAP, PVC, STATEFULSET, Kind
 from .model import (
-    APPLIED, OWNED, AgentObjects, abandoned_claim, as_applied, created_at, desired_objects, differences,
-    pvc_awaited, strays,
+    APPLIED, OWNED, AgentObjects, abandoned_claim, as_applied, created_at, desired_objects, differences, strays,
 )
+from .volume import pvc_awaited
 
 log = logging.getLogger(__name__)
 
