@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from ..backends.base import AgentState, Conflict, NotFound
+from ..backends.index import ANY_OWNER
 from ..backends.suspension import API
 from ..spec import build_spec
 from . import params
@@ -26,6 +27,11 @@ MAX_TAIL = 10_000
 
 def _json(data: Any, status: int = 200) -> web.Response:
     return web.json_response(data, status=status)
+
+
+def _json_bytes(body: bytes) -> web.Response:
+    """A 200 of JSON already serialised (the headers of :func:`_json`)."""
+    return web.Response(body=body, content_type="application/json", charset="utf-8")
 
 
 class AgentRoutes:
@@ -73,22 +79,24 @@ class AgentRoutes:
 
     async def list_session(self, request: web.Request) -> web.Response:
         """``GET /sessions/{session}/agents``."""
-        session = params.path_session(request)
-        return _json({"agents": await self._list(request, session)})
+        return await self._list(request, params.path_session(request))
 
     async def list_all(self, request: web.Request) -> web.Response:
         """``GET /agents``, optionally filtered by ``session`` and ``status``."""
-        return _json({"agents": await self._list(request, params.query_session(request))})
+        return await self._list(request, params.query_session(request))
 
-    async def _list(self, request: web.Request, session: str | None) -> list[dict[str, Any]]:
+    async def _list(self, request: web.Request, session: str | None) -> web.Response:
+        # Each agent's JSON is made once per change of the agent (see .listing).
         status = params.query_status(request)
         principal = principal_of(request)
-        states = await self.ctx.backend.list(session=session, status=status)
-        return [agent_json(s) for s in states if principal.can_see(s)]
+        owner = ANY_OWNER if principal.admin else principal.name
+        states = await self.ctx.backend.list(session=session, status=status, owner=owner)
+        complete = session is None and status is None and owner is ANY_OWNER
+        return _json_bytes(self.ctx.agent_texts.list_body(states, complete=complete))
 
     async def get(self, request: web.Request) -> web.Response:
         """``GET /sessions/{session}/agents/{agent}``."""
-        return _json(agent_json(await self._visible(request)))
+        return _json_bytes(self.ctx.agent_texts.text(await self._visible(request)))
 
     async def delete(self, request: web.Request) -> web.Response:
         """``DELETE /sessions/{session}/agents/{agent}[?purge=true]``: the agent's last state."""

@@ -9,6 +9,7 @@ from ..backends.base import AgentState, Backend, NotFound
 from ..settings import Settings
 from .auth import Authenticator, Principal
 from .culling import TrafficClock
+from .listing import AgentTexts
 from .metrics import Metrics
 from .upstream import UpstreamPool
 from .waking import Waker
@@ -32,6 +33,8 @@ class ApiContext:
     """Each proxied request is noted here for idle culling (when it is on)."""
     waker: Waker | None = field(default=None, repr=False)
     """Resumes a suspended agent on its first proxied request (see :mod:`.waking`)."""
+    agent_texts: AgentTexts = field(default_factory=AgentTexts, repr=False)
+    """Each agent's JSON, made again only when its state changes (see :mod:`.listing`)."""
 
     def __post_init__(self) -> None:
         if self.waker is None:

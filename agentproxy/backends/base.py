@@ -20,6 +20,7 @@ from .errors import (  # noqa: F401  (re-exported: callers import the errors fro
     BackendError, Conflict, Forbidden, NotFound, Rejected, TooMany, Unavailable,
 )
 from .events import EventHub
+from .index import ANY_OWNER
 from .lifecycle import ChangeWaiters, LifecycleEvent, Listener, ResumeTimer
 from .limits import CreateLimits, CreateQueue
 from .suspension import API, AgentActivity, Suspension
@@ -107,6 +108,10 @@ def different_spec(agent_id: str) -> Conflict:
 def not_found(session: str, agent_id: str) -> NotFound:
     """The error of an agent that does not exist in ``session`` (an agent of another session does not)."""
     return NotFound(f"agent {agent_id!r} does not exist in session {session!r}")
+
+
+def _list_order(state: AgentState) -> tuple[datetime, str]:
+    return state.created_at, state.id
 
 
 def visible(state: AgentState) -> tuple[Any, ...]:
@@ -208,7 +213,10 @@ class Backend(abc.ABC):
             async with self.locks.hold(spec.id):
                 existing = self._state(spec.id)
                 if existing is None:
-                    self.limits.check_room(spec, [*self._specs(), *self._creating.values()])
+                    # An agent being created may be known already: count each id once.
+                    others = {s.id: s for s in self._peers(spec)}
+                    others.update(self._creating)
+                    self.limits.check_room(spec, others.values())
                     self._creating[spec.id] = spec
                     try:
                         return await self._create_new(spec, prepared)
@@ -226,11 +234,14 @@ class Backend(abc.ABC):
             raise not_found(session, agent_id)
         return state
 
-    async def list(self, session: str | None = None, status: AgentStatus | None = None) -> list[AgentState]:
-        """Agents, optionally of one session or status, ordered by creation time (then id)."""
-        states = [s for s in self._states()
-                  if (session is None or s.session == session) and (status is None or s.status == status)]
-        return sorted(states, key=lambda s: (s.created_at, s.id))
+    async def list(self, session: str | None = None, status: AgentStatus | None = None,
+                   owner: Any = ANY_OWNER) -> list[AgentState]:
+        """Agents, optionally of one session, status or owner (None: made without keys), ordered
+        by creation time (then id)."""
+        states = self._listed(session, owner)
+        if status is not None:
+            states = [s for s in states if s.status == status]
+        return sorted(states, key=_list_order)
 
     async def delete(self, session: str, agent_id: str, purge: bool = False) -> AgentState:
         """Stop and remove an agent; ``purge`` also deletes its data. :class:`NotFound` if absent."""
@@ -368,6 +379,18 @@ class Backend(abc.ABC):
     def _specs(self) -> Iterable[AgentSpec]:
         """Every agent's spec (a mode may know them more cheaply than their states)."""
         return [s.spec for s in self._states()]
+
+    def _listed(self, session: str | None, owner: Any) -> list[AgentState]:
+        """The states of the agents of ``session`` (every session when None) and ``owner``
+        (every owner when :data:`~.index.ANY_OWNER`), in any order; a mode with an index by
+        session answers without looking at the others."""
+        return [s for s in self._states()
+                if (session is None or s.session == session) and (owner is ANY_OWNER or s.spec.owner == owner)]
+
+    def _peers(self, spec: AgentSpec) -> Iterable[AgentSpec]:
+        """At least the specs of the agents that share ``spec``'s session or owner (what the
+        limits count); a mode with an index by session and owner answers with those alone."""
+        return self._specs()
 
     @abc.abstractmethod
     async def _create_new(self, spec: AgentSpec, prepared: Any) -> AgentState:

@@ -150,7 +150,8 @@ class FirstMessageTracker:
     A ready agent whose spec has a message is followed until the message is in its
     conversation; then the stream is closed, and the agent is never followed again
     (agentapi's state file, on the agent's volume, keeps it from being sent twice).
-    ``on_change(agent_id)`` is called when an agent becomes or stops being overdue.
+    ``on_change(agent_id)`` is called when an agent becomes or stops being overdue, and when
+    the agentapi status its overdue message names changes.
     """
 
     def __init__(self, client: aiohttp.ClientSession, timeout: float, on_change: Callable[[str], None],
@@ -232,6 +233,8 @@ class FirstMessageTracker:
             self._delivered.add(agent_id)
             self._stop(agent_id)
             self._set_overdue(agent_id, False)
+        elif what == STATUS and agent_id in self._overdue:
+            self.on_change(agent_id)  # the overdue message names agentapi's status
 
     def _set_overdue(self, agent_id: str, overdue: bool) -> None:
         if overdue != (agent_id in self._overdue):

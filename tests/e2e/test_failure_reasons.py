@@ -74,7 +74,7 @@ async def test_an_agent_no_node_can_hold_fails_as_unschedulable(servers, watch):
     assert (await server.agent("s", "huge"))["reason"] == "Unschedulable"
 
 
-async def test_a_volume_without_a_storage_class_fails_with_the_binders_reason(servers, watch, api):
+async def test_a_volume_without_a_storage_class_fails_with_the_binders_reason(servers, watch, api, namespace):
     # A class that does not exist, and (for a moment) a cluster without a default class.
     server = await servers.start("k8s_mode.storage_class=no-such-class")
     events = watch(server)
@@ -87,6 +87,10 @@ async def test_a_volume_without_a_storage_class_fails_with_the_binders_reason(se
                   headers=merge)
     try:
         await create(default, "classless")
+        # The StatefulSet controller makes the claim a moment after the create: while no class is
+        # the default.
+        claim = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/data-agent-classless-0"
+        await wait_for(lambda: get(api, claim), "the claim of classless to be made")
     finally:
         await request(api, "PATCH", STORAGE_CLASS, body={"metadata": {"annotations": {DEFAULT_CLASS: before}}},
                       headers=merge)

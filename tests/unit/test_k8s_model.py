@@ -4,6 +4,7 @@ pass over its narrow interface, the cache's index by agent, and the CLI's progre
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime, timezone
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 
 from agentproxy import naming
 from agentproxy.backends.base import AgentStatus
-from agentproxy.backends.k8s import model
+from agentproxy.backends.k8s import model, volume
 from agentproxy.backends.k8s.cache import Reflector
 from agentproxy.backends.k8s.kinds import (
     CONFIGMAP, KINDS, MANAGED, POD, PVC, ROLE, SERVICE, STATEFULSET, kind_of, path_of,
@@ -63,6 +64,37 @@ def test_apply_plan_claims_with_the_configmap_then_applies_owner_first():
     assert plan.claim["kind"] == "ConfigMap"
     assert [o["kind"] for o in plan.first] == ["PersistentVolumeClaim", "StatefulSet"]
     assert [o["kind"] for o in plan.owned] == ["Service", "ConfigMap"]
+
+
+def test_a_create_leaves_the_pvc_to_the_statefulset_controller_when_it_makes_it_as_rendered():
+    settings, objects = rendered()
+    plan = model.apply_plan(objects)
+    pvc, sts = plan.first
+    made = volume.claim_from_template(sts, pvc["metadata"]["name"])
+    assert made is not None and made["metadata"]["labels"] == pvc["metadata"]["labels"]
+    assert made["spec"] == pvc["spec"]
+    assert volume.claim_from_template(sts, "data-agent-a1-x") is None
+    assert volume.claim_from_template(sts, "other-agent-a1-0") is None
+    create = volume.create_plan(plan, None)
+    assert [o["kind"] for o in create.first] == ["StatefulSet"]  # claim, StatefulSet, Service, ConfigMap: 4
+    assert (create.claim, create.owned) == (plan.claim, plan.owned)
+
+    # Data kept from an earlier agent of this id: left alone when it holds what would be applied,
+    # applied when it does not (a larger size asked for now).
+    kept = {**copy.deepcopy(pvc), "status": {"phase": "Bound"}}
+    assert [o["kind"] for o in volume.create_plan(plan, kept).first] == ["StatefulSet"]
+    kept["spec"]["resources"]["requests"]["storage"] = "512Mi"
+    assert [o["kind"] for o in volume.create_plan(plan, kept).first] == ["PersistentVolumeClaim", "StatefulSet"]
+
+    # A PVC template that asks for more than the claim template gives is applied, as rendered.
+    for change in ({"annotations": {"backup": "daily"}}, {"labels": {**pvc["metadata"]["labels"], "tier": "x"}},
+                   {"finalizers": ["example.com/keep"]}):
+        custom = copy.deepcopy(pvc)
+        custom["metadata"].update(change)
+        assert volume.create_plan(model.ApplyPlan(plan.claim, (custom, sts), plan.owned), None).first == (custom, sts)
+    other_class = copy.deepcopy(pvc)
+    other_class["spec"]["storageClassName"] = "fast"
+    assert len(volume.create_plan(model.ApplyPlan(plan.claim, (other_class, sts), plan.owned), None).first) == 2
 
 
 def test_owned_objects_point_at_the_stored_statefulset():
@@ -228,6 +260,29 @@ async def test_a_reconcile_pass_reapplies_drift_and_prunes_strays():
     assert orphan.deleted == [("ConfigMap", "agent-a1-config")] and orphan.applied == []
 
 
+async def test_a_missing_pvc_is_the_controllers_to_make_when_its_claim_template_makes_it_as_rendered():
+    spec, objects = rendered()
+    sts = stored(copy.deepcopy(objects[3]))
+    whole = {("StatefulSet", "agent-a1"): sts, ("ConfigMap", "agent-a1-config"): stored(model.as_applied(objects[0], sts)),
+             ("Service", "agent-a1-headless"): stored(model.as_applied(objects[1], sts)),
+             ("Pod", "agent-a1-0"): {"metadata": {"name": "agent-a1-0"}}}  # its event came before the claim's
+    host = Host(spec, dict(whole))
+    await Reconciler(host).reconcile("a1")
+    assert host.applied == []
+    # The stored StatefulSet's claim template carries the server's defaults; the rendered one is compared.
+    sts["spec"]["volumeClaimTemplates"][0]["spec"]["volumeMode"] = "Filesystem"
+    sts["spec"]["volumeClaimTemplates"][0]["status"] = {"phase": "Pending"}
+    assert volume.pvc_awaited(model.AgentObjects.of("a1", host.cached), objects[2], objects[3])
+    await Reconciler(host).reconcile("a1")
+    assert host.applied == []
+
+    # A PVC template that renders more than the claim template gives: applied, as before.
+    custom = copy.deepcopy(objects[2])
+    custom["metadata"]["annotations"] = {"backup": "daily"}
+    assert not volume.pvc_awaited(model.AgentObjects.of("a1", host.cached), custom, objects[3])
+    assert not volume.pvc_awaited(model.AgentObjects(None, None, None, None), objects[2], objects[3])
+
+
 async def test_the_cache_indexes_objects_by_agent():
     reflector = Reflector(client=None, kind=CONFIGMAP, namespace="ns1", listener=lambda *args: None)  # type: ignore[arg-type]
 
@@ -256,4 +311,5 @@ async def test_a_young_agent_is_left_to_the_create_that_applies_it():
     await reconciler.close()
     reconciler = Reconciler(host, now=lambda: datetime(2026, 1, 2, 3, 5, tzinfo=timezone.utc))
     await reconciler.reconcile("a1")
-    assert [o["kind"] for o in host.applied] == ["PersistentVolumeClaim", "Service", "ConfigMap"]
+    # (the PVC is the StatefulSet controller's to make, before the pod)
+    assert [o["kind"] for o in host.applied] == ["Service", "ConfigMap"]

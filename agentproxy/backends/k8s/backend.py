@@ -36,9 +36,10 @@ from ..base import (
     different_spec,
 )
 from ..conversation import FirstMessageTracker, read_activity
+from ..index import StateIndex
 from ..limits import CreateLimits
 from ..suspension import AgentActivity, Suspension
-from . import model, upkeep
+from . import model, upkeep, volume
 from .cache import NamespaceCache, event_agent
 from .client import Client, NamespaceMissing
 from .health import ApiHealth
@@ -69,6 +70,9 @@ class K8sBackend(Backend):
         self.client = client
         self.cache: NamespaceCache | None = None
         self.specs = model.SpecReader()
+        self.index = StateIndex()
+        """Every agent's state, derived again for an agent whenever a watch event (or its first
+        message) touches it, and by session and owner: reads and lists derive nothing."""
         self.health = ApiHealth(self.k8s.api.unready_after)
         """Whether the API server answers (see :mod:`.health`)."""
         self._cache_options = {"silence_timeout": self.k8s.api.watch_silence, **cache_options}
@@ -184,15 +188,24 @@ class K8sBackend(Backend):
                                  first_message_overdue=overdue)
 
     def _state(self, agent_id: str) -> AgentState | None:
-        return self.state_of(agent_id) if self.cache else None
+        return self.index.get(agent_id) if self.cache else None
 
     def _states(self) -> Iterable[AgentState]:
         assert self.cache is not None
-        return [s for s in (self.state_of(a) for a in self.cache.agent_ids()) if s is not None]
+        return self.index.states()
 
     def _specs(self) -> Iterable[AgentSpec]:
         assert self.cache is not None
-        return [s for s in (self.spec_of(a) for a in self.cache.agent_ids()) if s is not None]
+        return list(self.index.specs())
+
+    def _listed(self, session: str | None, owner: Any) -> list[AgentState]:
+        return self.index.states(session, owner)
+
+    def _peers(self, spec: AgentSpec) -> Iterable[AgentSpec]:
+        ids = set(self.index.ids(spec.session))
+        if spec.owner is not None:
+            ids.update(self.index.ids(owner=spec.owner))
+        return [state.spec for state in map(self.index.get, ids) if state is not None]
 
     def busy(self, agent_id: str) -> bool:
         """True while a create or delete of this agent is under way in this proxy."""
@@ -224,15 +237,22 @@ class K8sBackend(Backend):
         assert self.client is not None
         return await self.client.delete(kind.item(self.namespace, name), resource=kind.plural)
 
-    async def apply_objects(self, objects: list[dict[str, Any]], *, force: bool | None = None) -> None:
+    async def apply_objects(self, objects: list[dict[str, Any]], *, force: bool | None = None,
+                            creating: bool = False) -> None:
         """Apply the rendered objects as :func:`.model.desired_objects` has them, in the order of
-        :func:`.model.apply_plan`."""
+        :func:`.model.apply_plan` (of :func:`.volume.create_plan` when ``creating``)."""
         agent_id = model.agent_id_of(objects[0])
         live = model.AgentObjects.of(agent_id, self.cached) if agent_id else model.AgentObjects(None, None, None, None)
         plan = model.apply_plan(model.desired_objects(objects, live))
+        if creating:
+            plan = volume.create_plan(plan, live.pvc)
         statefulset: dict[str, Any] | None = None
         for obj in plan.first:
-            statefulset = await self.apply(obj, force=force)
+            # A create applies the PVC only to data kept from an earlier agent of the id: its
+            # fields may belong to the StatefulSet controller, which made it for agentproxy from
+            # the claim template; they are taken back, as drift repair would.
+            pvc_of_create = creating and obj["kind"] == PVC.name
+            statefulset = await self.apply(obj, force=True if pvc_of_create else force)
         for obj in plan.owned:
             await self.apply(model.as_applied(obj, statefulset), force=force)
 
@@ -261,7 +281,7 @@ class K8sBackend(Backend):
             self._defer_rollback(spec.id, delete_data=not had_data)
             raise
         try:
-            await self.apply_objects(objects)
+            await self.apply_objects(objects, creating=True)
             self.reconciler.note_applied(spec.id)
         except BackendError:
             if claimed:
@@ -443,8 +463,18 @@ class K8sBackend(Backend):
     # --- watch events ----------------------------------------------------------
 
     def _on_change(self, kind: Kind, event_type: str, obj: dict[str, Any]) -> None:
-        agent_id = event_agent(obj) if kind is EVENT else model.agent_id_of(obj)
-        if not agent_id or self.cache is None:
+        if self.cache is None:
+            return
+        if kind is EVENT:
+            agent_id = event_agent(obj)
+        else:
+            agent_id = model.agent_id_of(obj)
+            # An agent's state reads its objects by name: one labelled for another agent (an
+            # edit out of band) changes the agent it is named for too.
+            named = model.agent_named(kind, obj["metadata"]["name"])
+            if named and named != agent_id:
+                self._publish(named)
+        if not agent_id:
             return
         state = self._publish(agent_id)
         if self.first_messages is not None:
@@ -457,12 +487,19 @@ class K8sBackend(Backend):
             self.reconciler.schedule(agent_id)
 
     def _publish(self, agent_id: str) -> AgentState | None:
-        """Derive the agent's state again and publish it when it changed visibly."""
+        """Derive the agent's state again, keep it in the index, and publish it when it changed
+        visibly. An unchanged state stays the same object (readers may cache what they make of it)."""
         if self.cache is None:
             return None
         state = self.state_of(agent_id)
         if state is None:
+            self.index.remove(agent_id)
             self.publish_gone(agent_id)
+            return None
+        previous = self.index.get(agent_id)
+        if previous is not None and previous == state:
+            state = previous
         else:
-            self.publish(state)
+            self.index.put(state)
+        self.publish(state)
         return state

@@ -81,6 +81,25 @@ def agent_id_of(obj: Obj) -> str | None:
     return (obj["metadata"].get("labels") or {}).get(naming.LABEL_AGENT_ID)
 
 
+_NAMED: dict[str, tuple[str, str, str]] = {
+    CONFIGMAP.name: ("configmap", "agent-", "-config"), STATEFULSET.name: ("statefulset", "agent-", ""),
+    POD.name: ("pod", "agent-", "-0"), PVC.name: ("pvc", "data-agent-", "-0"),
+    SERVICE.name: ("service", "agent-", "-headless"),
+}
+"""For each kind: its key in :func:`agentproxy.naming.object_names`, and the text around the agent id."""
+
+
+def agent_named(kind: Kind, name: str) -> str | None:
+    """The agent an object of ``kind`` is named for (whatever its labels say), or None."""
+    key, prefix, suffix = _NAMED.get(kind.name, ("", "", ""))
+    if not key or not name.startswith(prefix) or not name.endswith(suffix):
+        return None
+    agent_id = name[len(prefix):len(name) - len(suffix)]
+    if not naming.is_valid_agent_id(agent_id) or naming.object_names(agent_id)[key] != name:
+        return None
+    return agent_id
+
+
 class SpecReader:
     """Specs from the spec annotation of the claim, else of the StatefulSet. Parsed specs are
     remembered by their text: listing a thousand agents must not parse a thousand JSON documents."""

@@ -30,10 +30,11 @@ from typing import Any, Callable, Protocol
 from ... import naming
 from ...spec import AgentSpec
 from ..base import BackendError
-from .kinds import CONFIGMAP, STATEFULSET, Kind
+from .kinds import CONFIGMAP, PVC, STATEFULSET, Kind
 from .model import (
     APPLIED, OWNED, AgentObjects, abandoned_claim, as_applied, created_at, desired_objects, differences, strays,
 )
+from .volume import pvc_awaited
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,8 @@ class Reconciler:
             live = host.cached(kind, want["metadata"]["name"])
             if live is not None and live["metadata"].get("deletionTimestamp"):
                 continue  # being deleted: it can be applied again once it is gone
+            if kind is PVC and pvc_awaited(objects, want, wanted[STATEFULSET.name]):
+                continue  # the StatefulSet controller makes it before the pod
             changed = differences(live, want)
             if not changed:
                 continue

@@ -32,6 +32,7 @@ from ...settings import Settings
 from ...spec import AgentSpec
 from ..base import AgentState, AgentStatus, Backend, Rejected, Unavailable, not_found
 from ..conversation import ConversationFollower
+from ..index import Membership
 from ..limits import CreateLimits
 from ..suspension import AgentActivity, Suspension, parse_time
 from .ports import HOST, PortAllocator
@@ -61,6 +62,8 @@ class LocalBackend(Backend):
         self.data_dir = Path(os.path.expanduser(self.local.data_dir)).absolute()
         self.ports = PortAllocator(self.local.ports.start, self.local.ports.end)
         self._agents: dict[str, Supervisor] = {}
+        self._members = Membership()
+        """The ids of ``_agents`` by session and owner (lists and limits look at those alone)."""
         self._persisted: dict[str, dict[str, Any]] = {}
         self._state_file = StateFile(self.data_dir / "state.json")
         self._writer = StateWriter(self._state_file, self._records)
@@ -113,6 +116,7 @@ class LocalBackend(Backend):
                                       restarts=int(record.get("restarts") or 0), last_state=record.get("last_state"),
                                       tag=record.get("tag"), active_at=parse_time(record.get("active_at")))
         self._agents[agent_id] = supervisor
+        self._members.add(spec)
         if failed:
             supervisor.restore_failed(record.get("reason"), record.get("message"))
             return
@@ -169,6 +173,19 @@ class LocalBackend(Backend):
     def _states(self) -> Iterable[AgentState]:
         return [s.state() for s in self._agents.values()]
 
+    def _listed(self, session: str | None, owner: Any) -> list[AgentState]:
+        # States are made when read (they hold live figures): only those of the agents asked for.
+        return [self._agents[i].state() for i in self._members.ids(session, owner)]
+
+    def _specs(self) -> Iterable[AgentSpec]:
+        return [s.spec for s in self._agents.values()]
+
+    def _peers(self, spec: AgentSpec) -> Iterable[AgentSpec]:
+        ids = set(self._members.ids(spec.session))
+        if spec.owner is not None:
+            ids.update(self._members.ids(owner=spec.owner))
+        return [self._agents[i].spec for i in ids]
+
     async def _logs(self, state: AgentState, tail_lines: int) -> str:
         supervisor = self._agents.get(state.id)
         if supervisor is None:
@@ -202,6 +219,7 @@ class LocalBackend(Backend):
             self.ports.release(port, spec.id)
             raise
         self._agents[spec.id] = supervisor
+        self._members.add(spec)
         self.changed(supervisor)
         supervisor.run()
         try:
@@ -209,6 +227,7 @@ class LocalBackend(Backend):
         except OSError as exc:
             # Without its record a restarted proxy would not know the agent: undo it.
             del self._agents[spec.id]
+            self._members.discard(spec.id)
             self._persisted.pop(spec.id, None)
             await supervisor.stop(self.timing.stop_grace)
             await asyncio.to_thread(supervisor.log.remove)
@@ -253,6 +272,7 @@ class LocalBackend(Backend):
         supervisor = self._agents[state.id]
         await supervisor.stop(self.timing.stop_grace)
         del self._agents[state.id]
+        self._members.discard(state.id)
         self._persisted.pop(state.id, None)
         try:
             await self._save()

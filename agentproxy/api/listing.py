@@ -1,0 +1,51 @@
+"""Agents' JSON as bytes, made again only for an agent whose state changed.
+
+A backend that keeps its agents' states in an index (k8s mode) hands out the same
+:class:`~agentproxy.backends.base.AgentState` object for as long as an agent does
+not change, so each agent's JSON is serialised once per change, and a list is
+the join of those bytes. A state that is a new object (local mode makes one per
+read) is simply serialised again: correctness never depends on the cache.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Iterable
+
+from ..backends.base import AgentState
+from .model import agent_json
+
+MAX_ENTRIES = 20_000
+"""Entries kept at most; beyond, the cache starts afresh (agents deleted meanwhile go too)."""
+
+
+class AgentTexts:
+    """Each agent's JSON text by agent id, valid while its state is the very object it was made of."""
+
+    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
+        self._entries: dict[str, tuple[AgentState, bytes]] = {}
+        self.max_entries = max_entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def text(self, state: AgentState) -> bytes:
+        """``agent_json(state)`` serialised as ``json.dumps`` does."""
+        entry = self._entries.get(state.id)
+        if entry is not None and entry[0] is state:
+            return entry[1]
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        text = json.dumps(agent_json(state)).encode()
+        self._entries[state.id] = (state, text)
+        return text
+
+    def list_body(self, states: Iterable[AgentState], *, complete: bool = False) -> bytes:
+        """``{"agents": [...]}`` as ``json.dumps`` writes it; ``complete`` when ``states`` are
+        every agent there is (then the entries of agents not among them are dropped)."""
+        states = list(states)
+        body = b'{"agents": [' + b", ".join([self.text(s) for s in states]) + b"]}"
+        if complete and len(self._entries) > len(states):
+            listed = {s.id for s in states}
+            self._entries = {k: v for k, v in self._entries.items() if k in listed}
+        return body
