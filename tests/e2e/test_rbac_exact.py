@@ -5,6 +5,11 @@ of its verbs, that life stops with a 403 that names the verb and the resource.
 
 Every case runs in a namespace of its own, all at once, with a bound token of
 the namespace's ServiceAccount, as the proxy has in a pod.
+
+The life runs with an operator's PVC template (the default one and an annotation the
+StatefulSet's claim template lacks), so that the proxy applies the PVC itself, as it does
+for any PVC the StatefulSet controller would not make just so; with the default templates
+the controller makes it, and the proxy never creates a PVC.
 """
 
 from __future__ import annotations
@@ -13,12 +18,11 @@ import asyncio
 import contextlib
 import uuid
 
-
 from accounts import ACCOUNT, apply_rbac, bound_token, cluster_of, token_kubeconfig
 from agentproxy.backends.base import AgentStatus, Forbidden, NotFound
 from agentproxy.backends.k8s.backend import K8sBackend
 from agentproxy.backends.k8s.client import Client
-from agentproxy.render import render_rbac
+from agentproxy.render import default_templates_dir, render_rbac
 from agentproxy.spec import build_spec
 from agents import SESSION, settings_for
 from kube import create_namespace, delete_namespace
@@ -82,11 +86,21 @@ def _without(role: dict, resource: str, verb: str) -> dict:
     return {**role, "rules": rules}
 
 
+def _annotated_pvc_template(directory) -> str:
+    """A templates directory whose PVC carries an annotation of its own."""
+    directory.mkdir(exist_ok=True)
+    default = (default_templates_dir() / "pvc.yaml.j2").read_text()
+    assert "\n  labels:\n" in default
+    (directory / "pvc.yaml.j2").write_text(default.replace(
+        "\n  labels:\n", "\n  annotations:\n    backup.example.com/schedule: daily\n  labels:\n", 1))
+    return str(directory)
+
+
 async def _case(api, kubeconfig: str, tmp_path, missing: tuple[str, str] | None) -> str:
     namespace = f"rbac-{uuid.uuid4().hex[:8]}"
     await create_namespace(api, namespace, labels={"pod-security.kubernetes.io/enforce": "restricted"})
     try:
-        settings = settings_for(namespace)
+        settings = settings_for(namespace, f"templates_dir={_annotated_pvc_template(tmp_path / 'templates')}")
         role = render_rbac(settings, ACCOUNT)[1]
         await apply_rbac(api, settings, _without(role, *missing) if missing else role)
         server, ca_file = cluster_of(kubeconfig)
