@@ -94,12 +94,13 @@ async def _exists(client: Client, namespace: str) -> bool:
         return False
 
 
-def _pct(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile of ``values`` (nearest rank)."""
     values = sorted(values)
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
-async def _create_many(backend: K8sBackend, count: int, prefix: str, session: str = "bench",
+async def create_many(backend: K8sBackend, count: int, prefix: str, session: str = "bench",
                        wait_ready: bool = True) -> tuple[float, int, list[float]]:
     """Create ``count`` agents at once; returns wall time, API calls and create-to-ready times."""
     started: dict[str, float] = {}
@@ -179,7 +180,7 @@ async def _creates(api, admin: Client, args, rows: list[tuple[str, str]]) -> Non
             backend = K8sBackend(_settings(ns), client=Client(api))
             await backend.start()
             try:
-                wall, calls, ready = await _create_many(backend, args.create, f"c{run}-")
+                wall, calls, ready = await create_many(backend, args.create, f"c{run}-")
                 walls.append(wall)
                 per_create.append(calls / args.create)
                 ready_all += ready
@@ -206,7 +207,7 @@ async def _creates(api, admin: Client, args, rows: list[tuple[str, str]]) -> Non
     rows += [(f"create {args.create} agents concurrently (wall, median of {args.runs})",
               f"{wall:.2f} s ({args.create / wall:.0f} agents/s)"),
              ("API requests per create", f"{statistics.median(per_create):.2f}"),
-             ("create-to-ready p50 / p95", f"{statistics.median(ready_all):.2f} s / {_pct(ready_all, 0.95):.2f} s"),
+             ("create-to-ready p50 / p95", f"{statistics.median(ready_all):.2f} s / {percentile(ready_all, 0.95):.2f} s"),
              (f"one create (median of {len(singles)})", f"{single * 1e3:.1f} ms")]
     if k_walls:
         k_wall, k_single = statistics.median(k_walls), statistics.median(k_singles)
@@ -231,8 +232,8 @@ async def _listing(api, admin: Client, args, rows: list[tuple[str, str]]) -> Non
         await lister.start()
         runner: web.AppRunner | None = None
         try:
-            await _create_many(lister, args.list - 2, "l", wait_ready=False)
-            await _create_many(lister, 2, "s", session=SMALL_SESSION, wait_ready=False)
+            await create_many(lister, args.list - 2, "l", wait_ready=False)
+            await create_many(lister, 2, "s", session=SMALL_SESSION, wait_ready=False)
             before = lister.client.calls
             timings = []
             for _ in range(LIST_REQUESTS):
@@ -254,12 +255,12 @@ async def _listing(api, admin: Client, args, rows: list[tuple[str, str]]) -> Non
                 await runner.cleanup()
             await lister.close()
         rows += [(f"list with {args.list} agents in the backend p50 / p95",
-                  f"{statistics.median(timings) * 1e3:.2f} ms / {_pct(timings, 0.95) * 1e3:.2f} ms"),
+                  f"{statistics.median(timings) * 1e3:.2f} ms / {percentile(timings, 0.95) * 1e3:.2f} ms"),
                  ("API calls per list", f"{calls:.0f}"),
                  (f"GET /agents over HTTP, {args.list} agents ({size / 1e6:.2f} MB) p50 / p95",
-                  f"{statistics.median(every) * 1e3:.2f} ms / {_pct(every, 0.95) * 1e3:.2f} ms"),
+                  f"{statistics.median(every) * 1e3:.2f} ms / {percentile(every, 0.95) * 1e3:.2f} ms"),
                  (f"GET /sessions/S/agents over HTTP, 2 of {args.list} agents p50 / p95",
-                  f"{statistics.median(small) * 1e3:.2f} ms / {_pct(small, 0.95) * 1e3:.2f} ms")]
+                  f"{statistics.median(small) * 1e3:.2f} ms / {percentile(small, 0.95) * 1e3:.2f} ms")]
         _print(rows)  # before the wait for the namespace's deletion
     finally:
         if namespaces:

@@ -25,20 +25,13 @@ from pathlib import Path
 import kr8s.asyncio
 import psutil
 
-from agentproxy.backends.base import AgentStatus
 from agentproxy.backends.k8s.backend import K8sBackend
 from agentproxy.backends.k8s.client import Client
 from agentproxy.settings import load_settings
-from agentproxy.spec import build_spec
+from k8s import create_many, percentile  # this directory's k8s benchmark
 
-TIMEOUT = 600.0
 LABEL = "agentproxy.io/real-node"
 CGROUP = Path("/sys/fs/cgroup/memory/agentproxy-real-node/kubepods")
-
-
-def _pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
 async def _namespace(client: Client) -> str:
@@ -56,31 +49,6 @@ async def _namespace(client: Client) -> str:
         except Exception:
             await asyncio.sleep(0.2)
     raise RuntimeError("the namespace's default ServiceAccount never appeared")
-
-
-async def _create_and_wait(backend: K8sBackend, count: int) -> list[float]:
-    started: dict[str, float] = {}
-    ready: dict[str, float] = {}
-    done = asyncio.Event()
-
-    async def watch():
-        async for event in backend.events():
-            a = event.agent
-            if a.status == AgentStatus.READY and a.id in started and a.id not in ready:
-                ready[a.id] = time.monotonic() - started[a.id]
-                if len(ready) == count:
-                    done.set()
-                    return
-    watcher = asyncio.create_task(watch())
-    await asyncio.sleep(0)
-
-    async def one(i: int):
-        started[f"r{i}"] = time.monotonic()
-        await backend.create(build_spec(backend.settings, "bench", f"r{i}"))
-    await asyncio.gather(*(one(i) for i in range(count)))
-    await asyncio.wait_for(done.wait(), TIMEOUT)
-    watcher.cancel()
-    return list(ready.values())
 
 
 def _rss(pid: int) -> int:
@@ -127,9 +95,9 @@ async def main() -> int:
         backend = K8sBackend(settings, client=Client(api))
         await backend.start()
         t0 = time.monotonic()
-        ready = await _create_and_wait(backend, args.agents)
+        _, _, ready = await create_many(backend, args.agents, "r")
         rows += [(f"{args.agents} agents created at once: all ready after", f"{time.monotonic() - t0:.1f} s"),
-                 ("create-to-ready p50 / p95 / max", f"{statistics.median(ready):.2f} s / {_pct(ready, 0.95):.2f} s / "
+                 ("create-to-ready p50 / p95 / max", f"{statistics.median(ready):.2f} s / {percentile(ready, 0.95):.2f} s / "
                                                      f"{max(ready):.2f} s")]
         await asyncio.sleep(5)  # let the echo agents settle before reading memory
         rows += _memory(cluster_dir)
