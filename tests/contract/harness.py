@@ -23,6 +23,11 @@ TIMEOUT = 90.0
 """Seconds an agent may take to become ready or to be gone (pods of the test cluster included)."""
 
 
+async def negated(check: Awaitable[bool]) -> bool:
+    """``not`` of an awaited check, for :meth:`Harness.until` (``data_kept``, ``running``)."""
+    return not await check
+
+
 class Harness:
     """A started backend and the means to observe it."""
 

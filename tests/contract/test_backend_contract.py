@@ -10,7 +10,7 @@ import pytest
 
 from agentproxy.backends.base import AgentStatus, Conflict, NotFound, StatusEvent, visible
 
-from .harness import Harness
+from .harness import Harness, negated
 
 
 async def test_create_then_get_and_ready(subject: Harness):
@@ -100,17 +100,13 @@ async def test_delete_keeps_the_data_and_purge_removes_it(subject: Harness):
     for agent_id in ("k1", "p1"):
         await subject.gone(agent_id)
     assert await subject.data_kept("k1")
-    await subject.until("the purged data to be deleted", lambda: _not(subject.data_kept("p1")))
+    await subject.until("the purged data to be deleted", lambda: negated(subject.data_kept("p1")))
     with pytest.raises(NotFound):
         await backend.delete("s1", "k1")
     assert await backend.list() == []
     # The id is free again, and the kept data is the new agent's.
     await backend.create(subject.spec("k1", session="s2"))
     assert (await subject.ready("k1", "s2")).session == "s2" and await subject.data_kept("k1")
-
-
-async def _not(check) -> bool:
-    return not await check
 
 
 async def test_events_tell_an_agent_life_once_per_visible_change(subject: Harness):

@@ -12,7 +12,7 @@ import pytest
 from agentproxy.backends.base import AgentStatus, Conflict, LifecycleEvent, NotFound, StatusEvent
 from agentproxy.backends.suspension import API, IDLE, SUSPENDED_REASON
 
-from .harness import Harness
+from .harness import Harness, negated
 
 
 def _listen(subject: Harness) -> list[LifecycleEvent]:
@@ -35,7 +35,7 @@ async def test_suspend_keeps_the_data_and_resume_brings_the_agent_back(subject: 
     assert (suspended.reason, suspended.suspended, suspended.upstream) == (SUSPENDED_REASON, True, None)
     assert "suspended through the API" in (suspended.message or "")
     assert (suspended.spec, suspended.created_at) == (ready.spec, ready.created_at)
-    await subject.until("nothing of the agent to run", lambda: _not(subject.running("a1")))
+    await subject.until("nothing of the agent to run", lambda: negated(subject.running("a1")))
     assert await subject.data_kept("a1")
     assert [s.id for s in await backend.list(status=AgentStatus.SUSPENDED)] == ["a1"]
 
@@ -107,7 +107,7 @@ async def test_delete_works_in_every_state_of_suspension(subject: Harness):
     for agent_id in ("k1", "p1"):
         await subject.gone(agent_id)
     assert await subject.data_kept("k1")
-    await subject.until("the purged data to be deleted", lambda: _not(subject.data_kept("p1")))
+    await subject.until("the purged data to be deleted", lambda: negated(subject.data_kept("p1")))
     await backend.create(subject.spec("k1"))  # the id is free again
     assert not (await subject.ready("k1")).suspended
 
@@ -154,10 +154,6 @@ async def test_a_guard_that_no_longer_holds_leaves_the_agent_running(subject: Ha
     await backend.suspend("s1", "g1", cause=IDLE, guard=lambda state: state.status is AgentStatus.READY)
     await subject.status("g1", AgentStatus.SUSPENDED)
     assert [(e.kind, e.cause) for e in told] == [("suspended", IDLE)]
-
-
-async def _not(check) -> bool:
-    return not await check
 
 
 async def _has(told: list[LifecycleEvent], kind: str) -> bool:
