@@ -63,13 +63,13 @@ def register(subparsers: Any) -> None:
                           "JSON or YAML; --watch keeps printing changes as they happen.")
     ls.add_argument("--session", help="only this session's agents")
     ls.add_argument("--status", choices=STATUSES, help="only agents with this status")
-    ls.add_argument("-o", "--output", choices=FORMATS, default="table", help="output format (default: table)")
+    _output_option(ls)
     ls.add_argument("-w", "--watch", action="store_true", help="after the list, print every change (Ctrl-C ends)")
     ls.set_defaults(handler=_handler("ls"))
 
     get = verbs.add_parser("get", parents=[conn], help="show one agent")
     _agent_args(get)
-    get.add_argument("-o", "--output", choices=FORMATS, default="table", help="output format (default: table)")
+    _output_option(get)
     get.set_defaults(handler=_handler("get"))
 
     create = verbs.add_parser("create", parents=[conn], help="create an agent",
@@ -81,17 +81,15 @@ def register(subparsers: Any) -> None:
     create.add_argument("--env", action="append", type=env_pair, default=[], metavar="NAME=VALUE",
                         help="environment variable of the agent (repeatable)")
     create.add_argument("--message", help="first prompt for the agent")
-    create.add_argument("--wait", action="store_true", help="wait until the agent is ready")
-    create.add_argument("--timeout", type=_positive, default=300.0, metavar="SECONDS",
-                        help="how long --wait waits (default: 300)")
-    create.add_argument("-o", "--output", choices=FORMATS, default="table", help="output format (default: table)")
+    _wait_options(create)
+    _output_option(create)
     create.set_defaults(handler=_handler("create"))
 
     rm = verbs.add_parser("rm", parents=[conn], help="stop and delete an agent")
     _agent_args(rm)
     rm.add_argument("--purge", action="store_true", help="also delete its data (asks first)")
     rm.add_argument("-y", "--yes", action="store_true", help="do not ask before --purge")
-    rm.add_argument("-o", "--output", choices=FORMATS, default="table", help="output format (default: table)")
+    _output_option(rm)
     rm.set_defaults(handler=_handler("rm"))
 
     suspend = verbs.add_parser("suspend", parents=[conn], help="save and stop an agent, keeping its data",
@@ -99,7 +97,7 @@ def register(subparsers: Any) -> None:
                                            "resumes with `agents resume`, its next request or a create with the "
                                            "same spec. Suspending a suspended agent changes nothing.")
     _agent_args(suspend)
-    suspend.add_argument("-o", "--output", choices=FORMATS, default="table", help="output format (default: table)")
+    _output_option(suspend)
     suspend.set_defaults(handler=_handler("suspend"))
 
     resume = verbs.add_parser("resume", parents=[conn], help="start a suspended agent again",
@@ -107,10 +105,8 @@ def register(subparsers: Any) -> None:
                                           "show its progress until it is ready (exit 5 if it fails, 6 on timeout). "
                                           "Resuming an agent that is not suspended changes nothing.")
     _agent_args(resume)
-    resume.add_argument("--wait", action="store_true", help="wait until the agent is ready")
-    resume.add_argument("--timeout", type=_positive, default=300.0, metavar="SECONDS",
-                        help="how long --wait waits (default: 300)")
-    resume.add_argument("-o", "--output", choices=FORMATS, default="table", help="output format (default: table)")
+    _wait_options(resume)
+    _output_option(resume)
     resume.set_defaults(handler=_handler("resume"))
 
     logs = verbs.add_parser("logs", parents=[conn], help="print an agent's output")
@@ -135,6 +131,16 @@ def register(subparsers: Any) -> None:
 def _agent_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("session", metavar="SESSION", help="session id")
     parser.add_argument("agent", metavar="AGENT", help="agent id")
+
+
+def _output_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", choices=FORMATS, default="table", help="output format (default: table)")
+
+
+def _wait_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--wait", action="store_true", help="wait until the agent is ready")
+    parser.add_argument("--timeout", type=_positive, default=300.0, metavar="SECONDS",
+                        help="how long --wait waits (default: 300)")
 
 
 def _handler(name: str) -> Callable[[argparse.Namespace], int]:
