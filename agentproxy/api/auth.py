@@ -72,13 +72,21 @@ class Authenticator:
         """The caller of ``request``, or :class:`ApiError` 401."""
         if not self._digests:
             return ANONYMOUS
-        token = _presented_key(request)
+        headers = request.headers
+        token = presented_key(headers.get("Authorization"), headers.get("X-API-Key"))
         if token is None:
             raise _unauthorized("an API key is required (Authorization: Bearer KEY or X-API-Key: KEY)")
         found = self._digests.get(hashlib.sha256(token.encode()).digest())
         if found is None:
             raise _unauthorized("the API key is not valid")
         return found
+
+    def holder(self, authorization: str | None, api_key: str | None) -> Principal | None:
+        """The caller presenting these header values, or None when the key is missing or not valid."""
+        if not self._digests:
+            return ANONYMOUS
+        token = presented_key(authorization, api_key)
+        return None if token is None else self._digests.get(hashlib.sha256(token.encode()).digest())
 
     def middleware(self) -> Any:
         """The aiohttp middleware that stores the caller under :data:`PRINCIPAL`."""
@@ -105,16 +113,14 @@ def principal_of(request: web.Request) -> Principal:
     return principal
 
 
-def _presented_key(request: web.Request) -> str | None:
-    headers = request.headers
-    auth = headers.get("Authorization")
-    if auth is not None:
-        scheme, _, value = auth.partition(" ")
+def presented_key(authorization: str | None, api_key: str | None) -> str | None:
+    """The key a request presents in its ``Authorization: Bearer`` or ``X-API-Key`` header value."""
+    if authorization is not None:
+        scheme, _, value = authorization.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
-    key = headers.get("X-API-Key")
-    if key is not None and key.strip():
-        return key.strip()
+    if api_key is not None and api_key.strip():
+        return api_key.strip()
     return None
 
 

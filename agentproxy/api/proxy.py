@@ -28,6 +28,7 @@ from . import params
 from .auth import principal_of
 from .context import ApiContext
 from .errors import ApiError
+from .metrics import Tally
 from .upstream import Connection, UpstreamError, UpstreamPool
 
 log = logging.getLogger("agentproxy.api")
@@ -86,11 +87,24 @@ def _raw_tokens(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
 
 
 def request_head(request: web.Request, target: str, chunked: bool = False) -> bytes:
+    """The request head sent upstream for an aiohttp request (see :func:`upstream_head`)."""
+    return upstream_head(
+        request.method, target, request.raw_headers, remote=request.remote, scheme=request.scheme,
+        host=request.host, has_body=request.body_exists, has_length="Content-Length" in request.headers,
+        chunked=chunked)
+
+
+def upstream_head(method: str, target: str, raw_headers: Iterable[tuple[bytes, bytes]], *, remote: str | None,
+                  scheme: str, host: str | None, has_body: bool, has_length: bool, chunked: bool = False) -> bytes:
     """The request head sent upstream, blank line included: the caller's end-to-end headers as
-    they came, ``Host: localhost`` and ``X-Forwarded-*`` (one pass over the raw headers)."""
-    raw = request.raw_headers
-    named = _raw_tokens(raw) if "Connection" in request.headers else frozenset()
-    lines = [f"{request.method} {target} HTTP/1.1\r\nHost: {UPSTREAM_HOST}\r\n".encode()]
+    they came, ``Host: localhost`` and ``X-Forwarded-*`` (one pass over the raw headers).
+
+    ``has_body`` says the request has a body, ``has_length`` that it sent ``Content-Length``;
+    ``chunked`` that the body goes upstream in chunks (it came without a length).
+    """
+    raw = raw_headers if isinstance(raw_headers, (list, tuple)) else list(raw_headers)
+    named = _raw_tokens(raw)
+    lines = [f"{method} {target} HTTP/1.1\r\nHost: {UPSTREAM_HOST}\r\n".encode()]
     append = lines.append
     forwarded_for = None
     for name, value in raw:
@@ -101,15 +115,14 @@ def request_head(request: web.Request, target: str, chunked: bool = False) -> by
             forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
             continue
         append(name + b": " + value + b"\r\n")
-    remote = (request.remote or "unknown").encode()
-    append(b"X-Forwarded-For: " + (remote if forwarded_for is None else forwarded_for + b", " + remote) + b"\r\n")
-    append(b"X-Forwarded-Proto: " + request.scheme.encode() + b"\r\n")
-    host = request.host
+    caller = (remote or "unknown").encode()
+    append(b"X-Forwarded-For: " + (caller if forwarded_for is None else forwarded_for + b", " + caller) + b"\r\n")
+    append(b"X-Forwarded-Proto: " + scheme.encode() + b"\r\n")
     if host:
         append(b"X-Forwarded-Host: " + host.encode("latin-1") + b"\r\n")
     if chunked:
         append(b"Transfer-Encoding: chunked\r\n")
-    elif request.method in _BODY_METHODS and not request.body_exists and "Content-Length" not in request.headers:
+    elif method in _BODY_METHODS and not has_body and not has_length:
         append(b"Content-Length: 0\r\n")
     append(b"\r\n")
     return b"".join(lines)
@@ -125,18 +138,25 @@ def request_headers(request: web.Request) -> CIMultiDict[str]:
     return out
 
 
-def response_headers(raw: list[tuple[bytes, bytes]]) -> CIMultiDict[str]:
-    """The upstream's headers less the hop-by-hop ones."""
-    kept = []
+def kept_response_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The upstream's raw headers less the hop-by-hop ones, in their order."""
     named = None
+    kept = []
     for name, value in raw:
         lower = name.lower()
         if lower in _DROPPED_RESPONSE_RAW or lower.startswith(b"proxy-"):
             if lower == b"connection":
                 named = _raw_tokens(raw)
             continue
-        kept.append((lower, name.decode("latin-1"), value.decode("latin-1")))
-    return CIMultiDict((name, value) for lower, name, value in kept if named is None or lower not in named)
+        kept.append((name, value))
+    if named:
+        kept = [(name, value) for name, value in kept if name.lower() not in named]
+    return kept
+
+
+def response_headers(raw: list[tuple[bytes, bytes]]) -> CIMultiDict[str]:
+    """The upstream's headers less the hop-by-hop ones, as a mapping."""
+    return CIMultiDict((name.decode("latin-1"), value.decode("latin-1")) for name, value in kept_response_headers(raw))
 
 
 def upstream_target(raw_path: str, depth: int = 6) -> str:
@@ -231,7 +251,7 @@ class AgentProxy:
                     await write(chunk)
             else:
                 framed = response.headers.get("Transfer-Encoding") == "chunked"  # set by prepare for HTTP/1.1
-                sent = await self._stream(request.transport, framed, answer)
+                await stream_body(request.transport, framed, answer, self.ctx.metrics.proxy_bytes_out)
             await response.write_eof()
             complete = True
         except ConnectionResetError:
@@ -250,43 +270,6 @@ class AgentProxy:
                     request.transport.close()
         return response
 
-    @staticmethod
-    async def _stream(transport: asyncio.Transport, framed: bool, answer: Connection) -> int:
-        """Pass a body of unknown length (Server-Sent Events, ...) on piece by piece, written to the
-        client from the very callback that received it from the agent; the bytes passed.
-
-        The headers are out already (a streamed response sends them on ``prepare``), so the
-        pieces follow on the same connection, framed as chunks when the response is chunked.
-        """
-        sent = 0
-
-        def sink(data: bytes) -> None:
-            nonlocal sent
-            if transport.is_closing():  # the client left: stop reading, the handler is cancelled
-                answer.pause()
-                return
-            sent += len(data)
-            if framed:
-                transport.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
-            else:
-                transport.write(data)
-            if transport.get_write_buffer_size() > STREAM_HIGH_WATER:
-                answer.pause()
-
-        for data in answer.divert(sink):
-            sink(data)
-        while True:
-            await answer.wait()
-            if answer.ended:
-                return sent
-            if transport.is_closing():
-                raise ConnectionResetError("the client left")
-            while transport.get_write_buffer_size() > STREAM_HIGH_WATER // 4:  # a slow client
-                await asyncio.sleep(STREAM_DRAIN_POLL)
-                if transport.is_closing():
-                    raise ConnectionResetError("the client left")
-            answer.resume()
-
     async def _counted_body(self, content: web.StreamReader) -> AsyncIterator[bytes]:
         """The request body as it arrives."""
         received = 0
@@ -296,3 +279,39 @@ class AgentProxy:
                 yield chunk
         finally:
             self.ctx.metrics.proxy_bytes_in.inc(received)
+
+
+async def stream_body(transport: asyncio.Transport, framed: bool, answer: Connection, tally: Tally) -> None:
+    """Pass a body of unknown length (Server-Sent Events, ...) on piece by piece, written to the
+    client from the very callback that received it from the agent, each piece counted in ``tally``.
+
+    The headers are out already, so the pieces follow on the same connection, framed as
+    chunks when ``framed``. Raises :class:`ConnectionResetError` when the client leaves and
+    :class:`.upstream.UpstreamError` when the agent breaks off.
+    """
+
+    def sink(data: bytes) -> None:
+        if transport.is_closing():  # the client left: stop reading, the handler is cancelled
+            answer.pause()
+            return
+        tally.value += len(data)
+        if framed:
+            transport.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
+        else:
+            transport.write(data)
+        if transport.get_write_buffer_size() > STREAM_HIGH_WATER:
+            answer.pause()
+
+    for data in answer.divert(sink):
+        sink(data)
+    while True:
+        await answer.wait()
+        if answer.ended:
+            return
+        if transport.is_closing():
+            raise ConnectionResetError("the client left")
+        while transport.get_write_buffer_size() > STREAM_HIGH_WATER // 4:  # a slow client
+            await asyncio.sleep(STREAM_DRAIN_POLL)
+            if transport.is_closing():
+                raise ConnectionResetError("the client left")
+        answer.resume()

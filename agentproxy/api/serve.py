@@ -99,6 +99,7 @@ async def run_server(
     from aiohttp import web
 
     from .app import create_app
+    from .fastpath import FastPathSite
 
     host = settings.server.host if host is None else host
     port = settings.server.port if port is None else port
@@ -114,7 +115,7 @@ async def run_server(
                                handle_signals=False)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, host, port)
+            site = FastPathSite(runner, host, port)  # proxied requests to ready agents skip aiohttp's layers
             await site.start()
             addresses = list(runner.addresses)
             log.info("agentproxy API (%s mode, %s event loop) listening on %s", backend.mode,

@@ -229,10 +229,16 @@ class Backend(abc.ABC):
 
     async def get(self, session: str, agent_id: str) -> AgentState:
         """The agent's current state, or :class:`NotFound` (also when in another session)."""
-        state = self._state(agent_id)
-        if state is None or state.session != session:
+        state = self.peek(session, agent_id)
+        if state is None:
             raise not_found(session, agent_id)
         return state
+
+    def peek(self, session: str, agent_id: str) -> AgentState | None:
+        """The agent's state as the backend knows it now, without waiting for anything (None when it
+        does not exist or is in another session): what a proxied request needs, a dictionary read."""
+        state = self._state(agent_id)
+        return state if state is not None and state.session == session else None
 
     async def list(self, session: str | None = None, status: AgentStatus | None = None,
                    owner: Any = ANY_OWNER) -> list[AgentState]:

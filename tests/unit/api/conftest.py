@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from typing import Any, AsyncIterator, Awaitable, Callable
 
+import socket
+
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from yarl import URL
 
 from agentproxy.api import create_app, hash_key
+from agentproxy.api.fastpath import FastPathSite
 from agentproxy.settings import Settings
 
 from .memory_backend import MemoryBackend
@@ -54,6 +58,23 @@ def backend(upstream: Upstream) -> MemoryBackend:
 ApiFactory = Callable[..., Awaitable[TestClient]]
 
 
+class FastPathTestServer(TestServer):
+    """aiohttp's test server with its connections starting on the fast path, as ``agentproxy serve``'s do."""
+
+    site: FastPathSite | None = None
+
+    async def start_server(self, loop: Any = None, **kwargs: Any) -> None:
+        if self.runner:
+            return
+        self.runner = await self._make_runner(handler_cancellation=True, **kwargs)
+        await self.runner.setup()
+        self.site = FastPathSite(self.runner, sock=self.socket_factory(self.host, 0, socket.AF_INET))
+        await self.site.start()
+        self.port = self.runner.addresses[0][1]
+        self.scheme = "http"
+        self._root = URL(f"http://{self.host}:{self.port}")
+
+
 @pytest.fixture
 async def make_api(settings: Settings, backend: MemoryBackend) -> AsyncIterator[ApiFactory]:
     """Serve the API (over ``backend`` unless another is given) on 127.0.0.1 and return a client."""
@@ -61,7 +82,7 @@ async def make_api(settings: Settings, backend: MemoryBackend) -> AsyncIterator[
 
     async def make(api_keys: Any = (), backend_: Any = None, **kwargs: Any) -> TestClient:
         app = create_app(settings, backend if backend_ is None else backend_, api_keys, **kwargs)
-        client = TestClient(TestServer(app, host="127.0.0.1"))
+        client = TestClient(FastPathTestServer(app, host="127.0.0.1"))
         await client.start_server()
         clients.append(client)
         return client

@@ -1,0 +1,419 @@
+"""The fast path of proxied requests: the common request to a ready agent, without aiohttp's layers.
+
+Most of what the proxy serves is small requests to agents that are ready (``GET .../api/status``,
+``POST .../api/message``). For those, aiohttp's request object, router, middlewares and
+response object cost more than the relay itself. Each connection starts on
+:class:`FrontProtocol`, which reads a request head, checks it with llhttp (:mod:`httptools`)
+and, when the request is one it can pass on unchanged, relays it through the same upstream pool
+and header rules as :mod:`.proxy`, counts it in the same metrics and notes it for idle culling.
+
+Anything else goes to aiohttp, byte for byte from the start of that request: the connection is
+handed to aiohttp's own protocol, which then serves it to its end. That covers every API route,
+every error (a missing key, an unknown or not ready agent, a malformed head: aiohttp answers them
+as it always does), ``Expect``, upgrades, chunked and large bodies, ``HEAD`` and anything not
+HTTP/1.1 keep-alive. So the fast path never answers differently from the full path; it only
+answers sooner.
+
+Each connection joins aiohttp's server as one of its connections, so a graceful shutdown
+drains fast-path streams exactly like aiohttp's (see :meth:`FrontProtocol.shutdown`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from http import HTTPStatus
+from typing import Any, Callable
+
+import httptools
+from aiohttp import web
+
+from ..backends.base import AgentState, AgentStatus
+from .app import CONTEXT
+from .context import ApiContext
+from .errors import error_body
+from .proxy import kept_response_headers, stream_body, upstream_head, upstream_target
+from .upstream import Connection, UpstreamError
+
+log = logging.getLogger("agentproxy.api")
+
+ROUTE_LABEL = "/sessions/{session}/agents/{agent}/api/{path}"
+"""The route label of proxied requests in the metrics (aiohttp's canonical form of the route)."""
+FAST_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
+"""Methods the fast path relays (``HEAD``, ``OPTIONS`` and the rest go the full path)."""
+MAX_HEAD = 16 * 1024
+"""Bytes of request head beyond which the request goes the full path (aiohttp applies its limits)."""
+MAX_BODY = 1024 * 1024
+"""Request bodies up to this size are relayed whole; larger ones stream through the full path."""
+MAX_PENDING = 256 * 1024
+"""Bytes of further (pipelined) requests buffered while one is relayed, beyond which reading pauses."""
+KEEPALIVE_TIMEOUT = 75.0
+"""Seconds an idle kept-alive connection stays open (aiohttp's default)."""
+_NO_BODY_STATUS = frozenset({204, 304})
+_JSON = b"Content-Type: application/json\r\n"
+
+
+class _Head:
+    """The parts of one request head the fast path needs, as llhttp reports them."""
+
+    __slots__ = ("parser", "url", "headers", "complete", "method", "keep_alive")
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpRequestParser(self)
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.complete = False
+        self.method = ""
+        self.keep_alive = False
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        # Read now: once a message without a body is complete, llhttp starts on the next one.
+        parser = self.parser
+        self.complete = True
+        self.method = parser.get_method().decode("latin-1")
+        self.keep_alive = parser.get_http_version() == "1.1" and parser.should_keep_alive()
+
+
+def head_end(buffer: bytes | bytearray) -> int | None:
+    """The length of the request head at the start of ``buffer`` (blank line included); 0 when the
+    head is not framed by CRLF alone (the full path judges it); None while it is incomplete."""
+    end = buffer.find(b"\r\n\r\n")
+    bare = buffer.find(b"\n\n")
+    if bare != -1 and (end == -1 or bare < end):
+        return 0
+    odd = buffer.find(b"\n\r\n")  # CRLFCRLF holds one at end + 1; an earlier one is a bare LF line
+    if odd != -1 and (end == -1 or odd < end + 1):
+        return 0
+    if end == -1:
+        return None
+    return end + 4
+
+
+class FrontProtocol(asyncio.Protocol):
+    """One client connection: requests the fast path can relay are relayed here, the first one it
+    cannot is handed with the rest of the connection to aiohttp's protocol."""
+
+    _task_handler = None  # aiohttp's server looks for a handler task on each of its connections
+
+    def __init__(self, site: "FastPathSite") -> None:
+        self.site = site
+        self.ctx = site.ctx
+        self.transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._paused = False
+        self._idle: asyncio.TimerHandle | None = None
+        self._eof = False
+        self._remote: str | None = None
+
+    # --- asyncio.Protocol --------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self._remote = peer[0] if isinstance(peer, (list, tuple)) and peer else None
+        self.site.server.connection_made(self, transport)  # type: ignore[arg-type]
+        self._idle = self.site.loop.call_later(KEEPALIVE_TIMEOUT, self._close_idle)
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        if self._task is None:
+            self._next()
+        elif len(self._buffer) > MAX_PENDING and not self._paused:
+            self._paused = True
+            self.transport.pause_reading()  # type: ignore[union-attr]
+
+    def eof_received(self) -> bool | None:
+        # The client sends nothing more, but may still read: the answer in flight goes out first.
+        self._eof = True
+        if self._task is None:
+            self._next()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.site.server.connection_lost(self, exc)  # type: ignore[arg-type]
+        if self._idle is not None:
+            self._idle.cancel()
+        if self._task is not None:  # the client left: the relay closes the agent's connection
+            self._task.cancel()
+        self.transport = None
+
+    # --- aiohttp's server's view of a connection ----------------------------------------------------
+
+    def close(self) -> None:
+        """Close once the request in flight is answered (now, when there is none)."""
+        self._closing = True
+        if self._task is None and self.transport is not None:
+            self.transport.close()
+
+    async def shutdown(self, timeout: float | None) -> None:
+        """Let the request in flight finish for up to ``timeout`` seconds, then cut it off."""
+        self.close()
+        task = self._task
+        if task is None:
+            return
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        if not done:
+            task.cancel()
+            await asyncio.wait({task})
+        if self.transport is not None:
+            self.transport.close()
+
+    # --- requests ------------------------------------------------------------------------------------
+
+    def _next(self) -> None:
+        """Start on the request at the head of the buffer, if it is all here."""
+        if self.transport is None:
+            return
+        if self._closing or (self._eof and not self._buffer):
+            self.transport.close()
+            return
+        if not self._buffer:
+            return
+        end = head_end(self._buffer)
+        if end is None:
+            if len(self._buffer) > MAX_HEAD or self._eof:
+                self._hand_over()
+            return
+        if end == 0 or end > MAX_HEAD:
+            self._hand_over()
+            return
+        head = _Head()
+        try:
+            head.parser.feed_data(bytes(self._buffer[:end]))
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            self._hand_over()
+            return
+        relay = self._plan(head)
+        if relay is None:
+            self._hand_over()
+            return
+        state, length, has_length = relay
+        if len(self._buffer) < end + length:
+            if self._eof:
+                self._hand_over()  # a body cut short: the full path answers it
+            return  # the body is still on its way
+        request = bytes(self._buffer[:end + length])
+        del self._buffer[:end + length]
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        self.site.relayed += 1
+        self._task = self.site.loop.create_task(self._relay(head.method, head, state, request[end:], has_length))
+
+    def _plan(self, head: _Head) -> tuple[AgentState, int, bool] | None:
+        """The ready agent, the body length and whether the request said it, of a request the fast path
+        relays; None for any other."""
+        if not head.complete or not head.keep_alive or head.method not in FAST_METHODS:
+            return None
+        parts = head.url.split(b"/", 6)
+        if len(parts) < 7 or parts[0] or parts[1] != b"sessions" or parts[3] != b"agents" or parts[5] != b"api":
+            return None
+        length, has_length = 0, False
+        authorization = api_key = None
+        host = False
+        for name, value in head.headers:
+            lower = name.lower()
+            if lower == b"content-length":
+                if has_length or not value.isdigit():
+                    return None  # several lengths, or a malformed one: the full path refuses it
+                length, has_length = int(value), True
+            elif lower in (b"transfer-encoding", b"expect", b"upgrade"):
+                return None
+            elif lower == b"authorization" and authorization is None:
+                authorization = value.decode("latin-1")
+            elif lower == b"x-api-key" and api_key is None:
+                api_key = value.decode("latin-1")
+            elif lower == b"host":
+                host = True
+        if not host or length > MAX_BODY:
+            return None
+        ctx = self.ctx
+        principal = ctx.auth.holder(authorization, api_key)
+        if principal is None:
+            return None
+        try:
+            state = ctx.backend.peek(parts[2].decode("ascii"), parts[4].decode("ascii"))
+        except UnicodeDecodeError:
+            return None
+        if state is None or state.status is not AgentStatus.READY or not state.upstream \
+                or not principal.can_see(state) or ctx.client is None:
+            return None
+        return state, length, has_length
+
+    def _hand_over(self) -> None:
+        """Give the connection, from the request at the head of the buffer on, to aiohttp."""
+        transport = self.transport
+        assert transport is not None and self._task is None
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        self.site.server.connection_lost(self, None)  # type: ignore[arg-type]
+        self.site.handed_over += 1
+        handler = self.site.server()
+        transport.set_protocol(handler)
+        handler.connection_made(transport)
+        eof = self._eof
+        if self._paused:
+            self._paused = False
+            transport.resume_reading()
+        data, self._buffer = bytes(self._buffer), bytearray()
+        self.transport = None
+        if data:
+            handler.data_received(data)
+        if eof and not handler.eof_received():
+            transport.close()  # as the transport does itself when its protocol does not keep a half-closed one
+
+    async def _relay(self, method: str, head: _Head, state: AgentState, body: bytes, has_length: bool) -> None:
+        """Pass one request on to the agent and its answer back; then take the next request."""
+        ctx = self.ctx
+        started = time.perf_counter()
+        status = 499
+        try:
+            status = await self._exchange(method, head, state, body, has_length)
+        except asyncio.CancelledError:
+            status = 499  # the client went away (or the shutdown drain ended)
+        except Exception:  # noqa: BLE001 - never a traceback to the client; the connection ends
+            log.exception("%s %s: unexpected error in the proxy", method, head.url.decode("latin-1"))
+            status = 500
+            if self.transport is not None:
+                self.transport.close()
+        finally:
+            ctx.metrics.observe(method, ROUTE_LABEL, status, time.perf_counter() - started)
+            self._task = None
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self._paused:
+            self._paused = False
+            self.transport.resume_reading()
+        self._idle = self.site.loop.call_later(KEEPALIVE_TIMEOUT, self._close_idle)
+        self._next()
+
+    async def _exchange(self, method: str, head: _Head, state: AgentState, body: bytes, has_length: bool) -> int:
+        """The relay of one request; the status answered."""
+        ctx = self.ctx
+        ctx.traffic.touch(state.id)
+        pool = ctx.client
+        assert pool is not None
+        transport = self.transport
+        assert transport is not None
+        host = next((value.decode("latin-1") for name, value in head.headers if name.lower() == b"host"), None)
+        try:
+            upstream_host, port, prefix = pool.address(state.upstream)  # type: ignore[arg-type]
+            request = upstream_head(method, prefix + upstream_target(head.url.decode("latin-1")), head.headers,
+                                    remote=self._remote, scheme="http", host=host, has_body=bool(body),
+                                    has_length=has_length)
+            answer = await pool.request((upstream_host, port), method, request + body if body else request)
+        except UpstreamError as exc:
+            return self._error(502, "bad_gateway", f"agent {state.id!r} API is unreachable: {exc}")
+        ctx.metrics.proxy_bytes_in.inc(len(body))
+        return await self._answer(answer)
+
+    async def _answer(self, answer: Connection) -> int:
+        """Write the agent's answer to the client: at once when it is all here, else as it comes."""
+        transport = self.transport
+        assert transport is not None
+        kept = kept_response_headers(answer.headers)
+        sized = any(name.lower() == b"content-length" for name, _ in kept)
+        status = answer.status
+        lines = [b"HTTP/1.1 %d %s\r\n" % (status, (answer.reason or _phrase(status)).encode("latin-1"))]
+        lines += [name + b": " + value + b"\r\n" for name, value in kept]
+        framed = not sized and status not in _NO_BODY_STATUS and status >= 200
+        if framed:
+            lines.append(b"Transfer-Encoding: chunked\r\n")
+        if self._closing:
+            lines.append(b"Connection: close\r\n")
+        lines.append(b"\r\n")
+        whole = answer.whole_body() if sized or not framed else None
+        if whole is not None:
+            lines.append(whole)
+            transport.write(b"".join(lines))
+            answer.release()
+            self.ctx.metrics.proxy_bytes_out.inc(len(whole))
+            return status
+        transport.write(b"".join(lines))
+        complete = False
+        try:
+            await stream_body(transport, framed, answer, self.ctx.metrics.proxy_bytes_out)
+            if framed:
+                transport.write(b"0\r\n\r\n")
+            complete = True
+        except ConnectionResetError:
+            pass  # the client went away
+        except (UpstreamError, OSError) as exc:
+            log.info("agent %s:%s broke off mid-response: %s", *answer.key, exc or type(exc).__name__)
+        finally:
+            if complete:
+                answer.release()
+            else:
+                answer.close()  # the agent sees the client go away
+                if self.transport is not None:
+                    self.transport.close()  # the head is out: cutting the connection is the only signal
+        return status
+
+    def _error(self, status: int, code: str, message: str) -> int:
+        """Answer an error as the full path's error middleware would."""
+        body = json.dumps(error_body(code, message)).encode()
+        self.transport.write(b"HTTP/1.1 %d %s\r\n%sContent-Length: %d\r\n\r\n%s" % (  # type: ignore[union-attr]
+            status, _phrase(status).encode(), _JSON, len(body), body))
+        return status
+
+    def _close_idle(self) -> None:
+        self._idle = None
+        if self._task is None and self.transport is not None:
+            self.transport.close()
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+class FastPathSite(web.BaseSite):
+    """A TCP site of an :class:`aiohttp.web.AppRunner` whose connections start on the fast path.
+
+    Served like :class:`aiohttp.web.TCPSite`; the app must be made by :func:`.app.create_app`.
+    With aiohttp's access log on, every request goes the full path (the log sees each).
+    """
+
+    __slots__ = ("_host", "_port", "_sock", "loop", "ctx", "server", "relayed", "handed_over")
+
+    def __init__(self, runner: web.AppRunner, host: str | None = None, port: int = 0, *,
+                 sock: Any = None, backlog: int = 128) -> None:
+        super().__init__(runner, backlog=backlog)
+        self._host, self._port, self._sock = host, port, sock
+        self.ctx: ApiContext = runner.app[CONTEXT]
+        self.server: Any = runner.server
+        self.loop = asyncio.get_running_loop()
+        self.relayed = 0
+        """Requests the fast path relayed."""
+        self.handed_over = 0
+        """Connections handed to aiohttp's protocol."""
+
+    @property
+    def name(self) -> str:
+        return f"http://{self._host}:{self._port}"
+
+    def _factory(self) -> Callable[[], asyncio.Protocol]:
+        if logging.getLogger("aiohttp.access").isEnabledFor(logging.INFO):
+            return self.server
+        return lambda: FrontProtocol(self)
+
+    async def start(self) -> None:
+        await super().start()
+        if self._sock is not None:
+            self._server = await self.loop.create_server(self._factory(), sock=self._sock, backlog=self._backlog)
+        else:
+            self._server = await self.loop.create_server(self._factory(), self._host, self._port,
+                                                         backlog=self._backlog, reuse_address=True)

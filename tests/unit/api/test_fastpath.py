@@ -1,0 +1,238 @@
+"""The fast path of proxied requests: what it relays itself, what it hands to aiohttp, and that a
+connection moving from one to the other loses nothing (raw sockets, to control every byte)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from agentproxy.api.fastpath import ROUTE_LABEL, head_end
+from agentproxy.api.proxy import ROUTE
+
+from .conftest import ADMIN_KEY, ALICE_KEY, KEYS, Upstream
+
+API = "/sessions/s1/agents/a1/api"
+HANG_GUARD = 10.0
+"""Seconds after which a test that waits for something gives up (a bound, not a measurement)."""
+
+
+@pytest.fixture
+async def agent_api(api):
+    """The API with one ready agent, a1 in session s1, whose upstream is the imitation."""
+    assert (await api.post("/sessions/s1/agents", json={"id": "a1"})).status == 201
+    return api
+
+
+class Raw:
+    """One client connection that writes bytes as given and reads answers one by one."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> "Raw":
+        return cls(*await asyncio.open_connection("127.0.0.1", port))
+
+    def send(self, data: bytes) -> None:
+        self.writer.write(data)
+
+    async def status(self) -> int:
+        """The status of the next answer (its body is left unread)."""
+        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), HANG_GUARD)
+        return int(head.split(b" ")[1])
+
+    async def answer(self) -> tuple[int, dict[str, str], bytes]:
+        """The next answer: status, headers (lower-case names) and body (sized or chunked)."""
+        return await asyncio.wait_for(self._answer(), HANG_GUARD)
+
+    async def _answer(self) -> tuple[int, dict[str, str], bytes]:
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ")[1])
+        headers = {}
+        for line in lines[1:]:
+            if line:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+        if "content-length" in headers:
+            body = await self.reader.readexactly(int(headers["content-length"]))
+        elif headers.get("transfer-encoding") == "chunked":
+            body = b""
+            while True:
+                size = int((await self.reader.readline()).strip(), 16)
+                chunk = await self.reader.readexactly(size + 2)
+                if size == 0:
+                    break
+                body += chunk[:-2]
+        else:
+            body = b""
+        return status, headers, body
+
+    async def close(self) -> None:
+        self.writer.close()
+        await self.writer.wait_closed()
+
+
+def counts(api) -> tuple[int, int]:
+    """Requests the fast path relayed and connections it handed to aiohttp, so far."""
+    return api.server.site.relayed, api.server.site.handed_over
+
+
+def added(api, before: tuple[int, int]) -> tuple[int, int]:
+    now = counts(api)
+    return now[0] - before[0], now[1] - before[1]
+
+
+def get(path: str, *extra: str) -> bytes:
+    return ("\r\n".join([f"GET {path} HTTP/1.1", "Host: proxy.test", *extra]) + "\r\n\r\n").encode()
+
+
+async def test_requests_to_a_ready_agent_are_relayed_on_the_fast_path(agent_api, upstream: Upstream):
+    before = counts(agent_api)
+    raw = await Raw.open(agent_api.port)
+    try:
+        for _ in range(3):  # one kept-alive connection
+            raw.send(get(f"{API}/status"))
+            status, headers, body = await raw.answer()
+            assert status == 200 and json.loads(body)["status"] == "stable"
+            assert headers["content-type"].startswith("application/json")
+    finally:
+        await raw.close()
+    assert added(agent_api, before) == (3, 0)
+    seen = dict(upstream.agent.requests[-1].headers)
+    assert seen["Host"] == "localhost"
+    assert seen["X-Forwarded-For"] == "127.0.0.1"
+    assert seen["X-Forwarded-Host"] == "proxy.test"
+    metrics = await (await agent_api.get("/metrics")).text()
+    assert f'agentproxy_http_requests_total{{method="GET",route="{ROUTE_LABEL}",status="200"}} 3.0' in metrics
+
+
+def test_the_metrics_label_is_the_routes_own():
+    assert ROUTE_LABEL == ROUTE.replace("{path:.*}", "{path}")
+
+
+async def test_a_body_in_several_pieces_and_pipelined_requests_pass_in_order(agent_api, upstream: Upstream):
+    body = json.dumps({"content": "hi", "type": "user"}).encode()
+    head = (f"POST {API}/message HTTP/1.1\r\nHost: proxy.test\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    before = counts(agent_api)
+    raw = await Raw.open(agent_api.port)
+    try:
+        raw.send(head + body[:5])
+        await asyncio.sleep(0.05)
+        raw.send(body[5:] + get(f"{API}/messages") + get(f"{API}/status"))  # two more, without waiting
+        status, _, answer = await raw.answer()
+        assert status == 200 and json.loads(answer)["ok"] is True
+        status, _, answer = await raw.answer()
+        assert status == 200 and "hi" in json.loads(answer)["messages"][-1]["content"]
+        status, _, answer = await raw.answer()
+        assert status == 200 and "status" in json.loads(answer)
+    finally:
+        await raw.close()
+    assert added(agent_api, before) == (3, 0)
+
+
+async def test_a_connection_moves_to_the_full_path_at_the_first_request_it_cannot_relay(agent_api):
+    before = counts(agent_api)
+    raw = await Raw.open(agent_api.port)
+    try:
+        raw.send(get(f"{API}/status"))
+        assert (await raw.answer())[0] == 200
+        raw.send(get("/sessions/s1/agents") + get(f"{API}/status") + get("/sessions/s1/agents/nobody/api/status"))
+        status, _, body = await raw.answer()
+        assert status == 200 and [a["id"] for a in json.loads(body)["agents"]] == ["a1"]
+        assert (await raw.answer())[0] == 200  # proxied by aiohttp's path now: same answer
+        status, _, body = await raw.answer()
+        assert status == 404 and json.loads(body)["error"]["code"] == "not_found"
+    finally:
+        await raw.close()
+    assert added(agent_api, before) == (1, 1)
+
+
+@pytest.mark.parametrize("request_bytes", [
+    get(f"{API}/status", "Expect: 100-continue"),
+    f"HEAD {API}/status HTTP/1.1\r\nHost: proxy.test\r\n\r\n".encode(),
+    f"GET {API}/status HTTP/1.0\r\nHost: proxy.test\r\n\r\n".encode(),
+    get(f"{API}/status", "Connection: close"),
+    f"GET {API}/status HTTP/1.1\n\n".encode(),  # bare line feeds: aiohttp's parser judges them
+    f"POST {API}/message HTTP/1.1\r\nHost: proxy.test\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".encode(),
+    get("/sessions/s1/agents/a%31/api/status"),
+], ids=["expect", "head", "http10", "close", "bare-lf", "chunked", "encoded-id"])
+async def test_requests_out_of_the_common_case_get_the_full_paths_answer(agent_api, request_bytes: bytes):
+    before = counts(agent_api)
+    raw = await Raw.open(agent_api.port)
+    try:
+        raw.send(request_bytes)
+        status = await raw.status()
+    finally:
+        await raw.close()
+    assert added(agent_api, before) == (0, 1)
+    assert status in (100, 200, 400, 405, 422)
+
+
+async def test_an_invalid_or_missing_key_gets_the_full_paths_401(make_api, upstream: Upstream):
+    api = await make_api(KEYS)
+    created = await api.post("/sessions/s1/agents", json={"id": "a1"}, headers={"X-API-Key": ALICE_KEY})
+    assert created.status == 201
+    before = counts(api)
+    raw = await Raw.open(api.port)
+    try:
+        raw.send(get(f"{API}/status", "Authorization: Bearer wrong"))
+        status, headers, body = await raw.answer()
+        assert status == 401 and json.loads(body)["error"]["code"] == "unauthorized"
+    finally:
+        await raw.close()
+    for key, relayed in ((ALICE_KEY, 1), (ADMIN_KEY, 2)):  # the owner, then an admin
+        raw = await Raw.open(api.port)
+        try:
+            raw.send(get(f"{API}/status", f"X-API-Key: {key}"))
+            assert (await raw.answer())[0] == 200
+        finally:
+            await raw.close()
+        assert added(api, before)[0] == relayed
+    assert "X-API-Key" not in dict(upstream.agent.requests[-1].headers)  # the proxy's key stays with the proxy
+
+
+async def test_a_request_cut_short_by_the_client_is_not_relayed(agent_api, upstream: Upstream):
+    before = len(upstream.agent.requests)
+    raw = await Raw.open(agent_api.port)
+    raw.send(f"POST {API}/message HTTP/1.1\r\nHost: proxy.test\r\nContent-Length: 100\r\n\r\n{{".encode())
+    raw.writer.write_eof()
+    assert await asyncio.wait_for(raw.reader.read(), HANG_GUARD) is not None
+    await raw.close()
+    assert len(upstream.agent.requests) == before
+
+
+async def test_an_answer_goes_out_after_the_client_half_closed(agent_api):
+    raw = await Raw.open(agent_api.port)
+    try:
+        raw.send(get(f"{API}/status"))
+        raw.writer.write_eof()
+        status, _, body = await raw.answer()
+        assert status == 200 and json.loads(body)["status"]
+        assert await asyncio.wait_for(raw.reader.read(), HANG_GUARD) == b""  # then the connection ends
+    finally:
+        await raw.close()
+
+
+async def test_an_unreachable_agent_is_the_same_502_as_on_the_full_path(agent_api, upstream: Upstream):
+    await upstream.server.close()
+    raw = await Raw.open(agent_api.port)
+    try:
+        raw.send(get(f"{API}/status"))
+        status, headers, body = await raw.answer()
+    finally:
+        await raw.close()
+    full = await agent_api.get(f"{API}/status", headers={"Expect": "100-continue"})  # takes the full path
+    assert status == full.status == 502
+    assert headers["content-type"] == full.headers["Content-Type"]
+    assert json.loads(body) == await full.json()
+
+
+def test_a_head_ends_at_its_blank_line_and_odd_framing_is_left_to_the_full_path():
+    assert head_end(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nbody") == len(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert head_end(b"GET / HTTP/1.1\r\nHost: x\r\n") is None
+    assert head_end(b"GET / HTTP/1.1\nHost: x\n\n") == 0
+    assert head_end(b"GET / HTTP/1.1\r\nHost: x\n\r\n") == 0
