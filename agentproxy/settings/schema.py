@@ -242,6 +242,12 @@ class K8sApiSettings:
     retry_after: float = 5.0
     """The ``Retry-After`` of a 503 answered because the API server does not answer."""
 
+    max_in_flight: int = 8
+    """API calls under way at once at most (watches aside); more wait their turn. A burst of
+    creates goes fastest when its calls reuse a few kept-alive connections: beyond about a
+    dozen at once, the HTTP client's pool closes and reopens connections, each a TLS
+    handshake for the proxy and the API server, on a server that is busy already."""
+
     watch_silence: float = 90.0
     """A watch that stays silent this long is restarted (the API server's bookmarks keep a
     healthy watch talking about once a minute)."""

@@ -83,6 +83,7 @@ _RULES: dict[str, Check] = {
     **{f"k8s_mode.api.{name}": _positive_duration for name in (
         "request_timeout", "check_interval", "unready_after", "retry_after", "watch_silence")},
     "local_mode.supervision.launch_concurrency": _at_least_one,
+    "k8s_mode.api.max_in_flight": _at_least_one,
     "local_mode.ports.start": _port,
     "local_mode.ports.end": _port,
     "local_mode.data_dir": _nonempty,

@@ -209,6 +209,8 @@ def test_supervision_timings_are_durations_with_rules():
     assert_message(err, "local_mode.supervision.backoff_initial", "must not exceed local_mode.supervision.backoff_max")
     err = settings_error("local_mode.supervision.launch_concurrency=0")
     assert_message(err, "local_mode.supervision.launch_concurrency", "must be 1 or more")
+    err = settings_error("k8s_mode.api.max_in_flight=0")
+    assert_message(err, "k8s_mode.api.max_in_flight", "must be 1 or more")
     err = settings_error("local_mode.supervision.sample_interval=often")
     assert_message(err, "local_mode.supervision.sample_interval='often'", DURATION_RULE)
 

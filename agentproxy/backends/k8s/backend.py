@@ -93,10 +93,12 @@ class K8sBackend(Backend):
         api = self.k8s.api
         if self.client is None:
             self.client = await Client.connect(self.k8s.kubeconfig, self.k8s.context, health=self.health,
-                                               request_timeout=api.request_timeout, retry_after=api.retry_after)
+                                               request_timeout=api.request_timeout, retry_after=api.retry_after,
+                                               max_in_flight=api.max_in_flight)
         else:
             self.client.health = self.health
             self.client.request_timeout, self.client.retry_after = api.request_timeout, api.retry_after
+            self.client.max_in_flight = api.max_in_flight
         self.health.on_recovery(self._recovered)
         # One pooled client for the agents' event streams; no limit, each stream holds a connection.
         self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), trust_env=False)

@@ -104,7 +104,7 @@ def translate(exc: BaseException, verb: str, resource: str, retry_after: float =
 class Client:
     """Requests to one API server, counted in :attr:`calls`."""
 
-    def __init__(self, api: kr8s.asyncio.Api, max_in_flight: int = 32, token: TokenFile | None = None, *,
+    def __init__(self, api: kr8s.asyncio.Api, max_in_flight: int = 8, token: TokenFile | None = None, *,
                  request_timeout: float = DEFAULT_REQUEST_TIMEOUT, retry_after: float = DEFAULT_RETRY_AFTER,
                  health: ApiHealth | None = None) -> None:
         self.api = api
@@ -115,9 +115,19 @@ class Client:
         self.retry_after = retry_after
         self.health = health
         """Told of every answer; while it says the server is silent, calls fail at once."""
-        # A burst of creates (each several calls) must queue here rather than
-        # time out waiting for one of the HTTP pool's connections.
-        self._in_flight = asyncio.Semaphore(max_in_flight)
+        self.max_in_flight = max_in_flight
+
+    @property
+    def max_in_flight(self) -> int:
+        """Calls under way at once at most (watches and health checks aside); more wait their turn."""
+        return self._max_in_flight
+
+    @max_in_flight.setter
+    def max_in_flight(self, value: int) -> None:
+        # A burst of creates (each several calls) queues here rather than timing out waiting for
+        # one of the HTTP pool's connections, or opening more than the pool keeps alive.
+        self._max_in_flight = value
+        self._in_flight = asyncio.Semaphore(value)
 
     @classmethod
     async def connect(cls, kubeconfig: str | None = None, context: str | None = None, *,
