@@ -343,8 +343,8 @@ class FrontProtocol(asyncio.Protocol):
         transport.write(b"".join(lines))
         complete = False
         try:
-            await stream_body(transport, framed, answer, self.ctx.metrics.proxy_bytes_out)
-            if framed:
+            ended = await stream_body(transport, framed, answer, self.ctx.metrics.proxy_bytes_out, raw=True)
+            if framed and not ended:
                 transport.write(b"0\r\n\r\n")
             complete = True
         except ConnectionResetError:

@@ -281,13 +281,16 @@ class AgentProxy:
             self.ctx.metrics.proxy_bytes_in.inc(received)
 
 
-async def stream_body(transport: asyncio.Transport, framed: bool, answer: Connection, tally: Tally) -> None:
+async def stream_body(transport: asyncio.Transport, framed: bool, answer: Connection, tally: Tally,
+                      raw: bool = False) -> bool:
     """Pass a body of unknown length (Server-Sent Events, ...) on piece by piece, written to the
     client from the very callback that received it from the agent, each piece counted in ``tally``.
 
-    The headers are out already, so the pieces follow on the same connection, framed as
-    chunks when ``framed``. Raises :class:`ConnectionResetError` when the client leaves and
-    :class:`.upstream.UpstreamError` when the agent breaks off.
+    The headers are out already, so the pieces follow on the same connection, framed as chunks
+    when ``framed``. With ``raw`` (and ``framed``), a chunked answer's bytes go on as they came,
+    before they are parsed, the agent's last chunk included: then True is returned, and the
+    caller ends the body with nothing of its own. Raises :class:`ConnectionResetError` when the
+    client leaves and :class:`.upstream.UpstreamError` when the agent breaks off.
     """
 
     def sink(data: bytes) -> None:
@@ -302,16 +305,31 @@ async def stream_body(transport: asyncio.Transport, framed: bool, answer: Connec
         if transport.get_write_buffer_size() > STREAM_HIGH_WATER:
             answer.pause()
 
-    for data in answer.divert(sink):
-        sink(data)
-    while True:
-        await answer.wait()
-        if answer.ended:
-            return
+    def unparsed(data: bytes) -> None:
         if transport.is_closing():
-            raise ConnectionResetError("the client left")
-        while transport.get_write_buffer_size() > STREAM_HIGH_WATER // 4:  # a slow client
-            await asyncio.sleep(STREAM_DRAIN_POLL)
+            answer.pause()
+            return
+        transport.write(data)
+        if transport.get_write_buffer_size() > STREAM_HIGH_WATER:
+            answer.pause()
+
+    pending = answer.divert(sink)
+    passed = raw and framed and answer.pass_through(unparsed)
+    for data in pending:
+        sink(data)
+    try:
+        while True:
+            await answer.wait()
+            if answer.ended:
+                if answer.spilled:
+                    raise UpstreamError("the agent sent more than its answer")
+                return passed
             if transport.is_closing():
                 raise ConnectionResetError("the client left")
-        answer.resume()
+            while transport.get_write_buffer_size() > STREAM_HIGH_WATER // 4:  # a slow client
+                await asyncio.sleep(STREAM_DRAIN_POLL)
+                if transport.is_closing():
+                    raise ConnectionResetError("the client left")
+            answer.resume()
+    finally:
+        tally.value += answer.passed

@@ -61,6 +61,12 @@ class Connection(asyncio.Protocol):
         self._idle_timer: asyncio.TimerHandle | None = None
         self._writing: asyncio.Task[None] | None = None
         self._sink: Callable[[bytes], None] | None = None
+        self._raw: Callable[[bytes], None] | None = None
+        self._in_chunk = False
+        self.passed = 0
+        """Body bytes handed on as they came (see :meth:`pass_through`)."""
+        self.spilled = False
+        """The agent sent bytes beyond its answer, or bytes that are not HTTP, and some were passed on."""
 
     # --- asyncio.Protocol ------------------------------------------------------------------------
 
@@ -72,12 +78,15 @@ class Connection(asyncio.Protocol):
         if self._parser is None:  # bytes while idle: the connection is no longer usable
             self.close()
             return
+        if self._raw is not None and not self._eof:
+            self._raw(data)  # on its way before it is parsed: parsing only tells where the answer ends
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(UpstreamError("the agent switched protocols, which the proxy does not pass"))
         except httptools.HttpParserError as exc:
             self._fail(UpstreamError(f"the agent's answer is not valid HTTP: {exc}"))
+            self.spilled = self._raw is not None
 
     def eof_received(self) -> bool | None:
         if self._parser is not None and self._head is not None and self._head.done() and not self._complete:
@@ -108,6 +117,18 @@ class Connection(asyncio.Protocol):
 
     # --- llhttp callbacks -----------------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if self._complete:  # a second answer to one request: nothing here may use the connection again
+            self._reusable = False
+            self.spilled = self._raw is not None
+            self.close()
+
+    def on_chunk_header(self) -> None:
+        self._in_chunk = True
+
+    def on_chunk_complete(self) -> None:
+        self._in_chunk = False
+
     def on_status(self, status: bytes) -> None:
         self.reason += status.decode("latin-1")
 
@@ -126,6 +147,9 @@ class Connection(asyncio.Protocol):
             self._finish(reusable=False)
 
     def on_body(self, body: bytes) -> None:
+        if self._raw is not None:
+            self.passed += len(body)
+            return
         if self._sink is not None:
             self._sink(body)
             return
@@ -217,6 +241,22 @@ class Connection(asyncio.Protocol):
         self._sink = sink
         return pending
 
+    def pass_through(self, raw: Callable[[bytes], None]) -> bool:
+        """Once :meth:`divert` is on: hand every further byte of a chunked answer to ``raw`` as it
+        came from the agent, chunk framing and the last chunk included, before it is parsed (the
+        pieces :meth:`divert` returned go first, framed by the caller). True when that is so;
+        False, and nothing changed, when the answer is not chunked, has ended, or a chunk is
+        part-way in."""
+        if self._sink is None or self._eof or self._in_chunk or not self._chunked():
+            return False
+        self._raw = raw
+        return True
+
+    def _chunked(self) -> bool:
+        """True when the answer's only transfer coding is ``chunked`` (said once)."""
+        codings = [value.strip().lower() for name, value in self.headers if name.lower() == b"transfer-encoding"]
+        return codings == [b"chunked"]
+
     def pause(self) -> None:
         """Stop reading from the agent (the caller cannot take more for now); wakes :meth:`wait`."""
         if not self._paused and self.transport is not None:
@@ -291,7 +331,9 @@ class Connection(asyncio.Protocol):
             self._waiter.set_result(None)
 
     def _reset(self) -> None:
-        self._sink = None
+        self._sink = self._raw = None
+        self._in_chunk = self.spilled = False
+        self.passed = 0
         self.status, self.reason, self.headers = 0, "", []
         self._parser = self._head = None
         self._complete = self._eof = self._reusable = False

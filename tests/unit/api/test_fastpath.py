@@ -12,6 +12,7 @@ from agentproxy.api.fastpath import ROUTE_LABEL, head_end
 from agentproxy.api.proxy import ROUTE
 
 from .conftest import ADMIN_KEY, ALICE_KEY, KEYS, Upstream
+from .memory_backend import MemoryBackend
 
 API = "/sessions/s1/agents/a1/api"
 HANG_GUARD = 10.0
@@ -30,6 +31,8 @@ class Raw:
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
+        self.chunk_lines: list[bytes] = []
+        """The chunk-size lines of chunked answers, as they came."""
 
     @classmethod
     async def open(cls, port: int) -> "Raw":
@@ -61,7 +64,9 @@ class Raw:
         elif headers.get("transfer-encoding") == "chunked":
             body = b""
             while True:
-                size = int((await self.reader.readline()).strip(), 16)
+                line = (await self.reader.readline()).strip()
+                self.chunk_lines.append(line)
+                size = int(line.split(b";")[0], 16)
                 chunk = await self.reader.readexactly(size + 2)
                 if size == 0:
                     break
@@ -236,3 +241,91 @@ def test_a_head_ends_at_its_blank_line_and_odd_framing_is_left_to_the_full_path(
     assert head_end(b"GET / HTTP/1.1\r\nHost: x\r\n") is None
     assert head_end(b"GET / HTTP/1.1\nHost: x\n\n") == 0
     assert head_end(b"GET / HTTP/1.1\r\nHost: x\n\r\n") == 0
+
+
+class ScriptedAgent:
+    """An upstream that answers every request with the given pieces, each written on its own:
+    the faults and framings of a chunked answer that a real agentapi does not produce on cue."""
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        self.pieces = pieces
+        self.connections = 0
+        self.server: asyncio.AbstractServer | None = None
+
+    async def __aenter__(self) -> str:
+        self.server = await asyncio.start_server(self._answer, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def __aexit__(self, *exc) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                for piece in self.pieces:
+                    writer.write(piece)
+                    await writer.drain()
+                    await asyncio.sleep(0.02)  # each piece arrives on its own
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+@pytest.mark.parametrize("pieces, as_sent", [
+    # Passed on as they came (a chunk extension shows it: framing anew would drop it).
+    ([CHUNKED_HEAD, b"5;n=1\r\nhello\r\n", b"3;n=2\r\nabc\r\n", b"0\r\n\r\n"], True),
+    # A chunk part-way in when the body starts to flow: its pieces are framed anew.
+    ([CHUNKED_HEAD + b"5;n=1\r\nhel", b"lo\r\n3;n=2\r\nabc", b"\r\n0\r\n\r\n"], False),
+    # Whole chunks that came with the head are framed anew, the rest passed on as it came.
+    ([CHUNKED_HEAD + b"5;n=1\r\nhello\r\n", b"3;n=2\r\nabc\r\n0\r\n\r\n"], None),
+], ids=["chunk-by-chunk", "part-way", "first-with-head"])
+async def test_a_chunked_answer_arrives_whole_and_the_connection_serves_again(make_api, pieces, as_sent):
+    async with (agent := ScriptedAgent(pieces)) as url:
+        api = await make_api(backend_=MemoryBackend(upstream=url))
+        assert (await api.post("/sessions/s1/agents", json={"id": "a1"})).status == 201
+        before = counts(api)
+        raw = await Raw.open(api.port)
+        try:
+            for _ in range(2):
+                raw.send(get(f"{API}/events"))
+                status, headers, body = await raw.answer()
+                assert (status, headers["transfer-encoding"], body) == (200, "chunked", b"helloabc")
+        finally:
+            await raw.close()
+        extensions = [line for line in raw.chunk_lines if b";" in line]
+        if as_sent is True:
+            assert extensions == [b"5;n=1", b"3;n=2"] * 2
+        elif as_sent is False:
+            assert extensions == []
+        else:
+            assert extensions == [b"3;n=2"] * 2
+        assert added(api, before) == (2, 0) and agent.connections == 1
+
+
+async def test_bytes_beyond_the_agents_answer_cut_the_client_connection(make_api):
+    extra = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nsneak"
+    async with (agent := ScriptedAgent([CHUNKED_HEAD, b"5\r\nhello\r\n", b"0\r\n\r\n" + extra])) as url:
+        api = await make_api(backend_=MemoryBackend(upstream=url))
+        assert (await api.post("/sessions/s1/agents", json={"id": "a1"})).status == 201
+        raw = await Raw.open(api.port)
+        try:
+            raw.send(get(f"{API}/events"))
+            await raw.reader.readuntil(b"\r\n\r\n")
+            rest = await asyncio.wait_for(raw.reader.read(), HANG_GUARD)  # to the connection's end
+        finally:
+            await raw.close()
+        assert rest.startswith(b"5\r\nhello\r\n")
+        raw = await Raw.open(api.port)  # the agent's connection is not used again
+        try:
+            raw.send(get(f"{API}/status"))
+            assert (await raw.answer())[2] == b"hello"
+        finally:
+            await raw.close()
+        assert agent.connections == 2
