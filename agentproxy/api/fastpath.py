@@ -3,9 +3,10 @@
 Most of what the proxy serves is small requests to agents that are ready (``GET .../api/status``,
 ``POST .../api/message``). For those, aiohttp's request object, router, middlewares and
 response object cost more than the relay itself. Each connection starts on
-:class:`FrontProtocol`, which reads a request head, checks it with llhttp (:mod:`httptools`)
-and, when the request is one it can pass on unchanged, relays it through the same upstream pool
-and header rules as :mod:`.proxy`, counts it in the same metrics and notes it for idle culling.
+:class:`FrontProtocol`, which reads a request head (:mod:`.request_head`) and, when the request is
+one it can pass on unchanged to a ready agent the key may reach, relays it through the same
+upstream pool and header rules as :mod:`.proxy`, counts it in the same metrics and notes it for
+idle culling.
 
 Anything else goes to aiohttp, byte for byte from the start of that request: the connection is
 handed to aiohttp's own protocol, which then serves it to its end. That covers every API route,
@@ -27,7 +28,6 @@ import time
 from http import HTTPStatus
 from typing import Any, Callable
 
-import httptools
 from aiohttp import web
 
 from ..backends.base import AgentState, AgentStatus
@@ -35,66 +35,21 @@ from .app import CONTEXT
 from .context import ApiContext
 from .errors import error_body
 from .proxy import kept_response_headers, stream_body, upstream_head, upstream_target
+from .request_head import Relayable, RequestHead, head_end, relayable
 from .upstream import Connection, UpstreamError
 
 log = logging.getLogger("agentproxy.api")
 
 ROUTE_LABEL = "/sessions/{session}/agents/{agent}/api/{path}"
 """The route label of proxied requests in the metrics (aiohttp's canonical form of the route)."""
-FAST_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
-"""Methods the fast path relays (``HEAD``, ``OPTIONS`` and the rest go the full path)."""
 MAX_HEAD = 16 * 1024
 """Bytes of request head beyond which the request goes the full path (aiohttp applies its limits)."""
-MAX_BODY = 1024 * 1024
-"""Request bodies up to this size are relayed whole; larger ones stream through the full path."""
 MAX_PENDING = 256 * 1024
 """Bytes of further (pipelined) requests buffered while one is relayed, beyond which reading pauses."""
 KEEPALIVE_TIMEOUT = 75.0
 """Seconds an idle kept-alive connection stays open (aiohttp's default)."""
 _NO_BODY_STATUS = frozenset({204, 304})
 _JSON = b"Content-Type: application/json\r\n"
-
-
-class _Head:
-    """The parts of one request head the fast path needs, as llhttp reports them."""
-
-    __slots__ = ("parser", "url", "headers", "complete", "method", "keep_alive")
-
-    def __init__(self) -> None:
-        self.parser = httptools.HttpRequestParser(self)
-        self.url = b""
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.complete = False
-        self.method = ""
-        self.keep_alive = False
-
-    def on_url(self, url: bytes) -> None:
-        self.url += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        # Read now: once a message without a body is complete, llhttp starts on the next one.
-        parser = self.parser
-        self.complete = True
-        self.method = parser.get_method().decode("latin-1")
-        self.keep_alive = parser.get_http_version() == "1.1" and parser.should_keep_alive()
-
-
-def head_end(buffer: bytes | bytearray) -> int | None:
-    """The length of the request head at the start of ``buffer`` (blank line included); 0 when the
-    head is not framed by CRLF alone (the full path judges it); None while it is incomplete."""
-    end = buffer.find(b"\r\n\r\n")
-    bare = buffer.find(b"\n\n")
-    if bare != -1 and (end == -1 or bare < end):
-        return 0
-    odd = buffer.find(b"\n\r\n")  # CRLFCRLF holds one at end + 1; an earlier one is a bare LF line
-    if odd != -1 and (end == -1 or odd < end + 1):
-        return 0
-    if end == -1:
-        return None
-    return end + 4
 
 
 class FrontProtocol(asyncio.Protocol):
@@ -187,17 +142,14 @@ class FrontProtocol(asyncio.Protocol):
         if end == 0 or end > MAX_HEAD:
             self._hand_over()
             return
-        head = _Head()
-        try:
-            head.parser.feed_data(bytes(self._buffer[:end]))
-        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+        head = RequestHead.read(bytes(self._buffer[:end]))
+        wanted = None if head is None else relayable(head)
+        state = None if wanted is None else self._agent(wanted)
+        if state is None:
             self._hand_over()
             return
-        relay = self._plan(head)
-        if relay is None:
-            self._hand_over()
-            return
-        state, length, has_length = relay
+        assert head is not None and wanted is not None
+        length = wanted.length
         if len(self._buffer) < end + length:
             if self._eof:
                 self._hand_over()  # a body cut short: the full path answers it
@@ -208,47 +160,18 @@ class FrontProtocol(asyncio.Protocol):
             self._idle.cancel()
             self._idle = None
         self.site.relayed += 1
-        self._task = self.site.loop.create_task(self._relay(head.method, head, state, request[end:], has_length))
+        self._task = self.site.loop.create_task(self._relay(head, wanted, state, request[end:]))
 
-    def _plan(self, head: _Head) -> tuple[AgentState, int, bool] | None:
-        """The ready agent, the body length and whether the request said it, of a request the fast path
-        relays; None for any other."""
-        if not head.complete or not head.keep_alive or head.method not in FAST_METHODS:
-            return None
-        parts = head.url.split(b"/", 6)
-        if len(parts) < 7 or parts[0] or parts[1] != b"sessions" or parts[3] != b"agents" or parts[5] != b"api":
-            return None
-        length, has_length = 0, False
-        authorization = api_key = None
-        host = False
-        for name, value in head.headers:
-            lower = name.lower()
-            if lower == b"content-length":
-                if has_length or not value.isdigit():
-                    return None  # several lengths, or a malformed one: the full path refuses it
-                length, has_length = int(value), True
-            elif lower in (b"transfer-encoding", b"expect", b"upgrade"):
-                return None
-            elif lower == b"authorization" and authorization is None:
-                authorization = value.decode("latin-1")
-            elif lower == b"x-api-key" and api_key is None:
-                api_key = value.decode("latin-1")
-            elif lower == b"host":
-                host = True
-        if not host or length > MAX_BODY:
-            return None
+    def _agent(self, wanted: Relayable) -> AgentState | None:
+        """The agent a relayable request names, when it is ready and the key presented may reach it."""
         ctx = self.ctx
-        principal = ctx.auth.holder(authorization, api_key)
-        if principal is None:
+        principal = ctx.auth.holder(wanted.authorization, wanted.api_key)
+        if principal is None or ctx.client is None:
             return None
-        try:
-            state = ctx.backend.peek(parts[2].decode("ascii"), parts[4].decode("ascii"))
-        except UnicodeDecodeError:
+        state = ctx.backend.peek(wanted.session, wanted.agent)
+        if state is None or state.status is not AgentStatus.READY or not state.upstream or not principal.can_see(state):
             return None
-        if state is None or state.status is not AgentStatus.READY or not state.upstream \
-                or not principal.can_see(state) or ctx.client is None:
-            return None
-        return state, length, has_length
+        return state
 
     def _hand_over(self) -> None:
         """Give the connection, from the request at the head of the buffer on, to aiohttp."""
@@ -273,13 +196,14 @@ class FrontProtocol(asyncio.Protocol):
         if eof and not handler.eof_received():
             transport.close()  # as the transport does itself when its protocol does not keep a half-closed one
 
-    async def _relay(self, method: str, head: _Head, state: AgentState, body: bytes, has_length: bool) -> None:
+    async def _relay(self, head: RequestHead, wanted: Relayable, state: AgentState, body: bytes) -> None:
         """Pass one request on to the agent and its answer back; then take the next request."""
         ctx = self.ctx
+        method = head.method
         started = time.perf_counter()
         status = 499
         try:
-            status = await self._exchange(method, head, state, body, has_length)
+            status = await self._exchange(head, wanted, state, body)
         except asyncio.CancelledError:
             status = 499  # the client went away (or the shutdown drain ended)
         except Exception:  # noqa: BLE001 - never a traceback to the client; the connection ends
@@ -298,7 +222,7 @@ class FrontProtocol(asyncio.Protocol):
         self._idle = self.site.loop.call_later(KEEPALIVE_TIMEOUT, self._close_idle)
         self._next()
 
-    async def _exchange(self, method: str, head: _Head, state: AgentState, body: bytes, has_length: bool) -> int:
+    async def _exchange(self, head: RequestHead, wanted: Relayable, state: AgentState, body: bytes) -> int:
         """The relay of one request; the status answered."""
         ctx = self.ctx
         ctx.traffic.touch(state.id)
@@ -306,12 +230,12 @@ class FrontProtocol(asyncio.Protocol):
         assert pool is not None
         transport = self.transport
         assert transport is not None
-        host = next((value.decode("latin-1") for name, value in head.headers if name.lower() == b"host"), None)
+        method = head.method
         try:
             upstream_host, port, prefix = pool.address(state.upstream)  # type: ignore[arg-type]
             request = upstream_head(method, prefix + upstream_target(head.url.decode("latin-1")), head.headers,
-                                    remote=self._remote, scheme="http", host=host, has_body=bool(body),
-                                    has_length=has_length)
+                                    remote=self._remote, scheme="http", host=wanted.host, has_body=bool(body),
+                                    has_length=wanted.has_length)
             answer = await pool.request((upstream_host, port), method, request + body if body else request)
         except UpstreamError as exc:
             return self._error(502, "bad_gateway", f"agent {state.id!r} API is unreachable: {exc}")

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from agentproxy.api.fastpath import ROUTE_LABEL, head_end
+from agentproxy.api.fastpath import ROUTE_LABEL
 from agentproxy.api.proxy import ROUTE
 
 from .conftest import ADMIN_KEY, ALICE_KEY, KEYS, Upstream
@@ -234,13 +234,6 @@ async def test_an_unreachable_agent_is_the_same_502_as_on_the_full_path(agent_ap
     assert status == full.status == 502
     assert headers["content-type"] == full.headers["Content-Type"]
     assert json.loads(body) == await full.json()
-
-
-def test_a_head_ends_at_its_blank_line_and_odd_framing_is_left_to_the_full_path():
-    assert head_end(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nbody") == len(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert head_end(b"GET / HTTP/1.1\r\nHost: x\r\n") is None
-    assert head_end(b"GET / HTTP/1.1\nHost: x\n\n") == 0
-    assert head_end(b"GET / HTTP/1.1\r\nHost: x\n\r\n") == 0
 
 
 class ScriptedAgent:
