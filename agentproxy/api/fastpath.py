@@ -36,7 +36,7 @@ from .context import ApiContext
 from .errors import error_body
 from .proxy import kept_response_headers, stream_body, upstream_head, upstream_target
 from .request_head import Relayable, RequestHead, head_end, relayable
-from .upstream import Connection, UpstreamError
+from .upstream import IDEMPOTENT, Connection, UpstreamError
 
 log = logging.getLogger("agentproxy.api")
 
@@ -64,10 +64,13 @@ class FrontProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._buffer = bytearray()
         self._task: asyncio.Task[None] | None = None
+        """The relay in flight when it needs a task (a new connection to the agent, a streamed answer)."""
+        self._waiting: Connection | None = None
+        """The agent's connection while the relay in flight waits for its answer without a task."""
+        self._settled: asyncio.Future[None] | None = None
         self._closing = False
         self._paused = False
         self._idle: asyncio.TimerHandle | None = None
-        self._eof = False
         self._remote: str | None = None
 
     # --- asyncio.Protocol --------------------------------------------------------------------------
@@ -81,45 +84,53 @@ class FrontProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
-        if self._task is None:
+        if not self._busy:
             self._next()
         elif len(self._buffer) > MAX_PENDING and not self._paused:
             self._paused = True
             self.transport.pause_reading()  # type: ignore[union-attr]
 
-    def eof_received(self) -> bool | None:
-        # The client sends nothing more, but may still read: the answer in flight goes out first.
-        self._eof = True
-        if self._task is None:
-            self._next()
-        return True
+    # A client's end of sending (eof_received) closes the connection, as it does on aiohttp's: the
+    # relay in flight is abandoned, like a client leaving (what nginx and Go's server do too).
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.site.server.connection_lost(self, exc)  # type: ignore[arg-type]
         if self._idle is not None:
             self._idle.cancel()
+        self.transport = None
         if self._task is not None:  # the client left: the relay closes the agent's connection
             self._task.cancel()
-        self.transport = None
+        if self._waiting is not None:
+            self._waiting.close()  # its answer, or its end, reaches the relay as a client gone
+
+    @property
+    def _busy(self) -> bool:
+        return self._task is not None or self._waiting is not None
 
     # --- aiohttp's server's view of a connection ----------------------------------------------------
 
     def close(self) -> None:
         """Close once the request in flight is answered (now, when there is none)."""
         self._closing = True
-        if self._task is None and self.transport is not None:
+        if not self._busy and self.transport is not None:
             self.transport.close()
 
     async def shutdown(self, timeout: float | None) -> None:
         """Let the request in flight finish for up to ``timeout`` seconds, then cut it off."""
         self.close()
-        task = self._task
-        if task is None:
+        if not self._busy:
             return
-        done, _ = await asyncio.wait({task}, timeout=timeout)
-        if not done:
-            task.cancel()
-            await asyncio.wait({task})
+        self._settled = settled = self.site.loop.create_future()
+        try:
+            await asyncio.wait_for(asyncio.shield(settled), timeout)
+        except asyncio.TimeoutError:
+            if self.transport is not None:
+                self.transport.close()
+            if self._task is not None:
+                self._task.cancel()
+            if self._waiting is not None:
+                self._waiting.close()
+            await settled
         if self.transport is not None:
             self.transport.close()
 
@@ -129,14 +140,14 @@ class FrontProtocol(asyncio.Protocol):
         """Start on the request at the head of the buffer, if it is all here."""
         if self.transport is None:
             return
-        if self._closing or (self._eof and not self._buffer):
+        if self._closing:
             self.transport.close()
             return
         if not self._buffer:
             return
         end = head_end(self._buffer)
         if end is None:
-            if len(self._buffer) > MAX_HEAD or self._eof:
+            if len(self._buffer) > MAX_HEAD:
                 self._hand_over()
             return
         if end == 0 or end > MAX_HEAD:
@@ -151,8 +162,6 @@ class FrontProtocol(asyncio.Protocol):
         assert head is not None and wanted is not None
         length = wanted.length
         if len(self._buffer) < end + length:
-            if self._eof:
-                self._hand_over()  # a body cut short: the full path answers it
             return  # the body is still on its way
         request = bytes(self._buffer[:end + length])
         del self._buffer[:end + length]
@@ -160,7 +169,7 @@ class FrontProtocol(asyncio.Protocol):
             self._idle.cancel()
             self._idle = None
         self.site.relayed += 1
-        self._task = self.site.loop.create_task(self._relay(head, wanted, state, request[end:]))
+        self._begin(head, wanted, state, request[end:])
 
     def _agent(self, wanted: Relayable) -> AgentState | None:
         """The agent a relayable request names, when it is ready and the key presented may reach it."""
@@ -176,7 +185,7 @@ class FrontProtocol(asyncio.Protocol):
     def _hand_over(self) -> None:
         """Give the connection, from the request at the head of the buffer on, to aiohttp."""
         transport = self.transport
-        assert transport is not None and self._task is None
+        assert transport is not None and not self._busy
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
@@ -185,7 +194,6 @@ class FrontProtocol(asyncio.Protocol):
         handler = self.site.server()
         transport.set_protocol(handler)
         handler.connection_made(transport)
-        eof = self._eof
         if self._paused:
             self._paused = False
             transport.resume_reading()
@@ -193,14 +201,66 @@ class FrontProtocol(asyncio.Protocol):
         self.transport = None
         if data:
             handler.data_received(data)
-        if eof and not handler.eof_received():
-            transport.close()  # as the transport does itself when its protocol does not keep a half-closed one
 
-    async def _relay(self, head: RequestHead, wanted: Relayable, state: AgentState, body: bytes) -> None:
-        """Pass one request on to the agent and its answer back; then take the next request."""
+    def _begin(self, head: RequestHead, wanted: Relayable, state: AgentState, body: bytes) -> None:
+        """Relay one request: on a kept connection to the agent without a task, the answer written
+        from the very callback that brought it; else in a task that connects first."""
         ctx = self.ctx
-        method = head.method
+        ctx.traffic.touch(state.id)
         started = time.perf_counter()
+        pool = ctx.client
+        assert pool is not None
+        try:
+            host, port, prefix = pool.address(state.upstream)  # type: ignore[arg-type]
+        except UpstreamError:
+            conn = None  # the task reports it
+        else:
+            conn = pool.take_idle((host, port))
+        if conn is None:
+            self._task = self.site.loop.create_task(self._relay(head, wanted, state, body, started))
+            return
+        request = self._request(head, wanted, prefix, body)
+        self._waiting = conn
+        conn.send(head.method, request, lambda error: self._answered(conn, head, wanted, state, body, started, error))
+
+    def _answered(self, conn: Connection, head: RequestHead, wanted: Relayable, state: AgentState, body: bytes,
+                  started: float, error: Exception | None) -> None:
+        """The head of the agent's answer is in (or none will come) on a kept connection."""
+        self._waiting = None
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            conn.close()
+            self._done(head.method, 499, started)
+            return
+        if error is not None:
+            if not conn.got_bytes and not body and head.method in IDEMPOTENT and not self._closing:
+                # A kept connection the agent closed meanwhile: again, on a new one.
+                self._task = self.site.loop.create_task(self._relay(head, wanted, state, body, started))
+                return
+            status = self._error(502, "bad_gateway", f"agent {state.id!r} API is unreachable: {error}")
+            self._done(head.method, status, started)
+            return
+        self.ctx.metrics.proxy_bytes_in.inc(len(body))
+        status = self._answer_whole(conn)
+        if status is None:  # a body still on its way: streamed by a task
+            self._task = self.site.loop.create_task(self._streamed(head.method, conn, started))
+            return
+        self._done(head.method, status, started)
+
+    async def _streamed(self, method: str, answer: Connection, started: float) -> None:
+        status = 499
+        try:
+            status = await self._stream_answer(answer)
+        except asyncio.CancelledError:
+            pass  # the client went away (or the shutdown drain ended)
+        finally:
+            self._task = None
+            self._done(method, status, started)
+
+    async def _relay(self, head: RequestHead, wanted: Relayable, state: AgentState, body: bytes,
+                     started: float) -> None:
+        """The relay of one request over a new connection to the agent (a task)."""
+        method = head.method
         status = 499
         try:
             status = await self._exchange(head, wanted, state, body)
@@ -212,40 +272,46 @@ class FrontProtocol(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.close()
         finally:
-            ctx.metrics.observe(method, ROUTE_LABEL, status, time.perf_counter() - started)
             self._task = None
-        if self.transport is None or self.transport.is_closing():
+            self._done(method, status, started)
+
+    def _done(self, method: str, status: int, started: float) -> None:
+        """Count the request answered; then take the next one."""
+        self.ctx.metrics.observe(method, ROUTE_LABEL, status, time.perf_counter() - started)
+        if self._settled is not None and not self._settled.done():
+            self._settled.set_result(None)
+        transport = self.transport
+        if transport is None or transport.is_closing():
             return
         if self._paused:
             self._paused = False
-            self.transport.resume_reading()
+            transport.resume_reading()
         self._idle = self.site.loop.call_later(KEEPALIVE_TIMEOUT, self._close_idle)
         self._next()
 
+    def _request(self, head: RequestHead, wanted: Relayable, prefix: str, body: bytes) -> bytes:
+        """The request as the agent gets it: head and body in one piece."""
+        request = upstream_head(head.method, prefix + upstream_target(head.url.decode("latin-1")), head.headers,
+                                remote=self._remote, scheme="http", host=wanted.host, has_body=bool(body),
+                                has_length=wanted.has_length)
+        return request + body if body else request
+
     async def _exchange(self, head: RequestHead, wanted: Relayable, state: AgentState, body: bytes) -> int:
-        """The relay of one request; the status answered."""
-        ctx = self.ctx
-        ctx.traffic.touch(state.id)
-        pool = ctx.client
+        """The relay of one request over a new connection; the status answered."""
+        pool = self.ctx.client
         assert pool is not None
-        transport = self.transport
-        assert transport is not None
-        method = head.method
         try:
-            upstream_host, port, prefix = pool.address(state.upstream)  # type: ignore[arg-type]
-            request = upstream_head(method, prefix + upstream_target(head.url.decode("latin-1")), head.headers,
-                                    remote=self._remote, scheme="http", host=wanted.host, has_body=bool(body),
-                                    has_length=wanted.has_length)
-            answer = await pool.request((upstream_host, port), method, request + body if body else request)
+            host, port, prefix = pool.address(state.upstream)  # type: ignore[arg-type]
+            answer = await pool.request((host, port), head.method, self._request(head, wanted, prefix, body))
         except UpstreamError as exc:
             return self._error(502, "bad_gateway", f"agent {state.id!r} API is unreachable: {exc}")
-        ctx.metrics.proxy_bytes_in.inc(len(body))
-        return await self._answer(answer)
+        self.ctx.metrics.proxy_bytes_in.inc(len(body))
+        status = self._answer_whole(answer)
+        return status if status is not None else await self._stream_answer(answer)
 
-    async def _answer(self, answer: Connection) -> int:
-        """Write the agent's answer to the client: at once when it is all here, else as it comes."""
-        transport = self.transport
-        assert transport is not None
+    def _answer_head(self, answer: Connection) -> tuple[list[bytes], bool, bool]:
+        """The lines of the answer's head for the client, whether its body has a length, and whether
+        it goes in chunks."""
         kept = kept_response_headers(answer.headers)
         sized = any(name.lower() == b"content-length" for name, _ in kept)
         status = answer.status
@@ -257,13 +323,28 @@ class FrontProtocol(asyncio.Protocol):
         if self._closing:
             lines.append(b"Connection: close\r\n")
         lines.append(b"\r\n")
+        return lines, sized, framed
+
+    def _answer_whole(self, answer: Connection) -> int | None:
+        """Write the agent's answer to the client in one piece when it is all here; its status, else
+        None and nothing written."""
+        lines, sized, framed = self._answer_head(answer)
         whole = answer.whole_body() if sized or not framed else None
-        if whole is not None:
-            lines.append(whole)
-            transport.write(b"".join(lines))
-            answer.release()
-            self.ctx.metrics.proxy_bytes_out.inc(len(whole))
-            return status
+        if whole is None:
+            return None
+        status = answer.status  # before release: that readies the connection for another answer
+        lines.append(whole)
+        self.transport.write(b"".join(lines))  # type: ignore[union-attr]
+        answer.release()
+        self.ctx.metrics.proxy_bytes_out.inc(len(whole))
+        return status
+
+    async def _stream_answer(self, answer: Connection) -> int:
+        """Write the agent's answer to the client as it comes; its status."""
+        transport = self.transport
+        assert transport is not None
+        lines, sized, framed = self._answer_head(answer)
+        status = answer.status
         transport.write(b"".join(lines))
         complete = False
         try:
@@ -293,7 +374,7 @@ class FrontProtocol(asyncio.Protocol):
 
     def _close_idle(self) -> None:
         self._idle = None
-        if self._task is None and self.transport is not None:
+        if not self._busy and self.transport is not None:
             self.transport.close()
 
 

@@ -210,18 +210,6 @@ async def test_a_request_cut_short_by_the_client_is_not_relayed(agent_api, upstr
     assert len(upstream.agent.requests) == before
 
 
-async def test_an_answer_goes_out_after_the_client_half_closed(agent_api):
-    raw = await Raw.open(agent_api.port)
-    try:
-        raw.send(get(f"{API}/status"))
-        raw.writer.write_eof()
-        status, _, body = await raw.answer()
-        assert status == 200 and json.loads(body)["status"]
-        assert await asyncio.wait_for(raw.reader.read(), HANG_GUARD) == b""  # then the connection ends
-    finally:
-        await raw.close()
-
-
 async def test_an_unreachable_agent_is_the_same_502_as_on_the_full_path(agent_api, upstream: Upstream):
     await upstream.server.close()
     raw = await Raw.open(agent_api.port)
@@ -322,3 +310,40 @@ async def test_bytes_beyond_the_agents_answer_cut_the_client_connection(make_api
         finally:
             await raw.close()
         assert agent.connections == 2
+
+
+class SilentAfterFirst(ScriptedAgent):
+    """Answers the first request on a connection, then reads the next and never answers it."""
+
+    def __init__(self) -> None:
+        super().__init__([b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"])
+        self.closed = asyncio.Event()
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(self.pieces[0])
+            await reader.readuntil(b"\r\n\r\n")
+            await reader.read()  # until the proxy closes the connection
+            self.closed.set()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            self.closed.set()
+        finally:
+            writer.close()
+
+
+async def test_a_client_leaving_before_the_answer_closes_the_agents_connection(make_api):
+    async with (agent := SilentAfterFirst()) as url:
+        api = await make_api(backend_=MemoryBackend(upstream=url))
+        assert (await api.post("/sessions/s1/agents", json={"id": "a1"})).status == 201
+        raw = await Raw.open(api.port)
+        raw.send(get(f"{API}/status"))
+        assert (await raw.answer())[2] == b"ok"
+        raw.send(get(f"{API}/status"))  # on the kept connection to the agent, which stays silent
+        await asyncio.sleep(0.05)
+        await raw.close()
+        await asyncio.wait_for(agent.closed.wait(), HANG_GUARD)
+        metrics = await (await api.get("/metrics")).text()
+        assert f'agentproxy_http_requests_total{{method="GET",route="{ROUTE_LABEL}",status="499"}} 1.0' in metrics
+        assert agent.connections == 1
