@@ -22,10 +22,8 @@ drains fast-path streams exactly like aiohttp's (see :meth:`FrontProtocol.shutdo
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-from http import HTTPStatus
 from typing import Any, Callable
 
 from aiohttp import web
@@ -33,8 +31,8 @@ from aiohttp import web
 from ..backends.base import AgentState, AgentStatus
 from .app import CONTEXT
 from .context import ApiContext
-from .errors import error_body
-from .proxy import kept_response_headers, stream_body, upstream_head, upstream_target
+from .client_answer import write_error, write_streamed, write_whole
+from .proxy import upstream_head, upstream_target
 from .request_head import Relayable, RequestHead, head_end, relayable
 from .upstream import IDEMPOTENT, Connection, UpstreamError
 
@@ -48,8 +46,6 @@ MAX_PENDING = 256 * 1024
 """Bytes of further (pipelined) requests buffered while one is relayed, beyond which reading pauses."""
 KEEPALIVE_TIMEOUT = 75.0
 """Seconds an idle kept-alive connection stays open (aiohttp's default)."""
-_NO_BODY_STATUS = frozenset({204, 304})
-_JSON = b"Content-Type: application/json\r\n"
 
 
 class FrontProtocol(asyncio.Protocol):
@@ -237,11 +233,11 @@ class FrontProtocol(asyncio.Protocol):
                 # A kept connection the agent closed meanwhile: again, on a new one.
                 self._task = self.site.loop.create_task(self._relay(head, wanted, state, body, started))
                 return
-            status = self._error(502, "bad_gateway", f"agent {state.id!r} API is unreachable: {error}")
+            status = write_error(transport, 502, "bad_gateway", f"agent {state.id!r} API is unreachable: {error}")
             self._done(head.method, status, started)
             return
         self.ctx.metrics.proxy_bytes_in.inc(len(body))
-        status = self._answer_whole(conn)
+        status = write_whole(transport, conn, self._closing, self.ctx.metrics.proxy_bytes_out)
         if status is None:  # a body still on its way: streamed by a task
             self._task = self.site.loop.create_task(self._streamed(head.method, conn, started))
             return
@@ -300,89 +296,26 @@ class FrontProtocol(asyncio.Protocol):
         """The relay of one request over a new connection; the status answered."""
         pool = self.ctx.client
         assert pool is not None
+        transport = self.transport
+        assert transport is not None
         try:
             host, port, prefix = pool.address(state.upstream)  # type: ignore[arg-type]
             answer = await pool.request((host, port), head.method, self._request(head, wanted, prefix, body))
         except UpstreamError as exc:
-            return self._error(502, "bad_gateway", f"agent {state.id!r} API is unreachable: {exc}")
+            return write_error(transport, 502, "bad_gateway", f"agent {state.id!r} API is unreachable: {exc}")
         self.ctx.metrics.proxy_bytes_in.inc(len(body))
-        status = self._answer_whole(answer)
+        status = write_whole(transport, answer, self._closing, self.ctx.metrics.proxy_bytes_out)
         return status if status is not None else await self._stream_answer(answer)
 
-    def _answer_head(self, answer: Connection) -> tuple[list[bytes], bool, bool]:
-        """The lines of the answer's head for the client, whether its body has a length, and whether
-        it goes in chunks."""
-        kept = kept_response_headers(answer.headers)
-        sized = any(name.lower() == b"content-length" for name, _ in kept)
-        status = answer.status
-        lines = [b"HTTP/1.1 %d %s\r\n" % (status, (answer.reason or _phrase(status)).encode("latin-1"))]
-        lines += [name + b": " + value + b"\r\n" for name, value in kept]
-        framed = not sized and status not in _NO_BODY_STATUS and status >= 200
-        if framed:
-            lines.append(b"Transfer-Encoding: chunked\r\n")
-        if self._closing:
-            lines.append(b"Connection: close\r\n")
-        lines.append(b"\r\n")
-        return lines, sized, framed
-
-    def _answer_whole(self, answer: Connection) -> int | None:
-        """Write the agent's answer to the client in one piece when it is all here; its status, else
-        None and nothing written."""
-        lines, sized, framed = self._answer_head(answer)
-        whole = answer.whole_body() if sized or not framed else None
-        if whole is None:
-            return None
-        status = answer.status  # before release: that readies the connection for another answer
-        lines.append(whole)
-        self.transport.write(b"".join(lines))  # type: ignore[union-attr]
-        answer.release()
-        self.ctx.metrics.proxy_bytes_out.inc(len(whole))
-        return status
-
     async def _stream_answer(self, answer: Connection) -> int:
-        """Write the agent's answer to the client as it comes; its status."""
         transport = self.transport
         assert transport is not None
-        lines, sized, framed = self._answer_head(answer)
-        status = answer.status
-        transport.write(b"".join(lines))
-        complete = False
-        try:
-            ended = await stream_body(transport, framed, answer, self.ctx.metrics.proxy_bytes_out, raw=True)
-            if framed and not ended:
-                transport.write(b"0\r\n\r\n")
-            complete = True
-        except ConnectionResetError:
-            pass  # the client went away
-        except (UpstreamError, OSError) as exc:
-            log.info("agent %s:%s broke off mid-response: %s", *answer.key, exc or type(exc).__name__)
-        finally:
-            if complete:
-                answer.release()
-            else:
-                answer.close()  # the agent sees the client go away
-                if self.transport is not None:
-                    self.transport.close()  # the head is out: cutting the connection is the only signal
-        return status
-
-    def _error(self, status: int, code: str, message: str) -> int:
-        """Answer an error as the full path's error middleware would."""
-        body = json.dumps(error_body(code, message)).encode()
-        self.transport.write(b"HTTP/1.1 %d %s\r\n%sContent-Length: %d\r\n\r\n%s" % (  # type: ignore[union-attr]
-            status, _phrase(status).encode(), _JSON, len(body), body))
-        return status
+        return await write_streamed(transport, answer, self._closing, self.ctx.metrics.proxy_bytes_out)
 
     def _close_idle(self) -> None:
         self._idle = None
         if not self._busy and self.transport is not None:
             self.transport.close()
-
-
-def _phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""
 
 
 class FastPathSite(web.BaseSite):

@@ -1,0 +1,98 @@
+"""An agent's answer as the proxy's fast path writes it to its client.
+
+The head carries the agent's end-to-end headers (:func:`.proxy.kept_response_headers`), with
+chunked framing when the body has no length. A short answer goes out in one write once it is
+all here. Otherwise the body follows as it comes (:func:`.proxy.stream_body`, a chunked
+answer's bytes passed on as they came). Errors of the fast path's own look exactly like the
+full path's JSON errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from http import HTTPStatus
+
+from .errors import error_body
+from .metrics import Tally
+from .proxy import kept_response_headers, stream_body
+from .upstream import Connection, UpstreamError
+
+log = logging.getLogger("agentproxy.api")
+
+_NO_BODY_STATUS = frozenset({204, 304})
+_JSON = b"Content-Type: application/json\r\n"
+
+
+def answer_head(answer: Connection, closing: bool) -> tuple[list[bytes], bool]:
+    """The lines of the answer's head for the client (``Connection: close`` when ``closing``), and
+    whether its body goes in chunks (it has no length, and the status allows a body)."""
+    kept = kept_response_headers(answer.headers)
+    sized = any(name.lower() == b"content-length" for name, _ in kept)
+    status = answer.status
+    lines = [b"HTTP/1.1 %d %s\r\n" % (status, (answer.reason or phrase(status)).encode("latin-1"))]
+    lines += [name + b": " + value + b"\r\n" for name, value in kept]
+    framed = not sized and status not in _NO_BODY_STATUS and status >= 200
+    if framed:
+        lines.append(b"Transfer-Encoding: chunked\r\n")
+    if closing:
+        lines.append(b"Connection: close\r\n")
+    lines.append(b"\r\n")
+    return lines, framed
+
+
+def write_whole(transport: asyncio.Transport, answer: Connection, closing: bool, tally: Tally) -> int | None:
+    """Write the answer in one piece when it is all here (and release the agent's connection); its
+    status, else None and nothing written."""
+    lines, framed = answer_head(answer, closing)
+    whole = answer.whole_body() if not framed else None
+    if whole is None:
+        return None
+    status = answer.status  # before release: that readies the connection for another answer
+    lines.append(whole)
+    transport.write(b"".join(lines))
+    answer.release()
+    tally.inc(len(whole))
+    return status
+
+
+async def write_streamed(transport: asyncio.Transport, answer: Connection, closing: bool, tally: Tally) -> int:
+    """Write the answer as it comes; its status. When either side fails, both connections are cut
+    (once the head is out, that is the only signal the client can get)."""
+    lines, framed = answer_head(answer, closing)
+    status = answer.status
+    transport.write(b"".join(lines))
+    complete = False
+    try:
+        ended = await stream_body(transport, framed, answer, tally, raw=True)
+        if framed and not ended:
+            transport.write(b"0\r\n\r\n")
+        complete = True
+    except ConnectionResetError:
+        pass  # the client went away
+    except (UpstreamError, OSError) as exc:
+        log.info("agent %s:%s broke off mid-response: %s", *answer.key, exc or type(exc).__name__)
+    finally:
+        if complete:
+            answer.release()
+        else:
+            answer.close()  # the agent sees the client go away
+            transport.close()
+    return status
+
+
+def write_error(transport: asyncio.Transport, status: int, code: str, message: str) -> int:
+    """Answer an error as the full path's error middleware would; its status."""
+    body = json.dumps(error_body(code, message)).encode()
+    transport.write(b"HTTP/1.1 %d %s\r\n%sContent-Length: %d\r\n\r\n%s" % (
+        status, phrase(status).encode(), _JSON, len(body), body))
+    return status
+
+
+def phrase(status: int) -> str:
+    """The standard reason phrase of ``status`` ("" for a status without one)."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
