@@ -98,3 +98,14 @@ async def make_api(settings: Settings, backend: MemoryBackend) -> AsyncIterator[
 async def api(make_api: ApiFactory) -> TestClient:
     """The API without keys (everything open, as on loopback)."""
     return await make_api()
+
+
+API = "/sessions/s1/agents/a1/api"
+"""Where the API of agent a1 of session s1 (:func:`agent_api`'s agent) is proxied."""
+
+
+@pytest.fixture
+async def agent_api(api: TestClient) -> TestClient:
+    """The API with one ready agent, a1 in session s1, whose upstream is the imitation."""
+    assert (await api.post("/sessions/s1/agents", json={"id": "a1"})).status == 201
+    return api

@@ -11,19 +11,11 @@ import pytest
 from agentproxy.api.fastpath import ROUTE_LABEL
 from agentproxy.api.proxy import ROUTE
 
-from .conftest import ADMIN_KEY, ALICE_KEY, KEYS, Upstream
+from .conftest import ADMIN_KEY, ALICE_KEY, API, KEYS, Upstream
 from .memory_backend import MemoryBackend
 
-API = "/sessions/s1/agents/a1/api"
 HANG_GUARD = 10.0
 """Seconds after which a test that waits for something gives up (a bound, not a measurement)."""
-
-
-@pytest.fixture
-async def agent_api(api):
-    """The API with one ready agent, a1 in session s1, whose upstream is the imitation."""
-    assert (await api.post("/sessions/s1/agents", json={"id": "a1"})).status == 201
-    return api
 
 
 class Raw:

@@ -16,20 +16,12 @@ from yarl import URL
 from agentproxy.api.proxy import request_headers, upstream_url
 from agentproxy.backends.base import AgentStatus
 
-from .conftest import Upstream
+from .conftest import API, Upstream
 from .memory_backend import MemoryBackend
 from .test_agents_api import error_of
 
-API = "/sessions/s1/agents/a1/api"
 HANG_GUARD = 10.0
 """Seconds after which a test that waits for something gives up (a bound, not a measurement)."""
-
-
-@pytest.fixture
-async def agent_api(api):
-    """The API with one ready agent, a1 in session s1, whose upstream is the imitation."""
-    assert (await api.post("/sessions/s1/agents", json={"id": "a1"})).status == 201
-    return api
 
 
 async def test_path_and_query_string_reach_the_upstream_unchanged(agent_api, upstream: Upstream):

@@ -12,13 +12,8 @@ import pytest
 from agentproxy.api.app import CONTEXT
 from agentproxy.api.serve import event_loop_runner
 
-API = "/sessions/s1/agents/a1/api"
+from .conftest import API
 
-
-@pytest.fixture
-async def agent_api(api):
-    assert (await api.post("/sessions/s1/agents", json={"id": "a1"})).status == 201
-    return api
 
 
 def _nodelay(sock: socket.socket) -> bool:

@@ -27,10 +27,10 @@ from agentproxy.settings import Settings
 from agentproxy.spec import build_spec
 from tests.conversation import AGENTAPI_HOST, agent_said, exchanges, say, wait_answering, wait_stable
 
+from .conftest import API
 from .memory_backend import MemoryBackend
 from .test_proxy import read_event
 
-API = "/sessions/s1/agents/a1/api"
 HANG_GUARD = 20.0
 """Seconds after which a test that waits for something gives up (a bound, not a measurement)."""
 
