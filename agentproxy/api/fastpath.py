@@ -34,7 +34,7 @@ from .context import ApiContext
 from .client_answer import write_error, write_streamed, write_whole
 from .proxy import upstream_head, upstream_target
 from .request_head import Relayable, RequestHead, head_end, relayable
-from .upstream import IDEMPOTENT, Connection, UpstreamError
+from .upstream import Connection, UpstreamError
 
 log = logging.getLogger("agentproxy.api")
 
@@ -229,7 +229,7 @@ class FrontProtocol(asyncio.Protocol):
             self._done(head.method, 499, started)
             return
         if error is not None:
-            if not conn.got_bytes and not body and head.method in IDEMPOTENT and not self._closing:
+            if conn.may_retry(head.method, bool(body)) and not self._closing:
                 # A kept connection the agent closed meanwhile: again, on a new one.
                 self._task = self.site.loop.create_task(self._relay(head, wanted, state, body, started))
                 return

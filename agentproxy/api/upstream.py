@@ -173,16 +173,20 @@ class Connection(asyncio.Protocol):
 
     # --- the caller's side ------------------------------------------------------------------------
 
-    def _start(self, method: str, head: bytes, body: AsyncIterable[bytes] | None,
-               chunked: bool = False) -> asyncio.Future[None]:
+    def _begin(self, method: str, head: bytes) -> None:
+        """Ready the connection for the answer to a request, and send the request's ``head``."""
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
         self._parser = httptools.HttpResponseParser(self)
-        self._head = self._loop.create_future()
         self._head_only = method == "HEAD"
         self._got_bytes = False
         self.transport.write(head)  # type: ignore[union-attr]
+
+    def _start(self, method: str, head: bytes, body: AsyncIterable[bytes] | None,
+               chunked: bool = False) -> asyncio.Future[None]:
+        self._head = self._loop.create_future()
+        self._begin(method, head)
         if body is not None:
             self._writing = self._loop.create_task(self._write_body(body, chunked))
         return self._head
@@ -192,19 +196,13 @@ class Connection(asyncio.Protocol):
         answer's head is in, from the callback that brought it, after the rest of those bytes is
         parsed (a short answer is then complete); or ``on_head(error)`` when no answer comes. No
         task, no future: what the proxy's fast path uses on a kept connection."""
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
-        self._parser = httptools.HttpResponseParser(self)
-        self._head_only = method == "HEAD"
-        self._got_bytes = False
         self._on_head = on_head
-        self.transport.write(request)  # type: ignore[union-attr]
+        self._begin(method, request)
 
-    @property
-    def got_bytes(self) -> bool:
-        """True once the agent sent anything for the current request."""
-        return self._got_bytes
+    def may_retry(self, method: str, has_body: bool) -> bool:
+        """Whether a request that failed here may go again on a new connection: the agent sent
+        nothing for it (a kept connection it closed meanwhile) and it is idempotent, without a body."""
+        return not self._got_bytes and not has_body and method in IDEMPOTENT
 
     async def _write_body(self, body: AsyncIterable[bytes], chunked: bool) -> None:
         transport = self.transport
@@ -405,17 +403,11 @@ class UpstreamPool:
         """
         if self.closed:
             raise UpstreamError("the proxy is shutting down")
-        idle = self._idle.get(key)
-        while idle:
-            conn = idle.pop()
-            if conn.transport is None or conn.transport.is_closing():
-                continue
+        while (conn := self.take_idle(key)) is not None:
             try:
                 return await self._send(conn, method, head, body, chunked)
             except UpstreamError:
-                # A kept connection the agent closed meanwhile, before answering anything: an
-                # idempotent request without a body goes again on a new connection.
-                if conn._got_bytes or body is not None or method not in IDEMPOTENT:
+                if not conn.may_retry(method, body is not None):
                     raise
         return await self._send(await self._connect(key), method, head, body, chunked)
 
