@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from http import HTTPStatus
 
 from .errors import error_body
 from .metrics import Tally
-from .proxy import kept_response_headers, stream_body
-from .upstream import Connection, UpstreamError
-
-log = logging.getLogger("agentproxy.api")
+from .proxy import kept_response_headers, relaying, stream_body
+from .upstream import Connection
 
 _NO_BODY_STATUS = frozenset({204, 304})
 _JSON = b"Content-Type: application/json\r\n"
@@ -59,26 +56,14 @@ def write_whole(transport: asyncio.Transport, answer: Connection, closing: bool,
 
 async def write_streamed(transport: asyncio.Transport, answer: Connection, closing: bool, tally: Tally) -> int:
     """Write the answer as it comes; its status. When either side fails, both connections are cut
-    (once the head is out, that is the only signal the client can get)."""
+    (see :func:`.proxy.relaying`)."""
     lines, framed = answer_head(answer, closing)
     status = answer.status
     transport.write(b"".join(lines))
-    complete = False
-    try:
+    with relaying(answer, lambda: transport):
         ended = await stream_body(transport, framed, answer, tally, raw=True)
         if framed and not ended:
             transport.write(b"0\r\n\r\n")
-        complete = True
-    except ConnectionResetError:
-        pass  # the client went away
-    except (UpstreamError, OSError) as exc:
-        log.info("agent %s:%s broke off mid-response: %s", *answer.key, exc or type(exc).__name__)
-    finally:
-        if complete:
-            answer.release()
-        else:
-            answer.close()  # the agent sees the client go away
-            transport.close()
     return status
 
 

@@ -15,8 +15,9 @@ body chunks are passed on as they are, never copied or joined.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from typing import AsyncIterator, Iterable, Mapping
+from typing import AsyncIterator, Callable, Iterable, Iterator, Mapping
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -239,35 +240,22 @@ class AgentProxy:
             return response
         cls = _CoalescedResponse if sized else web.StreamResponse
         response = cls(status=answer.status, reason=answer.reason or None, headers=headers)
-        complete = False
         sent = 0
         try:
-            await response.prepare(request)
-            if cls is _CoalescedResponse or request.transport is None:
-                read = answer.read
-                write = response.write
-                while chunk := await read():
-                    sent += len(chunk)
-                    await write(chunk)
-            else:
-                framed = response.headers.get("Transfer-Encoding") == "chunked"  # set by prepare for HTTP/1.1
-                await stream_body(request.transport, framed, answer, self.ctx.metrics.proxy_bytes_out)
-            await response.write_eof()
-            complete = True
-        except ConnectionResetError:
-            pass  # the client went away
-        except (UpstreamError, OSError) as exc:
-            log.info("agent %s:%s broke off mid-response: %s", *answer.key, exc or type(exc).__name__)
+            with relaying(answer, lambda: request.transport):
+                await response.prepare(request)
+                if cls is _CoalescedResponse or request.transport is None:
+                    read = answer.read
+                    write = response.write
+                    while chunk := await read():
+                        sent += len(chunk)
+                        await write(chunk)
+                else:
+                    framed = response.headers.get("Transfer-Encoding") == "chunked"  # set by prepare for HTTP/1.1
+                    await stream_body(request.transport, framed, answer, self.ctx.metrics.proxy_bytes_out)
+                await response.write_eof()
         finally:
             self.ctx.metrics.proxy_bytes_out.inc(sent)
-            if complete:
-                answer.release()
-            else:
-                # Either side failed: closing the upstream tells the agent the client left, and
-                # cutting the client's connection is the only honest signal once headers are out.
-                answer.close()
-                if request.transport is not None:
-                    request.transport.close()
         return response
 
     async def _counted_body(self, content: web.StreamReader) -> AsyncIterator[bytes]:
@@ -279,6 +267,32 @@ class AgentProxy:
                 yield chunk
         finally:
             self.ctx.metrics.proxy_bytes_in.inc(received)
+
+
+@contextlib.contextmanager
+def relaying(answer: Connection, client: Callable[[], asyncio.BaseTransport | None]) -> Iterator[None]:
+    """Around passing ``answer`` on to a client. When the block completes, the agent's connection
+    is kept for another request. When either side fails, closing it tells the agent the client
+    left, and cutting the client's connection (``client()``: its transport by then) is the only
+    honest signal once headers are out. A client gone or an agent breaking off ends the block
+    quietly (the latter logged); anything else, cancellation included, passes on after the same
+    clean-up."""
+    complete = False
+    try:
+        yield
+        complete = True
+    except ConnectionResetError:
+        pass  # the client went away
+    except (UpstreamError, OSError) as exc:
+        log.info("agent %s:%s broke off mid-response: %s", *answer.key, exc or type(exc).__name__)
+    finally:
+        if complete:
+            answer.release()
+        else:
+            answer.close()
+            transport = client()
+            if transport is not None:
+                transport.close()
 
 
 async def stream_body(transport: asyncio.Transport, framed: bool, answer: Connection, tally: Tally,
@@ -293,25 +307,26 @@ async def stream_body(transport: asyncio.Transport, framed: bool, answer: Connec
     client leaves and :class:`.upstream.UpstreamError` when the agent breaks off.
     """
 
-    def sink(data: bytes) -> None:
-        if transport.is_closing():  # the client left: stop reading, the handler is cancelled
+    def put(data: bytes, frame: bool) -> bool:
+        """Write ``data`` (as one chunk when ``frame``); False when the client left (reading stops,
+        the handler is cancelled)."""
+        if transport.is_closing():
             answer.pause()
-            return
-        tally.value += len(data)
-        if framed:
+            return False
+        if frame:
             transport.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
         else:
             transport.write(data)
         if transport.get_write_buffer_size() > STREAM_HIGH_WATER:
             answer.pause()
+        return True
+
+    def sink(data: bytes) -> None:
+        if put(data, framed):
+            tally.value += len(data)
 
     def unparsed(data: bytes) -> None:
-        if transport.is_closing():
-            answer.pause()
-            return
-        transport.write(data)
-        if transport.get_write_buffer_size() > STREAM_HIGH_WATER:
-            answer.pause()
+        put(data, False)
 
     pending = answer.divert(sink)
     passed = raw and framed and answer.pass_through(unparsed)
