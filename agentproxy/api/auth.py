@@ -76,7 +76,7 @@ class Authenticator:
         token = presented_key(headers.get("Authorization"), headers.get("X-API-Key"))
         if token is None:
             raise _unauthorized("an API key is required (Authorization: Bearer KEY or X-API-Key: KEY)")
-        found = self._digests.get(hashlib.sha256(token.encode()).digest())
+        found = self._holder_of(token)
         if found is None:
             raise _unauthorized("the API key is not valid")
         return found
@@ -86,7 +86,10 @@ class Authenticator:
         if not self._digests:
             return ANONYMOUS
         token = presented_key(authorization, api_key)
-        return None if token is None else self._digests.get(hashlib.sha256(token.encode()).digest())
+        return None if token is None else self._holder_of(token)
+
+    def _holder_of(self, token: str) -> Principal | None:
+        return self._digests.get(hashlib.sha256(token.encode()).digest())
 
     def middleware(self) -> Any:
         """The aiohttp middleware that stores the caller under :data:`PRINCIPAL`."""
