@@ -52,6 +52,13 @@ wrk:
     if [[ "$(id -u)" != 0 ]]; then echo "wrk is missing and only root can install it (apt-get install wrk); the proxy benchmark reports its load figures as missing" >&2; exit 0; fi
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
 
+# Make sure Debian's socat is installed: the proxy benchmark's byte relay in C, a floor for every proxy
+socat:
+    #!/usr/bin/env bash
+    command -v socat >/dev/null && exit 0
+    if [[ "$(id -u)" != 0 ]]; then echo "socat is missing and only root can install it (apt-get install socat); the proxy benchmark reports that floor as missing" >&2; exit 0; fi
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq socat >/dev/null
+
 # Make sure Debian's chromium is installed: the dashboard's tests drive it through Playwright
 browser:
     command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
@@ -86,7 +93,7 @@ test: agentapi unit
     fi
 
 # Unit tests (pure code and local processes) and the contract suite against the memory and local backends; no cluster
-unit *ARGS: agentapi agentapi-proxy chp wrk browser deploy-tools
+unit *ARGS: agentapi agentapi-proxy chp wrk socat browser deploy-tools
     python -m pytest tests/unit tests/contract -m "not e2e" {{ ARGS }}
 
 # The e2e suite and the contract suite's k8s leg against whatever $KUBECONFIG points to (a missing cluster fails, it is never skipped)
@@ -154,7 +161,7 @@ bench-k8s *ARGS:
     python benchmarks/k8s.py {{ ARGS }}
 
 # agentproxy, configurable-http-proxy and the Go agentapi-proxy against direct agentapi, side by side
-bench-proxy *ARGS: agentapi agentapi-proxy chp wrk
+bench-proxy *ARGS: agentapi agentapi-proxy chp wrk socat
     python benchmarks/proxy.py {{ ARGS }}
 
 # Agents on the real node: create-to-ready of 20 at once, memory of the node's parts
@@ -162,7 +169,7 @@ bench-real-node *ARGS:
     python benchmarks/real_node.py {{ ARGS }}
 
 # Every benchmark, one table per area: render, k8s (when $KUBECONFIG is set), local, proxy, suspend
-bench: agentapi agentapi-proxy chp wrk
+bench: agentapi agentapi-proxy chp wrk socat
     #!/usr/bin/env bash
     set -euo pipefail
     echo "== render"; python benchmarks/render.py

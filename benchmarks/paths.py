@@ -1,4 +1,4 @@
-"""The four paths to one agentapi that the proxy benchmark compares, each a real process on 127.0.0.1.
+"""The paths to one agentapi that the proxy benchmark compares, each a real process on 127.0.0.1.
 
 - ``direct``: the agentapi v0.12.1 process itself, wrapping the echo demo agent and started
   with agentproxy's own command line (:func:`agentproxy.launch.agent_launch`);
@@ -7,7 +7,10 @@
 - ``chp``: configurable-http-proxy 5.3.0 (JupyterHub's proxy, Node), one route to that agentapi
   (``bin/just chp`` installs it into the user-level cache);
 - ``peer``: the Go agentapi-proxy v1.73.0 (its ``pkg/proxy`` served on loopback,
-  ``bin/just agentapi-proxy`` builds it), one session.
+  ``bin/just agentapi-proxy`` builds it), one session;
+- two floors, not proxies: ``relay``, the smallest byte relay on uvloop (``benchmarks/relay.py``),
+  and ``socat``, a byte relay in C (Debian's ``socat``, ``bin/just socat``; it forks per
+  connection, so it has no one process to take CPU or memory figures from).
 
 There is only one agentapi. The Go peer starts ``agentapi`` from its ``PATH`` for each session,
 so when the peer runs, its ``PATH`` holds a wrapper that starts *the* agentapi (this module's
@@ -25,6 +28,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -53,8 +57,13 @@ NAMES = {
     "agentproxy": "agentproxy",
     "chp": f"configurable-http-proxy {CHP_VERSION}",
     "peer": f"agentapi-proxy {PEER_VERSION} (Go)",
+    "relay": "floor: byte relay, uvloop",
+    "socat": "floor: byte relay, socat (C)",
 }
 ORDER = tuple(NAMES)
+FLOORS = ("relay", "socat")
+"""Paths that are not proxies: TCP byte relays, what one hop costs on this machine (in Python on
+uvloop, and in C) before any proxy work."""
 
 
 @dataclass
@@ -124,7 +133,8 @@ def start_all(ports: Ports, wanted: tuple[str, ...] = ORDER, loop: str = "auto")
         running.paths["direct"] = direct
         if direct.base is None:
             raise RuntimeError(f"agentapi did not start: {direct.missing}")
-        for key, starter in (("agentproxy", _start_agentproxy), ("chp", _start_chp)):
+        for key, starter in (("agentproxy", _start_agentproxy), ("chp", _start_chp), ("relay", _start_relay),
+                             ("socat", _start_socat)):
             if key in wanted:
                 path = Target(key)
                 try:
@@ -259,6 +269,37 @@ def _start_chp(running: Paths, work: Path, ports: Ports, upstream: str, path: Ta
     path.base = f"http://127.0.0.1:{port}/{AGENT}"
     _wait_answering(f"{path.base}/status", process, work / "chp.log")
     path.pid = process.pid
+
+
+# --- the floors: byte relays ------------------------------------------------------------------
+
+def _start_relay(running: Paths, work: Path, ports: Ports, upstream: str, path: Target) -> None:
+    port = ports.take()
+    log = open(work / "relay.log", "wb")
+    process = subprocess.Popen([sys.executable, str(Path(__file__).with_name("relay.py")), "--listen", str(port),
+                                "--upstream", str(running.agentapi_port)],
+                               stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    running.processes.append(("relay", process))
+    path.base = f"http://127.0.0.1:{port}"
+    _wait_answering(f"{path.base}/status", process, work / "relay.log")
+    path.pid = process.pid
+
+
+def _start_socat(running: Paths, work: Path, ports: Ports, upstream: str, path: Target) -> None:
+    program = shutil.which("socat")
+    if program is None:
+        raise RuntimeError("not installed (run `bin/just socat`)")
+    port = ports.take()
+    log = open(work / "socat.log", "wb")
+    process = subprocess.Popen([program, f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,nodelay",
+                                f"TCP:127.0.0.1:{running.agentapi_port},nodelay"],
+                               stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    running.processes.append(("socat", process))
+    path.base = f"http://127.0.0.1:{port}"
+    _wait_answering(f"{path.base}/status", process, work / "socat.log")
+    # No pid: the work is done by a child per connection, not by this process.
 
 
 # --- the Go agentapi-proxy ---------------------------------------------------------------------

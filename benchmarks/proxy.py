@@ -1,9 +1,10 @@
 """Benchmark of the agent API proxy against direct access and two other proxies, side by side.
 
 One real agentapi v0.12.1 (the echo demo agent, started as agentproxy starts agents) and
-four ways to it, all on 127.0.0.1 (``benchmarks/paths.py``): direct, agentproxy,
-configurable-http-proxy 5.3.0 and the Go agentapi-proxy v1.73.0. Each run starts them
-afresh and measures, path by path in an order rotated from run to run:
+the ways to it, all on 127.0.0.1 (``benchmarks/paths.py``): direct, agentproxy,
+configurable-http-proxy 5.3.0, the Go agentapi-proxy v1.73.0, and two floors that are not
+proxies (byte relays on uvloop and in C: what one hop costs here before any proxy work).
+Each run starts them afresh and measures, path by path in an order rotated from run to run:
 
 1. ``GET /status`` at 1 connection: p50 latency (wrk 4.1, one thread), and what the path adds
    to direct's p50 in the same run;
@@ -16,7 +17,9 @@ afresh and measures, path by path in an order rotated from run to run:
    stamped on arrival in both, and the path's delay is the difference (agentapi does not stamp
    its events). An event is *held back* when it reaches the proxied reader only after the
    direct reader got the next one, which agentapi wrote at least 1 ms later; *lost* when it
-   never arrives;
+   never arrives. Where packets can be captured (root), the path's *hop* is measured too:
+   from agentapi's packet to the path to the path's packet to its reader, both stamped by the
+   kernel (``benchmarks/capture.py``), which leaves the readers' wake-ups out;
 4. memory: the growth of the path's process RSS (its own, not its children's) while 1000
    idle event streams go through it, measured first, on fresh processes.
 
@@ -24,8 +27,8 @@ Every figure is the median of ``--runs`` runs (3). Every load is bounded in time
 seconds) and count (``--max-requests``). A path that cannot be started is reported as missing.
 wrk comes from Debian (``bin/just wrk``); without it the load rows say so.
 
-Usage: ``python benchmarks/proxy.py [--runs 3] [--duration 5] [--messages 5] [--streams 1000]
-[--paths direct agentproxy chp peer] [--ports 29000-29999]``
+Usage: ``python benchmarks/proxy.py [--runs 3] [--duration 5] [--messages 10] [--streams 1000]
+[--paths direct agentproxy chp peer relay socat] [--ports 29000-29999]``
 """
 
 from __future__ import annotations
@@ -42,11 +45,13 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psutil  # noqa: E402
 
+from capture import LoopbackCapture, flow_events  # noqa: E402
 from paths import NAMES, ORDER, Ports, Target, start_all  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -54,6 +59,9 @@ STREAMS = HERE / "streams.py"
 SEPARATE_NS = 1_000_000
 """Events agentapi wrote this far apart (1 ms) are separate: a path that delivers the first only
 once the second has arrived directly held it back."""
+SETTLE = 1.0
+"""Seconds of quiet before each path's events: the load before leaves the machine busy for a
+while (the direct reader saw the same outliers), which would show as the largest delays."""
 STABLE_LIMIT = 60.0
 """Seconds the agent may take to answer a message (a bound, not a measurement)."""
 
@@ -114,31 +122,59 @@ def _say(base: str, text: str) -> None:
 
 
 def sse(direct: str, proxied: str, messages: int, label: str) -> dict[str, Any]:
-    """Events of ``messages`` messages read directly and through a path: delays and events held back."""
+    """Events of ``messages`` messages read directly and through a path: delays, events held back
+    and, where packets can be captured, the path's hop (see ``benchmarks/capture.py``)."""
     readers = [_spawn("events", f"{direct}/events"), _spawn("events", f"{proxied}/events")]
+    capture, packets, reader_ports = None, None, []
     try:
         for reader in readers:
-            if reader.stdout.readline().strip() != "ready":  # type: ignore[union-attr]
+            word, _, port = reader.stdout.readline().strip().partition(" ")  # type: ignore[union-attr]
+            if word != "ready":
                 raise RuntimeError(f"an event reader did not start ({label})")
+            reader_ports.append(int(port))
         _wait_stable(direct)
         time.sleep(0.3)  # the replay of the conversation is in
+        capture = _start_capture()
         since = time.monotonic_ns()
         for n in range(messages):
             _wait_stable(direct)
             _say(direct, f"{label} message {n}")
         _wait_stable(direct)
         time.sleep(0.3)
+        if capture is not None:
+            packets, capture = capture.stop(), None
         got = []
         for reader in readers:
             reader.stdin.write("stop\n")  # type: ignore[union-attr]
             reader.stdin.flush()  # type: ignore[union-attr]
             got.append(json.loads(reader.stdout.readline()))  # type: ignore[union-attr]
     finally:
+        if capture is not None:
+            capture.stop()
         for reader in readers:
             _end(reader)
     direct_events = [(t, e) for t, e in got[0] if t >= since]
     proxied_events = [(t, e) for t, e in got[1] if t >= since]
-    return match_events(direct_events, proxied_events)
+    result = match_events(direct_events, proxied_events)
+    agentapi, path = _port(direct), _port(proxied)
+    if packets is not None and path != agentapi:
+        # The path's upstream stream: agentapi's events to any port but the direct reader's.
+        into = flow_events(packets, agentapi, not_to=frozenset({reader_ports[0]}))
+        out = flow_events(packets, path, destination=reader_ports[1])
+        result["hops"] = match_events(into, out)["delays"]
+    return result
+
+
+def _start_capture() -> LoopbackCapture | None:
+    """A capture of the loopback's packets, or None where this process may not capture them."""
+    try:
+        return LoopbackCapture.start()
+    except (PermissionError, OSError):
+        return None
+
+
+def _port(base: str) -> int:
+    return urlsplit(base).port or 80
 
 
 def match_events(direct: list[tuple[int, str]], proxied: list[tuple[int, str]]) -> dict[str, Any]:
@@ -236,6 +272,7 @@ def one_run(index: int, args: argparse.Namespace, script: Path | None) -> dict[s
             # For direct itself: a second direct reader, i.e. how far apart agentapi delivers
             # one event to two of its streams (the noise floor of this measurement).
             if args.messages:
+                time.sleep(SETTLE)
                 result["sse"][key] = sse(direct, running.paths[key].base, args.messages, f"run {index} {key}")
         return result
 
@@ -267,6 +304,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "errors": sum(r[n][key]["errors"] for r in runs for n in ("latency", "throughput") if key in r[n]),
             "sse": _median([statistics.median(s["delays"]) for s in sse_runs if s["delays"]]),
             "sse_max": max((max(s["delays"]) for s in sse_runs if s["delays"]), default=None),
+            "hop": _median([statistics.median(s["hops"]) for s in sse_runs if s.get("hops")]),
             "events": sum(s["events"] for s in sse_runs),
             "held": sum(s["held"] for s in sse_runs),
             "lost": sum(s["lost"] for s in sse_runs),
@@ -284,9 +322,10 @@ def report(rows: dict[str, dict[str, Any]], args: argparse.Namespace, notes: lis
           f"SSE: {args.messages} message(s) per path and run; memory: {args.streams} idle event streams")
     print()
     head = (f"{'path':<34}{'p50 @1':>8}{'added':>9}{'req/s @32':>11}{'÷direct':>9}{'CPU @32':>9}{'SSE added':>11}"
-            f"{'held/lost':>11}{'RSS +MB':>9}")
+            f"{'SSE hop':>9}{'held/lost':>11}{'RSS +MB':>9}")
     print(head)
-    print(f"{'':<34}{'ms':>8}{'ms':>9}{'':>11}{'':>9}{'µs/req':>9}{'p50 ms':>11}{'of events':>11}{'streams':>9}")
+    print(f"{'':<34}{'ms':>8}{'ms':>9}{'':>11}{'':>9}{'µs/req':>9}{'p50 ms':>11}{'p50 ms':>9}{'of events':>11}"
+          f"{'streams':>9}")
     for key in ORDER:
         if key not in args.paths:
             continue
@@ -299,7 +338,7 @@ def report(rows: dict[str, dict[str, Any]], args: argparse.Namespace, notes: lis
         sse_text = ("±" + _fmt(abs(r["sse"]), ".3f")) if direct and r["sse"] is not None else _fmt(r["sse"], ".3f", True)
         print(f"{NAMES[key]:<34}{_fmt(r['p50'], '.3f'):>8}{'-' if direct else _fmt(r['added'], '.3f', True):>9}"
               f"{_fmt(r['rps'], ',.0f'):>11}{_fmt(r['ratio'], '.2f'):>9}{_fmt(r['cpu'], '.0f'):>9}"
-              f"{sse_text:>11}{held:>11}{_fmt(r['rss'], '.1f', True):>9}")
+              f"{sse_text:>11}{_fmt(r['hop'], '.3f', True):>9}{held:>11}{_fmt(r['rss'], '.1f', True):>9}")
         if r["errors"]:
             notes.append(f"{NAMES[key]}: {r['errors']} failed requests under load")
         if r["streams"] is not None and r["streams"] < args.streams:
@@ -309,6 +348,11 @@ def report(rows: dict[str, dict[str, Any]], args: argparse.Namespace, notes: lis
     if "direct" in rows and rows["direct"]["sse"] is not None:
         notes.append("direct's SSE figure: the gap between two direct readers of the same event, the noise "
                      "floor of the SSE column")
+    if any(r["events"] and r["hop"] is None for key, r in rows.items() if key != "direct" and key in args.paths):
+        notes.append("SSE hop: no packet capture here (it needs CAP_NET_RAW, i.e. root), so no hop figures")
+    elif any(r["hop"] is not None for r in rows.values()):
+        notes.append("SSE hop: from agentapi's packet to the path to the path's packet to its reader, both "
+                      "stamped by the kernel (the path alone, without the readers' wake-ups)")
     if "direct" in rows and rows["direct"]["rss"] is not None:
         notes.append("direct's RSS growth is agentapi's own")
     for note in notes:
@@ -320,7 +364,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs, each with fresh processes (default 3)")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per load figure (default 5)")
     parser.add_argument("--max-requests", type=int, default=200_000, help="requests per load figure at most")
-    parser.add_argument("--messages", type=int, default=5, help="messages per path and run for SSE (default 5)")
+    parser.add_argument("--messages", type=int, default=10, help="messages per path and run for SSE (default 10)")
     parser.add_argument("--streams", type=int, default=1000, help="idle event streams for memory (default 1000)")
     parser.add_argument("--paths", nargs="+", choices=ORDER, default=list(ORDER))
     parser.add_argument("--ports", default="29000-29999", help="ports to listen on (default 29000-29999)")

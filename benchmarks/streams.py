@@ -2,8 +2,9 @@
 
 - ``events URL``: reads one Server-Sent Events stream with a blocking socket and stamps
   every event with ``CLOCK_MONOTONIC`` (one clock for all processes of the machine) when
-  the read that completed it returned. It prints ``ready`` once the answer's headers are
-  in; on a line on its standard input it prints the events it got as JSON and ends.
+  the read that completed it returned. It prints ``ready PORT`` (its own port) once the
+  answer's headers are in; on a line on its standard input it prints the events it got as
+  JSON and ends.
 - ``idle URL --count N``: opens N event streams (at most 50 connecting at a time), waits for
   each one's headers and first bytes, prints ``{"open": n, "failed": m}``, holds them
   without reading until a line on its standard input, then closes them.
@@ -64,6 +65,21 @@ class Dechunker:
         return b"".join(out)
 
 
+def parse_events(reads: list[tuple[int, bytes]], chunked: bool) -> list[tuple[int, str]]:
+    """The events in a stream's body read in pieces, each stamped with the piece that completed it."""
+    decoder = Dechunker() if chunked else None
+    events: list[tuple[int, str]] = []
+    text = b""
+    for stamp, raw in reads:
+        text += decoder.feed(raw) if decoder else raw
+        text = text.replace(b"\r\n", b"\n")
+        while b"\n\n" in text:
+            event, _, text = text.partition(b"\n\n")
+            if event.strip() and not event.startswith(b":"):
+                events.append((stamp, event.decode(errors="replace")))
+    return events
+
+
 def read_events(url: str) -> None:
     """The ``events`` role."""
     host, port, request = _request(url)
@@ -80,22 +96,11 @@ def read_events(url: str) -> None:
     if b" 200 " not in head.split(b"\r\n", 1)[0] + b" ":
         sys.exit(f"{url}: {head.splitlines()[0].decode(errors='replace')}")
     chunked = b"transfer-encoding: chunked" in head.lower()
-    decoder = Dechunker() if chunked else None
-    print("ready", flush=True)
+    print("ready", sock.getsockname()[1], flush=True)  # the port, to tell this stream's packets
     sock.settimeout(None)
-    events: list[tuple[int, str]] = []
-    text = b""
-
-    def take(raw: bytes, stamp: int) -> None:
-        nonlocal text
-        text += decoder.feed(raw) if decoder else raw
-        text = text.replace(b"\r\n", b"\n")
-        while b"\n\n" in text:
-            event, _, text = text.partition(b"\n\n")
-            if event.strip() and not event.startswith(b":"):
-                events.append((stamp, event.decode(errors="replace")))
-
-    take(body, time.monotonic_ns())
+    # Reads are only stamped and kept while the stream runs; they are parsed after it. A reader
+    # that parsed on every read would compete for the CPU with the processes it measures.
+    reads: list[tuple[int, bytes]] = [(time.monotonic_ns(), body)]
     stdin = sys.stdin.fileno()
     while True:
         ready, _, _ = select.select([sock, stdin], [], [])
@@ -104,10 +109,11 @@ def read_events(url: str) -> None:
             stamp = time.monotonic_ns()
             if not raw:
                 break
-            take(raw, stamp)
+            reads.append((stamp, raw))
         elif stdin in ready:
             break
     sock.close()
+    events = parse_events(reads, chunked)
     print(json.dumps(events), flush=True)
 
 
