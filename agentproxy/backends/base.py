@@ -9,13 +9,13 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
-import enum
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, AsyncIterator, Callable, Iterable
 
 from ..spec import AgentSpec
+from .agent_state import AgentState, AgentStatus, StatusEvent, visible  # noqa: F401  (re-exported)
 from .errors import (  # noqa: F401  (re-exported: callers import the errors from here)
     BackendError, Conflict, Forbidden, NotFound, Rejected, TooMany, Unavailable,
 )
@@ -26,57 +26,6 @@ from .limits import CreateLimits, CreateQueue
 from .suspension import API, AgentActivity, Suspension
 
 log = logging.getLogger("agentproxy.backends")
-
-
-class AgentStatus(str, enum.Enum):
-    """Where an agent is in its life."""
-
-    PENDING = "pending"      # accepted; nothing runs yet
-    STARTING = "starting"    # scheduled / process started; agentapi not answering yet
-    READY = "ready"          # agentapi answers GET /status
-    FAILED = "failed"        # will not become ready without help; see reason and message
-    STOPPING = "stopping"    # being deleted or suspended
-    STOPPED = "stopped"      # exists but does not run
-    SUSPENDED = "suspended"  # nothing runs, the data is kept; resumes on request
-
-
-@dataclass(frozen=True)
-class AgentState:
-    """What a backend knows about one agent at one moment."""
-
-    spec: AgentSpec
-    mode: str
-    status: AgentStatus
-    created_at: datetime
-    reason: str | None = None
-    message: str | None = None
-    upstream: str | None = None
-    """Base URL of the agent's agentapi server (``http://host:port``), once routable."""
-    restarts: int = 0
-    details: dict[str, Any] = field(default_factory=dict)
-    """Mode-specific facts: object names and namespace, or pid and port."""
-    suspended: bool = False
-    """Meant to be suspended: status ``stopping`` (reason ``Suspending``) until nothing runs,
-    then ``suspended``."""
-    last_active: datetime | None = None
-    """When the agent was last seen in use: a proxied request, a new message, or becoming
-    ready (idle culling counts from here; None when the backend has not seen it active)."""
-
-    @property
-    def id(self) -> str:
-        return self.spec.id
-
-    @property
-    def session(self) -> str:
-        return self.spec.session
-
-
-@dataclass(frozen=True)
-class StatusEvent:
-    """A change of an agent's state; ``deleted`` events carry the last state."""
-
-    type: str  # "added", "modified" or "deleted"
-    agent: AgentState
 
 
 @dataclass(frozen=True)
@@ -112,11 +61,6 @@ def not_found(session: str, agent_id: str) -> NotFound:
 
 def _list_order(state: AgentState) -> tuple[datetime, str]:
     return state.created_at, state.id
-
-
-def visible(state: AgentState) -> tuple[Any, ...]:
-    """What an event announces: a change of anything else is no event."""
-    return (state.status, state.reason, state.message, state.upstream, state.restarts)
 
 
 class AgentLocks:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 if TYPE_CHECKING:
     from ..spec import AgentSpec
-    from .base import AgentState
+    from .agent_state import AgentState
 
 ANY_OWNER: Any = object()
 """For :meth:`Membership.ids`: agents of every owner (None is an owner: agents made without keys)."""

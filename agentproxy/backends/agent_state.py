@@ -1,0 +1,70 @@
+"""What a backend knows about an agent, and the events that announce changes to it.
+
+The pure data of the backend interface (:mod:`.base`, which re-exports it): the HTTP API,
+the index and both backends read it; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ..spec import AgentSpec
+
+
+class AgentStatus(str, enum.Enum):
+    """Where an agent is in its life."""
+
+    PENDING = "pending"      # accepted; nothing runs yet
+    STARTING = "starting"    # scheduled / process started; agentapi not answering yet
+    READY = "ready"          # agentapi answers GET /status
+    FAILED = "failed"        # will not become ready without help; see reason and message
+    STOPPING = "stopping"    # being deleted or suspended
+    STOPPED = "stopped"      # exists but does not run
+    SUSPENDED = "suspended"  # nothing runs, the data is kept; resumes on request
+
+
+@dataclass(frozen=True)
+class AgentState:
+    """What a backend knows about one agent at one moment."""
+
+    spec: AgentSpec
+    mode: str
+    status: AgentStatus
+    created_at: datetime
+    reason: str | None = None
+    message: str | None = None
+    upstream: str | None = None
+    """Base URL of the agent's agentapi server (``http://host:port``), once routable."""
+    restarts: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+    """Mode-specific facts: object names and namespace, or pid and port."""
+    suspended: bool = False
+    """Meant to be suspended: status ``stopping`` (reason ``Suspending``) until nothing runs,
+    then ``suspended``."""
+    last_active: datetime | None = None
+    """When the agent was last seen in use: a proxied request, a new message, or becoming
+    ready (idle culling counts from here; None when the backend has not seen it active)."""
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    @property
+    def session(self) -> str:
+        return self.spec.session
+
+
+@dataclass(frozen=True)
+class StatusEvent:
+    """A change of an agent's state; ``deleted`` events carry the last state."""
+
+    type: str  # "added", "modified" or "deleted"
+    agent: AgentState
+
+
+def visible(state: AgentState) -> tuple[Any, ...]:
+    """What an event announces: a change of anything else is no event."""
+    return (state.status, state.reason, state.message, state.upstream, state.restarts)
