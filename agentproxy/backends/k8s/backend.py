@@ -45,6 +45,7 @@ from .client import Client, NamespaceMissing
 from .health import ApiHealth
 from .kinds import CONFIGMAP, EVENT, POD, PVC, SERVICE, STATEFULSET, Kind, kind_of, path_of
 from .reconcile import CLAIM_GRACE, Reconciler
+from .rollback import Rollbacks
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +81,8 @@ class K8sBackend(Backend):
         self._http: aiohttp.ClientSession | None = None
         self.first_messages: FirstMessageTracker | None = None
         """Follows ready agents until their first message is delivered (see :mod:`..conversation`)."""
-        self._rollbacks: dict[str, bool] = {}
-        """Creates cut off while the API server did not answer, to roll back once it does
-        (agent id -> whether the data goes too)."""
-        self.rolled_back = 0
+        self.rollbacks = Rollbacks(self)
+        """Creates cut off half-way, rolled back at once or once the API server answers."""
         self._background: set[asyncio.Task[None]] = set()
         self.namespace_check: upkeep.NamespaceCheck | None = None
 
@@ -111,8 +110,8 @@ class K8sBackend(Backend):
         if self.namespace_check.problem:
             await self.close()
             raise Unavailable(self.namespace_check.problem)
-        self._spawn(self.health.run_checks(self._check, api.check_interval), "api-server-checks")
-        self._spawn(self.namespace_check.run(), "namespace-checks")
+        self.spawn(self.health.run_checks(self._check, api.check_interval), "api-server-checks")
+        self.spawn(self.namespace_check.run(), "namespace-checks")
         for agent_id in self.cache.agent_ids():
             self.reconciler.schedule(agent_id)
 
@@ -154,10 +153,12 @@ class K8sBackend(Backend):
         if self.cache is not None:
             self.cache.wake()
 
-    def _spawn(self, coroutine: Any, name: str) -> None:
+    def spawn(self, coroutine: Any, name: str) -> asyncio.Task[None]:
+        """Run ``coroutine`` in the background until it ends or the backend closes."""
         task = asyncio.get_running_loop().create_task(coroutine, name=name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     # --- reading from the cache -------------------------------------------------
 
@@ -280,16 +281,16 @@ class K8sBackend(Backend):
         except Unavailable:
             # The claim may have been stored without its answer reaching us: remove it once
             # the server answers (a claim that was never made is simply not found then).
-            self._defer_rollback(spec.id, delete_data=not had_data)
+            self.rollbacks.later(spec.id, delete_data=not had_data)
             raise
         try:
             await self.apply_objects(objects, creating=True)
             self.reconciler.note_applied(spec.id)
         except BackendError:
             if claimed:
-                await self._roll_back(spec.id, delete_data=not had_data)
+                await self.rollbacks.now(spec.id, delete_data=not had_data)
             raise
-        self._rollbacks.pop(spec.id, None)  # this create finished what an earlier one left
+        self.rollbacks.settled(spec.id)  # this create finished what an earlier one left
         current = self.state_of(spec.id)
         return model.applied_state(spec, self.namespace, current.created_at if current else datetime.now(timezone.utc))
 
@@ -298,7 +299,7 @@ class K8sBackend(Backend):
         self.reconciler.note_applied(existing.id)
         await self.apply_objects(objects)
         self.reconciler.note_applied(existing.id)
-        self._rollbacks.pop(existing.id, None)  # the agent is whole again: nothing to roll back
+        self.rollbacks.settled(existing.id)  # the agent is whole again: nothing to roll back
         current = self.state_of(existing.id)
         if current is not None:
             return current  # an idempotent repeat reports the agent as it is
@@ -319,55 +320,6 @@ class K8sBackend(Backend):
             if model.annotation(live, SPEC_HASH_ANNOTATION) != spec.fingerprint():
                 raise different_spec(spec.id) from None
             return False
-
-    async def _roll_back(self, agent_id: str, *, delete_data: bool) -> None:
-        """Remove what a failed create made, so that the next create starts clean. While the API
-        server does not answer, the rollback waits until it does (see :meth:`_finish_rollbacks`)."""
-        removed = False
-        for kind, name in model.delete_targets(agent_id, purge=delete_data):
-            try:
-                removed = await self.delete_object(kind, name) or removed
-            except Unavailable as exc:
-                log.warning("the create of agent %s is rolled back once the API server answers (%s)",
-                            agent_id, exc.message)
-                self._defer_rollback(agent_id, delete_data=delete_data)
-                return
-            except BackendError as exc:
-                log.warning("could not roll back %s %s: %s", kind.name, name, exc)
-        self._rollbacks.pop(agent_id, None)
-        self.rolled_back += removed
-
-    def _defer_rollback(self, agent_id: str, *, delete_data: bool) -> None:
-        """Roll the agent's create back once the API server answers."""
-        self._rollbacks[agent_id] = delete_data or self._rollbacks.get(agent_id, False)
-        if not any(t.get_name() == "rollbacks" for t in self._background):
-            self._spawn(self._finish_rollbacks(), "rollbacks")
-
-    async def _finish_rollbacks(self) -> None:
-        """Roll back the creates cut off while the API server did not answer, once it answers
-        and the cache has caught up with what it did meanwhile (requests that timed out here
-        may still have been carried out). Each under its agent's lock; an agent that is whole
-        by then (a create, here or in another replica, finished it) is left alone."""
-        while self._rollbacks:
-            if not self.health.answering() or (self.cache is not None and self.cache.problem()):
-                await asyncio.sleep(self.k8s.api.check_interval)
-                continue
-            await asyncio.sleep(self.reconciler.settle)
-            for agent_id in list(self._rollbacks):
-                async with self.locks.hold(agent_id):
-                    if agent_id not in self._rollbacks:
-                        continue
-                    delete_data = self._rollbacks.pop(agent_id)
-                    if self._whole(agent_id):
-                        log.info("the create of agent %s was finished meanwhile; nothing to roll back", agent_id)
-                        continue
-                    log.info("rolling back the unfinished create of agent %s", agent_id)
-                    await self._roll_back(agent_id, delete_data=delete_data)
-
-    def _whole(self, agent_id: str) -> bool:
-        """True when the agent's create got to its end: the claim is owned by the StatefulSet."""
-        return model.whole(model.AgentObjects.of(agent_id, self.cached),
-                           self.cached(SERVICE, naming.headless_service_name(agent_id)))
 
     async def _delete(self, state: AgentState, purge: bool) -> AgentState:
         self.reconciler.forget(state.id)

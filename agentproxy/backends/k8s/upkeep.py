@@ -29,7 +29,7 @@ def samples(backend: Any) -> list[MetricSample]:
     silence = health.silence()
     return [*repairs, *relists,
             MetricSample("k8s_rollbacks_total", "Creates cut off half-way whose objects were removed again.",
-                         "counter", backend.rolled_back),
+                         "counter", backend.rollbacks.done),
             MetricSample("k8s_abandoned_claims_total", "Claims removed because their create never finished.",
                          "counter", reconciler.abandoned),
             MetricSample("k8s_pruned_total", "Labelled objects removed because the templates no longer render "
