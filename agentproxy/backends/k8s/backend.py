@@ -81,7 +81,7 @@ class K8sBackend(Backend):
         self._http: aiohttp.ClientSession | None = None
         self.first_messages: FirstMessageTracker | None = None
         """Follows ready agents until their first message is delivered (see :mod:`..conversation`)."""
-        self.rollbacks = Rollbacks(self)
+        self.rollbacks = Rollbacks(self, check_interval=self.k8s.api.check_interval, settle=self.reconciler.settle)
         """Creates cut off half-way, rolled back at once or once the API server answers."""
         self._background: set[asyncio.Task[None]] = set()
         self.namespace_check: upkeep.NamespaceCheck | None = None
@@ -147,6 +147,10 @@ class K8sBackend(Backend):
         await self.client.request("GET", CONFIGMAP.collection(self.namespace),
                                   params={"labelSelector": naming.MANAGED_SELECTOR, "limit": "1"},
                                   verb="list", resource="configmaps", check_timeout=self.k8s.api.unready_after)
+
+    def caught_up(self) -> bool:
+        """True while the API server answers and every watch of the cache is current."""
+        return self.health.answering() and (self.cache is None or self.cache.problem() is None)
 
     def _recovered(self) -> None:
         """The API server answers again: resume the watches now and finish cut-off creates."""

@@ -9,24 +9,43 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import Any, Coroutine, Protocol
 
 from ... import naming
-from ..base import BackendError, Unavailable
+from ..base import AgentLocks, BackendError, Unavailable
 from . import model
-from .kinds import SERVICE
-
-if TYPE_CHECKING:
-    from .backend import K8sBackend
+from .kinds import SERVICE, Kind
 
 log = logging.getLogger(__name__)
+
+
+class RollbackHost(Protocol):
+    """What rolling back needs from its backend."""
+
+    locks: AgentLocks
+
+    def cached(self, kind: Kind, name: str) -> dict[str, Any] | None:
+        """The object as the watch cache holds it."""
+
+    async def delete_object(self, kind: Kind, name: str) -> bool:
+        """Delete one object; False when it was gone."""
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Run ``coroutine`` in the background until it ends or the backend closes."""
+
+    def caught_up(self) -> bool:
+        """True while the API server answers and the watch cache is current with it."""
 
 
 class Rollbacks:
     """The creates of one backend still to roll back, and how many were."""
 
-    def __init__(self, backend: K8sBackend) -> None:
-        self._backend = backend
+    def __init__(self, host: RollbackHost, *, check_interval: float, settle: float) -> None:
+        self._host = host
+        self._check_interval = check_interval
+        """Seconds between looks at whether the API server answers again."""
+        self._settle = settle
+        """Seconds to wait once it answers, for what it did meanwhile to reach the cache."""
         self._pending: dict[str, bool] = {}
         """Agent id -> whether its data goes too."""
         self._task: asyncio.Task[None] | None = None
@@ -43,7 +62,7 @@ class Rollbacks:
         removed = False
         for kind, name in model.delete_targets(agent_id, purge=delete_data):
             try:
-                removed = await self._backend.delete_object(kind, name) or removed
+                removed = await self._host.delete_object(kind, name) or removed
             except Unavailable as exc:
                 log.warning("the create of agent %s is rolled back once the API server answers (%s)",
                             agent_id, exc.message)
@@ -58,20 +77,19 @@ class Rollbacks:
         """Roll the agent's create back once the API server answers."""
         self._pending[agent_id] = delete_data or self._pending.get(agent_id, False)
         if self._task is None or self._task.done():
-            self._task = self._backend.spawn(self._finish(), "rollbacks")
+            self._task = self._host.spawn(self._finish(), "rollbacks")
 
     async def _finish(self) -> None:
         """Roll back the creates cut off while the API server did not answer, once it answers and
         the cache has caught up. Each under its agent's lock; an agent that is whole by then (a
         create, here or in another replica, finished it) is left alone."""
-        backend = self._backend
         while self._pending:
-            if not backend.health.answering() or (backend.cache is not None and backend.cache.problem()):
-                await asyncio.sleep(backend.k8s.api.check_interval)
+            if not self._host.caught_up():
+                await asyncio.sleep(self._check_interval)
                 continue
-            await asyncio.sleep(backend.reconciler.settle)
+            await asyncio.sleep(self._settle)
             for agent_id in list(self._pending):
-                async with backend.locks.hold(agent_id):
+                async with self._host.locks.hold(agent_id):
                     if agent_id not in self._pending:
                         continue
                     delete_data = self._pending.pop(agent_id)
@@ -83,6 +101,6 @@ class Rollbacks:
 
     def _whole(self, agent_id: str) -> bool:
         """True when the agent's create got to its end: the claim is owned by the StatefulSet."""
-        cached = self._backend.cached
+        cached = self._host.cached
         return model.whole(model.AgentObjects.of(agent_id, cached),
                            cached(SERVICE, naming.headless_service_name(agent_id)))
