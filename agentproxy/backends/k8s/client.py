@@ -26,6 +26,7 @@ import httpx
 import kr8s
 import kr8s.asyncio
 
+from ...settings.schema import K8sApiSettings
 from ..base import BackendError, Conflict, Forbidden, NotFound, Rejected, Unavailable
 from .credentials import SERVICE_ACCOUNT_DIR, TOKEN_RELOAD_PERIOD, TokenFile, kubeconfig_present, service_account_dir
 from .health import ApiHealth
@@ -35,8 +36,10 @@ __all__ = ["Client", "Gone", "NamespaceMissing", "TokenFile", "kubeconfig_presen
 
 log = logging.getLogger(__name__)
 
-DEFAULT_REQUEST_TIMEOUT = 10.0
-DEFAULT_RETRY_AFTER = 5.0
+# A client made without settings (tests, tools) behaves as the settings' defaults say.
+DEFAULT_REQUEST_TIMEOUT = K8sApiSettings.request_timeout
+DEFAULT_RETRY_AFTER = K8sApiSettings.retry_after
+DEFAULT_MAX_IN_FLIGHT = K8sApiSettings.max_in_flight
 
 _DENIED = re.compile(r'cannot (\w+) resource "([^"]+)"')
 """RBAC's refusal: ``... cannot create resource "statefulsets" in API group "apps" ...``."""
@@ -104,7 +107,8 @@ def translate(exc: BaseException, verb: str, resource: str, retry_after: float =
 class Client:
     """Requests to one API server, counted in :attr:`calls`."""
 
-    def __init__(self, api: kr8s.asyncio.Api, max_in_flight: int = 8, token: TokenFile | None = None, *,
+    def __init__(self, api: kr8s.asyncio.Api, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+                 token: TokenFile | None = None, *,
                  request_timeout: float = DEFAULT_REQUEST_TIMEOUT, retry_after: float = DEFAULT_RETRY_AFTER,
                  health: ApiHealth | None = None) -> None:
         self.api = api
