@@ -61,9 +61,6 @@ NAMES = {
     "socat": "floor: byte relay, socat (C)",
 }
 ORDER = tuple(NAMES)
-FLOORS = ("relay", "socat")
-"""Paths that are not proxies: TCP byte relays, what one hop costs on this machine (in Python on
-uvloop, and in C) before any proxy work."""
 
 
 @dataclass
@@ -148,6 +145,14 @@ def start_all(ports: Ports, wanted: tuple[str, ...] = ORDER, loop: str = "auto")
     return running
 
 
+def _launch(running: Paths, work: Path, name: str, argv: list[str], **options: Any) -> subprocess.Popen:
+    """Start a path's process, its output in ``work/NAME.log``; stopped with the others."""
+    with open(work / f"{name}.log", "wb") as log:
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, **options)
+    running.processes.append((name, process))
+    return process
+
+
 # --- the agentapi ------------------------------------------------------------------------------
 
 def agentapi_role(argv: list[str]) -> None:
@@ -226,13 +231,9 @@ def agentproxy_role(upstream: str, port: int, loop: str = "auto") -> None:
 
 def _start_agentproxy(running: Paths, work: Path, ports: Ports, upstream: str, path: Target) -> None:
     port = ports.take()
-    log = open(work / "agentproxy.log", "wb")
-    process = subprocess.Popen([sys.executable, __file__, "agentproxy", "--upstream", upstream, "--port", str(port),
-                                "--loop", running.loop],
-                               stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-                               env={**os.environ, "PYTHONPATH": str(REPO)})
-    log.close()
-    running.processes.append(("agentproxy", process))
+    process = _launch(running, work, "agentproxy", [sys.executable, __file__, "agentproxy", "--upstream", upstream,
+                                                    "--port", str(port), "--loop", running.loop],
+                      cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     path.base = f"http://127.0.0.1:{port}/sessions/{SESSION}/agents/{AGENT}/api"
     _wait_answering(f"{path.base}/status", process, work / "agentproxy.log")
     path.pid = process.pid
@@ -251,14 +252,11 @@ def _start_chp(running: Paths, work: Path, ports: Ports, upstream: str, path: Ta
         raise RuntimeError(f"not installed (run `bin/just chp`): {program.name} {CHP_VERSION}")
     port, api_port = ports.take(), ports.take()
     token = secrets.token_hex(16)
-    log = open(work / "chp.log", "wb")
     # --no-include-prefix: the route's prefix is stripped, as agentapi serves its API at /.
-    process = subprocess.Popen([str(program), "--ip", "127.0.0.1", "--port", str(port), "--api-ip", "127.0.0.1",
-                                "--api-port", str(api_port), "--no-include-prefix", "--log-level", "error"],
-                               env={**os.environ, "CONFIGPROXY_AUTH_TOKEN": token}, stdin=subprocess.DEVNULL,
-                               stdout=log, stderr=subprocess.STDOUT)
-    log.close()
-    running.processes.append(("chp", process))
+    process = _launch(running, work, "chp", [str(program), "--ip", "127.0.0.1", "--port", str(port), "--api-ip",
+                                             "127.0.0.1", "--api-port", str(api_port), "--no-include-prefix",
+                                             "--log-level", "error"],
+                      env={**os.environ, "CONFIGPROXY_AUTH_TOKEN": token})
     api = f"http://127.0.0.1:{api_port}/api/routes"
     _wait_answering(api, process, work / "chp.log", {"Authorization": f"token {token}"})
     request = urllib.request.Request(f"{api}/{AGENT}", data=json.dumps({"target": upstream}).encode(),
@@ -275,12 +273,8 @@ def _start_chp(running: Paths, work: Path, ports: Ports, upstream: str, path: Ta
 
 def _start_relay(running: Paths, work: Path, ports: Ports, upstream: str, path: Target) -> None:
     port = ports.take()
-    log = open(work / "relay.log", "wb")
-    process = subprocess.Popen([sys.executable, str(Path(__file__).with_name("relay.py")), "--listen", str(port),
-                                "--upstream", str(running.agentapi_port)],
-                               stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-    log.close()
-    running.processes.append(("relay", process))
+    process = _launch(running, work, "relay", [sys.executable, str(Path(__file__).with_name("relay.py")),
+                                               "--listen", str(port), "--upstream", str(running.agentapi_port)])
     path.base = f"http://127.0.0.1:{port}"
     _wait_answering(f"{path.base}/status", process, work / "relay.log")
     path.pid = process.pid
@@ -291,12 +285,8 @@ def _start_socat(running: Paths, work: Path, ports: Ports, upstream: str, path: 
     if program is None:
         raise RuntimeError("not installed (run `bin/just socat`)")
     port = ports.take()
-    log = open(work / "socat.log", "wb")
-    process = subprocess.Popen([program, f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,nodelay",
-                                f"TCP:127.0.0.1:{running.agentapi_port},nodelay"],
-                               stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-    log.close()
-    running.processes.append(("socat", process))
+    process = _launch(running, work, "socat", [program, f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,nodelay",
+                                               f"TCP:127.0.0.1:{running.agentapi_port},nodelay"])
     path.base = f"http://127.0.0.1:{port}"
     _wait_answering(f"{path.base}/status", process, work / "socat.log")
     # No pid: the work is done by a child per connection, not by this process.
@@ -326,11 +316,8 @@ def _start_peer(running: Paths, work: Path, ports: Ports, direct: Target) -> Tar
     (work / "peer.json").write_text(json.dumps({"start_port": agent_port, "auth": {"enabled": False}}))
     # A clean environment: the peer reads AGENTAPI_* into its settings and passes its environment on.
     env = {"PATH": f"{programs}:/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8"}
-    log = open(work / "peer.log", "wb")
-    process = subprocess.Popen([str(program), "--listen", f"127.0.0.1:{port}", "--config", str(work / "peer.json")],
-                               env=env, cwd=work, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-    log.close()
-    running.processes.append(("peer", process))
+    process = _launch(running, work, "peer", [str(program), "--listen", f"127.0.0.1:{port}", "--config",
+                                              str(work / "peer.json")], env=env, cwd=work)
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_answering(f"{base}/health", process, work / "peer.log")
