@@ -13,7 +13,7 @@ import asyncio
 import json
 from http import HTTPStatus
 
-from .errors import error_body
+from .errors import ApiError, error_body
 from .metrics import Tally
 from .proxy import kept_response_headers, relaying, stream_body
 from .upstream import Connection
@@ -67,12 +67,12 @@ async def write_streamed(transport: asyncio.Transport, answer: Connection, closi
     return status
 
 
-def write_error(transport: asyncio.Transport, status: int, code: str, message: str) -> int:
-    """Answer an error as the full path's error middleware would; its status."""
-    body = json.dumps(error_body(code, message)).encode()
+def write_error(transport: asyncio.Transport, error: ApiError) -> int:
+    """Answer ``error`` as the full path's error middleware would; its status."""
+    body = json.dumps(error_body(error.code, error.message, error.field)).encode()
     transport.write(b"HTTP/1.1 %d %s\r\n%sContent-Length: %d\r\n\r\n%s" % (
-        status, phrase(status).encode(), _JSON, len(body), body))
-    return status
+        error.status, phrase(error.status).encode(), _JSON, len(body), body))
+    return error.status
 
 
 def phrase(status: int) -> str:

@@ -32,7 +32,7 @@ from ..backends.base import AgentState, AgentStatus
 from .app import CONTEXT
 from .context import ApiContext
 from .client_answer import write_error, write_streamed, write_whole
-from .proxy import upstream_head, upstream_target
+from .proxy import unreachable, upstream_head, upstream_target
 from .request_head import Relayable, RequestHead, head_end, relayable
 from .upstream import Connection, UpstreamError
 
@@ -233,7 +233,7 @@ class FrontProtocol(asyncio.Protocol):
                 # A kept connection the agent closed meanwhile: again, on a new one.
                 self._task = self.site.loop.create_task(self._relay(head, wanted, state, body, started))
                 return
-            status = write_error(transport, 502, "bad_gateway", f"agent {state.id!r} API is unreachable: {error}")
+            status = write_error(transport, unreachable(state.id, error))
             self._done(head.method, status, started)
             return
         self.ctx.metrics.proxy_bytes_in.inc(len(body))
@@ -302,7 +302,7 @@ class FrontProtocol(asyncio.Protocol):
             host, port, prefix = pool.address(state.upstream)  # type: ignore[arg-type]
             answer = await pool.request((host, port), head.method, self._request(head, wanted, prefix, body))
         except UpstreamError as exc:
-            return write_error(transport, 502, "bad_gateway", f"agent {state.id!r} API is unreachable: {exc}")
+            return write_error(transport, unreachable(state.id, exc))
         self.ctx.metrics.proxy_bytes_in.inc(len(body))
         status = write_whole(transport, answer, self._closing, self.ctx.metrics.proxy_bytes_out)
         return status if status is not None else await self._stream_answer(answer)

@@ -222,7 +222,7 @@ class AgentProxy:
             head = request_head(request, prefix + upstream_target(raw_path, depth), chunked)
             answer = await pool.request((host, port), request.method, head, body, chunked)
         except UpstreamError as exc:
-            raise ApiError(502, f"agent {state.id!r} API is unreachable: {exc}", code="bad_gateway") from None
+            raise unreachable(state.id, exc) from None
         return await self._relay(request, answer, extra_headers)
 
     async def _relay(self, request: web.Request, answer: Connection, extra_headers: Mapping[str, str] | None = None
@@ -267,6 +267,11 @@ class AgentProxy:
                 yield chunk
         finally:
             self.ctx.metrics.proxy_bytes_in.inc(received)
+
+
+def unreachable(agent_id: str, error: Exception) -> ApiError:
+    """The error answered when the agent's API cannot be reached (502), on either path."""
+    return ApiError(502, f"agent {agent_id!r} API is unreachable: {error}", code="bad_gateway")
 
 
 @contextlib.contextmanager
