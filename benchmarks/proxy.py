@@ -169,7 +169,7 @@ def _start_capture() -> LoopbackCapture | None:
     """A capture of the loopback's packets, or None where this process may not capture them."""
     try:
         return LoopbackCapture.start()
-    except (PermissionError, OSError):
+    except OSError:  # PermissionError without CAP_NET_RAW; no packet sockets at all
         return None
 
 
