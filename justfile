@@ -28,6 +28,10 @@ run *ARGS: agentapi
 agentapi:
     agentproxy install-agentapi >/dev/null
 
+# Make sure the agent programs (Claude Code 2.1.328) are on PATH or in the cache: `npm install` when needed
+agents:
+    agentproxy install-agents >/dev/null
+
 # Build the Go agentapi-proxy v1.73.0 and its client into the cache (the compatibility tests compare against it)
 agentapi-proxy:
     python testenv/agentapi_proxy.py >/dev/null
@@ -93,7 +97,7 @@ test: agentapi unit
     fi
 
 # Unit tests (pure code and local processes) and the contract suite against the memory and local backends; no cluster
-unit *ARGS: agentapi agentapi-proxy chp wrk socat browser deploy-tools
+unit *ARGS: agentapi agents agentapi-proxy chp wrk socat browser deploy-tools
     python -m pytest tests/unit tests/contract -m "not e2e" {{ ARGS }}
 
 # The e2e suite and the contract suite's k8s leg against whatever $KUBECONFIG points to (a missing cluster fails, it is never skipped)

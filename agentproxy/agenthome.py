@@ -43,8 +43,6 @@ KEY_TAIL = 20
 """Claude Code remembers an approved key by its last 20 characters (after trimming it)."""
 QUIET_ENV = {"DISABLE_AUTOUPDATER": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
 """Variables that keep Claude Code from updating itself and from traffic beyond the model's API."""
-PERMISSION_MODES = ("default", "acceptEdits", "plan", "dontAsk", "auto", "bypassPermissions")
-"""The values of Claude Code's ``permissions.defaultMode``."""
 
 
 class HomeError(OSError):
