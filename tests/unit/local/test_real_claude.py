@@ -18,10 +18,7 @@ import signal
 import stat
 from pathlib import Path
 
-import pytest
-
 from agentproxy.agenthome import CONFIG_FILE, key_tail
-from agentproxy.backends.local.process import find_executable
 from tests.conversation import agent_said, call, exchanges, messages, wait_stable
 from tests.model_standin import ANSWER_PREFIX, TOOL_DONE_PREFIX, ModelStandIn
 
@@ -31,15 +28,6 @@ KEY_VARIABLE = "AGENTPROXY_TEST_MODEL_KEY"
 """The proxy's variable that holds the model's key (``agents.claude.api_key_env``)."""
 SLOW = 180.0
 """Claude Code takes seconds to start on a loaded machine; every wait allows for it."""
-
-
-@pytest.fixture(scope="session")
-def claude() -> str:
-    """The real Claude Code (on PATH or installed into the cache by `bin/just agents`); never skipped."""
-    path = find_executable("claude")
-    if path is None:
-        pytest.fail("Claude Code is not installed: run `bin/just agents` (or `agentproxy install-agents`)")
-    return path
 
 
 async def restored(client, api: str, before: list, timeout: float = SLOW) -> None:
