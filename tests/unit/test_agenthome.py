@@ -129,3 +129,24 @@ def test_a_file_that_is_not_json_is_named_and_left_alone(tmp_path: Path):
     (home / CONFIG_FILE).write_text("[]")
     with pytest.raises(HomeError, match="must hold a JSON object"):
         prepare_claude_home(home, work_dir=WORK, api_key=KEY)
+
+
+def test_the_command_line_prepares_the_same_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]):
+    from agentproxy.cli import main
+
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setenv("TEAM_KEY", KEY)
+    assert main(["prepare-home", "--work-dir", str(work), "--api-key-env", "TEAM_KEY",
+                 "--permission-mode", "dontAsk"]) == 0
+    out = capsys.readouterr().out
+    assert out == home_dir(str(work.resolve())) + "\n" and KEY not in out
+    home = Path(out.strip())
+    assert json.loads((home / CONFIG_FILE).read_text()) == claude_config({}, work_dir=str(work.resolve()),
+                                                                         api_key=KEY)
+    assert json.loads((home / SETTINGS_FILE).read_text()) == claude_settings({}, permission_mode="dontAsk")
+    (home / CONFIG_FILE).write_text("not json")
+    assert main(["prepare-home", "--work-dir", str(work)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("agentproxy: error: ") and "is not JSON" in err and err.count("\n") == 1
