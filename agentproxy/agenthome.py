@@ -46,7 +46,8 @@ QUIET_ENV = {"DISABLE_AUTOUPDATER": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFF
 
 
 class HomeError(OSError):
-    """A file of the agent's home cannot be read as JSON or written; the message says which."""
+    """A file of the agent's home cannot be read as JSON or written; the message (one line)
+    says which and why. An ``OSError``: whoever starts the agent handles it as a failed start."""
 
 
 def home_dir(work_dir: str) -> str:
@@ -140,16 +141,16 @@ def _read_json(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         return {}
     except OSError as exc:
-        raise HomeError(exc.errno, f"cannot read {path}: {exc.strerror or exc}") from None
+        raise HomeError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not text.strip():
         return {}
     try:
         data = json.loads(text)
     except ValueError as exc:
         # Left as it is: it may be a user's file half-edited; Claude Code would not start either.
-        raise HomeError(0, f"{path} is not JSON ({exc}); fix or remove it") from None
+        raise HomeError(f"{path} is not JSON ({exc}); fix or remove it") from None
     if not isinstance(data, dict):
-        raise HomeError(0, f"{path} must hold a JSON object; fix or remove it")
+        raise HomeError(f"{path} must hold a JSON object; fix or remove it")
     return data
 
 
@@ -166,7 +167,7 @@ def _write_json(path: Path, data: Mapping[str, Any]) -> None:
             _unlink_quietly(temporary)
             raise
     except OSError as exc:
-        raise HomeError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from None
+        raise HomeError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _unlink_quietly(path: str) -> None:
