@@ -172,8 +172,8 @@ bench-proxy *ARGS: agentapi agentapi-proxy chp wrk socat
 bench-real-node *ARGS:
     python benchmarks/real_node.py {{ ARGS }}
 
-# Every benchmark, one table per area: render, k8s (when $KUBECONFIG is set), local, proxy, suspend
-bench: agentapi agentapi-proxy chp wrk socat
+# Every benchmark, one table per area: render, k8s (when $KUBECONFIG is set), local, proxy, suspend, first answer
+bench: agentapi agents agentapi-proxy chp wrk socat
     #!/usr/bin/env bash
     set -euo pipefail
     echo "== render"; python benchmarks/render.py
@@ -182,11 +182,16 @@ bench: agentapi agentapi-proxy chp wrk socat
     echo; echo "== local"; python benchmarks/local.py
     echo; echo "== proxy"; python benchmarks/proxy.py
     echo; echo "== suspend"; python benchmarks/suspend.py
+    echo; echo "== first answer"; python benchmarks/first_answer.py
     if [[ -n "${KUBECONFIG:-}" ]]; then python benchmarks/suspend.py --k8s; fi
 
 # The local supervisor's overhead, memory per agent and concurrent starts
 bench-local *ARGS:
     python benchmarks/local.py {{ ARGS }}
+
+# Create-to-first-answer of Claude Code against echo in local mode (the tests' model stand-in)
+bench-first-answer *ARGS: agentapi agents
+    python benchmarks/first_answer.py {{ ARGS }}
 
 # Suspend and resume: resume-to-ready p50/p95 (local mode; with --k8s against $KUBECONFIG, also API requests)
 bench-suspend *ARGS:
