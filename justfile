@@ -97,7 +97,7 @@ test: agentapi unit
     fi
 
 # Unit tests (pure code and local processes) and the contract suite against the memory and local backends; no cluster
-unit *ARGS: agentapi agents agentapi-proxy chp wrk socat browser deploy-tools
+unit *ARGS: agentapi agents agentapi-proxy chp wrk socat browser deploy-tools k8s-yaml
     python -m pytest tests/unit tests/contract -m "not e2e" {{ ARGS }}
 
 # The e2e suite and the contract suite's k8s leg against whatever $KUBECONFIG points to (a missing cluster fails, it is never skipped)
@@ -138,6 +138,10 @@ proxy-image:
 # Write deploy/'s files rendered from agentproxy's templates (the RBAC of the kustomize base and the Helm chart)
 deploy-manifests:
     python deploy/generate.py
+
+# Build the tiny Go decoder of render's tests (YAML to JSON through sigs.k8s.io/yaml, as Kubernetes reads manifests) into the cache
+k8s-yaml:
+    testenv/build.sh k8s-yaml
 
 # Build kubectl (its kustomize renders deploy/) and helm (the chart) into the cache (a no-op when cached)
 deploy-tools:

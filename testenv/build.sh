@@ -9,11 +9,12 @@
 #   $AGENTPROXY_CACHE/bin/kube-proxy-vX.Y.Z/kube-proxy           (real node only)
 #   $AGENTPROXY_CACHE/bin/helm-vX.Y.Z/helm                       (deploy/'s chart tests)
 #   $AGENTPROXY_CACHE/bin/local-path-provisioner-vX.Y.Z/local-path-provisioner  (real node only)
+#   $AGENTPROXY_CACHE/bin/k8s-yaml-HASH/k8s-yaml                 (render's test: Kubernetes' YAML decoder)
 #
 # (agentapi, which every agent runs, is installed by `agentproxy install-agentapi`.)
 #
 # Idempotent: a component whose binaries are already in the cache is skipped.
-# Usage: testenv/build.sh [kubernetes|etcd|kwok|kubelet|kube-proxy|local-path-provisioner|helm]...
+# Usage: testenv/build.sh [kubernetes|etcd|kwok|kubelet|kube-proxy|local-path-provisioner|helm|k8s-yaml]...
 # (default: the control plane, plus the real node's parts when AGENTPROXY_REAL_NODE=1)
 set -euo pipefail
 
@@ -186,6 +187,22 @@ build_kwok() {
   log "kwok $v: built into $out"
 }
 
+# k8s-yaml (testenv/k8s-yaml): YAML on stdin to JSON through sigs.k8s.io/yaml, the decoder
+# kubectl and the API machinery use; render's tests check that every string reads back as
+# itself. Keyed by a hash of its sources (go.mod, go.sum, main.go), as the test finds it.
+build_k8s_yaml() {
+  local dir="$here/k8s-yaml" hash out tmp
+  hash="$(cat "$dir/go.mod" "$dir/go.sum" "$dir/main.go" | sha256sum | cut -c1-16)"
+  out="$cache/bin/k8s-yaml-$hash"
+  if [[ -x "$out/k8s-yaml" ]]; then log "k8s-yaml $hash: cached"; return; fi
+  log "k8s-yaml $hash: building"
+  tmp="$out.tmp.$$"
+  rm -rf "$tmp"; mkdir -p "$tmp"
+  (cd "$dir" && go build -mod=readonly -trimpath -ldflags "-s -w" -o "$tmp/k8s-yaml" .)
+  rm -rf "$out"; mv "$tmp" "$out" 2>/dev/null || rm -rf "$tmp"  # another build that finished first is as good
+  log "k8s-yaml $hash: built into $out"
+}
+
 main() {
   mkdir -p "$cache/bin" "$cache/src"
   if [[ $# -eq 0 ]]; then
@@ -205,7 +222,8 @@ main() {
       kubernetes|etcd|kwok|kubelet|helm) "build_$p" ;;
       kube-proxy) build_kube_proxy ;;
       local-path-provisioner) build_local_path_provisioner ;;
-      *) die "unknown component '$p' (expected kubernetes, etcd, kwok, kubelet, kube-proxy, local-path-provisioner or helm)" ;;
+      k8s-yaml) build_k8s_yaml ;;
+      *) die "unknown component '$p' (expected kubernetes, etcd, kwok, kubelet, kube-proxy, local-path-provisioner, helm or k8s-yaml)" ;;
     esac
   done
 }

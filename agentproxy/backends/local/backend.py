@@ -216,8 +216,15 @@ class LocalBackend(Backend):
                                   f"{self.local.agentapi_binary!r}) for agent {spec.id!r}: "
                                   f"{exc.strerror or exc}") from None
         except BaseException:  # refused, cancelled, or a program vanished since the checks above
+            started = supervisor.process is not None
             supervisor.abandon()
             self.ports.release(port, spec.id)
+            if not kept_data and not started:
+                # Nothing ran in it: a refused create leaves no work directory behind (at once,
+                # without awaiting: this may be a cancellation).
+                shutil.rmtree(supervisor.work_dir, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    supervisor.log.remove()
             raise
         self._agents[spec.id] = supervisor
         self._members.add(spec)
