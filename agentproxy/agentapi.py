@@ -26,6 +26,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
+from .archive import UnsafeArchive, extract_data
+
 AGENTAPI_VERSION = "v0.12.1"
 AGENTAPI_MODULE = "github.com/coder/agentapi"
 DEFAULT_BINARY = "agentapi"
@@ -191,10 +193,11 @@ def unpack_module_source(source: Path, into: Path, module: str = AGENTAPI_MODULE
     elif source.is_file() and source.name.endswith((".tar.gz", ".tgz")):
         try:
             with tarfile.open(source, "r:gz") as archive:
-                archive.extractall(into, filter="data")
-        except (tarfile.TarError, OSError) as exc:
+                tree = into / "src"
+                tree.mkdir()
+                extract_data(archive, tree)
+        except (tarfile.TarError, OSError, UnsafeArchive) as exc:
             raise InstallError(f"cannot unpack {source}: {exc}") from None
-        tree = into
     else:
         raise InstallError(f"source of {module} {source}: must be a .tar.gz archive or a directory")
     for candidate in (tree, *sorted(p for p in tree.iterdir() if p.is_dir())):
