@@ -42,26 +42,23 @@ chp:
     mkdir -p "{{ cache }}"
     work="$(mktemp -d "{{ cache }}/.configurable-http-proxy-5.3.0.XXXXXX")"
     trap 'rm -rf "$work"' EXIT
-    npm install --prefix "$work" --no-save --no-audit --no-fund --loglevel=error configurable-http-proxy@5.3.0 >/dev/null
+    if ! npm install --prefix "$work" --no-save --no-audit --no-fund --loglevel=error configurable-http-proxy@5.3.0 >/dev/null; then
+      echo "chp: npm could not install configurable-http-proxy@5.3.0 (see above): it needs the npm registry (npm config get registry) to be reachable" >&2
+      exit 1
+    fi
     mv -T "$work" "$dir" 2>/dev/null || true  # another install that finished first is as good
 
 # Make sure Debian's wrk (4.1) is installed: the proxy benchmark's load generator
 wrk:
-    #!/usr/bin/env bash
-    command -v wrk >/dev/null && exit 0
-    if [[ "$(id -u)" != 0 ]]; then echo "wrk is missing and only root can install it (apt-get install wrk); the proxy benchmark reports its load figures as missing" >&2; exit 0; fi
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+    testenv/package.sh wrk wrk "the proxy benchmark reports its load figures as missing"
 
 # Make sure Debian's socat is installed: the proxy benchmark's byte relay in C, a floor for every proxy
 socat:
-    #!/usr/bin/env bash
-    command -v socat >/dev/null && exit 0
-    if [[ "$(id -u)" != 0 ]]; then echo "socat is missing and only root can install it (apt-get install socat); the proxy benchmark reports that floor as missing" >&2; exit 0; fi
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq socat >/dev/null
+    testenv/package.sh socat socat "the proxy benchmark reports that floor as missing"
 
 # Make sure Debian's chromium is installed: the dashboard's tests drive it through Playwright
 browser:
-    command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+    testenv/package.sh chromium chromium
 
 # Print the manifests of one agent, e.g. `just render --session s --agent a1`
 render *ARGS:
@@ -98,6 +95,13 @@ unit *ARGS: agentapi agentapi-proxy chp wrk socat browser deploy-tools
 
 # The e2e suite and the contract suite's k8s leg against whatever $KUBECONFIG points to (a missing cluster fails, it is never skipped)
 e2e *ARGS:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    kubeconfig="${KUBECONFIG:-}"
+    if [[ ! -f "${kubeconfig%%:*}" ]]; then
+      echo "e2e: no cluster: \$KUBECONFIG is unset or names no file; start one with \`bin/just cluster-up\` (or kind-up) and export the KUBECONFIG it prints" >&2
+      exit 1
+    fi
     AGENTPROXY_E2E_REQUIRED=1 python -m pytest tests/e2e tests/contract -m e2e {{ ARGS }}
 
 # Build the control plane's binaries into the user-level cache (a no-op when cached)
@@ -140,7 +144,7 @@ deploy-tools:
     testenv/build.sh kubernetes helm
 
 # For users with Docker: a kind cluster with the agent and proxy images loaded; then `KUBECONFIG=... just e2e`
-kind-up:
+kind-up: (kind-tools "kind-up")
     mkdir -p "$(dirname '{{ kind_kubeconfig }}')"
     kind create cluster --config kind-config.yaml --kubeconfig "{{ kind_kubeconfig }}" --wait 180s
     docker build -t agentapi-proxy:latest .
@@ -149,8 +153,15 @@ kind-up:
     @echo "export KUBECONFIG={{ kind_kubeconfig }}"
 
 # Delete the kind cluster
-kind-down:
+kind-down: (kind-tools "kind-down")
     kind delete cluster --name agentproxy --kubeconfig "{{ kind_kubeconfig }}"
+
+[private]
+kind-tools RECIPE:
+    #!/usr/bin/env bash
+    for tool in kind docker; do
+      command -v "$tool" >/dev/null || { echo "{{ RECIPE }}: $tool is missing: install kind (https://kind.sigs.k8s.io) and Docker, or use \`bin/just cluster-up\`, which needs neither" >&2; exit 1; }
+    done
 
 # Render manifests for 1000 agents and report agents/s
 bench-render *ARGS:
