@@ -1,6 +1,8 @@
 # agentproxy's tasks. `bin/just RECIPE` installs everything needed on first use.
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
+# Arguments reach commands as they were given ("$@"), spaces and quotes included.
+set positional-arguments
 
 cache := env_var_or_default("AGENTPROXY_CACHE", env_var_or_default("XDG_CACHE_HOME", env_var("HOME") / ".cache") / "agentproxy")
 cluster_dir := env_var_or_default("AGENTPROXY_CLUSTER_DIR", cache / "cluster")
@@ -22,7 +24,7 @@ setup:
 
 # Run the service (local mode on 127.0.0.1:8080 unless settings say otherwise)
 run *ARGS: agentapi
-    agentproxy serve {{ ARGS }}
+    agentproxy serve "$@"
 
 # Make sure agentapi v0.12.1 is on PATH or in the cache: `go install`, else build from sources
 agentapi:
@@ -62,7 +64,7 @@ browser:
 
 # Print the manifests of one agent, e.g. `just render --session s --agent a1`
 render *ARGS:
-    agentproxy render {{ ARGS }}
+    agentproxy render "$@"
 
 # Everything CI runs: unit tests, then the e2e suite against a local control plane
 # (with AGENTPROXY_REAL_NODE=1, as in CI: plus a real node, its tests and the proof that it leaves nothing behind)
@@ -91,7 +93,7 @@ test: agentapi unit
 
 # Unit tests (pure code and local processes) and the contract suite against the memory and local backends; no cluster
 unit *ARGS: agentapi agentapi-proxy chp wrk socat browser deploy-tools
-    python -m pytest tests/unit tests/contract -m "not e2e" {{ ARGS }}
+    python -m pytest tests/unit tests/contract -m "not e2e" "$@"
 
 # The e2e suite and the contract suite's k8s leg against whatever $KUBECONFIG points to (a missing cluster fails, it is never skipped)
 e2e *ARGS:
@@ -102,7 +104,7 @@ e2e *ARGS:
       echo "e2e: no cluster: \$KUBECONFIG is unset or names no file; start one with \`bin/just cluster-up\` (or kind-up) and export the KUBECONFIG it prints" >&2
       exit 1
     fi
-    AGENTPROXY_E2E_REQUIRED=1 python -m pytest tests/e2e tests/contract -m e2e {{ ARGS }}
+    AGENTPROXY_E2E_REQUIRED=1 python -m pytest tests/e2e tests/contract -m e2e "$@"
 
 # Build the control plane's binaries into the user-level cache (a no-op when cached)
 build-testenv:
@@ -165,19 +167,19 @@ kind-tools RECIPE:
 
 # Render manifests for 1000 agents and report agents/s
 bench-render *ARGS:
-    python benchmarks/render.py {{ ARGS }}
+    python benchmarks/render.py "$@"
 
 # The k8s backend against $KUBECONFIG (creates and deletes its own namespaces)
 bench-k8s *ARGS:
-    python benchmarks/k8s.py {{ ARGS }}
+    python benchmarks/k8s.py "$@"
 
 # agentproxy, configurable-http-proxy and the Go agentapi-proxy against direct agentapi, side by side
 bench-proxy *ARGS: agentapi agentapi-proxy chp wrk socat
-    python benchmarks/proxy.py {{ ARGS }}
+    python benchmarks/proxy.py "$@"
 
 # Agents on the real node: create-to-ready of 20 at once, memory of the node's parts
 bench-real-node *ARGS:
-    python benchmarks/real_node.py {{ ARGS }}
+    python benchmarks/real_node.py "$@"
 
 # Every benchmark, one table per area: render, k8s (when $KUBECONFIG is set), local, proxy, suspend
 bench: agentapi agentapi-proxy chp wrk socat
@@ -193,8 +195,8 @@ bench: agentapi agentapi-proxy chp wrk socat
 
 # The local supervisor's overhead, memory per agent and concurrent starts
 bench-local *ARGS:
-    python benchmarks/local.py {{ ARGS }}
+    python benchmarks/local.py "$@"
 
 # Suspend and resume: resume-to-ready p50/p95 (local mode; with --k8s against $KUBECONFIG, also API requests)
 bench-suspend *ARGS:
-    python benchmarks/suspend.py {{ ARGS }}
+    python benchmarks/suspend.py "$@"

@@ -184,6 +184,9 @@ def unpack_module_source(source: Path, into: Path, module: str = AGENTAPI_MODULE
     """A private, writable copy of the Go module ``module``'s source tree (a ``.tar.gz``
     archive or a directory) under ``into``: a build adds files to it. Returns the directory
     of its ``go.mod``, at the top or one level down (an archive's own top directory)."""
+    if not source.exists():
+        raise InstallError(f"the sources of {module} to build from, {source}, do not exist: "
+                           "name a .tar.gz archive or a directory that does")
     if source.is_dir():
         tree = into / "src"
         shutil.copytree(source, tree, symlinks=True)
