@@ -35,7 +35,8 @@ def has_data_filter() -> bool:
 def extract_data(archive: tarfile.TarFile, into: Path) -> None:
     """Extract ``archive`` into the new, empty directory ``into`` as ``filter="data"`` would.
 
-    Raises :class:`UnsafeArchive` (nothing written) or ``tarfile.TarError``/``OSError``.
+    Raises :class:`UnsafeArchive` (the own check refuses before anything is written; tarfile's
+    filter at the member it refuses) or ``tarfile.TarError``/``OSError``.
     """
     if any(into.iterdir()):
         raise UnsafeArchive(f"{into}: the target of an extraction must be empty")

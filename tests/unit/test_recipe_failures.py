@@ -121,6 +121,13 @@ def test_agentapi_with_sources_that_do_not_exist(env: dict[str, str], tmp_path: 
     assert_one_line_failure(run([str(JUST), "agentapi"], env), "missing.tar.gz, do not exist")
 
 
+@pytest.mark.parametrize("recipe", ["agentapi", "agentapi-proxy"])
+def test_a_cache_that_cannot_be_written(env: dict[str, str], tmp_path: Path, recipe: str) -> None:
+    (tmp_path / "a-file").write_text("in the way of the cache directory")
+    env.update(PATH=os.pathsep.join([tool_dir("go"), env["PATH"]]), AGENTPROXY_CACHE=str(tmp_path / "a-file" / "cache"))
+    assert_one_line_failure(run([str(JUST), recipe], env), "cannot write", "set AGENTPROXY_CACHE to a writable directory")
+
+
 def test_agentapi_proxy_without_go(env: dict[str, str]) -> None:
     assert_one_line_failure(run([str(JUST), "agentapi-proxy"], env), "install Go 1.24 or newer")
 
