@@ -27,7 +27,45 @@ export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 log() { printf '[build] %s\n' "$*" >&2; }
 die() { printf '[build] error: %s\n' "$*" >&2; exit 1; }
 
-command -v go >/dev/null || die "Go is required (https://go.dev/dl/); none found on PATH"
+command -v go >/dev/null || die "Go 1.24 or newer is required (https://go.dev/dl/): install it and put \`go\` on PATH"
+command -v python3 >/dev/null || die "python3 is required (it reads \`go mod download -json\`): install Python 3.11 or newer"
+
+# One build of a component at a time: checkouts beside each other share the cache, and
+# a build starts by removing the temporary directories of an earlier, interrupted one.
+# A failed build (Go's own message is above) ends with one line naming what to do.
+locked() { # locked NAME FUNCTION
+  (
+    local name="$1"
+    trap 'rc=$?; ((rc == 0)) || log "error: building $name failed (see above): Go needs the module proxy (GOPROXY) or a module cache holding every module; run this again once it is reachable"' EXIT
+    exec 9>"$cache/bin/.$1.lock"
+    if ! flock -n 9; then
+      log "$1: waiting for another build of it (another checkout or command) to finish"
+      flock 9
+    fi
+    "$2"
+  )
+}
+
+# module_field FIELD MODULE@VERSION: a field of `go mod download -json` (in the current
+# directory), or one line with Go's reason when the module cannot be downloaded.
+module_field() {
+  local out
+  out="$(go mod download -json "$2" 2>/dev/null)" || true
+  python3 -c '
+import json, sys
+field, module, text = sys.argv[1:]
+try:
+    info = json.loads(text)
+except ValueError:
+    info = {}
+if info.get(field):
+    print(info[field])
+else:
+    reason = info.get("Error") or "no answer"
+    sys.exit("[build] error: go mod download " + module + " failed (" + reason + "); "
+             "it needs the Go module proxy (see GOPROXY) or a module cache that has it")
+' "$1" "$2" "$out"
+}
 
 # Each component is built into a temporary directory and renamed into place at
 # the end, so an interrupted build never leaves a half-filled cache entry that
@@ -43,7 +81,7 @@ finish() { # finish TMPDIR FINALDIR
 # release's own go.mod so that it follows the version.
 kubernetes_wrapper() { # kubernetes_wrapper SRCDIR VERSION
   local src="$1" v="$2" gomod
-  gomod="$(cd "$src" && go mod download -json "k8s.io/kubernetes@$v" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')"
+  gomod="$(cd "$src" && module_field GoMod "k8s.io/kubernetes@$v")"
   local staging_v="v0.${v#v1.}"
   {
     echo "module agentproxy.test/kubernetes-build"
@@ -180,7 +218,7 @@ build_kwok() {
   # The standalone kwok binary has no built-in stages; take the upstream
   # defaults from the same module version rather than keeping a copy.
   local dir
-  dir="$(cd /tmp && go mod download -json "sigs.k8s.io/kwok@$v" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
+  dir="$(cd /tmp && module_field Dir "sigs.k8s.io/kwok@$v")"
   cp -r "$dir/kustomize/stage/." "$tmp/stages/"
   chmod -R u+w "$tmp/stages"
   finish "$tmp" "$out"
@@ -206,23 +244,23 @@ build_k8s_yaml() {
 main() {
   mkdir -p "$cache/bin" "$cache/src"
   if [[ $# -eq 0 ]]; then
-    build_etcd
-    build_kwok
-    build_kubernetes
+    locked etcd build_etcd
+    locked kwok build_kwok
+    locked kubernetes build_kubernetes
     # The real node's parts, only when it is asked for (AGENTPROXY_REAL_NODE=1).
     if [[ "${AGENTPROXY_REAL_NODE:-}" == 1 ]]; then
-      build_kubelet
-      build_kube_proxy
-      build_local_path_provisioner
+      locked kubelet build_kubelet
+      locked kube-proxy build_kube_proxy
+      locked local-path-provisioner build_local_path_provisioner
     fi
     return
   fi
   for p in "$@"; do
     case "$p" in
-      kubernetes|etcd|kwok|kubelet|helm) "build_$p" ;;
-      kube-proxy) build_kube_proxy ;;
-      local-path-provisioner) build_local_path_provisioner ;;
-      k8s-yaml) build_k8s_yaml ;;
+      kubernetes|etcd|kwok|kubelet|helm) locked "$p" "build_$p" ;;
+      kube-proxy) locked kube-proxy build_kube_proxy ;;
+      local-path-provisioner) locked local-path-provisioner build_local_path_provisioner ;;
+      k8s-yaml) locked k8s-yaml build_k8s_yaml ;;
       *) die "unknown component '$p' (expected kubernetes, etcd, kwok, kubelet, kube-proxy, local-path-provisioner, helm or k8s-yaml)" ;;
     esac
   done

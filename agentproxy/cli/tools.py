@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..agentapi import AGENTAPI_VERSION, SOURCE_VARIABLE, default_source
+from ..agentapi import AGENTAPI_VERSION, SOURCE_VARIABLE, InstallError, cache_root, default_source
 from ..agentapi import install as install_agentapi
 from ..agenthome import HomeError, home_dir, prepare_claude_home
 from ..agentprograms import PROGRAMS
@@ -60,7 +60,11 @@ def register(sub: Any) -> None:
 
 
 def _cmd_install_agentapi(args: argparse.Namespace) -> int:
-    path = install_agentapi(args.source, say=lambda line: print(line, file=sys.stderr, flush=True))
+    try:
+        path = install_agentapi(args.source, say=lambda line: print(line, file=sys.stderr, flush=True))
+    except OSError as exc:  # the cache cannot be written (a read-only HOME, a file in the way, a full disk)
+        raise InstallError(f"cannot write agentapi into {cache_root()}: {exc.strerror or exc} "
+                           f"({exc.filename}); set AGENTPROXY_CACHE to a writable directory") from None
     print(path)
     return 0
 
