@@ -28,6 +28,7 @@ import aiohttp
 
 from ...agentapi import AGENTAPI_VERSION, cached_binary, locate
 from ...launch import AGENTAPI_HOST, STATUS_PATH, AgentLaunch, agent_launch
+from ...restore import restored
 from ...settings import Settings
 from ...spec import AgentSpec
 from ..base import AgentState, AgentStatus, Backend, Rejected, Unavailable, not_found
@@ -317,6 +318,22 @@ class LocalBackend(Backend):
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
             return False
         return isinstance(body, dict) and "status" in body
+
+    async def restored(self, port: int, saved: int) -> bool:
+        """True when the agentapi on ``port`` answers ``GET /messages`` with at least the
+        ``saved`` messages of its state file (see :func:`agentproxy.restore.restored`)."""
+        if self._http is None or self._http.closed:
+            return False
+        timeout = aiohttp.ClientTimeout(total=self.timing.probe_timeout)
+        try:
+            async with self._http.get(f"http://{HOST}:{port}/messages", headers={"Host": AGENTAPI_HOST},
+                                      timeout=timeout, allow_redirects=False) as response:
+                if response.status != 200:
+                    return False
+                body = await response.json(content_type=None)
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+            return False
+        return restored(saved, body)
 
     def changed(self, supervisor: Supervisor) -> None:
         """Publish a visible change and persist a change of what the state file keeps."""

@@ -18,7 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from ...launch import AgentLaunch
+from ...launch import AgentLaunch, state_file
+from ...restore import read_saved_messages
 from ...settings.schema import SupervisionSettings
 from ...spec import AgentSpec
 from ..base import AgentState, AgentStatus, BackendError
@@ -38,6 +39,11 @@ from .restarts import Ended, RestartBackoff, exited, probe_interval
 
 log = logging.getLogger(__name__)
 
+RESTORING_REASON = "Restoring"
+"""A starting agent whose agentapi answers but has not loaded its saved conversation yet."""
+NOT_RESTORED_REASON = "ConversationNotRestored"
+"""A ready agent whose agentapi did not load its saved conversation within ``start_timeout``."""
+
 
 class SupervisorHost(Protocol):
     """What a supervisor needs from its backend."""
@@ -56,6 +62,10 @@ class SupervisorHost(Protocol):
 
     async def probe(self, port: int) -> bool:
         """True when agentapi answers ``GET /status`` on ``port``."""
+
+    async def restored(self, port: int, saved: int) -> bool:
+        """True when the agentapi on ``port`` holds the ``saved`` messages of its state file
+        (see :mod:`agentproxy.restore`)."""
 
     def follower(self, port: int, first_message: str | None,
                  on_change: "Callable[[str], None]") -> ConversationFollower | None:
@@ -242,10 +252,10 @@ class Supervisor:
         try:
             if self.status is not AgentStatus.READY:
                 ended = await self._until_ready(process, exited_, over_limit)
-                if ended is not None:
+                if isinstance(ended, Ended):
                     return ended
                 self.ready_at = utc_now()
-                self._set(AgentStatus.READY, None, None)
+                self._set(AgentStatus.READY, *(ended or (None, None)))
             self._follow_conversation()
             await asyncio.wait({exited_, over_limit}, return_when=asyncio.FIRST_COMPLETED)
             if not exited_.done():
@@ -257,21 +267,38 @@ class Supervisor:
             exited_.cancel()  # only this waiter: the process keeps its own watch
 
     async def _until_ready(self, process: AgentProcess, exited_: "asyncio.Future[int | None]",
-                           over_limit: "asyncio.Future[Any]") -> Ended | None:
-        """Probe agentapi until it answers (None), or how the run ended first."""
+                           over_limit: "asyncio.Future[Any]") -> Ended | tuple[str, str] | None:
+        """Probe agentapi until it answers with the conversation of its state file back (None),
+        or how the run ended first. An agentapi that answers but has not loaded its
+        conversation within ``start_timeout`` (one whose agent never shows the prompt agentapi
+        waits for) is ready all the same: then the reason and message that say so."""
         loop = asyncio.get_running_loop()
         began = loop.time()
         deadline = began + self.timing.start_timeout
         interval = self.timing.probe_interval_min
+        # Read once per run: agentapi only ever adds to what it loaded, and it writes the
+        # file from its own messages, so a later write holds no more than it will have.
+        saved = await asyncio.to_thread(read_saved_messages, state_file(str(self.work_dir)))
+        answered = False
         while True:
             if exited_.done():
                 return exited(exited_.result())
             if over_limit.done():
                 return await self._kill_over_limit(process)
-            if await self.host.probe(self.port or 0):
-                return None
+            if answered or await self.host.probe(self.port or 0):
+                if not answered and saved > 1:
+                    self._set(AgentStatus.STARTING, RESTORING_REASON,
+                              f"waiting for agentapi to load the {saved} messages of its conversation")
+                answered = True
+                if saved <= 1 or await self.host.restored(self.port or 0, saved):
+                    return None
             remaining = deadline - loop.time()
             if remaining <= 0:
+                if answered:
+                    what = (f"agentapi did not load the {saved} messages of its state file within "
+                            f"{self.timing.start_timeout:g} s; the conversation may be incomplete")
+                    self.log.note(what)
+                    return NOT_RESTORED_REASON, what
                 self.log.note(f"agentapi did not answer within {self.timing.start_timeout:g} s; stopping it")
                 await self._end(process, self.timing.leftover_grace)
                 return Ended("StartTimeout", f"agentapi did not answer GET /status on port {self.port} "
