@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 RESTORING_REASON = "Restoring"
 """A starting agent whose agentapi answers but has not loaded its saved conversation yet."""
+ADOPTING_REASON = "Adopting"
+"""An agent of the state file whose process a restarted proxy has not looked for yet."""
 NOT_RESTORED_REASON = "ConversationNotRestored"
 """A ready agent whose agentapi did not load its saved conversation within ``start_timeout``."""
 
@@ -108,6 +110,11 @@ class Supervisor:
         """The last proxied request to the agent that was recorded (idle culling's clock)."""
         self.ready_at: datetime | None = None
         """When the agent last became ready."""
+        self.awaiting_adoption = False
+        """True from :meth:`await_adoption` until :meth:`resume` (or a stop or suspension)."""
+        self.adopting: Identity | None = None
+        """The recorded process of an agent a restarted proxy is still adopting (see
+        :meth:`await_adoption`); kept in the state file until it is adopted or started afresh."""
         self._task: asyncio.Task[None] | None = None
         self._over_limit = asyncio.Event()
         self.backoff = RestartBackoff(self.timing)
@@ -153,9 +160,18 @@ class Supervisor:
             stop_in_background(self.process, tag=self.tag, table=self.host.table)
             self.process = None
 
+    def await_adoption(self, identity: Identity | None, port: int | None) -> None:
+        """An agent of the state file, running when the proxy stopped, whose process
+        (``identity``, on ``port``) is looked for in the background: ``starting`` until then,
+        and its requests wait or get 503 as for any starting agent."""
+        self.awaiting_adoption, self.adopting, self.port = True, identity, port
+        what = f"looking for its process (pid {identity.pid})" if identity is not None else "starting it again"
+        self._set(AgentStatus.STARTING, ADOPTING_REASON, f"the proxy restarted; {what}")
+
     def resume(self, process: AgentProcess | None, port: int | None) -> None:
         """Supervise an agent of the state file again: take over its still running process
         (on ``port``), or start it afresh; a failed one stays failed."""
+        self.awaiting_adoption, self.adopting = False, None
         if self.status is AgentStatus.FAILED:
             return
         self.port = port
@@ -407,6 +423,8 @@ class Supervisor:
 
     async def _end_run(self, grace: float, why: str) -> None:
         """Stop supervising, end the whole process tree and release the port."""
+        # Not adopted after all: the sweep by its tag below ends its process.
+        self.awaiting_adoption, self.adopting = False, None
         await self._cancel()
         self.conversation.stop()  # agentapi saves the conversation itself on SIGTERM
         process = self.process
