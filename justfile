@@ -178,11 +178,16 @@ bench: agentapi agentapi-proxy chp wrk socat
     echo; echo "== local"; python benchmarks/local.py
     echo; echo "== proxy"; python benchmarks/proxy.py
     echo; echo "== suspend"; python benchmarks/suspend.py
+    echo; echo "== restart"; python benchmarks/restart.py --agents 100
     if [[ -n "${KUBECONFIG:-}" ]]; then python benchmarks/suspend.py --k8s; fi
 
 # The local supervisor's overhead, memory per agent and concurrent starts
 bench-local *ARGS:
     python benchmarks/local.py {{ ARGS }}
+
+# A restart of the proxy with N local agents: restart-to-/healthz and restart-to-all-ready (kill -9, same command)
+bench-restart *ARGS: agentapi
+    python benchmarks/restart.py {{ ARGS }}
 
 # Suspend and resume: resume-to-ready p50/p95 (local mode; with --k8s against $KUBECONFIG, also API requests)
 bench-suspend *ARGS:

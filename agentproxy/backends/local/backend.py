@@ -173,8 +173,11 @@ class LocalBackend(Backend):
         for n, adoption in enumerate(adoptions):
             supervisor, process = adoption.supervisor, processes.get(id(adoption))
             if adoption.suspended:
-                if process is not None and supervisor.suspension is not None:
-                    stop_in_background(process, tag=supervisor.tag, table=self.table)
+                if process is not None:
+                    # Still suspended: everything of its tag goes. Resumed meanwhile: the old
+                    # run's tree alone, not the new run that carries the same tag.
+                    tag = supervisor.tag if supervisor.suspension is not None else None
+                    stop_in_background(process, tag=tag, table=self.table)
                 continue
             if self._agents.get(supervisor.id) is not supervisor or not supervisor.awaiting_adoption:
                 continue  # deleted or suspended meanwhile: that ended its process (by its tag)
