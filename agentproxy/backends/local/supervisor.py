@@ -292,20 +292,23 @@ class Supervisor:
         began = loop.time()
         deadline = began + self.timing.start_timeout
         interval = self.timing.probe_interval_min
-        # Read once per run: agentapi only ever adds to what it loaded, and it writes the
-        # file from its own messages, so a later write holds no more than it will have.
-        saved = await asyncio.to_thread(read_saved_messages, state_file(str(self.work_dir)))
         answered = False
+        saved = 0
         while True:
             if exited_.done():
                 return exited(exited_.result())
             if over_limit.done():
                 return await self._kill_over_limit(process)
             if answered or await self.host.probe(self.port or 0):
-                if not answered and saved > 1:
-                    self._set(AgentStatus.STARTING, RESTORING_REASON,
-                              f"waiting for agentapi to load the {saved} messages of its conversation")
-                answered = True
+                if not answered:
+                    answered = True
+                    # Read once per run, once agentapi answers: it only ever adds to what it
+                    # loaded, and writes the file from its own messages, so a later write holds
+                    # no more than it will have.
+                    saved = await asyncio.to_thread(read_saved_messages, state_file(str(self.work_dir)))
+                    if saved > 1:
+                        self._set(AgentStatus.STARTING, RESTORING_REASON,
+                                  f"waiting for agentapi to load the {saved} messages of its conversation")
                 if saved <= 1 or await self.host.restored(self.port or 0, saved):
                     return None
             remaining = deadline - loop.time()
