@@ -28,6 +28,10 @@ run *ARGS: agentapi
 agentapi:
     agentproxy install-agentapi >/dev/null
 
+# Make sure the agent programs (Claude Code 2.1.328) are on PATH or in the cache: `npm install` when needed
+agents:
+    agentproxy install-agents >/dev/null
+
 # Build the Go agentapi-proxy v1.73.0 and its client into the cache (the compatibility tests compare against it)
 agentapi-proxy:
     python testenv/agentapi_proxy.py >/dev/null
@@ -93,7 +97,7 @@ test: agentapi unit
     fi
 
 # Unit tests (pure code and local processes) and the contract suite against the memory and local backends; no cluster
-unit *ARGS: agentapi agentapi-proxy chp wrk socat browser deploy-tools
+unit *ARGS: agentapi agents agentapi-proxy chp wrk socat browser deploy-tools
     python -m pytest tests/unit tests/contract -m "not e2e" {{ ARGS }}
 
 # The e2e suite and the contract suite's k8s leg against whatever $KUBECONFIG points to (a missing cluster fails, it is never skipped)
@@ -168,8 +172,8 @@ bench-proxy *ARGS: agentapi agentapi-proxy chp wrk socat
 bench-real-node *ARGS:
     python benchmarks/real_node.py {{ ARGS }}
 
-# Every benchmark, one table per area: render, k8s (when $KUBECONFIG is set), local, proxy, suspend
-bench: agentapi agentapi-proxy chp wrk socat
+# Every benchmark, one table per area: render, k8s (when $KUBECONFIG is set), local, proxy, suspend, first answer
+bench: agentapi agents agentapi-proxy chp wrk socat
     #!/usr/bin/env bash
     set -euo pipefail
     echo "== render"; python benchmarks/render.py
@@ -179,6 +183,7 @@ bench: agentapi agentapi-proxy chp wrk socat
     echo; echo "== proxy"; python benchmarks/proxy.py
     echo; echo "== suspend"; python benchmarks/suspend.py
     echo; echo "== restart"; python benchmarks/restart.py --agents 100
+    echo; echo "== first answer"; python benchmarks/first_answer.py
     if [[ -n "${KUBECONFIG:-}" ]]; then python benchmarks/suspend.py --k8s; fi
 
 # The local supervisor's overhead, memory per agent and concurrent starts
@@ -188,6 +193,9 @@ bench-local *ARGS:
 # A restart of the proxy with N local agents: restart-to-/healthz and restart-to-all-ready (kill -9, same command)
 bench-restart *ARGS: agentapi
     python benchmarks/restart.py {{ ARGS }}
+# Create-to-first-answer of Claude Code against echo in local mode (the tests' model stand-in)
+bench-first-answer *ARGS: agentapi agents
+    python benchmarks/first_answer.py {{ ARGS }}
 
 # Suspend and resume: resume-to-ready p50/p95 (local mode; with --k8s against $KUBECONFIG, also API requests)
 bench-suspend *ARGS:

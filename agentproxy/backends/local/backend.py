@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterable
 import aiohttp
 
 from ...agentapi import AGENTAPI_VERSION, cached_binary, locate
+from ...agenthome import claude_environment, home_dir, prepare_claude_home, uses_claude
 from ...launch import AGENTAPI_HOST, STATUS_PATH, AgentLaunch, agent_launch
 from ...restore import restored
 from ...settings import Settings
@@ -360,6 +361,19 @@ class LocalBackend(Backend):
         """How the agent is started (see :mod:`agentproxy.launch`), every program as an absolute path."""
         return agent_launch(spec, port=port, work_dir=str(work_dir), program=self._agentapi_binary(),
                             command=self._command(spec))
+
+    def prepare(self, spec: AgentSpec, work_dir: Path) -> dict[str, str]:
+        """A Claude Code agent gets its prepared home in its work directory (see
+        :mod:`agentproxy.agenthome`) and the model's key and endpoint; other agents nothing."""
+        if not uses_claude(spec.command):
+            return {}
+        claude = self.settings.agents.claude
+        key = os.environ.get(claude.api_key_env) or None
+        # Claude Code knows a project by its real path (what its getcwd() says).
+        real_work_dir = os.path.realpath(work_dir)
+        home = home_dir(real_work_dir)
+        prepare_claude_home(Path(home), work_dir=real_work_dir, api_key=key, permission_mode=claude.permission_mode)
+        return claude_environment(home, base_url=claude.base_url, api_key=key)
 
     def follower(self, port: int, first_message: str | None,
                  on_change: Callable[[str], None]) -> ConversationFollower | None:
