@@ -199,6 +199,7 @@ bench: agentapi agents agentapi-proxy chp wrk socat
     echo; echo "== local"; python benchmarks/local.py
     echo; echo "== proxy"; python benchmarks/proxy.py
     echo; echo "== suspend"; python benchmarks/suspend.py
+    echo; echo "== restart"; python benchmarks/restart.py --agents 100
     echo; echo "== first answer"; python benchmarks/first_answer.py
     if [[ -n "${KUBECONFIG:-}" ]]; then python benchmarks/suspend.py --k8s; fi
 
@@ -206,6 +207,9 @@ bench: agentapi agents agentapi-proxy chp wrk socat
 bench-local *ARGS:
     python benchmarks/local.py "$@"
 
+# A restart of the proxy with N local agents: restart-to-/healthz and restart-to-all-ready (kill -9, same command)
+bench-restart *ARGS: agentapi
+    python benchmarks/restart.py {{ ARGS }}
 # Create-to-first-answer of Claude Code against echo in local mode (the tests' model stand-in)
 bench-first-answer *ARGS: agentapi agents
     python benchmarks/first_answer.py "$@"

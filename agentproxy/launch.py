@@ -13,6 +13,9 @@ What every agent gets:
   conversation is kept in ``F`` inside the agent's own data (its work directory
   locally, its volume in Kubernetes), so a restarted agent, a re-adopted one and
   a recreated pod come back with their earlier messages.
+- readiness only once the conversation is back: agentapi loads its state file a
+  moment after it starts answering (see :mod:`agentproxy.restore`); local mode's
+  probe and a pod's startup probe (:attr:`AgentLaunch.restored_check`) wait for it.
 - ``AGENTAPI_INITIAL_PROMPT`` when the create request had a ``message``:
   agentapi sends it once the agent shows its prompt, records in the state file
   that it did, and never sends it again.
@@ -71,6 +74,14 @@ class AgentLaunch:
     def argv(self) -> tuple[str, ...]:
         """The full command line."""
         return (self.program, *self.args)
+
+    @property
+    def restored_check(self) -> tuple[str, ...]:
+        """The command that exits 0 once agentapi answers with the conversation of its state
+        file back (:mod:`agentproxy.restore`): a pod's startup probe, so that the pod is Ready
+        only then. It needs ``python3`` and agentproxy in the image, as the agent image has."""
+        return ("python3", "-m", "agentproxy.restore", "--port", str(self.port), "--state-file", self.state_file,
+                "--host", self.host)
 
 
 def agent_launch(spec: AgentSpec, *, port: int, work_dir: str, program: str = "agentapi",

@@ -160,7 +160,9 @@ class SupervisionSettings:
     are seconds, or a number with ``ms``, ``s``, ``m`` or ``h``."""
 
     start_timeout: float = 30.0
-    """How long agentapi has to answer ``GET /status`` after it was started; then the agent fails."""
+    """How long agentapi has to answer ``GET /status`` after it was started; then the agent fails.
+    Within the same time it is to load its saved conversation (see :mod:`agentproxy.restore`);
+    one that answers without it is ready then, with reason ``ConversationNotRestored``."""
 
     stop_grace: float = 10.0
     """Between SIGTERM and SIGKILL when an agent is deleted."""

@@ -32,6 +32,8 @@ class ContainerStandIn:
     def __init__(self, argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> None:
         self.argv, self.env, self.cwd, self.log = argv, env, cwd, log
         self.proc: subprocess.Popen[bytes] | None = None
+        self.startup_check: list[str] | None = None
+        """The command of the container's exec startup probe (paths mapped), if it has one."""
 
     @classmethod
     async def of_pod(cls, api: kr8s.asyncio.Api, namespace: str, pod_name: str, volumes_dir: Path) -> "ContainerStandIn":
@@ -66,7 +68,18 @@ class ContainerStandIn:
         assert binary, "agentapi is not installed: run `bin/just agentapi`"
         argv = [binary, *(local_path(arg) for arg in rest)]
         cwd = Path(local_path(container.get("workingDir", str(volumes_dir))))
-        return cls(argv, env, cwd, volumes_dir / f"{pod_name}-{pod['metadata']['uid'][:8]}.log")
+        standin = cls(argv, env, cwd, volumes_dir / f"{pod_name}-{pod['metadata']['uid'][:8]}.log")
+        startup = ((container.get("startupProbe") or {}).get("exec") or {}).get("command")
+        standin.startup_check = [local_path(arg) for arg in startup] if startup else None
+        return standin
+
+    def startup_probe_passes(self) -> bool:
+        """Run the container's exec startup probe once, as the kubelet would (in the container's
+        working directory and environment, paths mapped to the local volumes)."""
+        assert self.startup_check, "the container has no exec startup probe"
+        done = subprocess.run(self.startup_check, env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL,
+                              capture_output=True, timeout=60)
+        return done.returncode == 0
 
     def start(self) -> "ContainerStandIn":
         with open(self.log, "ab") as log:

@@ -82,11 +82,20 @@ async def test_a_suspended_agent_keeps_its_volume_and_conversation(servers, api,
     assert sts["spec"]["replicas"] == 1 and naming.ANNOTATION_SUSPENDED not in sts["metadata"]["annotations"]
     await wait_for(lambda: _status(serve, "ready"), "the resumed agent to be ready")
     with await ContainerStandIn.of_pod(api, namespace, names["pod"], volumes) as container:
-        await wait_answering(http, f"{route}/api")
-        assert exchanges(await agent_said(http, f"{route}/api", "echo: second")) == both, container.output()
+        # kwok marks the pod Ready at once; a kubelet would only once its startup probe passes,
+        # which it does only with the conversation loaded (agentapi loads its state file a
+        # moment after it answers): then the very first request gets the whole conversation.
+        await wait_for(lambda: _passes(container), "the pod's startup probe to pass")
+        async with http.get(f"{route}/api/messages", headers=AGENTAPI_HOST) as r:
+            assert r.status == 200, await r.text()
+            assert exchanges((await r.json())["messages"]) == both, container.output()
     samples = await serve.metrics()
     assert counted(samples, "agentproxy_agent_resumes_total", cause="request") == 1
     assert counted(samples, "agentproxy_agent_resume_seconds_count", cause="request") == 1
+
+
+async def _passes(container: ContainerStandIn) -> bool:
+    return await asyncio.to_thread(container.startup_probe_passes)
 
 
 async def _status(serve: Served, status: str) -> dict | None:

@@ -50,3 +50,13 @@ def test_the_templates_render_the_same_contract():
     assert c["ports"][0]["containerPort"] == launch.port == objects["Service"]["spec"]["ports"][0]["port"]
     probe = c["readinessProbe"]["httpGet"]
     assert (probe["path"], probe["httpHeaders"]) == (launch.status_path, [{"name": "Host", "value": launch.host}])
+
+
+def test_the_pod_is_ready_only_once_its_conversation_is_back():
+    settings = settings_with("k8s_mode.work_dir=/home/agent/data")
+    spec = spec_for(settings)
+    c = container(by_kind(render_agent(settings, spec)))
+    launch = agent_launch(spec, port=3284, work_dir="/home/agent/data")
+    assert c["startupProbe"]["exec"]["command"] == list(launch.restored_check) == [
+        "python3", "-m", "agentproxy.restore", "--port", "3284", "--state-file", launch.state_file,
+        "--host", launch.host]

@@ -8,8 +8,11 @@ Layout of ``local_mode.data_dir``::
     logs/<id>.log     its output, capped and rotated (removed on delete)
 
 The proxy can stop and start again without disturbing its agents: :meth:`close`
-leaves them running and :meth:`start` re-adopts every process whose pid, start
-time and command line still match the state file, and restarts the others. A
+leaves them running and :meth:`start` registers every agent of the state file at
+once (``starting``, reason ``Adopting``) and then, in the background, re-adopts
+every process whose pid, start time and command line still match the state file
+(one pass over the recorded processes, off the event loop) and restarts the
+others: the API serves from the start, whatever the number of agents. A
 suspended agent has no process and no port; the state file keeps it suspended.
 """
 
@@ -20,6 +23,7 @@ import contextlib
 import logging
 import os
 import shutil
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -29,6 +33,7 @@ import aiohttp
 from ...agentapi import AGENTAPI_VERSION, cached_binary, locate
 from ...agenthome import claude_environment, home_dir, prepare_claude_home, uses_claude
 from ...launch import AGENTAPI_HOST, STATUS_PATH, AgentLaunch, agent_launch
+from ...restore import restored
 from ...settings import Settings
 from ...spec import AgentSpec
 from ..base import AgentState, AgentStatus, Backend, Rejected, Unavailable, not_found
@@ -39,12 +44,27 @@ from ..suspension import AgentActivity, Suspension, parse_time
 from .ports import HOST, PortAllocator
 from .process import (
     AgentProcess, Identity, ProcessTable, TreeSampler, directory_size, executable_search_path, find_executable,
+    stop_in_background,
 )
 from .report import agent_activity
 from .state import DataDirLock, StateFile, StateWriter
 from .supervisor import Supervisor
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Adoption:
+    """An agent of the state file whose recorded process is still to be looked for."""
+
+    supervisor: Supervisor
+    identity: Identity | None
+    port: int | None
+    """Its recorded port, claimed for it (None when it cannot keep it)."""
+    suspended: bool = False
+    """A suspended agent: a process found is a leftover to end, not to adopt."""
+    recorded_port: Any = None
+    """The port of its record (for the log when it cannot keep it)."""
 
 
 class LocalBackend(Backend):
@@ -75,6 +95,8 @@ class LocalBackend(Backend):
         self.launches = asyncio.Semaphore(self.timing.launch_concurrency)
         self._saves: set[asyncio.Task[None]] = set()
         self._monitor: asyncio.Task[None] | None = None
+        self._adoption: asyncio.Task[None] | None = None
+        """Re-adopts the agents of the state file after a start (see :meth:`_adopt`)."""
         self._http: aiohttp.ClientSession | None = None
         self._started = False
         self._state_problem: str | None = None
@@ -83,7 +105,8 @@ class LocalBackend(Backend):
     # --- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Lock the data_dir, then re-adopt or restart the agents of the state file."""
+        """Lock the data_dir and register the agents of the state file; their processes are
+        re-adopted (or restarted) in the background, so that the proxy serves at once."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._dir_lock.acquire()
         try:
@@ -91,20 +114,27 @@ class LocalBackend(Backend):
             # every agentapi would only hold sockets.
             self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True, limit=0))
             self._started = True
-            records = self._state_file.load()
+            records = await asyncio.to_thread(self._state_file.load)
+            adoptions: list[_Adoption] = []
             for agent_id, record in sorted(records.items(), key=lambda item: str(item[1].get("created_at"))):
                 try:
-                    self._restore(agent_id, record)
+                    adoption = self._restore(agent_id, record)
                 except (ValueError, KeyError, TypeError) as exc:
                     log.error("agent %s in %s cannot be restored (%s); it is dropped from the state",
                               agent_id, self._state_file.path, exc)
+                    continue
+                if adoption is not None:
+                    adoptions.append(adoption)
             await self._save_quietly()  # a full disk is no reason not to serve: readiness tells
         except BaseException:
             await self.close()  # leaves whatever was re-adopted running, as any close does
             raise
-        self._monitor = asyncio.get_running_loop().create_task(self._monitor_loop(), name="local agents monitor")
+        loop = asyncio.get_running_loop()
+        self._adoption = loop.create_task(self._adopt(adoptions), name="local agents adoption")
+        self._monitor = loop.create_task(self._monitor_loop(), name="local agents monitor")
 
-    def _restore(self, agent_id: str, record: dict[str, Any]) -> None:
+    def _restore(self, agent_id: str, record: dict[str, Any]) -> "_Adoption | None":
+        """Register the agent of a state-file record; what is left to do with its process."""
         # Everything is read before anything is registered: a bad record changes nothing.
         spec = AgentSpec.from_json(record["spec"])
         if spec.id != agent_id:
@@ -120,25 +150,61 @@ class LocalBackend(Backend):
         self._members.add(spec)
         if failed:
             supervisor.restore_failed(record.get("reason"), record.get("message"))
-            return
+            return None
         if suspended:
-            supervisor.restore_suspended(Suspension.from_dict(record.get("suspension") or {}),
-                                         AgentProcess.adopt(identity) if identity is not None else None)
-            return
-        process = AgentProcess.adopt(identity) if identity is not None else None
+            supervisor.restore_suspended(Suspension.from_dict(record.get("suspension") or {}), None)
+            # A run the suspension had not ended yet (the proxy stopped half-way) is ended once found.
+            return _Adoption(supervisor, identity, None, suspended=True) if identity is not None else None
+        # Its port is claimed now, so that no agent created meanwhile gets it.
         kept = port if isinstance(port, int) and self.ports.claim(port, agent_id) else None
-        if process is not None and kept is None:
-            # Its port is outside local_mode.ports now, or recorded for another agent too: it
-            # starts afresh on a port of its own (the restart's sweep of its tag ends the old run).
-            log.warning("agent %s ran on port %s, which it cannot keep; restarting it", agent_id, port)
-            process = None
-        supervisor.resume(process, kept)
+        supervisor.await_adoption(identity, kept)
+        return _Adoption(supervisor, identity, kept, recorded_port=port)
+
+    async def _adopt(self, adoptions: "list[_Adoption]") -> None:
+        """Find the processes of every agent being adopted in one pass off the event loop,
+        then take over each one still running and start the others again."""
+        looked_for = [a for a in adoptions if a.identity is not None]
+        try:
+            found = await asyncio.to_thread(AgentProcess.adopt_all, [a.identity for a in looked_for])
+        except Exception:  # a bug here must not leave every agent starting for ever
+            log.exception("looking for the processes of the agents failed; they are started again")
+            found = [None] * len(looked_for)
+        processes = {id(a): p for a, p in zip(looked_for, found)}
+        adopted = restarted = 0
+        for n, adoption in enumerate(adoptions):
+            supervisor, process = adoption.supervisor, processes.get(id(adoption))
+            if adoption.suspended:
+                if process is not None:
+                    # Still suspended: everything of its tag goes. Resumed meanwhile: the old
+                    # run's tree alone, not the new run that carries the same tag.
+                    tag = supervisor.tag if supervisor.suspension is not None else None
+                    stop_in_background(process, tag=tag, table=self.table)
+                continue
+            if self._agents.get(supervisor.id) is not supervisor or not supervisor.awaiting_adoption:
+                continue  # deleted or suspended meanwhile: that ended its process (by its tag)
+            if process is not None and adoption.port is None:
+                # Its port is outside local_mode.ports now, or recorded for another agent too: it
+                # starts afresh on a port of its own (the restart's sweep of its tag ends the old run).
+                log.warning("agent %s ran on port %s, which it cannot keep; restarting it", supervisor.id,
+                            adoption.recorded_port)
+                process = None
+            supervisor.resume(process, adoption.port)
+            adopted, restarted = adopted + (process is not None), restarted + (process is None)
+            if n % 32 == 31:
+                await asyncio.sleep(0)  # requests are served between batches
+        if adoptions:
+            log.info("re-adopted %d running agents, restarting %d", adopted, restarted)
 
     async def close(self) -> None:
         """Stop supervising; the agents keep running and are re-adopted by the next start.
         Idempotent, and safe after a failed start."""
         was_started, self._started = self._started, False
         try:
+            if self._adoption is not None:
+                self._adoption.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._adoption
+                self._adoption = None
             if self._monitor is not None:
                 self._monitor.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -338,6 +404,22 @@ class LocalBackend(Backend):
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
             return False
         return isinstance(body, dict) and "status" in body
+
+    async def restored(self, port: int, saved: int) -> bool:
+        """True when the agentapi on ``port`` answers ``GET /messages`` with at least the
+        ``saved`` messages of its state file (see :func:`agentproxy.restore.restored`)."""
+        if self._http is None or self._http.closed:
+            return False
+        timeout = aiohttp.ClientTimeout(total=self.timing.probe_timeout)
+        try:
+            async with self._http.get(f"http://{HOST}:{port}/messages", headers={"Host": AGENTAPI_HOST},
+                                      timeout=timeout, allow_redirects=False) as response:
+                if response.status != 200:
+                    return False
+                body = await response.json(content_type=None)
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+            return False
+        return restored(saved, body)
 
     def changed(self, supervisor: Supervisor) -> None:
         """Publish a visible change and persist a change of what the state file keeps."""

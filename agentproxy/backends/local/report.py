@@ -54,7 +54,10 @@ def agent_record(supervisor: Any) -> dict[str, Any]:
         "created_at": supervisor.created_at.isoformat(),
         "restarts": supervisor.restarts,
         "tag": supervisor.tag,
-        "process": process.identity.to_dict() if process is not None and not process.exited else None,
+        # An agent still being adopted keeps the identity it had: a proxy stopped meanwhile
+        # re-adopts it next time rather than restarting it.
+        "process": (process.identity.to_dict() if process is not None and not process.exited
+                    else supervisor.adopting.to_dict() if supervisor.adopting is not None else None),
         "status": "failed" if failed else "suspended" if suspension is not None else "running",
         "reason": supervisor.reason if failed else None,
         "message": supervisor.message if failed else None,

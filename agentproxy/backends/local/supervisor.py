@@ -18,7 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from ...launch import AgentLaunch
+from ...launch import AgentLaunch, state_file
+from ...restore import read_saved_messages
 from ...settings.schema import SupervisionSettings
 from ...spec import AgentSpec
 from ..base import AgentState, AgentStatus, BackendError
@@ -37,6 +38,13 @@ from .report import (
 from .restarts import Ended, RestartBackoff, exited, probe_interval
 
 log = logging.getLogger(__name__)
+
+RESTORING_REASON = "Restoring"
+"""A starting agent whose agentapi answers but has not loaded its saved conversation yet."""
+ADOPTING_REASON = "Adopting"
+"""An agent of the state file whose process a restarted proxy has not looked for yet."""
+NOT_RESTORED_REASON = "ConversationNotRestored"
+"""A ready agent whose agentapi did not load its saved conversation within ``start_timeout``."""
 
 
 class SupervisorHost(Protocol):
@@ -60,6 +68,10 @@ class SupervisorHost(Protocol):
 
     async def probe(self, port: int) -> bool:
         """True when agentapi answers ``GET /status`` on ``port``."""
+
+    async def restored(self, port: int, saved: int) -> bool:
+        """True when the agentapi on ``port`` holds the ``saved`` messages of its state file
+        (see :mod:`agentproxy.restore`)."""
 
     def follower(self, port: int, first_message: str | None,
                  on_change: "Callable[[str], None]") -> ConversationFollower | None:
@@ -102,6 +114,11 @@ class Supervisor:
         """The last proxied request to the agent that was recorded (idle culling's clock)."""
         self.ready_at: datetime | None = None
         """When the agent last became ready."""
+        self.awaiting_adoption = False
+        """True from :meth:`await_adoption` until :meth:`resume` (or a stop or suspension)."""
+        self.adopting: Identity | None = None
+        """The recorded process of an agent a restarted proxy is still adopting (see
+        :meth:`await_adoption`); kept in the state file until it is adopted or started afresh."""
         self._task: asyncio.Task[None] | None = None
         self._over_limit = asyncio.Event()
         self.backoff = RestartBackoff(self.timing)
@@ -149,9 +166,18 @@ class Supervisor:
             stop_in_background(self.process, tag=self.tag, table=self.host.table)
             self.process = None
 
+    def await_adoption(self, identity: Identity | None, port: int | None) -> None:
+        """An agent of the state file, running when the proxy stopped, whose process
+        (``identity``, on ``port``) is looked for in the background: ``starting`` until then,
+        and its requests wait or get 503 as for any starting agent."""
+        self.awaiting_adoption, self.adopting, self.port = True, identity, port
+        what = f"looking for its process (pid {identity.pid})" if identity is not None else "starting it again"
+        self._set(AgentStatus.STARTING, ADOPTING_REASON, f"the proxy restarted; {what}")
+
     def resume(self, process: AgentProcess | None, port: int | None) -> None:
         """Supervise an agent of the state file again: take over its still running process
         (on ``port``), or start it afresh; a failed one stays failed."""
+        self.awaiting_adoption, self.adopting = False, None
         if self.status is AgentStatus.FAILED:
             return
         self.port = port
@@ -248,10 +274,10 @@ class Supervisor:
         try:
             if self.status is not AgentStatus.READY:
                 ended = await self._until_ready(process, exited_, over_limit)
-                if ended is not None:
+                if isinstance(ended, Ended):
                     return ended
                 self.ready_at = utc_now()
-                self._set(AgentStatus.READY, None, None)
+                self._set(AgentStatus.READY, *(ended or (None, None)))
             self._follow_conversation()
             await asyncio.wait({exited_, over_limit}, return_when=asyncio.FIRST_COMPLETED)
             if not exited_.done():
@@ -263,21 +289,41 @@ class Supervisor:
             exited_.cancel()  # only this waiter: the process keeps its own watch
 
     async def _until_ready(self, process: AgentProcess, exited_: "asyncio.Future[int | None]",
-                           over_limit: "asyncio.Future[Any]") -> Ended | None:
-        """Probe agentapi until it answers (None), or how the run ended first."""
+                           over_limit: "asyncio.Future[Any]") -> Ended | tuple[str, str] | None:
+        """Probe agentapi until it answers with the conversation of its state file back (None),
+        or how the run ended first. An agentapi that answers but has not loaded its
+        conversation within ``start_timeout`` (one whose agent never shows the prompt agentapi
+        waits for) is ready all the same: then the reason and message that say so."""
         loop = asyncio.get_running_loop()
         began = loop.time()
         deadline = began + self.timing.start_timeout
         interval = self.timing.probe_interval_min
+        answered = False
+        saved = 0
         while True:
             if exited_.done():
                 return exited(exited_.result())
             if over_limit.done():
                 return await self._kill_over_limit(process)
-            if await self.host.probe(self.port or 0):
-                return None
+            if answered or await self.host.probe(self.port or 0):
+                if not answered:
+                    answered = True
+                    # Read once per run, once agentapi answers: it only ever adds to what it
+                    # loaded, and writes the file from its own messages, so a later write holds
+                    # no more than it will have.
+                    saved = await asyncio.to_thread(read_saved_messages, state_file(str(self.work_dir)))
+                    if saved > 1:
+                        self._set(AgentStatus.STARTING, RESTORING_REASON,
+                                  f"waiting for agentapi to load the {saved} messages of its conversation")
+                if saved <= 1 or await self.host.restored(self.port or 0, saved):
+                    return None
             remaining = deadline - loop.time()
             if remaining <= 0:
+                if answered:
+                    what = (f"agentapi did not load the {saved} messages of its state file within "
+                            f"{self.timing.start_timeout:g} s; the conversation may be incomplete")
+                    self.log.note(what)
+                    return NOT_RESTORED_REASON, what
                 self.log.note(f"agentapi did not answer within {self.timing.start_timeout:g} s; stopping it")
                 await self._end(process, self.timing.leftover_grace)
                 return Ended("StartTimeout", f"agentapi did not answer GET /status on port {self.port} "
@@ -386,6 +432,8 @@ class Supervisor:
 
     async def _end_run(self, grace: float, why: str) -> None:
         """Stop supervising, end the whole process tree and release the port."""
+        # Not adopted after all: the sweep by its tag below ends its process.
+        self.awaiting_adoption, self.adopting = False, None
         await self._cancel()
         self.conversation.stop()  # agentapi saves the conversation itself on SIGTERM
         process = self.process

@@ -19,7 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agentproxy.backends.local.ports import port_is_free
-from tests.conversation import AGENTAPI_HOST, agent_said, exchanges, say
+from tests.conversation import AGENTAPI_HOST, agent_said, exchanges, messages, say
 
 from .conftest import processes_in
 from .test_real_agent_life import SESSION, Server, serving, state_file_holds
@@ -97,8 +97,9 @@ async def test_a_suspended_agent_keeps_its_conversation_and_comes_back(served):
     resumed = await post(client, f"{server.route('sleepy')}/resume")
     assert resumed["status"] in ("starting", "ready") and resumed["details"]["pid"] not in (None, pid)
     back = await _ready(client, server, "sleepy")
-    # agentapi loads the conversation once the agent shows its prompt, a moment after it answers.
-    assert exchanges(await agent_said(client, api, "echo: second")) == both  # "hello" is not sent again
+    # Ready means the conversation is back (agentapi loads it a moment after it answers), and
+    # "hello" is not sent again.
+    assert exchanges(await messages(client, api)) == both
     assert (await post(client, f"{server.route('sleepy')}/resume"))["details"]["pid"] == back["details"]["pid"]
 
     # A proxied request to a suspended agent resumes it: 503 with Retry-After until it is ready.
@@ -153,6 +154,35 @@ async def test_idle_agents_are_suspended_and_a_request_waits_for_the_resume(serv
     samples = await metrics(client, server)
     assert samples[("agentproxy_agent_suspends_total", (("cause", "idle"),))] >= 1
     assert samples[("agentproxy_agent_resumes_total", (("cause", "request"),))] == 1
+
+
+async def test_the_request_that_wakes_an_agent_gets_its_whole_conversation(served):
+    server, client = served
+    server.env["AGENTAPI_AGENTS_RESUME_WAIT"] = "60s"
+    await server.start(client)
+    await post(client, f"{server.base}/sessions/{SESSION}/agents", {"id": "dozer", "message": "hello"}, 201)
+    await _ready(client, server, "dozer")
+    api = f"{server.route('dozer')}/api"
+    await agent_said(client, api, "echo: hello")
+    await say(client, api, "second")
+    both = [("user", "hello"), ("agent", "echo: hello"), ("user", "second"), ("agent", "echo: second")]
+    await post(client, f"{server.route('dozer')}/suspend")
+
+    # The one request that wakes it waits until agentapi has loaded its state file: it is
+    # answered with the conversation, never with agentapi's empty startup message alone.
+    async with client.get(f"{api}/messages", headers=AGENTAPI_HOST) as response:
+        assert response.status == 200, await response.text()
+        assert exchanges((await response.json())["messages"]) == both
+    agent = await _agent(client, server, "dozer")
+    assert (agent["status"], agent["reason"]) == ("ready", None), agent
+
+    # So does the first request after a restart of the proxy that finds it suspended.
+    await post(client, f"{server.route('dozer')}/suspend")
+    server.stop()
+    await server.start(client)
+    async with client.get(f"{api}/messages", headers=AGENTAPI_HOST) as response:
+        assert response.status == 200, await response.text()
+        assert exchanges((await response.json())["messages"]) == both
 
 
 async def _agent(client: aiohttp.ClientSession, server: Server, agent_id: str) -> dict[str, Any]:

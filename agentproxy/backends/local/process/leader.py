@@ -73,6 +73,12 @@ class AgentProcess:
             return None
         return cls(proc, identity, adopted=True)
 
+    @classmethod
+    def adopt_all(cls, identities: "list[Identity]") -> "list[AgentProcess | None]":
+        """:meth:`adopt` of each identity, in one pass: blocking (a few reads of ``/proc`` per
+        process), call it from a worker thread."""
+        return [cls.adopt(identity) for identity in identities]
+
     async def settle(self, timeout: float = 2.0) -> Identity:
         """Complete the identity of a process spawned a moment ago: Popen returns while exec
         is still under way, and until it is done the command line reads empty. An identity

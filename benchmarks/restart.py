@@ -1,0 +1,209 @@
+"""Benchmark of a restart of the proxy in local mode: how soon it serves, how soon it has
+re-adopted every agent.
+
+A real ``agentproxy serve`` (local mode, its own data directory and port range) creates
+``--agents`` echo agents (the real agentapi) and waits until all are ready; then the
+proxy is killed with SIGKILL (its agents keep running) and the same command is started
+again. Measured from the start of the new process:
+
+- ``healthz``: until ``GET /healthz`` answers 200;
+- ``all ready``: until ``GET /agents`` shows every agent ``ready``;
+
+and checked: every agent kept its pid (re-adopted, not restarted). Afterwards every agent
+is deleted through the API; whatever still runs of them is ended by pid.
+
+Usage: ``python benchmarks/restart.py [--agents 100] [--agents 500] [--agentapi PATH]``
+(each ``--agents`` is one round; on 2 cores 500 agents take a few minutes to create).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from agentproxy.agentapi import locate  # noqa: E402
+
+TIMEOUT = 900.0
+"""Seconds any one phase may take at most."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def free_port_block(size: int) -> int:
+    """The first port of ``size`` consecutive ports that are free now (bounded search)."""
+    # From a random point: other programs on a shared machine use the low blocks too.
+    for start in range(random.randrange(30000, 45000), 60000 - size, size):
+        ok = True
+        for port in range(start, start + size):
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return start
+    raise SystemExit("no free block of ports")
+
+
+def serve_command(data: Path, port: int, first: int, count: int, agentapi: str) -> list[str]:
+    settings = {
+        "server.port": port, "local_mode.data_dir": data, "local_mode.agentapi_binary": agentapi,
+        "local_mode.ports.start": first, "local_mode.ports.end": first + count + 49,
+        # A machine busy with hundreds of agents starting at once is slow, not broken.
+        "local_mode.supervision.start_timeout": 300,
+    }
+    argv = [sys.executable, "-m", "agentproxy", "serve"]
+    for key, value in settings.items():
+        argv += ["--set", f"{key}={value}"]
+    return argv
+
+
+async def until(check, what: str, interval: float = 0.05) -> float:
+    """Seconds until ``check()`` is true (RuntimeError after TIMEOUT)."""
+    began = time.monotonic()
+    while not await check():
+        if time.monotonic() - began > TIMEOUT:
+            raise RuntimeError(f"timed out waiting for {what}")
+        await asyncio.sleep(interval)
+    return time.monotonic() - began
+
+
+async def healthy(http: aiohttp.ClientSession, base: str) -> bool:
+    try:
+        async with http.get(f"{base}/healthz", timeout=aiohttp.ClientTimeout(total=1)) as r:
+            return r.status == 200
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        return False
+
+
+async def agents(http: aiohttp.ClientSession, base: str) -> list[dict] | None:
+    try:
+        async with http.get(f"{base}/agents", timeout=aiohttp.ClientTimeout(total=10)) as r:
+            if r.status != 200:
+                return None
+            body = await r.json()
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        return None
+    return body["agents"] if isinstance(body, dict) else body
+
+
+def descendants_in(work: Path) -> list[psutil.Process]:
+    """Processes whose working directory is under ``work`` (the agents of this run)."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid != os.getpid() and proc.cwd().startswith(str(work)):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+async def round_(count: int, agentapi: str) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="agentproxy-restart-") as tmp:
+        work = Path(tmp)
+        port, first = free_port(), free_port_block(count + 50)
+        base = f"http://127.0.0.1:{port}"
+        argv = serve_command(work / "data", port, first, count, agentapi)
+        log = open(work / "serve.log", "ab")
+        proxy = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=work)
+        ids = [f"r{i:04d}" for i in range(count)]
+        try:
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=16)) as http:
+                await until(lambda: healthy(http, base), "the first proxy")
+
+                async def create(agent_id: str) -> None:
+                    async with http.post(f"{base}/sessions/bench/agents", json={"id": agent_id}) as r:
+                        assert r.status == 201, await r.text()
+                began = time.monotonic()
+                await asyncio.gather(*(create(a) for a in ids))
+
+                async def all_ready() -> bool:
+                    listed = await agents(http, base)
+                    failed = [a for a in listed or [] if a["status"] == "failed"]
+                    if failed:
+                        raise RuntimeError(f"{len(failed)} agents failed, e.g. {failed[0]['reason']}: "
+                                           f"{failed[0]['message'][-3000:]}")
+                    return listed is not None and len(listed) == count and all(a["status"] == "ready" for a in listed)
+                await until(all_ready, "every agent to be ready", 0.5)
+                created = time.monotonic() - began
+                before = {a["id"]: a["details"]["pid"] for a in await agents(http, base) or []}
+
+                proxy.kill()  # SIGKILL: no shutdown at all, the agents keep running
+                proxy.wait()
+                restarted = time.monotonic()
+                proxy = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         cwd=work)
+                await until(lambda: healthy(http, base), "the restarted proxy", 0.01)
+                healthz = time.monotonic() - restarted
+                await until(all_ready, "every agent to be ready again", 0.05)
+                ready = time.monotonic() - restarted
+                after = {a["id"]: a["details"]["pid"] for a in await agents(http, base) or []}
+                kept = sum(1 for a in ids if before.get(a) is not None and before[a] == after.get(a))
+
+                limit = asyncio.Semaphore(16)
+
+                async def delete(agent_id: str) -> None:
+                    async with limit, http.delete(f"{base}/sessions/bench/agents/{agent_id}?purge=true") as r:
+                        await r.read()
+                await asyncio.gather(*(delete(a) for a in ids))
+            return {"agents": count, "create_s": created, "healthz_s": healthz, "all_ready_s": ready,
+                    "same_pid": kept}
+        finally:
+            if proxy.poll() is None:
+                proxy.send_signal(signal.SIGTERM)
+                try:
+                    proxy.wait(30)
+                except subprocess.TimeoutExpired:
+                    proxy.kill()
+                    proxy.wait()
+            log.close()
+            for proc in descendants_in(work):  # only what runs in this round's own directory
+                try:
+                    proc.kill()
+                except psutil.Error:
+                    pass
+
+
+async def main(args: argparse.Namespace) -> None:
+    agentapi = args.agentapi or locate()
+    if agentapi is None:
+        raise SystemExit("agentapi not found: run `bin/just agentapi` or pass --agentapi")
+    print(f"{'agents':>7} {'create→ready s':>15} {'restart→healthz s':>18} {'restart→all ready s':>20} same pid")
+    for count in args.agents or [100]:
+        r = await round_(count, agentapi)
+        print(f"{r['agents']:>7} {r['create_s']:>15.1f} {r['healthz_s']:>18.2f} {r['all_ready_s']:>20.2f} "
+              f"{r['same_pid']}/{r['agents']}", flush=True)
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # the rounds clean up after themselves (finally) on SIGTERM too
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _interrupted)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--agents", type=int, action="append", help="agents per round (repeatable; default 100)")
+    parser.add_argument("--agentapi", help="the agentapi binary (default: the one agentproxy finds)")
+    asyncio.run(main(parser.parse_args()))
