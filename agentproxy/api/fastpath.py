@@ -48,6 +48,11 @@ KEEPALIVE_TIMEOUT = 75.0
 """Seconds an idle kept-alive connection stays open (aiohttp's default)."""
 
 
+def server_options() -> dict[str, Any]:
+    """Options of aiohttp's server (:class:`aiohttp.web.AppRunner`) for the connections handed to it."""
+    return {}
+
+
 class FrontProtocol(asyncio.Protocol):
     """One client connection: requests the fast path can relay are relayed here, the first one it
     cannot is handed with the rest of the connection to aiohttp's protocol."""
@@ -288,8 +293,8 @@ class FrontProtocol(asyncio.Protocol):
     def _request(self, head: RequestHead, wanted: Relayable, prefix: str, body: bytes) -> bytes:
         """The request as the agent gets it: head and body in one piece."""
         request = upstream_head(head.method, prefix + upstream_target(head.url.decode("latin-1")), head.headers,
-                                remote=self._remote, scheme="http", host=wanted.host, has_body=bool(body),
-                                has_length=wanted.has_length)
+                                remote=self._remote, scheme="http", host=wanted.host,
+                                length=wanted.length if wanted.has_length else None)
         return request + body if body else request
 
     async def _exchange(self, head: RequestHead, wanted: Relayable, state: AgentState, body: bytes) -> int:
