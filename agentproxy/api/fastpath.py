@@ -45,12 +45,16 @@ MAX_HEAD = 16 * 1024
 MAX_PENDING = 256 * 1024
 """Bytes of further (pipelined) requests buffered while one is relayed, beyond which reading pauses."""
 KEEPALIVE_TIMEOUT = 75.0
-"""Seconds an idle kept-alive connection stays open (aiohttp's default)."""
+"""Seconds a client connection may go without a whole request head, from its opening or from its
+last answer: the keep-alive of an idle connection and the deadline of a head still being read, on
+both paths (aiohttp's server gets it through :func:`server_options`; its own default is an hour)."""
 
 
 def server_options() -> dict[str, Any]:
-    """Options of aiohttp's server (:class:`aiohttp.web.AppRunner`) for the connections handed to it."""
-    return {}
+    """Options of aiohttp's server (:class:`aiohttp.web.AppRunner`), so that a connection handed to
+    it keeps the deadline it had here: aiohttp closes a connection whose keep-alive runs out while it
+    waits for a request, whether nothing or part of a head came."""
+    return {"keepalive_timeout": KEEPALIVE_TIMEOUT}
 
 
 class FrontProtocol(asyncio.Protocol):
