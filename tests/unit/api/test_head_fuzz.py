@@ -29,7 +29,7 @@ from .conftest import ALICE_KEY, API, BOB_KEY, KEYS, FastPathTestServer
 from .memory_backend import MemoryBackend
 from .raw_agent import OK_BODY, RecordingAgent, Seen
 
-EXAMPLES = 300
+EXAMPLES = 200
 """Heads per run (a bound: each costs two connections and a few milliseconds)."""
 READ_GUARD = 10.0
 """Seconds to wait for a server to end a connection (a bound, not a measurement)."""
