@@ -1,6 +1,8 @@
 # agentproxy's tasks. `bin/just RECIPE` installs everything needed on first use.
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
+# Arguments reach commands as they were given ("$@"), spaces and quotes included.
+set positional-arguments
 
 cache := env_var_or_default("AGENTPROXY_CACHE", env_var_or_default("XDG_CACHE_HOME", env_var("HOME") / ".cache") / "agentproxy")
 cluster_dir := env_var_or_default("AGENTPROXY_CLUSTER_DIR", cache / "cluster")
@@ -22,11 +24,15 @@ setup:
 
 # Run the service (local mode on 127.0.0.1:8080 unless settings say otherwise)
 run *ARGS: agentapi
-    agentproxy serve {{ ARGS }}
+    agentproxy serve "$@"
 
 # Make sure agentapi v0.12.1 is on PATH or in the cache: `go install`, else build from sources
 agentapi:
     agentproxy install-agentapi >/dev/null
+
+# Make sure the agent programs (Claude Code 2.1.328) are on PATH or in the cache: `npm install` when needed
+agents:
+    agentproxy install-agents >/dev/null
 
 # Build the Go agentapi-proxy v1.73.0 and its client into the cache (the compatibility tests compare against it)
 agentapi-proxy:
@@ -42,30 +48,27 @@ chp:
     mkdir -p "{{ cache }}"
     work="$(mktemp -d "{{ cache }}/.configurable-http-proxy-5.3.0.XXXXXX")"
     trap 'rm -rf "$work"' EXIT
-    npm install --prefix "$work" --no-save --no-audit --no-fund --loglevel=error configurable-http-proxy@5.3.0 >/dev/null
+    if ! npm install --prefix "$work" --no-save --no-audit --no-fund --loglevel=error configurable-http-proxy@5.3.0 >/dev/null; then
+      echo "chp: npm could not install configurable-http-proxy@5.3.0 (see above): it needs the npm registry (npm config get registry) to be reachable" >&2
+      exit 1
+    fi
     mv -T "$work" "$dir" 2>/dev/null || true  # another install that finished first is as good
 
 # Make sure Debian's wrk (4.1) is installed: the proxy benchmark's load generator
 wrk:
-    #!/usr/bin/env bash
-    command -v wrk >/dev/null && exit 0
-    if [[ "$(id -u)" != 0 ]]; then echo "wrk is missing and only root can install it (apt-get install wrk); the proxy benchmark reports its load figures as missing" >&2; exit 0; fi
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+    testenv/package.sh wrk wrk "the proxy benchmark reports its load figures as missing"
 
 # Make sure Debian's socat is installed: the proxy benchmark's byte relay in C, a floor for every proxy
 socat:
-    #!/usr/bin/env bash
-    command -v socat >/dev/null && exit 0
-    if [[ "$(id -u)" != 0 ]]; then echo "socat is missing and only root can install it (apt-get install socat); the proxy benchmark reports that floor as missing" >&2; exit 0; fi
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq socat >/dev/null
+    testenv/package.sh socat socat "the proxy benchmark reports that floor as missing"
 
 # Make sure Debian's chromium is installed: the dashboard's tests drive it through Playwright
 browser:
-    command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+    testenv/package.sh chromium chromium
 
 # Print the manifests of one agent, e.g. `just render --session s --agent a1`
 render *ARGS:
-    agentproxy render {{ ARGS }}
+    agentproxy render "$@"
 
 # Everything CI runs: unit tests, then the e2e suite against a local control plane
 # (with AGENTPROXY_REAL_NODE=1, as in CI: plus a real node, its tests and the proof that it leaves nothing behind)
@@ -93,12 +96,19 @@ test: agentapi unit
     fi
 
 # Unit tests (pure code and local processes) and the contract suite against the memory and local backends; no cluster
-unit *ARGS: agentapi agentapi-proxy chp wrk socat browser deploy-tools
-    python -m pytest tests/unit tests/contract -m "not e2e" {{ ARGS }}
+unit *ARGS: agentapi agents agentapi-proxy chp wrk socat browser deploy-tools k8s-yaml
+    python -m pytest tests/unit tests/contract -m "not e2e" "$@"
 
 # The e2e suite and the contract suite's k8s leg against whatever $KUBECONFIG points to (a missing cluster fails, it is never skipped)
 e2e *ARGS:
-    AGENTPROXY_E2E_REQUIRED=1 python -m pytest tests/e2e tests/contract -m e2e {{ ARGS }}
+    #!/usr/bin/env bash
+    set -euo pipefail
+    kubeconfig="${KUBECONFIG:-}"
+    if [[ ! -f "${kubeconfig%%:*}" ]]; then
+      echo "e2e: no cluster: \$KUBECONFIG is unset or names no file; start one with \`bin/just cluster-up\` (or kind-up) and export the KUBECONFIG it prints" >&2
+      exit 1
+    fi
+    AGENTPROXY_E2E_REQUIRED=1 python -m pytest tests/e2e tests/contract -m e2e "$@"
 
 # Build the control plane's binaries into the user-level cache (a no-op when cached)
 build-testenv:
@@ -135,12 +145,16 @@ proxy-image:
 deploy-manifests:
     python deploy/generate.py
 
+# Build the tiny Go decoder of render's tests (YAML to JSON through sigs.k8s.io/yaml, as Kubernetes reads manifests) into the cache
+k8s-yaml:
+    testenv/build.sh k8s-yaml
+
 # Build kubectl (its kustomize renders deploy/) and helm (the chart) into the cache (a no-op when cached)
 deploy-tools:
     testenv/build.sh kubernetes helm
 
 # For users with Docker: a kind cluster with the agent and proxy images loaded; then `KUBECONFIG=... just e2e`
-kind-up:
+kind-up: (kind-tools "kind-up")
     mkdir -p "$(dirname '{{ kind_kubeconfig }}')"
     kind create cluster --config kind-config.yaml --kubeconfig "{{ kind_kubeconfig }}" --wait 180s
     docker build -t agentapi-proxy:latest .
@@ -149,27 +163,34 @@ kind-up:
     @echo "export KUBECONFIG={{ kind_kubeconfig }}"
 
 # Delete the kind cluster
-kind-down:
+kind-down: (kind-tools "kind-down")
     kind delete cluster --name agentproxy --kubeconfig "{{ kind_kubeconfig }}"
+
+[private]
+kind-tools RECIPE:
+    #!/usr/bin/env bash
+    for tool in kind docker; do
+      command -v "$tool" >/dev/null || { echo "{{ RECIPE }}: $tool is missing: install kind (https://kind.sigs.k8s.io) and Docker, or use \`bin/just cluster-up\`, which needs neither" >&2; exit 1; }
+    done
 
 # Render manifests for 1000 agents and report agents/s
 bench-render *ARGS:
-    python benchmarks/render.py {{ ARGS }}
+    python benchmarks/render.py "$@"
 
 # The k8s backend against $KUBECONFIG (creates and deletes its own namespaces)
 bench-k8s *ARGS:
-    python benchmarks/k8s.py {{ ARGS }}
+    python benchmarks/k8s.py "$@"
 
 # agentproxy, configurable-http-proxy and the Go agentapi-proxy against direct agentapi, side by side
 bench-proxy *ARGS: agentapi agentapi-proxy chp wrk socat
-    python benchmarks/proxy.py {{ ARGS }}
+    python benchmarks/proxy.py "$@"
 
 # Agents on the real node: create-to-ready of 20 at once, memory of the node's parts
 bench-real-node *ARGS:
-    python benchmarks/real_node.py {{ ARGS }}
+    python benchmarks/real_node.py "$@"
 
-# Every benchmark, one table per area: render, k8s (when $KUBECONFIG is set), local, proxy, suspend
-bench: agentapi agentapi-proxy chp wrk socat
+# Every benchmark, one table per area: render, k8s (when $KUBECONFIG is set), local, proxy, suspend, first answer
+bench: agentapi agents agentapi-proxy chp wrk socat
     #!/usr/bin/env bash
     set -euo pipefail
     echo "== render"; python benchmarks/render.py
@@ -178,12 +199,17 @@ bench: agentapi agentapi-proxy chp wrk socat
     echo; echo "== local"; python benchmarks/local.py
     echo; echo "== proxy"; python benchmarks/proxy.py
     echo; echo "== suspend"; python benchmarks/suspend.py
+    echo; echo "== first answer"; python benchmarks/first_answer.py
     if [[ -n "${KUBECONFIG:-}" ]]; then python benchmarks/suspend.py --k8s; fi
 
 # The local supervisor's overhead, memory per agent and concurrent starts
 bench-local *ARGS:
-    python benchmarks/local.py {{ ARGS }}
+    python benchmarks/local.py "$@"
+
+# Create-to-first-answer of Claude Code against echo in local mode (the tests' model stand-in)
+bench-first-answer *ARGS: agentapi agents
+    python benchmarks/first_answer.py "$@"
 
 # Suspend and resume: resume-to-ready p50/p95 (local mode; with --k8s against $KUBECONFIG, also API requests)
 bench-suspend *ARGS:
-    python benchmarks/suspend.py {{ ARGS }}
+    python benchmarks/suspend.py "$@"

@@ -26,6 +26,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
+from .archive import UnsafeArchive, extract_data
+
 AGENTAPI_VERSION = "v0.12.1"
 AGENTAPI_MODULE = "github.com/coder/agentapi"
 DEFAULT_BINARY = "agentapi"
@@ -182,6 +184,9 @@ def unpack_module_source(source: Path, into: Path, module: str = AGENTAPI_MODULE
     """A private, writable copy of the Go module ``module``'s source tree (a ``.tar.gz``
     archive or a directory) under ``into``: a build adds files to it. Returns the directory
     of its ``go.mod``, at the top or one level down (an archive's own top directory)."""
+    if not source.exists():
+        raise InstallError(f"the sources of {module} to build from, {source}, do not exist: "
+                           "name a .tar.gz archive or a directory that does")
     if source.is_dir():
         tree = into / "src"
         shutil.copytree(source, tree, symlinks=True)
@@ -191,10 +196,11 @@ def unpack_module_source(source: Path, into: Path, module: str = AGENTAPI_MODULE
     elif source.is_file() and source.name.endswith((".tar.gz", ".tgz")):
         try:
             with tarfile.open(source, "r:gz") as archive:
-                archive.extractall(into, filter="data")
-        except (tarfile.TarError, OSError) as exc:
+                tree = into / "src"
+                tree.mkdir()
+                extract_data(archive, tree)
+        except (tarfile.TarError, OSError, UnsafeArchive) as exc:
             raise InstallError(f"cannot unpack {source}: {exc}") from None
-        tree = into
     else:
         raise InstallError(f"source of {module} {source}: must be a .tar.gz archive or a directory")
     for candidate in (tree, *sorted(p for p in tree.iterdir() if p.is_dir())):

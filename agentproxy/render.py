@@ -255,7 +255,7 @@ def dump_yaml(objects: list[dict[str, Any]]) -> str:
     fast = yamlfast.dump_all(objects)  # byte for byte what PyYAML writes, when it can
     if fast is not None:
         return fast
-    return yaml.safe_dump_all(objects, sort_keys=False, explicit_start=True, width=1_000_000)
+    return yamlfast.pyyaml_dump_all(objects)
 
 
 def dump_json(objects: list[dict[str, Any]]) -> str:

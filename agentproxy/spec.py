@@ -26,6 +26,28 @@ MAX_ENV_NAME = 253  # what a ConfigMap key may hold
 MAX_ENV_VALUE = 32 * 1024
 MAX_MESSAGE = 64 * 1024
 RESOURCE_KEYS = ("cpu_request", "cpu_limit", "memory_request", "memory_limit", "storage_size")
+TEXT_RULE = "must be UTF-8 text without NUL characters (no \\u0000, no lone surrogates such as \\ud800)"
+"""What every free-text value of a request must be: a process's environment and arguments end at
+a NUL byte, and a lone surrogate has no UTF-8 bytes (neither a file, a process nor Kubernetes
+could be given it)."""
+
+
+def text_problem(value: str) -> str | None:
+    """Why ``value`` is not text an agent can be given (:data:`TEXT_RULE`), or None when it is."""
+    if "\x00" in value:
+        return "contains a NUL character (\\u0000)"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"contains a lone surrogate (\\u{ord(value[exc.start]):04x}) at character {exc.start}"
+    return None
+
+
+def check_text(field_name: str, value: str, *, kind: str = "unprocessable") -> None:
+    """Raise :class:`SpecError` naming ``field_name`` when ``value`` breaks :data:`TEXT_RULE`."""
+    problem = text_problem(value)
+    if problem is not None:
+        raise SpecError(field_name, f"{TEXT_RULE}; it {problem}", kind=kind)
 
 
 class SpecError(ValueError):
@@ -139,6 +161,8 @@ def build_spec(
                         f"{', '.join(sorted(commands))}", kind="unprocessable")
     if message is not None and (not isinstance(message, str) or len(message) > MAX_MESSAGE):
         raise SpecError("message", f"must be a string of at most {MAX_MESSAGE} characters", kind="unprocessable")
+    if message is not None:
+        check_text("message", message)
     return AgentSpec(
         id=agent_id,
         session=session,
@@ -169,6 +193,7 @@ def _env(env: Mapping[str, Any]) -> dict[str, str]:
         if not isinstance(value, str) or len(value) > MAX_ENV_VALUE:
             raise SpecError(f"env.{name}", f"must be a string of at most {MAX_ENV_VALUE} characters",
                             kind="unprocessable")
+        check_text(f"env.{name}", value)
         out[name] = value
     return out
 

@@ -2,11 +2,17 @@
 
 :func:`load` reads one document of block mappings and sequences whose scalars are plain
 words, numbers, booleans, nulls, one-line double-quoted strings and one-line flow lists of
-those (what the templates render); :func:`dump_all` writes dicts, lists, strings, ints,
-booleans and ``None`` exactly as ``yaml.safe_dump_all(..., sort_keys=False,
-explicit_start=True, width=1_000_000)`` does. Each returns ``None`` for anything else
-(anchors, tags, block scalars, floats, dates, long keys, ...), and the caller then uses
-PyYAML itself, so the result never differs from PyYAML's; only the time does. PyYAML
+those (what the templates render) as PyYAML's ``CSafeLoader`` reads it; :func:`dump_all`
+writes dicts, lists, strings, ints, booleans and ``None`` exactly as ``yaml.dump_all(...,
+Dumper=ManifestDumper, sort_keys=False, explicit_start=True, width=1_000_000)`` does. Each
+returns ``None`` for anything else (anchors, tags, block scalars, floats, dates, long keys,
+escapes of lone surrogates, ...), and the caller then uses PyYAML itself, so the result never
+differs from PyYAML's, byte for byte; only the time does.
+
+:class:`ManifestDumper` is PyYAML's safe dumper made to quote every string that any YAML 1.1
+or 1.2 resolver would read as something else: Kubernetes decodes manifests with go-yaml's
+YAML 1.1 rules (``y``, ``off``, ``1e3``, ``0o17``, ``2001-1-2`` are no strings there), which
+PyYAML's resolver alone would write unquoted. PyYAML
 builds every node as a Python object and decides each scalar's style from scratch; here
 a line or a scalar that was seen before costs one dictionary read (lines and values
 repeat from one agent to the next).
@@ -17,6 +23,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import yaml
 from yaml.constructor import SafeConstructor
 from yaml.emitter import Emitter
 from yaml.nodes import ScalarNode
@@ -47,7 +54,43 @@ _SEQ, _MAP, _SCALAR = 0, 1, 2
 _MAX_SCALAR = 100_000
 """Longer scalars go to PyYAML (its line width could come into play)."""
 
+OTHER_TYPES = re.compile(r"""^(?:
+    [yYnN] | [Yy]es | YES | [Nn]o | NO | [Tt]rue | TRUE | [Ff]alse | FALSE | [Oo]n | ON | [Oo]ff | OFF
+  | ~ | [Nn]ull | NULL
+  | [-+]?[0-9][0-9_]*                                    # decimal; YAML 1.1 octal (017); separators
+  | [-+]?0[bBoOxX][0-9a-fA-F_]*                          # binary, YAML 1.2 octal (0o17), hex
+  | [-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?     # YAML 1.1 sexagesimal (1:30)
+  | [-+]?(?:[0-9][0-9_]*)?\.[0-9_]*(?:[eE][-+]?[0-9]+)?  # floats with a point (1., .5, 1.5e3)
+  | [-+]?[0-9][0-9_]*[eE][-+]?[0-9]+                     # YAML 1.2 and go-yaml: 1e3 without a point
+  | [-+]?\.(?:inf|Inf|INF) | \.(?:nan|NaN|NAN)
+  | [0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:[Tt\ \t].*)?         # timestamps: every form starts with a date
+  | << | =                                              # merge and value keys
+)\Z""", re.X | re.S)
+"""Plain scalars that some YAML 1.1 or 1.2 resolver (PyYAML's, go-yaml v2's and v3's, the YAML
+1.2 core schema) reads as a boolean, null, number, timestamp or merge key rather than a string.
+A superset: a string that matches is quoted, which every resolver reads as a string."""
+
+_OTHER_TAG = "tag:agentproxy.io,2024:not-a-string"
+"""The tag :class:`ManifestResolver` gives such scalars; it is never written (a string is
+represented with the ``str`` tag, so a scalar that resolves otherwise is quoted instead)."""
+
+
+class ManifestResolver(Resolver):
+    """PyYAML's resolver, plus :data:`OTHER_TYPES` for the plain scalars other resolvers would
+    not read as strings."""
+
+
+ManifestResolver.add_implicit_resolver(_OTHER_TAG, OTHER_TYPES, None)
+
+
+class ManifestDumper(yaml.SafeDumper, ManifestResolver):
+    """``yaml.SafeDumper`` quoting every string in :data:`OTHER_TYPES`."""
+
+
 _resolver = Resolver()
+"""How PyYAML's loaders read plain scalars (reading follows PyYAML exactly)."""
+_write_resolver = ManifestResolver()
+"""How :class:`ManifestDumper` decides whether a string may stay plain."""
 _constructor = SafeConstructor()
 
 
@@ -89,7 +132,19 @@ def _double_quoted(body: str) -> str:
         return body
     if _ESCAPE.sub("", body).count("\\"):
         raise _Unhandled  # an escape PyYAML refuses: let it say so
-    return _ESCAPE.sub(lambda m: _UNESCAPE.get(m[1]) or chr(int(m[1][1:], 16)), body)
+    return _ESCAPE.sub(_unescape, body)
+
+
+def _unescape(match: re.Match[str]) -> str:
+    known = _UNESCAPE.get(match[1])
+    if known is not None:
+        return known
+    code = int(match[1][1:], 16)
+    if 0xD800 <= code <= 0xDFFF:
+        # A lone surrogate (or half of a pair): libyaml refuses it, the pure-Python reader takes
+        # it; left to the loader that reads the rest.
+        raise _Unhandled
+    return chr(code)
 
 
 def _scalar(text: str) -> Any:
@@ -238,6 +293,10 @@ def _sequence(tokens: list, i: int, indent: int) -> tuple[list, int]:
 # --- writing -----------------------------------------------------------------------------------------
 
 _emitter = Emitter(None, width=1_000_000)  # only its scalar analysis is used, never its stream
+_SIMPLE_KEY = 128 - len("!!str")
+"""PyYAML writes a key as a simple key (``key: value``) only while its length plus that of its
+tag's short form (``!!str``, ``!!int``: five characters) is below 128; longer ones become complex
+keys (``? key``), left to PyYAML."""
 _styles: dict[tuple[str, bool], tuple[str, str]] = {}
 _BLOCK_INDICATOR = re.compile(r"^(?:---|\.\.\.|[#,\[\]{}&*!|>'\"%@`]|[?:-](?: |$))|: | #|:$|^ | $")
 """What keeps a one-line printable ASCII string from PyYAML's plain style in block context."""
@@ -258,15 +317,15 @@ def _style(value: str, key: bool) -> tuple[str, str]:
         # One line of printable ASCII (most values): PyYAML's analysis comes down to whether an
         # indicator or an outer space rules out the plain style; quoting in single quotes is
         # always possible.
-        if key and len(value) >= 128:
+        if key and len(value) >= _SIMPLE_KEY:
             raise _Unhandled
         plain, single = not _BLOCK_INDICATOR.search(value), True
     else:
         analysis = _emitter.analyze_scalar(value)
-        if key and (len(value) >= 128 or analysis.multiline or analysis.empty):
+        if key and (len(value) >= _SIMPLE_KEY or analysis.multiline or analysis.empty):
             raise _Unhandled  # PyYAML writes such a key as a complex key ("? ")
         plain, single = analysis.allow_block_plain, analysis.allow_single_quoted
-    if plain and _resolver.resolve(ScalarNode, value, (True, False)) == _STR:
+    if plain and _write_resolver.resolve(ScalarNode, value, (True, False)) == _STR:
         found = ("plain", value)
     elif single:
         found = ("single", value.replace("'", "''"))
@@ -304,7 +363,10 @@ def _scalar_text(value: Any, key: bool, indent: int) -> str:
         return "false"
     kind = type(value)
     if kind is int:
-        return str(value)
+        text = str(value)
+        if key and len(text) >= _SIMPLE_KEY:
+            raise _Unhandled
+        return text
     if kind is not str:
         raise _Unhandled
     style, text = _style(value, key)
@@ -368,8 +430,7 @@ def _write_sequence(out: list[str], sequence: list, indent: int) -> None:
 
 
 def dump_all(documents: list[Any]) -> str | None:
-    """The documents as ``yaml.safe_dump_all(documents, sort_keys=False, explicit_start=True,
-    width=1_000_000)`` writes them, or ``None`` when one is outside the subset."""
+    """The documents as :func:`pyyaml_dump_all` writes them, or ``None`` when one is outside the subset."""
     out: list[str] = []
     try:
         for document in documents:
@@ -380,3 +441,10 @@ def dump_all(documents: list[Any]) -> str | None:
     except (_Unhandled, RecursionError):
         return None
     return "".join(out)
+
+
+def pyyaml_dump_all(documents: list[Any]) -> str:
+    """The documents as PyYAML writes them with :class:`ManifestDumper`: what :func:`dump_all`
+    matches byte for byte, and where it hands over."""
+    return yaml.dump_all(documents, Dumper=ManifestDumper, sort_keys=False, explicit_start=True,
+                         width=1_000_000, allow_unicode=False)

@@ -291,4 +291,8 @@ def _print(rows: list[tuple[str, str]]) -> None:
 
 
 if __name__ == "__main__":
+    from cluster_check import require_cluster  # this directory's
+
+    if not {"-h", "--help"} & set(sys.argv):
+        require_cluster("bench-k8s")
     sys.exit(asyncio.run(main()))

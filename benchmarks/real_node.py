@@ -111,4 +111,8 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
+    from cluster_check import require_cluster  # this directory's
+
+    if not {"-h", "--help"} & set(sys.argv):
+        require_cluster("bench-real-node")
     sys.exit(asyncio.run(main()))

@@ -148,6 +148,10 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=20, help="agents suspended and resumed (default: 20)")
     parser.add_argument("--k8s", action="store_true", help="the k8s backend against $KUBECONFIG")
     args = parser.parse_args()
+    if args.k8s:
+        from cluster_check import require_cluster  # this directory's
+
+        require_cluster("bench-suspend --k8s")
     asyncio.run(k8s(args.agents) if args.k8s else local(args.agents))
 
 

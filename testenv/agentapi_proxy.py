@@ -151,6 +151,10 @@ def main() -> int:
     except BuildError as exc:
         print(f"agentapi-proxy: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # the cache cannot be written (a read-only HOME, a file in the way, a full disk)
+        print(f"agentapi-proxy: error: cannot write into {entry().parent}: {exc.strerror or exc} ({exc.filename}); "
+              "set AGENTPROXY_CACHE to a writable directory", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -9,11 +9,12 @@
 #   $AGENTPROXY_CACHE/bin/kube-proxy-vX.Y.Z/kube-proxy           (real node only)
 #   $AGENTPROXY_CACHE/bin/helm-vX.Y.Z/helm                       (deploy/'s chart tests)
 #   $AGENTPROXY_CACHE/bin/local-path-provisioner-vX.Y.Z/local-path-provisioner  (real node only)
+#   $AGENTPROXY_CACHE/bin/k8s-yaml-HASH/k8s-yaml                 (render's test: Kubernetes' YAML decoder)
 #
 # (agentapi, which every agent runs, is installed by `agentproxy install-agentapi`.)
 #
 # Idempotent: a component whose binaries are already in the cache is skipped.
-# Usage: testenv/build.sh [kubernetes|etcd|kwok|kubelet|kube-proxy|local-path-provisioner|helm]...
+# Usage: testenv/build.sh [kubernetes|etcd|kwok|kubelet|kube-proxy|local-path-provisioner|helm|k8s-yaml]...
 # (default: the control plane, plus the real node's parts when AGENTPROXY_REAL_NODE=1)
 set -euo pipefail
 
@@ -26,7 +27,45 @@ export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 log() { printf '[build] %s\n' "$*" >&2; }
 die() { printf '[build] error: %s\n' "$*" >&2; exit 1; }
 
-command -v go >/dev/null || die "Go is required (https://go.dev/dl/); none found on PATH"
+command -v go >/dev/null || die "Go 1.24 or newer is required (https://go.dev/dl/): install it and put \`go\` on PATH"
+command -v python3 >/dev/null || die "python3 is required (it reads \`go mod download -json\`): install Python 3.11 or newer"
+
+# One build of a component at a time: checkouts beside each other share the cache, and
+# a build starts by removing the temporary directories of an earlier, interrupted one.
+# A failed build (Go's own message is above) ends with one line naming what to do.
+locked() { # locked NAME FUNCTION
+  (
+    local name="$1"
+    trap 'rc=$?; ((rc == 0)) || log "error: building $name failed (see above): Go needs the module proxy (GOPROXY) or a module cache holding every module; run this again once it is reachable"' EXIT
+    exec 9>"$cache/bin/.$1.lock"
+    if ! flock -n 9; then
+      log "$1: waiting for another build of it (another checkout or command) to finish"
+      flock 9
+    fi
+    "$2"
+  )
+}
+
+# module_field FIELD MODULE@VERSION: a field of `go mod download -json` (in the current
+# directory), or one line with Go's reason when the module cannot be downloaded.
+module_field() {
+  local out
+  out="$(go mod download -json "$2" 2>/dev/null)" || true
+  python3 -c '
+import json, sys
+field, module, text = sys.argv[1:]
+try:
+    info = json.loads(text)
+except ValueError:
+    info = {}
+if info.get(field):
+    print(info[field])
+else:
+    reason = info.get("Error") or "no answer"
+    sys.exit("[build] error: go mod download " + module + " failed (" + reason + "); "
+             "it needs the Go module proxy (see GOPROXY) or a module cache that has it")
+' "$1" "$2" "$out"
+}
 
 # Each component is built into a temporary directory and renamed into place at
 # the end, so an interrupted build never leaves a half-filled cache entry that
@@ -42,7 +81,7 @@ finish() { # finish TMPDIR FINALDIR
 # release's own go.mod so that it follows the version.
 kubernetes_wrapper() { # kubernetes_wrapper SRCDIR VERSION
   local src="$1" v="$2" gomod
-  gomod="$(cd "$src" && go mod download -json "k8s.io/kubernetes@$v" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')"
+  gomod="$(cd "$src" && module_field GoMod "k8s.io/kubernetes@$v")"
   local staging_v="v0.${v#v1.}"
   {
     echo "module agentproxy.test/kubernetes-build"
@@ -179,33 +218,50 @@ build_kwok() {
   # The standalone kwok binary has no built-in stages; take the upstream
   # defaults from the same module version rather than keeping a copy.
   local dir
-  dir="$(cd /tmp && go mod download -json "sigs.k8s.io/kwok@$v" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
+  dir="$(cd /tmp && module_field Dir "sigs.k8s.io/kwok@$v")"
   cp -r "$dir/kustomize/stage/." "$tmp/stages/"
   chmod -R u+w "$tmp/stages"
   finish "$tmp" "$out"
   log "kwok $v: built into $out"
 }
 
+# k8s-yaml (testenv/k8s-yaml): YAML on stdin to JSON through sigs.k8s.io/yaml, the decoder
+# kubectl and the API machinery use; render's tests check that every string reads back as
+# itself. Keyed by a hash of its sources (go.mod, go.sum, main.go), as the test finds it.
+build_k8s_yaml() {
+  local dir="$here/k8s-yaml" hash out tmp
+  hash="$(cat "$dir/go.mod" "$dir/go.sum" "$dir/main.go" | sha256sum | cut -c1-16)"
+  out="$cache/bin/k8s-yaml-$hash"
+  if [[ -x "$out/k8s-yaml" ]]; then log "k8s-yaml $hash: cached"; return; fi
+  log "k8s-yaml $hash: building"
+  tmp="$out.tmp.$$"
+  rm -rf "$tmp"; mkdir -p "$tmp"
+  (cd "$dir" && go build -mod=readonly -trimpath -ldflags "-s -w" -o "$tmp/k8s-yaml" .)
+  rm -rf "$out"; mv "$tmp" "$out" 2>/dev/null || rm -rf "$tmp"  # another build that finished first is as good
+  log "k8s-yaml $hash: built into $out"
+}
+
 main() {
   mkdir -p "$cache/bin" "$cache/src"
   if [[ $# -eq 0 ]]; then
-    build_etcd
-    build_kwok
-    build_kubernetes
+    locked etcd build_etcd
+    locked kwok build_kwok
+    locked kubernetes build_kubernetes
     # The real node's parts, only when it is asked for (AGENTPROXY_REAL_NODE=1).
     if [[ "${AGENTPROXY_REAL_NODE:-}" == 1 ]]; then
-      build_kubelet
-      build_kube_proxy
-      build_local_path_provisioner
+      locked kubelet build_kubelet
+      locked kube-proxy build_kube_proxy
+      locked local-path-provisioner build_local_path_provisioner
     fi
     return
   fi
   for p in "$@"; do
     case "$p" in
-      kubernetes|etcd|kwok|kubelet|helm) "build_$p" ;;
-      kube-proxy) build_kube_proxy ;;
-      local-path-provisioner) build_local_path_provisioner ;;
-      *) die "unknown component '$p' (expected kubernetes, etcd, kwok, kubelet, kube-proxy, local-path-provisioner or helm)" ;;
+      kubernetes|etcd|kwok|kubelet|helm) locked "$p" "build_$p" ;;
+      kube-proxy) locked kube-proxy build_kube_proxy ;;
+      local-path-provisioner) locked local-path-provisioner build_local_path_provisioner ;;
+      k8s-yaml) locked k8s-yaml build_k8s_yaml ;;
+      *) die "unknown component '$p' (expected kubernetes, etcd, kwok, kubelet, kube-proxy, local-path-provisioner, helm or k8s-yaml)" ;;
     esac
   done
 }

@@ -47,6 +47,9 @@ POD_CIDR = "127.1.0.0/16"
 # no kube-proxy); a loopback range keeps even the allocation off private and
 # public networks. With one, they come from the node's range (realnode.py).
 SERVICE_CIDR = "127.2.0.0/16"
+KWOK_STAGES = Path(__file__).resolve().parent / "kwok"
+"""kwok stages of the test cluster's own (kwok's upstream ones come from its module)."""
+
 NODE_NAME = "kwok-node-0"
 START_TIMEOUT = float(os.environ.get("AGENTPROXY_CLUSTER_START_TIMEOUT", "120"))
 
@@ -86,7 +89,7 @@ def _healthy(layout: Layout) -> bool:
 
 def _kwok_config(layout: Layout) -> Path:
     """kwok's standalone binary has no stages built in: concatenate the upstream
-    defaults that the build step copied from the kwok module."""
+    defaults that the build step copied from the kwok module, and ours."""
     stages = layout.binary("kwok", "kwok").parent / "stages"
     files = [
         "node/fast/node-initialize.yaml",
@@ -96,12 +99,12 @@ def _kwok_config(layout: Layout) -> Path:
         "pod/fast/pod-delete.yaml",
         # Fails the container of a pod labelled for it (failure reasons in the e2e suite).
         "pod/chaos/pod-container-running-failed.yaml",
-        "volume/fast/pv-bind.yaml",
+        # Deletes a released volume, as an external provisioner does.
         "volume/fast/pv-delete.yaml",
-        "volume/fast/pvc-provision.yaml",
-        "volume/fast/pvc-delete.yaml",
     ]
-    docs = [(stages / f).read_text() for f in files]
+    # Provisioning is ours (see the file): kwok's own stages bind claims behind the PV
+    # controller's back, which made claims Lost now and then.
+    docs = [(stages / f).read_text() for f in files] + [(KWOK_STAGES / "volume-provision.yaml").read_text()]
     path = layout.state / "kwok.yaml"
     path.write_text("\n---\n".join(d.strip() for d in docs) + "\n")
     return path

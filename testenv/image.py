@@ -65,9 +65,11 @@ def _run(argv: list[str], **kwargs) -> str:
     try:
         return subprocess.run(argv, check=True, capture_output=True, text=True, **kwargs).stdout
     except FileNotFoundError:
-        raise SystemExit(f"[image] error: {argv[0]} is needed to build images and is not installed")
+        raise SystemExit(f"[image] error: {argv[0]} is needed to build images and is not installed") from None
     except subprocess.CalledProcessError as exc:
-        raise SystemExit(f"[image] error: {' '.join(argv[:4])} ... failed: {exc.stderr.strip()[-800:]}")
+        lines = [line.strip() for line in (exc.stderr or "").splitlines() if line.strip()]
+        raise SystemExit(f"[image] error: {' '.join(argv[:4])} ... failed: "
+                         f"{lines[-1] if lines else f'exit status {exc.returncode}'}") from None
 
 
 def images_dir() -> Path:
@@ -80,8 +82,12 @@ def images_dir() -> Path:
 
 def _known(packages: list[str]) -> None:
     """Make sure apt's package lists know ``packages`` (a fresh machine may have none yet)."""
-    if subprocess.run(["apt-cache", "show", "--no-all-versions", *packages], capture_output=True).returncode == 0:
-        return
+    try:
+        if subprocess.run(["apt-cache", "show", "--no-all-versions", *packages], capture_output=True).returncode == 0:
+            return
+    except FileNotFoundError:
+        raise SystemExit("[image] error: images are built from Debian's packages and this machine has no "
+                         "apt-cache; build them on Debian (or use the Dockerfile)") from None
     if os.geteuid() != 0:
         raise SystemExit(f"[image] error: apt knows no package {' '.join(packages)}; run apt-get update as root")
     _log("apt-get update")

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from ..backends.base import AgentState, Conflict, NotFound
 from ..backends.index import ANY_OWNER
+from ..backends.ownership import check_session
 from ..backends.suspension import API
 from ..spec import build_spec
 from . import params
@@ -71,10 +72,13 @@ class AgentRoutes:
                 pass
             else:
                 if not principal.can_see(current):
-                    raise Conflict(f"agent id {spec.id!r} is taken in session {session!r}", field="id")
+                    if not self.ctx.may_join(principal, session):
+                        # A session of another owner is refused as such, whatever agent ids it holds.
+                        check_session(spec, await self.ctx.backend.list(session=session), ())
+                    raise Conflict(f"agent id {spec.id!r} is taken; choose another", field="id")
                 existed = True
         # A client that goes away must not leave a half-made agent behind.
-        state = await asyncio.shield(self.ctx.backend.create(spec))
+        state = await asyncio.shield(self.ctx.backend.create(spec, any_session=self.ctx.may_join(principal, session)))
         return _json(agent_json(state), status=200 if existed else 201)
 
     async def list_session(self, request: web.Request) -> web.Response:

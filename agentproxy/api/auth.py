@@ -73,23 +73,38 @@ class Authenticator:
         if not self._digests:
             return ANONYMOUS
         headers = request.headers
-        token = presented_key(headers.get("Authorization"), headers.get("X-API-Key"))
+        authorization, api_key = headers.get("Authorization"), headers.get("X-API-Key")
+        token = presented_key(authorization, api_key)
         if token is None:
             raise _unauthorized("an API key is required (Authorization: Bearer KEY or X-API-Key: KEY)")
-        found = self._holder_of(token)
+        raw = _utf8(token)
+        if raw is None:
+            # aiohttp reads header bytes that are not UTF-8 as lone surrogates ("surrogateescape");
+            # no configured key can be such bytes, and hashing them would fail.
+            header = "Authorization" if token == presented_key(authorization, None) else "X-API-Key"
+            raise _unauthorized(f"{header}: {KEY_RULE}", field=header)
+        found = self._digests.get(hashlib.sha256(raw).digest())
         if found is None:
             raise _unauthorized("the API key is not valid")
         return found
 
     def holder(self, authorization: str | None, api_key: str | None) -> Principal | None:
-        """The caller presenting these header values, or None when the key is missing or not valid."""
+        """The caller presenting these header values, or None when the key is missing or not valid.
+
+        The values are the header bytes as they came, each byte one character (decoded as
+        Latin-1, as the fast path reads a head): the key is looked up by those very bytes, and a
+        key that is not UTF-8 text is no key (None), as :meth:`principal` judges it."""
         if not self._digests:
             return ANONYMOUS
         token = presented_key(authorization, api_key)
-        return None if token is None else self._holder_of(token)
-
-    def _holder_of(self, token: str) -> Principal | None:
-        return self._digests.get(hashlib.sha256(token.encode()).digest())
+        if token is None:
+            return None
+        try:
+            raw = token.encode("latin-1")
+            raw.decode("utf-8")
+        except UnicodeError:
+            return None
+        return self._digests.get(hashlib.sha256(raw).digest())
 
     def middleware(self) -> Any:
         """The aiohttp middleware that stores the caller under :data:`PRINCIPAL`."""
@@ -127,8 +142,20 @@ def presented_key(authorization: str | None, api_key: str | None) -> str | None:
     return None
 
 
-def _unauthorized(message: str) -> ApiError:
-    return ApiError(401, message, headers={"WWW-Authenticate": 'Bearer realm="agentproxy"'})
+KEY_RULE = "the API key must be UTF-8 text"
+"""The rule a presented key's bytes break when they are not UTF-8."""
+
+
+def _utf8(token: str) -> bytes | None:
+    """The UTF-8 bytes of a key read by aiohttp, or None when its bytes were not UTF-8."""
+    try:
+        return token.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+
+
+def _unauthorized(message: str, field: str | None = None) -> ApiError:
+    return ApiError(401, message, field=field, headers={"WWW-Authenticate": 'Bearer realm="agentproxy"'})
 
 
 def is_loopback_host(host: str) -> bool:

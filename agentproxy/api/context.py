@@ -35,6 +35,14 @@ class ApiContext:
     """Resumes a suspended agent on its first proxied request (see :mod:`.waking`)."""
     agent_texts: AgentTexts = field(default_factory=AgentTexts, repr=False)
     """Each agent's JSON, made again only when its state changes (see :mod:`.listing`)."""
+    shared_sessions: set[str] = field(default_factory=set)
+    """Sessions every key may create agents in (each agent still seen by its owner alone); any
+    other session belongs to the owner of its oldest agent (see :mod:`~agentproxy.backends.ownership`)."""
+
+    def may_join(self, principal: Principal, session: str) -> bool:
+        """True when ``principal`` may create agents in ``session`` whoever owns it: admins, and
+        every caller in a shared session."""
+        return principal.admin or session in self.shared_sessions
 
     def __post_init__(self) -> None:
         if self.waker is None:

@@ -18,7 +18,13 @@ from decimal import Decimal
 from typing import Any, Iterable
 
 from ..quantity import parse_quantity
-from ..spec import ENV_NAME_RULE, MAX_ENV_NAME, MAX_ENV_VALUE, MAX_ENV_VARS, MAX_MESSAGE, RESERVED_ENV_PREFIXES
+from ..spec import (
+    ENV_NAME_RULE, MAX_ENV_NAME, MAX_ENV_VALUE, MAX_ENV_VARS, MAX_MESSAGE, RESERVED_ENV_PREFIXES, TEXT_RULE,
+)
+
+TEXT_PATTERN = "^[^\\u0000]*$"
+"""The part of :data:`~agentproxy.spec.TEXT_RULE` a pattern can say: no NUL (JSON Schema strings
+are Unicode text, so lone surrogates are outside every schema already)."""
 
 CPU_UNITS = (("m", Decimal("0.001")), ("", Decimal(1)))
 BYTE_UNITS = (("", Decimal(1)), ("k", Decimal(10**3)), ("M", Decimal(10**6)), ("G", Decimal(10**9)),
@@ -133,8 +139,10 @@ def env_schema(secrets_refused: bool) -> dict[str, Any]:
     return {"type": "object", "maxProperties": MAX_ENV_VARS, "description": text + ".",
             "propertyNames": {"type": "string", "maxLength": MAX_ENV_NAME,
                               "pattern": f"^{guards}[A-Za-z_][A-Za-z0-9_]*$"},
-            "additionalProperties": {"type": "string", "maxLength": MAX_ENV_VALUE}}
+            "additionalProperties": {"type": "string", "maxLength": MAX_ENV_VALUE, "pattern": TEXT_PATTERN,
+                                     "description": f"A value {TEXT_RULE}."}}
 
 
 def message_schema() -> dict[str, Any]:
-    return {"type": "string", "maxLength": MAX_MESSAGE, "description": "First prompt sent to the agent."}
+    return {"type": "string", "maxLength": MAX_MESSAGE, "pattern": TEXT_PATTERN,
+            "description": f"First prompt sent to the agent; {TEXT_RULE}."}

@@ -17,12 +17,13 @@ from typing import Any, AsyncIterator, Callable, Iterable
 from ..spec import AgentSpec
 from .agent_state import AgentState, AgentStatus, StatusEvent, visible  # noqa: F401  (re-exported)
 from .errors import (  # noqa: F401  (re-exported: callers import the errors from here)
-    BackendError, Conflict, Forbidden, NotFound, Rejected, TooMany, Unavailable,
+    BackendError, Conflict, Forbidden, NotFound, Rejected, SessionTaken, TooMany, Unavailable,
 )
 from .events import EventHub
 from .index import ANY_OWNER
 from .lifecycle import ChangeWaiters, LifecycleEvent, Listener, ResumeTimer
 from .limits import CreateLimits, CreateQueue
+from .ownership import check_session
 from .suspension import API, AgentActivity, Suspension
 
 log = logging.getLogger("agentproxy.backends")
@@ -149,13 +150,18 @@ class Backend(abc.ABC):
 
     # --- the contract ------------------------------------------------------------------------
 
-    async def create(self, spec: AgentSpec) -> AgentState:
+    async def create(self, spec: AgentSpec, *, any_session: bool = False) -> AgentState:
         """Start an agent. Idempotent for an equal spec; :class:`Conflict` for a different one;
-        :class:`TooMany` beyond a limit."""
+        :class:`SessionTaken` in a session of another owner (unless ``any_session``: admins, shared
+        sessions, the operator's own commands); :class:`TooMany` beyond a limit."""
         async with self._create_queue.slot():
             prepared = await self._prepare(spec)
             async with self.locks.hold(spec.id):
                 existing = self._state(spec.id)
+                # Whose the session is comes first: a refusal must not tell another owner whether
+                # the session is full or what it holds. (A repeat of one's own agent is one's own.)
+                if not any_session and (existing is None or existing.spec.owner != spec.owner):
+                    check_session(spec, self._listed(spec.session, ANY_OWNER), self._creating.values())
                 if existing is None:
                     # An agent being created may be known already: count each id once.
                     others = {s.id: s for s in self._peers(spec)}

@@ -6,7 +6,7 @@ them; :mod:`.base` re-exports them, where callers have always found them.
 
 from __future__ import annotations
 
-__all__ = ["BackendError", "Conflict", "Forbidden", "NotFound", "Rejected", "TooMany", "Unavailable"]
+__all__ = ["BackendError", "Conflict", "Forbidden", "NotFound", "Rejected", "SessionTaken", "TooMany", "Unavailable"]
 
 
 class BackendError(Exception):
@@ -43,6 +43,12 @@ class Rejected(BackendError):
 
 class Forbidden(BackendError):
     """The backend's own credentials lack a permission; names the verb and resource."""
+
+    http_status, code = 403, "forbidden"
+
+
+class SessionTaken(BackendError):
+    """A create in a session that belongs to another owner (see :mod:`.ownership`)."""
 
     http_status, code = 403, "forbidden"
 

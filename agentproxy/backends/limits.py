@@ -48,7 +48,8 @@ class CreateLimits:
                 sessions[other.session] += 1
                 owners[other.owner] += 1
         if self.per_session and sessions[spec.session] >= self.per_session:
-            raise TooMany(f"session {spec.session!r} already holds {sessions[spec.session]} agents, the most "
+            # The count is not told: in a shared session it includes agents the caller may not see.
+            raise TooMany(f"session {spec.session!r} is full: it holds the {self.per_session} agents "
                           f"agents.max_per_session allows; delete some first")
         if self.per_owner and spec.owner is not None and owners[spec.owner] >= self.per_owner:
             raise TooMany(f"{spec.owner!r} already owns {owners[spec.owner]} agents, the most "

@@ -25,7 +25,7 @@ __all__ = ["COMMAND_GROUPS", "UsageError", "build_parser", "main"]
 COMMAND_GROUPS: tuple[Callable[[Any], None], ...] = (
     manifests.register,  # render, rbac
     k8s.register,        # apply, diff, delete, status
-    tools.register,      # install-agentapi, config
+    tools.register,      # install-agentapi, install-agents, prepare-home, config
     serve.register,      # serve
     client.register,     # agents ..., chat (over HTTP, against any agentproxy server)
 )

@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
+CLAUDE_PERMISSION_MODES = ("default", "acceptEdits", "plan", "dontAsk", "auto", "bypassPermissions")
+"""The values of Claude Code's ``permissions.defaultMode`` (``agents.claude.permission_mode``)."""
+
 AGENT_PORT = 3284
 """The port agentapi listens on inside an agent's pod (agentapi's own default)."""
 
@@ -71,6 +74,27 @@ class ServerSettings:
 
 
 @dataclass
+class ClaudeSettings:
+    """Claude Code agents (every agent type whose program is ``claude``)."""
+
+    api_key_env: str = "ANTHROPIC_API_KEY"
+    """Local mode: the environment variable of the proxy that holds the model's API key; the
+    agent gets it as ``ANTHROPIC_API_KEY``, and its prepared home approves it. The key itself
+    is never a setting, never in an agent's spec, JSON or logs. Example: ``TEAM_ANTHROPIC_KEY``."""
+
+    base_url: Optional[str] = None
+    """The model's endpoint, given to agents as ``ANTHROPIC_BASE_URL``: a gateway or proxy of
+    the team's; unset uses Anthropic's API. Example: ``https://llm-gateway.example.com``."""
+
+    permission_mode: Optional[str] = None
+    """``permissions.defaultMode`` of the agents' Claude Code: ``default``, ``acceptEdits``,
+    ``plan``, ``dontAsk`` (only tools allowed beforehand run, e.g. with ``--allowedTools`` in
+    ``agents.commands``), ``auto`` or ``bypassPermissions`` (refused by Claude Code as root).
+    Unset leaves Claude Code's own default. An agent cannot answer a permission question
+    unattended: choose one that suits the tools it should run."""
+
+
+@dataclass
 class AgentSettings:
     """Agent types shared by both modes."""
 
@@ -114,6 +138,9 @@ class AgentSettings:
     """How long a proxied request to a suspended agent waits for it to be ready again and is
     then forwarded. ``0`` answers 503 with ``Retry-After`` at once while the agent resumes.
     Example: ``30s``."""
+
+    claude: ClaudeSettings = field(default_factory=ClaudeSettings)
+    """Claude Code agents: the model's key and endpoint, the permission mode."""
 
 
 @dataclass

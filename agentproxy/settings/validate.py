@@ -10,11 +10,13 @@ from ..naming import (
 )
 from ..quantity import QUANTITY_RULE, parse_quantity, request_above_limit
 from .errors import SettingsError, Source
-from .schema import Settings
+from .schema import CLAUDE_PERMISSION_MODES, Settings
 
 _AGENT_TYPE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _IMAGE = re.compile(r"^[^\s]+$")
 _ORIGIN = re.compile(r"^https?://[^\s/,]+$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_BASE_URL = re.compile(r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
 
 Check = Callable[[Any], str | None]
 
@@ -69,6 +71,12 @@ _RULES: dict[str, Check] = {
     "agents.first_message_timeout": _positive_duration,
     "agents.idle_timeout": _optional(lambda v: v > 0, "must be a positive duration, or unset for no idle culling"),
     "agents.max_age": _optional(lambda v: v > 0, "must be a positive duration, or unset to keep agents of any age"),
+    "agents.claude.api_key_env": lambda v: None if _ENV_NAME.fullmatch(v) else
+        "must name an environment variable: a letter or '_' followed by letters, digits or '_'",
+    "agents.claude.base_url": _optional(lambda v: bool(_BASE_URL.fullmatch(v)),
+                                        "must be an http:// or https:// URL without spaces, or unset"),
+    "agents.claude.permission_mode": _optional(lambda v: v in CLAUDE_PERMISSION_MODES,
+                                               f"must be one of {', '.join(CLAUDE_PERMISSION_MODES)}, or unset"),
     "local_mode.agentapi_binary": _nonempty,
     "local_mode.state_save_interval": _positive_duration,
     **{f"local_mode.supervision.{name}": _positive_duration for name in (

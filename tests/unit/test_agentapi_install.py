@@ -90,6 +90,9 @@ def test_a_source_that_is_not_agentapi_is_refused(cache: Path, tmp_path: Path, m
     (other / "go.mod").write_text("module example.com/other\n")
     with pytest.raises(InstallError, match="no go.mod of module github.com/coder/agentapi"):
         install(str(other), say=lambda _: None)
+    with pytest.raises(InstallError, match="nothing.zip, do not exist: name a .tar.gz archive or a directory"):
+        install(str(tmp_path / "nothing.zip"), say=lambda _: None)
+    (tmp_path / "nothing.zip").write_bytes(b"PK")
     with pytest.raises(InstallError, match="must be a .tar.gz archive or a directory"):
         install(str(tmp_path / "nothing.zip"), say=lambda _: None)
     assert not cached_binary().parent.exists()

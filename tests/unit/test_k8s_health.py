@@ -72,7 +72,7 @@ def test_agents_per_session_and_owner():
     settings = settings_with()
     limits = CreateLimits(per_session=2, per_owner=3)
     mine = [spec_for(settings, f"a{i}", session="s1", owner="alice") for i in range(2)]
-    with pytest.raises(TooMany, match="session 's1' already holds 2 agents"):
+    with pytest.raises(TooMany, match="session 's1' is full: it holds the 2 agents"):
         limits.check_room(spec_for(settings, "a9", session="s1"), mine)
     limits.check_room(spec_for(settings, "a1", session="s1"), mine)  # the same id: a repeat, not one more
     limits.check_room(spec_for(settings, "b1", session="s2", owner="alice"), mine)

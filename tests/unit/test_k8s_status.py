@@ -109,6 +109,17 @@ def test_failed_pod_and_lost_claim():
     assert derive_status(STS, None, lost).reason == "ClaimLost"
 
 
+def test_a_lost_claim_fails_a_running_agent_only_while_it_is_lost():
+    running = pod(phase="Running", conditions=[("PodScheduled", "True", {}), ("Ready", "True", {})],
+                  statuses=[{"name": "agentapi", "state": {"running": {}}}])
+    lost = {"metadata": {"name": "data-agent-a-0"}, "status": {"phase": "Lost"}}
+    derived = derive_status(STS, running, lost)
+    assert (derived.status, derived.reason) == (AgentStatus.FAILED, "ClaimLost")
+    assert "data-agent-a-0" in derived.message
+    # The PV controller binds the claim again once its volume exists: nothing else is needed.
+    assert derive_status(STS, running, BOUND).status is AgentStatus.READY
+
+
 def test_with_owner_copies_and_does_not_touch_the_original():
     obj = {"metadata": {"name": "x"}}
     owned = with_owner(obj, {"kind": "StatefulSet", "name": "agent-a", "uid": "u"})

@@ -9,7 +9,7 @@ from agentproxy.naming import DNS_LABEL_RULE
 from agentproxy.quantity import QUANTITY_RULE
 from agentproxy.settings.fields import BOOL_RULE, DURATION_RULE
 
-from ._support import assert_message, load, settings_error
+from ._support import assert_message, load, settings_error, settings_with
 
 QUANTITY_VARS = [
     "AGENTAPI_K8S_MODE_RESOURCES_CPU_REQUEST",
@@ -134,6 +134,10 @@ def test_port_range_start_after_end():
     ("k8s_mode.storage_class=-x", "k8s_mode.storage_class", "DNS-1123 subdomain"),
     ("server.host= ", "server.host", "must not be empty"),
     ("agents.default_type=nope", "agents.default_type", "configured agent types"),
+    ("agents.claude.api_key_env=MY-KEY", "agents.claude.api_key_env", "must name an environment variable"),
+    ("agents.claude.base_url=llm.example.com", "agents.claude.base_url", "http:// or https:// URL"),
+    ("agents.claude.base_url=https://a b", "agents.claude.base_url", "http:// or https:// URL"),
+    ("agents.claude.permission_mode=yolo", "agents.claude.permission_mode", "dontAsk, auto, bypassPermissions"),
 ])
 def test_other_rules(override, key, rule):
     err = settings_error(override)
@@ -226,3 +230,12 @@ def test_idle_culling_settings_are_optional_durations():
     assert_message(err, "agents.max_age='a week'", "environment variable AGENTAPI_AGENTS_MAX_AGE", DURATION_RULE)
     err = settings_error("agents.resume_wait=-1")
     assert_message(err, "agents.resume_wait", DURATION_RULE)
+
+
+def test_claude_settings_that_follow_the_rules():
+    settings = settings_with("agents.claude.api_key_env=TEAM_KEY", "agents.claude.base_url=https://gw.example.com/llm",
+                             "agents.claude.permission_mode=acceptEdits")
+    assert (settings.agents.claude.api_key_env, settings.agents.claude.base_url,
+            settings.agents.claude.permission_mode) == ("TEAM_KEY", "https://gw.example.com/llm", "acceptEdits")
+    defaults = settings_with().agents.claude
+    assert (defaults.api_key_env, defaults.base_url, defaults.permission_mode) == ("ANTHROPIC_API_KEY", None, None)

@@ -6,7 +6,10 @@ from __future__ import annotations
 import pytest
 
 from agentproxy.naming import AGENT_ID_RULE, SESSION_ID_RULE, is_valid_agent_id
-from agentproxy.spec import MAX_ENV_VARS, MAX_ENV_VALUE, MAX_MESSAGE, Resources, SpecError, build_spec
+from agentproxy.settings import Settings
+from agentproxy.spec import (
+    MAX_ENV_VARS, MAX_ENV_VALUE, MAX_MESSAGE, TEXT_RULE, Resources, SpecError, build_spec, text_problem,
+)
 
 from ._support import settings_with
 
@@ -116,3 +119,22 @@ def test_fingerprint_is_stable_and_sensitive(settings):
     assert a.fingerprint() == b.fingerprint() != c.fingerprint()
     assert len(a.fingerprint()) == 16
     assert a.to_dict()["command"] == list(a.command)
+
+
+@pytest.mark.parametrize("field, kwargs", [
+    ("message", {"message": "a\x00b"}),
+    ("message", {"message": "\ud83d"}),  # half of a pair
+    ("env.X", {"env": {"X": "\x00"}}),
+    ("env.X", {"env": {"X": "ok\udfffok"}}),
+])
+def test_text_no_process_can_take_is_refused_naming_the_field(field, kwargs):
+    with pytest.raises(SpecError) as caught:
+        build_spec(Settings(), "s1", "a1", **kwargs)
+    assert caught.value.field == field and caught.value.kind == "unprocessable"
+    assert TEXT_RULE in caught.value.rule
+
+
+def test_text_beyond_ascii_is_text():
+    made = build_spec(Settings(), "s1", "a1", message="héllo 🌍 \u2028", env={"X": "tab\tand\nnewline ☃"})
+    assert made.message == "héllo 🌍 \u2028" and made.env["X"] == "tab\tand\nnewline ☃"
+    assert text_problem("\ud800") and text_problem("\x00") and text_problem("fine") is None

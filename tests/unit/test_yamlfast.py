@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 from hypothesis import given, settings as hypothesis_settings, strategies as st
 
@@ -12,7 +13,7 @@ from agentproxy.spec import build_spec
 
 
 def pyyaml_dump(documents: list) -> str:
-    return yaml.safe_dump_all(documents, sort_keys=False, explicit_start=True, width=1_000_000)
+    return yamlfast.pyyaml_dump_all(documents)
 
 
 # Characters that decide styles and escapes: indicators, quotes, breaks of every kind,
@@ -77,8 +78,9 @@ def _leaves(value):
 @given(st.dictionaries(st.from_regex(r"[A-Z][A-Z0-9_]{0,8}", fullmatch=True), _TEXT, max_size=3), _TEXT)
 def test_rendered_manifests_take_the_fast_paths_and_match_pyyaml(env, message):
     settings = Settings()
-    spec = build_spec(settings, "s1", "a1", env={k: v for k, v in env.items() if k.isidentifier()},
-                      message=message or None)
+    # Without NUL characters, which build_spec refuses (no process could be given them).
+    spec = build_spec(settings, "s1", "a1", env={k: v.replace("\x00", "") for k, v in env.items() if k.isidentifier()},
+                      message=message.replace("\x00", "") or None)
     objects = render_agent(settings, spec)
     assert yamlfast.dump_all(objects) == pyyaml_dump(objects)
 
@@ -100,3 +102,35 @@ def test_the_subset_reads_as_pyyaml_reads_it():
             '  - name: one\n    port: 0x10\n  -\n    nested: true\n  - "scalar"\n')
     assert yamlfast.load(text) == yaml.safe_load(text)
     assert yamlfast.load("- - nested\n") == [["nested"]]
+
+
+# Keys about as long as PyYAML's limit of a simple key, of every style (plain, quoted, escaped).
+_LONG_KEYS = st.tuples(st.integers(115, 135), _PIECES).map(lambda t: (t[1] * t[0])[:t[0]] or "k")
+
+
+@hypothesis_settings(max_examples=150, deadline=None)
+@given(st.lists(st.dictionaries(st.one_of(_LONG_KEYS, _KEYS, st.integers(10**120, 10**127)), _VALUES,
+                                min_size=1, max_size=3), min_size=1, max_size=2))
+def test_keys_near_the_simple_key_limit_are_pyyaml_byte_for_byte(documents):
+    fast = yamlfast.dump_all(documents)
+    if fast is not None:
+        assert fast == pyyaml_dump(documents)
+
+
+def test_the_simple_key_limit_is_pyyamls():
+    for length in range(118, 131):
+        for key in ("k" * length, "é" * length, "a'b" * length, str(10 ** (length - 1))):
+            key = key[:length] if isinstance(key, str) and not key.isdigit() else key
+            document = [{key if not key.isdigit() else int(key): 1}]
+            fast = yamlfast.dump_all(document)
+            assert fast is None or fast == pyyaml_dump(document), (length, key[:5])
+    assert yamlfast.dump_all([{"k" * 122: 1}]) == "---\n" + "k" * 122 + ": 1\n"  # still fast
+    assert yamlfast.dump_all([{"k" * 123: 1}]) is None
+
+
+@pytest.mark.parametrize("text", ['a: "\\ud800"\n', 'a: "x\\udc80"\n', 'a: "\\ud83d\\ude00"\n',
+                                  'a: "\\U0000D800"\n', "a: [\"\\udfff\"]\n", '"\\ud800": 1\n'])
+def test_escaped_surrogates_are_left_to_the_loader_the_renderer_uses(text):
+    assert yamlfast.load(text) is None
+    with pytest.raises(yaml.YAMLError):
+        yaml.load(text, Loader=yaml.CSafeLoader)

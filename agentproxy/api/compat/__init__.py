@@ -33,6 +33,8 @@ def install(app: web.Application, ctx: ApiContext) -> PeerRoutes | None:
     app.add_routes(deferring(layer.routes()))
     ctx.auth.open_requests.append(layer.is_open)
     ctx.agent_id_checks.append(layer.check_agent_id)
+    # The peer has no sessions of agents: every owner's agents live in this one, each seen by its owner.
+    ctx.shared_sessions.add(layer.session)
     return layer
 
 

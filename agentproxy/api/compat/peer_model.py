@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping
 from urllib.parse import urlsplit
 
 from ...backends.base import AgentState, AgentStatus
-from ...spec import SpecError
+from ...spec import SpecError, check_text
 from ..model import iso8601
 
 PEER_ROUTE_NAMES = frozenset({"start", "search", "sessions", "health"})
@@ -111,9 +111,13 @@ def parse_start(body: Mapping[str, Any]) -> StartRequest:
             raise SpecError("tags", TAGS_RULE, kind="invalid")
         if not isinstance(value, str) or len(value) > MAX_TAG_VALUE:
             raise SpecError(f"tags.{key}", TAGS_RULE, kind="invalid")
+        check_text("tags", key, kind="invalid")
+        check_text(f"tags.{key}", value, kind="invalid")
     message = body.get("message")
     if message is not None and not isinstance(message, str):
         raise SpecError("message", MESSAGE_RULE, kind="invalid")
+    if message is not None:
+        check_text("message", message, kind="invalid")
     first = tags.get("message") or message or None
     return StartRequest(environment=dict(environment), tags=dict(tags), message=first)
 

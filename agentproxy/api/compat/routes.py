@@ -102,7 +102,7 @@ class PeerRoutes:
                           wanted.message, owner=principal.name)
         spec = dataclasses.replace(spec, tags=wanted.tags)
         # A client that goes away must not leave a half-made agent behind.
-        state = await asyncio.shield(self.ctx.backend.create(spec))
+        state = await asyncio.shield(self.ctx.backend.create(spec, any_session=True))  # a shared session
         return web.json_response({"session_id": state.id})
 
     async def search(self, request: web.Request) -> web.Response:

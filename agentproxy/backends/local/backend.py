@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterable
 import aiohttp
 
 from ...agentapi import AGENTAPI_VERSION, cached_binary, locate
+from ...agenthome import claude_environment, home_dir, prepare_claude_home, uses_claude
 from ...launch import AGENTAPI_HOST, STATUS_PATH, AgentLaunch, agent_launch
 from ...settings import Settings
 from ...spec import AgentSpec
@@ -215,8 +216,15 @@ class LocalBackend(Backend):
                                   f"{self.local.agentapi_binary!r}) for agent {spec.id!r}: "
                                   f"{exc.strerror or exc}") from None
         except BaseException:  # refused, cancelled, or a program vanished since the checks above
+            started = supervisor.process is not None
             supervisor.abandon()
             self.ports.release(port, spec.id)
+            if not kept_data and not started:
+                # Nothing ran in it: a refused create leaves no work directory behind (at once,
+                # without awaiting: this may be a cancellation).
+                shutil.rmtree(supervisor.work_dir, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    supervisor.log.remove()
             raise
         self._agents[spec.id] = supervisor
         self._members.add(spec)
@@ -294,6 +302,19 @@ class LocalBackend(Backend):
         """How the agent is started (see :mod:`agentproxy.launch`), every program as an absolute path."""
         return agent_launch(spec, port=port, work_dir=str(work_dir), program=self._agentapi_binary(),
                             command=self._command(spec))
+
+    def prepare(self, spec: AgentSpec, work_dir: Path) -> dict[str, str]:
+        """A Claude Code agent gets its prepared home in its work directory (see
+        :mod:`agentproxy.agenthome`) and the model's key and endpoint; other agents nothing."""
+        if not uses_claude(spec.command):
+            return {}
+        claude = self.settings.agents.claude
+        key = os.environ.get(claude.api_key_env) or None
+        # Claude Code knows a project by its real path (what its getcwd() says).
+        real_work_dir = os.path.realpath(work_dir)
+        home = home_dir(real_work_dir)
+        prepare_claude_home(Path(home), work_dir=real_work_dir, api_key=key, permission_mode=claude.permission_mode)
+        return claude_environment(home, base_url=claude.base_url, api_key=key)
 
     def follower(self, port: int, first_message: str | None,
                  on_change: Callable[[str], None]) -> ConversationFollower | None:

@@ -54,6 +54,10 @@ class SupervisorHost(Protocol):
         """How to start the agent, programs as absolute paths (raises BackendError when a
         program is missing)."""
 
+    def prepare(self, spec: AgentSpec, work_dir: Path) -> dict[str, str]:
+        """Make the agent's data ready for its program (blocking I/O: call it in a thread);
+        the variables it runs with beyond its launch's, secrets among them (never persisted)."""
+
     async def probe(self, port: int) -> bool:
         """True when agentapi answers ``GET /status`` on ``port``."""
 
@@ -124,7 +128,9 @@ class Supervisor:
         launch = self.host.launch_of(self.spec, self.port, self.work_dir)
         argv = list(launch.argv)
         self.log.note(f"starting {shlex.join(argv)}")
-        env = agent_environment(launch.env, {TAG_VARIABLE: self.tag})
+        # Before every start: the program may have rewritten its files, or someone removed them.
+        private = await asyncio.to_thread(self.host.prepare, self.spec, self.work_dir)
+        env = agent_environment(launch.env, {**private, TAG_VARIABLE: self.tag})
         # A few at a time: a new program competes for the CPU until it is executing, and a
         # hundred at once would starve the proxy's own event loop for a second or more.
         async with self.host.launches:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from kube import get, wait_for
 
@@ -117,3 +118,22 @@ def container_processes(container_id: str) -> list[int]:
             except OSError:
                 pass
     return pids
+
+
+async def readiness_probes_passed(api, namespace: str, pod: str) -> float:
+    """Successful readiness probes of ``pod`` counted by the node's kubelet process that runs now
+    (its ``/metrics/probes``, through the API server's node proxy): zero for a kubelet that has
+    not probed it since it started."""
+    path = f"/api/v1/nodes/{NODE}/proxy/metrics/probes"
+    base, _, rest = path.lstrip("/").partition("/")
+    async with api.call_api("GET", version="", base=f"/{base}", url=rest) as resp:
+        text = resp.text
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if (sample.name == "prober_probe_total" and labels.get("probe_type") == "Readiness"
+                    and labels.get("result") == "successful" and labels.get("namespace") == namespace
+                    and labels.get("pod") == pod):
+                total += sample.value
+    return total

@@ -15,10 +15,10 @@ from .test_events_api import next_status_event
 
 @pytest.fixture
 async def keyed(make_api):
-    """The API with keys; alice owns a1, bob owns b1 (both in session s1)."""
+    """The API with keys; alice owns a1 in session s1, bob owns b1 in session s2."""
     api = await make_api(KEYS)
     assert (await api.post("/sessions/s1/agents", json={"id": "a1"}, headers=bearer(ALICE_KEY))).status == 201
-    assert (await api.post("/sessions/s1/agents", json={"id": "b1"}, headers={"X-API-Key": BOB_KEY})).status == 201
+    assert (await api.post("/sessions/s2/agents", json={"id": "b1"}, headers={"X-API-Key": BOB_KEY})).status == 201
     return api
 
 
@@ -49,30 +49,31 @@ async def test_a_non_admin_key_sees_and_reaches_only_its_own_agents(keyed):
     assert [a["id"] for a in listed["agents"]] == ["a1"]
     in_session = await (await keyed.get("/sessions/s1/agents", headers=alice)).json()
     assert [a["id"] for a in in_session["agents"]] == ["a1"]
-    for method, path in (("GET", "/sessions/s1/agents/b1"), ("GET", "/sessions/s1/agents/b1/logs"),
-                         ("GET", "/sessions/s1/agents/b1/api/status"),
-                         ("POST", "/sessions/s1/agents/b1/api/message"), ("DELETE", "/sessions/s1/agents/b1")):
+    assert (await (await keyed.get("/sessions/s2/agents", headers=alice)).json())["agents"] == []
+    for method, path in (("GET", "/sessions/s2/agents/b1"), ("GET", "/sessions/s2/agents/b1/logs"),
+                         ("GET", "/sessions/s2/agents/b1/api/status"),
+                         ("POST", "/sessions/s2/agents/b1/api/message"), ("DELETE", "/sessions/s2/agents/b1")):
         await error_of(await keyed.request(method, path, headers=alice), 404)
     assert (await keyed.get("/sessions/s1/agents/a1/api/status", headers=alice)).status == 200
     # Taking another key's id does not reveal or replace its agent.
     error = await error_of(await keyed.post("/sessions/s1/agents", json={"id": "b1"}, headers=alice), 409)
-    assert "bob" not in error["message"]
-    assert (await keyed.get("/sessions/s1/agents/b1", headers={"X-API-Key": BOB_KEY})).status == 200
+    assert "bob" not in error["message"] and "s2" not in error["message"]
+    assert (await keyed.get("/sessions/s2/agents/b1", headers={"X-API-Key": BOB_KEY})).status == 200
 
 
 async def test_an_admin_key_sees_and_reaches_every_agent(keyed):
     admin = bearer(ADMIN_KEY)
     listed = await (await keyed.get("/agents", headers=admin)).json()
     assert [(a["id"], a["owner"]) for a in listed["agents"]] == [("a1", "alice"), ("b1", "bob")]
-    assert (await keyed.get("/sessions/s1/agents/b1/api/status", headers=admin)).status == 200
-    assert (await keyed.delete("/sessions/s1/agents/b1", headers=admin)).status == 200
+    assert (await keyed.get("/sessions/s2/agents/b1/api/status", headers=admin)).status == 200
+    assert (await keyed.delete("/sessions/s2/agents/b1", headers=admin)).status == 200
 
 
 async def test_events_of_other_keys_agents_are_not_streamed(keyed, backend):
     response = await keyed.get("/events", headers=bearer(ALICE_KEY))
     assert response.status == 200
     await asyncio.wait_for(response.content.readline(), 10)  # ": connected"
-    await keyed.post("/sessions/s1/agents", json={"id": "b2"}, headers={"X-API-Key": BOB_KEY})
+    await keyed.post("/sessions/s2/agents", json={"id": "b2"}, headers={"X-API-Key": BOB_KEY})
     await keyed.post("/sessions/s1/agents", json={"id": "a2"}, headers=bearer(ALICE_KEY))
     event = await next_status_event(response)
     assert (event["id"], event["event"]) == ("a2", "added")

@@ -117,6 +117,10 @@ async def test_start_maps_environment_tags_and_message_onto_the_spec(api, backen
     ({"tags": "a=b"}, 400, "tags"),
     ({"tags": {"a=b": "c"}}, 400, "tags"),
     ({"message": 5}, 400, "message"),
+    ({"message": "hi \ud800"}, 400, "message"),  # a lone surrogate: no UTF-8 bytes
+    ({"tags": {"a": "nul\x00"}}, 400, "tags.a"),
+    ({"tags": {"\udc80": "x"}}, 400, "tags"),
+    ({"environment": {"A": "x\x00y"}}, 422, "environment.A"),
 ])
 async def test_a_bad_start_body_is_refused_naming_the_field(api, backend, body, status, field):
     error = await peer_error(await api.post("/start", json=body), status)

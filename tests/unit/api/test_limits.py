@@ -20,7 +20,7 @@ async def test_a_session_holds_at_most_its_limit_of_agents(make_api, backend):
     response = await api.post("/sessions/s1/agents", json={"id": "a3"})
     body = await response.json()
     assert response.status == 429 and body["error"]["code"] == "too_many", body
-    assert "session 's1' already holds 2 agents" in body["error"]["message"]
+    assert "session 's1' is full: it holds the 2 agents" in body["error"]["message"]
     assert "agents.max_per_session" in body["error"]["message"]
     # A repeat is no new agent; another session has room; nothing was lost.
     assert (await api.post("/sessions/s1/agents", json={"id": "a2"})).status == 200

@@ -24,6 +24,7 @@ from agentproxy.agentapi import locate
 from agentproxy.backends.base import AgentState, AgentStatus
 from agentproxy.backends.local.backend import LocalBackend
 from agentproxy.backends.local.ports import port_is_free
+from agentproxy.backends.local.process import find_executable
 from agentproxy.settings import Settings
 from agentproxy.settings.schema import SupervisionSettings
 from agentproxy.spec import AgentSpec, build_spec
@@ -56,6 +57,15 @@ def launcher() -> str:
     path = locate()
     if path is None:
         pytest.fail("agentapi is not installed: run `bin/just agentapi` (or `agentproxy install-agentapi`)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def claude() -> str:
+    """The real Claude Code (on PATH or installed into the cache by `bin/just agents`); never skipped."""
+    path = find_executable("claude")
+    if path is None:
+        pytest.fail("Claude Code is not installed: run `bin/just agents` (or `agentproxy install-agents`)")
     return path
 
 

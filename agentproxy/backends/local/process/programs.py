@@ -7,6 +7,8 @@ import shutil
 import sys
 from typing import Mapping
 
+from ....agentprograms import cached_program
+
 
 def executable_search_path(path: str | None = None) -> str:
     """The directories programs are looked up in: the one of the running Python first
@@ -19,14 +21,18 @@ def executable_search_path(path: str | None = None) -> str:
 
 def find_executable(name: str, search_path: str | None = None) -> str | None:
     """The absolute path of an executable: ``name`` itself when it holds a ``/`` (after
-    ``~`` expansion), else the first match on :func:`executable_search_path`."""
+    ``~`` expansion), else the first match on :func:`executable_search_path`, else the
+    user-level cache's copy of an agent program agentproxy installs (``claude``)."""
     if not name:
         return None
     if os.sep in name:
         candidate = os.path.abspath(os.path.expanduser(name))
         return candidate if os.path.isfile(candidate) and os.access(candidate, os.X_OK) else None
     found = shutil.which(name, path=executable_search_path(search_path))
-    return os.path.abspath(found) if found else None
+    if found:
+        return os.path.abspath(found)
+    # An agent program agentproxy installs (`agentproxy install-agents`), as agentapi itself.
+    return cached_program(name)
 
 
 def agent_environment(spec_env: Mapping[str, str], extra: Mapping[str, str] = (),

@@ -1,0 +1,178 @@
+"""The prepared home of a Claude Code agent: what it must find so that it starts unattended.
+
+Started with an empty ``HOME``, Claude Code shows its first-run screens, asks
+whether to trust the working directory and whether to use the key in
+``ANTHROPIC_API_KEY``, and checks that it can reach api.anthropic.com (ignoring
+``ANTHROPIC_BASE_URL``), exiting when it cannot. An agent's first message would
+land in one of those dialogs. So every Claude agent gets a home of its own, in
+its own data (``<work dir>/.agentproxy/home`` locally), prepared before each
+start:
+
+- ``.claude.json``: onboarding done, the work directory trusted, the configured
+  key approved (Claude Code records the last 20 characters of a key it was told
+  to use, in ``customApiKeyResponses.approved``), auto-updates off;
+- ``.claude/settings.json``: the auto-updater and non-essential traffic off (in
+  its ``env``), and the permission mode the operator chose
+  (``agents.claude.permission_mode``), when one is set.
+
+The merge is pure (:func:`claude_config`, :func:`claude_settings`): it sets the
+keys above and keeps everything else that is already there, what Claude Code
+wrote itself and whatever a user added. Both files are written with mode 0600,
+atomically (a crash leaves the old file or the new one), since ``.claude.json``
+holds part of the key. :func:`prepare_claude_home` is the thin I/O around it;
+a pod could run the same preparation before agentapi, from the same functions.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import posixpath
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+from .launch import STATE_DIR
+
+HOME_DIR = "home"
+"""The agent's home, inside :data:`agentproxy.launch.STATE_DIR` of its work directory."""
+CONFIG_FILE = ".claude.json"
+SETTINGS_FILE = posixpath.join(".claude", "settings.json")
+KEY_TAIL = 20
+"""Claude Code remembers an approved key by its last 20 characters (after trimming it)."""
+QUIET_ENV = {"DISABLE_AUTOUPDATER": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
+"""Variables that keep Claude Code from updating itself and from traffic beyond the model's API."""
+
+
+class HomeError(OSError):
+    """A file of the agent's home cannot be read as JSON or written; the message (one line)
+    says which and why. An ``OSError``: whoever starts the agent handles it as a failed start."""
+
+
+def home_dir(work_dir: str) -> str:
+    """The home of the agent whose work directory is ``work_dir``."""
+    return posixpath.join(work_dir, STATE_DIR, HOME_DIR)
+
+
+def key_tail(api_key: str) -> str:
+    """What Claude Code records of an approved key."""
+    return api_key.strip()[-KEY_TAIL:]
+
+
+def uses_claude(command: tuple[str, ...] | list[str]) -> bool:
+    """True when an agent's command runs Claude Code (its program is named ``claude``)."""
+    return bool(command) and posixpath.basename(command[0]) == "claude"
+
+
+def claude_config(existing: Mapping[str, Any], *, work_dir: str, api_key: str | None) -> dict[str, Any]:
+    """``.claude.json`` as it must be for an unattended agent in ``work_dir``: ``existing``
+    with onboarding done, ``work_dir`` trusted, ``api_key`` (when given) approved and
+    auto-updates off; every other key, and every other project, as it was."""
+    config = copy.deepcopy(dict(existing))
+    config["hasCompletedOnboarding"] = True
+    config["autoUpdates"] = False
+    projects = config.get("projects")
+    projects = dict(projects) if isinstance(projects, Mapping) else {}
+    project = projects.get(work_dir)
+    project = dict(project) if isinstance(project, Mapping) else {}
+    project["hasTrustDialogAccepted"] = True
+    project["hasCompletedProjectOnboarding"] = True
+    projects[work_dir] = project
+    config["projects"] = projects
+    if api_key and api_key.strip():
+        tail = key_tail(api_key)
+        responses = config.get("customApiKeyResponses")
+        responses = dict(responses) if isinstance(responses, Mapping) else {}
+        approved = [k for k in _strings(responses.get("approved")) if k != tail]
+        rejected = [k for k in _strings(responses.get("rejected")) if k != tail]
+        responses["approved"] = [*approved, tail]
+        responses["rejected"] = rejected  # the operator configured this key: a past "no" does not stand
+        config["customApiKeyResponses"] = responses
+    return config
+
+
+def claude_settings(existing: Mapping[str, Any], *, permission_mode: str | None) -> dict[str, Any]:
+    """``.claude/settings.json``: ``existing`` with :data:`QUIET_ENV` in its ``env`` and
+    ``permissions.defaultMode`` set to ``permission_mode`` when one is given."""
+    settings = copy.deepcopy(dict(existing))
+    env = settings.get("env")
+    settings["env"] = {**(dict(env) if isinstance(env, Mapping) else {}), **QUIET_ENV}
+    if permission_mode is not None:
+        permissions = settings.get("permissions")
+        permissions = dict(permissions) if isinstance(permissions, Mapping) else {}
+        permissions["defaultMode"] = permission_mode
+        if permission_mode != "auto":
+            # Otherwise Claude Code offers to switch to auto mode in a dialog at start, and a
+            # first message typed into it answers "yes".
+            permissions["disableAutoMode"] = "disable"
+        settings["permissions"] = permissions
+    return settings
+
+
+def claude_environment(home: str, *, base_url: str | None, api_key: str | None) -> dict[str, str]:
+    """The variables a Claude agent runs with: its home, :data:`QUIET_ENV`, the model's
+    endpoint when one is configured and the key (a secret: never in a spec, a ConfigMap
+    or a log)."""
+    env = {"HOME": home, **QUIET_ENV}
+    if base_url:
+        env["ANTHROPIC_BASE_URL"] = base_url
+    if api_key:
+        env["ANTHROPIC_API_KEY"] = api_key
+    return env
+
+
+def prepare_claude_home(home: Path, *, work_dir: str, api_key: str | None,
+                        permission_mode: str | None = None) -> None:
+    """Create or update the prepared home ``home`` (see the module's docstring)."""
+    config_path = home / CONFIG_FILE
+    settings_path = home / SETTINGS_FILE
+    _write_json(config_path, claude_config(_read_json(config_path), work_dir=work_dir, api_key=api_key))
+    _write_json(settings_path, claude_settings(_read_json(settings_path), permission_mode=permission_mode))
+
+
+def _strings(value: Any) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise HomeError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not text.strip():
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        # Left as it is: it may be a user's file half-edited; Claude Code would not start either.
+        raise HomeError(f"{path} is not JSON ({exc}); fix or remove it") from None
+    if not isinstance(data, dict):
+        raise HomeError(f"{path} must hold a JSON object; fix or remove it")
+    return data
+
+
+def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mode 0600
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                json.dump(data, out, indent=2)
+                out.write("\n")
+            os.replace(temporary, path)
+        except BaseException:
+            _unlink_quietly(temporary)
+            raise
+    except OSError as exc:
+        raise HomeError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _unlink_quietly(path: str) -> None:
+    """Remove ``path`` if it is there."""
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
