@@ -16,6 +16,7 @@ from .context import ApiContext
 from .culling import TrafficClock, culling_context
 from .errors import error_middleware
 from .events import EventStreams
+from .expect import continue_middleware, deferring
 from .health import Health
 from .metrics import Metrics
 from .openapi import openapi_handler
@@ -45,19 +46,21 @@ def create_app(
     ctx = ApiContext(settings=settings, backend=backend, auth=auth, metrics=Metrics(backend),
                      heartbeat_interval=heartbeat_interval, traffic=TrafficClock(enabled=bool(policy.idle_timeout)))
     app = web.Application(
-        middlewares=[ctx.metrics.middleware(), error_middleware, auth.middleware()],
+        # Innermost, after the key is checked: the 100 Continue of a request that expects one.
+        middlewares=[ctx.metrics.middleware(), error_middleware, auth.middleware(), continue_middleware],
         client_max_size=settings.server.max_body,  # bodies read whole; the proxy streams and is not bound by it
     )
     app[CONTEXT] = ctx
     events = EventStreams(ctx)
     # The proxy route first: routes are tried in registration order among those of the same
     # prefix (/sessions), and no other route can match a path under .../api/.
-    app.add_routes(AgentProxy(ctx).routes())
-    app.add_routes(AgentRoutes(ctx).routes())
-    app.add_routes(events.routes())
-    app.add_routes(Health(backend).routes())
-    app.add_routes(ui.routes())
-    app.add_routes([
+    add = lambda defs: app.add_routes(deferring(defs))  # noqa: E731 - every route: 100 Continue after auth
+    add(AgentProxy(ctx).routes())
+    add(AgentRoutes(ctx).routes())
+    add(events.routes())
+    add(Health(backend).routes())
+    add(ui.routes())
+    add([
         web.get("/metrics", ctx.metrics.handle, allow_head=False),
         web.get("/openapi.json", openapi_handler(auth.enabled, compat.openapi_paths(settings), settings=settings,
                                                  backend=backend), allow_head=False),

@@ -45,7 +45,16 @@ MAX_HEAD = 16 * 1024
 MAX_PENDING = 256 * 1024
 """Bytes of further (pipelined) requests buffered while one is relayed, beyond which reading pauses."""
 KEEPALIVE_TIMEOUT = 75.0
-"""Seconds an idle kept-alive connection stays open (aiohttp's default)."""
+"""Seconds a client connection may go without a whole request head, from its opening or from its
+last answer: the keep-alive of an idle connection and the deadline of a head still being read, on
+both paths (aiohttp's server gets it through :func:`server_options`; its own default is an hour)."""
+
+
+def server_options() -> dict[str, Any]:
+    """Options of aiohttp's server (:class:`aiohttp.web.AppRunner`), so that a connection handed to
+    it keeps the deadline it had here: aiohttp closes a connection whose keep-alive runs out while it
+    waits for a request, whether nothing or part of a head came."""
+    return {"keepalive_timeout": KEEPALIVE_TIMEOUT}
 
 
 class FrontProtocol(asyncio.Protocol):
@@ -288,8 +297,8 @@ class FrontProtocol(asyncio.Protocol):
     def _request(self, head: RequestHead, wanted: Relayable, prefix: str, body: bytes) -> bytes:
         """The request as the agent gets it: head and body in one piece."""
         request = upstream_head(head.method, prefix + upstream_target(head.url.decode("latin-1")), head.headers,
-                                remote=self._remote, scheme="http", host=wanted.host, has_body=bool(body),
-                                has_length=wanted.has_length)
+                                remote=self._remote, scheme="http", host=wanted.host,
+                                length=wanted.length if wanted.has_length else None)
         return request + body if body else request
 
     async def _exchange(self, head: RequestHead, wanted: Relayable, state: AgentState, body: bytes) -> int:

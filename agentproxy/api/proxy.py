@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 from typing import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -46,6 +47,7 @@ HOP_BY_HOP = frozenset({
 
 _DROPPED_REQUEST = HOP_BY_HOP | {
     "host", "expect",  # Host is replaced; an Expect was already answered by this server
+    "content-length",  # the proxy frames the body itself (with Transfer-Encoding, hop-by-hop already)
     "authorization", "x-api-key",  # agentproxy's credentials are not the agent's business
     "x-forwarded-proto", "x-forwarded-host",  # set anew below
 }
@@ -91,17 +93,21 @@ def request_head(request: web.Request, target: str, chunked: bool = False) -> by
     """The request head sent upstream for an aiohttp request (see :func:`upstream_head`)."""
     return upstream_head(
         request.method, target, request.raw_headers, remote=request.remote, scheme=request.scheme,
-        host=request.host, has_body=request.body_exists, has_length="Content-Length" in request.headers,
-        chunked=chunked)
+        host=request.host, length=None if chunked else request.content_length, chunked=chunked)
 
 
 def upstream_head(method: str, target: str, raw_headers: Iterable[tuple[bytes, bytes]], *, remote: str | None,
-                  scheme: str, host: str | None, has_body: bool, has_length: bool, chunked: bool = False) -> bytes:
+                  scheme: str, host: str | None, length: int | None, chunked: bool = False) -> bytes:
     """The request head sent upstream, blank line included: the caller's end-to-end headers as
-    they came, ``Host: localhost`` and ``X-Forwarded-*`` (one pass over the raw headers).
+    they came, ``Host: localhost``, ``X-Forwarded-*`` and the body's framing (one pass over the
+    raw headers).
 
-    ``has_body`` says the request has a body, ``has_length`` that it sent ``Content-Length``;
-    ``chunked`` that the body goes upstream in chunks (it came without a length).
+    The framing is always the proxy's own, whatever the caller's headers say: ``Content-Length:
+    length`` for a body of known length, ``Transfer-Encoding: chunked`` when ``chunked`` (the
+    body came without a length and goes upstream in chunks), ``Content-Length: 0`` for a POST,
+    PUT or PATCH without a body, else nothing. The caller's own framing headers are never passed
+    on, so no ``Connection`` header can take them away while the body still follows (which the
+    agent would read as the next request).
     """
     raw = raw_headers if isinstance(raw_headers, (list, tuple)) else list(raw_headers)
     named = _raw_tokens(raw)
@@ -123,7 +129,9 @@ def upstream_head(method: str, target: str, raw_headers: Iterable[tuple[bytes, b
         append(b"X-Forwarded-Host: " + host.encode("latin-1") + b"\r\n")
     if chunked:
         append(b"Transfer-Encoding: chunked\r\n")
-    elif method in _BODY_METHODS and not has_body and not has_length:
+    elif length is not None:
+        append(b"Content-Length: %d\r\n" % length)
+    elif method in _BODY_METHODS:
         append(b"Content-Length: 0\r\n")
     append(b"\r\n")
     return b"".join(lines)
@@ -170,6 +178,16 @@ def upstream_target(raw_path: str, depth: int = 6) -> str:
     return "/" + parts[depth] if len(parts) > depth else "/"
 
 
+def origin_form(target: str) -> str:
+    """The path and query of a request target: as it is in origin form (``/path?query``); from an
+    absolute-form target (``http://host/path?query``, RFC 9112 section 3.2.2), whose authority
+    names this server and is no part of the agent's path."""
+    if target.startswith("/"):
+        return target
+    parts = urlsplit(target)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
 def upstream_url(base: str, raw_path: str, depth: int = 6) -> URL:
     """The upstream URL of a proxied request, its path and query passed on as sent (still encoded)."""
     return URL(f"{base.rstrip('/')}{upstream_target(raw_path, depth)}", encoded=True)
@@ -207,6 +225,7 @@ class AgentProxy:
         are set on the answer (over the agent's own).
         """
         self.ctx.traffic.touch(state.id)  # idle culling's clock: a dict write
+        raw_path = origin_form(raw_path)
         if state.status is not AgentStatus.READY or not state.upstream:
             # Never for a ready agent: a suspended one resumes; 503 with Retry-After unless ready in time.
             state = await self.ctx.waker.wake(state)

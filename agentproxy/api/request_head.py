@@ -18,6 +18,16 @@ MAX_BODY = 1024 * 1024
 """Request bodies up to this size are relayed whole; larger ones stream through the full path."""
 _REFUSED = (b"transfer-encoding", b"expect", b"upgrade")
 """Headers of requests left to the full path: chunked bodies, ``100-continue``, protocol switches."""
+MAX_FIELD = 8190
+"""Bytes of a target, header name or value beyond which the full path judges the request (aiohttp's
+``max_line_size`` and ``max_field_size``: it refuses longer ones)."""
+MAX_HEADERS = 64
+"""Header lines beyond which the full path judges the request (aiohttp refuses more than 128)."""
+_SINGLETONS = frozenset({
+    b"content-length", b"content-location", b"content-range", b"content-type", b"etag", b"host",
+    b"max-forwards", b"server", b"transfer-encoding", b"user-agent",
+})
+"""Headers a request may say once (RFC 9110): aiohttp refuses a request that repeats one."""
 
 
 class RequestHead:
@@ -92,23 +102,33 @@ def relayable(head: RequestHead) -> Relayable | None:
     """The facts of a request the fast path may relay: HTTP/1.1 keep-alive, a method of
     :data:`FAST_METHODS`, a path ``/sessions/S/agents/A/api/...`` with plain ids, a ``Host``,
     no body or one ``Content-Length`` up to :data:`MAX_BODY`, no ``Transfer-Encoding``,
-    ``Expect`` or ``Upgrade``. None for any other request (the full path answers it)."""
+    ``Expect`` or ``Upgrade``, nothing near aiohttp's limits and no header of :data:`_SINGLETONS`
+    twice. None for any other request (the full path answers it, or refuses it)."""
     if not head.complete or not head.keep_alive or head.method not in FAST_METHODS:
+        return None
+    if len(head.url) > MAX_FIELD or len(head.headers) > MAX_HEADERS:
         return None
     parts = head.url.split(b"/", 6)
     if len(parts) < 7 or parts[0] or parts[1] != b"sessions" or parts[3] != b"agents" or parts[5] != b"api":
         return None
     length, has_length = 0, False
     host = authorization = api_key = None
+    seen: set[bytes] = set()
     for name, value in head.headers:
         lower = name.lower()
+        if len(name) > MAX_FIELD or len(value) > MAX_FIELD:
+            return None
+        if lower in _SINGLETONS:
+            if lower in seen:
+                return None  # several lengths, hosts, ...: the full path refuses the request
+            seen.add(lower)
         if lower == b"content-length":
-            if has_length or not value.isdigit():
-                return None  # several lengths, or a malformed one: the full path refuses it
+            if not value.isdigit():
+                return None  # a malformed length: the full path refuses it
             length, has_length = int(value), True
         elif lower in _REFUSED:
             return None
-        elif lower == b"host" and host is None:
+        elif lower == b"host":
             host = value.decode("latin-1")
         elif lower == b"authorization" and authorization is None:
             authorization = value.decode("latin-1")

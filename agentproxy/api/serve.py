@@ -100,7 +100,7 @@ async def run_server(
     from aiohttp import web
 
     from .app import create_app
-    from .fastpath import FastPathSite
+    from .fastpath import FastPathSite, server_options
 
     host = settings.server.host if host is None else host
     port = settings.server.port if port is None else port
@@ -113,7 +113,7 @@ async def run_server(
     try:
         app = create_app(settings, backend, api_keys, heartbeat_interval=heartbeat_interval)
         runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=shutdown_timeout,
-                               handle_signals=False)
+                               handle_signals=False, **server_options())
         await runner.setup()
         try:
             site = FastPathSite(runner, host, port)  # proxied requests to ready agents skip aiohttp's layers

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import re
 from typing import AsyncIterable, Callable
 from urllib.parse import urlsplit
 
@@ -29,10 +30,21 @@ MAX_IDLE = 32
 HIGH_WATER = 256 * 1024
 """Bytes of an answer buffered here beyond which reading from the agent pauses."""
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+MAX_HEAD = 64 * 1024
+"""Bytes of an answer's head (status lines and header lines, interim answers' included) beyond which
+the answer is refused: the proxy holds a head whole before it passes it on."""
+MAX_HEADERS = 100
+"""Header lines of an answer beyond which it is refused (``100 Continue`` answers' included)."""
+_REASON = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+"""A reason phrase as RFC 9112 allows it (HTAB, SP, visible characters, obs-text): no control bytes."""
 
 
 class UpstreamError(ConnectionError):
     """The agent could not be reached, or broke off the conn."""
+
+
+class _Surplus(Exception):
+    """An agent's bytes go on beyond the end of its answer (raised to stop llhttp there)."""
 
 
 class Connection(asyncio.Protocol):
@@ -63,6 +75,10 @@ class Connection(asyncio.Protocol):
         self._sink: Callable[[bytes], None] | None = None
         self._on_head: Callable[[Exception | None], None] | None = None
         self._head_in = False
+        self._in_head = False
+        """Between an answer's status line and the end of its head (later header lines are trailers)."""
+        self._head_size = 0
+        self._head_count = 0
         self._raw: Callable[[bytes], None] | None = None
         self._in_chunk = False
         self.passed = 0
@@ -77,8 +93,8 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._got_bytes = True
-        if self._parser is None:  # bytes while idle: the connection is no longer usable
-            self.close()
+        if self._parser is None or self._complete:  # bytes while idle, or after the answer's end
+            self._retire(spilled=False)
             return
         if self._raw is not None and not self._eof:
             self._raw(data)  # on its way before it is parsed: parsing only tells where the answer ends
@@ -86,19 +102,29 @@ class Connection(asyncio.Protocol):
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(UpstreamError("the agent switched protocols, which the proxy does not pass"))
+            self.close()
         except httptools.HttpParserError as exc:
-            self._fail(UpstreamError(f"the agent's answer is not valid HTTP: {exc}"))
-            self.spilled = self._raw is not None
+            if self._complete:  # a second answer, or bytes that are none, after the first one's end
+                self._retire(spilled=self._raw is not None)
+            else:
+                cause = exc.__context__  # what a callback raised: a head over the bounds
+                self._fail(cause if isinstance(cause, UpstreamError) else
+                           UpstreamError(f"the agent's answer is not valid HTTP: {exc}"))
+                self.spilled = self._raw is not None
+                self.close()
+        else:
+            if not self._head_in:  # every byte so far belongs to the head (the body follows it)
+                self._head_size += len(data)
+                if self._head_size > MAX_HEAD:
+                    self._fail(self._head_too_large())
+                    self.close()
         if self._head_in and self._on_head is not None:  # after the parse: a body in these bytes is in too
             on_head, self._on_head = self._on_head, None
             on_head(None)
 
     def eof_received(self) -> bool | None:
-        if self._parser is not None and self._head is not None and self._head.done() and not self._complete:
-            try:  # an answer without a length ends with the connection
-                self._parser.feed_eof()
-            except httptools.HttpParserError:
-                pass
+        if self._head_in and not self._complete and self._error is None and self._read_to_end():
+            self._finish(reusable=False)  # an answer without a length ends with the connection
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -123,10 +149,9 @@ class Connection(asyncio.Protocol):
     # --- llhttp callbacks -----------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        if self._complete:  # a second answer to one request: nothing here may use the connection again
-            self._reusable = False
-            self.spilled = self._raw is not None
-            self.close()
+        if self._complete:  # a second answer to one request: llhttp stops here, before its status line
+            raise _Surplus()
+        self._in_head = True
 
     def on_chunk_header(self) -> None:
         self._in_chunk = True
@@ -138,13 +163,25 @@ class Connection(asyncio.Protocol):
         self.reason += status.decode("latin-1")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._in_head:  # a trailer field of a chunked body: never part of the head passed on
+            return
+        self._head_count += 1
+        if self._head_count > MAX_HEADERS:
+            raise self._head_too_large()
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
         status = self._parser.get_status_code()  # type: ignore[union-attr]
         if 100 <= status < 200:  # an interim answer (100 Continue): the real one follows
             self.headers, self.reason = [], ""
             return
+        # A head that ends in the bytes being parsed is measured here (the bytes of earlier pieces
+        # are counted as they come): its lines as llhttp gave them, each with its separators.
+        if len(self.reason) + 15 + sum(len(n) + len(v) + 4 for n, v in self.headers) > MAX_HEAD:
+            raise self._head_too_large()
+        if not _REASON.fullmatch(self.reason):  # control bytes: the standard phrase is said instead
+            self.reason = ""
         self.status = status
         self._head_in = True
         if self._head is not None and not self._head.done():
@@ -335,6 +372,25 @@ class Connection(asyncio.Protocol):
 
     _reusable = False
 
+    def _head_too_large(self) -> UpstreamError:
+        return UpstreamError(f"the agent's answer head is larger than {MAX_HEAD // 1024} KiB "
+                             f"or {MAX_HEADERS} header lines")
+
+    def _read_to_end(self) -> bool:
+        """True when the answer's body has neither a length nor chunked framing: its end is the
+        connection's (RFC 9112 section 6.3)."""
+        codings = [value for name, value in self.headers if name.lower() == b"transfer-encoding"]
+        if codings:
+            return codings[-1].rsplit(b",", 1)[-1].strip().lower() != b"chunked"
+        return not any(name.lower() == b"content-length" for name, _ in self.headers)
+
+    def _retire(self, spilled: bool) -> None:
+        """Bytes beyond the answer: the connection is never used again (what follows an answer that
+        was not asked for would be taken as the next request's answer)."""
+        self._reusable = False
+        self.spilled = self.spilled or spilled
+        self.close()
+
     def _finish(self, reusable: bool) -> None:
         self._complete = True
         self._reusable = reusable
@@ -358,8 +414,8 @@ class Connection(asyncio.Protocol):
 
     def _reset(self) -> None:
         self._sink = self._raw = self._on_head = None
-        self._in_chunk = self.spilled = self._head_in = False
-        self.passed = 0
+        self._in_chunk = self.spilled = self._head_in = self._in_head = False
+        self.passed = self._head_size = self._head_count = 0
         self.status, self.reason, self.headers = 0, "", []
         self._parser = self._head = None
         self._complete = self._eof = self._reusable = False

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from ...settings import Settings
 from ..context import ApiContext
+from ..expect import deferring
 from .peer_model import reserved_names
 from .routes import PeerRoutes
 
@@ -29,7 +30,7 @@ def install(app: web.Application, ctx: ApiContext) -> PeerRoutes | None:
         return None
     reserved = reserved_names(resource.canonical for resource in app.router.resources())
     layer = PeerRoutes(ctx, reserved)
-    app.add_routes(layer.routes())
+    app.add_routes(deferring(layer.routes()))
     ctx.auth.open_requests.append(layer.is_open)
     ctx.agent_id_checks.append(layer.check_agent_id)
     # The peer has no sessions of agents: every owner's agents live in this one, each seen by its owner.

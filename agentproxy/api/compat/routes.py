@@ -10,7 +10,8 @@ the README's compatibility table says otherwise):
   ``tag.KEY=VALUE``;
 - ``DELETE /sessions/{id}``: stops the agent and deletes its data;
 - ``ANY /{id}/...``: the agent's own API through agentproxy's reverse proxy;
-- ``OPTIONS`` of each: CORS preflights, without a key.
+- ``OPTIONS`` of each: CORS preflights, without a key, answered by agentproxy itself (a
+  preflight of ``/{id}/...`` never reaches the agent).
 
 Errors are the peer's ``{"message": ...}`` with agentproxy's ``error`` object beside it.
 """
@@ -127,10 +128,16 @@ class PeerRoutes:
     # --- the session proxy ---------------------------------------------------------------------
 
     async def forward(self, request: web.Request) -> web.StreamResponse:
-        """``ANY /{id}/PATH?QUERY`` to ``/PATH?QUERY`` of the agent's API (a preflight needs no key)."""
+        """``ANY /{id}/PATH?QUERY`` to ``/PATH?QUERY`` of the agent's API; a CORS preflight
+        (``OPTIONS``) is answered here: 204 with :data:`.cors.PROXY_HEADERS`, as the peer answers it."""
+        if request.method == "OPTIONS":
+            # Preflights need no key, so nothing of one may reach an agent: whatever it carries
+            # would be an unauthenticated request to someone's agent. Answered for any id alike,
+            # it tells nothing about which sessions exist.
+            return web.Response(status=204, headers=cors.PROXY_HEADERS)
         try:
             state = await self._session(request)
-            if request.method != "OPTIONS" and not principal_of(request).can_see(state):
+            if not principal_of(request).can_see(state):
                 raise ApiError(403, "You can only access your own sessions")
             return await self.proxy.forward(request, state, request.raw_path, depth=2,
                                             extra_headers=cors.PROXY_HEADERS)

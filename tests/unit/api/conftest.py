@@ -8,11 +8,12 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 import socket
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
 
 from agentproxy.api import create_app, hash_key
-from agentproxy.api.fastpath import FastPathSite
+from agentproxy.api.fastpath import FastPathSite, server_options
 from agentproxy.settings import Settings
 
 from .memory_backend import MemoryBackend
@@ -59,17 +60,27 @@ ApiFactory = Callable[..., Awaitable[TestClient]]
 
 
 class FastPathTestServer(TestServer):
-    """aiohttp's test server with its connections starting on the fast path, as ``agentproxy serve``'s do."""
+    """aiohttp's test server with its connections starting on the fast path, as ``agentproxy serve``'s do
+    (with ``fast=False``: aiohttp's own site, every request on the full path), with the server
+    options ``serve`` gives aiohttp."""
 
     site: FastPathSite | None = None
+
+    def __init__(self, app: Any, *, fast: bool = True, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.fast = fast
 
     async def start_server(self, loop: Any = None, **kwargs: Any) -> None:
         if self.runner:
             return
-        self.runner = await self._make_runner(handler_cancellation=True, **kwargs)
+        self.runner = await self._make_runner(handler_cancellation=True, **server_options(), **kwargs)
         await self.runner.setup()
-        self.site = FastPathSite(self.runner, sock=self.socket_factory(self.host, 0, socket.AF_INET))
-        await self.site.start()
+        sock = self.socket_factory(self.host, 0, socket.AF_INET)
+        if self.fast:
+            self.site = FastPathSite(self.runner, sock=sock)
+            await self.site.start()
+        else:
+            await web.SockSite(self.runner, sock).start()
         self.port = self.runner.addresses[0][1]
         self.scheme = "http"
         self._root = URL(f"http://{self.host}:{self.port}")
@@ -77,12 +88,13 @@ class FastPathTestServer(TestServer):
 
 @pytest.fixture
 async def make_api(settings: Settings, backend: MemoryBackend) -> AsyncIterator[ApiFactory]:
-    """Serve the API (over ``backend`` unless another is given) on 127.0.0.1 and return a client."""
+    """Serve the API (over ``backend`` unless another is given) on 127.0.0.1 and return a client
+    (``fast=False``: without the fast path)."""
     clients: list[TestClient] = []
 
-    async def make(api_keys: Any = (), backend_: Any = None, **kwargs: Any) -> TestClient:
+    async def make(api_keys: Any = (), backend_: Any = None, fast: bool = True, **kwargs: Any) -> TestClient:
         app = create_app(settings, backend if backend_ is None else backend_, api_keys, **kwargs)
-        client = TestClient(FastPathTestServer(app, host="127.0.0.1"))
+        client = TestClient(FastPathTestServer(app, host="127.0.0.1", fast=fast))
         await client.start_server()
         clients.append(client)
         return client

@@ -25,6 +25,8 @@ class Raw:
         self.reader, self.writer = reader, writer
         self.chunk_lines: list[bytes] = []
         """The chunk-size lines of chunked answers, as they came."""
+        self.line = b""
+        """The status line of the last answer read."""
 
     @classmethod
     async def open(cls, port: int) -> "Raw":
@@ -45,6 +47,7 @@ class Raw:
     async def _answer(self) -> tuple[int, dict[str, str], bytes]:
         head = await self.reader.readuntil(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
+        self.line = lines[0].encode("latin-1")
         status = int(lines[0].split(" ")[1])
         headers = {}
         for line in lines[1:]:
@@ -59,9 +62,11 @@ class Raw:
                 line = (await self.reader.readline()).strip()
                 self.chunk_lines.append(line)
                 size = int(line.split(b";")[0], 16)
-                chunk = await self.reader.readexactly(size + 2)
                 if size == 0:
+                    while await self.reader.readline() != b"\r\n":  # trailer fields, then the blank line
+                        pass
                     break
+                chunk = await self.reader.readexactly(size + 2)
                 body += chunk[:-2]
         else:
             body = b""

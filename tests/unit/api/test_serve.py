@@ -132,3 +132,31 @@ def test_a_taken_port_is_one_line_of_error(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"agentproxy: error: cannot listen on 127.0.0.1:{port}") and err.count("\n") == 1
     assert backend.started and backend.closed
+
+
+async def test_serve_closes_a_connection_without_a_whole_head_at_the_keep_alive_deadline(settings, monkeypatch):
+    from agentproxy.api import fastpath
+
+    monkeypatch.setattr(fastpath, "KEEPALIVE_TIMEOUT", 0.5)
+    stop = asyncio.Event()
+    addresses: list = []
+    server = asyncio.create_task(run_server(
+        settings, MemoryBackend(), host="127.0.0.1", port=0, stop=stop, on_listening=addresses.extend,
+        handle_signals=False, shutdown_timeout=1.0))
+    try:
+        await wait_until(lambda: addresses or server.done(), "the server to listen")
+        reader, writer = await asyncio.open_connection("127.0.0.1", addresses[0][1])
+        try:
+            # One request aiohttp answers (the connection is handed to it), then part of another.
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: proxy.test\r\n\r\nGET /heal")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HANG_GUARD)
+            assert head.startswith(b"HTTP/1.1 200")
+            length = int(next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+                         .split(b":")[1])
+            await reader.readexactly(length)
+            assert await asyncio.wait_for(reader.read(), HANG_GUARD) == b""  # closed by the server
+        finally:
+            writer.close()
+    finally:
+        stop.set()
+        await asyncio.wait_for(server, HANG_GUARD)

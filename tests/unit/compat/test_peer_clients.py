@@ -247,7 +247,7 @@ async def test_owner_scoping_with_two_keys(keyed_server):
         # As in the peer: /health and CORS preflights need no key.
         assert await call(http, "GET", f"{server.url}/health") == (200, {"status": "ok"})
         preflight = {"Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST"}
-        assert (await call(http, "OPTIONS", f"{server.url}/{mine}/message", headers=preflight))[0] == 200
+        assert (await call(http, "OPTIONS", f"{server.url}/{mine}/message", headers=preflight))[0] == 204
         assert (await call(http, "OPTIONS", f"{server.url}/start", headers=preflight))[0] == 204
 
         # agentproxy's own API refuses an agent whose id would name a route while the layer is on.
