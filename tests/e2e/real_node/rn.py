@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import kr8s
 from prometheus_client.parser import text_string_to_metric_families
 
 from kube import get, wait_for
@@ -123,11 +124,14 @@ def container_processes(container_id: str) -> list[int]:
 async def readiness_probes_passed(api, namespace: str, pod: str) -> float:
     """Successful readiness probes of ``pod`` counted by the node's kubelet process that runs now
     (its ``/metrics/probes``, through the API server's node proxy): zero for a kubelet that has
-    not probed it since it started."""
+    not probed it since it started, or that does not answer yet."""
     path = f"/api/v1/nodes/{NODE}/proxy/metrics/probes"
     base, _, rest = path.lstrip("/").partition("/")
-    async with api.call_api("GET", version="", base=f"/{base}", url=rest) as resp:
-        text = resp.text
+    try:
+        async with api.call_api("GET", version="", base=f"/{base}", url=rest) as resp:
+            text = resp.text
+    except kr8s.ServerError:  # the new kubelet's server is not listening yet (503 from the API server)
+        return 0.0
     total = 0.0
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
