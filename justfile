@@ -72,7 +72,7 @@ render *ARGS:
 
 # Everything CI runs: unit tests, then the e2e suite against a local control plane
 # (with AGENTPROXY_REAL_NODE=1, as in CI: plus a real node, its tests and the proof that it leaves nothing behind)
-test: agentapi unit
+test: agentapi unit ui
     #!/usr/bin/env bash
     set -euo pipefail
     real="${AGENTPROXY_REAL_NODE:-}"
@@ -96,8 +96,14 @@ test: agentapi unit
     fi
 
 # Unit tests (pure code and local processes) and the contract suite against the memory and local backends; no cluster
+# (the dashboard's browser tests run in a pytest process of their own: `ui`)
 unit *ARGS: agentapi agents agentapi-proxy chp wrk socat browser deploy-tools k8s-yaml
-    python -m pytest tests/unit tests/contract -m "not e2e" "$@"
+    python -m pytest tests/unit tests/contract -m "not e2e" --ignore=tests/unit/ui "$@"
+
+# The dashboard's tests in Chromium, in a pytest process of their own: after the asyncio tests of the
+# unit tier in the same process, their agents' updates stopped reaching the page now and then
+ui *ARGS: agentapi browser
+    python -m pytest tests/unit/ui "$@"
 
 # The e2e suite and the contract suite's k8s leg against whatever $KUBECONFIG points to (a missing cluster fails, it is never skipped)
 e2e *ARGS:
