@@ -392,34 +392,29 @@ class LocalBackend(Backend):
 
     async def probe(self, port: int) -> bool:
         """True when agentapi answers ``GET /status`` on ``port`` (with the Host it accepts)."""
-        if self._http is None or self._http.closed:
-            return False
-        timeout = aiohttp.ClientTimeout(total=self.timing.probe_timeout)
-        try:
-            async with self._http.get(f"http://{HOST}:{port}{STATUS_PATH}", headers={"Host": AGENTAPI_HOST},
-                                      timeout=timeout, allow_redirects=False) as response:
-                if response.status != 200:
-                    return False
-                body = await response.json(content_type=None)
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
-            return False
+        body = await self._agentapi_json(port, STATUS_PATH)
         return isinstance(body, dict) and "status" in body
 
     async def restored(self, port: int, saved: int) -> bool:
         """True when the agentapi on ``port`` answers ``GET /messages`` with at least the
         ``saved`` messages of its state file (see :func:`agentproxy.restore.restored`)."""
+        body = await self._agentapi_json(port, "/messages")
+        return body is not None and restored(saved, body)
+
+    async def _agentapi_json(self, port: int, path: str) -> Any:
+        """The JSON body of a 200 answer of the agentapi on ``port`` to ``GET path`` (with the
+        Host it accepts, within ``probe_timeout``); None for any other answer or none."""
         if self._http is None or self._http.closed:
-            return False
+            return None
         timeout = aiohttp.ClientTimeout(total=self.timing.probe_timeout)
         try:
-            async with self._http.get(f"http://{HOST}:{port}/messages", headers={"Host": AGENTAPI_HOST},
+            async with self._http.get(f"http://{HOST}:{port}{path}", headers={"Host": AGENTAPI_HOST},
                                       timeout=timeout, allow_redirects=False) as response:
                 if response.status != 200:
-                    return False
-                body = await response.json(content_type=None)
+                    return None
+                return await response.json(content_type=None)
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
-            return False
-        return restored(saved, body)
+            return None
 
     def changed(self, supervisor: Supervisor) -> None:
         """Publish a visible change and persist a change of what the state file keeps."""
