@@ -18,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 from prometheus_client.utils import floatToGoString
 
 from ..backends.base import AgentStatus, Backend, LifecycleEvent
+from ..backends.progress import StartProgress, Step
 from ..backends.suspension import RESUME_CAUSES, SUSPEND_CAUSES
 from .backend_metrics import BackendCollector
 from .errors import Handler
@@ -121,6 +122,16 @@ class Metrics:
             self.resumes.labels(cause)
             self.resume_seconds.labels(cause)
         backend.lifecycle_listeners.append(self.lifecycle)
+        self.start_steps = Histogram(
+            "agentproxy_agent_start_step_seconds", "Time each step of an agent's start took, from the step before "
+            "it (from the create, resume or restart for the first): what part of create-to-ready each step is. "
+            "By kind (start, resume, restart) and step (see GET .../progress); the last step is ready, failed "
+            "or stopped.", ["kind", "step"], buckets=RESUME_BUCKETS, registry=self.registry)
+        backend.progress.listeners.append(self.start_step)
+
+    def start_step(self, record: StartProgress, step: Step) -> None:
+        """Time one step of an agent's start."""
+        self.start_steps.labels(record.kind, step.name).observe(step.seconds)
 
     def lifecycle(self, event: LifecycleEvent) -> None:
         """Count a suspend or resume of the backend, and time a resume until ready."""

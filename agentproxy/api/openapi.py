@@ -204,6 +204,21 @@ def _agent_ops() -> dict[str, Any]:
                      "responses": {"200": _json(_ref("Agent"), "The agent, on its way to ready."),
                                    **_errors("400", "401", "404", "409", "422", "503")}},
         },
+        "/sessions/{session}/agents/{agent}/progress": {
+            "parameters": [SESSION, AGENT],
+            "get": {
+                "operationId": "streamAgentProgress", "summary": "The agent's start, step by step, as Server-Sent Events",
+                "description": "Events named `step` (id: the step's position): the steps of the agent's current or "
+                               "last start (kind start, resume or restart) already reached, then each as it is "
+                               "reached, each with `step`, `at`, `message` and `seconds` since the step before. The "
+                               "stream ends after `ready`, `failed` (with the agent's `reason`) or `stopped`. "
+                               "k8s steps: applied, scheduled, volume_bound, image_ready, container_started, "
+                               "agentapi_answering; local: process_started, agentapi_answering, restored; both: "
+                               "first_message_delivered for an agent created with a message.",
+                "responses": {"200": {"description": "The stream.", "content": {"text/event-stream": {
+                    "schema": {"type": "string"}}}}, **_errors("400", "401", "404")},
+            },
+        },
         "/sessions/{session}/agents/{agent}/logs": {
             "parameters": [SESSION, AGENT],
             "get": {

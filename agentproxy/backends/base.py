@@ -19,11 +19,13 @@ from .agent_state import AgentState, AgentStatus, StatusEvent, visible  # noqa: 
 from .errors import (  # noqa: F401  (re-exported: callers import the errors from here)
     BackendError, Conflict, Forbidden, NotFound, Rejected, SessionTaken, TooMany, Unavailable,
 )
+from .conversation import FIRST_MESSAGE_PENDING
 from .events import EventHub
 from .index import ANY_OWNER
 from .lifecycle import ChangeWaiters, LifecycleEvent, Listener, ResumeTimer
 from .limits import CreateLimits, CreateQueue
 from .ownership import check_session
+from .progress import FAILED, PLAIN_PLAN, RESUME, START, Facts, ProgressBook, StepPlan
 from .suspension import API, AgentActivity, Suspension
 
 log = logging.getLogger("agentproxy.backends")
@@ -107,6 +109,8 @@ class Backend(abc.ABC):
     """
 
     mode: str = "abstract"
+    progress_plan: StepPlan = PLAIN_PLAN
+    """The steps of a start in this mode (see :mod:`.progress`)."""
 
     def __init__(self, limits: CreateLimits | None = None) -> None:
         self.hub: EventHub[StatusEvent] = EventHub()
@@ -118,6 +122,9 @@ class Backend(abc.ABC):
         self._published: dict[str, AgentState] = {}
         self._resumes = ResumeTimer(self.lifecycle_listeners)
         self._changes = ChangeWaiters()
+        self._progress_changes = ChangeWaiters()
+        self.progress = ProgressBook(self.progress_plan, self._progress_changes.changed)
+        """The current or last start of every agent, step by step."""
         self._creating: dict[str, AgentSpec] = {}
         self.set_limits(limits or CreateLimits())
 
@@ -168,8 +175,13 @@ class Backend(abc.ABC):
                     others.update(self._creating)
                     self.limits.check_room(spec, others.values())
                     self._creating[spec.id] = spec
+                    self.progress.begin(spec, START)
                     try:
                         return await self._create_new(spec, prepared)
+                    except BaseException:
+                        if self._state(spec.id) is None:
+                            self.progress.gone(spec.id, "CreateFailed")
+                        raise
                     finally:
                         self._creating.pop(spec.id, None)
                 check_same_spec(existing.spec, spec)
@@ -240,13 +252,16 @@ class Backend(abc.ABC):
     async def _resume_locked(self, state: AgentState, cause: str) -> AgentState:
         # Begun first: a mode may announce the agent ready before _resume returns.
         self._resumes.begin(state.id, cause)
+        self.progress.begin(state.spec, RESUME)
         try:
             resumed, done = await self._resume(state)
-        except BaseException:
+        except BaseException as exc:
             self._resumes.end(state.id)
+            self.progress.end(state.id, FAILED, str(exc) or "the resume failed", "ResumeFailed")
             raise
         if not done:
             self._resumes.end(state.id)
+            self.publish(resumed)  # another proxy resumed it: the states to come tell its steps
             return resumed
         log.info("agent %s/%s resumed (%s)", state.session, state.id, cause)
         self._resumes.done(state.id, ready=resumed.status is AgentStatus.READY)
@@ -294,9 +309,21 @@ class Backend(abc.ABC):
 
     # --- events --------------------------------------------------------------------------------
 
+    async def next_progress(self, agent_id: str, timeout: float) -> bool:
+        """Return when the agent's start progress changes next (True), or after ``timeout``
+        seconds (False)."""
+        return await self._progress_changes.next_change(agent_id, timeout)
+
+    def _start_facts(self, state: AgentState) -> Facts:
+        """The steps of the agent's start reached now, as far as the mode knows (see :mod:`.progress`)."""
+        return {}
+
     def publish(self, state: AgentState) -> None:
         """Announce the agent's state: ``added`` the first time, then ``modified`` when it
-        changed visibly (see :func:`visible`), nothing otherwise."""
+        changed visibly (see :func:`visible`), nothing otherwise. Every state, visible change
+        or not, moves the agent's start progress on."""
+        self.progress.observe(state, self._start_facts(state),
+                              first_message_overdue=state.reason == FIRST_MESSAGE_PENDING)
         previous = self._published.get(state.id)
         if previous is not None and visible(previous) == visible(state):
             return
@@ -313,6 +340,7 @@ class Backend(abc.ABC):
         """Announce that the agent is gone (``deleted``), with ``final`` or its last announced state."""
         previous = self._published.pop(agent_id, None)
         self._resumes.end(agent_id)
+        self.progress.gone(agent_id)
         if final is not None or previous is not None:
             self.hub.publish(StatusEvent("deleted", final or previous))  # type: ignore[arg-type]
         self._changes.changed(agent_id)

@@ -38,8 +38,9 @@ from ..base import (
 from ..conversation import FirstMessageTracker, read_activity
 from ..index import StateIndex
 from ..limits import CreateLimits
+from ..progress import K8S_PLAN, Facts
 from ..suspension import AgentActivity, Suspension
-from . import model, upkeep, volume
+from . import model, steps, upkeep, volume
 from .cache import NamespaceCache, event_agent
 from .client import Client, NamespaceMissing
 from .health import ApiHealth
@@ -62,6 +63,7 @@ class K8sBackend(Backend):
     """Agents in one namespace of one cluster."""
 
     mode = model.MODE
+    progress_plan = K8S_PLAN
 
     def __init__(self, settings: Settings, client: Client | None = None, **cache_options: float) -> None:
         super().__init__(CreateLimits.from_settings(settings.agents))
@@ -193,6 +195,12 @@ class K8sBackend(Backend):
         overdue = self.first_messages.overdue(agent_id) if self.first_messages else None
         return model.agent_state(spec, objects, namespace=self.namespace, pod_address=self.k8s.pod_address,
                                  first_message_overdue=overdue)
+
+    def _start_facts(self, state: AgentState) -> Facts:
+        if self.cache is None:
+            return {}
+        delivered = self.first_messages is not None and self.first_messages.delivered(state.id)
+        return steps.start_facts(model.AgentObjects.of(state.id, self.cached), delivered)
 
     def _state(self, agent_id: str) -> AgentState | None:
         return self.index.get(agent_id) if self.cache else None

@@ -40,6 +40,7 @@ from ..base import AgentState, AgentStatus, Backend, Rejected, Unavailable, not_
 from ..conversation import ConversationFollower
 from ..index import Membership
 from ..limits import CreateLimits
+from ..progress import LOCAL_PLAN, Facts
 from ..suspension import AgentActivity, Suspension, parse_time
 from .ports import HOST, PortAllocator
 from .process import (
@@ -71,6 +72,7 @@ class LocalBackend(Backend):
     """Agents as processes of this machine, supervised by this proxy."""
 
     mode = "local"
+    progress_plan = LOCAL_PLAN
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(CreateLimits.from_settings(settings.agents))
@@ -361,6 +363,10 @@ class LocalBackend(Backend):
                            restarts=last.restarts, details=last.details)
         self.publish_gone(state.id, final)
         return final
+
+    def _start_facts(self, state: AgentState) -> Facts:
+        supervisor = self._agents.get(state.id)
+        return supervisor.start_facts if supervisor is not None else {}
 
     # --- what supervisors use ------------------------------------------------------------------
 

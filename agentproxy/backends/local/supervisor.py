@@ -24,6 +24,7 @@ from ...settings.schema import SupervisionSettings
 from ...spec import AgentSpec
 from ..base import AgentState, AgentStatus, BackendError
 from ..conversation import FIRST_MESSAGE_PENDING, ConversationFollower
+from ..progress import FIRST_MESSAGE, Fact
 from ..suspension import SUSPENDED_REASON, SUSPENDING_REASON, Suspension, utc_now
 from .following import RunConversation
 from .logs import AgentLog
@@ -119,6 +120,8 @@ class Supervisor:
         self.adopting: Identity | None = None
         """The recorded process of an agent a restarted proxy is still adopting (see
         :meth:`await_adoption`); kept in the state file until it is adopted or started afresh."""
+        self.start_facts: dict[str, Fact] = {}
+        """The steps of the current run's start reached so far (see :data:`~..progress.LOCAL_PLAN`)."""
         self._task: asyncio.Task[None] | None = None
         self._over_limit = asyncio.Event()
         self.backoff = RestartBackoff(self.timing)
@@ -157,6 +160,8 @@ class Supervisor:
             self.process = process
             self.sample = None
             self.backoff.started()
+            self.start_facts = {"process_started": Fact(utc_now(), f"agentapi started (pid {process.pid}, "
+                                                                   f"port {self.port})")}
             self._set(AgentStatus.STARTING, "Starting", f"waiting for agentapi on port {self.port}")
             await process.settle()
 
@@ -184,6 +189,8 @@ class Supervisor:
         if process is not None:
             self.process = process
             self.backoff.started()
+            self.start_facts = {"process_started": Fact(None, f"re-adopted pid {process.pid} after a restart "
+                                                              f"of the proxy")}
             self.log.note(f"re-adopted pid {process.pid} after a restart of the proxy")
             self._set(AgentStatus.STARTING, "Adopted", f"re-adopted pid {process.pid}; checking agentapi")
         else:
@@ -308,6 +315,7 @@ class Supervisor:
             if answered or await self.host.probe(self.port or 0):
                 if not answered:
                     answered = True
+                    self.start_facts["agentapi_answering"] = Fact(utc_now(), f"agentapi answers on port {self.port}")
                     # Read once per run, once agentapi answers: it only ever adds to what it
                     # loaded, and writes the file from its own messages, so a later write holds
                     # no more than it will have.
@@ -316,6 +324,8 @@ class Supervisor:
                         self._set(AgentStatus.STARTING, RESTORING_REASON,
                                   f"waiting for agentapi to load the {saved} messages of its conversation")
                 if saved <= 1 or await self.host.restored(self.port or 0, saved):
+                    self.start_facts["restored"] = Fact(utc_now(), f"its {saved} saved messages are back" if saved > 1
+                                                        else "no saved conversation to load")
                     return None
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -345,9 +355,12 @@ class Supervisor:
             self.process.signal(signal.SIGUSR1)  # agentapi alone: SIGUSR1 would end most agents
 
     def _first_message_delivered(self) -> None:
+        self.start_facts[FIRST_MESSAGE] = Fact(utc_now(), "the first message is in the conversation")
         if self.reason == FIRST_MESSAGE_PENDING:
             self.log.note("the first message was delivered")
             self._set(self.status, None, None)
+        else:
+            self.host.changed(self)  # no visible change: the start's progress alone moves on
 
     def _first_message_overdue(self, message: str) -> None:
         if self.status is AgentStatus.READY:
@@ -369,7 +382,9 @@ class Supervisor:
             self.process.forget()
         self.last_state = {"reason": ended.reason, "exit_code": ended.exit_code, "message": ended.description,
                            "finished_at": datetime.now(timezone.utc).isoformat()}
-        # Not ready from this moment (no upstream to route to), whatever comes next.
+        # Not ready from this moment (no upstream to route to), whatever comes next; the next
+        # run's start has reached nothing yet.
+        self.start_facts = {}
         self._set(AgentStatus.STARTING, ended.reason, ended.description)
 
     async def _clean_up_leftovers(self) -> None:
