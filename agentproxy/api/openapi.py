@@ -256,9 +256,15 @@ def _other_ops() -> dict[str, Any]:
         },
         "/events": {"get": {
             "operationId": "streamEvents", "summary": "Status changes as Server-Sent Events",
-            "description": "Events named `status`; data is the agent JSON plus `event` (added, modified, deleted). "
-                           "A comment line is sent every 15 seconds on an idle stream.",
-            "parameters": [_query("session", SESSION_SCHEMA, "Only agents of this session.")],
+            "description": "Events named `status`; data is the agent JSON plus `event` (added, modified, deleted); "
+                           "each has an id. A client that reconnects with `Last-Event-ID` gets the events it "
+                           "missed that are still kept (the last 10000), else one event named `resync` (list the "
+                           "agents again), then live events. In k8s mode ids are the resourceVersions the changes "
+                           "were seen at, alike on every replica; in local mode they are numbered per run of the "
+                           "proxy. A comment line is sent every 15 seconds on an idle stream.",
+            "parameters": [_query("session", SESSION_SCHEMA, "Only agents of this session."),
+                           {"name": "Last-Event-ID", "in": "header", "required": False,
+                            "schema": {"type": "string"}, "description": "The id of the last event seen."}],
             "responses": {"200": {"description": "The stream.", "content": {"text/event-stream": {
                 "schema": {"type": "string"}}}}, **_errors("400", "401")}}},
         "/healthz": {"get": {"operationId": "healthz", "summary": "The process answers", **OPEN,

@@ -63,6 +63,10 @@ class StatusEvent:
 
     type: str  # "added", "modified" or "deleted"
     agent: AgentState
+    position: Any = None
+    """Where the event is in the backend's stream (an :class:`~.eventlog.Position`)."""
+    id: str | None = None
+    """The event's id in ``GET /events`` (see :mod:`.eventlog`)."""
 
 
 def visible(state: AgentState) -> tuple[Any, ...]:

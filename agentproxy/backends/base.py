@@ -20,6 +20,7 @@ from .errors import (  # noqa: F401  (re-exported: callers import the errors fro
     BackendError, Conflict, Forbidden, NotFound, Rejected, SessionTaken, TooMany, Unavailable,
 )
 from .conversation import FIRST_MESSAGE_PENDING
+from .eventlog import EventLog
 from .events import EventHub
 from .index import ANY_OWNER
 from .lifecycle import ChangeWaiters, LifecycleEvent, Listener, ResumeTimer
@@ -112,9 +113,17 @@ class Backend(abc.ABC):
     progress_plan: StepPlan = PLAIN_PLAN
     """The steps of a start in this mode (see :mod:`.progress`)."""
 
+    resource_version_ids: bool = False
+    """Whether event ids are resourceVersions shared by replicas, rather than this process's
+    sequence (see :mod:`.eventlog`)."""
+
     def __init__(self, limits: CreateLimits | None = None) -> None:
         self.hub: EventHub[StatusEvent] = EventHub()
         """Every subscriber of :meth:`events`."""
+        self.event_log: EventLog[StatusEvent] = EventLog(epoch=None if self.resource_version_ids else "")
+        """The recent events, for clients that reconnect (``Last-Event-ID``)."""
+        self.event_hint: int | None = None
+        """The resourceVersion of the object change being handled, while one is (k8s mode)."""
         self.locks = AgentLocks()
         """Held around each create, delete, suspend and resume of one agent."""
         self.lifecycle_listeners: list[Listener] = []
@@ -333,7 +342,7 @@ class Backend(abc.ABC):
                 self._resumes.ready(state.id)
             elif state.status is AgentStatus.FAILED or state.suspended:
                 self._resumes.end(state.id)
-        self.hub.publish(StatusEvent("added" if previous is None else "modified", state))
+        self._announce("added" if previous is None else "modified", state)
         self._changes.changed(state.id)
 
     def publish_gone(self, agent_id: str, final: AgentState | None = None) -> None:
@@ -342,8 +351,15 @@ class Backend(abc.ABC):
         self._resumes.end(agent_id)
         self.progress.gone(agent_id)
         if final is not None or previous is not None:
-            self.hub.publish(StatusEvent("deleted", final or previous))  # type: ignore[arg-type]
+            self._announce("deleted", final or previous)  # type: ignore[arg-type]
         self._changes.changed(agent_id)
+
+    def _announce(self, kind: str, state: AgentState) -> None:
+        """Number the event, keep it for replay and send it to every subscriber."""
+        position = self.event_log.next_position(self.event_hint)
+        event = StatusEvent(kind, state, position, self.event_log.id_of(position))
+        self.event_log.keep(position, event)
+        self.hub.publish(event)
 
     # --- what each mode implements -------------------------------------------------------------
 

@@ -64,6 +64,7 @@ class K8sBackend(Backend):
 
     mode = model.MODE
     progress_plan = K8S_PLAN
+    resource_version_ids = True
 
     def __init__(self, settings: Settings, client: Client | None = None, **cache_options: float) -> None:
         super().__init__(CreateLimits.from_settings(settings.agents))
@@ -107,6 +108,11 @@ class K8sBackend(Backend):
                                                   self._publish)
         self.cache = NamespaceCache(self.client, self.namespace, self._on_change, **self._cache_options)
         await self.cache.start()
+        # Every change after the lists is seen from here on: a client's event id from then on
+        # can be served (see ..eventlog).
+        listed = [int(r.resource_version) for r in self.cache.required if r.resource_version.isdigit()]
+        if listed:
+            self.event_log.known_from(max(listed))
         self.namespace_check = upkeep.NamespaceCheck(self.client, self.namespace, self.k8s.field_manager)
         await self.namespace_check.check()
         if self.namespace_check.problem:
@@ -442,7 +448,14 @@ class K8sBackend(Backend):
                 self._publish(named)
         if not agent_id:
             return
-        state = self._publish(agent_id)
+        # The change's resourceVersion numbers the events it causes; Events may be kept in
+        # another etcd, whose versions are not comparable: their changes get none.
+        rv = str(obj["metadata"].get("resourceVersion") or "")
+        self.event_hint = int(rv) if kind is not EVENT and rv.isdigit() else None
+        try:
+            state = self._publish(agent_id)
+        finally:
+            self.event_hint = None
         if self.first_messages is not None:
             if state is None:
                 self.first_messages.forget(agent_id)

@@ -1,6 +1,7 @@
 """Start progress in local mode, with the real agentapi: the steps of a create in order up to
 ``ready`` (after the first message), replayed over HTTP to a late subscriber; a resume's own
-steps; a crash loop ends the start with the agent's reason."""
+steps; a crash loop ends the start with the agent's reason; and ``GET /events`` after a
+reconnect with ``Last-Event-ID``."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from agentproxy.api import create_app
 from agentproxy.backends.base import AgentStatus
 from agentproxy.backends.progress import StartProgress
 
+from ..api.test_events_api import next_event, open_stream
 from .conftest import spec, wait_for, wait_until
 
 HANG_GUARD = 30.0
@@ -79,3 +81,27 @@ async def test_a_ready_agent_that_crashes_starts_again_as_a_restart(backend, set
     assert record is not None and record.kind == "restart" and state.restarts == 2
     await wait_until(lambda: record.ended, HANG_GUARD, "the restart to end")
     assert names(record)[0] == "process_started" and names(record)[-1] == "ready"
+
+
+async def test_events_after_a_reconnect_with_last_event_id_miss_nothing(backend, settings):
+    client = TestClient(TestServer(create_app(settings, backend), host="127.0.0.1"))
+    await client.start_server()
+    try:
+        stream = await open_stream(client)
+        await backend.create(spec(settings, "e1", "echo"))
+        seen = [await next_event(stream)]
+        stream.close()
+        # The start goes on (starting, ready) while the client is away, and a second agent comes.
+        await wait_for(backend, "e1", lambda s: s.status is AgentStatus.READY, timeout=HANG_GUARD)
+        await backend.create(spec(settings, "e2", "echo"))
+        await wait_for(backend, "e2", lambda s: s.status is AgentStatus.READY, timeout=HANG_GUARD)
+        again = await open_stream(client, headers={"Last-Event-ID": seen[0][0]})
+        while (seen[-1][2]["id"], seen[-1][2]["status"]) != ("e2", "ready"):
+            seen.append(await next_event(again))
+        again.close()
+    finally:
+        await client.close()
+    epoch, first = seen[0][0].rsplit("-", 1)
+    assert [i for i, _, _ in seen] == [f"{epoch}-{n}" for n in range(int(first), int(first) + len(seen))]
+    statuses = [(d["id"], d["status"]) for _, _, d in seen]
+    assert statuses[-1] == ("e2", "ready") and ("e1", "ready") in statuses
