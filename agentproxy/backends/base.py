@@ -331,7 +331,7 @@ class Backend(abc.ABC):
         """Announce the agent's state: ``added`` the first time, then ``modified`` when it
         changed visibly (see :func:`visible`), nothing otherwise. Every state, visible change
         or not, moves the agent's start progress on."""
-        self.progress.observe(state, self._start_facts(state),
+        self.progress.observe(state, lambda: self._start_facts(state),
                               first_message_overdue=state.reason == FIRST_MESSAGE_PENDING)
         previous = self._published.get(state.id)
         if previous is not None and visible(previous) == visible(state):

@@ -133,6 +133,8 @@ class StartProgress:
         self._reached: set[str] = set()
         self.seen_running = False
         """Whether a state of the agent after the start began was seen (one not suspended)."""
+        self.timed = True
+        """Whether the steps are told to the book's listeners (see :meth:`ProgressBook.begin`)."""
 
     @property
     def ended(self) -> bool:
@@ -219,12 +221,14 @@ class ProgressBook:
         """The agent's current start, or its last one."""
         return self._records.get(agent_id)
 
-    def begin(self, spec: AgentSpec, kind: str, now: datetime | None = None) -> StartProgress:
-        """A start of the agent of ``spec`` begins now (one under way is replaced)."""
+    def begin(self, spec: AgentSpec, kind: str, now: datetime | None = None, *, timed: bool = True) -> StartProgress:
+        """A start of the agent of ``spec`` begins now (one under way is replaced); ``timed``: its
+        steps are told to the listeners (not for a start this proxy only came upon)."""
         previous = self._records.get(spec.id)
         if previous is not None and not previous.ended:
             self._tell(previous, previous.finish(STOPPED, f"replaced by a {kind}", "Replaced", now))
         record = StartProgress(spec.id, kind, self.plan, utc(now), bool(spec.message))
+        record.timed = timed
         self._records[spec.id] = record
         self.changed(spec.id)
         return record
@@ -237,9 +241,10 @@ class ProgressBook:
             self._tell(record, record.finish(name, message, reason, now))
             self.changed(agent_id)
 
-    def observe(self, state: AgentState, facts: Facts, *, first_message_overdue: bool = False,
+    def observe(self, state: AgentState, facts: Facts | Callable[[], Facts], *, first_message_overdue: bool = False,
                 now: datetime | None = None) -> None:
-        """The agent's latest state and the facts of its mode."""
+        """The agent's latest state and the facts of its mode (or what tells them, asked only
+        while a start is under way)."""
         record = self._records.get(state.id)
         suspended_before = state.id in self._suspended
         if state.suspended or state.status is AgentStatus.SUSPENDED:
@@ -250,12 +255,17 @@ class ProgressBook:
             if state.status not in _STARTING or state.suspended:
                 if record is None and state.status is AgentStatus.READY:
                     # First seen ready (a proxy that started meanwhile): what its facts still show.
-                    record = self.begin(state.spec, START, state.created_at)
+                    record = self.begin(state.spec, START, state.created_at, timed=False)
                 else:
                     return
             else:
+                # Created or resumed by another proxy, or before this one started: shown, but
+                # timed only by whoever carried it out. A restart after a crash is timed by each.
                 kind = RESUME if suspended_before else START if record is None else RESTART
-                record = self.begin(state.spec, kind, state.created_at if record is None and kind == START else now)
+                record = self.begin(state.spec, kind, state.created_at if record is None and kind == START else now,
+                                    timed=kind == RESTART)
+        if callable(facts):
+            facts = facts()
         if not (state.suspended or state.status is AgentStatus.SUSPENDED):
             record.seen_running = True
         added = record.observe(facts, now)
@@ -295,7 +305,7 @@ class ProgressBook:
         return self._records.values()
 
     def _tell(self, record: StartProgress, step: Step | None) -> None:
-        if step is None:
+        if step is None or not record.timed:
             return
         for listener in self.listeners:
             listener(record, step)

@@ -122,6 +122,8 @@ def test_a_failure_ends_the_start_with_the_agents_reason():
 
 def test_starts_seen_without_a_begin_resumes_and_restarts():
     book = ProgressBook(LOCAL_PLAN)
+    timed: list[str] = []
+    book.listeners.append(lambda record, step: timed.append(f"{record.kind} {step.name}"))
     book.observe(state(AgentStatus.STARTING), {"process_started": Fact()}, now=at(1))
     first = book.get("a1")
     assert first is not None and first.kind == START and first.begun == T0  # created by another proxy
@@ -136,6 +138,12 @@ def test_starts_seen_without_a_begin_resumes_and_restarts():
     book.observe(state(AgentStatus.STARTING), {"process_started": Fact()}, now=at(6))
     resumed = book.get("a1")
     assert resumed is not None and resumed.kind == RESUME and names(resumed) == ["process_started"]
+    # Only the restart is timed here: the start and the resume were another proxy's.
+    assert timed == ["restart stopped"]
+    # Facts are asked for only while a start is under way.
+    book.observe(state(AgentStatus.READY), lambda: {"process_started": Fact()}, now=at(7))
+    assert resumed.ended
+    book.observe(state(AgentStatus.READY), lambda: 1 / 0, now=at(8))
 
 
 def test_an_agent_first_seen_ready_shows_what_its_facts_still_tell():
