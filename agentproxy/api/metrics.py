@@ -182,7 +182,7 @@ class Metrics:
         """``GET /metrics``: the text exposition format."""
         counts = dict.fromkeys((s.value for s in AgentStatus), 0)
         for state in await self.backend.list():
-            counts[state.status.value] = counts.get(state.status.value, 0) + 1
+            counts[state.shown_status.value] = counts.get(state.shown_status.value, 0) + 1
         for status, count in counts.items():
             self.agents.labels(status).set(count)
         return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})

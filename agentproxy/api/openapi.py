@@ -130,7 +130,10 @@ def _schemas(create: dict[str, Any]) -> dict[str, Any]:
                 "session": {"type": "string"},
                 "agent": {"type": "string", "description": "Agent type."},
                 "mode": {"type": "string", "description": "The backend: local or k8s."},
-                "status": {"type": "string", "enum": _STATUSES},
+                "status": {"type": "string", "enum": _STATUSES,
+                           "description": "waiting_input: ready, and its program asks its user something (question)."},
+                "question": _nullable({"type": "string", "description": "What the agent asks its user while "
+                                                                        "waiting_input (a permission question)."}),
                 "reason": _nullable({"type": "string", "description": "Why the agent is in this status."}),
                 "message": _nullable({"type": "string", "description": "Details of the status, for people."}),
                 "created_at": {"type": "string", "format": "date-time"},

@@ -217,7 +217,7 @@ class Backend(abc.ABC):
         by creation time (then id)."""
         states = self._listed(session, owner)
         if status is not None:
-            states = [s for s in states if s.status == status]
+            states = [s for s in states if s.shown_status == status]
         return sorted(states, key=_list_order)
 
     async def delete(self, session: str, agent_id: str, purge: bool = False) -> AgentState:
@@ -307,6 +307,10 @@ class Backend(abc.ABC):
     async def activity(self, state: AgentState) -> AgentActivity:
         """What the agent's own API says of its activity (nothing, when the mode cannot tell)."""
         return await self._activity(state)
+
+    def answered(self, agent_id: str) -> None:
+        """A message was sent to the agent through the proxy: a question it asked is answered
+        (``waiting_input`` ends at once). Modes that detect no questions ignore it."""
 
     async def logs(self, session: str, agent_id: str, tail_lines: int = 100) -> str:
         """The last lines of the agent's output."""

@@ -20,7 +20,7 @@ from .parser import env_pair
 SERVER_ENV = "AGENTPROXY_URL"
 KEY_ENV = "AGENTPROXY_API_KEY"
 DEFAULT_SERVER = "http://127.0.0.1:8080"
-STATUSES = ("pending", "starting", "ready", "failed", "stopping", "stopped", "suspended")
+STATUSES = ("pending", "starting", "ready", "waiting_input", "failed", "stopping", "stopped", "suspended")
 HIDDEN = "***"
 
 
