@@ -134,6 +134,9 @@ class Backend(abc.ABC):
         self._progress_changes = ChangeWaiters()
         self.progress = ProgressBook(self.progress_plan, self._progress_changes.changed)
         """The current or last start of every agent, step by step."""
+        self.progress_paused = False
+        """While True (a mode loading what exists), states move no start on: a partial view (a
+        pod seen before its StatefulSet) would end one wrongly. See :meth:`follow_progress`."""
         self._creating: dict[str, AgentSpec] = {}
         self.set_limits(limits or CreateLimits())
 
@@ -331,12 +334,23 @@ class Backend(abc.ABC):
         """The steps of the agent's start reached now, as far as the mode knows (see :mod:`.progress`)."""
         return {}
 
+    def _observe_progress(self, state: AgentState) -> None:
+        self.progress.observe(state, lambda: self._start_facts(state),
+                              first_message_overdue=state.reason == FIRST_MESSAGE_PENDING)
+
+    def follow_progress(self) -> None:
+        """Let states move starts on again (after :attr:`progress_paused`), from every agent's
+        state now."""
+        self.progress_paused = False
+        for state in list(self._states()):
+            self._observe_progress(state)
+
     def publish(self, state: AgentState) -> None:
         """Announce the agent's state: ``added`` the first time, then ``modified`` when it
         changed visibly (see :func:`visible`), nothing otherwise. Every state, visible change
         or not, moves the agent's start progress on."""
-        self.progress.observe(state, lambda: self._start_facts(state),
-                              first_message_overdue=state.reason == FIRST_MESSAGE_PENDING)
+        if not self.progress_paused:
+            self._observe_progress(state)
         previous = self._published.get(state.id)
         if previous is not None and visible(previous) == visible(state):
             return

@@ -218,3 +218,18 @@ def test_k8s_steps_from_the_objects_the_watch_holds():
     record.observe(start_facts(AgentObjects(None, sts, pod, bound), first_message_delivered=True), at(9))
     assert names(record) == K8S_PLAN.names()
     assert [s.at for s in record.steps][:6] == [at(0), at(2), at(5), at(5), at(5), at(7)]
+
+
+async def test_a_backend_follows_starts_only_once_it_sees_everything():
+    from tests.unit.api.memory_backend import MemoryBackend
+
+    backend = MemoryBackend()
+    backend.progress_paused = True
+    backend.agents["a1"] = state(AgentStatus.STOPPING, "Terminating")  # a pod listed before its StatefulSet
+    backend.publish(backend.agents["a1"])
+    assert backend.progress.get("a1") is None
+    backend.agents["a1"] = state(AgentStatus.READY)
+    backend.publish(backend.agents["a1"])
+    backend.follow_progress()
+    record = backend.progress.get("a1")
+    assert record is not None and names(record) == ["ready"]

@@ -107,7 +107,10 @@ class K8sBackend(Backend):
         self.first_messages = FirstMessageTracker(self._http, self.settings.agents.first_message_timeout,
                                                   self._publish)
         self.cache = NamespaceCache(self.client, self.namespace, self._on_change, **self._cache_options)
+        # Each kind is listed on its own: until all are, an agent's state is of a partial view.
+        self.progress_paused = True
         await self.cache.start()
+        self.follow_progress()
         # Every change after the lists is seen from here on: a client's event id from then on
         # can be served (see ..eventlog).
         listed = [int(r.resource_version) for r in self.cache.required if r.resource_version.isdigit()]
