@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 _HEX_DIGEST = re.compile(r"^[0-9a-fA-F]{64}$")
 FIELDS = ("name", "sha256", "admin")
@@ -42,7 +43,7 @@ class ApiKey:
             raise ValueError(f"API key {self.name!r}: admin must be true or false")
 
     @classmethod
-    def from_record(cls, record: Any) -> "ApiKey":
+    def from_record(cls, record: Any) -> ApiKey:
         """A key from a settings record: a mapping or an object with ``name``, ``sha256``, ``admin``."""
         if isinstance(record, ApiKey):
             return record

@@ -109,7 +109,7 @@ class Replicas:
         try:
             async with self.http.get(f"{base}/readyz", timeout=aiohttp.ClientTimeout(total=5)) as resp:
                 return resp.status
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             return 0
 
     async def all_ready(self, status: int) -> bool:

@@ -87,7 +87,7 @@ class Paths:
     loop: str = "auto"
     """agentproxy's event loop (``agentproxy serve --loop``)."""
 
-    def __enter__(self) -> "Paths":
+    def __enter__(self) -> Paths:
         return self
 
     def __exit__(self, *exc: Any) -> None:

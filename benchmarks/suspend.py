@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,7 +76,7 @@ async def _cycle(backend: Backend, settings: Settings, count: int, calls=lambda:
         await _until(backend, agent_id, lambda s: s.status is AgentStatus.READY, "ready again")
     before = calls()
     for agent_id in ids:
-        await backend.record_activity(agent_id, datetime.now(timezone.utc))
+        await backend.record_activity(agent_id, datetime.now(UTC))
     per_activity = (calls() - before) / count
     for agent_id in ids:
         await backend.delete("bench", agent_id, purge=True)

@@ -24,14 +24,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
 from ..backends.base import AgentState, AgentStatus
 from .app import CONTEXT
-from .context import ApiContext
 from .client_answer import write_error, write_streamed, write_whole
+from .context import ApiContext
 from .proxy import unreachable, upstream_head, upstream_target
 from .request_head import Relayable, RequestHead, head_end, relayable
 from .upstream import Connection, UpstreamError
@@ -63,7 +64,7 @@ class FrontProtocol(asyncio.Protocol):
 
     _task_handler = None  # aiohttp's server looks for a handler task on each of its connections
 
-    def __init__(self, site: "FastPathSite") -> None:
+    def __init__(self, site: FastPathSite) -> None:
         self.site = site
         self.ctx = site.ctx
         self.transport: asyncio.Transport | None = None
@@ -128,7 +129,7 @@ class FrontProtocol(asyncio.Protocol):
         self._settled = settled = self.site.loop.create_future()
         try:
             await asyncio.wait_for(asyncio.shield(settled), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if self.transport is not None:
                 self.transport.close()
             if self._task is not None:

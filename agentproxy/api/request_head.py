@@ -44,7 +44,7 @@ class RequestHead:
         self.keep_alive = False
 
     @classmethod
-    def read(cls, head: bytes) -> "RequestHead | None":
+    def read(cls, head: bytes) -> RequestHead | None:
         """The head in ``head`` (its blank line included), or None when llhttp refuses it or it
         asks for another protocol."""
         parsed = cls()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import re
-from typing import AsyncIterable, Callable
+from collections.abc import AsyncIterable, Callable
 from urllib.parse import urlsplit
 
 import httptools
@@ -50,7 +50,7 @@ class _Surplus(Exception):
 class Connection(asyncio.Protocol):
     """One connection to an agent, and the answer to its current request."""
 
-    def __init__(self, pool: "UpstreamPool", key: tuple[str, int]) -> None:
+    def __init__(self, pool: UpstreamPool, key: tuple[str, int]) -> None:
         self._pool = pool
         self.key = key
         self._loop = pool.loop
@@ -481,7 +481,7 @@ class UpstreamPool:
         try:
             _, conn = await asyncio.wait_for(
                 self.loop.create_connection(lambda: Connection(self, key), key[0], key[1]), CONNECT_TIMEOUT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise UpstreamError(f"connecting to {key[0]}:{key[1]} timed out after {CONNECT_TIMEOUT:g} s") from None
         except OSError as exc:
             raise UpstreamError(f"cannot connect to {key[0]}:{key[1]}: {exc.strerror or exc}") from None

@@ -10,15 +10,14 @@ import abc
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, AsyncIterator, Callable, Iterable
+from typing import Any
 
 from ..spec import AgentSpec
 from .agent_state import AgentState, AgentStatus, StatusEvent, visible  # noqa: F401  (re-exported)
-from .errors import (  # noqa: F401  (re-exported: callers import the errors from here)
-    BackendError, Conflict, Forbidden, NotFound, Rejected, SessionTaken, TooMany, Unavailable,
-)
+from .errors import BackendError, Conflict, Forbidden, NotFound, Rejected, SessionTaken, TooMany, Unavailable  # noqa: F401  (re-exported: callers import the errors from here)
 from .events import EventHub
 from .index import ANY_OWNER
 from .lifecycle import ChangeWaiters, LifecycleEvent, Listener, ResumeTimer

@@ -12,7 +12,8 @@ import asyncio
 import json
 import sys
 import time
-from typing import Any, Callable, TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 from . import output
 from .errors import EXIT_OK, AgentFailed, ClientError, TimedOut, UsageProblem
@@ -207,7 +208,7 @@ class StatusWatcher:
         self.say = say
         self._events = Subscription(client, "/events", {"session": session})
 
-    async def __aenter__(self) -> "StatusWatcher":
+    async def __aenter__(self) -> StatusWatcher:
         await self._events.__aenter__()
         return self
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import yaml
 
@@ -21,8 +22,8 @@ def age(created_at: str | None, now: datetime | None = None) -> str:
     except ValueError:
         return "<unknown>"
     if then.tzinfo is None:
-        then = then.replace(tzinfo=timezone.utc)
-    seconds = int(((now or datetime.now(timezone.utc)) - then).total_seconds())
+        then = then.replace(tzinfo=UTC)
+    seconds = int(((now or datetime.now(UTC)) - then).total_seconds())
     if seconds < 0:
         return "0s"
     minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400

@@ -8,14 +8,14 @@ import asyncio
 import os
 
 import pytest
+from agents import SESSION, settings_for, until_status
+from kube import get, request, server_side_apply, wait_for
 
 from agentproxy.backends.base import AgentStatus, Forbidden, Rejected, Unavailable
 from agentproxy.backends.k8s.backend import K8sBackend
 from agentproxy.backends.k8s.client import Client
 from agentproxy.render import render_rbac
 from agentproxy.spec import build_spec
-from kube import get, request, server_side_apply, wait_for
-from agents import SESSION, settings_for, until_status
 
 
 class ImpersonatingClient(Client):

@@ -7,12 +7,20 @@ import stat
 from pathlib import Path
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from agentproxy.agenthome import (
-    CONFIG_FILE, QUIET_ENV, SETTINGS_FILE, HomeError, claude_config, claude_environment, claude_settings,
-    home_dir, key_tail, prepare_claude_home, uses_claude,
+    CONFIG_FILE,
+    QUIET_ENV,
+    SETTINGS_FILE,
+    HomeError,
+    claude_config,
+    claude_environment,
+    claude_settings,
+    home_dir,
+    key_tail,
+    prepare_claude_home,
+    uses_claude,
 )
 
 WORK = "/data/work/a1"

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
+from agentproxy import naming
 from agentproxy.backends.base import AgentStatus
+from agentproxy.backends.k8s import model
 from agentproxy.backends.k8s.backend import K8sBackend
 from agentproxy.backends.k8s.cache import NamespaceCache
 from agentproxy.backends.k8s.kinds import CONFIGMAP, POD, STATEFULSET, Kind
-from agentproxy.backends.k8s import model
-from agentproxy import naming
 from agentproxy.render import render_agent
 
 from ._support import settings_with, spec_for

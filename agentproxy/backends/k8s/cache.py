@@ -18,7 +18,8 @@ import json
 import logging
 import random
 from collections import defaultdict
-from typing import Any, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from ... import naming
 from ..base import BackendError, Unavailable
@@ -103,7 +104,7 @@ class Reflector:
         self._wake.clear()
         try:
             await asyncio.wait_for(self._wake.wait(), delay)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     async def _list(self) -> None:

@@ -17,7 +17,8 @@ apply), field by field, so that drift repair touches only what agentproxy owns:
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ...quantity import parse_quantity
 

@@ -11,8 +11,9 @@ cannot be provisioned or bound (no such StorageClass, none at all).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from ..base import AgentStatus
 

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import aiohttp
 import kr8s
-from prometheus_client.parser import text_string_to_metric_families
-
 from kube import get, wait_for
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))

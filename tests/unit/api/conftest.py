@@ -3,9 +3,9 @@ backend whose agents point at it, and the API served on a free loopback port."""
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Awaitable, Callable
-
 import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 from aiohttp import web

@@ -29,7 +29,7 @@ class Raw:
         """The status line of the last answer read."""
 
     @classmethod
-    async def open(cls, port: int) -> "Raw":
+    async def open(cls, port: int) -> Raw:
         return cls(*await asyncio.open_connection("127.0.0.1", port))
 
     def send(self, data: bytes) -> None:

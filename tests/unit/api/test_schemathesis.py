@@ -13,16 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
 schemathesis = pytest.importorskip("schemathesis")
-from hypothesis import HealthCheck, settings  # noqa: E402
 from aiohttp import web  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
 from schemathesis.specs.openapi.checks import (  # noqa: E402
-    content_type_conformance, positive_data_acceptance, response_headers_conformance, response_schema_conformance,
+    content_type_conformance,
+    positive_data_acceptance,
+    response_headers_conformance,
+    response_schema_conformance,
     status_code_conformance,
 )
 

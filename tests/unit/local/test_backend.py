@@ -17,7 +17,14 @@ from agentproxy.backends.base import AgentStatus, Conflict, NotFound, Rejected, 
 from agentproxy.backends.local.backend import LocalBackend
 
 from .conftest import (
-    assert_nothing_left, make_settings, processes_in, shut_down, spec, wait_for, wait_for_log, wait_ready,
+    assert_nothing_left,
+    make_settings,
+    processes_in,
+    shut_down,
+    spec,
+    wait_for,
+    wait_for_log,
+    wait_ready,
     wait_until,
 )
 

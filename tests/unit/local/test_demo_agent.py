@@ -14,7 +14,6 @@ import time
 import aiohttp
 
 from agentproxy.demo_agent import LineEditor, clean, reply
-
 from tests.conversation import agent_said, exchanges, say
 
 from .conftest import spec, wait_ready
@@ -55,7 +54,7 @@ def test_on_a_terminal_it_echoes_typing_before_the_return_and_replies_after():
     os.close(terminal)
     try:
         assert "> " in read_until(fd, "> ")
-        os.write(fd, "x\x08\x1b[200~hi there\x1b[201~".encode())
+        os.write(fd, b"x\x08\x1b[200~hi there\x1b[201~")
         # agentapi waits for the screen to change before it presses return
         assert "hi there" in read_until(fd, "hi there")
         os.write(fd, b"\r")

@@ -15,8 +15,18 @@ import psutil
 import pytest
 
 from agentproxy.backends.local.process import (
-    TAG_VARIABLE, AgentProcess, Identity, TreeSampler, agent_environment, directory_size,
-    executable_search_path, find_executable, find_process, identify, stop_tree, tagged_processes,
+    TAG_VARIABLE,
+    AgentProcess,
+    Identity,
+    TreeSampler,
+    agent_environment,
+    directory_size,
+    executable_search_path,
+    find_executable,
+    find_process,
+    identify,
+    stop_tree,
+    tagged_processes,
 )
 
 from .conftest import PROGRAMS, assert_nothing_left, wait_until

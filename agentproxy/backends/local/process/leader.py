@@ -7,7 +7,7 @@ import asyncio
 import os
 import subprocess
 import time
-from typing import Mapping
+from collections.abc import Mapping
 
 import psutil
 
@@ -39,7 +39,7 @@ class AgentProcess:
 
     @classmethod
     def spawn(cls, argv: list[str], *, env: Mapping[str, str], cwd: str | os.PathLike[str],
-              log_path: str | os.PathLike[str]) -> "AgentProcess":
+              log_path: str | os.PathLike[str]) -> AgentProcess:
         """Start ``argv``: stdin /dev/null (agentapi reads a piped stdin to its end before it
         starts), stdout and stderr appended to ``log_path``, a new session. Raises ``OSError``
         when the program cannot be executed."""
@@ -65,7 +65,7 @@ class AgentProcess:
         return process
 
     @classmethod
-    def adopt(cls, identity: Identity) -> "AgentProcess | None":
+    def adopt(cls, identity: Identity) -> AgentProcess | None:
         """The process of a state-file record, if it still runs with that identity."""
         proc = find_process(identity)
         if proc is None:
@@ -74,7 +74,7 @@ class AgentProcess:
         return cls(proc, identity, adopted=True)
 
     @classmethod
-    def adopt_all(cls, identities: "list[Identity]") -> "list[AgentProcess | None]":
+    def adopt_all(cls, identities: list[Identity]) -> list[AgentProcess | None]:
         """:meth:`adopt` of each identity, in one pass: blocking (a few reads of ``/proc`` per
         process), call it from a worker thread."""
         return [cls.adopt(identity) for identity in identities]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from typing import Mapping
+from collections.abc import Mapping
 
 from ....agentprograms import cached_program
 
