@@ -160,7 +160,6 @@ def render_agent(settings: Settings, spec: AgentSpec, *, replicas: int = 1,
         "launch": agent_launch(spec, port=AGENT_PORT, work_dir=settings.k8s_mode.work_dir),
         "spec_hash": spec_hash,
         "spec_json": spec_json,
-        "replicas": replicas,
         "suspension": suspension,
     }
     objects = []

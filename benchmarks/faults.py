@@ -209,7 +209,7 @@ async def main() -> None:
                                 lambda o: o["spec"].get("publishNotReadyAddresses") is True),
                     "ConfigMap": (f"{ns}/configmaps/agent-{agent}-config",
                                   [{"op": "replace", "path": "/data/AGENTPROXY_AGENT_ID", "value": "x"}],
-                                  lambda o: o["data"]["AGENTPROXY_AGENT_ID"] == agent),
+                                  lambda o, agent=agent: o["data"]["AGENTPROXY_AGENT_ID"] == agent),
                     "PersistentVolumeClaim": (f"{ns}/persistentvolumeclaims/data-agent-{agent}-0",
                                               [{"op": "remove", "path": "/metadata/labels/agentproxy.io~1session"}],
                                               lambda o: "agentproxy.io/session" in o["metadata"]["labels"]),

@@ -43,6 +43,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+# The imports below (E402) need the path entry above.
 from agentproxy.agentapi import cache_root, locate  # noqa: E402
 from agentproxy.backends.local.ports import port_is_free  # noqa: E402
 

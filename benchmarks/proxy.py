@@ -43,16 +43,17 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import psutil  # noqa: E402
+import psutil
 
-from capture import LoopbackCapture, flow_events  # noqa: E402
-from paths import NAMES, ORDER, Ports, Target, start_all  # noqa: E402
+from capture import LoopbackCapture, flow_events
+from paths import NAMES, ORDER, Ports, Target, start_all
 
 HERE = Path(__file__).resolve().parent
 STREAMS = HERE / "streams.py"
@@ -290,34 +291,37 @@ def _fmt(value: float | None, spec: str, sign: bool = False) -> str:
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per path: medians over the runs of each figure (ratios and differences taken within a run)."""
-    rows: dict[str, dict[str, Any]] = {}
-    for key in ORDER:
-        per = lambda name, fn: [fn(r) for r in runs if key in r[name] and "direct" in r[name]]  # noqa: E731
-        sse_runs = [r["sse"][key] for r in runs if key in r["sse"]]
-        rows[key] = {
-            "p50": _median(per("latency", lambda r: r["latency"][key]["p50"])),
-            "added": _median(per("latency", lambda r: r["latency"][key]["p50"] - r["latency"]["direct"]["p50"])),
-            "rps": _median(per("throughput", lambda r: r["throughput"][key]["rps"])),
-            "ratio": _median(per("throughput", lambda r: r["throughput"][key]["rps"] / r["throughput"]["direct"]["rps"])),
-            "cpu": _median([r["throughput"][key]["cpu_us"] for r in runs
-                            if key in r["throughput"] and "cpu_us" in r["throughput"][key]]),
-            "errors": sum(r[n][key]["errors"] for r in runs for n in ("latency", "throughput") if key in r[n]),
-            "sse": _median([statistics.median(s["delays"]) for s in sse_runs if s["delays"]]),
-            "sse_max": max((max(s["delays"]) for s in sse_runs if s["delays"]), default=None),
-            "hop": _median([statistics.median(s["hops"]) for s in sse_runs if s.get("hops")]),
-            "events": sum(s["events"] for s in sse_runs),
-            "held": sum(s["held"] for s in sse_runs),
-            "lost": sum(s["lost"] for s in sse_runs),
-            "rss": _median([r["rss"][key]["mb"] for r in runs if key in r["rss"]]),
-            "streams": min((r["rss"][key]["open"] for r in runs if key in r["rss"]), default=None),
-            "missing": next((r["missing"][key] for r in runs if key in r["missing"]), None),
-        }
-    return rows
+    return {key: _summary_row(runs, key) for key in ORDER}
+
+
+def _summary_row(runs: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    def per(name: str, fn: Callable[[dict[str, Any]], float]) -> list[float]:
+        return [fn(r) for r in runs if key in r[name] and "direct" in r[name]]
+
+    sse_runs = [r["sse"][key] for r in runs if key in r["sse"]]
+    return {
+        "p50": _median(per("latency", lambda r: r["latency"][key]["p50"])),
+        "added": _median(per("latency", lambda r: r["latency"][key]["p50"] - r["latency"]["direct"]["p50"])),
+        "rps": _median(per("throughput", lambda r: r["throughput"][key]["rps"])),
+        "ratio": _median(per("throughput", lambda r: r["throughput"][key]["rps"] / r["throughput"]["direct"]["rps"])),
+        "cpu": _median([r["throughput"][key]["cpu_us"] for r in runs
+                        if key in r["throughput"] and "cpu_us" in r["throughput"][key]]),
+        "errors": sum(r[n][key]["errors"] for r in runs for n in ("latency", "throughput") if key in r[n]),
+        "sse": _median([statistics.median(s["delays"]) for s in sse_runs if s["delays"]]),
+        "sse_max": max((max(s["delays"]) for s in sse_runs if s["delays"]), default=None),
+        "hop": _median([statistics.median(s["hops"]) for s in sse_runs if s.get("hops")]),
+        "events": sum(s["events"] for s in sse_runs),
+        "held": sum(s["held"] for s in sse_runs),
+        "lost": sum(s["lost"] for s in sse_runs),
+        "rss": _median([r["rss"][key]["mb"] for r in runs if key in r["rss"]]),
+        "streams": min((r["rss"][key]["open"] for r in runs if key in r["rss"]), default=None),
+        "missing": next((r["missing"][key] for r in runs if key in r["missing"]), None),
+    }
 
 
 def report(rows: dict[str, dict[str, Any]], args: argparse.Namespace, notes: list[str]) -> None:
-    print(f"agent API proxy ({args.loop} loop): {len(args.paths)} paths to one agentapi v0.12.1 (echo agent), {os.cpu_count()} CPUs "
-          f"shared by all; median of {args.runs} run(s), order rotated")
+    print(f"agent API proxy ({args.loop} loop): {len(args.paths)} paths to one agentapi v0.12.1 (echo agent), "
+          f"{os.cpu_count()} CPUs shared by all; median of {args.runs} run(s), order rotated")
     print(f"GET /status: wrk 4.1 -t1, {args.duration:g} s (at most {args.max_requests} requests) per figure; "
           f"SSE: {args.messages} message(s) per path and run; memory: {args.streams} idle event streams")
     print()

@@ -24,10 +24,10 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agentproxy import render as render_module  # noqa: E402
-from agentproxy.render import dump_yaml, render_agent  # noqa: E402
-from agentproxy.settings import Settings, load_settings  # noqa: E402
-from agentproxy.spec import AgentSpec, build_spec  # noqa: E402
+from agentproxy import render as render_module
+from agentproxy.render import dump_yaml, render_agent
+from agentproxy.settings import Settings, load_settings
+from agentproxy.spec import AgentSpec, build_spec
 
 GOAL = 2000
 """Agents per second, YAML output included, that rendering should reach."""

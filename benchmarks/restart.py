@@ -36,6 +36,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+# The imports below (E402) need the path entry above.
 from agentproxy.agentapi import locate  # noqa: E402
 
 TIMEOUT = 900.0

@@ -28,6 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+# The imports below (E402) need the path entry above.
 from agentproxy.backends.base import AgentStatus, Backend  # noqa: E402
 from agentproxy.settings import Settings, load_settings  # noqa: E402
 from agentproxy.spec import build_spec  # noqa: E402

@@ -39,8 +39,8 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import oci  # noqa: E402
-from layout import HERE, cache_dir  # noqa: E402
+import oci
+from layout import HERE, cache_dir
 
 ROOT = HERE.parent
 AGENT_REF = "docker.io/library/agentapi-proxy:latest"

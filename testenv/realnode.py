@@ -248,7 +248,7 @@ def down(layout: Layout) -> None:
 def print_status(layout: Layout) -> None:
     for name in COMPONENTS:
         proc = procs.owned_process(layout.state, name)
-        print(f"{name:24} {'running (pid %d)' % proc.pid if proc else 'stopped'}")
+        print(f"{name:24} {f'running (pid {proc.pid})' if proc else 'stopped'}")
     status, node = api(layout, "GET", f"/api/v1/nodes/{NODE_NAME}")
     if status != 200:
         print(f"node {NODE_NAME:19} not registered")

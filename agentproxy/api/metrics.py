@@ -77,7 +77,7 @@ class _Collector:
             values = [method, route, str(status)]
             requests.add_metric(values, series.count)
             cumulative, buckets = 0, []
-            for bound, count in zip(_BOUNDS, series.buckets):
+            for bound, count in zip(_BOUNDS, series.buckets, strict=True):
                 cumulative += count
                 buckets.append((bound, cumulative))
             latency.add_metric(values, buckets, series.total)

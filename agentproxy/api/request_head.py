@@ -98,7 +98,7 @@ class Relayable:
     api_key: str | None
 
 
-def relayable(head: RequestHead) -> Relayable | None:
+def relayable(head: RequestHead) -> Relayable | None:  # noqa: C901 - every fast-path rule in one pass per request
     """The facts of a request the fast path may relay: HTTP/1.1 keep-alive, a method of
     :data:`FAST_METHODS`, a path ``/sessions/S/agents/A/api/...`` with plain ids, a ``Host``,
     no body or one ``Content-Length`` up to :data:`MAX_BODY`, no ``Transfer-Encoding``,

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from ..spec import AgentSpec
-from .agent_state import AgentState, AgentStatus, StatusEvent, visible  # noqa: F401  (re-exported)
+from .agent_state import AgentState, AgentStatus, StatusEvent, visible
 from .errors import BackendError, Conflict, Forbidden, NotFound, Rejected, SessionTaken, TooMany, Unavailable  # noqa: F401  (re-exported: callers import the errors from here)
 from .events import EventHub
 from .index import ANY_OWNER
@@ -125,10 +125,10 @@ class Backend(abc.ABC):
         self.limits = limits
         self._create_queue = CreateQueue(limits)
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 - a hook: a backend with nothing to connect keeps this one
         """Connect, load or rebuild state, start watches. Called once before use."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - a hook: a backend with no background work keeps this one
         """Stop background work. Agents keep running."""
 
     async def healthy(self) -> bool:
@@ -375,7 +375,7 @@ class Backend(abc.ABC):
     async def _logs(self, state: AgentState, tail_lines: int) -> str:
         """The last lines of the output of the agent of ``state``."""
 
-    async def _record_activity(self, state: AgentState, when: datetime) -> None:
+    async def _record_activity(self, state: AgentState, when: datetime) -> None:  # noqa: B027 - a mode keeping none
         """Keep ``when`` as the agent's last activity where every proxy sees it (a mode that
         keeps none ignores it)."""
 

@@ -53,7 +53,7 @@ async def ls(client: ApiClient, args: argparse.Namespace, out: TextIO = sys.stdo
             # The widest rows of the first screen set the columns (ages grow, ids vary).
             writer.lines(rows + [["", "", "", "stopping", "", "", "00m00s"]])
             out.write(writer.lines(rows, header=True))
-            shown = {(a["session"], a["id"]): r for a, r in zip(agents, rows)}
+            shown = {(a["session"], a["id"]): r for a, r in zip(agents, rows, strict=True)}
         else:
             for agent in agents:
                 _write_streamed(out, agent, args.output)

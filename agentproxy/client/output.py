@@ -66,8 +66,8 @@ class TableWriter:
         """The text of ``rows`` (after the header line when ``header``)."""
         cells = [[_one_line(c) for c in r] for r in ([self.header] if header else []) + [list(r) for r in rows]]
         for r in cells:
-            self.widths = [max(w, len(c)) for w, c in zip(self.widths, r)]
-        return "".join("   ".join(c.ljust(w) for c, w in zip(r, self.widths)).rstrip() + "\n" for r in cells)
+            self.widths = [max(w, len(c)) for w, c in zip(self.widths, r, strict=False)]
+        return "".join("   ".join(c.ljust(w) for c, w in zip(r, self.widths, strict=False)).rstrip() + "\n" for r in cells)
 
 
 def agents_table(agents: Iterable[dict[str, Any]], now: datetime | None = None) -> str:

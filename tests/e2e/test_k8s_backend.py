@@ -5,6 +5,7 @@ reconstruction, and the controller's re-apply and prune."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 
 import pytest
@@ -208,7 +209,7 @@ async def test_status_events_follow_an_agent_through_its_life(backend):
     assert ("modified", "lifecycle", AgentStatus.READY) in {e[:3] for e in events}
     assert events[-1][0] == "deleted"
     # No event repeats the state before it: only visible changes are sent.
-    assert all(a != b for a, b in zip(events, events[1:]))
+    assert all(a != b for a, b in itertools.pairwise(events))
 
 
 async def test_several_proxy_replicas_agree(api, namespace):

@@ -5,6 +5,7 @@ an API server restart in the middle of a watch."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 
 import pytest
@@ -194,7 +195,7 @@ async def test_status_resumes_after_an_api_server_restart_without_duplicates(bac
     collector.cancel()
     assert len([e for e in events if e[:2] == ("added", "before")]) == 1
     before = [e for e in events if e[1] == "before"]
-    assert all(a != b for a, b in zip(before, before[1:])), before
+    assert all(a != b for a, b in itertools.pairwise(before)), before
 
 
 async def _listed(backend, agent_id):

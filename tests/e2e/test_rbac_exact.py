@@ -118,7 +118,7 @@ async def _case(api, kubeconfig: str, tmp_path, missing: tuple[str, str] | None)
 async def test_the_role_is_exactly_what_an_agents_life_needs(api, kubeconfig, tmp_path):
     missing = [None, *CASES]
     results = await asyncio.gather(*(_case(api, kubeconfig, tmp_path, m) for m in missing))
-    outcome = dict(zip(missing, results))
+    outcome = dict(zip(missing, results, strict=True))
     assert outcome.pop(None) == "ok"
     for (resource, verb), message in outcome.items():
         assert f"the proxy's credentials may not {verb} {resource}" in message, (resource, verb, message)

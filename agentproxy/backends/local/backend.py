@@ -176,7 +176,7 @@ class LocalBackend(Backend):
         except Exception:  # a bug here must not leave every agent starting for ever
             log.exception("looking for the processes of the agents failed; they are started again")
             found = [None] * len(looked_for)
-        processes = {id(a): p for a, p in zip(looked_for, found)}
+        processes = {id(a): p for a, p in zip(looked_for, found, strict=True)}
         adopted = restarted = 0
         for n, adoption in enumerate(adoptions):
             supervisor, process = adoption.supervisor, processes.get(id(adoption))

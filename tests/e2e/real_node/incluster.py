@@ -16,7 +16,7 @@ import yaml
 from rn import ROOT
 
 sys.path.insert(0, str(ROOT / "testenv"))
-from layout import Layout  # noqa: E402
+from layout import Layout
 
 NAMESPACE = "agentapi-proxy"
 DEPLOYMENT = "agentapi-proxy"

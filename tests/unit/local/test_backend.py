@@ -184,7 +184,7 @@ async def test_delete_stops_everything_and_keeps_or_purges_the_work_dir(backend,
         await backend.create(spec(settings, agent_id, "write"))
     for agent_id in ("k1", "p1"):
         state = await wait_ready(backend, agent_id)
-        await wait_until(lambda: (Path(state.details["work_dir"]) / "data.bin").exists(), what="data.bin")
+        await wait_until(lambda state=state: (Path(state.details["work_dir"]) / "data.bin").exists(), what="data.bin")
     kept = await backend.delete("s1", "k1")
     assert kept.status is AgentStatus.STOPPED and kept.reason == "Deleted" and kept.message == "work directory kept"
     assert (tmp_path / "data" / "work" / "k1" / "data.bin").exists()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "testenv"))
+# The imports below (E402) need the path entry above.
 import nodeconfig  # noqa: E402
 from nodeconfig import NodePaths  # noqa: E402
 
