@@ -27,8 +27,9 @@ class BackendCollector(Collector):
         for name, samples in families.items():
             first = samples[0]
             labels = [key for key, _ in first.labels]
+            family: CounterMetricFamily | GaugeMetricFamily
             if first.type == "counter":
-                family: Metric = CounterMetricFamily(PREFIX + name.removesuffix("_total"), first.help, labels=labels)
+                family = CounterMetricFamily(PREFIX + name.removesuffix("_total"), first.help, labels=labels)
             else:
                 family = GaugeMetricFamily(PREFIX + name, first.help, labels=labels)
             for sample in samples:

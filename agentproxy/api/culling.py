@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -122,7 +122,8 @@ class Culler:
             log.warning("cannot suspend idle agent %s: %s", state.id, exc.message)
 
 
-def culling_context(backend: Backend, policy: IdlePolicy, traffic: TrafficClock, metrics: Metrics):
+def culling_context(backend: Backend, policy: IdlePolicy, traffic: TrafficClock,
+                    metrics: Metrics) -> Callable[[web.Application], AsyncIterator[None]]:
     """An aiohttp cleanup context that runs a :class:`Culler` while the app runs (none when
     neither limit is set)."""
     async def run(app: web.Application) -> AsyncIterator[None]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import builtins
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -17,7 +18,16 @@ from typing import Any
 
 from ..spec import AgentSpec
 from .agent_state import AgentState, AgentStatus, StatusEvent, visible
-from .errors import BackendError, Conflict, Forbidden, NotFound, Rejected, SessionTaken, TooMany, Unavailable  # noqa: F401  (re-exported: callers import the errors from here)
+from .errors import (  # noqa: F401  (re-exported: callers import the errors from here)
+    BackendError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Rejected,
+    SessionTaken,
+    TooMany,
+    Unavailable,
+)
 from .events import EventHub
 from .index import ANY_OWNER
 from .lifecycle import ChangeWaiters, LifecycleEvent, Listener, ResumeTimer
@@ -335,7 +345,7 @@ class Backend(abc.ABC):
         """Every agent's spec (a mode may know them more cheaply than their states)."""
         return [s.spec for s in self._states()]
 
-    def _listed(self, session: str | None, owner: Any) -> list[AgentState]:
+    def _listed(self, session: str | None, owner: Any) -> builtins.list[AgentState]:  # list: the method above
         """The states of the agents of ``session`` (every session when None) and ``owner``
         (every owner when :data:`~.index.ANY_OWNER`), in any order; a mode with an index by
         session answers without looking at the others."""

@@ -155,7 +155,7 @@ class FirstMessageTracker:
     the agentapi status its overdue message names changes.
     """
 
-    def __init__(self, client: aiohttp.ClientSession, timeout: float, on_change: Callable[[str], None],
+    def __init__(self, client: aiohttp.ClientSession, timeout: float, on_change: Callable[[str], object],
                  concurrent_replays: int = 16) -> None:
         self.client = client
         self.timeout = timeout

@@ -147,7 +147,7 @@ class Reflector:
                     await self._handle(json.loads(line))
 
     async def _handle(self, event: dict[str, Any]) -> None:
-        kind, obj = event.get("type"), event.get("object") or {}
+        kind, obj = event.get("type") or "", event.get("object") or {}
         if kind == "ERROR":
             if obj.get("code") == 410:
                 raise Gone(obj.get("message", "resource version too old"))
@@ -233,7 +233,7 @@ class NamespaceCache:
     Events only loses those reasons)."""
 
     def __init__(self, client: Client, namespace: str, listener: Listener, *, start_timeout: float = 30.0,
-                 **reflector_options: float) -> None:
+                 **reflector_options: Any) -> None:  # Reflector's timeouts, by name
         self.namespace = namespace
         self.start_timeout = start_timeout
         self.reflectors = {k.name: Reflector(client, k, namespace, listener, **reflector_options) for k in KINDS}

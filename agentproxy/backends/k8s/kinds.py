@@ -49,7 +49,7 @@ nowhere else."""
 MANAGED = (*KINDS, SERVICE_ACCOUNT, ROLE, ROLE_BINDING)
 """Every kind agentproxy writes (``agentproxy rbac`` renders the last three)."""
 
-_BY_TYPE = {(k.api_version, k.name): k for k in MANAGED}
+_BY_TYPE: dict[tuple[Any, Any], Kind] = {(k.api_version, k.name): k for k in MANAGED}
 
 
 def kind_of(obj: Mapping[str, Any]) -> Kind:

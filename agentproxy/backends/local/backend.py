@@ -172,7 +172,8 @@ class LocalBackend(Backend):
         then take over each one still running and start the others again."""
         looked_for = [a for a in adoptions if a.identity is not None]
         try:
-            found = await asyncio.to_thread(AgentProcess.adopt_all, [a.identity for a in looked_for])
+            identities = [a.identity for a in looked_for if a.identity is not None]  # every one: narrows the type
+            found = await asyncio.to_thread(AgentProcess.adopt_all, identities)
         except Exception:  # a bug here must not leave every agent starting for ever
             log.exception("looking for the processes of the agents failed; they are started again")
             found = [None] * len(looked_for)

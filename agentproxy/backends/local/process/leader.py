@@ -128,8 +128,13 @@ class AgentProcess:
         pidfd = _open_pidfd(self.pid) if not self.poll() else None
         if pidfd is not None:
             loop = asyncio.get_running_loop()
-            readable = loop.create_future()
-            loop.add_reader(pidfd, lambda: readable.done() or readable.set_result(None))
+            readable: asyncio.Future[None] = loop.create_future()
+
+            def exited() -> None:
+                if not readable.done():
+                    readable.set_result(None)
+
+            loop.add_reader(pidfd, exited)
             try:
                 # A pidfd refers to the process it was opened for, never to a later user of the
                 # pid; if the pid was reused before it was opened, poll() below tells.
