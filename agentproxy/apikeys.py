@@ -51,8 +51,8 @@ class ApiKey:
             unknown = set(record) - set(FIELDS)
             if unknown:
                 raise ValueError(f"API key record has unknown fields: {', '.join(sorted(map(str, unknown)))}")
-            return cls(record.get("name"), record.get("sha256"), record.get("admin", False))  # type: ignore[arg-type]
-        return cls(getattr(record, "name", None), getattr(record, "sha256", None),  # type: ignore[arg-type]
+            return cls(record.get("name"), record.get("sha256"), record.get("admin", False))  # type: ignore[arg-type]  # __post_init__ checks
+        return cls(getattr(record, "name", None), getattr(record, "sha256", None),  # type: ignore[arg-type]  # __post_init__ checks
                    getattr(record, "admin", False))
 
     def to_record(self) -> dict[str, Any]:

@@ -292,8 +292,7 @@ def _sequence(tokens: list, i: int, indent: int) -> tuple[list, int]:
 
 # --- writing -----------------------------------------------------------------------------------------
 
-# No stream: only its scalar analysis is used, it never writes.
-_emitter = Emitter(None, width=1_000_000)  # type: ignore[arg-type]
+_emitter = Emitter(None, width=1_000_000)  # type: ignore[arg-type]  # no stream: only its scalar analysis is used
 _SIMPLE_KEY = 128 - len("!!str")
 """PyYAML writes a key as a simple key (``key: value``) only while its length plus that of its
 tag's short form (``!!str``, ``!!int``: five characters) is below 128; longer ones become complex

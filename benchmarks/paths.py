@@ -120,8 +120,9 @@ class Ports:
 
 def start_all(ports: Ports, wanted: tuple[str, ...] = ORDER, loop: str = "auto") -> Paths:
     """Start the agentapi and the wanted proxies in front of it (agentproxy on the event loop ``loop``)."""
-    running = Paths(work=tempfile.TemporaryDirectory(prefix="agentproxy-bench-"), loop=loop)
-    work = Path(running.work.name)
+    work_dir = tempfile.TemporaryDirectory(prefix="agentproxy-bench-")
+    running = Paths(work=work_dir, loop=loop)
+    work = Path(work_dir.name)
     try:
         direct = Target("direct")
         if "peer" in wanted:

@@ -129,7 +129,7 @@ def sse(direct: str, proxied: str, messages: int, label: str) -> dict[str, Any]:
     capture, packets, reader_ports = None, None, []
     try:
         for reader in readers:
-            word, _, port = reader.stdout.readline().strip().partition(" ")  # type: ignore[union-attr]
+            word, _, port = reader.stdout.readline().strip().partition(" ")  # type: ignore[union-attr]  # made with PIPE
             if word != "ready":
                 raise RuntimeError(f"an event reader did not start ({label})")
             reader_ports.append(int(port))
@@ -146,9 +146,9 @@ def sse(direct: str, proxied: str, messages: int, label: str) -> dict[str, Any]:
             packets, capture = capture.stop(), None
         got = []
         for reader in readers:
-            reader.stdin.write("stop\n")  # type: ignore[union-attr]
-            reader.stdin.flush()  # type: ignore[union-attr]
-            got.append(json.loads(reader.stdout.readline()))  # type: ignore[union-attr]
+            reader.stdin.write("stop\n")  # type: ignore[union-attr]  # made with PIPE
+            reader.stdin.flush()  # type: ignore[union-attr]  # made with PIPE
+            got.append(json.loads(reader.stdout.readline()))  # type: ignore[union-attr]  # made with PIPE
     finally:
         if capture is not None:
             capture.stop()
@@ -201,12 +201,12 @@ def idle_streams(target: Target, count: int) -> dict[str, Any]:
     before = process.memory_info().rss
     holder = _spawn("idle", f"{target.base}/events", "--count", str(count))
     try:
-        opened = json.loads(holder.stdout.readline())  # type: ignore[union-attr]
+        opened = json.loads(holder.stdout.readline())  # type: ignore[union-attr]  # made with PIPE
         settle = 1.0 if count >= 100 else 0.1
         time.sleep(settle)  # let the process settle with the streams open
         after = process.memory_info().rss
-        holder.stdin.write("close\n")  # type: ignore[union-attr]
-        holder.stdin.flush()  # type: ignore[union-attr]
+        holder.stdin.write("close\n")  # type: ignore[union-attr]  # made with PIPE
+        holder.stdin.flush()  # type: ignore[union-attr]  # made with PIPE
         holder.wait(timeout=60)
     finally:
         _end(holder)
@@ -229,6 +229,7 @@ def _end(process: subprocess.Popen) -> None:
 def _touch(target: Target) -> None:
     """A light warm-up (a few requests, a few streams opened and closed): what every path does
     once before anything is measured."""
+    assert target.base is not None  # a started path
     for _ in range(20):
         _status(target.base)
     idle_streams(target, 5)
@@ -274,7 +275,9 @@ def one_run(index: int, args: argparse.Namespace, script: Path | None) -> dict[s
             # one event to two of its streams (the noise floor of this measurement).
             if args.messages:
                 time.sleep(SETTLE)
-                result["sse"][key] = sse(direct, running.paths[key].base, args.messages, f"run {index} {key}")
+                base = running.paths[key].base
+                assert direct is not None and base is not None  # started paths
+                result["sse"][key] = sse(direct, base, args.messages, f"run {index} {key}")
         return result
 
 

@@ -24,6 +24,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -85,14 +86,14 @@ async def _cycle(backend: Backend, settings: Settings, count: int, calls=lambda:
             "per_activity": per_activity}
 
 
-def _report(mode: str, result: dict[str, object], with_calls: bool) -> None:
-    times: list[float] = result["resume_to_ready"]  # type: ignore[assignment]
+def _report(mode: str, result: dict[str, Any], with_calls: bool) -> None:
+    times: list[float] = result["resume_to_ready"]
     print(f"{mode}: {len(times)} resumes; resume-to-ready p50 {statistics.median(times):.3f} s, "
           f"p95 {_pct(times, 0.95):.3f} s, max {max(times):.3f} s")
     if with_calls:
-        print(f"{mode}: API requests per suspend {statistics.mean(result['per_suspend']):.2f} "  # type: ignore[arg-type]
-              f"(max {max(result['per_suspend'])}), per resume {statistics.mean(result['per_resume']):.2f} "  # type: ignore[arg-type]
-              f"(max {max(result['per_resume'])}), per recorded activity {result['per_activity']:.2f}")  # type: ignore[arg-type]
+        print(f"{mode}: API requests per suspend {statistics.mean(result['per_suspend']):.2f} "
+              f"(max {max(result['per_suspend'])}), per resume {statistics.mean(result['per_resume']):.2f} "
+              f"(max {max(result['per_resume'])}), per recorded activity {result['per_activity']:.2f}")
 
 
 async def local(count: int) -> None:

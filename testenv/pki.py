@@ -59,7 +59,7 @@ def _issue(subject: x509.Name, key, issuer: x509.Name, issuer_key, *, ca: bool =
         usages = [ExtendedKeyUsageOID.CLIENT_AUTH] if client else [ExtendedKeyUsageOID.SERVER_AUTH]
         builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
     if server_names:
-        alt = []
+        alt: list[x509.GeneralName] = []
         for name in server_names:
             try:
                 alt.append(x509.IPAddress(ipaddress.ip_address(name)))

@@ -144,7 +144,7 @@ class ModelStandIn:
         await self._runner.setup()
         site = web.TCPSite(self._runner, HOST, self.port)
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = site._server.sockets[0].getsockname()[1]
         return self
 
     async def __aexit__(self, *exc: object) -> None:

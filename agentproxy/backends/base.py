@@ -322,8 +322,9 @@ class Backend(abc.ABC):
         """Announce that the agent is gone (``deleted``), with ``final`` or its last announced state."""
         previous = self._published.pop(agent_id, None)
         self._resumes.end(agent_id)
-        if final is not None or previous is not None:
-            self.hub.publish(StatusEvent("deleted", final or previous))  # type: ignore[arg-type]
+        last = final if final is not None else previous
+        if last is not None:
+            self.hub.publish(StatusEvent("deleted", last))
         self._changes.changed(agent_id)
 
     # --- what each mode implements -------------------------------------------------------------

@@ -32,7 +32,7 @@ class EventHub(Generic[Event]):
         self._queues.add(queue)
         try:
             while (item := await queue.get()) is not _END:
-                yield item  # type: ignore[misc]
+                yield item  # type: ignore[misc]  # every item but _END is an Event
         finally:
             self._queues.discard(queue)
 

@@ -61,8 +61,8 @@ class Membership:
         of the session's and the owner's agents)."""
         if session is None and owner is ANY_OWNER:
             return self._specs.keys()
-        if owner is ANY_OWNER:
-            return self._by_session.get(session, ())  # type: ignore[arg-type]
+        if owner is ANY_OWNER and session is not None:  # (a session of None is the case above)
+            return self._by_session.get(session, ())
         owned = self._by_owner.get(owner, set())
         if session is None:
             return owned

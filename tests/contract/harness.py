@@ -143,6 +143,7 @@ async def local_harness(tmp_path: Path) -> AsyncIterator[Harness]:
     try:
         yield subject
     finally:
+        assert isinstance(subject.backend, LocalBackend)
         await shut_down(subject.backend)
     await assert_nothing_left(tmp_path)
 

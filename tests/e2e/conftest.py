@@ -43,7 +43,7 @@ def kubeconfig() -> str:
 def pod_cidr() -> ipaddress.IPv4Network | None:
     """The range pod IPs come from, when the cluster is known to use one."""
     value = os.environ.get("AGENTPROXY_TEST_POD_CIDR")
-    return ipaddress.ip_network(value) if value else None
+    return ipaddress.IPv4Network(value) if value else None
 
 
 @pytest.fixture

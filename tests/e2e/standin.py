@@ -63,7 +63,8 @@ class ContainerStandIn:
         for variable in container.get("env", []):
             assert "value" in variable, f"the stand-in takes literal values only, not {variable}"
             env[variable["name"]] = local_path(variable["value"])
-        program, *rest = [*container.get("command", []), *container.get("args", [])]
+        command: list[str] = [*container.get("command", []), *container.get("args", [])]
+        program, rest = command[0], command[1:]
         binary = locate() if program == "agentapi" else program
         assert binary, "agentapi is not installed: run `bin/just agentapi`"
         argv = [binary, *(local_path(arg) for arg in rest)]

@@ -19,6 +19,7 @@ async def agentproxy(kubeconfig: str, namespace: str, *args: str) -> tuple[int, 
         sys.executable, "-m", "agentproxy", *args, "--set", f"k8s_mode.namespace={namespace}", env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode is not None  # communicate() waited for the exit
     return proc.returncode, out.decode(), err.decode()
 
 

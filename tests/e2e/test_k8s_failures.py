@@ -36,11 +36,11 @@ class ImpersonatingClient(Client):
         def call_api(*args, **kwargs):
             kwargs["headers"] = {**self.headers, **(kwargs.get("headers") or {})}
             return original(*args, **kwargs)
-        self.api.call_api = call_api
+        self.api.call_api = call_api  # type: ignore[method-assign]  # every watch of this client, with the header
         try:
             return super().stream(path, params, read_timeout)
         finally:
-            self.api.call_api = original
+            self.api.call_api = original  # type: ignore[method-assign]  # undone
 
 
 async def test_backend_works_with_exactly_the_shipped_role(api, namespace):

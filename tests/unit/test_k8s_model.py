@@ -31,7 +31,7 @@ from agentproxy.render import render_agent, render_rbac
 
 from ._support import settings_with, spec_for
 
-READY_POD = {"metadata": {"name": "agent-a1-0"}, "spec": {"nodeName": "node-1"},
+READY_POD: dict[str, Any] = {"metadata": {"name": "agent-a1-0"}, "spec": {"nodeName": "node-1"},
              "status": {"phase": "Running", "podIP": "10.0.0.7",
                         "conditions": [{"type": "PodScheduled", "status": "True"},
                                        {"type": "Ready", "status": "True"}]}}
@@ -293,7 +293,7 @@ async def test_a_missing_pvc_is_the_controllers_to_make_when_its_claim_template_
 
 
 async def test_the_cache_indexes_objects_by_agent():
-    reflector = Reflector(client=None, kind=CONFIGMAP, namespace="ns1", listener=lambda *args: None)  # type: ignore[arg-type]
+    reflector = Reflector(client=None, kind=CONFIGMAP, namespace="ns1", listener=lambda *args: None)  # type: ignore[arg-type]  # no API server
 
     def event(kind: str, name: str, agent: str) -> dict[str, Any]:
         return {"type": kind, "object": {"metadata": {"name": name, "resourceVersion": "1",

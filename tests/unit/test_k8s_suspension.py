@@ -78,7 +78,7 @@ def test_a_suspended_agent_is_stopping_until_its_pod_is_gone():
 def test_last_active_is_the_later_of_the_annotation_and_the_pod_becoming_ready():
     pod = copy.deepcopy(READY_POD)
     pod["status"]["conditions"][1]["lastTransitionTime"] = "2026-03-01T10:00:00Z"
-    sts = {"metadata": {"annotations": {}}}
+    sts: dict[str, Any] = {"metadata": {"annotations": {}}}
     assert model.last_active(sts, pod) == datetime(2026, 3, 1, 10, tzinfo=UTC)
     patch = model.activity_patch(datetime(2026, 3, 1, 11, 30, 0, 999, tzinfo=UTC))
     assert patch == {"metadata": {"annotations": {model.LAST_ACTIVE_ANNOTATION: "2026-03-01T11:30:00Z"}}}
@@ -113,13 +113,13 @@ def test_re_applying_keeps_a_suspended_agent_suspended_and_repairs_an_unsuspende
     backend = K8sBackend(settings)
     name = naming.statefulset_name("a1")
     live_suspended = stored(statefulset(SUSPENSION))
-    backend.cache = Cache({(STATEFULSET.name, name): live_suspended})  # type: ignore[assignment]
+    backend.cache = Cache({(STATEFULSET.name, name): live_suspended})  # type: ignore[assignment]  # the one lookup made of it
     want = model.statefulset_of(backend.render(spec))
     assert want["spec"]["replicas"] == 0 and not model.drifted(live_suspended, want)
 
     scaled_by_hand = stored(statefulset(None))
     scaled_by_hand["spec"]["replicas"] = 0
-    backend.cache = Cache({(STATEFULSET.name, name): scaled_by_hand})  # type: ignore[assignment]
+    backend.cache = Cache({(STATEFULSET.name, name): scaled_by_hand})  # type: ignore[assignment]  # the one lookup made of it
     want = model.statefulset_of(backend.render(spec))
     assert want["spec"]["replicas"] == 1 and model.drifted(scaled_by_hand, want)
     # Suspend and resume name the suspension they want, whatever the live object says.

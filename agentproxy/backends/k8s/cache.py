@@ -178,7 +178,7 @@ class Reflector:
         if names is not None:
             names.discard(name)
             if not names:
-                del self.by_agent[agent_id]  # type: ignore[arg-type]
+                del self.by_agent[agent_id or ""]
 
     def of_agent(self, agent_id: str) -> list[dict[str, Any]]:
         """The stored objects labelled for ``agent_id``."""

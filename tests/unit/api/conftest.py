@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from aiohttp import web
@@ -77,7 +77,7 @@ class FastPathTestServer(TestServer):
         await self.runner.setup()
         sock = self.socket_factory(self.host, 0, socket.AF_INET)
         if self.fast:
-            self.site = FastPathSite(self.runner, sock=sock)
+            self.site = FastPathSite(cast(web.AppRunner, self.runner), sock=sock)  # what _make_runner made
             await self.site.start()
         else:
             await web.SockSite(self.runner, sock).start()

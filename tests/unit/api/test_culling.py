@@ -65,7 +65,7 @@ async def test_traffic_is_recorded_at_most_once_per_resolution(settings, backend
     async def counting(state, when):
         recorded.append(when)
         await record(state, when)
-    backend._record_activity = counting  # type: ignore[method-assign]
+    backend._record_activity = counting  # type: ignore[method-assign]  # counts the calls
     clock.touch("a1")
     clock.touch("a1")
     await culler.flush()

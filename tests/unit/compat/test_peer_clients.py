@@ -85,7 +85,7 @@ async def test_the_peers_own_client_behaves_alike_against_both(both):
                 "send": peer_client(server, sid, "send", "hello from the client"),
                 "history": peer_client(server, sid, "history"),
             }
-            transcript = {name: (run.returncode, normalized(run.stdout), normalized(run.stderr))
+            transcript: dict[str, Any] = {name: (run.returncode, normalized(run.stdout), normalized(run.stderr))
                           for name, run in runs.items()}
             transcript["events"] = normalized(peer_client_events(server, sid, lines=2))
             transcripts.append(transcript)

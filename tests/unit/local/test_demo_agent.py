@@ -84,6 +84,7 @@ def read_until(fd: int, text: str, timeout: float = 20.0) -> str:
 async def test_the_default_echo_agent_runs_supervised(backend, settings):
     await backend.create(spec(settings, "d1", "echo"))
     state = await wait_ready(backend, "d1")
+    assert state.upstream is not None
     async with aiohttp.ClientSession() as client:
         await agent_said(client, state.upstream, "echo agent")  # its greeting, agentapi's message 0
         conversation = await say(client, state.upstream, "ping")

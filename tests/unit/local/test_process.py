@@ -159,6 +159,7 @@ def test_tree_sampler_sums_the_tree(tmp_path):
     try:
         child = int(parent.stdout.readline())
         identity = identify(parent.pid)
+        assert identity is not None
         sampler = TreeSampler()
         for _ in range(100):  # until the child holds its 40 MiB (at most 100 x 0.05 s)
             sample = sampler.sample({"a": identity})["a"]
