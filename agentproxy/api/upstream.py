@@ -89,7 +89,7 @@ class Connection(asyncio.Protocol):
     # --- asyncio.Protocol ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = transport  # type: ignore[assignment]  # a TCP stream's transport is a Transport
 
     def data_received(self, data: bytes) -> None:
         self._got_bytes = True
@@ -105,7 +105,7 @@ class Connection(asyncio.Protocol):
             self.close()
         except httptools.HttpParserError as exc:
             if self._complete:  # a second answer, or bytes that are none, after the first one's end
-                self._retire(spilled=self._raw is not None)
+                self._retire(spilled=self._raw is not None)  # type: ignore[unreachable]  # feed_data's callbacks set _complete
             else:
                 cause = exc.__context__  # what a callback raised: a head over the bounds
                 self._fail(cause if isinstance(cause, UpstreamError) else
@@ -172,7 +172,7 @@ class Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        status = self._parser.get_status_code()  # type: ignore[union-attr]
+        status = self._parser.get_status_code()  # type: ignore[union-attr]  # it calls this
         if 100 <= status < 200:  # an interim answer (100 Continue): the real one follows
             self.headers, self.reason = [], ""
             return
@@ -206,7 +206,7 @@ class Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self.status == 0:  # the end of an interim answer
             return
-        self._finish(reusable=self._parser.should_keep_alive())  # type: ignore[union-attr]
+        self._finish(reusable=self._parser.should_keep_alive())  # type: ignore[union-attr]  # it calls this
 
     # --- the caller's side ------------------------------------------------------------------------
 
@@ -218,7 +218,7 @@ class Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._head_only = method == "HEAD"
         self._got_bytes = False
-        self.transport.write(head)  # type: ignore[union-attr]
+        self.transport.write(head)  # type: ignore[union-attr]  # connected before a request
 
     def _start(self, method: str, head: bytes, body: AsyncIterable[bytes] | None,
                chunked: bool = False) -> asyncio.Future[None]:
