@@ -210,7 +210,7 @@ async def main() -> None:
                                 lambda o: o["spec"].get("publishNotReadyAddresses") is True),
                     "ConfigMap": (f"{ns}/configmaps/agent-{agent}-config",
                                   [{"op": "replace", "path": "/data/AGENTPROXY_AGENT_ID", "value": "x"}],
-                                  lambda o: o["data"]["AGENTPROXY_AGENT_ID"] == agent),  # noqa: B023 - used in this iteration,
+                                  lambda o: o["data"]["AGENTPROXY_AGENT_ID"] == agent),  # noqa: B023 - used in this iteration
                     "PersistentVolumeClaim": (f"{ns}/persistentvolumeclaims/data-agent-{agent}-0",
                                               [{"op": "remove", "path": "/metadata/labels/agentproxy.io~1session"}],
                                               lambda o: "agentproxy.io/session" in o["metadata"]["labels"]),
