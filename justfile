@@ -70,9 +70,9 @@ browser:
 render *ARGS:
     agentproxy render "$@"
 
-# Everything CI runs: unit tests, then the e2e suite against a local control plane
+# Everything CI runs: lint, unit tests, then the e2e suite against a local control plane
 # (with AGENTPROXY_REAL_NODE=1, as in CI: plus a real node, its tests and the proof that it leaves nothing behind)
-test: agentapi unit ui
+test: lint agentapi unit ui
     #!/usr/bin/env bash
     set -euo pipefail
     real="${AGENTPROXY_REAL_NODE:-}"
@@ -94,6 +94,12 @@ test: agentapi unit ui
         echo "real node: the cleanup proof (tests/realnode) needs the host to itself; it runs when this recipe starts the cluster" >&2
       fi
     fi
+
+# Lint and types: ruff, then mypy over agentproxy/, tests/, testenv/, benchmarks/ and deploy/ (rules in pyproject.toml)
+lint:
+    ruff check --no-cache
+    mypy
+    mypy benchmarks/relay.py  # its module name is testenv/relay.py's too: checked on its own
 
 # Unit tests (pure code and local processes) and the contract suite against the memory and local backends; no cluster
 # (the dashboard's browser tests run in a pytest process of their own: `ui`). Two pytest-xdist workers by
