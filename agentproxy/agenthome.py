@@ -32,8 +32,9 @@ import os
 import posixpath
 import shlex
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .launch import STATE_DIR
 from .waiting import HOOK_EVENTS
