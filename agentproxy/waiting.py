@@ -27,7 +27,8 @@ import os
 import sys
 import tempfile
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 MARKER = "waiting.json"
 """The file of the pending question, in the agent's state directory (``.agentproxy``)."""

@@ -124,10 +124,12 @@ class Metrics:
             self.resume_seconds.labels(cause)
         backend.lifecycle_listeners.append(self.lifecycle)
         self.start_steps = Histogram(
-            "agentproxy_agent_start_step_seconds", "Time each step of an agent's start took, from the step before "
-            "it (from the create, resume or restart for the first): what part of create-to-ready each step is. "
-            "By kind (start, resume, restart) and step (see GET .../progress); the last step is ready, failed "
-            "or stopped. Each replica times the creates and resumes it carried out, and the restarts it saw.", ["kind", "step"], buckets=RESUME_BUCKETS, registry=self.registry)
+            "agentproxy_agent_start_step_seconds",
+            "Time each step of an agent's start took, from the step before it (from the create, resume or "
+            "restart for the first): what part of create-to-ready each step is. By kind (start, resume, "
+            "restart) and step (see GET .../progress); the last step is ready, failed or stopped. Each replica "
+            "times the creates and resumes it carried out, and the restarts it saw.",
+            ["kind", "step"], buckets=RESUME_BUCKETS, registry=self.registry)
         backend.progress.listeners.append(self.start_step)
 
     def start_step(self, record: StartProgress, step: Step) -> None:

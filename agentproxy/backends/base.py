@@ -18,6 +18,7 @@ from typing import Any
 
 from ..spec import AgentSpec
 from .agent_state import AgentState, AgentStatus, StatusEvent, visible
+from .conversation import FIRST_MESSAGE_PENDING
 from .errors import (  # noqa: F401  (re-exported: callers import the errors from here)
     BackendError,
     Conflict,
@@ -28,7 +29,6 @@ from .errors import (  # noqa: F401  (re-exported: callers import the errors fro
     TooMany,
     Unavailable,
 )
-from .conversation import FIRST_MESSAGE_PENDING
 from .eventlog import EventLog
 from .events import EventHub
 from .index import ANY_OWNER
@@ -320,7 +320,7 @@ class Backend(abc.ABC):
         """What the agent's own API says of its activity (nothing, when the mode cannot tell)."""
         return await self._activity(state)
 
-    def answered(self, agent_id: str) -> None:
+    def answered(self, agent_id: str) -> None:  # noqa: B027 - a mode detecting no questions keeps this one
         """A message was sent to the agent through the proxy: a question it asked is answered
         (``waiting_input`` ends at once). Modes that detect no questions ignore it."""
 

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import secrets
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Generic, Iterator, TypeVar
+from typing import Generic, TypeVar
 
 Event = TypeVar("Event")
 

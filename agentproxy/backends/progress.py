@@ -17,9 +17,10 @@ feeds it, the HTTP layer reads it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from ..spec import AgentSpec
 from .agent_state import AgentState, AgentStatus
@@ -90,13 +91,13 @@ PLAIN_PLAN = StepPlan("plain", ((FIRST_MESSAGE, 0, "the first message is in the 
 
 def utc(at: datetime | None = None) -> datetime:
     """``at`` (now when None) as an aware UTC time."""
-    at = at or datetime.now(timezone.utc)
-    return at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)
+    at = at or datetime.now(UTC)
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def timestamp(at: datetime) -> str:
     """RFC 3339 with milliseconds and ``Z``."""
-    return utc(at).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return utc(at).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import Callable
+from collections.abc import Callable
 
 import aiohttp
-
 from kube import wait_for
 from served import Served
 

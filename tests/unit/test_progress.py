@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from agentproxy.backends.agent_state import AgentState, AgentStatus
 from agentproxy.backends.progress import (
-    FIRST_MESSAGE, K8S_PLAN, LOCAL_PLAN, RESTART, RESUME, START, Fact, ProgressBook, StartProgress,
+    FIRST_MESSAGE,
+    K8S_PLAN,
+    LOCAL_PLAN,
+    RESTART,
+    RESUME,
+    START,
+    Fact,
+    ProgressBook,
+    StartProgress,
 )
 from agentproxy.spec import AgentSpec, Resources
 
-T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
 
 def at(seconds: float) -> datetime:

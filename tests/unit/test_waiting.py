@@ -7,7 +7,7 @@ import dataclasses
 import json
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from agentproxy.agenthome import claude_settings, waiting_hook_command, with_waiting_hooks
@@ -66,7 +66,7 @@ def test_the_prepared_home_runs_the_hook_on_every_event_and_keeps_other_hooks():
 def test_a_ready_agent_with_a_question_is_shown_waiting_input():
     spec = AgentSpec(id="a1", session="s1", type="claude", command=("claude",),
                      resources=Resources("100m", "500m", "256Mi", "512Mi", "1Gi"))
-    ready = AgentState(spec=spec, mode="local", status=AgentStatus.READY, created_at=datetime.now(timezone.utc))
+    ready = AgentState(spec=spec, mode="local", status=AgentStatus.READY, created_at=datetime.now(UTC))
     asking = dataclasses.replace(ready, question="Claude needs your permission to use Bash")
     assert (agent_json(ready)["status"], agent_json(ready)["question"]) == ("ready", None)
     assert (agent_json(asking)["status"], agent_json(asking)["question"]) == ("waiting_input", asking.question)

@@ -10,8 +10,9 @@ tell (``Pulled``) is implied by the next one.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 from ..progress import FIRST_MESSAGE, Fact
 from ..suspension import parse_time

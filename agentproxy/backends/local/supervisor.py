@@ -23,10 +23,10 @@ from ...launch import AgentLaunch, state_file
 from ...restore import read_saved_messages
 from ...settings.schema import SupervisionSettings
 from ...spec import AgentSpec
+from ...waiting import clear_question, read_question
 from ..base import AgentState, AgentStatus, BackendError
 from ..conversation import FIRST_MESSAGE_PENDING, ConversationFollower
 from ..progress import FIRST_MESSAGE, Fact
-from ...waiting import clear_question, read_question
 from ..suspension import SUSPENDED_REASON, SUSPENDING_REASON, Suspension, utc_now
 from .following import RunConversation
 from .logs import AgentLog
