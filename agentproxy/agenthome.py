@@ -12,8 +12,9 @@ start:
   key approved (Claude Code records the last 20 characters of a key it was told
   to use, in ``customApiKeyResponses.approved``), auto-updates off;
 - ``.claude/settings.json``: the auto-updater and non-essential traffic off (in
-  its ``env``), and the permission mode the operator chose
-  (``agents.claude.permission_mode``), when one is set.
+  its ``env``), the permission mode the operator chose
+  (``agents.claude.permission_mode``), when one is set, and hooks that tell
+  agentproxy when the agent waits for its user (see :mod:`agentproxy.waiting`).
 
 The merge is pure (:func:`claude_config`, :func:`claude_settings`): it sets the
 keys above and keeps everything else that is already there, what Claude Code
@@ -29,12 +30,17 @@ import copy
 import json
 import os
 import posixpath
+import shlex
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from .launch import STATE_DIR
+from .waiting import HOOK_EVENTS
+
+WAITING_MODULE = "agentproxy.waiting"
+"""The module Claude Code's hooks run (see :func:`waiting_hook_command`)."""
 
 HOME_DIR = "home"
 """The agent's home, inside :data:`agentproxy.launch.STATE_DIR` of its work directory."""
@@ -93,10 +99,39 @@ def claude_config(existing: Mapping[str, Any], *, work_dir: str, api_key: str | 
     return config
 
 
-def claude_settings(existing: Mapping[str, Any], *, permission_mode: str | None) -> dict[str, Any]:
-    """``.claude/settings.json``: ``existing`` with :data:`QUIET_ENV` in its ``env`` and
-    ``permissions.defaultMode`` set to ``permission_mode`` when one is given."""
+def waiting_hook_command(python: str, work_dir: str) -> str:
+    """The command Claude Code's hooks run to tell agentproxy it waits (see :mod:`agentproxy.waiting`)."""
+    return f"{shlex.quote(python)} -m {WAITING_MODULE} --work-dir {shlex.quote(work_dir)}"
+
+
+def with_waiting_hooks(hooks: Any, command: str) -> dict[str, Any]:
+    """``hooks`` (the ``hooks`` of a settings file) with agentproxy's hook on every event of
+    :data:`agentproxy.waiting.HOOK_EVENTS` (an earlier one of agentproxy's replaced), and every
+    other hook as it was."""
+    merged = copy.deepcopy(dict(hooks)) if isinstance(hooks, Mapping) else {}
+    for event in HOOK_EVENTS:
+        groups = [g for g in merged.get(event) or [] if isinstance(g, Mapping)]
+        kept = []
+        for group in groups:
+            inner = [h for h in group.get("hooks") or []
+                     if not (isinstance(h, Mapping) and WAITING_MODULE in str(h.get("command", "")))]
+            if inner:
+                kept.append({**group, "hooks": inner})
+        entry: dict[str, Any] = {"hooks": [{"type": "command", "command": command}]}
+        if event == "Notification":
+            entry["matcher"] = ""  # every notification: the hook picks the permission questions
+        merged[event] = [*kept, entry]
+    return merged
+
+
+def claude_settings(existing: Mapping[str, Any], *, permission_mode: str | None,
+                    hook_command: str | None = None) -> dict[str, Any]:
+    """``.claude/settings.json``: ``existing`` with :data:`QUIET_ENV` in its ``env``,
+    ``permissions.defaultMode`` set to ``permission_mode`` when one is given, and the hooks
+    that tell agentproxy the agent waits for its user (``hook_command``, when given)."""
     settings = copy.deepcopy(dict(existing))
+    if hook_command is not None:
+        settings["hooks"] = with_waiting_hooks(settings.get("hooks"), hook_command)
     env = settings.get("env")
     settings["env"] = {**(dict(env) if isinstance(env, Mapping) else {}), **QUIET_ENV}
     if permission_mode is not None:
@@ -124,12 +159,13 @@ def claude_environment(home: str, *, base_url: str | None, api_key: str | None) 
 
 
 def prepare_claude_home(home: Path, *, work_dir: str, api_key: str | None,
-                        permission_mode: str | None = None) -> None:
+                        permission_mode: str | None = None, hook_command: str | None = None) -> None:
     """Create or update the prepared home ``home`` (see the module's docstring)."""
     config_path = home / CONFIG_FILE
     settings_path = home / SETTINGS_FILE
     _write_json(config_path, claude_config(_read_json(config_path), work_dir=work_dir, api_key=api_key))
-    _write_json(settings_path, claude_settings(_read_json(settings_path), permission_mode=permission_mode))
+    _write_json(settings_path, claude_settings(_read_json(settings_path), permission_mode=permission_mode,
+                                               hook_command=hook_command))
 
 
 def _strings(value: Any) -> list[str]:

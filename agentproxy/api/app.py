@@ -21,6 +21,7 @@ from .expect import continue_middleware, deferring
 from .health import Health
 from .metrics import Metrics
 from .openapi import openapi_handler
+from .progress import ProgressStreams
 from .proxy import AgentProxy, make_client
 
 CONTEXT = web.AppKey("agentproxy.api.context", ApiContext)
@@ -53,12 +54,14 @@ def create_app(
     )
     app[CONTEXT] = ctx
     events = EventStreams(ctx)
+    progress = ProgressStreams(ctx)
     # The proxy route first: routes are tried in registration order among those of the same
     # prefix (/sessions), and no other route can match a path under .../api/.
     add = lambda defs: app.add_routes(deferring(defs))  # noqa: E731 - every route: 100 Continue after auth
     add(AgentProxy(ctx).routes())
     add(AgentRoutes(ctx).routes())
     add(events.routes())
+    add(progress.routes())
     add(Health(backend).routes())
     add(ui.routes())
     add([
@@ -79,4 +82,5 @@ def create_app(
     app.cleanup_ctx.append(upstream_client)
     app.cleanup_ctx.append(culling_context(backend, policy, ctx.traffic, ctx.metrics))
     app.on_shutdown.append(events.close_all)
+    app.on_shutdown.append(progress.close_all)
     return app

@@ -1,9 +1,12 @@
 """``GET /events``: the status changes of agents as Server-Sent Events.
 
 Each change is an event named ``status`` whose data is the agent's JSON plus
-``"event"`` (``added``, ``modified`` or ``deleted``). An idle stream gets a
-comment line every ``heartbeat_interval`` seconds so that intermediaries keep it
-open and clients notice a dead connection.
+``"event"`` (``added``, ``modified`` or ``deleted``), with an id (see
+:mod:`~agentproxy.backends.eventlog`). A client that reconnects with ``Last-Event-ID``
+gets the events it missed that are still kept, or a ``resync`` event when they are not
+(then it lists the agents again). An idle stream gets a comment line every
+``heartbeat_interval`` seconds so that intermediaries keep it open and clients notice
+a dead connection.
 """
 
 from __future__ import annotations
@@ -35,10 +38,19 @@ SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
 
 
 def format_event(event: StatusEvent) -> bytes:
-    """One SSE ``status`` event."""
+    """One SSE ``status`` event, with its id when it has one."""
     data = agent_json(event.agent)
     data["event"] = event.type
-    return b"event: status\ndata: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+    head = f"id: {event.id}\n".encode() if event.id else b""
+    return head + b"event: status\ndata: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+
+
+def format_resync(last_event_id: str) -> bytes:
+    """The ``resync`` event: the events after ``last_event_id`` cannot be replayed."""
+    data = {"last_event_id": last_event_id[:200],
+            "message": "the events after this id are no longer kept (or it is not an id of this stream): list the "
+                       "agents again (GET /agents); changes from now on follow"}
+    return b"event: resync\ndata: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
 
 
 class EventStreams:
@@ -71,6 +83,24 @@ class EventStreams:
             await response.prepare(request)
             await asyncio.sleep(0)  # let the pump start iterating (some backends subscribe lazily)
             await response.write(b": connected\n\n")
+
+            def shown(event: StatusEvent) -> bool:
+                state = event.agent
+                return (session is None or state.session == session) and principal.can_see(state)
+
+            # Replay what a reconnecting client missed; live events it has seen are skipped.
+            cursor = None
+            last_event_id = request.headers.get("Last-Event-ID")
+            if last_event_id is not None:
+                missed = self.ctx.backend.event_log.since(last_event_id)
+                if missed is None:
+                    await response.write(format_resync(last_event_id))
+                else:
+                    cursor = self.ctx.backend.event_log.parse(last_event_id)
+                    for position, event in missed:
+                        if shown(event):
+                            await response.write(format_event(event))
+                        cursor = position
             heartbeat = self.ctx.heartbeat_interval
             while True:
                 try:
@@ -83,8 +113,9 @@ class EventStreams:
                 if isinstance(item, BaseException):
                     log.warning("event stream of the backend failed: %s", item)
                     break
-                state = item.agent
-                if (session is None or state.session == session) and principal.can_see(state):
+                if cursor is not None and item.position is not None and item.position <= cursor:
+                    continue  # replayed already, or seen by the client on another replica
+                if shown(item):
                     await response.write(format_event(item))
         except ConnectionResetError:
             pass  # the client went away

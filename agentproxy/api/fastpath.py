@@ -186,6 +186,8 @@ class FrontProtocol(asyncio.Protocol):
         state = ctx.backend.peek(wanted.session, wanted.agent)
         if state is None or state.status is not AgentStatus.READY or not state.upstream or not principal.can_see(state):
             return None
+        if state.question is not None:
+            return None  # a message may answer it: aiohttp's path notes that (see proxy.forward)
         return state
 
     def _hand_over(self) -> None:

@@ -19,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 from prometheus_client.utils import floatToGoString
 
 from ..backends.base import AgentStatus, Backend, LifecycleEvent
+from ..backends.progress import StartProgress, Step
 from ..backends.suspension import RESUME_CAUSES, SUSPEND_CAUSES
 from .backend_metrics import BackendCollector
 from .errors import Handler
@@ -122,6 +123,18 @@ class Metrics:
             self.resumes.labels(cause)
             self.resume_seconds.labels(cause)
         backend.lifecycle_listeners.append(self.lifecycle)
+        self.start_steps = Histogram(
+            "agentproxy_agent_start_step_seconds",
+            "Time each step of an agent's start took, from the step before it (from the create, resume or "
+            "restart for the first): what part of create-to-ready each step is. By kind (start, resume, "
+            "restart) and step (see GET .../progress); the last step is ready, failed or stopped. Each replica "
+            "times the creates and resumes it carried out, and the restarts it saw.",
+            ["kind", "step"], buckets=RESUME_BUCKETS, registry=self.registry)
+        backend.progress.listeners.append(self.start_step)
+
+    def start_step(self, record: StartProgress, step: Step) -> None:
+        """Time one step of an agent's start."""
+        self.start_steps.labels(record.kind, step.name).observe(step.seconds)
 
     def lifecycle(self, event: LifecycleEvent) -> None:
         """Count a suspend or resume of the backend, and time a resume until ready."""
@@ -172,7 +185,7 @@ class Metrics:
         """``GET /metrics``: the text exposition format."""
         counts = dict.fromkeys((s.value for s in AgentStatus), 0)
         for state in await self.backend.list():
-            counts[state.status.value] = counts.get(state.status.value, 0) + 1
+            counts[state.shown_status.value] = counts.get(state.shown_status.value, 0) + 1
         for status, count in counts.items():
             self.agents.labels(status).set(count)
         return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -6,7 +6,7 @@ import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
-from ..backends.base import AgentState
+from ..backends.base import AgentState, AgentStatus
 
 
 def agent_url(session: str, agent_id: str) -> str:
@@ -29,7 +29,8 @@ def agent_json(state: AgentState) -> dict[str, Any]:
         "session": spec.session,
         "agent": spec.type,
         "mode": state.mode,
-        "status": state.status.value,
+        "status": state.shown_status.value,
+        "question": state.question if state.shown_status is AgentStatus.WAITING_INPUT else None,
         "reason": state.reason,
         "message": state.message,
         "created_at": iso8601(state.created_at),

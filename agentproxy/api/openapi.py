@@ -130,7 +130,10 @@ def _schemas(create: dict[str, Any]) -> dict[str, Any]:
                 "session": {"type": "string"},
                 "agent": {"type": "string", "description": "Agent type."},
                 "mode": {"type": "string", "description": "The backend: local or k8s."},
-                "status": {"type": "string", "enum": _STATUSES},
+                "status": {"type": "string", "enum": _STATUSES,
+                           "description": "waiting_input: ready, and its program asks its user something (question)."},
+                "question": _nullable({"type": "string", "description": "What the agent asks its user while "
+                                                                        "waiting_input (a permission question)."}),
                 "reason": _nullable({"type": "string", "description": "Why the agent is in this status."}),
                 "message": _nullable({"type": "string", "description": "Details of the status, for people."}),
                 "created_at": {"type": "string", "format": "date-time"},
@@ -204,6 +207,21 @@ def _agent_ops() -> dict[str, Any]:
                      "responses": {"200": _json(_ref("Agent"), "The agent, on its way to ready."),
                                    **_errors("400", "401", "404", "409", "422", "503")}},
         },
+        "/sessions/{session}/agents/{agent}/progress": {
+            "parameters": [SESSION, AGENT],
+            "get": {
+                "operationId": "streamAgentProgress", "summary": "The agent's start, step by step, as Server-Sent Events",
+                "description": "Events named `step` (id: the step's position): the steps of the agent's current or "
+                               "last start (kind start, resume or restart) already reached, then each as it is "
+                               "reached, each with `step`, `at`, `message` and `seconds` since the step before. The "
+                               "stream ends after `ready`, `failed` (with the agent's `reason`) or `stopped`. "
+                               "k8s steps: applied, scheduled, volume_bound, image_ready, container_started, "
+                               "agentapi_answering; local: process_started, agentapi_answering, restored; both: "
+                               "first_message_delivered for an agent created with a message.",
+                "responses": {"200": {"description": "The stream.", "content": {"text/event-stream": {
+                    "schema": {"type": "string"}}}}, **_errors("400", "401", "404")},
+            },
+        },
         "/sessions/{session}/agents/{agent}/logs": {
             "parameters": [SESSION, AGENT],
             "get": {
@@ -241,9 +259,15 @@ def _other_ops() -> dict[str, Any]:
         },
         "/events": {"get": {
             "operationId": "streamEvents", "summary": "Status changes as Server-Sent Events",
-            "description": "Events named `status`; data is the agent JSON plus `event` (added, modified, deleted). "
-                           "A comment line is sent every 15 seconds on an idle stream.",
-            "parameters": [_query("session", SESSION_SCHEMA, "Only agents of this session.")],
+            "description": "Events named `status`; data is the agent JSON plus `event` (added, modified, deleted); "
+                           "each has an id. A client that reconnects with `Last-Event-ID` gets the events it "
+                           "missed that are still kept (the last 10000), else one event named `resync` (list the "
+                           "agents again), then live events. In k8s mode ids are the resourceVersions the changes "
+                           "were seen at, alike on every replica; in local mode they are numbered per run of the "
+                           "proxy. A comment line is sent every 15 seconds on an idle stream.",
+            "parameters": [_query("session", SESSION_SCHEMA, "Only agents of this session."),
+                           {"name": "Last-Event-ID", "in": "header", "required": False,
+                            "schema": {"type": "string"}, "description": "The id of the last event seen."}],
             "responses": {"200": {"description": "The stream.", "content": {"text/event-stream": {
                 "schema": {"type": "string"}}}}, **_errors("400", "401")}}},
         "/healthz": {"get": {"operationId": "healthz", "summary": "The process answers", **OPEN,

@@ -226,6 +226,9 @@ class AgentProxy:
         """
         self.ctx.traffic.touch(state.id)  # idle culling's clock: a dict write
         raw_path = origin_form(raw_path)
+        if state.question is not None and request.method == "POST" and \
+                upstream_target(raw_path, depth).split("?", 1)[0].rstrip("/") == "/message":
+            self.ctx.backend.answered(state.id)  # the answer to its question: waiting_input ends now
         if state.status is not AgentStatus.READY or not state.upstream:
             # Never for a ready agent: a suspended one resumes; 503 with Retry-After unless ready in time.
             state = await self.ctx.waker.wake(state)  # type: ignore[union-attr]  # set by __post_init__

@@ -24,6 +24,10 @@ class AgentStatus(enum.StrEnum):
     STOPPING = "stopping"    # being deleted or suspended
     STOPPED = "stopped"      # exists but does not run
     SUSPENDED = "suspended"  # nothing runs, the data is kept; resumes on request
+    WAITING_INPUT = "waiting_input"
+    """Ready, and its program waits for its user (a permission question; see ``question``).
+    Shown (:attr:`AgentState.shown_status`), never a backend's own status: the agent is ready
+    for every purpose, requests reach it."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,8 @@ class AgentState:
     last_active: datetime | None = None
     """When the agent was last seen in use: a proxied request, a new message, or becoming
     ready (idle culling counts from here; None when the backend has not seen it active)."""
+    question: str | None = None
+    """What the agent's program asks its user while it waits (see :mod:`agentproxy.waiting`)."""
 
     @property
     def id(self) -> str:
@@ -56,6 +62,13 @@ class AgentState:
     def session(self) -> str:
         return self.spec.session
 
+    @property
+    def shown_status(self) -> AgentStatus:
+        """The status the API shows: ``waiting_input`` for a ready agent with a question."""
+        if self.question and self.status is AgentStatus.READY:
+            return AgentStatus.WAITING_INPUT
+        return self.status
+
 
 @dataclass(frozen=True)
 class StatusEvent:
@@ -63,8 +76,12 @@ class StatusEvent:
 
     type: str  # "added", "modified" or "deleted"
     agent: AgentState
+    position: Any = None
+    """Where the event is in the backend's stream (an :class:`~.eventlog.Position`)."""
+    id: str | None = None
+    """The event's id in ``GET /events`` (see :mod:`.eventlog`)."""
 
 
 def visible(state: AgentState) -> tuple[Any, ...]:
     """What an event announces: a change of anything else is no event."""
-    return (state.status, state.reason, state.message, state.upstream, state.restarts)
+    return (state.status, state.reason, state.message, state.upstream, state.restarts, state.question)

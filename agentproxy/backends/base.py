@@ -18,6 +18,7 @@ from typing import Any
 
 from ..spec import AgentSpec
 from .agent_state import AgentState, AgentStatus, StatusEvent, visible
+from .conversation import FIRST_MESSAGE_PENDING
 from .errors import (  # noqa: F401  (re-exported: callers import the errors from here)
     BackendError,
     Conflict,
@@ -28,11 +29,13 @@ from .errors import (  # noqa: F401  (re-exported: callers import the errors fro
     TooMany,
     Unavailable,
 )
+from .eventlog import EventLog
 from .events import EventHub
 from .index import ANY_OWNER
 from .lifecycle import ChangeWaiters, LifecycleEvent, Listener, ResumeTimer
 from .limits import CreateLimits, CreateQueue
 from .ownership import check_session
+from .progress import FAILED, PLAIN_PLAN, RESUME, START, Facts, ProgressBook, StepPlan
 from .suspension import API, AgentActivity, Suspension
 
 log = logging.getLogger("agentproxy.backends")
@@ -116,10 +119,20 @@ class Backend(abc.ABC):
     """
 
     mode: str = "abstract"
+    progress_plan: StepPlan = PLAIN_PLAN
+    """The steps of a start in this mode (see :mod:`.progress`)."""
+
+    resource_version_ids: bool = False
+    """Whether event ids are resourceVersions shared by replicas, rather than this process's
+    sequence (see :mod:`.eventlog`)."""
 
     def __init__(self, limits: CreateLimits | None = None) -> None:
         self.hub: EventHub[StatusEvent] = EventHub()
         """Every subscriber of :meth:`events`."""
+        self.event_log: EventLog[StatusEvent] = EventLog(epoch=None if self.resource_version_ids else "")
+        """The recent events, for clients that reconnect (``Last-Event-ID``)."""
+        self.event_hint: int | None = None
+        """The resourceVersion of the object change being handled, while one is (k8s mode)."""
         self.locks = AgentLocks()
         """Held around each create, delete, suspend and resume of one agent."""
         self.lifecycle_listeners: list[Listener] = []
@@ -127,6 +140,12 @@ class Backend(abc.ABC):
         self._published: dict[str, AgentState] = {}
         self._resumes = ResumeTimer(self.lifecycle_listeners)
         self._changes = ChangeWaiters()
+        self._progress_changes = ChangeWaiters()
+        self.progress = ProgressBook(self.progress_plan, self._progress_changes.changed)
+        """The current or last start of every agent, step by step."""
+        self.progress_paused = False
+        """While True (a mode loading what exists), states move no start on: a partial view (a
+        pod seen before its StatefulSet) would end one wrongly. See :meth:`follow_progress`."""
         self._creating: dict[str, AgentSpec] = {}
         self.set_limits(limits or CreateLimits())
 
@@ -177,8 +196,13 @@ class Backend(abc.ABC):
                     others.update(self._creating)
                     self.limits.check_room(spec, others.values())
                     self._creating[spec.id] = spec
+                    self.progress.begin(spec, START)
                     try:
                         return await self._create_new(spec, prepared)
+                    except BaseException:
+                        if self._state(spec.id) is None:
+                            self.progress.gone(spec.id, "CreateFailed")
+                        raise
                     finally:
                         self._creating.pop(spec.id, None)
                 check_same_spec(existing.spec, spec)
@@ -205,7 +229,7 @@ class Backend(abc.ABC):
         by creation time (then id)."""
         states = self._listed(session, owner)
         if status is not None:
-            states = [s for s in states if s.status == status]
+            states = [s for s in states if s.shown_status == status]
         return sorted(states, key=_list_order)
 
     async def delete(self, session: str, agent_id: str, purge: bool = False) -> AgentState:
@@ -249,13 +273,16 @@ class Backend(abc.ABC):
     async def _resume_locked(self, state: AgentState, cause: str) -> AgentState:
         # Begun first: a mode may announce the agent ready before _resume returns.
         self._resumes.begin(state.id, cause)
+        self.progress.begin(state.spec, RESUME)
         try:
             resumed, done = await self._resume(state)
-        except BaseException:
+        except BaseException as exc:
             self._resumes.end(state.id)
+            self.progress.end(state.id, FAILED, str(exc) or "the resume failed", "ResumeFailed")
             raise
         if not done:
             self._resumes.end(state.id)
+            self.publish(resumed)  # another proxy resumed it: the states to come tell its steps
             return resumed
         log.info("agent %s/%s resumed (%s)", state.session, state.id, cause)
         self._resumes.done(state.id, ready=resumed.status is AgentStatus.READY)
@@ -293,6 +320,10 @@ class Backend(abc.ABC):
         """What the agent's own API says of its activity (nothing, when the mode cannot tell)."""
         return await self._activity(state)
 
+    def answered(self, agent_id: str) -> None:  # noqa: B027 - a mode detecting no questions keeps this one
+        """A message was sent to the agent through the proxy: a question it asked is answered
+        (``waiting_input`` ends at once). Modes that detect no questions ignore it."""
+
     async def logs(self, session: str, agent_id: str, tail_lines: int = 100) -> str:
         """The last lines of the agent's output."""
         return await self._logs(await self.get(session, agent_id), tail_lines)
@@ -303,9 +334,32 @@ class Backend(abc.ABC):
 
     # --- events --------------------------------------------------------------------------------
 
+    async def next_progress(self, agent_id: str, timeout: float) -> bool:
+        """Return when the agent's start progress changes next (True), or after ``timeout``
+        seconds (False)."""
+        return await self._progress_changes.next_change(agent_id, timeout)
+
+    def _start_facts(self, state: AgentState) -> Facts:
+        """The steps of the agent's start reached now, as far as the mode knows (see :mod:`.progress`)."""
+        return {}
+
+    def _observe_progress(self, state: AgentState) -> None:
+        self.progress.observe(state, lambda: self._start_facts(state),
+                              first_message_overdue=state.reason == FIRST_MESSAGE_PENDING)
+
+    def follow_progress(self) -> None:
+        """Let states move starts on again (after :attr:`progress_paused`), from every agent's
+        state now."""
+        self.progress_paused = False
+        for state in list(self._states()):
+            self._observe_progress(state)
+
     def publish(self, state: AgentState) -> None:
         """Announce the agent's state: ``added`` the first time, then ``modified`` when it
-        changed visibly (see :func:`visible`), nothing otherwise."""
+        changed visibly (see :func:`visible`), nothing otherwise. Every state, visible change
+        or not, moves the agent's start progress on."""
+        if not self.progress_paused:
+            self._observe_progress(state)
         previous = self._published.get(state.id)
         if previous is not None and visible(previous) == visible(state):
             return
@@ -315,17 +369,25 @@ class Backend(abc.ABC):
                 self._resumes.ready(state.id)
             elif state.status is AgentStatus.FAILED or state.suspended:
                 self._resumes.end(state.id)
-        self.hub.publish(StatusEvent("added" if previous is None else "modified", state))
+        self._announce("added" if previous is None else "modified", state)
         self._changes.changed(state.id)
 
     def publish_gone(self, agent_id: str, final: AgentState | None = None) -> None:
         """Announce that the agent is gone (``deleted``), with ``final`` or its last announced state."""
         previous = self._published.pop(agent_id, None)
         self._resumes.end(agent_id)
+        self.progress.gone(agent_id)
         last = final if final is not None else previous
         if last is not None:
-            self.hub.publish(StatusEvent("deleted", last))
+            self._announce("deleted", last)
         self._changes.changed(agent_id)
+
+    def _announce(self, kind: str, state: AgentState) -> None:
+        """Number the event, keep it for replay and send it to every subscriber."""
+        position = self.event_log.next_position(self.event_hint)
+        event = StatusEvent(kind, state, position, self.event_log.id_of(position))
+        self.event_log.keep(position, event)
+        self.hub.publish(event)
 
     # --- what each mode implements -------------------------------------------------------------
 

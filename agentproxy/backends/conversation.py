@@ -166,6 +166,10 @@ class FirstMessageTracker:
         # After a restart every ready agent is followed once: a few replays at a time.
         self._replays = asyncio.Semaphore(concurrent_replays)
 
+    def delivered(self, agent_id: str) -> bool:
+        """True once the agent's first message was seen in its conversation (by this proxy)."""
+        return agent_id in self._delivered
+
     def overdue(self, agent_id: str) -> str | None:
         """The overdue message of ``agent_id``, or None."""
         if agent_id not in self._overdue:
@@ -233,7 +237,10 @@ class FirstMessageTracker:
         if what == DELIVERED:
             self._delivered.add(agent_id)
             self._stop(agent_id)
-            self._set_overdue(agent_id, False)
+            if agent_id in self._overdue:
+                self._set_overdue(agent_id, False)
+            else:
+                self.on_change(agent_id)  # no visible change, but the start's progress moves on
         elif what == STATUS and agent_id in self._overdue:
             self.on_change(agent_id)  # the overdue message names agentapi's status
 

@@ -89,15 +89,16 @@ class ChangeWaiters:
     def __init__(self) -> None:
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
 
-    async def next_change(self, agent_id: str, timeout: float) -> None:
-        """Return at the agent's next change, or after ``timeout`` seconds."""
+    async def next_change(self, agent_id: str, timeout: float) -> bool:
+        """Return at the agent's next change (True), or after ``timeout`` seconds (False)."""
         changed = asyncio.get_running_loop().create_future()
         waiters = self._waiters.setdefault(agent_id, set())
         waiters.add(changed)
         try:
             await asyncio.wait_for(changed, timeout)
+            return True
         except TimeoutError:
-            pass
+            return False
         finally:
             waiters.discard(changed)
             if not waiters and self._waiters.get(agent_id) is waiters:

@@ -21,7 +21,7 @@ from .parser import env_pair
 SERVER_ENV = "AGENTPROXY_URL"
 KEY_ENV = "AGENTPROXY_API_KEY"
 DEFAULT_SERVER = "http://127.0.0.1:8080"
-STATUSES = ("pending", "starting", "ready", "failed", "stopping", "stopped", "suspended")
+STATUSES = ("pending", "starting", "ready", "waiting_input", "failed", "stopping", "stopped", "suspended")
 HIDDEN = "***"
 
 
@@ -68,6 +68,14 @@ def register(subparsers: Any) -> None:
     ls.add_argument("-w", "--watch", action="store_true", help="after the list, print every change (Ctrl-C ends)")
     ls.set_defaults(handler=_handler("ls"))
 
+    watch = verbs.add_parser("watch", parents=[conn], help="list agents, then print every change",
+                             description="List agents, then print every change of them as it happens "
+                                         "(GET /events; the same as ls --watch; Ctrl-C ends).")
+    watch.add_argument("--session", help="only this session's agents")
+    watch.add_argument("--status", choices=STATUSES, help="only agents with this status")
+    _output_option(watch)
+    watch.set_defaults(handler=_handler("watch"))
+
     get = verbs.add_parser("get", parents=[conn], help="show one agent")
     _agent_args(get)
     _output_option(get)
@@ -75,6 +83,7 @@ def register(subparsers: Any) -> None:
 
     create = verbs.add_parser("create", parents=[conn], help="create an agent",
                               description="Create an agent in SESSION; with --wait, show its progress "
+                                          "(its status and each step of its start, one line each on stderr) "
                                           "until it is ready (exit 5 if it fails, 6 on timeout).")
     create.add_argument("session", metavar="SESSION", help="session id")
     create.add_argument("--id", help="agent id (default: a random one)")
@@ -168,7 +177,7 @@ def run(name: str, args: argparse.Namespace) -> int:
         _scrub_process_title(args.api_key)
     key = args.api_key or os.environ.get(KEY_ENV) or None
     server = args.server or os.environ.get(SERVER_ENV) or DEFAULT_SERVER
-    streaming = (name == "ls" and args.watch) or (name == "logs" and args.follow) or (
+    streaming = name == "watch" or (name == "ls" and args.watch) or (name == "logs" and args.follow) or (
         name == "chat" and args.message is None)
     try:
         return asyncio.run(_dispatch(name, args, server, key))

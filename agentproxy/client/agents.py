@@ -1,4 +1,4 @@
-"""``agentproxy agents ls|get|create|rm|suspend|resume|logs``: each an ``async`` function of the
+"""``agentproxy agents ls|watch|get|create|rm|suspend|resume|logs``: each an ``async`` function of the
 parsed arguments.
 
 Results go to stdout (the format ``-o`` asks for); progress and questions go to
@@ -17,11 +17,13 @@ from typing import Any, TextIO
 
 from . import output
 from .errors import EXIT_OK, AgentFailed, ClientError, TimedOut, UsageProblem
-from .http import ApiClient, Subscription
+from .http import ApiClient, Subscription, agent_path
 
 READY, FAILED, STOPPED = "ready", "failed", "stopped"
 POLL_INTERVAL = 1.0
 """How often a wait also asks for the agent (in case the event stream was cut)."""
+STEPS_GRACE = 5.0
+"""Seconds a wait that saw the agent ready gives its progress stream to say the last steps."""
 
 
 def show_agents(agents: list[dict[str, Any]], fmt: str, out: TextIO) -> None:
@@ -35,6 +37,12 @@ def show_agents(agents: list[dict[str, Any]], fmt: str, out: TextIO) -> None:
 def show_agent(agent: dict[str, Any], fmt: str, out: TextIO) -> None:
     """Print one agent: a one-row table, or its whole JSON/YAML document."""
     out.write(output.agents_table([agent]) if fmt == "table" else output.dump(agent, fmt))
+
+
+async def watch(client: ApiClient, args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    """``agents watch``: the agents, then every change of them from ``/events`` (``ls --watch``)."""
+    args.watch = True
+    return await ls(client, args, out)
 
 
 async def ls(client: ApiClient, args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
@@ -112,7 +120,7 @@ async def create(client: ApiClient, args: argparse.Namespace, out: TextIO = sys.
     watcher = StatusWatcher(client, args.session, say=lambda line: print(line, file=err, flush=True))
     async with watcher:
         agent = await client.create_agent(args.session, create_body(args))
-        final = await watcher.wait(agent, args.timeout)
+        final = await watcher.wait(agent, args.timeout, steps=True)
     show_agent(final, args.output, out)
     return EXIT_OK
 
@@ -155,7 +163,7 @@ async def resume(client: ApiClient, args: argparse.Namespace, out: TextIO = sys.
     watcher = StatusWatcher(client, args.session, say=lambda line: print(line, file=err, flush=True))
     async with watcher:
         agent = await client.resume_agent(args.session, args.agent)
-        final = await watcher.wait(agent, args.timeout)
+        final = await watcher.wait(agent, args.timeout, steps=True)
     show_agent(final, args.output, out)
     return EXIT_OK
 
@@ -215,8 +223,31 @@ class StatusWatcher:
     async def __aexit__(self, *exc: Any) -> None:
         await self._events.__aexit__(*exc)
 
-    async def wait(self, agent: dict[str, Any], timeout: float) -> dict[str, Any]:
-        """The agent once ready; :class:`AgentFailed` or :class:`TimedOut` with the last reason."""
+    async def wait(self, agent: dict[str, Any], timeout: float, steps: bool = False) -> dict[str, Any]:
+        """The agent once ready; :class:`AgentFailed` or :class:`TimedOut` with the last reason.
+        ``steps``: also say each step of its start as it is reached (``GET .../progress``)."""
+        if not steps:
+            return await self._wait(agent, timeout)
+        progress = asyncio.create_task(self._say_steps(agent["id"]))
+        try:
+            final = await self._wait(agent, timeout)
+            # The progress stream ends after the start's last step, a moment after ready.
+            await asyncio.wait([progress], timeout=STEPS_GRACE)
+            return final
+        finally:
+            progress.cancel()
+            await asyncio.gather(progress, return_exceptions=True)
+
+    async def _say_steps(self, agent_id: str) -> None:
+        """Say each step of the agent's start; quietly nothing when the server has no such route."""
+        try:
+            async for event in self.client.events(agent_path(self.session, agent_id, "/progress")):
+                if event.name == "step":
+                    self.say(f"{self.session}/{agent_id}: {output.describe_step(json.loads(event.data))}")
+        except (ClientError, ValueError):
+            pass  # an older server, or the stream broke: the status lines still tell
+
+    async def _wait(self, agent: dict[str, Any], timeout: float) -> dict[str, Any]:
         agent_id = agent["id"]
         deadline = time.monotonic() + timeout
         shown = None

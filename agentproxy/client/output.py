@@ -101,6 +101,17 @@ def describe_status(agent: dict[str, Any]) -> str:
     return f"{status} ({detail})" if detail else status
 
 
+def describe_step(step: dict[str, Any]) -> str:
+    """One step of a start, e.g. ``step container_started +1.2s: container agent started``."""
+    name = terminal_safe(str(step.get("step", "?")))
+    seconds = step.get("seconds")
+    took = f" +{seconds:g}s" if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) else ""
+    detail = _one_line(": ".join(str(x) for x in (step.get("reason"), step.get("message")) if x))
+    if len(detail) > DETAIL_LIMIT:
+        detail = detail[:DETAIL_LIMIT - 1] + "…"
+    return terminal_safe(f"step {name}{took}" + (f": {detail}" if detail else ""))
+
+
 _CONTROL = {c: None for c in [*range(0, 9), *range(11, 32), 127, *range(0x80, 0xA0)]}
 
 

@@ -34,7 +34,7 @@ TAGS_RULE = (f"must be an object of at most {MAX_TAGS} tags, each a name of 1 to
 ENVIRONMENT_RULE = "must be an object of variable names to string values"
 MESSAGE_RULE = "must be a string"
 
-_ACTIVE = frozenset({AgentStatus.PENDING, AgentStatus.STARTING, AgentStatus.READY})
+_ACTIVE = frozenset({AgentStatus.PENDING, AgentStatus.STARTING, AgentStatus.READY, AgentStatus.WAITING_INPUT})
 _TAG_KEY = re.compile(r"^[^\x00-\x1f\x7f=]+$")
 
 

@@ -47,8 +47,9 @@ from ..base import (
 from ..conversation import FirstMessageTracker, read_activity
 from ..index import StateIndex
 from ..limits import CreateLimits
+from ..progress import K8S_PLAN, Facts
 from ..suspension import AgentActivity, Suspension
-from . import model, upkeep, volume
+from . import model, steps, upkeep, volume
 from .cache import NamespaceCache, event_agent
 from .client import Client, NamespaceMissing
 from .health import ApiHealth
@@ -71,6 +72,8 @@ class K8sBackend(Backend):
     """Agents in one namespace of one cluster."""
 
     mode = model.MODE
+    progress_plan = K8S_PLAN
+    resource_version_ids = True
 
     def __init__(self, settings: Settings, client: Client | None = None, **cache_options: float) -> None:
         super().__init__(CreateLimits.from_settings(settings.agents))
@@ -113,7 +116,15 @@ class K8sBackend(Backend):
         self.first_messages = FirstMessageTracker(self._http, self.settings.agents.first_message_timeout,
                                                   self._publish)
         self.cache = NamespaceCache(self.client, self.namespace, self._on_change, **self._cache_options)
+        # Each kind is listed on its own: until all are, an agent's state is of a partial view.
+        self.progress_paused = True
         await self.cache.start()
+        self.follow_progress()
+        # Every change after the lists is seen from here on: a client's event id from then on
+        # can be served (see ..eventlog).
+        listed = [int(r.resource_version) for r in self.cache.required if r.resource_version.isdigit()]
+        if listed:
+            self.event_log.known_from(max(listed))
         self.namespace_check = upkeep.NamespaceCheck(self.client, self.namespace, self.k8s.field_manager)
         await self.namespace_check.check()
         if self.namespace_check.problem:
@@ -202,6 +213,12 @@ class K8sBackend(Backend):
         overdue = self.first_messages.overdue(agent_id) if self.first_messages else None
         return model.agent_state(spec, objects, namespace=self.namespace, pod_address=self.k8s.pod_address,
                                  first_message_overdue=overdue)
+
+    def _start_facts(self, state: AgentState) -> Facts:
+        if self.cache is None:
+            return {}
+        delivered = self.first_messages is not None and self.first_messages.delivered(state.id)
+        return steps.start_facts(model.AgentObjects.of(state.id, self.cached), delivered)
 
     def _state(self, agent_id: str) -> AgentState | None:
         return self.index.get(agent_id) if self.cache else None
@@ -443,7 +460,14 @@ class K8sBackend(Backend):
                 self._publish(named)
         if not agent_id:
             return
-        state = self._publish(agent_id)
+        # The change's resourceVersion numbers the events it causes; Events may be kept in
+        # another etcd, whose versions are not comparable: their changes get none.
+        rv = str(obj["metadata"].get("resourceVersion") or "")
+        self.event_hint = int(rv) if kind is not EVENT and rv.isdigit() else None
+        try:
+            state = self._publish(agent_id)
+        finally:
+            self.event_hint = None
         if self.first_messages is not None:
             if state is None:
                 self.first_messages.forget(agent_id)

@@ -23,6 +23,7 @@ import contextlib
 import logging
 import os
 import shutil
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,7 +33,7 @@ from typing import Any
 import aiohttp
 
 from ...agentapi import AGENTAPI_VERSION, cached_binary, locate
-from ...agenthome import claude_environment, home_dir, prepare_claude_home, uses_claude
+from ...agenthome import claude_environment, home_dir, prepare_claude_home, uses_claude, waiting_hook_command
 from ...launch import AGENTAPI_HOST, STATUS_PATH, AgentLaunch, agent_launch
 from ...restore import restored
 from ...settings import Settings
@@ -41,6 +42,7 @@ from ..base import AgentState, AgentStatus, Backend, Rejected, Unavailable, not_
 from ..conversation import ConversationFollower
 from ..index import Membership
 from ..limits import CreateLimits
+from ..progress import LOCAL_PLAN, Facts
 from ..suspension import AgentActivity, Suspension, parse_time
 from .ports import HOST, PortAllocator
 from .process import (
@@ -78,6 +80,7 @@ class LocalBackend(Backend):
     """Agents as processes of this machine, supervised by this proxy."""
 
     mode = "local"
+    progress_plan = LOCAL_PLAN
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(CreateLimits.from_settings(settings.agents))
@@ -370,6 +373,15 @@ class LocalBackend(Backend):
         self.publish_gone(state.id, final)
         return final
 
+    def answered(self, agent_id: str) -> None:
+        supervisor = self._agents.get(agent_id)
+        if supervisor is not None:
+            supervisor.answered()
+
+    def _start_facts(self, state: AgentState) -> Facts:
+        supervisor = self._agents.get(state.id)
+        return supervisor.start_facts if supervisor is not None else {}
+
     # --- what supervisors use ------------------------------------------------------------------
 
     def launch_of(self, spec: AgentSpec, port: int, work_dir: Path) -> AgentLaunch:
@@ -387,7 +399,8 @@ class LocalBackend(Backend):
         # Claude Code knows a project by its real path (what its getcwd() says).
         real_work_dir = os.path.realpath(work_dir)
         home = home_dir(real_work_dir)
-        prepare_claude_home(Path(home), work_dir=real_work_dir, api_key=key, permission_mode=claude.permission_mode)
+        prepare_claude_home(Path(home), work_dir=real_work_dir, api_key=key, permission_mode=claude.permission_mode,
+                            hook_command=waiting_hook_command(sys.executable, str(work_dir)))
         return claude_environment(home, base_url=claude.base_url, api_key=key)
 
     def follower(self, port: int, first_message: str | None,

@@ -12,17 +12,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from ..conversation import DELIVERED, MESSAGE, ConversationFollower, first_message_overdue
+from ..conversation import DELIVERED, MESSAGE, STATUS, ConversationFollower, first_message_overdue
 
 
 class RunConversation:
     """Follows one run's conversation; :meth:`changed` is the follower's ``on_change``."""
 
     def __init__(self, *, save_interval: float, first_message_timeout: float, save: Callable[[], None],
-                 delivered: Callable[[], None], overdue: Callable[[str], None], name: str = "conversation") -> None:
+                 delivered: Callable[[], None], overdue: Callable[[str], None],
+                 status: Callable[[], None] = lambda: None, name: str = "conversation") -> None:
         self.save_interval = save_interval
         self.first_message_timeout = first_message_timeout
-        self._save, self._delivered, self._overdue = save, delivered, overdue
+        self._save, self._delivered, self._overdue, self._status = save, delivered, overdue, status
         self.name = name
         self.follower: ConversationFollower | None = None
         self._task: asyncio.Task[None] | None = None
@@ -53,11 +54,14 @@ class RunConversation:
         self.follower = None
 
     def changed(self, what: str) -> None:
-        """What the follower saw: a message (save soon) or the first message delivered."""
+        """What the follower saw: a message (save soon), the first message delivered, or a new
+        status of agentapi (a message or a status: the screen changed)."""
         if what == MESSAGE and self._save_timer is None:
             self._save_timer = asyncio.get_running_loop().call_later(self.save_interval, self._save_due)
         elif what == DELIVERED:
             self._delivered()
+        if what in (MESSAGE, STATUS):
+            self._status()
 
     def _save_due(self) -> None:
         self._save_timer = None

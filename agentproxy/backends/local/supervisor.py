@@ -23,8 +23,10 @@ from ...launch import AgentLaunch, state_file
 from ...restore import read_saved_messages
 from ...settings.schema import SupervisionSettings
 from ...spec import AgentSpec
+from ...waiting import clear_question, read_question
 from ..base import AgentState, AgentStatus, BackendError
 from ..conversation import FIRST_MESSAGE_PENDING, ConversationFollower
+from ..progress import FIRST_MESSAGE, Fact
 from ..suspension import SUSPENDED_REASON, SUSPENDING_REASON, Suspension, utc_now
 from .following import RunConversation
 from .logs import AgentLog
@@ -45,6 +47,10 @@ from .restarts import Ended, RestartBackoff, exited, probe_interval
 
 log = logging.getLogger(__name__)
 
+WAITING_CHECK_INTERVAL = 0.25
+"""Seconds between two reads of the question file while the screen keeps changing."""
+WAITING_RECHECKS = (1.0, 2.5)
+"""Seconds after a change of the screen at which the question file is read again."""
 RESTORING_REASON = "Restoring"
 """A starting agent whose agentapi answers but has not loaded its saved conversation yet."""
 ADOPTING_REASON = "Adopting"
@@ -125,13 +131,19 @@ class Supervisor:
         self.adopting: Identity | None = None
         """The recorded process of an agent a restarted proxy is still adopting (see
         :meth:`await_adoption`); kept in the state file until it is adopted or started afresh."""
+        self.start_facts: dict[str, Fact] = {}
+        """The steps of the current run's start reached so far (see :data:`~..progress.LOCAL_PLAN`)."""
         self._task: asyncio.Task[None] | None = None
         self._over_limit = asyncio.Event()
         self.backoff = RestartBackoff(self.timing)
         self.conversation = RunConversation(
             save_interval=host.state_save_interval, first_message_timeout=host.first_message_timeout,
             save=self._save_now, delivered=self._first_message_delivered, overdue=self._first_message_overdue,
-            name=f"conversation {spec.id}")
+            status=self._screen_changed, name=f"conversation {spec.id}")
+        self.question: str | None = None
+        """What the agent asks its user while it waits (see :mod:`agentproxy.waiting`)."""
+        self._waiting_checked = float("-inf")
+        self._waiting_recheck: asyncio.TimerHandle | None = None
 
     @property
     def id(self) -> str:
@@ -163,6 +175,8 @@ class Supervisor:
             self.process = process
             self.sample = None
             self.backoff.started()
+            self.start_facts = {"process_started": Fact(utc_now(), f"agentapi started (pid {process.pid}, "
+                                                                   f"port {self.port})")}
             self._set(AgentStatus.STARTING, "Starting", f"waiting for agentapi on port {self.port}")
             await process.settle()
 
@@ -190,6 +204,8 @@ class Supervisor:
         if process is not None:
             self.process = process
             self.backoff.started()
+            self.start_facts = {"process_started": Fact(None, f"re-adopted pid {process.pid} after a restart "
+                                                              f"of the proxy")}
             self.log.note(f"re-adopted pid {process.pid} after a restart of the proxy")
             self._set(AgentStatus.STARTING, "Adopted", f"re-adopted pid {process.pid}; checking agentapi")
         else:
@@ -314,6 +330,7 @@ class Supervisor:
             if answered or await self.host.probe(self.port or 0):
                 if not answered:
                     answered = True
+                    self.start_facts["agentapi_answering"] = Fact(utc_now(), f"agentapi answers on port {self.port}")
                     # Read once per run, once agentapi answers: it only ever adds to what it
                     # loaded, and writes the file from its own messages, so a later write holds
                     # no more than it will have.
@@ -322,6 +339,8 @@ class Supervisor:
                         self._set(AgentStatus.STARTING, RESTORING_REASON,
                                   f"waiting for agentapi to load the {saved} messages of its conversation")
                 if saved <= 1 or await self.host.restored(self.port or 0, saved):
+                    self.start_facts["restored"] = Fact(utc_now(), f"its {saved} saved messages are back" if saved > 1
+                                                        else "no saved conversation to load")
                     return None
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -350,10 +369,45 @@ class Supervisor:
         if self.process is not None and self.status is AgentStatus.READY:
             self.process.signal(signal.SIGUSR1)  # agentapi alone: SIGUSR1 would end most agents
 
+    def _screen_changed(self) -> None:
+        """The screen changed (a message or agentapi's status): look again whether the agent waits
+        for its user, at most every :data:`WAITING_CHECK_INTERVAL`, and a few times after (the hook
+        may write its file a moment after the screen that asks)."""
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._waiting_checked >= WAITING_CHECK_INTERVAL:
+            self._check_waiting()
+        elif self._waiting_recheck is None:
+            self._waiting_recheck = loop.call_later(WAITING_CHECK_INTERVAL, self._check_waiting)
+        for delay in WAITING_RECHECKS:
+            loop.call_later(delay, self._check_waiting)
+
+    def _check_waiting(self) -> None:
+        """The agent waits while its hooks left a question (cleared by its hooks when the turn
+        goes on, and by :meth:`answered`): a tool that runs for a minute after a yes never shows
+        ``waiting_input`` in between."""
+        self._waiting_recheck = None
+        self._waiting_checked = asyncio.get_running_loop().time()
+        question = read_question(str(self.work_dir)) if self.status is AgentStatus.READY else None
+        if question != self.question:
+            self.question = question
+            self.log.note(f"waiting for its user: {question}" if question else "no longer waiting for its user")
+            self.host.changed(self)
+
+    def answered(self) -> None:
+        """A message was sent to the agent: whatever it asked is answered."""
+        if self.question is not None:
+            clear_question(str(self.work_dir))
+            self.question = None
+            self.log.note("a message answered its question")
+            self.host.changed(self)
+
     def _first_message_delivered(self) -> None:
+        self.start_facts[FIRST_MESSAGE] = Fact(utc_now(), "the first message is in the conversation")
         if self.reason == FIRST_MESSAGE_PENDING:
             self.log.note("the first message was delivered")
             self._set(self.status, None, None)
+        else:
+            self.host.changed(self)  # no visible change: the start's progress alone moves on
 
     def _first_message_overdue(self, message: str) -> None:
         if self.status is AgentStatus.READY:
@@ -375,7 +429,10 @@ class Supervisor:
             self.process.forget()
         self.last_state = {"reason": ended.reason, "exit_code": ended.exit_code, "message": ended.description,
                            "finished_at": datetime.now(UTC).isoformat()}
-        # Not ready from this moment (no upstream to route to), whatever comes next.
+        # Not ready from this moment (no upstream to route to), whatever comes next; the next
+        # run's start has reached nothing yet.
+        self.start_facts = {}
+        self.question = None
         self._set(AgentStatus.STARTING, ended.reason, ended.description)
 
     async def _clean_up_leftovers(self) -> None:
@@ -498,7 +555,8 @@ class Supervisor:
         return AgentState(spec=self.spec, mode="local", status=self.status, created_at=self.created_at,
                           reason=self.reason, message=self.message, upstream=self.upstream,
                           restarts=self.restarts, details=agent_details(self),
-                          suspended=self.suspension is not None, last_active=last_active(self))
+                          suspended=self.suspension is not None, last_active=last_active(self),
+                          question=self.question if self.status is AgentStatus.READY else None)
 
     def record(self) -> dict[str, Any]:
         """What the state file keeps of the agent."""

@@ -214,7 +214,7 @@ def test_status_words_and_ports_of_a_session(settings):
     assert {s: peer_status(s) for s in AgentStatus} == {
         AgentStatus.PENDING: "active", AgentStatus.STARTING: "active", AgentStatus.READY: "active",
         AgentStatus.FAILED: "failed", AgentStatus.STOPPING: "stopping", AgentStatus.STOPPED: "stopped",
-        AgentStatus.SUSPENDED: "suspended"}
+        AgentStatus.SUSPENDED: "suspended", AgentStatus.WAITING_INPUT: "active"}
     state = AgentState(spec=build_spec(settings, "peer", "a1"), mode="k8s", status=AgentStatus.PENDING,
                        created_at=datetime(2025, 1, 1, tzinfo=UTC))
     assert session_port(state) == 0

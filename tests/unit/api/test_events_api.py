@@ -9,6 +9,7 @@ import aiohttp
 
 from agentproxy.backends.base import AgentStatus
 
+from .conftest import ALICE_KEY, BOB_KEY, KEYS, bearer
 from .memory_backend import MemoryBackend
 from .test_agents_api import error_of
 
@@ -32,8 +33,8 @@ async def next_status_event(response: aiohttp.ClientResponse) -> dict:
             return json.loads(data[len("data: "):])
 
 
-async def open_stream(api, path: str = "/events") -> aiohttp.ClientResponse:
-    response = await api.get(path)
+async def open_stream(api, path: str = "/events", **kwargs) -> aiohttp.ClientResponse:
+    response = await api.get(path, **kwargs)
     assert response.status == 200
     assert response.headers["Content-Type"] == "text/event-stream"
     assert await next_line(response) == ": connected\n"
@@ -90,3 +91,79 @@ async def test_the_stream_ends_when_the_backend_stops_sending(api, backend: Memo
     await backend.close()
     rest = await asyncio.wait_for(stream.content.read(), HANG_GUARD)
     assert rest == b""
+
+
+async def next_event(response: aiohttp.ClientResponse) -> tuple[str | None, str, dict]:
+    """(id, name, data) of the next event (comments skipped)."""
+    event_id, name = None, None
+    while True:
+        line = await next_line(response)
+        assert line, "the stream ended"
+        if line.startswith("id: "):
+            event_id = line[4:].rstrip("\n")
+        elif line.startswith("event: "):
+            name = line[7:].rstrip("\n")
+        elif line.startswith("data: "):
+            assert await next_line(response) == "\n"
+            return event_id, name or "message", json.loads(line[len("data: "):])
+
+
+async def test_a_reconnect_with_last_event_id_misses_nothing(api, backend: MemoryBackend):
+    stream = await open_stream(api)
+    await api.post("/sessions/s1/agents", json={"id": "a1"})
+    first_id, name, data = await next_event(stream)
+    assert name == "status" and data["id"] == "a1" and first_id
+    stream.close()
+    # Changes while the client is away.
+    await api.post("/sessions/s1/agents", json={"id": "a2"})
+    backend.set_state("s1", "a1", status=AgentStatus.FAILED, reason="OOMKilled")
+    await api.delete("/sessions/s1/agents/a2")
+    again = await open_stream(api, headers={"Last-Event-ID": first_id})
+    missed = [await next_event(again) for _ in range(3)]
+    assert [(d["id"], d["event"]) for _, _, d in missed] == [("a2", "added"), ("a1", "modified"), ("a2", "deleted")]
+    ids = [first_id] + [i for i, _, _ in missed]
+    epoch, first = first_id.rsplit("-", 1)
+    assert ids == [f"{epoch}-{n}" for n in range(int(first), int(first) + 4)]  # consecutive: none missed
+    # Then live, without repeating anything.
+    await api.post("/sessions/s1/agents", json={"id": "a3"})
+    live_id, _, data = await next_event(again)
+    assert data["id"] == "a3" and live_id not in ids
+    again.close()
+
+
+async def test_an_id_out_of_the_window_gets_a_resync(api, backend: MemoryBackend):
+    for bad in ("0000-1", "not an id", "x" * 300):
+        stream = await open_stream(api, headers={"Last-Event-ID": bad})
+        _, name, data = await next_event(stream)
+        assert name == "resync" and "list the agents again" in data["message"]
+        assert len(data["last_event_id"]) <= 200
+        await api.post("/sessions/s1/agents", json={"id": "r1"})
+        _, name, data = await next_event(stream)  # live events follow the resync
+        assert (name, data["id"]) == ("status", "r1")
+        await api.delete("/sessions/s1/agents/r1")
+        stream.close()
+    backend.event_log.capacity = 2
+    stream = await open_stream(api)
+    await api.post("/sessions/s1/agents", json={"id": "w1"})
+    old_id, _, _ = await next_event(stream)
+    stream.close()
+    for n in range(3):
+        await api.post("/sessions/s1/agents", json={"id": f"w{n + 2}"})
+    again = await open_stream(api, headers={"Last-Event-ID": old_id})
+    _, name, _ = await next_event(again)
+    assert name == "resync"
+    again.close()
+
+
+async def test_replay_is_owner_scoped(make_api, backend: MemoryBackend):
+    api = await make_api(KEYS)
+    stream = await open_stream(api, headers=bearer(BOB_KEY))
+    await api.post("/sessions/b/agents", json={"id": "b1"}, headers=bearer(BOB_KEY))
+    bob_id, _, _ = await next_event(stream)
+    stream.close()
+    await api.post("/sessions/a/agents", json={"id": "a1"}, headers=bearer(ALICE_KEY))
+    await api.post("/sessions/b/agents", json={"id": "b2"}, headers=bearer(BOB_KEY))
+    again = await open_stream(api, headers={**bearer(BOB_KEY), "Last-Event-ID": bob_id})
+    _, _, data = await next_event(again)
+    assert data["id"] == "b2"  # alice's agent is not replayed to bob
+    again.close()

@@ -30,7 +30,10 @@ def test_create_wait_ls_get_chat_logs_rm(server):
     created = agentproxy(server, "agents", "create", "cli", "--id", "c1", "--env", "GREETING=hi", "--wait")
     assert created.returncode == 0, created.stderr
     progress = created.stderr.splitlines()
-    assert progress[0].startswith("cli/c1: ") and progress[-1] == "cli/c1: ready", created.stderr
+    assert all(line.startswith("cli/c1: ") for line in progress) and "cli/c1: ready" in progress, created.stderr
+    # Each step of the start on a line of its own, in order, beside the status lines.
+    steps = [line.split()[2] for line in progress if line.startswith("cli/c1: step ")]
+    assert steps == ["process_started", "agentapi_answering", "restored", "ready"], created.stderr
     assert table_rows(created.stdout)[0][:4] == ["cli", "c1", "echo", "ready"]
 
     listed = agentproxy(server, "agents", "ls", "--session", "cli")
@@ -108,7 +111,9 @@ def test_suspend_and_resume_keep_the_conversation(server):
 
     resumed = agentproxy(server, "agents", "resume", "sus", "s1", "--wait")
     assert resumed.returncode == 0, resumed.stderr
-    assert resumed.stderr.splitlines()[-1] == "sus/s1: ready", resumed.stderr
+    assert "sus/s1: ready" in resumed.stderr.splitlines(), resumed.stderr
+    steps = [line.split()[2] for line in resumed.stderr.splitlines() if line.startswith("sus/s1: step ")]
+    assert steps[0] == "process_started" and steps[-1] == "ready", resumed.stderr
     assert table_rows(resumed.stdout)[0][:4] == ["sus", "s1", "echo", "ready"]
     # The conversation is back (agentapi loads it once the agent shows its prompt).
     deadline = time.monotonic() + 30
@@ -125,9 +130,10 @@ def test_suspend_and_resume_keep_the_conversation(server):
 
 
 def test_watch_prints_changes_until_ctrl_c(server):
+    """``agents watch`` (``agents ls --watch``) follows ``/events``."""
     server.call("POST", "/sessions/w/agents", {"id": "w1"})
     server.wait_for(lambda agents: any(a["id"] == "w1" and a["status"] == "ready" for a in agents), what="w1 ready")
-    watch = subprocess.Popen([sys.executable, "-m", "agentproxy", "agents", "ls", "--watch", "--session", "w",
+    watch = subprocess.Popen([sys.executable, "-m", "agentproxy", "agents", "watch", "--session", "w",
                               "-o", "json"], env=cli_env(server), stdin=subprocess.DEVNULL,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
