@@ -66,6 +66,14 @@ socat:
 browser:
     testenv/package.sh chromium chromium
 
+# Build the documentation site (docs/, mkdocs.yml) into site/ with MkDocs in strict mode: a link to a missing page
+# or anchor fails. Arguments replace `build`, e.g. `just docs serve` (127.0.0.1:8000)
+docs *ARGS:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    [[ $# -gt 0 ]] || set -- build
+    python -m mkdocs "$@" --strict
+
 # Print the manifests of one agent, e.g. `just render --session s --agent a1`
 render *ARGS:
     agentproxy render "$@"
@@ -121,7 +129,7 @@ build-testenv:
     testenv/build.sh
 
 # Start etcd, kube-apiserver, controller-manager, scheduler and kwok on loopback
-# (AGENTPROXY_REAL_NODE=1, root: plus a real node with containerd; see the README)
+# (AGENTPROXY_REAL_NODE=1, root: plus a real node with containerd; see docs/real-node.md)
 cluster-up: build-testenv
     python testenv/cluster.py up
 
