@@ -1,5 +1,5 @@
 """The real node's rendered settings keep everything in its own directory and
-carry what this kind of machine needs (see the README's real-node section)."""
+carry what this kind of machine needs (see docs/real-node.md)."""
 
 from __future__ import annotations
 
