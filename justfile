@@ -36,7 +36,7 @@ agents:
 
 # Build the Go agentapi-proxy v1.73.0 and its client into the cache (the compatibility tests compare against it)
 agentapi-proxy:
-    python testenv/agentapi_proxy.py >/dev/null
+    python -m testenv.agentapi_proxy >/dev/null
 
 # Install configurable-http-proxy 5.3.0 (JupyterHub's proxy, Node) into the cache: the proxy benchmark's peer
 chp:
@@ -86,7 +86,7 @@ test: agentapi unit ui
     real="${AGENTPROXY_REAL_NODE:-}"
     # Leave a control plane that was already running as it was.
     started=0
-    if ! python testenv/cluster.py status >/dev/null 2>&1; then
+    if ! python -m testenv.cluster status >/dev/null 2>&1; then
       just cluster-up
       started=1
     fi
@@ -131,29 +131,29 @@ build-testenv:
 # Start etcd, kube-apiserver, controller-manager, scheduler and kwok on loopback
 # (AGENTPROXY_REAL_NODE=1, root: plus a real node with containerd; see docs/real-node.md)
 cluster-up: build-testenv
-    python testenv/cluster.py up
+    python -m testenv.cluster up
 
 # Stop the processes cluster-up started, remove its state and undo the real node's host changes
 cluster-down:
-    python testenv/cluster.py down
+    python -m testenv.cluster down
 
 # Is the local control plane up (and its real node)?
 cluster-status:
-    python testenv/cluster.py status
+    python -m testenv.cluster status
 
 # Build the agent image without Docker (an OCI archive in the cache) and import it into the real node
 agent-image: agentapi
     #!/usr/bin/env bash
     set -euo pipefail
-    archive=$(python testenv/image.py agent)
-    python testenv/cluster.py load-image "$archive"
+    archive=$(python -m testenv.image agent)
+    python -m testenv.cluster load-image "$archive"
 
 # Build the proxy image (what deploy/ runs) without Docker and import it into the real node
 proxy-image:
     #!/usr/bin/env bash
     set -euo pipefail
-    archive=$(python testenv/image.py proxy)
-    python testenv/cluster.py load-image "$archive"
+    archive=$(python -m testenv.image proxy)
+    python -m testenv.cluster load-image "$archive"
 
 # Write deploy/'s files rendered from agentproxy's templates (the RBAC of the kustomize base and the Helm chart)
 deploy-manifests:

@@ -180,8 +180,8 @@ async def main() -> None:
             restarted, total = [], []
             for _ in range(args.tries):
                 killed = time.monotonic()
-                proc = await asyncio.create_subprocess_exec(sys.executable, str(ROOT / "testenv" / "cluster.py"),
-                                                            "restart", "kube-apiserver",
+                proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "testenv.cluster",
+                                                            "restart", "kube-apiserver", cwd=ROOT,
                                                             stderr=asyncio.subprocess.DEVNULL, env=_cluster_env())
                 if await proc.wait() != 0:  # returns once the new API server is healthy
                     raise SystemExit("testenv/cluster.py restart kube-apiserver failed")

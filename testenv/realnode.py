@@ -33,16 +33,13 @@ import sys
 import time
 from pathlib import Path
 
-import host
-import image
-import procs
-from apiclient import api, create, kubeconfig_text, node_ready
-from layout import Layout
-from layout import HERE
-from nodeconfig import (KUBERNETES_SERVICE_IP, LABEL, NODE_CIDR, NODE_IP, NODE_NAME, PROVISIONER, PROVISIONER_ACCOUNT,
-                        PROVISIONER_CONFIGMAP, PROVISIONER_NAMESPACE, SERVICE_CIDR, NodePaths, cni_conflist,
-                        containerd_toml, kube_proxy_config, kubelet_config, provisioner_config, provisioner_objects)
-from pki import write_serving_cert
+from . import host, image, procs
+from .apiclient import api, create, kubeconfig_text, node_ready
+from .layout import HERE, Layout
+from .nodeconfig import (KUBERNETES_SERVICE_IP, LABEL, NODE_CIDR, NODE_IP, NODE_NAME, PROVISIONER, PROVISIONER_ACCOUNT,
+                         PROVISIONER_CONFIGMAP, PROVISIONER_NAMESPACE, SERVICE_CIDR, NodePaths, cni_conflist,
+                         containerd_toml, kube_proxy_config, kubelet_config, provisioner_config, provisioner_objects)
+from .pki import write_serving_cert
 
 COMPONENTS = ("containerd", "apiserver-relay", "kubelet", "kube-proxy", "local-path-provisioner")
 NODE_USER = f"system:node:{NODE_NAME}"
