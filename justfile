@@ -189,45 +189,45 @@ kind-tools RECIPE:
 
 # Render manifests for 1000 agents and report agents/s
 bench-render *ARGS:
-    python benchmarks/render.py "$@"
+    python -m benchmarks.render "$@"
 
 # The k8s backend against $KUBECONFIG (creates and deletes its own namespaces)
 bench-k8s *ARGS:
-    python benchmarks/k8s.py "$@"
+    python -m benchmarks.k8s "$@"
 
 # agentproxy, configurable-http-proxy and the Go agentapi-proxy against direct agentapi, side by side
 bench-proxy *ARGS: agentapi agentapi-proxy chp wrk socat
-    python benchmarks/proxy.py "$@"
+    python -m benchmarks.proxy "$@"
 
 # Agents on the real node: create-to-ready of 20 at once, memory of the node's parts
 bench-real-node *ARGS:
-    python benchmarks/real_node.py "$@"
+    python -m benchmarks.real_node "$@"
 
 # Every benchmark, one table per area: render, k8s (when $KUBECONFIG is set), local, proxy, suspend, first answer
 bench: agentapi agents agentapi-proxy chp wrk socat
     #!/usr/bin/env bash
     set -euo pipefail
-    echo "== render"; python benchmarks/render.py
-    if [[ -n "${KUBECONFIG:-}" ]]; then echo; echo "== k8s"; python benchmarks/k8s.py
+    echo "== render"; python -m benchmarks.render
+    if [[ -n "${KUBECONFIG:-}" ]]; then echo; echo "== k8s"; python -m benchmarks.k8s
     else echo; echo "== k8s: skipped, no KUBECONFIG given (bin/just cluster-up prints one)"; fi
-    echo; echo "== local"; python benchmarks/local.py
-    echo; echo "== proxy"; python benchmarks/proxy.py
-    echo; echo "== suspend"; python benchmarks/suspend.py
-    echo; echo "== restart"; python benchmarks/restart.py --agents 100
-    echo; echo "== first answer"; python benchmarks/first_answer.py
-    if [[ -n "${KUBECONFIG:-}" ]]; then python benchmarks/suspend.py --k8s; fi
+    echo; echo "== local"; python -m benchmarks.local
+    echo; echo "== proxy"; python -m benchmarks.proxy
+    echo; echo "== suspend"; python -m benchmarks.suspend
+    echo; echo "== restart"; python -m benchmarks.restart --agents 100
+    echo; echo "== first answer"; python -m benchmarks.first_answer
+    if [[ -n "${KUBECONFIG:-}" ]]; then python -m benchmarks.suspend --k8s; fi
 
 # The local supervisor's overhead, memory per agent and concurrent starts
 bench-local *ARGS:
-    python benchmarks/local.py "$@"
+    python -m benchmarks.local "$@"
 
 # A restart of the proxy with N local agents: restart-to-/healthz and restart-to-all-ready (kill -9, same command)
 bench-restart *ARGS: agentapi
-    python benchmarks/restart.py {{ ARGS }}
+    python -m benchmarks.restart {{ ARGS }}
 # Create-to-first-answer of Claude Code against echo in local mode (the tests' model stand-in)
 bench-first-answer *ARGS: agentapi agents
-    python benchmarks/first_answer.py "$@"
+    python -m benchmarks.first_answer "$@"
 
 # Suspend and resume: resume-to-ready p50/p95 (local mode; with --k8s against $KUBECONFIG, also API requests)
 bench-suspend *ARGS:
-    python benchmarks/suspend.py "$@"
+    python -m benchmarks.suspend "$@"

@@ -12,7 +12,7 @@ Two `agentproxy serve` replicas share a fresh namespace with N agents. Then:
 
 Only the API server of the cluster ``$KUBECONFIG`` belongs to is touched (its pid file, in
 that cluster's directory). Usage:
-``KUBECONFIG=.../kubeconfig python benchmarks/faults.py [--agents 200] [--tries 5] [--freeze 30]``
+``KUBECONFIG=.../kubeconfig python -m benchmarks.faults [--agents 200] [--tries 5] [--freeze 30]``
 """
 
 from __future__ import annotations

@@ -41,10 +41,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from agentproxy.agentapi import cache_root, locate  # noqa: E402
-from agentproxy.backends.local.ports import port_is_free  # noqa: E402
+from agentproxy.agentapi import cache_root, locate
+from agentproxy.backends.local.ports import port_is_free
 
 CHP_VERSION = "5.3.0"
 PEER_VERSION = "v1.73.0"

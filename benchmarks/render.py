@@ -5,7 +5,7 @@ Renders the four manifests of many agents and reports agents per second
 compiles the templates) against a warm render. It also checks that the
 templates are compiled once, not once per agent.
 
-    python benchmarks/render.py [--agents 1000] [--repeat 5] [--templates-dir DIR]
+    python -m benchmarks.render [--agents 1000] [--repeat 5] [--templates-dir DIR]
 """
 
 from __future__ import annotations
@@ -15,18 +15,15 @@ import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import jinja2
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from agentproxy import render as render_module  # noqa: E402
-from agentproxy.render import dump_yaml, render_agent  # noqa: E402
-from agentproxy.settings import Settings, load_settings  # noqa: E402
-from agentproxy.spec import AgentSpec, build_spec  # noqa: E402
+from agentproxy import render as render_module
+from agentproxy.render import dump_yaml, render_agent
+from agentproxy.settings import Settings, load_settings
+from agentproxy.spec import AgentSpec, build_spec
 
 GOAL = 2000
 """Agents per second, YAML output included, that rendering should reach."""

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[2] / "agentproxy"
-PACKAGES = sorted(p.parent for p in PACKAGE.rglob("__init__.py"))
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = sorted(p.parent for p in (ROOT / "agentproxy").rglob("__init__.py")) + [ROOT / "testenv", ROOT / "benchmarks"]
 
 
 def children(package: Path) -> set[str]:
@@ -20,8 +20,8 @@ def children(package: Path) -> set[str]:
     return modules | {p.parent.name for p in package.glob("*/__init__.py")}
 
 
-@pytest.mark.parametrize("package", PACKAGES, ids=lambda p: p.relative_to(PACKAGE.parent).as_posix())
+@pytest.mark.parametrize("package", PACKAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_the_package_docstring_names_every_module(package):
     doc = ast.get_docstring(ast.parse((package / "__init__.py").read_text())) or ""
     missing = sorted(name for name in children(package) if f":mod:`.{name}`" not in doc)
-    assert not missing, f"{package.relative_to(PACKAGE.parent)}/__init__.py's docstring does not name {missing}"
+    assert not missing, f"{package.relative_to(ROOT)}/__init__.py's docstring does not name {missing}"
