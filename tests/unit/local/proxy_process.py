@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 from agentproxy.backends.base import AgentStatus  # noqa: E402
 from agentproxy.backends.local.backend import LocalBackend  # noqa: E402
-from tests.unit.local.conftest import make_settings, spec  # noqa: E402
+from tests.unit.local.support import make_settings, spec  # noqa: E402
 
 LIFETIME = 60.0
 

@@ -19,7 +19,7 @@ from agentproxy.backends.local.process import (
     executable_search_path, find_executable, find_process, identify, stop_tree, tagged_processes,
 )
 
-from .conftest import PROGRAMS, assert_nothing_left, wait_until
+from .support import PROGRAMS, assert_nothing_left, wait_until
 
 
 def spawn(tmp_path: Path, *args: str, tag: str = "t-process-test") -> AgentProcess:
