@@ -28,6 +28,7 @@ import psutil
 from agentproxy.backends.k8s.backend import K8sBackend
 from agentproxy.backends.k8s.client import Client
 from agentproxy.settings import load_settings
+
 from .k8s import create_many, percentile
 
 LABEL = "agentproxy.io/real-node"

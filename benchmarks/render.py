@@ -15,7 +15,8 @@ import platform
 import statistics
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jinja2
 import yaml
@@ -37,7 +38,7 @@ def _counting_compile(self: jinja2.Environment, *args: Any, **kwargs: Any) -> An
     return _original_compile(self, *args, **kwargs)
 
 
-jinja2.Environment.compile = _counting_compile  # type: ignore[method-assign]
+jinja2.Environment.compile = _counting_compile  # type: ignore[method-assign]  # counts the compiles
 
 
 def _clear_template_caches() -> None:

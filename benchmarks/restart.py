@@ -90,7 +90,7 @@ async def healthy(http: aiohttp.ClientSession, base: str) -> bool:
     try:
         async with http.get(f"{base}/healthz", timeout=aiohttp.ClientTimeout(total=1)) as r:
             return r.status == 200
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError):
         return False
 
 
@@ -100,7 +100,7 @@ async def agents(http: aiohttp.ClientSession, base: str) -> list[dict] | None:
             if r.status != 200:
                 return None
             body = await r.json()
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError):
         return None
     return body["agents"] if isinstance(body, dict) else body
 

@@ -278,7 +278,7 @@ def status(layout: Layout) -> int:
     """0 when the control plane is up and healthy, 1 otherwise."""
     for name in COMPONENTS:
         proc = _owned_process(layout, name)
-        print(f"{name:24} {'running (pid %d)' % proc.pid if proc else 'stopped'}")
+        print(f"{name:24} {f'running (pid {proc.pid})' if proc else 'stopped'}")
     if realnode.present(layout):
         realnode.print_status(layout)
     ok = (layout.state / "pki" / "admin.crt").exists() and _healthy(layout)

@@ -7,7 +7,7 @@ declared), :mod:`.fields` (the schema's leaves and how raw values become typed o
 the value, its source and the rule), :mod:`.show` (``agentproxy config``'s display).
 """
 
-from .errors import Source, SettingsError
+from .errors import SettingsError, Source
 from .fields import CONFIG_ENV, ENV_VARS, LEAVES
 from .load import LoadedSettings, load_settings
 from .schema import AGENT_PORT, Settings

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import aiohttp
 import yaml
-
 from rn import ROOT
+
 from testenv.layout import Layout
 
 NAMESPACE = "agentapi-proxy"
@@ -77,7 +77,7 @@ class EventStream:
                 assert resp.status == 200, await resp.text()
                 async for line in resp.content:
                     self.lines.append(line.decode(errors="replace"))
-        except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
+        except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
             self.error = exc
         finally:
             self.ended.set()

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import aiohttp
 import kr8s
+from kube import get, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
-from kube import get, wait_for
-
-ROOT = Path(__file__).resolve().parents[3]
 from tests import conversation
 from tests.conversation import exchanges
+
+ROOT = Path(__file__).resolve().parents[3]
 
 NODE = "real-node-0"
 LABEL = "agentproxy.io/real-node"

@@ -3,7 +3,8 @@ backend whose agents point at it, and the API served on a free loopback port."""
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -12,9 +13,9 @@ from agentproxy.api import create_app
 from agentproxy.settings import Settings
 
 from .memory_backend import MemoryBackend
-from .support import ApiFactory, FastPathTestServer, Upstream
+
 # Tests import these from .support; the names stay importable from here for tests written before it.
-from .support import ADMIN_KEY, ALICE_KEY, API, BOB_KEY, KEYS, bearer  # noqa: F401
+from .support import ADMIN_KEY, ALICE_KEY, API, BOB_KEY, KEYS, ApiFactory, FastPathTestServer, Upstream, bearer  # noqa: F401
 from .upstream import ImitationAgent
 
 

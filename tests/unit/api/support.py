@@ -4,7 +4,8 @@ imitation upstream, and the test server that starts connections on the fast path
 from __future__ import annotations
 
 import socket
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -14,7 +15,6 @@ from agentproxy.api import hash_key
 from agentproxy.api.fastpath import FastPathSite, server_options
 
 from .upstream import ImitationAgent
-
 
 ADMIN_KEY, ALICE_KEY, BOB_KEY = "admin-key-0123", "alice-key-4567", "bob-key-89ab"
 KEYS = [
@@ -58,7 +58,7 @@ class FastPathTestServer(TestServer):
         await self.runner.setup()
         sock = self.socket_factory(self.host, 0, socket.AF_INET)
         if self.fast:
-            self.site = FastPathSite(self.runner, sock=sock)
+            self.site = FastPathSite(cast(web.AppRunner, self.runner), sock=sock)  # what _make_runner made
             await self.site.start()
         else:
             await web.SockSite(self.runner, sock).start()

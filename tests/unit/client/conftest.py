@@ -3,14 +3,14 @@ real agentapi, the echo demo agent) and a runner for the ``agentproxy`` command.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from ..live_server import LiveServer, running_server
-from .support import ADMIN_KEY, BROKEN
+
 # Tests import these from .support; the names stay importable from here for tests written before it.
-from .support import agentproxy, cli_env, one_error_line  # noqa: F401
+from .support import ADMIN_KEY, BROKEN, agentproxy, cli_env, one_error_line  # noqa: F401
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from ..live_server import LiveServer, clean_env
 
-
 ADMIN_KEY = "cli-admin-key-0123456789"
 BROKEN = {"broken": ["python3", "-c", "import sys; sys.exit(3)"]}
 """An agent type whose program exits at once: agentapi exits with it, and the agent crash-loops."""

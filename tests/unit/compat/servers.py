@@ -182,6 +182,7 @@ def peer_client_events(server: Server, session_id: str, lines: int, timeout: flo
     process = subprocess.Popen([str(ensure_peer() / "agentapi-proxy"), "client", "-e", server.url,
                                 "-s", session_id, "events"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                stdin=subprocess.DEVNULL)
+    assert process.stdout is not None
     out = b""
     deadline = time.monotonic() + timeout
     try:

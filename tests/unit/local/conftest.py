@@ -7,8 +7,8 @@ working directory is in the test's directory, and no zombie child of the test ru
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import AsyncIterator
 
 import pytest
 
@@ -17,10 +17,14 @@ from agentproxy.backends.local.backend import LocalBackend
 from agentproxy.backends.local.process import find_executable
 from agentproxy.settings import Settings
 
-from .support import assert_nothing_left, make_settings, port_block, shut_down
 # Tests import these from .support; the names stay importable from here for tests written before it.
-from .support import (FAST, HERE, PROGRAMS, PROGRAM_MODES, processes_in, spec, wait_for, wait_for_log, wait_ready,
-                      wait_until, zombie_children)  # noqa: F401
+from .support import (
+    assert_nothing_left,
+    make_settings,
+    port_block,
+    shut_down,
+    wait_until,  # noqa: F401
+    )
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,9 @@ import itertools
 import os
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import psutil
 
@@ -20,7 +21,6 @@ from agentproxy.backends.local.ports import port_is_free
 from agentproxy.settings import Settings
 from agentproxy.settings.schema import SupervisionSettings
 from agentproxy.spec import AgentSpec, build_spec
-
 
 HERE = Path(__file__).resolve().parent
 PROGRAMS = HERE / "programs.py"
