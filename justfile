@@ -36,7 +36,7 @@ agents:
 
 # Build the Go agentapi-proxy v1.73.0 and its client into the cache (the compatibility tests compare against it)
 agentapi-proxy:
-    python testenv/agentapi_proxy.py >/dev/null
+    python -m testenv.agentapi_proxy >/dev/null
 
 # Install configurable-http-proxy 5.3.0 (JupyterHub's proxy, Node) into the cache: the proxy benchmark's peer
 chp:
@@ -66,6 +66,14 @@ socat:
 browser:
     testenv/package.sh chromium chromium
 
+# Build the documentation site (docs/, mkdocs.yml) into site/ with MkDocs in strict mode: a link to a missing page
+# or anchor fails. Arguments replace `build`, e.g. `just docs serve` (127.0.0.1:8000)
+docs *ARGS:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    [[ $# -gt 0 ]] || set -- build
+    python -m mkdocs "$@" --strict
+
 # Print the manifests of one agent, e.g. `just render --session s --agent a1`
 render *ARGS:
     agentproxy render "$@"
@@ -78,7 +86,7 @@ test: lint agentapi unit ui
     real="${AGENTPROXY_REAL_NODE:-}"
     # Leave a control plane that was already running as it was.
     started=0
-    if ! python testenv/cluster.py status >/dev/null 2>&1; then
+    if ! python -m testenv.cluster status >/dev/null 2>&1; then
       just cluster-up
       started=1
     fi
@@ -99,7 +107,6 @@ test: lint agentapi unit ui
 lint:
     ruff check --no-cache
     mypy
-    mypy benchmarks/relay.py  # its module name is testenv/relay.py's too: checked on its own
 
 # Unit tests (pure code and local processes) and the contract suite against the memory and local backends; no cluster
 # (the dashboard's browser tests run in a pytest process of their own: `ui`). Two pytest-xdist workers by
@@ -135,31 +142,31 @@ build-testenv:
     testenv/build.sh
 
 # Start etcd, kube-apiserver, controller-manager, scheduler and kwok on loopback
-# (AGENTPROXY_REAL_NODE=1, root: plus a real node with containerd; see the README)
+# (AGENTPROXY_REAL_NODE=1, root: plus a real node with containerd; see docs/real-node.md)
 cluster-up: build-testenv
-    python testenv/cluster.py up
+    python -m testenv.cluster up
 
 # Stop the processes cluster-up started, remove its state and undo the real node's host changes
 cluster-down:
-    python testenv/cluster.py down
+    python -m testenv.cluster down
 
 # Is the local control plane up (and its real node)?
 cluster-status:
-    python testenv/cluster.py status
+    python -m testenv.cluster status
 
 # Build the agent image without Docker (an OCI archive in the cache) and import it into the real node
 agent-image: agentapi
     #!/usr/bin/env bash
     set -euo pipefail
-    archive=$(python testenv/image.py agent)
-    python testenv/cluster.py load-image "$archive"
+    archive=$(python -m testenv.image agent)
+    python -m testenv.cluster load-image "$archive"
 
 # Build the proxy image (what deploy/ runs) without Docker and import it into the real node
 proxy-image:
     #!/usr/bin/env bash
     set -euo pipefail
-    archive=$(python testenv/image.py proxy)
-    python testenv/cluster.py load-image "$archive"
+    archive=$(python -m testenv.image proxy)
+    python -m testenv.cluster load-image "$archive"
 
 # Write deploy/'s files rendered from agentproxy's templates (the RBAC of the kustomize base and the Helm chart)
 deploy-manifests:
@@ -195,45 +202,45 @@ kind-tools RECIPE:
 
 # Render manifests for 1000 agents and report agents/s
 bench-render *ARGS:
-    python benchmarks/render.py "$@"
+    python -m benchmarks.render "$@"
 
 # The k8s backend against $KUBECONFIG (creates and deletes its own namespaces)
 bench-k8s *ARGS:
-    python benchmarks/k8s.py "$@"
+    python -m benchmarks.k8s "$@"
 
 # agentproxy, configurable-http-proxy and the Go agentapi-proxy against direct agentapi, side by side
 bench-proxy *ARGS: agentapi agentapi-proxy chp wrk socat
-    python benchmarks/proxy.py "$@"
+    python -m benchmarks.proxy "$@"
 
 # Agents on the real node: create-to-ready of 20 at once, memory of the node's parts
 bench-real-node *ARGS:
-    python benchmarks/real_node.py "$@"
+    python -m benchmarks.real_node "$@"
 
 # Every benchmark, one table per area: render, k8s (when $KUBECONFIG is set), local, proxy, suspend, first answer
 bench: agentapi agents agentapi-proxy chp wrk socat
     #!/usr/bin/env bash
     set -euo pipefail
-    echo "== render"; python benchmarks/render.py
-    if [[ -n "${KUBECONFIG:-}" ]]; then echo; echo "== k8s"; python benchmarks/k8s.py
+    echo "== render"; python -m benchmarks.render
+    if [[ -n "${KUBECONFIG:-}" ]]; then echo; echo "== k8s"; python -m benchmarks.k8s
     else echo; echo "== k8s: skipped, no KUBECONFIG given (bin/just cluster-up prints one)"; fi
-    echo; echo "== local"; python benchmarks/local.py
-    echo; echo "== proxy"; python benchmarks/proxy.py
-    echo; echo "== suspend"; python benchmarks/suspend.py
-    echo; echo "== restart"; python benchmarks/restart.py --agents 100
-    echo; echo "== first answer"; python benchmarks/first_answer.py
-    if [[ -n "${KUBECONFIG:-}" ]]; then python benchmarks/suspend.py --k8s; fi
+    echo; echo "== local"; python -m benchmarks.local
+    echo; echo "== proxy"; python -m benchmarks.proxy
+    echo; echo "== suspend"; python -m benchmarks.suspend
+    echo; echo "== restart"; python -m benchmarks.restart --agents 100
+    echo; echo "== first answer"; python -m benchmarks.first_answer
+    if [[ -n "${KUBECONFIG:-}" ]]; then python -m benchmarks.suspend --k8s; fi
 
 # The local supervisor's overhead, memory per agent and concurrent starts
 bench-local *ARGS:
-    python benchmarks/local.py "$@"
+    python -m benchmarks.local "$@"
 
 # A restart of the proxy with N local agents: restart-to-/healthz and restart-to-all-ready (kill -9, same command)
 bench-restart *ARGS: agentapi
-    python benchmarks/restart.py {{ ARGS }}
+    python -m benchmarks.restart {{ ARGS }}
 # Create-to-first-answer of Claude Code against echo in local mode (the tests' model stand-in)
 bench-first-answer *ARGS: agentapi agents
-    python benchmarks/first_answer.py "$@"
+    python -m benchmarks.first_answer "$@"
 
 # Suspend and resume: resume-to-ready p50/p95 (local mode; with --k8s against $KUBECONFIG, also API requests)
 bench-suspend *ARGS:
-    python benchmarks/suspend.py "$@"
+    python -m benchmarks.suspend "$@"

@@ -1,3 +1,37 @@
-"""agentproxy: run, supervise and proxy AI coding agents (agentapi servers)."""
+"""agentproxy: run, supervise and proxy AI coding agents (agentapi servers).
+
+Packages (each names its modules in its own docstring):
+
+- :mod:`.settings`: the settings schema, loading with sources, validation, display.
+- :mod:`.backends`: the backend interface and the rules every mode shares, with the two
+  implementations of its primitives, :mod:`.backends.local` and :mod:`.backends.k8s`.
+- :mod:`.api`: the HTTP server: routes, reverse proxy, auth, metrics, OpenAPI, idle culling;
+  :mod:`.api.compat`: the Go agentapi-proxy's session API over the same backend and proxy.
+- :mod:`.cli`: the command line, every command's arguments.
+- :mod:`.client`: the HTTP client commands (``agents ...``, ``chat``).
+- :mod:`.ui`: the web dashboard's static files.
+
+Modules at the top, pure unless said otherwise:
+
+- :mod:`.naming`, :mod:`.spec`, :mod:`.quantity`: ids, names, labels; the validated agent
+  spec; Kubernetes quantities.
+- :mod:`.launch`: how an agent is started (agentapi's arguments, environment, work dir,
+  state file, port and readiness check), for both modes.
+- :mod:`.restore`: whether an agent's conversation is back (the readiness rule of both modes,
+  and the check a pod runs).
+- :mod:`.render` (with the default templates in the repository's ``templates/``): manifest
+  rendering; :mod:`.yamlfast`: the fast paths for the block YAML of manifests.
+- :mod:`.idle`: the pure rules of idle culling and the age limit.
+- :mod:`.apikeys`: API keys and their rules (digests, names, roles), for the settings and the
+  API alike.
+- :mod:`.sse`: a Server-Sent Events parser for chunks of any size.
+- :mod:`.agentapi`, :mod:`.archive` (I/O): finding and building the agentapi binary
+  (``install-agentapi``); unpacking source archives with tarfile's ``data`` filter, or the
+  same checks where Python (3.11.0-3.11.3) has none.
+- :mod:`.agentprograms`, :mod:`.agenthome` (I/O): agent programs installed from npm into the
+  cache (``install-agents``); the prepared home of a Claude Code agent (the pure merge and its
+  I/O).
+- :mod:`.demo_agent`: the ``echo`` demo agent; :mod:`.__main__`: ``python -m agentproxy``.
+"""
 
 __version__ = "0.1.0"

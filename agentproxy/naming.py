@@ -1,6 +1,6 @@
 """Names and labels of everything agentproxy creates.
 
-The object names are fixed by the spec (see the README): for agent ``ID`` the
+The object names are fixed by the spec (see docs/kubernetes.md): for agent ``ID`` the
 StatefulSet is ``agent-ID``, its headless Service ``agent-ID-headless``, its
 ConfigMap ``agent-ID-config``, its pod ``agent-ID-0`` and its data claim
 ``data-agent-ID-0``.

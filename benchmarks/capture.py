@@ -18,7 +18,7 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from streams import parse_events
+from .streams import parse_events
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4

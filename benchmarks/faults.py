@@ -12,7 +12,7 @@ Two `agentproxy serve` replicas share a fresh namespace with N agents. Then:
 
 Only the API server of the cluster ``$KUBECONFIG`` belongs to is touched (its pid file, in
 that cluster's directory). Usage:
-``KUBECONFIG=.../kubeconfig python benchmarks/faults.py [--agents 200] [--tries 5] [--freeze 30]``
+``KUBECONFIG=.../kubeconfig python -m benchmarks.faults [--agents 200] [--tries 5] [--freeze 30]``
 """
 
 from __future__ import annotations
@@ -181,8 +181,8 @@ async def main() -> None:
             restarted, total = [], []
             for _ in range(args.tries):
                 killed = time.monotonic()
-                restart = await asyncio.create_subprocess_exec(sys.executable, str(ROOT / "testenv" / "cluster.py"),
-                                                            "restart", "kube-apiserver",
+                restart = await asyncio.create_subprocess_exec(sys.executable, "-m", "testenv.cluster",
+                                                            "restart", "kube-apiserver", cwd=ROOT,
                                                             stderr=asyncio.subprocess.DEVNULL, env=_cluster_env())
                 if await restart.wait() != 0:  # returns once the new API server is healthy
                     raise SystemExit("testenv/cluster.py restart kube-apiserver failed")

@@ -9,7 +9,7 @@ figure is what starting Claude Code, its readiness and the delivery of the first
 message cost, not a model's latency.
 
 Needs agentapi (``bin/just agentapi``) and Claude Code (``bin/just agents``).
-Usage: ``python benchmarks/first_answer.py [--runs 5]``; run it alone on the machine.
+Usage: ``python -m benchmarks.first_answer [--runs 5]``; run it alone on the machine.
 """
 
 from __future__ import annotations
@@ -18,25 +18,19 @@ import argparse
 import asyncio
 import os
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import aiohttp
 
-# The imports below (E402) need the path entry above.
-import aiohttp  # noqa: E402
-
-from agentproxy.agentapi import locate  # noqa: E402
-from agentproxy.backends.base import AgentStatus  # noqa: E402
-from agentproxy.backends.local.backend import LocalBackend  # noqa: E402
-from agentproxy.backends.local.ports import port_is_free  # noqa: E402
-from agentproxy.backends.local.process import find_executable  # noqa: E402
-from agentproxy.settings import Settings  # noqa: E402
-from agentproxy.spec import build_spec  # noqa: E402
-from tests.model_standin import ANSWER_PREFIX, ModelStandIn  # noqa: E402
+from agentproxy.agentapi import locate
+from agentproxy.backends.base import AgentStatus
+from agentproxy.backends.local.backend import LocalBackend
+from agentproxy.backends.local.ports import port_is_free
+from agentproxy.backends.local.process import find_executable
+from agentproxy.settings import Settings
+from agentproxy.spec import build_spec
+from tests.model_standin import ANSWER_PREFIX, ModelStandIn
 
 TIMEOUT = 180.0
 EXPECTED = {"echo": "echo: {}", "claude": ANSWER_PREFIX + "{}"}

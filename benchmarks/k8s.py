@@ -11,7 +11,7 @@
 Create figures are medians of ``--runs`` runs, each in fresh namespaces (deleted
 afterwards, and waited for, so that a run does not share the control plane with
 the previous run's deletions). Usage:
-``KUBECONFIG=... python benchmarks/k8s.py [--create 200] [--list 1000] [--runs 3] [--kubectl PATH]``
+``KUBECONFIG=... python -m benchmarks.k8s [--create 200] [--list 1000] [--runs 3] [--kubectl PATH]``
 """
 
 from __future__ import annotations
@@ -293,7 +293,7 @@ def _print(rows: list[tuple[str, str]]) -> None:
 
 
 if __name__ == "__main__":
-    from cluster_check import require_cluster  # this directory's
+    from .cluster_check import require_cluster
 
     if not {"-h", "--help"} & set(sys.argv):
         require_cluster("bench-k8s")

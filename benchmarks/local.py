@@ -18,7 +18,7 @@ finds on PATH or in its cache; ``just agentapi`` installs it), started with the
 same command line as agentproxy starts it (:mod:`agentproxy.launch`); the agent
 is the echo demo agent.
 
-Usage: ``python benchmarks/local.py [--agents 100] [--samples 15] [--agentapi PATH]``
+Usage: ``python -m benchmarks.local [--agents 100] [--samples 15] [--agentapi PATH]``
 """
 
 from __future__ import annotations
@@ -36,19 +36,15 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import psutil
 
-# The imports below (E402) need the path entry above.
-import psutil  # noqa: E402
-
-from agentproxy.agentapi import locate  # noqa: E402
-from agentproxy.backends.base import AgentStatus  # noqa: E402
-from agentproxy.backends.local.backend import LocalBackend  # noqa: E402
-from agentproxy.backends.local.process import find_executable  # noqa: E402
-from agentproxy.launch import agent_launch  # noqa: E402
-from agentproxy.settings import Settings  # noqa: E402
-from agentproxy.spec import build_spec  # noqa: E402
+from agentproxy.agentapi import locate
+from agentproxy.backends.base import AgentStatus
+from agentproxy.backends.local.backend import LocalBackend
+from agentproxy.backends.local.process import find_executable
+from agentproxy.launch import agent_launch
+from agentproxy.settings import Settings
+from agentproxy.spec import build_spec
 
 READY_TIMEOUT = 120.0
 

@@ -40,12 +40,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from agentproxy.agentapi import cache_root, locate
+from agentproxy.backends.local.ports import port_is_free
 
-# The imports below (E402) need the path entry above.
-from agentproxy.agentapi import cache_root, locate  # noqa: E402
-from agentproxy.backends.local.ports import port_is_free  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 CHP_VERSION = "5.3.0"
 PEER_VERSION = "v1.73.0"

@@ -27,7 +27,7 @@ Every figure is the median of ``--runs`` runs (3). Every load is bounded in time
 seconds) and count (``--max-requests``). A path that cannot be started is reported as missing.
 wrk comes from Debian (``bin/just wrk``); without it the load rows say so.
 
-Usage: ``python benchmarks/proxy.py [--runs 3] [--duration 5] [--messages 10] [--streams 1000]
+Usage: ``python -m benchmarks.proxy [--runs 3] [--duration 5] [--messages 10] [--streams 1000]
 [--paths direct agentproxy chp peer relay socat] [--ports 29000-29999]``
 """
 
@@ -48,12 +48,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 import psutil
 
-from capture import LoopbackCapture, flow_events
-from paths import NAMES, ORDER, Ports, Target, start_all
+from .capture import LoopbackCapture, flow_events
+from .paths import NAMES, ORDER, Ports, Target, start_all
 
 HERE = Path(__file__).resolve().parent
 STREAMS = HERE / "streams.py"

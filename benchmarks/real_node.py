@@ -7,7 +7,7 @@
   (their cgroups' memory usage).
 
 Runs in a fresh namespace annotated for the real node, deleted afterwards.
-Usage: ``KUBECONFIG=.../cluster/kubeconfig python benchmarks/real_node.py [--agents 20]``
+Usage: ``KUBECONFIG=.../cluster/kubeconfig python -m benchmarks.real_node [--agents 20]``
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ import psutil
 from agentproxy.backends.k8s.backend import K8sBackend
 from agentproxy.backends.k8s.client import Client
 from agentproxy.settings import load_settings
-from k8s import create_many, percentile  # this directory's k8s benchmark
+
+from .k8s import create_many, percentile
 
 LABEL = "agentproxy.io/real-node"
 CGROUP = Path("/sys/fs/cgroup/memory/agentproxy-real-node/kubepods")
@@ -111,7 +112,7 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
-    from cluster_check import require_cluster  # this directory's
+    from .cluster_check import require_cluster
 
     if not {"-h", "--help"} & set(sys.argv):
         require_cluster("bench-real-node")

@@ -4,7 +4,7 @@ It reads no HTTP, checks nothing and routes nowhere: every byte from a client go
 upstream port and back. What it costs per request and per event is what any proxy written in
 Python on uvloop pays for the hop itself, whatever it does on top.
 
-Usage: ``python benchmarks/relay.py --listen PORT --upstream PORT`` (both on 127.0.0.1).
+Usage: ``python -m benchmarks.relay --listen PORT --upstream PORT`` (both on 127.0.0.1).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Renders the four manifests of many agents and reports agents per second
 compiles the templates) against a warm render. It also checks that the
 templates are compiled once, not once per agent.
 
-    python benchmarks/render.py [--agents 1000] [--repeat 5] [--templates-dir DIR]
+    python -m benchmarks.render [--agents 1000] [--repeat 5] [--templates-dir DIR]
 """
 
 from __future__ import annotations
@@ -16,13 +16,10 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import jinja2
 import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agentproxy import render as render_module
 from agentproxy.render import dump_yaml, render_agent

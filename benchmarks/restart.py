@@ -12,7 +12,7 @@ again. Measured from the start of the new process:
 and checked: every agent kept its pid (re-adopted, not restarted). Afterwards every agent
 is deleted through the API; whatever still runs of them is ended by pid.
 
-Usage: ``python benchmarks/restart.py [--agents 100] [--agents 500] [--agentapi PATH]``
+Usage: ``python -m benchmarks.restart [--agents 100] [--agents 500] [--agentapi PATH]``
 (each ``--agents`` is one round; on 2 cores 500 agents take a few minutes to create).
 """
 
@@ -33,11 +33,7 @@ from pathlib import Path
 import aiohttp
 import psutil
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-# The imports below (E402) need the path entry above.
-from agentproxy.agentapi import locate  # noqa: E402
+from agentproxy.agentapi import locate
 
 TIMEOUT = 900.0
 """Seconds any one phase may take at most."""

@@ -9,8 +9,8 @@ suspend, per resume and per recorded activity.
   1 replica until the watch shows the pod Ready (on kwok: the controllers' and kwok's pace;
   nothing runs in the pod). API requests are the backend client's own count.
 
-Usage: ``python benchmarks/suspend.py [--agents 20]`` and
-``KUBECONFIG=... python benchmarks/suspend.py --k8s [--agents 20]``
+Usage: ``python -m benchmarks.suspend [--agents 20]`` and
+``KUBECONFIG=... python -m benchmarks.suspend --k8s [--agents 20]``
 """
 
 from __future__ import annotations
@@ -23,16 +23,11 @@ import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-# The imports below (E402) need the path entry above.
-from agentproxy.backends.base import AgentStatus, Backend  # noqa: E402
-from agentproxy.settings import Settings, load_settings  # noqa: E402
-from agentproxy.spec import build_spec  # noqa: E402
+from agentproxy.backends.base import AgentStatus, Backend
+from agentproxy.settings import Settings, load_settings
+from agentproxy.spec import build_spec
 
 TIMEOUT = 300.0
 SETTLE = 3.0
@@ -151,7 +146,7 @@ def main() -> None:
     parser.add_argument("--k8s", action="store_true", help="the k8s backend against $KUBECONFIG")
     args = parser.parse_args()
     if args.k8s:
-        from cluster_check import require_cluster  # this directory's
+        from .cluster_check import require_cluster
 
         require_cluster("bench-suspend --k8s")
     asyncio.run(k8s(args.agents) if args.k8s else local(args.agents))

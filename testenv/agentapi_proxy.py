@@ -17,7 +17,7 @@ beside this checkout, when it exists. As ``agentproxy install-agentapi`` does, t
 build happens in a temporary directory beside the entry, which is renamed into
 place only once both programs run, under the same lock.
 
-Run: ``python testenv/agentapi_proxy.py`` prints the entry's directory.
+Run: ``python -m testenv.agentapi_proxy`` prints the entry's directory.
 """
 
 from __future__ import annotations

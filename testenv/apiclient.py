@@ -8,8 +8,8 @@ import ssl
 import urllib.error
 import urllib.request
 
-from layout import Layout
-from pki import file_stem
+from .layout import Layout
+from .pki import file_stem
 
 
 def admin_context(layout: Layout) -> ssl.SSLContext:

@@ -1,6 +1,6 @@
 """A real Kubernetes control plane on loopback, without Docker.
 
-``python testenv/cluster.py up`` starts etcd, kube-apiserver (RBAC and Pod
+``python -m testenv.cluster up`` starts etcd, kube-apiserver (RBAC and Pod
 Security admission on), kube-controller-manager, kube-scheduler and kwok (fake
 nodes, pod and volume lifecycles) from the binaries that ``testenv/build.sh``
 put in the cache, creates a fake Node and a default StorageClass, waits until
@@ -33,14 +33,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-# Sibling modules (this file runs as a script).
-import procs
-import realnode
-from apiclient import admin_context, api as _api, create as _create, insecure_context, kubeconfig_text, node_ready
-from layout import Layout, real_node_requested
-from pki import write_pki
-from procs import http_get as _get, log as _log, owned_process
+from . import procs, realnode
+from .apiclient import admin_context, api as _api, create as _create, insecure_context, kubeconfig_text, node_ready
+from .layout import Layout, real_node_requested
+from .pki import write_pki
+from .procs import http_get as _get, log as _log, owned_process
 
 POD_CIDR = "127.1.0.0/16"
 # Without a real node, Service IPs are only allocated, never contacted (there is

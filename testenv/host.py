@@ -26,8 +26,8 @@ from pathlib import Path
 
 import psutil
 
-from nodeconfig import BRIDGE, CGROUP_ROOT, NETWORK
-from procs import exited
+from .nodeconfig import BRIDGE, CGROUP_ROOT, NETWORK
+from .procs import exited
 
 RECORD = Path("/run/agentproxy-real-node.json")
 CGROUPS = Path("/sys/fs/cgroup")
@@ -109,7 +109,7 @@ def begin(owner: Path, node_dir: Path) -> dict:
             other = None
         if other and other != str(owner) and Path(other).exists():
             raise SystemExit(f"[real-node] error: the cluster in {other} has a real node on this host; "
-                             f"stop it first (AGENTPROXY_CLUSTER_DIR={other} python testenv/cluster.py down)")
+                             f"stop it first (AGENTPROXY_CLUSTER_DIR={other} python -m testenv.cluster down)")
     record = {
         "owner": str(owner), "node_dir": str(node_dir), "bridge": BRIDGE, "cgroup_root": CGROUP_ROOT,
         "sysctls": {name: _sysctl(name) for name in SYSCTLS if _sysctl(name) is not None},

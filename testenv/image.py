@@ -1,8 +1,8 @@
 """Container images for the real node, built without Docker or a registry.
 
-``python testenv/image.py agent|proxy|pause|helper`` builds an image as an
+``python -m testenv.image agent|proxy|pause|helper`` builds an image as an
 OCI archive in the user-level cache (``$AGENTPROXY_CACHE/images``) and prints
-its path (``python testenv/cluster.py load-image PATH`` loads it into the real
+its path (``python -m testenv.cluster load-image PATH`` loads it into the real
 node's containerd).
 
 - ``agent`` (``agentapi-proxy:latest``, the default ``k8s_mode.image``): what
@@ -38,9 +38,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import oci
-from layout import HERE, cache_dir
+from . import oci
+from .layout import HERE, cache_dir
 
 ROOT = HERE.parent
 AGENT_REF = "docker.io/library/agentapi-proxy:latest"

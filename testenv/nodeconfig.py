@@ -182,7 +182,7 @@ def cni_conflist(paths: NodePaths) -> dict:
 
 
 def kubelet_config(paths: NodePaths, pki: Path, port: int, healthz_port: int) -> dict:
-    """KubeletConfiguration for this machine kind (see the README's real-node section)."""
+    """KubeletConfiguration for this machine kind (see docs/real-node.md)."""
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",

@@ -33,12 +33,10 @@ import sys
 import time
 from pathlib import Path
 
-import host
-import image
-import procs
-from apiclient import api, create, kubeconfig_text, node_ready
-from layout import HERE, Layout
-from nodeconfig import (
+from . import host, image, procs
+from .apiclient import api, create, kubeconfig_text, node_ready
+from .layout import HERE, Layout
+from .nodeconfig import (
     KUBERNETES_SERVICE_IP,
     LABEL,
     NODE_CIDR,
@@ -57,7 +55,7 @@ from nodeconfig import (
     provisioner_config,
     provisioner_objects,
 )
-from pki import write_serving_cert
+from .pki import write_serving_cert
 
 COMPONENTS = ("containerd", "apiserver-relay", "kubelet", "kube-proxy", "local-path-provisioner")
 NODE_USER = f"system:node:{NODE_NAME}"

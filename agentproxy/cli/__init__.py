@@ -1,9 +1,15 @@
 """The ``agentproxy`` command line.
 
-Every command's arguments are parsed here, in this package; the commands call
-the library (settings, rendering, backends, the server) and print. Every
-failure the user can cause ends in one line on stderr and a non-zero exit
-status, never a traceback.
+Every command's arguments are parsed here, in this package, and registered in
+``COMMAND_GROUPS``; the commands call the library (settings, rendering, backends, the
+server) and print. Every failure the user can cause ends in one line on stderr and a
+non-zero exit status, never a traceback.
+
+Modules: :mod:`.parser` (what every command shares: the parser that fails in one line, the
+settings options), :mod:`.manifests` (``render``, ``rbac``), :mod:`.k8s` (``apply``,
+``diff``, ``delete``, ``status``), :mod:`.tools` (``install-agentapi``, ``install-agents``,
+``prepare-home``, ``config``), :mod:`.serve` (``serve``), :mod:`.client` (``agents ...``,
+``chat``, carried out by :mod:`agentproxy.client`).
 """
 
 from __future__ import annotations

@@ -3,4 +3,8 @@
 It speaks the public API only (no import of the server or its backends), so
 it works against any agentproxy server. Its commands' arguments are parsed in
 :mod:`agentproxy.cli.client`; the HTTP client loads when a command runs.
+
+Modules: :mod:`.http` (HTTP and SSE), :mod:`.agents` (``agents ls|get|create|rm|suspend|
+resume|logs``), :mod:`.chat` (``chat``) with :mod:`.transcript` (the chat transcript),
+:mod:`.output` (table, JSON or YAML), :mod:`.errors` (what can go wrong, and each exit status).
 """

@@ -1,6 +1,6 @@
 """What can go wrong in the client, and the exit status of each.
 
-Scripts rely on these numbers; the README lists them.
+Scripts rely on these numbers; docs/cli.md lists them.
 """
 
 from __future__ import annotations

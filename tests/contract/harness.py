@@ -126,7 +126,7 @@ async def memory_harness() -> AsyncIterator[Harness]:
 async def local_harness(tmp_path: Path) -> AsyncIterator[Harness]:
     from agentproxy.agentapi import locate
     from agentproxy.backends.local.backend import LocalBackend
-    from tests.unit.local.conftest import assert_nothing_left, make_settings, port_block, processes_in, shut_down
+    from tests.unit.local.support import assert_nothing_left, make_settings, port_block, processes_in, shut_down
 
     launcher = locate()
     assert launcher, "agentapi is not installed: run `bin/just agentapi` (or `agentproxy install-agentapi`)"

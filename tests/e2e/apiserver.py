@@ -69,6 +69,6 @@ async def restart() -> asyncio.subprocess.Process:
     """Kill the API server and start it again; returns the running ``cluster.py restart`` (it ends
     once the new server is healthy)."""
     env = cluster_env()
-    return await asyncio.create_subprocess_exec(sys.executable, str(ROOT / "testenv" / "cluster.py"), "restart",
+    return await asyncio.create_subprocess_exec(sys.executable, "-m", "testenv.cluster", "restart",
                                                 "kube-apiserver", stdout=asyncio.subprocess.DEVNULL,
-                                                stderr=asyncio.subprocess.PIPE, env=env)
+                                                stderr=asyncio.subprocess.PIPE, env=env, cwd=ROOT)

@@ -164,13 +164,14 @@ def restart_apiserver():
         pytest.skip("needs the local control plane (just test) to restart its API server")
     import sys
     from pathlib import Path
-    script = Path(__file__).resolve().parents[2] / "testenv" / "cluster.py"
+    root = Path(__file__).resolve().parents[2]
 
     # The cluster whose directory holds $KUBECONFIG, whatever AGENTPROXY_CLUSTER_DIR says.
     env = {**os.environ, "AGENTPROXY_CLUSTER_DIR": str(Path(os.environ["KUBECONFIG"]).resolve().parent)}
 
     async def restart():
-        proc = await asyncio.create_subprocess_exec(sys.executable, str(script), "restart", "kube-apiserver", env=env)
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "testenv.cluster", "restart", "kube-apiserver",
+                                                    env=env, cwd=root)
         assert await proc.wait() == 0
     return restart
 

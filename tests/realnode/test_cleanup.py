@@ -21,13 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from testenv import apiclient, host, procs
+from testenv.layout import Layout, cache_dir
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "testenv"))
-# The imports below (E402) need the path entry above.
-import apiclient  # noqa: E402
-import host  # noqa: E402
-import procs  # noqa: E402
-from layout import Layout, cache_dir  # noqa: E402
 
 pytestmark = pytest.mark.real_node
 # Below the kernel's ephemeral ports (32768 and up), which any outgoing
@@ -45,7 +42,7 @@ def cluster_dir():
 
 
 def _cluster(action: str, env: dict) -> None:
-    result = subprocess.run([sys.executable, str(ROOT / "testenv" / "cluster.py"), action], env=env,
+    result = subprocess.run([sys.executable, "-m", "testenv.cluster", action], env=env, cwd=ROOT,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, f"cluster.py {action} failed:\n{result.stderr[-3000:]}"
 

@@ -3,18 +3,13 @@ are compiled once per start (a tiny run, so the suite stays fast)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 from agentproxy.render import TEMPLATES
 
-BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "render.py"
+from ._benchmarks import run_benchmark
 
 
 def test_benchmark_smoke(tmp_path):
-    proc = subprocess.run([sys.executable, str(BENCHMARK), "--agents", "5", "--repeat", "2"],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    proc = run_benchmark("render", "--agents", "5", "--repeat", "2", cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "render_agent (warm)" in proc.stdout
     assert "first render (cold, compiles)" in proc.stdout

@@ -14,11 +14,9 @@ from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))
+from benchmarks.capture import LoopbackCapture, flow_events, tcp_packet
 
-# The imports below (E402) need the path entry above.
-from capture import LoopbackCapture, flow_events, tcp_packet  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _pair() -> tuple[socket.socket, socket.socket, socket.socket]:
@@ -63,10 +61,10 @@ def test_capture_stamps_each_event_with_the_packet_that_completed_it():
 
 def test_capture_without_the_right_to_is_refused():
     """A process that gave up root (now ``nobody``): starting a capture raises PermissionError."""
-    probe = ("import os, sys; sys.path.insert(0, sys.argv[1]); from capture import LoopbackCapture\n"
+    probe = ("import os; from benchmarks.capture import LoopbackCapture\n"
              "if os.geteuid() == 0:\n    os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
              "try:\n    LoopbackCapture.start()\nexcept PermissionError:\n    print('refused')\n")
-    proc = subprocess.run([sys.executable, "-c", probe, str(BENCHMARKS)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip() == "refused", proc.stderr
 
 

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "proxy.py"
+from ._benchmarks import run_benchmark
+
 NUMBER, SIGNED = r"\d+\.\d+", r"[+-]\d+\.\d+"
 HOP = SIGNED if os.geteuid() == 0 else "-"
 """The hop comes from a packet capture, which needs root; without it the column says so."""
@@ -36,9 +34,8 @@ ROWS = {
 
 
 def test_benchmark_smoke(tmp_path):
-    proc = subprocess.run([sys.executable, str(BENCHMARK), "--runs", "1", "--duration", "1", "--max-requests", "300",
-                           "--messages", "1", "--streams", "20", "--json", str(tmp_path / "runs.json")],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    proc = run_benchmark("proxy", "--runs", "1", "--duration", "1", "--max-requests", "300", "--messages", "1",
+                         "--streams", "20", "--json", str(tmp_path / "runs.json"), cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr
     rows = {line[:34].strip(): line[34:] for line in proc.stdout.splitlines()}
     for name, pattern in ROWS.items():

@@ -145,7 +145,7 @@ def test_control_plane_tools_without_the_module_proxy(env: dict[str, str]) -> No
 def test_cluster_up_before_its_binaries_are_built(env: dict[str, str], tmp_path: Path) -> None:
     """The script `cluster-up` runs after build-testenv, on a cache that lacks the binaries."""
     env.update(AGENTPROXY_CACHE=str(tmp_path / "cache"), AGENTPROXY_CLUSTER_DIR=str(tmp_path / "cluster"))
-    assert_one_line_failure(run([sys.executable, "testenv/cluster.py", "up"], env), "not built yet",
+    assert_one_line_failure(run([sys.executable, "-m", "testenv.cluster", "up"], env), "not built yet",
                             "testenv/build.sh")
 
 

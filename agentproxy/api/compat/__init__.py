@@ -3,6 +3,10 @@
 The one there is: the session API of the Go agentapi-proxy (v1.73.0), on when
 ``compat.agentapi_proxy.enabled`` is true. :func:`install` adds its routes to an
 application after agentproxy's own, which keep priority.
+
+Modules: :mod:`.routes` (its routes over agentproxy's backend and reverse proxy),
+:mod:`.peer_model` (its session model over agentproxy's agents, pure), :mod:`.cors` (its
+cross-origin answers, pure), :mod:`.openapi` (its routes in ``/openapi.json``).
 """
 
 from __future__ import annotations

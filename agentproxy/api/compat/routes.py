@@ -1,7 +1,7 @@
 """The agentapi-proxy session API, served over agentproxy's backend and reverse proxy.
 
 Routes (each answered as the Go agentapi-proxy v1.73.0 answers it, except where
-the README's compatibility table says otherwise):
+the compatibility table in docs/compat.md says otherwise):
 
 - ``GET /health``: ``{"status": "ok"}``, without a key;
 - ``POST /start``: creates an agent in the configured session, answers ``{"session_id"}``

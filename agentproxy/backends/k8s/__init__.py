@@ -1,1 +1,22 @@
-"""Kubernetes mode: agents as StatefulSets, applied and watched through kr8s."""
+"""Kubernetes mode: agents as StatefulSets, applied and watched through kr8s.
+
+Pure decisions, no cluster:
+
+- :mod:`.kinds`: the one table of the kinds agentproxy manages.
+- :mod:`.model`: apply plan, owner, delete targets, state from cached objects, the replicas of a
+  suspended agent, what is wanted of each object.
+- :mod:`.status`: an agent's status from its StatefulSet, Pod and PVC.
+- :mod:`.drift`: which owned fields drifted.
+- :mod:`.volume`: when the StatefulSet controller makes the PVC.
+
+The I/O behind them:
+
+- :mod:`.client`: every API call goes through this thin layer over kr8s (server-side apply);
+  :mod:`.credentials`: where the credentials come from.
+- :mod:`.cache`: the shared list+watch cache of the agents' objects and their Events.
+- :mod:`.health`: whether the API server answers.
+- :mod:`.rollback`: creates cut off half-way, rolled back at once or once the server answers.
+- :mod:`.reconcile`: keeping each agent's objects as applied (drift repairs).
+- :mod:`.upkeep`: the backend's counters and checks beside its agents.
+- :mod:`.backend`: all of it behind the :class:`~agentproxy.backends.base.Backend` interface.
+"""

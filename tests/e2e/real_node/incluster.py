@@ -8,15 +8,13 @@ import contextlib
 import hashlib
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
 import yaml
 from rn import ROOT
 
-sys.path.insert(0, str(ROOT / "testenv"))
-from layout import Layout
+from testenv.layout import Layout
 
 NAMESPACE = "agentapi-proxy"
 DEPLOYMENT = "agentapi-proxy"

@@ -14,16 +14,14 @@ import kr8s
 from kube import get, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests import conversation
+from tests.conversation import exchanges
+
 ROOT = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(ROOT))
-# The imports below (E402) need the path entry above.
-from tests import conversation  # noqa: E402
-from tests.conversation import exchanges  # noqa: E402
 
 NODE = "real-node-0"
 LABEL = "agentproxy.io/real-node"
 STORAGE_CLASS = "local-path"
-CLUSTER_SCRIPT = ROOT / "testenv" / "cluster.py"
 # What every real-node agent gets: the imported image, never pulled; local-path
 # volumes; a small CPU request, so that 2 cores hold 20 agents.
 BASE_SETTINGS = {"k8s_mode": {"enabled": True, "pod_address": "pod_ip", "image_pull_policy": "Never",
@@ -95,10 +93,11 @@ class Server:
 
 
 async def cluster(action: str, component: str) -> None:
-    """``testenv/cluster.py ACTION COMPONENT`` for the cluster the suite runs
+    """``python -m testenv.cluster ACTION COMPONENT`` for the cluster the suite runs
     against: the one whose directory holds $KUBECONFIG."""
     env = {**os.environ, "AGENTPROXY_CLUSTER_DIR": str(Path(os.environ["KUBECONFIG"]).resolve().parent)}
-    proc = await asyncio.create_subprocess_exec(sys.executable, str(CLUSTER_SCRIPT), action, component, env=env)
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "testenv.cluster", action, component, env=env,
+                                                cwd=ROOT)
     assert await proc.wait() == 0, f"cluster.py {action} {component} failed"
 
 

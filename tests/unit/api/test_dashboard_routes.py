@@ -7,7 +7,7 @@ import re
 
 from agentproxy.api import ui
 
-from .conftest import KEYS
+from .support import KEYS
 
 
 async def test_files_are_served_with_their_type_and_a_strict_policy(api):

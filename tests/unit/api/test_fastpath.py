@@ -11,8 +11,8 @@ import pytest
 from agentproxy.api.fastpath import ROUTE_LABEL
 from agentproxy.api.proxy import ROUTE
 
-from .conftest import ADMIN_KEY, ALICE_KEY, API, KEYS, Upstream
 from .memory_backend import MemoryBackend
+from .support import ADMIN_KEY, ALICE_KEY, API, KEYS, Upstream
 
 HANG_GUARD = 10.0
 """Seconds after which a test that waits for something gives up (a bound, not a measurement)."""

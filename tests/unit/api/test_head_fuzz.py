@@ -25,9 +25,9 @@ from hypothesis import HealthCheck, event, given, settings as hypothesis_setting
 from agentproxy.api import create_app
 
 from .._support import settings_with
-from .conftest import ALICE_KEY, API, BOB_KEY, KEYS, FastPathTestServer
 from .memory_backend import MemoryBackend
 from .raw_agent import OK_BODY, RecordingAgent, Seen
+from .support import ALICE_KEY, API, BOB_KEY, KEYS, FastPathTestServer
 
 EXAMPLES = 200
 """Heads per run (a bound: each costs two connections and a few milliseconds)."""

@@ -17,8 +17,8 @@ from agentproxy.api import create_app, hash_key
 from agentproxy.api.logfilter import quiet_malformed_requests
 from agentproxy.settings import Settings
 
-from .conftest import ALICE_KEY, API, KEYS, FastPathTestServer
 from .memory_backend import MemoryBackend
+from .support import ALICE_KEY, API, KEYS, FastPathTestServer
 from .test_fastpath import Raw
 
 UNICODE_KEY = "clé-ünïcode-0123"

@@ -8,8 +8,8 @@ import asyncio
 
 from agentproxy.backends.limits import CreateLimits
 
-from .conftest import ALICE_KEY, BOB_KEY, KEYS, bearer
 from .memory_backend import MemoryBackend
+from .support import ALICE_KEY, BOB_KEY, KEYS, bearer
 
 
 async def test_a_session_holds_at_most_its_limit_of_agents(make_api, backend):

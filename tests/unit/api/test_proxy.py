@@ -16,8 +16,8 @@ from yarl import URL
 from agentproxy.api.proxy import request_headers, upstream_url
 from agentproxy.backends.base import AgentStatus
 
-from .conftest import API, Upstream
 from .memory_backend import MemoryBackend
+from .support import API, Upstream
 from .test_agents_api import error_of
 
 HANG_GUARD = 10.0

@@ -12,7 +12,7 @@ import pytest
 from agentproxy.api.app import CONTEXT
 from agentproxy.api.serve import event_loop_runner
 
-from .conftest import API
+from .support import API
 
 
 def _nodelay(sock: socket.socket) -> bool:

@@ -27,8 +27,8 @@ from agentproxy.settings import Settings
 from agentproxy.spec import build_spec
 from tests.conversation import AGENTAPI_HOST, agent_said, exchanges, say, wait_answering, wait_stable
 
-from .conftest import API
 from .memory_backend import MemoryBackend
+from .support import API
 from .test_proxy import read_event
 
 HANG_GUARD = 20.0

@@ -14,9 +14,9 @@ from aiohttp.test_utils import TestClient
 from agentproxy.api import create_app, fastpath
 
 from .._support import settings_with
-from .conftest import ALICE_KEY, API, KEYS, FastPathTestServer
 from .memory_backend import MemoryBackend
 from .raw_agent import OK_BODY, RecordingAgent, ScriptedAnswer
+from .support import ALICE_KEY, API, KEYS, FastPathTestServer
 from .test_fastpath import HANG_GUARD, Raw, get
 
 PATHS = pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "full-path"])

@@ -18,8 +18,8 @@ from agentproxy.api.serve import api_keys_from, run_server
 from agentproxy.cli.serve import cmd_serve
 from agentproxy.settings import SettingsError
 
-from .conftest import KEYS, Upstream
 from .memory_backend import MemoryBackend
+from .support import KEYS, Upstream
 from .test_events_api import next_line
 from .test_proxy import read_event
 

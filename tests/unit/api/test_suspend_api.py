@@ -8,8 +8,8 @@ import asyncio
 
 from agentproxy.backends.base import AgentStatus
 
-from .conftest import ALICE_KEY, BOB_KEY, KEYS, Upstream, bearer
 from .memory_backend import MemoryBackend
+from .support import ALICE_KEY, BOB_KEY, KEYS, Upstream, bearer
 from .test_agents_api import error_of
 from .test_health_metrics import labels, scrape
 

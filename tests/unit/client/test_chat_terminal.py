@@ -10,7 +10,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from .conftest import ADMIN_KEY, cli_env
+from .support import ADMIN_KEY, cli_env
 
 pytestmark = pytest.mark.slow
 

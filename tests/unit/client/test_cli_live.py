@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from ..live_server import free_block
-from .conftest import ADMIN_KEY, agentproxy, cli_env, one_error_line
+from .support import ADMIN_KEY, agentproxy, cli_env, one_error_line
 
 pytestmark = pytest.mark.slow
 

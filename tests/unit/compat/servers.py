@@ -32,11 +32,7 @@ import yaml
 
 from agentproxy.agentapi import locate
 from agentproxy.backends.local.ports import port_is_free
-
-ROOT = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(ROOT))
-# The imports below (E402) need the path entry above.
-from testenv.agentapi_proxy import ensure as ensure_peer  # noqa: E402
+from testenv.agentapi_proxy import ensure as ensure_peer
 
 SERVER_PORTS = range(42000, 42100)
 PEER_AGENT_PORT = 42600

@@ -5,12 +5,10 @@ Deployment runs the proxy as that user on that port."""
 from __future__ import annotations
 
 import re
-import sys
+
+from testenv import image
 
 from .manifests import DEPLOY, ROOT, by_key, kustomize
-
-sys.path.insert(0, str(ROOT / "testenv"))
-import image
 
 
 def _stages() -> dict[str, list[str]]:

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 from agentproxy.backends.base import AgentStatus
 from agentproxy.backends.local.backend import LocalBackend
-from tests.unit.local.conftest import make_settings, spec
+from tests.unit.local.support import make_settings, spec
 
 LIFETIME = 60.0
 

@@ -16,7 +16,7 @@ import pytest
 from agentproxy.backends.base import AgentStatus, Conflict, NotFound, Rejected, Unavailable
 from agentproxy.backends.local.backend import LocalBackend
 
-from .conftest import (
+from .support import (
     assert_nothing_left,
     make_settings,
     processes_in,

@@ -15,7 +15,7 @@ from agentproxy.api import create_app
 from agentproxy.backends.local.backend import LocalBackend
 from agentproxy.settings import Settings
 
-from .conftest import spec
+from .support import spec
 
 
 def tree(root: Path) -> list[str]:

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
-BENCHMARK = Path(__file__).resolve().parents[3] / "benchmarks" / "first_answer.py"
+from .._benchmarks import run_benchmark
 
 
 def test_benchmark_smoke(tmp_path, claude):
-    proc = subprocess.run([sys.executable, str(BENCHMARK), "--runs", "1"], capture_output=True, text=True,
-                          cwd=tmp_path, timeout=280)
+    proc = run_benchmark("first_answer", "--runs", "1", cwd=tmp_path, timeout=280)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("create-to-first-answer, local mode, 1 runs each"), proc.stdout

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
-BENCHMARK = Path(__file__).resolve().parents[3] / "benchmarks" / "restart.py"
+from .._benchmarks import run_benchmark
 
 
 def test_benchmark_smoke(tmp_path):
-    proc = subprocess.run([sys.executable, str(BENCHMARK), "--agents", "2"], capture_output=True, text=True,
-                          cwd=tmp_path, timeout=300)
+    proc = run_benchmark("restart", "--agents", "2", cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert "restart→healthz s" in lines[0], proc.stdout

@@ -16,7 +16,7 @@ import aiohttp
 from agentproxy.demo_agent import LineEditor, clean, reply
 from tests.conversation import agent_said, exchanges, say
 
-from .conftest import spec, wait_ready
+from .support import spec, wait_ready
 
 AGENTAPI_KEYS = "x\x08\x1b[200~{}\x1b[201~\r"
 """How agentapi types a user message."""

@@ -29,7 +29,7 @@ from agentproxy.backends.local.process import (
     tagged_processes,
 )
 
-from .conftest import PROGRAMS, assert_nothing_left, wait_until
+from .support import PROGRAMS, assert_nothing_left, wait_until
 
 
 def spawn(tmp_path: Path, *args: str, tag: str = "t-process-test") -> AgentProcess:

@@ -16,7 +16,7 @@ from agentproxy.backends.base import AgentStatus, Unavailable
 from agentproxy.backends.local.backend import LocalBackend
 from agentproxy.backends.local.process import identify
 
-from .conftest import assert_nothing_left, shut_down, spec, wait_for, wait_ready
+from .support import assert_nothing_left, shut_down, spec, wait_for, wait_ready
 
 HERE = Path(__file__).resolve().parent
 

@@ -27,7 +27,7 @@ import pytest
 
 from tests.conversation import agent_said, exchanges, messages, say
 
-from .conftest import assert_nothing_left, processes_in
+from .support import assert_nothing_left, processes_in
 
 SESSION = "team"
 AGENT = "life"

@@ -19,7 +19,7 @@ import aiohttp
 
 from tests.conversation import AGENTAPI_HOST, agent_said, exchanges, messages
 
-from .conftest import processes_in
+from .support import processes_in
 from .test_real_agent_life import SESSION
 from .test_suspend_local import HANG_GUARD, post, served  # noqa: F401 (a fixture)
 

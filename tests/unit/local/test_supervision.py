@@ -14,7 +14,7 @@ import psutil
 
 from agentproxy.backends.base import AgentStatus
 
-from .conftest import FAST, assert_nothing_left, spec, wait_for, wait_ready, wait_until
+from .support import FAST, assert_nothing_left, spec, wait_for, wait_ready, wait_until
 
 
 def starts_of(state) -> list[float]:
@@ -60,7 +60,7 @@ async def test_a_crash_loop_ends_failed_with_the_log_tail(backend, settings, tmp
 async def test_an_agentapi_that_never_answers_fails_after_the_start_timeout(settings, tmp_path, launcher):
     from agentproxy.backends.local.backend import LocalBackend
 
-    from .conftest import shut_down
+    from .support import shut_down
 
     # The real agentapi, started late by a wrapper: it cannot be made to hang on its own.
     wrapper = tmp_path / "slow-agentapi"

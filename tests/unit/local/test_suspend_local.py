@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from agentproxy.backends.local.ports import port_is_free
 from tests.conversation import AGENTAPI_HOST, agent_said, exchanges, messages, say
 
-from .conftest import processes_in
+from .support import processes_in
 from .test_real_agent_life import SESSION, Server, serving, state_file_holds
 
 PORT_RANGE = (27000, 27999)

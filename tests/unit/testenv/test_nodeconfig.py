@@ -1,18 +1,14 @@
 """The real node's rendered settings keep everything in its own directory and
-carry what this kind of machine needs (see the README's real-node section)."""
+carry what this kind of machine needs (see docs/real-node.md)."""
 
 from __future__ import annotations
 
 import ipaddress
-import sys
 import tomllib
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(ROOT / "testenv"))
-# The imports below (E402) need the path entry above.
-import nodeconfig  # noqa: E402
-from nodeconfig import NodePaths  # noqa: E402
+from testenv import nodeconfig
+from testenv.nodeconfig import NodePaths
 
 PATHS = NodePaths(Path("/state/node"))
 

@@ -7,14 +7,10 @@ import gzip
 import hashlib
 import io
 import json
-import sys
 import tarfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(ROOT / "testenv"))
-# The imports below (E402) need the path entry above.
-import oci  # noqa: E402
+from testenv import oci
 
 
 def _tree(root: Path) -> Path:

@@ -4,8 +4,7 @@ driven by Playwright, and a place for the screenshots of every step.
 Chromium comes from the distribution (``bin/just browser`` installs it; Playwright's
 own browser downloads are not used). Screenshots go to ``test-artifacts/dashboard/``
 at the top of the checkout (or ``$AGENTPROXY_TEST_ARTIFACTS/dashboard``) for people
-to look at.
-"""
+to look at."""
 
 from __future__ import annotations
 
@@ -17,13 +16,7 @@ from pathlib import Path
 import pytest
 
 from ..live_server import LiveServer, running_server
-
-ADMIN_KEY = "ui-admin-key-0123456789"
-CHROMIUM = os.environ.get("AGENTPROXY_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-REPO_ROOT = Path(__file__).resolve().parents[3]
-VIEWPORT = {"width": 1280, "height": 820}
+from .support import ADMIN_KEY, CHROMIUM, CHROMIUM_ARGS, REPO_ROOT, VIEWPORT
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import ADMIN_KEY
+from .support import ADMIN_KEY
 
 pytestmark = pytest.mark.slow
 

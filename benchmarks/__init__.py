@@ -1,0 +1,18 @@
+"""Measurements of agentproxy (``bin/just bench``); the unit tests run each once, tiny, to see that
+it works. Run them from the repository's root as modules, e.g. ``python -m benchmarks.proxy``.
+
+Modules:
+
+- :mod:`.render`: manifest rendering for many agents, with and without YAML output.
+- :mod:`.k8s`: the k8s backend against ``$KUBECONFIG`` (creates against ``kubectl apply
+  --server-side``, API requests per create, lists); :mod:`.cluster_check`: what the benchmarks
+  that need a cluster check first; :mod:`.faults`: noticing and recovering from API server
+  faults; :mod:`.real_node`: agents on the test cluster's real node.
+- :mod:`.local`: the local supervisor's overhead, memory per agent, concurrent starts;
+  :mod:`.restart`: a ``kill -9`` of the proxy and how soon it serves its agents again;
+  :mod:`.suspend`: suspend and resume; :mod:`.first_answer`: create-to-first-answer of Claude
+  Code against echo.
+- :mod:`.proxy`: the proxy against direct agentapi and two other proxies, over the paths of
+  :mod:`.paths`, with the stream readers of :mod:`.streams` (run by path, as processes of their
+  own), the kernel timestamps of :mod:`.capture` and the byte-relay floor of :mod:`.relay`.
+"""

@@ -1,0 +1,161 @@
+"""What the local backend's tests share: settings for real agentapi and the test programs, ports,
+specs, waits, and the check that nothing is left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import os
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from agentproxy.backends.base import AgentState, AgentStatus
+from agentproxy.backends.local.backend import LocalBackend
+from agentproxy.backends.local.ports import port_is_free
+from agentproxy.settings import Settings
+from agentproxy.settings.schema import SupervisionSettings
+from agentproxy.spec import AgentSpec, build_spec
+
+HERE = Path(__file__).resolve().parent
+PROGRAMS = HERE / "programs.py"
+
+FAST = SupervisionSettings(start_timeout=15.0, stop_grace=1.5, leftover_grace=0.5, backoff_initial=0.1, backoff_max=0.4,
+              stable_after=30.0, crash_loop_failures=4, crash_loop_window=30.0, sample_interval=0.2,
+              disk_interval=0.3)
+"""Supervision timings short enough for tests, long enough for a loaded 2-core machine."""
+
+PROGRAM_MODES: dict[str, list[str]] = {
+    "serve": ["serve"],
+    "crash": ["crash", "3"],
+    "crash-twice": ["crash-first", "2", "4"],
+    "tree": ["tree"],
+    "hog": ["hog", "200"],
+    "env": ["env"],
+    "write": ["write", "300000"],
+}
+
+_BLOCK = 64
+_blocks = itertools.count(random.Random(os.getpid()).randrange(0, 400))
+
+
+def port_block() -> tuple[int, int]:
+    """A block of ports: blocks of one run never overlap, and a block something else uses
+    (another test run, say) is passed over."""
+    for _ in range(600):
+        start = 20000 + (next(_blocks) % 600) * _BLOCK
+        if all(port_is_free(port) for port in range(start, start + _BLOCK)):
+            return start, start + _BLOCK - 1
+    raise RuntimeError("no free block of ports")
+
+
+def make_settings(data_dir: Path, launcher: str, ports: tuple[int, int]) -> Settings:
+    settings = Settings()
+    settings.local_mode.agentapi_binary = launcher
+    settings.local_mode.ports.start, settings.local_mode.ports.end = ports
+    settings.local_mode.data_dir = str(data_dir)
+    settings.local_mode.supervision = dataclasses.replace(FAST)
+    for name, args in PROGRAM_MODES.items():
+        settings.agents.commands[name] = ["python3", str(PROGRAMS), *args]
+    settings.agents.commands["missing"] = ["no-such-program-anywhere", "--flag"]
+    return settings
+
+
+def spec(settings: Settings, agent_id: str, agent_type: str = "serve", session: str = "s1", **kwargs: Any) -> AgentSpec:
+    return build_spec(settings, session, agent_id, agent_type, **kwargs)
+
+
+async def shut_down(instance: LocalBackend) -> None:
+    """Delete every agent of a backend (if it runs) and close it."""
+    if instance._started:
+        for state in await instance.list():
+            await instance.delete(state.session, state.id)
+        await instance.close()
+
+
+async def wait_for(backend: LocalBackend, agent_id: str, check: Callable[[AgentState], bool], *,
+                   session: str = "s1", timeout: float = 20.0) -> AgentState:
+    """Poll the agent until ``check`` holds (fails after ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    state = await backend.get(session, agent_id)
+    while not check(state):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out; last state: {state.status} {state.reason} {state.message} "
+                                 f"restarts={state.restarts} {state.details}")
+        await asyncio.sleep(0.05)
+        state = await backend.get(session, agent_id)
+    return state
+
+
+async def wait_ready(backend: LocalBackend, agent_id: str, **kwargs: Any) -> AgentState:
+    return await wait_for(backend, agent_id, lambda s: s.status is AgentStatus.READY, **kwargs)
+
+
+async def wait_for_log(backend: LocalBackend, agent_id: str, text: str, *, session: str = "s1",
+                       timeout: float = 10.0) -> str:
+    """The agent's log once it contains ``text`` (output may arrive after readiness)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        logs = await backend.logs(session, agent_id, tail_lines=500)
+        if text in logs:
+            return logs
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} not in the log of {agent_id}:\n{logs}")
+        await asyncio.sleep(0.05)
+
+
+async def wait_until(check: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def processes_in(directory: Path) -> list[psutil.Process]:
+    """Live processes whose working directory is inside ``directory``."""
+    found = []
+    prefix = str(directory)
+    for proc in psutil.process_iter(["cwd", "status"]):
+        cwd, status = proc.info.get("cwd"), proc.info.get("status")
+        if cwd and (cwd == prefix or cwd.startswith(prefix + os.sep)) and status != psutil.STATUS_ZOMBIE:
+            found.append(proc)
+    return found
+
+
+def zombie_children() -> list[psutil.Process]:
+    """Children of the test run that exited and were never reaped."""
+    zombies = []
+    for child in psutil.Process().children():
+        try:
+            if child.status() == psutil.STATUS_ZOMBIE:
+                zombies.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return zombies
+
+
+async def assert_nothing_left(directory: Path, timeout: float = 5.0) -> None:
+    """No process runs in ``directory`` and the test run has no zombie children (a process
+    being killed may need a moment to be gone)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left, zombies = processes_in(directory), zombie_children()
+        if not left and not zombies:
+            return
+        if time.monotonic() > deadline:
+            described = [(p.pid, _cmdline(p)) for p in left]
+            raise AssertionError(f"left running: {described}; zombies: {[z.pid for z in zombies]}")
+        await asyncio.sleep(0.05)
+
+
+def _cmdline(proc: psutil.Process) -> str:
+    try:
+        return " ".join(proc.cmdline())
+    except psutil.Error:
+        return "?"
