@@ -97,7 +97,7 @@ async def _wait_ready(backend: K8sBackend, session: str, agent_id: str, timeout:
     shown: set[str] = set()
     while time.monotonic() < deadline:
         state = await backend.get(session, agent_id)
-        for phase in backend.progress(state):
+        for phase in backend.phases(state):
             if phase not in shown:
                 shown.add(phase)
                 print(f"{agent_id}: {phase}", flush=True)

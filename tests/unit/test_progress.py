@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from hypothesis import given, strategies as st
 
@@ -16,6 +17,7 @@ from agentproxy.backends.progress import (
     RESUME,
     START,
     Fact,
+    Facts,
     ProgressBook,
     StartProgress,
 )
@@ -150,7 +152,11 @@ def test_starts_seen_without_a_begin_resumes_and_restarts():
     # Facts are asked for only while a start is under way.
     book.observe(state(AgentStatus.READY), lambda: {"process_started": Fact()}, now=at(7))
     assert resumed.ended
-    book.observe(state(AgentStatus.READY), lambda: 1 / 0, now=at(8))
+    book.observe(state(AgentStatus.READY), _facts_never_asked, now=at(8))
+
+
+def _facts_never_asked() -> Facts:
+    raise AssertionError("facts were asked for while no start was under way")
 
 
 def test_an_agent_first_seen_ready_shows_what_its_facts_still_tell():
@@ -199,7 +205,7 @@ def test_k8s_steps_from_the_objects_the_watch_holds():
 
     sts = {"metadata": {"name": "agent-a1", "creationTimestamp": "2026-01-01T12:00:00Z"}}
     pvc = {"metadata": {"name": "data-agent-a1-0"}, "spec": {"volumeName": "pv-1"}, "status": {"phase": "Pending"}}
-    pod = {"metadata": {"name": "agent-a1-0"}, "spec": {"nodeName": "node-1"},
+    pod: dict[str, Any] = {"metadata": {"name": "agent-a1-0"}, "spec": {"nodeName": "node-1"},
            "status": {"conditions": [{"type": "PodScheduled", "status": "True",
                                       "lastTransitionTime": "2026-01-01T12:00:02Z"}],
                       "containerStatuses": [{"name": "agent", "image": "img:1", "imageID": "",
@@ -216,7 +222,7 @@ def test_k8s_steps_from_the_objects_the_watch_holds():
     assert set(facts) == {"applied", "volume_bound", "scheduled", "image_ready", "container_started",
                           "agentapi_answering", FIRST_MESSAGE}
     assert facts["container_started"].at == at(5) and facts["agentapi_answering"].at == at(7)
-    assert "pv-1" in facts["volume_bound"].message
+    assert "pv-1" in (facts["volume_bound"].message or "")
     # A pod being deleted shows nothing.
     leaving = {**pod, "metadata": {**pod["metadata"], "deletionTimestamp": "2026-01-01T12:01:00Z"}}
     assert set(start_facts(AgentObjects(None, sts, leaving, bound))) == {"applied", "volume_bound"}

@@ -435,7 +435,7 @@ class K8sBackend(Backend):
             lines += model.object_diff(live, merged)
         return lines
 
-    def progress(self, state: AgentState) -> list[str]:
+    def phases(self, state: AgentState) -> list[str]:
         """The phases the agent has reached (see :func:`.model.progress`)."""
         names = naming.object_names(state.id)
         return model.progress(state, self.cached(POD, names["pod"]), self.cached(PVC, names["pvc"]))

@@ -63,7 +63,8 @@ async def test_a_start_streams_live_and_ends_with_ready(make_api):
     assert await next_step(stream) is None  # the stream ends after the last step
     # A late subscriber gets the same start replayed, and the stream ends at once.
     again = await open_progress(api)
-    assert (await next_step(again))["step"] == "ready"
+    replayed = await next_step(again)
+    assert replayed is not None and replayed["step"] == "ready"
     assert await next_step(again) is None
     metrics = await (await api.get("/metrics")).text()
     assert 'agentproxy_agent_start_step_seconds_count{kind="start",step="ready"} 1.0' in metrics
