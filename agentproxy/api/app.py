@@ -20,7 +20,7 @@ from .expect import continue_middleware, deferring
 from .health import Health
 from .metrics import Metrics
 from .openapi import openapi_handler
-from .proxy import AgentProxy, make_client
+from .relay.route import AgentProxy, make_client
 
 CONTEXT = web.AppKey("agentproxy.api.context", ApiContext)
 """Where the app keeps its :class:`ApiContext`."""

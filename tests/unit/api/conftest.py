@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
 
 from agentproxy.api import create_app, hash_key
-from agentproxy.api.fastpath import FastPathSite, server_options
+from agentproxy.api.relay.fastpath import FastPathSite, server_options
 from agentproxy.settings import Settings
 
 from .memory_backend import MemoryBackend
