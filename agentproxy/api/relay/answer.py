@@ -45,11 +45,13 @@ class Answer:
     """
 
     __slots__ = ("parser", "status", "reason", "headers", "head_in", "head_bytes", "in_chunk", "reusable",
-                 "_in_head", "_count", "_body", "_on_head")
+                 "_in_head", "_count", "_body", "_on_head", "on_body")
 
     def __init__(self, body: AnswerBuffer, on_head: Callable[[], None]) -> None:
         self._body = body
         self._on_head = on_head
+        self.on_body = body.put
+        """llhttp's callback of each piece of the body: straight into the buffer (no call in between)."""
         self.begin()
 
     def begin(self) -> None:
@@ -134,9 +136,6 @@ class Answer:
         self._on_head()
         if self._body.head_only:  # the answer to HEAD has no body, whatever its headers say
             self.finish(reusable=False)
-
-    def on_body(self, body: bytes) -> None:
-        self._body.put(body)
 
     def on_message_complete(self) -> None:
         if self.status == 0:  # the end of an interim answer

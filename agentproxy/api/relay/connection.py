@@ -195,7 +195,8 @@ class Connection(asyncio.Protocol):
             self._in_use = False
             self._head = self._on_head = self._writing = None
             self.spilled = False
-            self.flow.resume_reading()
+            if self.flow.reading_paused:  # a kept connection reads its next answer
+                self.flow.resume_reading()
             self._pool.keep(self)
         else:
             self.close()

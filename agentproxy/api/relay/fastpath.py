@@ -288,7 +288,8 @@ class FrontProtocol(ServerConnection, asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        self._flow.resume_reading()
+        if self._flow.reading_paused:
+            self._flow.resume_reading()
         self._idle = self.site.loop.call_later(KEEPALIVE_TIMEOUT, self._close_idle)
         self._next()
 
