@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import http_writer, web, web_protocol, web_response, web_server
 
@@ -43,7 +44,7 @@ def leave_server(server: web_server.Server, protocol: Any, exc: BaseException | 
 
 def site_backlog(site: web.BaseSite) -> int:
     """The listen backlog a site was made with."""
-    return site._backlog  # type: ignore[no-any-return]
+    return site._backlog
 
 
 def serve_site(site: web.BaseSite, server: asyncio.AbstractServer) -> None:
@@ -54,7 +55,7 @@ def serve_site(site: web.BaseSite, server: asyncio.AbstractServer) -> None:
 def restart_output_count(request: web.BaseRequest) -> None:
     """After an interim answer (``100 Continue``) written on ``request``'s writer: its count of bytes
     sent starts again, as aiohttp's own handler does, so that the answer counts as not begun."""
-    request.writer.output_size = 0  # type: ignore[attr-defined]
+    request.writer.output_size = 0
 
 
 def _in_source(obj: Any, text: str) -> bool:
@@ -79,7 +80,7 @@ INTERNALS: dict[str, Callable[[], bool]] = {
     "aiohttp.web_server.Server.shutdown(timeout) calling conn.shutdown(timeout) on each connection":
         lambda: _in_source(web_server.Server.shutdown, "conn.shutdown(timeout)"),
     "aiohttp.web_server.Server() making a RequestHandler":
-        lambda: callable(web_server.Server) and hasattr(web_server.Server, "__call__")
+        lambda: callable(web_server.Server)
         and _in_source(web_server.Server.__call__, "RequestHandler("),
     "aiohttp.web.BaseSite._backlog and ._server (slots)":
         lambda: {"_backlog", "_server"} <= set(getattr(web.BaseSite, "__slots__", ())),

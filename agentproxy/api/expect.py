@@ -8,7 +8,7 @@ middleware writes ``100 Continue`` when the request reaches it, after authentica
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from aiohttp import web
 from aiohttp.http import HttpVersion11

@@ -9,7 +9,7 @@ never past its end (a second answer in the same bytes stops the parser, see :cla
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import httptools
 

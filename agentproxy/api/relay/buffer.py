@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from typing import Callable
+from collections.abc import Callable
 
 from .flow import FlowControl
 

@@ -15,7 +15,8 @@ not read.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, AsyncIterable, Callable
+from collections.abc import AsyncIterable, Callable
+from typing import TYPE_CHECKING
 
 import httptools
 
@@ -72,7 +73,7 @@ class Connection(asyncio.Protocol):
             self._fail(UpstreamError("the agent switched protocols, which the proxy does not pass"))
             self.close()
         except httptools.HttpParserError as exc:
-            if body.complete:  # a second answer, or bytes that are none, after the first one's end
+            if answer.complete:  # a second answer, or bytes that are none, after the first one's end
                 self._retire(spilled=body.raw is not None)
             else:
                 cause = exc.__context__  # what a callback raised: a head over the bounds

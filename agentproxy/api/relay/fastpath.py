@@ -25,7 +25,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -65,7 +66,7 @@ class FrontProtocol(ServerConnection, asyncio.Protocol):
     """One client connection: requests the fast path can relay are relayed here, the first one it
     cannot is handed with the rest of the connection to aiohttp's protocol."""
 
-    def __init__(self, site: "FastPathSite") -> None:
+    def __init__(self, site: FastPathSite) -> None:
         self.site = site
         self.ctx = site.ctx
         self.transport: asyncio.Transport | None = None
@@ -130,7 +131,7 @@ class FrontProtocol(ServerConnection, asyncio.Protocol):
         self._settled = settled = self.site.loop.create_future()
         try:
             await asyncio.wait_for(asyncio.shield(settled), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if self.transport is not None:
                 self.transport.close()
             if self._task is not None:

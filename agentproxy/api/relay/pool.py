@@ -9,7 +9,7 @@ here for the next request and is closed after :data:`IDLE_TIMEOUT` unused.
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterable
+from collections.abc import AsyncIterable
 from urllib.parse import urlsplit
 
 from .answer import UpstreamError
@@ -75,7 +75,7 @@ class UpstreamPool:
         try:
             _, conn = await asyncio.wait_for(
                 self.loop.create_connection(lambda: Connection(self, key), key[0], key[1]), CONNECT_TIMEOUT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise UpstreamError(f"connecting to {key[0]}:{key[1]} timed out after {CONNECT_TIMEOUT:g} s") from None
         except OSError as exc:
             raise UpstreamError(f"cannot connect to {key[0]}:{key[1]}: {exc.strerror or exc}") from None

@@ -13,7 +13,7 @@ pass over the raw header bytes, and body chunks are passed on as they are, never
 
 from __future__ import annotations
 
-from typing import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 
 from aiohttp import web
 from multidict import CIMultiDict

@@ -8,7 +8,7 @@ sent to an agent with :func:`upstream_head` and pass on every answer's headers t
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from ...launch import AGENTAPI_HOST

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from ..metrics import Tally
 from .answer import UpstreamError
