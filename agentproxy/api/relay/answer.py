@@ -63,7 +63,8 @@ class Answer:
         self.head_in = False
         """True once the (final) head is in."""
         self.head_bytes = 0
-        """Bytes received while the head was not in yet (counted by the connection)."""
+        """Bytes received while the head was not in yet, those being parsed included (counted by the
+        connection before it feeds them): the head is no larger."""
         self.in_chunk = False
         """True while part of a chunk is in (its framing has begun but not ended)."""
         self.reusable = False
@@ -125,12 +126,15 @@ class Answer:
         if 100 <= status < 200:  # an interim answer (100 Continue): the real one follows
             self.headers, self.reason = [], ""
             return
-        # A head that ends in the bytes being parsed is measured here (the bytes of earlier pieces
-        # are counted as they come): its lines as llhttp gave them, each with its separators.
-        if len(self.reason) + 15 + sum(len(n) + len(v) + 4 for n, v in self.headers) > MAX_HEAD:
+        # The head ends in the bytes being parsed: when they took the count over the bound, the head
+        # itself is measured (its lines as llhttp gave them, each with its separators); else it is
+        # within the bound already, which spares most answers the sum.
+        if self.head_bytes > MAX_HEAD and \
+                len(self.reason) + 15 + sum(len(n) + len(v) + 4 for n, v in self.headers) > MAX_HEAD:
             raise head_too_large()
-        if not _REASON.fullmatch(self.reason):  # control bytes: the standard phrase is said instead
-            self.reason = ""
+        reason = self.reason
+        if not (reason.isascii() and reason.isprintable()) and not _REASON.fullmatch(reason):
+            self.reason = ""  # control bytes: the standard phrase is said instead (printable ASCII needs no regex)
         self.status = status
         self.head_in = True
         self._on_head()

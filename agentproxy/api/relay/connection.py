@@ -67,6 +67,8 @@ class Connection(asyncio.Protocol):
             return
         if body.raw is not None and not body.ended:
             body.raw(data)  # on its way before it is parsed: parsing only tells where the answer ends
+        if not answer.head_in:  # every byte so far belongs to the head (the body follows it)
+            answer.head_bytes += len(data)
         try:
             answer.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -82,11 +84,9 @@ class Connection(asyncio.Protocol):
                 self.spilled = body.raw is not None
                 self.close()
         else:
-            if not answer.head_in:  # every byte so far belongs to the head (the body follows it)
-                answer.head_bytes += len(data)
-                if answer.head_bytes > MAX_HEAD:
-                    self._fail(head_too_large())
-                    self.close()
+            if not answer.head_in and answer.head_bytes > MAX_HEAD:  # no end of the head in sight
+                self._fail(head_too_large())
+                self.close()
         if answer.head_in and self._on_head is not None:  # after the parse: a body in these bytes is in too
             on_head, self._on_head = self._on_head, None
             on_head(None)
