@@ -29,6 +29,7 @@ class ServerConnection:
     """What aiohttp's :class:`~aiohttp.web_server.Server` reads of each of its connections besides
     ``close()`` and ``shutdown(timeout)``: the task handling a request, if any (none here)."""
 
+    __slots__ = ()
     _task_handler = None
 
 

@@ -34,6 +34,10 @@ class Connection(asyncio.Protocol):
     """One connection to an agent, and the answer to its current request (:attr:`answer`, its
     body in :attr:`body`)."""
 
+    # No instance dict: one of these lives for every stream relayed (idle streams held open included).
+    __slots__ = ("key", "_pool", "_loop", "transport", "flow", "body", "answer", "spilled", "_in_use", "_head",
+                 "_on_head", "_got_bytes", "_writing", "_idle_timer")
+
     def __init__(self, pool: UpstreamPool, key: tuple[str, int]) -> None:
         self.key = key
         """The agent's host and port."""

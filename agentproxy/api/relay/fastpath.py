@@ -66,6 +66,10 @@ class FrontProtocol(ServerConnection, asyncio.Protocol):
     """One client connection: requests the fast path can relay are relayed here, the first one it
     cannot is handed with the rest of the connection to aiohttp's protocol."""
 
+    # No instance dict: one of these lives for every client connection (idle streams held open included).
+    __slots__ = ("site", "ctx", "transport", "_buffer", "_task", "_waiting", "_settled", "_closing", "_flow", "_idle",
+                 "_remote")
+
     def __init__(self, site: FastPathSite) -> None:
         self.site = site
         self.ctx = site.ctx
