@@ -61,7 +61,7 @@ class Connection(asyncio.Protocol):
     # --- asyncio.Protocol ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = self.flow.transport = transport  # type: ignore[assignment]
+        self.transport = self.flow.transport = transport  # type: ignore[assignment]  # a TCP stream's transport is a Transport
 
     def data_received(self, data: bytes) -> None:
         self._got_bytes = True
@@ -156,7 +156,7 @@ class Connection(asyncio.Protocol):
         self.body.begin(head_only=method == "HEAD")
         self.answer.begin()
         self._got_bytes = False
-        self.transport.write(head)  # type: ignore[union-attr]
+        self.transport.write(head)  # type: ignore[union-attr]  # connected before a request
 
     async def _write_body(self, body: AsyncIterable[bytes], chunked: bool) -> None:
         transport = self.transport

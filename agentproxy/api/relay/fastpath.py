@@ -89,7 +89,7 @@ class FrontProtocol(ServerConnection, asyncio.Protocol):
     # --- asyncio.Protocol --------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = self._flow.transport = transport  # type: ignore[assignment]
+        self.transport = self._flow.transport = transport  # type: ignore[assignment]  # a TCP stream's transport is a Transport
         peer = transport.get_extra_info("peername")
         self._remote = peer[0] if isinstance(peer, (list, tuple)) and peer else None
         join_server(self.site.server, self, transport)
@@ -221,7 +221,7 @@ class FrontProtocol(ServerConnection, asyncio.Protocol):
         pool = ctx.client
         assert pool is not None
         try:
-            host, port, prefix = pool.address(state.upstream)  # type: ignore[arg-type]
+            host, port, prefix = pool.address(state.upstream)  # type: ignore[arg-type]  # a relayed agent has one
         except UpstreamError:
             conn = None  # the task reports it
         else:
@@ -247,8 +247,7 @@ class FrontProtocol(ServerConnection, asyncio.Protocol):
                 # A kept connection the agent closed meanwhile: again, on a new one.
                 self._task = self.site.loop.create_task(self._relay(head, wanted, state, body, started))
                 return
-            status = write_error(transport, unreachable(state.id, error))
-            self._done(head.method, status, started)
+            self._done(head.method, write_error(transport, unreachable(state.id, error)), started)
             return
         self.ctx.metrics.proxy_bytes_in.inc(len(body))
         status = write_whole(transport, conn, self._closing, self.ctx.metrics.proxy_bytes_out)
@@ -312,7 +311,7 @@ class FrontProtocol(ServerConnection, asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         try:
-            host, port, prefix = pool.address(state.upstream)  # type: ignore[arg-type]
+            host, port, prefix = pool.address(state.upstream)  # type: ignore[arg-type]  # a relayed agent has one
             answer = await pool.request((host, port), head.method, self._request(head, wanted, prefix, body))
         except UpstreamError as exc:
             return write_error(transport, unreachable(state.id, exc))

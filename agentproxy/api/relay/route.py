@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 from multidict import CIMultiDict
 
 from ...backends.base import AgentState, AgentStatus, NotFound
@@ -84,11 +84,11 @@ class AgentProxy:
         raw_path = origin_form(raw_path)
         if state.status is not AgentStatus.READY or not state.upstream:
             # Never for a ready agent: a suspended one resumes; 503 with Retry-After unless ready in time.
-            state = await self.ctx.waker.wake(state)
+            state = await self.ctx.waker.wake(state)  # type: ignore[union-attr]  # set by __post_init__
         pool = self.ctx.client
         assert pool is not None, "the app has not started"
         try:
-            host, port, prefix = pool.address(state.upstream)
+            host, port, prefix = pool.address(state.upstream)  # type: ignore[arg-type]  # a ready agent has one
             body = None
             chunked = False
             if request.body_exists:
@@ -110,10 +110,10 @@ class AgentProxy:
         sized = "Content-Length" in headers
         whole = body.whole() if sized else None
         if whole is not None:  # the whole answer is here already (most are): hand it over in one piece
-            response = web.Response(status=answer.status, reason=answer.reason or None, headers=headers, body=whole)
+            done = web.Response(status=answer.status, reason=answer.reason or None, headers=headers, body=whole)
             conn.release()
             self.ctx.metrics.proxy_bytes_out.inc(len(whole))
-            return response
+            return done
         cls = CoalescedResponse if sized else web.StreamResponse
         response = cls(status=answer.status, reason=answer.reason or None, headers=headers)
         sent = 0
@@ -134,7 +134,7 @@ class AgentProxy:
             self.ctx.metrics.proxy_bytes_out.inc(sent)
         return response
 
-    async def _counted_body(self, content: web.StreamReader) -> AsyncIterator[bytes]:
+    async def _counted_body(self, content: StreamReader) -> AsyncIterator[bytes]:
         """The request body as it arrives."""
         received = 0
         try:
