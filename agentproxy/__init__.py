@@ -25,6 +25,8 @@ Modules at the top, pure unless said otherwise:
 - :mod:`.apikeys`: API keys and their rules (digests, names, roles), for the settings and the
   API alike.
 - :mod:`.sse`: a Server-Sent Events parser for chunks of any size.
+- :mod:`.waiting`: whether a Claude Code agent waits for its user, as its own hooks tell it
+  (run by those hooks in the agent's home; the proxy reads what it keeps).
 - :mod:`.agentapi`, :mod:`.archive` (I/O): finding and building the agentapi binary
   (``install-agentapi``); unpacking source archives with tarfile's ``data`` filter, or the
   same checks where Python (3.11.0-3.11.3) has none.

@@ -8,7 +8,7 @@ Modules:
 - :mod:`.serve` runs the server (``serve.run_server``) over the application :mod:`.app`
   builds; :mod:`.context` is what its handlers share.
 - Routes: :mod:`.agents` (create, list, get, delete, suspend, resume, logs), :mod:`.events`
-  (``GET /events``), :mod:`.health` (``/healthz``, ``/readyz``), :mod:`.openapi` with the
+  (``GET /events``), :mod:`.progress` (``GET .../progress``), :mod:`.health` (``/healthz``, ``/readyz``), :mod:`.openapi` with the
   create rules of :mod:`.schema_rules`, :mod:`.ui` (the dashboard's files).
 - Requests and answers: :mod:`.params` (ids, query parameters, JSON bodies), :mod:`.model`
   (an agent's JSON), :mod:`.listing` (agents' JSON kept as bytes), :mod:`.errors` (JSON error
@@ -16,9 +16,10 @@ Modules:
   (``Expect: 100-continue`` after the key check).
 - Auth and metrics: :mod:`.auth` (who is calling, which agents they may see),
   :mod:`.metrics` and :mod:`.backend_metrics` (Prometheus).
-- The reverse proxy: :mod:`.proxy` (the aiohttp route), :mod:`.fastpath` with
-  :mod:`.request_head` and :mod:`.client_answer` (the fast path for the common request),
-  :mod:`.upstream` (kept-alive connections to agents), :mod:`.waking` (resume on a request).
+- The reverse proxy: the package :mod:`.relay` (the aiohttp route, the fast path, the
+  upstream pool and connections, the rules both share; its own module map),
+  :mod:`.aiohttp_internals` (every private aiohttp name it relies on, each checked),
+  :mod:`.waking` (resume on a request).
 - :mod:`.culling`: the traffic clock and the culler (the rules are :mod:`agentproxy.idle`).
 - :mod:`.compat`: the Go agentapi-proxy's session API over the same backend and proxy.
 """

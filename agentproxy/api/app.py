@@ -22,7 +22,7 @@ from .health import Health
 from .metrics import Metrics
 from .openapi import openapi_handler
 from .progress import ProgressStreams
-from .proxy import AgentProxy, make_client
+from .relay.route import AgentProxy, make_client
 
 CONTEXT = web.AppKey("agentproxy.api.context", ApiContext)
 """Where the app keeps its :class:`ApiContext`."""

@@ -11,7 +11,7 @@ from .auth import Authenticator, Principal
 from .culling import TrafficClock
 from .listing import AgentTexts
 from .metrics import Metrics
-from .upstream import UpstreamPool
+from .relay.pool import UpstreamPool
 from .waking import Waker
 
 

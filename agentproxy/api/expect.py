@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from aiohttp import web
 from aiohttp.http import HttpVersion11
 
+from .aiohttp_internals import restart_output_count
 from .errors import Handler
 
 _PENDING = web.RequestKey("agentproxy.continue_pending", bool) if hasattr(web, "RequestKey") else \
@@ -42,5 +43,5 @@ async def continue_middleware(request: web.Request, handler: Handler) -> web.Str
     if request.get(_PENDING):
         request[_PENDING] = False
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        request.writer.output_size = 0  # the answer's own bytes start after it (as in aiohttp's handler)
+        restart_output_count(request)  # the answer's own bytes start after it (as in aiohttp's handler)
     return await handler(request)

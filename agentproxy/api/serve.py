@@ -101,7 +101,7 @@ async def run_server(
     from aiohttp import web
 
     from .app import create_app
-    from .fastpath import FastPathSite, server_options
+    from .relay.fastpath import FastPathSite, server_options
 
     host = settings.server.host if host is None else host
     port = settings.server.port if port is None else port

@@ -6,7 +6,9 @@ The interface and the rules every mode shares:
   spec fingerprint, session scoping, list order, per-agent locks, suspend and resume as no-ops
   when done.
 - :mod:`.agent_state`: an agent's state and status, and which changes make an event;
-  :mod:`.events`: their fan-out to subscribers.
+  :mod:`.events`: their fan-out to subscribers; :mod:`.eventlog`: their ids and the window
+  a reconnecting client is given.
+- :mod:`.progress`: the ordered steps of an agent's start (pure).
 - :mod:`.errors`: the errors and the HTTP status each answers with.
 - :mod:`.index`: agents by session and owner, and their states, so that a list costs what it
   returns.

@@ -33,7 +33,7 @@ from .. import params
 from ..auth import principal_of
 from ..context import ApiContext
 from ..errors import ApiError, Handler, backend_error, error_body, spec_error
-from ..proxy import AgentProxy
+from ..relay.route import AgentProxy
 from . import cors
 from .peer_model import SearchFilter, new_session_id, parse_start, proxy_route, search
 

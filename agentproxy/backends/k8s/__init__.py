@@ -7,6 +7,7 @@ Pure decisions, no cluster:
   suspended agent, what is wanted of each object.
 - :mod:`.status`: an agent's status from its StatefulSet, Pod and PVC.
 - :mod:`.drift`: which owned fields drifted.
+- :mod:`.steps`: the start steps of an agent, from the objects the watches hold.
 - :mod:`.volume`: when the StatefulSet controller makes the PVC.
 
 The I/O behind them:

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
 
 from agentproxy.api import hash_key
-from agentproxy.api.fastpath import FastPathSite, server_options
+from agentproxy.api.relay.fastpath import FastPathSite, server_options
 
 from .upstream import ImitationAgent
 

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from agentproxy.api.fastpath import ROUTE_LABEL
-from agentproxy.api.proxy import ROUTE
+from agentproxy.api.relay.fastpath import ROUTE_LABEL
+from agentproxy.api.relay.route import ROUTE
 
 from .memory_backend import MemoryBackend
 from .support import ADMIN_KEY, ALICE_KEY, API, KEYS, Upstream

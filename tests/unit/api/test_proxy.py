@@ -13,7 +13,9 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 from yarl import URL
 
-from agentproxy.api.proxy import request_headers, upstream_url
+from agentproxy.api.relay.pool import UpstreamPool
+from agentproxy.api.relay.route import request_head
+from agentproxy.api.relay.rules import upstream_target
 from agentproxy.backends.base import AgentStatus
 
 from .memory_backend import MemoryBackend
@@ -30,11 +32,10 @@ async def test_path_and_query_string_reach_the_upstream_unchanged(agent_api, ups
     response = await agent_api.session.get(url)
     assert response.status == 200
     assert (await response.json())["raw_path"] == raw
-    assert upstream_url("http://127.1.0.5:3284", "/sessions/s/agents/a/api/x%2Fy?q=%41") == \
-        upstream_url("http://127.1.0.5:3284/", "/sessions/s/agents/a/api/x%2Fy?q=%41")
-    assert str(upstream_url("http://127.1.0.5:3284", "/sessions/s/agents/a/api/x%2Fy?q=%41")) == \
-        "http://127.1.0.5:3284/x%2Fy?q=%41"
-    assert str(upstream_url("http://127.1.0.5:3284", "/sessions/s/agents/a/api/")) == "http://127.1.0.5:3284/"
+    pool = UpstreamPool()
+    assert pool.address("http://127.1.0.5:3284") == pool.address("http://127.1.0.5:3284/") == ("127.1.0.5", 3284, "")
+    assert upstream_target("/sessions/s/agents/a/api/x%2Fy?q=%41") == "/x%2Fy?q=%41"
+    assert upstream_target("/sessions/s/agents/a/api/") == "/"
 
 
 async def test_every_method_is_forwarded(agent_api, upstream: Upstream):
@@ -94,7 +95,9 @@ def test_request_headers_drop_every_hop_by_hop_header():
         "Transfer-Encoding": "chunked", "Proxy-Connection": "keep-alive", "Proxy-Anything": "x",
         "Expect": "100-continue", "X-API-Key": "k", "Content-Type": "application/json", "Content-Length": "2",
     })
-    headers = request_headers(request)
+    lines = request_head(request, "/").decode("latin-1").split("\r\n")
+    assert lines[0] == "POST / HTTP/1.1" and lines[-2:] == ["", ""]
+    headers = dict(line.split(": ", 1) for line in lines[1:-2])
     assert {k.lower() for k in headers} == {"host", "content-type", "content-length", "x-forwarded-for",
                                             "x-forwarded-proto", "x-forwarded-host"}
     assert headers["Host"] == "localhost"

@@ -11,7 +11,8 @@ import json
 import pytest
 from aiohttp.test_utils import TestClient
 
-from agentproxy.api import create_app, fastpath
+from agentproxy.api import create_app
+from agentproxy.api.relay import fastpath
 
 from .._support import settings_with
 from .memory_backend import MemoryBackend

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentproxy.api.request_head import MAX_BODY, Relayable, RequestHead, head_end, relayable
+from agentproxy.api.relay.request_head import MAX_BODY, Relayable, RequestHead, head_end, relayable
 
 PATH = "/sessions/s1/agents/a1/api/status"
 

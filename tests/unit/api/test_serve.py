@@ -135,7 +135,7 @@ def test_a_taken_port_is_one_line_of_error(monkeypatch, capsys):
 
 
 async def test_serve_closes_a_connection_without_a_whole_head_at_the_keep_alive_deadline(settings, monkeypatch):
-    from agentproxy.api import fastpath
+    from agentproxy.api.relay import fastpath
 
     monkeypatch.setattr(fastpath, "KEEPALIVE_TIMEOUT", 0.5)
     stop = asyncio.Event()

@@ -5,8 +5,8 @@ Most of what the proxy serves is small requests to agents that are ready (``GET 
 response object cost more than the relay itself. Each connection starts on
 :class:`FrontProtocol`, which reads a request head (:mod:`.request_head`) and, when the request is
 one it can pass on unchanged to a ready agent the key may reach, relays it through the same
-upstream pool and header rules as :mod:`.proxy`, counts it in the same metrics and notes it for
-idle culling.
+upstream pool (:mod:`.pool`) and header rules (:mod:`.rules`) as the aiohttp route (:mod:`.route`),
+counts it in the same metrics and notes it for idle culling.
 
 Anything else goes to aiohttp, byte for byte from the start of that request: the connection is
 handed to aiohttp's own protocol, which then serves it to its end. That covers every API route,
@@ -16,7 +16,8 @@ HTTP/1.1 keep-alive. So the fast path never answers differently from the full pa
 answers sooner.
 
 Each connection joins aiohttp's server as one of its connections, so a graceful shutdown
-drains fast-path streams exactly like aiohttp's (see :meth:`FrontProtocol.shutdown`).
+drains fast-path streams exactly like aiohttp's (see :meth:`FrontProtocol.shutdown`; the
+aiohttp internals this needs are in :mod:`..aiohttp_internals`).
 """
 
 from __future__ import annotations
@@ -29,13 +30,16 @@ from typing import Any
 
 from aiohttp import web
 
-from ..backends.base import AgentState, AgentStatus
-from .app import CONTEXT
+from ...backends.base import AgentState, AgentStatus
+from ..aiohttp_internals import ServerConnection, join_server, leave_server, serve_site, site_backlog
+from ..app import CONTEXT
+from ..context import ApiContext
+from .answer import UpstreamError
 from .client_answer import write_error, write_streamed, write_whole
-from .context import ApiContext
-from .proxy import unreachable, upstream_head, upstream_target
+from .connection import Connection
+from .flow import FlowControl
 from .request_head import Relayable, RequestHead, head_end, relayable
-from .upstream import Connection, UpstreamError
+from .rules import unreachable, upstream_head, upstream_target
 
 log = logging.getLogger("agentproxy.api")
 
@@ -58,11 +62,13 @@ def server_options() -> dict[str, Any]:
     return {"keepalive_timeout": KEEPALIVE_TIMEOUT}
 
 
-class FrontProtocol(asyncio.Protocol):
+class FrontProtocol(ServerConnection, asyncio.Protocol):
     """One client connection: requests the fast path can relay are relayed here, the first one it
     cannot is handed with the rest of the connection to aiohttp's protocol."""
 
-    _task_handler = None  # aiohttp's server looks for a handler task on each of its connections
+    # No instance dict: one of these lives for every client connection (idle streams held open included).
+    __slots__ = ("site", "ctx", "transport", "_buffer", "_task", "_waiting", "_settled", "_closing", "_flow", "_idle",
+                 "_remote")
 
     def __init__(self, site: FastPathSite) -> None:
         self.site = site
@@ -75,35 +81,35 @@ class FrontProtocol(asyncio.Protocol):
         """The agent's connection while the relay in flight waits for its answer without a task."""
         self._settled: asyncio.Future[None] | None = None
         self._closing = False
-        self._paused = False
+        self._flow = FlowControl(site.loop)
+        """Reading pauses while the pipelined requests buffered are over :data:`MAX_PENDING`."""
         self._idle: asyncio.TimerHandle | None = None
         self._remote: str | None = None
 
     # --- asyncio.Protocol --------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # a TCP stream's transport is a Transport
+        self.transport = self._flow.transport = transport  # type: ignore[assignment]  # a TCP stream's transport is a Transport
         peer = transport.get_extra_info("peername")
         self._remote = peer[0] if isinstance(peer, (list, tuple)) and peer else None
-        self.site.server.connection_made(self, transport)
+        join_server(self.site.server, self, transport)
         self._idle = self.site.loop.call_later(KEEPALIVE_TIMEOUT, self._close_idle)
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
         if not self._busy:
             self._next()
-        elif len(self._buffer) > MAX_PENDING and not self._paused:
-            self._paused = True
-            self.transport.pause_reading()  # type: ignore[union-attr]  # set once connected
+        elif len(self._buffer) > MAX_PENDING:
+            self._flow.pause_reading()
 
     # A client's end of sending (eof_received) closes the connection, as it does on aiohttp's: the
     # relay in flight is abandoned, like a client leaving (what nginx and Go's server do too).
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.site.server.connection_lost(self, exc)
+        leave_server(self.site.server, self, exc)
         if self._idle is not None:
             self._idle.cancel()
-        self.transport = None
+        self.transport = self._flow.transport = None
         if self._task is not None:  # the client left: the relay closes the agent's connection
             self._task.cancel()
         if self._waiting is not None:
@@ -187,7 +193,7 @@ class FrontProtocol(asyncio.Protocol):
         if state is None or state.status is not AgentStatus.READY or not state.upstream or not principal.can_see(state):
             return None
         if state.question is not None:
-            return None  # a message may answer it: aiohttp's path notes that (see proxy.forward)
+            return None  # a message may answer it: aiohttp's path notes that (see route.AgentProxy.forward)
         return state
 
     def _hand_over(self) -> None:
@@ -197,16 +203,14 @@ class FrontProtocol(asyncio.Protocol):
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
-        self.site.server.connection_lost(self, None)
+        leave_server(self.site.server, self)
         self.site.handed_over += 1
         handler = self.site.server()
         transport.set_protocol(handler)
         handler.connection_made(transport)
-        if self._paused:
-            self._paused = False
-            transport.resume_reading()
+        self._flow.resume_reading()
         data, self._buffer = bytes(self._buffer), bytearray()
-        self.transport = None
+        self.transport = self._flow.transport = None
         if data:
             handler.data_received(data)
 
@@ -290,9 +294,8 @@ class FrontProtocol(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        if self._paused:
-            self._paused = False
-            transport.resume_reading()
+        if self._flow.reading_paused:
+            self._flow.resume_reading()
         self._idle = self.site.loop.call_later(KEEPALIVE_TIMEOUT, self._close_idle)
         self._next()
 
@@ -362,7 +365,8 @@ class FastPathSite(web.BaseSite):
     async def start(self) -> None:
         await super().start()
         if self._sock is not None:
-            self._server = await self.loop.create_server(self._factory(), sock=self._sock, backlog=self._backlog)
+            server = await self.loop.create_server(self._factory(), sock=self._sock, backlog=site_backlog(self))
         else:
-            self._server = await self.loop.create_server(self._factory(), self._host, self._port,
-                                                         backlog=self._backlog, reuse_address=True)
+            server = await self.loop.create_server(self._factory(), self._host, self._port,
+                                                   backlog=site_backlog(self), reuse_address=True)
+        serve_site(self, server)
