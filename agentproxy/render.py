@@ -32,6 +32,10 @@ TEMPLATES = (
     ("statefulset.yaml.j2", "StatefulSet", "statefulset"),
 )
 
+SHARED = ("pvc-spec.j2",)
+"""Templates of macros the object templates import: ``pvc_spec``, the data volume's spec, which
+the PVC and the StatefulSet's claim template share."""
+
 _SECRET_WORDS = {"KEY", "APIKEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "CREDENTIALS"}
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -112,17 +116,21 @@ def _environment(templates_dir: str | None) -> jinja2.Environment:
 
 @lru_cache(maxsize=8)
 def _compiled(templates_dir: str | None) -> tuple[tuple[jinja2.Template, str, str], ...]:
-    """The four templates, compiled once per templates directory."""
+    """The four templates, compiled once per templates directory (with the macros they share,
+    so that a broken one is named at once)."""
     env = _environment(templates_dir)
-    loaded = []
-    for filename, kind, name_key in TEMPLATES:
-        try:
-            loaded.append((env.get_template(filename), kind, name_key))
-        except jinja2.TemplateSyntaxError as exc:
-            raise RenderError(f"template {exc.filename or filename} line {exc.lineno}: {exc.message}") from None
-        except jinja2.TemplateNotFound:
-            raise RenderError(f"template {filename} not found in {', '.join(env.loader.searchpath)}") from None
-    return tuple(loaded)
+    for filename in SHARED:
+        _load(env, filename)
+    return tuple((_load(env, filename), kind, name_key) for filename, kind, name_key in TEMPLATES)
+
+
+def _load(env: jinja2.Environment, filename: str) -> jinja2.Template:
+    try:
+        return env.get_template(filename)
+    except jinja2.TemplateSyntaxError as exc:
+        raise RenderError(f"template {exc.filename or filename} line {exc.lineno}: {exc.message}") from None
+    except jinja2.TemplateNotFound:
+        raise RenderError(f"template {filename} not found in {', '.join(env.loader.searchpath)}") from None
 
 
 def check_no_secrets(spec: AgentSpec) -> None:
