@@ -19,7 +19,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from . import naming, yamlfast
+from . import naming, yamlfast, yamlout
 from .launch import agent_launch
 from .settings import AGENT_PORT, Settings
 from .spec import AgentSpec, fingerprint
@@ -259,11 +259,9 @@ def _hash(data: Any) -> str:
 
 
 def dump_yaml(objects: list[dict[str, Any]]) -> str:
-    """Multi-document YAML, as ``kubectl`` prints it."""
-    fast = yamlfast.dump_all(objects)  # byte for byte what PyYAML writes, when it can
-    if fast is not None:
-        return fast
-    return yamlfast.pyyaml_dump_all(objects)
+    """Multi-document YAML, as ``kubectl`` prints it, that Kubernetes reads as written (see
+    :mod:`.yamlout`)."""
+    return yamlout.dump_all(objects)
 
 
 def dump_json(objects: list[dict[str, Any]]) -> str:
