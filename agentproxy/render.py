@@ -183,6 +183,31 @@ def render_agent(settings: Settings, spec: AgentSpec, *, replicas: int = 1,
     return objects
 
 
+class RenderCache:
+    """An agent's rendered manifests by spec and suspension, for one settings object: the last
+    ``max_entries`` renders are kept (about 20 KiB each), so that what renders an agent again
+    (a repeated create, each drift-repair pass, a suspend or resume) does not. A create renders
+    a spec not seen before: no cache spares that render.
+
+    The manifests are shared between callers: they may be read, never changed (copy first)."""
+
+    def __init__(self, settings: Settings, max_entries: int = 256) -> None:
+        self.settings = settings
+        self._cached = lru_cache(maxsize=max_entries)(self._render)
+
+    def _render(self, spec: AgentSpec, replicas: int, suspension: str | None) -> tuple[dict[str, Any], ...]:
+        return tuple(render_agent(self.settings, spec, replicas=replicas, suspension=suspension))
+
+    def agent(self, spec: AgentSpec, *, replicas: int = 1, suspension: str | None = None) -> list[dict[str, Any]]:
+        """:func:`render_agent` of ``spec`` with the StatefulSet's ``replicas`` and ``suspension``,
+        rendered once while it is among the last ``max_entries``. Raises :class:`RenderError`."""
+        return list(self._cached(spec, replicas, suspension))
+
+    def clear(self) -> None:
+        """Forget every render (the templates changed)."""
+        self._cached.cache_clear()
+
+
 def render_rbac(settings: Settings, name: str = "agentproxy") -> list[dict[str, Any]]:
     """The ServiceAccount, Role and RoleBinding the proxy runs with in k8s mode."""
     env = _environment(settings.templates_dir)

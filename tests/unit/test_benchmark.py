@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agentproxy.render import TEMPLATES
+from agentproxy.render import SHARED, TEMPLATES
 
 BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "render.py"
 
@@ -16,7 +16,7 @@ def test_benchmark_smoke(tmp_path):
     proc = subprocess.run([sys.executable, str(BENCHMARK), "--agents", "5", "--repeat", "2"],
                           capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "render_agent (warm)" in proc.stdout
+    assert "render for a create (warm)" in proc.stdout and "render again (cached)" in proc.stdout
     assert "first render (cold, compiles)" in proc.stdout
-    n = len(TEMPLATES)
+    n = len(TEMPLATES) + len(SHARED)
     assert f"[{n}, {n}] per cold start, [0, 0] during the warm loops" in proc.stdout

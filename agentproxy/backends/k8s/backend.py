@@ -29,7 +29,7 @@ from typing import Any, Iterable, Mapping
 import aiohttp
 
 from ... import naming
-from ...render import RenderError, render_agent
+from ...render import RenderCache, RenderError
 from ...settings import Settings
 from ...spec import AgentSpec
 from ..base import (
@@ -73,6 +73,8 @@ class K8sBackend(Backend):
         self.client = client
         self.cache: NamespaceCache | None = None
         self.specs = model.SpecReader()
+        self.manifests = RenderCache(settings)
+        """Rendered manifests by spec and suspension: an agent is rendered once, not on every apply."""
         self.index = StateIndex()
         """Every agent's state, derived again for an agent whenever a watch event (or its first
         message) touches it, and by session and owner: reads and lists derive nothing."""
@@ -224,13 +226,13 @@ class K8sBackend(Backend):
 
     def render(self, spec: AgentSpec, suspension: Suspension | None = LIVE) -> list[dict[str, Any]]:
         """The agent's manifests with the StatefulSet of ``suspension`` (by default the one it has
-        now: whatever re-applies the agent keeps a suspended one suspended); a template problem
-        is the request's problem (422)."""
+        now: whatever re-applies the agent keeps a suspended one suspended), from
+        :attr:`manifests` (shared: never changed); a template problem is the request's problem (422)."""
         if suspension is LIVE:
             suspension = model.suspension_of(self.cached(STATEFULSET, naming.statefulset_name(spec.id))
                                               if self.cache is not None else None)
         try:
-            return render_agent(self.settings, spec, **model.workload(suspension))
+            return self.manifests.agent(spec, **model.workload(suspension))
         except RenderError as exc:
             raise Rejected(str(exc), field=exc.field) from None
 
