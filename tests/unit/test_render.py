@@ -202,7 +202,7 @@ def test_an_agent_is_rendered_once_by_spec_and_suspension(settings, monkeypatch)
     spec = spec_for(settings, env={"A": "1"})
     first = cache.agent(spec)
     again = cache.agent(spec_for(settings, env={"A": "1"}))  # an equal spec
-    assert again == first and all(a is b for a, b in zip(again, first)) and len(renders) == 1
+    assert again == first and all(a is b for a, b in zip(again, first, strict=True)) and len(renders) == 1
     assert again is not first  # a list of its own; the manifests are shared
     suspended = cache.agent(spec, replicas=0, suspension='{"at": "x"}')
     assert by_kind(suspended)["StatefulSet"]["spec"]["replicas"] == 0 and len(renders) == 2

@@ -81,7 +81,7 @@ def test_rendered_manifests_take_the_fast_path_and_match_pyyaml(env, message):
         patch.setattr(render, "_render_text", lambda t, c: texts.append(original(t, c)) or texts[-1])
         objects = render_agent(settings, spec)
     assert len(texts) == 4
-    for text, obj in zip(texts, objects):
+    for text, obj in zip(texts, objects, strict=True):
         fast = yamlfast.load(text)
         assert fast is not None and fast == obj == yaml.load(text, Loader=yaml.CSafeLoader)
 
