@@ -15,7 +15,6 @@ writes such a rule on its own.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import difflib
 import json
@@ -227,9 +226,7 @@ def activity_patch(when: datetime) -> dict[str, Any]:
 def unless_changed(obj: Obj, resource_version: str) -> dict[str, Any]:
     """A copy of ``obj`` whose apply fails (409) if the object was changed since ``resource_version``:
     of several proxies suspending or resuming one agent at once, exactly one does it."""
-    guarded = copy.deepcopy(dict(obj))
-    guarded["metadata"]["resourceVersion"] = resource_version
-    return guarded
+    return {**obj, "metadata": {**obj["metadata"], "resourceVersion": resource_version}}
 
 
 # --- applying and deleting ---------------------------------------------------------------------
