@@ -94,7 +94,7 @@ def _run(args: argparse.Namespace) -> int:
         cache = RenderCache(settings, max_entries=len(specs))
         for spec in specs:
             cache.agent(spec)
-        elapsed = _time(lambda: [cache.agent(spec) for spec in specs])
+        elapsed = _time(lambda cache=cache: [cache.agent(spec) for spec in specs])
         cached_rate.append(len(specs) / elapsed)
         elapsed = _time(lambda: [dump_yaml(render_agent(settings, spec)) for spec in specs])
         dump_rate.append(len(specs) / elapsed)
