@@ -153,7 +153,7 @@ def _line_tokens(line: str) -> tuple:
         return ()
     if line.startswith(("---", "...", "%")) or len(line) > _MAX_SCALAR:
         raise _Unhandled
-    out = []
+    out: list[tuple[int, int, str | None, object]] = []
     indent = len(line) - len(stripped)
     rest = stripped.rstrip(" ")
     while rest == "-" or rest.startswith("- "):

@@ -12,7 +12,6 @@ from agentproxy.render import dump_yaml, render_agent
 from agentproxy.settings import Settings
 from agentproxy.spec import build_spec
 
-
 # Characters that decide styles and escapes: indicators, quotes, breaks of every kind,
 # non-ASCII, characters YAML must escape, and words that resolve to other types.
 _PIECES = st.sampled_from(list("aZ9 :#-'\"\\\n\t{}[],&*!|>%@`?=~./") + [

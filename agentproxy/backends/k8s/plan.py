@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import copy
 import enum
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterable, Mapping
+from typing import Any
 
 from ..base import BackendError
 from . import drift
