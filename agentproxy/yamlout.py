@@ -48,7 +48,7 @@ _SafeDumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 """libyaml's emitter where PyYAML was built with it (its wheels are), else PyYAML's own."""
 
 
-class ManifestDumper(_SafeDumper, ManifestResolver):  # type: ignore[misc,valid-type]  # a base chosen at import
+class ManifestDumper(_SafeDumper, ManifestResolver):  # type: ignore[misc]  # a base chosen at import (Any)
     """PyYAML's safe dumper quoting every string in :data:`OTHER_TYPES`."""
 
 

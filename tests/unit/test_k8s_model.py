@@ -153,8 +153,10 @@ def test_a_repair_applies_only_what_drifted_forced_and_not_what_is_being_deleted
         ("StatefulSet", True, ("spec.replicas",)), ("Service", True, ("(missing)",))]
     assert [s.drifted for s in repair.steps] == ["changed out of band: spec.replicas", "deleted out of band"]
     assert repair.owner is scaled
-    deleting = {**whole.service, "metadata": {**whole.service["metadata"], "deletionTimestamp": "2026-01-02T03:04:05Z",
-                                              "ownerReferences": []}}
+    service = whole.service
+    assert service is not None
+    deleting = {**service, "metadata": {**service["metadata"], "deletionTimestamp": "2026-01-02T03:04:05Z",
+                                        "ownerReferences": []}}
     assert plan.plan(objects, dataclasses.replace(whole, service=deleting), plan.Purpose.REPAIR).steps == ()
 
 

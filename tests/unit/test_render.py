@@ -4,6 +4,7 @@ backend and the spec rely on."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 import yaml
@@ -197,7 +198,10 @@ def test_dumps_parse_back(settings):
 def test_an_agent_is_rendered_once_by_spec_and_suspension(settings, monkeypatch):
     renders = []
     original = render_module.render_agent
-    monkeypatch.setattr(render_module, "render_agent", lambda *a, **k: renders.append(a[1]) or original(*a, **k))
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        renders.append(args[1])
+        return original(*args, **kwargs)
+    monkeypatch.setattr(render_module, "render_agent", counted)
     cache = RenderCache(settings, max_entries=2)
     spec = spec_for(settings, env={"A": "1"})
     first = cache.agent(spec)

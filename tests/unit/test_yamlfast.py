@@ -3,6 +3,8 @@ for it; what `render` writes reads back the same."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import yaml
 from hypothesis import given, settings as hypothesis_settings, strategies as st
@@ -77,7 +79,10 @@ def test_rendered_manifests_take_the_fast_path_and_match_pyyaml(env, message):
     texts = []
     original = render._render_text
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(render, "_render_text", lambda t, c: texts.append(original(t, c)) or texts[-1])
+        def kept(template: Any, context: Any) -> str:
+            texts.append(original(template, context))
+            return texts[-1]
+        patch.setattr(render, "_render_text", kept)
         objects = render_agent(settings, spec)
     assert len(texts) == 4
     for text, obj in zip(texts, objects, strict=True):
