@@ -20,7 +20,8 @@ Modules at the top, pure unless said otherwise:
 - :mod:`.restore`: whether an agent's conversation is back (the readiness rule of both modes,
   and the check a pod runs).
 - :mod:`.render` (with the default templates in the repository's ``templates/``): manifest
-  rendering; :mod:`.yamlfast`: the fast paths for the block YAML of manifests.
+  rendering; :mod:`.yamlfast`: the fast path that reads the block YAML of rendered manifests;
+  :mod:`.yamlout`: YAML output through PyYAML's C dumper, quoting what YAML 1.1 would misread.
 - :mod:`.idle`: the pure rules of idle culling and the age limit.
 - :mod:`.apikeys`: API keys and their rules (digests, names, roles), for the settings and the
   API alike.

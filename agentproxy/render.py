@@ -19,7 +19,7 @@ from typing import Any, cast
 import jinja2
 import yaml
 
-from . import naming, yamlfast
+from . import naming, yamlfast, yamlout
 from .launch import agent_launch
 from .settings import AGENT_PORT, Settings
 from .spec import AgentSpec, fingerprint
@@ -31,6 +31,10 @@ TEMPLATES = (
     ("pvc.yaml.j2", "PersistentVolumeClaim", "pvc"),
     ("statefulset.yaml.j2", "StatefulSet", "statefulset"),
 )
+
+SHARED = ("pvc-spec.j2",)
+"""Templates of macros the object templates import: ``pvc_spec``, the data volume's spec, which
+the PVC and the StatefulSet's claim template share."""
 
 _SECRET_WORDS = {"KEY", "APIKEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "CREDENTIALS"}
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -112,18 +116,22 @@ def _environment(templates_dir: str | None) -> jinja2.Environment:
 
 @lru_cache(maxsize=8)
 def _compiled(templates_dir: str | None) -> tuple[tuple[jinja2.Template, str, str], ...]:
-    """The four templates, compiled once per templates directory."""
+    """The four templates, compiled once per templates directory (with the macros they share,
+    so that a broken one is named at once)."""
     env = _environment(templates_dir)
-    loaded = []
-    for filename, kind, name_key in TEMPLATES:
-        try:
-            loaded.append((env.get_template(filename), kind, name_key))
-        except jinja2.TemplateSyntaxError as exc:
-            raise RenderError(f"template {exc.filename or filename} line {exc.lineno}: {exc.message}") from None
-        except jinja2.TemplateNotFound:
-            searched = cast(jinja2.FileSystemLoader, env.loader).searchpath  # as _environment made it
-            raise RenderError(f"template {filename} not found in {', '.join(searched)}") from None
-    return tuple(loaded)
+    for filename in SHARED:
+        _load(env, filename)
+    return tuple((_load(env, filename), kind, name_key) for filename, kind, name_key in TEMPLATES)
+
+
+def _load(env: jinja2.Environment, filename: str) -> jinja2.Template:
+    try:
+        return env.get_template(filename)
+    except jinja2.TemplateSyntaxError as exc:
+        raise RenderError(f"template {exc.filename or filename} line {exc.lineno}: {exc.message}") from None
+    except jinja2.TemplateNotFound:
+        searched = cast(jinja2.FileSystemLoader, env.loader).searchpath  # as _environment made it
+        raise RenderError(f"template {filename} not found in {', '.join(searched)}") from None
 
 
 def check_no_secrets(spec: AgentSpec) -> None:
@@ -173,6 +181,31 @@ def render_agent(settings: Settings, spec: AgentSpec, *, replicas: int = 1,
             _check_workload(obj, template.name, replicas, suspension)
         objects.append(obj)
     return objects
+
+
+class RenderCache:
+    """An agent's rendered manifests by spec and suspension, for one settings object: the last
+    ``max_entries`` renders are kept (about 20 KiB each), so that what renders an agent again
+    (a repeated create, each drift-repair pass, a suspend or resume) does not. A create renders
+    a spec not seen before: no cache spares that render.
+
+    The manifests are shared between callers: they may be read, never changed (copy first)."""
+
+    def __init__(self, settings: Settings, max_entries: int = 256) -> None:
+        self.settings = settings
+        self._cached = lru_cache(maxsize=max_entries)(self._render)
+
+    def _render(self, spec: AgentSpec, replicas: int, suspension: str | None) -> tuple[dict[str, Any], ...]:
+        return tuple(render_agent(self.settings, spec, replicas=replicas, suspension=suspension))
+
+    def agent(self, spec: AgentSpec, *, replicas: int = 1, suspension: str | None = None) -> list[dict[str, Any]]:
+        """:func:`render_agent` of ``spec`` with the StatefulSet's ``replicas`` and ``suspension``,
+        rendered once while it is among the last ``max_entries``. Raises :class:`RenderError`."""
+        return list(self._cached(spec, replicas, suspension))
+
+    def clear(self) -> None:
+        """Forget every render (the templates changed)."""
+        self._cached.cache_clear()
 
 
 def render_rbac(settings: Settings, name: str = "agentproxy") -> list[dict[str, Any]]:
@@ -251,11 +284,9 @@ def _hash(data: Any) -> str:
 
 
 def dump_yaml(objects: list[dict[str, Any]]) -> str:
-    """Multi-document YAML, as ``kubectl`` prints it."""
-    fast = yamlfast.dump_all(objects)  # byte for byte what PyYAML writes, when it can
-    if fast is not None:
-        return fast
-    return yamlfast.pyyaml_dump_all(objects)
+    """Multi-document YAML, as ``kubectl`` prints it, that Kubernetes reads as written (see
+    :mod:`.yamlout`)."""
+    return yamlout.dump_all(objects)
 
 
 def dump_json(objects: list[dict[str, Any]]) -> str:

@@ -177,11 +177,6 @@ _COERCERS = {"bool": _coerce_bool, "int": _coerce_int, "duration": _coerce_durat
              "commands": _coerce_commands, "api_keys": _coerce_api_keys}
 
 
-def coerce_command(value: Any) -> list[str]:
-    """Parse one agent command (``agents.commands.NAME``)."""
-    return _coerce_command(value)
-
-
 def _kind_of(annotation: Any) -> tuple[str, bool]:
     optional = False
     if typing.get_origin(annotation) is typing.Union:

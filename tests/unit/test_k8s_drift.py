@@ -9,7 +9,7 @@ import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from agentproxy.backends.k8s import model
+from agentproxy.backends.k8s import model, plan
 from agentproxy.backends.k8s.drift import differences, drifted, larger_quantity
 from agentproxy.render import render_agent
 
@@ -108,12 +108,13 @@ def test_a_volume_raised_out_of_band_is_never_shrunk():
     pvc = as_stored(objects()["PersistentVolumeClaim"])
     pvc["spec"]["resources"]["requests"]["storage"] = "5Gi"
     live = model.AgentObjects(None, None, None, pvc)
-    wanted = {o["kind"]: o for o in model.desired_objects(rendered, live)}
+    wanted = {s.kind: s.obj for s in plan.plan(rendered, live, plan.Purpose.REAPPLY).steps}
     assert wanted["PersistentVolumeClaim"]["spec"]["resources"]["requests"]["storage"] == "5Gi"
     assert rendered[2]["spec"]["resources"]["requests"]["storage"] == "1Gi"  # the rendered object is untouched
-    fresh = {o["kind"]: o for o in model.desired_objects(rendered, model.AgentObjects(None, None, None, None))}
-    assert fresh["PersistentVolumeClaim"]["spec"]["resources"]["requests"]["storage"] == "1Gi"
-    assert [k.name for k in model.APPLIED] == ["PersistentVolumeClaim", "StatefulSet", "Service", "ConfigMap"]
+    fresh = {s.kind: s.obj for s in plan.plan(rendered, model.AgentObjects(None, None, None, None),
+                                                plan.Purpose.REAPPLY).steps}
+    assert fresh["PersistentVolumeClaim"] is rendered[2]  # nothing to change: not even copied
+    assert [k.name for k in plan.APPLIED] == ["PersistentVolumeClaim", "StatefulSet", "Service", "ConfigMap"]
     assert larger_quantity("1Gi", "1024Mi") == "1Gi" and larger_quantity("1Gi", None) == "1Gi"
 
 
@@ -132,8 +133,8 @@ def test_an_agent_is_whole_once_its_claim_and_service_are_owned_by_its_statefuls
     sts = as_stored(objects()["StatefulSet"])
     claim = as_stored(objects()["ConfigMap"])
     service = as_stored(objects()["Service"])
-    assert not model.whole(model.AgentObjects(claim, sts, None, None), service)  # not owned yet
-    owned = [model.as_applied(o, sts) for o in (claim, service)]
-    assert model.whole(model.AgentObjects(owned[0], sts, None, None), owned[1])
-    assert not model.whole(model.AgentObjects(owned[0], sts, None, None), None)
-    assert not model.whole(model.AgentObjects(owned[0], None, None, None), owned[1])
+    assert not model.whole(model.AgentObjects(claim, sts, None, None, service=service))  # not owned yet
+    owned = [plan.as_applied(o, sts) for o in (claim, service)]
+    assert model.whole(model.AgentObjects(owned[0], sts, None, None, service=owned[1]))
+    assert not model.whole(model.AgentObjects(owned[0], sts, None, None))
+    assert not model.whole(model.AgentObjects(owned[0], None, None, None, service=owned[1]))

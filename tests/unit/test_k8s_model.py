@@ -5,14 +5,15 @@ pass over its narrow interface, the cache's index by agent, and the CLI's progre
 from __future__ import annotations
 
 import copy
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from agentproxy import naming
-from agentproxy.backends.base import AgentStatus
-from agentproxy.backends.k8s import model, volume
+from agentproxy.backends.base import AgentStatus, Conflict
+from agentproxy.backends.k8s import model, plan
 from agentproxy.backends.k8s.cache import Reflector
 from agentproxy.backends.k8s.kinds import (
     CONFIGMAP,
@@ -67,43 +68,53 @@ def test_one_kind_table_gives_every_path():
         kind_of({"apiVersion": "v1", "kind": "Secret"})
 
 
-def test_apply_plan_claims_with_the_configmap_then_applies_owner_first():
+NOTHING = model.AgentObjects(None, None, None, None)
+
+
+def test_a_create_claims_with_the_configmap_then_applies_the_owner_first():
     _, objects = rendered()
-    plan = model.apply_plan(objects)
-    assert plan.claim["kind"] == "ConfigMap"
-    assert [o["kind"] for o in plan.first] == ["PersistentVolumeClaim", "StatefulSet"]
-    assert [o["kind"] for o in plan.owned] == ["Service", "ConfigMap"]
+    for purpose in (plan.Purpose.CREATE, plan.Purpose.REAPPLY):
+        steps = plan.plan(objects, NOTHING, purpose).steps
+        assert [(s.kind, s.owned) for s in steps[-3:]] == [("StatefulSet", False), ("Service", True),
+                                                           ("ConfigMap", True)]
+        assert [s.force for s in steps[-3:]] == [None, None, None]  # as k8s_mode.force_conflicts says
+    create = plan.plan(objects, NOTHING, plan.Purpose.CREATE)
+    assert create.claim is objects[0] and create.owner is None
+    again = plan.plan(objects, NOTHING, plan.Purpose.REAPPLY)
+    assert again.claim is None
+    assert again.kinds == ["PersistentVolumeClaim", "StatefulSet", "Service", "ConfigMap"]
 
 
 def test_a_create_leaves_the_pvc_to_the_statefulset_controller_when_it_makes_it_as_rendered():
-    settings, objects = rendered()
-    plan = model.apply_plan(objects)
-    pvc, sts = plan.first
-    made = volume.claim_from_template(sts, pvc["metadata"]["name"])
+    _, objects = rendered()
+    _, _, pvc, sts = objects
+    made = plan.claim_from_template(sts, pvc["metadata"]["name"])
     assert made is not None and made["metadata"]["labels"] == pvc["metadata"]["labels"]
     assert made["spec"] == pvc["spec"]
-    assert volume.claim_from_template(sts, "data-agent-a1-x") is None
-    assert volume.claim_from_template(sts, "other-agent-a1-0") is None
-    create = volume.create_plan(plan, None)
-    assert [o["kind"] for o in create.first] == ["StatefulSet"]  # claim, StatefulSet, Service, ConfigMap: 4
-    assert (create.claim, create.owned) == (plan.claim, plan.owned)
+    assert plan.claim_from_template(sts, "data-agent-a1-x") is None
+    assert plan.claim_from_template(sts, "other-agent-a1-0") is None
+    create = plan.plan(objects, NOTHING, plan.Purpose.CREATE)
+    assert create.kinds == ["StatefulSet", "Service", "ConfigMap"]  # with the claim: 4 requests
 
     # Data kept from an earlier agent of this id: left alone when it holds what would be applied,
-    # applied when it does not (a larger size asked for now).
+    # applied (forced: the controller made it) when it does not (a larger size asked for now).
     kept = {**copy.deepcopy(pvc), "status": {"phase": "Bound"}}
-    assert [o["kind"] for o in volume.create_plan(plan, kept).first] == ["StatefulSet"]
+    with_data = model.AgentObjects(None, None, None, kept)
+    assert plan.plan(objects, with_data, plan.Purpose.CREATE).kinds == ["StatefulSet", "Service", "ConfigMap"]
     kept["spec"]["resources"]["requests"]["storage"] = "512Mi"
-    assert [o["kind"] for o in volume.create_plan(plan, kept).first] == ["PersistentVolumeClaim", "StatefulSet"]
+    first = plan.plan(objects, with_data, plan.Purpose.CREATE).steps[0]
+    assert (first.kind, first.force, first.owned) == ("PersistentVolumeClaim", True, False)
 
     # A PVC template that asks for more than the claim template gives is applied, as rendered.
     for change in ({"annotations": {"backup": "daily"}}, {"labels": {**pvc["metadata"]["labels"], "tier": "x"}},
                    {"finalizers": ["example.com/keep"]}):
         custom = copy.deepcopy(pvc)
         custom["metadata"].update(change)
-        assert volume.create_plan(model.ApplyPlan(plan.claim, (custom, sts), plan.owned), None).first == (custom, sts)
+        steps = plan.plan([objects[0], objects[1], custom, sts], NOTHING, plan.Purpose.CREATE).steps
+        assert steps[0].obj is custom and steps[0].force is True
     other_class = copy.deepcopy(pvc)
     other_class["spec"]["storageClassName"] = "fast"
-    assert len(volume.create_plan(model.ApplyPlan(plan.claim, (other_class, sts), plan.owned), None).first) == 2
+    assert len(plan.plan([objects[0], objects[1], other_class, sts], NOTHING, plan.Purpose.CREATE).steps) == 4
 
 
 def test_owned_objects_point_at_the_stored_statefulset():
@@ -111,11 +122,67 @@ def test_owned_objects_point_at_the_stored_statefulset():
     sts = stored(objects[3], uid="u-42")
     assert model.owner_reference(sts) == {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "agent-a1",
                                           "uid": "u-42"}
-    service = model.as_applied(objects[1], sts)
+    service = plan.as_applied(objects[1], sts)
     assert service["metadata"]["ownerReferences"] == [model.owner_reference(sts)]
     assert "ownerReferences" not in objects[1]["metadata"]  # a copy
-    assert "ownerReferences" not in model.as_applied(objects[2], sts)["metadata"]  # the PVC is not owned
-    assert "ownerReferences" not in model.as_applied(objects[1], None)["metadata"]  # no owner yet
+    assert "ownerReferences" not in plan.as_applied(objects[2], sts)["metadata"]  # the PVC is not owned
+    assert "ownerReferences" not in plan.as_applied(objects[1], None)["metadata"]  # no owner yet
+
+
+def test_a_suspend_applies_the_statefulset_alone_forced_unless_it_changed():
+    _, objects = rendered()
+    live = {**stored(objects[3]), "metadata": {**stored(objects[3])["metadata"], "resourceVersion": "41"}}
+    scale = plan.plan(objects, model.AgentObjects(None, live, None, None), plan.Purpose.SCALE)
+    [step] = scale.steps
+    assert (step.kind, step.force, step.owned) == ("StatefulSet", True, False)
+    assert step.obj["metadata"]["resourceVersion"] == "41" and "resourceVersion" not in objects[3]["metadata"]
+    with pytest.raises(ValueError):
+        plan.plan(objects, NOTHING, plan.Purpose.SCALE)
+
+
+def test_a_repair_applies_only_what_drifted_forced_and_not_what_is_being_deleted():
+    _, objects = rendered()
+    sts = stored(objects[3])
+    whole = model.AgentObjects(stored(plan.as_applied(objects[0], sts)), sts, None, stored(objects[2]),
+                               service=stored(plan.as_applied(objects[1], sts)))
+    assert plan.plan(objects, whole, plan.Purpose.REPAIR).steps == ()
+    scaled = {**sts, "spec": {**sts["spec"], "replicas": 0}}
+    no_service = dataclasses.replace(whole, statefulset=scaled, service=None)
+    repair = plan.plan(objects, no_service, plan.Purpose.REPAIR)
+    assert [(s.kind, s.force, s.drift) for s in repair.steps] == [
+        ("StatefulSet", True, ("spec.replicas",)), ("Service", True, ("(missing)",))]
+    assert [s.drifted for s in repair.steps] == ["changed out of band: spec.replicas", "deleted out of band"]
+    assert repair.owner is scaled
+    service = whole.service
+    assert service is not None
+    deleting = {**service, "metadata": {**service["metadata"], "deletionTimestamp": "2026-01-02T03:04:05Z",
+                                        "ownerReferences": []}}
+    assert plan.plan(objects, dataclasses.replace(whole, service=deleting), plan.Purpose.REPAIR).steps == ()
+
+
+async def test_a_plan_is_carried_out_in_order_with_the_stored_statefulset_as_owner():
+    _, objects = rendered()
+    pristine = copy.deepcopy(objects)
+    applied: list[tuple[dict[str, Any], bool | None]] = []
+
+    async def apply(obj: dict[str, Any], *, force: bool | None = None) -> dict[str, Any]:
+        applied.append((obj, force))
+        if obj["kind"] == "Service":
+            raise Conflict("taken")
+        return stored(obj, uid="u-7")
+
+    create = plan.plan(objects, NOTHING, plan.Purpose.CREATE)
+    with pytest.raises(Conflict):
+        await plan.carry_out(create, apply)  # a failure ends a create
+    assert [(o["kind"], force) for o, force in applied] == [("StatefulSet", None), ("Service", None)]
+    assert applied[1][0]["metadata"]["ownerReferences"][0]["uid"] == "u-7"  # as the server stored it
+
+    applied.clear()
+    failed: list[str] = []
+    done = await plan.carry_out(create, apply, on_failure=lambda step, exc: failed.append(step.kind))
+    assert failed == ["Service"] and [step.kind for step, _ in done] == ["StatefulSet", "ConfigMap"]
+    assert done[1][1]["metadata"]["ownerReferences"][0]["uid"] == "u-7"
+    assert objects == pristine  # rendered objects are shared (cached): never changed
 
 
 def test_delete_removes_the_statefulset_first_and_the_data_only_when_purged():
@@ -170,7 +237,7 @@ def test_what_create_and_delete_answer():
 def test_drift_and_strays():
     _, objects = rendered(env={"MODE": "calm"})
     sts = stored(objects[3])
-    want = model.as_applied(objects[0], sts)
+    want = plan.as_applied(objects[0], sts)
     live = stored(want)
     live["metadata"]["managedFields"] = [{"manager": "agentproxy"}]
     assert not model.drifted(live, want)
@@ -244,7 +311,7 @@ class Host:
 async def test_a_reconcile_pass_reapplies_drift_and_prunes_strays():
     spec, objects = rendered()
     sts = stored(objects[3])
-    configmap = stored(model.as_applied(objects[0], sts))
+    configmap = stored(plan.as_applied(objects[0], sts))
     stray = {"metadata": {"name": "agent-a1-old", "labels": naming.standard_labels("a1", "s1")}}
     host = Host(spec, {("StatefulSet", "agent-a1"): sts, ("ConfigMap", "agent-a1-config"): configmap,
                        ("ConfigMap", "agent-a1-old"): stray, ("PersistentVolumeClaim", "data-agent-a1-0"): stored(objects[2])})
@@ -258,7 +325,7 @@ async def test_a_reconcile_pass_reapplies_drift_and_prunes_strays():
     host.applied.clear()
     host.forced.clear()
     host.objects[("StatefulSet", "agent-a1")] = {**sts, "spec": {**sts["spec"], "replicas": 0}}
-    host.objects[("Service", "agent-a1-headless")] = stored(model.as_applied(objects[1], sts))
+    host.objects[("Service", "agent-a1-headless")] = stored(plan.as_applied(objects[1], sts))
     host.objects[("PersistentVolumeClaim", "data-agent-a1-0")]["metadata"]["labels"] = {}
     await reconciler.reconcile("a1")
     assert [o["kind"] for o in host.applied] == ["PersistentVolumeClaim", "StatefulSet"]
@@ -272,8 +339,8 @@ async def test_a_reconcile_pass_reapplies_drift_and_prunes_strays():
 async def test_a_missing_pvc_is_the_controllers_to_make_when_its_claim_template_makes_it_as_rendered():
     spec, objects = rendered()
     sts = stored(copy.deepcopy(objects[3]))
-    whole = {("StatefulSet", "agent-a1"): sts, ("ConfigMap", "agent-a1-config"): stored(model.as_applied(objects[0], sts)),
-             ("Service", "agent-a1-headless"): stored(model.as_applied(objects[1], sts)),
+    whole = {("StatefulSet", "agent-a1"): sts, ("ConfigMap", "agent-a1-config"): stored(plan.as_applied(objects[0], sts)),
+             ("Service", "agent-a1-headless"): stored(plan.as_applied(objects[1], sts)),
              ("Pod", "agent-a1-0"): {"metadata": {"name": "agent-a1-0"}}}  # its event came before the claim's
     host = Host(spec, dict(whole))
     await Reconciler(host).reconcile("a1")
@@ -281,15 +348,15 @@ async def test_a_missing_pvc_is_the_controllers_to_make_when_its_claim_template_
     # The stored StatefulSet's claim template carries the server's defaults; the rendered one is compared.
     sts["spec"]["volumeClaimTemplates"][0]["spec"]["volumeMode"] = "Filesystem"
     sts["spec"]["volumeClaimTemplates"][0]["status"] = {"phase": "Pending"}
-    assert volume.pvc_awaited(model.AgentObjects.of("a1", host.cached), objects[2], objects[3])
+    assert plan.pvc_awaited(model.AgentObjects.of("a1", host.cached), objects[2], objects[3])
     await Reconciler(host).reconcile("a1")
     assert host.applied == []
 
     # A PVC template that renders more than the claim template gives: applied, as before.
     custom = copy.deepcopy(objects[2])
     custom["metadata"]["annotations"] = {"backup": "daily"}
-    assert not volume.pvc_awaited(model.AgentObjects.of("a1", host.cached), custom, objects[3])
-    assert not volume.pvc_awaited(model.AgentObjects(None, None, None, None), objects[2], objects[3])
+    assert not plan.pvc_awaited(model.AgentObjects.of("a1", host.cached), custom, objects[3])
+    assert not plan.pvc_awaited(model.AgentObjects(None, None, None, None), objects[2], objects[3])
 
 
 async def test_the_cache_indexes_objects_by_agent():

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agentproxy.render import TEMPLATES, default_templates_dir
+from agentproxy.render import SHARED, TEMPLATES, default_templates_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,7 +37,7 @@ def test_wheel_carries_the_templates(tmp_path):
     assert len(wheels) == 1, wheels
     with zipfile.ZipFile(wheels[0]) as wheel:
         names = set(wheel.namelist())
-        for filename, _, _ in TEMPLATES:
+        for filename in [*SHARED, *(filename for filename, _, _ in TEMPLATES)]:
             member = f"agentproxy/templates/{filename}"
             assert member in names, member
             assert wheel.read(member) == (REPO_ROOT / "templates" / filename).read_bytes()

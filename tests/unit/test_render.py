@@ -4,11 +4,13 @@ backend and the spec rely on."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
+import pytest
 import yaml
 
-from agentproxy import naming
-from agentproxy.render import dump_json, dump_yaml, render_agent
+from agentproxy import naming, render as render_module
+from agentproxy.render import RenderCache, RenderError, dump_json, dump_yaml, render_agent
 from agentproxy.settings import AGENT_PORT
 
 from ._support import by_kind, container, render, settings_with, spec_for
@@ -191,3 +193,34 @@ def test_dumps_parse_back(settings):
     assert (listed["apiVersion"], listed["kind"]) == ("v1", "List")
     assert listed["items"] == objects
     assert by_kind(listed["items"])["StatefulSet"]["spec"]["replicas"] == 1
+
+
+def test_an_agent_is_rendered_once_by_spec_and_suspension(settings, monkeypatch):
+    renders = []
+    original = render_module.render_agent
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        renders.append(args[1])
+        return original(*args, **kwargs)
+    monkeypatch.setattr(render_module, "render_agent", counted)
+    cache = RenderCache(settings, max_entries=2)
+    spec = spec_for(settings, env={"A": "1"})
+    first = cache.agent(spec)
+    again = cache.agent(spec_for(settings, env={"A": "1"}))  # an equal spec
+    assert again == first and all(a is b for a, b in zip(again, first, strict=True)) and len(renders) == 1
+    assert again is not first  # a list of its own; the manifests are shared
+    suspended = cache.agent(spec, replicas=0, suspension='{"at": "x"}')
+    assert by_kind(suspended)["StatefulSet"]["spec"]["replicas"] == 0 and len(renders) == 2
+    # Specs that differ only in what their hash leaves out (env) are rendered each.
+    other = cache.agent(spec_for(settings, env={"A": "2"}))
+    assert by_kind(other)["ConfigMap"]["data"]["A"] == "2" and len(renders) == 3
+    cache.agent(spec)  # the oldest of three was dropped (at most two are kept)
+    assert len(renders) == 4 and cache.agent(spec) == first
+    assert first == original(settings, spec)
+
+
+def test_a_render_that_fails_is_not_kept(settings):
+    cache = RenderCache(settings)
+    spec = spec_for(settings, env={"GITHUB_TOKEN": "x"})
+    for _ in range(2):
+        with pytest.raises(RenderError, match="env.GITHUB_TOKEN"):
+            cache.agent(spec)

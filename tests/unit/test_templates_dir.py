@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from agentproxy.render import TEMPLATES, RenderError, default_templates_dir, render_agent
+from agentproxy.backends.k8s import model, plan
+from agentproxy.render import SHARED, TEMPLATES, RenderError, default_templates_dir, render_agent
 
 from ._support import by_kind, settings_with, spec_for
 
@@ -32,7 +33,7 @@ def _render(directory: Path):
 def test_default_templates_dir_holds_every_template():
     directory = default_templates_dir()
     assert directory.is_dir()
-    for filename, _, _ in TEMPLATES:
+    for filename in [*SHARED, *(filename for filename, _, _ in TEMPLATES)]:
         assert (directory / filename).is_file(), filename
 
 
@@ -131,3 +132,39 @@ def test_empty_templates_dir_uses_the_defaults(tmp_path, settings):
     directory = tmp_path / "empty"
     directory.mkdir()
     assert _render(directory) == render_agent(settings, spec_for(settings))
+
+
+def test_the_pvc_and_the_claim_template_share_one_spec(tmp_path):
+    # One file changes both: a create still leaves the PVC to the StatefulSet controller.
+    directory = _custom(tmp_path, "pvc-spec.j2", lambda t: t.replace(
+        'accessModes: ["ReadWriteOnce"]', 'accessModes: ["ReadWriteOnce"]\nvolumeMode: Block'))
+    objects = _render(directory)
+    custom = by_kind(objects)
+    assert custom["PersistentVolumeClaim"]["spec"]["volumeMode"] == "Block"
+    assert custom["StatefulSet"]["spec"]["volumeClaimTemplates"][0]["spec"] == custom["PersistentVolumeClaim"]["spec"]
+    nothing = model.AgentObjects(None, None, None, None)
+    assert "PersistentVolumeClaim" not in plan.plan(objects, nothing, plan.Purpose.CREATE).kinds
+
+
+def test_templates_written_before_the_shared_spec_still_render(tmp_path, settings):
+    # An operator's StatefulSet template with the claim template's spec written out, as the
+    # shipped one had it, renders what the shipped templates render.
+    def inline(template: str) -> str:
+        template = template.replace('{%- import "pvc-spec.j2" as volume -%}\n', "")
+        return template.replace("        {{ volume.pvc_spec(k8s, resources) | indent(8) }}\n", (
+            '        accessModes: ["ReadWriteOnce"]\n'
+            "{%- if k8s.storage_class is not none %}\n"
+            "        storageClassName: {{ k8s.storage_class | q }}\n"
+            "{%- endif %}\n"
+            "        resources:\n"
+            "          requests:\n"
+            "            storage: {{ resources.storage_size | q }}\n"))
+    directory = _custom(tmp_path, "statefulset.yaml.j2", inline)
+    assert "pvc_spec" not in (directory / "statefulset.yaml.j2").read_text()
+    assert _render(directory) == render_agent(settings, spec_for(settings))
+
+
+def test_a_broken_shared_template_is_named(tmp_path):
+    directory = _custom(tmp_path, "pvc-spec.j2", lambda t: t.replace("{%- endmacro %}", ""))
+    with pytest.raises(RenderError, match=r"pvc-spec\.j2 line \d+"):
+        _render(directory)

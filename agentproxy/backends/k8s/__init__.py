@@ -3,12 +3,13 @@
 Pure decisions, no cluster:
 
 - :mod:`.kinds`: the one table of the kinds agentproxy manages.
-- :mod:`.model`: apply plan, owner, delete targets, state from cached objects, the replicas of a
-  suspended agent, what is wanted of each object.
+- :mod:`.model`: owner, delete targets, state from cached objects, the replicas of a suspended
+  agent.
+- :mod:`.plan`: the one plan of every apply (which objects, in which order, forced or not, owned
+  or not, when the StatefulSet controller makes the PVC) and the one loop that carries it out.
 - :mod:`.status`: an agent's status from its StatefulSet, Pod and PVC.
 - :mod:`.drift`: which owned fields drifted.
 - :mod:`.steps`: the start steps of an agent, from the objects the watches hold.
-- :mod:`.volume`: when the StatefulSet controller makes the PVC.
 
 The I/O behind them:
 

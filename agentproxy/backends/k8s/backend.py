@@ -9,8 +9,9 @@ replicas and an annotation saying so; suspends and resumes apply it on the
 condition that it has not changed since it was read, so that of several proxies
 exactly one carries each out.
 
-This module does the I/O; what to apply in which order, what to delete, an
-agent's state and drift are decided by the pure functions of :mod:`.model`.
+This module does the I/O; what to apply in which order, forced or not, owned or
+not is decided by :func:`.plan.plan` (and carried out by :func:`.plan.carry_out`),
+what to delete, an agent's state and drift by the pure functions of :mod:`.model`.
 
 While the API server does not answer (see :mod:`.health`), ``/readyz`` says so
 and creates fail at once with 503. A create cut off half-way is rolled back, at
@@ -22,14 +23,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 
 from ... import naming
-from ...render import RenderError, render_agent
+from ...render import RenderCache, RenderError
 from ...settings import Settings
 from ...spec import AgentSpec
 from ..base import (
@@ -49,11 +50,12 @@ from ..index import StateIndex
 from ..limits import CreateLimits
 from ..progress import K8S_PLAN, Facts
 from ..suspension import AgentActivity, Suspension
-from . import model, steps, upkeep, volume
+from . import model, steps, upkeep
 from .cache import NamespaceCache, event_agent
 from .client import Client, NamespaceMissing
 from .health import ApiHealth
 from .kinds import CONFIGMAP, EVENT, POD, PVC, SERVICE, STATEFULSET, Kind, kind_of, path_of
+from .plan import Purpose, as_applied, carry_out, plan
 from .reconcile import CLAIM_GRACE, Reconciler
 from .rollback import Rollbacks
 
@@ -83,6 +85,8 @@ class K8sBackend(Backend):
         self.client = client
         self.cache: NamespaceCache | None = None
         self.specs = model.SpecReader()
+        self.manifests = RenderCache(settings)
+        """Rendered manifests by spec and suspension: an agent is rendered once, not on every apply."""
         self.index = StateIndex()
         """Every agent's state, derived again for an agent whenever a watch event (or its first
         message) touches it, and by session and owner: reads and lists derive nothing."""
@@ -248,13 +252,13 @@ class K8sBackend(Backend):
 
     def render(self, spec: AgentSpec, suspension: Suspension | None = LIVE) -> list[dict[str, Any]]:
         """The agent's manifests with the StatefulSet of ``suspension`` (by default the one it has
-        now: whatever re-applies the agent keeps a suspended one suspended); a template problem
-        is the request's problem (422)."""
+        now: whatever re-applies the agent keeps a suspended one suspended), from
+        :attr:`manifests` (shared: never changed); a template problem is the request's problem (422)."""
         if suspension is LIVE:
             suspension = model.suspension_of(self.cached(STATEFULSET, naming.statefulset_name(spec.id))
                                               if self.cache is not None else None)
         try:
-            return render_agent(self.settings, spec, **model.workload(suspension))
+            return self.manifests.agent(spec, **model.workload(suspension))
         except RenderError as exc:
             raise Rejected(str(exc), field=exc.field) from None
 
@@ -270,25 +274,6 @@ class K8sBackend(Backend):
         assert self.client is not None
         return await self.client.delete(kind.item(self.namespace, name), resource=kind.plural)
 
-    async def apply_objects(self, objects: list[dict[str, Any]], *, force: bool | None = None,
-                            creating: bool = False) -> None:
-        """Apply the rendered objects as :func:`.model.desired_objects` has them, in the order of
-        :func:`.model.apply_plan` (of :func:`.volume.create_plan` when ``creating``)."""
-        agent_id = model.agent_id_of(objects[0])
-        live = model.AgentObjects.of(agent_id, self.cached) if agent_id else model.AgentObjects(None, None, None, None)
-        plan = model.apply_plan(model.desired_objects(objects, live))
-        if creating:
-            plan = volume.create_plan(plan, live.pvc)
-        statefulset: dict[str, Any] | None = None
-        for obj in plan.first:
-            # A create applies the PVC only to data kept from an earlier agent of the id: its
-            # fields may belong to the StatefulSet controller, which made it for agentproxy from
-            # the claim template; they are taken back, as drift repair would.
-            pvc_of_create = creating and obj["kind"] == PVC.name
-            statefulset = await self.apply(obj, force=True if pvc_of_create else force)
-        for obj in plan.owned:
-            await self.apply(model.as_applied(obj, statefulset), force=force)
-
     async def _prepare(self, spec: AgentSpec | None) -> list[dict[str, Any]] | None:
         assert self.client is not None
         # While the API server does not answer, fail now rather than after a timeout.
@@ -300,10 +285,13 @@ class K8sBackend(Backend):
 
     async def _create_new(self, spec: AgentSpec, objects: list[dict[str, Any]]) -> AgentState:
         # Data kept from an earlier agent of this id is never rolled back.
-        had_data = self.cached(PVC, naming.pvc_name(spec.id)) is not None
+        live = model.AgentObjects.of(spec.id, self.cached)
+        had_data = live.pvc is not None
+        create = plan(objects, live, Purpose.CREATE)
+        assert create.claim is not None  # a create's plan starts with its claim
         self.reconciler.note_applied(spec.id)  # our own half-applied agent is not drift
         try:
-            claimed = await self._claim(spec, model.apply_plan(objects).claim)
+            claimed = await self._claim(spec, create.claim)
         except NamespaceMissing as exc:
             if self.namespace_check is not None:
                 self.namespace_check.missing(exc)
@@ -314,7 +302,7 @@ class K8sBackend(Backend):
             self.rollbacks.later(spec.id, delete_data=not had_data)
             raise
         try:
-            await self.apply_objects(objects, creating=True)
+            await carry_out(create, self.apply)
             self.reconciler.note_applied(spec.id)
         except BackendError:
             if claimed:
@@ -327,7 +315,8 @@ class K8sBackend(Backend):
     async def _create_again(self, existing: AgentState, objects: list[dict[str, Any]]) -> AgentState:
         # Applied again: a repeat repairs what is missing, like `kubectl apply`.
         self.reconciler.note_applied(existing.id)
-        await self.apply_objects(objects)
+        live = model.AgentObjects.of(existing.id, self.cached)
+        await carry_out(plan(objects, live, Purpose.REAPPLY), self.apply)
         self.reconciler.note_applied(existing.id)
         self.rollbacks.settled(existing.id)  # the agent is whole again: nothing to roll back
         current = self.state_of(existing.id)
@@ -335,7 +324,7 @@ class K8sBackend(Backend):
             return current  # an idempotent repeat reports the agent as it is
         return model.applied_state(existing.spec, self.namespace, datetime.now(UTC))
 
-    async def _claim(self, spec: AgentSpec, configmap: dict[str, Any]) -> bool:
+    async def _claim(self, spec: AgentSpec, configmap: Mapping[str, Any]) -> bool:
         """Create the ConfigMap; True when this call created it. An existing one
         with another spec means the id is taken."""
         assert self.client is not None
@@ -377,9 +366,9 @@ class K8sBackend(Backend):
             current = self.state_of(state.id, live) or state
             if attempt and (current.suspended == (suspension is not None) or (guard and not guard(current))):
                 return current, False
-            sts = model.statefulset_of(self.render(state.spec, suspension))
+            scale = plan(self.render(state.spec, suspension), model.AgentObjects(None, live, None, None), Purpose.SCALE)
             try:
-                stored = await self.apply(model.unless_changed(sts, live["metadata"]["resourceVersion"]), force=True)
+                [(_, stored)] = await carry_out(scale, self.apply)
             except Conflict:
                 log.debug("the StatefulSet of agent %s changed since it was read; reading it again", state.id)
                 live = await self.client.get(path, resource="statefulsets")
@@ -427,7 +416,7 @@ class K8sBackend(Backend):
         statefulset = self.cached(STATEFULSET, naming.statefulset_name(spec.id))
         lines: list[str] = []
         for rendered in self.render(spec):
-            obj = model.as_applied(rendered, statefulset)  # as the backend applies them
+            obj = as_applied(rendered, statefulset)  # as the backend applies them
             live = await self.client.get(path_of(obj), resource=kind_of(obj).plural)
             # Forced, so the result shows the change even where the claim's
             # create left another owner on a field (a real apply of a new spec is a conflict).

@@ -2,10 +2,10 @@
 
 - the agent's objects and its state, derived from what the cache holds;
 - suspension: the replicas and annotation of a suspended agent, and its clock of activity;
-- the apply plan (what is applied in which order, and what the StatefulSet owns);
+- the ownerReference to an agent's StatefulSet (what it owns, in which order objects are
+  applied and which are forced is :mod:`.plan`'s);
 - the objects a delete (or a failed create's rollback) removes;
-- what agentproxy wants of each object (:func:`desired_objects`: a volume never shrunk), drift
-  (does a live object still hold it? see :mod:`.drift`) and strays to prune;
+- drift (does a live object still hold what is applied? see :mod:`.drift`) and strays to prune;
 - when a claim whose create never finished is abandoned;
 - the progress ``agentproxy apply --wait`` shows and the diff ``agentproxy diff`` prints.
 
@@ -15,7 +15,6 @@ writes such a rule on its own.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import difflib
 import json
@@ -46,10 +45,6 @@ SPEC_HASH_ANNOTATION = "agentproxy.io/spec-hash"
 SUSPENDED_ANNOTATION = naming.ANNOTATION_SUSPENDED
 LAST_ACTIVE_ANNOTATION = naming.ANNOTATION_LAST_ACTIVE
 
-OWNED = (SERVICE, CONFIGMAP)
-"""Kinds applied with an ownerReference to the agent's StatefulSet (collected with it)."""
-APPLIED = (PVC, STATEFULSET, SERVICE, CONFIGMAP)
-"""The kinds agentproxy applies for an agent, in apply order; drift repair keeps all four."""
 
 
 # --- the objects of one agent ------------------------------------------------------------------
@@ -64,12 +59,15 @@ class AgentObjects:
     pvc: Obj | None
     events: tuple[Obj, ...] = ()
     """Events about the StatefulSet and the claim (what their controllers could not do)."""
+    service: Obj | None = None
+    """The headless Service."""
 
     @classmethod
     def of(cls, agent_id: str, get: Callable[[Kind, str], Obj | None], events: Iterable[Obj] = ()) -> AgentObjects:
         """The objects of ``agent_id`` read through ``get(kind, name)``, and its ``events``."""
         return cls(get(CONFIGMAP, naming.configmap_name(agent_id)), get(STATEFULSET, naming.statefulset_name(agent_id)),
-                   get(POD, naming.pod_name(agent_id)), get(PVC, naming.pvc_name(agent_id)), tuple(events))
+                   get(POD, naming.pod_name(agent_id)), get(PVC, naming.pvc_name(agent_id)), tuple(events),
+                   get(SERVICE, naming.headless_service_name(agent_id)))
 
 
 def annotation(obj: Obj | None, key: str) -> str | None:
@@ -229,45 +227,10 @@ def activity_patch(when: datetime) -> dict[str, Any]:
 def unless_changed(obj: Obj, resource_version: str) -> dict[str, Any]:
     """A copy of ``obj`` whose apply fails (409) if the object was changed since ``resource_version``:
     of several proxies suspending or resuming one agent at once, exactly one does it."""
-    guarded = copy.deepcopy(dict(obj))
-    guarded["metadata"]["resourceVersion"] = resource_version
-    return guarded
+    return {**obj, "metadata": {**obj["metadata"], "resourceVersion": resource_version}}
 
 
 # --- applying and deleting ---------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class ApplyPlan:
-    """The rendered objects in apply order: the PVC, then the StatefulSet (the owner), then the
-    objects it owns (Service and ConfigMap), each given an ownerReference to it once it exists."""
-
-    claim: dict[str, Any]
-    first: tuple[dict[str, Any], ...]
-    owned: tuple[dict[str, Any], ...]
-
-
-def desired_objects(rendered: Iterable[dict[str, Any]], live: AgentObjects) -> list[dict[str, Any]]:
-    """The rendered objects as agentproxy applies them, given what is live: the PVC is never
-    asked for less storage than it holds (a volume raised out of band is kept; the API server
-    refuses to shrink one)."""
-    out = []
-    for obj in rendered:
-        obj = copy.deepcopy(obj)
-        if obj["kind"] == PVC.name and live.pvc is not None:
-            requests = obj["spec"]["resources"]["requests"]
-            held = (((live.pvc.get("spec") or {}).get("resources") or {}).get("requests") or {}).get("storage")
-            requests["storage"] = drift.larger_quantity(requests["storage"], held)
-        out.append(obj)
-    return out
-
-
-def apply_plan(objects: Iterable[dict[str, Any]]) -> ApplyPlan:
-    """The plan of an agent's rendered objects (``render_agent`` order: ConfigMap, Service, PVC,
-    StatefulSet). The ConfigMap is also the claim a create makes first."""
-    by_kind = {o["kind"]: o for o in objects}
-    return ApplyPlan(claim=by_kind[CONFIGMAP.name], first=(by_kind[PVC.name], by_kind[STATEFULSET.name]),
-                     owned=tuple(by_kind[k.name] for k in OWNED))
-
 
 def statefulset_of(objects: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """The StatefulSet among an agent's rendered objects."""
@@ -282,29 +245,20 @@ def owner_reference(statefulset: Obj) -> dict[str, Any]:
 
 
 def with_owner(obj: Obj, owner: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``obj`` owned by ``owner`` (deleted with it by the garbage collector)."""
-    owned = copy.deepcopy(dict(obj))
-    owned["metadata"]["ownerReferences"] = [owner]
-    return owned
+    """A copy of ``obj`` owned by ``owner`` (deleted with it by the garbage collector). Only
+    its metadata is copied: the rest is shared with ``obj``, which stays as it was."""
+    return {**obj, "metadata": {**obj["metadata"], "ownerReferences": [owner]}}
 
 
-def as_applied(obj: Obj, statefulset: Obj | None) -> dict[str, Any]:
-    """``obj`` as the backend applies it: owned by the StatefulSet when of an owned kind and the
-    StatefulSet exists."""
-    if statefulset is not None and obj["kind"] in {k.name for k in OWNED}:
-        return with_owner(obj, owner_reference(statefulset))
-    return dict(obj)
-
-
-def whole(objects: AgentObjects, service: Obj | None) -> bool:
+def whole(objects: AgentObjects) -> bool:
     """True when every step of a create was carried out: the last one makes the claim (and the
     Service) owned by the StatefulSet."""
-    sts = objects.statefulset
-    if sts is None or objects.claim is None or service is None or not sts["metadata"].get("uid"):
+    sts, claim, service = objects.statefulset, objects.claim, objects.service
+    if sts is None or claim is None or service is None or not sts["metadata"].get("uid"):
         return False
     uid = sts["metadata"]["uid"]
     return all(any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
-               for obj in (objects.claim, service))
+               for obj in (claim, service))
 
 
 def delete_targets(agent_id: str, *, purge: bool) -> list[tuple[Kind, str]]:

@@ -14,8 +14,9 @@ is removed.
 A deleted StatefulSet is not re-created: its absence is how a delete starts (see
 :func:`.model.delete_targets`), for every proxy replica.
 
-The reconciler sees its backend through :class:`ReconcileHost` alone, and its
-rules (what is wanted, what drifted, what is a stray) are those of :mod:`.model`.
+The reconciler sees its backend through :class:`ReconcileHost` alone; what drifted and
+is applied again is decided by :func:`.plan.plan` (a repair), what is a stray or an
+abandoned claim by :mod:`.model`.
 """
 
 from __future__ import annotations
@@ -31,19 +32,9 @@ from typing import Any, Protocol
 from ... import naming
 from ...spec import AgentSpec
 from ..base import BackendError
-from .kinds import CONFIGMAP, PVC, STATEFULSET, Kind
-from .model import (
-    APPLIED,
-    OWNED,
-    AgentObjects,
-    abandoned_claim,
-    as_applied,
-    created_at,
-    desired_objects,
-    differences,
-    strays,
-)
-from .volume import pvc_awaited
+from .kinds import CONFIGMAP, Kind
+from .model import AgentObjects, abandoned_claim, created_at, strays
+from .plan import OWNED, Purpose, Step, carry_out, plan
 
 log = logging.getLogger(__name__)
 
@@ -170,28 +161,12 @@ class Reconciler:
         if age < self.young:
             self.schedule(agent_id, self.young - age + self.delay)
             return
-        wanted = {o["kind"]: o for o in desired_objects(host.render(spec), objects)}
-        for kind in APPLIED:  # the owner before what it owns; one failure does not stop the others
-            want = as_applied(wanted[kind.name], sts)
-            live = host.cached(kind, want["metadata"]["name"])
-            if live is not None and live["metadata"].get("deletionTimestamp"):
-                continue  # being deleted: it can be applied again once it is gone
-            if kind is PVC and pvc_awaited(objects, want, wanted[STATEFULSET.name]):
-                continue  # the StatefulSet controller makes it before the pod
-            changed = differences(live, want)
-            if not changed:
-                continue
-            what = "deleted out of band" if live is None else "changed out of band: " + ", ".join(
-                changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
-            log.warning("drift repair: applying %s %s again; %s", kind.name, want["metadata"]["name"], what)
-            try:
-                applied = await host.apply(want, force=True)
-            except BackendError as exc:
-                log.warning("drift repair of %s %s failed: %s", kind.name, want["metadata"]["name"], exc.message)
-                continue
-            self.repairs[kind.name] += 1
-            if kind is STATEFULSET:
-                sts = applied
+        repair = plan(host.render(spec), objects, Purpose.REPAIR)
+        for step in repair.steps:
+            log.warning("drift repair: applying %s %s again; %s", step.kind, step.name, step.drifted)
+        # The owner before what it owns; one failure does not stop the others.
+        for step, _ in await carry_out(repair, host.apply, on_failure=_repair_failed):
+            self.repairs[step.kind] += 1
 
     async def _unfinished(self, agent_id: str, objects: AgentObjects) -> None:
         """A claim without a StatefulSet: a create under way (here or in another proxy), or one
@@ -207,3 +182,7 @@ class Reconciler:
                     agent_id, self.claim_grace)
         await self.host.delete_object(CONFIGMAP, naming.configmap_name(agent_id))
         self.abandoned += 1
+
+
+def _repair_failed(step: Step, exc: BackendError) -> None:
+    log.warning("drift repair of %s %s failed: %s", step.kind, step.name, exc.message)

@@ -12,10 +12,9 @@ import logging
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
-from ... import naming
 from ..base import AgentLocks, BackendError, Unavailable
 from . import model
-from .kinds import SERVICE, Kind
+from .kinds import Kind
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +101,4 @@ class Rollbacks:
 
     def _whole(self, agent_id: str) -> bool:
         """True when the agent's create got to its end: the claim is owned by the StatefulSet."""
-        cached = self._host.cached
-        return model.whole(model.AgentObjects.of(agent_id, cached),
-                           cached(SERVICE, naming.headless_service_name(agent_id)))
+        return model.whole(model.AgentObjects.of(agent_id, self._host.cached))

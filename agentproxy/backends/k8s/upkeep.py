@@ -11,7 +11,7 @@ from typing import Any
 from ..base import BackendError, MetricSample, Unavailable
 from .client import Client, NamespaceMissing
 from .kinds import CONFIGMAP, KINDS
-from .model import APPLIED
+from .plan import APPLIED
 
 log = logging.getLogger(__name__)
 
