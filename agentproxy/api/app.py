@@ -9,6 +9,7 @@ from aiohttp import web
 from ..backends.base import Backend
 from ..idle import IdlePolicy
 from ..settings import Settings
+from ..teams.config import teams_of
 from . import compat, ui
 from .agents import AgentRoutes
 from .auth import ApiKey, Authenticator
@@ -41,9 +42,10 @@ def create_app(
     server do) so that a client leaving a proxied stream closes the upstream
     connection at once rather than at the next chunk.
     """
-    auth = Authenticator(api_keys)
+    teams = teams_of(settings)
+    auth = Authenticator(api_keys, teams)
     policy = IdlePolicy(settings.agents.idle_timeout, settings.agents.max_age)
-    ctx = ApiContext(settings=settings, backend=backend, auth=auth, metrics=Metrics(backend),
+    ctx = ApiContext(settings=settings, backend=backend, auth=auth, metrics=Metrics(backend), teams=teams,
                      heartbeat_interval=heartbeat_interval, traffic=TrafficClock(enabled=bool(policy.idle_timeout)))
     app = web.Application(
         # Innermost, after the key is checked: the 100 Continue of a request that expects one.
