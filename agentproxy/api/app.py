@@ -10,6 +10,7 @@ from ..backends.base import Backend
 from ..idle import IdlePolicy
 from ..settings import Settings
 from ..teams.config import teams_of
+from ..teams.routes import TeamRoutes
 from . import compat, ui
 from .agents import AgentRoutes
 from .auth import ApiKey, Authenticator
@@ -59,6 +60,7 @@ def create_app(
     add = lambda defs: app.add_routes(deferring(defs))  # noqa: E731 - every route: 100 Continue after auth
     add(AgentProxy(ctx).routes())
     add(AgentRoutes(ctx).routes())
+    add(TeamRoutes(ctx).routes())
     add(events.routes())
     add(Health(backend).routes())
     add(ui.routes())

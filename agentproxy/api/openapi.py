@@ -270,6 +270,20 @@ def _other_ops() -> dict[str, Any]:
     }
 
 
+def _team_ops() -> dict[str, Any]:
+    """The routes of :mod:`agentproxy.teams.routes`."""
+    profile = {"type": "object", "required": ["name", "description", "agent", "image", "resources", "idle_timeout",
+                                              "env", "credentials", "mcp_servers", "instructions", "groups"]}
+    profiles = {"type": "object", "required": ["profiles", "default"], "properties": {
+        "profiles": {"type": "array", "items": profile}, "default": _nullable({"type": "string"})}}
+    return {
+        "/profiles": {"get": {"operationId": "listProfiles", "summary": "The profiles the caller may use",
+                              "description": "Names of environment variables, credentials and MCP servers; never "
+                                             "a value or the instruction text.",
+                              "responses": {"200": _json(profiles, "Allowed profiles."), **_errors("401")}}},
+    }
+
+
 def openapi_document(auth: bool = True, extra_paths: dict[str, Any] | None = None, *,
                      settings: Settings | None = None, agent_types: list[str] | None = None,
                      secrets_refused: bool = False) -> dict[str, Any]:
@@ -281,7 +295,7 @@ def openapi_document(auth: bool = True, extra_paths: dict[str, Any] | None = Non
         "openapi": "3.1.0",
         "info": {"title": "agentproxy", "version": __version__,
                  "description": "Run, supervise and proxy AI coding agents (agentapi servers)."},
-        "paths": {**_agent_ops(), **_other_ops(), **dashboard_paths(), **(extra_paths or {})},
+        "paths": {**_agent_ops(), **_other_ops(), **_team_ops(), **dashboard_paths(), **(extra_paths or {})},
         "components": {
             "schemas": _schemas(_create_schema(settings, agent_types, secrets_refused)),
             "securitySchemes": {
