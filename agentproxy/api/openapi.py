@@ -276,7 +276,35 @@ def _team_ops() -> dict[str, Any]:
                                               "env", "credentials", "mcp_servers", "instructions", "groups"]}
     profiles = {"type": "object", "required": ["profiles", "default"], "properties": {
         "profiles": {"type": "array", "items": profile}, "default": _nullable({"type": "string"})}}
+    holder = {"type": "object", "required": ["kind", "name"], "properties": {
+        "kind": {"type": "string", "enum": ["user", "group"]}, "name": {"type": "string"}}}
+    entry = {"type": "object", "required": ["owner", "name", "updated_at"], "properties": {
+        "owner": holder, "name": {"type": "string"}, "updated_at": {"type": "string", "format": "date-time"}}}
+    listed = {"type": "object", "required": ["owner", "credentials"], "properties": {
+        "owner": holder, "credentials": {"type": "array", "items": {
+            "type": "object", "required": ["name", "updated_at"],
+            "properties": {"name": {"type": "string"}, "updated_at": {"type": "string", "format": "date-time"}}}}}}
+    group = _query("group", {"type": "string"}, "A group of the caller's: its credentials rather than the caller's.")
+    name = _path_param("name", {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?$"},
+                       "Credential name, e.g. anthropic.")
+    value = {"type": "object", "required": ["value"], "additionalProperties": False,
+             "properties": {"value": {"type": "string", "minLength": 1, "maxLength": 16384}}}
     return {
+        "/credentials": {"get": {
+            "operationId": "listCredentials", "summary": "Names and update times of the caller's credentials",
+            "parameters": [group], "responses": {"200": _json(listed, "Never a value."), **_errors("401", "403")}}},
+        "/credentials/{name}": {
+            "parameters": [name, group],
+            "put": {"operationId": "putCredential", "summary": "Set a credential (write-only)",
+                    "description": "Agents whose profile maps it get it in their environment at their next start "
+                                   "or resume.",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": value}}},
+                    "responses": {"200": _json(entry, "Set; the value is not answered."),
+                                  **_errors("400", "401", "403", "413", "415", "422")}},
+            "delete": {"operationId": "deleteCredential", "summary": "Remove a credential",
+                       "responses": {"200": _json({"type": "object"}, "Removed."),
+                                     **_errors("400", "401", "403", "404")}},
+        },
         "/profiles": {"get": {"operationId": "listProfiles", "summary": "The profiles the caller may use",
                               "description": "Names of environment variables, credentials and MCP servers; never "
                                              "a value or the instruction text.",
