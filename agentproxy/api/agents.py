@@ -65,7 +65,7 @@ class AgentRoutes:
         spec = team_spec(self.ctx.teams, self.ctx.settings, principal, session, fields)
         for check in self.ctx.agent_id_checks:
             check(spec.id)
-        existed = False
+        existed = resumes = False
         if fields.get("id") is not None:
             try:
                 current = await self.ctx.backend.get(session, spec.id)
@@ -77,9 +77,11 @@ class AgentRoutes:
                         # A session of another owner is refused as such, whatever agent ids it holds.
                         check_session(spec, await self.ctx.backend.list(session=session), ())
                     raise Conflict(f"agent id {spec.id!r} is taken; choose another", field="id")
-                existed = True
-        # A client that goes away must not leave a half-made agent behind.
-        state = await asyncio.shield(self.ctx.backend.create(spec, any_session=self.ctx.may_join(principal, session)))
+                existed, resumes = True, current.suspended
+        async with self.ctx.quotas.admit(principal, spec, new_agent=not existed, starts=not existed or resumes):
+            # A client that goes away must not leave a half-made agent behind.
+            state = await asyncio.shield(self.ctx.backend.create(spec, any_session=self.ctx.may_join(principal,
+                                                                                                  session)))
         return _json(agent_json(state), status=200 if existed else 201)
 
     async def list_session(self, request: web.Request) -> web.Response:
@@ -124,7 +126,8 @@ class AgentRoutes:
         """``POST .../resume``: start a suspended agent again with its data (200 also when it
         was not suspended)."""
         state = await self._visible(request)
-        return _json(agent_json(await asyncio.shield(self.ctx.backend.resume(state.session, state.id, API))))
+        async with self.ctx.quotas.admit(principal_of(request), state.spec, new_agent=False, starts=state.suspended):
+            return _json(agent_json(await asyncio.shield(self.ctx.backend.resume(state.session, state.id, API))))
 
     async def logs(self, request: web.Request) -> web.Response:
         """``GET .../logs[?tail=N][&format=text|json]``: plain text unless JSON is asked for."""

@@ -48,6 +48,9 @@ class ApiContext:
         return principal.admin or session in self.shared_sessions
 
     def __post_init__(self) -> None:
+        from ..teams.http import QuotaGate  # it imports the HTTP layer's errors
+        self.quotas = QuotaGate(self.teams, self.backend)
+        """Quotas per user and group, checked around creates and resumes."""
         if self.waker is None:
             self.waker = Waker(self.backend, self.settings.agents.resume_wait)
 

@@ -305,6 +305,10 @@ def _team_ops() -> dict[str, Any]:
                        "responses": {"200": _json({"type": "object"}, "Removed."),
                                      **_errors("400", "401", "403", "404")}},
         },
+        "/usage": {"get": {"operationId": "usage", "summary": "The caller's counts against its quotas",
+                           "responses": {"200": _json({"type": "object", "required": ["user", "admin", "quotas"]},
+                                                      "Usage per quota (the user's, then each group's)."),
+                                         **_errors("401")}}},
         "/profiles": {"get": {"operationId": "listProfiles", "summary": "The profiles the caller may use",
                               "description": "Names of environment variables, credentials and MCP servers; never "
                                              "a value or the instruction text.",

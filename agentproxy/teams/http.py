@@ -3,14 +3,17 @@ sharing), and who may manage an agent."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
-from typing import Any, Mapping
+from typing import Any, AsyncIterator, Mapping
 
 from ..backends.agent_state import AgentState
 from ..settings import Settings
 from ..spec import AgentSpec, build_spec
 from .config import Teams
 from .profiles import ProfileRefused, choose_profile, profile_settings
+from .quotas import QuotaExceeded, check, count, scopes
 
 
 def _api_error(status: int, message: str, field: str) -> Exception:
@@ -49,3 +52,47 @@ def check_manage(principal: Any, state: AgentState) -> None:
     if not principal.can_manage(state):
         raise _api_error(403, f"agent {state.id!r} is shared with your group {state.spec.group!r}; only its "
                               "owner and admins may delete it", "agent")
+
+
+class QuotaGate:
+    """Lets a create or resume through only within the caller's quotas (see :mod:`.quotas`).
+
+    One lock around check and create, so that concurrent creates of this replica are counted
+    one after the other; the creates under way are counted until the backend lists their agent."""
+
+    def __init__(self, teams: Teams, backend: Any) -> None:
+        self.teams = teams
+        self.backend = backend
+        self.enabled = bool(teams.quotas.users or teams.quotas.groups or any(
+            teams.quotas.default.to_dict().values()))
+        self._lock = asyncio.Lock()
+        self._in_flight: dict[str, AgentSpec] = {}
+
+    async def usage(self, principal: Any) -> list[dict[str, Any]]:
+        """The caller's counts against each of its quotas (``GET /usage``)."""
+        states = await self.backend.list()
+        return [{"kind": scope.kind, "name": scope.name, "quota_setting": path, "quota": quota.to_dict(),
+                 "usage": count(scope, states, self._in_flight.values()).to_dict()}
+                for scope, quota, path in scopes(self.teams, principal.name, principal.groups)]
+
+    @contextlib.asynccontextmanager
+    async def admit(self, principal: Any, spec: AgentSpec, *, new_agent: bool, starts: bool) -> AsyncIterator[None]:
+        """Hold the body of an ``async with`` (the create) only within the quotas; 429 naming the
+        quota otherwise, before anything is made."""
+        if not self.enabled or principal.admin:
+            yield
+            return
+        async with self._lock:
+            try:
+                check(scopes(self.teams, principal.name, principal.groups), await self.backend.list(),
+                      list(self._in_flight.values()), new_agent=new_agent, starts=starts)
+            except QuotaExceeded as exc:
+                headers = {"Retry-After": str(int(exc.retry_after))} if exc.retry_after else None
+                from ..api.errors import ApiError
+                raise ApiError(429, str(exc), code="quota_exceeded", field=exc.path, headers=headers) from None
+            if new_agent:
+                self._in_flight[spec.id] = spec
+        try:
+            yield
+        finally:
+            self._in_flight.pop(spec.id, None)

@@ -30,7 +30,8 @@ class TeamRoutes:
         return [web.get("/profiles", self.profiles, allow_head=False),
                 web.get("/credentials", self.list_credentials, allow_head=False),
                 web.put("/credentials/{name}", self.put_credential),
-                web.delete("/credentials/{name}", self.delete_credential)]
+                web.delete("/credentials/{name}", self.delete_credential),
+                web.get("/usage", self.usage, allow_head=False)]
 
     async def profiles(self, request: web.Request) -> web.Response:
         """``GET /profiles``: the profiles the caller may use (no environment values, no
@@ -40,6 +41,13 @@ class TeamRoutes:
         allowed = allowed_profiles(teams, principal.groups, principal.admin)
         default = teams.default_profile if any(p.name == teams.default_profile for p in allowed) else None
         return web.json_response({"profiles": [p.summary() for p in allowed], "default": default})
+
+    async def usage(self, request: web.Request) -> web.Response:
+        """``GET /usage``: the caller's agents, running agents and creates in flight against each
+        quota of the caller (its own, then its groups')."""
+        principal = principal_of(request)
+        return web.json_response({"user": principal.name, "admin": principal.admin,
+                                  "quotas": await self.ctx.quotas.usage(principal)})
 
     def _holder(self, request: web.Request) -> Holder:
         """The caller's own credentials, or with ``?group=G`` those of a group of the caller's."""
