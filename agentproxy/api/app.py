@@ -9,11 +9,12 @@ from aiohttp import web
 from ..backends.base import Backend
 from ..idle import IdlePolicy
 from ..settings import Settings
+from ..teams.audit import AuditLog
 from ..teams.config import teams_of
 from ..teams.routes import TeamRoutes
 from . import compat, ui
 from .agents import AgentRoutes
-from .auth import ApiKey, Authenticator
+from .auth import PRINCIPAL, ApiKey, Authenticator
 from .context import ApiContext
 from .culling import TrafficClock, culling_context
 from .errors import error_middleware
@@ -48,9 +49,12 @@ def create_app(
     policy = IdlePolicy(settings.agents.idle_timeout, settings.agents.max_age)
     ctx = ApiContext(settings=settings, backend=backend, auth=auth, metrics=Metrics(backend), teams=teams,
                      heartbeat_interval=heartbeat_interval, traffic=TrafficClock(enabled=bool(policy.idle_timeout)))
+    audit = AuditLog(teams.audit_log) if teams.audit_log else None
+    audit_middlewares = [audit.middleware(PRINCIPAL)] if audit is not None else []
     app = web.Application(
         # Innermost, after the key is checked: the 100 Continue of a request that expects one.
-        middlewares=[ctx.metrics.middleware(), error_middleware, auth.middleware(), continue_middleware],
+        middlewares=[ctx.metrics.middleware(), *audit_middlewares, error_middleware, auth.middleware(),
+                     continue_middleware],
         client_max_size=settings.server.max_body,  # bodies read whole; the proxy streams and is not bound by it
     )
     app[CONTEXT] = ctx
@@ -82,4 +86,8 @@ def create_app(
     app.cleanup_ctx.append(upstream_client)
     app.cleanup_ctx.append(culling_context(backend, policy, ctx.traffic, ctx.metrics))
     app.on_shutdown.append(events.close_all)
+    if audit is not None:
+        async def close_audit(app: web.Application) -> None:
+            audit.close()
+        app.on_cleanup.append(close_audit)
     return app
