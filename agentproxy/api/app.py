@@ -47,8 +47,11 @@ def create_app(
     teams = teams_of(settings)
     auth = Authenticator(api_keys, teams)
     policy = IdlePolicy(settings.agents.idle_timeout, settings.agents.max_age)
+    profile_policies = {name: IdlePolicy(p.idle_timeout, settings.agents.max_age)
+                        for name, p in teams.profiles.items() if p.idle_timeout}
     ctx = ApiContext(settings=settings, backend=backend, auth=auth, metrics=Metrics(backend), teams=teams,
-                     heartbeat_interval=heartbeat_interval, traffic=TrafficClock(enabled=bool(policy.idle_timeout)))
+                     heartbeat_interval=heartbeat_interval,
+                     traffic=TrafficClock(enabled=bool(policy.idle_timeout or profile_policies)))
     audit = AuditLog(teams.audit_log) if teams.audit_log else None
     audit_middlewares = [audit.middleware(PRINCIPAL)] if audit is not None else []
     app = web.Application(
@@ -84,7 +87,7 @@ def create_app(
             ctx.client = None
 
     app.cleanup_ctx.append(upstream_client)
-    app.cleanup_ctx.append(culling_context(backend, policy, ctx.traffic, ctx.metrics))
+    app.cleanup_ctx.append(culling_context(backend, policy, ctx.traffic, ctx.metrics, profile_policies))
     app.on_shutdown.append(events.close_all)
     if audit is not None:
         async def close_audit(app: web.Application) -> None:
