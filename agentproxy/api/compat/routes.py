@@ -101,8 +101,9 @@ class PeerRoutes:
         spec = build_spec(self.ctx.settings, self.session, new_session_id(), self.agent_type, wanted.environment,
                           wanted.message, owner=principal.name)
         spec = dataclasses.replace(spec, tags=wanted.tags)
-        # A client that goes away must not leave a half-made agent behind.
-        state = await asyncio.shield(self.ctx.backend.create(spec, any_session=True))  # a shared session
+        async with self.ctx.quotas.admit(principal, spec, new_agent=True, starts=True):  # the caller's quotas
+            # A client that goes away must not leave a half-made agent behind.
+            state = await asyncio.shield(self.ctx.backend.create(spec, any_session=True))  # a shared session
         return web.json_response({"session_id": state.id})
 
     async def search(self, request: web.Request) -> web.Response:

@@ -88,3 +88,23 @@ def test_bad_quotas_name_the_setting():
         with pytest.raises(SettingsError) as caught:
             settings_with(override)
         assert caught.value.key == path
+
+
+async def test_the_agentapi_proxy_layer_keeps_the_same_quotas(backend):
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from agentproxy.api import create_app
+    settings = settings_with("compat.agentapi_proxy.enabled=true", "teams.quotas={default: {agents: 1}}")
+    client = TestClient(TestServer(create_app(settings, backend, KEYS), host="127.0.0.1"))
+    await client.start_server()
+    try:
+        assert (await client.post("/start", json={}, headers=h(BOB))).status == 200
+        refused = await client.post("/start", json={}, headers=h(BOB))
+        assert refused.status == 429
+        body = await refused.json()
+        assert body["error"]["field"] == "teams.quotas.default.agents" and body["message"] == body["error"]["message"]
+        assert len(backend.agents) == 1
+        # The agents of the peer's session are owned by the key's user, as agentproxy's own.
+        assert [s.spec.owner for s in backend.agents.values()] == ["bob"]
+    finally:
+        await client.close()
