@@ -79,9 +79,9 @@ async def test_a_forbidden_or_unknown_profile_is_refused_naming_it(make_api, bac
 
 
 def test_the_environment_of_a_profile_goes_under_the_request(settings):
+    from agentproxy.api.auth import Principal
     from agentproxy.teams.config import teams_of
     from agentproxy.teams.http import team_spec
-    from agentproxy.api.auth import Principal
     spec = team_spec(teams_of(settings), settings, Principal("bob", False), "s1",
                      {"env": {"TONE": "loud", "X": "1"}})
     assert dict(spec.env) == {"TONE": "loud", "X": "1"} and spec.profile == "small"

@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
-from agentproxy.api import hash_key
+from agentproxy.api import create_app, hash_key
 from agentproxy.backends.base import AgentStatus
+from agentproxy.settings import SettingsError
 
 from .._support import settings_with
+from .memory_backend import MemoryBackend
 from .test_agents_api import error_of
 
 ALICE, BOB, ADMIN = "k-alice", "k-bob", "k-admin"
@@ -60,12 +63,9 @@ async def test_agents_and_running_quotas_refuse_with_429_naming_them(make_api, b
         ("group", "ml", {"agents": 4, "running": 3, "creating": 0}, 4)]
 
 
-async def test_creates_in_flight_are_counted_and_answered_with_retry_after(make_api, settings):
-    from .memory_backend import MemoryBackend
+async def test_creates_in_flight_are_counted_and_answered_with_retry_after():
     settings = settings_with("teams.quotas={default: {creating: 2}}")
     backend = MemoryBackend(upstream=None)  # agents stay pending: creates in flight until they answer
-    from agentproxy.api import create_app
-    from aiohttp.test_utils import TestClient, TestServer
     client = TestClient(TestServer(create_app(settings, backend, KEYS), host="127.0.0.1"))
     await client.start_server()
     try:
@@ -81,7 +81,6 @@ async def test_creates_in_flight_are_counted_and_answered_with_retry_after(make_
 
 
 def test_bad_quotas_name_the_setting():
-    from agentproxy.settings import SettingsError
     for override, path in (("teams.quotas={users: {alice: {agents: -1}}}", "teams.quotas.users.alice.agents"),
                            ("teams.quotas={default: {cpus: 1}}", "teams.quotas.default.cpus"),
                            ("teams.quotas={everyone: {}}", "teams.quotas.everyone")):
@@ -91,9 +90,6 @@ def test_bad_quotas_name_the_setting():
 
 
 async def test_the_agentapi_proxy_layer_keeps_the_same_quotas(backend):
-    from aiohttp.test_utils import TestClient, TestServer
-
-    from agentproxy.api import create_app
     settings = settings_with("compat.agentapi_proxy.enabled=true", "teams.quotas={default: {agents: 1}}")
     client = TestClient(TestServer(create_app(settings, backend, KEYS), host="127.0.0.1"))
     await client.start_server()
