@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 _HEX_DIGEST = re.compile(r"^[0-9a-fA-F]{64}$")
 FIELDS = ("name", "sha256", "admin", "user", "groups")
+"""The fields of a key record."""
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
 NAME_RULE = ("must be 1 to 128 letters, digits, '.', '_', '@' or '-', starting with a letter or digit "
              "(e.g. alice, alice@example.com, ml-team)")
@@ -27,7 +29,6 @@ NAME_RULE = ("must be 1 to 128 letters, digits, '.', '_', '@' or '-', starting w
 def name_problem(value: Any) -> str | None:
     """Why ``value`` is not a user or group name (:data:`NAME_RULE`), or None when it is."""
     return None if isinstance(value, str) and NAME.fullmatch(value) else NAME_RULE
-"""The fields of a key record."""
 
 
 def hash_key(key: str) -> str:
@@ -69,7 +70,7 @@ class ApiKey:
                 raise ValueError(f"API key {self.name!r}: each group {NAME_RULE}; not {group!r}")
 
     @classmethod
-    def from_record(cls, record: Any) -> "ApiKey":
+    def from_record(cls, record: Any) -> ApiKey:
         """A key from a settings record: a mapping or an object with ``name``, ``sha256``, ``admin``."""
         if isinstance(record, ApiKey):
             return record
@@ -77,9 +78,9 @@ class ApiKey:
             unknown = set(record) - set(FIELDS)
             if unknown:
                 raise ValueError(f"API key record has unknown fields: {', '.join(sorted(map(str, unknown)))}")
-            return cls(record.get("name"), record.get("sha256"), record.get("admin", False),  # type: ignore[arg-type]
+            return cls(record.get("name"), record.get("sha256"), record.get("admin", False),  # type: ignore[arg-type]  # __post_init__ checks
                        record.get("user"), _groups(record.get("groups")))
-        return cls(getattr(record, "name", None), getattr(record, "sha256", None),  # type: ignore[arg-type]
+        return cls(getattr(record, "name", None), getattr(record, "sha256", None),  # type: ignore[arg-type]  # __post_init__ checks
                    getattr(record, "admin", False), getattr(record, "user", None),
                    _groups(getattr(record, "groups", None)))
 

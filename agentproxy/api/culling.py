@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import datetime, timezone
-from typing import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import UTC, datetime
 
 from aiohttp import web
 
@@ -45,7 +45,7 @@ class TrafficClock:
     def drain(self) -> list[tuple[str, datetime]]:
         """The agents requested since the last drain, with the time of their last request."""
         seen, self._seen = self._seen, {}
-        return [(agent_id, datetime.fromtimestamp(at, timezone.utc)) for agent_id, at in seen.items()]
+        return [(agent_id, datetime.fromtimestamp(at, UTC)) for agent_id, at in seen.items()]
 
 
 class Culler:
@@ -131,7 +131,8 @@ class Culler:
 
 
 def culling_context(backend: Backend, policy: IdlePolicy, traffic: TrafficClock, metrics: Metrics,
-                    profiles: Mapping[str, IdlePolicy] | None = None):
+                    profiles: Mapping[str, IdlePolicy] | None = None
+                    ) -> Callable[[web.Application], AsyncIterator[None]]:
     """An aiohttp cleanup context that runs a :class:`Culler` while the app runs (none when
     neither limit is set, by the settings or by a profile)."""
     async def run(app: web.Application) -> AsyncIterator[None]:
