@@ -52,8 +52,9 @@ class ApiKey:
         return self.user if self.user is not None else self.name
 
     def __post_init__(self) -> None:
-        if isinstance(self.groups, list):
-            object.__setattr__(self, "groups", tuple(self.groups))
+        groups: Any = self.groups
+        if isinstance(groups, list):  # a list from code; records go through _groups
+            object.__setattr__(self, "groups", tuple(groups))
         if not isinstance(self.name, str) or not self.name.strip():
             raise ValueError("an API key needs a non-empty name")
         if not isinstance(self.sha256, str) or not _HEX_DIGEST.fullmatch(self.sha256):

@@ -11,8 +11,8 @@ from ..backends.base import AgentState, Conflict, NotFound
 from ..backends.index import ANY_OWNER
 from ..backends.ownership import check_session
 from ..backends.suspension import API
-from . import params
 from ..teams.http import check_manage, team_spec
+from . import params
 from .auth import principal_of
 from .context import ApiContext
 from .errors import ApiError

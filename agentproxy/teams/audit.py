@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import IO, Any, Callable
+from collections.abc import Callable
+from typing import IO, Any
 
 from aiohttp import web
 
@@ -46,7 +47,7 @@ class AuditLog:
         if self.target == "stdout":
             return sys.stdout
         if self._stream is None:
-            self._stream = open(self.target, "a", encoding="utf-8")  # noqa: SIM115 - kept open, closed in close()
+            self._stream = open(self.target, "a", encoding="utf-8")
         return self._stream
 
     def write(self, record: dict[str, Any]) -> None:

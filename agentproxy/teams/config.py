@@ -7,8 +7,9 @@ settings loader reports like any other setting's error.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from ..apikeys import NAME_RULE, name_problem
 from ..quantity import QUANTITY_RULE, parse_quantity
@@ -172,9 +173,34 @@ def _strings(value: Any, path: str, key_rule: re.Pattern[str] | None, key_text: 
     return out
 
 
-def _profiles(value: Any, agent_types: Any) -> dict[str, Profile]:
+def _profile_resources(value: Any, path: str) -> dict[str, str]:
+    resources = _strings({k: str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+                          for k, v in _mapping(value, path, "resources").items()}, path, None, "")
+    for key, amount in resources.items():
+        if key not in RESOURCE_KEYS:
+            raise TeamsError(f"{path}.{key}", f"is not a resource; use {', '.join(RESOURCE_KEYS)}")
+        try:
+            parse_quantity(amount)
+        except ValueError:
+            raise TeamsError(f"{path}.{key}", QUANTITY_RULE) from None
+    return resources
+
+
+def _idle_timeout(value: Any, path: str) -> float | None:
     from ..settings.fields import ValueRuleError, parse_duration
 
+    if value is None:
+        return None
+    try:
+        seconds = parse_duration(value)
+    except ValueRuleError as exc:
+        raise TeamsError(path, str(exc)) from None
+    if seconds <= 0:
+        raise TeamsError(path, "must be a positive duration, or unset")
+    return seconds
+
+
+def _profiles(value: Any, agent_types: Any) -> dict[str, Profile]:
     profiles = {}
     for name, raw in _mapping(value, "teams.profiles", "profile names to profiles").items():
         path = f"teams.profiles.{name}"
@@ -191,24 +217,8 @@ def _profiles(value: Any, agent_types: Any) -> dict[str, Profile]:
         image = raw.get("image")
         if image is not None and (not isinstance(image, str) or not image or any(c.isspace() for c in image)):
             raise TeamsError(f"{path}.image", "must be a container image reference without spaces")
-        resources = _strings({k: str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
-                              for k, v in _mapping(raw.get("resources"), f"{path}.resources", "resources").items()},
-                             f"{path}.resources", None, "")
-        for key, amount in resources.items():
-            if key not in RESOURCE_KEYS:
-                raise TeamsError(f"{path}.resources.{key}", f"is not a resource; use {', '.join(RESOURCE_KEYS)}")
-            try:
-                parse_quantity(amount)
-            except ValueError:
-                raise TeamsError(f"{path}.resources.{key}", QUANTITY_RULE) from None
-        idle = raw.get("idle_timeout")
-        if idle is not None:
-            try:
-                idle = parse_duration(idle)
-            except ValueRuleError as exc:
-                raise TeamsError(f"{path}.idle_timeout", str(exc)) from None
-            if idle <= 0:
-                raise TeamsError(f"{path}.idle_timeout", "must be a positive duration, or unset")
+        resources = _profile_resources(raw.get("resources"), f"{path}.resources")
+        idle = _idle_timeout(raw.get("idle_timeout"), f"{path}.idle_timeout")
         instructions = raw.get("instructions")
         if instructions is not None and not isinstance(instructions, str):
             raise TeamsError(f"{path}.instructions", "must be the text of the instruction file")

@@ -12,9 +12,10 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Any
 
 from .config import Profile
 
@@ -80,8 +81,8 @@ class FileCredentialStore:
 
     def names(self, holder: Holder) -> dict[str, float]:
         """Each credential's name and update time (never a value)."""
-        return {name: float(entry.get("updated_at", 0)) for name, entry in self._read(holder).items()
-                if isinstance(entry, dict)}
+        return {name: float(entry.get("updated_at") or 0)  # type: ignore[arg-type]  # written by put
+                for name, entry in self._read(holder).items() if isinstance(entry, dict)}
 
     def value(self, holder: Holder, name: str) -> str | None:
         """A credential's value, for an agent's environment only."""
@@ -111,13 +112,13 @@ def credential_env(store: FileCredentialStore, profile: Profile | None, holders:
     return env
 
 
-def local_store(settings: object) -> FileCredentialStore:
+def local_store(settings: Any) -> FileCredentialStore:
     """The store of ``local_mode.data_dir`` (``<data dir>/credentials``)."""
-    data_dir = getattr(getattr(settings, "local_mode"), "data_dir")
+    data_dir = settings.local_mode.data_dir
     return FileCredentialStore(Path(os.path.expanduser(data_dir)).absolute() / "credentials")
 
 
-def agent_credential_env(settings: object, owner: str | None, group: str | None, profile_name: str | None) -> dict[str, str]:
+def agent_credential_env(settings: Any, owner: str | None, group: str | None, profile_name: str | None) -> dict[str, str]:
     """The credential variables of an agent of ``owner``, shared with ``group``, made from the
     profile ``profile_name``: what its start adds to its environment."""
     from .config import teams_of

@@ -9,8 +9,8 @@ caller around check and create so that two creates of one caller are not both le
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from ..backends.agent_state import AgentState, AgentStatus
 from ..spec import AgentSpec

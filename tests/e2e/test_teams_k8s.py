@@ -9,10 +9,10 @@ import json
 from typing import Any
 
 import aiohttp
-
-from agentproxy import naming
 from kube import get, wait_for
 from served import Served
+
+from agentproxy import naming
 
 BOB = "e2e-teams-bob-key"
 KEYS = json.dumps([{"name": "bob", "sha256": hashlib.sha256(BOB.encode()).hexdigest()}])

@@ -33,12 +33,12 @@ import aiohttp
 
 from ...agentapi import AGENTAPI_VERSION, cached_binary, locate
 from ...agenthome import claude_environment, home_dir, prepare_claude_home, uses_claude
-from ...teams.agentfiles import prepare_profile_home
-from ...teams.credentials import agent_credential_env
 from ...launch import AGENTAPI_HOST, STATUS_PATH, AgentLaunch, agent_launch
 from ...restore import restored
 from ...settings import Settings
 from ...spec import AgentSpec
+from ...teams.agentfiles import prepare_profile_home
+from ...teams.credentials import agent_credential_env
 from ..base import AgentState, AgentStatus, Backend, Rejected, Unavailable, not_found
 from ..conversation import ConversationFollower
 from ..index import Membership

@@ -5,8 +5,8 @@ output (its log and the audit lines on stdout) without a credential's value."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
