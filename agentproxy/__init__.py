@@ -10,6 +10,8 @@ Packages (each names its modules in its own docstring):
 - :mod:`.cli`: the command line, every command's arguments.
 - :mod:`.client`: the HTTP client commands (``agents ...``, ``chat``).
 - :mod:`.ui`: the web dashboard's static files.
+- :mod:`.teams`: a proxy shared by a team: users and groups, profiles, credentials, quotas,
+  the audit log.
 
 Modules at the top, pure unless said otherwise:
 

@@ -1,7 +1,9 @@
 """API keys: the one place their rules live.
 
 A key is configured as the SHA-256 hex digest of the secret, never the secret
-itself, with a name (the owner of the agents it creates) and a role. The
+itself, with a name, a role, and optionally the user it acts for (the owner of
+the agents it creates; the key's name when unset, as before users existed) and
+groups of that user. The
 settings loader checks ``server.api_keys`` with :func:`parse_api_keys` and the
 HTTP layer builds its key checks from the same function, so the two can never
 accept different keys.
@@ -16,8 +18,17 @@ from dataclasses import dataclass
 from typing import Any
 
 _HEX_DIGEST = re.compile(r"^[0-9a-fA-F]{64}$")
-FIELDS = ("name", "sha256", "admin")
+FIELDS = ("name", "sha256", "admin", "user", "groups")
 """The fields of a key record."""
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
+NAME_RULE = ("must be 1 to 128 letters, digits, '.', '_', '@' or '-', starting with a letter or digit "
+             "(e.g. alice, alice@example.com, ml-team)")
+"""What a user or group name must be (it is stored with the agents and names their credentials)."""
+
+
+def name_problem(value: Any) -> str | None:
+    """Why ``value`` is not a user or group name (:data:`NAME_RULE`), or None when it is."""
+    return None if isinstance(value, str) and NAME.fullmatch(value) else NAME_RULE
 
 
 def hash_key(key: str) -> str:
@@ -32,8 +43,18 @@ class ApiKey:
     name: str
     sha256: str
     admin: bool = False
+    user: str | None = None
+    groups: tuple[str, ...] = ()
+
+    @property
+    def owner(self) -> str:
+        """The user the key acts for: ``user``, else the key's ``name``."""
+        return self.user if self.user is not None else self.name
 
     def __post_init__(self) -> None:
+        groups: Any = self.groups
+        if isinstance(groups, list):  # a list from code; records go through _groups
+            object.__setattr__(self, "groups", tuple(groups))
         if not isinstance(self.name, str) or not self.name.strip():
             raise ValueError("an API key needs a non-empty name")
         if not isinstance(self.sha256, str) or not _HEX_DIGEST.fullmatch(self.sha256):
@@ -41,6 +62,13 @@ class ApiKey:
                              "(the SHA-256 digest of the key, e.g. `printf %s KEY | sha256sum`)")
         if not isinstance(self.admin, bool):
             raise ValueError(f"API key {self.name!r}: admin must be true or false")
+        if self.user is not None and name_problem(self.user):
+            raise ValueError(f"API key {self.name!r}: user {NAME_RULE}")
+        if not isinstance(self.groups, tuple):
+            raise ValueError(f"API key {self.name!r}: groups must be a list of group names")
+        for group in self.groups:
+            if name_problem(group):
+                raise ValueError(f"API key {self.name!r}: each group {NAME_RULE}; not {group!r}")
 
     @classmethod
     def from_record(cls, record: Any) -> ApiKey:
@@ -51,13 +79,25 @@ class ApiKey:
             unknown = set(record) - set(FIELDS)
             if unknown:
                 raise ValueError(f"API key record has unknown fields: {', '.join(sorted(map(str, unknown)))}")
-            return cls(record.get("name"), record.get("sha256"), record.get("admin", False))  # type: ignore[arg-type]  # __post_init__ checks
+            return cls(record.get("name"), record.get("sha256"), record.get("admin", False),  # type: ignore[arg-type]  # __post_init__ checks
+                       record.get("user"), _groups(record.get("groups")))
         return cls(getattr(record, "name", None), getattr(record, "sha256", None),  # type: ignore[arg-type]  # __post_init__ checks
-                   getattr(record, "admin", False))
+                   getattr(record, "admin", False), getattr(record, "user", None),
+                   _groups(getattr(record, "groups", None)))
 
     def to_record(self) -> dict[str, Any]:
         """The settings record of this key (digest in lowercase)."""
-        return {"name": self.name, "sha256": self.sha256.lower(), "admin": self.admin}
+        return {"name": self.name, "sha256": self.sha256.lower(), "admin": self.admin, "user": self.user,
+                "groups": list(self.groups)}
+
+
+def _groups(value: Any) -> Any:
+    """A record's groups as a tuple (None: none; anything else is left for the check to refuse)."""
+    if value is None:
+        return ()
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "ListConfig":
+        return tuple(value)
+    return value
 
 
 class ApiKeyError(ValueError):

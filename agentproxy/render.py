@@ -153,6 +153,10 @@ def render_agent(settings: Settings, spec: AgentSpec, *, replicas: int = 1,
     StatefulSet's; the k8s backend's model decides them (a running agent by default).
     """
     check_no_secrets(spec)
+    if spec.profile is not None:  # its image (and resources, already in the spec) are the profile's
+        from .teams.config import teams_of
+        from .teams.profiles import profile_settings
+        settings = profile_settings(settings, teams_of(settings).profiles.get(spec.profile))
     compiled = _compiled(settings.templates_dir)
     names = naming.object_names(spec.id)
     spec_json = spec.to_json()

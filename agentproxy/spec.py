@@ -89,6 +89,10 @@ class AgentSpec:
     owner: str | None = None
     tags: Mapping[str, str] = field(default_factory=dict, hash=False)
     """Labels a client attached (the agentapi-proxy session API's ``tags``): kept and listed, never interpreted."""
+    group: str | None = None
+    """The group of the owner's the agent is shared with: its members see and talk to it."""
+    profile: str | None = None
+    """The profile (``teams.profiles``) it was made from: its image, home files and idle timeout."""
 
     @property
     def agentapi_type(self) -> str:
@@ -111,6 +115,9 @@ class AgentSpec:
         data["tags"] = dict(self.tags)
         if not data["tags"]:
             del data["tags"]  # a spec without tags keeps the JSON (and fingerprint) it had before tags existed
+        for optional in ("group", "profile"):  # likewise
+            if data[optional] is None:
+                del data[optional]
         return data
 
     def to_json(self) -> str:

@@ -11,17 +11,19 @@ from ..backends.base import AgentState, Conflict, NotFound
 from ..backends.index import ANY_OWNER
 from ..backends.ownership import check_session
 from ..backends.suspension import API
-from ..spec import build_spec
+from ..teams.http import check_manage, team_spec
 from . import params
 from .auth import principal_of
 from .context import ApiContext
 from .errors import ApiError
 from .model import agent_json
 
-CREATE_FIELDS = {"id": str, "agent": str, "env": dict, "resources": dict, "message": str}
+CREATE_FIELDS = {"id": str, "agent": str, "env": dict, "resources": dict, "message": str, "profile": str,
+                 "share": str}
 """Fields of a create request and the JSON type each must have (``null`` means "not given")."""
 
 _JSON_TYPE = {str: "a string", dict: "an object"}
+
 
 MAX_TAIL = 10_000
 
@@ -60,11 +62,10 @@ class AgentRoutes:
         principal = principal_of(request)
         body = await params.json_object(request, self.ctx.settings.server.max_body)
         fields = _create_fields(body)
-        spec = build_spec(self.ctx.settings, session, fields.get("id"), fields.get("agent"), fields.get("env"),
-                          fields.get("message"), fields.get("resources"), owner=principal.name)
+        spec = team_spec(self.ctx.teams, self.ctx.settings, principal, session, fields)
         for check in self.ctx.agent_id_checks:
             check(spec.id)
-        existed = False
+        existed = resumes = False
         if fields.get("id") is not None:
             try:
                 current = await self.ctx.backend.get(session, spec.id)
@@ -76,9 +77,11 @@ class AgentRoutes:
                         # A session of another owner is refused as such, whatever agent ids it holds.
                         check_session(spec, await self.ctx.backend.list(session=session), ())
                     raise Conflict(f"agent id {spec.id!r} is taken; choose another", field="id")
-                existed = True
-        # A client that goes away must not leave a half-made agent behind.
-        state = await asyncio.shield(self.ctx.backend.create(spec, any_session=self.ctx.may_join(principal, session)))
+                existed, resumes = True, current.suspended
+        async with self.ctx.quotas.admit(principal, spec, new_agent=not existed, starts=not existed or resumes):
+            # A client that goes away must not leave a half-made agent behind.
+            state = await asyncio.shield(self.ctx.backend.create(spec, any_session=self.ctx.may_join(principal,
+                                                                                                  session)))
         return _json(agent_json(state), status=200 if existed else 201)
 
     async def list_session(self, request: web.Request) -> web.Response:
@@ -93,8 +96,11 @@ class AgentRoutes:
         # Each agent's JSON is made once per change of the agent (see .listing).
         status = params.query_status(request)
         principal = principal_of(request)
-        owner = ANY_OWNER if principal.admin else principal.name
+        owner = ANY_OWNER if principal.admin or principal.groups else principal.name
         states = await self.ctx.backend.list(session=session, status=status, owner=owner)
+        if owner is ANY_OWNER and not principal.admin:  # own agents and those shared with a group of the caller
+            states = [s for s in states if principal.can_see(s)]
+            owner = principal.name
         complete = session is None and status is None and owner is ANY_OWNER
         return _json_bytes(self.ctx.agent_texts.list_body(states, complete=complete))
 
@@ -106,6 +112,7 @@ class AgentRoutes:
         """``DELETE /sessions/{session}/agents/{agent}[?purge=true]``: the agent's last state."""
         purge = params.query_bool(request, "purge")
         state = await self._visible(request)
+        check_manage(principal_of(request), state)
         final = await asyncio.shield(self.ctx.backend.delete(state.session, state.id, purge=purge))
         return _json(agent_json(final))
 
@@ -119,7 +126,8 @@ class AgentRoutes:
         """``POST .../resume``: start a suspended agent again with its data (200 also when it
         was not suspended)."""
         state = await self._visible(request)
-        return _json(agent_json(await asyncio.shield(self.ctx.backend.resume(state.session, state.id, API))))
+        async with self.ctx.quotas.admit(principal_of(request), state.spec, new_agent=False, starts=state.suspended):
+            return _json(agent_json(await asyncio.shield(self.ctx.backend.resume(state.session, state.id, API))))
 
     async def logs(self, request: web.Request) -> web.Response:
         """``GET .../logs[?tail=N][&format=text|json]``: plain text unless JSON is asked for."""

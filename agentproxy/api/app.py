@@ -10,9 +10,12 @@ from aiohttp import web
 from ..backends.base import Backend
 from ..idle import IdlePolicy
 from ..settings import Settings
+from ..teams.audit import AuditLog
+from ..teams.config import teams_of
+from ..teams.routes import TeamRoutes
 from . import compat, ui
 from .agents import AgentRoutes
-from .auth import ApiKey, Authenticator
+from .auth import PRINCIPAL, ApiKey, Authenticator
 from .context import ApiContext
 from .culling import TrafficClock, culling_context
 from .errors import error_middleware
@@ -43,13 +46,20 @@ def create_app(
     server do) so that a client leaving a proxied stream closes the upstream
     connection at once rather than at the next chunk.
     """
-    auth = Authenticator(api_keys)
+    teams = teams_of(settings)
+    auth = Authenticator(api_keys, teams)
     policy = IdlePolicy(settings.agents.idle_timeout, settings.agents.max_age)
-    ctx = ApiContext(settings=settings, backend=backend, auth=auth, metrics=Metrics(backend),
-                     heartbeat_interval=heartbeat_interval, traffic=TrafficClock(enabled=bool(policy.idle_timeout)))
+    profile_policies = {name: IdlePolicy(p.idle_timeout, settings.agents.max_age)
+                        for name, p in teams.profiles.items() if p.idle_timeout}
+    ctx = ApiContext(settings=settings, backend=backend, auth=auth, metrics=Metrics(backend), teams=teams,
+                     heartbeat_interval=heartbeat_interval,
+                     traffic=TrafficClock(enabled=bool(policy.idle_timeout or profile_policies)))
+    audit = AuditLog(teams.audit_log) if teams.audit_log else None
+    audit_middlewares = [audit.middleware(PRINCIPAL)] if audit is not None else []
     app = web.Application(
         # Innermost, after the key is checked: the 100 Continue of a request that expects one.
-        middlewares=[ctx.metrics.middleware(), error_middleware, auth.middleware(), continue_middleware],
+        middlewares=[ctx.metrics.middleware(), *audit_middlewares, error_middleware, auth.middleware(),
+                     continue_middleware],
         client_max_size=settings.server.max_body,  # bodies read whole; the proxy streams and is not bound by it
     )
     app[CONTEXT] = ctx
@@ -60,6 +70,7 @@ def create_app(
     add = lambda defs: app.add_routes(deferring(defs))  # noqa: E731 - every route: 100 Continue after auth
     add(AgentProxy(ctx).routes())
     add(AgentRoutes(ctx).routes())
+    add(TeamRoutes(ctx).routes())
     add(events.routes())
     add(progress.routes())
     add(Health(backend).routes())
@@ -80,7 +91,11 @@ def create_app(
             ctx.client = None
 
     app.cleanup_ctx.append(upstream_client)
-    app.cleanup_ctx.append(culling_context(backend, policy, ctx.traffic, ctx.metrics))
+    app.cleanup_ctx.append(culling_context(backend, policy, ctx.traffic, ctx.metrics, profile_policies))
     app.on_shutdown.append(events.close_all)
     app.on_shutdown.append(progress.close_all)
+    if audit is not None:
+        async def close_audit(app: web.Application) -> None:
+            audit.close()
+        app.on_cleanup.append(close_audit)
     return app

@@ -1,9 +1,13 @@
 """API keys: who is calling, and which agents they may see.
 
 Keys are configured as SHA-256 hex digests, never in clear. A request presents
-its key as ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``. Each agent is
-owned by the key that created it; a non-admin key sees and reaches only its own
-agents, an admin key sees all. Without any key configured every request is
+its key as ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``. Each key acts
+for a user (its ``user``, else its name) in groups (its own ``groups`` and those
+``teams.groups`` gives the user); each agent is owned by the user whose key created
+it and may be shared with one of the owner's groups. A non-admin sees and reaches
+its own agents and those shared with its groups, and manages (deletes) only its
+own; an admin (``admin: true``, or a member of ``teams.admin_group``) sees and
+manages all. Without any key configured every request is
 allowed (and the server refuses to listen on anything but loopback unless told
 otherwise, see :func:`check_bind`).
 """
@@ -20,6 +24,7 @@ from aiohttp import web
 
 from ..apikeys import ApiKey, hash_key, parse_api_keys
 from ..backends.base import AgentState
+from ..teams.config import Teams
 from .errors import ApiError, Handler
 from .ui import OPEN_PATHS as DASHBOARD_PATHS
 
@@ -36,13 +41,24 @@ PRINCIPAL: Any = _RequestKey("agentproxy.principal", object) if _RequestKey else
 
 @dataclass(frozen=True)
 class Principal:
-    """Who a request acts as: a key's name (``None`` when no keys are configured) and its role."""
+    """Who a request acts as: a user (``None`` when no keys are configured), its role, its
+    groups and the key it presented (for the audit log)."""
 
     name: str | None
     admin: bool
+    groups: frozenset[str] = frozenset()
+    key: str | None = None
 
     def can_see(self, state: AgentState) -> bool:
-        """True when this caller may see and reach the agent."""
+        """True when this caller may see and reach the agent: its own, or one shared with a
+        group of its."""
+        if self.admin or state.spec.owner == self.name:
+            return True
+        group = state.spec.group
+        return group is not None and group in self.groups
+
+    def can_manage(self, state: AgentState) -> bool:
+        """True when this caller may delete the agent: its owner and admins."""
         return self.admin or state.spec.owner == self.name
 
 
@@ -55,12 +71,13 @@ class Authenticator:
 
     Raises ``ValueError`` (an :class:`~agentproxy.apikeys.ApiKeyError`) for keys that break a rule."""
 
-    def __init__(self, keys: Iterable[ApiKey | Mapping[str, Any]] = ()) -> None:
+    def __init__(self, keys: Iterable[ApiKey | Mapping[str, Any]] = (), teams: Teams | None = None) -> None:
         self.keys = parse_api_keys(keys)
+        self.teams = teams or Teams()
         # By digest: a request's key is found with one hash and one dictionary read, whatever the
         # number of keys. What a lookup's timing could tell is about the SHA-256 of the key, from
         # which nothing about the key itself follows.
-        self._digests = {bytes.fromhex(k.sha256): Principal(k.name, k.admin) for k in self.keys}
+        self._digests = {bytes.fromhex(k.sha256): principal_of_key(k, self.teams) for k in self.keys}
         self.open_requests: list[Callable[[web.Request], bool]] = []
         """Tests of further requests answered without a key (an optional API layer adds its own)."""
 
@@ -122,6 +139,14 @@ class Authenticator:
             return await handler(request)
 
         return auth_middleware
+
+
+def principal_of_key(key: ApiKey, teams: Teams) -> Principal:
+    """The caller presenting ``key``: its user, the groups of the key and of ``teams.groups``,
+    admin by the key's role or by membership of ``teams.admin_group``."""
+    groups = frozenset(key.groups) | teams.groups_of(key.owner)
+    admin = key.admin or (teams.admin_group is not None and teams.admin_group in groups)
+    return Principal(key.owner, admin, groups, key.name)
 
 
 def principal_of(request: web.Request) -> Principal:

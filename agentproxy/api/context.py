@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from ..backends.base import AgentState, Backend, NotFound
 from ..settings import Settings
+from ..teams.config import Teams
 from .auth import Authenticator, Principal
 from .culling import TrafficClock
 from .listing import AgentTexts
@@ -35,6 +36,8 @@ class ApiContext:
     """Resumes a suspended agent on its first proxied request (see :mod:`.waking`)."""
     agent_texts: AgentTexts = field(default_factory=AgentTexts, repr=False)
     """Each agent's JSON, made again only when its state changes (see :mod:`.listing`)."""
+    teams: Teams = field(default_factory=Teams)
+    """Groups, profiles, quotas and the audit log (the ``teams`` settings)."""
     shared_sessions: set[str] = field(default_factory=set)
     """Sessions every key may create agents in (each agent still seen by its owner alone); any
     other session belongs to the owner of its oldest agent (see :mod:`~agentproxy.backends.ownership`)."""
@@ -45,6 +48,9 @@ class ApiContext:
         return principal.admin or session in self.shared_sessions
 
     def __post_init__(self) -> None:
+        from ..teams.http import QuotaGate  # it imports the HTTP layer's errors
+        self.quotas = QuotaGate(self.teams, self.backend)
+        """Quotas per user and group, checked around creates and resumes."""
         if self.waker is None:
             self.waker = Waker(self.backend, self.settings.agents.resume_wait)
 

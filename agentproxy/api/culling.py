@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -52,12 +52,21 @@ class Culler:
     """Suspends idle agents and deletes expired ones, every ``policy.resolution`` seconds."""
 
     def __init__(self, backend: Backend, policy: IdlePolicy, traffic: TrafficClock,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, profiles: Mapping[str, IdlePolicy] | None = None) -> None:
         self.backend = backend
-        self.policy = policy
+        self.profiles = dict(profiles or {})
+        """The policy of the agents of each profile with an idle timeout of its own."""
+        self.base = policy
+        # One pass looks as finely as the shortest limit of any policy asks.
+        self.policy = min([policy, *self.profiles.values()], key=lambda p: p.resolution)
         self.traffic = traffic
         self.metrics = metrics
         self._asking = asyncio.Semaphore(CONCURRENCY)
+
+    def policy_of(self, state: AgentState) -> IdlePolicy:
+        """The policy of ``state``'s agent: its profile's when that has an idle timeout."""
+        profile = state.spec.profile
+        return self.profiles.get(profile, self.base) if profile is not None else self.base
 
     async def run(self) -> None:
         """Cull until cancelled; a failed pass is logged and the next one comes."""
@@ -74,11 +83,10 @@ class Culler:
         """One pass: record the traffic, then delete the expired agents and suspend the idle."""
         await self.flush()
         now = now or utc_now()
-        policy = self.policy
         states = await self.backend.list()
-        expired = [s for s in states if policy.expired(s, now)]
+        expired = [s for s in states if self.policy_of(s).expired(s, now)]
         gone = {s.id for s in expired}
-        idle = [s for s in states if policy.idle(s, now) and s.id not in gone]
+        idle = [s for s in states if self.policy_of(s).idle(s, now) and s.id not in gone]
         await asyncio.gather(*(self._expire(s) for s in expired), *(self._consider(s, now) for s in idle))
 
     async def flush(self) -> None:
@@ -106,7 +114,7 @@ class Culler:
 
     async def _consider(self, state: AgentState, now: datetime) -> None:
         """Ask the idle agent itself; suspend it unless it is active after all."""
-        policy = self.policy
+        policy = self.policy_of(state)
         try:
             async with self._asking:
                 active = policy.active_at(await self.backend.activity(state), now)
@@ -122,15 +130,16 @@ class Culler:
             log.warning("cannot suspend idle agent %s: %s", state.id, exc.message)
 
 
-def culling_context(backend: Backend, policy: IdlePolicy, traffic: TrafficClock,
-                    metrics: Metrics) -> Callable[[web.Application], AsyncIterator[None]]:
+def culling_context(backend: Backend, policy: IdlePolicy, traffic: TrafficClock, metrics: Metrics,
+                    profiles: Mapping[str, IdlePolicy] | None = None
+                    ) -> Callable[[web.Application], AsyncIterator[None]]:
     """An aiohttp cleanup context that runs a :class:`Culler` while the app runs (none when
-    neither limit is set)."""
+    neither limit is set, by the settings or by a profile)."""
     async def run(app: web.Application) -> AsyncIterator[None]:
         task = None
-        if policy.enabled:
-            task = asyncio.get_running_loop().create_task(Culler(backend, policy, traffic, metrics).run(),
-                                                          name="idle culling")
+        if policy.enabled or profiles:
+            task = asyncio.get_running_loop().create_task(
+                Culler(backend, policy, traffic, metrics, profiles).run(), name="idle culling")
         try:
             yield
         finally:

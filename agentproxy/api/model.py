@@ -39,6 +39,8 @@ def agent_json(state: AgentState) -> dict[str, Any]:
         "restarts": state.restarts,
         "details": _plain(state.details),
         "owner": spec.owner,
+        "group": spec.group,
+        "profile": spec.profile,
         "last_active_at": iso8601(state.last_active) if state.last_active is not None else None,
     }
 

@@ -11,6 +11,7 @@ from ..backends.base import AgentStatus, Backend
 from ..naming import AGENT_ID_MAX, AGENT_ID_RULE, SESSION_ID_MAX, SESSION_ID_RULE
 from ..settings import Settings
 from ..spec import RESOURCE_KEYS
+from ..teams.config import teams_of
 from .params import MAX_JSON_BODY
 from .schema_rules import env_schema, message_schema, resources_schema
 from .ui import openapi_paths as dashboard_paths
@@ -50,6 +51,9 @@ _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying ag
 ERRORS = {
     "400": _error("A malformed id, query parameter or body; `field` names it."),
     "401": _error("No API key, or one that is not valid."),
+    "403": _error("Not allowed: a session of another owner, a profile or group the caller may not use, "
+                  "or a delete of an agent shared with the caller (only its owner and admins delete); "
+                  "`field` names what."),
     "404": _error("No such agent (or it belongs to another key)."),
     "409": _error("The agent exists with a different spec."),
     "413": _error(f"The body is larger than server.max_body ({MAX_JSON_BODY} bytes by default)."),
@@ -105,6 +109,10 @@ def _create_schema(settings: Settings | None, agent_types: list[str] | None, sec
             "env": _nullable(env_schema(secrets_refused)),
             "resources": _nullable(resources_schema(settings.k8s_mode.resources)),
             "message": _nullable(message_schema()),
+            "profile": _nullable_enum(sorted(teams_of(settings).profiles), "A profile of GET /profiles; "
+                                      "teams.default_profile when absent."),
+            "share": _nullable({"type": "string", "description": "One of the caller's groups: its members see "
+                                "and talk to the agent; only the owner and admins delete it."}),
         },
     }
 
@@ -124,7 +132,7 @@ def _schemas(create: dict[str, Any]) -> dict[str, Any]:
         "Agent": {
             "type": "object",
             "required": ["id", "session", "agent", "mode", "status", "reason", "message", "created_at", "url",
-                         "resources", "restarts", "details", "owner", "last_active_at"],
+                         "resources", "restarts", "details", "owner", "group", "profile", "last_active_at"],
             "properties": {
                 "id": {"type": "string"},
                 "session": {"type": "string"},
@@ -141,7 +149,10 @@ def _schemas(create: dict[str, Any]) -> dict[str, Any]:
                 "resources": _ref("Resources"),
                 "restarts": {"type": "integer", "minimum": 0},
                 "details": {"type": "object", "description": "Mode-specific facts (object names, pid, port)."},
-                "owner": _nullable({"type": "string", "description": "Name of the API key that created it."}),
+                "owner": _nullable({"type": "string", "description": "The user whose API key created it (the "
+                                                                     "key's user, else its name)."}),
+                "group": _nullable({"type": "string", "description": "The owner's group it is shared with."}),
+                "profile": _nullable({"type": "string", "description": "The profile it was made from."}),
                 "last_active_at": _nullable({
                     "type": "string", "format": "date-time",
                     "description": "When the agent was last seen in use (a request, a message, becoming ready); "
@@ -169,7 +180,7 @@ def _agent_ops() -> dict[str, Any]:
                 "requestBody": {"required": False, "content": {"application/json": {"schema": _ref("CreateAgent")}}},
                 "responses": {"201": _json(_ref("Agent"), "Created."),
                               "200": _json(_ref("Agent"), "An equal agent already existed (a suspended one resumes)."),
-                              **_errors("400", "401", "409", "413", "415", "422", "429", "503")},
+                              **_errors("400", "401", "403", "409", "413", "415", "422", "429", "503")},
             },
             "get": {"operationId": "listSessionAgents", "summary": "Agents of one session",
                     "parameters": [STATUS_FILTER], "responses": {"200": agents, **_errors("400", "401", "503")}},
@@ -187,7 +198,7 @@ def _agent_ops() -> dict[str, Any]:
                        "parameters": [_query("purge", {"type": "boolean", "default": False},
                                              "Also delete the agent's data.")],
                        "responses": {"200": _json(_ref("Agent"), "The agent's last state."),
-                                     **_errors("400", "401", "404", "503")}},
+                                     **_errors("400", "401", "403", "404", "503")}},
         },
         "/sessions/{session}/agents/{agent}/suspend": {
             "parameters": [SESSION, AGENT],
@@ -283,6 +294,52 @@ def _other_ops() -> dict[str, Any]:
     }
 
 
+def _team_ops() -> dict[str, Any]:
+    """The routes of :mod:`agentproxy.teams.routes`."""
+    profile = {"type": "object", "required": ["name", "description", "agent", "image", "resources", "idle_timeout",
+                                              "env", "credentials", "mcp_servers", "instructions", "groups"]}
+    profiles = {"type": "object", "required": ["profiles", "default"], "properties": {
+        "profiles": {"type": "array", "items": profile}, "default": _nullable({"type": "string"})}}
+    holder = {"type": "object", "required": ["kind", "name"], "properties": {
+        "kind": {"type": "string", "enum": ["user", "group"]}, "name": {"type": "string"}}}
+    entry = {"type": "object", "required": ["owner", "name", "updated_at"], "properties": {
+        "owner": holder, "name": {"type": "string"}, "updated_at": {"type": "string", "format": "date-time"}}}
+    listed = {"type": "object", "required": ["owner", "credentials"], "properties": {
+        "owner": holder, "credentials": {"type": "array", "items": {
+            "type": "object", "required": ["name", "updated_at"],
+            "properties": {"name": {"type": "string"}, "updated_at": {"type": "string", "format": "date-time"}}}}}}
+    group = _query("group", {"type": "string"}, "A group of the caller's: its credentials rather than the caller's.")
+    name = _path_param("name", {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?$"},
+                       "Credential name, e.g. anthropic.")
+    value = {"type": "object", "required": ["value"], "additionalProperties": False,
+             "properties": {"value": {"type": "string", "minLength": 1, "maxLength": 16384}}}
+    return {
+        "/credentials": {"get": {
+            "operationId": "listCredentials", "summary": "Names and update times of the caller's credentials",
+            "parameters": [group], "responses": {"200": _json(listed, "Never a value."), **_errors("401", "403")}}},
+        "/credentials/{name}": {
+            "parameters": [name, group],
+            "put": {"operationId": "putCredential", "summary": "Set a credential (write-only)",
+                    "description": "Agents whose profile maps it get it in their environment at their next start "
+                                   "or resume.",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": value}}},
+                    "responses": {"200": _json(entry, "Set; the value is not answered."),
+                                  **_errors("400", "401", "403", "413", "415", "422")}},
+            "delete": {"operationId": "deleteCredential", "summary": "Remove a credential",
+                       "responses": {"200": _json({"type": "object"}, "Removed."),
+                                     **_errors("400", "401", "403", "404")}},
+        },
+        "/usage": {"get": {"operationId": "usage", "summary": "The caller's counts against its quotas",
+                           "responses": {"200": _json({"type": "object", "required": ["user", "admin", "quotas"]},
+                                                      "Usage per quota (the user's, then each group's)."),
+                                         **_errors("401")}}},
+        "/profiles": {"get": {"operationId": "listProfiles", "summary": "The profiles the caller may use",
+                              "description": "Names of environment variables, credentials and MCP servers; never "
+                                             "a value or the instruction text.",
+                              "responses": {"200": _json(profiles, "Allowed profiles."), **_errors("401")}}},
+    }
+
+
 def openapi_document(auth: bool = True, extra_paths: dict[str, Any] | None = None, *,
                      settings: Settings | None = None, agent_types: list[str] | None = None,
                      secrets_refused: bool = False) -> dict[str, Any]:
@@ -294,7 +351,7 @@ def openapi_document(auth: bool = True, extra_paths: dict[str, Any] | None = Non
         "openapi": "3.1.0",
         "info": {"title": "agentproxy", "version": __version__,
                  "description": "Run, supervise and proxy AI coding agents (agentapi servers)."},
-        "paths": {**_agent_ops(), **_other_ops(), **dashboard_paths(), **(extra_paths or {})},
+        "paths": {**_agent_ops(), **_other_ops(), **_team_ops(), **dashboard_paths(), **(extra_paths or {})},
         "components": {
             "schemas": _schemas(_create_schema(settings, agent_types, secrets_refused)),
             "securitySchemes": {

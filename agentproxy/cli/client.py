@@ -53,7 +53,7 @@ def _tail(text: str) -> int:
 
 
 def register(subparsers: Any) -> None:
-    """Register ``agents`` (ls, get, create, rm, suspend, resume, logs) and ``chat`` on the CLI's subparsers."""
+    """Register ``agents`` (ls, get, create, profiles, rm, suspend, resume, logs) and ``chat`` on the CLI's subparsers."""
     conn = _connection_options()
     agents = subparsers.add_parser(
         "agents", help="list, create, inspect and delete agents on an agentproxy server",
@@ -91,9 +91,15 @@ def register(subparsers: Any) -> None:
     create.add_argument("--env", action="append", type=env_pair, default=[], metavar="NAME=VALUE",
                         help="environment variable of the agent (repeatable)")
     create.add_argument("--message", help="first prompt for the agent")
+    create.add_argument("--profile", help="profile of the agent (see `agents profiles`; default: the server's)")
+    create.add_argument("--share", metavar="GROUP", help="share it with one of your groups (they see and talk to it)")
     _wait_options(create)
     _output_option(create)
     create.set_defaults(handler=_handler("create"))
+
+    profiles = verbs.add_parser("profiles", parents=[conn], help="list the profiles you may create agents with")
+    _output_option(profiles)
+    profiles.set_defaults(handler=_handler("profiles"))
 
     rm = verbs.add_parser("rm", parents=[conn], help="stop and delete an agent")
     _agent_args(rm)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from typing import Any
 
 from ..naming import DNS_SUBDOMAIN_RULE, is_dns_subdomain
 from ..render import dump_json, dump_yaml, render_agent, render_rbac
+from ..teams.config import teams_of
+from ..teams.profiles import ProfileRefused, choose_profile, profile_settings
 from .parser import UsageError, agent_options, load, settings_options, spec_of
 
 
@@ -19,6 +22,8 @@ def register(sub: Any) -> None:
     agent_options(render, id_required=False,
                   id_help="agent id (a DNS-1123 label of at most 46 characters; default: a random one)")
     render.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml", help="output format")
+    render.add_argument("--profile", metavar="NAME",
+                        help="render an agent of this profile of teams.profiles (default: teams.default_profile)")
     settings_options(render)
     render.set_defaults(handler=_cmd_render)
 
@@ -35,7 +40,16 @@ def _write(objects: list[dict[str, Any]], output: str) -> None:
 
 def _cmd_render(args: argparse.Namespace) -> int:
     settings = load(args).settings
-    _write(render_agent(settings, spec_of(args, settings)), args.output)
+    teams = teams_of(settings)
+    try:
+        # The operator reviews every profile, whoever may use it.
+        profile = choose_profile(teams, args.profile, frozenset(), admin=True)
+    except ProfileRefused as exc:
+        raise UsageError(f"agentproxy render: --{exc}") from None
+    spec = spec_of(args, profile_settings(settings, profile), base_env=dict(profile.env) if profile else None)
+    if profile is not None:
+        spec = dataclasses.replace(spec, profile=profile.name)
+    _write(render_agent(settings, spec), args.output)
     return 0
 
 

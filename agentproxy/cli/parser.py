@@ -59,6 +59,7 @@ def agent_options(parser: argparse.ArgumentParser, *, spec: bool = True, id_requ
     parser.add_argument("--message", help="first prompt sent to the agent")
 
 
-def spec_of(args: argparse.Namespace, settings: Settings) -> AgentSpec:
-    """The agent the options of :func:`agent_options` describe."""
-    return build_spec(settings, args.session, args.agent, args.agent_type, dict(args.env), args.message)
+def spec_of(args: argparse.Namespace, settings: Settings, base_env: dict[str, str] | None = None) -> AgentSpec:
+    """The agent the options of :func:`agent_options` describe (its ``--env`` over ``base_env``)."""
+    return build_spec(settings, args.session, args.agent, args.agent_type, {**(base_env or {}), **dict(args.env)},
+                      args.message)

@@ -107,7 +107,23 @@ def create_body(args: argparse.Namespace) -> dict[str, Any]:
         body["env"] = dict(args.env)
     if args.message is not None:
         body["message"] = args.message
+    for name in ("profile", "share"):
+        if getattr(args, name, None):
+            body[name] = getattr(args, name)
     return body
+
+
+async def profiles(client: ApiClient, args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    """List the profiles the caller may use (``*`` marks the default)."""
+    answer = await client.request("GET", "/profiles")
+    if args.output != "table":
+        out.write(output.dump(answer, args.output))
+        return EXIT_OK
+    rows = [[p["name"] + ("*" if p["name"] == answer.get("default") else ""), p.get("agent") or "",
+             p.get("image") or "", ",".join(p.get("groups") or []) or "everyone", p.get("description") or ""]
+            for p in answer["profiles"]]
+    out.write(output.terminal_safe(output.table(rows, ("PROFILE", "AGENT", "IMAGE", "GROUPS", "DESCRIPTION"))))
+    return EXIT_OK
 
 
 async def create(client: ApiClient, args: argparse.Namespace, out: TextIO = sys.stdout,

@@ -69,6 +69,7 @@ _KIND_NAMES = {
     "str": "string",
     "commands": "mapping of agent type to command",
     "api_keys": "list of API keys",
+    "data": "YAML value",
 }
 
 
@@ -163,7 +164,7 @@ def _coerce_api_keys(value: Any, from_text: bool) -> list[dict[str, Any]]:
     records = []
     for index, item in enumerate(value):
         if not isinstance(item, dict):
-            raise ValueRuleError(f"entry {index} must be a mapping with only name, sha256 and admin")
+            raise ValueRuleError(f"entry {index} must be a mapping with only name, sha256, admin, user and groups")
         if "admin" in item:  # booleans are written as settings write them (yes, 1, ...)
             item = {**item, "admin": _coerce_bool(item["admin"], from_text)}
         records.append(item)
@@ -173,12 +174,24 @@ def _coerce_api_keys(value: Any, from_text: bool) -> list[dict[str, Any]]:
         raise ValueRuleError(str(exc)) from None
 
 
+def _coerce_data(value: Any, from_text: bool) -> Any:
+    """A free-form section (checked as a whole by its own parser): YAML text from the environment."""
+    if from_text and isinstance(value, str):
+        try:
+            return yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError:
+            raise ValueRuleError("must be YAML") from None
+    return value
+
+
 _COERCERS = {"bool": _coerce_bool, "int": _coerce_int, "duration": _coerce_duration, "str": _coerce_str,
-             "commands": _coerce_commands, "api_keys": _coerce_api_keys}
+             "commands": _coerce_commands, "api_keys": _coerce_api_keys, "data": _coerce_data}
 
 
 def _kind_of(annotation: Any) -> tuple[str, bool]:
     optional = False
+    if annotation is Any:
+        return "data", True
     if typing.get_origin(annotation) is typing.Union:
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         optional, annotation = True, args[0]

@@ -8,7 +8,7 @@ are all resolved against these dataclasses (see :mod:`agentproxy.settings.load`)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 CLAUDE_PERMISSION_MODES = ("default", "acceptEdits", "plan", "dontAsk", "auto", "bypassPermissions")
 """The values of Claude Code's ``permissions.defaultMode`` (``agents.claude.permission_mode``)."""
@@ -41,7 +41,16 @@ class ApiKeySettings:
     """``printf %s "$KEY" | sha256sum``: 64 hex digits."""
 
     admin: bool = False
-    """An admin key sees and reaches every agent; others only their own."""
+    """An admin key sees and reaches every agent; others only their own (and those shared
+    with their groups)."""
+
+    user: Optional[str] = None
+    """The user the key acts for: the owner of the agents it creates. Unset: the key's ``name``
+    (as before users existed), so several keys of one user share their agents only when they
+    name the same ``user``. Example: ``alice``."""
+
+    groups: List[str] = field(default_factory=list)
+    """Groups of the key's user besides those ``teams.groups`` gives them. Example: ``[ml]``."""
 
 
 @dataclass
@@ -373,6 +382,36 @@ class CompatSettings:
 
 
 @dataclass
+class TeamsSettings:
+    """Users, groups, agent profiles, credentials, quotas and the audit log of a shared proxy
+    (see :mod:`agentproxy.teams`). Values of the ``Any`` leaves are checked by
+    :func:`agentproxy.teams.config.parse_teams`."""
+
+    admin_group: Optional[str] = None
+    """Members of this group are admins (see and manage every agent), as keys with ``admin: true``
+    are. Example: ``platform``."""
+
+    groups: Any = None
+    """Members of each group, by user name. Example: ``{ml: [alice, bob], platform: [carol]}``."""
+
+    profiles: Any = None
+    """Named agent profiles: ``agent``, ``image``, ``resources``, ``env``, ``idle_timeout``,
+    ``instructions`` (the CLAUDE.md/AGENTS.md of the agent's home), ``mcp_servers``,
+    ``credentials`` (env name to credential name) and ``groups`` (who may use it; unset: all)."""
+
+    default_profile: Optional[str] = None
+    """The profile of a create that names none; unset: the plain ``agents`` settings."""
+
+    quotas: Any = None
+    """Limits per user and per group: ``{users: {NAME: Q}, groups: {NAME: Q}, default: Q}``, each
+    ``Q`` of ``agents``, ``running`` and ``creating`` (0 or unset: no limit)."""
+
+    audit_log: Optional[str] = None
+    """Where one JSON line per create, delete, suspend, resume, share, credential change and
+    refused request goes: ``stdout``, or a file path; unset: off."""
+
+
+@dataclass
 class Settings:
     """All settings of agentproxy."""
 
@@ -381,6 +420,7 @@ class Settings:
     local_mode: LocalModeSettings = field(default_factory=LocalModeSettings)
     k8s_mode: K8sModeSettings = field(default_factory=K8sModeSettings)
     compat: CompatSettings = field(default_factory=CompatSettings)
+    teams: TeamsSettings = field(default_factory=TeamsSettings)
 
     templates_dir: Optional[str] = None
     """Directory with operator-provided manifest templates (same file names as

@@ -171,3 +171,10 @@ def validate(s: Settings, source_of: Callable[[str], Source]) -> None:
         path, limit = f"k8s_mode.resources.{kind}_request", getattr(res, f"{kind}_limit")
         raise SettingsError(path, f"must not exceed k8s_mode.resources.{kind}_limit ({limit})",
                             getattr(res, f"{kind}_request"), source_of(path))
+
+    from ..teams.config import TeamsError, parse_teams
+    try:
+        parse_teams(s.teams, s.agents.commands)
+    except TeamsError as exc:
+        top = ".".join(exc.path.split(".")[:2])
+        raise SettingsError(exc.path, exc.rule, source=source_of(top), show_value=False) from None

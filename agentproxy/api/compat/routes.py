@@ -101,8 +101,9 @@ class PeerRoutes:
         spec = build_spec(self.ctx.settings, self.session, new_session_id(), self.agent_type, wanted.environment,
                           wanted.message, owner=principal.name)
         spec = dataclasses.replace(spec, tags=wanted.tags)
-        # A client that goes away must not leave a half-made agent behind.
-        state = await asyncio.shield(self.ctx.backend.create(spec, any_session=True))  # a shared session
+        async with self.ctx.quotas.admit(principal, spec, new_agent=True, starts=True):  # the caller's quotas
+            # A client that goes away must not leave a half-made agent behind.
+            state = await asyncio.shield(self.ctx.backend.create(spec, any_session=True))  # a shared session
         return web.json_response({"session_id": state.id})
 
     async def search(self, request: web.Request) -> web.Response:
@@ -115,7 +116,7 @@ class PeerRoutes:
     async def delete(self, request: web.Request) -> web.Response:
         """``DELETE /sessions/{id}``: stop the agent and delete its data (the peer deletes the session's directory)."""
         state = await self._session(request)
-        if not principal_of(request).can_see(state):
+        if not principal_of(request).can_manage(state):  # members of a group it is shared with only use it
             raise ApiError(403, "You can only delete your own sessions")
         await asyncio.shield(self.ctx.backend.delete(state.session, state.id, purge=True))
         return web.json_response({"message": "Session terminated successfully", "session_id": state.id,

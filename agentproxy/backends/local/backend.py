@@ -38,6 +38,8 @@ from ...launch import AGENTAPI_HOST, STATUS_PATH, AgentLaunch, agent_launch
 from ...restore import restored
 from ...settings import Settings
 from ...spec import AgentSpec
+from ...teams.agentfiles import prepare_profile_home
+from ...teams.credentials import agent_credential_env
 from ..base import AgentState, AgentStatus, Backend, Rejected, Unavailable, not_found
 from ..conversation import ConversationFollower
 from ..index import Membership
@@ -391,17 +393,25 @@ class LocalBackend(Backend):
 
     def prepare(self, spec: AgentSpec, work_dir: Path) -> dict[str, str]:
         """A Claude Code agent gets its prepared home in its work directory (see
-        :mod:`agentproxy.agenthome`) and the model's key and endpoint; other agents nothing."""
-        if not uses_claude(spec.command):
-            return {}
-        claude = self.settings.agents.claude
-        key = os.environ.get(claude.api_key_env) or None
-        # Claude Code knows a project by its real path (what its getcwd() says).
+        :mod:`agentproxy.agenthome`) and the model's key and endpoint; an agent of a profile
+        the profile's instruction file and MCP servers in that home (see
+        :mod:`agentproxy.teams.agentfiles`) and the credentials it maps."""
+        # The credentials its profile maps, read at each start: a changed one applies at the next.
+        credentials = agent_credential_env(self.settings, spec.owner, spec.group, spec.profile)
         real_work_dir = os.path.realpath(work_dir)
         home = home_dir(real_work_dir)
-        prepare_claude_home(Path(home), work_dir=real_work_dir, api_key=key, permission_mode=claude.permission_mode,
-                            hook_command=waiting_hook_command(sys.executable, str(work_dir)))
-        return claude_environment(home, base_url=claude.base_url, api_key=key)
+        env: dict[str, str] = {}
+        if uses_claude(spec.command):
+            claude = self.settings.agents.claude
+            key = credentials.get("ANTHROPIC_API_KEY") or os.environ.get(claude.api_key_env) or None
+            # Claude Code knows a project by its real path (what its getcwd() says).
+            prepare_claude_home(Path(home), work_dir=real_work_dir, api_key=key,
+                                permission_mode=claude.permission_mode,
+                                hook_command=waiting_hook_command(sys.executable, str(work_dir)))
+            env = claude_environment(home, base_url=claude.base_url, api_key=key)
+        if prepare_profile_home(self.settings, spec, Path(home)):
+            env.setdefault("HOME", home)
+        return {**env, **credentials}
 
     def follower(self, port: int, first_message: str | None,
                  on_change: Callable[[str], None]) -> ConversationFollower | None:

@@ -105,3 +105,18 @@ async def test_the_app_culls_an_idle_agent_and_a_request_brings_it_back(make_api
     samples = await scrape(api)
     assert samples[("agentproxy_agent_suspends_total", labels(cause="idle"))] >= 1
     assert samples[("agentproxy_agent_resumes_total", labels(cause="request"))] == 1
+
+
+async def test_a_profile_with_an_idle_timeout_of_its_own_is_culled_by_it(settings, backend: MemoryBackend):
+    # No global idle timeout: only the agents of the profile "brief" (2 minutes) are culled.
+    await backend.create(dataclasses.replace(build_spec(settings, "s1", "brief"), profile="brief"))
+    await backend.create(dataclasses.replace(build_spec(settings, "s1", "other"), profile="other"))
+    await backend.create(build_spec(settings, "s1", "plain"))
+    for agent_id in ("brief", "other", "plain"):
+        backend.agents[agent_id] = dataclasses.replace(backend.agents[agent_id], created_at=NOW - timedelta(hours=3),
+                                                       last_active=NOW - timedelta(minutes=20))
+    culler = Culler(backend, IdlePolicy(), TrafficClock(enabled=True), profiles={"brief": IdlePolicy(120)})
+    assert culler.policy.resolution == 30  # a quarter of the profile's limit
+    await culler.run_once(NOW)
+    assert {a: s.status for a, s in backend.agents.items()} == {
+        "brief": AgentStatus.SUSPENDED, "other": AgentStatus.READY, "plain": AgentStatus.READY}

@@ -1,0 +1,99 @@
+"""The team rules as the HTTP layer applies them: the spec of a create (its profile, its
+sharing), and who may manage an agent."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from ..backends.agent_state import AgentState
+from ..settings import Settings
+from ..spec import AgentSpec, build_spec
+from .config import Teams
+from .profiles import ProfileRefused, choose_profile, profile_settings
+from .quotas import QuotaExceeded, check, count, scopes
+
+
+def _api_error(status: int, message: str, field: str) -> Exception:
+    from ..api.errors import ApiError  # the HTTP layer's error, imported late: it imports the backends
+    return ApiError(status, message, field=field)
+
+
+def team_spec(teams: Teams, settings: Settings, principal: Any, session: str,
+              fields: Mapping[str, Any]) -> AgentSpec:
+    """The spec of a create by ``principal`` with the request's ``fields`` (``id``, ``agent``,
+    ``env``, ``message``, ``resources``, ``profile``, ``share``): the profile's settings and
+    environment under the request's, owned by the caller, shared with the group it names.
+
+    An unknown profile is 422, a profile or group the caller may not use 403, each naming the field."""
+    try:
+        profile = choose_profile(teams, fields.get("profile"), principal.groups, principal.admin)
+    except ProfileRefused as exc:
+        raise _api_error(exc.status, str(exc), "profile") from None
+    share = fields.get("share")
+    if share is not None and share not in principal.groups and not (principal.admin and share in teams.members):
+        raise _api_error(403, f"share: {share!r} is not one of your groups; an agent can be shared with a "
+                              f"group of its owner ({', '.join(sorted(principal.groups)) or 'you have none'})",
+                         "share")
+    env = fields.get("env")
+    if profile is not None and profile.env:
+        env = {**profile.env, **(env if isinstance(env, Mapping) else {})}
+    spec = build_spec(profile_settings(settings, profile), session, fields.get("id"), fields.get("agent"), env,
+                      fields.get("message"), fields.get("resources"), owner=principal.name)
+    if share is None and profile is None:
+        return spec
+    return dataclasses.replace(spec, group=share, profile=None if profile is None else profile.name)
+
+
+def check_manage(principal: Any, state: AgentState) -> None:
+    """403 unless ``principal`` may delete ``state``'s agent (its owner, an admin)."""
+    if not principal.can_manage(state):
+        raise _api_error(403, f"agent {state.id!r} is shared with your group {state.spec.group!r}; only its "
+                              "owner and admins may delete it", "agent")
+
+
+class QuotaGate:
+    """Lets a create or resume through only within the caller's quotas (see :mod:`.quotas`).
+
+    One lock around check and create, so that concurrent creates of this replica are counted
+    one after the other; the creates under way are counted until the backend lists their agent."""
+
+    def __init__(self, teams: Teams, backend: Any) -> None:
+        self.teams = teams
+        self.backend = backend
+        self.enabled = bool(teams.quotas.users or teams.quotas.groups or any(
+            teams.quotas.default.to_dict().values()))
+        self._lock = asyncio.Lock()
+        self._in_flight: dict[str, AgentSpec] = {}
+
+    async def usage(self, principal: Any) -> list[dict[str, Any]]:
+        """The caller's counts against each of its quotas (``GET /usage``)."""
+        states = await self.backend.list()
+        return [{"kind": scope.kind, "name": scope.name, "quota_setting": path, "quota": quota.to_dict(),
+                 "usage": count(scope, states, self._in_flight.values()).to_dict()}
+                for scope, quota, path in scopes(self.teams, principal.name, principal.groups)]
+
+    @contextlib.asynccontextmanager
+    async def admit(self, principal: Any, spec: AgentSpec, *, new_agent: bool, starts: bool) -> AsyncIterator[None]:
+        """Hold the body of an ``async with`` (the create) only within the quotas; 429 naming the
+        quota otherwise, before anything is made."""
+        if not self.enabled or principal.admin:
+            yield
+            return
+        async with self._lock:
+            try:
+                check(scopes(self.teams, principal.name, principal.groups), await self.backend.list(),
+                      list(self._in_flight.values()), new_agent=new_agent, starts=starts)
+            except QuotaExceeded as exc:
+                headers = {"Retry-After": str(int(exc.retry_after))} if exc.retry_after else None
+                from ..api.errors import ApiError
+                raise ApiError(429, str(exc), code="quota_exceeded", field=exc.path, headers=headers) from None
+            if new_agent:
+                self._in_flight[spec.id] = spec
+        try:
+            yield
+        finally:
+            self._in_flight.pop(spec.id, None)
