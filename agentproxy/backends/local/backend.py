@@ -93,6 +93,8 @@ class LocalBackend(Backend):
         self.table = ProcessTable()
         """Reads of the process table, shared by every agent being stopped at the same time."""
         self.launches = asyncio.Semaphore(self.timing.launch_concurrency)
+        self.agent_nice = self.local.agent_nice
+        """The CPU priority of agents (see :mod:`.process.priority`)."""
         self._saves: set[asyncio.Task[None]] = set()
         self._monitor: asyncio.Task[None] | None = None
         self._adoption: asyncio.Task[None] | None = None
@@ -165,7 +167,7 @@ class LocalBackend(Backend):
         then take over each one still running and start the others again."""
         looked_for = [a for a in adoptions if a.identity is not None]
         try:
-            found = await asyncio.to_thread(AgentProcess.adopt_all, [a.identity for a in looked_for])
+            found = await asyncio.to_thread(AgentProcess.adopt_all, [a.identity for a in looked_for], self.agent_nice)
         except Exception:  # a bug here must not leave every agent starting for ever
             log.exception("looking for the processes of the agents failed; they are started again")
             found = [None] * len(looked_for)
