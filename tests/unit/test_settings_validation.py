@@ -220,7 +220,7 @@ def test_supervision_timings_are_durations_with_rules():
 
 
 def test_the_agents_cpu_priority_is_a_nice_value():
-    assert load().settings.local_mode.agent_nice == 19
+    assert load().settings.local_mode.agent_nice == 10
     assert load("local_mode.agent_nice=0").settings.local_mode.agent_nice == 0
     for bad in ("20", "-1"):
         err = settings_error(f"local_mode.agent_nice={bad}")

@@ -44,7 +44,7 @@ from ..suspension import AgentActivity, Suspension, parse_time
 from .ports import HOST, PortAllocator
 from .process import (
     AgentProcess, Identity, ProcessTable, TreeSampler, directory_size, executable_search_path, find_executable,
-    stop_in_background,
+    lower_priority, stop_in_background,
 )
 from .report import agent_activity
 from .state import DataDirLock, StateFile, StateWriter
@@ -95,6 +95,8 @@ class LocalBackend(Backend):
         self.launches = asyncio.Semaphore(self.timing.launch_concurrency)
         self.agent_nice = self.local.agent_nice
         """The CPU priority of agents (see :mod:`.process.priority`)."""
+        self._lowered: set[tuple[int, float]] = set()
+        """Processes of agents (pid, start time) already given ``agent_nice`` by the monitor."""
         self._saves: set[asyncio.Task[None]] = set()
         self._monitor: asyncio.Task[None] | None = None
         self._adoption: asyncio.Task[None] | None = None
@@ -514,9 +516,18 @@ class LocalBackend(Backend):
                 if supervisor is not None:
                     supervisor.disk_measured(size, complete)
 
+    def _lower_members(self, samples: Iterable[Any]) -> None:
+        """Give every process of the agents' trees ``agent_nice`` once: agentapi runs its agent
+        in a session (a terminal) of its own, whose autogroup the agent's start did not lower."""
+        members = {member for sample in samples for member in sample.members}
+        # Kept only while they run; one the kernel asked to retry is tried again next time.
+        self._lowered = {member for member in members
+                         if member in self._lowered or lower_priority(member[0], self.agent_nice)}
+
     def _measure(self, roots: dict[str, Identity], dirs: list[tuple[str, Path]],
                  logs: list[Any]) -> tuple[dict[str, Any], dict[str, tuple[int, bool]]]:
         samples = self._sampler.sample(roots)
+        self._lower_members(samples.values())
         sizes = {agent_id: directory_size(path) for agent_id, path in dirs}
         for agent_log in logs:
             try:
