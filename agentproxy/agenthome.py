@@ -30,8 +30,9 @@ import json
 import os
 import posixpath
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .launch import STATE_DIR
 
