@@ -8,11 +8,14 @@ again. Measured from the start of the new process:
 
 - ``healthz``: until ``GET /healthz`` answers 200;
 - ``all ready``: until ``GET /agents`` shows every agent ``ready``;
+- the restarted proxy's own CPU time until ``/healthz`` answered, and its time spent
+  waiting for a CPU meanwhile (``/proc/PID/schedstat``, Linux): a time to ``/healthz``
+  far above its CPU time is a proxy starved by other processes (the agents among them);
 
 and checked: every agent kept its pid (re-adopted, not restarted). Afterwards every agent
 is deleted through the API; whatever still runs of them is ended by pid.
 
-Usage: ``python -m benchmarks.restart [--agents 100] [--agents 500] [--agentapi PATH]``
+Usage: ``python -m benchmarks.restart [--agents 100] [--agents 500] [--set KEY=VALUE] [--agentapi PATH]``
 (each ``--agents`` is one round; on 2 cores 500 agents take a few minutes to create).
 """
 
@@ -63,7 +66,8 @@ def free_port_block(size: int) -> int:
     raise SystemExit("no free block of ports")
 
 
-def serve_command(data: Path, port: int, first: int, count: int, agentapi: str) -> list[str]:
+def serve_command(data: Path, port: int, first: int, count: int, agentapi: str,
+                  extra: list[str] | tuple[str, ...] = ()) -> list[str]:
     settings = {
         "server.port": port, "local_mode.data_dir": data, "local_mode.agentapi_binary": agentapi,
         "local_mode.ports.start": first, "local_mode.ports.end": first + count + 49,
@@ -73,6 +77,8 @@ def serve_command(data: Path, port: int, first: int, count: int, agentapi: str) 
     argv = [sys.executable, "-m", "agentproxy", "serve"]
     for key, value in settings.items():
         argv += ["--set", f"{key}={value}"]
+    for setting in extra:
+        argv += ["--set", setting]
     return argv
 
 
@@ -105,6 +111,17 @@ async def agents(http: aiohttp.ClientSession, base: str) -> list[dict] | None:
     return body["agents"] if isinstance(body, dict) else body
 
 
+def scheduled(pid: int) -> tuple[float, float]:
+    """Seconds the main thread of ``pid`` has run on a CPU and waited for one (NaN without
+    ``/proc/PID/schedstat``)."""
+    try:
+        with open(f"/proc/{pid}/schedstat", encoding="ascii") as src:
+            ran, waited = src.read().split()[:2]
+        return int(ran) / 1e9, int(waited) / 1e9
+    except (OSError, ValueError):
+        return float("nan"), float("nan")
+
+
 def descendants_in(work: Path) -> list[psutil.Process]:
     """Processes whose working directory is under ``work`` (the agents of this run)."""
     found = []
@@ -117,12 +134,12 @@ def descendants_in(work: Path) -> list[psutil.Process]:
     return found
 
 
-async def round_(count: int, agentapi: str) -> dict[str, float]:
+async def round_(count: int, agentapi: str, extra: list[str]) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="agentproxy-restart-") as tmp:
         work = Path(tmp)
         port, first = free_port(), free_port_block(count + 50)
         base = f"http://127.0.0.1:{port}"
-        argv = serve_command(work / "data", port, first, count, agentapi)
+        argv = serve_command(work / "data", port, first, count, agentapi, extra)
         log = open(work / "serve.log", "ab")
         proxy = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=work)
         ids = [f"r{i:04d}" for i in range(count)]
@@ -154,6 +171,7 @@ async def round_(count: int, agentapi: str) -> dict[str, float]:
                                          cwd=work)
                 await until(lambda: healthy(http, base), "the restarted proxy", 0.01)
                 healthz = time.monotonic() - restarted
+                cpu_s, waited_s = scheduled(proxy.pid)
                 await until(all_ready, "every agent to be ready again", 0.05)
                 ready = time.monotonic() - restarted
                 after = {a["id"]: a["details"]["pid"] for a in await agents(http, base) or []}
@@ -166,7 +184,7 @@ async def round_(count: int, agentapi: str) -> dict[str, float]:
                         await r.read()
                 await asyncio.gather(*(delete(a) for a in ids))
             return {"agents": count, "create_s": created, "healthz_s": healthz, "all_ready_s": ready,
-                    "same_pid": kept}
+                    "same_pid": kept, "cpu_s": cpu_s, "waited_s": waited_s}
         finally:
             if proxy.poll() is None:
                 proxy.send_signal(signal.SIGTERM)
@@ -187,11 +205,12 @@ async def main(args: argparse.Namespace) -> None:
     agentapi = args.agentapi or locate()
     if agentapi is None:
         raise SystemExit("agentapi not found: run `bin/just agentapi` or pass --agentapi")
-    print(f"{'agents':>7} {'create→ready s':>15} {'restart→healthz s':>18} {'restart→all ready s':>20} same pid")
+    print(f"{'agents':>7} {'create→ready s':>15} {'restart→healthz s':>18} {'restart→all ready s':>20} same pid "
+          f"{'cpu s':>6} {'waited s':>8}")
     for count in args.agents or [100]:
-        r = await round_(count, agentapi)
+        r = await round_(count, agentapi, args.set or [])
         print(f"{r['agents']:>7} {r['create_s']:>15.1f} {r['healthz_s']:>18.2f} {r['all_ready_s']:>20.2f} "
-              f"{r['same_pid']}/{r['agents']}", flush=True)
+              f"{r['same_pid']:>4}/{r['agents']:<4}{r['cpu_s']:>6.2f} {r['waited_s']:>8.2f}", flush=True)
 
 
 def _interrupted(signum: int, frame: object) -> None:
@@ -202,5 +221,7 @@ if __name__ == "__main__":
     signal.signal(signal.SIGTERM, _interrupted)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--agents", type=int, action="append", help="agents per round (repeatable; default 100)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="a setting of both proxies (repeatable), e.g. local_mode.agent_nice=0")
     parser.add_argument("--agentapi", help="the agentapi binary (default: the one agentproxy finds)")
     asyncio.run(main(parser.parse_args()))

@@ -236,6 +236,11 @@ class LocalModeSettings:
     it to the state file in its work directory within this long: a SIGKILL of
     agentapi loses at most about this much conversation. A duration (``2s``)."""
 
+    agent_nice: int = 10
+    """The CPU priority (nice value, 0-19) agents run at: below the proxy's, so that agents
+    busy or many (an idle agentapi redraws its terminal all the time) never starve the proxy,
+    nor a restarted one that is loading its agents. 0 runs them at the proxy's priority."""
+
     supervision: SupervisionSettings = field(default_factory=SupervisionSettings)
     """Timings of supervision: readiness, restarts, stopping, sampling."""
 

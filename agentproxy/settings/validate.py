@@ -35,6 +35,10 @@ def _port(v: int) -> str | None:
     return None if 1 <= v <= 65535 else "must be a TCP port between 1 and 65535"
 
 
+def _nice(v: int) -> str | None:
+    return None if 0 <= v <= 19 else "must be a nice value between 0 and 19"
+
+
 def _nonempty(v: str) -> str | None:
     return None if v and v.strip() else "must not be empty"
 
@@ -101,6 +105,7 @@ _RULES: dict[str, Check] = {
     "local_mode.ports.start": _port,
     "local_mode.ports.end": _port,
     "local_mode.data_dir": _nonempty,
+    "local_mode.agent_nice": _nice,
     "k8s_mode.namespace": lambda v: None if is_dns_label(v) else DNS_LABEL_RULE,
     "k8s_mode.image": lambda v: None if v and _IMAGE.fullmatch(v) else "must be a container image reference without spaces",
     "k8s_mode.image_pull_policy": _one_of("Always", "IfNotPresent", "Never"),

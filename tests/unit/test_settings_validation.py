@@ -219,6 +219,14 @@ def test_supervision_timings_are_durations_with_rules():
     assert_message(err, "local_mode.supervision.sample_interval='often'", DURATION_RULE)
 
 
+def test_the_agents_cpu_priority_is_a_nice_value():
+    assert load().settings.local_mode.agent_nice == 10
+    assert load("local_mode.agent_nice=0").settings.local_mode.agent_nice == 0
+    for bad in ("20", "-1"):
+        err = settings_error(f"local_mode.agent_nice={bad}")
+        assert_message(err, "local_mode.agent_nice", "must be a nice value between 0 and 19")
+
+
 def test_idle_culling_settings_are_optional_durations():
     settings = load(environ={"AGENTAPI_AGENTS_IDLE_TIMEOUT": "30m", "AGENTAPI_AGENTS_MAX_AGE": "168h",
                              "AGENTAPI_AGENTS_RESUME_WAIT": "30s"}).settings

@@ -55,6 +55,7 @@ from .process import (
     directory_size,
     executable_search_path,
     find_executable,
+    lower_priority,
     stop_in_background,
 )
 from .report import agent_activity
@@ -105,6 +106,10 @@ class LocalBackend(Backend):
         self.table = ProcessTable()
         """Reads of the process table, shared by every agent being stopped at the same time."""
         self.launches = asyncio.Semaphore(self.timing.launch_concurrency)
+        self.agent_nice = self.local.agent_nice
+        """The CPU priority of agents (see :mod:`.process.priority`)."""
+        self._lowered: set[tuple[int, float]] = set()
+        """Processes of agents (pid, start time) already given ``agent_nice`` by the monitor."""
         self._saves: set[asyncio.Task[None]] = set()
         self._monitor: asyncio.Task[None] | None = None
         self._adoption: asyncio.Task[None] | None = None
@@ -178,7 +183,7 @@ class LocalBackend(Backend):
         looked_for = [a for a in adoptions if a.identity is not None]
         try:
             identities = [a.identity for a in looked_for if a.identity is not None]  # every one: narrows the type
-            found = await asyncio.to_thread(AgentProcess.adopt_all, identities)
+            found = await asyncio.to_thread(AgentProcess.adopt_all, identities, self.agent_nice)
         except Exception:  # a bug here must not leave every agent starting for ever
             log.exception("looking for the processes of the agents failed; they are started again")
             found = [None] * len(looked_for)
@@ -543,9 +548,18 @@ class LocalBackend(Backend):
                 if supervisor is not None:
                     supervisor.disk_measured(size, complete)
 
+    def _lower_members(self, samples: Iterable[Any]) -> None:
+        """Give every process of the agents' trees ``agent_nice`` once: agentapi runs its agent
+        in a session (a terminal) of its own, whose autogroup the agent's start did not lower."""
+        members = {member for sample in samples for member in sample.members}
+        # Kept only while they run; one the kernel asked to retry is tried again next time.
+        self._lowered = {member for member in members
+                         if member in self._lowered or lower_priority(member[0], self.agent_nice)}
+
     def _measure(self, roots: dict[str, Identity], dirs: list[tuple[str, Path]],
                  logs: list[Any]) -> tuple[dict[str, Any], dict[str, tuple[int, bool]]]:
         samples = self._sampler.sample(roots)
+        self._lower_members(samples.values())
         sizes = {agent_id: directory_size(path) for agent_id, path in dirs}
         for agent_log in logs:
             try:

@@ -69,6 +69,8 @@ class SupervisorHost(Protocol):
     table: ProcessTable
     launches: asyncio.Semaphore
     """Bounds how many agents are being spawned at once (``launch_concurrency``)."""
+    agent_nice: int
+    """The CPU priority (nice value) agents run at (``local_mode.agent_nice``)."""
 
     def launch_of(self, spec: AgentSpec, port: int, work_dir: Path) -> AgentLaunch:
         """How to start the agent, programs as absolute paths (raises BackendError when a
@@ -171,7 +173,7 @@ class Supervisor:
         async with self.host.launches:
             # Every start creates the work directory: someone may have removed it meanwhile.
             process = await spawn_in_thread(argv, env=env, cwd=self.work_dir, log_path=self.log.path, tag=self.tag,
-                                            table=self.host.table)
+                                            table=self.host.table, nice=self.host.agent_nice)
             self.process = process
             self.sample = None
             self.backoff.started()
@@ -179,6 +181,9 @@ class Supervisor:
                                                                    f"port {self.port})")}
             self._set(AgentStatus.STARTING, "Starting", f"waiting for agentapi on port {self.port}")
             await process.settle()
+        # Again once it runs: threads it started before the first time, and a kernel that
+        # asked to retry, get it too.
+        await process.deprioritize(self.host.agent_nice)
 
     def abandon(self) -> None:
         """The creation of this agent was called off after its process started: end it."""

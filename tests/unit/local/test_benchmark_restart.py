@@ -11,4 +11,5 @@ def test_benchmark_smoke(tmp_path):
     lines = proc.stdout.strip().splitlines()
     assert "restart→healthz s" in lines[0], proc.stdout
     figures = lines[1].split()
-    assert figures[0] == "2" and figures[-1] == "2/2", proc.stdout  # both re-adopted with their pids
+    assert figures[0] == "2" and figures[4] == "2/2", proc.stdout  # both re-adopted with their pids
+    assert float(figures[5]) > 0, proc.stdout  # the restarted proxy's CPU time until /healthz

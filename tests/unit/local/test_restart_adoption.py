@@ -16,14 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psutil
 
+from agentproxy.settings.schema import LocalModeSettings
 from tests.conversation import AGENTAPI_HOST, agent_said, exchanges, messages
 
-from .support import processes_in
+from .support import processes_in, wait_until
+from .test_priority import autogroup_of
 from .test_real_agent_life import SESSION
 from .test_suspend_local import HANG_GUARD, post, served  # noqa: F401 (a fixture)
 
 AGENTS = ("ada", "bob", "cyd")
+NICE = LocalModeSettings().agent_nice
 
 
 async def agents(client: aiohttp.ClientSession, base: str) -> dict[str, dict[str, Any]]:
@@ -79,5 +83,11 @@ async def test_a_restarted_proxy_serves_at_once_and_adopts_every_agent_in_the_ba
         # Nothing started twice: the one agentapi and its agent, no second run.
         servers = [p.pid for p in processes_in(Path(details["work_dir"])) if "--state-file" in p.cmdline()]
         assert servers == [pids[agent_id]], servers
+        # Below the proxy's CPU priority (local_mode.agent_nice), so that it never starves a proxy.
+        assert psutil.Process(pids[agent_id]).nice() == NICE
+        # The agent program too, in the session (autogroup) of agentapi's terminal, once sampled.
+        for proc in processes_in(Path(details["work_dir"])):
+            await wait_until(lambda: autogroup_of(proc.pid) in (None, NICE) and proc.nice() == NICE,  # noqa: B023
+                             what=f"{proc.cmdline()} at nice {NICE}")
         assert exchanges(await messages(client, f"{server.route(agent_id)}/api")) == \
             [("user", "hello"), ("agent", "echo: hello")]

@@ -12,6 +12,10 @@ from collections.abc import Mapping
 import psutil
 
 from .identity import Identity, alive, find_process, identify, parent_pid, reap_if_ours, same_process
+from .priority import lower_priority
+
+PRIORITY_RETRIES = 30
+"""Attempts at lowering a new agent's priority that the kernel asked to retry (0.1 s apart)."""
 
 
 class AgentProcess:
@@ -39,9 +43,10 @@ class AgentProcess:
 
     @classmethod
     def spawn(cls, argv: list[str], *, env: Mapping[str, str], cwd: str | os.PathLike[str],
-              log_path: str | os.PathLike[str]) -> AgentProcess:
+              log_path: str | os.PathLike[str], nice: int = 0) -> AgentProcess:
         """Start ``argv``: stdin /dev/null (agentapi reads a piped stdin to its end before it
-        starts), stdout and stderr appended to ``log_path``, a new session. Raises ``OSError``
+        starts), stdout and stderr appended to ``log_path``, a new session, at the CPU priority
+        ``nice`` (see :mod:`.priority`; :meth:`deprioritize` completes it). Raises ``OSError``
         when the program cannot be executed."""
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
@@ -54,6 +59,8 @@ class AgentProcess:
         # its own would reap it when garbage-collected (the exit code would be lost) or warn
         # that it was never waited for; a return code tells it that there is nothing left to do.
         popen.returncode = 0
+        # At once: what the program starts from now on inherits the priority.
+        lower_priority(popen.pid, nice)
         # Read once, without waiting: the command line may still be empty (see settle()).
         identity = identify(popen.pid, settle=0) or Identity(popen.pid, time.time(), ())
         try:
@@ -74,10 +81,23 @@ class AgentProcess:
         return cls(proc, identity, adopted=True)
 
     @classmethod
-    def adopt_all(cls, identities: list[Identity]) -> list[AgentProcess | None]:
-        """:meth:`adopt` of each identity, in one pass: blocking (a few reads of ``/proc`` per
-        process), call it from a worker thread."""
-        return [cls.adopt(identity) for identity in identities]
+    def adopt_all(cls, identities: list[Identity], nice: int = 0) -> list[AgentProcess | None]:
+        """:meth:`adopt` of each identity, in one pass, each process found given the CPU priority
+        ``nice`` where it has a higher one (an agent started by an earlier version): blocking
+        (a few reads of ``/proc`` per process), call it from a worker thread."""
+        found = [cls.adopt(identity) for identity in identities]
+        for process in found:
+            if process is not None:
+                lower_priority(process.pid, nice)
+        return found
+
+    async def deprioritize(self, nice: int) -> None:
+        """Give the process and every thread it started since :meth:`spawn` the CPU priority
+        ``nice``, retrying while the kernel asks to (see :func:`.priority.lower_priority`)."""
+        for _ in range(PRIORITY_RETRIES):
+            if self.poll() or lower_priority(self.pid, nice):
+                return
+            await asyncio.sleep(0.1)
 
     async def settle(self, timeout: float = 2.0) -> Identity:
         """Complete the identity of a process spawned a moment ago: Popen returns while exec
