@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass, field
-from typing import ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar, Mapping, Sequence
 
-from .spec import AgentSpec
+if TYPE_CHECKING:  # the standard library only at run time: agent images run this module's users without
+    # agentproxy's dependencies (see agentproxy.agenthome's entry point)
+    from .spec import AgentSpec
 
 STATE_DIR = ".agentproxy"
 """Directory inside an agent's work directory that holds what agentproxy keeps there."""
