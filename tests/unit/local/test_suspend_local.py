@@ -152,8 +152,11 @@ async def test_idle_agents_are_suspended_and_a_request_waits_for_the_resume(serv
     conversation = await agent_said(client, quiet_api, "echo: hello")
     assert exchanges(conversation) == [("user", "hello"), ("agent", "echo: hello")]
     samples = await metrics(client, server)
-    assert samples[("agentproxy_agent_suspends_total", (("cause", "idle"),))] >= 1
-    assert samples[("agentproxy_agent_resumes_total", (("cause", "request"),))] == 1
+    # On a slow machine the quiet agent may go idle again between the requests above and be
+    # culled and woken once more: every wake by a request follows a cull, and there was one.
+    idle_suspends = samples[("agentproxy_agent_suspends_total", (("cause", "idle"),))]
+    request_resumes = samples[("agentproxy_agent_resumes_total", (("cause", "request"),))]
+    assert 1 <= request_resumes <= idle_suspends
 
 
 async def test_the_request_that_wakes_an_agent_gets_its_whole_conversation(served):
