@@ -31,8 +31,26 @@ def _node_address(node: dict) -> str:
     return next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
 
 
+async def _pod_log(api, namespace: str) -> str:
+    """The tail of the agent's container output (what a failure is explained by)."""
+    path = f"/api/v1/namespaces/{namespace}/pods/agent-c1-0/log"
+    base, _, rest = path.lstrip("/").partition("/")
+    try:
+        async with api.call_api("GET", version="", base=f"/{base}", url=rest, params={"tailLines": "60"}) as resp:
+            return resp.text
+    except Exception as exc:  # the pod may be gone or not started; say so instead
+        return f"(no log: {exc})"
+
+
 async def test_a_claude_pod_answers_runs_a_tool_on_its_volume_and_survives_its_deletion(
         serve, api, rn_namespace, real_node):
+    try:
+        await _claude_pod_life(serve, api, rn_namespace, real_node)
+    except (AssertionError, TimeoutError) as exc:
+        raise AssertionError(f"{exc}\n--- the agent's container log:\n{await _pod_log(api, rn_namespace)}") from exc
+
+
+async def _claude_pod_life(serve, api, rn_namespace, real_node) -> None:
     key = "sk-ant-standin-" + secrets.token_hex(24)
     await request(api, "POST", f"/api/v1/namespaces/{rn_namespace}/secrets", body={
         "apiVersion": "v1", "kind": "Secret", "metadata": {"name": SECRET}, "stringData": {"ANTHROPIC_API_KEY": key}})
