@@ -70,9 +70,9 @@ browser:
 render *ARGS:
     agentproxy render "$@"
 
-# Everything CI runs: unit tests, then the e2e suite against a local control plane
+# Everything CI runs: lint, unit tests, then the e2e suite against a local control plane
 # (with AGENTPROXY_REAL_NODE=1, as in CI: plus a real node, its tests and the proof that it leaves nothing behind)
-test: agentapi unit ui
+test: lint agentapi unit ui
     #!/usr/bin/env bash
     set -euo pipefail
     real="${AGENTPROXY_REAL_NODE:-}"
@@ -95,10 +95,22 @@ test: agentapi unit ui
       fi
     fi
 
+# Lint and types: ruff, then mypy over agentproxy/, tests/, testenv/, benchmarks/ and deploy/ (rules in pyproject.toml)
+lint:
+    ruff check --no-cache
+    mypy
+    mypy benchmarks/relay.py  # its module name is testenv/relay.py's too: checked on its own
+
 # Unit tests (pure code and local processes) and the contract suite against the memory and local backends; no cluster
-# (the dashboard's browser tests run in a pytest process of their own: `ui`)
+# (the dashboard's browser tests run in a pytest process of their own: `ui`). Two pytest-xdist workers by
+# default: many tests wait on real processes, so two keep both cores of a small machine busy;
+# AGENTPROXY_TEST_WORKERS=0 runs them in one process (for --pdb, -s), N in N workers.
 unit *ARGS: agentapi agents agentapi-proxy chp wrk socat browser deploy-tools k8s-yaml
-    python -m pytest tests/unit tests/contract -m "not e2e" --ignore=tests/unit/ui "$@"
+    #!/usr/bin/env bash
+    set -euo pipefail
+    paths=(tests/unit tests/contract)
+    for arg in "$@"; do [[ $arg != -* && -e ${arg%%::*} ]] && paths=(); done  # files or tests named: only those
+    python -m pytest "${paths[@]}" -m "not e2e" --ignore=tests/unit/ui -n "${AGENTPROXY_TEST_WORKERS:-2}" "$@"
 
 # The dashboard's tests in Chromium, in a pytest process of their own: after the asyncio tests of the
 # unit tier in the same process, their agents' updates stopped reaching the page now and then
@@ -114,7 +126,9 @@ e2e *ARGS:
       echo "e2e: no cluster: \$KUBECONFIG is unset or names no file; start one with \`bin/just cluster-up\` (or kind-up) and export the KUBECONFIG it prints" >&2
       exit 1
     fi
-    AGENTPROXY_E2E_REQUIRED=1 python -m pytest tests/e2e tests/contract -m e2e "$@"
+    paths=(tests/e2e tests/contract)
+    for arg in "$@"; do [[ $arg != -* && -e ${arg%%::*} ]] && paths=(); done  # files or tests named: only those
+    AGENTPROXY_E2E_REQUIRED=1 python -m pytest "${paths[@]}" -m e2e "$@"
 
 # Build the control plane's binaries into the user-level cache (a no-op when cached)
 build-testenv:

@@ -39,8 +39,9 @@ import os
 import posixpath
 import sys
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from .launch import STATE_DIR, AgentLaunch
 

@@ -19,9 +19,9 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 from .agentapi import InstallError, build_lock, cache_root, remove_leftovers
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 _HEX_DIGEST = re.compile(r"^[0-9a-fA-F]{64}$")
 FIELDS = ("name", "sha256", "admin")
@@ -42,7 +43,7 @@ class ApiKey:
             raise ValueError(f"API key {self.name!r}: admin must be true or false")
 
     @classmethod
-    def from_record(cls, record: Any) -> "ApiKey":
+    def from_record(cls, record: Any) -> ApiKey:
         """A key from a settings record: a mapping or an object with ``name``, ``sha256``, ``admin``."""
         if isinstance(record, ApiKey):
             return record
@@ -50,8 +51,8 @@ class ApiKey:
             unknown = set(record) - set(FIELDS)
             if unknown:
                 raise ValueError(f"API key record has unknown fields: {', '.join(sorted(map(str, unknown)))}")
-            return cls(record.get("name"), record.get("sha256"), record.get("admin", False))  # type: ignore[arg-type]
-        return cls(getattr(record, "name", None), getattr(record, "sha256", None),  # type: ignore[arg-type]
+            return cls(record.get("name"), record.get("sha256"), record.get("admin", False))  # type: ignore[arg-type]  # __post_init__ checks
+        return cls(getattr(record, "name", None), getattr(record, "sha256", None),  # type: ignore[arg-type]  # __post_init__ checks
                    getattr(record, "admin", False))
 
     def to_record(self) -> dict[str, Any]:

@@ -19,8 +19,8 @@ import copy
 import os
 import posixpath
 import tarfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 
 class UnsafeArchive(ValueError):

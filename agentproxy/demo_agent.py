@@ -17,7 +17,7 @@ from __future__ import annotations
 import codecs
 import os
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 PROMPT = "> "
 BANNER = "agentproxy echo agent: every message comes back as 'echo: <message>'."

@@ -26,8 +26,9 @@ What every agent gets:
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:  # the standard library only at run time: agent images run this module's users without
     # agentproxy's dependencies (see agentproxy.agenthome's entry point)

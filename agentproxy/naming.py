@@ -61,12 +61,12 @@ def is_dns_subdomain(value: str) -> bool:
     return isinstance(value, str) and len(value) <= 253 and bool(_DNS_SUBDOMAIN.fullmatch(value))
 
 
-def is_valid_agent_id(value: str) -> bool:
+def is_valid_agent_id(value: object) -> bool:
     """True when ``value`` can name an agent."""
-    return is_dns_label(value) and len(value) <= AGENT_ID_MAX
+    return isinstance(value, str) and is_dns_label(value) and len(value) <= AGENT_ID_MAX
 
 
-def is_valid_session_id(value: str) -> bool:
+def is_valid_session_id(value: object) -> bool:
     """True when ``value`` can name a session (a non-empty label value)."""
     return isinstance(value, str) and len(value) <= SESSION_ID_MAX and bool(_LABEL_VALUE.fullmatch(value))
 

@@ -14,7 +14,7 @@ import re
 import sys
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jinja2
 import yaml
@@ -122,7 +122,8 @@ def _compiled(templates_dir: str | None) -> tuple[tuple[jinja2.Template, str, st
         except jinja2.TemplateSyntaxError as exc:
             raise RenderError(f"template {exc.filename or filename} line {exc.lineno}: {exc.message}") from None
         except jinja2.TemplateNotFound:
-            raise RenderError(f"template {filename} not found in {', '.join(env.loader.searchpath)}") from None
+            searched = cast(jinja2.FileSystemLoader, env.loader).searchpath  # as _environment made it
+            raise RenderError(f"template {filename} not found in {', '.join(searched)}") from None
     return tuple(loaded)
 
 
@@ -164,7 +165,6 @@ def render_agent(settings: Settings, spec: AgentSpec, *, replicas: int = 1,
         "secret_env": secret_env(settings, spec),
         "spec_hash": spec_hash,
         "spec_json": spec_json,
-        "replicas": replicas,
         "suspension": suspension,
     }
     objects = []
@@ -247,7 +247,7 @@ def _template_line(template: jinja2.Template) -> str:
     return f" line {line}" if line else ""
 
 
-def _check_object(obj: Any, filename: str, kind: str, name: str, namespace: str) -> None:
+def _check_object(obj: Any, filename: str | None, kind: str, name: str, namespace: str) -> None:
     """The backend finds objects by their fixed names and labels: a template may
     change anything else, but not those."""
     if not isinstance(obj, dict):
@@ -261,7 +261,7 @@ def _check_object(obj: Any, filename: str, kind: str, name: str, namespace: str)
         raise RenderError(f"template {filename} must keep the label {naming.MANAGED_SELECTOR}")
 
 
-def _check_workload(obj: dict[str, Any], filename: str, replicas: int, suspension: str | None) -> None:
+def _check_workload(obj: dict[str, Any], filename: str | None, replicas: int, suspension: str | None) -> None:
     """Suspending an agent scales its StatefulSet to 0 with an annotation: a template must render
     both from the context, or a suspend would be undone by the next apply."""
     rendered = (obj.get("spec") or {}).get("replicas")

@@ -22,7 +22,8 @@ import argparse
 import http.client
 import json
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 STATE_VERSION = 1
 """The state file version agentapi v0.12 writes and loads."""

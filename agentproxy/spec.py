@@ -6,12 +6,11 @@ import hashlib
 import json
 import re
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
 
-from .naming import (
-    AGENT_ID_RULE, SESSION_ID_RULE, generate_agent_id, is_valid_agent_id, is_valid_session_id,
-)
+from .naming import AGENT_ID_RULE, SESSION_ID_RULE, generate_agent_id, is_valid_agent_id, is_valid_session_id
 from .quantity import QUANTITY_RULE, parse_quantity, request_above_limit
 from .settings import Settings
 
@@ -123,7 +122,7 @@ class AgentSpec:
         return fingerprint(self.to_json())
 
     @classmethod
-    def from_json(cls, text: str) -> "AgentSpec":
+    def from_json(cls, text: str) -> AgentSpec:
         """The spec :meth:`to_json` wrote (raises ``ValueError`` when it is not one)."""
         try:
             data = json.loads(text)

@@ -10,8 +10,8 @@ character.
 from __future__ import annotations
 
 import codecs
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import AsyncIterator
 
 import aiohttp
 

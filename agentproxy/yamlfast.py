@@ -198,7 +198,7 @@ def _line_tokens(line: str) -> tuple:
         return ()
     if line.startswith(("---", "...", "%")) or len(line) > _MAX_SCALAR:
         raise _Unhandled
-    out = []
+    out: list[tuple[int, int, str | None, object]] = []
     indent = len(line) - len(stripped)
     rest = stripped.rstrip(" ")
     while rest == "-" or rest.startswith("- "):
@@ -292,7 +292,7 @@ def _sequence(tokens: list, i: int, indent: int) -> tuple[list, int]:
 
 # --- writing -----------------------------------------------------------------------------------------
 
-_emitter = Emitter(None, width=1_000_000)  # only its scalar analysis is used, never its stream
+_emitter = Emitter(None, width=1_000_000)  # type: ignore[arg-type]  # no stream: only its scalar analysis is used
 _SIMPLE_KEY = 128 - len("!!str")
 """PyYAML writes a key as a simple key (``key: value``) only while its length plus that of its
 tag's short form (``!!str``, ``!!int``: five characters) is below 128; longer ones become complex

@@ -49,7 +49,7 @@ class LoopbackCapture:
         self._sock = sock
 
     @classmethod
-    def start(cls) -> "LoopbackCapture":
+    def start(cls) -> LoopbackCapture:
         """Start capturing; raises :class:`PermissionError` without ``CAP_NET_RAW``."""
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
         try:

@@ -29,6 +29,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import aiohttp
@@ -70,7 +71,7 @@ def _port() -> int:
 async def _call(api: kr8s.asyncio.Api, method: str, path: str, body=None, content_type="application/json",
                 params=None) -> dict:
     base, _, rest = path.lstrip("/").partition("/")
-    kwargs = {"params": params or {}, "headers": {"Content-Type": content_type}}
+    kwargs: dict[str, Any] = {"params": params or {}, "headers": {"Content-Type": content_type}}
     if body is not None:
         kwargs["content"] = json.dumps(body)
     async with api.call_api(method, version="", base=f"/{base}", url=rest, **kwargs) as resp:
@@ -109,7 +110,7 @@ class Replicas:
         try:
             async with self.http.get(f"{base}/readyz", timeout=aiohttp.ClientTimeout(total=5)) as resp:
                 return resp.status
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             return 0
 
     async def all_ready(self, status: int) -> bool:
@@ -180,10 +181,10 @@ async def main() -> None:
             restarted, total = [], []
             for _ in range(args.tries):
                 killed = time.monotonic()
-                proc = await asyncio.create_subprocess_exec(sys.executable, str(ROOT / "testenv" / "cluster.py"),
+                restart = await asyncio.create_subprocess_exec(sys.executable, str(ROOT / "testenv" / "cluster.py"),
                                                             "restart", "kube-apiserver",
                                                             stderr=asyncio.subprocess.DEVNULL, env=_cluster_env())
-                if await proc.wait() != 0:  # returns once the new API server is healthy
+                if await restart.wait() != 0:  # returns once the new API server is healthy
                     raise SystemExit("testenv/cluster.py restart kube-apiserver failed")
                 healthy = time.monotonic()
                 faults += 1
@@ -209,7 +210,7 @@ async def main() -> None:
                                 lambda o: o["spec"].get("publishNotReadyAddresses") is True),
                     "ConfigMap": (f"{ns}/configmaps/agent-{agent}-config",
                                   [{"op": "replace", "path": "/data/AGENTPROXY_AGENT_ID", "value": "x"}],
-                                  lambda o: o["data"]["AGENTPROXY_AGENT_ID"] == agent),
+                                  lambda o: o["data"]["AGENTPROXY_AGENT_ID"] == agent),  # noqa: B023 - used in this iteration
                     "PersistentVolumeClaim": (f"{ns}/persistentvolumeclaims/data-agent-{agent}-0",
                                               [{"op": "remove", "path": "/metadata/labels/agentproxy.io~1session"}],
                                               lambda o: "agentproxy.io/session" in o["metadata"]["labels"]),

@@ -117,6 +117,7 @@ async def create_many(backend: K8sBackend, count: int, prefix: str, session: str
                     return
     watcher = asyncio.create_task(watch())
     await asyncio.sleep(0)
+    assert backend.client is not None  # started
     calls = backend.client.calls
     t0 = time.monotonic()
 
@@ -234,6 +235,7 @@ async def _listing(api, admin: Client, args, rows: list[tuple[str, str]]) -> Non
         try:
             await create_many(lister, args.list - 2, "l", wait_ready=False)
             await create_many(lister, 2, "s", session=SMALL_SESSION, wait_ready=False)
+            assert lister.client is not None  # started
             before = lister.client.calls
             timings = []
             for _ in range(LIST_REQUESTS):

@@ -39,6 +39,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+# The imports below (E402) need the path entry above.
 import psutil  # noqa: E402
 
 from agentproxy.agentapi import locate  # noqa: E402

@@ -43,6 +43,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+# The imports below (E402) need the path entry above.
 from agentproxy.agentapi import cache_root, locate  # noqa: E402
 from agentproxy.backends.local.ports import port_is_free  # noqa: E402
 
@@ -87,7 +88,7 @@ class Paths:
     loop: str = "auto"
     """agentproxy's event loop (``agentproxy serve --loop``)."""
 
-    def __enter__(self) -> "Paths":
+    def __enter__(self) -> Paths:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -119,8 +120,9 @@ class Ports:
 
 def start_all(ports: Ports, wanted: tuple[str, ...] = ORDER, loop: str = "auto") -> Paths:
     """Start the agentapi and the wanted proxies in front of it (agentproxy on the event loop ``loop``)."""
-    running = Paths(work=tempfile.TemporaryDirectory(prefix="agentproxy-bench-"), loop=loop)
-    work = Path(running.work.name)
+    work_dir = tempfile.TemporaryDirectory(prefix="agentproxy-bench-")
+    running = Paths(work=work_dir, loop=loop)
+    work = Path(work_dir.name)
     try:
         direct = Target("direct")
         if "peer" in wanted:

@@ -43,16 +43,17 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import psutil  # noqa: E402
+import psutil
 
-from capture import LoopbackCapture, flow_events  # noqa: E402
-from paths import NAMES, ORDER, Ports, Target, start_all  # noqa: E402
+from capture import LoopbackCapture, flow_events
+from paths import NAMES, ORDER, Ports, Target, start_all
 
 HERE = Path(__file__).resolve().parent
 STREAMS = HERE / "streams.py"
@@ -128,7 +129,7 @@ def sse(direct: str, proxied: str, messages: int, label: str) -> dict[str, Any]:
     capture, packets, reader_ports = None, None, []
     try:
         for reader in readers:
-            word, _, port = reader.stdout.readline().strip().partition(" ")  # type: ignore[union-attr]
+            word, _, port = reader.stdout.readline().strip().partition(" ")  # type: ignore[union-attr]  # made with PIPE
             if word != "ready":
                 raise RuntimeError(f"an event reader did not start ({label})")
             reader_ports.append(int(port))
@@ -145,9 +146,9 @@ def sse(direct: str, proxied: str, messages: int, label: str) -> dict[str, Any]:
             packets, capture = capture.stop(), None
         got = []
         for reader in readers:
-            reader.stdin.write("stop\n")  # type: ignore[union-attr]
-            reader.stdin.flush()  # type: ignore[union-attr]
-            got.append(json.loads(reader.stdout.readline()))  # type: ignore[union-attr]
+            reader.stdin.write("stop\n")  # type: ignore[union-attr]  # made with PIPE
+            reader.stdin.flush()  # type: ignore[union-attr]  # made with PIPE
+            got.append(json.loads(reader.stdout.readline()))  # type: ignore[union-attr]  # made with PIPE
     finally:
         if capture is not None:
             capture.stop()
@@ -200,12 +201,12 @@ def idle_streams(target: Target, count: int) -> dict[str, Any]:
     before = process.memory_info().rss
     holder = _spawn("idle", f"{target.base}/events", "--count", str(count))
     try:
-        opened = json.loads(holder.stdout.readline())  # type: ignore[union-attr]
+        opened = json.loads(holder.stdout.readline())  # type: ignore[union-attr]  # made with PIPE
         settle = 1.0 if count >= 100 else 0.1
         time.sleep(settle)  # let the process settle with the streams open
         after = process.memory_info().rss
-        holder.stdin.write("close\n")  # type: ignore[union-attr]
-        holder.stdin.flush()  # type: ignore[union-attr]
+        holder.stdin.write("close\n")  # type: ignore[union-attr]  # made with PIPE
+        holder.stdin.flush()  # type: ignore[union-attr]  # made with PIPE
         holder.wait(timeout=60)
     finally:
         _end(holder)
@@ -228,6 +229,7 @@ def _end(process: subprocess.Popen) -> None:
 def _touch(target: Target) -> None:
     """A light warm-up (a few requests, a few streams opened and closed): what every path does
     once before anything is measured."""
+    assert target.base is not None  # a started path
     for _ in range(20):
         _status(target.base)
     idle_streams(target, 5)
@@ -273,7 +275,9 @@ def one_run(index: int, args: argparse.Namespace, script: Path | None) -> dict[s
             # one event to two of its streams (the noise floor of this measurement).
             if args.messages:
                 time.sleep(SETTLE)
-                result["sse"][key] = sse(direct, running.paths[key].base, args.messages, f"run {index} {key}")
+                base = running.paths[key].base
+                assert direct is not None and base is not None  # started paths
+                result["sse"][key] = sse(direct, base, args.messages, f"run {index} {key}")
         return result
 
 
@@ -290,34 +294,37 @@ def _fmt(value: float | None, spec: str, sign: bool = False) -> str:
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per path: medians over the runs of each figure (ratios and differences taken within a run)."""
-    rows: dict[str, dict[str, Any]] = {}
-    for key in ORDER:
-        per = lambda name, fn: [fn(r) for r in runs if key in r[name] and "direct" in r[name]]  # noqa: E731
-        sse_runs = [r["sse"][key] for r in runs if key in r["sse"]]
-        rows[key] = {
-            "p50": _median(per("latency", lambda r: r["latency"][key]["p50"])),
-            "added": _median(per("latency", lambda r: r["latency"][key]["p50"] - r["latency"]["direct"]["p50"])),
-            "rps": _median(per("throughput", lambda r: r["throughput"][key]["rps"])),
-            "ratio": _median(per("throughput", lambda r: r["throughput"][key]["rps"] / r["throughput"]["direct"]["rps"])),
-            "cpu": _median([r["throughput"][key]["cpu_us"] for r in runs
-                            if key in r["throughput"] and "cpu_us" in r["throughput"][key]]),
-            "errors": sum(r[n][key]["errors"] for r in runs for n in ("latency", "throughput") if key in r[n]),
-            "sse": _median([statistics.median(s["delays"]) for s in sse_runs if s["delays"]]),
-            "sse_max": max((max(s["delays"]) for s in sse_runs if s["delays"]), default=None),
-            "hop": _median([statistics.median(s["hops"]) for s in sse_runs if s.get("hops")]),
-            "events": sum(s["events"] for s in sse_runs),
-            "held": sum(s["held"] for s in sse_runs),
-            "lost": sum(s["lost"] for s in sse_runs),
-            "rss": _median([r["rss"][key]["mb"] for r in runs if key in r["rss"]]),
-            "streams": min((r["rss"][key]["open"] for r in runs if key in r["rss"]), default=None),
-            "missing": next((r["missing"][key] for r in runs if key in r["missing"]), None),
-        }
-    return rows
+    return {key: _summary_row(runs, key) for key in ORDER}
+
+
+def _summary_row(runs: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    def per(name: str, fn: Callable[[dict[str, Any]], float]) -> list[float]:
+        return [fn(r) for r in runs if key in r[name] and "direct" in r[name]]
+
+    sse_runs = [r["sse"][key] for r in runs if key in r["sse"]]
+    return {
+        "p50": _median(per("latency", lambda r: r["latency"][key]["p50"])),
+        "added": _median(per("latency", lambda r: r["latency"][key]["p50"] - r["latency"]["direct"]["p50"])),
+        "rps": _median(per("throughput", lambda r: r["throughput"][key]["rps"])),
+        "ratio": _median(per("throughput", lambda r: r["throughput"][key]["rps"] / r["throughput"]["direct"]["rps"])),
+        "cpu": _median([r["throughput"][key]["cpu_us"] for r in runs
+                        if key in r["throughput"] and "cpu_us" in r["throughput"][key]]),
+        "errors": sum(r[n][key]["errors"] for r in runs for n in ("latency", "throughput") if key in r[n]),
+        "sse": _median([statistics.median(s["delays"]) for s in sse_runs if s["delays"]]),
+        "sse_max": max((max(s["delays"]) for s in sse_runs if s["delays"]), default=None),
+        "hop": _median([statistics.median(s["hops"]) for s in sse_runs if s.get("hops")]),
+        "events": sum(s["events"] for s in sse_runs),
+        "held": sum(s["held"] for s in sse_runs),
+        "lost": sum(s["lost"] for s in sse_runs),
+        "rss": _median([r["rss"][key]["mb"] for r in runs if key in r["rss"]]),
+        "streams": min((r["rss"][key]["open"] for r in runs if key in r["rss"]), default=None),
+        "missing": next((r["missing"][key] for r in runs if key in r["missing"]), None),
+    }
 
 
 def report(rows: dict[str, dict[str, Any]], args: argparse.Namespace, notes: list[str]) -> None:
-    print(f"agent API proxy ({args.loop} loop): {len(args.paths)} paths to one agentapi v0.12.1 (echo agent), {os.cpu_count()} CPUs "
-          f"shared by all; median of {args.runs} run(s), order rotated")
+    print(f"agent API proxy ({args.loop} loop): {len(args.paths)} paths to one agentapi v0.12.1 (echo agent), "
+          f"{os.cpu_count()} CPUs shared by all; median of {args.runs} run(s), order rotated")
     print(f"GET /status: wrk 4.1 -t1, {args.duration:g} s (at most {args.max_requests} requests) per figure; "
           f"SSE: {args.messages} message(s) per path and run; memory: {args.streams} idle event streams")
     print()

@@ -25,7 +25,7 @@ class Side(asyncio.Protocol):
         """Bytes that came before the other side was connected."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  (the loop sets TCP_NODELAY)
+        self.transport = transport  # type: ignore[assignment]  # a TCP stream: a Transport (the loop sets TCP_NODELAY)
 
     def data_received(self, data: bytes) -> None:
         if self.peer is not None and self.peer.transport is not None:
@@ -59,10 +59,10 @@ class Client(Side):
             return
         upstream.peer, self.peer = self, upstream
         if self.transport is None:  # the client left meanwhile
-            upstream.transport.close()  # type: ignore[union-attr]
+            upstream.transport.close()  # type: ignore[union-attr]  # both sides are connected by now
             return
         for data in self.early:
-            upstream.transport.write(data)  # type: ignore[union-attr]
+            upstream.transport.write(data)  # type: ignore[union-attr]  # both sides are connected by now
         self.early.clear()
 
 

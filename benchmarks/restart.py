@@ -36,6 +36,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+# The imports below (E402) need the path entry above.
 from agentproxy.agentapi import locate  # noqa: E402
 
 TIMEOUT = 900.0
@@ -93,7 +94,7 @@ async def healthy(http: aiohttp.ClientSession, base: str) -> bool:
     try:
         async with http.get(f"{base}/healthz", timeout=aiohttp.ClientTimeout(total=1)) as r:
             return r.status == 200
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError):
         return False
 
 
@@ -103,7 +104,7 @@ async def agents(http: aiohttp.ClientSession, base: str) -> list[dict] | None:
             if r.status != 200:
                 return None
             body = await r.json()
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError):
         return None
     return body["agents"] if isinstance(body, dict) else body
 

@@ -135,7 +135,7 @@ async def hold_idle(url: str, count: int) -> None:
                     raise ConnectionError(head.split(b"\r\n", 1)[0].decode(errors="replace"))
                 await asyncio.wait_for(reader.read(1), 30)  # the replay of the conversation began
                 writers.append(writer)
-            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ConnectionError):
                 failed += 1
 
     await asyncio.gather(*(one() for _ in range(count)))

@@ -22,12 +22,14 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+# The imports below (E402) need the path entry above.
 from agentproxy.backends.base import AgentStatus, Backend  # noqa: E402
 from agentproxy.settings import Settings, load_settings  # noqa: E402
 from agentproxy.spec import build_spec  # noqa: E402
@@ -76,7 +78,7 @@ async def _cycle(backend: Backend, settings: Settings, count: int, calls=lambda:
         await _until(backend, agent_id, lambda s: s.status is AgentStatus.READY, "ready again")
     before = calls()
     for agent_id in ids:
-        await backend.record_activity(agent_id, datetime.now(timezone.utc))
+        await backend.record_activity(agent_id, datetime.now(UTC))
     per_activity = (calls() - before) / count
     for agent_id in ids:
         await backend.delete("bench", agent_id, purge=True)
@@ -84,14 +86,14 @@ async def _cycle(backend: Backend, settings: Settings, count: int, calls=lambda:
             "per_activity": per_activity}
 
 
-def _report(mode: str, result: dict[str, object], with_calls: bool) -> None:
-    times: list[float] = result["resume_to_ready"]  # type: ignore[assignment]
+def _report(mode: str, result: dict[str, Any], with_calls: bool) -> None:
+    times: list[float] = result["resume_to_ready"]
     print(f"{mode}: {len(times)} resumes; resume-to-ready p50 {statistics.median(times):.3f} s, "
           f"p95 {_pct(times, 0.95):.3f} s, max {max(times):.3f} s")
     if with_calls:
-        print(f"{mode}: API requests per suspend {statistics.mean(result['per_suspend']):.2f} "  # type: ignore[arg-type]
-              f"(max {max(result['per_suspend'])}), per resume {statistics.mean(result['per_resume']):.2f} "  # type: ignore[arg-type]
-              f"(max {max(result['per_resume'])}), per recorded activity {result['per_activity']:.2f}")  # type: ignore[arg-type]
+        print(f"{mode}: API requests per suspend {statistics.mean(result['per_suspend']):.2f} "
+              f"(max {max(result['per_suspend'])}), per resume {statistics.mean(result['per_resume']):.2f} "
+              f"(max {max(result['per_resume'])}), per recorded activity {result['per_activity']:.2f}")
 
 
 async def local(count: int) -> None:

@@ -35,12 +35,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # Sibling modules (this file runs as a script).
-import procs  # noqa: E402
-import realnode  # noqa: E402
-from apiclient import admin_context, api as _api, create as _create, insecure_context, kubeconfig_text, node_ready  # noqa: E402
-from layout import Layout, real_node_requested  # noqa: E402
-from pki import write_pki  # noqa: E402
-from procs import http_get as _get, log as _log, owned_process  # noqa: E402
+import procs
+import realnode
+from apiclient import admin_context, api as _api, create as _create, insecure_context, kubeconfig_text, node_ready
+from layout import Layout, real_node_requested
+from pki import write_pki
+from procs import http_get as _get, log as _log, owned_process
 
 POD_CIDR = "127.1.0.0/16"
 # Without a real node, Service IPs are only allocated, never contacted (there is
@@ -281,7 +281,7 @@ def status(layout: Layout) -> int:
     """0 when the control plane is up and healthy, 1 otherwise."""
     for name in COMPONENTS:
         proc = _owned_process(layout, name)
-        print(f"{name:24} {'running (pid %d)' % proc.pid if proc else 'stopped'}")
+        print(f"{name:24} {f'running (pid {proc.pid})' if proc else 'stopped'}")
     if realnode.present(layout):
         realnode.print_status(layout)
     ok = (layout.state / "pki" / "admin.crt").exists() and _healthy(layout)

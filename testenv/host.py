@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import psutil
@@ -141,7 +142,7 @@ def _iptables_rules() -> dict[str, dict[str, list[str]]]:
 
 # --- changes ---------------------------------------------------------------------
 
-def add_bridge(cidr: str, routes: list[str] = ()) -> None:
+def add_bridge(cidr: str, routes: Sequence[str] = ()) -> None:
     """The node's bridge, holding the node IP (this kernel kind has no dummy
     interfaces, and the kubelet refuses a loopback node IP), and routes of
     ``routes`` to it (Service cluster IPs: from the host they go to the bridge,
@@ -299,7 +300,7 @@ def restore_sysctls(values: dict[str, str]) -> list[str]:
 
 def _sandboxes(node_dir: str) -> set[str]:
     """Ids of the pod sandboxes containerd made (CNI names its cache entries after them)."""
-    ids = set()
+    ids: set[str] = set()
     for top in ("containerd/root", "containerd/state"):
         sandboxes = Path(node_dir, top, "io.containerd.grpc.v1.cri", "sandboxes")
         if sandboxes.is_dir():

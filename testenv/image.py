@@ -44,8 +44,8 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import oci  # noqa: E402
-from layout import HERE, cache_dir  # noqa: E402
+import oci
+from layout import HERE, cache_dir
 
 ROOT = HERE.parent
 AGENT_REF = "docker.io/library/agentapi-proxy:latest"
@@ -211,7 +211,7 @@ def runtime_distributions(root: str = "agentproxy") -> list[importlib.metadata.D
     from packaging.requirements import Requirement
 
     found: dict[str, importlib.metadata.Distribution] = {}
-    todo = [(r, ()) for r in importlib.metadata.distribution(root).requires or []]
+    todo: list[tuple[str, tuple[str, ...]]] = [(r, ()) for r in importlib.metadata.distribution(root).requires or []]
     while todo:
         text, extras = todo.pop()
         req = Requirement(text)
@@ -235,7 +235,7 @@ def _copy_distribution(dist: importlib.metadata.Distribution, site: Path) -> Non
             continue
         target = site / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(dist.locate_file(rel), target)
+        shutil.copy2(str(dist.locate_file(rel)), target)
 
 
 def _compile(*dirs: Path) -> None:

@@ -49,7 +49,7 @@ class Layout:
     port_base: int
 
     @classmethod
-    def from_env(cls) -> "Layout":
+    def from_env(cls) -> Layout:
         cache = cache_dir()
         state = Path(os.environ.get("AGENTPROXY_CLUSTER_DIR") or cache / "cluster")
         return cls(cache, state.absolute(), int(os.environ.get("AGENTPROXY_CLUSTER_PORT_BASE", "32300")))

@@ -15,8 +15,8 @@ import io
 import json
 import os
 import tarfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 MTIME = 1_700_000_000
 """Modification time of every entry (a fixed value keeps digests stable)."""

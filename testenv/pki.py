@@ -45,7 +45,7 @@ def _name(cn: str, org: str | None = None) -> x509.Name:
 
 def _issue(subject: x509.Name, key, issuer: x509.Name, issuer_key, *, ca: bool = False,
            server_names: list[str] | None = None, client: bool = False) -> x509.Certificate:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
                .public_key(key.public_key()).serial_number(x509.random_serial_number())
                .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + VALIDITY)
@@ -59,7 +59,7 @@ def _issue(subject: x509.Name, key, issuer: x509.Name, issuer_key, *, ca: bool =
         usages = [ExtendedKeyUsageOID.CLIENT_AUTH] if client else [ExtendedKeyUsageOID.SERVER_AUTH]
         builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
     if server_names:
-        alt = []
+        alt: list[x509.GeneralName] = []
         for name in server_names:
             try:
                 alt.append(x509.IPAddress(ipaddress.ip_address(name)))

@@ -37,11 +37,26 @@ import host
 import image
 import procs
 from apiclient import api, create, kubeconfig_text, node_ready
-from layout import Layout
-from layout import HERE
-from nodeconfig import (KUBERNETES_SERVICE_IP, LABEL, NODE_CIDR, NODE_IP, NODE_NAME, PROVISIONER, PROVISIONER_ACCOUNT,
-                        PROVISIONER_CONFIGMAP, PROVISIONER_NAMESPACE, SERVICE_CIDR, NodePaths, cni_conflist,
-                        containerd_toml, kube_proxy_config, kubelet_config, provisioner_config, provisioner_objects)
+from layout import HERE, Layout
+from nodeconfig import (
+    KUBERNETES_SERVICE_IP,
+    LABEL,
+    NODE_CIDR,
+    NODE_IP,
+    NODE_NAME,
+    PROVISIONER,
+    PROVISIONER_ACCOUNT,
+    PROVISIONER_CONFIGMAP,
+    PROVISIONER_NAMESPACE,
+    SERVICE_CIDR,
+    NodePaths,
+    cni_conflist,
+    containerd_toml,
+    kube_proxy_config,
+    kubelet_config,
+    provisioner_config,
+    provisioner_objects,
+)
 from pki import write_serving_cert
 
 COMPONENTS = ("containerd", "apiserver-relay", "kubelet", "kube-proxy", "local-path-provisioner")
@@ -233,7 +248,7 @@ def down(layout: Layout) -> None:
 def print_status(layout: Layout) -> None:
     for name in COMPONENTS:
         proc = procs.owned_process(layout.state, name)
-        print(f"{name:24} {'running (pid %d)' % proc.pid if proc else 'stopped'}")
+        print(f"{name:24} {f'running (pid {proc.pid})' if proc else 'stopped'}")
     status, node = api(layout, "GET", f"/api/v1/nodes/{NODE_NAME}")
     if status != 200:
         print(f"node {NODE_NAME:19} not registered")

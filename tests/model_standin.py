@@ -139,14 +139,14 @@ class ModelStandIn:
         return [last_user_turn(r.body)[0] for r in self.requests
                 if r.path == "/v1/messages" and isinstance(r.body, dict)]
 
-    async def __aenter__(self) -> "ModelStandIn":
+    async def __aenter__(self) -> ModelStandIn:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = site._server.sockets[0].getsockname()[1]
         return self
 
     async def __aexit__(self, *exc: object) -> None:

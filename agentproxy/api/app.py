@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import AsyncIterator, Iterable, Mapping, Any
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any
 
 from aiohttp import web
 

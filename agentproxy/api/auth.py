@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from aiohttp import web
 

@@ -4,7 +4,7 @@ as Prometheus metrics, read at scrape time."""
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Iterator
+from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -27,8 +27,9 @@ class BackendCollector(Collector):
         for name, samples in families.items():
             first = samples[0]
             labels = [key for key, _ in first.labels]
+            family: CounterMetricFamily | GaugeMetricFamily
             if first.type == "counter":
-                family: Metric = CounterMetricFamily(PREFIX + name.removesuffix("_total"), first.help, labels=labels)
+                family = CounterMetricFamily(PREFIX + name.removesuffix("_total"), first.help, labels=labels)
             else:
                 family = GaugeMetricFamily(PREFIX + name, first.help, labels=labels)
             for sample in samples:

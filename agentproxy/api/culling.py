@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import datetime, timezone
-from typing import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 
 from aiohttp import web
 
@@ -45,7 +45,7 @@ class TrafficClock:
     def drain(self) -> list[tuple[str, datetime]]:
         """The agents requested since the last drain, with the time of their last request."""
         seen, self._seen = self._seen, {}
-        return [(agent_id, datetime.fromtimestamp(at, timezone.utc)) for agent_id, at in seen.items()]
+        return [(agent_id, datetime.fromtimestamp(at, UTC)) for agent_id, at in seen.items()]
 
 
 class Culler:
@@ -122,7 +122,8 @@ class Culler:
             log.warning("cannot suspend idle agent %s: %s", state.id, exc.message)
 
 
-def culling_context(backend: Backend, policy: IdlePolicy, traffic: TrafficClock, metrics: Metrics):
+def culling_context(backend: Backend, policy: IdlePolicy, traffic: TrafficClock,
+                    metrics: Metrics) -> Callable[[web.Application], AsyncIterator[None]]:
     """An aiohttp cleanup context that runs a :class:`Culler` while the app runs (none when
     neither limit is set)."""
     async def run(app: web.Application) -> AsyncIterator[None]:

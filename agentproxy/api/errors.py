@@ -10,7 +10,7 @@ import asyncio
 import json
 import logging
 import math
-from typing import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 

@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
@@ -74,7 +75,7 @@ class EventStreams:
             while True:
                 try:
                     item = await asyncio.wait_for(queue.get(), heartbeat)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     await response.write(b": heartbeat\n\n")
                     continue
                 if item is _CLOSE or item is _OVERFLOW:

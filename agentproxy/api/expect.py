@@ -8,7 +8,7 @@ middleware writes ``100 Continue`` when the request reaches it, after authentica
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from aiohttp import web
 from aiohttp.http import HttpVersion11
@@ -27,7 +27,7 @@ async def expect_later(request: web.Request) -> None:
     expect = request.headers.get("Expect", "")
     if expect.lower() != "100-continue":
         raise web.HTTPExpectationFailed(text=f"Unknown Expect: {expect}")
-    request[_PENDING] = True  # type: ignore[index]
+    request[_PENDING] = True
 
 
 def deferring(defs: Iterable[web.AbstractRouteDef]) -> list[web.AbstractRouteDef]:
@@ -39,8 +39,8 @@ def deferring(defs: Iterable[web.AbstractRouteDef]) -> list[web.AbstractRouteDef
 @web.middleware
 async def continue_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Write ``100 Continue`` for a request that expects it and got this far (the innermost middleware)."""
-    if request.get(_PENDING):  # type: ignore[call-overload]
-        request[_PENDING] = False  # type: ignore[index]
+    if request.get(_PENDING):
+        request[_PENDING] = False
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         request.writer.output_size = 0  # the answer's own bytes start after it (as in aiohttp's handler)
     return await handler(request)

@@ -24,14 +24,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
 from ..backends.base import AgentState, AgentStatus
 from .app import CONTEXT
-from .context import ApiContext
 from .client_answer import write_error, write_streamed, write_whole
+from .context import ApiContext
 from .proxy import unreachable, upstream_head, upstream_target
 from .request_head import Relayable, RequestHead, head_end, relayable
 from .upstream import Connection, UpstreamError
@@ -63,7 +64,7 @@ class FrontProtocol(asyncio.Protocol):
 
     _task_handler = None  # aiohttp's server looks for a handler task on each of its connections
 
-    def __init__(self, site: "FastPathSite") -> None:
+    def __init__(self, site: FastPathSite) -> None:
         self.site = site
         self.ctx = site.ctx
         self.transport: asyncio.Transport | None = None
@@ -81,10 +82,10 @@ class FrontProtocol(asyncio.Protocol):
     # --- asyncio.Protocol --------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = transport  # type: ignore[assignment]  # a TCP stream's transport is a Transport
         peer = transport.get_extra_info("peername")
         self._remote = peer[0] if isinstance(peer, (list, tuple)) and peer else None
-        self.site.server.connection_made(self, transport)  # type: ignore[arg-type]
+        self.site.server.connection_made(self, transport)
         self._idle = self.site.loop.call_later(KEEPALIVE_TIMEOUT, self._close_idle)
 
     def data_received(self, data: bytes) -> None:
@@ -93,13 +94,13 @@ class FrontProtocol(asyncio.Protocol):
             self._next()
         elif len(self._buffer) > MAX_PENDING and not self._paused:
             self._paused = True
-            self.transport.pause_reading()  # type: ignore[union-attr]
+            self.transport.pause_reading()  # type: ignore[union-attr]  # set once connected
 
     # A client's end of sending (eof_received) closes the connection, as it does on aiohttp's: the
     # relay in flight is abandoned, like a client leaving (what nginx and Go's server do too).
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.site.server.connection_lost(self, exc)  # type: ignore[arg-type]
+        self.site.server.connection_lost(self, exc)
         if self._idle is not None:
             self._idle.cancel()
         self.transport = None
@@ -128,7 +129,7 @@ class FrontProtocol(asyncio.Protocol):
         self._settled = settled = self.site.loop.create_future()
         try:
             await asyncio.wait_for(asyncio.shield(settled), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if self.transport is not None:
                 self.transport.close()
             if self._task is not None:
@@ -194,7 +195,7 @@ class FrontProtocol(asyncio.Protocol):
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
-        self.site.server.connection_lost(self, None)  # type: ignore[arg-type]
+        self.site.server.connection_lost(self, None)
         self.site.handed_over += 1
         handler = self.site.server()
         transport.set_protocol(handler)
@@ -216,7 +217,7 @@ class FrontProtocol(asyncio.Protocol):
         pool = ctx.client
         assert pool is not None
         try:
-            host, port, prefix = pool.address(state.upstream)  # type: ignore[arg-type]
+            host, port, prefix = pool.address(state.upstream)  # type: ignore[arg-type]  # a relayed agent has one
         except UpstreamError:
             conn = None  # the task reports it
         else:
@@ -242,8 +243,7 @@ class FrontProtocol(asyncio.Protocol):
                 # A kept connection the agent closed meanwhile: again, on a new one.
                 self._task = self.site.loop.create_task(self._relay(head, wanted, state, body, started))
                 return
-            status = write_error(transport, unreachable(state.id, error))
-            self._done(head.method, status, started)
+            self._done(head.method, write_error(transport, unreachable(state.id, error)), started)
             return
         self.ctx.metrics.proxy_bytes_in.inc(len(body))
         status = write_whole(transport, conn, self._closing, self.ctx.metrics.proxy_bytes_out)
@@ -308,7 +308,7 @@ class FrontProtocol(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         try:
-            host, port, prefix = pool.address(state.upstream)  # type: ignore[arg-type]
+            host, port, prefix = pool.address(state.upstream)  # type: ignore[arg-type]  # a relayed agent has one
             answer = await pool.request((host, port), head.method, self._request(head, wanted, prefix, body))
         except UpstreamError as exc:
             return write_error(transport, unreachable(state.id, exc))

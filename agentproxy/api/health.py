@@ -36,7 +36,7 @@ class Health:
         else 503 saying why."""
         try:
             problem = await asyncio.wait_for(self.backend.readiness(), READY_TIMEOUT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             problem = f"the {self.backend.mode} backend did not say within {READY_TIMEOUT:g} s whether it is ready"
         except Exception as exc:  # a failing check means "not ready", not a 500
             log.warning("backend health check failed: %s", exc)

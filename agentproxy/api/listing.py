@@ -10,7 +10,7 @@ read) is simply serialised again: correctness never depends on the cache.
 from __future__ import annotations
 
 import json
-from typing import Iterable
+from collections.abc import Iterable
 
 from ..backends.base import AgentState
 from .model import agent_json

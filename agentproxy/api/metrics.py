@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -57,7 +58,7 @@ class _Series:
 class _Collector:
     """Builds the request and byte families from the plain numbers at scrape time."""
 
-    def __init__(self, metrics: "Metrics") -> None:
+    def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
 
     def describe(self) -> list[Metric]:
@@ -76,7 +77,7 @@ class _Collector:
             values = [method, route, str(status)]
             requests.add_metric(values, series.count)
             cumulative, buckets = 0, []
-            for bound, count in zip(_BOUNDS, series.buckets):
+            for bound, count in zip(_BOUNDS, series.buckets, strict=True):
                 cumulative += count
                 buckets.append((bound, cumulative))
             latency.add_metric(values, buckets, series.total)

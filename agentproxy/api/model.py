@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ..backends.base import AgentState
@@ -17,7 +17,7 @@ def agent_url(session: str, agent_id: str) -> str:
 def iso8601(moment: datetime) -> str:
     """An ISO 8601 timestamp; a naive datetime is taken as UTC."""
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return moment.isoformat()
 
 

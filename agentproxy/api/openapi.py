@@ -86,7 +86,7 @@ SESSION = _path_param("session", SESSION_SCHEMA, f"Session id; {SESSION_ID_RULE}
 AGENT = _path_param("agent", AGENT_SCHEMA, f"Agent id; {AGENT_ID_RULE}.")
 STATUS_FILTER = _query("status", {"type": "string", "enum": _STATUSES}, "Only agents with this status.")
 
-OPEN = {"security": []}
+OPEN: dict[str, Any] = {"security": []}
 
 
 def _create_schema(settings: Settings | None, agent_types: list[str] | None, secrets_refused: bool) -> dict:
@@ -266,7 +266,7 @@ def openapi_document(auth: bool = True, extra_paths: dict[str, Any] | None = Non
     ``extra_paths`` are the paths of optional routes that are on. The create request's rules
     come from ``settings`` (the defaults when None), ``agent_types`` (the types that can be
     started; all configured ones when None) and ``secrets_refused`` (k8s mode)."""
-    document = {
+    document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "agentproxy", "version": __version__,
                  "description": "Run, supervise and proxy AI coding agents (agentapi servers)."},

@@ -17,10 +17,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from urllib.parse import urlsplit
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -228,11 +228,11 @@ class AgentProxy:
         raw_path = origin_form(raw_path)
         if state.status is not AgentStatus.READY or not state.upstream:
             # Never for a ready agent: a suspended one resumes; 503 with Retry-After unless ready in time.
-            state = await self.ctx.waker.wake(state)
+            state = await self.ctx.waker.wake(state)  # type: ignore[union-attr]  # set by __post_init__
         pool = self.ctx.client
         assert pool is not None, "the app has not started"
         try:
-            host, port, prefix = pool.address(state.upstream)
+            host, port, prefix = pool.address(state.upstream)  # type: ignore[arg-type]  # a ready agent has one
             body = None
             chunked = False
             if request.body_exists:
@@ -253,10 +253,10 @@ class AgentProxy:
         sized = "Content-Length" in headers
         body = answer.whole_body() if sized else None
         if body is not None:  # the whole answer is here already (most are): hand it over in one piece
-            response = web.Response(status=answer.status, reason=answer.reason or None, headers=headers, body=body)
+            whole = web.Response(status=answer.status, reason=answer.reason or None, headers=headers, body=body)
             answer.release()
             self.ctx.metrics.proxy_bytes_out.inc(len(body))
-            return response
+            return whole
         cls = _CoalescedResponse if sized else web.StreamResponse
         response = cls(status=answer.status, reason=answer.reason or None, headers=headers)
         sent = 0
@@ -277,7 +277,7 @@ class AgentProxy:
             self.ctx.metrics.proxy_bytes_out.inc(sent)
         return response
 
-    async def _counted_body(self, content: web.StreamReader) -> AsyncIterator[bytes]:
+    async def _counted_body(self, content: StreamReader) -> AsyncIterator[bytes]:
         """The request body as it arrives."""
         received = 0
         try:

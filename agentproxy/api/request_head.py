@@ -44,7 +44,7 @@ class RequestHead:
         self.keep_alive = False
 
     @classmethod
-    def read(cls, head: bytes) -> "RequestHead | None":
+    def read(cls, head: bytes) -> RequestHead | None:
         """The head in ``head`` (its blank line included), or None when llhttp refuses it or it
         asks for another protocol."""
         parsed = cls()
@@ -98,7 +98,7 @@ class Relayable:
     api_key: str | None
 
 
-def relayable(head: RequestHead) -> Relayable | None:
+def relayable(head: RequestHead) -> Relayable | None:  # noqa: C901 - every fast-path rule in one pass per request
     """The facts of a request the fast path may relay: HTTP/1.1 keep-alive, a method of
     :data:`FAST_METHODS`, a path ``/sessions/S/agents/A/api/...`` with plain ids, a ``Host``,
     no body or one ``Content-Length`` up to :data:`MAX_BODY`, no ``Transfer-Encoding``,

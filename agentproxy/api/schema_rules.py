@@ -14,12 +14,19 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from decimal import Decimal
-from typing import Any, Iterable
+from typing import Any
 
 from ..quantity import parse_quantity
 from ..spec import (
-    ENV_NAME_RULE, MAX_ENV_NAME, MAX_ENV_VALUE, MAX_ENV_VARS, MAX_MESSAGE, RESERVED_ENV_PREFIXES, TEXT_RULE,
+    ENV_NAME_RULE,
+    MAX_ENV_NAME,
+    MAX_ENV_VALUE,
+    MAX_ENV_VARS,
+    MAX_MESSAGE,
+    RESERVED_ENV_PREFIXES,
+    TEXT_RULE,
 )
 
 TEXT_PATTERN = "^[^\\u0000]*$"

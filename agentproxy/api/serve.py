@@ -11,12 +11,13 @@ import asyncio
 import gc
 import logging
 import signal
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the heavy imports wait until the server really starts
+    from ..apikeys import ApiKey
     from ..backends.base import Backend
     from ..settings import Settings
-    from ..apikeys import ApiKey
 
 log = logging.getLogger("agentproxy.api")
 
@@ -45,14 +46,14 @@ def event_loop_runner(loop: str = "auto") -> asyncio.Runner:
     return asyncio.Runner()
 
 
-def run(settings: "Settings", backend: "Backend", api_keys: Iterable["ApiKey" | Mapping[str, Any]] = (), *,
+def run(settings: Settings, backend: Backend, api_keys: Iterable[ApiKey | Mapping[str, Any]] = (), *,
         loop: str = "auto", **options: Any) -> None:
     """:func:`run_server` to its end on the event loop ``loop`` names (uvloop where there is one)."""
     with event_loop_runner(loop) as runner:
         runner.run(run_server(settings, backend, api_keys, **options))
 
 
-def api_keys_from(settings: "Settings") -> list["ApiKey"]:
+def api_keys_from(settings: Settings) -> list[ApiKey]:
     """The API keys configured in ``server.api_keys`` (none when the setting is absent), or
     :class:`~agentproxy.settings.SettingsError` naming the entry and the rule it breaks."""
     from ..apikeys import ApiKeyError, parse_api_keys
@@ -66,7 +67,7 @@ def api_keys_from(settings: "Settings") -> list["ApiKey"]:
         raise SettingsError(path, exc.rule, show_value=False) from None
 
 
-def check_listen_address(settings: "Settings", keys: Iterable["ApiKey"]) -> None:
+def check_listen_address(settings: Settings, keys: Iterable[ApiKey]) -> None:
     """Refuse, as a :class:`~agentproxy.settings.SettingsError` of ``server.host``, to serve an
     open API beyond this machine unless the settings allow it (see :func:`.auth.check_bind`)."""
     from ..settings import SettingsError
@@ -80,9 +81,9 @@ def check_listen_address(settings: "Settings", keys: Iterable["ApiKey"]) -> None
 
 
 async def run_server(
-    settings: "Settings",
-    backend: "Backend",
-    api_keys: Iterable["ApiKey" | Mapping[str, Any]] = (),
+    settings: Settings,
+    backend: Backend,
+    api_keys: Iterable[ApiKey | Mapping[str, Any]] = (),
     *,
     host: str | None = None,
     port: int | None = None,

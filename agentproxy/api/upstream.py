@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import re
-from typing import AsyncIterable, Callable
+from collections.abc import AsyncIterable, Callable
 from urllib.parse import urlsplit
 
 import httptools
@@ -50,7 +50,7 @@ class _Surplus(Exception):
 class Connection(asyncio.Protocol):
     """One connection to an agent, and the answer to its current request."""
 
-    def __init__(self, pool: "UpstreamPool", key: tuple[str, int]) -> None:
+    def __init__(self, pool: UpstreamPool, key: tuple[str, int]) -> None:
         self._pool = pool
         self.key = key
         self._loop = pool.loop
@@ -89,7 +89,7 @@ class Connection(asyncio.Protocol):
     # --- asyncio.Protocol ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = transport  # type: ignore[assignment]  # a TCP stream's transport is a Transport
 
     def data_received(self, data: bytes) -> None:
         self._got_bytes = True
@@ -105,7 +105,7 @@ class Connection(asyncio.Protocol):
             self.close()
         except httptools.HttpParserError as exc:
             if self._complete:  # a second answer, or bytes that are none, after the first one's end
-                self._retire(spilled=self._raw is not None)
+                self._retire(spilled=self._raw is not None)  # type: ignore[unreachable]  # feed_data's callbacks set _complete
             else:
                 cause = exc.__context__  # what a callback raised: a head over the bounds
                 self._fail(cause if isinstance(cause, UpstreamError) else
@@ -172,7 +172,7 @@ class Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        status = self._parser.get_status_code()  # type: ignore[union-attr]
+        status = self._parser.get_status_code()  # type: ignore[union-attr]  # it calls this
         if 100 <= status < 200:  # an interim answer (100 Continue): the real one follows
             self.headers, self.reason = [], ""
             return
@@ -206,7 +206,7 @@ class Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self.status == 0:  # the end of an interim answer
             return
-        self._finish(reusable=self._parser.should_keep_alive())  # type: ignore[union-attr]
+        self._finish(reusable=self._parser.should_keep_alive())  # type: ignore[union-attr]  # it calls this
 
     # --- the caller's side ------------------------------------------------------------------------
 
@@ -218,7 +218,7 @@ class Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._head_only = method == "HEAD"
         self._got_bytes = False
-        self.transport.write(head)  # type: ignore[union-attr]
+        self.transport.write(head)  # type: ignore[union-attr]  # connected before a request
 
     def _start(self, method: str, head: bytes, body: AsyncIterable[bytes] | None,
                chunked: bool = False) -> asyncio.Future[None]:
@@ -481,7 +481,7 @@ class UpstreamPool:
         try:
             _, conn = await asyncio.wait_for(
                 self.loop.create_connection(lambda: Connection(self, key), key[0], key[1]), CONNECT_TIMEOUT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise UpstreamError(f"connecting to {key[0]}:{key[1]} timed out after {CONNECT_TIMEOUT:g} s") from None
         except OSError as exc:
             raise UpstreamError(f"cannot connect to {key[0]}:{key[1]}: {exc.strerror or exc}") from None

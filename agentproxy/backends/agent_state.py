@@ -14,7 +14,7 @@ from typing import Any
 from ..spec import AgentSpec
 
 
-class AgentStatus(str, enum.Enum):
+class AgentStatus(enum.StrEnum):
     """Where an agent is in its life."""
 
     PENDING = "pending"      # accepted; nothing runs yet

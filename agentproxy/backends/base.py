@@ -8,16 +8,25 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import builtins
 import contextlib
 import logging
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, AsyncIterator, Callable, Iterable
+from typing import Any
 
 from ..spec import AgentSpec
-from .agent_state import AgentState, AgentStatus, StatusEvent, visible  # noqa: F401  (re-exported)
+from .agent_state import AgentState, AgentStatus, StatusEvent, visible
 from .errors import (  # noqa: F401  (re-exported: callers import the errors from here)
-    BackendError, Conflict, Forbidden, NotFound, Rejected, SessionTaken, TooMany, Unavailable,
+    BackendError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Rejected,
+    SessionTaken,
+    TooMany,
+    Unavailable,
 )
 from .events import EventHub
 from .index import ANY_OWNER
@@ -126,10 +135,10 @@ class Backend(abc.ABC):
         self.limits = limits
         self._create_queue = CreateQueue(limits)
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 - a hook: a backend with nothing to connect keeps this one
         """Connect, load or rebuild state, start watches. Called once before use."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - a hook: a backend with no background work keeps this one
         """Stop background work. Agents keep running."""
 
     async def healthy(self) -> bool:
@@ -313,8 +322,9 @@ class Backend(abc.ABC):
         """Announce that the agent is gone (``deleted``), with ``final`` or its last announced state."""
         previous = self._published.pop(agent_id, None)
         self._resumes.end(agent_id)
-        if final is not None or previous is not None:
-            self.hub.publish(StatusEvent("deleted", final or previous))  # type: ignore[arg-type]
+        last = final if final is not None else previous
+        if last is not None:
+            self.hub.publish(StatusEvent("deleted", last))
         self._changes.changed(agent_id)
 
     # --- what each mode implements -------------------------------------------------------------
@@ -336,7 +346,7 @@ class Backend(abc.ABC):
         """Every agent's spec (a mode may know them more cheaply than their states)."""
         return [s.spec for s in self._states()]
 
-    def _listed(self, session: str | None, owner: Any) -> list[AgentState]:
+    def _listed(self, session: str | None, owner: Any) -> builtins.list[AgentState]:  # list: the method above
         """The states of the agents of ``session`` (every session when None) and ``owner``
         (every owner when :data:`~.index.ANY_OWNER`), in any order; a mode with an index by
         session answers without looking at the others."""
@@ -376,7 +386,7 @@ class Backend(abc.ABC):
     async def _logs(self, state: AgentState, tail_lines: int) -> str:
         """The last lines of the output of the agent of ``state``."""
 
-    async def _record_activity(self, state: AgentState, when: datetime) -> None:
+    async def _record_activity(self, state: AgentState, when: datetime) -> None:  # noqa: B027 - a mode keeping none
         """Keep ``when`` as the agent's last activity where every proxy sees it (a mode that
         keeps none ignores it)."""
 

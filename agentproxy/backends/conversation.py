@@ -14,7 +14,8 @@ import asyncio
 import json
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 
@@ -68,7 +69,7 @@ class ConversationFollower:
         while True:
             try:
                 await self._read_once()
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
                 log.debug("events of %s: %s", self.upstream, exc or type(exc).__name__)
             await asyncio.sleep(self.retry)
 
@@ -129,7 +130,7 @@ async def _get_json(client: aiohttp.ClientSession, url: str) -> Any:
         async with client.get(url, headers={"Host": UPSTREAM_HOST},
                               timeout=aiohttp.ClientTimeout(total=ACTIVITY_TIMEOUT)) as response:
             return await response.json(content_type=None) if response.status == 200 else None
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
+    except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
         return None
 
 
@@ -154,7 +155,7 @@ class FirstMessageTracker:
     the agentapi status its overdue message names changes.
     """
 
-    def __init__(self, client: aiohttp.ClientSession, timeout: float, on_change: Callable[[str], None],
+    def __init__(self, client: aiohttp.ClientSession, timeout: float, on_change: Callable[[str], object],
                  concurrent_replays: int = 16) -> None:
         self.client = client
         self.timeout = timeout
@@ -208,7 +209,7 @@ class FirstMessageTracker:
             task = asyncio.ensure_future(follower.follow())
             try:
                 await asyncio.wait_for(asyncio.shield(follower.replayed.wait()), self.timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             except asyncio.CancelledError:
                 task.cancel()

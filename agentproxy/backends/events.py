@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator, Generic, TypeVar
+from collections.abc import AsyncIterator
+from typing import Generic, TypeVar
 
 Event = TypeVar("Event")
 
@@ -31,7 +32,7 @@ class EventHub(Generic[Event]):
         self._queues.add(queue)
         try:
             while (item := await queue.get()) is not _END:
-                yield item  # type: ignore[misc]
+                yield item  # type: ignore[misc]  # every item but _END is an Event
         finally:
             self._queues.discard(queue)
 

@@ -10,7 +10,8 @@ changed only by their owner.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..spec import AgentSpec
@@ -60,8 +61,8 @@ class Membership:
         of the session's and the owner's agents)."""
         if session is None and owner is ANY_OWNER:
             return self._specs.keys()
-        if owner is ANY_OWNER:
-            return self._by_session.get(session, ())  # type: ignore[arg-type]
+        if owner is ANY_OWNER and session is not None:  # (a session of None is the case above)
+            return self._by_session.get(session, ())
         owned = self._by_owner.get(owner, set())
         if session is None:
             return owned

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Iterable
+from typing import Any
 
 from ..spec import AgentSpec
 from .errors import TooMany
@@ -31,7 +32,7 @@ class CreateLimits:
     queued: int = 1_000_000
 
     @classmethod
-    def from_settings(cls, agents: Any) -> "CreateLimits":
+    def from_settings(cls, agents: Any) -> CreateLimits:
         """The limits of the ``agents`` settings section."""
         return cls(per_session=agents.max_per_session, per_owner=agents.max_per_owner,
                    concurrent=agents.max_concurrent_creates, queued=agents.max_queued_creates)

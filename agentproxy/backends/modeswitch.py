@@ -143,7 +143,7 @@ async def check(settings: Settings, mode: str) -> None:
     else:
         try:
             leftovers = await asyncio.wait_for(find_k8s(settings), K8S_TIMEOUT)
-        except (BackendError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, BackendError) as exc:
             reason = getattr(exc, "message", None) or f"no answer within {K8S_TIMEOUT:g} s"
             log.warning("could not look for k8s-mode agents in namespace %s: %s",
                         settings.k8s_mode.namespace, reason)

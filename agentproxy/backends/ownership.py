@@ -11,7 +11,7 @@ file, the labels of the Kubernetes objects), so it survives a restart of the pro
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from ..spec import AgentSpec
 from .agent_state import AgentState

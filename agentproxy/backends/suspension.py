@@ -9,9 +9,10 @@ is created again with the same spec.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 API = "api"
 """Suspended or resumed by a request to the API (``.../suspend``, ``.../resume``, a create)."""
@@ -33,12 +34,12 @@ _WHY = {API: "suspended through the API", IDLE: "suspended after being idle"}
 
 def utc_now() -> datetime:
     """The time now, in UTC."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def timestamp(moment: datetime) -> str:
     """``moment`` as an RFC 3339 UTC timestamp with seconds (``2026-01-02T03:04:05Z``)."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_time(text: Any) -> datetime | None:
@@ -49,7 +50,7 @@ def parse_time(text: Any) -> datetime | None:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class Suspension:
     at: datetime
 
     @classmethod
-    def now(cls, cause: str) -> "Suspension":
+    def now(cls, cause: str) -> Suspension:
         """A suspension beginning now, to the second."""
         return cls(cause, utc_now().replace(microsecond=0))
 
@@ -73,16 +74,16 @@ class Suspension:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Suspension":
+    def from_dict(cls, data: Mapping[str, Any]) -> Suspension:
         """Read :meth:`to_dict`'s form; what cannot be read becomes cause ``unknown`` at the epoch
         (the agent stays suspended: being suspended is what matters)."""
         cause = data.get("cause")
         at = parse_time(data.get("at"))
         return cls(cause if isinstance(cause, str) and cause else "unknown",
-                   at or datetime.fromtimestamp(0, timezone.utc))
+                   at or datetime.fromtimestamp(0, UTC))
 
     @classmethod
-    def from_json(cls, text: str) -> "Suspension":
+    def from_json(cls, text: str) -> Suspension:
         """Read :meth:`to_json`'s form (leniently, as :meth:`from_dict`)."""
         try:
             data = json.loads(text)

@@ -11,7 +11,8 @@ import argparse
 import asyncio
 import os
 import sys
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from ..client.errors import EXIT_INTERRUPTED, EXIT_OK, ClientError, UsageProblem
 from ..client.output import FORMATS

@@ -77,7 +77,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     settings = load(args).settings
     spec = spec_of(args, settings)
 
-    async def work(backend: "K8sBackend") -> int:
+    async def work(backend: K8sBackend) -> int:
         if args.dry_run:
             for obj in await backend.dry_run(spec):
                 print(f"{obj['kind'].lower()}/{obj['metadata']['name']} serverside-applied (server dry run)")
@@ -91,7 +91,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     return _run(settings, work)
 
 
-async def _wait_ready(backend: "K8sBackend", session: str, agent_id: str, timeout: float) -> int:
+async def _wait_ready(backend: K8sBackend, session: str, agent_id: str, timeout: float) -> int:
     """Print each phase once as it is reached: applied, scheduled, volume bound, ready."""
     deadline = time.monotonic() + timeout
     shown: set[str] = set()
@@ -116,7 +116,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     settings = load(args).settings
     spec = spec_of(args, settings)
 
-    async def work(backend: "K8sBackend") -> int:
+    async def work(backend: K8sBackend) -> int:
         lines = await backend.diff(spec)
         sys.stdout.writelines(lines)
         return EXIT_DIFF if lines else 0
@@ -126,7 +126,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
 def _cmd_delete(args: argparse.Namespace) -> int:
     settings = load(args).settings
 
-    async def work(backend: "K8sBackend") -> int:
+    async def work(backend: K8sBackend) -> int:
         state = await backend.delete(args.session, args.agent, purge=args.purge)
         print(f"agent {args.agent} deleted ({state.message})")
         if args.wait:
@@ -145,7 +145,7 @@ def _cmd_delete(args: argparse.Namespace) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     settings = load(args).settings
 
-    async def work(backend: "K8sBackend") -> int:
+    async def work(backend: K8sBackend) -> int:
         state = await backend.get(args.session, args.agent)
         print(json.dumps(state_json(state), indent=2) if args.output == "json" else _state_text(state))
         return 0

@@ -4,6 +4,7 @@ and the options that describe one agent."""
 from __future__ import annotations
 
 import argparse
+from typing import NoReturn
 
 from ..settings import LoadedSettings, load_settings
 from ..settings.schema import Settings
@@ -19,7 +20,7 @@ class UsageError(Exception):
 class Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (argparse prints the whole usage block)."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 

@@ -8,11 +8,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..agentapi import AGENTAPI_VERSION, SOURCE_VARIABLE, InstallError, cache_root, default_source
-from ..agentapi import install as install_agentapi
+from ..agentapi import (
+    AGENTAPI_VERSION,
+    SOURCE_VARIABLE,
+    InstallError,
+    cache_root,
+    default_source,
+    install as install_agentapi,
+)
 from ..agenthome import HomeError, home_dir, prepare_claude_home
-from ..agentprograms import PROGRAMS
-from ..agentprograms import install as install_programs
+from ..agentprograms import PROGRAMS, install as install_programs
 from ..settings.schema import CLAUDE_PERMISSION_MODES
 from ..settings.show import format_settings
 from .parser import load, settings_options

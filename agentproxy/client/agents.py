@@ -12,7 +12,8 @@ import asyncio
 import json
 import sys
 import time
-from typing import Any, Callable, TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 from . import output
 from .errors import EXIT_OK, AgentFailed, ClientError, TimedOut, UsageProblem
@@ -52,7 +53,7 @@ async def ls(client: ApiClient, args: argparse.Namespace, out: TextIO = sys.stdo
             # The widest rows of the first screen set the columns (ages grow, ids vary).
             writer.lines(rows + [["", "", "", "stopping", "", "", "00m00s"]])
             out.write(writer.lines(rows, header=True))
-            shown = {(a["session"], a["id"]): r for a, r in zip(agents, rows)}
+            shown = {(a["session"], a["id"]): r for a, r in zip(agents, rows, strict=True)}
         else:
             for agent in agents:
                 _write_streamed(out, agent, args.output)
@@ -207,7 +208,7 @@ class StatusWatcher:
         self.say = say
         self._events = Subscription(client, "/events", {"session": session})
 
-    async def __aenter__(self) -> "StatusWatcher":
+    async def __aenter__(self) -> StatusWatcher:
         await self._events.__aenter__()
         return self
 

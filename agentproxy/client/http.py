@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from typing import Any, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import aiohttp
 
-from .errors import ClientError, ServerError, Unreachable, UsageProblem
 from ..sse import Event, read_events
+from .errors import ClientError, ServerError, Unreachable, UsageProblem
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 REQUEST_TIMEOUT = 60.0
@@ -53,7 +54,7 @@ class ApiClient:
         self._headers = headers
         self._session: aiohttp.ClientSession | None = None
 
-    async def __aenter__(self) -> "ApiClient":
+    async def __aenter__(self) -> ApiClient:
         self._session = aiohttp.ClientSession(
             headers=self._headers, trust_env=False, cookie_jar=aiohttp.DummyCookieJar(),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT))
@@ -82,7 +83,7 @@ class ApiClient:
                 if text:
                     return body.decode("utf-8", errors="replace")
                 return json.loads(body) if body.strip() else None
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise self._unreachable(exc) from None
         except ValueError:
             raise ServerError(200, "invalid_response", f"{method} {path} answered something that is not JSON") from None
@@ -101,7 +102,7 @@ class ApiClient:
                     on_open()
                 async for event in read_events(response.content):
                     yield event
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise self._unreachable(exc) from None
 
     def _unreachable(self, exc: BaseException) -> Unreachable:
@@ -157,7 +158,7 @@ class Subscription:
         self._opened = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> "Subscription":
+    async def __aenter__(self) -> Subscription:
         self._task = asyncio.create_task(self._pump())
         opened = asyncio.create_task(self._opened.wait())
         try:
@@ -195,7 +196,7 @@ class Subscription:
         """The next event; None after ``timeout`` seconds without one."""
         try:
             item = await asyncio.wait_for(self._queue.get(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return None
         if isinstance(item, BaseException):
             self._queue.put_nowait(item)  # every later call raises it too

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import yaml
 
@@ -21,8 +22,8 @@ def age(created_at: str | None, now: datetime | None = None) -> str:
     except ValueError:
         return "<unknown>"
     if then.tzinfo is None:
-        then = then.replace(tzinfo=timezone.utc)
-    seconds = int(((now or datetime.now(timezone.utc)) - then).total_seconds())
+        then = then.replace(tzinfo=UTC)
+    seconds = int(((now or datetime.now(UTC)) - then).total_seconds())
     if seconds < 0:
         return "0s"
     minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
@@ -65,8 +66,8 @@ class TableWriter:
         """The text of ``rows`` (after the header line when ``header``)."""
         cells = [[_one_line(c) for c in r] for r in ([self.header] if header else []) + [list(r) for r in rows]]
         for r in cells:
-            self.widths = [max(w, len(c)) for w, c in zip(self.widths, r)]
-        return "".join("   ".join(c.ljust(w) for c, w in zip(r, self.widths)).rstrip() + "\n" for r in cells)
+            self.widths = [max(w, len(c)) for w, c in zip(self.widths, r, strict=False)]
+        return "".join("   ".join(c.ljust(w) for c, w in zip(r, self.widths, strict=False)).rstrip() + "\n" for r in cells)
 
 
 def agents_table(agents: Iterable[dict[str, Any]], now: datetime | None = None) -> str:

@@ -209,7 +209,7 @@ def _walk(cls: type, prefix: str) -> dict[str, Any]:
     for f in dataclasses.fields(cls):
         path = f"{prefix}{f.name}"
         annotation = hints[f.name]
-        if dataclasses.is_dataclass(annotation):
+        if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
             tree[f.name] = _walk(annotation, path + ".")
         else:
             kind, optional = _kind_of(annotation)

@@ -11,9 +11,10 @@ import difflib
 import json
 import os
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, cast
 
 import yaml
 from omegaconf import OmegaConf
@@ -85,7 +86,7 @@ def _literal(value: Any) -> Any:
 def _merge(values: Mapping[str, Any]) -> Settings:
     """The schema's defaults with the typed values merged in (mappings key by key)."""
     merged = OmegaConf.merge(OmegaConf.structured(Settings), OmegaConf.create(_literal(dict(values))))
-    return OmegaConf.to_object(merged)  # type: ignore[return-value]
+    return cast(Settings, OmegaConf.to_object(merged))  # the structured config of Settings makes one
 
 
 class _Layers:

@@ -12,7 +12,7 @@ from .load import LoadedSettings
 
 def _scalar(value: Any) -> str:
     if isinstance(value, list):
-        value = [dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for v in value]
+        value = [dataclasses.asdict(v) if dataclasses.is_dataclass(v) and not isinstance(v, type) else v for v in value]
     text = yaml.safe_dump(value, default_flow_style=True, width=1_000_000).strip()
     return text.removesuffix("\n...").removesuffix("...").strip()
 

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..naming import (
-    DNS_LABEL_RULE, DNS_SUBDOMAIN_RULE, SESSION_ID_RULE, is_dns_label, is_dns_subdomain, is_valid_session_id,
+    DNS_LABEL_RULE,
+    DNS_SUBDOMAIN_RULE,
+    SESSION_ID_RULE,
+    is_dns_label,
+    is_dns_subdomain,
+    is_valid_session_id,
 )
 from ..quantity import QUANTITY_RULE, parse_quantity, request_above_limit
 from .errors import SettingsError, Source

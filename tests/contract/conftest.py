@@ -6,8 +6,8 @@ marked ``e2e``, so it runs in the e2e step (`just e2e`), which has one.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import AsyncIterator
 
 import pytest
 

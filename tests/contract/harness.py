@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from agentproxy import naming
 from agentproxy.backends.base import AgentState, AgentStatus, Backend, NotFound
@@ -142,6 +143,7 @@ async def local_harness(tmp_path: Path) -> AsyncIterator[Harness]:
     try:
         yield subject
     finally:
+        assert isinstance(subject.backend, LocalBackend)
         await shut_down(subject.backend)
     await assert_nothing_left(tmp_path)
 

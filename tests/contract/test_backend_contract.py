@@ -5,6 +5,7 @@ delete and purge; status events; errors."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -133,7 +134,7 @@ async def test_events_tell_an_agent_life_once_per_visible_change(subject: Harnes
     assert kinds[0] == "added" and kinds[-1] == "deleted" and set(kinds[1:-1]) <= {"modified"}
     assert AgentStatus.READY in {e.agent.status for e in events}
     changes = [visible(e.agent) for e in events[:-1]]
-    assert all(a != b for a, b in zip(changes, changes[1:])), [(e.type, visible(e.agent)) for e in events]
+    assert all(a != b for a, b in itertools.pairwise(changes)), [(e.type, visible(e.agent)) for e in events]
     assert all(e.agent.spec == events[0].agent.spec for e in events)
 
 

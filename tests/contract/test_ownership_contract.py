@@ -13,7 +13,7 @@ from agentproxy.backends.limits import CreateLimits
 from .harness import Harness
 
 
-async def refused(subject: Harness, agent_id: str, owner: str) -> None:
+async def refused(subject: Harness, agent_id: str, owner: str | None) -> None:
     with pytest.raises(SessionTaken) as info:
         await subject.backend.create(subject.spec(agent_id, owner=owner))
     assert (info.value.http_status, info.value.code, info.value.field) == (403, "forbidden", "session")

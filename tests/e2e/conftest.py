@@ -14,12 +14,12 @@ from pathlib import Path
 
 import kr8s.asyncio
 import pytest
-
-from agentproxy.backends.k8s.backend import K8sBackend
-from agentproxy.backends.k8s.client import Client
 from agents import settings_for
 from kube import fresh_namespace, required_kubeconfig
 from served import Servers
+
+from agentproxy.backends.k8s.backend import K8sBackend
+from agentproxy.backends.k8s.client import Client
 
 pytestmark = pytest.mark.e2e
 
@@ -43,7 +43,7 @@ def kubeconfig() -> str:
 def pod_cidr() -> ipaddress.IPv4Network | None:
     """The range pod IPs come from, when the cluster is known to use one."""
     value = os.environ.get("AGENTPROXY_TEST_POD_CIDR")
-    return ipaddress.ip_network(value) if value else None
+    return ipaddress.IPv4Network(value) if value else None
 
 
 @pytest.fixture

@@ -8,8 +8,9 @@ import json
 import os
 import time
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
 
 import kr8s
 import kr8s.asyncio

@@ -14,13 +14,13 @@ import json
 import os
 import socket
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import aiohttp
-from prometheus_client.parser import text_string_to_metric_families
-
 from kube import wait_for
+from prometheus_client.parser import text_string_to_metric_families
 
 
 def free_port() -> int:
@@ -37,7 +37,7 @@ class Served:
         self.argv, self.env, self.base, self.log, self.http = argv, env, base, log, http
         self.proc: asyncio.subprocess.Process | None = None
 
-    async def start(self, ready: bool = True) -> "Served":
+    async def start(self, ready: bool = True) -> Served:
         """Start the process; wait for ``/readyz`` 200 unless told not to."""
         with open(self.log, "ab") as out:
             self.proc = proc = await asyncio.create_subprocess_exec(
@@ -69,7 +69,7 @@ class Served:
         try:
             status, _, _ = await self.call("GET", "/readyz", timeout=10)
             return status
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             return 0
 
     async def agent(self, session: str, agent_id: str) -> dict | None:
@@ -103,7 +103,7 @@ class Served:
             self.proc.terminate()
             try:
                 await asyncio.wait_for(self.proc.wait(), 20)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
 

@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import kr8s.asyncio
+from kube import get
 
 from agentproxy.agentapi import locate
 from agentproxy.agentprograms import cached_program
-from kube import get
 
 
 def _image_path() -> str:
@@ -57,7 +57,7 @@ class ContainerStandIn:
         """The command of the container's exec startup probe (paths mapped), if it has one."""
 
     @classmethod
-    async def of_pod(cls, api: kr8s.asyncio.Api, namespace: str, pod_name: str, volumes_dir: Path) -> "ContainerStandIn":
+    async def of_pod(cls, api: kr8s.asyncio.Api, namespace: str, pod_name: str, volumes_dir: Path) -> ContainerStandIn:
         """The stand-in of ``pod_name``'s container, its volumes under ``volumes_dir``."""
         pod = await get(api, f"/api/v1/namespaces/{namespace}/pods/{pod_name}")
         assert pod is not None, f"pod {pod_name} does not exist"
@@ -93,7 +93,8 @@ class ContainerStandIn:
                 continue
             assert "value" in variable, f"the stand-in takes literal values and Secret keys only, not {variable}"
             env[variable["name"]] = local_path(variable["value"])
-        program, *rest = [*container.get("command", []), *container.get("args", [])]
+        command: list[str] = [*container.get("command", []), *container.get("args", [])]
+        program, rest = command[0], command[1:]
         binary = {"agentapi": locate(), "python3": sys.executable}.get(program, program)
         assert binary, "agentapi is not installed: run `bin/just agentapi`"
         argv = [binary, *(local_path(arg) for arg in rest)]
@@ -111,7 +112,7 @@ class ContainerStandIn:
                               capture_output=True, timeout=60)
         return done.returncode == 0
 
-    def start(self) -> "ContainerStandIn":
+    def start(self) -> ContainerStandIn:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -131,7 +132,7 @@ class ContainerStandIn:
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
-    def __enter__(self) -> "ContainerStandIn":
+    def __enter__(self) -> ContainerStandIn:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

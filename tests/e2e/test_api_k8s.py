@@ -12,9 +12,9 @@ import asyncio
 import json
 
 import pytest
-
 from kube import get, request, wait_for
 from standin import ContainerStandIn
+
 from tests.conversation import agent_said, exchanges, say, wait_answering
 
 

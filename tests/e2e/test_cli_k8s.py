@@ -19,6 +19,7 @@ async def agentproxy(kubeconfig: str, namespace: str, *args: str) -> tuple[int, 
         sys.executable, "-m", "agentproxy", *args, "--set", f"k8s_mode.namespace={namespace}", env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode is not None  # communicate() waited for the exit
     return proc.returncode, out.decode(), err.decode()
 
 
@@ -56,8 +57,8 @@ async def test_diff_apply_status_and_delete(kubeconfig, api, namespace):
     code, out, err = await agentproxy(kubeconfig, namespace, "diff", *AGENT, "--env", "EXTRA=1")
     assert code == 1, err
     assert "--- live/ConfigMap/agent-cli1-config" in out and "+  EXTRA: '1'" in out
-    assert "ownerReferences" not in "".join(l for l in out.splitlines() if l.startswith(("+", "-")) and
-                                            not l.startswith(("+++", "---")))  # owned, as applied
+    assert "ownerReferences" not in "".join(line for line in out.splitlines() if line.startswith(("+", "-")) and
+                                            not line.startswith(("+++", "---")))  # owned, as applied
 
     code, out, err = await agentproxy(kubeconfig, namespace, "status", *AGENT, "-o", "json")
     assert code == 0, err

@@ -14,7 +14,6 @@ import contextlib
 
 import pytest
 import yaml
-
 from kube import get, request, wait_for
 from served import Served
 

@@ -15,10 +15,9 @@ import contextlib
 import time
 from collections import Counter
 
+import apiserver
 import pytest
 import pytest_asyncio
-
-import apiserver
 from kube import fresh_namespace, get, request, wait_for
 from served import Servers
 
@@ -168,7 +167,7 @@ async def test_a_killed_and_restarted_api_server_and_both_replicas_recover(fleet
         seen.update(await fleet.readiness())
         try:
             await asyncio.wait_for(restarting.wait(), 0.2)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
     assert restarting.returncode == 0, (await restarting.stderr.read()).decode()
     assert 503 in seen, seen  # the broken watches (and the silence) showed

@@ -5,17 +5,19 @@ reconstruction, and the controller's re-apply and prune."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 
 import pytest
+from agents import SESSION, settings_for, until_status
+from kube import get, request, wait_for
 
 from agentproxy import naming
 from agentproxy.backends.base import AgentStatus, Conflict, NotFound, Rejected
 from agentproxy.backends.k8s.backend import K8sBackend
 from agentproxy.backends.k8s.client import Client
 from agentproxy.spec import build_spec
-from agents import SESSION, settings_for, until_status
-from kube import get, request, wait_for
+
 
 async def test_create_returns_pending_then_becomes_ready_with_routable_pod_ip(backend, pod_cidr):
     spec = build_spec(backend.settings, SESSION, "alpha", env={"GREETING": "hello"})
@@ -207,7 +209,7 @@ async def test_status_events_follow_an_agent_through_its_life(backend):
     assert ("modified", "lifecycle", AgentStatus.READY) in {e[:3] for e in events}
     assert events[-1][0] == "deleted"
     # No event repeats the state before it: only visible changes are sent.
-    assert all(a != b for a, b in zip(events, events[1:]))
+    assert all(a != b for a, b in itertools.pairwise(events))
 
 
 async def test_several_proxy_replicas_agree(api, namespace):

@@ -5,17 +5,18 @@ an API server restart in the middle of a watch."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 
 import pytest
+from agents import SESSION, settings_for, until_status
+from kube import get, request, server_side_apply, wait_for
 
 from agentproxy.backends.base import AgentStatus, Forbidden, Rejected, Unavailable
 from agentproxy.backends.k8s.backend import K8sBackend
 from agentproxy.backends.k8s.client import Client
 from agentproxy.render import render_rbac
 from agentproxy.spec import build_spec
-from kube import get, request, server_side_apply, wait_for
-from agents import SESSION, settings_for, until_status
 
 
 class ImpersonatingClient(Client):
@@ -35,11 +36,11 @@ class ImpersonatingClient(Client):
         def call_api(*args, **kwargs):
             kwargs["headers"] = {**self.headers, **(kwargs.get("headers") or {})}
             return original(*args, **kwargs)
-        self.api.call_api = call_api
+        self.api.call_api = call_api  # type: ignore[method-assign]  # every watch of this client, with the header
         try:
             return super().stream(path, params, read_timeout)
         finally:
-            self.api.call_api = original
+            self.api.call_api = original  # type: ignore[method-assign]  # undone
 
 
 async def test_backend_works_with_exactly_the_shipped_role(api, namespace):
@@ -194,7 +195,7 @@ async def test_status_resumes_after_an_api_server_restart_without_duplicates(bac
     collector.cancel()
     assert len([e for e in events if e[:2] == ("added", "before")]) == 1
     before = [e for e in events if e[1] == "before"]
-    assert all(a != b for a, b in zip(before, before[1:])), before
+    assert all(a != b for a, b in itertools.pairwise(before)), before
 
 
 async def _listed(backend, agent_id):

@@ -18,11 +18,11 @@ from pathlib import Path
 import aiohttp
 import psutil
 import yaml
+from agents import SESSION, until_status
+from kube import wait_for
 
 from agentproxy.backends.base import AgentStatus
 from agentproxy.spec import build_spec
-from agents import SESSION, until_status
-from kube import wait_for
 
 PORTS = range(26000, 26100)
 """This suite's servers; their local agents get 26100-26199."""

@@ -17,12 +17,12 @@ import time
 
 import aiohttp
 import pytest
-
-from agentproxy import naming
-from agentproxy.backends.k8s.kinds import CONFIGMAP, POD, PVC, SERVICE, STATEFULSET
 from kube import delete_namespace, get, request, wait_for
 from served import Served, counted
 from standin import ContainerStandIn
+
+from agentproxy import naming
+from agentproxy.backends.k8s.kinds import CONFIGMAP, POD, PVC, SERVICE, STATEFULSET
 from tests.conversation import AGENTAPI_HOST, agent_said, exchanges, say, wait_answering
 
 SESSION = "s1"
@@ -173,7 +173,7 @@ async def _keep_busy(serve: Served, http: aiohttp.ClientSession, agent_ids: list
                 assert r.status in (200, 502, 503), await r.text()
         try:
             await asyncio.wait_for(stop.wait(), 1.0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
 

@@ -23,6 +23,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "testenv"))
+# The imports below (E402) need the path entry above.
 import apiclient  # noqa: E402
 import host  # noqa: E402
 import procs  # noqa: E402

@@ -19,9 +19,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import psutil
 import yaml
@@ -90,7 +91,7 @@ class LiveServer:
     def key(self) -> str | None:
         return next((key for _, key, admin in self.keys if admin), None)
 
-    def start(self) -> "LiveServer":
+    def start(self) -> LiveServer:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "agentproxy", "serve", "--config", str(self.config_path)],
                                      stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

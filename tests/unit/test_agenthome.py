@@ -5,14 +5,23 @@ from __future__ import annotations
 import json
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from agentproxy.agenthome import (
-    CONFIG_FILE, QUIET_ENV, SETTINGS_FILE, HomeError, claude_config, claude_environment, claude_settings,
-    home_dir, key_tail, prepare_claude_home, uses_claude,
+    CONFIG_FILE,
+    QUIET_ENV,
+    SETTINGS_FILE,
+    HomeError,
+    claude_config,
+    claude_environment,
+    claude_settings,
+    home_dir,
+    key_tail,
+    prepare_claude_home,
+    uses_claude,
 )
 
 WORK = "/data/work/a1"
@@ -35,7 +44,7 @@ def test_claude_code_records_the_last_20_characters_of_the_trimmed_key():
 
 
 def test_what_is_already_there_is_kept():
-    existing = {
+    existing: dict[str, Any] = {
         "numStartups": 7, "theme": "light", "userID": "u1",
         "projects": {"/elsewhere": {"hasTrustDialogAccepted": False, "allowedTools": ["Read"]},
                      WORK: {"lastCost": 1.5, "hasTrustDialogAccepted": False}},

@@ -4,7 +4,7 @@ routes, made again only for an agent whose state changed."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from agentproxy.api.listing import AgentTexts
 from agentproxy.api.model import agent_json
@@ -13,7 +13,7 @@ from agentproxy.backends.index import ANY_OWNER, Membership, StateIndex
 
 from ._support import spec_for
 
-WHEN = datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+WHEN = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 def state(settings, agent_id: str, session: str = "s1", owner: str | None = None,

@@ -17,6 +17,7 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
+# The imports below (E402) need the path entry above.
 from capture import LoopbackCapture, flow_events, tcp_packet  # noqa: E402
 
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from agentproxy.cli import main
-from agentproxy.settings import ENV_VARS, CONFIG_ENV
+from agentproxy.settings import CONFIG_ENV, ENV_VARS
 
 
 @pytest.fixture(autouse=True)

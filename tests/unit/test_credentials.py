@@ -67,7 +67,7 @@ def test_a_token_file_that_cannot_be_read_keeps_the_token_and_is_tried_again_lat
 def test_a_request_refused_with_an_old_token_is_repeated_when_another_read_the_new_one(tmp_path):
     sa = _mount(tmp_path)
     token = TokenFile(sa / "token", period=3600)
-    client = Client(None, token=token)  # no API server: only the choice after a 401 is tested
+    client = Client(None, token=token)  # type: ignore[arg-type]  # no API server: only the choice after a 401 is tested
     sent = token.header()
     (sa / "token").write_text("t2")
     assert client._renewed(401, sent)

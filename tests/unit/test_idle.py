@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -12,7 +12,7 @@ from agentproxy.idle import MAX_RESOLUTION, MIN_RESOLUTION, IdlePolicy
 
 from ._support import spec_for
 
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def state(settings, status=AgentStatus.READY, *, age=3600.0, active=None, suspended=False) -> AgentState:

@@ -6,7 +6,7 @@ agentproxy wants, whole agents and abandoned claims."""
 from __future__ import annotations
 
 import copy
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agentproxy.backends.k8s import model
@@ -119,7 +119,7 @@ def test_a_volume_raised_out_of_band_is_never_shrunk():
 
 def test_a_claim_without_a_statefulset_is_abandoned_after_the_grace():
     claim = as_stored(objects()["ConfigMap"])
-    made = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    made = datetime(2026, 1, 1, tzinfo=UTC)
     young = model.AgentObjects(claim, None, None, None)
     assert model.abandoned_claim(young, made + timedelta(seconds=20), 60) == 40
     assert model.abandoned_claim(young, made + timedelta(seconds=61), 60) == 0

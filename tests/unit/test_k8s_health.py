@@ -58,7 +58,7 @@ def test_listeners_run_when_it_answers_after_a_silence_or_a_failed_call():
 async def test_calls_fail_at_once_while_the_server_is_silent():
     clock = Clock()
     health = ApiHealth(unready_after=5.0, clock=clock)
-    client = Client(api=None, health=health, retry_after=7.0)  # type: ignore[arg-type]
+    client = Client(api=None, health=health, retry_after=7.0)  # type: ignore[arg-type]  # no API server: health only
     client.require_answering()  # never answered yet: a first list must be allowed to try
     health.answered()
     clock.now += 6

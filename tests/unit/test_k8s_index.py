@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
+from agentproxy import naming
 from agentproxy.backends.base import AgentStatus
+from agentproxy.backends.k8s import model
 from agentproxy.backends.k8s.backend import K8sBackend
 from agentproxy.backends.k8s.cache import NamespaceCache
 from agentproxy.backends.k8s.kinds import CONFIGMAP, POD, STATEFULSET, Kind
-from agentproxy.backends.k8s import model
-from agentproxy import naming
 from agentproxy.render import render_agent
 
 from ._support import settings_with, spec_for
@@ -26,7 +26,7 @@ NOW = "2025-01-02T03:04:05Z"
 @pytest.fixture
 async def backend():
     backend = K8sBackend(settings_with("k8s_mode.namespace=ns1", "k8s_mode.pod_address=pod_ip"))
-    backend.cache = NamespaceCache(None, "ns1", backend._on_change)  # type: ignore[arg-type]
+    backend.cache = NamespaceCache(None, "ns1", backend._on_change)  # type: ignore[arg-type]  # no API server
     try:
         yield backend
     finally:
@@ -47,7 +47,7 @@ class Feed:
         meta.setdefault("creationTimestamp", NOW)
         meta.setdefault("uid", f"uid-{meta['name']}")
         meta["resourceVersion"] = str(self.version)
-        reflector = self.backend.cache.reflectors[kind.name]  # type: ignore[union-attr]
+        reflector = self.backend.cache.reflectors[kind.name]
         await reflector._handle({"type": event, "object": obj})
 
 

@@ -5,7 +5,7 @@ pass over its narrow interface, the cache's index by agent, and the CLI's progre
 from __future__ import annotations
 
 import copy
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -15,14 +15,23 @@ from agentproxy.backends.base import AgentStatus
 from agentproxy.backends.k8s import model, volume
 from agentproxy.backends.k8s.cache import Reflector
 from agentproxy.backends.k8s.kinds import (
-    CONFIGMAP, KINDS, MANAGED, POD, PVC, ROLE, SERVICE, STATEFULSET, kind_of, path_of,
+    CONFIGMAP,
+    KINDS,
+    MANAGED,
+    POD,
+    PVC,
+    ROLE,
+    SERVICE,
+    STATEFULSET,
+    kind_of,
+    path_of,
 )
 from agentproxy.backends.k8s.reconcile import Reconciler
 from agentproxy.render import render_agent, render_rbac
 
 from ._support import settings_with, spec_for
 
-READY_POD = {"metadata": {"name": "agent-a1-0"}, "spec": {"nodeName": "node-1"},
+READY_POD: dict[str, Any] = {"metadata": {"name": "agent-a1-0"}, "spec": {"nodeName": "node-1"},
              "status": {"phase": "Running", "podIP": "10.0.0.7",
                         "conditions": [{"type": "PodScheduled", "status": "True"},
                                        {"type": "Ready", "status": "True"}]}}
@@ -133,7 +142,7 @@ def test_an_agent_state_from_its_objects():
     claim, sts = stored(objects[0]), stored(objects[3], created="2026-01-02T03:04:09Z")
     state = model.agent_state(spec, model.AgentObjects(claim, None, None, None), namespace="ns1", pod_address="dns")
     assert (state.status, state.reason) == (AgentStatus.PENDING, "NotApplied")
-    assert state.created_at == datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)  # the claim's
+    assert state.created_at == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)  # the claim's
 
     ready = model.AgentObjects(claim, sts, READY_POD, BOUND)
     by_dns = model.agent_state(spec, ready, namespace="ns1", pod_address="dns")
@@ -151,7 +160,7 @@ def test_an_agent_state_from_its_objects():
 
 def test_what_create_and_delete_answer():
     spec, _ = rendered()
-    when = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    when = datetime(2026, 1, 1, tzinfo=UTC)
     applied = model.applied_state(spec, "ns1", when)
     assert (applied.status, applied.reason, applied.created_at) == (AgentStatus.PENDING, "Applied", when)
     assert model.deleting_state(applied, purge=True).message == "purging data too"
@@ -284,7 +293,7 @@ async def test_a_missing_pvc_is_the_controllers_to_make_when_its_claim_template_
 
 
 async def test_the_cache_indexes_objects_by_agent():
-    reflector = Reflector(client=None, kind=CONFIGMAP, namespace="ns1", listener=lambda *args: None)  # type: ignore[arg-type]
+    reflector = Reflector(client=None, kind=CONFIGMAP, namespace="ns1", listener=lambda *args: None)  # type: ignore[arg-type]  # no API server
 
     def event(kind: str, name: str, agent: str) -> dict[str, Any]:
         return {"type": kind, "object": {"metadata": {"name": name, "resourceVersion": "1",
@@ -305,11 +314,11 @@ async def test_a_young_agent_is_left_to_the_create_that_applies_it():
     spec, objects = rendered()
     sts = stored(objects[3], created="2026-01-02T03:04:05Z")
     host = Host(spec, {("StatefulSet", "agent-a1"): sts})  # its Service and claim not applied yet
-    reconciler = Reconciler(host, now=lambda: datetime(2026, 1, 2, 3, 4, 7, tzinfo=timezone.utc))
+    reconciler = Reconciler(host, now=lambda: datetime(2026, 1, 2, 3, 4, 7, tzinfo=UTC))
     await reconciler.reconcile("a1")
     assert host.applied == [] and "a1" in reconciler._pending  # looked at again later
     await reconciler.close()
-    reconciler = Reconciler(host, now=lambda: datetime(2026, 1, 2, 3, 5, tzinfo=timezone.utc))
+    reconciler = Reconciler(host, now=lambda: datetime(2026, 1, 2, 3, 5, tzinfo=UTC))
     await reconciler.reconcile("a1")
     # (the PVC is the StatefulSet controller's to make, before the pod)
     assert [o["kind"] for o in host.applied] == ["Service", "ConfigMap"]

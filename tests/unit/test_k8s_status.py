@@ -57,14 +57,14 @@ def test_image_pull_and_crash_loop_are_failures_with_reason_and_message():
         "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image \"x\""}}}])
     derived = derive_status(STS, pull, BOUND)
     assert (derived.status, derived.reason) == (AgentStatus.FAILED, "ImagePullBackOff")
-    assert "Back-off pulling" in derived.message
+    assert "Back-off pulling" in (derived.message or "")
 
     crash = pod(phase="Running", conditions=[("PodScheduled", "True", {})], statuses=[{
         "name": "agentapi", "restartCount": 4, "state": {"waiting": {"reason": "CrashLoopBackOff"}},
         "lastState": {"terminated": {"reason": "Error", "exitCode": 1, "message": "boom"}}}])
     derived = derive_status(STS, crash, BOUND)
     assert (derived.status, derived.reason, derived.restarts) == (AgentStatus.FAILED, "CrashLoopBackOff", 4)
-    assert "exit code 1" in derived.message and "boom" in derived.message
+    assert "exit code 1" in (derived.message or "") and "boom" in (derived.message or "")
 
 
 def test_a_crash_loop_names_its_last_exit_and_an_oom_kill_is_the_reason():
@@ -84,7 +84,7 @@ def test_a_crash_loop_names_its_last_exit_and_an_oom_kill_is_the_reason():
         "lastState": {"terminated": {"reason": "Error", "exitCode": 3}}}])
     derived = derive_status(STS, crash, BOUND)
     assert (derived.status, derived.reason) == (AgentStatus.FAILED, "CrashLoopBackOff")
-    assert derived.message.endswith("last exit: Error (exit code 3)")
+    assert (derived.message or "").endswith("last exit: Error (exit code 3)")
 
 
 def test_running_but_not_ready_is_starting_and_ready_is_ready():
@@ -115,7 +115,7 @@ def test_a_lost_claim_fails_a_running_agent_only_while_it_is_lost():
     lost = {"metadata": {"name": "data-agent-a-0"}, "status": {"phase": "Lost"}}
     derived = derive_status(STS, running, lost)
     assert (derived.status, derived.reason) == (AgentStatus.FAILED, "ClaimLost")
-    assert "data-agent-a-0" in derived.message
+    assert "data-agent-a-0" in (derived.message or "")
     # The PV controller binds the claim again once its volume exists: nothing else is needed.
     assert derive_status(STS, running, BOUND).status is AgentStatus.READY
 

@@ -55,4 +55,5 @@ def test_events_name_their_agent_and_the_latest_counts():
     assert event_agent(event("Pod", "agent-a-0", "u", "X", "")) is None
     old = event("PersistentVolumeClaim", "data-agent-a-0", "pvc-1", "A", "", "2026-01-01T00:00:01Z")
     new = event("PersistentVolumeClaim", "data-agent-a-0", "pvc-1", "B", "", "2026-01-01T00:00:02Z")
-    assert latest_event([new, old], PENDING)["reason"] == "B" and latest_event([], PENDING) is None
+    latest = latest_event([new, old], PENDING)
+    assert latest is not None and latest["reason"] == "B" and latest_event([], PENDING) is None

@@ -5,7 +5,7 @@ and that re-applying a suspended agent (a repeat, a repair) keeps it suspended."
 from __future__ import annotations
 
 import copy
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -21,7 +21,7 @@ from agentproxy.render import RenderError, default_templates_dir, render_agent
 from ._support import settings_with, spec_for
 from .test_k8s_model import BOUND, READY_POD, stored
 
-SUSPENSION = Suspension("idle", datetime(2026, 3, 1, 12, tzinfo=timezone.utc))
+SUSPENSION = Suspension("idle", datetime(2026, 3, 1, 12, tzinfo=UTC))
 
 
 def statefulset(suspension: Suspension | None) -> dict[str, Any]:
@@ -78,13 +78,13 @@ def test_a_suspended_agent_is_stopping_until_its_pod_is_gone():
 def test_last_active_is_the_later_of_the_annotation_and_the_pod_becoming_ready():
     pod = copy.deepcopy(READY_POD)
     pod["status"]["conditions"][1]["lastTransitionTime"] = "2026-03-01T10:00:00Z"
-    sts = {"metadata": {"annotations": {}}}
-    assert model.last_active(sts, pod) == datetime(2026, 3, 1, 10, tzinfo=timezone.utc)
-    patch = model.activity_patch(datetime(2026, 3, 1, 11, 30, 0, 999, tzinfo=timezone.utc))
+    sts: dict[str, Any] = {"metadata": {"annotations": {}}}
+    assert model.last_active(sts, pod) == datetime(2026, 3, 1, 10, tzinfo=UTC)
+    patch = model.activity_patch(datetime(2026, 3, 1, 11, 30, 0, 999, tzinfo=UTC))
     assert patch == {"metadata": {"annotations": {model.LAST_ACTIVE_ANNOTATION: "2026-03-01T11:30:00Z"}}}
     sts["metadata"]["annotations"].update(patch["metadata"]["annotations"])
-    assert model.last_active(sts, pod) == datetime(2026, 3, 1, 11, 30, tzinfo=timezone.utc)
-    assert model.last_active(sts, None) == datetime(2026, 3, 1, 11, 30, tzinfo=timezone.utc)
+    assert model.last_active(sts, pod) == datetime(2026, 3, 1, 11, 30, tzinfo=UTC)
+    assert model.last_active(sts, None) == datetime(2026, 3, 1, 11, 30, tzinfo=UTC)
     assert model.last_active(None, None) is None
 
 
@@ -113,13 +113,13 @@ def test_re_applying_keeps_a_suspended_agent_suspended_and_repairs_an_unsuspende
     backend = K8sBackend(settings)
     name = naming.statefulset_name("a1")
     live_suspended = stored(statefulset(SUSPENSION))
-    backend.cache = Cache({(STATEFULSET.name, name): live_suspended})  # type: ignore[assignment]
+    backend.cache = Cache({(STATEFULSET.name, name): live_suspended})  # type: ignore[assignment]  # the one lookup made of it
     want = model.statefulset_of(backend.render(spec))
     assert want["spec"]["replicas"] == 0 and not model.drifted(live_suspended, want)
 
     scaled_by_hand = stored(statefulset(None))
     scaled_by_hand["spec"]["replicas"] = 0
-    backend.cache = Cache({(STATEFULSET.name, name): scaled_by_hand})  # type: ignore[assignment]
+    backend.cache = Cache({(STATEFULSET.name, name): scaled_by_hand})  # type: ignore[assignment]  # the one lookup made of it
     want = model.statefulset_of(backend.render(spec))
     assert want["spec"]["replicas"] == 1 and model.drifted(scaled_by_hand, want)
     # Suspend and resume name the suspension they want, whatever the live object says.

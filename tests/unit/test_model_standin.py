@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import aiohttp
 
@@ -22,7 +23,7 @@ def test_the_answer_follows_the_last_user_turn():
 
 
 def test_a_write_file_prompt_is_a_bash_call_and_its_result_a_final_text():
-    asked = {"messages": [{"role": "user", "content": "please write-file proof.txt abc"}], "tools": BASH}
+    asked: dict[str, Any] = {"messages": [{"role": "user", "content": "please write-file proof.txt abc"}], "tools": BASH}
     [call] = reply_to(asked)
     assert call["type"] == "tool_use" and call["name"] == "Bash"
     assert call["input"]["command"] == "printf %s abc > proof.txt"

@@ -6,7 +6,12 @@ import pytest
 
 from agentproxy import naming
 from agentproxy.naming import (
-    AGENT_ID_MAX, generate_agent_id, is_dns_label, is_dns_subdomain, is_valid_agent_id, is_valid_session_id,
+    AGENT_ID_MAX,
+    generate_agent_id,
+    is_dns_label,
+    is_dns_subdomain,
+    is_valid_agent_id,
+    is_valid_session_id,
 )
 
 

@@ -164,7 +164,9 @@ def _only(tmp_path: Path, *tools: str) -> str:
     bin_dir = tmp_path / "only-bin"
     bin_dir.mkdir()
     for tool in tools:
-        (bin_dir / tool).symlink_to(shutil.which(tool))
+        found = shutil.which(tool)
+        assert found, f"{tool} is not installed"
+        (bin_dir / tool).symlink_to(found)
     return str(bin_dir)
 
 

@@ -7,9 +7,7 @@ import json
 
 import pytest
 
-from agentproxy.settings import SettingsError
-
-from agentproxy.settings import Source
+from agentproxy.settings import SettingsError, Source
 
 from ._support import load
 

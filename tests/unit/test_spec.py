@@ -8,7 +8,14 @@ import pytest
 from agentproxy.naming import AGENT_ID_RULE, SESSION_ID_RULE, is_valid_agent_id
 from agentproxy.settings import Settings
 from agentproxy.spec import (
-    MAX_ENV_VARS, MAX_ENV_VALUE, MAX_MESSAGE, TEXT_RULE, Resources, SpecError, build_spec, text_problem,
+    MAX_ENV_VALUE,
+    MAX_ENV_VARS,
+    MAX_MESSAGE,
+    TEXT_RULE,
+    Resources,
+    SpecError,
+    build_spec,
+    text_problem,
 )
 
 from ._support import settings_with

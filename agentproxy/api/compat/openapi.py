@@ -7,7 +7,7 @@ from typing import Any
 from ..openapi import PROXY_METHODS
 
 _TAG = ["agentapi-proxy"]
-_OPEN = {"security": []}
+_OPEN: dict[str, Any] = {"security": []}
 _STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 
 PEER_ERROR = {

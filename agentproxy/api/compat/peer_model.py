@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from ...backends.base import AgentState, AgentStatus
@@ -130,7 +131,7 @@ class SearchFilter:
     tags: dict[str, str]
 
     @classmethod
-    def from_query(cls, query: Mapping[str, str]) -> "SearchFilter":
+    def from_query(cls, query: Mapping[str, str]) -> SearchFilter:
         """Read ``status`` and ``tag.KEY=VALUE`` (the first value of each); ``page``,
         ``limit`` and ``user_id`` are ignored, as by the peer."""
         tags: dict[str, str] = {}

@@ -22,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 import aiohttp
 
@@ -32,7 +33,15 @@ from ...render import RenderError, render_agent
 from ...settings import Settings
 from ...spec import AgentSpec
 from ..base import (
-    AgentState, AgentStatus, Backend, BackendError, Conflict, MetricSample, NotFound, Rejected, Unavailable,
+    AgentState,
+    AgentStatus,
+    Backend,
+    BackendError,
+    Conflict,
+    MetricSample,
+    NotFound,
+    Rejected,
+    Unavailable,
     different_spec,
 )
 from ..conversation import FirstMessageTracker, read_activity
@@ -296,7 +305,7 @@ class K8sBackend(Backend):
             raise
         self.rollbacks.settled(spec.id)  # this create finished what an earlier one left
         current = self.state_of(spec.id)
-        return model.applied_state(spec, self.namespace, current.created_at if current else datetime.now(timezone.utc))
+        return model.applied_state(spec, self.namespace, current.created_at if current else datetime.now(UTC))
 
     async def _create_again(self, existing: AgentState, objects: list[dict[str, Any]]) -> AgentState:
         # Applied again: a repeat repairs what is missing, like `kubectl apply`.
@@ -307,7 +316,7 @@ class K8sBackend(Backend):
         current = self.state_of(existing.id)
         if current is not None:
             return current  # an idempotent repeat reports the agent as it is
-        return model.applied_state(existing.spec, self.namespace, datetime.now(timezone.utc))
+        return model.applied_state(existing.spec, self.namespace, datetime.now(UTC))
 
     async def _claim(self, spec: AgentSpec, configmap: dict[str, Any]) -> bool:
         """Create the ConfigMap; True when this call created it. An existing one

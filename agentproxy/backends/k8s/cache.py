@@ -18,7 +18,8 @@ import json
 import logging
 import random
 from collections import defaultdict
-from typing import Any, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from ... import naming
 from ..base import BackendError, Unavailable
@@ -103,7 +104,7 @@ class Reflector:
         self._wake.clear()
         try:
             await asyncio.wait_for(self._wake.wait(), delay)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     async def _list(self) -> None:
@@ -146,7 +147,7 @@ class Reflector:
                     await self._handle(json.loads(line))
 
     async def _handle(self, event: dict[str, Any]) -> None:
-        kind, obj = event.get("type"), event.get("object") or {}
+        kind, obj = event.get("type") or "", event.get("object") or {}
         if kind == "ERROR":
             if obj.get("code") == 410:
                 raise Gone(obj.get("message", "resource version too old"))
@@ -177,7 +178,7 @@ class Reflector:
         if names is not None:
             names.discard(name)
             if not names:
-                del self.by_agent[agent_id]  # type: ignore[arg-type]
+                del self.by_agent[agent_id or ""]
 
     def of_agent(self, agent_id: str) -> list[dict[str, Any]]:
         """The stored objects labelled for ``agent_id``."""
@@ -232,7 +233,7 @@ class NamespaceCache:
     Events only loses those reasons)."""
 
     def __init__(self, client: Client, namespace: str, listener: Listener, *, start_timeout: float = 30.0,
-                 **reflector_options: float) -> None:
+                 **reflector_options: Any) -> None:  # Reflector's timeouts, by name
         self.namespace = namespace
         self.start_timeout = start_timeout
         self.reflectors = {k.name: Reflector(client, k, namespace, listener, **reflector_options) for k in KINDS}

@@ -19,8 +19,9 @@ import asyncio
 import json
 import logging
 import re
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Mapping
+from typing import Any
 
 import httpx
 import kr8s
@@ -136,7 +137,7 @@ class Client:
     @classmethod
     async def connect(cls, kubeconfig: str | None = None, context: str | None = None, *,
                       service_account: str = SERVICE_ACCOUNT_DIR,
-                      token_reload_period: float = TOKEN_RELOAD_PERIOD, **options: Any) -> "Client":
+                      token_reload_period: float = TOKEN_RELOAD_PERIOD, **options: Any) -> Client:
         """A client from a kubeconfig file (``kubeconfig``, $KUBECONFIG, ~/.kube/config) or, in a pod
         without one, the mounted ServiceAccount (``service_account``, its token read again as it rotates);
         ``options`` are the constructor's timeouts and health."""

@@ -17,7 +17,8 @@ apply), field by field, so that drift repair touches only what agentproxy owns:
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ...quantity import parse_quantity
 
@@ -90,7 +91,7 @@ def _compare(live: Any, desired: Any, path: Path, kind: str, skip: tuple[Path, .
         elif len(live) != len(desired):
             found.append(_show(path))
         else:
-            for index, (a, b) in enumerate(zip(live, desired)):
+            for index, (a, b) in enumerate(zip(live, desired, strict=True)):
                 _compare(a, b, path + (str(index),), kind, skip, found)
     elif not _same_scalar(live, desired, path, kind):
         found.append(_show(path))

@@ -3,8 +3,9 @@ plural, and the paths of their collections and objects."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ nowhere else."""
 MANAGED = (*KINDS, SERVICE_ACCOUNT, ROLE, ROLE_BINDING)
 """Every kind agentproxy writes (``agentproxy rbac`` renders the last three)."""
 
-_BY_TYPE = {(k.api_version, k.name): k for k in MANAGED}
+_BY_TYPE: dict[tuple[Any, Any], Kind] = {(k.api_version, k.name): k for k in MANAGED}
 
 
 def kind_of(obj: Mapping[str, Any]) -> Kind:

@@ -19,9 +19,10 @@ import copy
 import dataclasses
 import difflib
 import json
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 import yaml
 
@@ -32,7 +33,7 @@ from ..base import AgentState, AgentStatus
 from ..conversation import FIRST_MESSAGE_PENDING
 from ..suspension import SUSPENDED_REASON, SUSPENDING_REASON, Suspension, parse_time, timestamp
 from . import drift
-from .kinds import CONFIGMAP, PVC, POD, SERVICE, STATEFULSET, Kind
+from .kinds import CONFIGMAP, POD, PVC, SERVICE, STATEFULSET, Kind
 from .status import derive_status
 
 Obj = Mapping[str, Any]
@@ -65,7 +66,7 @@ class AgentObjects:
     """Events about the StatefulSet and the claim (what their controllers could not do)."""
 
     @classmethod
-    def of(cls, agent_id: str, get: Callable[[Kind, str], Obj | None], events: Iterable[Obj] = ()) -> "AgentObjects":
+    def of(cls, agent_id: str, get: Callable[[Kind, str], Obj | None], events: Iterable[Obj] = ()) -> AgentObjects:
         """The objects of ``agent_id`` read through ``get(kind, name)``, and its ``events``."""
         return cls(get(CONFIGMAP, naming.configmap_name(agent_id)), get(STATEFULSET, naming.statefulset_name(agent_id)),
                    get(POD, naming.pod_name(agent_id)), get(PVC, naming.pvc_name(agent_id)), tuple(events))
@@ -136,7 +137,7 @@ def created_at(obj: Obj | None) -> datetime:
     """The creation time of an object (now, for one the server has not stored yet)."""
     text = ((obj or {}).get("metadata") or {}).get("creationTimestamp")
     if not text:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 

@@ -24,15 +24,24 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from datetime import datetime, timezone
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from ... import naming
 from ...spec import AgentSpec
 from ..base import BackendError
 from .kinds import CONFIGMAP, PVC, STATEFULSET, Kind
 from .model import (
-    APPLIED, OWNED, AgentObjects, abandoned_claim, as_applied, created_at, desired_objects, differences, strays,
+    APPLIED,
+    OWNED,
+    AgentObjects,
+    abandoned_claim,
+    as_applied,
+    created_at,
+    desired_objects,
+    differences,
+    strays,
 )
 from .volume import pvc_awaited
 
@@ -75,7 +84,7 @@ class Reconciler:
 
     def __init__(self, host: ReconcileHost, delay: float = 0.3, settle: float = 3.0,
                  claim_grace: float = CLAIM_GRACE, young: float = YOUNG,
-                 now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.host = host
         self.delay = delay
         self.settle = settle

@@ -11,8 +11,9 @@ cannot be provisioned or bound (no such StorageClass, none at all).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from ..base import AgentStatus
 
@@ -106,19 +107,9 @@ def _from_pod(pod: Obj, pvc: Obj | None, events: Iterable[Obj] = ()) -> Derived:
         return Derived(AgentStatus.STOPPING, "Terminating", "the pod is shutting down", restarts)
     phase = (pod.get("status") or {}).get("phase", "Pending")
     conditions = _conditions(pod)
-
-    for cs in _container_statuses(pod):
-        waiting = (cs.get("state") or {}).get("waiting") or {}
-        if waiting.get("reason") in _FATAL_WAITING:
-            last = ((cs.get("lastState") or {}).get("terminated") or {})
-            reason = waiting["reason"]
-            # A container the kernel keeps killing at its memory limit crash-loops;
-            # the limit is what to change, so that is the reason to show.
-            if reason == "CrashLoopBackOff" and last.get("reason") == "OOMKilled":
-                reason = "OOMKilled"
-            parts = [m for m in (waiting.get("message"), _terminated_message(last)) if m]
-            message = "; last exit: ".join(parts) or waiting["reason"]
-            return Derived(AgentStatus.FAILED, reason, message, restarts)
+    fatal = _fatal_waiting(pod, restarts)
+    if fatal is not None:
+        return fatal
 
     if phase == "Failed":
         terminated = _terminated(pod, "state")
@@ -154,6 +145,23 @@ def _from_pod(pod: Obj, pvc: Obj | None, events: Iterable[Obj] = ()) -> Derived:
     if pvc is not None and (pvc.get("status") or {}).get("phase") != "Bound":
         return Derived(AgentStatus.STARTING, "ClaimPending", f"waiting for {pvc['metadata']['name']} to be bound", restarts)
     return Derived(AgentStatus.STARTING, "ContainersNotReady", "waiting for agentapi to answer /status", restarts)
+
+
+def _fatal_waiting(pod: Obj, restarts: int) -> Derived | None:
+    """FAILED when a container waits for a reason that does not pass by itself (crash loop, bad image, ...)."""
+    for cs in _container_statuses(pod):
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in _FATAL_WAITING:
+            last = ((cs.get("lastState") or {}).get("terminated") or {})
+            reason = waiting["reason"]
+            # A container the kernel keeps killing at its memory limit crash-loops;
+            # the limit is what to change, so that is the reason to show.
+            if reason == "CrashLoopBackOff" and last.get("reason") == "OOMKilled":
+                reason = "OOMKilled"
+            parts = [m for m in (waiting.get("message"), _terminated_message(last)) if m]
+            message = "; last exit: ".join(parts) or waiting["reason"]
+            return Derived(AgentStatus.FAILED, reason, message, restarts)
+    return None
 
 
 def _terminated(pod: Obj, state: str) -> Obj:

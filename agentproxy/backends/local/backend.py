@@ -23,10 +23,11 @@ import contextlib
 import logging
 import os
 import shutil
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import aiohttp
 
@@ -43,7 +44,13 @@ from ..limits import CreateLimits
 from ..suspension import AgentActivity, Suspension, parse_time
 from .ports import HOST, PortAllocator
 from .process import (
-    AgentProcess, Identity, ProcessTable, TreeSampler, directory_size, executable_search_path, find_executable,
+    AgentProcess,
+    Identity,
+    ProcessTable,
+    TreeSampler,
+    directory_size,
+    executable_search_path,
+    find_executable,
     stop_in_background,
 )
 from .report import agent_activity
@@ -133,7 +140,7 @@ class LocalBackend(Backend):
         self._adoption = loop.create_task(self._adopt(adoptions), name="local agents adoption")
         self._monitor = loop.create_task(self._monitor_loop(), name="local agents monitor")
 
-    def _restore(self, agent_id: str, record: dict[str, Any]) -> "_Adoption | None":
+    def _restore(self, agent_id: str, record: dict[str, Any]) -> _Adoption | None:
         """Register the agent of a state-file record; what is left to do with its process."""
         # Everything is read before anything is registered: a bad record changes nothing.
         spec = AgentSpec.from_json(record["spec"])
@@ -160,16 +167,17 @@ class LocalBackend(Backend):
         supervisor.await_adoption(identity, kept)
         return _Adoption(supervisor, identity, kept, recorded_port=port)
 
-    async def _adopt(self, adoptions: "list[_Adoption]") -> None:
+    async def _adopt(self, adoptions: list[_Adoption]) -> None:
         """Find the processes of every agent being adopted in one pass off the event loop,
         then take over each one still running and start the others again."""
         looked_for = [a for a in adoptions if a.identity is not None]
         try:
-            found = await asyncio.to_thread(AgentProcess.adopt_all, [a.identity for a in looked_for])
+            identities = [a.identity for a in looked_for if a.identity is not None]  # every one: narrows the type
+            found = await asyncio.to_thread(AgentProcess.adopt_all, identities)
         except Exception:  # a bug here must not leave every agent starting for ever
             log.exception("looking for the processes of the agents failed; they are started again")
             found = [None] * len(looked_for)
-        processes = {id(a): p for a, p in zip(looked_for, found)}
+        processes = {id(a): p for a, p in zip(looked_for, found, strict=True)}
         adopted = restarted = 0
         for n, adoption in enumerate(adoptions):
             supervisor, process = adoption.supervisor, processes.get(id(adoption))
@@ -267,7 +275,7 @@ class LocalBackend(Backend):
         self._agentapi_binary()
         self._command(spec)
         port = await self.ports.allocate(spec.id)
-        supervisor = self._supervisor(spec, port=port, created_at=datetime.now(timezone.utc))
+        supervisor = self._supervisor(spec, port=port, created_at=datetime.now(UTC))
         kept_data = supervisor.work_dir.exists()
         try:
             try:
@@ -413,7 +421,7 @@ class LocalBackend(Backend):
                 if response.status != 200:
                     return None
                 return await response.json(content_type=None)
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+        except (TimeoutError, aiohttp.ClientError, ValueError):
             return None
 
     def changed(self, supervisor: Supervisor) -> None:

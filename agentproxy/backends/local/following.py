@@ -10,7 +10,7 @@ saving and reporting mean (a signal, a reason); this class only keeps time.
 from __future__ import annotations
 
 import asyncio
-from typing import Callable
+from collections.abc import Callable
 
 from ..conversation import DELIVERED, MESSAGE, ConversationFollower, first_message_overdue
 

@@ -42,7 +42,7 @@ class AgentLog:
         if size < self.max_bytes:
             return False
         files = self.files()
-        for older, newer in zip(reversed(files[1:]), reversed(files[:-1])):
+        for older, newer in zip(reversed(files[1:]), reversed(files[:-1]), strict=True):
             if newer != self.path and newer.exists():
                 os.replace(newer, older)
         if self.backups:

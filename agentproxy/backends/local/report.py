@@ -3,7 +3,7 @@ its activity, its memory limit in bytes, and the texts of its failures."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ...quantity import parse_quantity
@@ -73,7 +73,7 @@ def agent_activity(supervisor: Any) -> AgentActivity:
     if follower is None:
         return AgentActivity()
     at = follower.last_message_at
-    return AgentActivity(follower.status, datetime.fromtimestamp(at, timezone.utc) if at else None)
+    return AgentActivity(follower.status, datetime.fromtimestamp(at, UTC) if at else None)
 
 
 def last_active(supervisor: Any) -> datetime | None:

@@ -14,9 +14,10 @@ import logging
 import secrets
 import shlex
 import signal
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from ...launch import AgentLaunch, state_file
 from ...restore import read_saved_messages
@@ -29,12 +30,17 @@ from .following import RunConversation
 from .logs import AgentLog
 from .ports import HOST, PortAllocator, port_is_free
 from .process import (
-    TAG_VARIABLE, AgentProcess, Identity, ProcessTable, TreeSample, agent_environment, spawn_in_thread,
-    stop_in_background, stop_tree,
+    TAG_VARIABLE,
+    AgentProcess,
+    Identity,
+    ProcessTable,
+    TreeSample,
+    agent_environment,
+    spawn_in_thread,
+    stop_in_background,
+    stop_tree,
 )
-from .report import (
-    agent_details, agent_record, failure_text, human_bytes, last_active, log_tail, memory_limit_bytes,
-)
+from .report import agent_details, agent_record, failure_text, human_bytes, last_active, log_tail, memory_limit_bytes
 from .restarts import Ended, RestartBackoff, exited, probe_interval
 
 log = logging.getLogger(__name__)
@@ -74,10 +80,10 @@ class SupervisorHost(Protocol):
         (see :mod:`agentproxy.restore`)."""
 
     def follower(self, port: int, first_message: str | None,
-                 on_change: "Callable[[str], None]") -> ConversationFollower | None:
+                 on_change: Callable[[str], None]) -> ConversationFollower | None:
         """A follower of the conversation of the agentapi on ``port`` (None once closing)."""
 
-    def changed(self, supervisor: "Supervisor") -> None:
+    def changed(self, supervisor: Supervisor) -> None:
         """Publish and persist the supervisor's new state."""
 
 
@@ -288,8 +294,8 @@ class Supervisor:
             over_limit.cancel()
             exited_.cancel()  # only this waiter: the process keeps its own watch
 
-    async def _until_ready(self, process: AgentProcess, exited_: "asyncio.Future[int | None]",
-                           over_limit: "asyncio.Future[Any]") -> Ended | tuple[str, str] | None:
+    async def _until_ready(self, process: AgentProcess, exited_: asyncio.Future[int | None],
+                           over_limit: asyncio.Future[Any]) -> Ended | tuple[str, str] | None:
         """Probe agentapi until it answers with the conversation of its state file back (None),
         or how the run ended first. An agentapi that answers but has not loaded its
         conversation within ``start_timeout`` (one whose agent never shows the prompt agentapi
@@ -368,7 +374,7 @@ class Supervisor:
         if self.process is not None:
             self.process.forget()
         self.last_state = {"reason": ended.reason, "exit_code": ended.exit_code, "message": ended.description,
-                           "finished_at": datetime.now(timezone.utc).isoformat()}
+                           "finished_at": datetime.now(UTC).isoformat()}
         # Not ready from this moment (no upstream to route to), whatever comes next.
         self._set(AgentStatus.STARTING, ended.reason, ended.description)
 

@@ -19,7 +19,6 @@ import uuid
 import aiohttp
 import pytest
 import yaml
-
 from kube import delete_namespace, get, request, wait_for
 from rn import BASE_SETTINGS, LABEL, NODE, Server, free_port, merge
 
@@ -98,7 +97,7 @@ async def serve(kubeconfig, rn_namespace, tmp_path):
             proc.terminate()
             try:
                 await asyncio.wait_for(proc.wait(), 20)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 proc.kill()
                 await proc.wait()
 

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import aiohttp
 import yaml
-
 from rn import ROOT
 
 sys.path.insert(0, str(ROOT / "testenv"))
-from layout import Layout  # noqa: E402
+from layout import Layout
 
 NAMESPACE = "agentapi-proxy"
 DEPLOYMENT = "agentapi-proxy"
@@ -80,7 +79,7 @@ class EventStream:
                 assert resp.status == 200, await resp.text()
                 async for line in resp.content:
                     self.lines.append(line.decode(errors="replace"))
-        except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
+        except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
             self.error = exc
         finally:
             self.ended.set()

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import aiohttp
 import kr8s
-from prometheus_client.parser import text_string_to_metric_families
-
 from kube import get, wait_for
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
+# The imports below (E402) need the path entry above.
 from tests import conversation  # noqa: E402
 from tests.conversation import exchanges  # noqa: E402
 

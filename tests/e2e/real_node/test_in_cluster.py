@@ -20,7 +20,6 @@ import time
 import aiohttp
 import pytest
 import yaml
-
 from incluster import DEPLOYMENT, NAMESPACE, SELECTOR, EventStream, kubectl, role_without, write_overlay
 from kube import condition, delete_namespace, get, request, wait_for
 from rn import NODE, Server

@@ -12,7 +12,6 @@ import json
 import subprocess
 
 import pytest
-
 from kube import wait_for
 from rn import NODE, pod_of
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from kube import get, request, wait_for
 from rn import pod_of
 

@@ -3,9 +3,9 @@ backend whose agents point at it, and the API served on a free loopback port."""
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Awaitable, Callable
-
 import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, cast
 
 import pytest
 from aiohttp import web
@@ -77,7 +77,7 @@ class FastPathTestServer(TestServer):
         await self.runner.setup()
         sock = self.socket_factory(self.host, 0, socket.AF_INET)
         if self.fast:
-            self.site = FastPathSite(self.runner, sock=sock)
+            self.site = FastPathSite(cast(web.AppRunner, self.runner), sock=sock)  # what _make_runner made
             await self.site.start()
         else:
             await web.SockSite(self.runner, sock).start()

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from agentproxy.backends.base import AgentState, AgentStatus, Backend, BackendError
 from agentproxy.backends.suspension import SUSPENDED_REASON, AgentActivity, Suspension
 from agentproxy.spec import AgentSpec
 
-_EPOCH = datetime(2025, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 class MemoryBackend(Backend):

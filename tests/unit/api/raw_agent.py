@@ -35,7 +35,7 @@ class Seen:
 class _Parsing:
     """The state of llhttp's callbacks on one connection."""
 
-    agent: "RecordingAgent"
+    agent: RecordingAgent
     writer: asyncio.StreamWriter
     current: Seen | None = None
     url: bytes = b""

@@ -8,7 +8,7 @@ agentapi, the Go peer and its own client is in ``tests/unit/compat``.
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
@@ -216,7 +216,7 @@ def test_status_words_and_ports_of_a_session(settings):
         AgentStatus.FAILED: "failed", AgentStatus.STOPPING: "stopping", AgentStatus.STOPPED: "stopped",
         AgentStatus.SUSPENDED: "suspended"}
     state = AgentState(spec=build_spec(settings, "peer", "a1"), mode="k8s", status=AgentStatus.PENDING,
-                       created_at=datetime(2025, 1, 1, tzinfo=timezone.utc))
+                       created_at=datetime(2025, 1, 1, tzinfo=UTC))
     assert session_port(state) == 0
     assert session_port(dataclasses.replace(state, upstream="http://10.0.0.7:3284")) == 3284
     assert session_port(dataclasses.replace(state, details={"port": 9001})) == 9001

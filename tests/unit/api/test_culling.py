@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from agentproxy.api.culling import Culler, TrafficClock
 from agentproxy.backends.base import AgentStatus, LifecycleEvent
@@ -17,7 +17,7 @@ from agentproxy.spec import build_spec
 from .memory_backend import MemoryBackend
 from .test_health_metrics import labels, scrape
 
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 async def make(backend: MemoryBackend, settings: Settings, agent_id: str, **changes) -> None:
@@ -65,7 +65,7 @@ async def test_traffic_is_recorded_at_most_once_per_resolution(settings, backend
     async def counting(state, when):
         recorded.append(when)
         await record(state, when)
-    backend._record_activity = counting  # type: ignore[method-assign]
+    backend._record_activity = counting  # type: ignore[method-assign]  # counts the calls
     clock.touch("a1")
     clock.touch("a1")
     await culler.flush()
@@ -86,7 +86,7 @@ async def test_the_app_culls_an_idle_agent_and_a_request_brings_it_back(make_api
     assert (await api.post("/sessions/s1/agents", json={"id": "busy"})).status == 201
     assert (await api.post("/sessions/s1/agents", json={"id": "quiet"})).status == 201
     for agent_id in ("busy", "quiet"):  # both were just active
-        backend.agents[agent_id] = dataclasses.replace(backend.agents[agent_id], last_active=datetime.now(timezone.utc))
+        backend.agents[agent_id] = dataclasses.replace(backend.agents[agent_id], last_active=datetime.now(UTC))
 
     async def keep_busy() -> None:
         for _ in range(40):  # bounded: at most 40 requests over about 4 s

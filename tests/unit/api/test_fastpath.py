@@ -29,7 +29,8 @@ class Raw:
         """The status line of the last answer read."""
 
     @classmethod
-    async def open(cls, port: int) -> "Raw":
+    async def open(cls, port: int | None) -> Raw:
+        assert port is not None, "the server is not started"
         return cls(*await asyncio.open_connection("127.0.0.1", port))
 
     def send(self, data: bytes) -> None:
@@ -59,9 +60,9 @@ class Raw:
         elif headers.get("transfer-encoding") == "chunked":
             body = b""
             while True:
-                line = (await self.reader.readline()).strip()
-                self.chunk_lines.append(line)
-                size = int(line.split(b";")[0], 16)
+                size_line = (await self.reader.readline()).strip()
+                self.chunk_lines.append(size_line)
+                size = int(size_line.split(b";")[0], 16)
                 if size == 0:
                     while await self.reader.readline() != b"\r\n":  # trailer fields, then the blank line
                         pass

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import httptools
 import pytest
@@ -53,7 +53,7 @@ TARGETS = st.sampled_from([f"{API}/status", f"{API}/message", f"{API}/messages?a
 ODD_TARGETS = st.sampled_from([
     f"{API}/", f"{API}/st%61tus", f"{API}/../api/status", f"{API}/status#top", f"{API}/sta tus", f"{API}/\x7f",
     "/sessions/s1/agents/a2/api/status", "/sessions/s1/agents/a1", "/sessions/s1/agents/a%31/api/status",
-    "/healthz", "*", "sessions/s1/agents/a1/api/status", f"//{API}/status", f"proxy.test:80",
+    "/healthz", "*", "sessions/s1/agents/a1/api/status", f"//{API}/status", "proxy.test:80",
 ])
 ODD_VERSIONS = st.sampled_from(["HTTP/1.0", "HTTP/1.2", "HTTP/2.0", "http/1.1", "HTTP/1.1 ", "HTTP/11"])
 ODD_HOSTS = st.sampled_from([[], ["host: proxy.test"], ["Host: localhost:1"], ["Host:"], ["Host: a b"],
@@ -212,7 +212,7 @@ async def _exchange(side: Side, request: bytes) -> tuple[bytes, list[Seen]]:
     try:
         writer.write(request + SENTINEL)
         data = await asyncio.wait_for(reader.read(-1), READ_GUARD)
-    except (ConnectionError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, ConnectionError) as exc:
         data = f"<{type(exc).__name__}>".encode()
     finally:
         writer.close()

@@ -15,7 +15,6 @@ from agentproxy.api.serve import event_loop_runner
 from .conftest import API
 
 
-
 def _nodelay(sock: socket.socket) -> bool:
     return bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
 

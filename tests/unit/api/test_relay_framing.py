@@ -33,7 +33,7 @@ async def served(make_api, url: str, fast: bool, keys=()) -> TestClient:
     return api
 
 
-async def exchange(port: int, request: bytes) -> tuple[bytes, dict[str, str], bytes]:
+async def exchange(port: int | None, request: bytes) -> tuple[bytes, dict[str, str], bytes]:
     """Send ``request`` on a new connection; the status line, headers and body of the answer."""
     raw = await Raw.open(port)
     try:

@@ -18,7 +18,8 @@ def test_a_plain_request_yields_what_the_relay_needs():
                 "Authorization: Bearer k1", "X-API-Key: k2", "Authorization: Bearer ignored")
     assert head is not None and head.method == "POST" and head.url == f"{PATH}?x=1".encode()
     assert relayable(head) == Relayable("s1", "a1", 12, True, "proxy.test", "Bearer k1", "k2")
-    assert relayable(read(f"GET {PATH} HTTP/1.1", "Host: h")) == Relayable("s1", "a1", 0, False, "h", None, None)
+    bare = read(f"GET {PATH} HTTP/1.1", "Host: h")
+    assert bare is not None and relayable(bare) == Relayable("s1", "a1", 0, False, "h", None, None)
 
 
 @pytest.mark.parametrize("lines", [

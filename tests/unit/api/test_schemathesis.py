@@ -13,27 +13,29 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
-
-schemathesis = pytest.importorskip("schemathesis")
-from hypothesis import HealthCheck, settings  # noqa: E402
-from aiohttp import web  # noqa: E402
-from schemathesis.checks import not_a_server_error  # noqa: E402
-from schemathesis.specs.openapi.checks import (  # noqa: E402
-    content_type_conformance, positive_data_acceptance, response_headers_conformance, response_schema_conformance,
+import schemathesis
+from aiohttp import web
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    positive_data_acceptance,
+    response_headers_conformance,
+    response_schema_conformance,
     status_code_conformance,
 )
 
-from agentproxy.api import create_app  # noqa: E402
-from agentproxy.api.openapi import openapi_document  # noqa: E402
-from agentproxy.backends.base import Rejected  # noqa: E402
-from agentproxy.render import RenderError, check_no_secrets  # noqa: E402
-from agentproxy.settings import Settings, load_settings  # noqa: E402
+from agentproxy.api import create_app
+from agentproxy.api.openapi import openapi_document
+from agentproxy.backends.base import Rejected
+from agentproxy.render import RenderError, check_no_secrets
+from agentproxy.settings import Settings, load_settings
 
-from .memory_backend import MemoryBackend  # noqa: E402
-from .upstream import ImitationAgent  # noqa: E402
+from .memory_backend import MemoryBackend
+from .upstream import ImitationAgent
 
 EXAMPLES_PER_OPERATION = 15
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,

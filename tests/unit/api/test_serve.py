@@ -41,9 +41,9 @@ def test_serve_refuses_a_non_loopback_host_without_keys(capsys):
 
 def test_api_keys_come_from_server_api_keys(settings):
     assert api_keys_from(settings) == []  # absent setting: no keys
-    settings.server.api_keys = KEYS  # type: ignore[attr-defined]
+    settings.server.api_keys = KEYS
     assert [k.name for k in api_keys_from(settings)] == ["admin", "alice", "bob"]
-    settings.server.api_keys = [{"name": "x", "sha256": "nope"}]  # type: ignore[attr-defined]
+    settings.server.api_keys = [{"name": "x", "sha256": "nope"}]
     with pytest.raises(SettingsError, match=r"server.api_keys\[0\]"):
         api_keys_from(settings)
 

@@ -44,7 +44,8 @@ async def test_only_the_owner_or_an_admin_may_suspend_or_resume(make_api, backen
         await error_of(await api.post(f"{AGENT}/{verb}"), 401)
     assert backend.agents["a1"].status is AgentStatus.READY  # nothing above touched it
     assert (await api.post(f"{AGENT}/suspend", headers=bearer(ALICE_KEY))).status == 200
-    assert backend.agents["a1"].status is AgentStatus.SUSPENDED
+    suspended = backend.agents["a1"]
+    assert suspended.status is AgentStatus.SUSPENDED
 
 
 async def test_a_request_to_a_suspended_agent_resumes_it(api, backend: MemoryBackend, upstream: Upstream):

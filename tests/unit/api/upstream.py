@@ -148,7 +148,7 @@ class ImitationAgent:
             if part.name != "file":
                 continue
             name = part.filename
-            while chunk := await part.read_chunk(256 * 1024):  # type: ignore[union-attr]
+            while chunk := await part.read_chunk(256 * 1024):
                 digest.update(chunk)
                 size += len(chunk)
                 self.upload_progress += len(chunk)

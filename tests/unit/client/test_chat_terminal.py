@@ -39,7 +39,7 @@ def test_type_a_line_see_the_reply_streamed_and_leave_with_ctrl_c(keyed_server, 
         child.expect(pexpect.EOF)
         child.close()
         assert child.exitstatus == 0, child.before
-        assert "Traceback" not in child.before
+        assert "Traceback" not in (child.before or "")
     finally:
         if child.isalive():
             child.terminate(force=True)

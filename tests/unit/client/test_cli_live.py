@@ -135,7 +135,7 @@ def test_watch_prints_changes_until_ctrl_c(server):
         listed = json.loads(watch.stdout.readline() or watch.stderr.read())
         assert (listed["id"], listed["status"]) == ("w1", "ready")
         server.call("DELETE", "/sessions/w/agents/w1")
-        seen = []
+        seen: list[tuple[str, str]] = []
         deadline = time.monotonic() + 60
         while not seen or seen[-1] != ("deleted", "stopped"):
             assert time.monotonic() < deadline, seen
@@ -166,7 +166,7 @@ def test_logs_follow_shows_new_lines(server):
         with urllib.request.urlopen(server.url + "/sessions/lf/agents/f1/api/events", timeout=10) as stream:
             stream.readline()
         deadline = time.monotonic() + 30
-        seen = []
+        seen: list[str] = []
         while not any("New subscriber" in line for line in seen):
             assert time.monotonic() < deadline, seen
             seen.append(follow.stdout.readline())

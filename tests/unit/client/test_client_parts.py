@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agentproxy.client.agents import new_lines
 from agentproxy.cli.client import hide_key_from_process_title
+from agentproxy.client.agents import new_lines
 from agentproxy.client.errors import EXIT_NOT_FOUND, UsageProblem
 from agentproxy.client.http import check_server_url, server_error
 from agentproxy.client.output import age, agents_table, describe_status, terminal_safe
-from agentproxy.sse import Event, SSEParser
 from agentproxy.client.transcript import Printer, Transcript, clean
+from agentproxy.sse import Event, SSEParser
 
 STREAM = ('event: status\ndata: {"a": 1}\n\n: heartbeat\n\nevent: message_update\r\ndata: line one\r\n'
           'data: line two ✓\r\n\r\ndata: unnamed\r\rid: 7\ndata: x\n\n').encode()
@@ -33,7 +33,7 @@ def test_sse_parser_takes_chunks_of_any_size(size):
 
 
 def test_age_reads_like_kubectl():
-    now = datetime(2026, 1, 2, 12, 0, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 2, 12, 0, 0, tzinfo=UTC)
     def ago(**delta):
         return age((now - timedelta(**delta)).isoformat(), now)
     assert [ago(seconds=5), ago(seconds=119), ago(minutes=5, seconds=10), ago(minutes=90), ago(hours=5, minutes=3),
@@ -44,7 +44,7 @@ def test_age_reads_like_kubectl():
 
 def test_table_cells_cannot_break_lines_or_drive_the_terminal():
     agent = {"session": "s", "id": "a1", "agent": "echo", "status": "failed", "restarts": 2,
-             "reason": "Bad\nFAKE ROW\x1b[2J\x07", "created_at": datetime.now(timezone.utc).isoformat()}
+             "reason": "Bad\nFAKE ROW\x1b[2J\x07", "created_at": datetime.now(UTC).isoformat()}
     text = agents_table([agent])
     assert text.count("\n") == 2 and "\x1b" not in text and "\x07" not in text
     assert text.splitlines()[1].split()[:5] == ["s", "a1", "echo", "failed", "Bad"]

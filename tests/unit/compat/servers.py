@@ -35,6 +35,7 @@ from agentproxy.backends.local.ports import port_is_free
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
+# The imports below (E402) need the path entry above.
 from testenv.agentapi_proxy import ensure as ensure_peer  # noqa: E402
 
 SERVER_PORTS = range(42000, 42100)
@@ -185,6 +186,7 @@ def peer_client_events(server: Server, session_id: str, lines: int, timeout: flo
     process = subprocess.Popen([str(ensure_peer() / "agentapi-proxy"), "client", "-e", server.url,
                                 "-s", session_id, "events"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                stdin=subprocess.DEVNULL)
+    assert process.stdout is not None
     out = b""
     deadline = time.monotonic() + timeout
     try:

@@ -77,19 +77,19 @@ async def delete(http: aiohttp.ClientSession, server: Server, session_id: str, *
 async def test_the_peers_own_client_behaves_alike_against_both(both):
     async with aiohttp.ClientSession() as http:
         ids = [await start(http, server) for server in both]
-        await asyncio.gather(*(until_stable(http, server, sid) for server, sid in zip(both, ids)))
+        await asyncio.gather(*(until_stable(http, server, sid) for server, sid in zip(both, ids, strict=True)))
         transcripts = []
-        for server, sid in zip(both, ids):
+        for server, sid in zip(both, ids, strict=True):
             runs = {
                 "status": peer_client(server, sid, "status"),
                 "send": peer_client(server, sid, "send", "hello from the client"),
                 "history": peer_client(server, sid, "history"),
             }
-            transcript = {name: (run.returncode, normalized(run.stdout), normalized(run.stderr))
+            transcript: dict[str, Any] = {name: (run.returncode, normalized(run.stdout), normalized(run.stderr))
                           for name, run in runs.items()}
             transcript["events"] = normalized(peer_client_events(server, sid, lines=2))
             transcripts.append(transcript)
-        for server, sid in zip(both, ids):
+        for server, sid in zip(both, ids, strict=True):
             await delete(http, server, sid)
     ours, peers = transcripts
     assert ours == peers

@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[3]
 DEPLOY = ROOT / "deploy"
 CHART = DEPLOY / "helm" / "agentapi-proxy"
 sys.path.insert(0, str(ROOT / "testenv"))
+# The imports below (E402) need the path entry above.
 from layout import Layout  # noqa: E402
 
 _HASH_SUFFIX = re.compile(r"-[a-z0-9]{10}$")

@@ -10,7 +10,7 @@ import sys
 from .manifests import DEPLOY, ROOT, by_key, kustomize
 
 sys.path.insert(0, str(ROOT / "testenv"))
-import image  # noqa: E402
+import image
 
 
 def _stages() -> dict[str, list[str]]:

@@ -15,7 +15,7 @@ from .._support import settings_with
 from .manifests import DEPLOY, by_key, comparable, helm_template, kustomize
 
 sys.path.insert(0, str(DEPLOY))
-import generate  # noqa: E402
+import generate
 
 
 def test_the_generated_rbac_files_are_current():

@@ -14,8 +14,9 @@ import itertools
 import os
 import random
 import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 import psutil
 import pytest

@@ -16,9 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from agentproxy.backends.base import AgentStatus  # noqa: E402
-from agentproxy.backends.local.backend import LocalBackend  # noqa: E402
-from tests.unit.local.conftest import make_settings, spec  # noqa: E402
+from agentproxy.backends.base import AgentStatus
+from agentproxy.backends.local.backend import LocalBackend
+from tests.unit.local.conftest import make_settings, spec
 
 LIFETIME = 60.0
 

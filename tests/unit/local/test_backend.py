@@ -17,7 +17,14 @@ from agentproxy.backends.base import AgentStatus, Conflict, NotFound, Rejected, 
 from agentproxy.backends.local.backend import LocalBackend
 
 from .conftest import (
-    assert_nothing_left, make_settings, processes_in, shut_down, spec, wait_for, wait_for_log, wait_ready,
+    assert_nothing_left,
+    make_settings,
+    processes_in,
+    shut_down,
+    spec,
+    wait_for,
+    wait_for_log,
+    wait_ready,
     wait_until,
 )
 
@@ -40,7 +47,8 @@ async def test_create_becomes_ready_with_upstream_and_details(backend, settings,
     assert settings.local_mode.ports.start <= port <= settings.local_mode.ports.end
     assert state.upstream == f"http://127.0.0.1:{port}"
     code, body = await get_status(state.upstream)
-    assert code == 200 and body["status"] in ("running", "stable") and body["agent_type"] == "custom"
+    assert code == 200 and isinstance(body, dict)
+    assert body["status"] in ("running", "stable") and body["agent_type"] == "custom"
     assert (await get_status(state.upstream, host="example.com"))[0] == 400
     leader = psutil.Process(state.details["pid"])
     state_file = tmp_path / "data" / "work" / "a1" / ".agentproxy" / "agentapi-state.json"
@@ -177,7 +185,8 @@ async def test_delete_stops_everything_and_keeps_or_purges_the_work_dir(backend,
         await backend.create(spec(settings, agent_id, "write"))
     for agent_id in ("k1", "p1"):
         state = await wait_ready(backend, agent_id)
-        await wait_until(lambda: (Path(state.details["work_dir"]) / "data.bin").exists(), what="data.bin")
+        await wait_until(lambda: (Path(state.details["work_dir"]) / "data.bin").exists(),  # noqa: B023 - awaited here
+                         what="data.bin")
     kept = await backend.delete("s1", "k1")
     assert kept.status is AgentStatus.STOPPED and kept.reason == "Deleted" and kept.message == "work directory kept"
     assert (tmp_path / "data" / "work" / "k1" / "data.bin").exists()

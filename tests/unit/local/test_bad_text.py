@@ -5,8 +5,8 @@ work directory; and should such a spec reach the backend anyway, its create leav
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import AsyncIterator
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer

@@ -14,7 +14,6 @@ import time
 import aiohttp
 
 from agentproxy.demo_agent import LineEditor, clean, reply
-
 from tests.conversation import agent_said, exchanges, say
 
 from .conftest import spec, wait_ready
@@ -55,7 +54,7 @@ def test_on_a_terminal_it_echoes_typing_before_the_return_and_replies_after():
     os.close(terminal)
     try:
         assert "> " in read_until(fd, "> ")
-        os.write(fd, "x\x08\x1b[200~hi there\x1b[201~".encode())
+        os.write(fd, b"x\x08\x1b[200~hi there\x1b[201~")
         # agentapi waits for the screen to change before it presses return
         assert "hi there" in read_until(fd, "hi there")
         os.write(fd, b"\r")
@@ -85,6 +84,7 @@ def read_until(fd: int, text: str, timeout: float = 20.0) -> str:
 async def test_the_default_echo_agent_runs_supervised(backend, settings):
     await backend.create(spec(settings, "d1", "echo"))
     state = await wait_ready(backend, "d1")
+    assert state.upstream is not None
     async with aiohttp.ClientSession() as client:
         await agent_said(client, state.upstream, "echo agent")  # its greeting, agentapi's message 0
         conversation = await say(client, state.upstream, "ping")

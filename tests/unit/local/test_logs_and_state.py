@@ -89,7 +89,7 @@ async def test_concurrent_saves_share_writes(tmp_path):
         writes.append(dict(records))
         original(records)
 
-    state.write = counting  # type: ignore[method-assign]
+    state.write = counting  # type: ignore[method-assign]  # counts the writes
     records = {"n": 0}
     writer = StateWriter(state, lambda: {"x": dict(records)})
 

@@ -15,8 +15,18 @@ import psutil
 import pytest
 
 from agentproxy.backends.local.process import (
-    TAG_VARIABLE, AgentProcess, Identity, TreeSampler, agent_environment, directory_size,
-    executable_search_path, find_executable, find_process, identify, stop_tree, tagged_processes,
+    TAG_VARIABLE,
+    AgentProcess,
+    Identity,
+    TreeSampler,
+    agent_environment,
+    directory_size,
+    executable_search_path,
+    find_executable,
+    find_process,
+    identify,
+    stop_tree,
+    tagged_processes,
 )
 
 from .conftest import PROGRAMS, assert_nothing_left, wait_until
@@ -149,6 +159,7 @@ def test_tree_sampler_sums_the_tree(tmp_path):
     try:
         child = int(parent.stdout.readline())
         identity = identify(parent.pid)
+        assert identity is not None
         sampler = TreeSampler()
         for _ in range(100):  # until the child holds its 40 MiB (at most 100 x 0.05 s)
             sample = sampler.sample({"a": identity})["a"]

@@ -63,13 +63,13 @@ async def test_agents_survive_a_killed_proxy_and_are_re_adopted(settings, tmp_pa
                               str(ports[0]), str(ports[1]), "x1", "x2"],
                              stdout=subprocess.PIPE, text=True)
     try:
-        line = proxy.stdout.readline()  # type: ignore[union-attr]
+        line = proxy.stdout.readline()
         assert line, "the proxy process ended without reporting its agents"
         pids = json.loads(line)
     finally:
         proxy.send_signal(signal.SIGKILL)  # no close(): as if the machine's OOM killer struck
         proxy.wait(timeout=10)
-        proxy.stdout.close()  # type: ignore[union-attr]
+        proxy.stdout.close()
     for pid in pids.values():
         assert psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
 

@@ -42,7 +42,7 @@ async def all_ready(client: aiohttp.ClientSession, base: str) -> dict[str, dict[
         await asyncio.sleep(0.05)
 
 
-async def test_a_restarted_proxy_serves_at_once_and_adopts_every_agent_in_the_background(served):
+async def test_a_restarted_proxy_serves_at_once_and_adopts_every_agent_in_the_background(served):  # noqa: F811 - the imported fixture
     server, client = served
     await server.start(client)
     for agent_id in AGENTS:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "testenv"))
+# The imports below (E402) need the path entry above.
 import nodeconfig  # noqa: E402
 from nodeconfig import NodePaths  # noqa: E402
 
@@ -33,9 +34,9 @@ def test_pods_get_a_bridge_that_routes_nothing_off_the_machine():
     assert (net["isGateway"], net["isDefaultGateway"], net["ipMasq"]) == (False, False, False)
     # One route beyond the bridge: Service cluster IPs, to the node (kube-proxy's rules).
     assert net["ipam"]["routes"] == [{"dst": nodeconfig.SERVICE_CIDR, "gw": nodeconfig.NODE_IP}]
-    assert ipaddress.ip_network(nodeconfig.SERVICE_CIDR).subnet_of(ipaddress.ip_network("198.18.0.0/15"))
-    subnet = ipaddress.ip_network(net["ipam"]["ranges"][0][0]["subnet"])
-    assert subnet.subnet_of(ipaddress.ip_network("198.18.0.0/15"))  # RFC 2544
+    assert ipaddress.IPv4Network(nodeconfig.SERVICE_CIDR).subnet_of(ipaddress.IPv4Network("198.18.0.0/15"))
+    subnet = ipaddress.IPv4Network(net["ipam"]["ranges"][0][0]["subnet"])
+    assert subnet.subnet_of(ipaddress.IPv4Network("198.18.0.0/15"))  # RFC 2544
     assert ipaddress.ip_address(nodeconfig.NODE_IP) in subnet
     assert net["ipam"]["dataDir"].startswith("/state/node/")
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "testenv"))
+# The imports below (E402) need the path entry above.
 import oci  # noqa: E402
 
 
@@ -53,7 +54,10 @@ def test_the_archive_links_index_manifest_config_and_layer_by_digest(tmp_path):
                       "docker.io/library/thing:latest")
     with tarfile.open(out) as tar:
         files = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
-    blob = lambda d: files[f"blobs/sha256/{d.split(':')[1]}"]  # noqa: E731
+
+    def blob(ref: str) -> bytes:
+        return files[f"blobs/sha256/{ref.split(':')[1]}"]
+
     assert json.loads(files["oci-layout"]) == {"imageLayoutVersion": "1.0.0"}
     entry = json.loads(files["index.json"])["manifests"][0]
     assert entry["annotations"]["io.containerd.image.name"] == "docker.io/library/thing:latest"

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import psutil
 
@@ -32,7 +33,7 @@ class Identity:
         return {"pid": self.pid, "create_time": self.create_time, "cmdline": list(self.cmdline)}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Identity":
+    def from_dict(cls, data: Mapping[str, Any]) -> Identity:
         """The identity :meth:`to_dict` wrote (``ValueError`` when it is not one)."""
         try:
             return cls(int(data["pid"]), float(data["create_time"]), tuple(str(a) for a in data["cmdline"]))

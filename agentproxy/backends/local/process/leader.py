@@ -7,7 +7,7 @@ import asyncio
 import os
 import subprocess
 import time
-from typing import Mapping
+from collections.abc import Mapping
 
 import psutil
 
@@ -39,7 +39,7 @@ class AgentProcess:
 
     @classmethod
     def spawn(cls, argv: list[str], *, env: Mapping[str, str], cwd: str | os.PathLike[str],
-              log_path: str | os.PathLike[str]) -> "AgentProcess":
+              log_path: str | os.PathLike[str]) -> AgentProcess:
         """Start ``argv``: stdin /dev/null (agentapi reads a piped stdin to its end before it
         starts), stdout and stderr appended to ``log_path``, a new session. Raises ``OSError``
         when the program cannot be executed."""
@@ -65,7 +65,7 @@ class AgentProcess:
         return process
 
     @classmethod
-    def adopt(cls, identity: Identity) -> "AgentProcess | None":
+    def adopt(cls, identity: Identity) -> AgentProcess | None:
         """The process of a state-file record, if it still runs with that identity."""
         proc = find_process(identity)
         if proc is None:
@@ -74,7 +74,7 @@ class AgentProcess:
         return cls(proc, identity, adopted=True)
 
     @classmethod
-    def adopt_all(cls, identities: "list[Identity]") -> "list[AgentProcess | None]":
+    def adopt_all(cls, identities: list[Identity]) -> list[AgentProcess | None]:
         """:meth:`adopt` of each identity, in one pass: blocking (a few reads of ``/proc`` per
         process), call it from a worker thread."""
         return [cls.adopt(identity) for identity in identities]
@@ -128,8 +128,13 @@ class AgentProcess:
         pidfd = _open_pidfd(self.pid) if not self.poll() else None
         if pidfd is not None:
             loop = asyncio.get_running_loop()
-            readable = loop.create_future()
-            loop.add_reader(pidfd, lambda: readable.done() or readable.set_result(None))
+            readable: asyncio.Future[None] = loop.create_future()
+
+            def exited() -> None:
+                if not readable.done():
+                    readable.set_result(None)
+
+            loop.add_reader(pidfd, exited)
             try:
                 # A pidfd refers to the process it was opened for, never to a later user of the
                 # pid; if the pid was reused before it was opened, poll() below tells.

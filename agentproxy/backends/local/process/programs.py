@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from typing import Mapping
+from collections.abc import Mapping
 
 from ....agentprograms import cached_program
 
@@ -35,12 +35,12 @@ def find_executable(name: str, search_path: str | None = None) -> str | None:
     return cached_program(name)
 
 
-def agent_environment(spec_env: Mapping[str, str], extra: Mapping[str, str] = (),
+def agent_environment(spec_env: Mapping[str, str], extra: Mapping[str, str] | None = None,
                       base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of an agentapi process: the proxy's own, without ``AGENTAPI_*``
     (agentapi reads its flags from those and would be reconfigured by them), plus
     ``extra`` and then the spec's variables."""
     env = {k: v for k, v in (os.environ if base is None else base).items() if not k.startswith("AGENTAPI_")}
-    env.update(dict(extra))
+    env.update(extra or {})
     env.update(dict(spec_env))
     return env

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 import psutil
 
 from .identity import Identity, same_process
-from .table import children_map, MAX_TREE
+from .table import MAX_TREE, children_map
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from .leader import AgentProcess
 from .stop import stop_in_background
@@ -33,6 +33,6 @@ async def spawn_in_thread(argv: list[str], *, env: Mapping[str, str], cwd: Path,
         raise
 
 
-def _end_orphan(spawning: "asyncio.Future[AgentProcess]", tag: str | None, table: ProcessTable | None) -> None:
+def _end_orphan(spawning: asyncio.Future[AgentProcess], tag: str | None, table: ProcessTable | None) -> None:
     if not spawning.cancelled() and spawning.exception() is None:
         stop_in_background(spawning.result(), tag=tag, table=table)

@@ -7,7 +7,7 @@ import contextlib
 import os
 import signal
 import time
-from typing import Iterable
+from collections.abc import Iterable
 
 import psutil
 
