@@ -4,11 +4,17 @@
 #   docker build -t agentapi-proxy:latest .              # the agent image of k8s mode (k8s_mode.image)
 #
 # Both run as non-root users so that their pods pass the "restricted" Pod
-# Security Standard. For the agent programs your teams use (claude, codex,
-# goose, aider, ...), build an image FROM the agent image that adds them.
+# Security Standard. The agent image holds Claude Code (the `claude` agent
+# type); for other agent programs your teams use (codex, goose, aider, ...),
+# build an image FROM the agent image that adds them.
 
 FROM golang:1.24-bookworm AS agentapi
 RUN CGO_ENABLED=0 GOBIN=/out go install github.com/coder/agentapi@v0.12.1
+
+# Claude Code's native binary (Node installs it; the agent image does not need Node).
+FROM node:22-bookworm-slim AS claude
+RUN npm install --prefix /opt/claude --no-audit --no-fund @anthropic-ai/claude-code@2.1.328 \
+ && cp "$(readlink -f /opt/claude/node_modules/.bin/claude)" /claude && /claude --version
 
 # The proxy: agentproxy with its dependencies; `agentproxy serve` on port 8080.
 FROM python:3.11-slim-bookworm AS proxy
@@ -25,8 +31,9 @@ EXPOSE 8080
 ENTRYPOINT ["agentproxy"]
 CMD ["serve"]
 
-# The agent: agentapi, Python and agentproxy's echo demo agent (the default target).
+# The agent: agentapi, Python, agentproxy's echo demo agent and Claude Code (the default target).
 FROM python:3.11-slim-bookworm AS agent
+COPY --from=claude /claude /usr/local/bin/claude
 COPY --from=agentapi /out/agentapi /usr/local/bin/agentapi
 COPY pyproject.toml README.md /src/
 COPY agentproxy /src/agentproxy

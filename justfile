@@ -237,7 +237,7 @@ bench-local *ARGS:
 # A restart of the proxy with N local agents: restart-to-/healthz and restart-to-all-ready (kill -9, same command)
 bench-restart *ARGS: agentapi
     python -m benchmarks.restart {{ ARGS }}
-# Create-to-first-answer of Claude Code against echo in local mode (the tests' model stand-in)
+# Create-to-first-answer of Claude Code against echo in local mode, with --real-node also on the real node (the tests' model stand-in)
 bench-first-answer *ARGS: agentapi agents
     python -m benchmarks.first_answer "$@"
 

@@ -20,23 +20,32 @@ The merge is pure (:func:`claude_config`, :func:`claude_settings`): it sets the
 keys above and keeps everything else that is already there, what Claude Code
 wrote itself and whatever a user added. Both files are written with mode 0600,
 atomically (a crash leaves the old file or the new one), since ``.claude.json``
-holds part of the key. :func:`prepare_claude_home` is the thin I/O around it;
-a pod could run the same preparation before agentapi, from the same functions.
+holds part of the key. :func:`prepare_claude_home` is the thin I/O around it.
+
+In a pod the preparation runs in the container itself, before agentapi, on the
+agent's volume: :func:`container_launch` wraps an agent's launch in
+``python3 -m agentproxy.agenthome --work-dir DIR -- agentapi ...`` (this
+module's entry point, :func:`main`), which prepares the home, sets ``HOME`` and
+:data:`QUIET_ENV` and replaces itself with agentapi. It needs the standard
+library only, as the agent image holds agentproxy without its dependencies.
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
+import dataclasses
 import json
 import os
 import posixpath
 import shlex
+import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .launch import STATE_DIR
+from .launch import STATE_DIR, AgentLaunch
 from .waiting import HOOK_EVENTS
 
 WAITING_MODULE = "agentproxy.waiting"
@@ -50,6 +59,12 @@ KEY_TAIL = 20
 """Claude Code remembers an approved key by its last 20 characters (after trimming it)."""
 QUIET_ENV = {"DISABLE_AUTOUPDATER": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
 """Variables that keep Claude Code from updating itself and from traffic beyond the model's API."""
+KEY_VARIABLE = "ANTHROPIC_API_KEY"
+"""The variable Claude Code reads the model's key from."""
+BASE_URL_VARIABLE = "ANTHROPIC_BASE_URL"
+"""The variable Claude Code reads the model's endpoint from."""
+ENTRY_MODULE = "agentproxy.agenthome"
+"""``python3 -m`` this module: prepare the home, then run the agent (see :func:`main`)."""
 
 
 class HomeError(OSError):
@@ -158,6 +173,22 @@ def claude_environment(home: str, *, base_url: str | None, api_key: str | None) 
     return env
 
 
+def container_launch(launch: AgentLaunch, *, base_url: str | None,
+                     permission_mode: str | None = None) -> AgentLaunch:
+    """``launch`` as a Claude agent's container runs it: the same agentapi command behind
+    ``python3 -m agentproxy.agenthome``, which prepares the home on the agent's volume first
+    (:func:`main`); the model's endpoint (not a secret) joins the variables, unless the
+    request's own ``env`` names another. The key is not here: it comes from a Secret."""
+    args = ["-m", ENTRY_MODULE, "--work-dir", launch.work_dir]
+    if permission_mode is not None:
+        args += ["--permission-mode", permission_mode]
+    env = dict(QUIET_ENV)
+    if base_url:
+        env[BASE_URL_VARIABLE] = base_url
+    env.update(launch.env)
+    return dataclasses.replace(launch, program="python3", args=(*args, "--", launch.program, *launch.args), env=env)
+
+
 def prepare_claude_home(home: Path, *, work_dir: str, api_key: str | None,
                         permission_mode: str | None = None, hook_command: str | None = None) -> None:
     """Create or update the prepared home ``home`` (see the module's docstring)."""
@@ -213,3 +244,42 @@ def _unlink_quietly(path: str) -> None:
         os.unlink(path)
     except OSError:
         pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python3 -m agentproxy.agenthome --work-dir DIR [--permission-mode M] -- COMMAND...``:
+    prepare the home of the agent working in DIR (the key from ``$ANTHROPIC_API_KEY``), then
+    replace this process with COMMAND, its ``HOME`` the prepared home (a container's command:
+    agentapi keeps the process, and the kubelet's signals reach it). Without COMMAND, print the
+    home. A failure is one line on stderr and exit status 1."""
+    parser = argparse.ArgumentParser(prog=f"python3 -m {ENTRY_MODULE}",
+                                     description="Prepare the home of a Claude Code agent, then run COMMAND in it.")
+    parser.add_argument("--work-dir", required=True, metavar="DIR", help="the agent's working directory")
+    parser.add_argument("--home", metavar="DIR", help="the home to prepare (default: DIR/.agentproxy/home)")
+    parser.add_argument("--api-key-env", default=KEY_VARIABLE, metavar="NAME",
+                        help=f"the variable holding the model's key (default: {KEY_VARIABLE})")
+    parser.add_argument("--permission-mode", metavar="MODE", help="Claude Code's permissions.defaultMode")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND... to run in the prepared home")
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    work_dir = os.path.realpath(args.work_dir)  # Claude Code knows a project by its real path
+    home = args.home or home_dir(work_dir)
+    try:
+        prepare_claude_home(Path(home), work_dir=work_dir, api_key=os.environ.get(args.api_key_env) or None,
+                            permission_mode=args.permission_mode)
+    except HomeError as exc:
+        print(f"agentproxy: error: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    if not command:
+        print(home)
+        return 0
+    os.environ.update({"HOME": home, **QUIET_ENV})
+    try:
+        os.execvp(command[0], command)
+    except OSError as exc:
+        print(f"agentproxy: error: cannot run {command[0]}: {exc.strerror or exc}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -28,9 +28,11 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from .spec import AgentSpec
+if TYPE_CHECKING:  # the standard library only at run time: agent images run this module's users without
+    # agentproxy's dependencies (see agentproxy.agenthome's entry point)
+    from .spec import AgentSpec
 
 STATE_DIR = ".agentproxy"
 """Directory inside an agent's work directory that holds what agentproxy keeps there."""

@@ -20,7 +20,8 @@ import jinja2
 import yaml
 
 from . import naming, yamlfast, yamlout
-from .launch import agent_launch
+from .agenthome import KEY_VARIABLE, container_launch, home_dir, uses_claude
+from .launch import AgentLaunch, agent_launch
 from .settings import AGENT_PORT, Settings
 from .spec import AgentSpec, fingerprint
 
@@ -161,6 +162,7 @@ def render_agent(settings: Settings, spec: AgentSpec, *, replicas: int = 1,
     names = naming.object_names(spec.id)
     spec_json = spec.to_json()
     spec_hash = fingerprint(spec_json)
+    launch = launch_of(settings, spec)
     context: dict[str, Any] = {
         "agent": spec,
         "names": names,
@@ -170,7 +172,9 @@ def render_agent(settings: Settings, spec: AgentSpec, *, replicas: int = 1,
         "resources": spec.resources,
         "port": AGENT_PORT,
         "replicas": replicas,
-        "launch": agent_launch(spec, port=AGENT_PORT, work_dir=settings.k8s_mode.work_dir),
+        "launch": launch,
+        "home": home_dir(launch.work_dir) if uses_claude(spec.command) else launch.work_dir,
+        "secret_env": secret_env(settings, spec),
         "spec_hash": spec_hash,
         "spec_json": spec_json,
         "suspension": suspension,
@@ -210,6 +214,27 @@ class RenderCache:
     def clear(self) -> None:
         """Forget every render (the templates changed)."""
         self._cached.cache_clear()
+
+
+def launch_of(settings: Settings, spec: AgentSpec) -> AgentLaunch:
+    """How the agent's container starts: agentapi around its command, behind the preparation
+    of its home on its volume when the command runs Claude Code (see
+    :func:`agentproxy.agenthome.container_launch`)."""
+    launch = agent_launch(spec, port=AGENT_PORT, work_dir=settings.k8s_mode.work_dir)
+    if not uses_claude(spec.command):
+        return launch
+    claude = settings.agents.claude
+    return container_launch(launch, base_url=claude.base_url, permission_mode=claude.permission_mode)
+
+
+def secret_env(settings: Settings, spec: AgentSpec) -> list[dict[str, str]]:
+    """Variables of the container taken from a key of the Secret ``k8s_mode.secret_name``
+    (``name``, ``secret``, ``key``): only names are rendered, never a value. A Claude agent
+    gets ``ANTHROPIC_API_KEY`` from the Secret's key ``agents.claude.api_key_env``."""
+    secret = settings.k8s_mode.secret_name
+    if secret is None or not uses_claude(spec.command):
+        return []
+    return [{"name": KEY_VARIABLE, "secret": secret, "key": settings.agents.claude.api_key_env}]
 
 
 def render_rbac(settings: Settings, name: str = "agentproxy") -> list[dict[str, Any]]:

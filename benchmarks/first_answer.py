@@ -1,21 +1,28 @@
-"""Benchmark: create-to-first-answer of a real Claude Code agent against the echo demo agent, local mode.
+"""Benchmark: create-to-first-answer of a real Claude Code agent against the echo demo agent.
 
 For each agent type, ``--runs`` times (alternating, so both see the same machine):
-``LocalBackend.create`` of an agent with a first message, until its agentapi's
+the backend's ``create`` of an agent with a first message, until its agentapi's
 ``GET /messages`` holds the agent's answer to it; then the agent is deleted with
 purge. Claude Code talks to the model stand-in of the tests
-(:mod:`tests.model_standin`, on 127.0.0.1), whose answer takes no time: the
-figure is what starting Claude Code, its readiness and the delivery of the first
-message cost, not a model's latency.
+(:mod:`tests.model_standin`), whose answer takes no time: the figure is what
+starting Claude Code, its readiness and the delivery of the first message cost,
+not a model's latency.
+
+- local mode (always): agents are local processes; the stand-in listens on 127.0.0.1.
+- ``--real-node`` (after local mode, in the same run): agents are pods on the test
+  cluster's real node (``AGENTPROXY_REAL_NODE=1 bin/just cluster-up``, ``bin/just
+  agent-image``; ``$KUBECONFIG``), in a fresh restricted namespace, the key in a
+  Secret; the stand-in listens on the node's address, which the pods reach.
 
 Needs agentapi (``bin/just agentapi``) and Claude Code (``bin/just agents``).
-Usage: ``python -m benchmarks.first_answer [--runs 5]``; run it alone on the machine.
+Usage: ``python -m benchmarks.first_answer [--runs 5] [--real-node]``; run it alone on the machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import tempfile
@@ -24,15 +31,18 @@ import time
 import aiohttp
 
 from agentproxy.agentapi import locate
-from agentproxy.backends.base import AgentStatus
+from agentproxy.backends.base import AgentStatus, Backend
 from agentproxy.backends.local.backend import LocalBackend
 from agentproxy.backends.local.ports import port_is_free
 from agentproxy.backends.local.process import find_executable
-from agentproxy.settings import Settings
+from agentproxy.settings import Settings, load_settings
 from agentproxy.spec import build_spec
 from tests.model_standin import ANSWER_PREFIX, ModelStandIn
 
-TIMEOUT = 180.0
+TIMEOUT = 300.0
+KEY = "sk-ant-bench-0123456789abcdefghijklmnop"
+"""The key agents get (the stand-in takes any)."""
+REAL_NODE_LABEL = "agentproxy.io/real-node"
 EXPECTED = {"echo": "echo: {}", "claude": ANSWER_PREFIX + "{}"}
 
 
@@ -44,7 +54,7 @@ def free_block(size: int) -> tuple[int, int]:
     raise SystemExit("no free block of ports")
 
 
-async def first_answer(backend: LocalBackend, client: aiohttp.ClientSession, agent_type: str, n: int) -> float:
+async def first_answer(backend: Backend, client: aiohttp.ClientSession, agent_type: str, n: int) -> float:
     """Seconds from create until the answer to the first message is in the conversation."""
     message = f"first answer {n}"
     spec = build_spec(backend.settings, "bench", f"{agent_type}-{n}", agent_type, message=message)
@@ -54,15 +64,15 @@ async def first_answer(backend: LocalBackend, client: aiohttp.ClientSession, age
         expected = EXPECTED[agent_type].format(message)
         while True:
             state = await backend.get("bench", spec.id)
-            port = state.details.get("port") if state.status is AgentStatus.READY else None
-            if port:
+            upstream = state.upstream if state.status is AgentStatus.READY else None
+            if upstream:
                 try:
-                    async with client.get(f"http://127.0.0.1:{port}/messages",
-                                          headers={"Host": "localhost"}) as response:
+                    async with client.get(f"{upstream}/messages", headers={"Host": "localhost"},
+                                          timeout=aiohttp.ClientTimeout(total=10)) as response:
                         body = await response.json() if response.status == 200 else {"messages": []}
                     if any(m["role"] == "agent" and expected in m["content"] for m in body["messages"]):
                         return time.monotonic() - started
-                except aiohttp.ClientError:
+                except (TimeoutError, aiohttp.ClientError):
                     pass
             if time.monotonic() - started > TIMEOUT:
                 raise SystemExit(f"{agent_type}: no answer within {TIMEOUT:g}s (state: {state.status}, "
@@ -72,38 +82,114 @@ async def first_answer(backend: LocalBackend, client: aiohttp.ClientSession, age
         await backend.delete("bench", spec.id, purge=True)
 
 
-async def main(args: argparse.Namespace) -> None:
-    agentapi = args.agentapi or locate()
-    if agentapi is None:
-        raise SystemExit("agentapi is not installed: run `bin/just agentapi`")
-    if find_executable("claude") is None:
-        raise SystemExit("Claude Code is not installed: run `bin/just agents`")
+async def measure(backend: Backend, runs: int) -> dict[str, list[float]]:
+    """Create-to-first-answer of ``runs`` agents of each type, alternating."""
+    times: dict[str, list[float]] = {"echo": [], "claude": []}
+    async with aiohttp.ClientSession() as client:
+        for n in range(runs):
+            for agent_type in times:
+                times[agent_type].append(await first_answer(backend, client, agent_type, n))
+    return times
+
+
+def report(title: str, times: dict[str, list[float]]) -> None:
+    print(title)
+    print(f"{'agent':<8} {'p50 s':>8} {'min s':>8} {'max s':>8}")
+    for agent_type, values in times.items():
+        print(f"{agent_type:<8} {statistics.median(values):>8.2f} {min(values):>8.2f} {max(values):>8.2f}")
+
+
+async def local_mode(args: argparse.Namespace, agentapi: str) -> dict[str, list[float]]:
     with tempfile.TemporaryDirectory(prefix="agentproxy-bench-first-") as tmp:
-        async with ModelStandIn() as model, aiohttp.ClientSession() as client:
+        async with ModelStandIn() as model:
             settings = Settings()
             settings.local_mode.agentapi_binary = agentapi
             settings.local_mode.data_dir = tmp
             settings.local_mode.ports.start, settings.local_mode.ports.end = free_block(16)
             settings.agents.claude.base_url = model.url
             settings.agents.claude.api_key_env = "AGENTPROXY_BENCH_MODEL_KEY"
-            os.environ["AGENTPROXY_BENCH_MODEL_KEY"] = "sk-ant-bench-0123456789abcdefghijklmnop"
+            os.environ["AGENTPROXY_BENCH_MODEL_KEY"] = KEY
             backend = LocalBackend(settings)
             await backend.start()
             try:
-                times: dict[str, list[float]] = {"echo": [], "claude": []}
-                for n in range(args.runs):
-                    for agent_type in times:
-                        times[agent_type].append(await first_answer(backend, client, agent_type, n))
+                return await measure(backend, args.runs)
             finally:
                 await backend.close()
-    print(f"create-to-first-answer, local mode, {args.runs} runs each (the model is a stand-in on 127.0.0.1)")
-    print(f"{'agent':<8} {'p50 s':>8} {'min s':>8} {'max s':>8}")
-    for agent_type, values in times.items():
-        print(f"{agent_type:<8} {statistics.median(values):>8.2f} {min(values):>8.2f} {max(values):>8.2f}")
+
+
+async def real_node(args: argparse.Namespace) -> dict[str, list[float]]:
+    import kr8s.asyncio
+
+    from agentproxy.backends.k8s.backend import K8sBackend
+    from agentproxy.backends.k8s.client import Client
+
+    api = await kr8s.asyncio.api()
+    admin = Client(api)
+    node = (await admin.request("GET", "/api/v1/nodes", params={"labelSelector": f"{REAL_NODE_LABEL}=true"}))
+    nodes = node.get("items") or []
+    if not nodes:
+        raise SystemExit("bench-first-answer --real-node: the cluster has no real node; start it with "
+                         "AGENTPROXY_REAL_NODE=1 bin/just cluster-up")
+    address = next(a["address"] for a in nodes[0]["status"]["addresses"] if a["type"] == "InternalIP")
+    ns = f"bench-fa-{os.urandom(3).hex()}"
+    await admin.request("POST", "/api/v1/namespaces", body={"apiVersion": "v1", "kind": "Namespace", "metadata": {
+        "name": ns, "labels": {"pod-security.kubernetes.io/enforce": "restricted"},
+        "annotations": {"scheduler.alpha.kubernetes.io/node-selector": f"{REAL_NODE_LABEL}=true",
+                        "scheduler.alpha.kubernetes.io/defaultTolerations": json.dumps(
+                            [{"key": REAL_NODE_LABEL, "operator": "Exists", "effect": "NoSchedule"}])}}})
+    try:
+        await admin.request("POST", f"/api/v1/namespaces/{ns}/secrets", body={
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "model-key"},
+            "stringData": {"ANTHROPIC_API_KEY": KEY}})
+        deadline = time.monotonic() + 60
+        while True:  # pods need the namespace's default ServiceAccount, which a controller creates
+            try:
+                await admin.request("GET", f"/api/v1/namespaces/{ns}/serviceaccounts/default")
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+        async with ModelStandIn(host=address) as model:
+            settings = load_settings(overrides=[
+                f"k8s_mode.namespace={ns}", "k8s_mode.pod_address=pod_ip", "k8s_mode.image_pull_policy=Never",
+                "k8s_mode.storage_class=local-path", "k8s_mode.resources.cpu_request=50m",
+                "k8s_mode.resources.cpu_limit=1", "k8s_mode.resources.memory_limit=1Gi",
+                "k8s_mode.secret_name=model-key", f"agents.claude.base_url={model.url}"], environ={}).settings
+            backend = K8sBackend(settings, client=Client(api))
+            await backend.start()
+            try:
+                return await measure(backend, args.runs)
+            finally:
+                await backend.close()
+    finally:
+        await admin.request("DELETE", f"/api/v1/namespaces/{ns}")
+
+
+async def main(args: argparse.Namespace) -> None:
+    agentapi = args.agentapi or locate()
+    if agentapi is None:
+        raise SystemExit("agentapi is not installed: run `bin/just agentapi`")
+    if find_executable("claude") is None:
+        raise SystemExit("Claude Code is not installed: run `bin/just agents`")
+    report(f"create-to-first-answer, local mode, {args.runs} runs each (the model is a stand-in on 127.0.0.1)",
+           await local_mode(args, agentapi))
+    if args.real_node:
+        times = await real_node(args)
+        print()
+        report(f"create-to-first-answer, real node, {args.runs} runs each (pods; the model is a stand-in on the "
+               "node's address)", times)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="agents of each type, one after the other (default: 5)")
     parser.add_argument("--agentapi", help="the agentapi binary (default: the one on PATH or in the cache)")
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument("--real-node", action="store_true",
+                        help="also on the test cluster's real node ($KUBECONFIG), after local mode")
+    arguments = parser.parse_args()
+    if arguments.real_node:
+        from .cluster_check import require_cluster
+
+        require_cluster("bench-first-answer --real-node")
+    asyncio.run(main(arguments))

@@ -9,8 +9,12 @@ node's containerd).
   the repository's ``Dockerfile`` gives Docker users: the static agentapi in
   ``/usr/local/bin``, Python 3 and agentproxy (whose ``agentproxy.demo_agent``
   is the echo agent), user ``agent`` (uid 1000) with ``/home/agent/work``,
-  entrypoint ``agentapi``. Python comes from the distribution's packages
-  (``apt-get download`` + ``dpkg-deb -x``).
+  entrypoint ``agentapi``; and Claude Code's native binary (the pinned version
+  ``agentproxy install-agents`` puts into the cache) as ``/usr/local/bin/claude``,
+  with bash and coreutils for its Bash tool. One image for every agent type, as
+  ``k8s_mode.image`` is one image: an agent's type picks a command, not an image.
+  Python and the shell come from the distribution's packages (``apt-get
+  download`` + ``dpkg-deb -x``).
 - ``proxy`` (``agentproxy:latest``, what ``deploy/`` runs): the ``proxy`` target
   of the ``Dockerfile``: Python 3 from the distribution's packages, agentproxy
   and its dependencies (the very versions of the environment that builds it,
@@ -30,6 +34,7 @@ import argparse
 import compileall
 import hashlib
 import importlib.metadata
+import json
 import os
 import py_compile
 import shutil
@@ -51,6 +56,8 @@ AGENT_UID = 1000
 # Distribution packages an image holds, with their dependencies, minus those
 # only a package manager or a full system needs.
 AGENT_PACKAGES = ["python3"]
+CLAUDE_PACKAGES = ["bash", "coreutils"]
+"""What Claude Code's Bash tool runs commands with."""
 NOT_NEEDED = {"dpkg", "perl", "perl-base", "perl-modules-5.36", "libperl5.36", "install-info", "tar",
               "mailcap", "mime-support", "debconf", "readline-common", "tzdata"}
 DOCS = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/lintian", "usr/share/locale")
@@ -176,6 +183,12 @@ def _is_dynamic(path: Path) -> bool:
     return any(int.from_bytes(data[phoff + i * size: phoff + i * size + 4], "little") == 3 for i in range(count))
 
 
+def claude_binary() -> Path:
+    """Claude Code's native binary, as ``agentproxy install-agents claude`` finds or installs it."""
+    out = _run([sys.executable, "-m", "agentproxy", "install-agents", "claude"]).strip().splitlines()
+    return Path(out[-1]).resolve()  # node_modules/.bin/claude links to the platform package's binary
+
+
 def _python_dir(rootfs: Path) -> str:
     """``python3.X`` of the distribution's Python unpacked into ``rootfs``."""
     pythons = sorted((rootfs / "usr/lib").glob("python3.[0-9]*"))
@@ -233,11 +246,13 @@ def _compile(*dirs: Path) -> None:
 
 # --- images ------------------------------------------------------------------------
 
-def _finish(kind: str, key: str, rootfs: Path, config: dict, ref: str, owners=None) -> Path:
+def _finish(kind: str, key: str, rootfs: Path, config: dict, ref: str, owners=None,
+            below: tuple[tuple[Path, str, str, int], ...] = ()) -> Path:
+    """Write the image of ``rootfs`` (on top of the layers ``below``, when given)."""
     out = images_dir() / f"{kind}-{key}.oci.tar"
     layer = rootfs.parent / "layer.tar.gz"
     diff_id, digest, size = oci.write_layer(rootfs, layer, owners)
-    oci.write_archive(out, layer, diff_id, digest, size, config, ref)
+    oci.write_layered_archive(out, [*below, (layer, diff_id, digest, size)], config, ref)
     for old in images_dir().glob(f"{kind}-*.oci.tar"):
         if old != out:
             old.unlink(missing_ok=True)
@@ -250,11 +265,39 @@ def _cached(kind: str, key: str) -> Path | None:
     return path if path.exists() else None
 
 
+def claude_layer(claude: Path, claude_id: str) -> tuple[Path, str, str, int]:
+    """A layer holding only ``usr/local/bin/claude``, compressed once per version and kept in the
+    cache: compressing 370 MB takes minutes on a busy machine, and agentproxy's own files change
+    far more often. It is the image's bottom layer, so that containerd keeps its unpacked copy
+    from one import to the next."""
+    key = _digest(Path(oci.__file__), claude_id)
+    layer = images_dir() / f"layer-claude-{key}.tar.gz"
+    meta = layer.with_name(layer.name + ".json")
+    if layer.exists() and meta.exists():
+        diff_id, digest, size = json.loads(meta.read_text())
+        return layer, diff_id, digest, size
+    with tempfile.TemporaryDirectory(dir=images_dir()) as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        (rootfs / "usr/local/bin").mkdir(parents=True)
+        shutil.copy2(claude, rootfs / "usr/local/bin/claude")
+        partial = Path(tmp) / "layer.tar.gz"
+        diff_id, digest, size = oci.write_layer(rootfs, partial)
+        partial.replace(layer)
+    meta.write_text(json.dumps([diff_id, digest, size]))  # written last: a layer without it is rebuilt
+    for old in images_dir().glob("layer-claude-*"):
+        if not old.name.startswith(layer.name):
+            old.unlink(missing_ok=True)
+    return layer, diff_id, digest, size
+
+
 def build_agent() -> Path:
     """The agent image (see the module docstring)."""
-    debs = download(package_closure(AGENT_PACKAGES))
+    debs = download(package_closure(AGENT_PACKAGES + CLAUDE_PACKAGES))
     agentapi = agentapi_binary()
-    key = _digest(Path(__file__), Path(oci.__file__), *(d.name for d in debs), agentapi, *_sources())
+    claude = claude_binary()
+    # The binary by its version and size rather than its 370 MB: the cache entry is pinned.
+    claude_id = f"claude {_run([str(claude), '--version']).strip()} {claude.stat().st_size}"
+    key = _digest(Path(__file__), Path(oci.__file__), *(d.name for d in debs), agentapi, claude_id, *_sources())
     if (hit := _cached("agent", key)) is not None:
         return hit
     with tempfile.TemporaryDirectory(dir=images_dir()) as tmp:
@@ -264,6 +307,8 @@ def build_agent() -> Path:
         bindir = rootfs / "usr/local/bin"
         bindir.mkdir(parents=True, exist_ok=True)
         shutil.copy2(agentapi, bindir / "agentapi")
+        if not (rootfs / "bin/sh").exists():  # without dash, sh is bash
+            (rootfs / "bin/sh").symlink_to("bash")
         site = rootfs / "usr/local/lib" / _python_dir(rootfs) / "dist-packages"
         # The echo demo agent needs the standard library only; agentproxy's own
         # dependencies (the service's) stay out, as in the Dockerfile.
@@ -281,7 +326,8 @@ def build_agent() -> Path:
             "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
             "ExposedPorts": {"3284/tcp": {}},
         }
-        return _finish("agent", key, rootfs, config, AGENT_REF, owners={"home/agent": AGENT_UID})
+        return _finish("agent", key, rootfs, config, AGENT_REF, owners={"home/agent": AGENT_UID},
+                       below=(claude_layer(claude, claude_id),))
 
 
 def build_proxy() -> Path:

@@ -1,5 +1,5 @@
-"""Writing OCI image archives without Docker: one gzip layer from a directory
-tree, a config, a manifest and an index, in the OCI image layout that
+"""Writing OCI image archives without Docker: gzip layers from directory
+trees, a config, a manifest and an index, in the OCI image layout that
 ``ctr images import`` reads.
 
 Archives are reproducible: entries are sorted, owned by root (or by the uid a
@@ -86,19 +86,27 @@ def write_archive(out: Path, layer: Path, diff_id: str, digest: str, size: int, 
                   ref: str) -> None:
     """Write an OCI image archive of one layer; ``ref`` is the full image name
     (``docker.io/library/name:tag``) that the import gives it."""
+    write_layered_archive(out, [(layer, diff_id, digest, size)], config, ref)
+
+
+def write_layered_archive(out: Path, layers: list[tuple[Path, str, str, int]], config: Mapping, ref: str) -> None:
+    """Write an OCI image archive of ``layers`` (path, diff id, digest, size; as
+    :func:`write_layer` returns them, bottom first)."""
     config_doc = {
         "architecture": "amd64", "os": "linux",
         "created": "2023-11-14T22:13:20Z",
         "config": dict(config),
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-        "history": [{"created": "2023-11-14T22:13:20Z", "created_by": "agentproxy testenv/image.py"}],
+        "rootfs": {"type": "layers", "diff_ids": [diff_id for _, diff_id, _, _ in layers]},
+        "history": [{"created": "2023-11-14T22:13:20Z", "created_by": "agentproxy testenv/image.py"}
+                    for _ in layers],
     }
     config_digest, config_bytes = _blob(json.dumps(config_doc, sort_keys=True).encode())
     manifest = {
         "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest,
                    "size": len(config_bytes)},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest, "size": size}],
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest, "size": size}
+                   for _, _, digest, size in layers],
     }
     manifest_digest, manifest_bytes = _blob(json.dumps(manifest, sort_keys=True).encode())
     index = {
@@ -120,8 +128,9 @@ def write_archive(out: Path, layer: Path, diff_id: str, digest: str, size: int, 
         add("index.json", json.dumps(index, sort_keys=True).encode())
         add(f"blobs/sha256/{config_digest[7:]}", config_bytes)
         add(f"blobs/sha256/{manifest_digest[7:]}", manifest_bytes)
-        info = tarfile.TarInfo(f"blobs/sha256/{digest[7:]}")
-        info.size, info.mtime, info.mode = layer.stat().st_size, MTIME, 0o644
-        with open(layer, "rb") as f:
-            tar.addfile(info, f)
+        for layer, _, digest, _ in layers:
+            info = tarfile.TarInfo(f"blobs/sha256/{digest[7:]}")
+            info.size, info.mtime, info.mode = layer.stat().st_size, MTIME, 0o644
+            with open(layer, "rb") as f:
+                tar.addfile(info, f)
     tmp.replace(out)

@@ -126,11 +126,13 @@ class ModelStandIn:
 
     requests: list[Recorded] = field(default_factory=list)
     port: int = 0
+    host: str = HOST
+    """Where it listens: loopback, or the real node's bridge address (pods reach only that)."""
     _runner: web.AppRunner | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def prompts(self) -> list[str]:
         """The last user prompt of every Messages request so far."""
@@ -142,7 +144,7 @@ class ModelStandIn:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, HOST, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]
         return self

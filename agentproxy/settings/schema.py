@@ -87,9 +87,11 @@ class ClaudeSettings:
     """Claude Code agents (every agent type whose program is ``claude``)."""
 
     api_key_env: str = "ANTHROPIC_API_KEY"
-    """Local mode: the environment variable of the proxy that holds the model's API key; the
-    agent gets it as ``ANTHROPIC_API_KEY``, and its prepared home approves it. The key itself
-    is never a setting, never in an agent's spec, JSON or logs. Example: ``TEAM_ANTHROPIC_KEY``."""
+    """Where the model's API key is: in local mode the environment variable of the proxy that
+    holds it, in k8s mode the key of the Secret ``k8s_mode.secret_name`` that holds it. The
+    agent gets it as ``ANTHROPIC_API_KEY`` (in k8s mode a ``secretKeyRef``), and its prepared
+    home approves it. The key itself is never a setting, never in an agent's spec, JSON, a
+    ConfigMap or logs. Example: ``TEAM_ANTHROPIC_KEY``."""
 
     base_url: Optional[str] = None
     """The model's endpoint, given to agents as ``ANTHROPIC_BASE_URL``: a gateway or proxy of

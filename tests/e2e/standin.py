@@ -3,16 +3,20 @@
 kwok marks pods Ready without running anything. To exercise the data path and
 what the templates put into the container anyway, :class:`ContainerStandIn`
 starts the real agentapi with the container's own command, arguments,
-environment (``env`` and the ConfigMaps of ``envFrom``) and working directory,
-read from the Pod and its ConfigMap in the cluster, with each volume mount
+environment (``env``, the ConfigMaps and Secrets of ``envFrom``, the Secret keys
+of ``secretKeyRef``) and working directory, read from the Pod, its ConfigMap and
+Secret in the cluster, with each volume mount
 mapped to a local directory named after its claim: a recreated pod of the same
 StatefulSet gets the same directory back, as it gets the same PVC. agentapi
 listens on the port of its arguments; with loopback pod IPs the proxy's route to
-``podIP:3284`` reaches it.
+``podIP:3284`` reaches it. The image's programs are this machine's: ``python3``
+is the test's Python (with agentproxy), ``agentapi`` and ``claude`` are found on
+``PATH`` or in the cache (``bin/just agentapi agents``).
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import subprocess
@@ -24,6 +28,23 @@ import kr8s.asyncio
 from kube import get
 
 from agentproxy.agentapi import locate
+from agentproxy.agentprograms import cached_program
+
+
+def _image_path() -> str:
+    """PATH of the stand-in's "image": the test's Python first, then agentapi and Claude Code
+    (where the cache keeps them), then the machine's PATH."""
+    dirs = [os.path.dirname(sys.executable)]
+    for program in (locate(), cached_program("claude")):
+        if program:
+            dirs.append(os.path.dirname(program))
+    return os.pathsep.join([*dirs, os.environ.get("PATH", os.defpath)])
+
+
+async def _secret(api: kr8s.asyncio.Api, namespace: str, name: str) -> dict[str, str]:
+    secret = await get(api, f"/api/v1/namespaces/{namespace}/secrets/{name}")
+    assert secret is not None, f"Secret {name} does not exist"
+    return {key: base64.b64decode(value).decode() for key, value in (secret.get("data") or {}).items()}
 
 
 class ContainerStandIn:
@@ -53,19 +74,28 @@ class ContainerStandIn:
                     return str(local) + value[len(mount_path.rstrip("/")):]
             return value
 
-        env = {"PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", os.defpath)])}
+        env = {"PATH": _image_path()}
         for source in container.get("envFrom", []):
+            if "secretRef" in source:
+                env.update(await _secret(api, namespace, source["secretRef"]["name"]))
+                continue
             ref = source.get("configMapRef")
-            assert ref is not None, f"the stand-in reads only ConfigMaps, not {source}"
+            assert ref is not None, f"the stand-in reads only ConfigMaps and Secrets, not {source}"
             configmap = await get(api, f"/api/v1/namespaces/{namespace}/configmaps/{ref['name']}")
             assert configmap is not None, f"ConfigMap {ref['name']} of envFrom does not exist"
             env.update(configmap.get("data") or {})
         for variable in container.get("env", []):
-            assert "value" in variable, f"the stand-in takes literal values only, not {variable}"
+            ref = (variable.get("valueFrom") or {}).get("secretKeyRef")
+            if ref is not None:
+                values = await _secret(api, namespace, ref["name"])
+                assert ref["key"] in values, f"Secret {ref['name']} has no key {ref['key']}"
+                env[variable["name"]] = values[ref["key"]]
+                continue
+            assert "value" in variable, f"the stand-in takes literal values and Secret keys only, not {variable}"
             env[variable["name"]] = local_path(variable["value"])
         command: list[str] = [*container.get("command", []), *container.get("args", [])]
         program, rest = command[0], command[1:]
-        binary = locate() if program == "agentapi" else program
+        binary = {"agentapi": locate(), "python3": sys.executable}.get(program, program)
         assert binary, "agentapi is not installed: run `bin/just agentapi`"
         argv = [binary, *(local_path(arg) for arg in rest)]
         cwd = Path(local_path(container.get("workingDir", str(volumes_dir))))

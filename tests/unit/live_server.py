@@ -60,8 +60,11 @@ class LiveServer:
     """One running server; ``url`` is its base URL, ``key`` the admin key when keys are on."""
 
     def __init__(self, directory: Path, api_keys: Iterable[tuple[str, str, bool]] = (),
-                 agent_commands: dict[str, list[str]] | None = None, settings: dict[str, Any] | None = None) -> None:
+                 agent_commands: dict[str, list[str]] | None = None, settings: dict[str, Any] | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.directory = directory
+        self.env = dict(env or {})
+        """Variables the server gets on top of the test's environment (e.g. a model's key)."""
         self.data_dir = directory / "data"
         self.keys = list(api_keys)
         first, last = free_block()
@@ -92,7 +95,7 @@ class LiveServer:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "agentproxy", "serve", "--config", str(self.config_path)],
                                      stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                     env=clean_env(), cwd=self.directory)
+                                     env={**clean_env(), **self.env}, cwd=self.directory)
         log.close()
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while True:

@@ -47,13 +47,13 @@ def test_statefulset(settings):
 
 
 def test_container(settings):
-    objects = render(settings, agent_id="a1", agent_type="claude")
+    objects = render(settings, agent_id="a1", agent_type="aider")
     c = container(objects)
     assert c["image"] == "agentapi-proxy:latest"
     assert c["command"] == ["agentapi"]
     # The conversation lives on the data volume, mounted at the working directory.
-    assert c["args"] == ["server", "--port", str(AGENT_PORT), "--type", "claude",
-                         "--state-file", "/home/agent/work/.agentproxy/agentapi-state.json", "--", "claude"]
+    assert c["args"] == ["server", "--port", str(AGENT_PORT), "--type", "aider",
+                         "--state-file", "/home/agent/work/.agentproxy/agentapi-state.json", "--", "aider"]
     assert c["volumeMounts"] == [{"name": "data", "mountPath": "/home/agent/work"}]
     assert c["ports"] == [{"name": "http", "containerPort": 3284, "protocol": "TCP"}]
     probe = c["readinessProbe"]["httpGet"]

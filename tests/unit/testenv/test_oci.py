@@ -65,3 +65,26 @@ def test_the_archive_links_index_manifest_config_and_layer_by_digest(tmp_path):
     assert manifest["layers"] == [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest,
                                    "size": size}]
     assert blob(digest) == layer.read_bytes()
+
+
+def test_a_layered_archive_lists_its_layers_bottom_first(tmp_path):
+    below, above = tmp_path / "below", tmp_path / "above"
+    (below / "usr/local/bin").mkdir(parents=True)
+    (below / "usr/local/bin/big").write_bytes(b"\0" * 4096)
+    _tree(above)
+    layers = []
+    for name, tree in (("below", below), ("above", above)):
+        path = tmp_path / f"{name}.tar.gz"
+        layers.append((path, *oci.write_layer(tree, path)))
+    out = tmp_path / "image.oci.tar"
+    oci.write_layered_archive(out, layers, {"User": "1000:1000"}, "docker.io/library/thing:latest")
+    with tarfile.open(out) as tar:
+        files = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+    blob = lambda d: files[f"blobs/sha256/{d.split(':')[1]}"]  # noqa: E731
+    manifest = json.loads(blob(json.loads(files["index.json"])["manifests"][0]["digest"]))
+    config = json.loads(blob(manifest["config"]["digest"]))
+    assert config["rootfs"]["diff_ids"] == [layer[1] for layer in layers]
+    assert [entry["digest"] for entry in manifest["layers"]] == [layer[2] for layer in layers]
+    assert len(config["history"]) == 2
+    for path, _, digest, size in layers:
+        assert blob(digest) == path.read_bytes() and len(blob(digest)) == size
