@@ -54,10 +54,11 @@ def free_block(size: int) -> tuple[int, int]:
     raise SystemExit("no free block of ports")
 
 
-async def first_answer(backend: Backend, client: aiohttp.ClientSession, agent_type: str, n: int) -> float:
+async def first_answer(backend: Backend, settings: Settings, client: aiohttp.ClientSession, agent_type: str,
+                       n: int) -> float:
     """Seconds from create until the answer to the first message is in the conversation."""
     message = f"first answer {n}"
-    spec = build_spec(backend.settings, "bench", f"{agent_type}-{n}", agent_type, message=message)
+    spec = build_spec(settings, "bench", f"{agent_type}-{n}", agent_type, message=message)
     started = time.monotonic()
     state = await backend.create(spec)
     try:
@@ -82,13 +83,13 @@ async def first_answer(backend: Backend, client: aiohttp.ClientSession, agent_ty
         await backend.delete("bench", spec.id, purge=True)
 
 
-async def measure(backend: Backend, runs: int) -> dict[str, list[float]]:
+async def measure(backend: Backend, settings: Settings, runs: int) -> dict[str, list[float]]:
     """Create-to-first-answer of ``runs`` agents of each type, alternating."""
     times: dict[str, list[float]] = {"echo": [], "claude": []}
     async with aiohttp.ClientSession() as client:
         for n in range(runs):
             for agent_type in times:
-                times[agent_type].append(await first_answer(backend, client, agent_type, n))
+                times[agent_type].append(await first_answer(backend, settings, client, agent_type, n))
     return times
 
 
@@ -112,7 +113,7 @@ async def local_mode(args: argparse.Namespace, agentapi: str) -> dict[str, list[
             backend = LocalBackend(settings)
             await backend.start()
             try:
-                return await measure(backend, args.runs)
+                return await measure(backend, settings, args.runs)
             finally:
                 await backend.close()
 
@@ -159,7 +160,7 @@ async def real_node(args: argparse.Namespace) -> dict[str, list[float]]:
             backend = K8sBackend(settings, client=Client(api))
             await backend.start()
             try:
-                return await measure(backend, args.runs)
+                return await measure(backend, settings, args.runs)
             finally:
                 await backend.close()
     finally:

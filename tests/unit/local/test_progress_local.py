@@ -15,7 +15,7 @@ from agentproxy.backends.base import AgentStatus
 from agentproxy.backends.progress import StartProgress
 
 from ..api.test_events_api import next_event, open_stream
-from .conftest import spec, wait_for, wait_until
+from .support import spec, wait_for, wait_until
 
 HANG_GUARD = 30.0
 

@@ -19,7 +19,7 @@ from agentproxy.api import create_app, hash_key
 from agentproxy.backends.local.backend import LocalBackend
 from agentproxy.render import dump_yaml, render_agent
 
-from .conftest import shut_down, wait_for
+from .support import shut_down, wait_for
 
 ALICE, BOB, CAROL = "k-alice", "k-bob", "k-carol"
 KEYS = [{"name": "alice", "sha256": hash_key(ALICE)}, {"name": "bob", "sha256": hash_key(BOB)},
