@@ -114,15 +114,18 @@ async def serving(server: Server, tmp_path: Path) -> AsyncIterator[aiohttp.Clien
         try:
             yield client
         finally:
-            if server.proc is None or server.proc.poll() is not None:
-                await server.start(client)
-            async with client.get(f"{server.base}/agents") as response:
-                for agent in (await response.json())["agents"]:
-                    async with client.delete(f"{server.base}/sessions/{agent['session']}/agents/{agent['id']}"):
-                        pass
-            server.stop()
-            for proc in processes_in(tmp_path):
-                proc.kill()
+            try:
+                if server.proc is None or server.proc.poll() is not None:
+                    await server.start(client)
+                async with client.get(f"{server.base}/agents") as response:
+                    for agent in (await response.json())["agents"]:
+                        async with client.delete(f"{server.base}/sessions/{agent['session']}/agents/{agent['id']}"):
+                            pass
+            finally:
+                # Also when the server could not start again or answer: nothing of the test may outlive it.
+                server.stop()
+                for proc in processes_in(tmp_path):
+                    proc.kill()
     await assert_nothing_left(tmp_path)
 
 
