@@ -28,6 +28,7 @@ Modules at the top, pure unless said otherwise:
 - :mod:`.apikeys`: API keys and their rules (digests, names, roles), for the settings and the
   API alike.
 - :mod:`.sse`: a Server-Sent Events parser for chunks of any size.
+- :mod:`.privatefile` (I/O): files readable by their owner alone, written whole or not at all.
 - :mod:`.waiting`: whether a Claude Code agent waits for its user, as its own hooks tell it
   (run by those hooks in the agent's home; the proxy reads what it keeps).
 - :mod:`.agentapi`, :mod:`.archive` (I/O): finding and building the agentapi binary

@@ -40,12 +40,12 @@ import os
 import posixpath
 import shlex
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from .launch import STATE_DIR, AgentLaunch
+from .privatefile import write_private
 from .waiting import HOOK_EVENTS
 
 WAITING_MODULE = "agentproxy.waiting"
@@ -224,26 +224,9 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mode 0600
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
-                json.dump(data, out, indent=2)
-                out.write("\n")
-            os.replace(temporary, path)
-        except BaseException:
-            _unlink_quietly(temporary)
-            raise
+        write_private(path, json.dumps(data, indent=2) + "\n")
     except OSError as exc:
         raise HomeError(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
-def _unlink_quietly(path: str) -> None:
-    """Remove ``path`` if it is there."""
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:

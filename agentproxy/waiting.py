@@ -25,10 +25,11 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Mapping
 from typing import Any
+
+from .privatefile import write_private
 
 MARKER = "waiting.json"
 """The file of the pending question, in the agent's state directory (``.agentproxy``)."""
@@ -88,18 +89,7 @@ def read_question(work_dir: str) -> str | None:
 
 
 def _write(path: str, data: Mapping[str, Any]) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    handle_, temporary = tempfile.mkstemp(prefix=f".{MARKER}.", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(handle_, "w", encoding="utf-8") as out:
-            json.dump(data, out)
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
+    write_private(path, json.dumps(data), dir_mode=0o777)  # the state directory's usual mode
 
 
 def main(argv: list[str] | None = None) -> int:

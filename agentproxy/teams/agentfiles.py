@@ -9,12 +9,11 @@ The text is the operator's (settings), written before each start, mode 0600.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from ..agenthome import CONFIG_FILE, uses_claude
+from ..privatefile import write_private
 from ..spec import AgentSpec
 from .config import Profile, teams_of
 
@@ -55,15 +54,4 @@ def prepare_profile_home(settings: Any, spec: AgentSpec, home: Path) -> bool:
 
 
 def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mode 0600
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except OSError:
-            pass
-        raise
+    write_private(path, text)

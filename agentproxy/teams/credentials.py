@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..privatefile import write_private
 from .config import Profile
 
 MAX_VALUE = 16 * 1024
@@ -50,18 +50,7 @@ class FileCredentialStore:
         return data if isinstance(data, dict) else {}
 
     def _write(self, holder: Holder, data: Mapping[str, object]) -> None:
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        handle, temporary = tempfile.mkstemp(prefix=".credentials.", dir=self.root)  # mode 0600
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
-                json.dump(data, out)
-            os.replace(temporary, self.root / holder.file_name)
-        except BaseException:
-            try:
-                os.unlink(temporary)
-            except OSError:
-                pass
-            raise
+        write_private(self.root / holder.file_name, json.dumps(data))
 
     def put(self, holder: Holder, name: str, value: str) -> float:
         """Set (or replace) a credential; its update time."""
