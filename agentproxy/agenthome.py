@@ -229,6 +229,22 @@ def _write_json(path: Path, data: Mapping[str, Any]) -> None:
         raise HomeError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
+def prepare_or_report(work_dir: str, *, home: str | None, api_key_env: str,
+                      permission_mode: str | None) -> str | None:
+    """Prepare the home of a Claude Code agent working in ``work_dir`` (``home``, else its
+    place in the work directory), its key from the variable ``api_key_env``: the home's path,
+    or ``None`` once the one-line error is printed (``prepare-home`` and :func:`main`)."""
+    real_work_dir = os.path.realpath(work_dir)  # Claude Code knows a project by its real path
+    home = home or home_dir(real_work_dir)
+    try:
+        prepare_claude_home(Path(home), work_dir=real_work_dir, api_key=os.environ.get(api_key_env) or None,
+                            permission_mode=permission_mode)
+    except HomeError as exc:
+        print(f"agentproxy: error: {exc.strerror or exc}", file=sys.stderr)
+        return None
+    return home
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python3 -m agentproxy.agenthome --work-dir DIR [--permission-mode M] -- COMMAND...``:
     prepare the home of the agent working in DIR (the key from ``$ANTHROPIC_API_KEY``), then
@@ -245,13 +261,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND... to run in the prepared home")
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    work_dir = os.path.realpath(args.work_dir)  # Claude Code knows a project by its real path
-    home = args.home or home_dir(work_dir)
-    try:
-        prepare_claude_home(Path(home), work_dir=work_dir, api_key=os.environ.get(args.api_key_env) or None,
-                            permission_mode=args.permission_mode)
-    except HomeError as exc:
-        print(f"agentproxy: error: {exc.strerror or exc}", file=sys.stderr)
+    home = prepare_or_report(args.work_dir, home=args.home, api_key_env=args.api_key_env,
+                             permission_mode=args.permission_mode)
+    if home is None:
         return 1
     if not command:
         print(home)

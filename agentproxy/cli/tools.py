@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from pathlib import Path
 from typing import Any
 
 from ..agentapi import (
@@ -16,7 +14,7 @@ from ..agentapi import (
     default_source,
     install as install_agentapi,
 )
-from ..agenthome import HomeError, home_dir, prepare_claude_home
+from ..agenthome import prepare_or_report
 from ..agentprograms import PROGRAMS, install as install_programs
 from ..settings.schema import CLAUDE_PERMISSION_MODES
 from ..settings.show import format_settings
@@ -83,13 +81,9 @@ def _cmd_install_agents(args: argparse.Namespace) -> int:
 
 
 def _cmd_prepare_home(args: argparse.Namespace) -> int:
-    work_dir = os.path.realpath(args.work_dir)  # Claude Code knows a project by its real path
-    home = args.home or home_dir(work_dir)
-    try:
-        prepare_claude_home(Path(home), work_dir=work_dir, api_key=os.environ.get(args.api_key_env) or None,
-                            permission_mode=args.permission_mode)
-    except HomeError as exc:
-        print(f"agentproxy: error: {exc.strerror or exc}", file=sys.stderr)
+    home = prepare_or_report(args.work_dir, home=args.home, api_key_env=args.api_key_env,
+                             permission_mode=args.permission_mode)
+    if home is None:
         return 1
     print(home)
     return 0
