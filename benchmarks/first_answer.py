@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import tempfile
@@ -124,6 +123,8 @@ async def real_node(args: argparse.Namespace) -> dict[str, list[float]]:
     from agentproxy.backends.k8s.backend import K8sBackend
     from agentproxy.backends.k8s.client import Client
 
+    from .real_node import real_node_namespace
+
     api = await kr8s.asyncio.api()
     admin = Client(api)
     node = (await admin.request("GET", "/api/v1/nodes", params={"labelSelector": f"{REAL_NODE_LABEL}=true"}))
@@ -132,25 +133,11 @@ async def real_node(args: argparse.Namespace) -> dict[str, list[float]]:
         raise SystemExit("bench-first-answer --real-node: the cluster has no real node; start it with "
                          "AGENTPROXY_REAL_NODE=1 bin/just cluster-up")
     address = next(a["address"] for a in nodes[0]["status"]["addresses"] if a["type"] == "InternalIP")
-    ns = f"bench-fa-{os.urandom(3).hex()}"
-    await admin.request("POST", "/api/v1/namespaces", body={"apiVersion": "v1", "kind": "Namespace", "metadata": {
-        "name": ns, "labels": {"pod-security.kubernetes.io/enforce": "restricted"},
-        "annotations": {"scheduler.alpha.kubernetes.io/node-selector": f"{REAL_NODE_LABEL}=true",
-                        "scheduler.alpha.kubernetes.io/defaultTolerations": json.dumps(
-                            [{"key": REAL_NODE_LABEL, "operator": "Exists", "effect": "NoSchedule"}])}}})
+    ns = await real_node_namespace(admin, "bench-fa")
     try:
         await admin.request("POST", f"/api/v1/namespaces/{ns}/secrets", body={
             "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "model-key"},
             "stringData": {"ANTHROPIC_API_KEY": KEY}})
-        deadline = time.monotonic() + 60
-        while True:  # pods need the namespace's default ServiceAccount, which a controller creates
-            try:
-                await admin.request("GET", f"/api/v1/namespaces/{ns}/serviceaccounts/default")
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.2)
         async with ModelStandIn(host=address) as model:
             settings = load_settings(overrides=[
                 f"k8s_mode.namespace={ns}", "k8s_mode.pod_address=pod_ip", "k8s_mode.image_pull_policy=Never",

@@ -35,8 +35,11 @@ LABEL = "agentproxy.io/real-node"
 CGROUP = Path("/sys/fs/cgroup/memory/agentproxy-real-node/kubepods")
 
 
-async def _namespace(client: Client) -> str:
-    name = f"bench-rn-{uuid.uuid4().hex[:6]}"
+async def real_node_namespace(client: Client, prefix: str = "bench-rn") -> str:
+    """A fresh namespace under restricted Pod Security whose pods go to the real node, once its
+    default ServiceAccount (which pods need, made by a controller) is there; deleted again if
+    that never comes."""
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
     await client.request("POST", "/api/v1/namespaces", body={"apiVersion": "v1", "kind": "Namespace", "metadata": {
         "name": name, "labels": {"pod-security.kubernetes.io/enforce": "restricted"},
         "annotations": {"scheduler.alpha.kubernetes.io/node-selector": f"{LABEL}=true",
@@ -49,6 +52,7 @@ async def _namespace(client: Client) -> str:
             return name
         except Exception:
             await asyncio.sleep(0.2)
+    await client.request("DELETE", f"/api/v1/namespaces/{name}")
     raise RuntimeError("the namespace's default ServiceAccount never appeared")
 
 
@@ -87,7 +91,7 @@ async def main() -> int:
     cluster_dir = Path(os.environ["KUBECONFIG"]).resolve().parent
     api = await kr8s.asyncio.api()
     admin = Client(api)
-    ns = await _namespace(admin)
+    ns = await real_node_namespace(admin)
     rows: list[tuple[str, str]] = []
     try:
         settings = load_settings(overrides=[
