@@ -33,6 +33,7 @@ import yaml
 from agentproxy.agentapi import locate
 from agentproxy.backends.local.ports import port_is_free
 from testenv.agentapi_proxy import ensure as ensure_peer
+from tests.unit.local.support import processes_in
 
 SERVER_PORTS = range(42000, 42100)
 PEER_AGENT_PORT = 42600
@@ -226,7 +227,7 @@ def _stop(process: subprocess.Popen) -> None:
 def _end_leftovers(server: Server) -> None:
     """Every process still working in the server's directory is a test failure; end it (by pid) and say so."""
     deadline = time.monotonic() + 10
-    while (left := _processes_in(server.directory)) and time.monotonic() < deadline:
+    while (left := processes_in(server.directory)) and time.monotonic() < deadline:
         time.sleep(0.1)
     for proc in left:
         try:
@@ -237,11 +238,3 @@ def _end_leftovers(server: Server) -> None:
         raise AssertionError(f"{server.name} left processes running: {[p.pid for p in left]}")
 
 
-def _processes_in(directory: Path) -> list[psutil.Process]:
-    found = []
-    prefix = str(directory)
-    for proc in psutil.process_iter(["cwd", "status"]):
-        cwd, status = proc.info.get("cwd"), proc.info.get("status")
-        if cwd and (cwd == prefix or cwd.startswith(prefix + os.sep)) and status != psutil.STATUS_ZOMBIE:
-            found.append(proc)
-    return found
