@@ -109,15 +109,15 @@ lint:
     mypy
 
 # Unit tests (pure code and local processes) and the contract suite against the memory and local backends; no cluster
-# (the dashboard's browser tests run in a pytest process of their own: `ui`). Two pytest-xdist workers by
-# default: many tests wait on real processes, so two keep both cores of a small machine busy;
-# AGENTPROXY_TEST_WORKERS=0 runs them in one process (for --pdb, -s), N in N workers.
+# (the dashboard's browser tests run in a pytest process of their own: `ui`). One process by default:
+# tests pick free ports by looking first, which two pytest-xdist workers can race for;
+# AGENTPROXY_TEST_WORKERS=N runs them in N workers (faster, not yet safe for every test).
 unit *ARGS: agentapi agents agentapi-proxy chp wrk socat browser deploy-tools k8s-yaml
     #!/usr/bin/env bash
     set -euo pipefail
     paths=(tests/unit tests/contract)
     for arg in "$@"; do [[ $arg != -* && -e ${arg%%::*} ]] && paths=(); done  # files or tests named: only those
-    python -m pytest "${paths[@]}" -m "not e2e" --ignore=tests/unit/ui -n "${AGENTPROXY_TEST_WORKERS:-2}" "$@"
+    python -m pytest "${paths[@]}" -m "not e2e" --ignore=tests/unit/ui -n "${AGENTPROXY_TEST_WORKERS:-0}" --dist loadgroup "$@"
 
 # The dashboard's tests in Chromium, in a pytest process of their own: after the asyncio tests of the
 # unit tier in the same process, their agents' updates stopped reaching the page now and then

@@ -19,7 +19,9 @@ import pytest
 
 from .servers import Server, peer_client, peer_client_events
 
-pytestmark = pytest.mark.timeout(240)
+# One worker runs them all: the two servers are module fixtures on fixed ports (see servers.py),
+# which a second worker would start again and find taken.
+pytestmark = [pytest.mark.timeout(240), pytest.mark.xdist_group("compat-servers")]
 
 BOOT_LIMIT = 60.0
 """Seconds an agent may take to become stable (a bound, not a measurement)."""
