@@ -324,6 +324,12 @@ class Backend(abc.ABC):
         """A message was sent to the agent through the proxy: a question it asked is answered
         (``waiting_input`` ends at once). Modes that detect no questions ignore it."""
 
+    async def report_question(self, token: str, question: str | None) -> AgentState:
+        """What a hook in an agent's pod reports, signed by the pod's ``token``: the agent asks
+        ``question`` (None: no longer). Only k8s mode takes reports (local agents' hooks write a
+        file the supervisor reads)."""
+        raise NotFound("this proxy takes no waiting_input reports (k8s mode with k8s_mode.waiting_url only)")
+
     async def logs(self, session: str, agent_id: str, tail_lines: int = 100) -> str:
         """The last lines of the agent's output."""
         return await self._logs(await self.get(session, agent_id), tail_lines)
