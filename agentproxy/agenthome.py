@@ -44,9 +44,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import waiting as waiting_vars
 from .launch import STATE_DIR, AgentLaunch
 from .privatefile import write_private
-from . import waiting as waiting_vars
 from .waiting import HOOK_EVENTS
 
 WAITING_MODULE = "agentproxy.waiting"

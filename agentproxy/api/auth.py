@@ -25,8 +25,8 @@ from aiohttp import web
 from ..apikeys import ApiKey, hash_key, parse_api_keys
 from ..backends.base import AgentState
 from ..teams.config import Teams
-from .errors import ApiError, Handler
 from ..waiting import REPORT_PATH
+from .errors import ApiError, Handler
 from .ui import OPEN_PATHS as DASHBOARD_PATHS
 
 __all__ = ["ANONYMOUS", "ApiKey", "Authenticator", "BindRefused", "OPEN_PATHS", "PRINCIPAL", "Principal",

@@ -99,7 +99,7 @@ def test_the_container_command_prepares_a_home_whose_hooks_report(tmp_path):
 
 # --- which pod a token names --------------------------------------------------------------------
 
-def jwt(payload: dict) -> str:
+def jwt(payload: object) -> str:
     """A token of the shape the API server issues (the signature is the API server's to check)."""
     part = lambda data: base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()  # noqa: E731
     return f"{part({'alg': 'RS256'})}.{part(payload)}.c2lnbmF0dXJl"
@@ -159,9 +159,10 @@ async def test_verdicts_are_kept_for_a_while_and_implausible_tokens_never_review
     now[0] += questions.REVIEW_TTL + 1
     await reviews.pod_of(good, lambda name: True)
     assert len(asked) == 3
-    for token, known in ((pod_token(aud=("other",)), True), (good, False), ("garbage", True)):
+    agent_pods = {"agent-a1-0"}
+    for token in (pod_token(aud=("other",)), pod_token(name="agent-zz-0"), "garbage"):
         with pytest.raises(questions.Refused):
-            await reviews.pod_of(token, lambda name, known=known: known)
+            await reviews.pod_of(token, agent_pods.__contains__)
     assert len(asked) == 3 and reviews.reviews == 3
 
 
@@ -201,6 +202,7 @@ def test_a_report_body_is_a_question_or_null():
     assert waiting.parse_report({"question": "may I?"}) == "may I?"
     assert waiting.parse_report({"question": None}) is None
     assert waiting.parse_report({"question": ""}) is None
+    bad: object
     for bad in ({}, [], {"question": 3}, "q"):
         with pytest.raises(ValueError):
             waiting.parse_report(bad)
