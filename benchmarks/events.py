@@ -180,7 +180,12 @@ def one_round(server: subprocess.Popen[str], url: str, subscribers: int, changes
     began = time.monotonic()
     _say(server, f"go {changes} {rate}")
     _line(server, "done")
-    time.sleep(1.0)  # the last writes reach the readers
+    # The proxy may still be writing what it queued: done once it stays idle for a second.
+    idle_since, seen_cpu = time.monotonic(), _cpu(proxy)
+    while time.monotonic() - idle_since < 1.0:
+        time.sleep(0.25)
+        if _cpu(proxy) - seen_cpu > 0.02:
+            idle_since, seen_cpu = time.monotonic(), _cpu(proxy)
     cpu_used, wall = _cpu(proxy) - cpu, time.monotonic() - began
     rss_after = _mib(proxy)
     last: dict[str, int] = {}

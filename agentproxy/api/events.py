@@ -59,10 +59,18 @@ class EventStreams:
     def __init__(self, ctx: ApiContext) -> None:
         self.ctx = ctx
         self._queues: set[asyncio.Queue[Any]] = set()
+        self._last: tuple[StatusEvent | None, bytes] = (None, b"")
 
     def routes(self) -> list[web.RouteDef]:
         """The route table."""
         return [web.get("/events", self.handle, allow_head=False)]
+
+    def _formatted(self, event: StatusEvent) -> bytes:
+        """:func:`format_event` of ``event``, made once for all the streams that send it: they
+        send the same events in the same order, so the last one made is the one asked for."""
+        if self._last[0] is not event:
+            self._last = (event, format_event(event))
+        return self._last[1]
 
     async def close_all(self, app: web.Application | None = None) -> None:
         """End every open stream (on shutdown: they would otherwise never finish)."""
@@ -102,21 +110,32 @@ class EventStreams:
                             await response.write(format_event(event))
                         cursor = position
             heartbeat = self.ctx.heartbeat_interval
-            while True:
+            ended = False
+            while not ended:
                 try:
-                    item = await asyncio.wait_for(queue.get(), heartbeat)
+                    async with asyncio.timeout(heartbeat):  # no task per wait, as wait_for made
+                        item = await queue.get()
                 except TimeoutError:
                     await response.write(b": heartbeat\n\n")
                     continue
-                if item is _CLOSE or item is _OVERFLOW:
-                    break
-                if isinstance(item, BaseException):
-                    log.warning("event stream of the backend failed: %s", item)
-                    break
-                if cursor is not None and item.position is not None and item.position <= cursor:
-                    continue  # replayed already, or seen by the client on another replica
-                if shown(item):
-                    await response.write(format_event(item))
+                # Whatever else is queued goes out in the same write: one system call for a burst.
+                chunk = []
+                while True:
+                    if item is _CLOSE or item is _OVERFLOW:
+                        ended = True
+                        break
+                    if isinstance(item, BaseException):
+                        log.warning("event stream of the backend failed: %s", item)
+                        ended = True
+                        break
+                    # Not replayed already, nor seen by the client on another replica:
+                    if (cursor is None or item.position is None or item.position > cursor) and shown(item):
+                        chunk.append(self._formatted(item))
+                    if queue.empty():
+                        break
+                    item = queue.get_nowait()
+                if chunk:
+                    await response.write(b"".join(chunk))
         except ConnectionResetError:
             pass  # the client went away
         finally:
