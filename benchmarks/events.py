@@ -110,21 +110,22 @@ def read_many(url: str, count: int) -> None:
         if stdin in ready:
             break
         stamp = time.monotonic_ns()
-        for sock in ready:
+        for readable in ready:
+            assert isinstance(readable, socket.socket)
             try:
-                raw = sock.recv(1 << 20)
+                raw = readable.recv(1 << 20)
             except BlockingIOError:
                 continue
             if not raw:
-                socks.remove(sock)
+                socks.remove(readable)
             else:
-                reads[sock].append((stamp, raw))
+                reads[readable].append((stamp, raw))
     last: dict[str, int] = {}
     streams_seen: dict[str, int] = {}
     for sock, pieces in reads.items():
         for stamp, event in parse_events(pieces, chunked[sock]):
-            data = next((line[6:] for line in event.split("\n") if line.startswith("data: ")), None)
-            message = json.loads(data).get("message") if data else None
+            payload = next((line[6:] for line in event.split("\n") if line.startswith("data: ")), None)
+            message = json.loads(payload).get("message") if payload else None
             if message and message.startswith("t="):
                 key = message[2:]
                 last[key] = max(last.get(key, 0), stamp)
@@ -144,7 +145,7 @@ def _line(proc: subprocess.Popen[str], expected: str) -> str:
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()
     if not line.startswith(expected):
-        raise SystemExit(f"expected {expected!r} from {proc.args}, got {line!r}")
+        raise SystemExit(f"expected {expected!r} from {proc.args!r}, got {line!r}")
     return line
 
 
