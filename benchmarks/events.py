@@ -27,12 +27,15 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import psutil
 
 from benchmarks.streams import _request, parse_events
 
+ROOT = str(Path(__file__).resolve().parents[1])
+"""The repository, where the processes of the benchmark find its modules and the tests' backend."""
 PER_READER = 25
 """Streams one reader process holds."""
 
@@ -138,7 +141,7 @@ def read_many(url: str, count: int) -> None:
 
 def _spawn(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "benchmarks.events", *args], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": ROOT})
 
 
 def _line(proc: subprocess.Popen[str], expected: str) -> str:

@@ -145,9 +145,10 @@ class LiveProgress:
 
 def _terminal_width(stream: TextIO) -> int:
     try:
-        return max(20, os.get_terminal_size(stream.fileno()).columns)
+        columns = os.get_terminal_size(stream.fileno()).columns
     except (OSError, ValueError, AttributeError):
-        return 80
+        columns = 0
+    return max(20, columns) if columns > 0 else 80  # 0: a terminal that does not say
 
 
 def display_for(stream: TextIO, plain: bool, environ: dict[str, str] | None = None) -> PlainProgress | LiveProgress:
