@@ -4,7 +4,7 @@ kwok marks pods Ready without running anything. To exercise the data path and
 what the templates put into the container anyway, :class:`ContainerStandIn`
 starts the real agentapi with the container's own command, arguments,
 environment (``env``, the ConfigMaps and Secrets of ``envFrom``, the Secret keys
-of ``secretKeyRef``) and working directory, read from the Pod, its ConfigMap and
+of ``secretKeyRef``; a path under a volume's mount mapped as the mount is) and working directory, read from the Pod, its ConfigMap and
 Secret in the cluster, with each volume mount
 mapped to a local directory named after its claim: a recreated pod of the same
 StatefulSet gets the same directory back, as it gets the same PVC. The
@@ -108,7 +108,7 @@ class ContainerStandIn:
             assert ref is not None, f"the stand-in reads only ConfigMaps and Secrets, not {source}"
             configmap = await get(api, f"/api/v1/namespaces/{namespace}/configmaps/{ref['name']}")
             assert configmap is not None, f"ConfigMap {ref['name']} of envFrom does not exist"
-            env.update(configmap.get("data") or {})
+            env.update({key: local_path(value) for key, value in (configmap.get("data") or {}).items()})
         for variable in container.get("env", []):
             ref = (variable.get("valueFrom") or {}).get("secretKeyRef")
             if ref is not None:

@@ -410,19 +410,21 @@ class K8sBackend(Backend):
         if questions.question_of(statefulset, live) == (question or None) and (
                 question or not model.annotation(statefulset, questions.QUESTION_ANNOTATION)):
             return state  # nothing to change: a hook's repeat
-        await self._set_question(state.id, questions.question_annotation(question, pod.uid, datetime.now(UTC)))
-        return self.state_of(state.id) or state
+        stored = await self._set_question(state.id, questions.question_annotation(question, pod.uid, datetime.now(UTC)))
+        # As stored: the watch may not have brought the change yet.
+        return (self.state_of(state.id, stored) if stored else None) or state
 
-    async def _set_question(self, agent_id: str, value: str | None) -> None:
+    async def _set_question(self, agent_id: str, value: str | None) -> dict[str, Any] | None:
+        """Set or remove the question's annotation; the StatefulSet as stored (None: it is gone)."""
         assert self.client is not None
         try:
-            await self.client.request("PATCH", STATEFULSET.item(self.namespace, naming.statefulset_name(agent_id)),
+            return await self.client.request("PATCH", STATEFULSET.item(self.namespace, naming.statefulset_name(agent_id)),
                                       body=questions.question_patch(value),
                                       content_type="application/merge-patch+json",
                                       params={"fieldManager": self.k8s.field_manager[:119] + "-waiting"},
                                       verb="patch", resource="statefulsets")
         except NotFound:
-            pass  # deleted meanwhile
+            return None  # deleted meanwhile
 
     async def _token_review(self, body: dict[str, Any]) -> Mapping[str, Any]:
         assert self.client is not None
