@@ -26,7 +26,7 @@ from kube import get, request, wait_for
 from served import Served, free_port
 from standin import ContainerStandIn
 
-from tests.conversation import agent_said, call, wait_stable
+from tests.conversation import agent_said, call, wait_answering, wait_stable
 from tests.model_standin import TOOL_DONE_PREFIX, ModelStandIn
 
 QUESTION = "Claude needs your permission to use Bash"
@@ -170,6 +170,7 @@ async def test_a_claude_pod_asking_for_a_permission_is_waiting_input(servers, ap
         await until_shown(server, "c1", "ready", None)
         volumes = tmp_path / "volumes"
         with await ContainerStandIn.of_pod(api, namespace, "agent-c1-0", volumes) as container:
+            await wait_answering(http, route, timeout=SLOW)
             await wait_stable(http, route, timeout=SLOW)
             token = secrets.token_hex(8)
             asked = time.monotonic()
