@@ -11,8 +11,12 @@ read. First with one subscriber (the baseline), then with ``--subscribers``:
 - its resident memory with the agents alone, with the subscribers connected, after the changes;
 - the latency of a change to its last subscriber (p50, p95, max).
 
-Usage: ``python -m benchmarks.events [--agents 1000] [--subscribers 100] [--rate 200]``; run it
-alone on the machine (``flock`` a lock shared with the other benchmarks).
+``--compare DIR`` runs a second proxy from another tree (the ``agentproxy`` and ``tests`` of an
+earlier commit: ``git archive COMMIT agentproxy tests | tar -x -C DIR``), its rounds interleaved
+with this one's, and reports the ratio of their CPU per change.
+
+Usage: ``python -m benchmarks.events [--agents 1000] [--subscribers 100] [--rate 200] [--repeat N]
+[--compare DIR]``; run it alone on the machine (``flock`` a lock shared with the other benchmarks).
 """
 
 from __future__ import annotations
@@ -139,9 +143,11 @@ def read_many(url: str, count: int) -> None:
 
 # --- the run -----------------------------------------------------------------------------------
 
-def _spawn(*args: str) -> subprocess.Popen[str]:
+def _spawn(*args: str, source: str | None = None) -> subprocess.Popen[str]:
+    """A process of the benchmark; ``source``: a tree whose ``agentproxy`` (and tests' backend) it imports."""
+    path = os.pathsep.join([source, ROOT] if source else [ROOT])
     return subprocess.Popen([sys.executable, "-m", "benchmarks.events", *args], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": ROOT})
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": path})
 
 
 def _line(proc: subprocess.Popen[str], expected: str) -> str:
@@ -224,6 +230,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--subscribers", type=int, default=100)
     parser.add_argument("--changes", type=int, default=0, help="status changes per round (default: one per agent)")
     parser.add_argument("--rate", type=float, default=200.0, help="changes a second")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of each kind (default: 1)")
+    parser.add_argument("--compare", metavar="DIR",
+                        help="also a proxy of the agentproxy in DIR (e.g. an earlier commit, `git archive`d), "
+                             "interleaved with this one")
     args = parser.parse_args(argv)
     if args.role == "serve":
         asyncio.run(serve(args.agents))
@@ -232,31 +242,45 @@ def main(argv: list[str] | None = None) -> None:
         read_many(args.url, args.count)
         return
     changes = args.changes or args.agents
-    server = _spawn("serve", "--agents", str(args.agents))
+    sources = {"": None} if not args.compare else {"before": args.compare, "after": None}
+    servers = {label: _spawn("serve", "--agents", str(args.agents), source=source) for label, source in sources.items()}
+    rounds: list[tuple[str, dict[str, Any]]] = []
     try:
-        url = f"http://127.0.0.1:{_line(server, 'ready').split()[1]}/events"
-        rss_idle = _mib(psutil.Process(server.pid))
-        rounds = [one_round(server, url, n, changes, args.rate) for n in (1, args.subscribers)]
+        urls = {label: f"http://127.0.0.1:{_line(server, 'ready').split()[1]}/events" for label, server in servers.items()}
+        rss_idle = {label: _mib(psutil.Process(server.pid)) for label, server in servers.items()}
+        # Interleaved, so that every server sees the same machine: 1 subscriber, then the many, --repeat times.
+        for _ in range(args.repeat):
+            for n in (1, args.subscribers):
+                for label, server in servers.items():
+                    rounds.append((label, one_round(server, urls[label], n, changes, args.rate)))
     finally:
-        if server.stdin is not None:
-            server.stdin.close()
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        for server in servers.values():
+            if server.stdin is not None:
+                server.stdin.close()
+            try:
+                server.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
     load = open("/proc/loadavg").read().split()[:3]
     print(f"/events: {args.agents} agents, {changes} changes at {args.rate:g}/s; load average {' '.join(load)}")
-    print(f"proxy RSS with the agents alone: {rss_idle:.1f} MiB")
-    print(f"{'subscribers':>11} {'to all':>7} {'CPU s':>7} {'ms/change':>9} {'CPU share':>9} "
+    print("proxy RSS with the agents alone: " + ", ".join(f"{label or 'proxy'} {mib:.1f} MiB"
+                                                           for label, mib in rss_idle.items()))
+    print(f"{'proxy':<7} {'subscribers':>11} {'to all':>7} {'CPU s':>7} {'ms/change':>9} {'CPU share':>9} "
           f"{'RSS subscribed':>14} {'RSS after':>9} {'p50 ms':>7} {'p95 ms':>7} {'max ms':>7}")
-    for r in rounds:
-        print(f"{r['subscribers']:>11} {r['delivered_to_all']:>7} {r['cpu_s']:>7.2f} {r['cpu_ms_per_change']:>9.3f} "
-              f"{r['cpu_share']:>9.2f} {r['rss_subscribed_mib']:>14.1f} {r['rss_after_mib']:>9.1f} "
-              f"{r['p50_ms']:>7.1f} {r['p95_ms']:>7.1f} {r['max_ms']:>7.1f}")
-    base, many = rounds
-    print(f"CPU per change, {many['subscribers']} subscribers against 1: "
-          f"{many['cpu_ms_per_change'] / base['cpu_ms_per_change']:.1f}x")
+    for label, r in rounds:
+        print(f"{label or '-':<7} {r['subscribers']:>11} {r['delivered_to_all']:>7} {r['cpu_s']:>7.2f} "
+              f"{r['cpu_ms_per_change']:>9.3f} {r['cpu_share']:>9.2f} {r['rss_subscribed_mib']:>14.1f} "
+              f"{r['rss_after_mib']:>9.1f} {r['p50_ms']:>7.1f} {r['p95_ms']:>7.1f} {r['max_ms']:>7.1f}")
+
+    def per_change(label: str, subscribers: int) -> float:
+        return statistics.median(r["cpu_ms_per_change"] for lb, r in rounds if lb == label and r["subscribers"] == subscribers)
+    for label in servers:
+        print(f"CPU per change{f' ({label})' if label else ''}, {args.subscribers} subscribers against 1: "
+              f"{per_change(label, args.subscribers) / per_change(label, 1):.1f}x")
+    if args.compare:
+        print(f"CPU per change with {args.subscribers} subscribers, after against before: "
+              f"{per_change('after', args.subscribers) / per_change('before', args.subscribers):.2f}")
 
 
 if __name__ == "__main__":
