@@ -338,6 +338,11 @@ class Backend(abc.ABC):
         """Status changes from now on, for as long as the caller iterates."""
         return self.hub.subscribe()
 
+    def listen(self, deliver: Callable[[StatusEvent], None], ended: Callable[[], None]) -> Callable[[], None]:
+        """Status changes from now on handed to ``deliver`` as they happen, until the function
+        returned is called (``ended`` when the backend closes); see :meth:`.events.EventHub.listen`."""
+        return self.hub.listen(deliver, ended)
+
     # --- events --------------------------------------------------------------------------------
 
     async def next_progress(self, agent_id: str, timeout: float) -> bool:
