@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -98,7 +99,10 @@ async def measure(runs: int, agentapi: str) -> tuple[list[float], list[float]]:
             events = EventReader(client, f"{base}/events")
             try:
                 await asyncio.wait_for(events.opened.wait(), TIMEOUT)
-                agent = await call(client, "POST", f"{base}/sessions/bench/agents", json={"id": "w1", "agent": "claude"})
+                async with client.post(f"{base}/sessions/bench/agents", json={"id": "w1", "agent": "claude"}) as created:
+                    if created.status != 201:
+                        raise SystemExit(f"create: {created.status} {await created.text()}")
+                    agent = await created.json()
                 work_dir = Path(agent["details"]["work_dir"])
                 await events.until("w1", "ready")
                 api = f"{base}/sessions/bench/agents/w1/api"
@@ -120,6 +124,8 @@ async def measure(runs: int, agentapi: str) -> tuple[list[float], list[float]]:
                 events.task.cancel()
                 await asyncio.gather(events.task, return_exceptions=True)
                 await runner.cleanup()
+                with contextlib.suppress(Exception):  # local agents outlive their proxy: end it
+                    await backend.delete("bench", "w1", purge=True)
                 await backend.close()
 
 
