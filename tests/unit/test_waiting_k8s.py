@@ -21,6 +21,7 @@ from aiohttp import web
 
 from agentproxy import waiting
 from agentproxy.agenthome import SETTINGS_FILE
+from agentproxy.backends.base import Unavailable
 from agentproxy.backends.k8s import questions
 from agentproxy.backends.k8s.model import AgentObjects, agent_state
 from agentproxy.render import dump_yaml, render_agent, render_rbac
@@ -269,3 +270,21 @@ def test_without_the_variables_nothing_is_reported(tmp_path):
 def test_nothing_secret_is_rendered():
     text = dump_yaml(list(_rendered().values()))
     assert "serviceAccountToken" in text and "token:" not in text.replace("serviceAccountToken:", "")
+
+
+async def test_reviews_under_way_are_bounded():
+    gate = asyncio.Event()
+
+    async def slow_api_server(body: dict) -> dict:
+        await gate.wait()
+        return review()
+    reviews = questions.TokenReviews(slow_api_server, "agents", "agentproxy")
+    made_up = [jwt({"aud": ["agentproxy"], "kubernetes.io": {"pod": {"name": "agent-a1-0"}}, "n": n})
+               for n in range(questions.MAX_PENDING + 1)]
+    pending = [asyncio.ensure_future(reviews.pod_of(t, lambda name: True)) for t in made_up[:-1]]
+    await asyncio.sleep(0)
+    with pytest.raises(Unavailable):
+        await reviews.pod_of(made_up[-1], lambda name: True)
+    gate.set()
+    assert len(await asyncio.gather(*pending)) == questions.MAX_PENDING
+    assert await reviews.pod_of(made_up[-1], lambda name: True)  # room again

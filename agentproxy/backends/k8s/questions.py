@@ -11,7 +11,8 @@ pod's own ServiceAccount token, projected for the audience ``k8s_mode.waiting_au
   agent's current pod (an old pod's, until it expires) is refused. Verdicts are kept for
   :data:`REVIEW_TTL` seconds by the token's hash, so a question costs one review, not one per
   report. Before a review, a token is read without trust (:func:`claimed_pod`): one that does
-  not even claim the audience and a current agent pod costs the API server nothing.
+  not even claim the audience and a current agent pod costs the API server nothing; and at
+  most :data:`MAX_PENDING` reviews are under way at once.
 - **Where it is kept.** On the agent's StatefulSet, as the annotation
   :data:`QUESTION_ANNOTATION` (the question, the pod's uid, the time), merge-patched by its own
   field manager (an apply by the proxy's manager leaves it alone). Every replica's watch sees
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..errors import BackendError
+from ..errors import BackendError, Unavailable
 
 Obj = Mapping[str, Any]
 
@@ -49,6 +50,9 @@ MAX_QUESTION = 2000
 """Characters of a question kept (as :data:`agentproxy.waiting.MAX_QUESTION`)."""
 MAX_TOKEN = 16_384
 """Bytes of a token looked at; a longer one is refused unread."""
+MAX_PENDING = 16
+"""Reviews under way at once; beyond that a report is answered 503 at once (whoever can reach the
+proxy can make up tokens that look plausible: they must not queue up calls to the API server)."""
 
 
 class Refused(BackendError):
@@ -157,6 +161,7 @@ class TokenReviews:
         self._kept: dict[str, tuple[float, PodIdentity | tuple[int, str]]] = {}
         self.reviews = 0
         """Reviews asked of the API server."""
+        self._pending = 0
 
     async def pod_of(self, token: str, is_agent_pod: Callable[[str], bool]) -> PodIdentity:
         """The pod ``token`` was made for; :class:`Refused` when it is not valid, or not an
@@ -170,12 +175,17 @@ class TokenReviews:
         now = self._clock()
         kept = self._kept.get(key)
         if kept is None or kept[0] <= now:
+            if self._pending >= MAX_PENDING:
+                raise Unavailable("too many reports are being checked; try again", retry_after=1.0)
             self.reviews += 1
+            self._pending += 1
             try:
                 verdict: PodIdentity | tuple[int, str] = pod_of_review(
                     await self._review(review_body(token, self.audience)), self.namespace)
             except Refused as exc:
                 verdict = (exc.http_status, exc.message)
+            finally:
+                self._pending -= 1
             if len(self._kept) >= MAX_REVIEWS:
                 self._forget_oldest(now)
             kept = self._kept[key] = (now + REVIEW_TTL, verdict)
