@@ -68,7 +68,8 @@ async def serve(agents: int) -> None:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    print("ready", runner.addresses[0][1], flush=True)
+    import agentproxy
+    print("ready", runner.addresses[0][1], agentproxy.__file__, flush=True)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -146,8 +147,10 @@ def read_many(url: str, count: int) -> None:
 def _spawn(*args: str, source: str | None = None) -> subprocess.Popen[str]:
     """A process of the benchmark; ``source``: a tree whose ``agentproxy`` (and tests' backend) it imports."""
     path = os.pathsep.join([source, ROOT] if source else [ROOT])
+    # Run in the tree: ``-m`` puts the working directory first on the module path.
     return subprocess.Popen([sys.executable, "-m", "benchmarks.events", *args], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": path})
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": path},
+                            cwd=source or ROOT)
 
 
 def _line(proc: subprocess.Popen[str], expected: str) -> str:
@@ -246,7 +249,13 @@ def main(argv: list[str] | None = None) -> None:
     servers = {label: _spawn("serve", "--agents", str(args.agents), source=source) for label, source in sources.items()}
     rounds: list[tuple[str, dict[str, Any]]] = []
     try:
-        urls = {label: f"http://127.0.0.1:{_line(server, 'ready').split()[1]}/events" for label, server in servers.items()}
+        urls = {}
+        for label, server in servers.items():
+            _, port, imported = _line(server, "ready").split(maxsplit=2)
+            expected = os.path.join(sources[label] or ROOT, "agentproxy", "__init__.py")
+            if os.path.realpath(imported) != os.path.realpath(expected):
+                raise SystemExit(f"the {label or 'proxy'} server imported {imported}, not {expected}")
+            urls[label] = f"http://127.0.0.1:{port}/events"
         rss_idle = {label: _mib(psutil.Process(server.pid)) for label, server in servers.items()}
         # Interleaved, so that every server sees the same machine: 1 subscriber, then the many, --repeat times.
         for _ in range(args.repeat):
