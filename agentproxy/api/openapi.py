@@ -294,7 +294,7 @@ def _other_ops() -> dict[str, Any]:
             "responses": {"200": _json({"type": "object", "properties": {
                 "id": {"type": "string"}, "session": {"type": "string"}, "status": {"type": "string"},
                 "question": {"type": ["string", "null"]}}}, "The agent as it is shown now."),
-                **_errors("400", "401", "403", "404", "413", "422")}}},
+                **_errors("400", "401", "403", "404", "413", "415", "422", "503")}}},
         "/healthz": {"get": {"operationId": "healthz", "summary": "The process answers", **OPEN,
                              "responses": {"200": status}}},
         "/readyz": {"get": {"operationId": "readyz", "summary": "The backend can do its work", **OPEN,
