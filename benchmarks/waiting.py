@@ -47,6 +47,22 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
 
 
+async def send_when_stable(client: aiohttp.ClientSession, api: str, text: str) -> float:
+    """Send ``text`` once the agent takes it; when it was sent. agentapi refuses a message while
+    the screen changes, which it may do again between a stable status and the message (Claude
+    Code finishing its last answer): then wait for it to be stable again."""
+    for _ in range(20):
+        await wait_stable(client, api, timeout=TIMEOUT)
+        sent = time.time()
+        async with client.post(f"{api}/message", json={"content": text, "type": "user"},
+                               headers={"Host": "localhost"}) as response:
+            if response.status == 200:
+                return sent
+            answer = await response.text()
+        await asyncio.sleep(0.5)
+    raise SystemExit(f"the agent never took the message: {answer}")
+
+
 async def until_file(path: Path) -> None:
     """Wait until the tool the question was about wrote its file."""
     deadline = time.monotonic() + TIMEOUT
@@ -108,10 +124,7 @@ async def measure(runs: int, agentapi: str) -> tuple[list[float], list[float]]:
                 api = f"{base}/sessions/bench/agents/w1/api"
                 after_hook, after_message = [], []
                 for n in range(runs):
-                    await wait_stable(client, api, timeout=TIMEOUT)
-                    sent = time.time()
-                    await call(client, "POST", f"{api}/message",
-                               json={"content": f"please write-file proof-{n}.txt run{n}", "type": "user"})
+                    sent = await send_when_stable(client, api, f"please write-file proof-{n}.txt run{n}")
                     seen, _ = await events.until("w1", "waiting_input")
                     hooked = json.loads(Path(marker_path(str(work_dir))).read_text())["at"]
                     after_hook.append(seen - hooked)
