@@ -4,13 +4,13 @@ kwok marks pods Ready without running anything. To exercise the data path and
 what the templates put into the container anyway, :class:`ContainerStandIn`
 starts the real agentapi with the container's own command, arguments,
 environment (``env``, the ConfigMaps and Secrets of ``envFrom``, the Secret keys
-of ``secretKeyRef``; a path under a volume's mount mapped as the mount is) and working directory, read from the Pod, its ConfigMap and
-Secret in the cluster, with each volume mount
-mapped to a local directory named after its claim: a recreated pod of the same
-StatefulSet gets the same directory back, as it gets the same PVC. The
-ServiceAccount tokens of a projected volume are requested bound to the pod and
-written there, as the kubelet does. agentapi
-listens on the port of its arguments; with loopback pod IPs the proxy's route to
+of ``secretKeyRef``; a path under a volume's mount mapped as the mount is) and
+working directory, read from the Pod, its ConfigMap and Secret in the cluster,
+with each volume mount mapped to a local directory named after its claim: a
+recreated pod of the same StatefulSet gets the same directory back, as it gets
+the same PVC. The ServiceAccount tokens of a projected volume are requested
+bound to the pod and written there, as the kubelet does. agentapi listens on
+the port of its arguments; with loopback pod IPs the proxy's route to
 ``podIP:3284`` reaches it. The image's programs are this machine's: ``python3``
 is the test's Python (with agentproxy), ``agentapi`` and ``claude`` are found on
 ``PATH`` or in the cache (``bin/just agentapi agents``).
