@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
 import os
-import random
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,10 +15,10 @@ import psutil
 
 from agentproxy.backends.base import AgentState, AgentStatus
 from agentproxy.backends.local.backend import LocalBackend
-from agentproxy.backends.local.ports import port_is_free
 from agentproxy.settings import Settings
 from agentproxy.settings.schema import SupervisionSettings
 from agentproxy.spec import AgentSpec, build_spec
+from testenv.ports import free_block
 
 HERE = Path(__file__).resolve().parent
 PROGRAMS = HERE / "programs.py"
@@ -40,18 +38,9 @@ PROGRAM_MODES: dict[str, list[str]] = {
     "write": ["write", "300000"],
 }
 
-_BLOCK = 64
-_blocks = itertools.count(random.Random(os.getpid()).randrange(0, 400))
-
-
 def port_block() -> tuple[int, int]:
-    """A block of ports: blocks of one run never overlap, and a block something else uses
-    (another test run, say) is passed over."""
-    for _ in range(600):
-        start = 20000 + (next(_blocks) % 600) * _BLOCK
-        if all(port_is_free(port) for port in range(start, start + _BLOCK)):
-            return start, start + _BLOCK - 1
-    raise RuntimeError("no free block of ports")
+    """A block of 64 free ports of this test process's own (:mod:`testenv.ports`)."""
+    return free_block(64)
 
 
 def make_settings(data_dir: Path, launcher: str, ports: tuple[int, int]) -> Settings:
