@@ -27,6 +27,7 @@ import psutil
 import yaml
 
 from testenv.ports import free_block
+from tests.unit.local.support import AGENT_NICE
 
 BLOCK = 20
 """Ports of a server: the first for the server, the others for its agents."""
@@ -56,7 +57,8 @@ class LiveServer:
         self.log_path = directory / "serve.log"
         config: dict[str, Any] = {
             "server": {"host": "127.0.0.1", "port": first},
-            "local_mode": {"data_dir": str(self.data_dir), "ports": {"start": first + 1, "end": last}},
+            "local_mode": {"data_dir": str(self.data_dir), "ports": {"start": first + 1, "end": last},
+                           "agent_nice": AGENT_NICE},
         }
         if agent_commands:
             config["agents"] = {"commands": agent_commands}

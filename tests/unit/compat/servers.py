@@ -32,7 +32,7 @@ import yaml
 from agentproxy.agentapi import locate
 from testenv.agentapi_proxy import ensure as ensure_peer
 from testenv.ports import free_block, free_port
-from tests.unit.local.support import processes_in
+from tests.unit.local.support import AGENT_NICE, processes_in
 
 PEER_SESSION_PORTS = 100
 """Ports the peer may give its sessions (it counts up from its ``start_port``)."""
@@ -95,7 +95,7 @@ def start_agentproxy(directory: Path, programs: Path, agent_ports: tuple[int, in
         "server": {"host": "127.0.0.1", "port": port, "api_keys": api_keys or []},
         "agents": {"commands": {"claude": [str(programs / "claude")]}},
         "local_mode": {"agentapi_binary": str(programs / "agentapi"), "data_dir": str(directory / "data"),
-                       "ports": {"start": agent_ports[0], "end": agent_ports[1]}},
+                       "ports": {"start": agent_ports[0], "end": agent_ports[1]}, "agent_nice": AGENT_NICE},
         "compat": {"agentapi_proxy": {"enabled": True, "agent_type": "claude"}},
     }
     config_file = directory / "config.yaml"

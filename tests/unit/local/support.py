@@ -28,6 +28,14 @@ FAST = SupervisionSettings(start_timeout=15.0, stop_grace=1.5, leftover_grace=0.
               disk_interval=0.3)
 """Supervision timings short enough for tests, long enough for a loaded 2-core machine."""
 
+AGENT_NICE = 0
+"""The tests' agents run at the tests' own CPU priority (``local_mode.agent_nice``), not below it
+as by default: what competes with them here is not their proxy but the other pytest-xdist
+worker and the rest of the machine, against which an agent at nice 10 (its session's
+autogroup too) gets about a tenth of a core. Real Claude Code then took minutes to start
+rather than seconds. The lowering itself is proven where it is asked for
+(test_priority.py, test_restart_adoption.py)."""
+
 PROGRAM_MODES: dict[str, list[str]] = {
     "serve": ["serve"],
     "crash": ["crash", "3"],
@@ -49,6 +57,7 @@ def make_settings(data_dir: Path, launcher: str, ports: tuple[int, int]) -> Sett
     settings.local_mode.ports.start, settings.local_mode.ports.end = ports
     settings.local_mode.data_dir = str(data_dir)
     settings.local_mode.supervision = dataclasses.replace(FAST)
+    settings.local_mode.agent_nice = AGENT_NICE
     for name, args in PROGRAM_MODES.items():
         settings.agents.commands[name] = ["python3", str(PROGRAMS), *args]
     settings.agents.commands["missing"] = ["no-such-program-anywhere", "--flag"]

@@ -27,7 +27,7 @@ import pytest
 from testenv.ports import free_port
 from tests.conversation import agent_said, exchanges, messages, say
 
-from .support import assert_nothing_left, processes_in
+from .support import AGENT_NICE, assert_nothing_left, processes_in
 
 SESSION = "team"
 AGENT = "life"
@@ -44,7 +44,8 @@ class Server:
                     "AGENTAPI_LOCAL_MODE_AGENTAPI_BINARY": launcher,
                     "AGENTAPI_LOCAL_MODE_PORTS_START": str(ports[0]),
                     "AGENTAPI_LOCAL_MODE_PORTS_END": str(ports[1]),
-                    "AGENTAPI_LOCAL_MODE_STATE_SAVE_INTERVAL": "300ms"}
+                    "AGENTAPI_LOCAL_MODE_STATE_SAVE_INTERVAL": "300ms",
+                    "AGENTAPI_LOCAL_MODE_AGENT_NICE": str(AGENT_NICE)}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = data_dir.parent / "serve.log"
 
