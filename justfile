@@ -80,7 +80,7 @@ render *ARGS:
 
 # Everything CI runs: lint, unit tests, then the e2e suite against a local control plane
 # (with AGENTPROXY_REAL_NODE=1, as in CI: plus a real node, its tests and the proof that it leaves nothing behind)
-test: lint agentapi unit ui
+test: lint agentapi unit ui bench-smoke
     #!/usr/bin/env bash
     set -euo pipefail
     real="${AGENTPROXY_REAL_NODE:-}"
@@ -109,15 +109,22 @@ lint:
     mypy
 
 # Unit tests (pure code and local processes) and the contract suite against the memory and local backends; no cluster
-# (the dashboard's browser tests run in a pytest process of their own: `ui`). One process by default:
-# tests pick free ports by looking first, which two pytest-xdist workers can race for;
-# AGENTPROXY_TEST_WORKERS=N runs them in N workers (faster, not yet safe for every test).
-unit *ARGS: agentapi agents agentapi-proxy chp wrk socat browser deploy-tools k8s-yaml
+# (the dashboard's browser tests run in a pytest process of their own: `ui`). The whole tier runs in 2 pytest-xdist
+# workers, named files or tests in one process (AGENTPROXY_TEST_WORKERS=N: N workers, 0 one process): every port a
+# test names comes from its worker's own range (testenv/ports.py); the compatibility tests' servers stay in one
+# worker (xdist_group).
+unit *ARGS: agentapi agents agentapi-proxy deploy-tools k8s-yaml
     #!/usr/bin/env bash
     set -euo pipefail
     paths=(tests/unit tests/contract)
-    for arg in "$@"; do [[ $arg != -* && -e ${arg%%::*} ]] && paths=(); done  # files or tests named: only those
-    python -m pytest "${paths[@]}" -m "not e2e" --ignore=tests/unit/ui -n "${AGENTPROXY_TEST_WORKERS:-0}" --dist loadgroup "$@"
+    workers=2
+    for arg in "$@"; do [[ $arg != -* && -e ${arg%%::*} ]] && paths=() && workers=0; done  # files or tests named: only those
+    python -m pytest "${paths[@]}" -m "not e2e" --ignore=tests/unit/ui -n "${AGENTPROXY_TEST_WORKERS:-$workers}" --dist loadgroup "$@"
+
+# The benchmarks' smoke tests (tests/bench_smoke: each benchmark once, tiny), in one process, after installing what
+# the benchmarks compare against (the unit tier needs none of it); `test` runs them (CI: once, on the oldest Python)
+bench-smoke *ARGS: agentapi agents agentapi-proxy chp wrk socat
+    python -m pytest tests/bench_smoke "$@"
 
 # The dashboard's tests in Chromium, in a pytest process of their own: after the asyncio tests of the
 # unit tier in the same process, their agents' updates stopped reaching the page now and then
