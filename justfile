@@ -112,7 +112,7 @@ lint:
 # (the dashboard's browser tests run in a pytest process of their own: `ui`). One process by default:
 # tests pick free ports by looking first, which two pytest-xdist workers can race for;
 # AGENTPROXY_TEST_WORKERS=N runs them in N workers (faster, not yet safe for every test).
-unit *ARGS: agentapi agents agentapi-proxy chp wrk socat browser deploy-tools k8s-yaml
+unit *ARGS: agentapi agents agentapi-proxy chp wrk socat browser deploy-tools k8s-yaml oidc-provider
     #!/usr/bin/env bash
     set -euo pipefail
     paths=(tests/unit tests/contract)
@@ -175,6 +175,10 @@ deploy-manifests:
 # Build the tiny Go decoder of render's tests (YAML to JSON through sigs.k8s.io/yaml, as Kubernetes reads manifests) into the cache
 k8s-yaml:
     testenv/build.sh k8s-yaml
+
+# Build the sign-in tests' OpenID provider (zitadel/oidc's example provider, testenv/oidc-provider) into the cache
+oidc-provider:
+    testenv/build.sh oidc-provider
 
 # Build kubectl (its kustomize renders deploy/) and helm (the chart) into the cache (a no-op when cached)
 deploy-tools:

@@ -1,5 +1,5 @@
-"""The audit log: one JSON line per create, delete, suspend, resume, share, credential change and
-refused request: who (user and key name), what, which agent, from where, and the result.
+"""The audit log: one JSON line per create, delete, suspend, resume, share, credential change,
+sign-in and refused request: who (user and key name), what, which agent, from where, and the result.
 
 Nothing of a request's body is written, so no credential value and no message content can reach
 it: an agent's id and group come from the answer, a credential's name from the path. Requests the
@@ -32,6 +32,7 @@ def action_of(method: str, route: str) -> str | None:
         ("DELETE", "/credentials/{name}"): "credential.delete",
         ("POST", "/start"): "create",
         ("DELETE", "/sessions/{session_id}"): "delete",
+        ("GET", "/auth/callback"): "sign_in",
     }.get((method, route))
 
 
