@@ -5,11 +5,16 @@ signature, a rotated-out key, none at all): 401 with a JSON body naming the reas
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
+import os
+import stat
+import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import aiohttp
 import jwt
@@ -240,3 +245,47 @@ async def test_the_cli_reads_what_it_needs_from_auth_config_and_nothing_secret(p
     config = await (await proxy.get("/auth/config")).json()
     assert config == {"issuer": provider.issuer, "client_id": CLI_CLIENT_ID, "scopes": ["openid", "profile", "email"]}
     assert provider.secret not in json.dumps(config)
+
+
+async def _cli(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(sys.executable, "-m", "agentproxy", *args, env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+
+async def test_agentproxy_login_signs_in_through_a_loopback_redirect_and_agents_use_the_token(provider, proxy,
+                                                                                             tmp_path):
+    server = str(proxy.make_url("")).rstrip("/")
+    tokens = tmp_path / "config" / "tokens.json"
+    env = {**os.environ, "AGENTPROXY_TOKEN_FILE": str(tokens)}
+    env.pop("AGENTPROXY_API_KEY", None)
+    login = await _cli("login", "--no-browser", "--server", server, "--timeout", "120", env=env)
+    try:
+        assert login.stderr is not None
+        assert (await asyncio.wait_for(login.stderr.readline(), 60)).decode().startswith("Sign in at:")
+        url = (await asyncio.wait_for(login.stderr.readline(), 60)).decode().strip()
+        # The person's part: the provider's login page, as a browser would go through it.
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+            redirect_uri = parse_qs(urlparse(url).query)["redirect_uri"][0]
+            assert redirect_uri.startswith("http://127.0.0.1:")
+            back = await follow_login(browser, url, "bob", USERS["bob"][0], redirect_uri)
+            async with browser.get(back) as answer:
+                assert answer.status == 200 and "signed in" in await answer.text()
+        _, err = await asyncio.wait_for(login.communicate(), 60)
+        assert login.returncode == 0, err.decode()
+    finally:
+        if login.returncode is None:
+            login.kill()
+            await login.wait()
+    assert stat.S_IMODE(tokens.stat().st_mode) == 0o600 and stat.S_IMODE(tokens.parent.stat().st_mode) == 0o700
+    ls = await _cli("agents", "ls", "-o", "json", "--server", server, env=env)
+    out, err = await asyncio.wait_for(ls.communicate(), 120)
+    assert ls.returncode == 0, err.decode()
+    created = await _cli("agents", "create", "s7", "--server", server, "-o", "json", env=env)
+    out, err = await asyncio.wait_for(created.communicate(), 120)
+    assert created.returncode == 0, err.decode()
+    assert json.loads(out)["owner"] == "bob"
+    logout = await _cli("logout", "--server", server, env=env)
+    await asyncio.wait_for(logout.communicate(), 60)
+    ls = await _cli("agents", "ls", "--server", server, env=env)
+    _, err = await asyncio.wait_for(ls.communicate(), 120)
+    assert ls.returncode != 0 and "sign in" in err.decode()
