@@ -121,7 +121,7 @@ unit *ARGS: agentapi agents agentapi-proxy chp wrk socat browser deploy-tools k8
 
 # The dashboard's tests in Chromium, in a pytest process of their own: after the asyncio tests of the
 # unit tier in the same process, their agents' updates stopped reaching the page now and then
-ui *ARGS: agentapi browser
+ui *ARGS: agentapi browser oidc-provider
     python -m pytest tests/unit/ui "$@"
 
 # The e2e suite and the contract suite's k8s leg against whatever $KUBECONFIG points to (a missing cluster fails, it is never skipped)
