@@ -126,7 +126,7 @@ class AgentRoutes:
         """``POST .../resume``: start a suspended agent again with its data (200 also when it
         was not suspended)."""
         state = await self._visible(request)
-        async with self.ctx.quotas.admit(principal_of(request), state.spec, new_agent=False, starts=state.suspended):
+        async with self.ctx.quotas.admit_resume(state):  # its owner's quotas, whoever asks
             return _json(agent_json(await asyncio.shield(self.ctx.backend.resume(state.session, state.id, API))))
 
     async def logs(self, request: web.Request) -> web.Response:

@@ -5,6 +5,7 @@ a log or ``render``."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -130,3 +131,22 @@ async def test_credentials_are_secrets_and_reach_the_agent_by_secret_key_ref(ser
     assert "agent-" in rendered.stdout and "secretKeyRef" in rendered.stdout
     for text in (*answers, rendered.stdout, rendered.stderr, a.output(), b.output()):
         assert GH_VALUE not in text
+
+
+async def test_two_replicas_racing_creates_at_the_limit_let_only_one_through(servers, api, namespace):
+    a, b = [await servers.start(f"server.api_keys={KEYS}", "teams.quotas={default: {agents: 1}}") for _ in range(2)]
+    async with aiohttp.ClientSession() as http:
+        for round_ in range(3):
+            results = await asyncio.gather(*(call(http, served, "POST", "/sessions/s1/agents", {"id": f"r{round_}{n}"})
+                                             for n, served in enumerate((a, b))))
+            statuses = sorted(status for status, _, _ in results)
+            assert statuses == [201, 429], results
+            refused = next(body for status, body, _ in results if status == 429)
+            assert refused["error"]["field"] == "teams.quotas.default.agents", refused
+            made = next(body for status, body, _ in results if status == 201)
+            status, body, _ = await call(http, a, "DELETE", f"/sessions/s1/agents/{made['id']}?purge=true")
+            assert status == 200, body
+
+            async def both_see_none() -> bool:
+                return all((await usage(http, served))["agents"] == 0 for served in (a, b))
+            await wait_for(both_see_none, "both replicas to see the delete", timeout=120)

@@ -81,3 +81,4 @@ async def test_the_owners_credential_wins_then_the_shared_group_then_the_owners_
     assert read == [Holder("user", "alice")]  # the group's Secret is not read when nothing is missing
     assert agent_holders(settings, "alice", None, "plain") == (None, [])
 
+

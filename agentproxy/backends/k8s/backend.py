@@ -56,6 +56,7 @@ from .cache import NamespaceCache, event_agent
 from .client import Client, NamespaceMissing
 from .health import ApiHealth
 from .kinds import CONFIGMAP, EVENT, POD, PVC, SERVICE, STATEFULSET, Kind, kind_of, path_of
+from .ledger import QuotaLedger
 from .plan import Purpose, as_applied, carry_out, plan
 from .reconcile import CLAIM_GRACE, Reconciler
 from .rollback import Rollbacks
@@ -327,6 +328,11 @@ class K8sBackend(Backend):
         if current is not None:
             return current  # an idempotent repeat reports the agent as it is
         return model.applied_state(existing.spec, self.namespace, datetime.now(UTC))
+
+    def quota_ledger(self) -> QuotaLedger:
+        """The creates every replica let through in the last moments (see :mod:`.ledger`)."""
+        assert self.client is not None
+        return QuotaLedger(self.client, self.namespace, self.k8s.field_manager)
 
     def credential_store(self) -> SecretCredentialStore:
         """The credentials of users and groups, in their Secrets (see :mod:`.secrets`)."""
