@@ -148,5 +148,5 @@ async def test_two_replicas_racing_creates_at_the_limit_let_only_one_through(ser
             assert status == 200, body
 
             async def both_see_none() -> bool:
-                return all((await usage(http, served))["agents"] == 0 for served in (a, b))
+                return [(await usage(http, served))["agents"] for served in (a, b)] == [0, 0]
             await wait_for(both_see_none, "both replicas to see the delete", timeout=120)
