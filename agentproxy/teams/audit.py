@@ -33,6 +33,7 @@ def action_of(method: str, route: str) -> str | None:
         ("POST", "/start"): "create",
         ("DELETE", "/sessions/{session_id}"): "delete",
         ("GET", "/auth/callback"): "sign_in",
+        ("PUT", "/sessions/{session}/agents/{agent}/share"): "share",
     }.get((method, route))
 
 
@@ -73,7 +74,10 @@ class AuditLog:
             action = action_of(request.method, route)
             if action is None and response.status not in REFUSED:
                 return response
-            self.write(record_of(request, response, action, request.get(principal_key)))
+            record = record_of(request, response, action, request.get(principal_key))
+            if action == "share" and 200 <= response.status < 300:
+                record["group"] = _json_of(response).get("group")  # None: shared with no group now
+            self.write(record)
             if action == "create" and 200 <= response.status < 300:
                 answer = _json_of(response)
                 if answer.get("group"):

@@ -34,10 +34,8 @@ def team_spec(teams: Teams, settings: Settings, principal: Any, session: str,
     except ProfileRefused as exc:
         raise _api_error(exc.status, str(exc), "profile") from None
     share = fields.get("share")
-    if share is not None and share not in principal.groups and not (principal.admin and share in teams.members):
-        raise _api_error(403, f"share: {share!r} is not one of your groups; an agent can be shared with a "
-                              f"group of its owner ({', '.join(sorted(principal.groups)) or 'you have none'})",
-                         "share")
+    if share is not None:
+        check_share(teams, principal, share, "share")
     env = fields.get("env")
     if profile is not None and profile.env:
         env = {**profile.env, **(env if isinstance(env, Mapping) else {})}
@@ -46,6 +44,15 @@ def team_spec(teams: Teams, settings: Settings, principal: Any, session: str,
     if share is None and profile is None:
         return spec
     return dataclasses.replace(spec, group=share, profile=None if profile is None else profile.name)
+
+
+def check_share(teams: Teams, principal: Any, group: str, field: str) -> None:
+    """403 unless ``principal`` may share an agent of its own with ``group``: one of its groups
+    (an admin: any group of the settings too)."""
+    if group not in principal.groups and not (principal.admin and group in teams.members):
+        raise _api_error(403, f"{field}: {group!r} is not one of your groups; an agent can be shared with a "
+                              f"group of its owner ({', '.join(sorted(principal.groups)) or 'you have none'})",
+                         field)
 
 
 def check_manage(principal: Any, state: AgentState) -> None:

@@ -379,6 +379,16 @@ class K8sBackend(Backend):
     async def _suspend(self, state: AgentState, suspension: Suspension, guard: Any) -> tuple[AgentState, bool]:
         return await self._scale(state, suspension, guard)
 
+    async def _share(self, state: AgentState, spec: AgentSpec) -> AgentState:
+        # Applied again with the new spec: only the spec's annotations change (the pod template
+        # holds nothing of the group), so the agent runs (or sleeps) on as it was.
+        self.reconciler.note_applied(spec.id)
+        live = model.AgentObjects.of(spec.id, self.cached)
+        await carry_out(plan(self.render(spec), live, Purpose.REAPPLY), self.apply)
+        self.reconciler.note_applied(spec.id)
+        current = self.state_of(spec.id)
+        return dataclasses.replace(current or state, spec=spec)
+
     async def _resume(self, state: AgentState) -> tuple[AgentState, bool]:
         # The credentials as they are now: a changed one applies at this start.
         await self._write_credentials(state.spec, self.cached(CONFIGMAP, naming.configmap_name(state.id)))
