@@ -289,3 +289,32 @@ async def test_agentproxy_login_signs_in_through_a_loopback_redirect_and_agents_
     ls = await _cli("agents", "ls", "--server", server, env=env)
     _, err = await asyncio.wait_for(ls.communicate(), 120)
     assert ls.returncode != 0 and "sign in" in err.decode()
+
+
+async def test_tokens_on_raw_sockets_on_both_paths(provider, proxy):
+    """A token is checked on aiohttp's path first; once checked, the fast path relays its
+    requests itself; a forged or expired one is never relayed, whichever path reads it."""
+    from .test_fastpath import Raw, added, counts, get
+
+    alice = (await sign_in(provider, "alice"))["id_token"]
+    assert (await proxy.post("/sessions/s1/agents", json={"id": "r1"}, headers=bearer(alice))).status == 201
+    path = "/sessions/s1/agents/r1/api/status"
+    forged = _forged(alice, preferred_username="dave", groups=["platform"])
+    fresh = (await sign_in(provider, "alice"))["id_token"]  # not yet checked by the proxy
+    before = counts(proxy)
+    raw = await Raw.open(proxy.port)
+    try:
+        raw.send(get(path, f"Authorization: Bearer {forged}"))
+        status, _, body = await raw.answer()
+        assert status == 401 and json.loads(body)["error"]["code"] == "token_signature"
+    finally:
+        await raw.close()
+    assert added(proxy, before)[0] == 0
+    for expect_relayed in (0, 1):  # handed to aiohttp, which checks and remembers it; then relayed
+        raw = await Raw.open(proxy.port)
+        try:
+            raw.send(get(path, f"Authorization: Bearer {fresh}"))
+            assert (await raw.answer())[0] == 200
+        finally:
+            await raw.close()
+        assert added(proxy, before)[0] == expect_relayed
