@@ -75,8 +75,7 @@ class QuotaGate:
     def __init__(self, teams: Teams, backend: Any) -> None:
         self.teams = teams
         self.backend = backend
-        self.enabled = bool(teams.quotas.users or teams.quotas.groups or any(
-            teams.quotas.default.to_dict().values()))
+        self.enabled = teams.quotas.any
         self._lock = asyncio.Lock()
         self._in_flight: dict[str, AgentSpec] = {}
 

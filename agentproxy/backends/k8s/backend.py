@@ -33,6 +33,7 @@ from ... import naming
 from ...render import RenderCache, RenderError
 from ...settings import Settings
 from ...spec import AgentSpec
+from ...teams.config import teams_of
 from ...teams.credentials import agent_holders, resolve_env
 from ..base import (
     AgentState,
@@ -374,6 +375,11 @@ class K8sBackend(Backend):
             await self.delete_object(kind, name)
         if self._credential_variables(state.spec):
             await self.delete_object(SECRET, agent_secret_name(state.id))  # else the garbage collector's
+        try:
+            if teams_of(self.settings).quotas.any:
+                await self.quota_ledger().release(state.id)  # its place in the quotas is free
+        except BackendError as exc:
+            log.warning("agent %s: its quota reservation stays until it expires: %s", state.id, exc)
         return model.deleting_state(state, purge)
 
     async def _suspend(self, state: AgentState, suspension: Suspension, guard: Any) -> tuple[AgentState, bool]:

@@ -6,9 +6,10 @@ A replica's quota check counts the agents its cache shows; an agent another repl
 moment ago may not be there yet. So each create, once its check passed, is written to the
 ledger with the resourceVersion the check read: when two replicas check at the same instant,
 the second write fails (409), and that replica reads the ledger again and checks again with the
-first one's create counted, and refuses when that breaks a quota. Reservations expire after
-:data:`~agentproxy.teams.quotas.RESERVATION_SECONDS` (by then the agent is in every cache, or
-its create failed) and a failed create releases its own at once.
+first one's create counted, and refuses when that breaks a quota. A reservation counts while its
+agent is not among a replica's agents; it goes when its create fails, when its agent is deleted,
+or after :data:`~agentproxy.teams.quotas.RESERVATION_SECONDS` (by then the agent is in every
+cache).
 """
 
 from __future__ import annotations
@@ -40,13 +41,16 @@ class QuotaLedger:
     def _path(self) -> str:
         return CONFIGMAP.item(self.namespace, LEDGER_NAME)
 
-    async def _read(self) -> tuple[list[Reserved], str]:
-        """The live reservations and the resourceVersion they were read at (made when missing)."""
+    async def _read(self, make: bool = True) -> tuple[list[Reserved], str]:
+        """The live reservations and the resourceVersion they were read at (made when missing,
+        unless not ``make``: then none, at no version)."""
         for _ in range(3):
             live = await self.client.get(self._path, resource="configmaps")
             if live is not None:
                 return (parse_reservations((live.get("data") or {}).get(KEY), self.clock()),
                         str(live["metadata"]["resourceVersion"]))
+            if not make:
+                return [], ""
             try:
                 await self.client.request("POST", CONFIGMAP.collection(self.namespace), body={
                     "apiVersion": "v1", "kind": "ConfigMap",
@@ -85,9 +89,10 @@ class QuotaLedger:
         raise Unavailable("the quota ledger kept changing; try again")
 
     async def release(self, agent_id: str) -> None:
-        """Remove the reservation of a create that made nothing."""
+        """Remove the reservation of a create that made nothing, or of an agent deleted (else it
+        would count again, its agent gone from every cache, until it expires)."""
         for _ in range(ATTEMPTS):
-            reservations, version = await self._read()
+            reservations, version = await self._read(make=False)
             kept = [r for r in reservations if r.id != agent_id]
             if len(kept) == len(reservations) or await self._write(kept, version):
                 return
