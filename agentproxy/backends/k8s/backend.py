@@ -56,12 +56,12 @@ from . import model, steps, upkeep
 from .cache import NamespaceCache, event_agent
 from .client import Client, NamespaceMissing
 from .health import ApiHealth
-from .kinds import CONFIGMAP, EVENT, POD, PVC, SERVICE, STATEFULSET, Kind, kind_of, path_of
+from .kinds import CONFIGMAP, EVENT, POD, PVC, SECRET, SERVICE, STATEFULSET, Kind, kind_of, path_of
 from .ledger import QuotaLedger
 from .plan import Purpose, as_applied, carry_out, plan
 from .reconcile import CLAIM_GRACE, Reconciler
 from .rollback import Rollbacks
-from .secrets import SECRET, SecretCredentialStore, agent_secret, agent_secret_name
+from .secrets import SecretCredentialStore, agent_secret, agent_secret_name
 
 log = logging.getLogger(__name__)
 
@@ -390,7 +390,12 @@ class K8sBackend(Backend):
         # holds nothing of the group), so the agent runs (or sleeps) on as it was.
         self.reconciler.note_applied(spec.id)
         live = model.AgentObjects.of(spec.id, self.cached)
-        await carry_out(plan(self.render(spec), live, Purpose.REAPPLY), self.apply)
+        async def apply_taking_over(obj: dict[str, Any], force: bool | None = None) -> dict[str, Any]:
+            # The spec's annotations were set by the claim's create (another operation of this
+            # proxy's field manager): taken over, as this proxy's own.
+            return await self.apply(obj, force=True)
+
+        await carry_out(plan(self.render(spec), live, Purpose.REAPPLY), apply_taking_over)
         self.reconciler.note_applied(spec.id)
         current = self.state_of(spec.id)
         return dataclasses.replace(current or state, spec=spec)

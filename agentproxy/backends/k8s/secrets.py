@@ -23,9 +23,8 @@ from typing import Any
 from ... import naming
 from ...teams.credentials import Holder
 from ..errors import Conflict
-from .kinds import Kind
+from .kinds import SECRET
 
-SECRET = Kind("Secret", "v1", "secrets")
 COMPONENT = "credentials"
 HOLDER_ANNOTATION = "agentproxy.io/credentials-holder"
 UPDATED_PREFIX = "updated.credentials.agentproxy.io/"
