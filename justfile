@@ -113,7 +113,7 @@ lint:
 # workers, named files or tests in one process (AGENTPROXY_TEST_WORKERS=N: N workers, 0 one process): every port a
 # test names comes from its worker's own range (testenv/ports.py); the compatibility tests' servers stay in one
 # worker (xdist_group).
-unit *ARGS: agentapi agents agentapi-proxy deploy-tools k8s-yaml
+unit *ARGS: agentapi agents agentapi-proxy deploy-tools k8s-yaml oidc-provider
     #!/usr/bin/env bash
     set -euo pipefail
     paths=(tests/unit tests/contract)
@@ -128,7 +128,7 @@ bench-smoke *ARGS: agentapi agents agentapi-proxy chp wrk socat
 
 # The dashboard's tests in Chromium, in a pytest process of their own: after the asyncio tests of the
 # unit tier in the same process, their agents' updates stopped reaching the page now and then
-ui *ARGS: agentapi browser
+ui *ARGS: agentapi browser oidc-provider
     python -m pytest tests/unit/ui "$@"
 
 # The e2e suite and the contract suite's k8s leg against whatever $KUBECONFIG points to (a missing cluster fails, it is never skipped)
@@ -182,6 +182,10 @@ deploy-manifests:
 # Build the tiny Go decoder of render's tests (YAML to JSON through sigs.k8s.io/yaml, as Kubernetes reads manifests) into the cache
 k8s-yaml:
     testenv/build.sh k8s-yaml
+
+# Build the sign-in tests' OpenID provider (zitadel/oidc's example provider, testenv/oidc-provider) into the cache
+oidc-provider:
+    testenv/build.sh oidc-provider
 
 # Build kubectl (its kustomize renders deploy/) and helm (the chart) into the cache (a no-op when cached)
 deploy-tools:

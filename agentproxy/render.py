@@ -156,12 +156,15 @@ def render_agent(settings: Settings, spec: AgentSpec, *, replicas: int = 1,
     StatefulSet's; the k8s backend's model decides them (a running agent by default).
     """
     check_no_secrets(spec)
+    credential_variables: list[str] = []
     if spec.profile is not None:  # its image (and resources, already in the spec) are the profile's
         from .teams.config import teams_of
         from .teams.profiles import profile_settings
-        settings = profile_settings(settings, teams_of(settings).profiles.get(spec.profile))
+        profile = teams_of(settings).profiles.get(spec.profile)
+        settings = profile_settings(settings, profile)
+        credential_variables = sorted(profile.credentials) if profile is not None else []
     compiled = _compiled(settings.templates_dir)
-    names = naming.object_names(spec.id)
+    names = {**naming.object_names(spec.id), "credentials": f"{naming.statefulset_name(spec.id)}-credentials"}
     spec_json = spec.to_json()
     spec_hash = fingerprint(spec_json)
     launch = launch_of(settings, spec)
@@ -178,6 +181,7 @@ def render_agent(settings: Settings, spec: AgentSpec, *, replicas: int = 1,
         "home": home_dir(launch.work_dir) if uses_claude(spec.command) else launch.work_dir,
         "secret_env": secret_env(settings, spec),
         "waiting": waiting_volume(settings, spec),
+        "credential_env": credential_variables,
         "spec_hash": spec_hash,
         "spec_json": spec_json,
         "suspension": suspension,

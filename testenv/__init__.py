@@ -22,5 +22,6 @@ Modules:
 
 Beside them: ``build.sh`` (the control plane's binaries), ``package.sh`` (Debian's tools the
 recipes need), ``k8s-yaml/`` (Kubernetes' YAML decoder for render's tests), ``kwok/``,
-``pause/``, ``agentapi-proxy/`` and ``versions.env``.
+``pause/``, ``agentapi-proxy/``, ``oidc-provider/`` (a real OpenID provider for the sign-in
+tests: zitadel/oidc's example provider with users in groups and key rotation) and ``versions.env``.
 """

@@ -12,7 +12,10 @@ from ..idle import IdlePolicy
 from ..settings import Settings
 from ..teams.audit import AuditLog
 from ..teams.config import teams_of
+from ..teams.oidc import oidc_config
 from ..teams.routes import TeamRoutes
+from ..teams.signin import SignInRoutes
+from ..teams.tokens import TokenVerifier
 from . import compat, ui
 from .agents import AgentRoutes
 from .auth import PRINCIPAL, ApiKey, Authenticator
@@ -48,7 +51,9 @@ def create_app(
     connection at once rather than at the next chunk.
     """
     teams = teams_of(settings)
-    auth = Authenticator(api_keys, teams)
+    oidc = oidc_config(settings)
+    tokens = TokenVerifier(oidc) if oidc is not None else None
+    auth = Authenticator(api_keys, teams, tokens)
     policy = IdlePolicy(settings.agents.idle_timeout, settings.agents.max_age)
     profile_policies = {name: IdlePolicy(p.idle_timeout, settings.agents.max_age)
                         for name, p in teams.profiles.items() if p.idle_timeout}
@@ -72,6 +77,14 @@ def create_app(
     add(AgentProxy(ctx).routes())
     add(AgentRoutes(ctx).routes())
     add(TeamRoutes(ctx).routes())
+    if oidc is not None and tokens is not None:
+        signin = SignInRoutes(oidc, tokens, auth)
+        add(signin.routes())
+        auth.open_requests.append(signin.is_open)
+
+        async def close_tokens(app: web.Application) -> None:
+            await tokens.close()
+        app.on_cleanup.append(close_tokens)
     add(events.routes())
     add(progress.routes())
     add(HookRoutes(ctx).routes())

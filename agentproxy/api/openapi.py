@@ -218,6 +218,18 @@ def _agent_ops() -> dict[str, Any]:
                      "responses": {"200": _json(_ref("Agent"), "The agent, on its way to ready."),
                                    **_errors("400", "401", "404", "409", "422", "503")}},
         },
+        "/sessions/{session}/agents/{agent}/share": {
+            "parameters": [SESSION, AGENT],
+            "put": {"operationId": "shareAgent", "summary": "Share an agent with one of its owner's groups, or stop",
+                    "description": "`{\"group\": \"ml\"}`: the members of ml see it, talk to it, suspend and resume "
+                                   "it; `{\"group\": null}`: nobody but its owner and admins. Its owner and admins "
+                                   "only; the agent runs (or sleeps) on as it was.",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["group"], "additionalProperties": False,
+                        "properties": {"group": {"type": ["string", "null"]}}}}}},
+                    "responses": {"200": _json(_ref("Agent"), "The agent, shared as asked."),
+                                  **_errors("400", "401", "403", "404", "409", "413", "415", "422", "503")}},
+        },
         "/sessions/{session}/agents/{agent}/progress": {
             "parameters": [SESSION, AGENT],
             "get": {

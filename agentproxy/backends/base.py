@@ -10,6 +10,7 @@ import abc
 import asyncio
 import builtins
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
@@ -259,6 +260,20 @@ class Backend(abc.ABC):
                 self._resumes.tell(LifecycleEvent("suspended", cause))
             return state
 
+    async def share(self, session: str, agent_id: str, group: str | None) -> AgentState:
+        """Share the agent with ``group`` (None: with no group) while it runs or sleeps as it is:
+        its spec's ``group`` changes, nothing restarts."""
+        await self._prepare(None)
+        await self.get(session, agent_id)
+        async with self.locks.hold(agent_id):
+            state = await self.get(session, agent_id)
+            if state.spec.group == group:
+                return state
+            shared = await self._share(state, dataclasses.replace(state.spec, group=group))
+            log.info("agent %s/%s shared with %s", session, agent_id, group or "no group")
+            self.publish(shared)
+            return shared
+
     async def resume(self, session: str, agent_id: str, cause: str = API) -> AgentState:
         """Start a suspended agent again (with its data and conversation); a no-op for an
         agent that is not suspended."""
@@ -454,6 +469,10 @@ class Backend(abc.ABC):
     async def _resume(self, state: AgentState) -> tuple[AgentState, bool]:
         """Start the suspended agent of ``state`` again (the agent's lock is held); its new state,
         and whether this call resumed it (False when it turned out to be resumed already)."""
+
+    async def _share(self, state: AgentState, spec: AgentSpec) -> AgentState:
+        """Keep ``spec`` (the agent's, with another group) as the agent's (the agent's lock is held)."""
+        raise Rejected(f"this backend ({self.mode} mode) cannot change an agent's sharing", field="group")
 
     @abc.abstractmethod
     async def _logs(self, state: AgentState, tail_lines: int) -> str:

@@ -1,4 +1,4 @@
-"""The client's subcommands, ``agents ...`` and ``chat`` (see :mod:`agentproxy.client`).
+"""The client's subcommands, ``agents ...``, ``chat``, ``login`` and ``logout`` (see :mod:`agentproxy.client`).
 
 They speak the public HTTP API only. Each handler returns its exit status and
 turns every failure into one line on stderr (see :mod:`.errors` for the
@@ -144,6 +144,44 @@ def register(subparsers: Any) -> None:
                       help="with -m: how long to wait for the agent and its reply (default: 300)")
     chat.set_defaults(handler=_handler("chat"))
 
+    server_only = argparse.ArgumentParser(add_help=False)
+    server_only.add_argument("--server", metavar="URL", default=None,
+                             help=f"the agentproxy server (default: ${SERVER_ENV}, else {DEFAULT_SERVER})")
+    login = subparsers.add_parser(
+        "login", parents=[server_only], help="sign in with the server's identity provider (OpenID Connect)",
+        description="Sign in with the identity provider of a server that has sign-in (server.oidc): "
+                    "a browser opens the provider's page, and the token is kept (0600) for the "
+                    "agents and chat commands, which present it when no API key is given.")
+    login.add_argument("--no-browser", action="store_true", help="only print the URL to open")
+    login.add_argument("--timeout", type=_positive, default=300.0, metavar="SECONDS",
+                       help="how long to wait for the sign-in (default: 300)")
+    login.set_defaults(handler=_login)
+    logout = subparsers.add_parser("logout", parents=[server_only], help="forget the token kept for the server")
+    logout.set_defaults(handler=_logout)
+
+
+def _login(args: argparse.Namespace) -> int:
+    from ..client.login import login
+
+    server = args.server or os.environ.get(SERVER_ENV) or DEFAULT_SERVER
+    try:
+        path = asyncio.run(login(server, open_browser=not args.no_browser, timeout=args.timeout))
+    except ClientError as exc:
+        print(f"agentproxy: error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    print(f"signed in; the token is kept in {path}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _logout(args: argparse.Namespace) -> int:
+    from ..client.login import forget
+
+    server = args.server or os.environ.get(SERVER_ENV) or DEFAULT_SERVER
+    print("signed out" if forget(server) else f"no token was kept for {server}", file=sys.stderr)
+    return EXIT_OK
+
 
 def _agent_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("session", metavar="SESSION", help="session id")
@@ -184,8 +222,11 @@ def run(name: str, args: argparse.Namespace) -> int:
     """Run one client command; its exit status. Failures are one line on stderr."""
     if args.api_key:
         _scrub_process_title(args.api_key)
-    key = args.api_key or os.environ.get(KEY_ENV) or None
     server = args.server or os.environ.get(SERVER_ENV) or DEFAULT_SERVER
+    key = args.api_key or os.environ.get(KEY_ENV) or None
+    if key is None:
+        from ..client.login import stored_token  # the token of `agentproxy login`, if any
+        key = stored_token(server)
     streaming = name == "watch" or (name == "ls" and args.watch) or (name == "logs" and args.follow) or (
         name == "chat" and args.message is None)
     try:

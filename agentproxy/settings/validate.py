@@ -126,6 +126,19 @@ _RULES: dict[str, Check] = {
                                       "must be an http:// or https:// URL without spaces, or unset"),
     "k8s_mode.waiting_audience": lambda v: None if v and len(v) <= 253 and not any(c.isspace() for c in v)
     else "must be 1 to 253 characters without spaces",
+    "server.oidc.issuer": _optional(lambda v: bool(_BASE_URL.fullmatch(v)),
+                                    "must be the provider's http:// or https:// issuer URL, or unset (no sign-in)"),
+    "server.oidc.client_secret_env": _optional(lambda v: bool(_ENV_NAME.fullmatch(v)),
+                                               "must name an environment variable: a letter or '_' followed by "
+                                               "letters, digits or '_', or unset (a public client)"),
+    "server.oidc.public_url": _optional(lambda v: bool(_BASE_URL.fullmatch(v)),
+                                        "must be an http:// or https:// URL without spaces, or unset"),
+    "server.oidc.username_claim": _nonempty,
+    "server.oidc.groups_claim": _nonempty,
+    "server.oidc.scopes": lambda v: None if "openid" in v.split() else "must be space-separated scopes with openid",
+    "server.oidc.jwks_cache": _positive_duration,
+    "server.oidc.jwks_min_refresh": lambda v: None if v >= 0 else "must be 0 or a positive duration",
+    "server.oidc.leeway": lambda v: None if v >= 0 else "must be 0 or a positive duration",
     "compat.agentapi_proxy.session": lambda v: None if is_valid_session_id(v) else SESSION_ID_RULE,
     "compat.agentapi_proxy.allowed_origins": _origins,
 }
@@ -180,6 +193,11 @@ def validate(s: Settings, source_of: Callable[[str], Source]) -> None:
         path, limit = f"k8s_mode.resources.{kind}_request", getattr(res, f"{kind}_limit")
         raise SettingsError(path, f"must not exceed k8s_mode.resources.{kind}_limit ({limit})",
                             getattr(res, f"{kind}_request"), source_of(path))
+
+    oidc = s.server.oidc
+    if oidc.issuer is not None and not oidc.client_id:
+        raise SettingsError("server.oidc.client_id", "must name the dashboard's client at the provider when "
+                            "server.oidc.issuer is set", oidc.client_id, source_of("server.oidc.client_id"))
 
     from ..teams.config import TeamsError, parse_teams
     try:

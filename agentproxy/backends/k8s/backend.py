@@ -33,6 +33,8 @@ from ... import naming
 from ...render import RenderCache, RenderError
 from ...settings import Settings
 from ...spec import AgentSpec
+from ...teams.config import teams_of
+from ...teams.credentials import agent_holders, resolve_env
 from ..base import (
     AgentState,
     AgentStatus,
@@ -54,10 +56,12 @@ from . import model, questions, steps, upkeep
 from .cache import NamespaceCache, event_agent
 from .client import Client, NamespaceMissing
 from .health import ApiHealth
-from .kinds import CONFIGMAP, EVENT, POD, PVC, SERVICE, STATEFULSET, Kind, kind_of, path_of
+from .kinds import CONFIGMAP, EVENT, POD, PVC, SECRET, SERVICE, STATEFULSET, Kind, kind_of, path_of
+from .ledger import QuotaLedger
 from .plan import Purpose, as_applied, carry_out, plan
 from .reconcile import CLAIM_GRACE, Reconciler
 from .rollback import Rollbacks
+from .secrets import SecretCredentialStore, agent_secret, agent_secret_name
 
 log = logging.getLogger(__name__)
 
@@ -304,6 +308,8 @@ class K8sBackend(Backend):
             self.rollbacks.later(spec.id, delete_data=not had_data)
             raise
         try:
+            await self._write_credentials(spec, await self.client.get(  # type: ignore[union-attr]  # started
+                CONFIGMAP.item(self.namespace, naming.configmap_name(spec.id)), resource="configmaps"))
             await carry_out(create, self.apply)
             self.reconciler.note_applied(spec.id)
         except BackendError:
@@ -326,6 +332,29 @@ class K8sBackend(Backend):
             return current  # an idempotent repeat reports the agent as it is
         return model.applied_state(existing.spec, self.namespace, datetime.now(UTC))
 
+    def quota_ledger(self) -> QuotaLedger:
+        """The creates every replica let through in the last moments (see :mod:`.ledger`)."""
+        assert self.client is not None
+        return QuotaLedger(self.client, self.namespace, self.k8s.field_manager)
+
+    def credential_store(self) -> SecretCredentialStore:
+        """The credentials of users and groups, in their Secrets (see :mod:`.secrets`)."""
+        assert self.client is not None
+        return SecretCredentialStore(self.client, self.namespace, self.k8s.field_manager)
+
+    def _credential_variables(self, spec: AgentSpec) -> bool:
+        profile, holders = agent_holders(self.settings, spec.owner, spec.group, spec.profile)
+        return profile is not None and bool(holders)
+
+    async def _write_credentials(self, spec: AgentSpec, configmap: Mapping[str, Any] | None) -> None:
+        """Write the agent's Secret of credential variables (when its profile maps any) from its
+        holders' Secrets, owned by its ConfigMap: the container reads it by secretKeyRef."""
+        profile, holders = agent_holders(self.settings, spec.owner, spec.group, spec.profile)
+        if profile is None or not holders:
+            return
+        env = await resolve_env(self.credential_store().values, profile, holders)
+        await self.apply(agent_secret(self.namespace, spec.id, spec.session, env, configmap), force=True)
+
     async def _claim(self, spec: AgentSpec, configmap: Mapping[str, Any]) -> bool:
         """Create the ConfigMap; True when this call created it. An existing one
         with another spec means the id is taken."""
@@ -346,12 +375,36 @@ class K8sBackend(Backend):
         self.reconciler.forget(state.id)
         for kind, name in model.delete_targets(state.id, purge=purge):
             await self.delete_object(kind, name)
+        if self._credential_variables(state.spec):
+            await self.delete_object(SECRET, agent_secret_name(state.id))  # else the garbage collector's
+        try:
+            if teams_of(self.settings).quotas.any:
+                await self.quota_ledger().release(state.id)  # its place in the quotas is free
+        except BackendError as exc:
+            log.warning("agent %s: its quota reservation stays until it expires: %s", state.id, exc)
         return model.deleting_state(state, purge)
 
     async def _suspend(self, state: AgentState, suspension: Suspension, guard: Any) -> tuple[AgentState, bool]:
         return await self._scale(state, suspension, guard)
 
+    async def _share(self, state: AgentState, spec: AgentSpec) -> AgentState:
+        # Applied again with the new spec: only the spec's annotations change (the pod template
+        # holds nothing of the group), so the agent runs (or sleeps) on as it was.
+        self.reconciler.note_applied(spec.id)
+        live = model.AgentObjects.of(spec.id, self.cached)
+        async def apply_taking_over(obj: dict[str, Any], force: bool | None = None) -> dict[str, Any]:
+            # The spec's annotations were set by the claim's create (another operation of this
+            # proxy's field manager): taken over, as this proxy's own.
+            return await self.apply(obj, force=True)
+
+        await carry_out(plan(self.render(spec), live, Purpose.REAPPLY), apply_taking_over)
+        self.reconciler.note_applied(spec.id)
+        current = self.state_of(spec.id)
+        return dataclasses.replace(current or state, spec=spec)
+
     async def _resume(self, state: AgentState) -> tuple[AgentState, bool]:
+        # The credentials as they are now: a changed one applies at this start.
+        await self._write_credentials(state.spec, self.cached(CONFIGMAP, naming.configmap_name(state.id)))
         return await self._scale(state, None, None)
 
     async def _scale(self, state: AgentState, suspension: Suspension | None, guard: Any) -> tuple[AgentState, bool]:

@@ -336,6 +336,12 @@ class LocalBackend(Backend):
         await self._save_quietly()  # done either way; the monitor writes the file once it can
         return supervisor.state(), True
 
+    async def _share(self, state: AgentState, spec: AgentSpec) -> AgentState:
+        supervisor = self._agents[state.id]
+        supervisor.spec = spec  # the owner and session stay: the index of members holds
+        await self._save()
+        return supervisor.state()
+
     async def _resume(self, state: AgentState) -> tuple[AgentState, bool]:
         supervisor = self._agents[state.id]
         # Every check before anything changes, as for a create.
