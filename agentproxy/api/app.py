@@ -13,6 +13,8 @@ from ..settings import Settings
 from ..teams.audit import AuditLog
 from ..teams.config import teams_of
 from ..teams.routes import TeamRoutes
+from ..triggers.config import triggers_of
+from ..triggers.service import install as install_triggers
 from . import compat, ui
 from .agents import AgentRoutes
 from .auth import PRINCIPAL, ApiKey, Authenticator
@@ -75,6 +77,9 @@ def create_app(
     add(progress.routes())
     add(Health(backend).routes())
     add(ui.routes())
+    triggers = triggers_of(settings)
+    if triggers.enabled:
+        install_triggers(app, ctx, triggers, add)
     add([
         web.get("/metrics", ctx.metrics.handle, allow_head=False),
         web.get("/openapi.json", openapi_handler(auth.enabled, compat.openapi_paths(settings), settings=settings,
