@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from agentproxy.api import create_app
 from agentproxy.backends.local.backend import LocalBackend
 from agentproxy.settings import Settings
+from agentproxy.settings.schema import TriggersSettings
 from tests.conversation import agent_said
 
 from ..local.support import assert_nothing_left, make_settings, port_block, shut_down
@@ -43,7 +44,7 @@ async def serve(local_settings: Settings, tmp_path: Path) -> AsyncIterator[App]:
     started: list[tuple[TestClient, LocalBackend]] = []
 
     async def make(hooks: dict[str, Any], api_keys: Any = ()) -> tuple[TestClient, LocalBackend]:
-        local_settings.triggers.hooks = hooks
+        local_settings.triggers = TriggersSettings(hooks=hooks)  # a new section: parsed sections are cached
         backend = LocalBackend(local_settings)
         await backend.start()
         client = TestClient(TestServer(create_app(local_settings, backend, api_keys), host="127.0.0.1"))
