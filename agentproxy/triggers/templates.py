@@ -58,6 +58,10 @@ class BoundedSandbox(SandboxedEnvironment):
 
     intercepted_binops = frozenset({"*", "**"})
 
+    def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
+        """An attribute the sandbox forbids is an error, not an empty value: the prompt is refused."""
+        raise SecurityError(f"access to attribute {attribute!r} of a {type(obj).__name__} is refused")
+
     def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
         """``left * right`` or ``left ** right``, refused when its result would be too large."""
         if operator_name == "*":
