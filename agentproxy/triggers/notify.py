@@ -75,12 +75,15 @@ class Debounce:
         self.window = window
         self._sent: dict[Any, float] = {}
         self._held: dict[Any, int] = {}
+        self.held_total = 0
+        """Messages held back so far (for ``/metrics`` and tests)."""
 
     def admit(self, key: Any, now: float) -> int | None:
         """None to hold this message back; else how many were held back before it."""
         last = self._sent.get(key)
         if last is not None and now - last < self.window:
             self._held[key] = self._held.get(key, 0) + 1
+            self.held_total += 1
             return None
         self._sent[key] = now
         return self._held.pop(key, 0)
