@@ -34,6 +34,9 @@ log = logging.getLogger("agentproxy.triggers")
 TAKEOVER = 60.0
 """Seconds after which an undone claim of another replica is fired again."""
 
+WAKE_MAX = 300.0
+"""The longest sleep of the scheduler between two looks."""
+
 
 class ClaimStore:
     """The last tick and the open claim of each schedule, in a JSON file behind a file lock."""
@@ -139,9 +142,10 @@ class Scheduler:
                 claim["done"] = True
 
     def next_wake(self) -> datetime:
-        """When a tick is next due (of any schedule), at the latest a minute from now."""
+        """When a tick is next due (of any schedule), at the latest ``WAKE_MAX`` from now (a clock
+        that jumped, a host that slept, is noticed then)."""
         now = self.clock()
-        soonest = now + timedelta(seconds=60)
+        soonest = now + timedelta(seconds=WAKE_MAX)
         for schedule in self.schedules.values():
             soonest = min(soonest, next_tick(schedule.cron, schedule.timezone, now).astimezone(UTC))
         return soonest

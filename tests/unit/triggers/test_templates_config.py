@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from agentproxy.settings.errors import SettingsError
-from agentproxy.triggers.config import TriggersError, parse_triggers, secret_of, SecretRef, SecretMissing
-from agentproxy.triggers.templates import Condition, OutputTooLarge, Prompt, TemplateRefused
 from agentproxy.settings.load import load_settings
+from agentproxy.triggers.config import SecretMissing, SecretRef, TriggersError, parse_triggers, secret_of
+from agentproxy.triggers.templates import Condition, OutputTooLarge, Prompt, TemplateRefused
 
 from .support import hook
 
