@@ -68,3 +68,40 @@ class TriggerRoutes:
         """``GET /triggers/dead-letters``: notifications that never arrived, the newest first."""
         self._admin(request)
         return web.json_response({"dead_letters": list(reversed(self.service.notifier.dead))})
+
+
+def openapi_paths() -> dict[str, Any]:
+    """The OpenAPI paths of the triggers' routes (served when a trigger is configured)."""
+    from ..api.openapi import OPEN, _errors, _json, _path_param, _query
+
+    listing = {"type": "object"}
+    hook_id = _path_param("hook", {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]{0,22}[a-z0-9])?$"},
+                          "The hook's id (triggers.hooks).")
+    return {
+        "/hooks/{hook}": {"post": {
+            "operationId": "deliverHook", "summary": "An inbound webhook delivery", **OPEN,
+            "description": "Signed with the hook's secret (X-Hub-Signature-256, or the hook's header), not an "
+                           "API key. 202: an agent was created (or the prompt sent to the one of the same "
+                           "issue); 200: a duplicate delivery, or an event the hook does not match, with the "
+                           "reason.",
+            "parameters": [hook_id],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+            "responses": {"202": _json({"type": "object"}, "The agent, with hook, reused and result."),
+                          "200": _json({"type": "object"}, "Duplicate, or not matched (with the reason)."),
+                          **_errors("400", "401", "404", "413", "422", "429", "503")}}},
+        "/hooks": {"get": {"operationId": "listHooks", "summary": "The hooks (admins)",
+                           "responses": {"200": _json(listing, "Every hook; where its secret is, never the secret."),
+                                         **_errors("401", "403")}}},
+        "/schedules": {"get": {"operationId": "listSchedules", "summary": "The schedules (admins)",
+                               "responses": {"200": _json(listing, "Every schedule, its last and next tick."),
+                                             **_errors("401", "403")}}},
+        "/triggers/deliveries": {"get": {
+            "operationId": "listDeliveries", "summary": "Recent deliveries in and out (admins)",
+            "parameters": [_query("kind", {"type": "string", "enum": ["hook", "schedule", "notification"]},
+                                  "Only deliveries of this kind."),
+                           _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "At most this many.")],
+            "responses": {"200": _json(listing, "The newest first."), **_errors("400", "401", "403")}}},
+        "/triggers/dead-letters": {"get": {
+            "operationId": "listDeadLetters", "summary": "Notifications that never arrived (admins)",
+            "responses": {"200": _json(listing, "The newest first."), **_errors("401", "403")}}},
+    }

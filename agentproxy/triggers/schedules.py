@@ -57,12 +57,12 @@ def previous_tick(expression: str, zone: str, now: datetime) -> datetime:
     if croniter.match(expression, local.replace(second=0, microsecond=0)) and local.second == 0 \
             and local.microsecond == 0:
         return local
-    return croniter(expression, local).get_prev(datetime)  # type: ignore[no-any-return]
+    return croniter(expression, local).get_prev(datetime)
 
 
 def next_tick(expression: str, zone: str, after: datetime) -> datetime:
     """The first tick strictly after ``after``."""
-    return croniter(expression, after.astimezone(zone_of(zone))).get_next(datetime)  # type: ignore[no-any-return]
+    return croniter(expression, after.astimezone(zone_of(zone))).get_next(datetime)
 
 
 @dataclass(frozen=True)

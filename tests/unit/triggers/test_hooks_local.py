@@ -80,7 +80,7 @@ async def test_issue_opened_with_label_starts_an_agent_whose_first_message_is_th
     ready = await backend.wait_ready("hook-gh", agent["id"], HANG_GUARD)
     async with aiohttp.ClientSession() as http:
         # The echo may be wrapped at the terminal's width: its start is enough.
-        conversation = await agent_said(http, ready.upstream, "echo: Fix Codertocat/Hello-World#1", HANG_GUARD)
+        conversation = await agent_said(http, str(ready.upstream), "echo: Fix Codertocat/Hello-World#1", HANG_GUARD)
     users = [m["content"].strip() for m in conversation if m["role"] == "user"]
     assert users[0] == prompt
     # The agent's own API through the proxy shows the same first message.
@@ -167,7 +167,7 @@ async def test_a_pull_request_matches_by_expression_and_renders_its_own_fields(s
     agent = await reply.json()
     ready = await backend.wait_ready("hook-pr", agent["id"], HANG_GUARD)
     async with aiohttp.ClientSession() as http:
-        await agent_said(http, ready.upstream, "echo: Review PR 2 (changes) labels=bug", HANG_GUARD)
+        await agent_said(http, str(ready.upstream), "echo: Review PR 2 (changes) labels=bug", HANG_GUARD)
 
 
 async def test_reuse_per_issue_sends_later_events_to_the_same_agent(serve: App) -> None:
@@ -178,15 +178,15 @@ async def test_reuse_per_issue_sends_later_events_to_the_same_agent(serve: App) 
     first = await (await client.post("/hooks/gh", data=opened, headers=github_headers("issues", opened))).json()
     ready = await backend.wait_ready("hook-gh", first["id"], HANG_GUARD)
     async with aiohttp.ClientSession() as http:
-        await agent_said(http, ready.upstream, "echo: issues opened on #1", HANG_GUARD)
+        await agent_said(http, str(ready.upstream), "echo: issues opened on #1", HANG_GUARD)
         from tests.conversation import wait_stable
-        await wait_stable(http, ready.upstream, HANG_GUARD)
+        await wait_stable(http, str(ready.upstream), HANG_GUARD)
         comment = payload("issue_comment.created")
         reply = await client.post("/hooks/gh", data=comment, headers=github_headers("issue_comment", comment))
         assert reply.status == 202, await reply.text()
         second = await reply.json()
         assert second["id"] == first["id"] and second["reused"] is True
-        await agent_said(http, ready.upstream, "echo: issue_comment created on #1: You are totally right!",
+        await agent_said(http, str(ready.upstream), "echo: issue_comment created on #1: You are totally right!",
                          HANG_GUARD)
     assert len(await backend.list()) == 1
 

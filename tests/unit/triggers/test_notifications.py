@@ -111,7 +111,7 @@ async def test_a_flapping_agent_sends_one_message(settings, tmp_path, receiver) 
         for _ in range(10):
             backend.set_state("s1", "a1", status=AgentStatus.FAILED, reason="CrashLoopBackOff")
             backend.set_state("s1", "a1", status=AgentStatus.READY, reason=None)
-        service = client.server.app[TRIGGERS]
+        service = client.app[TRIGGERS]
         await wait_until(lambda: service.notifier.debounce.held_total == 9, HANG_GUARD, "every flap seen")
         await service.notifier.idle()
         assert len(target.accepted) == 1
@@ -150,7 +150,7 @@ async def test_what_never_arrives_is_a_dead_letter(settings, tmp_path, receiver)
     try:
         assert (await client.post("/sessions/s1/agents", json={"id": "a1"})).status == 201
         backend.set_state("s1", "a1", status=AgentStatus.FAILED, reason="CrashLoopBackOff")
-        notifier = client.server.app[TRIGGERS].notifier
+        notifier = client.app[TRIGGERS].notifier
         await wait_until(lambda: len(notifier.dead) == 1, HANG_GUARD, "the dead letter")
         letters = (await (await client.get("/triggers/dead-letters")).json())["dead_letters"]
         assert len(target.tries) == 3 and len(letters) == 1

@@ -144,7 +144,7 @@ async def test_overlap_policy_with_a_previous_run_still_working(settings, tmp_pa
 
 
 async def _overlap(client: TestClient, backend: MemoryBackend, overlap: str) -> None:
-    service = client.server.app[TRIGGERS]
+    service = client.app[TRIGGERS]
     schedule = service.triggers.schedules["nightly"]
     monday, tuesday = datetime(2026, 5, 4, 3, 0, tzinfo=UTC), datetime(2026, 5, 5, 3, 0, tzinfo=UTC)
     assert await service.fire(schedule, monday) == "created nightly-202605040300"
