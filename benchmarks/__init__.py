@@ -12,6 +12,8 @@ Modules:
   :mod:`.restart`: a ``kill -9`` of the proxy and how soon it serves its agents again;
   :mod:`.suspend`: suspend and resume; :mod:`.first_answer`: create-to-first-answer of Claude
   Code against echo.
+- :mod:`.triggers`: inbound webhooks against a real proxy: webhook-to-agent-ready against a plain
+  create, and a bounded load of signed deliveries (none lost, none doubled, 429s counted).
 - :mod:`.proxy`: the proxy against direct agentapi and two other proxies, over the paths of
   :mod:`.paths`, with the stream readers of :mod:`.streams` (run by path, as processes of their
   own), the kernel timestamps of :mod:`.capture` and the byte-relay floor of :mod:`.relay`.
