@@ -4,6 +4,8 @@
   agent it makes is polled (``GET .../agents/ID``, every 20 ms) until it is ready; against the
   same through a plain create (``POST /sessions/S/agents`` with the same first message),
   interleaved, so the ratio shows what the hook adds. Each agent is deleted before the next.
+- **notification delivery**: a subscription to ``deleted`` news posts to a receiver in this
+  process (127.0.0.1); from the answer of each agent's delete to the message's arrival.
 - **load**: ``--rate`` deliveries per second for ``--seconds`` (bounded: rate x seconds
   requests at most, each within 60 s) to a hook with ``max_running: 4``; one in ten repeats an
   earlier delivery id. Every request must be answered; no delivery id may make two agents; the
@@ -35,6 +37,7 @@ from typing import Any
 
 import aiohttp
 import yaml
+from aiohttp import web
 
 SECRET = "bench-secret"
 TIMEOUT = 300.0
@@ -65,10 +68,22 @@ def _headers(body: bytes, delivery: str) -> dict[str, str]:
             "Content-Type": "application/json"}
 
 
-class Proxy:
-    """``agentproxy serve`` in a subprocess with two hooks."""
+class Receiver:
+    """Notifications in: the time each one arrived, by agent id."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self) -> None:
+        self.arrived: dict[str, float] = {}
+
+    async def handle(self, request: web.Request) -> web.Response:
+        message = await request.json()
+        self.arrived[message["agent"]["id"]] = time.monotonic()
+        return web.Response(text="ok")
+
+
+class Proxy:
+    """``agentproxy serve`` in a subprocess with two hooks and a subscription to ``deleted`` news."""
+
+    def __init__(self, directory: Path, notify_url: str) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         first = random.randrange(31000, 39000, 100)
@@ -79,7 +94,11 @@ class Proxy:
                   "triggers": {"hooks": {
                       "ready": {"secret_env": "BENCH_HOOK_SECRET", "agent": "echo", "match": match, "prompt": prompt},
                       "load": {"secret_env": "BENCH_HOOK_SECRET", "agent": "echo", "match": match, "prompt": prompt,
-                               "max_running": 4}}}}
+                               "max_running": 4}},
+                               "notifications": [{"name": "bench", "url": notify_url, "format": "signed",
+                                                  "secret_env": "BENCH_HOOK_SECRET", "events": ["deleted"],
+                                                  "hook": "ready"}],
+                               "delivery": {"debounce": "0s"}}}
         path = directory / "agentproxy.yaml"
         path.write_text(yaml.safe_dump(config))
         env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTAPI_")}
@@ -133,8 +152,10 @@ async def _until_ready(http: aiohttp.ClientSession, url: str) -> None:
         await asyncio.sleep(0.02)
 
 
-async def ready_latency(proxy: Proxy, http: aiohttp.ClientSession, count: int) -> dict[str, Any]:
-    """Webhook-to-ready and create-to-ready, interleaved."""
+async def ready_latency(proxy: Proxy, http: aiohttp.ClientSession, count: int,
+                        receiver: Receiver) -> dict[str, Any]:
+    """Webhook-to-ready and create-to-ready, interleaved; delete-to-notification of the hook's agents."""
+    notified: list[float] = []
     hook: list[float] = []
     plain: list[float] = []
     for i in range(count):
@@ -147,7 +168,11 @@ async def ready_latency(proxy: Proxy, http: aiohttp.ClientSession, count: int) -
         await _until_ready(http, path)
         hook.append(time.monotonic() - began)
         async with http.delete(f"{path}?purge=true"):
-            pass
+            deleted = time.monotonic()
+        deadline = deleted + 60
+        while agent["id"] not in receiver.arrived and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        notified.append(receiver.arrived.get(agent["id"], float("inf")) - deleted)
         began = time.monotonic()
         message = f"Fix bench/repo#{1000 + i}: Bench issue {1000 + i}"
         async with http.post(f"{proxy.url}/sessions/plain/agents", json={"id": f"plain-{i}", "message": message,
@@ -159,6 +184,7 @@ async def ready_latency(proxy: Proxy, http: aiohttp.ClientSession, count: int) -
         async with http.delete(f"{path}?purge=true"):
             pass
     return {"hook_p50": statistics.median(hook), "plain_p50": statistics.median(plain),
+            "notify_p50": statistics.median(notified), "notify_p95": _pct(notified, 0.95),
             "hook_p95": _pct(hook, 0.95), "plain_p95": _pct(plain, 0.95)}
 
 
@@ -211,15 +237,24 @@ async def main_async(args: argparse.Namespace) -> int:
     with open("/proc/loadavg") as f:
         before = f.read().split()[:3]
     with tempfile.TemporaryDirectory(prefix="bench-triggers-") as tmp:
-        proxy = Proxy(Path(tmp))
+        receiver = Receiver()
+        app = web.Application()
+        app.router.add_post("/notify", receiver.handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        port = _free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        proxy = Proxy(Path(tmp), f"http://127.0.0.1:{port}/notify")
         try:
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as http:
                 await proxy.ready(http)
-                latency = await ready_latency(proxy, http, args.agents)
+                latency = await ready_latency(proxy, http, args.agents, receiver)
                 print(f"local: {args.agents} agents; webhook-to-ready p50 {latency['hook_p50'] * 1000:.0f} ms "
                       f"(p95 {latency['hook_p95'] * 1000:.0f} ms), plain create-to-ready p50 "
                       f"{latency['plain_p50'] * 1000:.0f} ms (p95 {latency['plain_p95'] * 1000:.0f} ms); ratio "
                       f"{latency['hook_p50'] / latency['plain_p50']:.2f}")
+                print(f"notifications: delete-to-delivered p50 {latency['notify_p50'] * 1000:.0f} ms, "
+                      f"p95 {latency['notify_p95'] * 1000:.0f} ms")
                 result = await load(proxy, http, args.rate, args.seconds)
                 print(f"load: {result['sent']} deliveries at {result['send_rate']:.0f}/s sent, "
                       f"{result['answered']} answered, {len(result['errors'])} errors; statuses {result['statuses']}; "
@@ -228,6 +263,7 @@ async def main_async(args: argparse.Namespace) -> int:
                 await proxy.delete_all(http)
         finally:
             proxy.stop()
+            await runner.cleanup()
     with open("/proc/loadavg") as f:
         print(f"load average before {' '.join(before)}, after {' '.join(f.read().split()[:3])}")
     ok = (not result["errors"] and result["answered"] == result["sent"] and not result["doubled"]
