@@ -442,7 +442,8 @@ class TriggersSettings:
 
     delivery: Any = None
     """How notifications are sent: ``attempts`` (4), ``backoff`` (``1s``, doubled each time),
-    ``timeout`` (``10s``), ``debounce`` (``30s``: at most one message per agent and subscription)."""
+    ``timeout`` (``10s``), ``debounce`` (``30s``: at most one message per agent, subscription and
+    kind; ``deleted`` always goes)."""
 
     prompt_max: int = 16384
     """The longest rendered prompt of a hook or schedule, in characters."""

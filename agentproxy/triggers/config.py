@@ -156,7 +156,7 @@ class Delivery:
     """Seconds before the second attempt; doubled for each further one."""
     timeout: float = 10.0
     debounce: float = 30.0
-    """At most one message per agent, subscription and kind in this many seconds."""
+    """At most one message per agent, subscription and kind in this many seconds (``deleted`` always goes)."""
 
 
 @dataclass(frozen=True)

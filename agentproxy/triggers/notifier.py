@@ -115,7 +115,9 @@ class Notifier:
         for sub in self.subscriptions:
             if kind not in sub.events or not subscribed(sub, state):
                 continue
-            held = self.debounce.admit((sub.name, state.session, state.id), now)
+            # Per kind: a flap repeats one kind; another kind is other news. The end of an agent is
+            # told whatever came just before.
+            held = 0 if kind == "deleted" else self.debounce.admit((sub.name, state.session, state.id, kind), now)
             if held is None:
                 continue
             body = json.dumps(message(sub, kind, agent_json(state), held, now), separators=(",", ":")).encode()

@@ -11,7 +11,8 @@ Four kinds of news:
 
 A subscription takes the kinds it names, of the agents of its ``owner``, ``hook`` or
 ``schedule`` (each one given narrows it). :class:`Debounce` lets at most one message per
-subscription and agent through in each window; what it held back is counted in the next one.
+subscription, agent and kind through in each window (``deleted`` always passes: it is the last);
+what it held back is counted in the next one.
 """
 
 from __future__ import annotations

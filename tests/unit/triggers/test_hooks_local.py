@@ -43,8 +43,8 @@ async def serve(local_settings: Settings, tmp_path: Path) -> AsyncIterator[App]:
     """Start the API over a local backend with the given hooks; everything is stopped after."""
     started: list[tuple[TestClient, LocalBackend]] = []
 
-    async def make(hooks: dict[str, Any], api_keys: Any = ()) -> tuple[TestClient, LocalBackend]:
-        local_settings.triggers = TriggersSettings(hooks=hooks)  # a new section: parsed sections are cached
+    async def make(hooks: dict[str, Any], api_keys: Any = (), **more: Any) -> tuple[TestClient, LocalBackend]:
+        local_settings.triggers = TriggersSettings(hooks=hooks, **more)  # a new section: parsed sections are cached
         backend = LocalBackend(local_settings)
         await backend.start()
         client = TestClient(TestServer(create_app(local_settings, backend, api_keys), host="127.0.0.1"))
@@ -219,3 +219,40 @@ async def test_hooks_need_no_api_key_but_their_listing_does(serve: App) -> None:
     text = await listed.text()
     assert listed.status == 200 and "env:TEST_HOOK_SECRET" in text and SECRET not in text
     assert (await client.post("/hooks/nope", data=body, headers=github_headers("issues", body))).status == 404
+
+
+async def test_a_hook_agent_that_finished_its_turn_is_news(serve: App) -> None:
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer as Plain
+
+    from ..local.support import wait_until
+
+    got: list[dict[str, Any]] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        got.append(await request.json())
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/n", receive)
+    receiver = Plain(app, host="127.0.0.1")
+    await receiver.start_server()
+    try:
+        url = f"http://127.0.0.1:{receiver.port}/n"
+        client, backend = await serve({"gh": hook()}, notifications=[
+            {"url": url, "format": "slack", "hook": "gh", "events": ["ready", "deleted"]}])
+        body = payload("issues.opened")
+        agent = await (await client.post("/hooks/gh", data=body, headers=github_headers("issues", body))).json()
+        ready = await backend.wait_ready("hook-gh", agent["id"], HANG_GUARD)
+        async with aiohttp.ClientSession() as http:
+            await agent_said(http, str(ready.upstream), "echo: Fix Codertocat/Hello-World#1", HANG_GUARD)
+        await wait_until(lambda: len(got) >= 1, HANG_GUARD, "the ready notification")
+        assert got[0]["text"] == f"Agent hook-gh/{agent['id']} finished its turn and is ready"
+        # An agent no subscription is about is no news.
+        assert (await client.post("/sessions/other/agents", json={"id": "o1", "agent": "echo"})).status == 201
+        await backend.delete("other", "o1")
+        await backend.delete("hook-gh", agent["id"])
+        await wait_until(lambda: any("was deleted" in m["text"] for m in got), HANG_GUARD, "the deleted notification")
+        assert all(agent["id"] in m["text"] for m in got)
+    finally:
+        await receiver.close()
