@@ -20,7 +20,7 @@ import operator
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from jinja2 import nodes
+from jinja2 import ChainableUndefined, nodes
 from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.sandbox import (
     UNSAFE_ASYNC_GENERATOR_ATTRIBUTES,
@@ -75,8 +75,10 @@ class BoundedSandbox(SandboxedEnvironment):
         return operator.pow(left, right)
 
 
-ENV = BoundedSandbox(autoescape=False, keep_trailing_newline=True)
-"""The one environment of every hook's and schedule's templates (no loader: strings only)."""
+ENV = BoundedSandbox(autoescape=False, keep_trailing_newline=True, undefined=ChainableUndefined)
+"""The one environment of every hook's and schedule's templates (no loader: strings only). A field
+the payload lacks, at any depth (``{{ comment.user.login }}`` of an event without a comment), is
+empty rather than an error: payloads of one hook differ by event."""
 
 
 def internals_named(source: str, expression: bool = False) -> str | None:

@@ -58,6 +58,8 @@ def test_output_is_bounded() -> None:
     with pytest.raises(TemplateRefused):
         Prompt("{{ 10 ** 100000 }}").render({})
     assert Prompt("{{ title }} #{{ n }}").render({"title": "Bug", "n": 3}) == "Bug #3"
+    # Fields an event lacks, at any depth, are empty (one hook gets events of several shapes).
+    assert Prompt("[{{ comment.user.login }}]{% if comment %}x{% endif %}").render({"issue": {}}) == "[]"
 
 
 def test_conditions() -> None:
