@@ -11,7 +11,12 @@
   earlier delivery id. Every request must be answered; no delivery id may make two agents; the
   agents made must be exactly the 202s; 429s (beyond max_running) are counted.
 
-Usage: ``python -m benchmarks.triggers [--agents 10] [--rate 100] [--seconds 30]``
+- **schedule firing skew** (with ``--schedule-minutes N``): two schedulers (replicas) in this
+  process share one claim store and run three ``* * * * *`` schedules (UTC, Europe/Berlin,
+  America/New_York) for N minutes of real time; each tick must fire once, and its skew is the
+  time from the tick to the fire.
+
+Usage: ``python -m benchmarks.triggers [--agents 10] [--rate 100] [--seconds 30] [--schedule-minutes 0]``
 """
 
 from __future__ import annotations
@@ -233,6 +238,37 @@ async def load(proxy: Proxy, http: aiohttp.ClientSession, rate: int, seconds: fl
             "p99": _pct([t for _, _, t in answers], 0.99)}
 
 
+async def schedule_skew(minutes: int, directory: Path) -> dict[str, Any]:
+    """Two replicas' schedulers over ``minutes`` of real time; the skew of each fire."""
+    from datetime import UTC, datetime
+
+    from agentproxy.triggers.config import parse_triggers
+    from agentproxy.triggers.scheduler import ClaimStore, Scheduler
+
+    class Section:
+        schedules = {name: {"cron": "* * * * *", "timezone": zone, "prompt": "p"}
+                     for name, zone in (("utc", "UTC"), ("berlin", "Europe/Berlin"), ("ny", "America/New_York"))}
+
+    schedules = dict(parse_triggers(Section()).schedules)
+    skews: list[float] = []
+    fired: Counter[tuple[str, datetime]] = Counter()
+
+    async def fire(schedule: Any, tick: datetime) -> str:
+        skews.append((datetime.now(UTC) - tick).total_seconds())
+        fired[(schedule.id, tick)] += 1
+        return "fired"
+
+    store = ClaimStore(directory / "claims")
+    loops = [asyncio.create_task(Scheduler(schedules, store, fire, name).run_forever()) for name in ("r1", "r2")]
+    await asyncio.sleep(minutes * 60 + 1)
+    for loop in loops:
+        loop.cancel()
+    await asyncio.gather(*loops, return_exceptions=True)
+    return {"fires": len(skews), "ticks": len(fired), "twice": sum(1 for n in fired.values() if n > 1),
+            "p50": statistics.median(skews) if skews else float("nan"),
+            "p99": _pct(skews, 0.99) if skews else float("nan")}
+
+
 async def main_async(args: argparse.Namespace) -> int:
     with open("/proc/loadavg") as f:
         before = f.read().split()[:3]
@@ -261,6 +297,11 @@ async def main_async(args: argparse.Namespace) -> int:
                       f"agents made {result['agents']} (202s: {result['made']}); doubled {len(result['doubled'])}; "
                       f"answer p50 {result['p50'] * 1000:.1f} ms, p99 {result['p99'] * 1000:.1f} ms")
                 await proxy.delete_all(http)
+            if args.schedule_minutes:
+                skew = await schedule_skew(args.schedule_minutes, Path(tmp))
+                print(f"schedules: {skew['ticks']} ticks fired {skew['fires']} times ({skew['twice']} twice); skew p50 "
+                      f"{skew['p50'] * 1000:.0f} ms, p99 {skew['p99'] * 1000:.0f} ms")
+                result["doubled"] += ["schedule"] * skew["twice"]
         finally:
             proxy.stop()
             await runner.cleanup()
@@ -278,9 +319,12 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=10, help="agents of the ready-latency phase")
     parser.add_argument("--rate", type=int, default=100, help="deliveries per second of the load phase")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of the load phase")
+    parser.add_argument("--schedule-minutes", type=int, default=0, help="minutes of the schedule phase (0: none)")
     args = parser.parse_args()
-    if not (1 <= args.rate <= 1000 and 0 < args.seconds <= 120 and 1 <= args.agents <= 100):
-        parser.error("--rate 1-1000, --seconds up to 120, --agents 1-100: the loops are bounded")
+    if not (1 <= args.rate <= 1000 and 0 < args.seconds <= 120 and 1 <= args.agents <= 100
+            and 0 <= args.schedule_minutes <= 30):
+        parser.error("--rate 1-1000, --seconds up to 120, --agents 1-100, --schedule-minutes up to 30: the loops "
+                     "are bounded")
     sys.exit(asyncio.run(main_async(args)))
 
 
