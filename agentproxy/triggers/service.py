@@ -27,7 +27,7 @@ from .config import Schedule, Triggers
 from .dedupe import DeliveryLog
 from .hooks import TAG, HookRoutes, principal_for
 from .notifier import Notifier
-from .records import Recent
+from .records import Recent, RecentCollector
 from .routes import TriggerRoutes
 from .scheduler import ClaimStore, Scheduler
 
@@ -135,4 +135,5 @@ def install(app: web.Application, ctx: ApiContext, triggers: Triggers, add: Any)
     add(service.hooks.routes())
     add(TriggerRoutes(service).routes())
     app.cleanup_ctx.append(service.context)
+    ctx.metrics.registry.register(RecentCollector(service.recent))
     return service

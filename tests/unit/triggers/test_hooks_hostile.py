@@ -94,3 +94,31 @@ async def test_hostile_requests(api, caplog: pytest.LogCaptureFixture) -> None:
     got, _, answer = await exchange(client, post(body, signature(body), b"X-GitHub-Delivery: d-1", length=len(body)))
     assert got == 202, answer
     assert len(backend.agents) == 1
+
+
+async def test_the_owner_quota_applies_to_a_hook_agents(settings: Settings, tmp_path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentproxy.settings.schema import TeamsSettings
+
+    from .support import github_headers, payload
+
+    monkeypatch.setenv("TEST_HOOK_SECRET", SECRET)
+    settings.local_mode.data_dir = str(tmp_path / "data")
+    settings.teams = TeamsSettings(quotas={"users": {"alice": {"agents": 1}}})
+    settings.triggers = TriggersSettings(hooks={"gh": hook()})
+    backend = MemoryBackend(upstream="http://127.0.0.1:9")
+    client = TestClient(TestServer(create_app(settings, backend), host="127.0.0.1"))
+    await client.start_server()
+    try:
+        body = payload("issues.opened")
+        first = await client.post("/hooks/gh", data=body, headers=github_headers("issues", body))
+        assert first.status == 202 and (await first.json())["owner"] == "alice"
+        refused = await client.post("/hooks/gh", data=body, headers=github_headers("issues", body))
+        assert refused.status == 429
+        assert (await refused.json())["error"]["field"] == "teams.quotas.users.alice.agents"
+        assert len(backend.agents) == 1
+        metrics = await (await client.get("/metrics")).text()
+        assert 'agentproxy_trigger_deliveries_total{kind="hook",name="gh",outcome="202"} 1.0' in metrics
+        assert 'agentproxy_trigger_deliveries_total{kind="hook",name="gh",outcome="429"} 1.0' in metrics
+    finally:
+        await client.close()

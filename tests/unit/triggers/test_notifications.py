@@ -155,5 +155,7 @@ async def test_what_never_arrives_is_a_dead_letter(settings, tmp_path, receiver)
         letters = (await (await client.get("/triggers/dead-letters")).json())["dead_letters"]
         assert len(target.tries) == 3 and len(letters) == 1
         assert letters[0]["name"] == "ops" and letters[0]["error"] == "answered 500" and letters[0]["attempts"] == 3
+        metrics = await (await client.get("/metrics")).text()
+        assert 'agentproxy_trigger_deliveries_total{kind="notification",name="ops",outcome="dead"} 1.0' in metrics
     finally:
         await client.close()
