@@ -5,8 +5,9 @@ The order of the checks is the contract: an unknown hook is 404; a body past ``s
 refusal); then a delivery seen before is 200 ``{"duplicate": true}``; an event the hook does not
 match 200 ``{"matched": false, "reason"}``; more running agents of the hook than its
 ``max_running`` 429; else the agent is created with the rendered prompt as its first message and
-the answer is 202 with the agent (``reused: true`` when the prompt went to the agent an earlier
-event of the same issue or pull request started).
+the answer is 202 with the agent (``reused: true`` when the prompt is queued for the agent an
+earlier event of the same issue or pull request started: it is sent, in order, once that agent is
+resumed if need be and idle).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ..api.context import ApiContext
 from ..api.errors import ApiError
 from ..api.model import agent_json
 from ..backends.base import AgentState, AgentStatus, NotFound
+from ..backends.suspension import API
 from ..launch import AGENTAPI_HOST
 from ..teams.http import team_spec
 from .config import Hook, SecretMissing, secret_of
@@ -44,6 +46,10 @@ TAG = "agentproxy.trigger"
 EVENT_HEADERS = {"github": "X-GitHub-Event", "hmac-sha256": "X-Event-Type"}
 
 RUNNING = (AgentStatus.PENDING, AgentStatus.STARTING, AgentStatus.READY)
+
+REUSE_WAIT = 600.0
+"""Seconds a prompt for the issue's agent waits for it to be free (resumed, idle) before it is
+given up (and told in the deliveries and the log)."""
 
 
 def running_of(states: list[AgentState], tag: str) -> int:
@@ -68,6 +74,8 @@ class HookRoutes:
         self.http = http
         """A callable giving the shared :class:`aiohttp.ClientSession` (open while the app runs)."""
         self._in_flight: dict[str, int] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def routes(self) -> list[web.RouteDef]:
         """The route table."""
@@ -131,9 +139,12 @@ class HookRoutes:
                 current = await self.ctx.backend.get(hook.run.session, agent_id)
             except NotFound:
                 current = None
-            if current is not None and not current.suspended and current.status in RUNNING:
-                await self._send(current, prompt)
-                return {**agent_json(current), "hook": hook.id, "reused": True, "result": "prompt sent"}, 202
+            if current is not None:
+                if current.status is AgentStatus.FAILED:
+                    raise ApiError(409, f"agent {current.id!r} of this issue failed ({current.reason}); delete it "
+                                        "to start the issue's agent again", code="conflict", field="reuse")
+                self._queue(hook, current, prompt, event.delivery)
+                return {**agent_json(current), "hook": hook.id, "reused": True, "result": "prompt queued"}, 202
         tag = f"hook/{hook.id}"
         if hook.max_running:
             running = running_of(await self.ctx.backend.list(), tag) + self._in_flight.get(hook.id, 0)
@@ -152,21 +163,69 @@ class HookRoutes:
             self._in_flight[hook.id] -= 1
         return {**agent_json(state), "hook": hook.id, "reused": False, "result": "created"}, 202
 
-    async def _send(self, state: AgentState, prompt: str) -> None:
-        """The prompt as the next user message of a running agent; 503 when it cannot take one now."""
-        if not state.upstream:
-            raise ApiError(503, f"agent {state.id!r} is starting; deliver again later", headers={"Retry-After": "5"})
+    def _queue(self, hook: Hook, state: AgentState, prompt: str, delivery: str | None) -> None:
+        """Send ``prompt`` to the issue's agent in the background, after the prompts queued before it
+        (a sender waits seconds at most for its answer; an agent may take minutes to be free)."""
+        lock = self._locks.setdefault(state.id, asyncio.Lock())
+        task = asyncio.create_task(self._send_when_free(hook, state, prompt, delivery, lock))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        """Give up the prompts not sent yet (the proxy stops)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def _send_when_free(self, hook: Hook, state: AgentState, prompt: str, delivery: str | None,
+                              lock: asyncio.Lock) -> None:
+        async with lock:
+            try:
+                await self._awake_and_send(hook, state, prompt)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - told in the deliveries and the log, not to the sender (gone)
+                log.warning("hook %s: the prompt of delivery %s was not sent to agent %s: %s", hook.id,
+                            DeliveryLog.normal(delivery or ""), state.id, exc)
+                self.recent.add("hook", hook.id, status=None, delivery=delivery, agent=state.id,
+                                result=f"prompt not sent: {exc}"[:300])
+            else:
+                self.recent.add("hook", hook.id, status=None, delivery=delivery, agent=state.id, result="prompt sent")
+
+    async def _awake_and_send(self, hook: Hook, state: AgentState, prompt: str) -> None:
+        """Resume the agent if it is suspended (as its owner, within the owner's quotas), wait until
+        it is ready and agentapi is idle (it takes user messages only then), and send."""
+        backend = self.ctx.backend
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + REUSE_WAIT
+        state = await backend.get(state.session, state.id)
+        if state.suspended or state.status in (AgentStatus.SUSPENDED, AgentStatus.STOPPED):
+            async with self.ctx.quotas.admit(principal_for(self.ctx, hook.run.owner), state.spec, new_agent=False,
+                                             starts=True):
+                await asyncio.shield(backend.resume(state.session, state.id, API))
+        while True:
+            state = await backend.wait_ready(state.session, state.id, max(0.1, deadline - loop.time()))
+            if state.status is AgentStatus.READY and state.upstream:
+                answer = await self._post(state, prompt)
+                if answer is None:
+                    backend.answered(state.id)
+                    return
+            else:
+                answer = f"the agent is {state.status.value}"
+            if loop.time() > deadline:
+                raise TimeoutError(f"{answer} after {REUSE_WAIT:g} s")
+            await asyncio.sleep(1.0)
+
+    async def _post(self, state: AgentState, prompt: str) -> str | None:
+        """Post the message; None when agentapi took it, else why not (it takes one only when idle)."""
         try:
             async with self.http().post(f"{state.upstream}/message", json={"content": prompt, "type": "user"},
                                         headers={"Host": AGENTAPI_HOST},
                                         timeout=aiohttp.ClientTimeout(total=30)) as reply:
-                if reply.status >= 300:
-                    raise ApiError(503, f"agent {state.id!r} does not take a message now (it answered "
-                                        f"{reply.status}); deliver again later", headers={"Retry-After": "10"})
-        except (aiohttp.ClientError, TimeoutError):
-            raise ApiError(503, f"agent {state.id!r} cannot be reached now; deliver again later",
-                           headers={"Retry-After": "10"}) from None
-        self.ctx.backend.answered(state.id)
+                await reply.read()
+                return None if reply.status < 300 else f"agentapi answered {reply.status}"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return f"{type(exc).__name__}"
 
 
 async def _body(request: web.Request, limit: int) -> bytes:

@@ -119,6 +119,7 @@ class TriggerService:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._loop
             await self.notifier.close()
+            await self.hooks.close()
             await self.client.close()
             self.client = None
 

@@ -188,6 +188,19 @@ async def test_reuse_per_issue_sends_later_events_to_the_same_agent(serve: App) 
         assert second["id"] == first["id"] and second["reused"] is True
         await agent_said(http, str(ready.upstream), "echo: issue_comment created on #1: You are totally right!",
                          HANG_GUARD)
+        # A suspended agent of the issue is resumed, with its conversation, and takes the next prompt.
+        await wait_stable(http, str(ready.upstream), HANG_GUARD)
+        await backend.suspend("hook-gh", first["id"])
+        labeled = payload("issues.labeled")
+        reply = await client.post("/hooks/gh", data=labeled, headers=github_headers("issues", labeled))
+        assert reply.status == 202, await reply.text()
+        resumed = await reply.json()
+        assert resumed["reused"] is True and resumed["result"] == "prompt queued"
+        again = await backend.wait_ready("hook-gh", first["id"], HANG_GUARD)
+        conversation = await agent_said(http, str(again.upstream), "echo: issues labeled on #1", HANG_GUARD)
+        assert [m["content"].strip() for m in conversation if m["role"] == "user"] == [
+            "issues opened on #1", "issue_comment created on #1: You are totally right! I'll get this fixed right away.",
+            "issues labeled on #1"]
     assert len(await backend.list()) == 1
 
 
