@@ -18,6 +18,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -55,11 +56,13 @@ class Notifier:
         self._last: dict[str, AgentState] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[Any]] = []
+        self.started_at = datetime.now(UTC)
 
     def start(self) -> None:
         """Follow events (and turns, when a subscription wants them) from now on."""
         if not self.subscriptions:
             return
+        self.started_at = datetime.now(UTC)
         events = self.backend.events()
         self._loops.append(asyncio.create_task(self._follow(events)))
         if any("ready" in s.events for s in self.subscriptions):
@@ -105,7 +108,9 @@ class Notifier:
                     activity = await self.backend.activity(state)
                 except Exception:  # noqa: BLE001 - an agent that cannot tell now is asked again next time
                     continue
-                if self.turns.observe(state.id, activity.status, activity.last_message_at):
+                created = state.created_at if state.created_at.tzinfo else state.created_at.replace(tzinfo=UTC)
+                if self.turns.observe(state.id, activity.status, activity.last_message_at,
+                                      fresh=created >= self.started_at):
                     self.notify("ready", state)
 
     def notify(self, kind: str, state: AgentState) -> None:

@@ -56,12 +56,17 @@ class TurnWatch:
 
     seen: dict[str, datetime | None] = field(default_factory=dict)
 
-    def observe(self, agent_id: str, status: str | None, last_message_at: datetime | None) -> bool:
-        """True when this observation is a finished turn."""
+    def observe(self, agent_id: str, status: str | None, last_message_at: datetime | None, fresh: bool = True) -> bool:
+        """True when this observation is a finished turn. The first one of an agent that is not
+        ``fresh`` (it was there before the proxy started) only notes where it is: its last turn
+        may be long over, and was told (or not) by the proxy that saw it."""
         if status != "stable" or last_message_at is None:
             return False
+        known = agent_id in self.seen
         before = self.seen.get(agent_id)
         self.seen[agent_id] = last_message_at
+        if not known:
+            return fresh
         return before is None or last_message_at > before
 
     def forget(self, agent_id: str) -> None:

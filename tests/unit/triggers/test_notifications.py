@@ -132,7 +132,13 @@ async def test_ready_after_a_turn_and_deleted(settings, tmp_path, receiver) -> N
     try:
         assert (await client.post("/sessions/s1/agents", json={"id": "a1"})).status == 201
         await asyncio.sleep(0)
+        # The in-memory backend dates its agents in the past: the first look only notes where the
+        # agent is (as for an agent that was there before the proxy started), the next turn is news.
+        notifier = client.app[TRIGGERS].notifier
         backend.activities["a1"] = AgentActivity("stable", datetime(2026, 1, 1, 12, 0, tzinfo=UTC))
+        await wait_until(lambda: "a1" in notifier.turns.seen, HANG_GUARD, "the first look")
+        assert target.accepted == []
+        backend.activities["a1"] = AgentActivity("stable", datetime(2026, 1, 1, 12, 5, tzinfo=UTC))
         await wait_until(lambda: len(target.accepted) == 1, HANG_GUARD, "the ready notification")
         assert "finished its turn" in json.loads(target.accepted[0][0])["text"]
         assert (await client.delete("/sessions/s1/agents/a1")).status == 200
@@ -159,3 +165,22 @@ async def test_what_never_arrives_is_a_dead_letter(settings, tmp_path, receiver)
         assert 'agentproxy_trigger_deliveries_total{kind="notification",name="ops",outcome="dead"} 1.0' in metrics
     finally:
         await client.close()
+
+
+def test_turns_and_debounce_rules() -> None:
+    from agentproxy.triggers.notify import Debounce, TurnWatch
+
+    turns = TurnWatch()
+    t1, t2 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC), datetime(2026, 1, 1, 12, 5, tzinfo=UTC)
+    assert not turns.observe("a", "running", t1)          # still working
+    assert turns.observe("a", "stable", t1)               # a new agent's first turn done
+    assert not turns.observe("a", "stable", t1)           # nothing new since
+    assert turns.observe("a", "stable", t2)               # another turn
+    assert not turns.observe("old", "stable", t1, fresh=False)  # there before the proxy: noted only
+    assert turns.observe("old", "stable", t2, fresh=False)
+    debounce = Debounce(30)
+    assert debounce.admit("k", 0.0) == 0
+    assert debounce.admit("k", 10.0) is None and debounce.admit("k", 20.0) is None
+    assert debounce.admit("k", 31.0) == 2 and debounce.held_total == 2
+    debounce.forget_before(100.0)
+    assert debounce.admit("k", 100.0) == 0
