@@ -32,6 +32,7 @@ def action_of(method: str, route: str) -> str | None:
         ("DELETE", "/credentials/{name}"): "credential.delete",
         ("POST", "/start"): "create",
         ("DELETE", "/sessions/{session_id}"): "delete",
+        ("POST", "/hooks/{hook}"): "hook.delivery",
     }.get((method, route))
 
 

@@ -104,7 +104,7 @@ async def test_the_owner_quota_applies_to_a_hook_agents(settings: Settings, tmp_
 
     monkeypatch.setenv("TEST_HOOK_SECRET", SECRET)
     settings.local_mode.data_dir = str(tmp_path / "data")
-    settings.teams = TeamsSettings(quotas={"users": {"alice": {"agents": 1}}})
+    settings.teams = TeamsSettings(quotas={"users": {"alice": {"agents": 1}}}, audit_log=str(tmp_path / "audit.log"))
     settings.triggers = TriggersSettings(hooks={"gh": hook()})
     backend = MemoryBackend(upstream="http://127.0.0.1:9")
     client = TestClient(TestServer(create_app(settings, backend), host="127.0.0.1"))
@@ -120,5 +120,9 @@ async def test_the_owner_quota_applies_to_a_hook_agents(settings: Settings, tmp_
         metrics = await (await client.get("/metrics")).text()
         assert 'agentproxy_trigger_deliveries_total{kind="hook",name="gh",outcome="202"} 1.0' in metrics
         assert 'agentproxy_trigger_deliveries_total{kind="hook",name="gh",outcome="429"} 1.0' in metrics
+        audit = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+        assert [(r["action"], r["status"], r["result"]) for r in audit if r["action"] == "hook.delivery"] == [
+            ("hook.delivery", 202, "ok"), ("hook.delivery", 429, "refused")]
+        assert audit[0]["agent"] == (await first.json())["id"]
     finally:
         await client.close()
