@@ -5,7 +5,8 @@ zone (IANA names, :mod:`zoneinfo`), so ``0 9 * * 1-5`` in ``Europe/Berlin`` fire
 time across daylight-saving changes; every instant here is an aware datetime, compared in UTC.
 
 :func:`decide` is the whole policy: given the last tick handled (``None`` for a schedule never
-seen) and now, the tick to run, if any, and the new last tick. A tick at most ``grace`` seconds
+seen) and now, the tick to run, if any, and the new last tick. A schedule seen for the first
+time runs from its next tick on. A tick at most ``grace`` seconds
 old is on time and runs; older ticks were missed (the proxy was down), and the schedule's
 ``missed`` policy says whether the latest of them runs once (``run_once``) or none (``skip``).
 """
@@ -82,10 +83,11 @@ def decide(expression: str, zone: str, missed_policy: str, last: datetime | None
     latest = previous_tick(expression, zone, now)
     if last is not None and latest <= last:
         return None
-    on_time = (now - latest) <= timedelta(seconds=grace)
     if last is None:
-        # A schedule seen for the first time starts from now: earlier ticks were never its to run.
-        return Decision(latest if on_time else None, latest)
+        # A schedule seen for the first time starts from now: earlier ticks, even one a second ago,
+        # were never its to run (a new schedule's first run is its first tick after it was set).
+        return Decision(None, latest)
+    on_time = (now - latest) <= timedelta(seconds=grace)
     missed = _count_between(expression, zone, last, latest) - (1 if on_time else 0)
     if on_time:
         return Decision(latest, latest, missed)

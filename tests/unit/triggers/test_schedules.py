@@ -82,14 +82,15 @@ async def test_two_replicas_over_a_simulated_day_fire_each_tick_once(tmp_path: P
         await replica.run_due()
         wakes[replica] = replica.next_wake() + timedelta(seconds=rng.uniform(0, 20))
     for schedule in schedules().values():
-        ticks = expected(schedule, DAY - timedelta(seconds=1), end - timedelta(seconds=30))
+        ticks = expected(schedule, DAY, end - timedelta(seconds=30))
         assert ticks, schedule.id
         for tick in ticks:
             assert fired[(schedule.id, tick)] == 1, (schedule.id, tick)
         assert sum(n for (sid, _), n in fired.items() if sid == schedule.id) == len(ticks)
     assert by["r1"] and by["r2"]  # both replicas did some of the work
     # 02:30 does not exist in Berlin on the 29th: croniter's answer is the one both replicas kept to.
-    assert len(expected(schedules()["quarter"], DAY - timedelta(seconds=1), end - timedelta(seconds=30))) == 96
+    # The 22:00 tick was the schedules' first look (not theirs to run): 95 quarters follow in the day.
+    assert len(expected(schedules()["quarter"], DAY, end - timedelta(seconds=30))) == 95
 
 
 async def test_a_replica_that_dies_mid_tick_does_not_lose_the_run(tmp_path: Path) -> None:
@@ -106,12 +107,14 @@ async def test_a_replica_that_dies_mid_tick_does_not_lose_the_run(tmp_path: Path
     store = ClaimStore(tmp_path)
     only = {"quarter": schedules()["quarter"]}
     first, second = Scheduler(only, store, dies, "r1", clock=clock), Scheduler(only, store, fires, "r2", clock=clock)
-    # Seen for the first time on time: the 12:00 tick is r1's, which dies in it.
+    # The first look notes where the schedule is; the 12:15 tick is r1's, which dies in it.
+    assert await first.run_due() == []
+    clock.now += timedelta(minutes=15)
     assert await first.run_due() == []
     clock.now += timedelta(seconds=5)
     assert await second.run_due() == []  # r1's claim is fresh: not taken over yet
     clock.now += timedelta(seconds=61)
-    assert await second.run_due() == [("quarter", datetime(2026, 5, 1, 12, 0, tzinfo=UTC), "created")]
+    assert await second.run_due() == [("quarter", datetime(2026, 5, 1, 12, 15, tzinfo=UTC), "created")]
     clock.now += timedelta(seconds=5)
     assert await second.run_due() == [] and len(fired) == 1
 
