@@ -12,6 +12,8 @@ Packages (each names its modules in its own docstring):
 - :mod:`.ui`: the web dashboard's static files.
 - :mod:`.teams`: a proxy shared by a team: users and groups, profiles, credentials, quotas,
   the audit log.
+- :mod:`.triggers`: agents started by inbound webhooks and cron schedules, and notifications
+  of agents' status sent out.
 
 Modules at the top, pure unless said otherwise:
 

@@ -13,6 +13,8 @@ Modules:
   :mod:`.suspend`: suspend and resume; :mod:`.first_answer`: create-to-first-answer of Claude
   Code against echo; :mod:`.waiting`: from Claude Code's hook to ``waiting_input`` on ``/events``.
 - :mod:`.events`: the cost of ``GET /events`` with many agents and subscribers.
+- :mod:`.triggers`: inbound webhooks against a real proxy: webhook-to-agent-ready against a plain
+  create, and a bounded load of signed deliveries (none lost, none doubled, 429s counted).
 - :mod:`.proxy`: the proxy against direct agentapi and two other proxies, over the paths of
   :mod:`.paths`, with the stream readers of :mod:`.streams` (run by path, as processes of their
   own), the kernel timestamps of :mod:`.capture` and the byte-relay floor of :mod:`.relay`.

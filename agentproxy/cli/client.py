@@ -53,7 +53,8 @@ def _tail(text: str) -> int:
 
 
 def register(subparsers: Any) -> None:
-    """Register ``agents`` (ls, get, create, profiles, rm, suspend, resume, logs) and ``chat`` on the CLI's subparsers."""
+    """Register ``agents`` (ls, get, create, profiles, hooks, schedules, deliveries, rm, suspend, resume, logs)
+    and ``chat`` on the CLI's subparsers."""
     conn = _connection_options()
     agents = subparsers.add_parser(
         "agents", help="list, create, inspect and delete agents on an agentproxy server",
@@ -101,6 +102,18 @@ def register(subparsers: Any) -> None:
     profiles = verbs.add_parser("profiles", parents=[conn], help="list the profiles you may create agents with")
     _output_option(profiles)
     profiles.set_defaults(handler=_handler("profiles"))
+
+    for verb, text in (("hooks", "list the server's inbound webhooks (admins)"),
+                       ("schedules", "list the server's schedules, their last and next tick (admins)")):
+        listing = verbs.add_parser(verb, parents=[conn], help=text)
+        _output_option(listing)
+        listing.set_defaults(handler=_handler(verb))
+    deliveries = verbs.add_parser("deliveries", parents=[conn], help="list recent deliveries of hooks, schedules "
+                                  "and notifications (admins)")
+    deliveries.add_argument("--kind", choices=("hook", "schedule", "notification"), help="only this kind")
+    deliveries.add_argument("--limit", type=_tail, default=50, help="at most this many (default 50)")
+    _output_option(deliveries)
+    deliveries.set_defaults(handler=_handler("deliveries"))
 
     rm = verbs.add_parser("rm", parents=[conn], help="stop and delete an agent")
     _agent_args(rm)
@@ -242,7 +255,7 @@ def run(name: str, args: argparse.Namespace) -> int:
 
 
 async def _dispatch(name: str, args: argparse.Namespace, server: str, key: str | None) -> int:
-    from ..client import agents, chat
+    from ..client import agents, chat, triggers
     from ..client.http import ApiClient
 
     async with ApiClient(server, key) as client:
@@ -252,6 +265,7 @@ async def _dispatch(name: str, args: argparse.Namespace, server: str, key: str |
                     raise UsageProblem("-m: the message is empty")
                 return await chat.send_one(client, args.session, args.agent, args.message, args.timeout)
             return await chat.interactive(client, args.session, args.agent)
-        command: Callable[..., Awaitable[int]] = getattr(agents, name)
+        module = triggers if name in ("hooks", "schedules", "deliveries") else agents
+        command: Callable[..., Awaitable[int]] = getattr(module, name)
         return await command(client, args)
 

@@ -482,6 +482,37 @@ class TeamsSettings:
 
 
 @dataclass
+class TriggersSettings:
+    """Agents started by events and people told of them (see :mod:`agentproxy.triggers` and
+    docs/triggers.md). Values of the ``Any`` leaves are checked by
+    :func:`agentproxy.triggers.config.parse_triggers`; secrets are never values here, only
+    where they are (``secret_env``, ``secret_file``)."""
+
+    hooks: Any = None
+    """Inbound webhooks by id (``POST /hooks/ID``): ``scheme`` (``github`` or ``hmac-sha256``),
+    ``secret_env``/``secret_file``, ``match`` (``events``, ``repositories``, ``actions``,
+    ``labels``, ``when``), ``prompt`` (a Jinja2 template), ``owner``, ``profile``, ``agent``,
+    ``session``, ``reuse`` (``none`` or ``issue``), ``max_running``."""
+
+    schedules: Any = None
+    """Cron schedules by id: ``cron``, ``timezone``, ``prompt``, ``owner``, ``profile``,
+    ``agent``, ``session``, ``overlap`` (``skip`` or ``replace``), ``missed`` (``skip`` or
+    ``run_once``)."""
+
+    notifications: Any = None
+    """Subscriptions: a list of ``{url | url_env, format: signed | slack, secret_env, events,
+    owner, hook, schedule}``; ``events`` of ``waiting_input``, ``ready``, ``failed``, ``deleted``."""
+
+    delivery: Any = None
+    """How notifications are sent: ``attempts`` (4), ``backoff`` (``1s``, doubled each time),
+    ``timeout`` (``10s``), ``debounce`` (``30s``: at most one message per agent, subscription and
+    kind; ``deleted`` always goes)."""
+
+    prompt_max: int = 16384
+    """The longest rendered prompt of a hook or schedule, in characters."""
+
+
+@dataclass
 class Settings:
     """All settings of agentproxy."""
 
@@ -491,6 +522,7 @@ class Settings:
     k8s_mode: K8sModeSettings = field(default_factory=K8sModeSettings)
     compat: CompatSettings = field(default_factory=CompatSettings)
     teams: TeamsSettings = field(default_factory=TeamsSettings)
+    triggers: TriggersSettings = field(default_factory=TriggersSettings)
 
     templates_dir: Optional[str] = None
     """Directory with operator-provided manifest templates (same file names as

@@ -205,3 +205,10 @@ def validate(s: Settings, source_of: Callable[[str], Source]) -> None:
     except TeamsError as exc:
         top = ".".join(exc.path.split(".")[:2])
         raise SettingsError(exc.path, exc.rule, source=source_of(top), show_value=False) from None
+
+    from ..triggers.config import TriggersError, parse_triggers
+    try:
+        parse_triggers(s.triggers, s.agents.commands)
+    except TriggersError as exc:
+        top = ".".join(exc.path.split(".")[:2])
+        raise SettingsError(exc.path, exc.rule, source=source_of(top), show_value=False) from None

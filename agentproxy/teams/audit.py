@@ -34,6 +34,7 @@ def action_of(method: str, route: str) -> str | None:
         ("DELETE", "/sessions/{session_id}"): "delete",
         ("GET", "/auth/callback"): "sign_in",
         ("PUT", "/sessions/{session}/agents/{agent}/share"): "share",
+        ("POST", "/hooks/{hook}"): "hook.delivery",
     }.get((method, route))
 
 
