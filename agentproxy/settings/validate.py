@@ -183,3 +183,16 @@ def validate(s: Settings, source_of: Callable[[str], Source]) -> None:
     except TeamsError as exc:
         top = ".".join(exc.path.split(".")[:2])
         raise SettingsError(exc.path, exc.rule, source=source_of(top), show_value=False) from None
+
+    from ..pools import PoolsError, parse_pools
+    try:
+        parse_pools(s.pools, s.agents.commands, s.agents.default_type, _profile_names(s.teams.profiles))
+    except PoolsError as exc:
+        raise SettingsError(exc.path, exc.rule, source=source_of("pools"), show_value=False) from None
+
+
+def _profile_names(profiles: Any) -> list[str]:
+    """The names of ``teams.profiles`` (checked before: a mapping or unset)."""
+    from ..teams.config import _plain
+    plain = _plain(profiles)
+    return [str(name) for name in plain] if isinstance(plain, dict) else []
