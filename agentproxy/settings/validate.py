@@ -184,11 +184,19 @@ def validate(s: Settings, source_of: Callable[[str], Source]) -> None:
         top = ".".join(exc.path.split(".")[:2])
         raise SettingsError(exc.path, exc.rule, source=source_of(top), show_value=False) from None
 
+    from ..backends.pooling import member_spec
     from ..pools import PoolsError, parse_pools
+    from ..spec import SpecError
     try:
-        parse_pools(s.pools, s.agents.commands, s.agents.default_type, _profile_names(s.teams.profiles))
+        pools = parse_pools(s.pools, s.agents.commands, s.agents.default_type, _profile_names(s.teams.profiles))
     except PoolsError as exc:
         raise SettingsError(exc.path, exc.rule, source=source_of("pools"), show_value=False) from None
+    for index, pool in enumerate(pools):
+        try:  # a member is an agent like any other: its resources are within the same bounds
+            member_spec(s, pool, "member")
+        except SpecError as exc:
+            raise SettingsError(f"pools.{index}.{exc.field}", exc.rule, source=source_of("pools"),
+                                show_value=False) from None
 
 
 def _profile_names(profiles: Any) -> list[str]:

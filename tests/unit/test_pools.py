@@ -77,6 +77,11 @@ def test_settings_refuse_a_bad_pool_naming_the_field():
     assert_message(err, "pools.0.agent", "environment variable AGENTAPI_POOLS")
 
 
+def test_settings_refuse_a_pool_beyond_the_configured_resources():
+    err = settings_error("pools=[{name: big, size: 1, resources: {memory_limit: 64Gi}}]")
+    assert_message(err, "pools.0.resources.memory_limit", "must not exceed the configured k8s_mode.resources.memory_limit")
+
+
 def test_settings_accept_pools_from_a_file(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text("pools:\n  - name: echo\n    size: 3\n")
