@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import hmac
 import http.client
 import json
@@ -39,6 +40,8 @@ import threading
 from collections.abc import Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from .launch import AgentLaunch
 
 ENTRY_MODULE = "agentproxy.launcher"
 TOKEN_VARIABLE = "AGENTPROXY_BINDING_TOKEN"
@@ -256,6 +259,21 @@ def follow_events(port: int, saver: Saver, child: subprocess.Popen[bytes], retry
             conn.close()
         if child.poll() is None:
             threading.Event().wait(retry)
+
+
+def wrapped(launch: AgentLaunch, *, save_interval: float, claude_home: bool = False,
+            permission_mode: str | None = None, extra_env: Mapping[str, str] | None = None) -> AgentLaunch:
+    """``launch`` behind the launcher, as a container runs it: agentapi saved within
+    ``save_interval`` seconds of every change, signals forwarded, a Claude Code home prepared
+    on the volume first when ``claude_home``; ``extra_env`` joins the variables under the
+    launch's own."""
+    args = ["-m", ENTRY_MODULE, "--save-interval", f"{save_interval:g}", "--work-dir", launch.work_dir]
+    if claude_home:
+        args.append("--claude-home")
+        if permission_mode is not None:
+            args += ["--permission-mode", permission_mode]
+    env = {**(extra_env or {}), **launch.env}
+    return dataclasses.replace(launch, program="python3", args=(*args, "--", launch.program, *launch.args), env=env)
 
 
 def _read_token(path: str | None) -> str:

@@ -20,8 +20,9 @@ import jinja2
 import yaml
 
 from . import naming, yamlfast, yamlout
-from .agenthome import KEY_VARIABLE, container_launch, home_dir, uses_claude
+from .agenthome import BASE_URL_VARIABLE, KEY_VARIABLE, QUIET_ENV, home_dir, uses_claude
 from .launch import AgentLaunch, agent_launch
+from .launcher import wrapped
 from .settings import AGENT_PORT, Settings
 from .spec import AgentSpec, fingerprint
 
@@ -217,14 +218,18 @@ class RenderCache:
 
 
 def launch_of(settings: Settings, spec: AgentSpec) -> AgentLaunch:
-    """How the agent's container starts: agentapi around its command, behind the preparation
-    of its home on its volume when the command runs Claude Code (see
-    :func:`agentproxy.agenthome.container_launch`)."""
+    """How the agent's container starts: agentapi around its command, behind the launcher
+    (:mod:`agentproxy.launcher`), which asks agentapi to save the conversation within
+    ``local_mode.state_save_interval`` of every change (a pod killed without SIGTERM loses no
+    more) and, when the command runs Claude Code, prepares its home on its volume first."""
     launch = agent_launch(spec, port=AGENT_PORT, work_dir=settings.k8s_mode.work_dir)
+    interval = settings.local_mode.state_save_interval
     if not uses_claude(spec.command):
-        return launch
+        return wrapped(launch, save_interval=interval)
     claude = settings.agents.claude
-    return container_launch(launch, base_url=claude.base_url, permission_mode=claude.permission_mode)
+    extra = {**QUIET_ENV, **({BASE_URL_VARIABLE: claude.base_url} if claude.base_url else {})}
+    return wrapped(launch, save_interval=interval, claude_home=True, permission_mode=claude.permission_mode,
+                   extra_env=extra)
 
 
 def secret_env(settings: Settings, spec: AgentSpec) -> list[dict[str, str]]:

@@ -34,8 +34,8 @@ def test_the_container_prepares_the_home_then_runs_agentapi_around_claude():
     c = container(_claude())
     assert c["command"] == ["python3"]
     state = "/home/agent/work/.agentproxy/agentapi-state.json"
-    assert c["args"] == ["-m", "agentproxy.agenthome", "--work-dir", "/home/agent/work",
-                         "--permission-mode", "dontAsk", "--",
+    assert c["args"] == ["-m", "agentproxy.launcher", "--save-interval", "2", "--work-dir", "/home/agent/work",
+                         "--claude-home", "--permission-mode", "dontAsk", "--",
                          "agentapi", "server", "--port", str(AGENT_PORT), "--type", "claude",
                          "--state-file", state, "--", "claude"]
     assert c["workingDir"] == "/home/agent/work"
@@ -49,7 +49,8 @@ def test_without_a_permission_mode_the_home_keeps_claude_codes_own():
     settings = settings_with("k8s_mode.secret_name=model-credentials")
     args = container(by_kind(render_agent(settings, spec_for(settings, agent_type="claude"))))["args"]
     assert "--permission-mode" not in args
-    assert args[:5] == ["-m", "agentproxy.agenthome", "--work-dir", "/home/agent/work", "--"]
+    assert args[:8] == ["-m", "agentproxy.launcher", "--save-interval", "2", "--work-dir", "/home/agent/work",
+                        "--claude-home", "--"]
 
 
 def test_the_key_is_a_reference_to_the_secret_and_the_endpoint_a_setting():
@@ -77,7 +78,7 @@ def test_without_a_secret_no_key_is_referenced_and_other_agents_get_none():
     assert not [v for v in c["env"] if "valueFrom" in v]
     echo = by_kind(render_agent(settings_with(*CLAUDE), spec_for(settings_with(*CLAUDE), agent_type="echo")))
     c = container(echo)
-    assert c["command"] == ["agentapi"]
+    assert c["command"] == ["python3"] and "--claude-home" not in c["args"]
     assert c["env"] == [{"name": "HOME", "value": "/home/agent/work"}]
     assert "ANTHROPIC_BASE_URL" not in echo["ConfigMap"]["data"]
 

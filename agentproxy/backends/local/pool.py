@@ -298,7 +298,7 @@ class LocalPools:
         except Exception as exc:  # any failure fails this member alone
             log.warning("making a member of pool %s failed: %s", pool.name, exc)
             member.state = FAILED  # replaced at the next check, not at once: a failure may last
-            if self.members.get(member.id) is not member:  # removed meanwhile (the pool changed): nothing else will remove what was made
+            if self.members.get(member.id) is not member:  # removed meanwhile: nothing else removes what was made
                 await self._remove(member)
 
     async def _remove(self, member: LocalMember) -> None:
