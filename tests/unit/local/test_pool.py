@@ -17,8 +17,8 @@ from agentproxy.backends.base import AgentStatus
 from agentproxy.backends.local.backend import LocalBackend
 from agentproxy.pools import READY, WARM
 from agentproxy.settings import Settings
-
 from tests.conversation import agent_said
+
 from .support import assert_nothing_left, spec, wait_ready, wait_until
 
 
