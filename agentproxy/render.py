@@ -232,6 +232,17 @@ def launch_of(settings: Settings, spec: AgentSpec) -> AgentLaunch:
                    extra_env=extra)
 
 
+def missing_key(settings: Settings, spec: AgentSpec) -> str | None:
+    """Why a Kubernetes agent of ``spec`` could not start unattended, or None: Claude Code
+    without a key (``k8s_mode.secret_name`` unset) stops at its login screen, and its first
+    message would never be answered."""
+    if uses_claude(spec.command) and settings.k8s_mode.secret_name is None:
+        return (f"agent type {spec.type!r} runs Claude Code, which needs the model's key: set "
+                f"k8s_mode.secret_name to a Secret holding it under the key {settings.agents.claude.api_key_env!r} "
+                f"(agents.claude.api_key_env)")
+    return None
+
+
 def secret_env(settings: Settings, spec: AgentSpec) -> list[dict[str, str]]:
     """Variables of the container taken from a key of the Secret ``k8s_mode.secret_name``
     (``name``, ``secret``, ``key``): only names are rendered, never a value. A Claude agent

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from agentproxy.agenthome import CONFIG_FILE, SETTINGS_FILE, key_tail
-from agentproxy.render import dump_json, dump_yaml, render_agent
+from agentproxy.render import dump_json, dump_yaml, missing_key, render_agent
 from agentproxy.settings import AGENT_PORT
 
 from ._support import by_kind, container, load, settings_with, spec_for
@@ -167,3 +167,12 @@ def test_a_failed_preparation_is_one_line_and_runs_nothing(tmp_path):
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and "is not JSON" in done.stderr
     assert not marker.exists()
+
+
+def test_a_claude_agent_without_a_secret_is_refused_naming_the_setting():
+    settings = settings_with()
+    problem = missing_key(settings, spec_for(settings, agent_type="claude"))
+    assert problem is not None and "k8s_mode.secret_name" in problem and "ANTHROPIC_API_KEY" in problem
+    assert missing_key(settings, spec_for(settings, agent_type="echo")) is None
+    with_secret = settings_with("k8s_mode.secret_name=model-credentials")
+    assert missing_key(with_secret, spec_for(with_secret, agent_type="claude")) is None
