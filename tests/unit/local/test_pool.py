@@ -175,3 +175,39 @@ async def test_pools_survive_a_restart_and_half_made_members_go(pooled, settings
         if stray.poll() is None:
             stray.kill()
             stray.wait()
+
+
+async def test_through_the_api_members_are_claimed_unlisted_and_counted_in_metrics(pooled, settings):
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from agentproxy.api import create_app
+
+    settings.agents.max_per_session = 1
+    backend = await pooled([{"name": "serve", "size": 2, "agent": "serve"}])
+    await wait_until(lambda: len(ready_members(backend)) == 2, timeout=60, what="the pool to fill")
+    client = TestClient(TestServer(create_app(settings, backend), host="127.0.0.1"))
+    await client.start_server()
+    try:
+        assert (await (await client.get("/agents")).json())["agents"] == []
+        metrics = await (await client.get("/metrics")).text()
+        assert 'agentproxy_pool_members{pool="serve",state="ready"} 2.0' in metrics
+        members = ready_members(backend)
+        warm = await client.post("/sessions/s1/agents", json={"agent": "serve"})
+        assert warm.status == 201, await warm.text()
+        body = await warm.json()
+        assert body["details"]["start"] == "warm" and body["id"] in members and body["session"] == "s1"
+        # The session's limit counts the claimed agent, never the members; a member taken for a
+        # create refused by it is given back.
+        remaining = set(ready_members(backend))
+        assert remaining
+        full = await client.post("/sessions/s1/agents", json={"agent": "serve"})
+        assert full.status == 429, await full.text()
+        assert remaining <= set(ready_members(backend))
+        cold = await client.post("/sessions/s2/agents", json={"id": "named", "agent": "serve"})
+        assert (await cold.json())["details"]["start"] == "cold"
+        listed = (await (await client.get("/agents")).json())["agents"]
+        assert sorted(a["id"] for a in listed) == sorted([body["id"], "named"])
+        await wait_until(lambda: len(ready_members(backend)) == 2, timeout=60, what="the pool to refill")
+        assert body["id"] not in ready_members(backend)
+    finally:
+        await client.close()
