@@ -41,7 +41,7 @@ def raw(port: int, request: bytes) -> bytes:
     """Send ``request`` as it is; the whole answer."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(request)
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             data = sock.recv(65536)
             if not data:

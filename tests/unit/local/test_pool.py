@@ -28,8 +28,9 @@ def ready_members(backend: LocalBackend, pool: str | None = None) -> list[str]:
     return sorted(m.id for m in pools.members.values() if m.state == READY and (pool is None or m.pool == pool))
 
 
-def member_count(backend: LocalBackend) -> dict[tuple[str, str], float]:
-    return {dict(s.labels)["pool"] + "/" + dict(s.labels)["state"]: s.value  # type: ignore[misc]
+def member_count(backend: LocalBackend) -> dict[str, float]:
+    """``pool/state`` to the number of members the metrics show."""
+    return {dict(s.labels)["pool"] + "/" + dict(s.labels)["state"]: s.value
             for s in backend.metrics() if s.name == "pool_members"}
 
 
@@ -84,6 +85,7 @@ async def test_a_claim_binds_env_and_first_message_without_a_restart(pooled, set
     state = await wait_ready(backend, state.id)
     assert state.details["pid"] == launcher_pids[state.id]  # the member's own process: not restarted
     async with aiohttp.ClientSession() as client:
+        assert state.upstream is not None
         await agent_said(client, state.upstream, "echo: hello warm")
 
     env_state = await backend.create(spec(settings, "x", "env", session="s2", env={"OWNER_SETTING": "mine"}),
