@@ -162,7 +162,7 @@ async def run(args: argparse.Namespace) -> None:
                 pools.wake()
 
                 async def drained() -> bool:
-                    return not pools.members and not pools._busy
+                    return pools.empty
 
                 await _until(drained, what="the pool to drain")
             for state in await backend.list():

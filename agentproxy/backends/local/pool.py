@@ -94,6 +94,10 @@ class LocalPools:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._busy: set[asyncio.Task[None]] = set()
+        self._leaving: dict[str, LocalMember] = {}
+        """Members being removed: still in ``pool.json`` until they are gone, so that a proxy that
+        stops meanwhile removes them next time."""
+        self._removals: set[asyncio.Task[None]] = set()
         self._write_lock = asyncio.Lock()
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -142,8 +146,15 @@ class LocalPools:
             task.cancel()
         if self._busy:
             await asyncio.gather(*self._busy, return_exceptions=True)
+        if self._removals:  # finished rather than cut off: nothing half-removed is left running
+            await asyncio.gather(*self._removals, return_exceptions=True)
         with contextlib.suppress(OSError):
             await self._save()
+
+    @property
+    def empty(self) -> bool:
+        """No member, and none being made or removed (a drained pool)."""
+        return not self.members and not self._leaving and not self._busy and not self._removals
 
     # --- claims ---------------------------------------------------------------------------------
 
@@ -234,7 +245,6 @@ class LocalPools:
         by_pool: dict[str, list[LocalMember]] = {}
         for member in self.members.values():
             by_pool.setdefault(member.pool, []).append(member)
-        removed = False
         for name in set(by_pool) | set(self.pools):
             pool = self.pools.get(name)
             members = by_pool.get(name, [])
@@ -244,13 +254,24 @@ class LocalPools:
             for member_id in plan.remove:
                 gone = self.members.pop(member_id, None)
                 if gone is not None:
-                    removed = True
-                    self._spawn_task(self._remove(gone), f"remove pool member {member_id}")
+                    self._leaving[gone.id] = gone
+                    self._start_removal(gone)
             if pool is not None:
                 for _ in range(plan.make - len(busy)):
                     self._spawn_task(self._make(pool), f"make a member of pool {name}")
-        if removed:
-            self._save_soon()
+
+    def _start_removal(self, member: LocalMember) -> None:
+        async def remove() -> None:
+            try:
+                await self._remove(member)
+            finally:
+                self._leaving.pop(member.id, None)
+            with contextlib.suppress(OSError):
+                await self._save()
+
+        task = asyncio.get_running_loop().create_task(remove(), name=f"remove pool member {member.id}")
+        self._removals.add(task)
+        task.add_done_callback(self._removals.discard)
 
     def _spawn_task(self, coro: Any, name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -354,7 +375,7 @@ class LocalPools:
     async def _save(self) -> None:
         """Write ``pool.json`` (one write at a time: they share a temporary file name)."""
         async with self._write_lock:
-            records = {m.id: m.record() for m in self.members.values()}
+            records = {m.id: m.record() for m in (*self.members.values(), *self._leaving.values())}
             text = json.dumps({"version": 1, "members": records}, indent=1, sort_keys=True) + "\n"
             await asyncio.to_thread(write_atomically, self.path, text)
 

@@ -40,7 +40,7 @@ async def drain(backend: LocalBackend) -> None:
     if pools is not None:
         pools.pools = {}
         pools.wake()
-        await wait_until(lambda: not pools.members and not pools._busy, timeout=60, what="the pools drained")
+        await wait_until(lambda: pools.empty, timeout=60, what="the pools drained")
 
 
 async def start(settings: Settings) -> LocalBackend:
@@ -213,3 +213,39 @@ async def test_through_the_api_members_are_claimed_unlisted_and_counted_in_metri
         assert body["id"] not in ready_members(backend)
     finally:
         await client.close()
+
+
+async def test_a_member_that_ends_is_replaced(pooled, settings):
+    backend = await pooled([{"name": "serve", "size": 1, "agent": "serve"}])
+    await wait_until(lambda: len(ready_members(backend)) == 1, timeout=60, what="the pool to fill")
+    [first] = ready_members(backend)
+    member = backend._pools.members[first]
+    os.kill(member.process.pid, 9)
+    await wait_until(lambda: ready_members(backend) not in ([], [first]), timeout=60, what="a new member")
+    await wait_until(lambda: not (Path(settings.local_mode.data_dir) / "work" / first).exists(), timeout=30,
+                     what="the ended member's work directory removed")
+
+
+async def test_a_changed_pool_replaces_its_members_and_a_removed_one_drains(pooled, settings, tmp_path):
+    backend = await pooled([{"name": "serve", "size": 2, "agent": "serve"}])
+    await wait_until(lambda: len(ready_members(backend)) == 2, timeout=60, what="the pool to fill")
+    old = set(ready_members(backend))
+    await backend.close()
+
+    changed = await pooled([{"name": "serve", "size": 1, "agent": "serve", "resources": {"cpu_limit": "300m"}}])
+    await wait_until(lambda: len(ready_members(changed)) == 1 and not old & set(ready_members(changed))
+                     and not changed._pools._leaving, timeout=60, what="the members replaced")
+    assert not any((Path(settings.local_mode.data_dir) / "work" / member).exists() for member in old)
+    # A create of the old shape is cold now; of the new one, warm.
+    assert (await changed.create(spec(settings, "x", "serve"), names_id=False)).details["start"] == "cold"
+    new = await changed.create(spec(settings, "y", "serve", session="s2", resources={"cpu_limit": "300m"}),
+                               names_id=False)
+    assert new.details["start"] == WARM
+    await wait_until(lambda: len(ready_members(changed)) == 1, timeout=60, what="the pool to refill")
+    left = set(ready_members(changed))
+    await changed.close()
+
+    drained = await pooled([])
+    await wait_until(lambda: drained._pools is not None and drained._pools.empty, timeout=60, what="the pool drained")
+    assert not any((Path(settings.local_mode.data_dir) / "work" / member).exists() for member in left)
+    assert json.loads((Path(settings.local_mode.data_dir) / "pool.json").read_text())["members"] == {}
