@@ -6,6 +6,8 @@ Layout of ``local_mode.data_dir``::
     lock              held by the proxy that supervises the agents
     work/<id>/        an agent's working directory (kept on delete unless purged)
     logs/<id>.log     its output, capped and rotated (removed on delete)
+    pool.json         the warm pools' members, when there are pools (see pool.py)
+    pool/<id>.token   a member's binding token (mode 0600), until it is claimed
 
 The proxy can stop and start again without disturbing its agents: :meth:`close`
 leaves them running and :meth:`start` registers every agent of the state file at
