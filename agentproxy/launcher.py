@@ -165,7 +165,9 @@ class BindingListener:
         self.server = ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
-        self._thread = threading.Thread(target=self.server.serve_forever, name="binding", daemon=True)
+        # Polled often: closing the listener waits for the poll, and a claim waits for nothing else.
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02},
+                                        name="binding", daemon=True)
 
     def start(self) -> None:
         """Listen in a thread."""
@@ -314,8 +316,9 @@ class _Signals:
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.child is None:
-            self.pending.append(signum)
-            self.stop.set()
+            if signum != signal.SIGUSR1:  # a save with nothing running saves nothing; the others stop
+                self.pending.append(signum)
+                self.stop.set()
             return
         with contextlib.suppress(ProcessLookupError):
             self.child.send_signal(signum)
@@ -340,11 +343,11 @@ def _wait_for_binding(address: str, token_file: str | None, signals: _Signals) -
         return 1
     listener.start()
     print(f"agentproxy: waiting for a binding on {address}", file=sys.stderr, flush=True)
-    try:
-        while not signals.stop.is_set() and listener.wait(0.2) is None:
-            pass
-    finally:
-        listener.close()
+    while not signals.stop.is_set() and listener.wait(0.2) is None:
+        pass
+    # Closed beside the start of the agent rather than before it (a second binding is refused
+    # with 409 meanwhile).
+    threading.Thread(target=listener.close, name="binding-close", daemon=True).start()
     if listener.binding is not None:
         print(f"agentproxy: bound ({len(listener.binding)} variables)", file=sys.stderr, flush=True)
     return listener.binding

@@ -49,6 +49,9 @@ POOL_FILE = "pool.json"
 TOKEN_DIR = "pool"
 CHECK_INTERVAL = 2.0
 """Seconds between two looks at every member (still running? waiting?) and at the pools' sizes."""
+REFILL_AFTER_CLAIM = 1.0
+"""Seconds from a claim to the refill it asks for: the claimed agent starts first, without
+a new member's start competing with it for the CPU."""
 WARM_TIMEOUT = 60.0
 """Seconds a member may take to listen for its binding before it is replaced."""
 
@@ -173,7 +176,7 @@ class LocalPools:
         member = min((m for m in self.members.values() if m.pool == decision.pool and m.state == READY
                       and m.shape == self.pools[decision.pool].shape), key=lambda m: m.created_at)
         del self.members[member.id]  # no other create can take it now (one event loop)
-        self.wake()
+        asyncio.get_running_loop().call_later(REFILL_AFTER_CLAIM, self.wake)
         return decision, member
 
     def give_back(self, member: Any) -> None:

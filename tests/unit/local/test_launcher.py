@@ -190,6 +190,9 @@ def test_a_token_from_the_environment_is_not_passed_on(launch):
 def test_sigterm_while_waiting_ends_the_member_at_once(launch):
     member = launch(ENV_PROGRAM)
     wait(lambda: listening(member.bind_port), "the binding listener")
+    member.process.send_signal(signal.SIGUSR1)  # a save before anything runs: nothing to do, it keeps waiting
+    time.sleep(0.5)
+    assert member.process.poll() is None and listening(member.bind_port)
     member.process.send_signal(signal.SIGTERM)
     assert member.process.wait(timeout=30) == 0
     assert not (member.work / "env.json").exists()

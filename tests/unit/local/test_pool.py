@@ -15,6 +15,7 @@ import pytest
 
 from agentproxy.backends.base import AgentStatus
 from agentproxy.backends.local.backend import LocalBackend
+from agentproxy.launch import state_file
 from agentproxy.pools import READY, WARM
 from agentproxy.settings import Settings
 from tests.conversation import agent_said
@@ -87,6 +88,11 @@ async def test_a_claim_binds_env_and_first_message_without_a_restart(pooled, set
     async with aiohttp.ClientSession() as client:
         assert state.upstream is not None
         await agent_said(client, state.upstream, "echo: hello warm")
+    # The proxy's saves (SIGUSR1 to the agent's process, the launcher) reach agentapi: the answer is on disk
+    # while the agent runs.
+    saved = Path(state_file(state.details["work_dir"]))
+    await wait_until(lambda: saved.exists() and "echo: hello warm" in saved.read_text(), timeout=30,
+                     what="the conversation saved")
 
     env_state = await backend.create(spec(settings, "x", "env", session="s2", env={"OWNER_SETTING": "mine"}),
                                      names_id=False)
