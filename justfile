@@ -241,6 +241,10 @@ bench: agentapi agents agentapi-proxy chp wrk socat
     echo; echo "== first answer"; python -m benchmarks.first_answer
     if [[ -n "${KUBECONFIG:-}" ]]; then python -m benchmarks.suspend --k8s; fi
 
+# Warm pool claims against cold creates in local mode: claim-to-ready and -first-answer at 1 and 20 at once, refill
+bench-pool *ARGS: agentapi
+    python -m benchmarks.pool "$@"
+
 # The local supervisor's overhead, memory per agent and concurrent starts
 bench-local *ARGS:
     python -m benchmarks.local "$@"

@@ -23,18 +23,18 @@ atomically (a crash leaves the old file or the new one), since ``.claude.json``
 holds part of the key. :func:`prepare_claude_home` is the thin I/O around it.
 
 In a pod the preparation runs in the container itself, before agentapi, on the
-agent's volume: :func:`container_launch` wraps an agent's launch in
-``python3 -m agentproxy.agenthome --work-dir DIR -- agentapi ...`` (this
-module's entry point, :func:`main`), which prepares the home, sets ``HOME`` and
-:data:`QUIET_ENV` and replaces itself with agentapi. It needs the standard
-library only, as the agent image holds agentproxy without its dependencies.
+agent's volume: the launcher every container runs (:mod:`agentproxy.launcher`,
+``--claude-home``) calls :func:`prepare_or_report`, sets ``HOME`` and
+:data:`QUIET_ENV` and starts agentapi. This module's own entry point
+(``python3 -m agentproxy.agenthome --work-dir DIR -- COMMAND``, :func:`main`) does
+the same and replaces itself with COMMAND. Both need the standard library only,
+as the agent image holds agentproxy without its dependencies.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import json
 import os
 import posixpath
@@ -44,8 +44,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import waiting as waiting_vars
-from .launch import STATE_DIR, AgentLaunch
+from .launch import STATE_DIR
 from .privatefile import write_private
 from .waiting import HOOK_EVENTS
 
@@ -172,28 +171,6 @@ def claude_environment(home: str, *, base_url: str | None, api_key: str | None) 
     if api_key:
         env["ANTHROPIC_API_KEY"] = api_key
     return env
-
-
-def container_launch(launch: AgentLaunch, *, base_url: str | None,
-                     permission_mode: str | None = None, waiting: tuple[str, str] | None = None) -> AgentLaunch:
-    """``launch`` as a Claude agent's container runs it: the same agentapi command behind
-    ``python3 -m agentproxy.agenthome``, which prepares the home on the agent's volume first
-    (:func:`main`); the model's endpoint (not a secret) joins the variables, unless the
-    request's own ``env`` names another. The key is not here: it comes from a Secret.
-
-    ``waiting`` (the URL the hooks report to and the file of the pod's token, neither a
-    secret): the home gets the hooks that report ``waiting_input`` (see :mod:`agentproxy.waiting`)."""
-    args = ["-m", ENTRY_MODULE, "--work-dir", launch.work_dir]
-    if permission_mode is not None:
-        args += ["--permission-mode", permission_mode]
-    env = dict(QUIET_ENV)
-    if base_url:
-        env[BASE_URL_VARIABLE] = base_url
-    if waiting is not None:
-        args.append("--waiting-hooks")
-        env[waiting_vars.URL_VARIABLE], env[waiting_vars.TOKEN_VARIABLE] = waiting
-    env.update(launch.env)
-    return dataclasses.replace(launch, program="python3", args=(*args, "--", launch.program, *launch.args), env=env)
 
 
 def prepare_claude_home(home: Path, *, work_dir: str, api_key: str | None,

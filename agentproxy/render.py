@@ -21,8 +21,9 @@ import jinja2
 import yaml
 
 from . import naming, yamlfast, yamlout
-from .agenthome import KEY_VARIABLE, container_launch, home_dir, uses_claude
+from .agenthome import BASE_URL_VARIABLE, KEY_VARIABLE, QUIET_ENV, home_dir, uses_claude
 from .launch import AgentLaunch, agent_launch
+from .launcher import wrapped
 from .settings import AGENT_PORT, Settings
 from .spec import AgentSpec, fingerprint
 from .waiting import REPORT_PATH
@@ -224,15 +225,18 @@ class RenderCache:
 
 
 def launch_of(settings: Settings, spec: AgentSpec) -> AgentLaunch:
-    """How the agent's container starts: agentapi around its command, behind the preparation
-    of its home on its volume when the command runs Claude Code (see
-    :func:`agentproxy.agenthome.container_launch`)."""
+    """How the agent's container starts: agentapi around its command, behind the launcher
+    (:mod:`agentproxy.launcher`), which asks agentapi to save the conversation within
+    ``local_mode.state_save_interval`` of every change (a pod killed without SIGTERM loses no
+    more) and, when the command runs Claude Code, prepares its home on its volume first."""
     launch = agent_launch(spec, port=AGENT_PORT, work_dir=settings.k8s_mode.work_dir)
+    interval = settings.local_mode.state_save_interval
     if not uses_claude(spec.command):
-        return launch
+        return wrapped(launch, save_interval=interval)
     claude = settings.agents.claude
-    return container_launch(launch, base_url=claude.base_url, permission_mode=claude.permission_mode,
-                            waiting=waiting_report(settings))
+    extra = {**QUIET_ENV, **({BASE_URL_VARIABLE: claude.base_url} if claude.base_url else {})}
+    return wrapped(launch, save_interval=interval, claude_home=True, permission_mode=claude.permission_mode,
+                   extra_env=extra, waiting=waiting_report(settings))
 
 
 WAITING_TOKEN_DIR = "/var/run/agentproxy"
@@ -259,6 +263,17 @@ def waiting_volume(settings: Settings, spec: AgentSpec) -> dict[str, Any] | None
         return None
     return {"audience": settings.k8s_mode.waiting_audience, "seconds": WAITING_TOKEN_SECONDS,
             "dir": WAITING_TOKEN_DIR, "file": WAITING_TOKEN_FILE}
+
+
+def missing_key(settings: Settings, spec: AgentSpec) -> str | None:
+    """Why a Kubernetes agent of ``spec`` could not start unattended, or None: Claude Code
+    without a key (``k8s_mode.secret_name`` unset) stops at its login screen, and its first
+    message would never be answered."""
+    if uses_claude(spec.command) and settings.k8s_mode.secret_name is None:
+        return (f"agent type {spec.type!r} runs Claude Code, which needs the model's key: set "
+                f"k8s_mode.secret_name to a Secret holding it under the key {settings.agents.claude.api_key_env!r} "
+                f"(agents.claude.api_key_env)")
+    return None
 
 
 def secret_env(settings: Settings, spec: AgentSpec) -> list[dict[str, str]]:

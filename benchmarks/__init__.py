@@ -11,7 +11,8 @@ Modules:
 - :mod:`.local`: the local supervisor's overhead, memory per agent, concurrent starts;
   :mod:`.restart`: a ``kill -9`` of the proxy and how soon it serves its agents again;
   :mod:`.suspend`: suspend and resume; :mod:`.first_answer`: create-to-first-answer of Claude
-  Code against echo; :mod:`.waiting`: from Claude Code's hook to ``waiting_input`` on ``/events``.
+  Code against echo; :mod:`.waiting`: from Claude Code's hook to ``waiting_input`` on ``/events``;
+  :mod:`.pool`: warm pool claims against cold creates (claim-to-ready, claim-to-first-answer, refill).
 - :mod:`.events`: the cost of ``GET /events`` with many agents and subscribers.
 - :mod:`.triggers`: inbound webhooks against a real proxy: webhook-to-agent-ready against a plain
   create, and a bounded load of signed deliveries (none lost, none doubled, 429s counted).

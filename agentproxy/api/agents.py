@@ -81,8 +81,8 @@ class AgentRoutes:
                 existed, resumes = True, current.suspended
         async with self.ctx.quotas.admit(principal, spec, new_agent=not existed, starts=not existed or resumes):
             # A client that goes away must not leave a half-made agent behind.
-            state = await asyncio.shield(self.ctx.backend.create(spec, any_session=self.ctx.may_join(principal,
-                                                                                                  session)))
+            state = await asyncio.shield(self.ctx.backend.create(
+                spec, any_session=self.ctx.may_join(principal, session), names_id=fields.get("id") is not None))
         return _json(agent_json(state), status=200 if existed else 201)
 
     async def list_session(self, request: web.Request) -> web.Response:

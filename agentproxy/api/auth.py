@@ -29,9 +29,9 @@ from aiohttp import web
 from ..apikeys import ApiKey, hash_key, parse_api_keys
 from ..backends.base import AgentState
 from ..teams.config import Teams
-from ..waiting import REPORT_PATH
 from ..teams.oidc import CSRF_HEADER, SESSION_COOKIE, Identity, TokenRefused, looks_like_jwt
 from ..teams.tokens import ProviderUnreachable, TokenVerifier
+from ..waiting import REPORT_PATH
 from .errors import ApiError, Handler
 from .ui import OPEN_PATHS as DASHBOARD_PATHS
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ..pools import Decision
 from ..spec import AgentSpec
 from .agent_state import AgentState, AgentStatus, StatusEvent, visible
 from .conversation import FIRST_MESSAGE_PENDING
@@ -36,6 +37,7 @@ from .index import ANY_OWNER
 from .lifecycle import ChangeWaiters, LifecycleEvent, Listener, ResumeTimer
 from .limits import CreateLimits, CreateQueue
 from .ownership import check_session
+from .pooling import PoolKeeper
 from .progress import FAILED, PLAIN_PLAN, RESUME, START, Facts, ProgressBook, StepPlan
 from .suspension import API, AgentActivity, Suspension
 
@@ -51,6 +53,10 @@ class MetricSample:
     type: str  # "counter" or "gauge"
     value: float
     labels: tuple[tuple[str, str], ...] = ()
+
+
+class _ClaimFailed(Exception):
+    """A pool member could not be bound (it ended, or did not answer): the create goes cold."""
 
 
 def check_same_spec(existing: AgentSpec, requested: AgentSpec) -> None:
@@ -148,6 +154,10 @@ class Backend(abc.ABC):
         """While True (a mode loading what exists), states move no start on: a partial view (a
         pod seen before its StatefulSet) would end one wrongly. See :meth:`follow_progress`."""
         self._creating: dict[str, AgentSpec] = {}
+        self.pools: PoolKeeper | None = None
+        """The mode's warm pools, when it keeps any (see :mod:`.pooling`)."""
+        self.last_decision: Decision | None = None
+        """The pool decision of the latest create that named no id (for the log and tests)."""
         self.set_limits(limits or CreateLimits())
 
     def set_limits(self, limits: CreateLimits) -> None:
@@ -179,12 +189,30 @@ class Backend(abc.ABC):
 
     # --- the contract ------------------------------------------------------------------------
 
-    async def create(self, spec: AgentSpec, *, any_session: bool = False) -> AgentState:
+    async def create(self, spec: AgentSpec, *, any_session: bool = False, names_id: bool = True) -> AgentState:
         """Start an agent. Idempotent for an equal spec; :class:`Conflict` for a different one;
         :class:`SessionTaken` in a session of another owner (unless ``any_session``: admins, shared
-        sessions, the operator's own commands); :class:`TooMany` beyond a limit."""
+        sessions, the operator's own commands); :class:`TooMany` beyond a limit. A create whose
+        request named no id (``names_id`` False) and has a pool's shape claims a ready member of
+        that pool (see :mod:`agentproxy.pools`): the agent gets the member's id."""
         async with self._create_queue.slot():
             prepared = await self._prepare(spec)
+            member = None
+            if not names_id and self.pools is not None:
+                decision, member = self.pools.take(spec)
+                self.last_decision = decision
+            if member is not None:
+                try:
+                    return await self._create_locked(dataclasses.replace(spec, id=member.id), prepared,
+                                                     any_session, member)
+                except _ClaimFailed as failed:
+                    log.warning("claiming pool member %s failed (%s); the agent is created cold", member.id,
+                                failed.__cause__ or failed)
+            return await self._create_locked(spec, prepared, any_session, None)
+
+    async def _create_locked(self, spec: AgentSpec, prepared: Any, any_session: bool, member: Any) -> AgentState:
+        claiming = False
+        try:
             async with self.locks.hold(spec.id):
                 existing = self._state(spec.id)
                 # Whose the session is comes first: a refusal must not tell another owner whether
@@ -198,7 +226,10 @@ class Backend(abc.ABC):
                     self.limits.check_room(spec, others.values())
                     self._creating[spec.id] = spec
                     self.progress.begin(spec, START)
+                    claiming = member is not None
                     try:
+                        if member is not None:
+                            return await self._claim_member(spec, member, prepared)
                         return await self._create_new(spec, prepared)
                     except BaseException:
                         if self._state(spec.id) is None:
@@ -210,6 +241,20 @@ class Backend(abc.ABC):
                 if existing.suspended:  # created again with the same spec: it resumes
                     return await self._resume_locked(existing, API)
                 return await self._create_again(existing, prepared)
+        except (BackendError, OSError) as exc:
+            if member is None or self.pools is None:
+                raise
+            if not claiming:  # refused before the claim began: the member is as it was
+                self.pools.give_back(member)
+                raise
+            self.pools.discard(member)
+            if isinstance(exc, BackendError) and not isinstance(exc, Unavailable):
+                raise
+            raise _ClaimFailed() from exc
+        except BaseException:
+            if member is not None and self.pools is not None:
+                (self.pools.discard if claiming else self.pools.give_back)(member)
+            raise
 
     async def get(self, session: str, agent_id: str) -> AgentState:
         """The agent's current state, or :class:`NotFound` (also when in another session)."""
@@ -449,6 +494,11 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def _create_new(self, spec: AgentSpec, prepared: Any) -> AgentState:
         """Start an agent of an unused id (the agent's lock is held)."""
+
+    async def _claim_member(self, spec: AgentSpec, member: Any, prepared: Any) -> AgentState:
+        """Bind the pool ``member`` (taken by :attr:`pools`) to ``spec``, whose id is the
+        member's (the agent's lock is held). A mode without pools never gets here."""
+        raise Unavailable("this mode keeps no pools")
 
     async def _create_again(self, existing: AgentState, prepared: Any) -> AgentState:
         """A create of an agent that exists with an equal spec (the agent's lock is held)."""

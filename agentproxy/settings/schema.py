@@ -524,6 +524,11 @@ class Settings:
     teams: TeamsSettings = field(default_factory=TeamsSettings)
     triggers: TriggersSettings = field(default_factory=TriggersSettings)
 
+    pools: Any = None
+    """Warm pools (see :mod:`agentproxy.pools`): a list of ``{name, size, agent, resources,
+    profile}``; a create that names no id and has a pool's shape takes one of its ready members.
+    Example: ``[{name: echo, size: 5, agent: echo}]``; unset: no pools."""
+
     templates_dir: Optional[str] = None
     """Directory with operator-provided manifest templates (same file names as
     the defaults); unset uses the templates shipped with agentproxy."""

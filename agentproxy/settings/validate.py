@@ -199,6 +199,11 @@ def validate(s: Settings, source_of: Callable[[str], Source]) -> None:
         raise SettingsError("server.oidc.client_id", "must name the dashboard's client at the provider when "
                             "server.oidc.issuer is set", oidc.client_id, source_of("server.oidc.client_id"))
 
+    _validate_sections(s, source_of)
+
+
+def _validate_sections(s: Settings, source_of: Callable[[str], Source]) -> None:
+    """The sections parsed by their own packages: teams, triggers and pools."""
     from ..teams.config import TeamsError, parse_teams
     try:
         parse_teams(s.teams, s.agents.commands)
@@ -212,3 +217,23 @@ def validate(s: Settings, source_of: Callable[[str], Source]) -> None:
     except TriggersError as exc:
         top = ".".join(exc.path.split(".")[:2])
         raise SettingsError(exc.path, exc.rule, source=source_of(top), show_value=False) from None
+
+    from ..backends.pooling import member_spec
+    from ..pools import PoolsError, parse_pools
+    from ..spec import SpecError
+    try:
+        pools = parse_pools(s.pools, s.agents.commands, s.agents.default_type, _profile_names(s.teams.profiles))
+    except PoolsError as exc:
+        raise SettingsError(exc.path, exc.rule, source=source_of("pools"), show_value=False) from None
+    for index, pool in enumerate(pools):
+        try:  # a member is an agent like any other: its resources are within the same bounds
+            member_spec(s, pool, "member")
+        except SpecError as exc:
+            raise SettingsError(f"pools.{index}.{exc.field}", exc.rule, source=source_of("pools"),
+                                show_value=False) from None
+
+def _profile_names(profiles: Any) -> list[str]:
+    """The names of ``teams.profiles`` (checked before: a mapping or unset)."""
+    from ..teams.config import _plain
+    plain = _plain(profiles)
+    return [str(name) for name in plain] if isinstance(plain, dict) else []

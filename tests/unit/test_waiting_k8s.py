@@ -89,7 +89,8 @@ def test_the_container_command_prepares_a_home_whose_hooks_report(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     args = [str(work) if a == c["workingDir"] else a for a in args]
-    prepare = args[:args.index("--")]  # without the command: the home is printed
+    # The launcher prepares the home, then runs the command: here one that prints the home.
+    prepare = [*args[:args.index("--")], "--", "sh", "-c", 'echo "$HOME"']
     done = subprocess.run([sys.executable, *prepare], capture_output=True, text=True, timeout=60,
                           env={**os.environ, "ANTHROPIC_API_KEY": "sk-ant-test-" + "x" * 30})
     assert done.returncode == 0, done.stderr

@@ -30,7 +30,7 @@ from typing import Any
 import aiohttp
 
 from ... import naming
-from ...render import RenderCache, RenderError
+from ...render import RenderCache, RenderError, missing_key
 from ...settings import Settings
 from ...spec import AgentSpec
 from ...teams.config import teams_of
@@ -286,6 +286,9 @@ class K8sBackend(Backend):
         self.client.require_answering()
         if spec is None:
             return None
+        problem = missing_key(self.settings, spec)
+        if problem is not None:
+            raise Rejected(problem, field="agent")
         assert self.cache is not None
         return self.render(spec)
 

@@ -36,7 +36,10 @@ def agent_details(supervisor: Any) -> dict[str, Any]:
         "work_dir_bytes": supervisor.work_dir_bytes,
         "last_exit_code": (last_state or {}).get("exit_code"),
         "last_state": last_state,
+        "start": supervisor.start_kind,
     }
+    if supervisor.pool is not None:
+        details["pool"] = supervisor.pool
     if not supervisor.work_dir_complete:
         details["work_dir_bytes_partial"] = True
     return details
@@ -64,6 +67,7 @@ def agent_record(supervisor: Any) -> dict[str, Any]:
         "last_state": supervisor.last_state,
         "suspension": suspension.to_dict() if suspension is not None else None,
         "active_at": timestamp(supervisor.active_at) if supervisor.active_at is not None else None,
+        **({"start": "warm", "pool": supervisor.pool} if supervisor.start_kind == "warm" else {}),
     }
 
 

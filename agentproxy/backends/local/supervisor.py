@@ -144,6 +144,10 @@ class Supervisor:
             status=self._screen_changed, name=f"conversation {spec.id}")
         self.question: str | None = None
         """What the agent asks its user while it waits (see :mod:`agentproxy.waiting`)."""
+        self.start_kind = "cold"
+        """``warm`` for an agent that was a pool member, else ``cold`` (see :mod:`agentproxy.pools`)."""
+        self.pool: str | None = None
+        """The pool it came from, when warm."""
         self._waiting_checked = float("-inf")
         self._waiting_recheck: asyncio.TimerHandle | None = None
 
@@ -217,6 +221,16 @@ class Supervisor:
             # It ended while no proxy watched it: that is a restart like any other.
             self.restarts += 1
             self.log.note("the agent was not running when the proxy started; restarting it")
+        self.run()
+
+    def take_over(self, process: AgentProcess, what: str) -> None:
+        """Supervise ``process``, a launcher that has just been bound (a claimed pool member),
+        as this agent's run; later runs start afresh as every restart does."""
+        self.process = process
+        self.backoff.started()
+        self.start_facts = {"process_started": Fact(utc_now(), what)}
+        self.log.note(what)
+        self._set(AgentStatus.STARTING, "Claimed", what)
         self.run()
 
     def restore_failed(self, reason: str | None, message: str | None) -> None:
