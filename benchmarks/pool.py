@@ -35,8 +35,9 @@ from agentproxy.backends.local.backend import LocalBackend
 from agentproxy.pools import READY
 from agentproxy.settings import Settings
 from agentproxy.spec import build_spec
+from testenv.ports import free_block
 
-from .local import free_port_block, percentile
+from .local import percentile
 
 TIMEOUT = 180.0
 
@@ -115,8 +116,7 @@ async def run(args: argparse.Namespace) -> None:
         settings = Settings()
         settings.local_mode.data_dir = str(Path(tmp) / "data")
         settings.local_mode.agentapi_binary = agentapi
-        start = free_port_block(4 * args.size + 16)
-        settings.local_mode.ports.start, settings.local_mode.ports.end = start, start + 4 * args.size + 15
+        settings.local_mode.ports.start, settings.local_mode.ports.end = free_block(4 * args.size + 16, mostly=True)
         settings.agents.max_concurrent_creates = max(args.concurrency)
         settings.agents.max_per_session = 0
         settings.pools = [{"name": "echo", "size": args.size, "agent": "echo"}]

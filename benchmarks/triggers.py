@@ -29,7 +29,6 @@ import json
 import os
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,8 @@ import aiohttp
 import yaml
 from aiohttp import web
 
+from testenv.ports import free_port
+
 SECRET = "bench-secret"
 TIMEOUT = 300.0
 
@@ -51,12 +52,6 @@ TIMEOUT = 300.0
 def _pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _payload(number: int) -> bytes:
@@ -89,7 +84,7 @@ class Proxy:
     """``agentproxy serve`` in a subprocess with two hooks and a subscription to ``deleted`` news."""
 
     def __init__(self, directory: Path, notify_url: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         first = random.randrange(31000, 39000, 100)
         prompt = "Fix {{ repository.full_name }}#{{ issue.number }}: {{ issue.title }}"
@@ -278,7 +273,7 @@ async def main_async(args: argparse.Namespace) -> int:
         app.router.add_post("/notify", receiver.handle)
         runner = web.AppRunner(app)
         await runner.setup()
-        port = _free_port()
+        port = free_port()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         proxy = Proxy(Path(tmp), f"http://127.0.0.1:{port}/notify")
         try:
