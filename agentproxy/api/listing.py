@@ -1,10 +1,11 @@
 """Agents' JSON as bytes, made again only for an agent whose state changed.
 
-A backend that keeps its agents' states in an index (k8s mode) hands out the same
-:class:`~agentproxy.backends.base.AgentState` object for as long as an agent does
-not change, so each agent's JSON is serialised once per change, and a list is
-the join of those bytes. A state that is a new object (local mode makes one per
-read) is simply serialised again: correctness never depends on the cache.
+Both backends hand out the same :class:`~agentproxy.backends.base.AgentState`
+object for as long as an agent does not change (k8s mode keeps its states in an
+index, local mode's supervisors keep the last state they made until one of its
+inputs changes), so each agent's JSON is serialised once per change, and a list
+is the join of those bytes. A state that is a new object is simply serialised
+again: correctness never depends on the cache.
 """
 
 from __future__ import annotations
