@@ -185,6 +185,8 @@ class SyntheticApi:
 
     def __init__(self, namespace: str, objects: dict[str, list[dict[str, Any]]], resource_version: int) -> None:
         self.namespace = namespace
+        self.gates: dict[str, asyncio.Event] = {}
+        """Lists held until their event is set, by plural (a slow list of one kind)."""
         self.resource_version = resource_version
         self.bodies = {plural: json.dumps({"apiVersion": "v1", "kind": "List", "items": items,
                                            "metadata": {"resourceVersion": str(resource_version)}}).encode()
@@ -218,6 +220,8 @@ class SyntheticApi:
                                request)
         elif method == "GET" and plural in self.bodies:
             self.lists.append(plural)
+            if plural in self.gates:
+                await self.gates[plural].wait()
             yield httpx.Response(200, content=self.bodies[plural], request=request,
                                  headers={"Content-Type": "application/json"})
         elif method == "POST" and params.get("dryRun") == "All":  # the namespace check

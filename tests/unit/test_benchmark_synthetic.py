@@ -5,6 +5,7 @@ itself runs (a tiny run)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 
@@ -80,3 +81,41 @@ def test_the_read_path_benchmark_runs(tmp_path):
     assert rows["agents listed / ready"] == "6 / 6", proc.stdout
     assert rows["writes asked for in all"] == "0", proc.stdout
     assert "GET /sessions/S/agents over HTTP, 2 of 6 agents p50 / p95" in rows, proc.stdout
+
+
+async def test_a_start_derives_and_reconciles_nothing_from_a_partial_view():
+    """A restarted proxy lists its kinds one by one: with the claims listed and the StatefulSets
+    not yet, every claim (long older than a create takes) would look abandoned. Nothing is
+    derived, published or reconciled until every kind is listed; then nothing is removed."""
+    config = settings()
+    api = synthetic_namespace(config, 4)
+    api.gates["statefulsets"] = asyncio.Event()
+    backend = K8sBackend(config, client=Client(api))  # type: ignore[arg-type]  # the imitation of kr8s's Api
+    first_event = asyncio.ensure_future(backend.events().__anext__())
+    await asyncio.sleep(0)  # subscribed
+    start = asyncio.ensure_future(backend.start())
+    try:
+        for _ in range(1000):  # the other kinds are listed while the StatefulSets' list is held
+            if {"configmaps", "pods", "services", "persistentvolumeclaims"} <= set(api.lists) and \
+                    len(backend.cache.reflectors["ConfigMap"].store) == 4 if backend.cache else False:
+                break
+            await asyncio.sleep(0.01)
+        assert len(backend.cache.reflectors["ConfigMap"].store) == 4
+        # A pass that comes due meanwhile (scheduled by anything) waits for a whole view.
+        await backend.reconciler._run("a0", 0)
+        assert api.writes == [] and "a0" in backend.reconciler._pending
+        assert len(backend.index) == 0 and not backend.current()
+        api.gates["statefulsets"].set()
+        await asyncio.wait_for(start, 60)
+        assert backend.current()
+        assert {a.status for a in await backend.list()} == {AgentStatus.READY}
+        first = await asyncio.wait_for(first_event, 5)
+        assert first.type == "added" and first.agent.status is AgentStatus.READY  # no partial state was announced
+        for agent_id in ("a0", "a1", "small-0", "small-1"):
+            await backend.reconciler.reconcile(agent_id)
+        assert api.writes == []
+    finally:
+        for task in (start, first_event):
+            task.cancel()
+        await asyncio.gather(start, first_event, return_exceptions=True)
+        await backend.close()

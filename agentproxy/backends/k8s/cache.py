@@ -31,6 +31,9 @@ __all__ = ["Listener", "NamespaceCache", "Reflector"]
 log = logging.getLogger(__name__)
 
 
+NOTIFY_BATCH = 256
+"""Changes of a list told to the listener between two yields to the event loop."""
+
 Listener = Callable[[Kind, str, dict[str, Any]], Awaitable[None] | None]
 """Called with (kind, event type ADDED/MODIFIED/DELETED, object) after the store changed."""
 
@@ -120,16 +123,19 @@ class Reflector:
         self.resource_version = body["metadata"]["resourceVersion"]
         self.healthy = True
         self.synced.set()
-        # Tell listeners what changed while we were not watching.
-        for name, obj in old.items():
-            if name not in fresh:
-                await self._notify("DELETED", obj)
+        # Tell listeners what changed while we were not watching, letting the event loop serve
+        # between batches (a list of thousands is seconds of work for the listeners).
+        changes = [("DELETED", obj) for name, obj in old.items() if name not in fresh]
         for name, obj in fresh.items():
             previous = old.get(name)
             if previous is None:
-                await self._notify("ADDED", obj)
+                changes.append(("ADDED", obj))
             elif previous["metadata"].get("resourceVersion") != obj["metadata"].get("resourceVersion"):
-                await self._notify("MODIFIED", obj)
+                changes.append(("MODIFIED", obj))
+        for n, (event_type, obj) in enumerate(changes):
+            await self._notify(event_type, obj)
+            if n % NOTIFY_BATCH == NOTIFY_BATCH - 1:
+                await asyncio.sleep(0)
 
     async def _watch(self) -> None:
         params = {
