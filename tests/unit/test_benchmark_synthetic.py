@@ -66,6 +66,8 @@ async def test_a_backend_started_on_the_imitation_lists_ready_agents_and_writes_
         for agent_id in ("a0", "small-1"):  # what a reconcile pass would do, done now
             await backend.reconciler.reconcile(agent_id)
         assert api.writes == []
+        stored = [o for r in backend.cache.reflectors.values() for o in r.store.values()] if backend.cache else []
+        assert len(stored) == 30 and not any("managedFields" in o["metadata"] for o in stored)  # kept without
         assert sorted(set(api.lists)) == ["configmaps", "events?involvedObject.kind=PersistentVolumeClaim",
                                           "events?involvedObject.kind=StatefulSet", "persistentvolumeclaims",
                                           "pods", "services", "statefulsets"]

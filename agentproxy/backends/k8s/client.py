@@ -158,7 +158,7 @@ class Client:
     def require_answering(self) -> None:
         """Fail at once while the server has been silent too long (it has answered before)."""
         health = self.health
-        if health is not None and health.started and not health.answering():
+        if health is not None and health.silent():
             raise Unavailable(health.reason() or "the Kubernetes API server does not answer",
                               retry_after=self.retry_after)
 
