@@ -91,16 +91,30 @@ class StateIndex(Membership):
     def __init__(self) -> None:
         super().__init__()
         self._states: dict[str, AgentState] = {}
+        self._order: list[str] | None = None
+        """Every id in list order (creation time, then id), made again only after an agent came,
+        went or changed its creation time: a list of thousands is not sorted on every read."""
 
     def put(self, state: AgentState) -> None:
         """The agent's state from now on."""
+        previous = self._states.get(state.id)
         self._states[state.id] = state
         self.add(state.spec)
+        if previous is None or previous.created_at != state.created_at:
+            self._order = None
 
     def remove(self, agent_id: str) -> None:
         """The agent is gone."""
-        self._states.pop(agent_id, None)
+        if self._states.pop(agent_id, None) is not None:
+            self._order = None
         self.discard(agent_id)
+
+    def ordered(self) -> list[AgentState]:
+        """Every agent's state ordered by creation time, then id (as lists show them)."""
+        states = self._states
+        if self._order is None:
+            self._order = sorted(states, key=lambda i: (states[i].created_at, i))
+        return [states[i] for i in self._order]
 
     def get(self, agent_id: str) -> AgentState | None:
         """The agent's state, None when it is not indexed."""

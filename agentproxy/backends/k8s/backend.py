@@ -46,7 +46,7 @@ from ..base import (
     different_spec,
 )
 from ..conversation import FirstMessageTracker, read_activity
-from ..index import StateIndex
+from ..index import ANY_OWNER, StateIndex
 from ..limits import CreateLimits
 from ..progress import K8S_PLAN, Facts
 from ..suspension import AgentActivity, Suspension
@@ -245,6 +245,11 @@ class K8sBackend(Backend):
 
     def _listed(self, session: str | None, owner: Any) -> list[AgentState]:
         return self.index.states(session, owner)
+
+    def _in_order(self, session: str | None, owner: Any) -> list[AgentState]:
+        if session is None and owner is ANY_OWNER:
+            return self.index.ordered() if self.cache else []
+        return super()._in_order(session, owner)
 
     def _peers(self, spec: AgentSpec) -> Iterable[AgentSpec]:
         ids = set(self.index.ids(spec.session))
