@@ -303,7 +303,7 @@ async def _changes(api: kr8s.asyncio.Api, admin: Client, args: argparse.Namespac
         async def shown(agent_id: str = f"c{i}") -> bool:
             code, body = await replicas[1].call("GET", f"/sessions/bench/agents/{agent_id}")
             return code == 200 and body["status"] in ("stopping", "suspended", "stopped")
-        took = await _until(shown, 60)
+        took = await _until(shown, 20)
         seen.append(took if took is not None else float("inf"))
     rows.append(("status change (a suspend through replica 0) seen by replica 1, p50 / p95", _s(seen)))
     repaired: list[float] = []
@@ -322,7 +322,7 @@ async def _changes(api: kr8s.asyncio.Api, admin: Client, args: argparse.Namespac
         async def back(path: str = path) -> bool:
             obj = await admin.get(path)
             return obj is not None and (obj["metadata"].get("labels") or {}).get(label) == "agentapi"
-        took = await _until(back, 60)
+        took = await _until(back, 20)
         repaired.append(took if took is not None else float("inf"))
     rows.append(("drift repaired (a Service's label changed out of band), p50 / p95", _s(repaired)))
 
