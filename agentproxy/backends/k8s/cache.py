@@ -121,8 +121,6 @@ class Reflector:
         for name, obj in fresh.items():
             self._index(name, obj)
         self.resource_version = body["metadata"]["resourceVersion"]
-        self.healthy = True
-        self.synced.set()
         # Tell listeners what changed while we were not watching, letting the event loop serve
         # between batches (a list of thousands is seconds of work for the listeners).
         changes = [("DELETED", obj) for name, obj in old.items() if name not in fresh]
@@ -136,6 +134,9 @@ class Reflector:
             await self._notify(event_type, obj)
             if n % NOTIFY_BATCH == NOTIFY_BATCH - 1:
                 await asyncio.sleep(0)
+        # Listed once every listener heard of it (a start goes on from a whole view).
+        self.healthy = True
+        self.synced.set()
 
     async def _watch(self) -> None:
         params = {
