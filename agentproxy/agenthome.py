@@ -44,6 +44,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import waiting as waiting_vars
 from .launch import STATE_DIR, AgentLaunch
 from .privatefile import write_private
 from .waiting import HOOK_EVENTS
@@ -174,17 +175,23 @@ def claude_environment(home: str, *, base_url: str | None, api_key: str | None) 
 
 
 def container_launch(launch: AgentLaunch, *, base_url: str | None,
-                     permission_mode: str | None = None) -> AgentLaunch:
+                     permission_mode: str | None = None, waiting: tuple[str, str] | None = None) -> AgentLaunch:
     """``launch`` as a Claude agent's container runs it: the same agentapi command behind
     ``python3 -m agentproxy.agenthome``, which prepares the home on the agent's volume first
     (:func:`main`); the model's endpoint (not a secret) joins the variables, unless the
-    request's own ``env`` names another. The key is not here: it comes from a Secret."""
+    request's own ``env`` names another. The key is not here: it comes from a Secret.
+
+    ``waiting`` (the URL the hooks report to and the file of the pod's token, neither a
+    secret): the home gets the hooks that report ``waiting_input`` (see :mod:`agentproxy.waiting`)."""
     args = ["-m", ENTRY_MODULE, "--work-dir", launch.work_dir]
     if permission_mode is not None:
         args += ["--permission-mode", permission_mode]
     env = dict(QUIET_ENV)
     if base_url:
         env[BASE_URL_VARIABLE] = base_url
+    if waiting is not None:
+        args.append("--waiting-hooks")
+        env[waiting_vars.URL_VARIABLE], env[waiting_vars.TOKEN_VARIABLE] = waiting
     env.update(launch.env)
     return dataclasses.replace(launch, program="python3", args=(*args, "--", launch.program, *launch.args), env=env)
 
@@ -230,15 +237,17 @@ def _write_json(path: Path, data: Mapping[str, Any]) -> None:
 
 
 def prepare_or_report(work_dir: str, *, home: str | None, api_key_env: str,
-                      permission_mode: str | None) -> str | None:
+                      permission_mode: str | None, waiting_hooks: bool = False) -> str | None:
     """Prepare the home of a Claude Code agent working in ``work_dir`` (``home``, else its
-    place in the work directory), its key from the variable ``api_key_env``: the home's path,
-    or ``None`` once the one-line error is printed (``prepare-home`` and :func:`main`)."""
+    place in the work directory), its key from the variable ``api_key_env``, with the hooks
+    of :mod:`agentproxy.waiting` when ``waiting_hooks``: the home's path, or ``None`` once the
+    one-line error is printed (``prepare-home`` and :func:`main`)."""
     real_work_dir = os.path.realpath(work_dir)  # Claude Code knows a project by its real path
     home = home or home_dir(real_work_dir)
+    hook = waiting_hook_command(sys.executable or "python3", real_work_dir) if waiting_hooks else None
     try:
         prepare_claude_home(Path(home), work_dir=real_work_dir, api_key=os.environ.get(api_key_env) or None,
-                            permission_mode=permission_mode)
+                            permission_mode=permission_mode, hook_command=hook)
     except HomeError as exc:
         print(f"agentproxy: error: {exc.strerror or exc}", file=sys.stderr)
         return None
@@ -246,7 +255,7 @@ def prepare_or_report(work_dir: str, *, home: str | None, api_key_env: str,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python3 -m agentproxy.agenthome --work-dir DIR [--permission-mode M] -- COMMAND...``:
+    """``python3 -m agentproxy.agenthome --work-dir DIR [--permission-mode M] [--waiting-hooks] -- COMMAND...``:
     prepare the home of the agent working in DIR (the key from ``$ANTHROPIC_API_KEY``), then
     replace this process with COMMAND, its ``HOME`` the prepared home (a container's command:
     agentapi keeps the process, and the kubelet's signals reach it). Without COMMAND, print the
@@ -258,11 +267,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--api-key-env", default=KEY_VARIABLE, metavar="NAME",
                         help=f"the variable holding the model's key (default: {KEY_VARIABLE})")
     parser.add_argument("--permission-mode", metavar="MODE", help="Claude Code's permissions.defaultMode")
+    parser.add_argument("--waiting-hooks", action="store_true",
+                        help="add the hooks that report when the agent waits for its user")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND... to run in the prepared home")
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     home = prepare_or_report(args.work_dir, home=args.home, api_key_env=args.api_key_env,
-                             permission_mode=args.permission_mode)
+                             permission_mode=args.permission_mode, waiting_hooks=args.waiting_hooks)
     if home is None:
         return 1
     if not command:

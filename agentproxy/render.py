@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 import re
 import sys
 from functools import lru_cache
@@ -24,6 +25,7 @@ from .agenthome import KEY_VARIABLE, container_launch, home_dir, uses_claude
 from .launch import AgentLaunch, agent_launch
 from .settings import AGENT_PORT, Settings
 from .spec import AgentSpec, fingerprint
+from .waiting import REPORT_PATH
 
 TEMPLATES = (
     # (file, kind, name of the object) in apply order: what the StatefulSet uses comes first.
@@ -175,6 +177,7 @@ def render_agent(settings: Settings, spec: AgentSpec, *, replicas: int = 1,
         "launch": launch,
         "home": home_dir(launch.work_dir) if uses_claude(spec.command) else launch.work_dir,
         "secret_env": secret_env(settings, spec),
+        "waiting": waiting_volume(settings, spec),
         "spec_hash": spec_hash,
         "spec_json": spec_json,
         "suspension": suspension,
@@ -224,7 +227,34 @@ def launch_of(settings: Settings, spec: AgentSpec) -> AgentLaunch:
     if not uses_claude(spec.command):
         return launch
     claude = settings.agents.claude
-    return container_launch(launch, base_url=claude.base_url, permission_mode=claude.permission_mode)
+    return container_launch(launch, base_url=claude.base_url, permission_mode=claude.permission_mode,
+                            waiting=waiting_report(settings))
+
+
+WAITING_TOKEN_DIR = "/var/run/agentproxy"
+"""Where a Claude agent's pod gets its ServiceAccount token for the proxy (a projected volume)."""
+WAITING_TOKEN_FILE = "waiting-token"
+WAITING_TOKEN_SECONDS = 3600
+"""The token's life; the kubelet renews it at 80 % of it."""
+
+
+def waiting_report(settings: Settings) -> tuple[str, str] | None:
+    """Where a Claude agent's hooks report ``waiting_input`` (``k8s_mode.waiting_url``'s route)
+    and the file of the token they sign it with; None when k8s mode does not detect it."""
+    url = settings.k8s_mode.waiting_url
+    if not url:
+        return None
+    return url.rstrip("/") + REPORT_PATH, posixpath.join(WAITING_TOKEN_DIR, WAITING_TOKEN_FILE)
+
+
+def waiting_volume(settings: Settings, spec: AgentSpec) -> dict[str, Any] | None:
+    """The projected ServiceAccount token of a Claude agent's pod whose hooks report to the
+    proxy (``audience``, ``seconds``, ``dir``, ``file``), None otherwise. The kubelet writes it,
+    bound to the pod: nothing secret is rendered, and a token names the one pod it was made for."""
+    if not uses_claude(spec.command) or not settings.k8s_mode.waiting_url:
+        return None
+    return {"audience": settings.k8s_mode.waiting_audience, "seconds": WAITING_TOKEN_SECONDS,
+            "dir": WAITING_TOKEN_DIR, "file": WAITING_TOKEN_FILE}
 
 
 def secret_env(settings: Settings, spec: AgentSpec) -> list[dict[str, str]]:

@@ -15,7 +15,8 @@ Modules:
 - :mod:`.local`: the local supervisor's overhead, memory per agent, concurrent starts;
   :mod:`.restart`: a ``kill -9`` of the proxy and how soon it serves its agents again;
   :mod:`.suspend`: suspend and resume; :mod:`.first_answer`: create-to-first-answer of Claude
-  Code against echo.
+  Code against echo; :mod:`.waiting`: from Claude Code's hook to ``waiting_input`` on ``/events``.
+- :mod:`.events`: the cost of ``GET /events`` with many agents and subscribers.
 - :mod:`.proxy`: the proxy against direct agentapi and two other proxies, over the paths of
   :mod:`.paths`, with the stream readers of :mod:`.streams` (run by path, as processes of their
   own), the kernel timestamps of :mod:`.capture` and the byte-relay floor of :mod:`.relay`.

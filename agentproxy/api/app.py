@@ -22,6 +22,7 @@ from .errors import error_middleware
 from .events import EventStreams
 from .expect import continue_middleware, deferring
 from .health import Health
+from .hooks import HookRoutes
 from .metrics import Metrics
 from .openapi import openapi_handler
 from .progress import ProgressStreams
@@ -73,6 +74,7 @@ def create_app(
     add(TeamRoutes(ctx).routes())
     add(events.routes())
     add(progress.routes())
+    add(HookRoutes(ctx).routes())
     add(Health(backend).routes())
     add(ui.routes())
     add([

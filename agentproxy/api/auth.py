@@ -25,14 +25,16 @@ from aiohttp import web
 from ..apikeys import ApiKey, hash_key, parse_api_keys
 from ..backends.base import AgentState
 from ..teams.config import Teams
+from ..waiting import REPORT_PATH
 from .errors import ApiError, Handler
 from .ui import OPEN_PATHS as DASHBOARD_PATHS
 
 __all__ = ["ANONYMOUS", "ApiKey", "Authenticator", "BindRefused", "OPEN_PATHS", "PRINCIPAL", "Principal",
            "check_bind", "hash_key", "is_loopback_host", "principal_of"]
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz"}) | DASHBOARD_PATHS
-"""Paths answered without a key (the dashboard's files ask for one themselves)."""
+OPEN_PATHS = frozenset({"/healthz", "/readyz", REPORT_PATH}) | DASHBOARD_PATHS
+"""Paths answered without a key (the dashboard's files ask for one themselves; the hooks' reports
+carry their pod's token instead, see :mod:`.hooks`)."""
 
 _RequestKey = getattr(web, "RequestKey", None)  # aiohttp >= 3.13
 PRINCIPAL: Any = _RequestKey("agentproxy.principal", object) if _RequestKey else "agentproxy.principal"

@@ -281,6 +281,20 @@ def _other_ops() -> dict[str, Any]:
                             "schema": {"type": "string"}, "description": "The id of the last event seen."}],
             "responses": {"200": {"description": "The stream.", "content": {"text/event-stream": {
                 "schema": {"type": "string"}}}}, **_errors("400", "401")}}},
+        "/hooks/waiting": {"post": {
+            "operationId": "reportWaiting", "summary": "What a Claude agent's hooks in a pod report (k8s mode)",
+            "description": "`{\"question\": TEXT}` when the agent asks its user for a permission, "
+                           "`{\"question\": null}` when it no longer waits. No API key: `Authorization: Bearer` "
+                           "carries the pod's own ServiceAccount token (audience `k8s_mode.waiting_audience`), "
+                           "which says which agent the report is about. 404 unless k8s mode takes reports "
+                           "(`k8s_mode.waiting_url`).", **OPEN,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["question"], "additionalProperties": True,
+                "properties": {"question": {"type": ["string", "null"], "maxLength": 2000}}}}}},
+            "responses": {"200": _json({"type": "object", "properties": {
+                "id": {"type": "string"}, "session": {"type": "string"}, "status": {"type": "string"},
+                "question": {"type": ["string", "null"]}}}, "The agent as it is shown now."),
+                **_errors("400", "401", "403", "404", "413", "415", "422", "503")}}},
         "/healthz": {"get": {"operationId": "healthz", "summary": "The process answers", **OPEN,
                              "responses": {"200": status}}},
         "/readyz": {"get": {"operationId": "readyz", "summary": "The backend can do its work", **OPEN,

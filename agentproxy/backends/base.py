@@ -324,6 +324,12 @@ class Backend(abc.ABC):
         """A message was sent to the agent through the proxy: a question it asked is answered
         (``waiting_input`` ends at once). Modes that detect no questions ignore it."""
 
+    async def report_question(self, token: str, question: str | None) -> AgentState:
+        """What a hook in an agent's pod reports, signed by the pod's ``token``: the agent asks
+        ``question`` (None: no longer). Only k8s mode takes reports (local agents' hooks write a
+        file the supervisor reads)."""
+        raise NotFound("this proxy takes no waiting_input reports (k8s mode with k8s_mode.waiting_url only)")
+
     async def logs(self, session: str, agent_id: str, tail_lines: int = 100) -> str:
         """The last lines of the agent's output."""
         return await self._logs(await self.get(session, agent_id), tail_lines)
@@ -331,6 +337,11 @@ class Backend(abc.ABC):
     def events(self) -> AsyncIterator[StatusEvent]:
         """Status changes from now on, for as long as the caller iterates."""
         return self.hub.subscribe()
+
+    def listen(self, deliver: Callable[[StatusEvent], None], ended: Callable[[], None]) -> Callable[[], None]:
+        """Status changes from now on handed to ``deliver`` as they happen, until the function
+        returned is called (``ended`` when the backend closes); see :meth:`.events.EventHub.listen`."""
+        return self.hub.listen(deliver, ended)
 
     # --- events --------------------------------------------------------------------------------
 

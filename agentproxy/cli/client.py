@@ -82,9 +82,10 @@ def register(subparsers: Any) -> None:
     get.set_defaults(handler=_handler("get"))
 
     create = verbs.add_parser("create", parents=[conn], help="create an agent",
-                              description="Create an agent in SESSION; with --wait, show its progress "
-                                          "(its status and each step of its start, one line each on stderr) "
-                                          "until it is ready (exit 5 if it fails, 6 on timeout).")
+                              description="Create an agent in SESSION; with --wait, show its progress on stderr "
+                                          "(its status and each step of its start: redrawn in place on a "
+                                          "terminal, one line each otherwise or with --plain) until it is ready "
+                                          "(exit 5 if it fails, 6 on timeout).")
     create.add_argument("session", metavar="SESSION", help="session id")
     create.add_argument("--id", help="agent id (default: a random one)")
     create.add_argument("--type", dest="agent_type", help="agent type (default: the server's default)")
@@ -157,6 +158,8 @@ def _wait_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wait", action="store_true", help="wait until the agent is ready")
     parser.add_argument("--timeout", type=_positive, default=300.0, metavar="SECONDS",
                         help="how long --wait waits (default: 300)")
+    parser.add_argument("--plain", action="store_true",
+                        help="with --wait on a terminal: one line per status and step rather than a redrawn display")
 
 
 def _handler(name: str) -> Callable[[argparse.Namespace], int]:

@@ -6,5 +6,6 @@ it works against any agentproxy server. Its commands' arguments are parsed in
 
 Modules: :mod:`.http` (HTTP and SSE), :mod:`.agents` (``agents ls|get|create|rm|suspend|
 resume|logs``), :mod:`.chat` (``chat``) with :mod:`.transcript` (the chat transcript),
-:mod:`.output` (table, JSON or YAML), :mod:`.errors` (what can go wrong, and each exit status).
+:mod:`.output` (table, JSON or YAML), :mod:`.startview` (what ``--wait`` shows of a start: a
+redrawn block on a terminal, plain lines otherwise), :mod:`.errors` (what can go wrong, and each exit status).
 """

@@ -347,6 +347,15 @@ class K8sModeSettings:
     """How the proxy reaches an agent: ``dns`` (the pod's headless-Service name,
     in-cluster) or ``pod_ip`` (the pod IP, for a proxy running outside the cluster)."""
 
+    waiting_url: Optional[str] = None
+    """The proxy's URL as agent pods reach it, where a Claude agent's hooks report that it waits
+    for its user (``waiting_input``), each report signed by the pod's own ServiceAccount token
+    (checked with a TokenReview; see :mod:`agentproxy.backends.k8s.questions`). Unset: k8s mode
+    does not detect ``waiting_input``. Example: ``http://agentproxy.agentproxy.svc:8080``."""
+
+    waiting_audience: str = "agentproxy"
+    """The audience of the token a pod's hooks present (no other service accepts it)."""
+
     kubeconfig: Optional[str] = None
     """Kubeconfig file; unset uses in-cluster config or ``$KUBECONFIG``."""
 

@@ -122,6 +122,10 @@ _RULES: dict[str, Check] = {
     "k8s_mode.pvc_retention_when_deleted": _one_of("Retain", "Delete"),
     "k8s_mode.field_manager": lambda v: None if v and len(v) <= 128 else "must be 1 to 128 characters",
     "k8s_mode.pod_address": _one_of("dns", "pod_ip"),
+    "k8s_mode.waiting_url": _optional(lambda v: bool(_BASE_URL.fullmatch(v)),
+                                      "must be an http:// or https:// URL without spaces, or unset"),
+    "k8s_mode.waiting_audience": lambda v: None if v and len(v) <= 253 and not any(c.isspace() for c in v)
+    else "must be 1 to 253 characters without spaces",
     "compat.agentapi_proxy.session": lambda v: None if is_valid_session_id(v) else SESSION_ID_RULE,
     "compat.agentapi_proxy.allowed_origins": _origins,
 }

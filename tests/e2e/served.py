@@ -116,9 +116,10 @@ class Servers:
         self.started: list[Served] = []
         self.http = aiohttp.ClientSession()
 
-    async def start(self, *settings: str, ready: bool = True) -> Served:
-        """A server for the namespace with ``--set`` ``settings``; waits for ``/readyz`` 200 unless told not to."""
-        port = free_port()
+    async def start(self, *settings: str, ready: bool = True, port: int | None = None) -> Served:
+        """A server for the namespace with ``--set`` ``settings`` (on ``port``, else a free one);
+        waits for ``/readyz`` 200 unless told not to."""
+        port = port or free_port()
         args = ["k8s_mode.enabled=true", f"k8s_mode.namespace={self.namespace}", "k8s_mode.pod_address=pod_ip",
                 f"server.port={port}", *settings]
         served = Served([sys.executable, "-m", "agentproxy", "serve", *(a for s in args for a in ("--set", s))],

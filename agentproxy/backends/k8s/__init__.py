@@ -10,6 +10,8 @@ Pure decisions, no cluster:
 - :mod:`.status`: an agent's status from its StatefulSet, Pod and PVC.
 - :mod:`.drift`: which owned fields drifted.
 - :mod:`.steps`: the start steps of an agent, from the objects the watches hold.
+- :mod:`.questions`: ``waiting_input`` reported by a pod's hooks: which pod a token names, and
+  the question kept on the StatefulSet (with :class:`~.questions.TokenReviews`, the review calls).
 
 The I/O behind them:
 

@@ -50,7 +50,7 @@ from ..index import ANY_OWNER, StateIndex
 from ..limits import CreateLimits
 from ..progress import K8S_PLAN, Facts
 from ..suspension import AgentActivity, Suspension
-from . import model, steps, upkeep
+from . import model, questions, steps, upkeep
 from .cache import NamespaceCache, event_agent
 from .client import Client, NamespaceMissing
 from .health import ApiHealth
@@ -105,6 +105,8 @@ class K8sBackend(Backend):
         self.namespace_check: upkeep.NamespaceCheck | None = None
         self.loading = False
         """True while :meth:`start` lists the kinds: watch events change the cache alone."""
+        self.reviews = questions.TokenReviews(self._token_review, self.namespace, self.k8s.waiting_audience)
+        """Which pod sent a ``waiting_input`` report (see :mod:`.questions`)."""
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -399,6 +401,62 @@ class K8sBackend(Backend):
                                       resource="statefulsets")
         except NotFound:
             pass  # deleted meanwhile
+
+    # --- waiting_input: what the hooks in the pods report (see :mod:`.questions`) -----------------
+
+    async def report_question(self, token: str, question: str | None) -> AgentState:
+        """The pod ``token`` was made for asks ``question`` (None: no longer): kept on its
+        agent's StatefulSet, for every replica to show. Raises :class:`.questions.Refused`."""
+        if not self.k8s.waiting_url:
+            raise NotFound("k8s_mode.waiting_url is not set: this proxy takes no waiting_input reports")
+        assert self.client is not None
+
+        def current_agent_pod(name: str) -> bool:
+            return model.agent_named(POD, name) is not None and self.cached(POD, name) is not None
+        pod = await self.reviews.pod_of(token, current_agent_pod)
+        agent_id = model.agent_named(POD, pod.name)
+        live = self.cached(POD, pod.name)
+        state = self.state_of(agent_id) if agent_id else None
+        if state is None or live is None or live["metadata"].get("uid") != pod.uid:
+            raise questions.Refused(403, "the token's pod is no longer an agent's current pod")
+        statefulset = self.cached(STATEFULSET, naming.statefulset_name(state.id))
+        if questions.question_of(statefulset, live) == (question or None) and (
+                question or not model.annotation(statefulset, questions.QUESTION_ANNOTATION)):
+            return state  # nothing to change: a hook's repeat
+        stored = await self._set_question(state.id, questions.question_annotation(question, pod.uid, datetime.now(UTC)))
+        # As stored: the watch may not have brought the change yet.
+        return (self.state_of(state.id, stored) if stored else None) or state
+
+    async def _set_question(self, agent_id: str, value: str | None) -> dict[str, Any] | None:
+        """Set or remove the question's annotation; the StatefulSet as stored (None: it is gone)."""
+        assert self.client is not None
+        try:
+            return await self.client.request("PATCH", STATEFULSET.item(self.namespace, naming.statefulset_name(agent_id)),
+                                      body=questions.question_patch(value),
+                                      content_type="application/merge-patch+json",
+                                      params={"fieldManager": self.k8s.field_manager[:119] + "-waiting"},
+                                      verb="patch", resource="statefulsets")
+        except NotFound:
+            return None  # deleted meanwhile
+
+    async def _token_review(self, body: dict[str, Any]) -> Mapping[str, Any]:
+        assert self.client is not None
+        return await self.client.request("POST", "/apis/authentication.k8s.io/v1/tokenreviews", body=body,
+                                          verb="create", resource="tokenreviews")
+
+    def answered(self, agent_id: str) -> None:
+        """A message through the proxy answered the agent's question: the annotation goes (in the
+        background; the watch then shows the agent ready)."""
+        state = self.index.get(agent_id) if self.cache else None
+        statefulset = self.cached(STATEFULSET, naming.statefulset_name(agent_id)) if self.cache else None
+        if state is not None and model.annotation(statefulset, questions.QUESTION_ANNOTATION):
+            self.spawn(self._clear_question(agent_id), name=f"answered {agent_id}")
+
+    async def _clear_question(self, agent_id: str) -> None:
+        try:
+            await self._set_question(agent_id, None)
+        except BackendError as exc:  # the hooks clear it too, when the turn goes on
+            log.warning("cannot clear the question of agent %s: %s", agent_id, exc.message)
 
     @property
     def activity_manager(self) -> str:

@@ -1,9 +1,11 @@
 // The dashboard: asks for an API key when the server wants one, lists the agents live,
-// creates, suspends, resumes and deletes them, and shows the chat and the logs of the selected one.
+// creates, suspends, resumes and deletes them, and shows the chat, the logs and the start's steps of the
+// selected one, and the question of an agent waiting for its user.
 
 import { Api, ApiError, agentPath } from "./api.js";
 import { AgentStore, LiveAgents, agentKey, renderAgentList, statusBadge } from "./agents.js";
 import { ChatPane, LogsPane } from "./chat.js";
+import { StartSteps } from "./progress.js";
 import { showError } from "./dom.js";
 
 const $ = (id) => document.getElementById(id);
@@ -16,6 +18,8 @@ let tab = "chat";
 const chat = new ChatPane(api, { messages: $("messages"), status: $("chat-status"), form: $("send-form"),
                                  text: $("send-text"), button: $("send-button") });
 const logs = new LogsPane(api, $("logs-text"), $("logs-refresh"));
+const steps = new StartSteps(api, { box: $("agent-steps"), summary: $("agent-steps-summary"),
+                                    list: $("agent-steps-list") });
 const live = new LiveAgents(api, store, (state) => {
   const connection = $("connection");
   if (state instanceof ApiError && state.status === 401) {
@@ -40,10 +44,15 @@ function render() {
     const reason = [agent.reason, agent.message].filter(Boolean).join(": ");
     $("agent-reason").textContent = reason;
     $("agent-reason").hidden = !reason;
+    // Its program asks its user something (a permission): the question, until it is answered.
+    const waiting = agent.status === "waiting_input";
+    $("agent-question").textContent = waiting ? `Waiting for input: ${agent.question || "(no text)"}` : "";
+    $("agent-question").hidden = !waiting;
     // A suspended agent (or one being suspended) can be resumed; any other suspended.
     $("suspend-button").textContent = isSuspended(agent) ? "Resume" : "Suspend";
   }
   chat.show(agent || null);
+  steps.show(agent || null);
   logs.show(agent || null, tab === "logs");
 }
 

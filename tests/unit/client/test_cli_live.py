@@ -29,6 +29,7 @@ def table_rows(text: str) -> list[list[str]]:
 def test_create_wait_ls_get_chat_logs_rm(server):
     created = agentproxy(server, "agents", "create", "cli", "--id", "c1", "--env", "GREETING=hi", "--wait")
     assert created.returncode == 0, created.stderr
+    assert "\x1b" not in created.stderr  # a pipe gets plain lines, never a redrawn display
     progress = created.stderr.splitlines()
     assert all(line.startswith("cli/c1: ") for line in progress) and "cli/c1: ready" in progress, created.stderr
     # Each step of the start on a line of its own, in order, beside the status lines.
