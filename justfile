@@ -219,6 +219,18 @@ bench-render *ARGS:
 bench-k8s *ARGS:
     python -m benchmarks.k8s "$@"
 
+# 10,000 agents (--agents N) through two proxy replicas on $KUBECONFIG's kwok node: lists, memory, idle CPU, restart, drift, the create floor
+bench-scale *ARGS:
+    python -m benchmarks.scale "$@"
+
+# The k8s read path with 10,000 agents (--agents N) in an imitation of the API server's lists: start, memory, lists in the process and over HTTP
+bench-list-cache *ARGS:
+    python -m benchmarks.list_cache "$@"
+
+# GET /agents with 200 local echo agents (--agents N): JSON once per change against made on every read, memory per agent
+bench-list-local *ARGS: agentapi
+    python -m benchmarks.list_local "$@"
+
 # agentproxy, configurable-http-proxy and the Go agentapi-proxy against direct agentapi, side by side
 bench-proxy *ARGS: agentapi agentapi-proxy chp wrk socat
     python -m benchmarks.proxy "$@"

@@ -273,10 +273,10 @@ class Backend(abc.ABC):
                    owner: Any = ANY_OWNER) -> list[AgentState]:
         """Agents, optionally of one session, status or owner (None: made without keys), ordered
         by creation time (then id)."""
-        states = self._listed(session, owner)
+        states = self._in_order(session, owner)
         if status is not None:
             states = [s for s in states if s.shown_status == status]
-        return sorted(states, key=_list_order)
+        return states
 
     async def delete(self, session: str, agent_id: str, purge: bool = False) -> AgentState:
         """Stop and remove an agent; ``purge`` also deletes its data. :class:`NotFound` if absent."""
@@ -485,6 +485,11 @@ class Backend(abc.ABC):
         session answers without looking at the others."""
         return [s for s in self._states()
                 if (session is None or s.session == session) and (owner is ANY_OWNER or s.spec.owner == owner)]
+
+    def _in_order(self, session: str | None, owner: Any) -> builtins.list[AgentState]:
+        """:meth:`_listed` in list order (creation time, then id); a mode that keeps the order
+        of every agent answers a list of all without sorting it."""
+        return sorted(self._listed(session, owner), key=_list_order)
 
     def _peers(self, spec: AgentSpec) -> Iterable[AgentSpec]:
         """At least the specs of the agents that share ``spec``'s session or owner (what the

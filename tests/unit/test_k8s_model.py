@@ -292,6 +292,9 @@ class Host:
     def busy(self, agent_id: str) -> bool:
         return False
 
+    def current(self) -> bool:
+        return True
+
     def cached(self, kind: Any, name: str) -> dict[str, Any] | None:
         return self.objects.get((kind.name, name))
 

@@ -48,7 +48,7 @@ from ..base import (
     different_spec,
 )
 from ..conversation import FirstMessageTracker, read_activity
-from ..index import StateIndex
+from ..index import ANY_OWNER, StateIndex
 from ..limits import CreateLimits
 from ..progress import K8S_PLAN, Facts
 from ..suspension import AgentActivity, Suspension
@@ -70,6 +70,8 @@ SPEC_HASH_ANNOTATION = model.SPEC_HASH_ANNOTATION
 
 LIVE: Any = object()
 """For :meth:`K8sBackend.render`: the suspension the StatefulSet has now."""
+DERIVE_BATCH = 256
+"""Agents derived between two yields to the event loop after a start's lists."""
 SCALE_ATTEMPTS = 3
 """Suspend and resume re-read and try again this often when the StatefulSet changed meanwhile."""
 
@@ -105,6 +107,8 @@ class K8sBackend(Backend):
         """Creates cut off half-way, rolled back at once or once the API server answers."""
         self._background: set[asyncio.Task[None]] = set()
         self.namespace_check: upkeep.NamespaceCheck | None = None
+        self.loading = False
+        """True while :meth:`start` lists the kinds: watch events change the cache alone."""
         self.reviews = questions.TokenReviews(self._token_review, self.namespace, self.k8s.waiting_audience)
         """Which pod sent a ``waiting_input`` report (see :mod:`.questions`)."""
 
@@ -126,9 +130,13 @@ class K8sBackend(Backend):
         self.first_messages = FirstMessageTracker(self._http, self.settings.agents.first_message_timeout,
                                                   self._publish)
         self.cache = NamespaceCache(self.client, self.namespace, self._on_change, **self._cache_options)
-        # Each kind is listed on its own: until all are, an agent's state is of a partial view.
-        self.progress_paused = True
+        # Each kind is listed on its own: until all are, the cache is a partial view (claims
+        # without their StatefulSets, say). Nothing is derived, published or reconciled from
+        # it: every agent is derived once, when every kind is listed.
+        self.progress_paused = self.loading = True
         await self.cache.start()
+        self.loading = False
+        await self._derive_all()
         self.follow_progress()
         # Every change after the lists is seen from here on: a client's event id from then on
         # can be served (see ..eventlog).
@@ -243,6 +251,11 @@ class K8sBackend(Backend):
 
     def _listed(self, session: str | None, owner: Any) -> list[AgentState]:
         return self.index.states(session, owner)
+
+    def _in_order(self, session: str | None, owner: Any) -> list[AgentState]:
+        if session is None and owner is ANY_OWNER:
+            return self.index.ordered() if self.cache else []
+        return super()._in_order(session, owner)
 
     def _peers(self, spec: AgentSpec) -> Iterable[AgentSpec]:
         ids = set(self.index.ids(spec.session))
@@ -549,8 +562,22 @@ class K8sBackend(Backend):
 
     # --- watch events ----------------------------------------------------------
 
+    def current(self) -> bool:
+        """True once every kind is listed and while every watch is current: the cache is then a
+        whole view (what the reconciler needs before it removes or applies anything)."""
+        return not self.loading and self.cache is not None and self.cache.problem() is None
+
+    async def _derive_all(self) -> None:
+        """Derive every agent of the cache once (after the lists of a start), letting requests
+        be served between batches."""
+        assert self.cache is not None
+        for n, agent_id in enumerate(self.cache.agent_ids()):
+            self._derive(agent_id)
+            if n % DERIVE_BATCH == DERIVE_BATCH - 1:
+                await asyncio.sleep(0)
+
     def _on_change(self, kind: Kind, event_type: str, obj: dict[str, Any]) -> None:
-        if self.cache is None:
+        if self.cache is None or self.loading:
             return
         if kind is EVENT:
             agent_id = event_agent(obj)
@@ -568,17 +595,21 @@ class K8sBackend(Backend):
         rv = str(obj["metadata"].get("resourceVersion") or "")
         self.event_hint = int(rv) if kind is not EVENT and rv.isdigit() else None
         try:
-            state = self._publish(agent_id)
+            self._derive(agent_id)
         finally:
             self.event_hint = None
+        if kind in (SERVICE, CONFIGMAP, STATEFULSET, PVC):
+            self.reconciler.schedule(agent_id)
+
+    def _derive(self, agent_id: str) -> None:
+        """Derive and publish the agent's state; follow its first message while it is ready."""
+        state = self._publish(agent_id)
         if self.first_messages is not None:
             if state is None:
                 self.first_messages.forget(agent_id)
             else:
                 self.first_messages.observe(agent_id, state.spec.message, state.status is AgentStatus.READY,
                                             state.upstream)
-        if kind in (SERVICE, CONFIGMAP, STATEFULSET, PVC):
-            self.reconciler.schedule(agent_id)
 
     def _publish(self, agent_id: str) -> AgentState | None:
         """Derive the agent's state again, keep it in the index, and publish it when it changed

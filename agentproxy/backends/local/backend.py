@@ -276,7 +276,7 @@ class LocalBackend(Backend):
         return [s.state() for s in self._agents.values()]
 
     def _listed(self, session: str | None, owner: Any) -> list[AgentState]:
-        # States are made when read (they hold live figures): only those of the agents asked for.
+        # Only the agents asked for; each supervisor hands out its last state while nothing changed.
         return [self._agents[i].state() for i in self._members.ids(session, owner)]
 
     def _specs(self) -> Iterable[AgentSpec]:

@@ -45,6 +45,23 @@ def agent_details(supervisor: Any) -> dict[str, Any]:
     return details
 
 
+def state_key(supervisor: Any) -> tuple[Any, ...]:
+    """Everything a local agent's state is made of (what :func:`agent_details`,
+    :func:`last_active` and the supervisor's own fields give it): while the key stays equal,
+    so does the state, and a reader may keep the state (and the JSON made of it) it got before.
+
+    Every input of the state must be here: a change missing from the key would stay unseen
+    until another one came (the unit tests change each input and look at the next list)."""
+    process = supervisor.process
+    follower = supervisor.conversation.follower
+    return (supervisor.spec, supervisor.status, supervisor.reason, supervisor.message, supervisor.port,
+            supervisor.restarts, supervisor.created_at, process, process.adopted if process is not None else None,
+            supervisor.sample, supervisor.memory_limit, supervisor.work_dir_bytes, supervisor.work_dir_complete,
+            supervisor.last_state, supervisor.suspension, supervisor.active_at, supervisor.ready_at,
+            follower.last_message_at if follower is not None else None, supervisor.question,
+            supervisor.work_dir, supervisor.log.path)
+
+
 def agent_record(supervisor: Any) -> dict[str, Any]:
     """What the state file keeps of a local agent: enough for a restarted proxy to re-adopt
     its process (pid, start time, command line), or to start it again on its port."""

@@ -42,7 +42,16 @@ from .process import (
     stop_in_background,
     stop_tree,
 )
-from .report import agent_details, agent_record, failure_text, human_bytes, last_active, log_tail, memory_limit_bytes
+from .report import (
+    agent_details,
+    agent_record,
+    failure_text,
+    human_bytes,
+    last_active,
+    log_tail,
+    memory_limit_bytes,
+    state_key,
+)
 from .restarts import Ended, RestartBackoff, exited, probe_interval
 
 log = logging.getLogger(__name__)
@@ -150,6 +159,8 @@ class Supervisor:
         """The pool it came from, when warm."""
         self._waiting_checked = float("-inf")
         self._waiting_recheck: asyncio.TimerHandle | None = None
+        self._state_cache: tuple[tuple[Any, ...], AgentState] | None = None
+        """The last state made and the key it was made from (see :meth:`state`)."""
 
     @property
     def id(self) -> str:
@@ -570,7 +581,20 @@ class Supervisor:
         self.host.changed(self)
 
     def state(self) -> AgentState:
-        """The agent as the API shows it."""
+        """The agent as the API shows it: the very same object for as long as nothing it is
+        made of changed (see :func:`.report.state_key`), so that its JSON is made once per
+        change (see :mod:`agentproxy.api.listing`) rather than on every read of a list."""
+        key = state_key(self)
+        cached = self._state_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        state = self.build_state()
+        self._state_cache = (key, state)
+        return state
+
+    def build_state(self) -> AgentState:
+        """The agent's state made afresh from its fields (:meth:`state` reuses it while they do
+        not change)."""
         return AgentState(spec=self.spec, mode="local", status=self.status, created_at=self.created_at,
                           reason=self.reason, message=self.message, upstream=self.upstream,
                           restarts=self.restarts, details=agent_details(self),
