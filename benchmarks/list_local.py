@@ -43,9 +43,10 @@ from agentproxy.backends.index import ANY_OWNER
 from agentproxy.backends.local.backend import LocalBackend
 from agentproxy.settings import Settings
 from agentproxy.spec import build_spec
+from testenv.ports import free_block
 
 from .k8s import _http_timings, percentile
-from .local import all_ready_events, free_port_block, rss
+from .local import all_ready_events, rss
 
 SMALL_SESSION = "small"
 READY_TIMEOUT = 600.0
@@ -136,10 +137,9 @@ async def main(args: argparse.Namespace) -> int:
         raise SystemExit("agentapi is not installed: run `bin/just agentapi` or pass --agentapi PATH")
     work = Path(tempfile.mkdtemp(prefix="agentproxy-bench-"))
     try:
-        start = free_port_block(args.agents + 20)
         settings = Settings()
         settings.local_mode.agentapi_binary = agentapi
-        settings.local_mode.ports.start, settings.local_mode.ports.end = start, start + args.agents + 19
+        settings.local_mode.ports.start, settings.local_mode.ports.end = free_block(args.agents + 20, mostly=True)
         settings.local_mode.data_dir = str(work / "data")
         settings.agents.max_per_session = settings.agents.max_per_owner = 0
         backend = LocalBackend(settings)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 
 from agentproxy.backends.base import AgentStatus
 from agentproxy.backends.k8s.backend import K8sBackend
@@ -18,7 +17,6 @@ from agentproxy.render import render_agent
 from agentproxy.spec import build_spec
 from benchmarks.synthetic import agent_objects, fields_v1, sessions, synthetic_namespace
 
-from ._benchmarks import run_benchmark
 from ._support import settings_with
 
 
@@ -74,15 +72,6 @@ async def test_a_backend_started_on_the_imitation_lists_ready_agents_and_writes_
         assert json.loads(api.bodies["pods"])["metadata"]["resourceVersion"] == str(api.resource_version)
     finally:
         await backend.close()
-
-
-def test_the_read_path_benchmark_runs(tmp_path):
-    proc = run_benchmark("list_cache", "--agents", "6", "--requests", "2", "--idle", "0.2", cwd=tmp_path, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    rows = dict(re.split(r"\s{2,}", line.strip(), maxsplit=1) for line in proc.stdout.splitlines() if "  " in line)
-    assert rows["agents listed / ready"] == "6 / 6", proc.stdout
-    assert rows["writes asked for in all"] == "0", proc.stdout
-    assert "GET /sessions/S/agents over HTTP, 2 of 6 agents p50 / p95" in rows, proc.stdout
 
 
 async def test_a_start_derives_and_reconciles_nothing_from_a_partial_view():

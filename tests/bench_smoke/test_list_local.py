@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .._benchmarks import run_benchmark
+from .support import run_benchmark
 
 
 def test_benchmark_smoke(tmp_path):

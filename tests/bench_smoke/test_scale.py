@@ -8,7 +8,7 @@ import pytest
 
 from benchmarks.scale import _concurrencies
 
-from ._benchmarks import run_benchmark
+from .support import run_benchmark
 
 
 def test_concurrencies_are_a_list_of_positive_numbers():
