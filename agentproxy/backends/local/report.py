@@ -59,7 +59,7 @@ def state_key(supervisor: Any) -> tuple[Any, ...]:
             supervisor.sample, supervisor.memory_limit, supervisor.work_dir_bytes, supervisor.work_dir_complete,
             supervisor.last_state, supervisor.suspension, supervisor.active_at, supervisor.ready_at,
             follower.last_message_at if follower is not None else None, supervisor.question,
-            supervisor.work_dir, supervisor.log.path)
+            supervisor.work_dir, supervisor.log.path, supervisor.start_kind, supervisor.pool)
 
 
 def agent_record(supervisor: Any) -> dict[str, Any]:
