@@ -37,11 +37,11 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from . import waiting as waiting_vars
+from . import restore, waiting as waiting_vars
 from .launch import AgentLaunch
 
 ENTRY_MODULE = "agentproxy.launcher"
@@ -197,12 +197,28 @@ def agentapi_port(command: Sequence[str]) -> int | None:
     return None
 
 
-class Saver:
-    """Sends the child SIGUSR1 at once after a change, then at most once per ``interval``."""
+def agentapi_state_file(command: Sequence[str]) -> str | None:
+    """The ``--state-file`` of an ``agentapi server`` command, or None."""
+    for i, arg in enumerate(command):
+        if arg == "--state-file" and i + 1 < len(command):
+            return command[i + 1]
+        if arg.startswith("--state-file="):
+            return arg[len("--state-file="):]
+    return None
 
-    def __init__(self, child: subprocess.Popen[bytes], interval: float) -> None:
+
+class Saver:
+    """Sends the child SIGUSR1 at once after a change, then at most once per ``interval``;
+    none before ``restored()`` says the saved conversation is back: agentapi saves what it
+    holds, and a save before it has loaded its state file would overwrite that file with the
+    bare startup screen (a restarted pod would lose its conversation)."""
+
+    def __init__(self, child: subprocess.Popen[bytes], interval: float,
+                 restored: Callable[[], bool] | None = None) -> None:
         self.child = child
         self.interval = interval
+        self.restored = restored
+        self._restored = restored is None
         self.dirty = threading.Event()
         self.saves = 0
         self._done = threading.Event()
@@ -216,9 +232,14 @@ class Saver:
         while not self._done.is_set():
             if not self.dirty.wait(0.5):
                 continue
-            self.dirty.clear()
             if self.child.poll() is not None:
                 return
+            if not self._restored:
+                if self.restored is not None and not self.restored():
+                    self._done.wait(0.5)  # the change stays pending until the state is back
+                    continue
+                self._restored = True
+            self.dirty.clear()
             with contextlib.suppress(ProcessLookupError):
                 self.child.send_signal(signal.SIGUSR1)
                 self.saves += 1
@@ -411,7 +432,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     saver = None
     port = agentapi_port(command)
     if args.save_interval > 0 and port is not None:
-        saver = Saver(child, args.save_interval)
+        state_file = agentapi_state_file(command)
+        restored = None if state_file is None else (
+            lambda: restore.check(port, state_file, host=AGENTAPI_HOST) is None)
+        saver = Saver(child, args.save_interval, restored)
         threading.Thread(target=saver.run, name="saver", daemon=True).start()
         threading.Thread(target=follow_events, args=(port, saver, child), name="events", daemon=True).start()
     code = child.wait()

@@ -65,16 +65,20 @@ async def until_shown(server: Served, agent_id: str, status: str, question: str 
     await wait_for(check, f"{agent_id} to be {status} ({question})", timeout=timeout)
 
 
-async def start_pair(servers) -> tuple[Served, Served]:
-    """Two replicas, pods reaching the first (a Service would pick either)."""
+async def start_pair(servers, api, namespace) -> tuple[Served, Served]:
+    """Two replicas, pods reaching the first (a Service would pick either), with the model's
+    key in a Secret (a Claude agent is refused without one)."""
+    await request(api, "POST", f"/api/v1/namespaces/{namespace}/secrets", body={
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": SECRET},
+        "stringData": {"ANTHROPIC_API_KEY": "sk-ant-standin-" + secrets.token_hex(24)}})
     port = free_port()
-    settings = (f"k8s_mode.waiting_url=http://127.0.0.1:{port}",
+    settings = (f"k8s_mode.waiting_url=http://127.0.0.1:{port}", f"k8s_mode.secret_name={SECRET}",
                 "agents.commands={claude: [claude], echo: [python3, -m, agentproxy.demo_agent]}")
     return await servers.start(*settings, port=port), await servers.start(*settings)
 
 
 async def test_a_pods_token_marks_its_own_agent_and_no_other(servers, api, namespace):
-    first, second = await start_pair(servers)
+    first, second = await start_pair(servers, api, namespace)
     for agent_id in ("w1", "w2"):
         status, body, _ = await first.call("POST", "/sessions/s1/agents", {"id": agent_id, "agent": "claude"})
         assert status == 201, body

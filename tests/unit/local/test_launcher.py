@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +21,15 @@ import psutil
 import pytest
 
 from agentproxy.launch import state_file
-from agentproxy.launcher import TOKEN_VARIABLE, BindingError, agentapi_port, parse_binding, token_matches
+from agentproxy.launcher import (
+    TOKEN_VARIABLE,
+    BindingError,
+    Saver,
+    agentapi_port,
+    agentapi_state_file,
+    parse_binding,
+    token_matches,
+)
 
 from .support import PROGRAMS, port_block
 
@@ -263,3 +272,44 @@ def test_parsing_of_bindings_and_tokens():
     assert agentapi_port(["agentapi", "server", "--port", "3284", "--", "x", "--port", "1"]) == 3284
     assert agentapi_port(["agentapi", "server", "--port=9", "--"]) == 9
     assert agentapi_port(["agentapi", "server", "--", "x", "--port", "1"]) is None
+
+
+def test_no_save_is_asked_before_the_saved_conversation_is_back(tmp_path):
+    """A save before agentapi has loaded its state file would overwrite the file with the bare
+    startup screen: a change seen meanwhile waits, and is saved once the state is back."""
+    count = tmp_path / "saves"
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import pathlib, signal, time\n"
+        f"path = pathlib.Path({str(count)!r})\n"
+        "signal.signal(signal.SIGUSR1, lambda *_: path.write_text(str(int(path.read_text() or 0) + 1)))\n"
+        "path.write_text('0')\n"
+        "while True: time.sleep(0.05)\n")])
+    back = False
+    saver = Saver(child, 0.1, restored=lambda: back)
+    thread = threading.Thread(target=saver.run, daemon=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (count.exists() and count.read_text() == "0"):
+            assert time.monotonic() < deadline, "the child never started"
+            time.sleep(0.05)
+        thread.start()
+        saver.changed()
+        time.sleep(1.5)  # long enough for several rounds of the saver
+        assert saver.saves == 0 and count.read_text() == "0"
+        back = True
+        while saver.saves == 0:
+            assert time.monotonic() < deadline, "the pending change was never saved"
+            time.sleep(0.05)
+        while count.read_text() != "1":
+            assert time.monotonic() < deadline, "the child never got its SIGUSR1"
+            time.sleep(0.05)
+    finally:
+        saver.stop()
+        child.kill()
+        child.wait()
+
+
+def test_the_state_file_is_read_from_the_agentapi_command():
+    assert agentapi_state_file(["agentapi", "server", "--state-file", "/d/s.json", "--", "x"]) == "/d/s.json"
+    assert agentapi_state_file(["agentapi", "server", "--state-file=/d/s.json"]) == "/d/s.json"
+    assert agentapi_state_file(["agentapi", "server", "--port", "1"]) is None
