@@ -18,6 +18,7 @@ from typing import Any
 
 from ..apikeys import NAME_RULE, name_problem
 from ..naming import SESSION_ID_RULE, is_valid_session_id
+from ..teams.config import _plain
 from .signatures import DEFAULT_HMAC_HEADER, SCHEMES
 from .templates import MAX_PROMPT, Condition, Prompt, TemplateRefused
 
@@ -174,13 +175,6 @@ class Triggers:
     def enabled(self) -> bool:
         """True when anything is configured."""
         return bool(self.hooks or self.schedules or self.notifications)
-
-
-def _plain(value: Any) -> Any:
-    if type(value).__name__ in ("DictConfig", "ListConfig"):
-        from omegaconf import OmegaConf
-        return OmegaConf.to_container(value)
-    return value
 
 
 def _mapping(value: Any, path: str, what: str) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from ..api.auth import Principal
 from ..api.context import ApiContext
 from ..api.errors import ApiError
 from ..api.model import agent_json
+from ..api.params import read_bounded
 from ..backends.base import AgentState, AgentStatus, NotFound
 from ..backends.suspension import API
 from ..launch import AGENTAPI_HOST
@@ -232,10 +233,4 @@ async def _body(request: web.Request, limit: int) -> bytes:
     length = request.content_length
     if length is not None and length > limit:
         raise ApiError(413, f"the body has {length} bytes; at most {limit} are accepted")
-    chunks, size = [], 0
-    async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"the body is larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await read_bounded(request, limit)
