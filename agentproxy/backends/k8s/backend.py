@@ -74,6 +74,8 @@ DERIVE_BATCH = 256
 """Agents derived between two yields to the event loop after a start's lists."""
 SCALE_ATTEMPTS = 3
 """Suspend and resume re-read and try again this often when the StatefulSet changed meanwhile."""
+READ_BACK_TIMEOUT = 10.0
+"""Seconds a suspend, resume or share waits for the watch to show its own write, at most."""
 
 
 class K8sBackend(Backend):
@@ -413,10 +415,21 @@ class K8sBackend(Backend):
             # proxy's field manager): taken over, as this proxy's own.
             return await self.apply(obj, force=True)
 
-        await carry_out(plan(self.render(spec), live, Purpose.REAPPLY), apply_taking_over)
+        for _, stored in await carry_out(plan(self.render(spec), live, Purpose.REAPPLY), apply_taking_over):
+            await self._read_back(kind_of(stored), stored)
         self.reconciler.note_applied(spec.id)
         current = self.state_of(spec.id)
         return dataclasses.replace(current or state, spec=spec)
+
+    async def _read_back(self, kind: Kind, stored: Mapping[str, Any]) -> None:
+        """Wait (at most :data:`READ_BACK_TIMEOUT`) until the watch cache shows ``stored``, the
+        server's answer to this proxy's write: the next operation on the agent decides from the
+        cache (a resume right after a suspend must see the agent suspended, not do nothing)."""
+        assert self.cache is not None
+        metadata = stored.get("metadata") or {}
+        version = metadata.get("resourceVersion")
+        if version and not await self.cache.wait_seen(kind, metadata["name"], version, READ_BACK_TIMEOUT):
+            log.debug("the watch of %s has not shown %s at %s yet", kind.plural, metadata["name"], version)
 
     async def _resume(self, state: AgentState) -> tuple[AgentState, bool]:
         # The credentials as they are now: a changed one applies at this start.
@@ -445,6 +458,7 @@ class K8sBackend(Backend):
                 live = await self.client.get(path, resource="statefulsets")
                 continue
             self.reconciler.note_applied(state.id)
+            await self._read_back(STATEFULSET, stored)
             return self.state_of(state.id, stored) or current, True
         raise Unavailable(f"the StatefulSet of agent {state.id!r} kept changing; try again")
 

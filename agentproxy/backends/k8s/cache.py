@@ -26,7 +26,7 @@ from ..base import BackendError, Unavailable
 from .client import Client, Gone
 from .kinds import CONFIGMAP, EVENT, EVENT_SOURCES, KINDS, STATEFULSET, Kind
 
-__all__ = ["Listener", "NamespaceCache", "Reflector"]
+__all__ = ["Listener", "NamespaceCache", "Reflector", "version_reached"]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,8 @@ class Reflector:
         self.healthy = False
         self.last_error: Exception | None = None
         self._wake = asyncio.Event()
+        self._seen: dict[str, list[tuple[str, asyncio.Future[None]]]] = defaultdict(list)
+        """Who waits for which object name to be stored at (or past) which resourceVersion."""
 
     def wake(self) -> None:
         """Cut a backoff short: try again now (the API server answers again). A refusal (RBAC,
@@ -121,6 +123,8 @@ class Reflector:
         for name, obj in fresh.items():
             self._index(name, obj)
         self.resource_version = body["metadata"]["resourceVersion"]
+        for waited in list(self._seen):
+            self._tell_seen(waited)
         # Tell listeners what changed while we were not watching, letting the event loop serve
         # between batches (a list of thousands is seconds of work for the listeners).
         changes = [("DELETED", obj) for name, obj in old.items() if name not in fresh]
@@ -172,7 +176,42 @@ class Reflector:
         if kind != "DELETED":
             self.store[name] = obj
             self._index(name, obj)
+        if name in self._seen:
+            self._tell_seen(name)
         await self._notify(kind, obj)
+
+    async def wait_seen(self, name: str, resource_version: str, timeout: float) -> bool:
+        """Wait until the store holds ``name`` at ``resource_version`` or a later one (or no
+        longer holds it): a writer that waits for its own write reads it back from the store.
+        False after ``timeout`` seconds, or at once while the watch is down."""
+        if self._reached(name, resource_version):
+            return True
+        if not self.healthy:
+            return False
+        seen = asyncio.get_running_loop().create_future()
+        waiters = self._seen[name]
+        waiters.append((resource_version, seen))
+        try:
+            await asyncio.wait_for(asyncio.shield(seen), timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            waiters.remove((resource_version, seen))
+            if not waiters:
+                self._seen.pop(name, None)
+
+    def _reached(self, name: str, resource_version: str) -> bool:
+        obj = self.store.get(name)
+        if obj is None:
+            return False
+        return version_reached(obj["metadata"].get("resourceVersion") or "", resource_version)
+
+    def _tell_seen(self, name: str) -> None:
+        gone = name not in self.store
+        for version, seen in self._seen.get(name, ()):
+            if not seen.done() and (gone or self._reached(name, version)):
+                seen.set_result(None)
 
     def _index(self, name: str, obj: dict[str, Any]) -> None:
         agent_id = self.agent_of(obj)
@@ -198,6 +237,15 @@ class Reflector:
                 await result
         except Exception:  # a listener bug must not stop the watch
             log.exception("listener failed for %s %s", self.kind.name, obj["metadata"].get("name"))
+
+
+def version_reached(stored: str, written: str) -> bool:
+    """True when an object stored at resourceVersion ``stored`` shows the write that answered
+    ``written``: the same version, or a later one. Kubernetes calls resourceVersions opaque;
+    etcd's are increasing integers, compared as such; any other form only by equality."""
+    if stored == written:
+        return True
+    return stored.isdigit() and written.isdigit() and int(stored) > int(written)
 
 
 def _transient(exc: BaseException) -> bool:
@@ -307,6 +355,12 @@ class NamespaceCache:
     def get(self, kind: Kind, name: str) -> dict[str, Any] | None:
         """The stored object of ``kind`` named ``name``."""
         return self.reflectors[kind.name].store.get(name)
+
+    async def wait_seen(self, kind: Kind, name: str, resource_version: str, timeout: float) -> bool:
+        """Wait until the store shows the write of ``name`` that answered ``resource_version``
+        (see :meth:`Reflector.wait_seen`); True at once for a kind this cache does not hold."""
+        reflector = self.reflectors.get(kind.name)
+        return reflector is None or await reflector.wait_seen(name, resource_version, timeout)
 
     def objects(self, kind: Kind) -> list[dict[str, Any]]:
         """Every stored object of ``kind``."""
