@@ -28,8 +28,9 @@ def test_benchmark_smoke(tmp_path):
         assert name in rows, proc.stdout
         assert re.fullmatch(pattern, rows[name]), (name, proc.stdout)
     assert "failed" not in proc.stdout
-    assert re.search(r"the token check alone .*: \d+\.\d µs a token checked before .*, \d+\.\d µs a full check "
+    assert re.search(r"the token check alone: \d+\.\d µs a token checked before .*, \d+\.\d µs a full check "
                      r"\(decode, RS256 signature", proc.stdout), proc.stdout
+    assert re.search(r"fast path .*: \d+\.\d µs with the key, \d+\.\d µs with the token", proc.stdout), proc.stdout
     figures = json.loads((tmp_path / "runs.json").read_text())
     assert figures["checks"]["key_readings"] == 1  # the provider's keys read once, then cached
     run = figures["runs"][0]
