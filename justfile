@@ -247,7 +247,7 @@ bench-signin *ARGS: agentapi browser oidc-provider
 bench-real-node *ARGS:
     python -m benchmarks.real_node "$@"
 
-# Every benchmark, one table per area: render, k8s (when $KUBECONFIG is set), local, proxy, suspend, first answer
+# Every benchmark, one table per area: render, k8s (when $KUBECONFIG is set), local, proxy, token checks, sign-in, suspend, first answer
 bench: agentapi agents agentapi-proxy chp wrk socat browser oidc-provider
     #!/usr/bin/env bash
     set -euo pipefail
