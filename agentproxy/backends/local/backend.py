@@ -49,9 +49,11 @@ from ..suspension import AgentActivity, Suspension, parse_time
 from .ports import HOST, PortAllocator
 from .process import (
     AgentProcess,
+    AgentStarter,
     Identity,
     ProcessTable,
     TreeSampler,
+    autogroups_enabled,
     directory_size,
     executable_search_path,
     find_executable,
@@ -108,6 +110,9 @@ class LocalBackend(Backend):
         self.launches = asyncio.Semaphore(self.timing.launch_concurrency)
         self.agent_nice = self.local.agent_nice
         """The CPU priority of agents (see :mod:`.process.priority`)."""
+        self.starter: AgentStarter | None = None
+        """Starts the agents, all in one scheduling group (see :mod:`.process.starter`); None
+        where sessions are no scheduling groups: then this process starts them."""
         self._lowered: set[tuple[int, float]] = set()
         """Processes of agents (pid, start time) already given ``agent_nice`` by the monitor."""
         self._saves: set[asyncio.Task[None]] = set()
@@ -127,6 +132,9 @@ class LocalBackend(Backend):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._dir_lock.acquire()
         try:
+            if autogroups_enabled():
+                nice = self.agent_nice
+                self.starter = AgentStarter(on_start=lambda pid: lower_priority(pid, nice))
             # force_close: a probe is one request per agent start; pooled idle connections to
             # every agentapi would only hold sockets.
             self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True, limit=0))
@@ -237,6 +245,9 @@ class LocalBackend(Backend):
             if self._http is not None:
                 await self._http.close()
                 self._http = None
+            if self.starter is not None:
+                await asyncio.to_thread(self.starter.close)  # its agents keep running
+                self.starter = None
             self._dir_lock.release()
 
     async def healthy(self) -> bool:

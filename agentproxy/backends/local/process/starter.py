@@ -1,0 +1,241 @@
+"""The agent starter: one small helper process, in a session of its own, that starts every
+agent of a proxy, so that all of them share one scheduling group.
+
+Why: with ``kernel.sched_autogroup_enabled`` (the default of most Linux distributions)
+every session is a scheduling group that weighs as much as any other, whatever the nice
+values inside. An agent that led a session of its own was one such group, so each idle
+agentapi (it redraws its terminal many times a second) weighed as much as the whole
+proxy: with N agents the proxy got about 1/N of the CPU it asked for, and a restarted
+proxy waited in the run queue for seconds per hundred agents before it could answer
+``/healthz``. Started by this helper, every agent is in the helper's session (a process
+group of its own each, for signals), one group whose nice value is ``agent_nice``: a
+hundred agents or five hundred weigh as one low-priority program. The agents keep that
+group after the helper and the proxy are gone, so a restarted proxy competes with one
+group, not with N.
+
+The helper is this file run as a script (standard library only, nothing of agentproxy
+is imported there). It reads one JSON request per line on stdin (argv, env, cwd, log
+path), starts the program and answers with its pid (or the error), reaps every agent
+it started and reports each exit status. When its stdin closes (the proxy stopped or
+died) it starts nothing more; its agents keep running and are re-adopted by the next
+proxy, which gets no exit status for those (as for any re-adopted agent), and the helper
+lives on, reaping them, until the last of them ended.
+
+:func:`autogroups_enabled` says whether the helper is worth it; where it is not (no
+autogroups, not Linux) agents are started directly by the proxy.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+SPAWN_TIMEOUT = 60.0
+"""Seconds the helper may take to answer one start request (exec on a busy machine)."""
+EXITS_KEPT = 10_000
+"""Exit statuses kept for pids nobody asked about yet (the oldest go first)."""
+AUTOGROUP_SWITCH = "/proc/sys/kernel/sched_autogroup_enabled"
+
+_detached: list[subprocess.Popen[bytes]] = []
+"""Helpers told to end that still run agents (polled, so that they are reaped once they end)."""
+
+
+def autogroups_enabled(switch: str = AUTOGROUP_SWITCH) -> bool:
+    """True where sessions are scheduling groups (Linux with ``sched_autogroup_enabled``)."""
+    try:
+        with open(switch, encoding="ascii") as src:
+            return src.read().strip() == "1"
+    except OSError:
+        return False
+
+
+class StarterGone(OSError):
+    """The helper ended (or never answered): nothing was started."""
+
+
+class AgentStarter:
+    """The proxy's side of the helper: starts it on first use (again if it ended), sends
+    start requests one at a time and collects exit statuses. Thread-safe; :meth:`spawn`
+    blocks, call it from a worker thread."""
+
+    def __init__(self, python: str = sys.executable, on_start: Any = None) -> None:
+        self.python = python
+        self.on_start = on_start
+        """Called with the helper's pid when it starts (to lower its CPU priority)."""
+        self._lock = threading.Lock()
+        self._helper: subprocess.Popen[bytes] | None = None
+        self._replies: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._exits: collections.OrderedDict[int, int] = collections.OrderedDict()
+        self._exits_lock = threading.Lock()
+
+    @property
+    def pid(self) -> int | None:
+        """The helper's pid while it runs."""
+        helper = self._helper
+        return helper.pid if helper is not None and helper.poll() is None else None
+
+    def spawn(self, argv: list[str], *, env: Mapping[str, str], cwd: str | os.PathLike[str],
+              log_path: str | os.PathLike[str]) -> int:
+        """Start ``argv`` through the helper (stdin /dev/null, stdout and stderr appended to
+        ``log_path``, a process group of its own); its pid. ``OSError`` when it cannot be
+        executed, :class:`StarterGone` when the helper is gone."""
+        request = json.dumps({"argv": [str(a) for a in argv], "env": dict(env), "cwd": os.fspath(cwd),
+                              "log": os.fspath(log_path)})
+        with self._lock:
+            helper = self._running()
+            assert helper.stdin is not None
+            try:
+                helper.stdin.write(request.encode() + b"\n")
+                helper.stdin.flush()
+                reply = self._replies.get(timeout=SPAWN_TIMEOUT)
+            except (OSError, queue.Empty):
+                reply = {"gone": True}
+            if reply.get("gone"):
+                self._stop_helper()
+                raise StarterGone("the agent starter ended before it started the agent")
+        if "pid" not in reply:
+            filename = reply.get("filename")
+            raise OSError(int(reply.get("errno") or 0), str(reply.get("error") or "cannot start"),
+                          *((str(filename),) if filename is not None else ()))
+        return int(reply["pid"])
+
+    def exit_code(self, pid: int) -> int | None:
+        """The exit status of ``pid`` once the helper reaped it (taken: asked once), else None."""
+        with self._exits_lock:
+            return self._exits.pop(pid, None)
+
+    def wait_exit_code(self, pid: int, timeout: float) -> int | None:
+        """:meth:`exit_code`, waiting up to ``timeout`` seconds for the helper's report (blocking)."""
+        deadline = time.monotonic() + timeout
+        while (code := self.exit_code(pid)) is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return code
+
+    def close(self) -> None:
+        """Let the helper end (its agents keep running)."""
+        with self._lock:
+            self._stop_helper()
+
+    def _stop_helper(self) -> None:
+        # The helper ends by itself once its last agent ended (see _helper_main); it is reaped
+        # by a later call here, or by whoever inherits it when this process ends.
+        _detached[:] = [h for h in _detached if h.poll() is None]
+        helper, self._helper = self._helper, None
+        if helper is None:
+            return
+        if helper.stdin is not None:
+            try:
+                helper.stdin.close()
+            except OSError:
+                pass
+        if helper.poll() is None:
+            _detached.append(helper)
+
+    def _running(self) -> subprocess.Popen[bytes]:
+        if self._helper is not None and self._helper.poll() is None:
+            return self._helper
+        self._stop_helper()
+        self._replies = queue.Queue()
+        # -I: the helper imports nothing from the environment's paths; it needs the standard library alone.
+        helper = subprocess.Popen([self.python, "-I", __file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True,
+                                  cwd="/")  # it holds no directory of anybody's
+        self._helper = helper
+        threading.Thread(target=self._read, args=(helper, self._replies), name="agent starter", daemon=True).start()
+        if self.on_start is not None:
+            self.on_start(helper.pid)
+        return helper
+
+    def _read(self, helper: subprocess.Popen[bytes], replies: queue.Queue[dict[str, Any]]) -> None:
+        assert helper.stdout is not None
+        for line in helper.stdout:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            if "exited" in message:
+                with self._exits_lock:
+                    self._exits[int(message["exited"])] = int(message["code"])
+                    while len(self._exits) > EXITS_KEPT:
+                        self._exits.popitem(last=False)
+            else:
+                replies.put(message)
+        replies.put({"gone": True})
+
+
+# --- the helper itself (run as a script: standard library only) ----------------------------------
+
+def _helper_main() -> None:
+    out = sys.stdout
+    out_lock = threading.Lock()
+    started = threading.Condition()
+    running = [0]
+
+    def send(message: dict[str, Any]) -> None:
+        with out_lock:
+            try:
+                out.write(json.dumps(message) + "\n")
+                out.flush()
+            except (OSError, ValueError):
+                pass  # the proxy is gone: nobody to tell
+
+    def reap() -> None:
+        while True:
+            with started:
+                while running[0] == 0:
+                    started.wait()
+            try:
+                pid, status = os.wait()
+            except ChildProcessError:  # counted, not forked yet
+                with started:
+                    started.wait(0.05)
+                continue
+            with started:
+                running[0] = max(0, running[0] - 1)
+                started.notify_all()
+            send({"exited": pid, "code": os.waitstatus_to_exitcode(status)})
+
+    threading.Thread(target=reap, daemon=True).start()
+    for line in sys.stdin:
+        try:
+            request = json.loads(line)
+            fd = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                with started:  # counted first: the reaper may see it exit before Popen returns
+                    running[0] += 1
+                    started.notify()
+                try:
+                    popen = subprocess.Popen(request["argv"], stdin=subprocess.DEVNULL, stdout=fd,
+                                             stderr=subprocess.STDOUT, cwd=request["cwd"], env=request["env"],
+                                             process_group=0, close_fds=True)
+                except BaseException:
+                    with started:
+                        running[0] = max(0, running[0] - 1)
+                    raise
+            finally:
+                os.close(fd)
+            popen.returncode = 0  # the reaper thread waits for it, not Popen
+            send({"pid": popen.pid})
+        except OSError as exc:
+            send({"error": exc.strerror or str(exc), "errno": exc.errno or 0,
+                  "filename": None if exc.filename is None else os.fsdecode(exc.filename)})
+        except (ValueError, KeyError, TypeError) as exc:
+            send({"error": f"bad request: {exc}", "errno": 0})
+    # stdin closed: the proxy stopped. The agents keep running, and this helper with them until
+    # the last one ended: were it gone, each agent's process group would be orphaned, and the
+    # kernel hangs up (SIGHUP) an orphaned group that has a stopped member.
+    with started:
+        while running[0] > 0:
+            started.wait()
+
+
+if __name__ == "__main__":
+    _helper_main()
