@@ -21,7 +21,8 @@ from .stop import stop_in_background, stop_tree
 from .table import MAX_TREE, TAG_VARIABLE, ProcessTable, TableSnapshot, live_family, read_table, tagged_processes
 
 __all__ = [
-    "CREATE_TIME_TOLERANCE", "MAX_TREE", "TAG_VARIABLE", "AgentProcess", "AgentStarter", "Identity", "ProcessTable", "TableSnapshot",
+    "CREATE_TIME_TOLERANCE", "MAX_TREE", "TAG_VARIABLE", "AgentProcess", "AgentStarter", "Identity", "ProcessTable",
+    "TableSnapshot",
     "TreeSample", "TreeSampler", "agent_environment", "alive", "directory_size", "executable_search_path",
     "find_executable", "find_process", "identify", "live_family", "lower_priority", "process_of", "read_table",
     "same_process", "spawn_in_thread", "stop_in_background", "stop_tree", "tagged_processes", "autogroups_enabled",
