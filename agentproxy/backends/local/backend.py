@@ -66,6 +66,10 @@ from .supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
+PROBES_AT_ONCE = 32
+"""Readiness probes (``/status``, ``/messages``) in flight at once, whatever the number of
+agents being started or adopted: more would only queue in the event loop and the kernel."""
+
 
 @dataclass(frozen=True)
 class _Adoption:
@@ -108,6 +112,8 @@ class LocalBackend(Backend):
         self.table = ProcessTable()
         """Reads of the process table, shared by every agent being stopped at the same time."""
         self.launches = asyncio.Semaphore(self.timing.launch_concurrency)
+        self._probing = asyncio.Semaphore(PROBES_AT_ONCE)
+        """Bounds the probes in flight: after a restart every adopted agent is probed at once."""
         self.agent_nice = self.local.agent_nice
         """The CPU priority of agents (see :mod:`.process.priority`)."""
         self.starter: AgentStarter | None = None
@@ -455,8 +461,9 @@ class LocalBackend(Backend):
             return None
         timeout = aiohttp.ClientTimeout(total=self.timing.probe_timeout)
         try:
-            async with self._http.get(f"http://{HOST}:{port}{path}", headers={"Host": AGENTAPI_HOST},
-                                      timeout=timeout, allow_redirects=False) as response:
+            async with self._probing, self._http.get(f"http://{HOST}:{port}{path}",
+                                                     headers={"Host": AGENTAPI_HOST}, timeout=timeout,
+                                                     allow_redirects=False) as response:
                 if response.status != 200:
                     return None
                 return await response.json(content_type=None)

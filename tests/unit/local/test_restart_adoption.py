@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import psutil
 
+from agentproxy.backends.local.process import autogroups_enabled
 from agentproxy.settings.schema import LocalModeSettings
 from tests.conversation import AGENTAPI_HOST, agent_said, exchanges, messages
 
@@ -55,6 +56,11 @@ async def test_a_restarted_proxy_serves_at_once_and_adopts_every_agent_in_the_ba
     for agent_id in AGENTS:
         await agent_said(client, f"{server.route(agent_id)}/api", "echo: hello")
     pids = {agent_id: a["details"]["pid"] for agent_id, a in before.items()}
+    if autogroups_enabled():
+        # Started by the proxy's helper, all in its session: one scheduling group, however
+        # many agents, so that they never crowd out the proxy (least of all a restarted one).
+        sessions = {os.getsid(pid) for pid in pids.values()}
+        assert len(sessions) == 1 and os.getsid(0) not in sessions, sessions
 
     server.kill()  # SIGKILL: no shutdown; the agents keep running
     stopped = list(pids.values())
