@@ -140,7 +140,9 @@ class LocalBackend(Backend):
         try:
             if autogroups_enabled():
                 nice = self.agent_nice
-                self.starter = AgentStarter(on_start=lambda pid: lower_priority(pid, nice))
+                # Its threads (what it starts inherits their priority), not its session: the
+                # agents' one group keeps the weight of one ordinary program.
+                self.starter = AgentStarter(on_start=lambda pid: lower_priority(pid, nice, autogroup=False))
             # force_close: a probe is one request per agent start; pooled idle connections to
             # every agentapi would only hold sockets.
             self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True, limit=0))

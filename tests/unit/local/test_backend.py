@@ -54,7 +54,11 @@ async def test_create_becomes_ready_with_upstream_and_details(backend, settings,
     state_file = tmp_path / "data" / "work" / "a1" / ".agentproxy" / "agentapi-state.json"
     assert leader.cmdline()[1:9] == ["server", "--port", str(port), "--type", "custom",
                                       "--state-file", str(state_file), "--"]
-    assert os.getpgid(leader.pid) == leader.pid and os.getsid(leader.pid) == leader.pid  # own session
+    assert os.getpgid(leader.pid) == leader.pid  # its own process group, signalled as one
+    # Its own session, or, where sessions are scheduling groups, the session of the helper that
+    # starts every agent (one group for all of them), never the proxy's.
+    assert os.getsid(leader.pid) == (backend.starter.pid if backend.starter is not None else leader.pid)
+    assert os.getsid(leader.pid) != os.getsid(0)
     work_dir = Path(state.details["work_dir"])
     assert work_dir == tmp_path / "data" / "work" / "a1" and leader.cwd() == str(work_dir)
     assert state.details["adopted"] is False

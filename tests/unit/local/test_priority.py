@@ -78,3 +78,35 @@ async def test_a_spawned_agent_and_what_it_starts_run_at_its_priority(tmp_path: 
         assert psutil.Process().nice() < 9  # the proxy keeps its own priority
     finally:
         await stop_tree(process, tag="t-priority-test", grace=2)
+
+
+SESSION_WITH_A_MEMBER = (
+    "import subprocess, sys, time\n"
+    "member = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'], process_group=0)\n"
+    "print(member.pid, flush=True)\n"
+    "time.sleep(120)\n")
+
+
+def test_a_shared_sessions_autogroup_keeps_its_weight_and_only_threads_are_lowered():
+    # A stand-in for the agent starter: a session leader, and an agent in its session.
+    leader = subprocess.Popen([sys.executable, "-c", SESSION_WITH_A_MEMBER], stdout=subprocess.PIPE,
+                              start_new_session=True)
+    member = 0
+    try:
+        assert leader.stdout is not None
+        member = int(leader.stdout.readline())
+        assert os.getsid(member) == leader.pid != member
+        before = autogroup_of(member)
+        assert lower_priority(member, 12) is True
+        assert thread_nices(member) == {12}
+        assert autogroup_of(member) == before  # the one group of every agent is not lowered through one of them
+        assert lower_priority(leader.pid, 12, autogroup=False) is True
+        assert thread_nices(leader.pid) == {12} and autogroup_of(leader.pid) == before
+    finally:
+        for pid in (member, leader.pid):
+            if pid:
+                try:
+                    os.kill(pid, 9)
+                except ProcessLookupError:
+                    pass
+        leader.wait()

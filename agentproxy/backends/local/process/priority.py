@@ -11,10 +11,13 @@ then waits in the run queue for most of its start-up; this is what made its time
 On Linux two things decide a process's share, and both are set:
 
 - its *autogroup*: with ``kernel.sched_autogroup_enabled`` every session is a
-  scheduling group of its own, and an agent leads a session (see
-  :meth:`~.leader.AgentProcess.spawn`), so without this each agent weighs as much as
-  the proxy's whole session. Its nice value (``/proc/PID/autogroup``) covers every
-  thread of the agent's session, present and future;
+  scheduling group of its own. agentapi runs the agent program in a terminal session
+  of its own, so each agent program is such a group, whose nice value
+  (``/proc/PID/autogroup``) covers every thread of it, present and future, and is
+  lowered. agentapi itself is started by the agent starter (see :mod:`.starter`) in the
+  starter's session, one group for every agent, which keeps the weight of one ordinary
+  program however many agents there are (an agentapi that leads a session of its own,
+  started where there are no autogroups or by an earlier version, is lowered as well);
 - the nice value of each of its threads, which is what counts where autogroups do not
   (a cgroup with its own CPU controller, such as a systemd service). Threads and
   processes created later inherit it from the thread that creates them.
@@ -42,15 +45,18 @@ def autogroup_nice(text: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def lower_priority(pid: int, nice: int) -> bool:
-    """Give the process ``pid`` (its autogroup and each of its threads) the nice value ``nice``
-    where it runs at a higher priority now, never raising one. True when that is done (or there
-    was nothing to do), False when the kernel asks to retry: it accepts a change of an
-    autogroup's nice value at most ten times a second from an unprivileged process. A process
-    that is gone is nothing to do."""
+def lower_priority(pid: int, nice: int, *, autogroup: bool = True) -> bool:
+    """Give the process ``pid`` (each of its threads, and its autogroup when it leads its
+    session) the nice value ``nice`` where it runs at a higher priority now, never raising
+    one. The autogroup of a session led by another process is left as it is: that is the
+    session of the agent starter (see :mod:`.starter`), one group for every agent, which is
+    meant to weigh as one ordinary program. ``autogroup=False`` leaves the autogroup alone
+    in any case. True when that is done (or there was nothing to do), False when the kernel
+    asks to retry: it accepts a change of an autogroup's nice value at most ten times a
+    second from an unprivileged process. A process that is gone is nothing to do."""
     if nice <= 0:
         return True
-    done = _lower_autogroup(pid, nice)
+    done = _lower_autogroup(pid, nice) if autogroup and _leads_session(pid) else True
     for tid in _threads(pid):
         try:
             if os.getpriority(os.PRIO_PROCESS, tid) < nice:
@@ -58,6 +64,13 @@ def lower_priority(pid: int, nice: int) -> bool:
         except OSError:
             continue  # the thread ended meanwhile, or it is not ours to change
     return done
+
+
+def _leads_session(pid: int) -> bool:
+    try:
+        return os.getsid(pid) == pid
+    except OSError:
+        return False
 
 
 def _lower_autogroup(pid: int, nice: int) -> bool:

@@ -8,9 +8,10 @@ agentapi (it redraws its terminal many times a second) weighed as much as the wh
 proxy: with N agents the proxy got about 1/N of the CPU it asked for, and a restarted
 proxy waited in the run queue for seconds per hundred agents before it could answer
 ``/healthz``. Started by this helper, every agent is in the helper's session (a process
-group of its own each, for signals), one group whose nice value is ``agent_nice``: a
-hundred agents or five hundred weigh as one low-priority program. The agents keep that
-group after the helper and the proxy are gone, so a restarted proxy competes with one
+group of its own each, for signals): a hundred agents or five hundred weigh as one
+ordinary program (the group keeps nice 0, so that agents as a whole still get an ordinary
+program's share of a machine busy with other work; their threads run at ``agent_nice``).
+The agents keep that group after the proxy is gone, so a restarted proxy competes with one
 group, not with N.
 
 The helper is this file run as a script (standard library only, nothing of agentproxy
@@ -43,9 +44,6 @@ SPAWN_TIMEOUT = 60.0
 EXITS_KEPT = 10_000
 """Exit statuses kept for pids nobody asked about yet (the oldest go first)."""
 AUTOGROUP_SWITCH = "/proc/sys/kernel/sched_autogroup_enabled"
-
-_detached: list[subprocess.Popen[bytes]] = []
-"""Helpers told to end that still run agents (polled, so that they are reaped once they end)."""
 
 
 def autogroups_enabled(switch: str = AUTOGROUP_SWITCH) -> bool:
@@ -125,9 +123,6 @@ class AgentStarter:
             self._stop_helper()
 
     def _stop_helper(self) -> None:
-        # The helper ends by itself once its last agent ended (see _helper_main); it is reaped
-        # by a later call here, or by whoever inherits it when this process ends.
-        _detached[:] = [h for h in _detached if h.poll() is None]
         helper, self._helper = self._helper, None
         if helper is None:
             return
@@ -136,8 +131,8 @@ class AgentStarter:
                 helper.stdin.close()
             except OSError:
                 pass
-        if helper.poll() is None:
-            _detached.append(helper)
+        # It ends by itself once its last agent ended (see _helper_main): reaped then.
+        threading.Thread(target=helper.wait, name="agent starter reaper", daemon=True).start()
 
     def _running(self) -> subprocess.Popen[bytes]:
         if self._helper is not None and self._helper.poll() is None:
