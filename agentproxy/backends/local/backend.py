@@ -14,6 +14,9 @@ every process whose pid, start time and command line still match the state file
 (one pass over the recorded processes, off the event loop) and restarts the
 others: the API serves from the start, whatever the number of agents. A
 suspended agent has no process and no port; the state file keeps it suspended.
+Where sessions are scheduling groups (Linux autogroups), agents are started by one
+helper, in its session (:mod:`.process.starter`): however many agents run, a
+restarted proxy competes for the CPU with one group, not with one group per agent.
 """
 
 from __future__ import annotations
