@@ -129,3 +129,13 @@ def test_autogroups_are_read_from_the_kernels_switch(tmp_path):
     assert autogroups_enabled(str(switch))
     switch.write_text("0\n")
     assert not autogroups_enabled(str(switch))
+
+
+async def test_what_popen_refuses_is_the_same_error_through_the_helper(starter, tmp_path):
+    with pytest.raises(ValueError):  # a NUL in a variable
+        AgentProcess.spawn([sys.executable, "-c", "pass"], env={"GREETING": "hi\x00there"}, cwd=tmp_path,
+                           log_path=tmp_path / "agent.log", starter=starter)
+    with pytest.raises(ValueError):  # a NUL in an argument
+        spawn(starter, tmp_path, "print('a\x00b')")
+    # The helper still starts programs after a refusal.
+    assert await spawn(starter, tmp_path, "pass").wait() == 0

@@ -84,7 +84,8 @@ class AgentStarter:
               log_path: str | os.PathLike[str]) -> int:
         """Start ``argv`` through the helper (stdin /dev/null, stdout and stderr appended to
         ``log_path``, a process group of its own); its pid. ``OSError`` when it cannot be
-        executed, :class:`StarterGone` when the helper is gone."""
+        executed, :class:`StarterGone` when the helper is gone, ``ValueError`` for what
+        :class:`subprocess.Popen` refuses (a NUL in an argument or a variable)."""
         request = json.dumps({"argv": [str(a) for a in argv], "env": dict(env), "cwd": os.fspath(cwd),
                               "log": os.fspath(log_path)})
         with self._lock:
@@ -99,6 +100,8 @@ class AgentStarter:
             if reply.get("gone"):
                 self._stop_helper()
                 raise StarterGone("the agent starter ended before it started the agent")
+        if reply.get("invalid"):
+            raise ValueError(str(reply.get("error")))
         if "pid" not in reply:
             filename = reply.get("filename")
             raise OSError(int(reply.get("errno") or 0), str(reply.get("error") or "cannot start"),
@@ -222,8 +225,8 @@ def _helper_main() -> None:
         except OSError as exc:
             send({"error": exc.strerror or str(exc), "errno": exc.errno or 0,
                   "filename": None if exc.filename is None else os.fsdecode(exc.filename)})
-        except (ValueError, KeyError, TypeError) as exc:
-            send({"error": f"bad request: {exc}", "errno": 0})
+        except (ValueError, KeyError, TypeError) as exc:  # what Popen refuses (a NUL in an argument, ...)
+            send({"error": str(exc), "invalid": True})
     # stdin closed: the proxy stopped. The agents keep running, and this helper with them until
     # the last one ended: were it gone, each agent's process group would be orphaned, and the
     # kernel hangs up (SIGHUP) an orphaned group that has a stopped member.
