@@ -108,7 +108,10 @@ async def _case(api, kubeconfig: str, tmp_path, missing: tuple[str, str] | None)
         token = await bound_token(api, namespace, "proxy-pod")
         config = token_kubeconfig(tmp_path / f"{namespace}.kubeconfig", server, ca_file, token)
         client = await Client.connect(str(config))
-        options = {"backoff_max": 1.0, "start_timeout": 3.0}
+        # A refused list only shows when the start gives up, so the start timeout is short,
+        # but not so short that a loaded API server, answering the lists of the many replicas
+        # this test starts together, cannot answer in time.
+        options = {"backoff_max": 1.0, "start_timeout": 15.0}
         return await _life(K8sBackend(settings, client=client, **options),
                            K8sBackend(settings, client=Client(client.api), **options))
     finally:
