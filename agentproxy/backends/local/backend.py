@@ -16,7 +16,8 @@ others: the API serves from the start, whatever the number of agents. A
 suspended agent has no process and no port; the state file keeps it suspended.
 Where sessions are scheduling groups (Linux autogroups), agents are started by one
 helper, in its session (:mod:`.process.starter`): however many agents run, a
-restarted proxy competes for the CPU with one group, not with one group per agent.
+restarted proxy competes for the CPU with one group at ``agent_nice``, not with one
+group per agent.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ from .process import (
     directory_size,
     executable_search_path,
     find_executable,
+    lower_group,
     lower_priority,
     stop_in_background,
 )
@@ -143,9 +145,10 @@ class LocalBackend(Backend):
         try:
             if autogroups_enabled():
                 nice = self.agent_nice
-                # Its threads (what it starts inherits their priority), not its session: the
-                # agents' one group keeps the weight of one ordinary program.
-                self.starter = AgentStarter(on_start=lambda pid: lower_priority(pid, nice, autogroup=False))
+                # Its session, the one group of every agent, goes below the proxy; not its
+                # threads: within that group the helper keeps the proxy's priority, so that
+                # the agents it started never hold up the start of the next one.
+                self.starter = AgentStarter(on_start=lambda pid: lower_group(pid, nice))
             # force_close: a probe is one request per agent start; pooled idle connections to
             # every agentapi would only hold sockets.
             self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True, limit=0))

@@ -12,7 +12,7 @@ public names are importable from here.
 
 from .identity import CREATE_TIME_TOLERANCE, Identity, alive, find_process, identify, process_of, same_process
 from .leader import AgentProcess
-from .priority import lower_priority
+from .priority import lower_group, lower_priority
 from .programs import agent_environment, executable_search_path, find_executable
 from .sampling import TreeSample, TreeSampler, directory_size
 from .spawn import spawn_in_thread
@@ -24,6 +24,6 @@ __all__ = [
     "CREATE_TIME_TOLERANCE", "MAX_TREE", "TAG_VARIABLE", "AgentProcess", "AgentStarter", "Identity", "ProcessTable",
     "TableSnapshot",
     "TreeSample", "TreeSampler", "agent_environment", "alive", "directory_size", "executable_search_path",
-    "find_executable", "find_process", "identify", "live_family", "lower_priority", "process_of", "read_table",
+    "find_executable", "find_process", "identify", "live_family", "lower_group", "lower_priority", "process_of", "read_table",
     "same_process", "spawn_in_thread", "stop_in_background", "stop_tree", "tagged_processes", "autogroups_enabled",
 ]

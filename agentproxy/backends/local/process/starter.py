@@ -8,11 +8,12 @@ agentapi (it redraws its terminal many times a second) weighed as much as the wh
 proxy: with N agents the proxy got about 1/N of the CPU it asked for, and a restarted
 proxy waited in the run queue for seconds per hundred agents before it could answer
 ``/healthz``. Started by this helper, every agent is in the helper's session (a process
-group of its own each, for signals): a hundred agents or five hundred weigh as one
-ordinary program (the group keeps nice 0, so that agents as a whole still get an ordinary
-program's share of a machine busy with other work; their threads run at ``agent_nice``).
-The agents keep that group after the proxy is gone, so a restarted proxy competes with one
-group, not with N.
+group of its own each, for signals): a hundred agents or five hundred weigh together as
+one program at ``agent_nice`` (the proxy lowers the helper's group when it starts it, and
+the group of adopted agents when it re-adopts them). The helper's own threads keep the
+proxy's priority: within the group it outweighs the agents it started, so that they never
+hold up the start of the next agent. The agents keep that group after the proxy is gone,
+so a restarted proxy competes with one low-priority group, not with N.
 
 The helper is this file run as a script (standard library only, nothing of agentproxy
 is imported there). It reads one JSON request per line on stdin (argv, env, cwd, log
