@@ -139,3 +139,26 @@ async def test_what_popen_refuses_is_the_same_error_through_the_helper(starter, 
         spawn(starter, tmp_path, "print('a\x00b')")
     # The helper still starts programs after a refusal.
     assert await spawn(starter, tmp_path, "pass").wait() == 0
+
+
+async def test_failed_starts_do_not_make_the_helper_forget_a_running_agent(tmp_path):
+    # The child of a failed exec is reaped by the helper's reaper as well as by Popen: the
+    # agents still running must stay known, so that their exit is reported, also after the
+    # proxy's side closed.
+    starter = AgentStarter()
+    first = spawn(starter, tmp_path, SLEEPER)
+    helper = psutil.Process(starter.pid or 0)
+    try:
+        for _ in range(5):
+            with pytest.raises(FileNotFoundError):
+                AgentProcess.spawn([str(tmp_path / "no-such-program")], env=dict(os.environ), cwd=tmp_path,
+                                   log_path=tmp_path / "agent.log", starter=starter)
+        assert await spawn(starter, tmp_path, "import sys; sys.exit(3)").wait() == 3
+        assert not first.poll()
+        starter.close()
+        assert helper.is_running() and first.proc.ppid() == helper.pid
+    finally:
+        end(first)
+    assert await first.wait() == -signal.SIGKILL  # reported by the helper, which reaped it
+    await wait_until(lambda: not helper.is_running() or helper.status() == psutil.STATUS_ZOMBIE,
+                     timeout=60, what="the helper to end")

@@ -135,7 +135,7 @@ class AgentStarter:
                 helper.stdin.close()
             except OSError:
                 pass
-        # It ends by itself once its last agent ended (see _helper_main): reaped then.
+        # It ends by itself once its last agent ended (see _Helper.serve): reaped then.
         threading.Thread(target=helper.wait, name="agent starter reaper", daemon=True).start()
 
     def _running(self) -> subprocess.Popen[bytes]:
@@ -172,69 +172,97 @@ class AgentStarter:
 
 # --- the helper itself (run as a script: standard library only) ----------------------------------
 
-def _helper_main() -> None:
-    out = sys.stdout
-    out_lock = threading.Lock()
-    started = threading.Condition()
-    running = [0]
+class _Helper:
+    """The helper's side: starts what it is asked to, reaps it, reports pids and exit statuses."""
 
-    def send(message: dict[str, Any]) -> None:
-        with out_lock:
+    def __init__(self) -> None:
+        self.out = sys.stdout
+        self.out_lock = threading.Lock()
+        self.changed = threading.Condition()
+        # Kept by pid, not counted: the child of a failed exec is reaped by the reaper as well as
+        # by Popen, and a count would then say "none left" while agents still run.
+        self.live: set[int] = set()
+        """Agents started and not reaped yet."""
+        self.starting = False
+        """A Popen is under way: its child may end (and be reaped) before its pid is known here."""
+        self.early: dict[int, int] = {}
+        """Exit statuses of children reaped before their Popen returned (exec failed, or quick)."""
+
+    def send(self, message: dict[str, Any]) -> None:
+        with self.out_lock:
             try:
-                out.write(json.dumps(message) + "\n")
-                out.flush()
+                self.out.write(json.dumps(message) + "\n")
+                self.out.flush()
             except (OSError, ValueError):
                 pass  # the proxy is gone: nobody to tell
 
-    def reap() -> None:
+    def reap(self) -> None:
         while True:
-            with started:
-                while running[0] == 0:
-                    started.wait()
+            with self.changed:
+                while not self.live and not self.starting:
+                    self.changed.wait()
             try:
                 pid, status = os.wait()
-            except ChildProcessError:  # counted, not forked yet
-                with started:
-                    started.wait(0.05)
+            except ChildProcessError:  # starting, not forked yet
+                with self.changed:
+                    self.changed.wait(0.05)
                 continue
-            with started:
-                running[0] = max(0, running[0] - 1)
-                started.notify_all()
-            send({"exited": pid, "code": os.waitstatus_to_exitcode(status)})
+            code = os.waitstatus_to_exitcode(status)
+            with self.changed:
+                known = pid in self.live
+                if known:
+                    self.live.discard(pid)
+                else:
+                    self.early[pid] = code
+                self.changed.notify_all()
+            if known:
+                self.send({"exited": pid, "code": code})
 
-    threading.Thread(target=reap, daemon=True).start()
-    for line in sys.stdin:
+    def start(self, request: dict[str, Any]) -> None:
+        """Start the requested program and report its pid (OSError, ValueError... when it cannot be)."""
+        fd = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        popen: subprocess.Popen[bytes] | None = None
         try:
-            request = json.loads(line)
-            fd = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with self.changed:  # before the fork: the reaper may see the child end before Popen returns
+                self.starting = True
+                self.changed.notify_all()
             try:
-                with started:  # counted first: the reaper may see it exit before Popen returns
-                    running[0] += 1
-                    started.notify()
-                try:
-                    popen = subprocess.Popen(request["argv"], stdin=subprocess.DEVNULL, stdout=fd,
-                                             stderr=subprocess.STDOUT, cwd=request["cwd"], env=request["env"],
-                                             process_group=0, close_fds=True)
-                except BaseException:
-                    with started:
-                        running[0] = max(0, running[0] - 1)
-                    raise
+                popen = subprocess.Popen(request["argv"], stdin=subprocess.DEVNULL, stdout=fd,
+                                         stderr=subprocess.STDOUT, cwd=request["cwd"], env=request["env"],
+                                         process_group=0, close_fds=True)
             finally:
-                os.close(fd)
-            popen.returncode = 0  # the reaper thread waits for it, not Popen
-            send({"pid": popen.pid})
-        except OSError as exc:
-            send({"error": exc.strerror or str(exc), "errno": exc.errno or 0,
-                  "filename": None if exc.filename is None else os.fsdecode(exc.filename)})
-        except (ValueError, KeyError, TypeError) as exc:  # what Popen refuses (a NUL in an argument, ...)
-            send({"error": str(exc), "invalid": True})
-    # stdin closed: the proxy stopped. The agents keep running, and this helper with them until
-    # the last one ended: were it gone, each agent's process group would be orphaned, and the
-    # kernel hangs up (SIGHUP) an orphaned group that has a stopped member.
-    with started:
-        while running[0] > 0:
-            started.wait()
+                with self.changed:
+                    self.starting = False
+                    ended = self.early.pop(popen.pid, None) if popen is not None else None
+                    if popen is not None and ended is None:
+                        self.live.add(popen.pid)
+                    self.early.clear()  # anything else is the child of a failed exec: nobody asks for it
+                    self.changed.notify_all()
+        finally:
+            os.close(fd)
+        popen.returncode = 0  # the reaper thread waits for it, not Popen
+        self.send({"pid": popen.pid})
+        if ended is not None:
+            self.send({"exited": popen.pid, "code": ended})
+
+    def serve(self, requests: Any) -> None:
+        """One request per line of ``requests``, until it ends; then until the last agent ended."""
+        threading.Thread(target=self.reap, daemon=True).start()
+        for line in requests:
+            try:
+                self.start(json.loads(line))
+            except OSError as exc:
+                self.send({"error": exc.strerror or str(exc), "errno": exc.errno or 0,
+                           "filename": None if exc.filename is None else os.fsdecode(exc.filename)})
+            except (ValueError, KeyError, TypeError) as exc:  # what Popen refuses (a NUL in an argument, ...)
+                self.send({"error": str(exc), "invalid": True})
+        # stdin closed: the proxy stopped. The agents keep running, and this helper with them until
+        # the last one ended: were it gone, each agent's process group would be orphaned, and the
+        # kernel hangs up (SIGHUP) an orphaned group that has a stopped member.
+        with self.changed:
+            while self.live:
+                self.changed.wait()
 
 
 if __name__ == "__main__":
-    _helper_main()
+    _Helper().serve(sys.stdin)
