@@ -7,7 +7,9 @@ working directory is in the test's directory, and no zombie child of the test ru
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import itertools
+import os
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,12 +21,27 @@ from agentproxy.settings import Settings
 
 # Tests import these from .support; the names stay importable from here for tests written before it.
 from .support import (
+    STARTER_MARK,
     assert_nothing_left,
+    end_starters,
     make_settings,
     port_block,
     shut_down,
     wait_until,  # noqa: F401
-    )
+)
+
+_marks = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def starters_end(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The agent starters a test starts (in a backend of its own or in a proxy it runs) outlive
+    their proxy until their last agent ended: after the test (and its fixtures' clean-up) each
+    must end, and one that does not is killed by its pid."""
+    mark = f"{os.getpid()}-{next(_marks)}"
+    monkeypatch.setenv(STARTER_MARK, mark)
+    yield
+    end_starters(mark)
 
 
 @pytest.fixture(scope="session")
