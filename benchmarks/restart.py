@@ -146,7 +146,10 @@ async def round_(count: int, agentapi: str, extra: list[str]) -> dict[str, float
         proxy = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=work)
         ids = [f"r{i:04d}" for i in range(count)]
         try:
-            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=16)) as http:
+            # Any one request may take as long as a phase (aiohttp's own default is 300 s): creating
+            # hundreds of agents on 2 cores is slow, not broken.
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=16),
+                                             timeout=aiohttp.ClientTimeout(total=TIMEOUT)) as http:
                 # The first start has no agent to adopt and none running: its time to /healthz is
                 # this moment's floor on this machine (other work competes too), for comparison.
                 first_healthz = await until(lambda: healthy(http, base), "the first proxy", 0.01)
