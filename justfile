@@ -80,7 +80,7 @@ render *ARGS:
 
 # Everything CI runs: lint, unit tests, then the e2e suite against a local control plane
 # (with AGENTPROXY_REAL_NODE=1, as in CI: plus a real node, its tests and the proof that it leaves nothing behind)
-test: lint agentapi unit ui
+test: lint agentapi unit ui bench-smoke
     #!/usr/bin/env bash
     set -euo pipefail
     real="${AGENTPROXY_REAL_NODE:-}"
@@ -109,19 +109,26 @@ lint:
     mypy
 
 # Unit tests (pure code and local processes) and the contract suite against the memory and local backends; no cluster
-# (the dashboard's browser tests run in a pytest process of their own: `ui`). One process by default:
-# tests pick free ports by looking first, which two pytest-xdist workers can race for;
-# AGENTPROXY_TEST_WORKERS=N runs them in N workers (faster, not yet safe for every test).
-unit *ARGS: agentapi agents agentapi-proxy chp wrk socat browser deploy-tools k8s-yaml
+# (the dashboard's browser tests run in a pytest process of their own: `ui`). The whole tier runs in 2 pytest-xdist
+# workers, named files or tests in one process (AGENTPROXY_TEST_WORKERS=N: N workers, 0 one process): every port a
+# test names comes from its worker's own range (testenv/ports.py); the compatibility tests' servers stay in one
+# worker (xdist_group).
+unit *ARGS: agentapi agents agentapi-proxy deploy-tools k8s-yaml oidc-provider
     #!/usr/bin/env bash
     set -euo pipefail
     paths=(tests/unit tests/contract)
-    for arg in "$@"; do [[ $arg != -* && -e ${arg%%::*} ]] && paths=(); done  # files or tests named: only those
-    python -m pytest "${paths[@]}" -m "not e2e" --ignore=tests/unit/ui -n "${AGENTPROXY_TEST_WORKERS:-0}" --dist loadgroup "$@"
+    workers=2
+    for arg in "$@"; do [[ $arg != -* && -e ${arg%%::*} ]] && paths=() && workers=0; done  # files or tests named: only those
+    python -m pytest "${paths[@]}" -m "not e2e" --ignore=tests/unit/ui -n "${AGENTPROXY_TEST_WORKERS:-$workers}" --dist loadgroup "$@"
+
+# The benchmarks' smoke tests (tests/bench_smoke: each benchmark once, tiny), in one process, after installing what
+# the benchmarks compare against (the unit tier needs none of it); `test` runs them (CI: once, on the oldest Python)
+bench-smoke *ARGS: agentapi agents agentapi-proxy chp wrk socat
+    python -m pytest tests/bench_smoke "$@"
 
 # The dashboard's tests in Chromium, in a pytest process of their own: after the asyncio tests of the
 # unit tier in the same process, their agents' updates stopped reaching the page now and then
-ui *ARGS: agentapi browser
+ui *ARGS: agentapi browser oidc-provider
     python -m pytest tests/unit/ui "$@"
 
 # The e2e suite and the contract suite's k8s leg against whatever $KUBECONFIG points to (a missing cluster fails, it is never skipped)
@@ -176,6 +183,10 @@ deploy-manifests:
 k8s-yaml:
     testenv/build.sh k8s-yaml
 
+# Build the sign-in tests' OpenID provider (zitadel/oidc's example provider, testenv/oidc-provider) into the cache
+oidc-provider:
+    testenv/build.sh oidc-provider
+
 # Build kubectl (its kustomize renders deploy/) and helm (the chart) into the cache (a no-op when cached)
 deploy-tools:
     testenv/build.sh kubernetes helm
@@ -208,6 +219,18 @@ bench-render *ARGS:
 bench-k8s *ARGS:
     python -m benchmarks.k8s "$@"
 
+# 10,000 agents (--agents N) through two proxy replicas on $KUBECONFIG's kwok node: lists, memory, idle CPU, restart, drift, the create floor
+bench-scale *ARGS:
+    python -m benchmarks.scale "$@"
+
+# The k8s read path with 10,000 agents (--agents N) in an imitation of the API server's lists: start, memory, lists in the process and over HTTP
+bench-list-cache *ARGS:
+    python -m benchmarks.list_cache "$@"
+
+# GET /agents with 200 local echo agents (--agents N): JSON once per change against made on every read, memory per agent
+bench-list-local *ARGS: agentapi
+    python -m benchmarks.list_local "$@"
+
 # agentproxy, configurable-http-proxy and the Go agentapi-proxy against direct agentapi, side by side
 bench-proxy *ARGS: agentapi agentapi-proxy chp wrk socat
     python -m benchmarks.proxy "$@"
@@ -229,6 +252,10 @@ bench: agentapi agents agentapi-proxy chp wrk socat
     echo; echo "== restart"; python -m benchmarks.restart --agents 100
     echo; echo "== first answer"; python -m benchmarks.first_answer
     if [[ -n "${KUBECONFIG:-}" ]]; then python -m benchmarks.suspend --k8s; fi
+
+# Warm pool claims against cold creates in local mode: claim-to-ready and -first-answer at 1 and 20 at once, refill
+bench-pool *ARGS: agentapi
+    python -m benchmarks.pool "$@"
 
 # The local supervisor's overhead, memory per agent and concurrent starts
 bench-local *ARGS:

@@ -12,6 +12,8 @@ Packages (each names its modules in its own docstring):
 - :mod:`.ui`: the web dashboard's static files.
 - :mod:`.teams`: a proxy shared by a team: users and groups, profiles, credentials, quotas,
   the audit log.
+- :mod:`.triggers`: agents started by inbound webhooks and cron schedules, and notifications
+  of agents' status sent out.
 
 Modules at the top, pure unless said otherwise:
 
@@ -24,6 +26,10 @@ Modules at the top, pure unless said otherwise:
 - :mod:`.render` (with the default templates in the repository's ``templates/``): manifest
   rendering; :mod:`.yamlfast`: the fast path that reads the block YAML of rendered manifests;
   :mod:`.yamlout`: YAML output through PyYAML's C dumper, quoting what YAML 1.1 would misread.
+- :mod:`.pools`: warm pools: their settings, member shapes and labels, which create a pool
+  serves, refill plans (pure); :mod:`.launcher`: the one entry point of an agent's container
+  (and of a local pool member): waits for its binding when warm, runs agentapi, asks it to save
+  its conversation after every change, forwards signals (standard library only).
 - :mod:`.idle`: the pure rules of idle culling and the age limit.
 - :mod:`.apikeys`: API keys and their rules (digests, names, roles), for the settings and the
   API alike.

@@ -23,18 +23,18 @@ atomically (a crash leaves the old file or the new one), since ``.claude.json``
 holds part of the key. :func:`prepare_claude_home` is the thin I/O around it.
 
 In a pod the preparation runs in the container itself, before agentapi, on the
-agent's volume: :func:`container_launch` wraps an agent's launch in
-``python3 -m agentproxy.agenthome --work-dir DIR -- agentapi ...`` (this
-module's entry point, :func:`main`), which prepares the home, sets ``HOME`` and
-:data:`QUIET_ENV` and replaces itself with agentapi. It needs the standard
-library only, as the agent image holds agentproxy without its dependencies.
+agent's volume: the launcher every container runs (:mod:`agentproxy.launcher`,
+``--claude-home``) calls :func:`prepare_or_report`, sets ``HOME`` and
+:data:`QUIET_ENV` and starts agentapi. This module's own entry point
+(``python3 -m agentproxy.agenthome --work-dir DIR -- COMMAND``, :func:`main`) does
+the same and replaces itself with COMMAND. Both need the standard library only,
+as the agent image holds agentproxy without its dependencies.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import json
 import os
 import posixpath
@@ -44,7 +44,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .launch import STATE_DIR, AgentLaunch
+from .launch import STATE_DIR
 from .privatefile import write_private
 from .waiting import HOOK_EVENTS
 
@@ -173,22 +173,6 @@ def claude_environment(home: str, *, base_url: str | None, api_key: str | None) 
     return env
 
 
-def container_launch(launch: AgentLaunch, *, base_url: str | None,
-                     permission_mode: str | None = None) -> AgentLaunch:
-    """``launch`` as a Claude agent's container runs it: the same agentapi command behind
-    ``python3 -m agentproxy.agenthome``, which prepares the home on the agent's volume first
-    (:func:`main`); the model's endpoint (not a secret) joins the variables, unless the
-    request's own ``env`` names another. The key is not here: it comes from a Secret."""
-    args = ["-m", ENTRY_MODULE, "--work-dir", launch.work_dir]
-    if permission_mode is not None:
-        args += ["--permission-mode", permission_mode]
-    env = dict(QUIET_ENV)
-    if base_url:
-        env[BASE_URL_VARIABLE] = base_url
-    env.update(launch.env)
-    return dataclasses.replace(launch, program="python3", args=(*args, "--", launch.program, *launch.args), env=env)
-
-
 def prepare_claude_home(home: Path, *, work_dir: str, api_key: str | None,
                         permission_mode: str | None = None, hook_command: str | None = None) -> None:
     """Create or update the prepared home ``home`` (see the module's docstring)."""
@@ -230,15 +214,17 @@ def _write_json(path: Path, data: Mapping[str, Any]) -> None:
 
 
 def prepare_or_report(work_dir: str, *, home: str | None, api_key_env: str,
-                      permission_mode: str | None) -> str | None:
+                      permission_mode: str | None, waiting_hooks: bool = False) -> str | None:
     """Prepare the home of a Claude Code agent working in ``work_dir`` (``home``, else its
-    place in the work directory), its key from the variable ``api_key_env``: the home's path,
-    or ``None`` once the one-line error is printed (``prepare-home`` and :func:`main`)."""
+    place in the work directory), its key from the variable ``api_key_env``, with the hooks
+    of :mod:`agentproxy.waiting` when ``waiting_hooks``: the home's path, or ``None`` once the
+    one-line error is printed (``prepare-home`` and :func:`main`)."""
     real_work_dir = os.path.realpath(work_dir)  # Claude Code knows a project by its real path
     home = home or home_dir(real_work_dir)
+    hook = waiting_hook_command(sys.executable or "python3", real_work_dir) if waiting_hooks else None
     try:
         prepare_claude_home(Path(home), work_dir=real_work_dir, api_key=os.environ.get(api_key_env) or None,
-                            permission_mode=permission_mode)
+                            permission_mode=permission_mode, hook_command=hook)
     except HomeError as exc:
         print(f"agentproxy: error: {exc.strerror or exc}", file=sys.stderr)
         return None
@@ -246,7 +232,7 @@ def prepare_or_report(work_dir: str, *, home: str | None, api_key_env: str,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python3 -m agentproxy.agenthome --work-dir DIR [--permission-mode M] -- COMMAND...``:
+    """``python3 -m agentproxy.agenthome --work-dir DIR [--permission-mode M] [--waiting-hooks] -- COMMAND...``:
     prepare the home of the agent working in DIR (the key from ``$ANTHROPIC_API_KEY``), then
     replace this process with COMMAND, its ``HOME`` the prepared home (a container's command:
     agentapi keeps the process, and the kubelet's signals reach it). Without COMMAND, print the
@@ -258,11 +244,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--api-key-env", default=KEY_VARIABLE, metavar="NAME",
                         help=f"the variable holding the model's key (default: {KEY_VARIABLE})")
     parser.add_argument("--permission-mode", metavar="MODE", help="Claude Code's permissions.defaultMode")
+    parser.add_argument("--waiting-hooks", action="store_true",
+                        help="add the hooks that report when the agent waits for its user")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND... to run in the prepared home")
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     home = prepare_or_report(args.work_dir, home=args.home, api_key_env=args.api_key_env,
-                             permission_mode=args.permission_mode)
+                             permission_mode=args.permission_mode, waiting_hooks=args.waiting_hooks)
     if home is None:
         return 1
     if not command:

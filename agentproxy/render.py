@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 import re
 import sys
 from functools import lru_cache
@@ -20,10 +21,12 @@ import jinja2
 import yaml
 
 from . import naming, yamlfast, yamlout
-from .agenthome import KEY_VARIABLE, container_launch, home_dir, uses_claude
+from .agenthome import BASE_URL_VARIABLE, KEY_VARIABLE, QUIET_ENV, home_dir, uses_claude
 from .launch import AgentLaunch, agent_launch
+from .launcher import wrapped
 from .settings import AGENT_PORT, Settings
 from .spec import AgentSpec, fingerprint
+from .waiting import REPORT_PATH
 
 TEMPLATES = (
     # (file, kind, name of the object) in apply order: what the StatefulSet uses comes first.
@@ -154,12 +157,15 @@ def render_agent(settings: Settings, spec: AgentSpec, *, replicas: int = 1,
     StatefulSet's; the k8s backend's model decides them (a running agent by default).
     """
     check_no_secrets(spec)
+    credential_variables: list[str] = []
     if spec.profile is not None:  # its image (and resources, already in the spec) are the profile's
         from .teams.config import teams_of
         from .teams.profiles import profile_settings
-        settings = profile_settings(settings, teams_of(settings).profiles.get(spec.profile))
+        profile = teams_of(settings).profiles.get(spec.profile)
+        settings = profile_settings(settings, profile)
+        credential_variables = sorted(profile.credentials) if profile is not None else []
     compiled = _compiled(settings.templates_dir)
-    names = naming.object_names(spec.id)
+    names = {**naming.object_names(spec.id), "credentials": f"{naming.statefulset_name(spec.id)}-credentials"}
     spec_json = spec.to_json()
     spec_hash = fingerprint(spec_json)
     launch = launch_of(settings, spec)
@@ -175,6 +181,8 @@ def render_agent(settings: Settings, spec: AgentSpec, *, replicas: int = 1,
         "launch": launch,
         "home": home_dir(launch.work_dir) if uses_claude(spec.command) else launch.work_dir,
         "secret_env": secret_env(settings, spec),
+        "waiting": waiting_volume(settings, spec),
+        "credential_env": credential_variables,
         "spec_hash": spec_hash,
         "spec_json": spec_json,
         "suspension": suspension,
@@ -217,14 +225,55 @@ class RenderCache:
 
 
 def launch_of(settings: Settings, spec: AgentSpec) -> AgentLaunch:
-    """How the agent's container starts: agentapi around its command, behind the preparation
-    of its home on its volume when the command runs Claude Code (see
-    :func:`agentproxy.agenthome.container_launch`)."""
+    """How the agent's container starts: agentapi around its command, behind the launcher
+    (:mod:`agentproxy.launcher`), which asks agentapi to save the conversation within
+    ``local_mode.state_save_interval`` of every change (a pod killed without SIGTERM loses no
+    more) and, when the command runs Claude Code, prepares its home on its volume first."""
     launch = agent_launch(spec, port=AGENT_PORT, work_dir=settings.k8s_mode.work_dir)
+    interval = settings.local_mode.state_save_interval
     if not uses_claude(spec.command):
-        return launch
+        return wrapped(launch, save_interval=interval)
     claude = settings.agents.claude
-    return container_launch(launch, base_url=claude.base_url, permission_mode=claude.permission_mode)
+    extra = {**QUIET_ENV, **({BASE_URL_VARIABLE: claude.base_url} if claude.base_url else {})}
+    return wrapped(launch, save_interval=interval, claude_home=True, permission_mode=claude.permission_mode,
+                   extra_env=extra, waiting=waiting_report(settings))
+
+
+WAITING_TOKEN_DIR = "/var/run/agentproxy"
+"""Where a Claude agent's pod gets its ServiceAccount token for the proxy (a projected volume)."""
+WAITING_TOKEN_FILE = "waiting-token"
+WAITING_TOKEN_SECONDS = 3600
+"""The token's life; the kubelet renews it at 80 % of it."""
+
+
+def waiting_report(settings: Settings) -> tuple[str, str] | None:
+    """Where a Claude agent's hooks report ``waiting_input`` (``k8s_mode.waiting_url``'s route)
+    and the file of the token they sign it with; None when k8s mode does not detect it."""
+    url = settings.k8s_mode.waiting_url
+    if not url:
+        return None
+    return url.rstrip("/") + REPORT_PATH, posixpath.join(WAITING_TOKEN_DIR, WAITING_TOKEN_FILE)
+
+
+def waiting_volume(settings: Settings, spec: AgentSpec) -> dict[str, Any] | None:
+    """The projected ServiceAccount token of a Claude agent's pod whose hooks report to the
+    proxy (``audience``, ``seconds``, ``dir``, ``file``), None otherwise. The kubelet writes it,
+    bound to the pod: nothing secret is rendered, and a token names the one pod it was made for."""
+    if not uses_claude(spec.command) or not settings.k8s_mode.waiting_url:
+        return None
+    return {"audience": settings.k8s_mode.waiting_audience, "seconds": WAITING_TOKEN_SECONDS,
+            "dir": WAITING_TOKEN_DIR, "file": WAITING_TOKEN_FILE}
+
+
+def missing_key(settings: Settings, spec: AgentSpec) -> str | None:
+    """Why a Kubernetes agent of ``spec`` could not start unattended, or None: Claude Code
+    without a key (``k8s_mode.secret_name`` unset) stops at its login screen, and its first
+    message would never be answered."""
+    if uses_claude(spec.command) and settings.k8s_mode.secret_name is None:
+        return (f"agent type {spec.type!r} runs Claude Code, which needs the model's key: set "
+                f"k8s_mode.secret_name to a Secret holding it under the key {settings.agents.claude.api_key_env!r} "
+                f"(agents.claude.api_key_env)")
+    return None
 
 
 def secret_env(settings: Settings, spec: AgentSpec) -> list[dict[str, str]]:

@@ -8,10 +8,18 @@ Modules:
   --server-side``, API requests per create, lists); :mod:`.cluster_check`: what the benchmarks
   that need a cluster check first; :mod:`.faults`: noticing and recovering from API server
   faults; :mod:`.real_node`: agents on the test cluster's real node.
+- :mod:`.scale`: many agents through two replicas on the cluster (lists, memory, idle CPU, a
+  restarted replica, status changes, drift, creates against the API server's floor);
+  :mod:`.list_cache`: the k8s read path with many agents in :mod:`.synthetic`'s imitation of the
+  API server's lists, no cluster needed; :mod:`.list_local`: lists of many local echo agents.
 - :mod:`.local`: the local supervisor's overhead, memory per agent, concurrent starts;
   :mod:`.restart`: a ``kill -9`` of the proxy and how soon it serves its agents again;
   :mod:`.suspend`: suspend and resume; :mod:`.first_answer`: create-to-first-answer of Claude
-  Code against echo.
+  Code against echo; :mod:`.waiting`: from Claude Code's hook to ``waiting_input`` on ``/events``;
+  :mod:`.pool`: warm pool claims against cold creates (claim-to-ready, claim-to-first-answer, refill).
+- :mod:`.events`: the cost of ``GET /events`` with many agents and subscribers.
+- :mod:`.triggers`: inbound webhooks against a real proxy: webhook-to-agent-ready against a plain
+  create, and a bounded load of signed deliveries (none lost, none doubled, 429s counted).
 - :mod:`.proxy`: the proxy against direct agentapi and two other proxies, over the paths of
   :mod:`.paths`, with the stream readers of :mod:`.streams` (run by path, as processes of their
   own), the kernel timestamps of :mod:`.capture` and the byte-relay floor of :mod:`.relay`.

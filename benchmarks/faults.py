@@ -22,7 +22,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -36,6 +35,8 @@ import aiohttp
 import kr8s.asyncio
 import psutil
 import yaml
+
+from testenv.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 POLL = 0.05
@@ -60,12 +61,6 @@ def _apiserver() -> psutil.Process:
     if abs(proc.create_time() - record["create_time"]) > 0.01:
         raise SystemExit("the API server's pid file names another process")
     return proc
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def _call(api: kr8s.asyncio.Api, method: str, path: str, body=None, content_type="application/json",
@@ -97,7 +92,7 @@ class Replicas:
 
     async def start(self, count: int = 2) -> None:
         for _ in range(count):
-            port = _port()
+            port = free_port()
             with open(self.directory / f"serve-{port}.log", "ab") as log:
                 self.procs.append(await asyncio.create_subprocess_exec(
                     sys.executable, "-m", "agentproxy", "serve", "--set", "k8s_mode.enabled=true",

@@ -32,10 +32,10 @@ import aiohttp
 from agentproxy.agentapi import locate
 from agentproxy.backends.base import AgentStatus, Backend
 from agentproxy.backends.local.backend import LocalBackend
-from agentproxy.backends.local.ports import port_is_free
 from agentproxy.backends.local.process import find_executable
 from agentproxy.settings import Settings, load_settings
 from agentproxy.spec import build_spec
+from testenv.ports import free_block
 from tests.model_standin import ANSWER_PREFIX, ModelStandIn
 
 TIMEOUT = 300.0
@@ -43,14 +43,6 @@ KEY = "sk-ant-bench-0123456789abcdefghijklmnop"
 """The key agents get (the stand-in takes any)."""
 REAL_NODE_LABEL = "agentproxy.io/real-node"
 EXPECTED = {"echo": "echo: {}", "claude": ANSWER_PREFIX + "{}"}
-
-
-def free_block(size: int) -> tuple[int, int]:
-    """A block of ``size`` ports that are free now (bounded search)."""
-    for start in range(29000, 60000 - size, size):
-        if all(port_is_free(port) for port in range(start, start + size)):
-            return start, start + size - 1
-    raise SystemExit("no free block of ports")
 
 
 async def first_answer(backend: Backend, settings: Settings, client: aiohttp.ClientSession, agent_type: str,

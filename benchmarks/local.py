@@ -28,7 +28,6 @@ import asyncio
 import os
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,6 +44,7 @@ from agentproxy.backends.local.process import find_executable
 from agentproxy.launch import agent_launch
 from agentproxy.settings import Settings
 from agentproxy.spec import build_spec
+from testenv.ports import free_block
 
 READY_TIMEOUT = 120.0
 
@@ -52,23 +52,6 @@ READY_TIMEOUT = 120.0
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] if ordered else float("nan")
-
-
-def free_port_block(size: int) -> int:
-    """The first port of ``size`` consecutive ports that are free now (bounded search)."""
-    for start in range(21000, 60000 - size, size):
-        ok = True
-        for port in range(start, start + size):
-            with socket.socket() as probe:
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    probe.bind(("127.0.0.1", port))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return start
-    raise SystemExit("no free block of ports")
 
 
 def rss() -> int:
@@ -181,7 +164,7 @@ async def main(args: argparse.Namespace) -> None:
         if agentapi is None:
             raise SystemExit("agentapi is not installed: run `just agentapi` or pass --agentapi PATH")
         # The range, then a port above it for single direct starts and N more for the direct mass start.
-        start = free_port_block(2 * args.agents + 52)
+        start = free_block(2 * args.agents + 52)[0]
         settings = Settings()
         settings.local_mode.agentapi_binary = agentapi
         settings.local_mode.ports.start, settings.local_mode.ports.end = start, start + args.agents + 49

@@ -28,7 +28,7 @@ seconds) and count (``--max-requests``). A path that cannot be started is report
 wrk comes from Debian (``bin/just wrk``); without it the load rows say so.
 
 Usage: ``python -m benchmarks.proxy [--runs 3] [--duration 5] [--messages 10] [--streams 1000]
-[--paths direct agentproxy chp peer relay socat] [--ports 29000-29999]``
+[--paths direct agentproxy chp peer relay socat] [--ports FIRST-LAST]``
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import psutil
+
+from testenv.ports import free_block
 
 from .capture import LoopbackCapture, flow_events
 from .paths import NAMES, ORDER, Ports, Target, start_all
@@ -372,13 +374,16 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=10, help="messages per path and run for SSE (default 10)")
     parser.add_argument("--streams", type=int, default=1000, help="idle event streams for memory (default 1000)")
     parser.add_argument("--paths", nargs="+", choices=ORDER, default=list(ORDER))
-    parser.add_argument("--ports", default="29000-29999", help="ports to listen on (default 29000-29999)")
+    parser.add_argument("--ports", help="ports to listen on, FIRST-LAST (default: 100 free ones, testenv.ports)")
     parser.add_argument("--loop", choices=["auto", "uvloop", "asyncio"], default="auto",
                         help="agentproxy's event loop (default auto: uvloop where there is one)")
     parser.add_argument("--json", help="also write every run's figures to this file")
     args = parser.parse_args()
-    first, _, last = args.ports.partition("-")
-    args.ports = (int(first), int(last or first))
+    if args.ports is None:
+        args.ports = free_block(100, mostly=True)
+    else:
+        first, _, last = args.ports.partition("-")
+        args.ports = (int(first), int(last or first))
     if "direct" not in args.paths:
         args.paths.insert(0, "direct")
     notes = []

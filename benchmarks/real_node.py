@@ -1,7 +1,8 @@
 """Measure agents on the test cluster's real node (``AGENTPROXY_REAL_NODE=1 bin/just cluster-up``).
 
 - create N agents concurrently (real agentapi pods with local-path volumes):
-  create-to-ready p50/p95/max, watch-driven;
+  create-to-ready p50/p95/max, watch-driven, and the share of it each step of the start took
+  (the steps of ``GET .../progress``);
 - memory of the node's components with those N agents running: containerd,
   kubelet, local-path-provisioner, the pods' shims, and the pods themselves
   (their cgroups' memory usage).
@@ -21,6 +22,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import kr8s.asyncio
 import psutil
@@ -84,6 +86,21 @@ def _memory(cluster_dir: Path) -> list[tuple[str, str]]:
     return rows
 
 
+def step_shares(records: list[Any]) -> list[tuple[str, str]]:
+    """Per step of the starts (``.../progress``): p50 seconds and the share of create-to-ready
+    it took, over every start that ended ready."""
+    ended = [r for r in records if r is not None and r.steps and r.steps[-1].name == "ready"]
+    if not ended:
+        return [("start steps", "no start ended ready")]
+    total = sum(s.seconds for r in ended for s in r.steps)
+    names = list(dict.fromkeys(s.name for r in ended for s in r.steps))
+    rows = [(f"start steps of {len(ended)} agents", "p50 s / share of create-to-ready")]
+    for name in names:
+        seconds = [s.seconds for r in ended for s in r.steps if s.name == name]
+        rows.append((f"  {name}", f"{statistics.median(seconds):.2f} s / {100 * sum(seconds) / total:.0f} %"))
+    return rows
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--agents", type=int, default=20, help="agents created concurrently (default 20)")
@@ -104,6 +121,7 @@ async def main() -> int:
         rows += [(f"{args.agents} agents created at once: all ready after", f"{time.monotonic() - t0:.1f} s"),
                  ("create-to-ready p50 / p95 / max", f"{statistics.median(ready):.2f} s / {percentile(ready, 0.95):.2f} s / "
                                                      f"{max(ready):.2f} s")]
+        rows += step_shares([backend.progress.get(f"r{i}") for i in range(args.agents)])
         await asyncio.sleep(5)  # let the echo agents settle before reading memory
         rows += _memory(cluster_dir)
         await backend.close()

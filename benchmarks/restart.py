@@ -26,9 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,33 +37,10 @@ import aiohttp
 import psutil
 
 from agentproxy.agentapi import locate
+from testenv.ports import free_block, free_port
 
 TIMEOUT = 900.0
 """Seconds any one phase may take at most."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def free_port_block(size: int) -> int:
-    """The first port of ``size`` consecutive ports that are free now (bounded search)."""
-    # From a random point: other programs on a shared machine use the low blocks too.
-    for start in range(random.randrange(30000, 45000), 60000 - size, size):
-        ok = True
-        for port in range(start, start + size):
-            with socket.socket() as probe:
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    probe.bind(("127.0.0.1", port))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return start
-    raise SystemExit("no free block of ports")
 
 
 def serve_command(data: Path, port: int, first: int, count: int, agentapi: str,
@@ -139,7 +114,7 @@ def descendants_in(work: Path) -> list[psutil.Process]:
 async def round_(count: int, agentapi: str, extra: list[str]) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="agentproxy-restart-") as tmp:
         work = Path(tmp)
-        port, first = free_port(), free_port_block(count + 50)
+        port, first = free_port(), free_block(count + 50)[0]
         base = f"http://127.0.0.1:{port}"
         argv = serve_command(work / "data", port, first, count, agentapi, extra)
         log = open(work / "serve.log", "ab")

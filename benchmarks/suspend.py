@@ -28,6 +28,7 @@ from typing import Any
 from agentproxy.backends.base import AgentStatus, Backend
 from agentproxy.settings import Settings, load_settings
 from agentproxy.spec import build_spec
+from testenv.ports import free_block
 
 TIMEOUT = 300.0
 SETTLE = 3.0
@@ -102,7 +103,7 @@ async def local(count: int) -> None:
         settings = Settings()
         settings.local_mode.agentapi_binary = launcher
         settings.local_mode.data_dir = data
-        settings.local_mode.ports.start, settings.local_mode.ports.end = 27500, 27999
+        settings.local_mode.ports.start, settings.local_mode.ports.end = free_block(500, mostly=True)
         backend = LocalBackend(settings)
         await backend.start()
         try:

@@ -17,8 +17,11 @@ Modules:
   as a process of its own).
 - :mod:`.image` and :mod:`.oci`: images for the real node without Docker or a registry.
 - :mod:`.agentapi_proxy`: building the Go agentapi-proxy for comparison.
+- :mod:`.ports`: loopback ports for tests and benchmarks that name a port before anything
+  listens on it, a range of its own for each pytest-xdist worker.
 
 Beside them: ``build.sh`` (the control plane's binaries), ``package.sh`` (Debian's tools the
 recipes need), ``k8s-yaml/`` (Kubernetes' YAML decoder for render's tests), ``kwok/``,
-``pause/``, ``agentapi-proxy/`` and ``versions.env``.
+``pause/``, ``agentapi-proxy/``, ``oidc-provider/`` (a real OpenID provider for the sign-in
+tests: zitadel/oidc's example provider with users in groups and key rotation) and ``versions.env``.
 """

@@ -10,11 +10,12 @@
 #   $AGENTPROXY_CACHE/bin/helm-vX.Y.Z/helm                       (deploy/'s chart tests)
 #   $AGENTPROXY_CACHE/bin/local-path-provisioner-vX.Y.Z/local-path-provisioner  (real node only)
 #   $AGENTPROXY_CACHE/bin/k8s-yaml-HASH/k8s-yaml                 (render's test: Kubernetes' YAML decoder)
+#   $AGENTPROXY_CACHE/bin/oidc-provider-HASH/oidc-provider       (sign-in tests: a real OpenID provider)
 #
 # (agentapi, which every agent runs, is installed by `agentproxy install-agentapi`.)
 #
 # Idempotent: a component whose binaries are already in the cache is skipped.
-# Usage: testenv/build.sh [kubernetes|etcd|kwok|kubelet|kube-proxy|local-path-provisioner|helm|k8s-yaml]...
+# Usage: testenv/build.sh [kubernetes|etcd|kwok|kubelet|kube-proxy|local-path-provisioner|helm|k8s-yaml|oidc-provider]...
 # (default: the control plane, plus the real node's parts when AGENTPROXY_REAL_NODE=1)
 set -euo pipefail
 
@@ -241,6 +242,21 @@ build_k8s_yaml() {
   log "k8s-yaml $hash: built into $out"
 }
 
+# oidc-provider (testenv/oidc-provider): zitadel/oidc's example OpenID provider with users in
+# groups and key rotation, for the sign-in tests. Keyed by a hash of its sources, like k8s-yaml.
+build_oidc_provider() {
+  local dir="$here/oidc-provider" hash out tmp
+  hash="$(cat "$dir/go.mod" "$dir/go.sum" "$dir/main.go" | sha256sum | cut -c1-16)"
+  out="$cache/bin/oidc-provider-$hash"
+  if [[ -x "$out/oidc-provider" ]]; then log "oidc-provider $hash: cached"; return; fi
+  log "oidc-provider $hash: building"
+  tmp="$out.tmp.$$"
+  rm -rf "$tmp"; mkdir -p "$tmp"
+  (cd "$dir" && go build -mod=readonly -trimpath -ldflags "-s -w" -o "$tmp/oidc-provider" .)
+  rm -rf "$out"; mv "$tmp" "$out" 2>/dev/null || rm -rf "$tmp"  # another build that finished first is as good
+  log "oidc-provider $hash: built into $out"
+}
+
 main() {
   mkdir -p "$cache/bin" "$cache/src"
   if [[ $# -eq 0 ]]; then
@@ -261,7 +277,8 @@ main() {
       kube-proxy) locked kube-proxy build_kube_proxy ;;
       local-path-provisioner) locked local-path-provisioner build_local_path_provisioner ;;
       k8s-yaml) locked k8s-yaml build_k8s_yaml ;;
-      *) die "unknown component '$p' (expected kubernetes, etcd, kwok, kubelet, kube-proxy, local-path-provisioner, helm or k8s-yaml)" ;;
+      oidc-provider) locked oidc-provider build_oidc_provider ;;
+      *) die "unknown component '$p' (expected kubernetes, etcd, kwok, kubelet, kube-proxy, local-path-provisioner, helm, k8s-yaml or oidc-provider)" ;;
     esac
   done
 }

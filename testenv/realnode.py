@@ -175,8 +175,13 @@ def _start(layout: Layout, paths: NodePaths, archives: list[Path], deadline: flo
     procs.start(state, "containerd", [shutil.which("containerd") or "containerd",
                                       "--config", str(paths.containerd_config)])
     procs.wait("containerd", lambda: _ctr(paths, "version").returncode == 0, state, "containerd", deadline, timeout)
+    importing = time.monotonic()
     for archive in archives:
         import_image(layout, archive)
+    # Importing is work, not waiting: on a busy machine it took two minutes, which must not be
+    # taken from the kubelet's time to register its node.
+    deadline += time.monotonic() - importing
+    timeout = max(deadline - time.monotonic(), 1)
 
     procs.start(state, "kubelet", [
         str(layout.binary("kubelet", "kubelet")), f"--config={paths.kubelet_config}",

@@ -8,7 +8,8 @@ Modules:
 - :mod:`.serve` runs the server (``serve.run_server``) over the application :mod:`.app`
   builds; :mod:`.context` is what its handlers share.
 - Routes: :mod:`.agents` (create, list, get, delete, suspend, resume, logs), :mod:`.events`
-  (``GET /events``), :mod:`.progress` (``GET .../progress``), :mod:`.health` (``/healthz``, ``/readyz``), :mod:`.openapi` with the
+  (``GET /events``), :mod:`.progress` (``GET .../progress``), :mod:`.hooks` (``POST /hooks/waiting``,
+  what agents' hooks in pods report), :mod:`.health` (``/healthz``, ``/readyz``), :mod:`.openapi` with the
   create rules of :mod:`.schema_rules`, :mod:`.ui` (the dashboard's files).
 - Requests and answers: :mod:`.params` (ids, query parameters, JSON bodies), :mod:`.model`
   (an agent's JSON), :mod:`.listing` (agents' JSON kept as bytes), :mod:`.errors` (JSON error

@@ -11,9 +11,9 @@ from ..backends.base import AgentState, Conflict, NotFound
 from ..backends.index import ANY_OWNER
 from ..backends.ownership import check_session
 from ..backends.suspension import API
-from ..teams.http import check_manage, team_spec
+from ..teams.http import check_manage, check_share, team_spec
 from . import params
-from .auth import principal_of
+from .auth import Principal, principal_of
 from .context import ApiContext
 from .errors import ApiError
 from .model import agent_json
@@ -53,6 +53,7 @@ class AgentRoutes:
             web.delete("/sessions/{session}/agents/{agent}", self.delete),
             web.post("/sessions/{session}/agents/{agent}/suspend", self.suspend),
             web.post("/sessions/{session}/agents/{agent}/resume", self.resume),
+            web.put("/sessions/{session}/agents/{agent}/share", self.share),
             web.get("/sessions/{session}/agents/{agent}/logs", self.logs, allow_head=False),
         ]
 
@@ -80,8 +81,8 @@ class AgentRoutes:
                 existed, resumes = True, current.suspended
         async with self.ctx.quotas.admit(principal, spec, new_agent=not existed, starts=not existed or resumes):
             # A client that goes away must not leave a half-made agent behind.
-            state = await asyncio.shield(self.ctx.backend.create(spec, any_session=self.ctx.may_join(principal,
-                                                                                                  session)))
+            state = await asyncio.shield(self.ctx.backend.create(
+                spec, any_session=self.ctx.may_join(principal, session), names_id=fields.get("id") is not None))
         return _json(agent_json(state), status=200 if existed else 201)
 
     async def list_session(self, request: web.Request) -> web.Response:
@@ -116,6 +117,29 @@ class AgentRoutes:
         final = await asyncio.shield(self.ctx.backend.delete(state.session, state.id, purge=purge))
         return _json(agent_json(final))
 
+    async def share(self, request: web.Request) -> web.Response:
+        """``PUT .../share`` with ``{"group": "ml"}`` (``null``: share with no group): who else
+        sees and talks to the agent, changed while it runs. Its owner and admins only."""
+        state = await self._visible(request)
+        principal = principal_of(request)
+        check_manage(principal, state)
+        body = await params.json_object(request, self.ctx.settings.server.max_body)
+        unknown = sorted(set(body) - {"group"})
+        if unknown or "group" not in body:
+            field = unknown[0] if unknown else "group"
+            raise ApiError(400, f"{field}: a share has one field, group (a group name, or null for none)",
+                           code="invalid", field=field)
+        group = body["group"]
+        if group is not None:
+            if not isinstance(group, str):
+                raise ApiError(400, "group: must be a group name or null", code="invalid", field="group")
+            # An admin sharing another's agent: the owner's groups count as the owner's would.
+            owner = Principal(state.spec.owner, principal.admin,
+                              principal.groups | self.ctx.teams.groups_of(state.spec.owner)
+                              if principal.admin else principal.groups)
+            check_share(self.ctx.teams, owner, group, "group")
+        return _json(agent_json(await asyncio.shield(self.ctx.backend.share(state.session, state.id, group))))
+
     async def suspend(self, request: web.Request) -> web.Response:
         """``POST .../suspend``: save and stop the agent, keeping its data (200 also when it
         was suspended already)."""
@@ -126,7 +150,7 @@ class AgentRoutes:
         """``POST .../resume``: start a suspended agent again with its data (200 also when it
         was not suspended)."""
         state = await self._visible(request)
-        async with self.ctx.quotas.admit(principal_of(request), state.spec, new_agent=False, starts=state.suspended):
+        async with self.ctx.quotas.admit_resume(state):  # its owner's quotas, whoever asks
             return _json(agent_json(await asyncio.shield(self.ctx.backend.resume(state.session, state.id, API))))
 
     async def logs(self, request: web.Request) -> web.Response:

@@ -12,7 +12,13 @@ from ..idle import IdlePolicy
 from ..settings import Settings
 from ..teams.audit import AuditLog
 from ..teams.config import teams_of
+from ..teams.oidc import oidc_config
 from ..teams.routes import TeamRoutes
+from ..teams.signin import SignInRoutes, openapi_paths as signin_openapi_paths
+from ..teams.tokens import TokenVerifier
+from ..triggers.config import triggers_of
+from ..triggers.routes import openapi_paths as trigger_openapi_paths
+from ..triggers.service import install as install_triggers
 from . import compat, ui
 from .agents import AgentRoutes
 from .auth import PRINCIPAL, ApiKey, Authenticator
@@ -22,6 +28,7 @@ from .errors import error_middleware
 from .events import EventStreams
 from .expect import continue_middleware, deferring
 from .health import Health
+from .hooks import HookRoutes
 from .metrics import Metrics
 from .openapi import openapi_handler
 from .progress import ProgressStreams
@@ -47,7 +54,9 @@ def create_app(
     connection at once rather than at the next chunk.
     """
     teams = teams_of(settings)
-    auth = Authenticator(api_keys, teams)
+    oidc = oidc_config(settings)
+    tokens = TokenVerifier(oidc) if oidc is not None else None
+    auth = Authenticator(api_keys, teams, tokens)
     policy = IdlePolicy(settings.agents.idle_timeout, settings.agents.max_age)
     profile_policies = {name: IdlePolicy(p.idle_timeout, settings.agents.max_age)
                         for name, p in teams.profiles.items() if p.idle_timeout}
@@ -71,14 +80,30 @@ def create_app(
     add(AgentProxy(ctx).routes())
     add(AgentRoutes(ctx).routes())
     add(TeamRoutes(ctx).routes())
+    signin_paths = {}
+    if oidc is not None and tokens is not None:
+        signin_paths = signin_openapi_paths()
+        signin = SignInRoutes(oidc, tokens, auth)
+        add(signin.routes())
+        auth.open_requests.append(signin.is_open)
+
+        async def close_tokens(app: web.Application) -> None:
+            await tokens.close()
+        app.on_cleanup.append(close_tokens)
     add(events.routes())
     add(progress.routes())
+    add(HookRoutes(ctx).routes())
     add(Health(backend).routes())
     add(ui.routes())
+    triggers = triggers_of(settings)
+    trigger_paths = trigger_openapi_paths() if triggers.enabled else {}
+    if triggers.enabled:
+        install_triggers(app, ctx, triggers, add)
     add([
         web.get("/metrics", ctx.metrics.handle, allow_head=False),
-        web.get("/openapi.json", openapi_handler(auth.enabled, compat.openapi_paths(settings), settings=settings,
-                                                 backend=backend), allow_head=False),
+        web.get("/openapi.json", openapi_handler(
+            auth.enabled, {**compat.openapi_paths(settings), **trigger_paths, **signin_paths},
+            settings=settings, backend=backend), allow_head=False),
     ])
     compat.install(app, ctx)  # last: agentproxy's own routes keep priority
 

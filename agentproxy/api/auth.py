@@ -10,6 +10,10 @@ own; an admin (``admin: true``, or a member of ``teams.admin_group``) sees and
 manages all. Without any key configured every request is
 allowed (and the server refuses to listen on anything but loopback unless told
 otherwise, see :func:`check_bind`).
+
+With sign-in (``server.oidc``) a request may instead present the provider's ID or access token
+as ``Authorization: Bearer JWT``, or the dashboard's session cookie; the token's user and groups
+claims name the caller as a key's ``user`` and ``groups`` do (see :mod:`agentproxy.teams.tokens`).
 """
 
 from __future__ import annotations
@@ -25,14 +29,18 @@ from aiohttp import web
 from ..apikeys import ApiKey, hash_key, parse_api_keys
 from ..backends.base import AgentState
 from ..teams.config import Teams
+from ..teams.oidc import CSRF_HEADER, SESSION_COOKIE, Identity, TokenRefused, looks_like_jwt
+from ..teams.tokens import ProviderUnreachable, TokenVerifier
+from ..waiting import REPORT_PATH
 from .errors import ApiError, Handler
 from .ui import OPEN_PATHS as DASHBOARD_PATHS
 
 __all__ = ["ANONYMOUS", "ApiKey", "Authenticator", "BindRefused", "OPEN_PATHS", "PRINCIPAL", "Principal",
            "check_bind", "hash_key", "is_loopback_host", "principal_of"]
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz"}) | DASHBOARD_PATHS
-"""Paths answered without a key (the dashboard's files ask for one themselves)."""
+OPEN_PATHS = frozenset({"/healthz", "/readyz", REPORT_PATH}) | DASHBOARD_PATHS
+"""Paths answered without a key (the dashboard's files ask for one themselves; the hooks' reports
+carry their pod's token instead, see :mod:`.hooks`)."""
 
 _RequestKey = getattr(web, "RequestKey", None)  # aiohttp >= 3.13
 PRINCIPAL: Any = _RequestKey("agentproxy.principal", object) if _RequestKey else "agentproxy.principal"
@@ -71,9 +79,12 @@ class Authenticator:
 
     Raises ``ValueError`` (an :class:`~agentproxy.apikeys.ApiKeyError`) for keys that break a rule."""
 
-    def __init__(self, keys: Iterable[ApiKey | Mapping[str, Any]] = (), teams: Teams | None = None) -> None:
+    def __init__(self, keys: Iterable[ApiKey | Mapping[str, Any]] = (), teams: Teams | None = None,
+                 tokens: TokenVerifier | None = None) -> None:
         self.keys = parse_api_keys(keys)
         self.teams = teams or Teams()
+        self.tokens = tokens
+        """The provider's token checks when sign-in is configured."""
         # By digest: a request's key is found with one hash and one dictionary read, whatever the
         # number of keys. What a lookup's timing could tell is about the SHA-256 of the key, from
         # which nothing about the key itself follows.
@@ -83,8 +94,52 @@ class Authenticator:
 
     @property
     def enabled(self) -> bool:
-        """True when at least one key is configured."""
-        return bool(self._digests)
+        """True when at least one key is configured, or sign-in."""
+        return bool(self._digests) or self.tokens is not None
+
+    def principal_of_identity(self, identity: Identity) -> Principal:
+        """The caller a checked token names: its user, the token's groups and those of
+        ``teams.groups``, admin by membership of ``teams.admin_group``."""
+        groups = identity.groups | self.teams.groups_of(identity.user)
+        admin = self.teams.admin_group is not None and self.teams.admin_group in groups
+        return Principal(identity.user, admin, groups, "oidc")
+
+    async def identify(self, request: web.Request) -> Principal:
+        """The caller of ``request``: by API key, by bearer token or by session cookie; else
+        :class:`ApiError` 401 (403 for a cookie request that changes something without the
+        header that proves it came from this proxy's own pages)."""
+        if self.tokens is None:
+            return self.principal(request)
+        headers = request.headers
+        token = presented_key(headers.get("Authorization"), headers.get("X-API-Key"))
+        if token is not None:
+            if _utf8(token) is not None and hashlib.sha256(token.encode()).digest() in self._digests:
+                return self._digests[hashlib.sha256(token.encode()).digest()]
+            if looks_like_jwt(token):
+                return await self._checked(token, "Authorization")
+            if self._digests:
+                return self.principal(request)  # the key's own errors
+            raise _unauthorized("the bearer token is neither a token of the identity provider nor an API key")
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie:
+            if request.method not in ("GET", "HEAD", "OPTIONS") and CSRF_HEADER not in headers:
+                raise ApiError(403, f"a request signed in by the session cookie must carry the {CSRF_HEADER} header "
+                                    "(the dashboard sends it; other sites cannot)", code="csrf", field=CSRF_HEADER)
+            return await self._checked(cookie, SESSION_COOKIE)
+        raise _unauthorized("sign in (GET /auth/login, or `agentproxy login`), or present an API key "
+                            "(Authorization: Bearer KEY or X-API-Key: KEY)")
+
+    async def _checked(self, token: str, field: str) -> Principal:
+        assert self.tokens is not None
+        try:
+            identity = await self.tokens.verify(token)
+        except TokenRefused as exc:
+            raise ApiError(401, str(exc), code=f"token_{exc.reason}", field=field,
+                           headers={"WWW-Authenticate": 'Bearer realm="agentproxy", error="invalid_token"'}) from None
+        except ProviderUnreachable as exc:
+            raise ApiError(503, f"the identity provider cannot be reached to check the token: {exc}",
+                           code="provider_unreachable", headers={"Retry-After": "5"}) from None
+        return self.principal_of_identity(identity)
 
     def principal(self, request: web.Request) -> Principal:
         """The caller of ``request``, or :class:`ApiError` 401."""
@@ -112,7 +167,7 @@ class Authenticator:
         The values are the header bytes as they came, each byte one character (decoded as
         Latin-1, as the fast path reads a head): the key is looked up by those very bytes, and a
         key that is not UTF-8 text is no key (None), as :meth:`principal` judges it."""
-        if not self._digests:
+        if not self.enabled:
             return ANONYMOUS
         token = presented_key(authorization, api_key)
         if token is None:
@@ -122,7 +177,14 @@ class Authenticator:
             raw.decode("utf-8")
         except UnicodeError:
             return None
-        return self._digests.get(hashlib.sha256(raw).digest())
+        found = self._digests.get(hashlib.sha256(raw).digest())
+        if found is None and self.tokens is not None:
+            # Only a token aiohttp's path has checked before: the fast path cannot wait for the
+            # provider's keys, so any other token is handed over to be checked there.
+            identity = self.tokens.cached(token)
+            if identity is not None:
+                return self.principal_of_identity(identity)
+        return found
 
     def middleware(self) -> Any:
         """The aiohttp middleware that stores the caller under :data:`PRINCIPAL`."""
@@ -135,7 +197,7 @@ class Authenticator:
             elif request.path in OPEN_PATHS or any(is_open(request) for is_open in self.open_requests):
                 request[PRINCIPAL] = None
             else:
-                request[PRINCIPAL] = self.principal(request)
+                request[PRINCIPAL] = await self.identify(request)
             return await handler(request)
 
         return auth_middleware

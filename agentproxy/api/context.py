@@ -52,7 +52,7 @@ class ApiContext:
         self.quotas = QuotaGate(self.teams, self.backend)
         """Quotas per user and group, checked around creates and resumes."""
         if self.waker is None:
-            self.waker = Waker(self.backend, self.settings.agents.resume_wait)
+            self.waker = Waker(self.backend, self.settings.agents.resume_wait, self.quotas)
 
     async def visible_agent(self, principal: Principal, session: str, agent_id: str) -> AgentState:
         """The agent, or :class:`NotFound` when it is absent or belongs to another key."""

@@ -12,10 +12,8 @@ a dead connection.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import logging
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -25,8 +23,6 @@ from . import params
 from .auth import principal_of
 from .context import ApiContext
 from .model import agent_json
-
-log = logging.getLogger("agentproxy.api")
 
 MAX_QUEUED = 10_000
 """Events kept for a client that reads too slowly; beyond that its stream is ended."""
@@ -59,10 +55,46 @@ class EventStreams:
     def __init__(self, ctx: ApiContext) -> None:
         self.ctx = ctx
         self._queues: set[asyncio.Queue[Any]] = set()
+        self._last: tuple[StatusEvent | None, bytes] = (None, b"")
 
     def routes(self) -> list[web.RouteDef]:
         """The route table."""
         return [web.get("/events", self.handle, allow_head=False)]
+
+    def _formatted(self, event: StatusEvent) -> bytes:
+        """:func:`format_event` of ``event``, made once for all the streams that send it: they
+        send the same events in the same order, so the last one made is the one asked for."""
+        if self._last[0] is not event:
+            self._last = (event, format_event(event))
+        return self._last[1]
+
+    async def _follow(self, response: web.StreamResponse, queue: asyncio.Queue[Any], cursor: Any,
+                      shown: Callable[[StatusEvent], bool]) -> None:
+        """Send the events of ``queue`` that the client is shown and has not seen (after ``cursor``)
+        until the stream ends; a comment line after each ``heartbeat_interval`` without one."""
+        heartbeat = self.ctx.heartbeat_interval
+        ended = False
+        while not ended:
+            try:
+                async with asyncio.timeout(heartbeat):  # no task per wait, as wait_for made
+                    item = await queue.get()
+            except TimeoutError:
+                await response.write(b": heartbeat\n\n")
+                continue
+            # Whatever else is queued goes out in the same write: one system call for a burst.
+            chunk = []
+            while True:
+                if item is _CLOSE or item is _OVERFLOW:
+                    ended = True
+                    break
+                # Not replayed already, nor seen by the client on another replica:
+                if (cursor is None or item.position is None or item.position > cursor) and shown(item):
+                    chunk.append(self._formatted(item))
+                if queue.empty():
+                    break
+                item = queue.get_nowait()
+            if chunk:
+                await response.write(b"".join(chunk))
 
     async def close_all(self, app: web.Application | None = None) -> None:
         """End every open stream (on shutdown: they would otherwise never finish)."""
@@ -73,15 +105,21 @@ class EventStreams:
         """Stream status changes, of all agents the caller may see or of ``?session=S``."""
         session = params.query_session(request)
         principal = principal_of(request)
-        # Subscribe before answering, so that no change after the answer is missed.
-        events = self.ctx.backend.events()
+        # Listen before answering, so that no change after the answer is missed. The backend
+        # hands each event over in its own turn; a client that falls MAX_QUEUED behind is cut off.
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        pump = asyncio.create_task(_pump(events, queue))
+
+        def deliver(event: StatusEvent) -> None:
+            size = queue.qsize()
+            if size < MAX_QUEUED:
+                queue.put_nowait(event)
+            elif size == MAX_QUEUED:
+                queue.put_nowait(_OVERFLOW)
+        stop_listening = self.ctx.backend.listen(deliver, lambda: queue.put_nowait(_CLOSE))
         self._queues.add(queue)
         response = web.StreamResponse(headers=SSE_HEADERS)
         try:
             await response.prepare(request)
-            await asyncio.sleep(0)  # let the pump start iterating (some backends subscribe lazily)
             await response.write(b": connected\n\n")
 
             def shown(event: StatusEvent) -> bool:
@@ -101,47 +139,10 @@ class EventStreams:
                         if shown(event):
                             await response.write(format_event(event))
                         cursor = position
-            heartbeat = self.ctx.heartbeat_interval
-            while True:
-                try:
-                    item = await asyncio.wait_for(queue.get(), heartbeat)
-                except TimeoutError:
-                    await response.write(b": heartbeat\n\n")
-                    continue
-                if item is _CLOSE or item is _OVERFLOW:
-                    break
-                if isinstance(item, BaseException):
-                    log.warning("event stream of the backend failed: %s", item)
-                    break
-                if cursor is not None and item.position is not None and item.position <= cursor:
-                    continue  # replayed already, or seen by the client on another replica
-                if shown(item):
-                    await response.write(format_event(item))
+            await self._follow(response, queue, cursor, shown)
         except ConnectionResetError:
             pass  # the client went away
         finally:
             self._queues.discard(queue)
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump
+            stop_listening()
         return response
-
-
-async def _pump(events: AsyncIterator[StatusEvent], queue: asyncio.Queue[Any]) -> None:
-    """Move the backend's events into ``queue`` (a task, so that waiting can time out safely)."""
-    try:
-        async for event in events:
-            if queue.qsize() >= MAX_QUEUED:
-                queue.put_nowait(_OVERFLOW)
-                return
-            queue.put_nowait(event)
-        queue.put_nowait(_CLOSE)
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:  # reported by the stream, which then ends
-        queue.put_nowait(exc)
-    finally:
-        aclose = getattr(events, "aclose", None)
-        if aclose is not None:
-            with contextlib.suppress(Exception):
-                await aclose()

@@ -1,15 +1,18 @@
 """Agents' JSON as bytes, made again only for an agent whose state changed.
 
-A backend that keeps its agents' states in an index (k8s mode) hands out the same
-:class:`~agentproxy.backends.base.AgentState` object for as long as an agent does
-not change, so each agent's JSON is serialised once per change, and a list is
-the join of those bytes. A state that is a new object (local mode makes one per
-read) is simply serialised again: correctness never depends on the cache.
+Both backends hand out the same :class:`~agentproxy.backends.base.AgentState`
+object for as long as an agent does not change (k8s mode keeps its states in an
+index, local mode's supervisors keep the last state they made until one of its
+inputs changes), so each agent's JSON is serialised once per change, and a list
+is the join of those bytes. A state that is a new object is simply serialised
+again: correctness never depends on the cache. A list of every agent whose states are all
+the very ones of the last such list is the last body again.
 """
 
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Iterable
 
 from ..backends.base import AgentState
@@ -25,6 +28,9 @@ class AgentTexts:
     def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
         self._entries: dict[str, tuple[AgentState, bytes]] = {}
         self.max_entries = max_entries
+        self._complete: tuple[list[AgentState], bytes] | None = None
+        """The last list of every agent and its body: the same states in the same order (no
+        agent changed) make the same body, without joining thousands of texts again."""
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -44,8 +50,14 @@ class AgentTexts:
         """``{"agents": [...]}`` as ``json.dumps`` writes it; ``complete`` when ``states`` are
         every agent there is (then the entries of agents not among them are dropped)."""
         states = list(states)
+        if complete:
+            last = self._complete
+            if last is not None and len(last[0]) == len(states) and all(map(operator.is_, last[0], states)):
+                return last[1]
         body = b'{"agents": [' + b", ".join([self.text(s) for s in states]) + b"]}"
-        if complete and len(self._entries) > len(states):
-            listed = {s.id for s in states}
-            self._entries = {k: v for k, v in self._entries.items() if k in listed}
+        if complete:
+            self._complete = (states, body)
+            if len(self._entries) > len(states):
+                listed = {s.id for s in states}
+                self._entries = {k: v for k, v in self._entries.items() if k in listed}
         return body

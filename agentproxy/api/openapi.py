@@ -218,6 +218,18 @@ def _agent_ops() -> dict[str, Any]:
                      "responses": {"200": _json(_ref("Agent"), "The agent, on its way to ready."),
                                    **_errors("400", "401", "404", "409", "422", "503")}},
         },
+        "/sessions/{session}/agents/{agent}/share": {
+            "parameters": [SESSION, AGENT],
+            "put": {"operationId": "shareAgent", "summary": "Share an agent with one of its owner's groups, or stop",
+                    "description": "`{\"group\": \"ml\"}`: the members of ml see it, talk to it, suspend and resume "
+                                   "it; `{\"group\": null}`: nobody but its owner and admins. Its owner and admins "
+                                   "only; the agent runs (or sleeps) on as it was.",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["group"], "additionalProperties": False,
+                        "properties": {"group": {"type": ["string", "null"]}}}}}},
+                    "responses": {"200": _json(_ref("Agent"), "The agent, shared as asked."),
+                                  **_errors("400", "401", "403", "404", "409", "413", "415", "422", "503")}},
+        },
         "/sessions/{session}/agents/{agent}/progress": {
             "parameters": [SESSION, AGENT],
             "get": {
@@ -281,6 +293,20 @@ def _other_ops() -> dict[str, Any]:
                             "schema": {"type": "string"}, "description": "The id of the last event seen."}],
             "responses": {"200": {"description": "The stream.", "content": {"text/event-stream": {
                 "schema": {"type": "string"}}}}, **_errors("400", "401")}}},
+        "/hooks/waiting": {"post": {
+            "operationId": "reportWaiting", "summary": "What a Claude agent's hooks in a pod report (k8s mode)",
+            "description": "`{\"question\": TEXT}` when the agent asks its user for a permission, "
+                           "`{\"question\": null}` when it no longer waits. No API key: `Authorization: Bearer` "
+                           "carries the pod's own ServiceAccount token (audience `k8s_mode.waiting_audience`), "
+                           "which says which agent the report is about. 404 unless k8s mode takes reports "
+                           "(`k8s_mode.waiting_url`).", **OPEN,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["question"], "additionalProperties": True,
+                "properties": {"question": {"type": ["string", "null"], "maxLength": 2000}}}}}},
+            "responses": {"200": _json({"type": "object", "properties": {
+                "id": {"type": "string"}, "session": {"type": "string"}, "status": {"type": "string"},
+                "question": {"type": ["string", "null"]}}}, "The agent as it is shown now."),
+                **_errors("400", "401", "403", "404", "413", "415", "422", "503")}}},
         "/healthz": {"get": {"operationId": "healthz", "summary": "The process answers", **OPEN,
                              "responses": {"200": status}}},
         "/readyz": {"get": {"operationId": "readyz", "summary": "The backend can do its work", **OPEN,

@@ -99,6 +99,18 @@ CURL_DEFAULT = "application/x-www-form-urlencoded"
 """What ``curl -d`` says it sends unless told otherwise."""
 
 
+async def read_bounded(request: web.Request, limit: int) -> bytes:
+    """The request's body, read as it streams in: 413 as soon as it passes ``limit`` bytes
+    (a Content-Length beyond it is refused by the callers before they read)."""
+    chunks, size = [], 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"the body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def json_object(request: web.Request, limit: int = MAX_JSON_BODY) -> dict[str, Any]:
     """The request's JSON object body; ``{}`` when there is no body.
 
@@ -114,13 +126,7 @@ async def json_object(request: web.Request, limit: int = MAX_JSON_BODY) -> dict[
     as_form = request.content_type == CURL_DEFAULT
     if not _is_json(request.content_type) and not as_form:
         raise ApiError(415, f"the body must be application/json, not {request.content_type}")
-    chunks, size = [], 0
-    async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"the body is larger than {limit} bytes")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
+    raw = await read_bounded(request, limit)
     if not raw.strip():
         return {}
     try:

@@ -74,6 +74,8 @@ def check_listen_address(settings: Settings, keys: Iterable[ApiKey]) -> None:
     from .auth import Authenticator, BindRefused, check_bind
 
     allow_remote = bool(getattr(settings.server, "allow_unauthenticated_remote", False))
+    oidc = getattr(settings.server, "oidc", None)
+    allow_remote = allow_remote or bool(getattr(oidc, "issuer", None))  # sign-in is authentication too
     try:
         check_bind(settings.server.host, Authenticator(keys), allow_remote)
     except BindRefused as exc:

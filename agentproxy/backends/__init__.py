@@ -17,6 +17,8 @@ The interface and the rules every mode shares:
 - :mod:`.conversation`: following agents' conversations (saves, first message, activity).
 - :mod:`.limits`: agents per session and owner, creates at once; :mod:`.ownership`: whose a
   session is.
+- :mod:`.pooling`: the configured warm pools, the shape of a create, the keeper a mode claims
+  members through (see :mod:`agentproxy.pools`).
 - :mod:`.modeswitch`: agents of the other mode, found when ``serve`` starts;
   :mod:`.factory`: the backend the settings ask for.
 

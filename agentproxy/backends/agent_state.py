@@ -84,4 +84,5 @@ class StatusEvent:
 
 def visible(state: AgentState) -> tuple[Any, ...]:
     """What an event announces: a change of anything else is no event."""
-    return (state.status, state.reason, state.message, state.upstream, state.restarts, state.question)
+    return (state.status, state.reason, state.message, state.upstream, state.restarts, state.question,
+            state.spec.group)  # who it is shared with: members' lists follow a share

@@ -10,12 +10,14 @@ import abc
 import asyncio
 import builtins
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ..pools import Decision
 from ..spec import AgentSpec
 from .agent_state import AgentState, AgentStatus, StatusEvent, visible
 from .conversation import FIRST_MESSAGE_PENDING
@@ -35,6 +37,7 @@ from .index import ANY_OWNER
 from .lifecycle import ChangeWaiters, LifecycleEvent, Listener, ResumeTimer
 from .limits import CreateLimits, CreateQueue
 from .ownership import check_session
+from .pooling import PoolKeeper
 from .progress import FAILED, PLAIN_PLAN, RESUME, START, Facts, ProgressBook, StepPlan
 from .suspension import API, AgentActivity, Suspension
 
@@ -50,6 +53,10 @@ class MetricSample:
     type: str  # "counter" or "gauge"
     value: float
     labels: tuple[tuple[str, str], ...] = ()
+
+
+class _ClaimFailed(Exception):
+    """A pool member could not be bound (it ended, or did not answer): the create goes cold."""
 
 
 def check_same_spec(existing: AgentSpec, requested: AgentSpec) -> None:
@@ -147,6 +154,10 @@ class Backend(abc.ABC):
         """While True (a mode loading what exists), states move no start on: a partial view (a
         pod seen before its StatefulSet) would end one wrongly. See :meth:`follow_progress`."""
         self._creating: dict[str, AgentSpec] = {}
+        self.pools: PoolKeeper | None = None
+        """The mode's warm pools, when it keeps any (see :mod:`.pooling`)."""
+        self.last_decision: Decision | None = None
+        """The pool decision of the latest create that named no id (for the log and tests)."""
         self.set_limits(limits or CreateLimits())
 
     def set_limits(self, limits: CreateLimits) -> None:
@@ -178,12 +189,30 @@ class Backend(abc.ABC):
 
     # --- the contract ------------------------------------------------------------------------
 
-    async def create(self, spec: AgentSpec, *, any_session: bool = False) -> AgentState:
+    async def create(self, spec: AgentSpec, *, any_session: bool = False, names_id: bool = True) -> AgentState:
         """Start an agent. Idempotent for an equal spec; :class:`Conflict` for a different one;
         :class:`SessionTaken` in a session of another owner (unless ``any_session``: admins, shared
-        sessions, the operator's own commands); :class:`TooMany` beyond a limit."""
+        sessions, the operator's own commands); :class:`TooMany` beyond a limit. A create whose
+        request named no id (``names_id`` False) and has a pool's shape claims a ready member of
+        that pool (see :mod:`agentproxy.pools`): the agent gets the member's id."""
         async with self._create_queue.slot():
             prepared = await self._prepare(spec)
+            member = None
+            if not names_id and self.pools is not None:
+                decision, member = self.pools.take(spec)
+                self.last_decision = decision
+            if member is not None:
+                try:
+                    return await self._create_locked(dataclasses.replace(spec, id=member.id), prepared,
+                                                     any_session, member)
+                except _ClaimFailed as failed:
+                    log.warning("claiming pool member %s failed (%s); the agent is created cold", member.id,
+                                failed.__cause__ or failed)
+            return await self._create_locked(spec, prepared, any_session, None)
+
+    async def _create_locked(self, spec: AgentSpec, prepared: Any, any_session: bool, member: Any) -> AgentState:
+        claiming = False
+        try:
             async with self.locks.hold(spec.id):
                 existing = self._state(spec.id)
                 # Whose the session is comes first: a refusal must not tell another owner whether
@@ -197,7 +226,10 @@ class Backend(abc.ABC):
                     self.limits.check_room(spec, others.values())
                     self._creating[spec.id] = spec
                     self.progress.begin(spec, START)
+                    claiming = member is not None
                     try:
+                        if member is not None:
+                            return await self._claim_member(spec, member, prepared)
                         return await self._create_new(spec, prepared)
                     except BaseException:
                         if self._state(spec.id) is None:
@@ -209,6 +241,20 @@ class Backend(abc.ABC):
                 if existing.suspended:  # created again with the same spec: it resumes
                     return await self._resume_locked(existing, API)
                 return await self._create_again(existing, prepared)
+        except (BackendError, OSError) as exc:
+            if member is None or self.pools is None:
+                raise
+            if not claiming:  # refused before the claim began: the member is as it was
+                self.pools.give_back(member)
+                raise
+            self.pools.discard(member)
+            if isinstance(exc, BackendError) and not isinstance(exc, Unavailable):
+                raise
+            raise _ClaimFailed() from exc
+        except BaseException:
+            if member is not None and self.pools is not None:
+                (self.pools.discard if claiming else self.pools.give_back)(member)
+            raise
 
     async def get(self, session: str, agent_id: str) -> AgentState:
         """The agent's current state, or :class:`NotFound` (also when in another session)."""
@@ -227,10 +273,10 @@ class Backend(abc.ABC):
                    owner: Any = ANY_OWNER) -> list[AgentState]:
         """Agents, optionally of one session, status or owner (None: made without keys), ordered
         by creation time (then id)."""
-        states = self._listed(session, owner)
+        states = self._in_order(session, owner)
         if status is not None:
             states = [s for s in states if s.shown_status == status]
-        return sorted(states, key=_list_order)
+        return states
 
     async def delete(self, session: str, agent_id: str, purge: bool = False) -> AgentState:
         """Stop and remove an agent; ``purge`` also deletes its data. :class:`NotFound` if absent."""
@@ -258,6 +304,20 @@ class Backend(abc.ABC):
                 log.info("agent %s/%s suspended (%s)", session, agent_id, cause)
                 self._resumes.tell(LifecycleEvent("suspended", cause))
             return state
+
+    async def share(self, session: str, agent_id: str, group: str | None) -> AgentState:
+        """Share the agent with ``group`` (None: with no group) while it runs or sleeps as it is:
+        its spec's ``group`` changes, nothing restarts."""
+        await self._prepare(None)
+        await self.get(session, agent_id)
+        async with self.locks.hold(agent_id):
+            state = await self.get(session, agent_id)
+            if state.spec.group == group:
+                return state
+            shared = await self._share(state, dataclasses.replace(state.spec, group=group))
+            log.info("agent %s/%s shared with %s", session, agent_id, group or "no group")
+            self.publish(shared)
+            return shared
 
     async def resume(self, session: str, agent_id: str, cause: str = API) -> AgentState:
         """Start a suspended agent again (with its data and conversation); a no-op for an
@@ -324,6 +384,12 @@ class Backend(abc.ABC):
         """A message was sent to the agent through the proxy: a question it asked is answered
         (``waiting_input`` ends at once). Modes that detect no questions ignore it."""
 
+    async def report_question(self, token: str, question: str | None) -> AgentState:
+        """What a hook in an agent's pod reports, signed by the pod's ``token``: the agent asks
+        ``question`` (None: no longer). Only k8s mode takes reports (local agents' hooks write a
+        file the supervisor reads)."""
+        raise NotFound("this proxy takes no waiting_input reports (k8s mode with k8s_mode.waiting_url only)")
+
     async def logs(self, session: str, agent_id: str, tail_lines: int = 100) -> str:
         """The last lines of the agent's output."""
         return await self._logs(await self.get(session, agent_id), tail_lines)
@@ -331,6 +397,11 @@ class Backend(abc.ABC):
     def events(self) -> AsyncIterator[StatusEvent]:
         """Status changes from now on, for as long as the caller iterates."""
         return self.hub.subscribe()
+
+    def listen(self, deliver: Callable[[StatusEvent], None], ended: Callable[[], None]) -> Callable[[], None]:
+        """Status changes from now on handed to ``deliver`` as they happen, until the function
+        returned is called (``ended`` when the backend closes); see :meth:`.events.EventHub.listen`."""
+        return self.hub.listen(deliver, ended)
 
     # --- events --------------------------------------------------------------------------------
 
@@ -415,6 +486,11 @@ class Backend(abc.ABC):
         return [s for s in self._states()
                 if (session is None or s.session == session) and (owner is ANY_OWNER or s.spec.owner == owner)]
 
+    def _in_order(self, session: str | None, owner: Any) -> builtins.list[AgentState]:
+        """:meth:`_listed` in list order (creation time, then id); a mode that keeps the order
+        of every agent answers a list of all without sorting it."""
+        return sorted(self._listed(session, owner), key=_list_order)
+
     def _peers(self, spec: AgentSpec) -> Iterable[AgentSpec]:
         """At least the specs of the agents that share ``spec``'s session or owner (what the
         limits count); a mode with an index by session and owner answers with those alone."""
@@ -423,6 +499,11 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def _create_new(self, spec: AgentSpec, prepared: Any) -> AgentState:
         """Start an agent of an unused id (the agent's lock is held)."""
+
+    async def _claim_member(self, spec: AgentSpec, member: Any, prepared: Any) -> AgentState:
+        """Bind the pool ``member`` (taken by :attr:`pools`) to ``spec``, whose id is the
+        member's (the agent's lock is held). A mode without pools never gets here."""
+        raise Unavailable("this mode keeps no pools")
 
     async def _create_again(self, existing: AgentState, prepared: Any) -> AgentState:
         """A create of an agent that exists with an equal spec (the agent's lock is held)."""
@@ -443,6 +524,10 @@ class Backend(abc.ABC):
     async def _resume(self, state: AgentState) -> tuple[AgentState, bool]:
         """Start the suspended agent of ``state`` again (the agent's lock is held); its new state,
         and whether this call resumed it (False when it turned out to be resumed already)."""
+
+    async def _share(self, state: AgentState, spec: AgentSpec) -> AgentState:
+        """Keep ``spec`` (the agent's, with another group) as the agent's (the agent's lock is held)."""
+        raise Rejected(f"this backend ({self.mode} mode) cannot change an agent's sharing", field="group")
 
     @abc.abstractmethod
     async def _logs(self, state: AgentState, tail_lines: int) -> str:

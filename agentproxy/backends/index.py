@@ -91,16 +91,36 @@ class StateIndex(Membership):
     def __init__(self) -> None:
         super().__init__()
         self._states: dict[str, AgentState] = {}
+        self._order: list[str] | None = None
+        """Every id in list order (creation time, then id), made again only after an agent came,
+        went or changed its creation time: a list of thousands is not sorted on every read."""
+        self._ordered: list[AgentState] | None = None
+        """Every state in that order, made again after any change."""
 
     def put(self, state: AgentState) -> None:
         """The agent's state from now on."""
+        previous = self._states.get(state.id)
         self._states[state.id] = state
         self.add(state.spec)
+        self._ordered = None
+        if previous is None or previous.created_at != state.created_at:
+            self._order = None
 
     def remove(self, agent_id: str) -> None:
         """The agent is gone."""
-        self._states.pop(agent_id, None)
+        if self._states.pop(agent_id, None) is not None:
+            self._order = self._ordered = None
         self.discard(agent_id)
+
+    def ordered(self) -> list[AgentState]:
+        """Every agent's state ordered by creation time, then id (as lists show them); a new
+        list, the caller's to change."""
+        if self._ordered is None:
+            states = self._states
+            if self._order is None:
+                self._order = sorted(states, key=lambda i: (states[i].created_at, i))
+            self._ordered = [states[i] for i in self._order]
+        return list(self._ordered)
 
     def get(self, agent_id: str) -> AgentState | None:
         """The agent's state, None when it is not indexed."""

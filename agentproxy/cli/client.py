@@ -1,4 +1,4 @@
-"""The client's subcommands, ``agents ...`` and ``chat`` (see :mod:`agentproxy.client`).
+"""The client's subcommands, ``agents ...``, ``chat``, ``login`` and ``logout`` (see :mod:`agentproxy.client`).
 
 They speak the public HTTP API only. Each handler returns its exit status and
 turns every failure into one line on stderr (see :mod:`.errors` for the
@@ -53,7 +53,8 @@ def _tail(text: str) -> int:
 
 
 def register(subparsers: Any) -> None:
-    """Register ``agents`` (ls, get, create, profiles, rm, suspend, resume, logs) and ``chat`` on the CLI's subparsers."""
+    """Register ``agents`` (ls, get, create, profiles, hooks, schedules, deliveries, rm, suspend, resume, logs)
+    and ``chat`` on the CLI's subparsers."""
     conn = _connection_options()
     agents = subparsers.add_parser(
         "agents", help="list, create, inspect and delete agents on an agentproxy server",
@@ -82,9 +83,10 @@ def register(subparsers: Any) -> None:
     get.set_defaults(handler=_handler("get"))
 
     create = verbs.add_parser("create", parents=[conn], help="create an agent",
-                              description="Create an agent in SESSION; with --wait, show its progress "
-                                          "(its status and each step of its start, one line each on stderr) "
-                                          "until it is ready (exit 5 if it fails, 6 on timeout).")
+                              description="Create an agent in SESSION; with --wait, show its progress on stderr "
+                                          "(its status and each step of its start: redrawn in place on a "
+                                          "terminal, one line each otherwise or with --plain) until it is ready "
+                                          "(exit 5 if it fails, 6 on timeout).")
     create.add_argument("session", metavar="SESSION", help="session id")
     create.add_argument("--id", help="agent id (default: a random one)")
     create.add_argument("--type", dest="agent_type", help="agent type (default: the server's default)")
@@ -100,6 +102,18 @@ def register(subparsers: Any) -> None:
     profiles = verbs.add_parser("profiles", parents=[conn], help="list the profiles you may create agents with")
     _output_option(profiles)
     profiles.set_defaults(handler=_handler("profiles"))
+
+    for verb, text in (("hooks", "list the server's inbound webhooks (admins)"),
+                       ("schedules", "list the server's schedules, their last and next tick (admins)")):
+        listing = verbs.add_parser(verb, parents=[conn], help=text)
+        _output_option(listing)
+        listing.set_defaults(handler=_handler(verb))
+    deliveries = verbs.add_parser("deliveries", parents=[conn], help="list recent deliveries of hooks, schedules "
+                                  "and notifications (admins)")
+    deliveries.add_argument("--kind", choices=("hook", "schedule", "notification"), help="only this kind")
+    deliveries.add_argument("--limit", type=_tail, default=50, help="at most this many (default 50)")
+    _output_option(deliveries)
+    deliveries.set_defaults(handler=_handler("deliveries"))
 
     rm = verbs.add_parser("rm", parents=[conn], help="stop and delete an agent")
     _agent_args(rm)
@@ -143,6 +157,44 @@ def register(subparsers: Any) -> None:
                       help="with -m: how long to wait for the agent and its reply (default: 300)")
     chat.set_defaults(handler=_handler("chat"))
 
+    server_only = argparse.ArgumentParser(add_help=False)
+    server_only.add_argument("--server", metavar="URL", default=None,
+                             help=f"the agentproxy server (default: ${SERVER_ENV}, else {DEFAULT_SERVER})")
+    login = subparsers.add_parser(
+        "login", parents=[server_only], help="sign in with the server's identity provider (OpenID Connect)",
+        description="Sign in with the identity provider of a server that has sign-in (server.oidc): "
+                    "a browser opens the provider's page, and the token is kept (0600) for the "
+                    "agents and chat commands, which present it when no API key is given.")
+    login.add_argument("--no-browser", action="store_true", help="only print the URL to open")
+    login.add_argument("--timeout", type=_positive, default=300.0, metavar="SECONDS",
+                       help="how long to wait for the sign-in (default: 300)")
+    login.set_defaults(handler=_login)
+    logout = subparsers.add_parser("logout", parents=[server_only], help="forget the token kept for the server")
+    logout.set_defaults(handler=_logout)
+
+
+def _login(args: argparse.Namespace) -> int:
+    from ..client.login import login
+
+    server = args.server or os.environ.get(SERVER_ENV) or DEFAULT_SERVER
+    try:
+        path = asyncio.run(login(server, open_browser=not args.no_browser, timeout=args.timeout))
+    except ClientError as exc:
+        print(f"agentproxy: error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    print(f"signed in; the token is kept in {path}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _logout(args: argparse.Namespace) -> int:
+    from ..client.login import forget
+
+    server = args.server or os.environ.get(SERVER_ENV) or DEFAULT_SERVER
+    print("signed out" if forget(server) else f"no token was kept for {server}", file=sys.stderr)
+    return EXIT_OK
+
 
 def _agent_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("session", metavar="SESSION", help="session id")
@@ -157,6 +209,8 @@ def _wait_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wait", action="store_true", help="wait until the agent is ready")
     parser.add_argument("--timeout", type=_positive, default=300.0, metavar="SECONDS",
                         help="how long --wait waits (default: 300)")
+    parser.add_argument("--plain", action="store_true",
+                        help="with --wait on a terminal: one line per status and step rather than a redrawn display")
 
 
 def _handler(name: str) -> Callable[[argparse.Namespace], int]:
@@ -181,8 +235,11 @@ def run(name: str, args: argparse.Namespace) -> int:
     """Run one client command; its exit status. Failures are one line on stderr."""
     if args.api_key:
         _scrub_process_title(args.api_key)
-    key = args.api_key or os.environ.get(KEY_ENV) or None
     server = args.server or os.environ.get(SERVER_ENV) or DEFAULT_SERVER
+    key = args.api_key or os.environ.get(KEY_ENV) or None
+    if key is None:
+        from ..client.login import stored_token  # the token of `agentproxy login`, if any
+        key = stored_token(server)
     streaming = name == "watch" or (name == "ls" and args.watch) or (name == "logs" and args.follow) or (
         name == "chat" and args.message is None)
     try:
@@ -198,7 +255,7 @@ def run(name: str, args: argparse.Namespace) -> int:
 
 
 async def _dispatch(name: str, args: argparse.Namespace, server: str, key: str | None) -> int:
-    from ..client import agents, chat
+    from ..client import agents, chat, triggers
     from ..client.http import ApiClient
 
     async with ApiClient(server, key) as client:
@@ -208,6 +265,7 @@ async def _dispatch(name: str, args: argparse.Namespace, server: str, key: str |
                     raise UsageProblem("-m: the message is empty")
                 return await chat.send_one(client, args.session, args.agent, args.message, args.timeout)
             return await chat.interactive(client, args.session, args.agent)
-        command: Callable[..., Awaitable[int]] = getattr(agents, name)
+        module = triggers if name in ("hooks", "schedules", "deliveries") else agents
+        command: Callable[..., Awaitable[int]] = getattr(module, name)
         return await command(client, args)
 

@@ -5,6 +5,9 @@ it works against any agentproxy server. Its commands' arguments are parsed in
 :mod:`agentproxy.cli.client`; the HTTP client loads when a command runs.
 
 Modules: :mod:`.http` (HTTP and SSE), :mod:`.agents` (``agents ls|get|create|rm|suspend|
-resume|logs``), :mod:`.chat` (``chat``) with :mod:`.transcript` (the chat transcript),
-:mod:`.output` (table, JSON or YAML), :mod:`.errors` (what can go wrong, and each exit status).
+resume|logs``), :mod:`.triggers` (``agents hooks|schedules|deliveries``), :mod:`.chat`
+(``chat``) with :mod:`.transcript` (the chat transcript),
+:mod:`.output` (table, JSON or YAML), :mod:`.startview` (what ``--wait`` shows of a start: a
+redrawn block on a terminal, plain lines otherwise), :mod:`.login` (``login``: sign-in with the server's
+identity provider, and the token kept for the other commands), :mod:`.errors` (what can go wrong, and each exit status).
 """

@@ -18,6 +18,7 @@ from typing import Any, TextIO
 from . import output
 from .errors import EXIT_OK, AgentFailed, ClientError, TimedOut, UsageProblem
 from .http import ApiClient, Subscription, agent_path
+from .startview import LiveProgress, PlainProgress, display_for
 
 READY, FAILED, STOPPED = "ready", "failed", "stopped"
 POLL_INTERVAL = 1.0
@@ -133,8 +134,8 @@ async def create(client: ApiClient, args: argparse.Namespace, out: TextIO = sys.
         agent = await client.create_agent(args.session, create_body(args))
         show_agent(agent, args.output, out)
         return EXIT_OK
-    watcher = StatusWatcher(client, args.session, say=lambda line: print(line, file=err, flush=True))
-    async with watcher:
+    display = display_for(err, plain=getattr(args, "plain", False))
+    async with display, StatusWatcher(client, args.session, display) as watcher:
         agent = await client.create_agent(args.session, create_body(args))
         final = await watcher.wait(agent, args.timeout, steps=True)
     show_agent(final, args.output, out)
@@ -176,8 +177,8 @@ async def resume(client: ApiClient, args: argparse.Namespace, out: TextIO = sys.
     if not args.wait:
         show_agent(await client.resume_agent(args.session, args.agent), args.output, out)
         return EXIT_OK
-    watcher = StatusWatcher(client, args.session, say=lambda line: print(line, file=err, flush=True))
-    async with watcher:
+    display = display_for(err, plain=getattr(args, "plain", False))
+    async with display, StatusWatcher(client, args.session, display) as watcher:
         agent = await client.resume_agent(args.session, args.agent)
         final = await watcher.wait(agent, args.timeout, steps=True)
     show_agent(final, args.output, out)
@@ -226,10 +227,10 @@ class StatusWatcher:
     """Follows one session's ``/events`` (opened before the agent is created, so that no
     change is missed) and reports every status an agent goes through."""
 
-    def __init__(self, client: ApiClient, session: str, say: Callable[[str], None]) -> None:
+    def __init__(self, client: ApiClient, session: str, display: PlainProgress | LiveProgress) -> None:
         self.client = client
         self.session = session
-        self.say = say
+        self.display = display
         self._events = Subscription(client, "/events", {"session": session})
 
     async def __aenter__(self) -> StatusWatcher:
@@ -259,7 +260,7 @@ class StatusWatcher:
         try:
             async for event in self.client.events(agent_path(self.session, agent_id, "/progress")):
                 if event.name == "step":
-                    self.say(f"{self.session}/{agent_id}: {output.describe_step(json.loads(event.data))}")
+                    self.display.step(f"{self.session}/{agent_id}", json.loads(event.data))
         except (ClientError, ValueError):
             pass  # an older server, or the stream broke: the status lines still tell
 
@@ -270,7 +271,7 @@ class StatusWatcher:
         while True:
             line = output.describe_status(agent)
             if line != shown:
-                self.say(f"{self.session}/{agent_id}: {line}")
+                self.display.status(f"{self.session}/{agent_id}", line)
                 shown = line
             status = agent.get("status")
             if status == READY:

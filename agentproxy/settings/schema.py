@@ -54,6 +54,57 @@ class ApiKeySettings:
 
 
 @dataclass
+class OidcSettings:
+    """Sign-in with an OpenID Connect provider (see :mod:`agentproxy.teams.oidc`): the dashboard
+    signs people in with the authorization code flow and PKCE, ``agentproxy login`` does the same
+    from the command line, and the API accepts the provider's ID and access tokens (JWTs) as
+    bearer tokens beside ``api_keys``. Off while ``issuer`` is unset."""
+
+    issuer: Optional[str] = None
+    """The provider's issuer URL; its ``/.well-known/openid-configuration`` is read at the first
+    sign-in or token. Example: ``https://login.example.com/realms/team``."""
+
+    client_id: Optional[str] = None
+    """The dashboard's client at the provider (required with ``issuer``). Example: ``agentproxy``."""
+
+    client_secret_env: Optional[str] = None
+    """The environment variable of the proxy that holds the dashboard client's secret (a
+    confidential client); unset: a public client (PKCE alone). The secret itself is never a
+    setting. Example: ``AGENTPROXY_OIDC_SECRET``."""
+
+    cli_client_id: Optional[str] = None
+    """The public client ``agentproxy login`` uses (PKCE, a loopback redirect); unset:
+    ``client_id``. Example: ``agentproxy-cli``."""
+
+    audiences: Optional[str] = None
+    """Comma-separated ``aud`` values a bearer token may carry; unset: ``client_id`` and
+    ``cli_client_id``. Example: ``agentproxy,agentproxy-cli``."""
+
+    username_claim: str = "preferred_username"
+    """The claim that names the user (the owner of the agents they create). Example: ``email``."""
+
+    groups_claim: str = "groups"
+    """The claim that lists the user's groups (added to those of ``teams.groups``). Example: ``roles``."""
+
+    scopes: str = "openid profile email"
+    """Space-separated scopes asked for at sign-in. Example: ``openid profile email groups``."""
+
+    public_url: Optional[str] = None
+    """The proxy's URL as browsers reach it (the callback is ``<public_url>/auth/callback``);
+    unset: the URL each sign-in request came to. Example: ``https://agents.example.com``."""
+
+    jwks_cache: float = 300.0
+    """How long the provider's signing keys are kept before they are read again. Example: ``10m``."""
+
+    jwks_min_refresh: float = 10.0
+    """The least time between two readings of the keys for tokens signed by an unknown key
+    (a rotated key is found at once; a flood of forged key ids makes no flood of requests)."""
+
+    leeway: float = 10.0
+    """Clock skew allowed when checking a token's ``exp`` and ``nbf``. Example: ``30s``."""
+
+
+@dataclass
 class ServerSettings:
     """The HTTP API server."""
 
@@ -66,6 +117,9 @@ class ServerSettings:
     api_keys: List[ApiKeySettings] = field(default_factory=list)
     """Keys accepted as ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``; none
     means no authentication. Example: ``[{name: alice, sha256: 9f86d0..., admin: true}]``."""
+
+    oidc: OidcSettings = field(default_factory=OidcSettings)
+    """Sign-in with an OpenID Connect provider; off by default."""
 
     allow_unauthenticated_remote: bool = False
     """Allow binding a non-loopback ``host`` without API keys (anyone who can reach it controls the agents)."""
@@ -347,6 +401,15 @@ class K8sModeSettings:
     """How the proxy reaches an agent: ``dns`` (the pod's headless-Service name,
     in-cluster) or ``pod_ip`` (the pod IP, for a proxy running outside the cluster)."""
 
+    waiting_url: Optional[str] = None
+    """The proxy's URL as agent pods reach it, where a Claude agent's hooks report that it waits
+    for its user (``waiting_input``), each report signed by the pod's own ServiceAccount token
+    (checked with a TokenReview; see :mod:`agentproxy.backends.k8s.questions`). Unset: k8s mode
+    does not detect ``waiting_input``. Example: ``http://agentproxy.agentproxy.svc:8080``."""
+
+    waiting_audience: str = "agentproxy"
+    """The audience of the token a pod's hooks present (no other service accepts it)."""
+
     kubeconfig: Optional[str] = None
     """Kubeconfig file; unset uses in-cluster config or ``$KUBECONFIG``."""
 
@@ -419,6 +482,37 @@ class TeamsSettings:
 
 
 @dataclass
+class TriggersSettings:
+    """Agents started by events and people told of them (see :mod:`agentproxy.triggers` and
+    docs/triggers.md). Values of the ``Any`` leaves are checked by
+    :func:`agentproxy.triggers.config.parse_triggers`; secrets are never values here, only
+    where they are (``secret_env``, ``secret_file``)."""
+
+    hooks: Any = None
+    """Inbound webhooks by id (``POST /hooks/ID``): ``scheme`` (``github`` or ``hmac-sha256``),
+    ``secret_env``/``secret_file``, ``match`` (``events``, ``repositories``, ``actions``,
+    ``labels``, ``when``), ``prompt`` (a Jinja2 template), ``owner``, ``profile``, ``agent``,
+    ``session``, ``reuse`` (``none`` or ``issue``), ``max_running``."""
+
+    schedules: Any = None
+    """Cron schedules by id: ``cron``, ``timezone``, ``prompt``, ``owner``, ``profile``,
+    ``agent``, ``session``, ``overlap`` (``skip`` or ``replace``), ``missed`` (``skip`` or
+    ``run_once``)."""
+
+    notifications: Any = None
+    """Subscriptions: a list of ``{url | url_env, format: signed | slack, secret_env, events,
+    owner, hook, schedule}``; ``events`` of ``waiting_input``, ``ready``, ``failed``, ``deleted``."""
+
+    delivery: Any = None
+    """How notifications are sent: ``attempts`` (4), ``backoff`` (``1s``, doubled each time),
+    ``timeout`` (``10s``), ``debounce`` (``30s``: at most one message per agent, subscription and
+    kind; ``deleted`` always goes)."""
+
+    prompt_max: int = 16384
+    """The longest rendered prompt of a hook or schedule, in characters."""
+
+
+@dataclass
 class Settings:
     """All settings of agentproxy."""
 
@@ -428,6 +522,12 @@ class Settings:
     k8s_mode: K8sModeSettings = field(default_factory=K8sModeSettings)
     compat: CompatSettings = field(default_factory=CompatSettings)
     teams: TeamsSettings = field(default_factory=TeamsSettings)
+    triggers: TriggersSettings = field(default_factory=TriggersSettings)
+
+    pools: Any = None
+    """Warm pools (see :mod:`agentproxy.pools`): a list of ``{name, size, agent, resources,
+    profile}``; a create that names no id and has a pool's shape takes one of its ready members.
+    Example: ``[{name: echo, size: 5, agent: echo}]``; unset: no pools."""
 
     templates_dir: Optional[str] = None
     """Directory with operator-provided manifest templates (same file names as

@@ -122,6 +122,23 @@ _RULES: dict[str, Check] = {
     "k8s_mode.pvc_retention_when_deleted": _one_of("Retain", "Delete"),
     "k8s_mode.field_manager": lambda v: None if v and len(v) <= 128 else "must be 1 to 128 characters",
     "k8s_mode.pod_address": _one_of("dns", "pod_ip"),
+    "k8s_mode.waiting_url": _optional(lambda v: bool(_BASE_URL.fullmatch(v)),
+                                      "must be an http:// or https:// URL without spaces, or unset"),
+    "k8s_mode.waiting_audience": lambda v: None if v and len(v) <= 253 and not any(c.isspace() for c in v)
+    else "must be 1 to 253 characters without spaces",
+    "server.oidc.issuer": _optional(lambda v: bool(_BASE_URL.fullmatch(v)),
+                                    "must be the provider's http:// or https:// issuer URL, or unset (no sign-in)"),
+    "server.oidc.client_secret_env": _optional(lambda v: bool(_ENV_NAME.fullmatch(v)),
+                                               "must name an environment variable: a letter or '_' followed by "
+                                               "letters, digits or '_', or unset (a public client)"),
+    "server.oidc.public_url": _optional(lambda v: bool(_BASE_URL.fullmatch(v)),
+                                        "must be an http:// or https:// URL without spaces, or unset"),
+    "server.oidc.username_claim": _nonempty,
+    "server.oidc.groups_claim": _nonempty,
+    "server.oidc.scopes": lambda v: None if "openid" in v.split() else "must be space-separated scopes with openid",
+    "server.oidc.jwks_cache": _positive_duration,
+    "server.oidc.jwks_min_refresh": lambda v: None if v >= 0 else "must be 0 or a positive duration",
+    "server.oidc.leeway": lambda v: None if v >= 0 else "must be 0 or a positive duration",
     "compat.agentapi_proxy.session": lambda v: None if is_valid_session_id(v) else SESSION_ID_RULE,
     "compat.agentapi_proxy.allowed_origins": _origins,
 }
@@ -177,9 +194,46 @@ def validate(s: Settings, source_of: Callable[[str], Source]) -> None:
         raise SettingsError(path, f"must not exceed k8s_mode.resources.{kind}_limit ({limit})",
                             getattr(res, f"{kind}_request"), source_of(path))
 
+    oidc = s.server.oidc
+    if oidc.issuer is not None and not oidc.client_id:
+        raise SettingsError("server.oidc.client_id", "must name the dashboard's client at the provider when "
+                            "server.oidc.issuer is set", oidc.client_id, source_of("server.oidc.client_id"))
+
+    _validate_sections(s, source_of)
+
+
+def _validate_sections(s: Settings, source_of: Callable[[str], Source]) -> None:
+    """The sections parsed by their own packages: teams, triggers and pools."""
     from ..teams.config import TeamsError, parse_teams
     try:
         parse_teams(s.teams, s.agents.commands)
     except TeamsError as exc:
         top = ".".join(exc.path.split(".")[:2])
         raise SettingsError(exc.path, exc.rule, source=source_of(top), show_value=False) from None
+
+    from ..triggers.config import TriggersError, parse_triggers
+    try:
+        parse_triggers(s.triggers, s.agents.commands)
+    except TriggersError as exc:
+        top = ".".join(exc.path.split(".")[:2])
+        raise SettingsError(exc.path, exc.rule, source=source_of(top), show_value=False) from None
+
+    from ..backends.pooling import member_spec
+    from ..pools import PoolsError, parse_pools
+    from ..spec import SpecError
+    try:
+        pools = parse_pools(s.pools, s.agents.commands, s.agents.default_type, _profile_names(s.teams.profiles))
+    except PoolsError as exc:
+        raise SettingsError(exc.path, exc.rule, source=source_of("pools"), show_value=False) from None
+    for index, pool in enumerate(pools):
+        try:  # a member is an agent like any other: its resources are within the same bounds
+            member_spec(s, pool, "member")
+        except SpecError as exc:
+            raise SettingsError(f"pools.{index}.{exc.field}", exc.rule, source=source_of("pools"),
+                                show_value=False) from None
+
+def _profile_names(profiles: Any) -> list[str]:
+    """The names of ``teams.profiles`` (checked before: a mapping or unset)."""
+    from ..teams.config import _plain
+    plain = _plain(profiles)
+    return [str(name) for name in plain] if isinstance(plain, dict) else []

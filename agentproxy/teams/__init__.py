@@ -10,6 +10,9 @@ Modules:
   and the environment a profile maps them to.
 - :mod:`.quotas`: agents, running agents and creates under way per user and group.
 - :mod:`.audit`: one JSON line per change and per refused request, without secrets.
+- :mod:`.oidc`: sign-in with OpenID Connect, the pure part (settings, claims, PKCE);
+  :mod:`.tokens`: checking the provider's tokens against its keys (discovery, JWKS cache and
+  rotation); :mod:`.signin`: the dashboard's code flow and ``/auth/...``.
 - :mod:`.http`: what the routes share (the caller, its errors); :mod:`.routes`:
   ``/profiles``, ``/credentials``, ``/usage``.
 """

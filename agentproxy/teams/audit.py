@@ -1,5 +1,5 @@
-"""The audit log: one JSON line per create, delete, suspend, resume, share, credential change and
-refused request: who (user and key name), what, which agent, from where, and the result.
+"""The audit log: one JSON line per create, delete, suspend, resume, share, credential change,
+sign-in and refused request: who (user and key name), what, which agent, from where, and the result.
 
 Nothing of a request's body is written, so no credential value and no message content can reach
 it: an agent's id and group come from the answer, a credential's name from the path. Requests the
@@ -32,6 +32,9 @@ def action_of(method: str, route: str) -> str | None:
         ("DELETE", "/credentials/{name}"): "credential.delete",
         ("POST", "/start"): "create",
         ("DELETE", "/sessions/{session_id}"): "delete",
+        ("GET", "/auth/callback"): "sign_in",
+        ("PUT", "/sessions/{session}/agents/{agent}/share"): "share",
+        ("POST", "/hooks/{hook}"): "hook.delivery",
     }.get((method, route))
 
 
@@ -72,7 +75,10 @@ class AuditLog:
             action = action_of(request.method, route)
             if action is None and response.status not in REFUSED:
                 return response
-            self.write(record_of(request, response, action, request.get(principal_key)))
+            record = record_of(request, response, action, request.get(principal_key))
+            if action == "share" and 200 <= response.status < 300:
+                record["group"] = _json_of(response).get("group")  # None: shared with no group now
+            self.write(record)
             if action == "create" and 200 <= response.status < 300:
                 answer = _json_of(response)
                 if answer.get("group"):

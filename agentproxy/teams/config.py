@@ -86,6 +86,11 @@ class Quotas:
     groups: Mapping[str, Quota] = field(default_factory=dict)
     default: Quota = Quota()
 
+    @property
+    def any(self) -> bool:
+        """True when some quota is set."""
+        return bool(self.users or self.groups or any(self.default.to_dict().values()))
+
     def of_user(self, user: str) -> Quota:
         """The quota of ``user``."""
         return self.users.get(user, self.default)

@@ -3,7 +3,8 @@
 A credential is a name (``anthropic``) and a value, held for one owner: a user or a group.
 Nothing ever reads a value back out through the API; only :func:`credential_env` does, when an
 agent starts or resumes, so a changed credential applies at the next start. Local mode keeps one
-JSON file per owner under ``<data dir>/credentials`` with mode 0600 (:class:`FileCredentialStore`).
+JSON file per owner under ``<data dir>/credentials`` with mode 0600 (:class:`FileCredentialStore`);
+k8s mode one Secret per owner (:mod:`agentproxy.backends.k8s.secrets`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,58 @@ def credential_env(store: FileCredentialStore, profile: Profile | None, holders:
     return env
 
 
+def agent_holders(settings: Any, owner: str | None, group: str | None,
+                  profile_name: str | None) -> tuple[Profile | None, list[Holder]]:
+    """The profile of an agent and whose credentials it uses, in order (see :func:`holders_of`):
+    its owner, the group it is shared with, the owner's other groups."""
+    from .config import teams_of
+    teams = teams_of(settings)
+    profile = teams.profiles.get(profile_name) if profile_name is not None else None
+    if profile is None or not profile.credentials:
+        return None, []
+    groups = ([group] if group is not None else []) + sorted(teams.groups_of(owner) - {group})
+    return profile, holders_of(owner, groups)
+
+
+async def resolve_env(values_of: Callable[[Holder], Awaitable[Mapping[str, str]]], profile: Profile | None,
+                      holders: list[Holder]) -> dict[str, str]:
+    """:func:`credential_env` over an asynchronous store (k8s mode's Secrets): each holder's
+    values read once, and only while a variable still lacks one."""
+    env: dict[str, str] = {}
+    if profile is None:
+        return env
+    wanted = dict(profile.credentials)
+    for holder in holders:
+        if not wanted:
+            break
+        values = await values_of(holder)
+        for variable, credential in list(wanted.items()):
+            if credential in values:
+                env[variable] = values[credential]
+                del wanted[variable]
+    return env
+
+
+class LocalCredentials:
+    """:class:`FileCredentialStore` with the asynchronous methods the routes call (as k8s
+    mode's Secret store has them)."""
+
+    def __init__(self, store: FileCredentialStore) -> None:
+        self.store = store
+
+    async def put(self, holder: Holder, name: str, value: str) -> float:
+        """Set (or replace) a credential; its update time."""
+        return self.store.put(holder, name, value)
+
+    async def delete(self, holder: Holder, name: str) -> bool:
+        """Remove a credential; False when there was none."""
+        return self.store.delete(holder, name)
+
+    async def names(self, holder: Holder) -> dict[str, float]:
+        """Each credential's name and update time."""
+        return self.store.names(holder)
+
+
 def local_store(settings: Any) -> FileCredentialStore:
     """The store of ``local_mode.data_dir`` (``<data dir>/credentials``)."""
     data_dir = settings.local_mode.data_dir
@@ -110,10 +163,5 @@ def local_store(settings: Any) -> FileCredentialStore:
 def agent_credential_env(settings: Any, owner: str | None, group: str | None, profile_name: str | None) -> dict[str, str]:
     """The credential variables of an agent of ``owner``, shared with ``group``, made from the
     profile ``profile_name``: what its start adds to its environment."""
-    from .config import teams_of
-    teams = teams_of(settings)
-    profile = teams.profiles.get(profile_name) if profile_name is not None else None
-    if profile is None or not profile.credentials:
-        return {}
-    groups = ([group] if group is not None else []) + sorted(teams.groups_of(owner) - {group})
-    return credential_env(local_store(settings), profile, holders_of(owner, groups))
+    profile, holders = agent_holders(settings, owner, group, profile_name)
+    return credential_env(local_store(settings), profile, holders)

@@ -34,10 +34,8 @@ def team_spec(teams: Teams, settings: Settings, principal: Any, session: str,
     except ProfileRefused as exc:
         raise _api_error(exc.status, str(exc), "profile") from None
     share = fields.get("share")
-    if share is not None and share not in principal.groups and not (principal.admin and share in teams.members):
-        raise _api_error(403, f"share: {share!r} is not one of your groups; an agent can be shared with a "
-                              f"group of its owner ({', '.join(sorted(principal.groups)) or 'you have none'})",
-                         "share")
+    if share is not None:
+        check_share(teams, principal, share, "share")
     env = fields.get("env")
     if profile is not None and profile.env:
         env = {**profile.env, **(env if isinstance(env, Mapping) else {})}
@@ -48,6 +46,15 @@ def team_spec(teams: Teams, settings: Settings, principal: Any, session: str,
     return dataclasses.replace(spec, group=share, profile=None if profile is None else profile.name)
 
 
+def check_share(teams: Teams, principal: Any, group: str, field: str) -> None:
+    """403 unless ``principal`` may share an agent of its own with ``group``: one of its groups
+    (an admin: any group of the settings too)."""
+    if group not in principal.groups and not (principal.admin and group in teams.members):
+        raise _api_error(403, f"{field}: {group!r} is not one of your groups; an agent can be shared with a "
+                              f"group of its owner ({', '.join(sorted(principal.groups)) or 'you have none'})",
+                         field)
+
+
 def check_manage(principal: Any, state: AgentState) -> None:
     """403 unless ``principal`` may delete ``state``'s agent (its owner, an admin)."""
     if not principal.can_manage(state):
@@ -56,18 +63,25 @@ def check_manage(principal: Any, state: AgentState) -> None:
 
 
 class QuotaGate:
-    """Lets a create or resume through only within the caller's quotas (see :mod:`.quotas`).
+    """Lets a create or resume through only within the quotas (see :mod:`.quotas`).
 
     One lock around check and create, so that concurrent creates of this replica are counted
-    one after the other; the creates under way are counted until the backend lists their agent."""
+    one after the other; the creates under way are counted until the backend lists their agent.
+    Across replicas (k8s mode), a create also reserves its place in the backend's quota ledger
+    with a conditional write (:meth:`reserve` of ``backend.quota_ledger()``): of two replicas
+    letting a create through at the same instant, one write fails, and that replica checks
+    again with the other's create counted."""
 
     def __init__(self, teams: Teams, backend: Any) -> None:
         self.teams = teams
         self.backend = backend
-        self.enabled = bool(teams.quotas.users or teams.quotas.groups or any(
-            teams.quotas.default.to_dict().values()))
+        self.enabled = teams.quotas.any
         self._lock = asyncio.Lock()
         self._in_flight: dict[str, AgentSpec] = {}
+
+    def _ledger(self) -> Any:
+        make = getattr(self.backend, "quota_ledger", None)
+        return make() if callable(make) else None
 
     async def usage(self, principal: Any) -> list[dict[str, Any]]:
         """The caller's counts against each of its quotas (``GET /usage``)."""
@@ -83,10 +97,37 @@ class QuotaGate:
         if not self.enabled or principal.admin:
             yield
             return
+        async with self._gate(scopes(self.teams, principal.name, principal.groups), spec,
+                              new_agent=new_agent, starts=starts):
+            yield
+
+    @contextlib.asynccontextmanager
+    async def admit_resume(self, state: AgentState) -> AsyncIterator[None]:
+        """Hold a resume of ``state``'s agent (asked for by anyone who may, or by a request to
+        it) only within its owner's quotas and those of its owner's and shared groups."""
+        owner = state.spec.owner
+        if not self.enabled or owner is None or not state.suspended:
+            yield
+            return
+        groups = self.teams.groups_of(owner) | ({state.spec.group} if state.spec.group else set())
+        if self.teams.admin_group is not None and self.teams.admin_group in groups:
+            yield  # an admin's agents have no quota
+            return
+        async with self._gate(scopes(self.teams, owner, groups), state.spec, new_agent=False, starts=True):
+            yield
+
+    @contextlib.asynccontextmanager
+    async def _gate(self, scoped: list[Any], spec: AgentSpec, *, new_agent: bool, starts: bool) -> AsyncIterator[None]:
+        ledger = self._ledger() if new_agent else None
         async with self._lock:
+            states = await self.backend.list()
             try:
-                check(scopes(self.teams, principal.name, principal.groups), await self.backend.list(),
-                      list(self._in_flight.values()), new_agent=new_agent, starts=starts)
+                check(scoped, states, list(self._in_flight.values()), new_agent=new_agent, starts=starts)
+                if ledger is not None:
+                    # The other replicas' creates of the last moments, and ours written with a
+                    # condition: a write that lost a race is checked again with the winner's.
+                    await ledger.reserve(spec, lambda reserved: check(
+                        scoped, states, [*self._in_flight.values(), *reserved], new_agent=new_agent, starts=starts))
             except QuotaExceeded as exc:
                 headers = {"Retry-After": str(int(exc.retry_after))} if exc.retry_after else None
                 from ..api.errors import ApiError
@@ -95,5 +136,12 @@ class QuotaGate:
                 self._in_flight[spec.id] = spec
         try:
             yield
+        except BaseException:
+            if ledger is not None:
+                try:
+                    await ledger.release(spec.id)  # nothing was made: its place is free again
+                except Exception:  # noqa: BLE001 - the reservation expires by itself; the create's error counts
+                    pass
+            raise
         finally:
             self._in_flight.pop(spec.id, None)

@@ -1,19 +1,22 @@
 """Quotas per user and per group: agents held, agents running, agents being created.
 
 The counts are derived from the agents the backend knows (in k8s mode: the cluster's objects, so
-every replica counts the same), plus the creates this replica has under way and not yet seen as
-an agent. "Creating" is an agent that is pending or starting: a create is in flight until its
-agent first answers. Pure: :func:`count` and :func:`check`; the HTTP layer holds a lock per
-caller around check and create so that two creates of one caller are not both let through.
+every replica counts the same), plus the creates this replica has under way and not yet seen as an
+agent, plus (k8s mode) the creates every replica reserved in the quota ledger in the last moments
+(:class:`Reserved`), which a replica's cache may not show yet. "Creating" is an agent that is
+pending or starting: a create is in flight until its agent first answers. Pure: :func:`count` and
+:func:`check`; the HTTP layer holds a lock per caller around check and create so that two creates of
+one caller are not both let through.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from ..backends.agent_state import AgentState, AgentStatus
-from ..spec import AgentSpec
 from .config import Quota, Teams
 
 CREATING = frozenset({AgentStatus.PENDING, AgentStatus.STARTING})
@@ -43,11 +46,65 @@ class Scope:
     name: str
     members: frozenset[str]
 
-    def holds(self, spec: AgentSpec) -> bool:
+    def holds(self, spec: Held) -> bool:
         """True when the agent of ``spec`` counts against this scope."""
         if self.kind == "user":
             return spec.owner == self.name
         return spec.owner in self.members or spec.group == self.name
+
+
+class Held(Protocol):
+    """What a quota counts of an agent: its id, owner and group (a spec, or a reservation)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def owner(self) -> str | None: ...
+    @property
+    def group(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class Reserved:
+    """A create another replica (or this one) let through and reserved in the quota ledger, at
+    ``at`` (seconds since the epoch), until its agent shows among the backend's."""
+
+    id: str
+    owner: str | None
+    group: str | None
+    at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """As JSON."""
+        return {"id": self.id, "owner": self.owner, "group": self.group, "at": round(self.at, 3)}
+
+
+RESERVATION_SECONDS = 120.0
+"""How long a reservation counts: by then its agent is among the backend's (or its create failed)."""
+
+
+def parse_reservations(text: str | None, now: float) -> list[Reserved]:
+    """The reservations of a ledger's text that have not expired (anything unreadable: none)."""
+    try:
+        raw = json.loads(text) if text else []
+    except ValueError:
+        return []
+    out = []
+    for entry in raw if isinstance(raw, list) else []:
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("id"), str):
+            continue
+        at = entry.get("at")
+        if not isinstance(at, (int, float)) or not now - RESERVATION_SECONDS <= at <= now + RESERVATION_SECONDS:
+            continue
+        owner, group = entry.get("owner"), entry.get("group")
+        out.append(Reserved(entry["id"], owner if isinstance(owner, str) else None,
+                            group if isinstance(group, str) else None, float(at)))
+    return out
+
+
+def dump_reservations(reservations: Iterable[Reserved]) -> str:
+    """A ledger's text."""
+    return json.dumps([r.to_dict() for r in reservations], separators=(",", ":"))
 
 
 class QuotaExceeded(Exception):
@@ -74,7 +131,7 @@ def scopes(teams: Teams, user: str | None, groups: Iterable[str]) -> list[tuple[
     return out
 
 
-def count(scope: Scope, states: Iterable[AgentState], in_flight: Iterable[AgentSpec] = ()) -> Usage:
+def count(scope: Scope, states: Iterable[AgentState], in_flight: Iterable[Held] = ()) -> Usage:
     """What ``scope`` holds among ``states`` and the creates ``in_flight`` (not yet among them)."""
     agents = running = creating = 0
     seen = set()
@@ -85,16 +142,19 @@ def count(scope: Scope, states: Iterable[AgentState], in_flight: Iterable[AgentS
         agents += 1
         running += state.status not in NOT_RUNNING
         creating += state.status in CREATING
+    counted = set(seen)
     for spec in in_flight:
-        if spec.id not in seen and scope.holds(spec):
+        if spec.id not in counted and scope.holds(spec):
+            counted.add(spec.id)  # a create of this replica that is also in the ledger counts once
             agents, running, creating = agents + 1, running + 1, creating + 1
     return Usage(agents, running, creating)
 
 
-def check(scoped: list[tuple[Scope, Quota, str]], states: list[AgentState], in_flight: list[AgentSpec], *,
+def check(scoped: list[tuple[Scope, Quota, str]], states: list[AgentState], in_flight: Iterable[Held], *,
           new_agent: bool, starts: bool) -> None:
     """Raise :class:`QuotaExceeded` when one more agent (``new_agent``) or one more running
     agent (``starts``: a create or a resume) would break a quota of ``scoped``."""
+    in_flight = list(in_flight)
     for scope, quota, path in scoped:
         usage = count(scope, states, in_flight)
         who = f"{scope.kind} {scope.name!r}"

@@ -15,7 +15,7 @@ from ..api.context import ApiContext
 from ..api.errors import ApiError
 from ..spec import text_problem
 from .config import credential_problem
-from .credentials import MAX_VALUE, Holder, local_store
+from .credentials import MAX_VALUE, Holder, LocalCredentials, local_store
 from .profiles import allowed_profiles
 
 
@@ -52,10 +52,6 @@ class TeamRoutes:
     def _holder(self, request: web.Request) -> Holder:
         """The caller's own credentials, or with ``?group=G`` those of a group of the caller's."""
         principal: Principal = principal_of(request)
-        if self.ctx.backend.mode == "k8s":
-            # Agents of k8s mode could not receive them (no Secret per owner yet): refused rather
-            # than kept in the proxy's own files where no agent would ever read them.
-            raise ApiError(501, "credentials are not available in k8s mode yet", code="not_implemented")
         group = request.query.get("group")
         if group is not None:
             if group not in principal.groups and not (principal.admin and group in self.ctx.teams.members):
@@ -65,6 +61,11 @@ class TeamRoutes:
             raise ApiError(403, "credentials belong to a user: configure server.api_keys (each key acts for a "
                                 "user)", field="Authorization")
         return Holder("user", principal.name)
+
+    def _store(self) -> Any:
+        """Where the credentials are: the backend's (k8s mode: Secrets), else the local files."""
+        store = getattr(self.ctx.backend, "credential_store", None)
+        return store() if callable(store) else LocalCredentials(local_store(self.ctx.settings))
 
     @staticmethod
     def _name(request: web.Request) -> str:
@@ -76,7 +77,7 @@ class TeamRoutes:
     async def list_credentials(self, request: web.Request) -> web.Response:
         """``GET /credentials[?group=G]``: names and update times, never a value."""
         holder = self._holder(request)
-        names = local_store(self.ctx.settings).names(holder)
+        names = await self._store().names(holder)
         return web.json_response({"owner": {"kind": holder.kind, "name": holder.name}, "credentials": [
             {"name": name, "updated_at": _iso(at)} for name, at in sorted(names.items())]})
 
@@ -99,14 +100,14 @@ class TeamRoutes:
             # Which character, not the value: the message must not echo any of it.
             raise ApiError(422, "value: must be UTF-8 text without NUL characters", code="unprocessable",
                            field="value")
-        at = local_store(self.ctx.settings).put(holder, name, value)
+        at = await self._store().put(holder, name, value)
         return web.json_response(_entry(holder, name, at))
 
     async def delete_credential(self, request: web.Request) -> web.Response:
         """``DELETE /credentials/{name}[?group=G]``: 404 when there is none."""
         holder = self._holder(request)
         name = self._name(request)
-        if not local_store(self.ctx.settings).delete(holder, name):
+        if not await self._store().delete(holder, name):
             raise ApiError(404, f"no credential {name!r}", field="name")
         return web.json_response({"owner": {"kind": holder.kind, "name": holder.name}, "name": name,
                                   "deleted": True})

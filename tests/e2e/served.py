@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,11 +21,7 @@ import aiohttp
 from kube import wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from testenv.ports import free_port
 
 
 class Served:
@@ -116,9 +111,10 @@ class Servers:
         self.started: list[Served] = []
         self.http = aiohttp.ClientSession()
 
-    async def start(self, *settings: str, ready: bool = True) -> Served:
-        """A server for the namespace with ``--set`` ``settings``; waits for ``/readyz`` 200 unless told not to."""
-        port = free_port()
+    async def start(self, *settings: str, ready: bool = True, port: int | None = None) -> Served:
+        """A server for the namespace with ``--set`` ``settings`` (on ``port``, else a free one);
+        waits for ``/readyz`` 200 unless told not to."""
+        port = port or free_port()
         args = ["k8s_mode.enabled=true", f"k8s_mode.namespace={self.namespace}", "k8s_mode.pod_address=pod_ip",
                 f"server.port={port}", *settings]
         served = Served([sys.executable, "-m", "agentproxy", "serve", *(a for s in args for a in ("--set", s))],

@@ -4,11 +4,13 @@ kwok marks pods Ready without running anything. To exercise the data path and
 what the templates put into the container anyway, :class:`ContainerStandIn`
 starts the real agentapi with the container's own command, arguments,
 environment (``env``, the ConfigMaps and Secrets of ``envFrom``, the Secret keys
-of ``secretKeyRef``) and working directory, read from the Pod, its ConfigMap and
-Secret in the cluster, with each volume mount
-mapped to a local directory named after its claim: a recreated pod of the same
-StatefulSet gets the same directory back, as it gets the same PVC. agentapi
-listens on the port of its arguments; with loopback pod IPs the proxy's route to
+of ``secretKeyRef``; a path under a volume's mount mapped as the mount is) and
+working directory, read from the Pod, its ConfigMap and Secret in the cluster,
+with each volume mount mapped to a local directory named after its claim: a
+recreated pod of the same StatefulSet gets the same directory back, as it gets
+the same PVC. The ServiceAccount tokens of a projected volume are requested
+bound to the pod and written there, as the kubelet does. agentapi listens on
+the port of its arguments; with loopback pod IPs the proxy's route to
 ``podIP:3284`` reaches it. The image's programs are this machine's: ``python3``
 is the test's Python (with agentproxy), ``agentapi`` and ``claude`` are found on
 ``PATH`` or in the cache (``bin/just agentapi agents``).
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import kr8s.asyncio
-from kube import get
+from kube import get, request
 
 from agentproxy.agentapi import locate
 from agentproxy.agentprograms import cached_program
@@ -47,6 +49,25 @@ async def _secret(api: kr8s.asyncio.Api, namespace: str, name: str) -> dict[str,
     return {key: base64.b64decode(value).decode() for key, value in (secret.get("data") or {}).items()}
 
 
+async def _project_tokens(api: kr8s.asyncio.Api, pod: dict[str, Any], volume: dict[str, Any], local: Path) -> None:
+    """Write the ServiceAccount tokens of a projected volume as the kubelet does: a TokenRequest
+    for the pod's ServiceAccount, with the source's audience and life, bound to the pod."""
+    for source in (volume.get("projected") or {}).get("sources", []):
+        wanted = source.get("serviceAccountToken")
+        if wanted is None:
+            continue
+        meta = pod["metadata"]
+        account = pod["spec"].get("serviceAccountName") or "default"
+        _, answer = await request(api, "POST", f"/api/v1/namespaces/{meta['namespace']}/serviceaccounts/{account}/token",
+                                  body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {
+                                      "audiences": [wanted["audience"]] if wanted.get("audience") else None,
+                                      "expirationSeconds": wanted.get("expirationSeconds", 3600),
+                                      "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": meta["name"],
+                                                         "uid": meta["uid"]}}})
+        local.mkdir(parents=True, exist_ok=True)
+        (local / wanted["path"]).write_text(answer["status"]["token"])
+
+
 class ContainerStandIn:
     """One run of a pod's first container on this machine."""
 
@@ -62,11 +83,15 @@ class ContainerStandIn:
         pod = await get(api, f"/api/v1/namespaces/{namespace}/pods/{pod_name}")
         assert pod is not None, f"pod {pod_name} does not exist"
         container = pod["spec"]["containers"][0]
-        claims = {v["name"]: (v.get("persistentVolumeClaim") or {}).get("claimName", v["name"])
-                  for v in pod["spec"].get("volumes", [])}
+        # A claim's directory is named after the claim (a recreated pod finds its data again);
+        # any other volume's after the pod and the volume.
+        claims = {v["name"]: (v["persistentVolumeClaim"]["claimName"] if "persistentVolumeClaim" in v
+                              else f"{pod_name}-{v['name']}") for v in pod["spec"].get("volumes", [])}
         mounts = {m["mountPath"]: volumes_dir / claims[m["name"]] for m in container.get("volumeMounts", [])}
         for local in mounts.values():
             local.mkdir(parents=True, exist_ok=True)
+        for volume in pod["spec"].get("volumes", []):
+            await _project_tokens(api, pod, volume, volumes_dir / claims[volume["name"]])
 
         def local_path(value: str) -> str:
             for mount_path, local in mounts.items():
@@ -83,7 +108,7 @@ class ContainerStandIn:
             assert ref is not None, f"the stand-in reads only ConfigMaps and Secrets, not {source}"
             configmap = await get(api, f"/api/v1/namespaces/{namespace}/configmaps/{ref['name']}")
             assert configmap is not None, f"ConfigMap {ref['name']} of envFrom does not exist"
-            env.update(configmap.get("data") or {})
+            env.update({key: local_path(value) for key, value in (configmap.get("data") or {}).items()})
         for variable in container.get("env", []):
             ref = (variable.get("valueFrom") or {}).get("secretKeyRef")
             if ref is not None:

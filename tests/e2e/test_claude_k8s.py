@@ -74,3 +74,14 @@ async def test_a_claude_pod_answers_its_first_message_and_runs_a_tool(servers, a
         _, shown, _ = await server.call("GET", "/sessions/s1/agents/c1")
         assert key not in json.dumps(shown)
         assert key not in server.output()
+
+
+async def test_a_claude_agent_without_a_key_secret_is_refused_at_create(servers, api, namespace):
+    server = await servers.start("agents.commands={claude: [claude], echo: [python3, -m, agentproxy.demo_agent]}")
+    status, body, _ = await server.call("POST", "/sessions/s1/agents", {"id": "nokey", "agent": "claude"})
+    assert status == 422, body
+    assert body["error"]["field"] == "agent" and "k8s_mode.secret_name" in body["error"]["message"]
+    # Nothing was made of it.
+    assert await get(api, f"/apis/apps/v1/namespaces/{namespace}/statefulsets/agent-nokey") is None
+    status, _, _ = await server.call("POST", "/sessions/s1/agents", {"id": "plain", "agent": "echo"})
+    assert status == 201

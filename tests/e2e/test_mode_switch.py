@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 
@@ -23,28 +22,20 @@ from kube import wait_for
 
 from agentproxy.backends.base import AgentStatus
 from agentproxy.spec import build_spec
-
-PORTS = range(26000, 26100)
-"""This suite's servers; their local agents get 26100-26199."""
-AGENT_PORTS = {"start": 26100, "end": 26199}
+from testenv.ports import free_block, free_port
 
 
-def _free_port() -> int:
-    for port in PORTS:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError(f"no free port in {PORTS}")
+def agent_ports() -> dict[str, int]:
+    """A block of free ports for a server's local agents."""
+    start, end = free_block(20)
+    return {"start": start, "end": end}
 
 
 class Serve:
     """One ``agentproxy serve`` process with a settings file of the test."""
 
     def __init__(self, tmp_path: Path, kubeconfig: str, settings: dict) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.config = tmp_path / f"settings-{self.port}.yaml"
         self.config.write_text(yaml.safe_dump({**settings, "server": {**settings.get("server", {}), "port": self.port}}))
@@ -89,7 +80,7 @@ async def test_local_mode_finds_the_agents_k8s_mode_left(backend, namespace, kub
     await backend.create(build_spec(backend.settings, SESSION, "left"))
     await until_status(backend, "left", AgentStatus.READY)
     settings = {"k8s_mode": {"namespace": namespace},
-                "local_mode": {"data_dir": str(tmp_path / "data"), "ports": AGENT_PORTS}}
+                "local_mode": {"data_dir": str(tmp_path / "data"), "ports": agent_ports()}}
 
     out = await Serve(tmp_path, kubeconfig, settings).refused()
     assert f"agentproxy: error: k8s mode has 1 agent ({SESSION}/left) in namespace {namespace} of https://" in out
@@ -117,7 +108,7 @@ def _agent_process(data_dir: Path, agent_id: str) -> psutil.Process:
 
 async def test_k8s_mode_finds_the_agents_local_mode_left(namespace, kubeconfig, tmp_path):
     data_dir = tmp_path / "data"
-    local = {"local_mode": {"data_dir": str(data_dir), "ports": AGENT_PORTS}}
+    local = {"local_mode": {"data_dir": str(data_dir), "ports": agent_ports()}}
     k8s = {**local, "k8s_mode": {"enabled": True, "namespace": namespace, "pod_address": "pod_ip"}}
     async with aiohttp.ClientSession() as http:
         server = Serve(tmp_path, kubeconfig, local)

@@ -1,7 +1,8 @@
 """The Role that ``agentproxy rbac`` renders (and ``deploy/`` applies) is exactly what
 the proxy needs: with it, an agent's whole life works under the proxy's
-ServiceAccount (two proxy replicas creating one agent included); without any one
-of its verbs, that life stops with a 403 that names the verb and the resource.
+ServiceAccount (two proxy replicas creating one agent included, its owner's credential
+set and removed around it); without any one of its verbs, that life stops with a 403
+that names the verb and the resource.
 
 Every case runs in a namespace of its own, all at once, with a bound token of
 the namespace's ServiceAccount, as the proxy has in a pod.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import uuid
 
 from accounts import ACCOUNT, apply_rbac, bound_token, cluster_of, token_kubeconfig
@@ -27,6 +29,7 @@ from agentproxy.backends.k8s.backend import K8sBackend
 from agentproxy.backends.k8s.client import Client
 from agentproxy.render import default_templates_dir, render_rbac
 from agentproxy.spec import build_spec
+from agentproxy.teams.credentials import Holder
 
 CASES = [(resource, verb) for rule in render_rbac(settings_for("x"), ACCOUNT)[1]["rules"]
          for resource in rule["resources"] for verb in rule["verbs"]]
@@ -47,8 +50,13 @@ async def _life(backend: K8sBackend, peer: K8sBackend) -> str:
             if refused:
                 return refused[0].message
             await asyncio.sleep(0.1)
-        raced = await asyncio.gather(*(b.create(build_spec(b.settings, SESSION, "life", message=m))
-                                       for b, m in ((backend, "hi"), (peer, "hello"))), return_exceptions=True)
+        # The owner's credential, in the Secret of its holder (get, create, patch); the agent's
+        # own Secret is applied from it at the create.
+        holder = Holder("user", "life-owner")
+        await backend.credential_store().put(holder, "github", "life-value")
+        raced = await asyncio.gather(*(b.create(dataclasses.replace(
+            build_spec(b.settings, SESSION, "life", message=m, owner="life-owner"), profile="gh"))
+            for b, m in ((backend, "hi"), (peer, "hello"))), return_exceptions=True)
         for result in raced:
             if isinstance(result, Forbidden):
                 return result.message
@@ -67,7 +75,8 @@ async def _life(backend: K8sBackend, peer: K8sBackend) -> str:
             raise
         except Exception:  # kwok's pods have no logs to give; only the permission counts here
             pass
-        await backend.delete(SESSION, "life", purge=True)
+        await backend.delete(SESSION, "life", purge=True)  # its Secret too (delete)
+        assert await backend.credential_store().delete(holder, "github")
         return "ok"
     except Forbidden as exc:
         return exc.message
@@ -101,7 +110,8 @@ async def _case(api, kubeconfig: str, tmp_path, missing: tuple[str, str] | None)
     namespace = f"rbac-{uuid.uuid4().hex[:8]}"
     await create_namespace(api, namespace, labels={"pod-security.kubernetes.io/enforce": "restricted"})
     try:
-        settings = settings_for(namespace, f"templates_dir={_annotated_pvc_template(tmp_path / 'templates')}")
+        settings = settings_for(namespace, f"templates_dir={_annotated_pvc_template(tmp_path / 'templates')}",
+                                "teams.profiles={gh: {credentials: {GH_TOKEN: github}}}")
         role = render_rbac(settings, ACCOUNT)[1]
         await apply_rbac(api, settings, _without(role, *missing) if missing else role)
         server, ca_file = cluster_of(kubeconfig)

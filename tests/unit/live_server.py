@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -27,27 +26,12 @@ from typing import Any
 import psutil
 import yaml
 
-from agentproxy.backends.local.ports import port_is_free
+from testenv.ports import free_block
+from tests.unit.local.support import AGENT_NICE
 
-PORT_RANGE = (28000, 28999)
-"""Where these servers and their agents listen (blocks of BLOCK ports)."""
 BLOCK = 20
+"""Ports of a server: the first for the server, the others for its agents."""
 STARTUP_TIMEOUT = 30.0
-
-
-def free_block() -> tuple[int, int]:
-    """A block of ports within PORT_RANGE: the first, free, for the server, the rest for agents.
-
-    Other test runs may hold a few ports of any block; the local backend passes over
-    busy ports, so most of the block being free is enough.
-    """
-    starts = list(range(PORT_RANGE[0], PORT_RANGE[1] - BLOCK + 2, BLOCK))
-    random.shuffle(starts)
-    for start in starts:
-        free = [p for p in range(start, start + BLOCK) if port_is_free(p)]
-        if start in free and len(free) >= BLOCK // 2:
-            return start, start + BLOCK - 1
-    raise RuntimeError(f"no block of {BLOCK} mostly free ports in {PORT_RANGE}")
 
 
 def clean_env() -> dict[str, str]:
@@ -67,13 +51,14 @@ class LiveServer:
         """Variables the server gets on top of the test's environment (e.g. a model's key)."""
         self.data_dir = directory / "data"
         self.keys = list(api_keys)
-        first, last = free_block()
+        first, last = free_block(BLOCK, mostly=True)  # agents pass over busy ports
         self.port = first
         self.url = f"http://127.0.0.1:{first}"
         self.log_path = directory / "serve.log"
         config: dict[str, Any] = {
             "server": {"host": "127.0.0.1", "port": first},
-            "local_mode": {"data_dir": str(self.data_dir), "ports": {"start": first + 1, "end": last}},
+            "local_mode": {"data_dir": str(self.data_dir), "ports": {"start": first + 1, "end": last},
+                           "agent_nice": AGENT_NICE},
         }
         if agent_commands:
             config["agents"] = {"commands": agent_commands}

@@ -87,3 +87,36 @@ def test_agent_texts_drop_agents_gone_from_a_complete_list_and_stay_bounded(sett
     assert len(texts) == 2
     texts.list_body([state(settings, f"b{i}") for i in range(3)])
     assert len(texts) <= 3
+
+
+def test_state_index_keeps_list_order_across_adds_changes_and_removals(settings):
+    index = StateIndex()
+    later = state(settings, "a0")
+    later = AgentState(spec=later.spec, mode="k8s", status=AgentStatus.PENDING, created_at=WHEN.replace(hour=9))
+    for agent in (state(settings, "b2"), later, state(settings, "b1")):
+        index.put(agent)
+    assert [s.id for s in index.ordered()] == ["b1", "b2", "a0"]  # creation time, then id
+    ready = state(settings, "b2", status=AgentStatus.READY)
+    index.put(ready)  # a change in place keeps the order and shows the new state
+    assert index.ordered()[1] is ready
+    index.put(state(settings, "a9"))  # a new agent
+    assert [s.id for s in index.ordered()] == ["a9", "b1", "b2", "a0"]
+    index.put(AgentState(spec=later.spec, mode="k8s", status=AgentStatus.PENDING, created_at=WHEN))
+    assert [s.id for s in index.ordered()] == ["a0", "a9", "b1", "b2"]  # its creation time changed
+    index.remove("a9")
+    index.remove("a9")
+    assert [s.id for s in index.ordered()] == ["a0", "b1", "b2"]
+
+
+def test_a_complete_list_of_the_same_states_is_the_same_body_and_any_change_makes_a_new_one(settings):
+    texts = AgentTexts()
+    states = [state(settings, f"a{i}") for i in range(3)]
+    body = texts.list_body(states, complete=True)
+    assert texts.list_body(list(states), complete=True) is body  # nothing changed: not joined again
+    changed = [states[0], state(settings, "a1", status=AgentStatus.READY), states[2]]
+    new = texts.list_body(changed, complete=True)
+    assert [a["status"] for a in json.loads(new)["agents"]] == ["pending", "ready", "pending"]
+    assert json.loads(texts.list_body(changed[:2], complete=True))["agents"][-1]["id"] == "a1"  # one deleted
+    assert texts.list_body(changed[:2]) == texts.list_body(changed[:2], complete=True)
+    assert texts.list_body(changed[::-1], complete=True) == json.dumps(
+        {"agents": [agent_json(s) for s in changed[::-1]]}).encode()  # another order

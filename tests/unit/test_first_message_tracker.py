@@ -9,15 +9,16 @@ import asyncio
 import aiohttp
 
 from agentproxy.backends.conversation import STATUS, FirstMessageTracker
+from testenv.ports import free_port
 
 
 async def test_overdue_and_each_status_change_while_overdue_are_told():
     told: list[str] = []
     async with aiohttp.ClientSession() as client:
         tracker = FirstMessageTracker(client, 0.05, told.append)
-        # Nothing listens on this port of the tests' range: the follower keeps retrying, as it
-        # does while an agent's agentapi is not up, and the message never arrives.
-        tracker.observe("a1", "hello", ready=True, upstream="http://127.0.0.1:41997")
+        # Nothing listens on this port: the follower keeps retrying, as it does while an agent's
+        # agentapi is not up, and the message never arrives.
+        tracker.observe("a1", "hello", ready=True, upstream=f"http://127.0.0.1:{free_port()}")
         for _ in range(100):
             if told:
                 break

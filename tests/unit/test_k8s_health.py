@@ -62,9 +62,13 @@ async def test_calls_fail_at_once_while_the_server_is_silent():
     client.require_answering()  # never answered yet: a first list must be allowed to try
     health.answered()
     clock.now += 6
+    # Nothing asked for 6 s (this process was busy, or idle): no silence of the server's, the call is tried.
+    client.require_answering()
+    health.failed("the check timed out")  # asked, and no answer
+    clock.now += 1
     with pytest.raises(Unavailable) as error:
         await client.request("GET", "/api/v1/namespaces/ns/configmaps")
-    assert error.value.retry_after == 7.0 and "has not answered for 6 s" in error.value.message
+    assert error.value.retry_after == 7.0 and "has not answered for 7 s" in error.value.message
     assert client.calls == 0  # refused before anything was sent
 
 

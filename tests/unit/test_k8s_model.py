@@ -64,8 +64,8 @@ def test_one_kind_table_gives_every_path():
     ]
     assert kind_of(objects[3]) is STATEFULSET and kind_of(objects[5]) is ROLE
     assert set(KINDS) < set(MANAGED) and POD in KINDS
-    with pytest.raises(ValueError, match="does not manage Secret"):
-        kind_of({"apiVersion": "v1", "kind": "Secret"})
+    with pytest.raises(ValueError, match="does not manage Deployment"):
+        kind_of({"apiVersion": "apps/v1", "kind": "Deployment"})
 
 
 NOTHING = model.AgentObjects(None, None, None, None)
@@ -291,6 +291,9 @@ class Host:
 
     def busy(self, agent_id: str) -> bool:
         return False
+
+    def current(self) -> bool:
+        return True
 
     def cached(self, kind: Any, name: str) -> dict[str, Any] | None:
         return self.objects.get((kind.name, name))

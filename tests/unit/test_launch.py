@@ -43,7 +43,12 @@ def test_the_templates_render_the_same_contract():
     objects = by_kind(render_agent(settings, spec))
     launch = agent_launch(spec, port=3284, work_dir="/home/agent/data")
     c = container(objects)
-    assert [*c["command"], *c["args"]] == list(launch.argv)
+    # The container runs the same agentapi command behind the launcher, which saves the
+    # conversation within state_save_interval of every change.
+    argv = [*c["command"], *c["args"]]
+    assert argv[:3] == ["python3", "-m", "agentproxy.launcher"]
+    assert argv[argv.index("--") + 1:] == list(launch.argv)
+    assert argv[argv.index("--save-interval") + 1] == f"{settings.local_mode.state_save_interval:g}"
     assert objects["ConfigMap"]["data"] == dict(launch.env)
     assert c["workingDir"] == launch.work_dir
     assert launch.state_file.startswith(c["volumeMounts"][0]["mountPath"] + "/")

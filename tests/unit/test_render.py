@@ -50,9 +50,10 @@ def test_container(settings):
     objects = render(settings, agent_id="a1", agent_type="aider")
     c = container(objects)
     assert c["image"] == "agentapi-proxy:latest"
-    assert c["command"] == ["agentapi"]
-    # The conversation lives on the data volume, mounted at the working directory.
-    assert c["args"] == ["server", "--port", str(AGENT_PORT), "--type", "aider",
+    # The launcher runs agentapi and asks it to save within local_mode.state_save_interval of a change.
+    assert c["command"] == ["python3"]
+    assert c["args"] == ["-m", "agentproxy.launcher", "--save-interval", "2", "--work-dir", "/home/agent/work", "--",
+                         "agentapi", "server", "--port", str(AGENT_PORT), "--type", "aider",
                          "--state-file", "/home/agent/work/.agentproxy/agentapi-state.json", "--", "aider"]
     assert c["volumeMounts"] == [{"name": "data", "mountPath": "/home/agent/work"}]
     assert c["ports"] == [{"name": "http", "containerPort": 3284, "protocol": "TCP"}]

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from agentproxy.agenthome import CONFIG_FILE, SETTINGS_FILE, key_tail
-from agentproxy.render import dump_json, dump_yaml, render_agent
+from agentproxy.render import dump_json, dump_yaml, missing_key, render_agent
 from agentproxy.settings import AGENT_PORT
 
 from ._support import by_kind, container, load, settings_with, spec_for
@@ -34,8 +34,8 @@ def test_the_container_prepares_the_home_then_runs_agentapi_around_claude():
     c = container(_claude())
     assert c["command"] == ["python3"]
     state = "/home/agent/work/.agentproxy/agentapi-state.json"
-    assert c["args"] == ["-m", "agentproxy.agenthome", "--work-dir", "/home/agent/work",
-                         "--permission-mode", "dontAsk", "--",
+    assert c["args"] == ["-m", "agentproxy.launcher", "--save-interval", "2", "--work-dir", "/home/agent/work",
+                         "--claude-home", "--permission-mode", "dontAsk", "--",
                          "agentapi", "server", "--port", str(AGENT_PORT), "--type", "claude",
                          "--state-file", state, "--", "claude"]
     assert c["workingDir"] == "/home/agent/work"
@@ -49,7 +49,8 @@ def test_without_a_permission_mode_the_home_keeps_claude_codes_own():
     settings = settings_with("k8s_mode.secret_name=model-credentials")
     args = container(by_kind(render_agent(settings, spec_for(settings, agent_type="claude"))))["args"]
     assert "--permission-mode" not in args
-    assert args[:5] == ["-m", "agentproxy.agenthome", "--work-dir", "/home/agent/work", "--"]
+    assert args[:8] == ["-m", "agentproxy.launcher", "--save-interval", "2", "--work-dir", "/home/agent/work",
+                        "--claude-home", "--"]
 
 
 def test_the_key_is_a_reference_to_the_secret_and_the_endpoint_a_setting():
@@ -77,7 +78,7 @@ def test_without_a_secret_no_key_is_referenced_and_other_agents_get_none():
     assert not [v for v in c["env"] if "valueFrom" in v]
     echo = by_kind(render_agent(settings_with(*CLAUDE), spec_for(settings_with(*CLAUDE), agent_type="echo")))
     c = container(echo)
-    assert c["command"] == ["agentapi"]
+    assert c["command"] == ["python3"] and "--claude-home" not in c["args"]
     assert c["env"] == [{"name": "HOME", "value": "/home/agent/work"}]
     assert "ANTHROPIC_BASE_URL" not in echo["ConfigMap"]["data"]
 
@@ -166,3 +167,12 @@ def test_a_failed_preparation_is_one_line_and_runs_nothing(tmp_path):
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and "is not JSON" in done.stderr
     assert not marker.exists()
+
+
+def test_a_claude_agent_without_a_secret_is_refused_naming_the_setting():
+    settings = settings_with()
+    problem = missing_key(settings, spec_for(settings, agent_type="claude"))
+    assert problem is not None and "k8s_mode.secret_name" in problem and "ANTHROPIC_API_KEY" in problem
+    assert missing_key(settings, spec_for(settings, agent_type="echo")) is None
+    with_secret = settings_with("k8s_mode.secret_name=model-credentials")
+    assert missing_key(with_secret, spec_for(with_secret, agent_type="claude")) is None

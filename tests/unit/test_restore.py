@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 
 from agentproxy.restore import check, read_saved_messages, restored, saved_messages
+from testenv.ports import free_port
 
 
 def state(count: int, version: int = 1) -> str:
@@ -58,12 +58,6 @@ def test_nothing_saved_or_only_a_startup_screen_needs_no_wait():
     assert restored(0, listed(1))
     assert restored(1, listed(1))
     assert restored(0, "garbage")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_the_check_says_why_when_nothing_answers(tmp_path):

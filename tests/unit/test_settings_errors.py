@@ -38,7 +38,7 @@ def test_unknown_top_level_key(tmp_path):
 def test_unknown_key_without_close_match_lists_known_keys(tmp_path):
     path = _file(tmp_path, "s.yaml", "server:\n  zzzzzz: 1\n")
     assert_message(settings_error(config_file=path), "server.zzzzzz",
-                   "known keys here: allow_unauthenticated_remote, api_keys, host, max_body, other_mode_agents, port")
+                   "known keys here: allow_unauthenticated_remote, api_keys, host, max_body, oidc, other_mode_agents, port")
 
 
 def test_unknown_set_key_suggests_the_close_one():

@@ -10,6 +10,8 @@ Pure decisions, no cluster:
 - :mod:`.status`: an agent's status from its StatefulSet, Pod and PVC.
 - :mod:`.drift`: which owned fields drifted.
 - :mod:`.steps`: the start steps of an agent, from the objects the watches hold.
+- :mod:`.questions`: ``waiting_input`` reported by a pod's hooks: which pod a token names, and
+  the question kept on the StatefulSet (with :class:`~.questions.TokenReviews`, the review calls).
 
 The I/O behind them:
 
@@ -19,6 +21,8 @@ The I/O behind them:
 - :mod:`.health`: whether the API server answers.
 - :mod:`.rollback`: creates cut off half-way, rolled back at once or once the server answers.
 - :mod:`.reconcile`: keeping each agent's objects as applied (drift repairs).
+- :mod:`.ledger`: the quota ledger, the creates of every replica reserved by conditional writes.
+- :mod:`.secrets`: the teams' credentials in Secrets (one per user or group, one per agent).
 - :mod:`.upkeep`: the backend's counters and checks beside its agents.
 - :mod:`.backend`: all of it behind the :class:`~agentproxy.backends.base.Backend` interface.
 """

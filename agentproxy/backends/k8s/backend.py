@@ -30,9 +30,11 @@ from typing import Any
 import aiohttp
 
 from ... import naming
-from ...render import RenderCache, RenderError
+from ...render import RenderCache, RenderError, missing_key
 from ...settings import Settings
 from ...spec import AgentSpec
+from ...teams.config import teams_of
+from ...teams.credentials import agent_holders, resolve_env
 from ..base import (
     AgentState,
     AgentStatus,
@@ -46,18 +48,20 @@ from ..base import (
     different_spec,
 )
 from ..conversation import FirstMessageTracker, read_activity
-from ..index import StateIndex
+from ..index import ANY_OWNER, StateIndex
 from ..limits import CreateLimits
 from ..progress import K8S_PLAN, Facts
 from ..suspension import AgentActivity, Suspension
-from . import model, steps, upkeep
+from . import model, questions, steps, upkeep
 from .cache import NamespaceCache, event_agent
 from .client import Client, NamespaceMissing
 from .health import ApiHealth
-from .kinds import CONFIGMAP, EVENT, POD, PVC, SERVICE, STATEFULSET, Kind, kind_of, path_of
+from .kinds import CONFIGMAP, EVENT, POD, PVC, SECRET, SERVICE, STATEFULSET, Kind, kind_of, path_of
+from .ledger import QuotaLedger
 from .plan import Purpose, as_applied, carry_out, plan
 from .reconcile import CLAIM_GRACE, Reconciler
 from .rollback import Rollbacks
+from .secrets import SecretCredentialStore, agent_secret, agent_secret_name
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +70,12 @@ SPEC_HASH_ANNOTATION = model.SPEC_HASH_ANNOTATION
 
 LIVE: Any = object()
 """For :meth:`K8sBackend.render`: the suspension the StatefulSet has now."""
+DERIVE_BATCH = 256
+"""Agents derived between two yields to the event loop after a start's lists."""
 SCALE_ATTEMPTS = 3
 """Suspend and resume re-read and try again this often when the StatefulSet changed meanwhile."""
+READ_BACK_TIMEOUT = 10.0
+"""Seconds a suspend, resume or share waits for the watch to show its own write, at most."""
 
 
 class K8sBackend(Backend):
@@ -101,6 +109,10 @@ class K8sBackend(Backend):
         """Creates cut off half-way, rolled back at once or once the API server answers."""
         self._background: set[asyncio.Task[None]] = set()
         self.namespace_check: upkeep.NamespaceCheck | None = None
+        self.loading = False
+        """True while :meth:`start` lists the kinds: watch events change the cache alone."""
+        self.reviews = questions.TokenReviews(self._token_review, self.namespace, self.k8s.waiting_audience)
+        """Which pod sent a ``waiting_input`` report (see :mod:`.questions`)."""
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -120,9 +132,13 @@ class K8sBackend(Backend):
         self.first_messages = FirstMessageTracker(self._http, self.settings.agents.first_message_timeout,
                                                   self._publish)
         self.cache = NamespaceCache(self.client, self.namespace, self._on_change, **self._cache_options)
-        # Each kind is listed on its own: until all are, an agent's state is of a partial view.
-        self.progress_paused = True
+        # Each kind is listed on its own: until all are, the cache is a partial view (claims
+        # without their StatefulSets, say). Nothing is derived, published or reconciled from
+        # it: every agent is derived once, when every kind is listed.
+        self.progress_paused = self.loading = True
         await self.cache.start()
+        self.loading = False
+        await self._derive_all()
         self.follow_progress()
         # Every change after the lists is seen from here on: a client's event id from then on
         # can be served (see ..eventlog).
@@ -238,6 +254,11 @@ class K8sBackend(Backend):
     def _listed(self, session: str | None, owner: Any) -> list[AgentState]:
         return self.index.states(session, owner)
 
+    def _in_order(self, session: str | None, owner: Any) -> list[AgentState]:
+        if session is None and owner is ANY_OWNER:
+            return self.index.ordered() if self.cache else []
+        return super()._in_order(session, owner)
+
     def _peers(self, spec: AgentSpec) -> Iterable[AgentSpec]:
         ids = set(self.index.ids(spec.session))
         if spec.owner is not None:
@@ -280,6 +301,9 @@ class K8sBackend(Backend):
         self.client.require_answering()
         if spec is None:
             return None
+        problem = missing_key(self.settings, spec)
+        if problem is not None:
+            raise Rejected(problem, field="agent")
         assert self.cache is not None
         return self.render(spec)
 
@@ -302,6 +326,8 @@ class K8sBackend(Backend):
             self.rollbacks.later(spec.id, delete_data=not had_data)
             raise
         try:
+            await self._write_credentials(spec, await self.client.get(  # type: ignore[union-attr]  # started
+                CONFIGMAP.item(self.namespace, naming.configmap_name(spec.id)), resource="configmaps"))
             await carry_out(create, self.apply)
             self.reconciler.note_applied(spec.id)
         except BackendError:
@@ -324,6 +350,29 @@ class K8sBackend(Backend):
             return current  # an idempotent repeat reports the agent as it is
         return model.applied_state(existing.spec, self.namespace, datetime.now(UTC))
 
+    def quota_ledger(self) -> QuotaLedger:
+        """The creates every replica let through in the last moments (see :mod:`.ledger`)."""
+        assert self.client is not None
+        return QuotaLedger(self.client, self.namespace, self.k8s.field_manager)
+
+    def credential_store(self) -> SecretCredentialStore:
+        """The credentials of users and groups, in their Secrets (see :mod:`.secrets`)."""
+        assert self.client is not None
+        return SecretCredentialStore(self.client, self.namespace, self.k8s.field_manager)
+
+    def _credential_variables(self, spec: AgentSpec) -> bool:
+        profile, holders = agent_holders(self.settings, spec.owner, spec.group, spec.profile)
+        return profile is not None and bool(holders)
+
+    async def _write_credentials(self, spec: AgentSpec, configmap: Mapping[str, Any] | None) -> None:
+        """Write the agent's Secret of credential variables (when its profile maps any) from its
+        holders' Secrets, owned by its ConfigMap: the container reads it by secretKeyRef."""
+        profile, holders = agent_holders(self.settings, spec.owner, spec.group, spec.profile)
+        if profile is None or not holders:
+            return
+        env = await resolve_env(self.credential_store().values, profile, holders)
+        await self.apply(agent_secret(self.namespace, spec.id, spec.session, env, configmap), force=True)
+
     async def _claim(self, spec: AgentSpec, configmap: Mapping[str, Any]) -> bool:
         """Create the ConfigMap; True when this call created it. An existing one
         with another spec means the id is taken."""
@@ -344,12 +393,47 @@ class K8sBackend(Backend):
         self.reconciler.forget(state.id)
         for kind, name in model.delete_targets(state.id, purge=purge):
             await self.delete_object(kind, name)
+        if self._credential_variables(state.spec):
+            await self.delete_object(SECRET, agent_secret_name(state.id))  # else the garbage collector's
+        try:
+            if teams_of(self.settings).quotas.any:
+                await self.quota_ledger().release(state.id)  # its place in the quotas is free
+        except BackendError as exc:
+            log.warning("agent %s: its quota reservation stays until it expires: %s", state.id, exc)
         return model.deleting_state(state, purge)
 
     async def _suspend(self, state: AgentState, suspension: Suspension, guard: Any) -> tuple[AgentState, bool]:
         return await self._scale(state, suspension, guard)
 
+    async def _share(self, state: AgentState, spec: AgentSpec) -> AgentState:
+        # Applied again with the new spec: only the spec's annotations change (the pod template
+        # holds nothing of the group), so the agent runs (or sleeps) on as it was.
+        self.reconciler.note_applied(spec.id)
+        live = model.AgentObjects.of(spec.id, self.cached)
+        async def apply_taking_over(obj: dict[str, Any], force: bool | None = None) -> dict[str, Any]:
+            # The spec's annotations were set by the claim's create (another operation of this
+            # proxy's field manager): taken over, as this proxy's own.
+            return await self.apply(obj, force=True)
+
+        for _, stored in await carry_out(plan(self.render(spec), live, Purpose.REAPPLY), apply_taking_over):
+            await self._read_back(kind_of(stored), stored)
+        self.reconciler.note_applied(spec.id)
+        current = self.state_of(spec.id)
+        return dataclasses.replace(current or state, spec=spec)
+
+    async def _read_back(self, kind: Kind, stored: Mapping[str, Any]) -> None:
+        """Wait (at most :data:`READ_BACK_TIMEOUT`) until the watch cache shows ``stored``, the
+        server's answer to this proxy's write: the next operation on the agent decides from the
+        cache (a resume right after a suspend must see the agent suspended, not do nothing)."""
+        assert self.cache is not None
+        metadata = stored.get("metadata") or {}
+        version = metadata.get("resourceVersion")
+        if version and not await self.cache.wait_seen(kind, metadata["name"], version, READ_BACK_TIMEOUT):
+            log.debug("the watch of %s has not shown %s at %s yet", kind.plural, metadata["name"], version)
+
     async def _resume(self, state: AgentState) -> tuple[AgentState, bool]:
+        # The credentials as they are now: a changed one applies at this start.
+        await self._write_credentials(state.spec, self.cached(CONFIGMAP, naming.configmap_name(state.id)))
         return await self._scale(state, None, None)
 
     async def _scale(self, state: AgentState, suspension: Suspension | None, guard: Any) -> tuple[AgentState, bool]:
@@ -374,6 +458,7 @@ class K8sBackend(Backend):
                 live = await self.client.get(path, resource="statefulsets")
                 continue
             self.reconciler.note_applied(state.id)
+            await self._read_back(STATEFULSET, stored)
             return self.state_of(state.id, stored) or current, True
         raise Unavailable(f"the StatefulSet of agent {state.id!r} kept changing; try again")
 
@@ -386,6 +471,62 @@ class K8sBackend(Backend):
                                       resource="statefulsets")
         except NotFound:
             pass  # deleted meanwhile
+
+    # --- waiting_input: what the hooks in the pods report (see :mod:`.questions`) -----------------
+
+    async def report_question(self, token: str, question: str | None) -> AgentState:
+        """The pod ``token`` was made for asks ``question`` (None: no longer): kept on its
+        agent's StatefulSet, for every replica to show. Raises :class:`.questions.Refused`."""
+        if not self.k8s.waiting_url:
+            raise NotFound("k8s_mode.waiting_url is not set: this proxy takes no waiting_input reports")
+        assert self.client is not None
+
+        def current_agent_pod(name: str) -> bool:
+            return model.agent_named(POD, name) is not None and self.cached(POD, name) is not None
+        pod = await self.reviews.pod_of(token, current_agent_pod)
+        agent_id = model.agent_named(POD, pod.name)
+        live = self.cached(POD, pod.name)
+        state = self.state_of(agent_id) if agent_id else None
+        if state is None or live is None or live["metadata"].get("uid") != pod.uid:
+            raise questions.Refused(403, "the token's pod is no longer an agent's current pod")
+        statefulset = self.cached(STATEFULSET, naming.statefulset_name(state.id))
+        if questions.question_of(statefulset, live) == (question or None) and (
+                question or not model.annotation(statefulset, questions.QUESTION_ANNOTATION)):
+            return state  # nothing to change: a hook's repeat
+        stored = await self._set_question(state.id, questions.question_annotation(question, pod.uid, datetime.now(UTC)))
+        # As stored: the watch may not have brought the change yet.
+        return (self.state_of(state.id, stored) if stored else None) or state
+
+    async def _set_question(self, agent_id: str, value: str | None) -> dict[str, Any] | None:
+        """Set or remove the question's annotation; the StatefulSet as stored (None: it is gone)."""
+        assert self.client is not None
+        try:
+            return await self.client.request("PATCH", STATEFULSET.item(self.namespace, naming.statefulset_name(agent_id)),
+                                      body=questions.question_patch(value),
+                                      content_type="application/merge-patch+json",
+                                      params={"fieldManager": self.k8s.field_manager[:119] + "-waiting"},
+                                      verb="patch", resource="statefulsets")
+        except NotFound:
+            return None  # deleted meanwhile
+
+    async def _token_review(self, body: dict[str, Any]) -> Mapping[str, Any]:
+        assert self.client is not None
+        return await self.client.request("POST", "/apis/authentication.k8s.io/v1/tokenreviews", body=body,
+                                          verb="create", resource="tokenreviews")
+
+    def answered(self, agent_id: str) -> None:
+        """A message through the proxy answered the agent's question: the annotation goes (in the
+        background; the watch then shows the agent ready)."""
+        state = self.index.get(agent_id) if self.cache else None
+        statefulset = self.cached(STATEFULSET, naming.statefulset_name(agent_id)) if self.cache else None
+        if state is not None and model.annotation(statefulset, questions.QUESTION_ANNOTATION):
+            self.spawn(self._clear_question(agent_id), name=f"answered {agent_id}")
+
+    async def _clear_question(self, agent_id: str) -> None:
+        try:
+            await self._set_question(agent_id, None)
+        except BackendError as exc:  # the hooks clear it too, when the turn goes on
+            log.warning("cannot clear the question of agent %s: %s", agent_id, exc.message)
 
     @property
     def activity_manager(self) -> str:
@@ -435,8 +576,22 @@ class K8sBackend(Backend):
 
     # --- watch events ----------------------------------------------------------
 
+    def current(self) -> bool:
+        """True once every kind is listed and while every watch is current: the cache is then a
+        whole view (what the reconciler needs before it removes or applies anything)."""
+        return not self.loading and self.cache is not None and self.cache.problem() is None
+
+    async def _derive_all(self) -> None:
+        """Derive every agent of the cache once (after the lists of a start), letting requests
+        be served between batches."""
+        assert self.cache is not None
+        for n, agent_id in enumerate(self.cache.agent_ids()):
+            self._derive(agent_id)
+            if n % DERIVE_BATCH == DERIVE_BATCH - 1:
+                await asyncio.sleep(0)
+
     def _on_change(self, kind: Kind, event_type: str, obj: dict[str, Any]) -> None:
-        if self.cache is None:
+        if self.cache is None or self.loading:
             return
         if kind is EVENT:
             agent_id = event_agent(obj)
@@ -454,17 +609,21 @@ class K8sBackend(Backend):
         rv = str(obj["metadata"].get("resourceVersion") or "")
         self.event_hint = int(rv) if kind is not EVENT and rv.isdigit() else None
         try:
-            state = self._publish(agent_id)
+            self._derive(agent_id)
         finally:
             self.event_hint = None
+        if kind in (SERVICE, CONFIGMAP, STATEFULSET, PVC):
+            self.reconciler.schedule(agent_id)
+
+    def _derive(self, agent_id: str) -> None:
+        """Derive and publish the agent's state; follow its first message while it is ready."""
+        state = self._publish(agent_id)
         if self.first_messages is not None:
             if state is None:
                 self.first_messages.forget(agent_id)
             else:
                 self.first_messages.observe(agent_id, state.spec.message, state.status is AgentStatus.READY,
                                             state.upstream)
-        if kind in (SERVICE, CONFIGMAP, STATEFULSET, PVC):
-            self.reconciler.schedule(agent_id)
 
     def _publish(self, agent_id: str) -> AgentState | None:
         """Derive the agent's state again, keep it in the index, and publish it when it changed

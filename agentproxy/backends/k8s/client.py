@@ -158,7 +158,7 @@ class Client:
     def require_answering(self) -> None:
         """Fail at once while the server has been silent too long (it has answered before)."""
         health = self.health
-        if health is not None and health.started and not health.answering():
+        if health is not None and health.silent():
             raise Unavailable(health.reason() or "the Kubernetes API server does not answer",
                               retry_after=self.retry_after)
 
@@ -218,8 +218,10 @@ class Client:
                     sent = self._headers(kwargs["headers"])
                     async with self.api.call_api(method, version="", base=f"/{base}", url=rest,
                                                  raise_for_status=False, **{**kwargs, "headers": sent}) as resp:
-                        self._answered(resp.status_code)
                         body = _json(resp)
+                        # Once read: parsing a list of thousands takes this process seconds,
+                        # which are no silence of the server's.
+                        self._answered(resp.status_code)
                         if resp.is_error:
                             if attempt == 0 and self._renewed(resp.status_code, sent):
                                 continue

@@ -42,6 +42,12 @@ class ApiHealth:
         """True while the last answer is at most ``unready_after`` seconds old."""
         return self._last_answer is not None and self._clock() - self._last_answer <= self.unready_after
 
+    def silent(self) -> bool:
+        """True when the server has answered before, not for ``unready_after`` seconds, and a
+        call or check failed since its last answer: a silence of the server's, not a time in
+        which this process asked nothing (busy with a list of thousands, say)."""
+        return self.started and not self.answering() and self.last_error is not None
+
     def silence(self) -> float | None:
         """Seconds since the last answer (None before the first one)."""
         return None if self._last_answer is None else self._clock() - self._last_answer

@@ -33,6 +33,7 @@ from ..conversation import FIRST_MESSAGE_PENDING
 from ..suspension import SUSPENDED_REASON, SUSPENDING_REASON, Suspension, parse_time, timestamp
 from . import drift
 from .kinds import CONFIGMAP, POD, PVC, SERVICE, STATEFULSET, Kind
+from .questions import question_of
 from .status import derive_status
 
 Obj = Mapping[str, Any]
@@ -143,7 +144,8 @@ def agent_state(spec: AgentSpec, objects: AgentObjects, *, namespace: str, pod_a
                 first_message_overdue: str | None = None) -> AgentState:
     """The agent's state from its objects: status from StatefulSet, Pod and PVC; the upstream
     once the pod has an IP (by pod IP or headless-Service name, ``pod_address``); the reason
-    ``FirstMessagePending`` while a ready agent's first message is overdue."""
+    ``FirstMessagePending`` while a ready agent's first message is overdue; the question its
+    current pod asks (see :mod:`.questions`) while it is ready."""
     names = naming.object_names(spec.id)
     derived = derive_status(objects.statefulset, objects.pod, objects.pvc, objects.events)
     if objects.statefulset is None and objects.claim is not None and derived.status is AgentStatus.STOPPED:
@@ -166,6 +168,7 @@ def agent_state(spec: AgentSpec, objects: AgentObjects, *, namespace: str, pod_a
         created_at=created_at(objects.claim or objects.statefulset), upstream=upstream, restarts=derived.restarts,
         details={"namespace": namespace, **names, "pod_ip": pod_ip, "node": (pod.get("spec") or {}).get("nodeName")},
         suspended=suspension is not None, last_active=last_active(objects.statefulset, objects.pod),
+        question=question_of(objects.statefulset, objects.pod) if derived.status is AgentStatus.READY else None,
     )
 
 

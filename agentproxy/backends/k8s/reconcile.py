@@ -11,6 +11,10 @@ they hold the agents' data. A claim whose create never finished (no StatefulSet
 long after it was made: the proxy that made it died, or could not roll it back)
 is removed.
 
+A pass acts only on a whole, current view of the cache (every kind listed, every watch up;
+see ``ReconcileHost.current``): while a restarted proxy lists its kinds one by one, claims
+would look abandoned and objects missing that exist. It looks again later.
+
 A deleted StatefulSet is not re-created: its absence is how a delete starts (see
 :func:`.model.delete_targets`), for every proxy replica.
 
@@ -56,6 +60,9 @@ class ReconcileHost(Protocol):
 
     def busy(self, agent_id: str) -> bool:
         """True while this proxy creates or deletes the agent."""
+
+    def current(self) -> bool:
+        """True while the cache is a whole, current view (every kind listed, every watch up)."""
 
     def cached(self, kind: Kind, name: str) -> dict[str, Any] | None:
         """The object as the watch cache holds it."""
@@ -125,6 +132,11 @@ class Reconciler:
             await asyncio.sleep(delay)
             # Events arriving from here on schedule a fresh pass.
             self._pending.pop(agent_id, None)
+            if not self.host.current():
+                # A partial or stale view (a kind not listed yet, a watch down) shows claims
+                # without StatefulSets and objects missing that exist: look again later.
+                self.schedule(agent_id, max(self.settle, self.delay))
+                return
             since = time.monotonic() - self._applied_at.get(agent_id, float("-inf"))
             if since < self.settle or self.host.busy(agent_id):
                 self.schedule(agent_id, max(self.settle - since, self.delay))

@@ -6,6 +6,8 @@ Layout of ``local_mode.data_dir``::
     lock              held by the proxy that supervises the agents
     work/<id>/        an agent's working directory (kept on delete unless purged)
     logs/<id>.log     its output, capped and rotated (removed on delete)
+    pool.json         the warm pools' members, when there are pools (see pool.py)
+    pool/<id>.token   a member's binding token (mode 0600), until it is claimed
 
 The proxy can stop and start again without disturbing its agents: :meth:`close`
 leaves them running and :meth:`start` registers every agent of the state file at
@@ -48,8 +50,10 @@ from ..base import AgentState, AgentStatus, Backend, Rejected, Unavailable, not_
 from ..conversation import ConversationFollower
 from ..index import Membership
 from ..limits import CreateLimits
+from ..pooling import configured_pools
 from ..progress import LOCAL_PLAN, Facts
 from ..suspension import AgentActivity, Suspension, parse_time
+from .pool import LocalMember, LocalPools
 from .ports import HOST, PortAllocator
 from .process import (
     AgentProcess,
@@ -134,6 +138,8 @@ class LocalBackend(Backend):
         self._started = False
         self._state_problem: str | None = None
         """Why the state file could not be written last time (None once it could)."""
+        self._pools: LocalPools | None = None
+        """The warm pools (see :mod:`.pool`), once started, when the settings have any."""
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -171,6 +177,11 @@ class LocalBackend(Backend):
         loop = asyncio.get_running_loop()
         self._adoption = loop.create_task(self._adopt(adoptions), name="local agents adoption")
         self._monitor = loop.create_task(self._monitor_loop(), name="local agents monitor")
+        configured = configured_pools(self.settings)
+        if configured or (self.data_dir / "pool.json").exists():  # a removed pool's members still go
+            self._pools = LocalPools(self, configured)
+            await self._pools.start()
+            self.pools = self._pools
 
     def _restore(self, agent_id: str, record: dict[str, Any]) -> _Adoption | None:
         """Register the agent of a state-file record; what is left to do with its process."""
@@ -185,6 +196,8 @@ class LocalBackend(Backend):
         supervisor = self._supervisor(spec, port=None, created_at=datetime.fromisoformat(record["created_at"]),
                                       restarts=int(record.get("restarts") or 0), last_state=record.get("last_state"),
                                       tag=record.get("tag"), active_at=parse_time(record.get("active_at")))
+        supervisor.start_kind = "warm" if record.get("start") == "warm" else "cold"
+        supervisor.pool = record.get("pool") if isinstance(record.get("pool"), str) else None
         self._agents[agent_id] = supervisor
         self._members.add(spec)
         if failed:
@@ -240,6 +253,10 @@ class LocalBackend(Backend):
         Idempotent, and safe after a failed start."""
         was_started, self._started = self._started, False
         try:
+            if self._pools is not None:
+                self.pools = None
+                await self._pools.close()
+                self._pools = None
             if self._adoption is not None:
                 self._adoption.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -284,7 +301,7 @@ class LocalBackend(Backend):
         return [s.state() for s in self._agents.values()]
 
     def _listed(self, session: str | None, owner: Any) -> list[AgentState]:
-        # States are made when read (they hold live figures): only those of the agents asked for.
+        # Only the agents asked for; each supervisor hands out its last state while nothing changed.
         return [self._agents[i].state() for i in self._members.ids(session, owner)]
 
     def _specs(self) -> Iterable[AgentSpec]:
@@ -355,11 +372,48 @@ class LocalBackend(Backend):
                               f"{self._state_file.path}: {exc.strerror or exc}") from None
         return supervisor.state()
 
+    async def _claim_member(self, spec: AgentSpec, member: LocalMember, prepared: Any) -> AgentState:
+        # Bound first: a member that does not take its binding leaves nothing registered.
+        assert self._pools is not None and member.process is not None and member.port is not None
+        supervisor = self._supervisor(spec, port=member.port, created_at=datetime.now(UTC), tag=member.tag)
+        supervisor.start_kind, supervisor.pool = "warm", member.pool
+        launch = self.launch_of(spec, member.port, supervisor.work_dir)
+        private = await asyncio.to_thread(self.prepare, spec, supervisor.work_dir)
+        await self._pools.bind(member, {**launch.env, **private})
+        self._pools.claimed(member)
+        self._agents[spec.id] = supervisor
+        self._members.add(spec)
+        supervisor.take_over(member.process, f"claimed from pool {member.pool!r} (launcher pid {member.process.pid}, "
+                                             f"port {member.port})")
+        try:
+            await self._save()
+        except OSError as exc:
+            del self._agents[spec.id]
+            self._members.discard(spec.id)
+            self._persisted.pop(spec.id, None)
+            await supervisor.stop(self.timing.stop_grace)
+            await asyncio.to_thread(supervisor.log.remove)
+            await asyncio.to_thread(shutil.rmtree, supervisor.work_dir, True)
+            self.publish_gone(spec.id)
+            raise Unavailable(f"agent {spec.id!r} was not created: cannot write the state file "
+                              f"{self._state_file.path}: {exc.strerror or exc}") from None
+        return supervisor.state()
+
+    def metrics(self) -> list[Any]:
+        """The warm pools' members by state and their claims (when there are pools)."""
+        return self._pools.metrics() if self._pools is not None else []
+
     async def _suspend(self, state: AgentState, suspension: Suspension, guard: Any) -> tuple[AgentState, bool]:
         supervisor = self._agents[state.id]
         await supervisor.suspend(self.timing.stop_grace, suspension)
         await self._save_quietly()  # done either way; the monitor writes the file once it can
         return supervisor.state(), True
+
+    async def _share(self, state: AgentState, spec: AgentSpec) -> AgentState:
+        supervisor = self._agents[state.id]
+        supervisor.spec = spec  # the owner and session stay: the index of members holds
+        await self._save()
+        return supervisor.state()
 
     async def _resume(self, state: AgentState) -> tuple[AgentState, bool]:
         supervisor = self._agents[state.id]
@@ -515,8 +569,29 @@ class LocalBackend(Backend):
     # --- helpers -------------------------------------------------------------------------------
 
     def _supervisor(self, spec: AgentSpec, **kwargs: Any) -> Supervisor:
-        return Supervisor(self, spec, work_dir=self.data_dir / "work" / spec.id,
-                          log_file=self.data_dir / "logs" / f"{spec.id}.log", **kwargs)
+        return Supervisor(self, spec, work_dir=self.work_dir_of(spec.id), log_file=self.log_path_of(spec.id), **kwargs)
+
+    def work_dir_of(self, agent_id: str) -> Path:
+        """The work directory of an agent (or pool member) of this id."""
+        return self.data_dir / "work" / agent_id
+
+    def log_path_of(self, agent_id: str) -> Path:
+        """The log of an agent (or pool member) of this id."""
+        return self.data_dir / "logs" / f"{agent_id}.log"
+
+    def http_client(self) -> aiohttp.ClientSession:
+        """The backend's HTTP client (:class:`Unavailable` once closed)."""
+        if self._http is None or self._http.closed:
+            raise Unavailable("the local backend is not running")
+        return self._http
+
+    def agentapi_binary(self) -> str:
+        """The agentapi executable (:class:`Unavailable` when it is missing)."""
+        return self._agentapi_binary()
+
+    def command_of(self, spec: AgentSpec) -> list[str]:
+        """The agent's command, its program as an absolute path (:class:`Rejected` when missing)."""
+        return self._command(spec)
 
     def _records(self) -> dict[str, dict[str, Any]]:
         return {agent_id: s.record() for agent_id, s in self._agents.items()}

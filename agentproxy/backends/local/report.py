@@ -36,10 +36,30 @@ def agent_details(supervisor: Any) -> dict[str, Any]:
         "work_dir_bytes": supervisor.work_dir_bytes,
         "last_exit_code": (last_state or {}).get("exit_code"),
         "last_state": last_state,
+        "start": supervisor.start_kind,
     }
+    if supervisor.pool is not None:
+        details["pool"] = supervisor.pool
     if not supervisor.work_dir_complete:
         details["work_dir_bytes_partial"] = True
     return details
+
+
+def state_key(supervisor: Any) -> tuple[Any, ...]:
+    """Everything a local agent's state is made of (what :func:`agent_details`,
+    :func:`last_active` and the supervisor's own fields give it): while the key stays equal,
+    so does the state, and a reader may keep the state (and the JSON made of it) it got before.
+
+    Every input of the state must be here: a change missing from the key would stay unseen
+    until another one came (the unit tests change each input and look at the next list)."""
+    process = supervisor.process
+    follower = supervisor.conversation.follower
+    return (supervisor.spec, supervisor.status, supervisor.reason, supervisor.message, supervisor.port,
+            supervisor.restarts, supervisor.created_at, process, process.adopted if process is not None else None,
+            supervisor.sample, supervisor.memory_limit, supervisor.work_dir_bytes, supervisor.work_dir_complete,
+            supervisor.last_state, supervisor.suspension, supervisor.active_at, supervisor.ready_at,
+            follower.last_message_at if follower is not None else None, supervisor.question,
+            supervisor.work_dir, supervisor.log.path, supervisor.start_kind, supervisor.pool)
 
 
 def agent_record(supervisor: Any) -> dict[str, Any]:
@@ -64,6 +84,7 @@ def agent_record(supervisor: Any) -> dict[str, Any]:
         "last_state": supervisor.last_state,
         "suspension": suspension.to_dict() if suspension is not None else None,
         "active_at": timestamp(supervisor.active_at) if supervisor.active_at is not None else None,
+        **({"start": "warm", "pool": supervisor.pool} if supervisor.start_kind == "warm" else {}),
     }
 
 

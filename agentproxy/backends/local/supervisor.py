@@ -43,7 +43,16 @@ from .process import (
     stop_in_background,
     stop_tree,
 )
-from .report import agent_details, agent_record, failure_text, human_bytes, last_active, log_tail, memory_limit_bytes
+from .report import (
+    agent_details,
+    agent_record,
+    failure_text,
+    human_bytes,
+    last_active,
+    log_tail,
+    memory_limit_bytes,
+    state_key,
+)
 from .restarts import Ended, RestartBackoff, exited, probe_interval
 
 log = logging.getLogger(__name__)
@@ -147,8 +156,14 @@ class Supervisor:
             status=self._screen_changed, name=f"conversation {spec.id}")
         self.question: str | None = None
         """What the agent asks its user while it waits (see :mod:`agentproxy.waiting`)."""
+        self.start_kind = "cold"
+        """``warm`` for an agent that was a pool member, else ``cold`` (see :mod:`agentproxy.pools`)."""
+        self.pool: str | None = None
+        """The pool it came from, when warm."""
         self._waiting_checked = float("-inf")
         self._waiting_recheck: asyncio.TimerHandle | None = None
+        self._state_cache: tuple[tuple[Any, ...], AgentState] | None = None
+        """The last state made and the key it was made from (see :meth:`state`)."""
 
     @property
     def id(self) -> str:
@@ -221,6 +236,16 @@ class Supervisor:
             # It ended while no proxy watched it: that is a restart like any other.
             self.restarts += 1
             self.log.note("the agent was not running when the proxy started; restarting it")
+        self.run()
+
+    def take_over(self, process: AgentProcess, what: str) -> None:
+        """Supervise ``process``, a launcher that has just been bound (a claimed pool member),
+        as this agent's run; later runs start afresh as every restart does."""
+        self.process = process
+        self.backoff.started()
+        self.start_facts = {"process_started": Fact(utc_now(), what)}
+        self.log.note(what)
+        self._set(AgentStatus.STARTING, "Claimed", what)
         self.run()
 
     def restore_failed(self, reason: str | None, message: str | None) -> None:
@@ -560,7 +585,20 @@ class Supervisor:
         self.host.changed(self)
 
     def state(self) -> AgentState:
-        """The agent as the API shows it."""
+        """The agent as the API shows it: the very same object for as long as nothing it is
+        made of changed (see :func:`.report.state_key`), so that its JSON is made once per
+        change (see :mod:`agentproxy.api.listing`) rather than on every read of a list."""
+        key = state_key(self)
+        cached = self._state_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        state = self.build_state()
+        self._state_cache = (key, state)
+        return state
+
+    def build_state(self) -> AgentState:
+        """The agent's state made afresh from its fields (:meth:`state` reuses it while they do
+        not change)."""
         return AgentState(spec=self.spec, mode="local", status=self.status, created_at=self.created_at,
                           reason=self.reason, message=self.message, upstream=self.upstream,
                           restarts=self.restarts, details=agent_details(self),

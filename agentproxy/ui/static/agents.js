@@ -137,7 +137,11 @@ export function renderAgentList(container, store, selectedKey, onSelect) {
           el("span", { class: "agent-id", text: agent.id }),
           el("span", { class: "agent-type", text: agent.agent }),
           statusBadge(agent.status),
-          el("span", { class: "agent-age", text: age(agent.created_at), title: agent.created_at })));
+          el("span", { class: "agent-age", text: age(agent.created_at), title: agent.created_at }),
+          agent.status === "waiting_input"
+            ? el("span", { class: "waiting-mark", text: "?", role: "img", "aria-label": "waiting for input",
+                           title: agent.question || "waiting for input" })
+            : null));
     });
     children.push(el("section", { class: "session", dataset: { session } },
       el("h3", { text: session }), el("ul", {}, ...items)));

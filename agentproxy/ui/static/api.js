@@ -1,6 +1,9 @@
 // The dashboard's client of agentproxy's HTTP API: JSON requests and Server-Sent Events,
 // both through fetch so that the API key travels in a header (EventSource cannot send one).
-// The key lives in memory and in this tab's sessionStorage, never in a URL.
+// The key lives in memory and in this tab's sessionStorage, never in a URL. A person signed in
+// with the identity provider has the proxy's HttpOnly session cookie instead, which this page
+// cannot read; every request carries X-Requested-With, which the proxy asks of cookie requests
+// that change anything (another site's page cannot send it).
 
 const KEY_STORAGE = "agentproxy.apiKey";
 
@@ -32,7 +35,7 @@ export class Api {
   }
 
   headers(extra = {}) {
-    const headers = { ...extra };
+    const headers = { "X-Requested-With": "agentproxy", ...extra };
     if (this.key) headers.Authorization = `Bearer ${this.key}`;
     return headers;
   }
@@ -40,7 +43,7 @@ export class Api {
   /** One request; the decoded JSON (or text when `asText`), or an ApiError. */
   async request(method, path, { body, asText = false, signal } = {}) {
     const init = { method, headers: this.headers({ Accept: asText ? "text/plain" : "application/json" }),
-                   signal, cache: "no-store", credentials: "omit" };
+                   signal, cache: "no-store", credentials: "same-origin" };
     if (body !== undefined) {
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
@@ -64,7 +67,7 @@ export class Api {
    */
   async stream(path, { onOpen, onEvent, signal }) {
     const response = await fetch(path, { headers: this.headers({ Accept: "text/event-stream" }),
-                                         signal, cache: "no-store", credentials: "omit" });
+                                         signal, cache: "no-store", credentials: "same-origin" });
     if (!response.ok) throw await errorOf(response);
     if (onOpen) onOpen();
     const parser = new EventStreamParser(onEvent);

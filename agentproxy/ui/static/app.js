@@ -1,9 +1,11 @@
 // The dashboard: asks for an API key when the server wants one, lists the agents live,
-// creates, suspends, resumes and deletes them, and shows the chat and the logs of the selected one.
+// creates, suspends, resumes and deletes them, and shows the chat, the logs and the start's steps of the
+// selected one, and the question of an agent waiting for its user.
 
 import { Api, ApiError, agentPath } from "./api.js";
 import { AgentStore, LiveAgents, agentKey, renderAgentList, statusBadge } from "./agents.js";
 import { ChatPane, LogsPane } from "./chat.js";
+import { StartSteps } from "./progress.js";
 import { showError } from "./dom.js";
 
 const $ = (id) => document.getElementById(id);
@@ -16,6 +18,8 @@ let tab = "chat";
 const chat = new ChatPane(api, { messages: $("messages"), status: $("chat-status"), form: $("send-form"),
                                  text: $("send-text"), button: $("send-button") });
 const logs = new LogsPane(api, $("logs-text"), $("logs-refresh"));
+const steps = new StartSteps(api, { box: $("agent-steps"), summary: $("agent-steps-summary"),
+                                    list: $("agent-steps-list") });
 const live = new LiveAgents(api, store, (state) => {
   const connection = $("connection");
   if (state instanceof ApiError && state.status === 401) {
@@ -40,10 +44,15 @@ function render() {
     const reason = [agent.reason, agent.message].filter(Boolean).join(": ");
     $("agent-reason").textContent = reason;
     $("agent-reason").hidden = !reason;
+    // Its program asks its user something (a permission): the question, until it is answered.
+    const waiting = agent.status === "waiting_input";
+    $("agent-question").textContent = waiting ? `Waiting for input: ${agent.question || "(no text)"}` : "";
+    $("agent-question").hidden = !waiting;
     // A suspended agent (or one being suspended) can be resumed; any other suspended.
     $("suspend-button").textContent = isSuspended(agent) ? "Resume" : "Suspend";
   }
   chat.show(agent || null);
+  steps.show(agent || null);
   logs.show(agent || null, tab === "logs");
 }
 
@@ -78,9 +87,42 @@ function askForKey(message) {
   $("login-key").focus();
 }
 
+let signedIn = null;
+
+/** Fill the form's profile choice with the profiles the caller may use (GET /profiles). */
+async function loadProfiles() {
+  let listed = { profiles: [], default: null };
+  try {
+    listed = await api.request("GET", "/profiles");
+  } catch (err) {
+    listed = { profiles: [], default: null };  // an older server: no profiles
+  }
+  const select = $("create-profile");
+  select.replaceChildren();
+  if (!listed.default) select.append(new Option("(the server's default)", ""));
+  for (const profile of listed.profiles) {
+    const label = profile.description ? `${profile.name}: ${profile.description}` : profile.name;
+    select.append(new Option(label, profile.name, false, profile.name === listed.default));
+  }
+  const none = listed.profiles.length === 0;
+  select.hidden = none;
+  $("create-profile-label").hidden = none;
+}  // who the session cookie signs in ({user, via}), when it does
+
+/** Offer the identity provider's sign-in when the server has one (GET /auth/config answers). */
+async function offerSignIn() {
+  try {
+    await api.request("GET", "/auth/config");
+    $("login-oidc-row").hidden = false;
+  } catch (err) {
+    $("login-oidc-row").hidden = true;
+  }
+}
+
 async function start() {
   // One request tells whether a key is needed (or the stored one still works).
   const hadKey = Boolean(api.key);
+  offerSignIn();
   try {
     await api.request("GET", "/agents");
   } catch (err) {
@@ -92,7 +134,20 @@ async function start() {
   }
   $("login").hidden = true;
   $("dashboard").hidden = false;
-  $("sign-out").hidden = !api.key;
+  signedIn = null;
+  if (!api.key) {
+    try {
+      const me = await api.request("GET", "/auth/me");
+      if (me && me.via === "oidc") signedIn = me;
+    } catch (err) {
+      signedIn = null;  // no sign-in on this server, or no keys at all
+    }
+  }
+  loadProfiles();
+  $("signed-in-as").hidden = !signedIn;
+  $("signed-in-as").textContent = signedIn ? `signed in as ${signedIn.user}` : "";
+  $("sign-out").textContent = signedIn ? "Sign out" : "Forget key";
+  $("sign-out").hidden = !api.key && !signedIn;
   live.start();
 }
 
@@ -114,7 +169,16 @@ $("login-form").addEventListener("submit", async (event) => {
   start();
 });
 
-$("sign-out").addEventListener("click", () => {
+$("sign-out").addEventListener("click", async () => {
+  if (signedIn) {
+    try {
+      await api.request("POST", "/auth/logout");
+    } catch (err) {
+      // The cookie expires by itself; the page forgets the person either way.
+    }
+    signedIn = null;
+    $("signed-in-as").hidden = true;
+  }
   api.setKey(null);
   selected = null;
   store.replaceAll([]);
@@ -129,7 +193,9 @@ function createRequest() {
   const id = $("create-id").value.trim();
   const type = $("create-type").value.trim();
   const message = $("create-message").value;
+  const profile = $("create-profile").hidden ? "" : $("create-profile").value;
   if (id) body.id = id;
+  if (profile) body.profile = profile;
   if (type) body.agent = type;
   if (message.trim()) body.message = message;
   const env = {};

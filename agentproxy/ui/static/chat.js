@@ -6,6 +6,11 @@ import { cleanMessage, el, sleep } from "./dom.js";
 
 const RECONNECT_MS = 2000;
 
+/** Ready for the chat: ready, or ready and waiting for its user (the answer goes through the chat). */
+function isReady(agent) {
+  return agent.status === "ready" || agent.status === "waiting_input";
+}
+
 export class ChatPane {
   /** `nodes`: {messages, status, form, text, button}. */
   constructor(api, nodes) {
@@ -40,7 +45,7 @@ export class ChatPane {
     }
     this.agent = agent;
     if (!agent) return;
-    if (agent.status !== "ready") {
+    if (!isReady(agent)) {
       this.close();
       this.agentStatus = null;
     } else if (!this.controller) {
@@ -111,7 +116,7 @@ export class ChatPane {
   /** Enable the send box when the agent can take a message; say why not otherwise. */
   update() {
     const { status, text, button } = this.nodes;
-    const ready = this.agent && this.agent.status === "ready";
+    const ready = this.agent && isReady(this.agent);
     const canSend = ready && this.agentStatus === "stable" && !this.sending;
     text.disabled = !canSend;
     button.disabled = !canSend;

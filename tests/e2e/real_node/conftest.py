@@ -20,7 +20,9 @@ import aiohttp
 import pytest
 import yaml
 from kube import delete_namespace, get, request, wait_for
-from rn import BASE_SETTINGS, LABEL, NODE, Server, free_port, merge
+from rn import BASE_SETTINGS, LABEL, NODE, Server, merge
+
+from testenv.ports import free_port
 
 
 @pytest.fixture

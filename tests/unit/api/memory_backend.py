@@ -109,6 +109,12 @@ class MemoryBackend(Backend):
         self.publish(suspended)
         return suspended, True
 
+    async def _share(self, state: AgentState, spec: Any) -> AgentState:
+        self._raise_injected()
+        shared = dataclasses.replace(state, spec=spec)
+        self.agents[state.id] = shared
+        return shared
+
     async def _resume(self, state: AgentState) -> tuple[AgentState, bool]:
         self._raise_injected()
         ready = self.upstream is not None

@@ -9,9 +9,45 @@ parsed; the proxy's ordinary traffic is tested against the real agentapi elsewhe
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import httptools
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class RawServer:
+    """An asyncio server on 127.0.0.1 whose :meth:`close` also ends the connections it has, as an
+    agent that goes away does. Closing the listener alone is not enough: since Python 3.12,
+    ``Server.wait_closed()`` waits until every connection has ended, and the proxy under test keeps
+    its idle connection to the agent in its pool for 30 s (``relay.pool.IDLE_TIMEOUT``), so each
+    test waited that long on its way out."""
+
+    def __init__(self, handler: Handler) -> None:
+        self._handler = handler
+        self._writers: set[asyncio.StreamWriter] = set()
+        self.server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> str:
+        """Listen on a port of the kernel's choosing; the base URL."""
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def close(self) -> None:
+        if self.server is None:
+            return
+        self.server.close()
+        for writer in list(self._writers):
+            writer.close()
+        await self.server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            await self._handler(reader, writer)
+        finally:
+            self._writers.discard(writer)
 
 OK_BODY = b'{"ok":true}'
 OK_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
@@ -76,16 +112,15 @@ class RecordingAgent:
     requests: list[Seen] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     connections: int = 0
-    server: asyncio.AbstractServer | None = None
+    server: RawServer | None = None
 
     async def start(self) -> str:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        self.server = RawServer(self._serve)
+        return await self.server.start()
 
     async def stop(self) -> None:
         if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
+            await self.server.close()
 
     async def __aenter__(self) -> str:
         return await self.start()
@@ -125,16 +160,13 @@ class ScriptedAnswer:
         """Requests on the first ``drop`` connections get no answer: the connection is closed
         (what agentapi's HTTP server does when a handler panics)."""
         self.connections = 0
-        self.server: asyncio.AbstractServer | None = None
+        self.server = RawServer(self._serve)
 
     async def __aenter__(self) -> str:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        return await self.server.start()
 
     async def __aexit__(self, *exc: object) -> None:
-        assert self.server is not None
-        self.server.close()
-        await self.server.wait_closed()
+        await self.server.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1

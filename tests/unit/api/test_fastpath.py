@@ -12,6 +12,7 @@ from agentproxy.api.relay.fastpath import ROUTE_LABEL
 from agentproxy.api.relay.route import ROUTE
 
 from .memory_backend import MemoryBackend
+from .raw_agent import RawServer
 from .support import ADMIN_KEY, ALICE_KEY, API, KEYS, Upstream
 
 HANG_GUARD = 10.0
@@ -229,16 +230,13 @@ class ScriptedAgent:
     def __init__(self, pieces: list[bytes]) -> None:
         self.pieces = pieces
         self.connections = 0
-        self.server: asyncio.AbstractServer | None = None
+        self.server = RawServer(self._answer)
 
     async def __aenter__(self) -> str:
-        self.server = await asyncio.start_server(self._answer, "127.0.0.1", 0)
-        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        return await self.server.start()
 
     async def __aexit__(self, *exc) -> None:
-        assert self.server is not None
-        self.server.close()
-        await self.server.wait_closed()
+        await self.server.close()
 
     async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1

@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import json
 import os
-import socket
 
 import aiohttp
 import pytest
@@ -17,6 +16,7 @@ from agentproxy.api.relay.pool import UpstreamPool
 from agentproxy.api.relay.route import request_head
 from agentproxy.api.relay.rules import upstream_target
 from agentproxy.backends.base import AgentStatus
+from testenv.ports import free_port
 
 from .memory_backend import MemoryBackend
 from .support import API, Upstream
@@ -216,15 +216,8 @@ async def test_an_agent_that_is_not_ready_is_503_with_retry_after(agent_api, bac
     await error_of(await agent_api.get(f"{API}/status"), 503)
 
 
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 async def test_an_unreachable_upstream_is_502_json(agent_api, backend: MemoryBackend):
-    backend.set_state("s1", "a1", upstream=f"http://127.0.0.1:{closed_port()}")
+    backend.set_state("s1", "a1", upstream=f"http://127.0.0.1:{free_port()}")
     error = await error_of(await agent_api.get(f"{API}/status"), 502)
     assert error["code"] == "bad_gateway" and "a1" in error["message"]
 

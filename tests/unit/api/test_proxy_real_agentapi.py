@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -25,6 +24,7 @@ from agentproxy.agentapi import locate
 from agentproxy.launch import agent_launch
 from agentproxy.settings import Settings
 from agentproxy.spec import build_spec
+from testenv.ports import free_port
 from tests.conversation import AGENTAPI_HOST, agent_said, exchanges, say, wait_answering, wait_stable
 
 from .memory_backend import MemoryBackend
@@ -35,18 +35,12 @@ HANG_GUARD = 20.0
 """Seconds after which a test that waits for something gives up (a bound, not a measurement)."""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 async def agentapi(settings: Settings, tmp_path: Path) -> AsyncIterator[str]:
     """A real agentapi around the echo demo, started as agentproxy starts it; its base URL."""
     binary = locate()
     assert binary, "agentapi is not installed: run `bin/just agentapi`"
-    port = _free_port()
+    port = free_port()
     spec = build_spec(settings, "s1", "a1", "echo")
     launch = agent_launch(spec, port=port, work_dir=str(tmp_path), program=binary,
                           command=[sys.executable, "-m", "agentproxy.demo_agent"])

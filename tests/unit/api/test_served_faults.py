@@ -7,7 +7,6 @@ running."""
 from __future__ import annotations
 
 import json
-import random
 import signal
 import socket
 import stat
@@ -18,7 +17,7 @@ from typing import Any
 import psutil
 import yaml
 
-from agentproxy.backends.local.ports import port_is_free
+from testenv.ports import free_block
 
 from ..live_server import LiveServer, running_server
 
@@ -68,17 +67,8 @@ def test_malformed_requests_are_refused_with_one_warning_line_each(tmp_path):
     assert "Invalid header value char" in warnings[0] and "chunk size" in warnings[1]
 
 
-def two_free_ports() -> int:
-    """The first of two adjacent free ports (in a range of their own, apart from the servers')."""
-    start = random.randrange(30000, 30990)
-    for first in [*range(start, 30999), *range(30000, start)]:
-        if port_is_free(first) and port_is_free(first + 1):
-            return first
-    raise RuntimeError("no two adjacent free ports in 30000-30999")
-
-
 def test_local_failures_are_clear_errors_and_leave_the_other_agents_running(tmp_path):
-    first = two_free_ports()
+    first, _ = free_block(2)
     with socket.socket() as squatter:
         with running_server(tmp_path, settings={"local_mode": {"ports": {"start": first, "end": first + 1}}}) as live:
             assert answer(live, "POST", "/sessions/s/agents", {"id": "steady"})[0] == 201

@@ -39,6 +39,7 @@ async def test_every_audited_action_is_one_line_without_secrets(make_api, audit_
                            headers=h(ALICE))).status == 201
     assert (await api.post("/sessions/s1/agents/a1/suspend", headers=h(ALICE))).status == 200
     assert (await api.post("/sessions/s1/agents/a1/resume", headers=h(ALICE))).status == 200
+    assert (await api.put("/sessions/s1/agents/a1/share", json={"group": None}, headers=h(ALICE))).status == 200
     assert (await api.put("/credentials/anthropic", json={"value": SECRET}, headers=h(ALICE))).status == 200
     assert (await api.delete("/credentials/anthropic", headers=h(ALICE))).status == 200
     assert (await api.get("/agents", headers=h("wrong-key"))).status == 401
@@ -54,6 +55,7 @@ async def test_every_audited_action_is_one_line_without_secrets(make_api, audit_
         ("share", "alice", "a1", 201, "ok"),
         ("suspend", "alice", "a1", 200, "ok"),
         ("resume", "alice", "a1", 200, "ok"),
+        ("share", "alice", "a1", 200, "ok"),
         ("credential.set", "alice", None, 200, "ok"),
         ("credential.delete", "alice", None, 200, "ok"),
         ("request", None, None, 401, "refused"),
@@ -62,5 +64,6 @@ async def test_every_audited_action_is_one_line_without_secrets(make_api, audit_
         ("delete", "alice", "a1", 200, "ok"),
     ]
     assert records[0]["key"] == "alice-laptop" and records[0]["from"] == "127.0.0.1"
-    assert records[1]["group"] == "ml" and records[4]["credential"] == "anthropic"
-    assert records[8]["error"] == {"code": "quota_exceeded", "field": "teams.quotas.users.bob.agents"}
+    assert records[1]["group"] == "ml" and records[5]["credential"] == "anthropic"
+    assert "group" in records[4] and records[4]["group"] is None  # shared with no group any more
+    assert records[9]["error"] == {"code": "quota_exceeded", "field": "teams.quotas.users.bob.agents"}

@@ -110,3 +110,27 @@ def test_bad_team_settings_name_the_setting(override, path):
     with pytest.raises(SettingsError) as caught:
         settings_with(override)
     assert caught.value.key == path, str(caught.value)
+
+
+async def test_an_existing_agent_is_shared_and_unshared_by_its_owner_and_admins_only(team, backend):
+    assert (await team.post("/sessions/s1/agents", json={"id": "a1"}, headers=h(ALICE))).status == 201
+    await error_of(await team.get("/sessions/s1/agents/a1", headers=h(BOB)), 404)
+    shared = await team.put("/sessions/s1/agents/a1/share", json={"group": "ml"}, headers=h(ALICE))
+    assert shared.status == 200 and (await shared.json())["group"] == "ml"
+    assert backend.agents["a1"].status.value == "ready"  # it ran on
+    assert (await team.get("/sessions/s1/agents/a1/api/status", headers=h(BOB))).status == 200
+    listed = await (await team.get("/agents", headers=h(BOB))).json()
+    assert [a["id"] for a in listed["agents"]] == ["a1"]
+    # bob sees it but may not change who does; carol does not see it at all.
+    error = await error_of(await team.put("/sessions/s1/agents/a1/share", json={"group": None}, headers=h(BOB)), 403)
+    assert error["field"] == "agent"
+    await error_of(await team.put("/sessions/s1/agents/a1/share", json={"group": "web"}, headers=h(CAROL)), 404)
+    # Only a group of the owner's; bad bodies name the field.
+    for body, field, status in (({"group": "web"}, "group", 403), ({"group": 3}, "group", 400), ({}, "group", 400),
+                                ({"group": "ml", "x": 1}, "x", 400)):
+        error = await error_of(await team.put("/sessions/s1/agents/a1/share", json=body, headers=h(ALICE)), status)
+        assert error["field"] == field, error
+    # An admin may share it with the owner's groups, or stop sharing it.
+    unshared = await team.put("/sessions/s1/agents/a1/share", json={"group": None}, headers=h(DAVE))
+    assert unshared.status == 200 and (await unshared.json())["group"] is None
+    await error_of(await team.get("/sessions/s1/agents/a1", headers=h(BOB)), 404)

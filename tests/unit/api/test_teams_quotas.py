@@ -104,3 +104,27 @@ async def test_the_agentapi_proxy_layer_keeps_the_same_quotas(backend):
         assert [s.spec.owner for s in backend.agents.values()] == ["bob"]
     finally:
         await client.close()
+
+
+async def test_a_request_to_a_suspended_agent_resumes_it_only_within_its_owners_quotas(make_api, backend):
+    api = await make_api(KEYS)
+    for agent in ("a1", "a2"):
+        assert (await api.post("/sessions/s1/agents", json={"id": agent, "share": "ml"}, headers=h(ALICE))).status == 201
+    assert (await api.post("/sessions/s1/agents/a1/suspend", headers=h(ALICE))).status == 200
+    assert (await api.post("/sessions/s1/agents", json={"id": "a3"}, headers=h(ALICE))).status == 201
+    # alice runs two, her most: a request to the suspended one does not wake it (on either path).
+    for path in ("/sessions/s1/agents/a1/api/status", "/sessions/s1/agents/a1/api/messages"):
+        response = await api.get(path, headers=h(ALICE))
+        assert (await error_of(response, 429))["field"] == "teams.quotas.users.alice.running"
+    assert backend.agents["a1"].status is AgentStatus.SUSPENDED
+    # Nor can bob, who shares her group, wake it or resume it: the quota is the owner's.
+    response = await api.get("/sessions/s1/agents/a1/api/status", headers=h(BOB))
+    assert (await error_of(response, 429))["field"] == "teams.quotas.users.alice.running"
+    response = await api.post("/sessions/s1/agents/a1/resume", headers=h(BOB))
+    assert (await error_of(response, 429))["field"] == "teams.quotas.users.alice.running"
+    assert backend.agents["a1"].status is AgentStatus.SUSPENDED
+    # Once she suspends another, the request wakes it.
+    assert (await api.post("/sessions/s1/agents/a2/suspend", headers=h(ALICE))).status == 200
+    response = await api.get("/sessions/s1/agents/a1/api/status", headers=h(BOB))
+    assert response.status in (200, 503), await response.text()
+    assert backend.agents["a1"].status is not AgentStatus.SUSPENDED

@@ -14,7 +14,8 @@ import urllib.request
 import pytest
 import yaml
 
-from ..live_server import free_block
+from testenv.ports import free_port
+
 from .support import ADMIN_KEY, agentproxy, cli_env, one_error_line
 
 pytestmark = pytest.mark.slow
@@ -29,6 +30,7 @@ def table_rows(text: str) -> list[list[str]]:
 def test_create_wait_ls_get_chat_logs_rm(server):
     created = agentproxy(server, "agents", "create", "cli", "--id", "c1", "--env", "GREETING=hi", "--wait")
     assert created.returncode == 0, created.stderr
+    assert "\x1b" not in created.stderr  # a pipe gets plain lines, never a redrawn display
     progress = created.stderr.splitlines()
     assert all(line.startswith("cli/c1: ") for line in progress) and "cli/c1: ready" in progress, created.stderr
     # Each step of the start on a line of its own, in order, beside the status lines.
@@ -65,7 +67,7 @@ def test_create_wait_ls_get_chat_logs_rm(server):
 
 
 def test_errors_are_one_line_with_documented_exit_statuses(server):
-    nobody = f"http://127.0.0.1:{free_block()[0]}"  # nothing listens there
+    nobody = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     unreachable = agentproxy(server, "agents", "ls", "--server", nobody)
     assert unreachable.returncode == 3
     expected = f"agentproxy: error: cannot reach the agentproxy server at {nobody}: "

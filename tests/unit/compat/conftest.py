@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from agentproxy.api import hash_key
+from testenv.ports import free_block
 
 from .servers import Server, agent_programs, start_agentproxy, start_peer, stop_agentproxy, stop_peer
 
@@ -23,7 +24,7 @@ def programs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def agentproxy_server(tmp_path_factory: pytest.TempPathFactory, programs: Path) -> Iterator[Server]:
     """agentproxy in local mode, the layer on, no API keys (as the peer's clients run it)."""
-    server = start_agentproxy(tmp_path_factory.mktemp("agentproxy") / "open", programs, (42100, 42249))
+    server = start_agentproxy(tmp_path_factory.mktemp("agentproxy") / "open", programs, free_block(150, mostly=True))
     try:
         yield server
     finally:
@@ -34,7 +35,7 @@ def agentproxy_server(tmp_path_factory: pytest.TempPathFactory, programs: Path) 
 def keyed_server(tmp_path_factory: pytest.TempPathFactory, programs: Path) -> Iterator[Server]:
     """agentproxy with three API keys: ``admin`` (an admin), ``alice`` and ``bob``."""
     keys = [{"name": name, "sha256": hash_key(key), "admin": name == "admin"} for name, key in KEYS.items()]
-    server = start_agentproxy(tmp_path_factory.mktemp("agentproxy") / "keyed", programs, (42250, 42399), keys)
+    server = start_agentproxy(tmp_path_factory.mktemp("agentproxy") / "keyed", programs, free_block(150, mostly=True), keys)
     server.keys = dict(KEYS)
     try:
         yield server

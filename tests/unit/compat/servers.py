@@ -7,9 +7,8 @@
 Both run the real agentapi around the same ``claude``: a script that starts the echo
 demo agent. The peer runs ``agentapi server --port N -- claude`` from its ``PATH`` (and
 ``claude config set ...`` before, which the demo answers by ending at once); agentproxy
-is configured so that its agent type ``claude`` is that script. Ports come from
-42000-42999: servers from 42000-42099, agentproxy's agents from 42100-42399, the
-peer's from 42600.
+is configured so that its agent type ``claude`` is that script. Every port (the servers',
+agentproxy's agents', the peer's sessions') comes from :mod:`testenv.ports`.
 """
 
 from __future__ import annotations
@@ -31,23 +30,15 @@ import psutil
 import yaml
 
 from agentproxy.agentapi import locate
-from agentproxy.backends.local.ports import port_is_free
 from testenv.agentapi_proxy import ensure as ensure_peer
-from tests.unit.local.support import processes_in
+from testenv.ports import free_block, free_port
+from tests.unit.local.support import AGENT_NICE, processes_in
 
-SERVER_PORTS = range(42000, 42100)
-PEER_AGENT_PORT = 42600
+PEER_SESSION_PORTS = 100
+"""Ports the peer may give its sessions (it counts up from its ``start_port``)."""
 STARTUP_LIMIT = 60.0
 """Seconds a server may take to answer ``/health`` (a bound, not a measurement)."""
 STOP_LIMIT = 30.0
-
-
-def free_port(ports: range) -> int:
-    """The first port of ``ports`` nothing listens on."""
-    for port in ports:
-        if port_is_free(port):
-            return port
-    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
 
 
 def agent_programs(directory: Path) -> Path:
@@ -99,12 +90,12 @@ def start_agentproxy(directory: Path, programs: Path, agent_ports: tuple[int, in
                      api_keys: list[dict[str, Any]] | None = None) -> Server:
     """``agentproxy serve`` in local mode with the layer on; agents of type ``claude`` by default."""
     directory.mkdir(parents=True)
-    port = free_port(SERVER_PORTS)
+    port = free_port()
     config = {
         "server": {"host": "127.0.0.1", "port": port, "api_keys": api_keys or []},
         "agents": {"commands": {"claude": [str(programs / "claude")]}},
         "local_mode": {"agentapi_binary": str(programs / "agentapi"), "data_dir": str(directory / "data"),
-                       "ports": {"start": agent_ports[0], "end": agent_ports[1]}},
+                       "ports": {"start": agent_ports[0], "end": agent_ports[1]}, "agent_nice": AGENT_NICE},
         "compat": {"agentapi_proxy": {"enabled": True, "agent_type": "claude"}},
     }
     config_file = directory / "config.yaml"
@@ -142,13 +133,14 @@ def stop_agentproxy(server: Server) -> None:
 
 
 def start_peer(directory: Path, programs: Path) -> Server:
-    """The Go agentapi-proxy on loopback, auth off, sessions on ports from 42600."""
+    """The Go agentapi-proxy on loopback, auth off, its sessions on a block of free ports."""
     binaries = ensure_peer()
     directory.mkdir(parents=True)
     (directory / "home").mkdir()
     config = directory / "config.json"
-    config.write_text(json.dumps({"start_port": PEER_AGENT_PORT, "auth": {"enabled": False}}))
-    port = free_port(SERVER_PORTS)
+    start_port, _ = free_block(PEER_SESSION_PORTS)
+    config.write_text(json.dumps({"start_port": start_port, "auth": {"enabled": False}}))
+    port = free_port()
     # A clean environment: the peer reads AGENTAPI_* into its settings and passes its
     # environment on to agentapi, whose flags are AGENTAPI_* variables too.
     env = {"PATH": f"{programs}:/usr/local/bin:/usr/bin:/bin", "HOME": str(directory / "home"), "LANG": "C.UTF-8"}

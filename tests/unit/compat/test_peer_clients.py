@@ -19,8 +19,8 @@ import pytest
 
 from .servers import Server, peer_client, peer_client_events
 
-# One worker runs them all: the two servers are module fixtures on fixed ports (see servers.py),
-# which a second worker would start again and find taken.
+# One worker runs them all: the servers are module fixtures, each a few seconds to start, which a
+# second worker would start again for the tests it got.
 pytestmark = [pytest.mark.timeout(240), pytest.mark.xdist_group("compat-servers")]
 
 BOOT_LIMIT = 60.0

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
 import os
-import random
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,11 +15,11 @@ import psutil
 
 from agentproxy.backends.base import AgentState, AgentStatus
 from agentproxy.backends.local.backend import LocalBackend
-from agentproxy.backends.local.ports import port_is_free
 from agentproxy.backends.local.process import starter as starter_module
 from agentproxy.settings import Settings
 from agentproxy.settings.schema import SupervisionSettings
 from agentproxy.spec import AgentSpec, build_spec
+from testenv.ports import free_block
 
 HERE = Path(__file__).resolve().parent
 PROGRAMS = HERE / "programs.py"
@@ -30,6 +28,14 @@ FAST = SupervisionSettings(start_timeout=15.0, stop_grace=1.5, leftover_grace=0.
               stable_after=30.0, crash_loop_failures=4, crash_loop_window=30.0, sample_interval=0.2,
               disk_interval=0.3)
 """Supervision timings short enough for tests, long enough for a loaded 2-core machine."""
+
+AGENT_NICE = 0
+"""The tests' agents run at the tests' own CPU priority (``local_mode.agent_nice``), not below it
+as by default: what competes with them here is not their proxy but the other pytest-xdist
+worker and the rest of the machine, against which an agent at nice 10 (its session's
+autogroup too) gets about a tenth of a core. Real Claude Code then took minutes to start
+rather than seconds. The lowering itself is proven where it is asked for
+(test_priority.py, test_restart_adoption.py)."""
 
 PROGRAM_MODES: dict[str, list[str]] = {
     "serve": ["serve"],
@@ -41,18 +47,9 @@ PROGRAM_MODES: dict[str, list[str]] = {
     "write": ["write", "300000"],
 }
 
-_BLOCK = 64
-_blocks = itertools.count(random.Random(os.getpid()).randrange(0, 400))
-
-
 def port_block() -> tuple[int, int]:
-    """A block of ports: blocks of one run never overlap, and a block something else uses
-    (another test run, say) is passed over."""
-    for _ in range(600):
-        start = 20000 + (next(_blocks) % 600) * _BLOCK
-        if all(port_is_free(port) for port in range(start, start + _BLOCK)):
-            return start, start + _BLOCK - 1
-    raise RuntimeError("no free block of ports")
+    """A block of 64 free ports of this test process's own (:mod:`testenv.ports`)."""
+    return free_block(64)
 
 
 def make_settings(data_dir: Path, launcher: str, ports: tuple[int, int]) -> Settings:
@@ -61,6 +58,7 @@ def make_settings(data_dir: Path, launcher: str, ports: tuple[int, int]) -> Sett
     settings.local_mode.ports.start, settings.local_mode.ports.end = ports
     settings.local_mode.data_dir = str(data_dir)
     settings.local_mode.supervision = dataclasses.replace(FAST)
+    settings.local_mode.agent_nice = AGENT_NICE
     for name, args in PROGRAM_MODES.items():
         settings.agents.commands[name] = ["python3", str(PROGRAMS), *args]
     settings.agents.commands["missing"] = ["no-such-program-anywhere", "--flag"]

@@ -74,17 +74,19 @@ def test_every_thread_and_the_session_of_a_process_are_lowered_and_never_raised(
 
 
 async def test_a_spawned_agent_and_what_it_starts_run_at_its_priority(tmp_path: Path):
+    # Below the test's own priority where there is room, whatever nice value the test run has.
+    nice = min(19, OURS + 5)
     env = agent_environment({}, {TAG_VARIABLE: "t-priority-test"})
     process = AgentProcess.spawn([sys.executable, str(PROGRAMS), "tree"], env=env, cwd=tmp_path,
-                                 log_path=tmp_path / "out.log", nice=9)
+                                 log_path=tmp_path / "out.log", nice=nice)
     try:
-        await process.deprioritize(9)
+        await process.deprioritize(nice)
         await wait_until((tmp_path / "tree.json").exists, what="tree.json")
         family = [process.proc, *process.proc.children(recursive=True)]
         assert len(family) >= 3
         for member in family:
-            assert member.nice() == lowered(9), member
-        assert autogroup_of(process.pid) in (None, 9)
+            assert member.nice() == nice, member
+        assert autogroup_of(process.pid) in (None, nice)
         assert psutil.Process().nice() == OURS  # the proxy keeps its own priority
     finally:
         await stop_tree(process, tag="t-priority-test", grace=2)

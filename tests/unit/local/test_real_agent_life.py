@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,32 +24,28 @@ import aiohttp
 import psutil
 import pytest
 
+from testenv.ports import free_port
 from tests.conversation import agent_said, exchanges, messages, say
 
-from .support import assert_nothing_left, processes_in
+from .support import AGENT_NICE, assert_nothing_left, processes_in
 
 SESSION = "team"
 AGENT = "life"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:
     """`agentproxy serve` in local mode, started and killed by the test."""
 
     def __init__(self, data_dir: Path, ports: tuple[int, int], launcher: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "AGENTAPI_SERVER_PORT": str(self.port),
                     "AGENTAPI_LOCAL_MODE_DATA_DIR": str(data_dir),
                     "AGENTAPI_LOCAL_MODE_AGENTAPI_BINARY": launcher,
                     "AGENTAPI_LOCAL_MODE_PORTS_START": str(ports[0]),
                     "AGENTAPI_LOCAL_MODE_PORTS_END": str(ports[1]),
-                    "AGENTAPI_LOCAL_MODE_STATE_SAVE_INTERVAL": "300ms"}
+                    "AGENTAPI_LOCAL_MODE_STATE_SAVE_INTERVAL": "300ms",
+                    "AGENTAPI_LOCAL_MODE_AGENT_NICE": str(AGENT_NICE)}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = data_dir.parent / "serve.log"
 

@@ -59,6 +59,7 @@ async def all_ready(client: aiohttp.ClientSession, base: str) -> dict[str, dict[
 
 async def test_a_restarted_proxy_serves_at_once_and_adopts_every_agent_in_the_background(served):  # noqa: F811 - the imported fixture
     server, client = served
+    server.env["AGENTAPI_LOCAL_MODE_AGENT_NICE"] = str(NICE)  # the default; the tests run agents at AGENT_NICE
     await server.start(client)
     for agent_id in AGENTS:
         await post(client, f"{server.base}/sessions/{SESSION}/agents", {"id": agent_id, "message": "hello"}, 201)

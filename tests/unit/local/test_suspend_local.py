@@ -20,32 +20,23 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agentproxy.backends.local.ports import port_is_free
+from testenv.ports import free_block
 from tests.conversation import AGENTAPI_HOST, agent_said, exchanges, messages, say
 
 from .support import processes_in
 from .test_real_agent_life import SESSION, Server, serving, state_file_holds
 
-PORT_RANGE = (27000, 27999)
-"""Where these servers and their agents listen: the first port of a block for the server."""
 BLOCK = 16
+"""Ports of a server: the first for the server, the others for its agents."""
 HANG_GUARD = 60.0
 """Seconds after which a wait gives up (a bound, not a measurement)."""
-
-
-def free_block() -> tuple[int, int]:
-    """A block of ports in PORT_RANGE whose first port and most others are free."""
-    for start in range(PORT_RANGE[0], PORT_RANGE[1] - BLOCK + 2, BLOCK):
-        free = [p for p in range(start, start + BLOCK) if port_is_free(p)]
-        if start in free and len(free) >= BLOCK // 2:
-            return start, start + BLOCK - 1
-    raise RuntimeError(f"no block of {BLOCK} mostly free ports in {PORT_RANGE}")
 
 
 @pytest.fixture
 async def served(tmp_path: Path, launcher: str) -> AsyncIterator[tuple[Server, aiohttp.ClientSession]]:
     """A server (not started yet) on a block of ports of its own; on the way out every agent is
     deleted through it and nothing may be left running."""
-    first, last = free_block()
+    first, last = free_block(BLOCK, mostly=True)
     server = Server(tmp_path / "data", (first + 1, last), launcher)
     server.port, server.base = first, f"http://127.0.0.1:{first}"
     server.env["AGENTAPI_SERVER_PORT"] = str(first)

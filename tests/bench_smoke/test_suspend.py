@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .._benchmarks import run_benchmark
+from .support import run_benchmark
 
 
 def test_benchmark_smoke(tmp_path):

@@ -1,7 +1,7 @@
 """The proxy benchmark starts every path in front of one real agentapi and reports each
 (a tiny run, so the suite stays fast; figures are not checked, only that every path has them).
 
-`bin/just unit` installs what it needs first: agentapi, the Go agentapi-proxy, configurable-http-proxy,
+`bin/just bench-smoke` installs what it needs first: agentapi, the Go agentapi-proxy, configurable-http-proxy,
 wrk and socat."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 
-from ._benchmarks import run_benchmark
+from .support import run_benchmark
 
 NUMBER, SIGNED = r"\d+\.\d+", r"[+-]\d+\.\d+"
 HOP = SIGNED if os.geteuid() == 0 else "-"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from agentproxy.render import SHARED, TEMPLATES
 
-from ._benchmarks import run_benchmark
+from .support import run_benchmark
 
 
 def test_benchmark_smoke(tmp_path):

@@ -1,0 +1,22 @@
+"""Agents that start themselves and call back: inbound webhooks, cron schedules and
+notifications of agents' status. The rules are pure; the HTTP layer and the stores do the I/O.
+
+Modules:
+
+- :mod:`.config`: the ``triggers`` settings parsed and checked when settings load; secrets by
+  reference (a variable or a file), read when needed.
+- :mod:`.templates`: prompts and match expressions in Jinja2's sandbox, bounded; templates that
+  name Python internals refused at load.
+- :mod:`.signatures`: HMAC-SHA256 signatures of deliveries in (GitHub's and a generic header) and
+  of notifications out (with a timestamp).
+- :mod:`.matching`: whether a hook acts on an event, what its template sees, the agent's id.
+- :mod:`.dedupe`: delivery ids seen before, kept in files across restarts.
+- :mod:`.hooks`: ``POST /hooks/{id}``.
+- :mod:`.schedules`: cron ticks in a time zone and the missed-tick policy (pure);
+  :mod:`.scheduler`: each tick claimed by one replica under a file lock, and fired.
+- :mod:`.notify`: which changes are news, to whom, how often, as what (pure);
+  :mod:`.notifier`: follows the events and sends with retries and dead letters.
+- :mod:`.records`: the recent deliveries in and out.
+- :mod:`.routes`: ``GET /hooks``, ``/schedules``, ``/triggers/deliveries``, ``/triggers/dead-letters``.
+- :mod:`.service`: all of it wired into the app.
+"""

@@ -1,0 +1,140 @@
+"""The triggers of one application: hooks, schedules and notifications wired to the API.
+
+:func:`install` adds the routes, lets ``POST /hooks/{id}`` through without an API key (its
+signature is its key), and runs the scheduler and the notifier while the app runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from ..api.context import ApiContext
+from ..backends.base import AgentStatus, NotFound
+from ..teams.http import team_spec
+from .config import Schedule, Triggers
+from .dedupe import DeliveryLog
+from .hooks import TAG, HookRoutes, principal_for
+from .notifier import Notifier
+from .records import Recent, RecentCollector
+from .routes import TriggerRoutes
+from .scheduler import ClaimStore, Scheduler
+
+log = logging.getLogger("agentproxy.triggers")
+
+BUSY = (AgentStatus.PENDING, AgentStatus.STARTING)
+
+
+def state_dir(settings: Any) -> Path:
+    """Where local mode keeps the triggers' files: ``<data dir>/triggers``."""
+    return Path(os.path.expanduser(settings.local_mode.data_dir)).absolute() / "triggers"
+
+
+def schedule_agent_id(schedule: Schedule, tick: datetime) -> str:
+    """The agent of one tick: the same for every replica and every attempt."""
+    return f"{schedule.id}-{tick.astimezone(UTC):%Y%m%d%H%M}"
+
+
+class TriggerService:
+    """Hooks, schedules and notifications of one app, and the HTTP client they share."""
+
+    def __init__(self, ctx: ApiContext, triggers: Triggers, replica: str | None = None) -> None:
+        self.ctx = ctx
+        self.triggers = triggers
+        self.recent = Recent()
+        self.client: aiohttp.ClientSession | None = None
+        root = state_dir(ctx.settings)
+        self.deliveries = DeliveryLog(root / "deliveries")
+        self.hooks = HookRoutes(ctx, dict(triggers.hooks), self.deliveries, self.recent, self.http)
+        self.notifier = Notifier(ctx.backend, triggers.notifications, triggers.delivery, self.recent, self.http)
+        self.scheduler: Scheduler | None = None
+        if triggers.schedules:
+            self.scheduler = Scheduler(dict(triggers.schedules), ClaimStore(root), self.fire,
+                                       replica or f"{socket.gethostname()}-{os.getpid()}", recent=self.recent)
+        self._loop: asyncio.Task[Any] | None = None
+
+    def http(self) -> aiohttp.ClientSession:
+        """The shared client (open while the app runs)."""
+        if self.client is None:
+            raise RuntimeError("the triggers' HTTP client is not open")
+        return self.client
+
+    async def fire(self, schedule: Schedule, tick: datetime) -> str:
+        """The run of one tick: its overlap policy, then the agent."""
+        backend = self.ctx.backend
+        tag = f"schedule/{schedule.id}"
+        agent_id = schedule_agent_id(schedule, tick)
+        earlier = [s for s in await backend.list() if s.spec.tags.get(TAG) == tag and s.id != agent_id]
+        busy = [s for s in earlier if await self._working(s)]
+        if busy and schedule.overlap == "skip":
+            return f"skipped: {busy[0].id} is still working"
+        for state in busy:  # replace
+            with contextlib.suppress(NotFound):
+                await backend.delete(state.session, state.id)
+        prompt = schedule.run.prompt.render({"schedule": schedule.id, "tick": tick.astimezone(UTC).isoformat(),
+                                             "timezone": schedule.timezone})
+        principal = principal_for(self.ctx, schedule.run.owner)
+        spec = team_spec(self.ctx.teams, self.ctx.settings, principal, schedule.run.session,
+                         {"id": agent_id, "agent": schedule.run.agent, "message": prompt,
+                          "profile": schedule.run.profile})
+        spec = dataclasses.replace(spec, tags={**spec.tags, TAG: tag})
+        async with self.ctx.quotas.admit(principal, spec, new_agent=True, starts=True):
+            await asyncio.shield(backend.create(spec, any_session=True))
+        return f"created {agent_id}" + (f", replaced {', '.join(s.id for s in busy)}" if busy else "")
+
+    async def _working(self, state: Any) -> bool:
+        """True while the agent of an earlier run still works (starting, or agentapi running)."""
+        if state.suspended or state.status in (AgentStatus.FAILED, AgentStatus.STOPPED, AgentStatus.SUSPENDED):
+            return False
+        if state.status in BUSY:
+            return True
+        try:
+            activity = await self.ctx.backend.activity(state)
+        except Exception:  # noqa: BLE001 - an agent that cannot tell is taken as working: no second run on top
+            return True
+        return activity.status == "running"
+
+    async def context(self, app: web.Application) -> AsyncIterator[None]:
+        """The app's cleanup context: the client, the notifier and the scheduler while it runs."""
+        self.client = aiohttp.ClientSession()
+        self.notifier.start()
+        if self.scheduler is not None:
+            self._loop = asyncio.create_task(self.scheduler.run_forever())
+        try:
+            yield
+        finally:
+            if self._loop is not None:
+                self._loop.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._loop
+            await self.notifier.close()
+            await self.hooks.close()
+            await self.client.close()
+            self.client = None
+
+
+TRIGGERS = web.AppKey("agentproxy.triggers", TriggerService)
+"""Where the app keeps its :class:`TriggerService` (absent when no trigger is configured)."""
+
+
+def install(app: web.Application, ctx: ApiContext, triggers: Triggers, add: Any) -> TriggerService:
+    """Add the triggers' routes and background work to ``app``; ``add`` registers route tables."""
+    service = TriggerService(ctx, triggers)
+    app[TRIGGERS] = service
+    ctx.auth.open_requests.append(lambda r: r.method == "POST" and r.path.startswith("/hooks/"))
+    add(service.hooks.routes())
+    add(TriggerRoutes(service).routes())
+    app.cleanup_ctx.append(service.context)
+    ctx.metrics.registry.register(RecentCollector(service.recent))
+    return service

@@ -1,0 +1,433 @@
+"""agentproxy at scale on the cluster ``$KUBECONFIG`` names: ``--agents`` agents (default
+10,000) on its kwok node, created through the HTTP API of two ``agentproxy serve`` replicas on
+one fresh namespace.
+
+In one run:
+
+1. the create floor: the four objects of ``--floor-agents`` agents (default 200) written by
+   the smallest client there is (kr8s's HTTP session, one server-side apply per object, an
+   agent's objects one after the other) at each concurrency of ``--floor-concurrency``, in a
+   namespace of their own; the best is the floor. Then as many agents created through the
+   replicas' HTTP API, all at once, and the ratio of the two times, with the API requests per
+   create (the replicas' ``k8s_api_requests_total``);
+2. the other agents created through the API (at most ``--floor-agents`` at once, the replicas
+   in turns), two of them in a session of their own; seconds until both replicas list them all
+   and until they are ready;
+3. on each replica: ``GET /agents`` and a session of 2 over HTTP (p50 / p95), RSS (and per agent
+   over the replica's RSS with none), CPU while idle over ``--idle`` seconds; the API server's
+   and etcd's CPU in the same window and their RSS;
+4. status changes: ``--changes`` agents suspended through one replica, seconds from the answer
+   until the other replica shows it (p50 / p95); drift: as many Services changed out of band
+   (a label, by another field manager), seconds until the label is back (p50 / p95);
+5. a replica killed (SIGKILL) and started again: seconds until ``/readyz`` and until it lists
+   every agent, the list and watch requests it made, and the repairs, prunes and removed claims
+   it counted meanwhile (none is right); the agents still there afterwards.
+
+Both namespaces are deleted at the end (and waited for, up to ``--cleanup-timeout`` seconds),
+and with them every agent. Usage:
+``KUBECONFIG=... python -m benchmarks.scale [--agents 10000] [--idle 10] [--changes 20]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import kr8s.asyncio
+import psutil
+from prometheus_client.parser import text_string_to_metric_families
+
+from agentproxy import naming
+from agentproxy.backends.k8s.client import Client
+from agentproxy.backends.k8s.kinds import kind_of, path_of
+from agentproxy.render import render_agent
+from agentproxy.spec import build_spec
+
+from .k8s import _drop_namespaces, _http_timings, _namespace, _settings, percentile
+from .list_local import http_cpu
+
+POLL = 0.02
+SMALL = "small"
+FLOOR_MANAGER = "floor-bench"
+
+
+def _ms(values: list[float]) -> str:
+    return f"{statistics.median(values) * 1e3:.2f} ms / {percentile(values, 0.95) * 1e3:.2f} ms"
+
+
+def _s(values: list[float]) -> str:
+    return f"{statistics.median(values):.3f} s / {percentile(values, 0.95):.3f} s (n={len(values)})"
+
+
+async def _until(check: Callable[[], Awaitable[bool]], timeout: float) -> float | None:
+    """Seconds until ``check()`` holds, None when it did not within ``timeout``."""
+    started = time.monotonic()
+    while not await check():
+        if time.monotonic() - started > timeout:
+            return None
+        await asyncio.sleep(POLL)
+    return time.monotonic() - started
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Replica:
+    """One ``agentproxy serve`` in k8s mode on the namespace, its log in ``directory``."""
+
+    def __init__(self, namespace: str, directory: Path, http: aiohttp.ClientSession) -> None:
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.argv = [sys.executable, "-m", "agentproxy", "serve", "--set", "k8s_mode.enabled=true",
+                     "--set", f"k8s_mode.namespace={namespace}", "--set", "k8s_mode.pod_address=pod_ip",
+                     "--set", "agents.max_per_session=0", "--set", "agents.max_per_owner=0",
+                     "--set", f"server.port={self.port}"]
+        self.log = directory / f"serve-{self.port}.log"
+        self.http = http
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        with open(self.log, "ab") as out:
+            self.proc = await asyncio.create_subprocess_exec(*self.argv, stdout=out, stderr=asyncio.subprocess.STDOUT,
+                                                             stdin=asyncio.subprocess.DEVNULL)
+
+    @property
+    def process(self) -> psutil.Process:
+        assert self.proc is not None
+        return psutil.Process(self.proc.pid)
+
+    async def call(self, method: str, path: str, body: Any = None, timeout: float = 120.0) -> tuple[int, Any]:
+        kwargs: dict[str, Any] = {"timeout": aiohttp.ClientTimeout(total=timeout)}
+        if body is not None:
+            kwargs["json"] = body
+        async with self.http.request(method, self.base + path, **kwargs) as resp:
+            text = await resp.text()
+            try:
+                return resp.status, json.loads(text)
+            except ValueError:
+                return resp.status, text
+
+    async def ready(self) -> bool:
+        if self.proc is None or self.proc.returncode is not None:
+            raise SystemExit(f"agentproxy serve exited ({self.log}):\n{self.log.read_text()[-3000:]}")
+        try:
+            return (await self.call("GET", "/readyz", timeout=10))[0] == 200
+        except (TimeoutError, aiohttp.ClientError):
+            return False
+
+    async def count(self, status: str | None = None) -> int:
+        try:
+            code, body = await self.call("GET", "/agents" + (f"?status={status}" if status else ""))
+        except (TimeoutError, aiohttp.ClientError):
+            return -1
+        return len(body["agents"]) if code == 200 else -1
+
+    async def metrics(self) -> dict[str, float]:
+        """The samples of ``/metrics``, summed over their labels, by name."""
+        async with self.http.get(f"{self.base}/metrics") as resp:
+            text = await resp.text()
+        sums: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                sums[sample.name] = sums.get(sample.name, 0.0) + sample.value
+        return sums
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGKILL)
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 30)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+
+
+def _control_plane() -> dict[str, psutil.Process]:
+    """The API server's and etcd's processes of the cluster ``$KUBECONFIG`` belongs to (by the pid
+    files the test cluster keeps beside it; none for another cluster)."""
+    run = Path(os.environ.get("KUBECONFIG", "")).resolve().parent / "run"
+    found = {}
+    for name in ("kube-apiserver", "etcd"):
+        try:
+            record = json.loads((run / f"{name}.pid").read_text())
+            proc = psutil.Process(int(record["pid"] if isinstance(record, dict) else record))
+            found[name] = proc
+        except (OSError, ValueError, KeyError, TypeError, psutil.Error):
+            continue
+    return found
+
+
+def _cpu(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return times.user + times.system
+
+
+async def floor(api: kr8s.asyncio.Api, namespace: str, count: int, concurrency: int, prefix: str) -> float:
+    """Seconds to write the objects of ``count`` agents by server-side apply, ``concurrency`` agents at once."""
+    settings = _settings(namespace)
+    manifests = [render_agent(settings, build_spec(settings, "floor", f"{prefix}{i}", "echo")) for i in range(count)]
+    gate = asyncio.Semaphore(concurrency)
+
+    async def apply(obj: dict[str, Any]) -> None:
+        base, _, rest = path_of(obj).lstrip("/").partition("/")
+        async with api.call_api("PATCH", version="", base=f"/{base}", url=rest, content=json.dumps(obj),
+                                params={"fieldManager": FLOOR_MANAGER, "force": "true"},
+                                headers={"Content-Type": "application/apply-patch+yaml"}) as resp:
+            if resp.status_code >= 400:
+                raise SystemExit(f"the floor's apply of {kind_of(obj).name} failed: {resp.status_code} {resp.text}")
+
+    async def agent(objects: list[dict[str, Any]]) -> None:
+        async with gate:
+            for obj in objects:
+                await apply(obj)
+
+    t0 = time.monotonic()
+    await asyncio.gather(*(agent(m) for m in manifests))
+    return time.monotonic() - t0
+
+
+async def create(replicas: list[Replica], ids: list[tuple[str, str]], concurrency: int) -> float:
+    """Seconds to create the agents ``ids`` (session, id) through the replicas in turns, ``concurrency`` at once."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(n: int, session: str, agent_id: str) -> None:
+        async with gate:
+            code, body = await replicas[n % len(replicas)].call("POST", f"/sessions/{session}/agents",
+                                                                {"id": agent_id, "agent": "echo"}, timeout=600)
+            if code != 201:
+                raise SystemExit(f"create of {agent_id} answered {code}: {body}")
+
+    t0 = time.monotonic()
+    await asyncio.gather(*(one(n, s, a) for n, (s, a) in enumerate(ids)))
+    return time.monotonic() - t0
+
+
+async def _floor_and_creates(api: kr8s.asyncio.Api, args: argparse.Namespace, replicas: list[Replica],
+                             floor_ns: str, rows: list[tuple[str, str]]) -> int:
+    """Phases 1 and 2: the floor, agentproxy's creates at once, the other creates; the agents made."""
+    n_floor = min(args.floor_agents, args.agents)
+    floors = {}
+    for concurrency in args.floor_concurrency:
+        floors[concurrency] = await floor(api, floor_ns, n_floor, concurrency, f"f{concurrency}-")
+    best = min(floors, key=floors.__getitem__)
+    for concurrency, seconds in floors.items():
+        rows.append((f"floor: {n_floor} agents' 4 objects, smallest client, {concurrency} agents at once",
+                     f"{seconds:.2f} s{' (best)' if concurrency == best else ''}"))
+    requests = "agentproxy_k8s_api_requests_total"
+    calls = [(await r.metrics()).get(requests, 0.0) for r in replicas]
+    wall = await create(replicas, [("bench", f"c{i}") for i in range(n_floor)], n_floor)
+    used = sum([(await r.metrics()).get(requests, 0.0) for r in replicas]) - sum(calls)
+    rows += [(f"agentproxy: {n_floor} creates at once over HTTP (two replicas)", f"{wall:.2f} s"),
+             ("  agentproxy time / floor time (lower is faster)", f"{wall / floors[best]:.2f}x"),
+             ("  API requests per create (both replicas, everything they sent meanwhile)", f"{used / n_floor:.2f}")]
+    rest = [(SMALL, "s0"), (SMALL, "s1")] + [("bench", f"a{i}") for i in range(args.agents - n_floor - 2)]
+    t0 = time.monotonic()
+    wall = await create(replicas, rest, n_floor) if rest else 0.0
+    rows.append((f"the other {len(rest)} creates, {n_floor} at once",
+                 f"{wall:.1f} s ({len(rest) / max(wall, 1e-9):.0f}/s)"))
+    n = n_floor + len(rest)
+
+    async def all_listed() -> bool:
+        return all(c == n for c in await asyncio.gather(*(r.count() for r in replicas)))
+    listed = await _until(all_listed, args.ready_timeout)
+    rows.append((f"both replicas list all {n} (after the last create)",
+                 f"{listed:.1f} s" if listed is not None else f"not within {args.ready_timeout:g} s"))
+
+    async def all_ready() -> bool:
+        return await replicas[0].count("ready") == n
+    ready = await _until(all_ready, args.ready_timeout)
+    rows.append((f"all {n} ready (kwok pods; from the first of the other creates)",
+                 f"{time.monotonic() - t0:.1f} s" if ready is not None
+                 else f"{await replicas[0].count('ready')} ready after {args.ready_timeout:g} s more"))
+    return n
+
+
+async def _reads(args: argparse.Namespace, replicas: list[Replica], n: int, empty_rss: list[int],
+                 rows: list[tuple[str, str]]) -> None:
+    """Phase 3: lists, memory, idle CPU of the replicas and of the control plane."""
+    for k, replica in enumerate(replicas):
+        every, size, cpu = await asyncio.to_thread(http_cpu, replica.port, "/agents", args.requests)
+        small, _ = await asyncio.to_thread(_http_timings, replica.port, f"/sessions/{SMALL}/agents",
+                                           args.requests * 10)
+        rss = replica.process.memory_info().rss
+        rows += [(f"replica {k}: GET /agents, {n} agents ({size / 1e6:.1f} MB) p50 / p95",
+                  f"{_ms(every)} (client and server CPU {cpu * 1e3:.1f} ms per request)"),
+                 (f"replica {k}: GET /sessions/S/agents, 2 of {n} p50 / p95", _ms(small)),
+                 (f"replica {k}: RSS", f"{rss / 1e6:.0f} MB ({(rss - empty_rss[k]) / n / 1024:.1f} KiB per "
+                  f"agent over {empty_rss[k] / 1e6:.0f} MB with none)")]
+    plane = _control_plane()
+    before = {name: _cpu(p) for name, p in plane.items()}
+    cpu0 = [_cpu(r.process) for r in replicas]
+    t0 = time.monotonic()
+    await asyncio.sleep(args.idle)
+    span = time.monotonic() - t0
+    for k, replica in enumerate(replicas):
+        rows.append((f"replica {k}: CPU while idle ({args.idle:g} s)",
+                     f"{(_cpu(replica.process) - cpu0[k]) / span * 100:.2f} % of a core"))
+    for name, proc in plane.items():
+        rows.append((f"{name}: CPU in the same window / RSS",
+                     f"{(_cpu(proc) - before[name]) / span * 100:.1f} % of a core / "
+                     f"{proc.memory_info().rss / 1e6:.0f} MB"))
+
+
+async def _changes(api: kr8s.asyncio.Api, admin: Client, args: argparse.Namespace, replicas: list[Replica],
+                   namespace: str, rows: list[tuple[str, str]]) -> None:
+    """Phase 4: status changes seen by the other replica, drift repaired."""
+    changes = min(args.changes, args.floor_agents)
+    seen: list[float] = []
+    for i in range(changes):
+        code, body = await replicas[0].call("POST", f"/sessions/bench/agents/c{i}/suspend")
+        if code != 200:
+            raise SystemExit(f"suspend answered {code}: {body}")
+
+        async def shown(agent_id: str = f"c{i}") -> bool:
+            code, body = await replicas[1].call("GET", f"/sessions/bench/agents/{agent_id}")
+            return code == 200 and body["status"] in ("stopping", "suspended", "stopped")
+        took = await _until(shown, 20)
+        seen.append(took if took is not None else float("inf"))
+    rows.append(("status change (a suspend through replica 0) seen by replica 1, p50 / p95", _s(seen)))
+    repaired: list[float] = []
+    label = "app.kubernetes.io/name"
+    for i in range(changes):
+        agent_id = f"c{args.floor_agents - 1 - i}"
+        path = f"/api/v1/namespaces/{namespace}/services/{naming.object_names(agent_id)['service']}"
+        base, _, rest = path.lstrip("/").partition("/")
+        async with api.call_api("PATCH", version="", base=f"/{base}", url=rest,
+                                content=json.dumps({"metadata": {"labels": {label: "changed-out-of-band"}}}),
+                                params={"fieldManager": "drift-bench"},
+                                headers={"Content-Type": "application/merge-patch+json"}) as resp:
+            if resp.status_code >= 400:
+                raise SystemExit(f"the out-of-band change failed: {resp.status_code} {resp.text}")
+
+        async def back(path: str = path) -> bool:
+            obj = await admin.get(path)
+            return obj is not None and (obj["metadata"].get("labels") or {}).get(label) == "agentapi"
+        took = await _until(back, 20)
+        repaired.append(took if took is not None else float("inf"))
+    rows.append(("drift repaired (a Service's label changed out of band), p50 / p95", _s(repaired)))
+
+
+async def _restart(replicas: list[Replica], n: int, rows: list[tuple[str, str]]) -> None:
+    """Phase 5: a replica killed and started again."""
+    replica = replicas[1]
+    replica.kill()
+    assert replica.proc is not None
+    await replica.proc.wait()
+    t0 = time.monotonic()
+    await replica.start()
+    readyz = await _until(replica.ready, 120)
+    ready_at = time.monotonic() - t0
+
+    async def lists_all() -> bool:
+        return await replica.count() == n
+    listed = await _until(lists_all, 120)
+    metrics = await replica.metrics()
+    rows += [("replica 1 killed and started again: /readyz 200",
+              f"{ready_at:.1f} s" if readyz is not None else "not within 120 s"),
+             (f"  ... and lists all {n}", f"{time.monotonic() - t0:.1f} s" if listed is not None else "no"),
+             ("  lists / all API requests it made until then",
+              f"{metrics.get('agentproxy_k8s_watch_lists_total', 0):.0f} / "
+              f"{metrics.get('agentproxy_k8s_api_requests_total', 0):.0f}"),
+             ("  repairs / prunes / claims removed while it started",
+              f"{metrics.get('agentproxy_k8s_drift_repairs_total', 0):.0f} / "
+              f"{metrics.get('agentproxy_k8s_pruned_total', 0):.0f} / "
+              f"{metrics.get('agentproxy_k8s_abandoned_claims_total', 0):.0f}"),
+             ("agents there afterwards (replica 0's list)", str(await replicas[0].count()))]
+
+
+async def run(args: argparse.Namespace, rows: list[tuple[str, str]], workdir: Path) -> None:
+    api = await kr8s.asyncio.api()
+    admin = Client(api)
+    namespaces: list[str] = []
+    http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+    replicas: list[Replica] = []
+    try:
+        ns = await _namespace(admin)
+        namespaces.append(ns)
+        floor_ns = await _namespace(admin)
+        namespaces.append(floor_ns)
+        replicas = [Replica(ns, workdir, http) for _ in range(2)]
+        for replica in replicas:
+            await replica.start()
+        for replica in replicas:
+            if await _until(replica.ready, 120) is None:
+                raise SystemExit(f"a replica was not ready within 120 s; see {replica.log}")
+        empty_rss = [r.process.memory_info().rss for r in replicas]
+        n = await _floor_and_creates(api, args, replicas, floor_ns, rows)
+        await _reads(args, replicas, n, empty_rss, rows)
+        await _changes(api, admin, args, replicas, ns, rows)
+        await _restart(replicas, n, rows)
+    finally:
+        for replica in replicas:
+            await replica.stop()
+        await http.close()
+        if namespaces:
+            t0 = time.monotonic()
+            await _drop_namespaces(admin, namespaces, wait=args.cleanup_timeout)
+            rows.append(("cleanup: both namespaces deleted", f"{time.monotonic() - t0:.0f} s"))
+
+
+def _concurrencies(text: str) -> list[int]:
+    values = [int(v) for v in text.split(",") if v.strip()]
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("a comma-separated list of positive numbers, e.g. 50,100,200")
+    return values
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--agents", type=int, default=10_000, help="agents (default 10000; at least 4)")
+    parser.add_argument("--floor-agents", type=int, default=200, help="agents of the create floor (default 200)")
+    parser.add_argument("--floor-concurrency", type=_concurrencies, default=[50, 100, 200, 400],
+                        help="concurrencies the floor tries (default 50,100,200,400)")
+    parser.add_argument("--requests", type=int, default=30, help="requests per measured list (default 30)")
+    parser.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU measured (default 10)")
+    parser.add_argument("--changes", type=int, default=20, help="status changes and drift repairs (default 20)")
+    parser.add_argument("--ready-timeout", type=float, default=1800.0,
+                        help="seconds to wait for every agent to be listed, and ready (default 1800)")
+    parser.add_argument("--cleanup-timeout", type=float, default=1800.0,
+                        help="seconds to wait for the namespaces' deletion (default 1800)")
+    args = parser.parse_args()
+    if args.agents < 4 or args.floor_agents < 1:
+        parser.error("--agents must be at least 4 and --floor-agents at least 1")
+    rows: list[tuple[str, str]] = [("machine", f"{os.cpu_count()} cores, load average at the start "
+                                    "{:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))]
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="agentproxy-scale-") as tmp:
+        try:
+            asyncio.run(run(args, rows, Path(tmp)))
+        finally:
+            rows.append(("load average at the end / whole run", "{:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
+                         + f" / {time.monotonic() - started:.0f} s"))
+            width = max(len(r[0]) for r in rows)
+            for name, value in rows:
+                print(f"{name:<{width}}  {value}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    from .cluster_check import require_cluster
+
+    if not {"-h", "--help"} & set(sys.argv):
+        require_cluster("bench-scale")
+    sys.exit(main())

@@ -1,0 +1,343 @@
+"""The launcher with real processes: the real agentapi, the echo demo agent and the test
+programs, a real binding listener on 127.0.0.1 talked to with raw sockets."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from agentproxy.launch import state_file
+from agentproxy.launcher import (
+    TOKEN_VARIABLE,
+    BindingError,
+    Saver,
+    agentapi_port,
+    agentapi_state_file,
+    parse_binding,
+    token_matches,
+)
+
+from .support import PROGRAMS, port_block
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def wait(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def raw(port: int, request: bytes) -> bytes:
+    """Send ``request`` as it is; the whole answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        chunks: list[bytes] = []
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return b"".join(chunks)
+            chunks.append(data)
+
+
+def bind_request(token: str | None, body: bytes, path: str = "/bind", method: str = "POST") -> bytes:
+    auth = f"Authorization: Bearer {token}\r\n" if token is not None else ""
+    return (f"{method} {path} HTTP/1.1\r\nHost: member\r\n{auth}Content-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def status_of(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1])
+
+
+def answers(port: int, path: str) -> Any:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path, headers={"Host": "localhost"})
+        response = conn.getresponse()
+        return json.loads(response.read()) if response.status == 200 else None
+    except OSError:
+        return None
+    finally:
+        conn.close()
+
+
+def listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        return True
+    except OSError:
+        return False
+
+
+class Launched:
+    """A launcher process and what it was given."""
+
+    def __init__(self, process: subprocess.Popen[bytes], work: Path, agent_port: int, bind_port: int,
+                 token: str) -> None:
+        self.process, self.work, self.agent_port, self.bind_port, self.token = (
+            process, work, agent_port, bind_port, token)
+
+    def family(self) -> list[psutil.Process]:
+        try:
+            return [psutil.Process(self.process.pid), *psutil.Process(self.process.pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+
+@pytest.fixture
+def launch(tmp_path: Path, launcher: str) -> Iterator[Callable[..., Launched]]:
+    """Start launchers (``launcher`` is the real agentapi); every process they started ends with the test."""
+    started: list[Launched] = []
+
+    def start(program: list[str], *, warm: bool = True, save_interval: float = 0.0, token_in_env: bool = False,
+              name: str = "a1") -> Launched:
+        work = tmp_path / name
+        work.mkdir()
+        low, _ = port_block()
+        agent_port, bind_port = low, low + 1
+        token = secrets.token_urlsafe(24)
+        argv = [sys.executable, "-m", "agentproxy.launcher", "--work-dir", str(work),
+                "--save-interval", str(save_interval)]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTAPI_", "AGENTPROXY_"))}
+        env["PYTHONPATH"] = str(ROOT)
+        if warm:
+            argv += ["--bind", f"127.0.0.1:{bind_port}"]
+            if token_in_env:
+                env[TOKEN_VARIABLE] = token
+            else:
+                token_file = tmp_path / f"{name}.token"
+                token_file.write_text(token)
+                token_file.chmod(0o600)
+                argv += ["--token-file", str(token_file)]
+        argv += ["--", launcher, "server", "--port", str(agent_port), "--type", "custom",
+                 "--state-file", state_file(str(work)), "--", *program]
+        process = subprocess.Popen(argv, env=env, cwd=work, stdout=subprocess.DEVNULL,
+                                   stderr=open(tmp_path / f"{name}.log", "wb"))
+        one = Launched(process, work, agent_port, bind_port, token)
+        started.append(one)
+        return one
+
+    yield start
+    for one in started:
+        family = one.family()
+        for proc in family:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(family, timeout=10)
+        one.process.wait(timeout=10)
+
+
+ENV_PROGRAM = [sys.executable, str(PROGRAMS), "env"]
+ECHO = [sys.executable, "-m", "agentproxy.demo_agent"]
+
+
+def test_a_member_waits_and_only_its_token_binds(launch):
+    member = launch(ENV_PROGRAM)
+    wait(lambda: listening(member.bind_port), "the binding listener")
+    assert not listening(member.agent_port)  # nothing of the agent runs before its binding
+    body = json.dumps({"env": {"OWNER_SECRET": "s3cr3t", "AGENTPROXY_AGENT_ID": "a1"}}).encode()
+
+    # Without the token, with another, with the token as a query or in another scheme: refused.
+    assert status_of(raw(member.bind_port, bind_request(None, body))) == 401
+    assert status_of(raw(member.bind_port, bind_request("x" + member.token, body))) == 401
+    assert status_of(raw(member.bind_port, bind_request(member.token[:-1], body))) == 401
+    assert status_of(raw(member.bind_port, bind_request(None, body, path=f"/bind?token={member.token}"))) == 404
+    basic = bind_request(None, body).replace(b"\r\n\r\n", f"\r\nAuthorization: Basic {member.token}\r\n\r\n".encode(), 1)
+    assert status_of(raw(member.bind_port, basic)) == 401
+    # No route reads a binding back, with or without the token.
+    for path in ("/bind", "/binding", "/env", "/"):
+        assert status_of(raw(member.bind_port, bind_request(member.token, b"", path=path, method="GET"))) == 404
+    # Garbage with the token is refused and changes nothing.
+    assert status_of(raw(member.bind_port, bind_request(member.token, b"{not json"))) == 400
+    assert status_of(raw(member.bind_port, bind_request(member.token, b'{"env": {"A": 1}}'))) == 400
+    assert status_of(raw(member.bind_port, b"POST /bind HTTP/1.1\r\nAuthorization: Bearer " + member.token.encode()
+                         + b"\r\nContent-Length: 99999999\r\n\r\n")) == 413
+    assert not listening(member.agent_port)
+    assert member.process.poll() is None
+
+    assert status_of(raw(member.bind_port, bind_request(member.token, body))) == 200
+    env_file = member.work / "env.json"
+    seen = wait(lambda: env_file.exists() and json.loads(env_file.read_text()), "the agent's environment")
+    assert seen["OWNER_SECRET"] == "s3cr3t"
+    assert seen["AGENTPROXY_AGENT_ID"] == "a1"
+    assert not any(member.token in v for v in seen.values())  # the token never reaches the agent
+    # Bound once: the listener is gone, a second binding cannot even connect.
+    wait(lambda: not listening(member.bind_port), "the listener to close")
+
+
+def test_a_token_from_the_environment_is_not_passed_on(launch):
+    member = launch(ENV_PROGRAM, token_in_env=True)
+    wait(lambda: listening(member.bind_port), "the binding listener")
+    assert status_of(raw(member.bind_port, bind_request(member.token, b'{"env": {"X": "1"}}'))) == 200
+    env_file = member.work / "env.json"
+    seen = wait(lambda: env_file.exists() and json.loads(env_file.read_text()), "the agent's environment")
+    assert TOKEN_VARIABLE not in seen
+    assert seen["X"] == "1"
+
+
+def test_sigterm_while_waiting_ends_the_member_at_once(launch):
+    member = launch(ENV_PROGRAM)
+    wait(lambda: listening(member.bind_port), "the binding listener")
+    member.process.send_signal(signal.SIGUSR1)  # a save before anything runs: nothing to do, it keeps waiting
+    time.sleep(0.5)
+    assert member.process.poll() is None and listening(member.bind_port)
+    member.process.send_signal(signal.SIGTERM)
+    assert member.process.wait(timeout=30) == 0
+    assert not (member.work / "env.json").exists()
+
+
+def conversation(port: int) -> list[str]:
+    body = answers(port, "/messages")
+    return [m["content"].strip() for m in body["messages"]] if body else []
+
+
+def saved(work: Path) -> str:
+    try:
+        return Path(state_file(str(work))).read_text()
+    except FileNotFoundError:
+        return ""
+
+
+def test_a_bound_echo_agent_answers_its_first_message_and_a_kill_loses_nothing(launch):
+    member = launch(ECHO, save_interval=0.5)
+    wait(lambda: listening(member.bind_port), "the binding listener")
+    body = json.dumps({"env": {"AGENTAPI_INITIAL_PROMPT": "hello from the owner"}}).encode()
+    assert status_of(raw(member.bind_port, bind_request(member.token, body))) == 200
+    wait(lambda: "echo: hello from the owner" in conversation(member.agent_port), "the first answer")
+    # Saved without any signal from outside: the launcher followed agentapi's events.
+    wait(lambda: "echo: hello from the owner" in saved(member.work), "the conversation saved")
+
+    # Another message, then agentapi dies without warning: it is on disk all the same.
+    send(member.agent_port, "second")
+    wait(lambda: "echo: second" in saved(member.work), "the second answer saved")
+    agentapi = next(p for p in member.family() if p.pid != member.process.pid and "server" in p.cmdline())
+    agentapi.kill()
+    assert member.process.wait(timeout=30) == 128 + signal.SIGKILL
+    assert "echo: second" in saved(member.work)
+
+
+def send(port: int, text: str) -> None:
+    wait(lambda: (answers(port, "/status") or {}).get("status") == "stable", "a stable agent")
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("POST", "/message", body=json.dumps({"content": text, "type": "user"}),
+                 headers={"Host": "localhost", "Content-Type": "application/json"})
+    assert conn.getresponse().status == 200
+    conn.close()
+    wait(lambda: f"echo: {text}" in conversation(port), f"the answer to {text!r}")
+
+
+def test_a_cold_launcher_forwards_sigterm_and_exits_with_agentapi(launch):
+    agent = launch(ECHO, warm=False, save_interval=0.0)  # no saves of its own: only agentapi's on SIGTERM
+    wait(lambda: answers(agent.agent_port, "/status"), "agentapi")
+    send(agent.agent_port, "kept")
+    assert "echo: kept" not in saved(agent.work)
+    agent.process.send_signal(signal.SIGTERM)
+    code = agent.process.wait(timeout=30)  # the launcher itself ignores SIGTERM: agentapi ended
+    assert code in (0, 1)  # agentapi's own exit after a graceful shutdown
+    assert "echo: kept" in saved(agent.work)  # agentapi saves its state on SIGTERM: it was forwarded
+
+
+def test_parsing_of_bindings_and_tokens():
+    assert parse_binding(b'{"env": {"A": "1"}}') == {"A": "1"}
+    assert parse_binding(b"{}") == {}
+    for bad in (b"[]", b'{"env": []}', b'{"env": {"1A": "x"}}', b'{"env": {"A": "\\u0000"}}', b'{"other": 1}',
+                b'{"env": {"A": "\\ud800"}}', b"\xff"):
+        with pytest.raises(BindingError):
+            parse_binding(bad)
+    assert token_matches("Bearer abc", "abc")
+    assert not token_matches("Bearer abd", "abc")
+    assert not token_matches("Bearer ", "")
+    assert not token_matches(None, "abc")
+    assert agentapi_port(["agentapi", "server", "--port", "3284", "--", "x", "--port", "1"]) == 3284
+    assert agentapi_port(["agentapi", "server", "--port=9", "--"]) == 9
+    assert agentapi_port(["agentapi", "server", "--", "x", "--port", "1"]) is None
+
+
+def test_no_save_is_asked_before_the_saved_conversation_is_back(tmp_path):
+    """A save before agentapi has loaded its state file would overwrite the file with the bare
+    startup screen: a change seen meanwhile waits, and is saved once the state is back."""
+    count = tmp_path / "saves"
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import pathlib, signal, time\n"
+        f"path = pathlib.Path({str(count)!r})\n"
+        "signal.signal(signal.SIGUSR1, lambda *_: path.write_text(str(int(path.read_text() or 0) + 1)))\n"
+        "path.write_text('0')\n"
+        "while True: time.sleep(0.05)\n")])
+    back = False
+    saver = Saver(child, 0.1, restored=lambda: back)
+    thread = threading.Thread(target=saver.run, daemon=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (count.exists() and count.read_text() == "0"):
+            assert time.monotonic() < deadline, "the child never started"
+            time.sleep(0.05)
+        thread.start()
+        saver.changed()
+        time.sleep(1.5)  # long enough for several rounds of the saver
+        assert saver.saves == 0 and count.read_text() == "0"
+        back = True
+        while saver.saves == 0:
+            assert time.monotonic() < deadline, "the pending change was never saved"
+            time.sleep(0.05)
+        while count.read_text() != "1":
+            assert time.monotonic() < deadline, "the child never got its SIGUSR1"
+            time.sleep(0.05)
+    finally:
+        saver.stop()
+        child.kill()
+        child.wait()
+
+
+def test_the_state_file_is_read_from_the_agentapi_command():
+    assert agentapi_state_file(["agentapi", "server", "--state-file", "/d/s.json", "--", "x"]) == "/d/s.json"
+    assert agentapi_state_file(["agentapi", "server", "--state-file=/d/s.json"]) == "/d/s.json"
+    assert agentapi_state_file(["agentapi", "server", "--port", "1"]) is None
+
+
+ORPHANS_THEN_COUNT_ZOMBIES = """
+import pathlib, subprocess, sys, time
+for _ in range(3):  # each shell ends at once and leaves its sleep to PID 1
+    subprocess.run(["sh", "-c", "sleep 0.3 &"], check=True)
+time.sleep(3)  # the sleeps have ended by now
+zombies = [p.name for p in pathlib.Path("/proc").iterdir() if p.name.isdigit()
+           and (p / "stat").read_text().rpartition(")")[2].split()[0] == "Z"]
+pathlib.Path(sys.argv[1]).write_text(str(len(zombies)))
+sys.exit(7)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a PID namespace needs root")
+@pytest.mark.parametrize("pid1", ["launcher", "plain"])
+def test_as_pid_1_the_launcher_reaps_orphans_and_keeps_the_agents_status(tmp_path, pid1):
+    """In a PID namespace of its own (as in a container) orphans become the launcher's
+    children. The plain control (a Python parent that only waits for its own child) shows
+    that they do stay zombies when nobody reaps them."""
+    count = tmp_path / "zombies"
+    agent = [sys.executable, "-c", ORPHANS_THEN_COUNT_ZOMBIES, str(count)]
+    first = ([sys.executable, "-m", "agentproxy.launcher", "--"] if pid1 == "launcher" else
+             [sys.executable, "-c", "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"])
+    done = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", *first, *agent],
+                          cwd=ROOT, capture_output=True, timeout=60)
+    assert done.returncode == 7, done.stderr.decode()
+    assert count.read_text() == ("0" if pid1 == "launcher" else "3")
