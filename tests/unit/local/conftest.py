@@ -36,12 +36,14 @@ _marks = itertools.count()
 @pytest.fixture(autouse=True)
 def starters_end(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The agent starters a test starts (in a backend of its own or in a proxy it runs) outlive
-    their proxy until their last agent ended: after the test (and its fixtures' clean-up) each
-    must end, and one that does not is killed by its pid."""
+    their proxy until their last agent ended: after the test (and its fixtures' clean-up, which
+    deletes every agent) each must end by itself; one that does not is killed by its pid, and
+    the test fails."""
     mark = f"{os.getpid()}-{next(_marks)}"
     monkeypatch.setenv(STARTER_MARK, mark)
     yield
-    end_starters(mark)
+    killed = end_starters(mark, timeout=30)
+    assert not killed, f"agent starters {killed} still ran after every agent of the test was deleted"
 
 
 @pytest.fixture(scope="session")
