@@ -169,6 +169,11 @@ async def round_(count: int, agentapi: str, extra: list[str]) -> dict[str, float
             return {"agents": count, "create_s": created, "healthz_s": healthz, "all_ready_s": ready,
                     "same_pid": kept, "cpu_s": cpu_s, "waited_s": waited_s, "first_healthz_s": first_healthz,
                     "first_cpu_s": first_cpu_s, "first_waited_s": first_waited_s}
+        except BaseException:
+            # The proxy's own account of what went wrong, before its directory is removed.
+            tail = (work / "serve.log").read_text(errors="replace").splitlines()[-40:]
+            print("\n".join(["last lines of the proxy's log:", *tail]), file=sys.stderr, flush=True)
+            raise
         finally:
             if proxy.poll() is None:
                 proxy.send_signal(signal.SIGTERM)
