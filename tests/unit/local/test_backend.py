@@ -27,6 +27,7 @@ from .support import (
     wait_ready,
     wait_until,
 )
+from .test_priority import OURS, autogroup_of, thread_nices
 
 
 async def get_status(upstream: str, host: str = "localhost") -> tuple[int, dict | str]:
@@ -61,6 +62,10 @@ async def test_create_becomes_ready_with_upstream_and_details(backend, settings,
     # starts every agent (one group for all of them), never the proxy's.
     assert os.getsid(leader.pid) == (backend.starter.pid if backend.starter is not None else leader.pid)
     assert os.getsid(leader.pid) != os.getsid(0)
+    if backend.starter is not None:
+        # That one group runs below the proxy; the helper's own threads keep the proxy's priority.
+        assert autogroup_of(leader.pid) in (None, backend.agent_nice)
+        assert thread_nices(backend.starter.pid) == {OURS}
     work_dir = Path(state.details["work_dir"])
     assert work_dir == tmp_path / "data" / "work" / "a1" and leader.cwd() == str(work_dir)
     assert state.details["adopted"] is False
