@@ -162,3 +162,13 @@ async def test_failed_starts_do_not_make_the_helper_forget_a_running_agent(tmp_p
     assert await first.wait() == -signal.SIGKILL  # reported by the helper, which reaped it
     await wait_until(lambda: not helper.is_running() or helper.status() == psutil.STATUS_ZOMBIE,
                      timeout=60, what="the helper to end")
+
+
+async def test_an_agent_that_ends_at_once_is_started_and_its_exit_status_comes_back(starter, tmp_path):
+    # Ended before the proxy's side saw it: the helper keeps it unreaped until released, so it
+    # is inspected as any new process and its end is an exit like any other (a crash loop of
+    # the agent, say), not an error of the start.
+    for _ in range(3):
+        process = AgentProcess.spawn(["/bin/sh", "-c", "exit 5"], env=dict(os.environ), cwd=tmp_path,
+                                     log_path=tmp_path / "agent.log", starter=starter)
+        assert await process.wait() == 5

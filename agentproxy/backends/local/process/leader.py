@@ -60,18 +60,19 @@ class AgentProcess:
             pid = starter.spawn(argv, env=env, cwd=cwd, log_path=log_path)
         else:
             pid = cls._popen(argv, env=env, cwd=cwd, log_path=log_path)
-        # At once: what the program starts from now on inherits the priority.
-        lower_priority(pid, nice)
-        # Read once, without waiting: the command line may still be empty (see settle()).
-        identity = identify(pid, settle=0) or Identity(pid, time.time(), ())
         try:
+            # At once: what the program starts from now on inherits the priority.
+            lower_priority(pid, nice)
+            # Read once, without waiting: the command line may still be empty (see settle()).
+            identity = identify(pid, settle=0) or Identity(pid, time.time(), ())
+            # Until released, the helper leaves a process that ended at once unreaped, as a
+            # child of ours is: it is inspected here all the same, and its end is an exit as any.
             proc = psutil.Process(pid)
-        except psutil.Error as exc:
-            if starter is None:  # an unreaped child always has a process entry
-                raise OSError(f"cannot inspect process {pid}: {exc}") from None
-            # The helper reaped it already: it ended at once.
-            code = starter.wait_exit_code(pid, EXIT_REPORT_WAIT)
-            raise OSError(f"{argv[0]} ended at once (exit status {code})") from None
+        except psutil.Error as exc:  # neither reaped yet: it always has a process entry
+            raise OSError(f"cannot inspect process {pid}: {exc}") from None
+        finally:
+            if starter is not None:
+                starter.release(pid)
         process = cls(proc, identity, adopted=False)
         process.child = starter is None
         process.starter = starter

@@ -18,7 +18,10 @@ so a restarted proxy competes with one low-priority group, not with N.
 The helper is this file run as a script (standard library only, nothing of agentproxy
 is imported there). It reads one JSON request per line on stdin (argv, env, cwd, log
 path), starts the program and answers with its pid (or the error), reaps every agent
-it started and reports each exit status. When its stdin closes (the proxy stopped or
+it started and reports each exit status. An agent is reaped only once the proxy released
+it (``{"release": PID}``, after it inspected the new process): one that ended at once
+stays a zombie until then, as a child of the proxy's own would, and its end is an exit
+like any other rather than a process that vanished before it was seen. When its stdin closes (the proxy stopped or
 died) it starts nothing more; its agents keep running and are re-adopted by the next
 proxy, which gets no exit status for those (as for any re-adopted agent), and the helper
 lives on, reaping them, until the last of them ended.
@@ -36,7 +39,6 @@ import queue
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -109,17 +111,23 @@ class AgentStarter:
                           *((str(filename),) if filename is not None else ()))
         return int(reply["pid"])
 
+    def release(self, pid: int) -> None:
+        """Let the helper reap ``pid`` once it ends: until then a process that ended at once
+        stays a zombie, so that the proxy can still inspect what it was asked to start."""
+        with self._lock:
+            helper = self._helper
+            if helper is None or helper.stdin is None or helper.poll() is not None:
+                return  # its stdin closed: it holds nothing any more
+            try:
+                helper.stdin.write(json.dumps({"release": int(pid)}).encode() + b"\n")
+                helper.stdin.flush()
+            except OSError:
+                pass  # gone: the next spawn starts another
+
     def exit_code(self, pid: int) -> int | None:
         """The exit status of ``pid`` once the helper reaped it (taken: asked once), else None."""
         with self._exits_lock:
             return self._exits.pop(pid, None)
-
-    def wait_exit_code(self, pid: int, timeout: float) -> int | None:
-        """:meth:`exit_code`, waiting up to ``timeout`` seconds for the helper's report (blocking)."""
-        deadline = time.monotonic() + timeout
-        while (code := self.exit_code(pid)) is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return code
 
     def close(self) -> None:
         """Let the helper end (its agents keep running)."""
@@ -179,14 +187,15 @@ class _Helper:
         self.out = sys.stdout
         self.out_lock = threading.Lock()
         self.changed = threading.Condition()
-        # Kept by pid, not counted: the child of a failed exec is reaped by the reaper as well as
-        # by Popen, and a count would then say "none left" while agents still run.
+        # Kept by pid, not counted: the child of a failed exec is reaped by Popen, and a count
+        # would then say "none left" while agents still run.
         self.live: set[int] = set()
         """Agents started and not reaped yet."""
+        self.held: set[int] = set()
+        """Agents the proxy has not released yet (see :meth:`AgentStarter.release`): one that
+        ended at once stays a zombie until then, so that the proxy can still inspect it."""
         self.starting = False
-        """A Popen is under way: its child may end (and be reaped) before its pid is known here."""
-        self.early: dict[int, int] = {}
-        """Exit statuses of children reaped before their Popen returned (exec failed, or quick)."""
+        """A Popen is under way: a child that is no agent yet may be a zombie meanwhile."""
 
     def send(self, message: dict[str, Any]) -> None:
         with self.out_lock:
@@ -197,69 +206,89 @@ class _Helper:
                 pass  # the proxy is gone: nobody to tell
 
     def reap(self) -> None:
+        """Reap each agent once it ended and the proxy released it, and report its exit status."""
         while True:
             with self.changed:
                 while not self.live and not self.starting:
                     self.changed.wait()
             try:
-                pid, status = os.wait()
+                # Which child ended, without reaping it yet: it may be one the proxy still holds.
+                ended = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT)
             except ChildProcessError:  # starting, not forked yet
                 with self.changed:
                     self.changed.wait(0.05)
                 continue
-            code = os.waitstatus_to_exitcode(status)
+            pid = ended.si_pid if ended is not None else 0
             with self.changed:
-                known = pid in self.live
-                if known:
-                    self.live.discard(pid)
-                else:
-                    self.early[pid] = code
+                ours = pid in self.live
+                if (ours and pid in self.held) or (not ours and self.starting):
+                    # Held by the proxy, or the child of a Popen under way (which reaps it when
+                    # its exec failed, or makes it an agent): once that changed, again.
+                    self.changed.wait(0.01)
+                    continue
+            try:
+                _, status = os.waitpid(pid, 0)
+            except ChildProcessError:
+                continue
+            with self.changed:
+                self.live.discard(pid)
                 self.changed.notify_all()
-            if known:
-                self.send({"exited": pid, "code": code})
+            if ours:
+                self.send({"exited": pid, "code": os.waitstatus_to_exitcode(status)})
 
     def start(self, request: dict[str, Any]) -> None:
         """Start the requested program and report its pid (OSError, ValueError... when it cannot be)."""
         fd = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        popen: subprocess.Popen[bytes] | None = None
         try:
-            with self.changed:  # before the fork: the reaper may see the child end before Popen returns
+            with self.changed:
                 self.starting = True
                 self.changed.notify_all()
             try:
                 popen = subprocess.Popen(request["argv"], stdin=subprocess.DEVNULL, stdout=fd,
                                          stderr=subprocess.STDOUT, cwd=request["cwd"], env=request["env"],
                                          process_group=0, close_fds=True)
+                popen.returncode = 0  # the reaper thread waits for it, not Popen
+                with self.changed:
+                    self.live.add(popen.pid)
+                    self.held.add(popen.pid)
             finally:
                 with self.changed:
                     self.starting = False
-                    ended = self.early.pop(popen.pid, None) if popen is not None else None
-                    if popen is not None and ended is None:
-                        self.live.add(popen.pid)
-                    self.early.clear()  # anything else is the child of a failed exec: nobody asks for it
                     self.changed.notify_all()
         finally:
             os.close(fd)
-        popen.returncode = 0  # the reaper thread waits for it, not Popen
         self.send({"pid": popen.pid})
-        if ended is not None:
-            self.send({"exited": popen.pid, "code": ended})
+
+    def release(self, pid: int) -> None:
+        with self.changed:
+            self.held.discard(pid)
+            self.changed.notify_all()
 
     def serve(self, requests: Any) -> None:
         """One request per line of ``requests``, until it ends; then until the last agent ended."""
         threading.Thread(target=self.reap, daemon=True).start()
         for line in requests:
             try:
-                self.start(json.loads(line))
+                request = json.loads(line)
+                if isinstance(request, dict) and "release" in request:
+                    self.release(int(request["release"]))  # answered by nothing: no reply is awaited
+                    continue
+            except (ValueError, TypeError):
+                continue  # a line that is not JSON, or a release without a pid: nobody waits for it
+            try:
+                self.start(request)
             except OSError as exc:
                 self.send({"error": exc.strerror or str(exc), "errno": exc.errno or 0,
                            "filename": None if exc.filename is None else os.fsdecode(exc.filename)})
             except (ValueError, KeyError, TypeError) as exc:  # what Popen refuses (a NUL in an argument, ...)
                 self.send({"error": str(exc), "invalid": True})
-        # stdin closed: the proxy stopped. The agents keep running, and this helper with them until
-        # the last one ended: were it gone, each agent's process group would be orphaned, and the
-        # kernel hangs up (SIGHUP) an orphaned group that has a stopped member.
+        # stdin closed: the proxy stopped, and holds nothing any more. The agents keep running,
+        # and this helper with them until the last one ended: were it gone, each agent's process
+        # group would be orphaned, and the kernel hangs up (SIGHUP) an orphaned group that has a
+        # stopped member.
         with self.changed:
+            self.held.clear()
+            self.changed.notify_all()
             while self.live:
                 self.changed.wait()
 
