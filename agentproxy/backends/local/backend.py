@@ -170,7 +170,10 @@ class LocalBackend(Backend):
                     continue
                 if adoption is not None:
                     adoptions.append(adoption)
-            await self._save_quietly()  # a full disk is no reason not to serve: readiness tells
+            # In the background, as every change is (those of the restored agents are on their way
+            # already): the API serves without waiting for a fsync, and a full disk is no reason
+            # not to serve (readiness tells).
+            self._save_in_background()
         except BaseException:
             await self.close()  # leaves whatever was re-adopted running, as any close does
             raise
@@ -540,9 +543,13 @@ class LocalBackend(Backend):
         record = supervisor.record()
         if self._started and self._persisted.get(supervisor.id) != record:
             self._persisted[supervisor.id] = record
-            task = asyncio.get_running_loop().create_task(self._save_quietly())
-            self._saves.add(task)
-            task.add_done_callback(self._saves.discard)
+            self._save_in_background()
+
+    def _save_in_background(self) -> None:
+        """Write the state file soon (writes asked for meanwhile share one); close() waits for it."""
+        task = asyncio.get_running_loop().create_task(self._save_quietly())
+        self._saves.add(task)
+        task.add_done_callback(self._saves.discard)
 
     async def _save(self) -> None:
         """Write the state file; remember (for readiness and the log) whether that failed."""
