@@ -11,6 +11,8 @@ again. Measured from the start of the new process:
 - the restarted proxy's own CPU time until ``/healthz`` answered, and its time spent
   waiting for a CPU meanwhile (``/proc/PID/schedstat``, Linux): a time to ``/healthz``
   far above its CPU time is a proxy starved by other processes (the agents among them);
+- the same three figures for the round's first start, with no agent yet: the floor that
+  the machine's other work sets at that moment, for comparison;
 
 and checked: every agent kept its pid (re-adopted, not restarted). Afterwards every agent
 is deleted through the API; whatever still runs of them is ended by pid.
@@ -119,8 +121,14 @@ async def round_(count: int, agentapi: str, extra: list[str]) -> dict[str, float
         proxy = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=work)
         ids = [f"r{i:04d}" for i in range(count)]
         try:
-            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=16)) as http:
-                await until(lambda: healthy(http, base), "the first proxy")
+            # Any one request may take as long as a phase (aiohttp's own default is 300 s): creating
+            # hundreds of agents on 2 cores is slow, not broken.
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=16),
+                                             timeout=aiohttp.ClientTimeout(total=TIMEOUT)) as http:
+                # The first start has no agent to adopt and none running: its time to /healthz is
+                # this moment's floor on this machine (other work competes too), for comparison.
+                first_healthz = await until(lambda: healthy(http, base), "the first proxy", 0.01)
+                first_cpu_s, first_waited_s = scheduled(proxy.pid)
 
                 async def create(agent_id: str) -> None:
                     async with http.post(f"{base}/sessions/bench/agents", json={"id": agent_id}) as r:
@@ -159,7 +167,13 @@ async def round_(count: int, agentapi: str, extra: list[str]) -> dict[str, float
                         await r.read()
                 await asyncio.gather(*(delete(a) for a in ids))
             return {"agents": count, "create_s": created, "healthz_s": healthz, "all_ready_s": ready,
-                    "same_pid": kept, "cpu_s": cpu_s, "waited_s": waited_s}
+                    "same_pid": kept, "cpu_s": cpu_s, "waited_s": waited_s, "first_healthz_s": first_healthz,
+                    "first_cpu_s": first_cpu_s, "first_waited_s": first_waited_s}
+        except BaseException:
+            # The proxy's own account of what went wrong, before its directory is removed.
+            tail = (work / "serve.log").read_text(errors="replace").splitlines()[-40:]
+            print("\n".join(["last lines of the proxy's log:", *tail]), file=sys.stderr, flush=True)
+            raise
         finally:
             if proxy.poll() is None:
                 proxy.send_signal(signal.SIGTERM)
@@ -181,11 +195,12 @@ async def main(args: argparse.Namespace) -> None:
     if agentapi is None:
         raise SystemExit("agentapi not found: run `bin/just agentapi` or pass --agentapi")
     print(f"{'agents':>7} {'create→ready s':>15} {'restart→healthz s':>18} {'restart→all ready s':>20} same pid "
-          f"{'cpu s':>6} {'waited s':>8}")
+          f"{'cpu s':>6} {'waited s':>8} {'empty start→healthz s (cpu, waited)':>36}")
     for count in args.agents or [100]:
         r = await round_(count, agentapi, args.set or [])
+        first = f"{r['first_healthz_s']:.2f} ({r['first_cpu_s']:.2f}, {r['first_waited_s']:.2f})"
         print(f"{r['agents']:>7} {r['create_s']:>15.1f} {r['healthz_s']:>18.2f} {r['all_ready_s']:>20.2f} "
-              f"{r['same_pid']:>4}/{r['agents']:<4}{r['cpu_s']:>6.2f} {r['waited_s']:>8.2f}", flush=True)
+              f"{r['same_pid']:>4}/{r['agents']:<4}{r['cpu_s']:>6.2f} {r['waited_s']:>8.2f} {first:>36}", flush=True)
 
 
 def _interrupted(signum: int, frame: object) -> None:

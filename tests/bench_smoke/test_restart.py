@@ -13,3 +13,4 @@ def test_benchmark_smoke(tmp_path):
     figures = lines[1].split()
     assert figures[0] == "2" and figures[4] == "2/2", proc.stdout  # both re-adopted with their pids
     assert float(figures[5]) > 0, proc.stdout  # the restarted proxy's CPU time until /healthz
+    assert "empty start→healthz s" in lines[0] and float(figures[7]) > 0, proc.stdout  # the floor of the moment

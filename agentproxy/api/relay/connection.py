@@ -144,7 +144,8 @@ class Connection(asyncio.Protocol):
 
     def may_retry(self, method: str, has_body: bool) -> bool:
         """Whether a request that failed here may go again on a new connection: the agent sent
-        nothing for it (a kept connection it closed meanwhile) and it is idempotent, without a body."""
+        nothing for it (a kept connection it closed meanwhile, or a handler of the agent's that
+        failed and closed the connection) and it is idempotent, without a body."""
         return not self._got_bytes and not has_body and method in IDEMPOTENT
 
     def _begin(self, method: str, head: bytes) -> None:

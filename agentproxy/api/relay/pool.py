@@ -68,7 +68,16 @@ class UpstreamPool:
                 if not conn.may_retry(method, body is not None):
                     raise
         conn = await self._connect(key)
-        await conn.start(method, head, body, chunked)
+        try:
+            await conn.start(method, head, body, chunked)
+        except UpstreamError:
+            if not conn.may_retry(method, body is not None):
+                raise
+            # A new connection closed without a byte of answer to an idempotent request: agentapi
+            # does that when its handler panics (its GET /messages races with a conversation that
+            # grows meanwhile). Once more, on another new connection; a second close is the answer.
+            conn = await self._connect(key)
+            await conn.start(method, head, body, chunked)
         return conn
 
     async def _connect(self, key: tuple[str, int]) -> Connection:

@@ -16,6 +16,10 @@ every process whose pid, start time and command line still match the state file
 (one pass over the recorded processes, off the event loop) and restarts the
 others: the API serves from the start, whatever the number of agents. A
 suspended agent has no process and no port; the state file keeps it suspended.
+Where sessions are scheduling groups (Linux autogroups), agents are started by one
+helper, in its session (:mod:`.process.starter`): however many agents run, a
+restarted proxy competes for the CPU with one group at ``agent_nice``, not with one
+group per agent.
 """
 
 from __future__ import annotations
@@ -53,12 +57,15 @@ from .pool import LocalMember, LocalPools
 from .ports import HOST, PortAllocator
 from .process import (
     AgentProcess,
+    AgentStarter,
     Identity,
     ProcessTable,
     TreeSampler,
+    autogroups_enabled,
     directory_size,
     executable_search_path,
     find_executable,
+    lower_group,
     lower_priority,
     stop_in_background,
 )
@@ -67,6 +74,10 @@ from .state import DataDirLock, StateFile, StateWriter
 from .supervisor import Supervisor
 
 log = logging.getLogger(__name__)
+
+PROBES_AT_ONCE = 32
+"""Readiness probes (``/status``, ``/messages``) in flight at once, whatever the number of
+agents being started or adopted: more would only queue in the event loop and the kernel."""
 
 
 @dataclass(frozen=True)
@@ -110,8 +121,13 @@ class LocalBackend(Backend):
         self.table = ProcessTable()
         """Reads of the process table, shared by every agent being stopped at the same time."""
         self.launches = asyncio.Semaphore(self.timing.launch_concurrency)
+        self._probing = asyncio.Semaphore(PROBES_AT_ONCE)
+        """Bounds the probes in flight: after a restart every adopted agent is probed at once."""
         self.agent_nice = self.local.agent_nice
         """The CPU priority of agents (see :mod:`.process.priority`)."""
+        self.starter: AgentStarter | None = None
+        """Starts the agents, all in one scheduling group (see :mod:`.process.starter`); None
+        where sessions are no scheduling groups: then this process starts them."""
         self._lowered: set[tuple[int, float]] = set()
         """Processes of agents (pid, start time) already given ``agent_nice`` by the monitor."""
         self._saves: set[asyncio.Task[None]] = set()
@@ -133,6 +149,12 @@ class LocalBackend(Backend):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._dir_lock.acquire()
         try:
+            if autogroups_enabled():
+                nice = self.agent_nice
+                # Its session, the one group of every agent, goes below the proxy; not its
+                # threads: within that group the helper keeps the proxy's priority, so that
+                # the agents it started never hold up the start of the next one.
+                self.starter = AgentStarter(on_start=lambda pid: lower_group(pid, nice))
             # force_close: a probe is one request per agent start; pooled idle connections to
             # every agentapi would only hold sockets.
             self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True, limit=0))
@@ -148,7 +170,10 @@ class LocalBackend(Backend):
                     continue
                 if adoption is not None:
                     adoptions.append(adoption)
-            await self._save_quietly()  # a full disk is no reason not to serve: readiness tells
+            # In the background, as every change is (those of the restored agents are on their way
+            # already): the API serves without waiting for a fsync, and a full disk is no reason
+            # not to serve (readiness tells).
+            self._save_in_background()
         except BaseException:
             await self.close()  # leaves whatever was re-adopted running, as any close does
             raise
@@ -254,6 +279,9 @@ class LocalBackend(Backend):
             if self._http is not None:
                 await self._http.close()
                 self._http = None
+            if self.starter is not None:
+                await asyncio.to_thread(self.starter.close)  # its agents keep running
+                self.starter = None
             self._dir_lock.release()
 
     async def healthy(self) -> bool:
@@ -498,8 +526,9 @@ class LocalBackend(Backend):
             return None
         timeout = aiohttp.ClientTimeout(total=self.timing.probe_timeout)
         try:
-            async with self._http.get(f"http://{HOST}:{port}{path}", headers={"Host": AGENTAPI_HOST},
-                                      timeout=timeout, allow_redirects=False) as response:
+            async with self._probing, self._http.get(f"http://{HOST}:{port}{path}",
+                                                     headers={"Host": AGENTAPI_HOST}, timeout=timeout,
+                                                     allow_redirects=False) as response:
                 if response.status != 200:
                     return None
                 return await response.json(content_type=None)
@@ -514,9 +543,13 @@ class LocalBackend(Backend):
         record = supervisor.record()
         if self._started and self._persisted.get(supervisor.id) != record:
             self._persisted[supervisor.id] = record
-            task = asyncio.get_running_loop().create_task(self._save_quietly())
-            self._saves.add(task)
-            task.add_done_callback(self._saves.discard)
+            self._save_in_background()
+
+    def _save_in_background(self) -> None:
+        """Write the state file soon (writes asked for meanwhile share one); close() waits for it."""
+        task = asyncio.get_running_loop().create_task(self._save_quietly())
+        self._saves.add(task)
+        task.add_done_callback(self._saves.discard)
 
     async def _save(self) -> None:
         """Write the state file; remember (for readiness and the log) whether that failed."""

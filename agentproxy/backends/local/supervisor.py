@@ -34,6 +34,7 @@ from .ports import HOST, PortAllocator, port_is_free
 from .process import (
     TAG_VARIABLE,
     AgentProcess,
+    AgentStarter,
     Identity,
     ProcessTable,
     TreeSample,
@@ -80,6 +81,8 @@ class SupervisorHost(Protocol):
     """Bounds how many agents are being spawned at once (``launch_concurrency``)."""
     agent_nice: int
     """The CPU priority (nice value) agents run at (``local_mode.agent_nice``)."""
+    starter: AgentStarter | None
+    """The helper that starts agents in one scheduling group (None: the proxy starts them)."""
 
     def launch_of(self, spec: AgentSpec, port: int, work_dir: Path) -> AgentLaunch:
         """How to start the agent, programs as absolute paths (raises BackendError when a
@@ -188,7 +191,8 @@ class Supervisor:
         async with self.host.launches:
             # Every start creates the work directory: someone may have removed it meanwhile.
             process = await spawn_in_thread(argv, env=env, cwd=self.work_dir, log_path=self.log.path, tag=self.tag,
-                                            table=self.host.table, nice=self.host.agent_nice)
+                                            table=self.host.table, nice=self.host.agent_nice,
+                                            starter=self.host.starter)
             self.process = process
             self.sample = None
             self.backoff.started()

@@ -153,9 +153,12 @@ class ScriptedAnswer:
     """An upstream that answers each request head it reads with ``answer`` in one write, then closes
     the connection when ``close`` (an answer read to its end) or waits for the next request."""
 
-    def __init__(self, answer: bytes, close: bool = False) -> None:
+    def __init__(self, answer: bytes, close: bool = False, drop: int = 0) -> None:
         self.answer = answer
         self.close = close
+        self.drop = drop
+        """Requests on the first ``drop`` connections get no answer: the connection is closed
+        (what agentapi's HTTP server does when a handler panics)."""
         self.connections = 0
         self.server = RawServer(self._serve)
 
@@ -167,8 +170,11 @@ class ScriptedAnswer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        dropped = self.connections <= self.drop
         try:
             while await reader.readuntil(b"\r\n\r\n"):
+                if dropped:
+                    break
                 writer.write(self.answer)
                 await writer.drain()
                 if self.close:

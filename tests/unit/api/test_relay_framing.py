@@ -237,3 +237,25 @@ async def test_a_reason_phrase_with_control_bytes_is_not_relayed(make_api, fast,
         api = await served(make_api, url, fast)
         line, _, body = await exchange(api.port, get(f"{API}/status"))
         assert (line, body) == (b"HTTP/1.1 200 OK", b"ok")
+
+
+@PATHS
+async def test_an_idempotent_request_goes_once_more_when_a_new_connection_is_closed_unanswered(make_api, fast):
+    # agentapi closes the connection without an answer when a handler panics (a race of its GET
+    # /messages with a growing conversation); that GET goes again, on another new connection.
+    async with (agent := ScriptedAnswer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", drop=1)) as url:
+        api = await served(make_api, url, fast)
+        line, _, body = await exchange(api.port, get(f"{API}/messages"))
+        assert (line, body, agent.connections) == (b"HTTP/1.1 200 OK", b"ok", 2)
+
+
+@PATHS
+async def test_a_request_the_agent_never_answers_goes_at_most_twice_and_a_body_never_twice(make_api, fast):
+    async with (agent := ScriptedAnswer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", drop=10)) as url:
+        api = await served(make_api, url, fast)
+        line, _, body = await exchange(api.port, get(f"{API}/messages"))
+        assert line == b"HTTP/1.1 502 Bad Gateway" and json.loads(body)["error"]["code"] == "bad_gateway"
+        assert agent.connections == 2
+        line, _, body = await exchange(api.port, post(f"{API}/message", b"{}", "Content-Length: 2",
+                                                      "Content-Type: application/json"))
+        assert line == b"HTTP/1.1 502 Bad Gateway" and agent.connections == 3  # a POST is never sent twice

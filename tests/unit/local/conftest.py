@@ -7,7 +7,9 @@ working directory is in the test's directory, and no zombie child of the test ru
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import itertools
+import os
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,12 +21,29 @@ from agentproxy.settings import Settings
 
 # Tests import these from .support; the names stay importable from here for tests written before it.
 from .support import (
+    STARTER_MARK,
     assert_nothing_left,
+    end_starters,
     make_settings,
     port_block,
     shut_down,
     wait_until,  # noqa: F401
-    )
+)
+
+_marks = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def starters_end(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The agent starters a test starts (in a backend of its own or in a proxy it runs) outlive
+    their proxy until their last agent ended: after the test (and its fixtures' clean-up, which
+    deletes every agent) each must end by itself; one that does not is killed by its pid, and
+    the test fails."""
+    mark = f"{os.getpid()}-{next(_marks)}"
+    monkeypatch.setenv(STARTER_MARK, mark)
+    yield
+    killed = end_starters(mark, timeout=30)
+    assert not killed, f"agent starters {killed} still ran after every agent of the test was deleted"
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ import psutil
 
 from agentproxy.backends.base import AgentState, AgentStatus
 from agentproxy.backends.local.backend import LocalBackend
+from agentproxy.backends.local.process import starter as starter_module
 from agentproxy.settings import Settings
 from agentproxy.settings.schema import SupervisionSettings
 from agentproxy.spec import AgentSpec, build_spec
@@ -157,3 +158,41 @@ def _cmdline(proc: psutil.Process) -> str:
         return " ".join(proc.cmdline())
     except psutil.Error:
         return "?"
+
+
+STARTER_MARK = "AGENTPROXY_TEST_STARTERS"
+"""A variable each test sets to a value of its own: the agent starters it starts (in this process
+or in a proxy it runs) inherit it, and are told apart by it from anybody else's."""
+STARTER_SCRIPT = str(Path(starter_module.__file__).resolve())
+
+
+def starters_marked(mark: str) -> list[psutil.Process]:
+    """The running agent starters (see agentproxy.backends.local.process.starter) that carry ``mark``."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info.get("cmdline") or []
+        if cmdline[1:] != ["-I", STARTER_SCRIPT]:
+            continue
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE and proc.environ().get(STARTER_MARK) == mark:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def end_starters(mark: str, timeout: float = 10.0) -> list[int]:
+    """Wait for the agent starters of a test (``mark``) to end, as each does once its proxy
+    side closed and its last agent ended; kill any still running after ``timeout`` seconds,
+    by pid. The pids that had to be killed."""
+    deadline = time.monotonic() + timeout
+    while (left := starters_marked(mark)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for proc in left:
+        try:
+            proc.kill()
+            if proc.ppid() == os.getpid():  # a starter of this process's own backend: not a zombie of ours
+                os.waitpid(proc.pid, 0)
+        except (psutil.Error, ChildProcessError):
+            pass  # gone meanwhile, or reaped by its backend's side
+    return [proc.pid for proc in left]

@@ -16,7 +16,7 @@ from agentproxy.backends.base import AgentStatus, Unavailable
 from agentproxy.backends.local.backend import LocalBackend
 from agentproxy.backends.local.process import identify
 
-from .support import assert_nothing_left, shut_down, spec, wait_for, wait_ready
+from .support import assert_nothing_left, shut_down, spec, wait_for, wait_ready, wait_until
 
 HERE = Path(__file__).resolve().parent
 
@@ -164,7 +164,9 @@ async def test_failed_agents_stay_failed_and_bad_records_are_dropped(settings, t
         assert again.status is AgentStatus.FAILED and again.reason == "CrashLoopBackOff"
         assert again.message == failed.message and again.restarts == failed.restarts
         assert [s.id for s in await second.list()] == ["c1"]
-        assert "broken" not in json.loads(state_file.read_text())["agents"]
+        # Rewritten without it in the background, once the backend serves.
+        await wait_until(lambda: "broken" not in json.loads(state_file.read_text())["agents"],
+                         what="the bad record to be dropped from the state file")
     finally:
         await shut_down(second)
     await assert_nothing_left(tmp_path)

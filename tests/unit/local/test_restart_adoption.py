@@ -18,16 +18,27 @@ from typing import Any
 import aiohttp
 import psutil
 
+from agentproxy.backends.local.process import autogroups_enabled
 from agentproxy.settings.schema import LocalModeSettings
 from tests.conversation import AGENTAPI_HOST, agent_said, exchanges, messages
 
 from .support import processes_in, wait_until
-from .test_priority import autogroup_of
+from .test_priority import autogroup_of, kernel_allows, lowered
 from .test_real_agent_life import SESSION
 from .test_suspend_local import HANG_GUARD, post, served  # noqa: F401 (a fixture)
 
 AGENTS = ("ada", "bob", "cyd")
 NICE = LocalModeSettings().agent_nice
+
+
+def set_autogroup(pid: int, nice: int) -> bool:
+    """Set the nice value of the autogroup of ``pid``; False when the kernel asks to retry."""
+    try:
+        with open(f"/proc/{pid}/autogroup", "w", encoding="ascii") as out:
+            out.write(str(nice))
+    except BlockingIOError:
+        return False
+    return True
 
 
 async def agents(client: aiohttp.ClientSession, base: str) -> dict[str, dict[str, Any]]:
@@ -56,8 +67,20 @@ async def test_a_restarted_proxy_serves_at_once_and_adopts_every_agent_in_the_ba
     for agent_id in AGENTS:
         await agent_said(client, f"{server.route(agent_id)}/api", "echo: hello")
     pids = {agent_id: a["details"]["pid"] for agent_id, a in before.items()}
+    if autogroups_enabled():
+        # Started by the proxy's helper, all in its session: one scheduling group, however
+        # many agents, so that they never crowd out the proxy (least of all a restarted one).
+        sessions = {os.getsid(pid) for pid in pids.values()}
+        assert len(sessions) == 1 and os.getsid(0) not in sessions, sessions
+        # That group is below the proxy, as one program at agent_nice.
+        assert {autogroup_of(pid) for pid in pids.values()} == {NICE}
 
     server.kill()  # SIGKILL: no shutdown; the agents keep running
+    if autogroups_enabled():
+        # As an earlier version left its agents: their one group at an ordinary weight (a nice
+        # value of 0 or more needs no privilege). The restarted proxy puts it below itself again.
+        assert kernel_allows(lambda: set_autogroup(pids["ada"], 0))
+        assert {autogroup_of(pid) for pid in pids.values()} == {0}
     stopped = list(pids.values())
     for pid in stopped:
         os.kill(pid, signal.SIGSTOP)  # their agentapi cannot answer until continued
@@ -85,10 +108,11 @@ async def test_a_restarted_proxy_serves_at_once_and_adopts_every_agent_in_the_ba
         servers = [p.pid for p in processes_in(Path(details["work_dir"])) if "--state-file" in p.cmdline()]
         assert servers == [pids[agent_id]], servers
         # Below the proxy's CPU priority (local_mode.agent_nice), so that it never starves a proxy.
-        assert psutil.Process(pids[agent_id]).nice() == NICE
-        # The agent program too, in the session (autogroup) of agentapi's terminal, once sampled.
+        assert psutil.Process(pids[agent_id]).nice() == lowered(NICE)
+        # Its group (every agent's), and the agent program in the session (autogroup) of
+        # agentapi's terminal, once sampled.
         for proc in processes_in(Path(details["work_dir"])):
-            await wait_until(lambda: autogroup_of(proc.pid) in (None, NICE) and proc.nice() == NICE,  # noqa: B023
-                             what=f"{proc.cmdline()} at nice {NICE}")
+            await wait_until(lambda: autogroup_of(proc.pid) in (None, NICE) and proc.nice() == lowered(NICE),  # noqa: B023
+                             what=f"{proc.cmdline()} at nice {NICE}, its autogroup too")
         assert exchanges(await messages(client, f"{server.route(agent_id)}/api")) == \
             [("user", "hello"), ("agent", "echo: hello")]

@@ -13,7 +13,10 @@ import psutil
 
 from .identity import Identity, alive, find_process, identify, parent_pid, reap_if_ours, same_process
 from .priority import lower_priority
+from .starter import AgentStarter
 
+EXIT_REPORT_WAIT = 5.0
+"""Seconds to wait for the starter's report of the exit status of a process it started."""
 PRIORITY_RETRIES = 30
 """Attempts at lowering a new agent's priority that the kernel asked to retry (0.1 s apart)."""
 
@@ -35,6 +38,8 @@ class AgentProcess:
         self.child = parent_pid(proc) == os.getpid()
         self.exited = False
         self.exit_code: int | None = None
+        self.starter: AgentStarter | None = None
+        """The helper that started the process and reaps it (None: a child of ours, or adopted)."""
         self._watch: asyncio.Task[int | None] | None = None
 
     @property
@@ -43,11 +48,40 @@ class AgentProcess:
 
     @classmethod
     def spawn(cls, argv: list[str], *, env: Mapping[str, str], cwd: str | os.PathLike[str],
-              log_path: str | os.PathLike[str], nice: int = 0) -> AgentProcess:
+              log_path: str | os.PathLike[str], nice: int = 0, starter: AgentStarter | None = None) -> AgentProcess:
         """Start ``argv``: stdin /dev/null (agentapi reads a piped stdin to its end before it
-        starts), stdout and stderr appended to ``log_path``, a new session, at the CPU priority
-        ``nice`` (see :mod:`.priority`; :meth:`deprioritize` completes it). Raises ``OSError``
-        when the program cannot be executed."""
+        starts), stdout and stderr appended to ``log_path``, at the CPU priority ``nice`` (see
+        :mod:`.priority`; :meth:`deprioritize` completes it). With a ``starter`` the helper of
+        :mod:`.starter` starts it, in the helper's session (one scheduling group for every
+        agent) and a process group of its own, and reports its exit status; without, it is a
+        child of this process in a new session. Raises ``OSError`` when the program cannot be
+        executed."""
+        if starter is not None:
+            pid = starter.spawn(argv, env=env, cwd=cwd, log_path=log_path)
+        else:
+            pid = cls._popen(argv, env=env, cwd=cwd, log_path=log_path)
+        try:
+            # At once: what the program starts from now on inherits the priority.
+            lower_priority(pid, nice)
+            # Read once, without waiting: the command line may still be empty (see settle()).
+            identity = identify(pid, settle=0) or Identity(pid, time.time(), ())
+            # Until released, the helper leaves a process that ended at once unreaped, as a
+            # child of ours is: it is inspected here all the same, and its end is an exit as any.
+            proc = psutil.Process(pid)
+        except psutil.Error as exc:  # neither reaped yet: it always has a process entry
+            raise OSError(f"cannot inspect process {pid}: {exc}") from None
+        finally:
+            if starter is not None:
+                starter.release(pid)
+        process = cls(proc, identity, adopted=False)
+        process.child = starter is None
+        process.starter = starter
+        return process
+
+    @staticmethod
+    def _popen(argv: list[str], *, env: Mapping[str, str], cwd: str | os.PathLike[str],
+               log_path: str | os.PathLike[str]) -> int:
+        """Start ``argv`` as a child of this process in a new session; its pid."""
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT,
@@ -59,17 +93,7 @@ class AgentProcess:
         # its own would reap it when garbage-collected (the exit code would be lost) or warn
         # that it was never waited for; a return code tells it that there is nothing left to do.
         popen.returncode = 0
-        # At once: what the program starts from now on inherits the priority.
-        lower_priority(popen.pid, nice)
-        # Read once, without waiting: the command line may still be empty (see settle()).
-        identity = identify(popen.pid, settle=0) or Identity(popen.pid, time.time(), ())
-        try:
-            proc = psutil.Process(popen.pid)
-        except psutil.Error as exc:  # an unreaped child always has a process entry
-            raise OSError(f"cannot inspect process {popen.pid}: {exc}") from None
-        process = cls(proc, identity, adopted=False)
-        process.child = True
-        return process
+        return popen.pid
 
     @classmethod
     def adopt(cls, identity: Identity) -> AgentProcess | None:
@@ -119,22 +143,24 @@ class AgentProcess:
 
     def poll(self) -> bool:
         """True once the process has ended (reaping it when it is a child of ours)."""
-        if self.exited:
-            return True
-        if self.child:
-            try:
-                pid, status = os.waitpid(self.pid, os.WNOHANG)
-            except ChildProcessError:  # reaped elsewhere; the exit code is lost
+        if not self.exited:
+            if self.child:
+                try:
+                    pid, status = os.waitpid(self.pid, os.WNOHANG)
+                except ChildProcessError:  # reaped elsewhere; the exit code is lost
+                    self.exited = True
+                    return True
+                if pid == 0:
+                    return False
+                self.exit_code = os.waitstatus_to_exitcode(status)
                 self.exited = True
                 return True
-            if pid == 0:
+            if alive(self.proc):
                 return False
-            self.exit_code = os.waitstatus_to_exitcode(status)
             self.exited = True
-            return True
-        if not alive(self.proc):
-            self.exited = True
-        return self.exited
+        if self.exit_code is None and self.starter is not None:
+            self.exit_code = self.starter.exit_code(self.pid)
+        return True
 
     async def wait(self, poll_interval: float = 0.5) -> int | None:
         """Until the process ends; its exit code when it was a child of ours (negative: the
@@ -167,6 +193,12 @@ class AgentProcess:
         # without a pidfd this is the whole watch.
         while not self.poll():
             await asyncio.sleep(poll_interval if pidfd is None else 0.01)
+        if self.starter is not None:
+            # The helper reaps it a moment after it exited, and then reports its status.
+            deadline = time.monotonic() + EXIT_REPORT_WAIT
+            while self.exit_code is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+                self.poll()
         return self.exit_code
 
     def forget(self) -> None:
