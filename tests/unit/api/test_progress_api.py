@@ -10,8 +10,8 @@ import aiohttp
 
 from agentproxy.backends.base import AgentStatus
 
-from .conftest import ALICE_KEY, BOB_KEY, KEYS, bearer
 from .memory_backend import MemoryBackend
+from .support import ALICE_KEY, BOB_KEY, KEYS, bearer
 from .test_agents_api import error_of
 
 HANG_GUARD = 10.0

@@ -17,14 +17,7 @@ from agentproxy.backends.local.backend import LocalBackend
 from agentproxy.backends.local.process import find_executable
 from agentproxy.settings import Settings
 
-# Tests import these from .support; the names stay importable from here for tests written before it.
-from .support import (
-    assert_nothing_left,
-    make_settings,
-    port_block,
-    shut_down,
-    wait_until,  # noqa: F401
-    )
+from .support import assert_nothing_left, make_settings, port_block, shut_down
 
 
 @pytest.fixture(scope="session")
