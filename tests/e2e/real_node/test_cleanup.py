@@ -4,7 +4,8 @@ containers left running, their mounts, network namespaces, veths and cgroups
 in place. The host is compared with what it was before `cluster-up`.
 
 Needs the host to itself (no other real node up); the test recipe runs it after
-the e2e suite's cluster is down.
+the e2e suite's cluster is down. It is no e2e test (marker ``host_to_itself``): it
+starts its own cluster, and ``bin/just e2e`` leaves it out.
 """
 
 from __future__ import annotations
@@ -22,14 +23,12 @@ from pathlib import Path
 import pytest
 
 from testenv import apiclient, host, procs
-from testenv.layout import Layout, cache_dir
+from testenv.layout import PORTS, Layout, cache_dir
+from testenv.ports import free_block
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
-pytestmark = pytest.mark.real_node
-# Below the kernel's ephemeral ports (32768 and up), which any outgoing
-# connection on the machine may hold at the moment the cluster starts.
-PORT_BASE = 26900
+pytestmark = [pytest.mark.real_node, pytest.mark.host_to_itself]
 NAMESPACE = "cleanup"
 
 
@@ -50,8 +49,11 @@ def _cluster(action: str, env: dict) -> None:
 def test_down_after_an_interrupted_run_leaves_the_host_as_it_was(cluster_dir):
     record = host.read_record()
     assert record is None, f"the real node of {record and record['owner']} is up; this proof needs the host to itself"
-    layout = Layout(cache_dir(), cluster_dir, PORT_BASE)
-    env = {**os.environ, "AGENTPROXY_CLUSTER_DIR": str(cluster_dir), "AGENTPROXY_CLUSTER_PORT_BASE": str(PORT_BASE),
+    # The cluster's ports from the tests' span, below the kernel's ephemeral ports (32768 and up),
+    # which any outgoing connection on the machine may hold at the moment the cluster starts.
+    port_base, _ = free_block(PORTS)
+    layout = Layout(cache_dir(), cluster_dir, port_base)
+    env = {**os.environ, "AGENTPROXY_CLUSTER_DIR": str(cluster_dir), "AGENTPROXY_CLUSTER_PORT_BASE": str(port_base),
            "AGENTPROXY_REAL_NODE": "1", "KUBECONFIG": str(layout.kubeconfig)}
     before = host.snapshot(str(layout.node))
 
