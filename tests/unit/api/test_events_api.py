@@ -10,27 +10,9 @@ import aiohttp
 from agentproxy.backends.base import AgentStatus
 
 from .memory_backend import MemoryBackend
-from .support import ALICE_KEY, BOB_KEY, KEYS, bearer
-from .test_agents_api import error_of
+from .support import ALICE_KEY, BOB_KEY, KEYS, bearer, error_of, next_line, next_status_event
 
 HANG_GUARD = 10.0
-
-
-async def next_line(response: aiohttp.ClientResponse) -> str:
-    return (await asyncio.wait_for(response.content.readline(), HANG_GUARD)).decode()
-
-
-async def next_status_event(response: aiohttp.ClientResponse) -> dict:
-    """The data of the next ``status`` event (comment lines are skipped)."""
-    while True:
-        line = await next_line(response)
-        assert line, "the stream ended"
-        if line.startswith("event: "):
-            assert line == "event: status\n"
-            data = await next_line(response)
-            assert data.startswith("data: ")
-            assert await next_line(response) == "\n"
-            return json.loads(data[len("data: "):])
 
 
 async def open_stream(api, path: str = "/events", **kwargs) -> aiohttp.ClientResponse:

@@ -11,8 +11,7 @@ import aiohttp
 from agentproxy.backends.base import AgentStatus
 
 from .memory_backend import MemoryBackend
-from .support import ALICE_KEY, BOB_KEY, KEYS, bearer
-from .test_agents_api import error_of
+from .support import ALICE_KEY, BOB_KEY, KEYS, bearer, error_of
 
 HANG_GUARD = 10.0
 PROGRESS = "/sessions/s1/agents/a1/progress"

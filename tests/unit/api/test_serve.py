@@ -19,9 +19,7 @@ from agentproxy.cli.serve import cmd_serve
 from agentproxy.settings import SettingsError
 
 from .memory_backend import MemoryBackend
-from .support import KEYS, Upstream
-from .test_events_api import next_line
-from .test_proxy import read_event
+from .support import KEYS, Upstream, next_line, read_event
 
 HANG_GUARD = 10.0
 REPO = Path(__file__).resolve().parents[3]
