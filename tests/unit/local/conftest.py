@@ -10,13 +10,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from agentproxy.agentapi import locate
 from agentproxy.backends.local.backend import LocalBackend
 from agentproxy.backends.local.process import find_executable
 from agentproxy.settings import Settings
+from testenv.ports import free_block
 
+from .serve_process import BLOCK, Server, serving
 from .support import assert_nothing_left, make_settings, port_block, shut_down
 
 
@@ -59,3 +62,15 @@ async def backend(settings: Settings, tmp_path: Path) -> AsyncIterator[LocalBack
     finally:
         await shut_down(instance)
     await assert_nothing_left(tmp_path)
+
+
+@pytest.fixture
+async def served(tmp_path: Path, launcher: str) -> AsyncIterator[tuple[Server, aiohttp.ClientSession]]:
+    """A server (not started yet) on a block of ports of its own; on the way out every agent is
+    deleted through it and nothing may be left running."""
+    first, last = free_block(BLOCK, mostly=True)
+    server = Server(tmp_path / "data", (first + 1, last), launcher)
+    server.port, server.base = first, f"http://127.0.0.1:{first}"
+    server.env["AGENTAPI_SERVER_PORT"] = str(first)
+    async with serving(server, tmp_path) as client:
+        yield server, client

@@ -1,5 +1,5 @@
 """What the local backend's tests share: settings for real agentapi and the test programs, ports,
-specs, waits, and the check that nothing is left behind."""
+specs, waits, the check that nothing is left behind, and a process's autogroup."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import psutil
 
 from agentproxy.backends.base import AgentState, AgentStatus
 from agentproxy.backends.local.backend import LocalBackend
+from agentproxy.backends.local.process.priority import autogroup_nice
 from agentproxy.settings import Settings
 from agentproxy.settings.schema import SupervisionSettings
 from agentproxy.spec import AgentSpec, build_spec
@@ -157,3 +158,12 @@ def _cmdline(proc: psutil.Process) -> str:
         return " ".join(proc.cmdline())
     except psutil.Error:
         return "?"
+
+
+def autogroup_of(pid: int) -> int | None:
+    """The nice value of the autogroup of ``pid``, None where the kernel has no autogroups."""
+    try:
+        with open(f"/proc/{pid}/autogroup", encoding="ascii") as src:
+            return autogroup_nice(src.read())
+    except OSError:
+        return None

@@ -14,7 +14,7 @@ import psutil
 from agentproxy.backends.local.process import TAG_VARIABLE, AgentProcess, agent_environment, stop_tree
 from agentproxy.backends.local.process.priority import autogroup_nice, lower_priority
 
-from .support import PROGRAMS, wait_until
+from .support import PROGRAMS, autogroup_of, wait_until
 
 THREADS = ("import threading, time\n"
            "for _ in range(3): threading.Thread(target=time.sleep, args=(120,), daemon=True).start()\n"
@@ -24,15 +24,6 @@ THREADS = ("import threading, time\n"
 
 def thread_nices(pid: int) -> set[int]:
     return {os.getpriority(os.PRIO_PROCESS, int(tid)) for tid in os.listdir(f"/proc/{pid}/task")}
-
-
-def autogroup_of(pid: int) -> int | None:
-    """The nice value of the autogroup of ``pid``, None where the kernel has no autogroups."""
-    try:
-        with open(f"/proc/{pid}/autogroup", encoding="ascii") as src:
-            return autogroup_nice(src.read())
-    except OSError:
-        return None
 
 
 def test_an_autogroup_line_gives_its_nice_value():
