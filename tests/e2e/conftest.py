@@ -14,12 +14,13 @@ from pathlib import Path
 
 import kr8s.asyncio
 import pytest
-from agents import settings_for
-from kube import fresh_namespace, required_kubeconfig
-from served import Servers
 
 from agentproxy.backends.k8s.backend import K8sBackend
 from agentproxy.backends.k8s.client import Client
+
+from .agents import settings_for
+from .kube import fresh_namespace, required_kubeconfig
+from .served import Servers
 
 pytestmark = pytest.mark.e2e
 
