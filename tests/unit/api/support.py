@@ -151,3 +151,27 @@ def served_operations(settings) -> set[tuple[str, str]]:
 def documented_operations(document: dict) -> set[tuple[str, str]]:
     methods = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
     return {(path, m) for path, item in document["paths"].items() for m in item if m in methods}
+
+
+async def open_stream(api, path: str = "/events", **kwargs) -> aiohttp.ClientResponse:
+    response = await api.get(path, **kwargs)
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "text/event-stream"
+    assert await next_line(response) == ": connected\n"
+    assert await next_line(response) == "\n"
+    return response
+
+
+async def next_event(response: aiohttp.ClientResponse) -> tuple[str | None, str, dict]:
+    """(id, name, data) of the next event (comments skipped)."""
+    event_id, name = None, None
+    while True:
+        line = await next_line(response)
+        assert line, "the stream ended"
+        if line.startswith("id: "):
+            event_id = line[4:].rstrip("\n")
+        elif line.startswith("event: "):
+            name = line[7:].rstrip("\n")
+        elif line.startswith("data: "):
+            assert await next_line(response) == "\n"
+            return event_id, name or "message", json.loads(line[len("data: "):])
