@@ -14,6 +14,8 @@
    with the key the binding or the environment holds.
 3. **Running** agentapi as its child (stdin ``/dev/null``: agentapi would read a pipe to its
    end), forwarding SIGTERM, SIGINT, SIGHUP and SIGUSR1 to it, and exiting with its status.
+   As a container's PID 1 it also reaps the orphans that become its children (see
+   :func:`wait_reaping`).
 4. **Losing nothing**: with ``--save-interval S`` it follows agentapi's own event stream
    (``GET /events`` on the ``--port`` of the command) and sends agentapi SIGUSR1 (save the
    conversation to its state file) at once after a change, then at most once every ``S``
@@ -53,6 +55,8 @@ MAX_BINDING = 1024 * 1024
 """The largest binding body accepted (bytes): 100 variables of 32 KiB and a first message fit."""
 REQUEST_TIMEOUT = 10.0
 """Seconds a connection to the binding listener may take to send its request."""
+REAP_INTERVAL = 1.0
+"""Seconds between two looks for ended orphans, as a container's PID 1."""
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 AGENTAPI_HOST = "localhost"  # the Host agentapi answers (agentproxy.launch.AGENTAPI_HOST)
@@ -307,6 +311,39 @@ def wrapped(launch: AgentLaunch, *, save_interval: float, claude_home: bool = Fa
     return dataclasses.replace(launch, program="python3", args=(*args, "--", launch.program, *launch.args), env=env)
 
 
+def wait_reaping(child: subprocess.Popen[bytes], interval: float = REAP_INTERVAL) -> int:
+    """Wait for ``child`` while reaping every other process that ends meanwhile; its status.
+
+    In a container the launcher is PID 1: every orphan (a tool the coding agent started whose
+    parent died first) becomes its child, and one nobody waits for stays a zombie, holding a
+    process table entry until the pod ends. The child itself is left to ``Popen`` (the saver's
+    threads poll it too), so this looks every ``interval`` seconds rather than blocking in a
+    wait for any child, which could outlast the agent."""
+    while True:
+        try:
+            code: int | None = child.wait(timeout=interval)
+        except subprocess.TimeoutExpired:
+            code = None
+        reap_orphans(keep=child.pid)
+        if code is not None:
+            return code
+
+
+def reap_orphans(keep: int) -> int:
+    """Reap every child that has ended, but ``keep``; how many were reaped."""
+    reaped = 0
+    while True:
+        try:
+            ended = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:  # no child at all
+            return reaped
+        if ended is None or ended.si_pid == keep:  # none ended, or the agent's own is first
+            return reaped
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(ended.si_pid, 0)
+            reaped += 1
+
+
 def _read_token(path: str | None) -> str:
     token = os.environ.pop(TOKEN_VARIABLE, "")
     if path:
@@ -438,7 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         saver = Saver(child, args.save_interval, restored)
         threading.Thread(target=saver.run, name="saver", daemon=True).start()
         threading.Thread(target=follow_events, args=(port, saver, child), name="events", daemon=True).start()
-    code = child.wait()
+    code = wait_reaping(child) if os.getpid() == 1 else child.wait()
     if saver is not None:
         saver.stop()
     return _exit_status(code)

@@ -14,7 +14,7 @@ from ..teams.audit import AuditLog
 from ..teams.config import teams_of
 from ..teams.oidc import oidc_config
 from ..teams.routes import TeamRoutes
-from ..teams.signin import SignInRoutes
+from ..teams.signin import SignInRoutes, openapi_paths as signin_openapi_paths
 from ..teams.tokens import TokenVerifier
 from ..triggers.config import triggers_of
 from ..triggers.routes import openapi_paths as trigger_openapi_paths
@@ -80,7 +80,9 @@ def create_app(
     add(AgentProxy(ctx).routes())
     add(AgentRoutes(ctx).routes())
     add(TeamRoutes(ctx).routes())
+    signin_paths = {}
     if oidc is not None and tokens is not None:
+        signin_paths = signin_openapi_paths()
         signin = SignInRoutes(oidc, tokens, auth)
         add(signin.routes())
         auth.open_requests.append(signin.is_open)
@@ -99,8 +101,9 @@ def create_app(
         install_triggers(app, ctx, triggers, add)
     add([
         web.get("/metrics", ctx.metrics.handle, allow_head=False),
-        web.get("/openapi.json", openapi_handler(auth.enabled, {**compat.openapi_paths(settings), **trigger_paths},
-                                                 settings=settings, backend=backend), allow_head=False),
+        web.get("/openapi.json", openapi_handler(
+            auth.enabled, {**compat.openapi_paths(settings), **trigger_paths, **signin_paths},
+            settings=settings, backend=backend), allow_head=False),
     ])
     compat.install(app, ctx)  # last: agentproxy's own routes keep priority
 

@@ -177,5 +177,46 @@ class SignInRoutes:
                                   "admin": principal.admin, "via": "oidc" if principal.key == "oidc" else "api_key"})
 
 
+def openapi_paths() -> dict[str, Any]:
+    """The OpenAPI paths of the sign-in routes (served when ``teams.oidc`` is configured)."""
+    from ..api.openapi import OPEN, _errors, _json, _query
+
+    redirect = {"description": "To the provider's sign-in page (login) or back to the dashboard (callback).",
+                "headers": {"Location": {"description": "Where to go next.", "schema": {"type": "string"}}}}
+    unreachable = {"503": _json({"$ref": "#/components/schemas/Error"}, "The identity provider cannot be reached.")}
+    return {
+        "/auth/config": {"get": {
+            "operationId": "signInConfig", "summary": "The identity provider, for `agentproxy login`", **OPEN,
+            "description": "The issuer, the CLI's client id and the scopes; nothing secret.",
+            "responses": {"200": _json({"type": "object", "properties": {
+                "issuer": {"type": "string"}, "client_id": {"type": "string"},
+                "scopes": {"type": "array", "items": {"type": "string"}}}}, "How to sign in.")}}},
+        "/auth/login": {"get": {
+            "operationId": "signIn", "summary": "Start a sign-in (authorization code flow with PKCE)", **OPEN,
+            "description": "Keeps the sign-in's state, nonce and PKCE verifier in a short-lived HttpOnly "
+                           "cookie and redirects to the provider.",
+            "parameters": [_query("next", {"type": "string"}, "A path of this proxy to return to (default /ui/).")],
+            "responses": {"302": redirect, **unreachable}}},
+        "/auth/callback": {"get": {
+            "operationId": "signInCallback", "summary": "The provider's answer to a sign-in", **OPEN,
+            "description": "The code is exchanged and the ID token checked (issuer, audience, expiry, "
+                           "signature, nonce); it becomes an HttpOnly session cookie.",
+            "parameters": [_query("code", {"type": "string"}, "The provider's authorization code."),
+                           _query("state", {"type": "string"}, "The sign-in's state.")],
+            "responses": {"302": redirect, **_errors("400", "401"), **unreachable}}},
+        "/auth/logout": {"post": {
+            "operationId": "signOut", "summary": "Forget the session cookie", **OPEN,
+            "responses": {"200": _json({"type": "object", "properties": {"signed_out": {"type": "boolean"}}},
+                                       "Signed out.")}}},
+        "/auth/me": {"get": {
+            "operationId": "whoAmI", "summary": "Who the caller is",
+            "description": "Signed in with the provider or with an API key.",
+            "responses": {"200": _json({"type": "object", "properties": {
+                "user": {"type": "string"}, "groups": {"type": "array", "items": {"type": "string"}},
+                "admin": {"type": "boolean"}, "via": {"type": "string", "enum": ["oidc", "api_key"]}}},
+                "The caller."), **_errors("401")}}},
+    }
+
+
 def _redirect(location: str) -> web.Response:
     return web.Response(status=302, headers={"Location": location, "Cache-Control": "no-store"})

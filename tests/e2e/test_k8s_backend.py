@@ -13,6 +13,7 @@ import pytest
 from agentproxy import naming
 from agentproxy.backends.base import AgentStatus, Conflict, NotFound, Rejected
 from agentproxy.backends.k8s.backend import K8sBackend
+from agentproxy.backends.k8s.cache import NamespaceCache
 from agentproxy.backends.k8s.client import Client
 from agentproxy.spec import build_spec
 
@@ -49,6 +50,29 @@ async def test_get_and_list_make_no_api_calls(backend):
 
 async def _count(backend, n):
     return len(await backend.list()) == n
+
+
+async def test_a_paged_list_fills_the_cache_as_one_list_does(backend):
+    """Lists are read in pages (a continue token per page): with pages of two, five agents'
+    objects come in three requests per kind, and the cache holds what the one-page cache holds."""
+    for i in range(5):
+        await backend.create(build_spec(backend.settings, SESSION, f"paged-{i}"))
+    await wait_for(lambda: _count(backend, 5), "five agents in the cache")
+    paged = NamespaceCache(backend.client, backend.namespace, lambda *event: None, page_size=2)
+    before = backend.client.calls
+    await paged.start()
+    try:
+        configmaps = paged.reflectors["ConfigMap"]
+        assert set(configmaps.store) == set(backend.cache.reflectors["ConfigMap"].store)
+        assert {n for n in configmaps.store if n.startswith("agent-paged-")} == {
+            f"agent-paged-{i}-config" for i in range(5)}
+        assert configmaps.relists == 1 and configmaps.resource_version
+        # Three pages for each kind with five objects or more (ConfigMaps, Services, PVCs,
+        # StatefulSets), at least one request for every other list, and one watch each.
+        assert backend.client.calls - before >= 4 * 3
+        assert {a for a in paged.agent_ids() if a.startswith("paged-")} == {f"paged-{i}" for i in range(5)}
+    finally:
+        await paged.close()
 
 
 async def test_create_is_idempotent_and_conflicts_on_a_different_spec(backend, api, namespace):

@@ -5,10 +5,10 @@ A :class:`Reflector` per kind lists the objects that carry agentproxy's
 when the server answers 410 Gone (kr8s's own watch would retry the same stale
 resourceVersion), reconnects with jittered exponential backoff (cut short by
 :meth:`NamespaceCache.wake` when the API server answers again), and restarts a
-watch that stays silent too long (bookmarks keep a healthy one talking). A
-reflector is healthy from a successful list, or a watch the server accepted,
-until its next failure. Readers get objects from memory: listing agents costs
-no API call. Stored objects keep no ``managedFields`` (nothing reads them).
+watch that stays silent too long (bookmarks keep a healthy one talking). Lists
+are read in pages of :data:`LIST_PAGE`. A reflector is healthy from a successful
+list, or a watch the server accepted, until its next failure. Readers get objects
+from memory: listing agents costs no API call. Stored objects keep no ``managedFields`` (nothing reads them).
 """
 
 from __future__ import annotations
@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 NOTIFY_BATCH = 256
 """Changes of a list told to the listener between two yields to the event loop."""
 
+LIST_PAGE = 500
+"""Objects per page of a list (client-go's default)."""
+
 Listener = Callable[[Kind, str, dict[str, Any]], Awaitable[None] | None]
 """Called with (kind, event type ADDED/MODIFIED/DELETED, object) after the store changed."""
 
@@ -47,7 +50,7 @@ class Reflector:
                  selector: Mapping[str, str] | None = None,
                  agent_of: Callable[[dict[str, Any]], str | None] | None = None,
                  watch_timeout: float = 240.0, silence_timeout: float = 90.0,
-                 backoff_max: float = 30.0) -> None:
+                 backoff_max: float = 30.0, page_size: int = LIST_PAGE) -> None:
         self.client = client
         self.kind = kind
         self.namespace = namespace
@@ -63,6 +66,7 @@ class Reflector:
         self.watch_timeout = watch_timeout
         self.silence_timeout = silence_timeout
         self.backoff_max = backoff_max
+        self.page_size = page_size
         self.healthy = False
         self.last_error: Exception | None = None
         self._wake = asyncio.Event()
@@ -113,10 +117,21 @@ class Reflector:
             pass
 
     async def _list(self) -> None:
-        body = await self.client.request("GET", self.kind.collection(self.namespace), params=self.selector,
-                                         verb="list", resource=self.kind.plural)
+        # In pages, as client-go's informers list: one answer of 10,000 objects took longer than
+        # a request may take, while every page is one bounded request. The pages after the first
+        # are served from the first one's snapshot, so together they are one consistent list.
+        items: list[dict[str, Any]] = []
+        params = {**self.selector, "limit": str(self.page_size)}
+        while True:
+            body = await self.client.request("GET", self.kind.collection(self.namespace), params=params,
+                                             verb="list", resource=self.kind.plural)
+            items += body.get("items") or []
+            more = (body.get("metadata") or {}).get("continue")
+            if not more:
+                break
+            params = {**self.selector, "limit": str(self.page_size), "continue": more}
         self.relists += 1
-        fresh = {item["metadata"]["name"]: _with_kind(item, self.kind) for item in body.get("items", [])}
+        fresh = {item["metadata"]["name"]: _with_kind(item, self.kind) for item in items}
         old = self.store
         self.store = fresh
         self.by_agent = defaultdict(set)

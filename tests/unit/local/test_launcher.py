@@ -313,3 +313,31 @@ def test_the_state_file_is_read_from_the_agentapi_command():
     assert agentapi_state_file(["agentapi", "server", "--state-file", "/d/s.json", "--", "x"]) == "/d/s.json"
     assert agentapi_state_file(["agentapi", "server", "--state-file=/d/s.json"]) == "/d/s.json"
     assert agentapi_state_file(["agentapi", "server", "--port", "1"]) is None
+
+
+ORPHANS_THEN_COUNT_ZOMBIES = """
+import pathlib, subprocess, sys, time
+for _ in range(3):  # each shell ends at once and leaves its sleep to PID 1
+    subprocess.run(["sh", "-c", "sleep 0.3 &"], check=True)
+time.sleep(3)  # the sleeps have ended by now
+zombies = [p.name for p in pathlib.Path("/proc").iterdir() if p.name.isdigit()
+           and (p / "stat").read_text().rpartition(")")[2].split()[0] == "Z"]
+pathlib.Path(sys.argv[1]).write_text(str(len(zombies)))
+sys.exit(7)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a PID namespace needs root")
+@pytest.mark.parametrize("pid1", ["launcher", "plain"])
+def test_as_pid_1_the_launcher_reaps_orphans_and_keeps_the_agents_status(tmp_path, pid1):
+    """In a PID namespace of its own (as in a container) orphans become the launcher's
+    children. The plain control (a Python parent that only waits for its own child) shows
+    that they do stay zombies when nobody reaps them."""
+    count = tmp_path / "zombies"
+    agent = [sys.executable, "-c", ORPHANS_THEN_COUNT_ZOMBIES, str(count)]
+    first = ([sys.executable, "-m", "agentproxy.launcher", "--"] if pid1 == "launcher" else
+             [sys.executable, "-c", "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"])
+    done = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", *first, *agent],
+                          cwd=ROOT, capture_output=True, timeout=60)
+    assert done.returncode == 7, done.stderr.decode()
+    assert count.read_text() == ("0" if pid1 == "launcher" else "3")
