@@ -323,6 +323,6 @@ def test_the_openapi_document_has_the_signin_routes_when_oidc_is_on(settings: Se
     from agentproxy.api.openapi import openapi_document
     from agentproxy.teams.signin import openapi_paths
 
-    from .test_openapi import documented_operations, served_operations
+    from .support import documented_operations, served_operations
     assert served_operations(settings) == documented_operations(openapi_document(extra_paths=openapi_paths()))
     assert {path for path, _ in served_operations(settings)} >= {"/auth/login", "/auth/me"}
