@@ -75,10 +75,16 @@ async def test_a_suspended_agent_keeps_its_volume_and_conversation(servers, api,
     assert sts["spec"]["replicas"] == 0 and await get(api, POD.item(namespace, names["pod"])) is None
     assert (await _status(serve, "suspended")) is not None
 
-    # The first request resumes it: 503 with Retry-After, then the pod is back with the conversation.
+    # The first request resumes it: 503 with Retry-After while the pod comes back, then the pod
+    # is back with the conversation. kwok marks a pod Ready the moment it exists, before any
+    # container could answer (a kubelet would not): when the resume already sees that pod, the
+    # request is forwarded to it, and with no stand-in running yet its address refuses (502).
     async with http.get(f"{route}/api/messages", headers=AGENTAPI_HOST) as r:
-        assert r.status == 503 and r.headers["Retry-After"] == "2", await r.text()
-        assert (await r.json())["error"]["code"] == "agent_resuming"
+        answer = await r.json()
+        if r.status == 503:
+            assert r.headers["Retry-After"] == "2" and answer["error"]["code"] == "agent_resuming", answer
+        else:
+            assert r.status == 502 and "cannot connect" in answer["error"]["message"], answer
     sts = await get(api, STATEFULSET.item(namespace, names["statefulset"]))
     assert sts["spec"]["replicas"] == 1 and naming.ANNOTATION_SUSPENDED not in sts["metadata"]["annotations"]
     await wait_for(lambda: _status(serve, "ready"), "the resumed agent to be ready")
