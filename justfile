@@ -123,7 +123,7 @@ unit *ARGS: agentapi agents agentapi-proxy deploy-tools k8s-yaml oidc-provider
 
 # The benchmarks' smoke tests (tests/bench_smoke: each benchmark once, tiny), in one process, after installing what
 # the benchmarks compare against (the unit tier needs none of it); `test` runs them (CI: once, on the oldest Python)
-bench-smoke *ARGS: agentapi agents agentapi-proxy chp wrk socat
+bench-smoke *ARGS: agentapi agents agentapi-proxy chp wrk socat browser oidc-provider
     python -m pytest tests/bench_smoke "$@"
 
 # The dashboard's tests in Chromium, in a pytest process of their own: after the asyncio tests of the
@@ -235,12 +235,20 @@ bench-list-local *ARGS: agentapi
 bench-proxy *ARGS: agentapi agentapi-proxy chp wrk socat
     python -m benchmarks.proxy "$@"
 
+# The proxied path with an API key against an OpenID Connect bearer token (a real provider's), and the token check alone
+bench-token-auth *ARGS: agentapi oidc-provider wrk
+    python -m benchmarks.token_auth "$@"
+
+# Sign-in to the first agent's answer in Chromium through the provider's login page: time, clicks and keys
+bench-signin *ARGS: agentapi browser oidc-provider
+    python -m benchmarks.signin "$@"
+
 # Agents on the real node: create-to-ready of 20 at once, memory of the node's parts
 bench-real-node *ARGS:
     python -m benchmarks.real_node "$@"
 
-# Every benchmark, one table per area: render, k8s (when $KUBECONFIG is set), local, proxy, suspend, first answer
-bench: agentapi agents agentapi-proxy chp wrk socat
+# Every benchmark, one table per area: render, k8s (when $KUBECONFIG is set), local, proxy, token checks, sign-in, suspend, first answer
+bench: agentapi agents agentapi-proxy chp wrk socat browser oidc-provider
     #!/usr/bin/env bash
     set -euo pipefail
     echo "== render"; python -m benchmarks.render
@@ -248,6 +256,8 @@ bench: agentapi agents agentapi-proxy chp wrk socat
     else echo; echo "== k8s: skipped, no KUBECONFIG given (bin/just cluster-up prints one)"; fi
     echo; echo "== local"; python -m benchmarks.local
     echo; echo "== proxy"; python -m benchmarks.proxy
+    echo; echo "== token checks"; python -m benchmarks.token_auth
+    echo; echo "== sign-in"; python -m benchmarks.signin
     echo; echo "== suspend"; python -m benchmarks.suspend
     echo; echo "== restart"; python -m benchmarks.restart --agents 100
     echo; echo "== first answer"; python -m benchmarks.first_answer

@@ -22,5 +22,9 @@ Modules:
   create, and a bounded load of signed deliveries (none lost, none doubled, 429s counted).
 - :mod:`.proxy`: the proxy against direct agentapi and two other proxies, over the paths of
   :mod:`.paths`, with the stream readers of :mod:`.streams` (run by path, as processes of their
-  own), the kernel timestamps of :mod:`.capture` and the byte-relay floor of :mod:`.relay`.
+  own), the kernel timestamps of :mod:`.capture` and the byte-relay floor of :mod:`.relay`;
+  :mod:`.token_auth`: the same proxied path with an API key against a sign-in (OpenID Connect)
+  bearer token, and the token check alone.
+- :mod:`.signin`: sign-in to the first agent's answer in Chromium through the OpenID provider's
+  login page (time, and a person's clicks and keys).
 """

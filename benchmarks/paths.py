@@ -19,7 +19,7 @@ Without the peer the benchmark starts the same agentapi itself. A path that cann
 is kept with the reason, and reported as missing.
 
 Roles run in child processes: ``python benchmarks/paths.py agentapi --work-dir D server --port N ...``
-(what the wrapper runs) and ``python benchmarks/paths.py agentproxy --upstream URL --port N``.
+(what the wrapper runs) and ``python benchmarks/paths.py agentproxy --upstream URL --port N [--set KEY=VALUE ...]``.
 """
 
 from __future__ import annotations
@@ -85,6 +85,10 @@ class Paths:
     agentapi_port: int = 0
     loop: str = "auto"
     """agentproxy's event loop (``agentproxy serve --loop``)."""
+    agentproxy_settings: tuple[str, ...] = ()
+    """``--set`` overrides of agentproxy's settings (e.g. API keys, sign-in)."""
+    agentproxy_headers: dict[str, str] = field(default_factory=dict)
+    """Headers a request through agentproxy needs (its credentials when it wants one)."""
 
     def __enter__(self) -> Paths:
         return self
@@ -116,10 +120,13 @@ class Ports:
         raise RuntimeError(f"no free port left up to {self.last}")
 
 
-def start_all(ports: Ports, wanted: tuple[str, ...] = ORDER, loop: str = "auto") -> Paths:
-    """Start the agentapi and the wanted proxies in front of it (agentproxy on the event loop ``loop``)."""
+def start_all(ports: Ports, wanted: tuple[str, ...] = ORDER, loop: str = "auto",
+              agentproxy_settings: tuple[str, ...] = (), agentproxy_headers: dict[str, str] | None = None) -> Paths:
+    """Start the agentapi and the wanted proxies in front of it (agentproxy on the event loop ``loop``,
+    with the settings ``agentproxy_settings``, answering requests that carry ``agentproxy_headers``)."""
     work_dir = tempfile.TemporaryDirectory(prefix="agentproxy-bench-")
-    running = Paths(work=work_dir, loop=loop)
+    running = Paths(work=work_dir, loop=loop, agentproxy_settings=agentproxy_settings,
+                    agentproxy_headers=dict(agentproxy_headers or {}))
     work = Path(work_dir.name)
     try:
         direct = Target("direct")
@@ -204,20 +211,22 @@ def _start_agentapi(running: Paths, work: Path, ports: Ports, direct: Target) ->
 
 # --- agentproxy ----------------------------------------------------------------------------------
 
-def agentproxy_role(upstream: str, port: int, loop: str = "auto") -> None:
-    """Serve agentproxy's API with one ready agent (bench/a1) whose API is ``upstream``."""
+def agentproxy_role(upstream: str, port: int, loop: str = "auto", overrides: tuple[str, ...] = ()) -> None:
+    """Serve agentproxy's API with one ready agent (bench/a1) whose API is ``upstream``, with the
+    settings' ``--set`` ``overrides``."""
     import asyncio
 
     from agentproxy.api import serve
-    from agentproxy.settings import Settings
+    from agentproxy.settings import Settings, load_settings
     from agentproxy.spec import build_spec
     from tests.unit.api.memory_backend import MemoryBackend
 
     async def main() -> None:
-        settings = Settings()
+        settings = load_settings(overrides=overrides, environ={}).settings if overrides else Settings()
+        keys = serve.api_keys_from(settings) if overrides else ()  # older versions: no settings, no keys
         backend = MemoryBackend(upstream=upstream)
         await backend.create(build_spec(settings, SESSION, AGENT))
-        await serve.run_server(settings, backend, host="127.0.0.1", port=port,
+        await serve.run_server(settings, backend, keys, host="127.0.0.1", port=port,
                                on_listening=lambda addresses: print("listening", flush=True))
 
     # What `agentproxy serve` runs on: uvloop where there is one (older versions: asyncio's loop).
@@ -231,11 +240,12 @@ def agentproxy_role(upstream: str, port: int, loop: str = "auto") -> None:
 
 def _start_agentproxy(running: Paths, work: Path, ports: Ports, upstream: str, path: Target) -> None:
     port = ports.take()
+    overrides = [f"--set={item}" for item in running.agentproxy_settings]
     process = _launch(running, work, "agentproxy", [sys.executable, __file__, "agentproxy", "--upstream", upstream,
-                                                    "--port", str(port), "--loop", running.loop],
+                                                    "--port", str(port), "--loop", running.loop, *overrides],
                       cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     path.base = f"http://127.0.0.1:{port}/sessions/{SESSION}/agents/{AGENT}/api"
-    _wait_answering(f"{path.base}/status", process, work / "agentproxy.log")
+    _wait_answering(f"{path.base}/status", process, work / "agentproxy.log", running.agentproxy_headers)
     path.pid = process.pid
 
 
@@ -419,8 +429,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--upstream", required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--loop", default="auto")
+    parser.add_argument("--set", action="append", default=[], help="a settings override, KEY=VALUE")
     args = parser.parse_args(argv)
-    agentproxy_role(args.upstream, args.port, args.loop)
+    agentproxy_role(args.upstream, args.port, args.loop, tuple(args.set))
 
 
 if __name__ == "__main__":

@@ -67,6 +67,8 @@ STABLE_LIMIT = 60.0
 """Seconds the agent may take to answer a message (a bound, not a measurement)."""
 
 WRK_SCRIPT = """
+local authorization = os.getenv("BENCH_AUTHORIZATION") or ""
+if authorization ~= "" then wrk.headers["Authorization"] = authorization end
 local count, limit = 0, tonumber(os.getenv("BENCH_MAX_REQUESTS") or "0")
 response = function(status, headers, body)
   count = count + 1
@@ -83,11 +85,14 @@ end
 
 # --- measurements ----------------------------------------------------------------------------------
 
-def wrk(url: str, connections: int, seconds: float, max_requests: int, script: Path) -> dict[str, Any]:
-    """One wrk run: requests/s and latency percentiles (ms)."""
+def wrk(url: str, connections: int, seconds: float, max_requests: int, script: Path,
+        authorization: str | None = None) -> dict[str, Any]:
+    """One wrk run: requests/s and latency percentiles (ms); every request with the ``Authorization``
+    header ``authorization`` when given (passed in the environment, so no command line shows it)."""
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "5s",
                           "-s", str(script), url], capture_output=True, text=True, timeout=seconds + 60,
-                         env={**os.environ, "BENCH_MAX_REQUESTS": str(max_requests)})
+                         env={**os.environ, "BENCH_MAX_REQUESTS": str(max_requests),
+                              "BENCH_AUTHORIZATION": authorization or ""})
     line = next((x for x in out.stdout.splitlines() if x.startswith("BENCH ")), None)
     if line is None:
         raise RuntimeError(f"wrk failed: {(out.stderr or out.stdout).strip()[-300:]}")
@@ -366,24 +371,34 @@ def report(rows: dict[str, dict[str, Any]], args: argparse.Namespace, notes: lis
         print(f"  {note}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_load_arguments(parser: argparse.ArgumentParser, ports: int) -> None:
+    """The arguments of a benchmark of wrk runs through the paths: runs, seconds and requests per
+    figure, ports (``ports`` free ones by default, see :func:`port_range`), agentproxy's loop, JSON."""
     parser.add_argument("--runs", type=int, default=3, help="runs, each with fresh processes (default 3)")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per load figure (default 5)")
     parser.add_argument("--max-requests", type=int, default=200_000, help="requests per load figure at most")
-    parser.add_argument("--messages", type=int, default=10, help="messages per path and run for SSE (default 10)")
-    parser.add_argument("--streams", type=int, default=1000, help="idle event streams for memory (default 1000)")
-    parser.add_argument("--paths", nargs="+", choices=ORDER, default=list(ORDER))
-    parser.add_argument("--ports", help="ports to listen on, FIRST-LAST (default: 100 free ones, testenv.ports)")
+    parser.add_argument("--ports", help=f"ports to listen on, FIRST-LAST (default: {ports} free ones, testenv.ports)")
     parser.add_argument("--loop", choices=["auto", "uvloop", "asyncio"], default="auto",
                         help="agentproxy's event loop (default auto: uvloop where there is one)")
     parser.add_argument("--json", help="also write every run's figures to this file")
+
+
+def port_range(value: str | None, count: int) -> tuple[int, int]:
+    """The ports of ``--ports FIRST-LAST``, or ``count`` free ones (:func:`testenv.ports.free_block`)."""
+    if value is None:
+        return free_block(count, mostly=True)
+    first, _, last = value.partition("-")
+    return int(first), int(last or first)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_load_arguments(parser, ports=100)
+    parser.add_argument("--messages", type=int, default=10, help="messages per path and run for SSE (default 10)")
+    parser.add_argument("--streams", type=int, default=1000, help="idle event streams for memory (default 1000)")
+    parser.add_argument("--paths", nargs="+", choices=ORDER, default=list(ORDER))
     args = parser.parse_args()
-    if args.ports is None:
-        args.ports = free_block(100, mostly=True)
-    else:
-        first, _, last = args.ports.partition("-")
-        args.ports = (int(first), int(last or first))
+    args.ports = port_range(args.ports, 100)
     if "direct" not in args.paths:
         args.paths.insert(0, "direct")
     notes = []

@@ -30,7 +30,7 @@ from ..apikeys import ApiKey, hash_key, parse_api_keys
 from ..backends.base import AgentState
 from ..teams.config import Teams
 from ..teams.oidc import CSRF_HEADER, SESSION_COOKIE, Identity, TokenRefused, looks_like_jwt
-from ..teams.tokens import ProviderUnreachable, TokenVerifier
+from ..teams.tokens import MAX_REMEMBERED, ProviderUnreachable, TokenVerifier
 from ..waiting import REPORT_PATH
 from .errors import ApiError, Handler
 from .ui import OPEN_PATHS as DASHBOARD_PATHS
@@ -89,6 +89,7 @@ class Authenticator:
         # number of keys. What a lookup's timing could tell is about the SHA-256 of the key, from
         # which nothing about the key itself follows.
         self._digests = {bytes.fromhex(k.sha256): principal_of_key(k, self.teams) for k in self.keys}
+        self._principals: dict[Identity, Principal] = {}
         self.open_requests: list[Callable[[web.Request], bool]] = []
         """Tests of further requests answered without a key (an optional API layer adds its own)."""
 
@@ -99,10 +100,19 @@ class Authenticator:
 
     def principal_of_identity(self, identity: Identity) -> Principal:
         """The caller a checked token names: its user, the token's groups and those of
-        ``teams.groups``, admin by membership of ``teams.admin_group``."""
-        groups = identity.groups | self.teams.groups_of(identity.user)
-        admin = self.teams.admin_group is not None and self.teams.admin_group in groups
-        return Principal(identity.user, admin, groups, "oidc")
+        ``teams.groups``, admin by membership of ``teams.admin_group``.
+
+        Remembered per identity (as many as the verifier remembers tokens, the oldest forgotten
+        first), as a key's caller is made once: the relay's fast path asks on every request of a
+        token checked before, and making it again cost more than the rest of the look-up."""
+        known = self._principals.get(identity)
+        if known is None:
+            groups = identity.groups | self.teams.groups_of(identity.user)
+            admin = self.teams.admin_group is not None and self.teams.admin_group in groups
+            known = self._principals[identity] = Principal(identity.user, admin, groups, "oidc")
+            if len(self._principals) > MAX_REMEMBERED:
+                del self._principals[next(iter(self._principals))]
+        return known
 
     async def identify(self, request: web.Request) -> Principal:
         """The caller of ``request``: by API key, by bearer token or by session cookie; else

@@ -102,3 +102,26 @@ def test_an_open_api_is_refused_beyond_loopback():
             check_bind(host, open_api)
         check_bind(host, keyed)
         check_bind(host, open_api, allow_unauthenticated_remote=True)
+
+
+def test_a_tokens_caller_is_made_once_per_identity_and_the_memory_is_bounded():
+    """The relay's fast path asks for the caller of a remembered token on every request: the same
+    caller comes back (its groups from the token and from teams.groups, admin by group), and no
+    more identities are kept than the verifier keeps tokens."""
+    from agentproxy.teams.config import Teams
+    from agentproxy.teams.oidc import Identity
+    from agentproxy.teams.tokens import MAX_REMEMBERED
+
+    auth = Authenticator(teams=Teams(admin_group="platform", members={"platform": frozenset({"dave"})}))
+    dave = Identity("dave", frozenset({"ml"}), 2e9, "id-dave")
+    first = auth.principal_of_identity(dave)
+    assert first.name == "dave" and first.admin and first.groups == {"ml", "platform"} and first.key == "oidc"
+    assert auth.principal_of_identity(Identity("dave", frozenset({"ml"}), 2e9, "id-dave")) is first
+    carol = auth.principal_of_identity(Identity("carol", frozenset({"web"}), 2e9, "id-carol"))
+    assert not carol.admin and carol.groups == {"web"}
+    for n in range(MAX_REMEMBERED):
+        auth.principal_of_identity(Identity(f"user{n}", frozenset(), 2e9, f"id-{n}"))
+    assert len(auth._principals) == MAX_REMEMBERED
+    assert dave not in auth._principals  # the oldest forgotten first
+    again = auth.principal_of_identity(dave)
+    assert again == first and again is not first
