@@ -97,9 +97,9 @@ test: lint agentapi unit ui bench-smoke
       if [[ $started == 1 ]]; then
         just cluster-down
         started=0
-        python -m pytest tests/realnode
+        python -m pytest tests/e2e/real_node/test_cleanup.py
       else
-        echo "real node: the cleanup proof (tests/realnode) needs the host to itself; it runs when this recipe starts the cluster" >&2
+        echo "real node: the cleanup proof (tests/e2e/real_node/test_cleanup.py) needs the host to itself; it runs when this recipe starts the cluster" >&2
       fi
     fi
 

@@ -16,6 +16,8 @@ HERE = Path(__file__).resolve().parent
 
 _PORT_OFFSETS = {"etcd": 0, "etcd-peer": 1, "apiserver": 2, "controller-manager": 3, "scheduler": 4, "kwok": 5,
                  "kubelet": 6, "kubelet-healthz": 7, "kube-proxy-healthz": 8, "kube-proxy-metrics": 9}
+PORTS = len(_PORT_OFFSETS)
+"""How many ports a cluster takes, from its port base on."""
 
 
 def versions() -> dict[str, str]:

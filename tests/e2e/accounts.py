@@ -8,9 +8,10 @@ import json
 from pathlib import Path
 
 import yaml
-from kube import request, server_side_apply
 
 from agentproxy.render import render_rbac
+
+from .kube import request, server_side_apply
 
 ACCOUNT = "agentproxy"
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from kube import wait_for
-
 from agentproxy.backends.base import AgentStatus, NotFound
 from agentproxy.settings import load_settings
+
+from .kube import wait_for
 
 SESSION = "team-a"
 

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from kube import wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 from testenv.ports import free_port
+
+from .kube import wait_for
 
 
 class Served:

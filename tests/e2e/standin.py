@@ -27,10 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import kr8s.asyncio
-from kube import get, request
 
 from agentproxy.agentapi import locate
 from agentproxy.agentprograms import cached_program
+
+from .kube import get, request
 
 
 def _image_path() -> str:

@@ -12,10 +12,11 @@ import asyncio
 import json
 
 import pytest
-from kube import get, request, wait_for
-from standin import ContainerStandIn
 
 from tests.conversation import agent_said, exchanges, say, wait_answering
+
+from .kube import get, request, wait_for
+from .standin import ContainerStandIn
 
 
 @pytest.fixture

@@ -13,11 +13,12 @@ import json
 import secrets
 
 import pytest
-from kube import get, request, wait_for
-from standin import ContainerStandIn
 
 from tests.conversation import agent_said, call, exchanges, wait_answering, wait_stable
 from tests.model_standin import ANSWER_PREFIX, TOOL_DONE_PREFIX, ModelStandIn
+
+from .kube import get, request, wait_for
+from .standin import ContainerStandIn
 
 SECRET = "model-credentials"
 SLOW = 180.0

@@ -8,7 +8,7 @@ import json
 import os
 import sys
 
-from kube import get
+from .kube import get
 
 
 async def agentproxy(kubeconfig: str, namespace: str, *args: str) -> tuple[int, str, str]:

@@ -8,12 +8,13 @@ import ipaddress
 
 import kr8s
 import pytest
-from kube import condition, get, request, server_side_apply, wait_for
 
 from agentproxy import naming
 from agentproxy.render import render_agent, render_rbac
 from agentproxy.settings import load_settings
 from agentproxy.spec import build_spec
+
+from .kube import condition, get, request, server_side_apply, wait_for
 
 SESSION = "e2e-session"
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from kube import get, wait_for
-from standin import ContainerStandIn
 
 from tests.conversation import agent_said, exchanges, wait_answering, wait_stable
+
+from .kube import get, wait_for
+from .standin import ContainerStandIn
 
 SESSION = "peer-sessions"
 

@@ -5,7 +5,8 @@ repair is counted in /metrics."""
 from __future__ import annotations
 
 import pytest
-from kube import get, request, wait_for
+
+from .kube import get, request, wait_for
 
 STORAGE_CLASS = "/apis/storage.k8s.io/v1/storageclasses/kwok-volume"
 

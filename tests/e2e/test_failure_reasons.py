@@ -14,8 +14,9 @@ import contextlib
 
 import pytest
 import yaml
-from kube import get, request, wait_for
-from served import Served
+
+from .kube import get, request, wait_for
+from .served import Served
 
 STORAGE_CLASS = "/apis/storage.k8s.io/v1/storageclasses/kwok-volume"
 DEFAULT_CLASS = "storageclass.kubernetes.io/is-default-class"

@@ -14,12 +14,14 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
+from functools import partial
 
-import apiserver
 import pytest
 import pytest_asyncio
-from kube import fresh_namespace, get, request, wait_for
-from served import Servers
+
+from . import apiserver
+from .kube import fresh_namespace, get, request, wait_for
+from .served import Servers
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -181,7 +183,7 @@ async def _after_the_fault(fleet: Fleet, new_id: str) -> None:
     status, body, _ = await fleet.create(1, "team-b", new_id)
     assert status == 201, body
     for i in range(2):
-        await wait_for(lambda i=i: fleet.event_of(i, new_id, "ready"), f"replica {i} to announce {new_id} ready")
+        await wait_for(partial(fleet.event_of, i, new_id, "ready"), f"replica {i} to announce {new_id} ready")
     gone = sorted(fleet.ids - {new_id})[0]
     status, body, _ = await fleet.replicas[0].call("DELETE", f"/sessions/{fleet.session_of[gone]}/agents/{gone}"
                                                              "?purge=true")
@@ -191,7 +193,7 @@ async def _after_the_fault(fleet: Fleet, new_id: str) -> None:
     async def deleted(i: int) -> bool:
         return any(e["id"] == gone and e["event"] == "deleted" for e in fleet.seen[i])
     for i in range(2):
-        await wait_for(lambda i=i: deleted(i), f"replica {i} to announce {gone} deleted")
+        await wait_for(partial(deleted, i), f"replica {i} to announce {gone} deleted")
     await wait_for(fleet.all_ready, "every agent to be listed ready by both replicas")
 
     async def whole() -> bool:

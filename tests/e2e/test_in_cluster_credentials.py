@@ -15,15 +15,16 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import pytest
-from accounts import ACCOUNT, apply_rbac, bound_token, cluster_of, mount, token_id, write_token
-from agents import SESSION, settings_for, until_status
-from kube import request, wait_for
 
 from agentproxy.backends.base import AgentStatus, Forbidden
 from agentproxy.backends.k8s.backend import K8sBackend
 from agentproxy.backends.k8s.client import Client
 from agentproxy.backends.k8s.credentials import service_account_dir
 from agentproxy.spec import build_spec
+
+from .accounts import ACCOUNT, apply_rbac, bound_token, cluster_of, mount, token_id, write_token
+from .agents import SESSION, settings_for, until_status
+from .kube import request, wait_for
 
 
 async def _whoami(client: Client) -> dict:

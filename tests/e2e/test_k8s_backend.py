@@ -9,8 +9,6 @@ import itertools
 from pathlib import Path
 
 import pytest
-from agents import SESSION, settings_for, until_status
-from kube import get, request, wait_for
 
 from agentproxy import naming
 from agentproxy.backends.base import AgentStatus, Conflict, NotFound, Rejected
@@ -18,6 +16,9 @@ from agentproxy.backends.k8s.backend import K8sBackend
 from agentproxy.backends.k8s.cache import NamespaceCache
 from agentproxy.backends.k8s.client import Client
 from agentproxy.spec import build_spec
+
+from .agents import SESSION, settings_for, until_status
+from .kube import get, request, wait_for
 
 
 async def test_create_returns_pending_then_becomes_ready_with_routable_pod_ip(backend, pod_cidr):

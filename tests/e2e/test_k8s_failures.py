@@ -9,14 +9,15 @@ import itertools
 import os
 
 import pytest
-from agents import SESSION, settings_for, until_status
-from kube import get, request, server_side_apply, wait_for
 
 from agentproxy.backends.base import AgentStatus, Forbidden, Rejected, Unavailable
 from agentproxy.backends.k8s.backend import K8sBackend
 from agentproxy.backends.k8s.client import Client
 from agentproxy.render import render_rbac
 from agentproxy.spec import build_spec
+
+from .agents import SESSION, settings_for, until_status
+from .kube import get, request, server_side_apply, wait_for
 
 
 class ImpersonatingClient(Client):

@@ -8,9 +8,7 @@ from __future__ import annotations
 import json
 
 import aiohttp
-from agents import until_status
 from aiohttp.test_utils import TestServer
-from kube import request, wait_for
 
 from agentproxy import naming
 from agentproxy.api.app import create_app
@@ -18,6 +16,9 @@ from agentproxy.api.model import agent_json
 from agentproxy.backends.base import AgentStatus
 from agentproxy.backends.k8s.kinds import POD
 from agentproxy.spec import build_spec
+
+from .agents import until_status
+from .kube import request, wait_for
 
 SESSIONS = {"s1": ["a1", "a2"], "s2": ["b1"]}
 

@@ -17,12 +17,13 @@ from pathlib import Path
 import aiohttp
 import psutil
 import yaml
-from agents import SESSION, until_status
-from kube import wait_for
 
 from agentproxy.backends.base import AgentStatus
 from agentproxy.spec import build_spec
 from testenv.ports import free_block, free_port
+
+from .agents import SESSION, until_status
+from .kube import wait_for
 
 
 def agent_ports() -> dict[str, int]:

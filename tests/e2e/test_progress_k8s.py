@@ -12,8 +12,9 @@ import json
 from collections.abc import Callable
 
 import aiohttp
-from kube import wait_for
-from served import Served
+
+from .kube import wait_for
+from .served import Served
 
 TIMEOUT = aiohttp.ClientTimeout(total=120)
 

@@ -20,16 +20,16 @@ import contextlib
 import dataclasses
 import uuid
 
-from accounts import ACCOUNT, apply_rbac, bound_token, cluster_of, token_kubeconfig
-from agents import SESSION, settings_for
-from kube import create_namespace, delete_namespace
-
 from agentproxy.backends.base import AgentStatus, Forbidden, NotFound
 from agentproxy.backends.k8s.backend import K8sBackend
 from agentproxy.backends.k8s.client import Client
 from agentproxy.render import default_templates_dir, render_rbac
 from agentproxy.spec import build_spec
 from agentproxy.teams.credentials import Holder
+
+from .accounts import ACCOUNT, apply_rbac, bound_token, cluster_of, token_kubeconfig
+from .agents import SESSION, settings_for
+from .kube import create_namespace, delete_namespace
 
 CASES = [(resource, verb) for rule in render_rbac(settings_for("x"), ACCOUNT)[1]["rules"]
          for resource in rule["resources"] for verb in rule["verbs"]]

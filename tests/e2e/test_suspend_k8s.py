@@ -17,13 +17,14 @@ import time
 
 import aiohttp
 import pytest
-from kube import delete_namespace, get, request, wait_for
-from served import Served, counted
-from standin import ContainerStandIn
 
 from agentproxy import naming
 from agentproxy.backends.k8s.kinds import CONFIGMAP, POD, PVC, SERVICE, STATEFULSET
 from tests.conversation import AGENTAPI_HOST, agent_said, exchanges, say, wait_answering
+
+from .kube import delete_namespace, get, request, wait_for
+from .served import Served, counted
+from .standin import ContainerStandIn
 
 SESSION = "s1"
 

@@ -14,10 +14,11 @@ import sys
 from typing import Any
 
 import aiohttp
-from kube import get, wait_for
-from served import Served
 
 from agentproxy import naming
+
+from .kube import get, wait_for
+from .served import Served
 
 BOB = "e2e-teams-bob-key"
 KEYS = json.dumps([{"name": "bob", "sha256": hashlib.sha256(BOB.encode()).hexdigest()}])

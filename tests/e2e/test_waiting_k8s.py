@@ -22,12 +22,13 @@ import time
 
 import aiohttp
 import pytest
-from kube import get, request, wait_for
-from served import Served, free_port
-from standin import ContainerStandIn
 
 from tests.conversation import agent_said, call, wait_answering, wait_stable
 from tests.model_standin import TOOL_DONE_PREFIX, ModelStandIn
+
+from .kube import get, request, wait_for
+from .served import Served, free_port
+from .standin import ContainerStandIn
 
 QUESTION = "Claude needs your permission to use Bash"
 SLOW = 180.0

@@ -19,10 +19,11 @@ import uuid
 import aiohttp
 import pytest
 import yaml
-from kube import delete_namespace, get, request, wait_for
-from rn import BASE_SETTINGS, LABEL, NODE, Server, merge
 
 from testenv.ports import free_port
+
+from ..kube import delete_namespace, get, request, wait_for
+from .rn import BASE_SETTINGS, LABEL, NODE, Server, merge
 
 
 @pytest.fixture
@@ -30,7 +31,7 @@ async def real_node(api) -> dict:
     """The real node, Ready; fails (never skips) when the cluster has none."""
     node = await get(api, f"/api/v1/nodes/{NODE}")
     ready = any(c["type"] == "Ready" and c["status"] == "True" for c in (node or {}).get("status", {}).get("conditions", []))
-    if not ready:
+    if node is None or not ready:
         pytest.fail(f"the cluster has no Ready node {NODE}: start it with AGENTPROXY_REAL_NODE=1 bin/just cluster-up")
     return node
 

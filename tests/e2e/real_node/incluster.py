@@ -12,9 +12,10 @@ from pathlib import Path
 
 import aiohttp
 import yaml
-from rn import ROOT
 
 from testenv.layout import Layout
+
+from .rn import ROOT
 
 NAMESPACE = "agentapi-proxy"
 DEPLOYMENT = "agentapi-proxy"

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import aiohttp
 import kr8s
-from kube import get, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests import conversation
 from tests.conversation import exchanges
+
+from ..kube import get, wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -20,9 +20,10 @@ import time
 import aiohttp
 import pytest
 import yaml
-from incluster import DEPLOYMENT, NAMESPACE, SELECTOR, EventStream, kubectl, role_without, write_overlay
-from kube import condition, delete_namespace, get, request, wait_for
-from rn import NODE, Server
+
+from ..kube import condition, delete_namespace, get, request, wait_for
+from .incluster import DEPLOYMENT, NAMESPACE, SELECTOR, EventStream, kubectl, role_without, write_overlay
+from .rn import NODE, Server
 
 pytestmark = pytest.mark.real_node
 
@@ -130,6 +131,7 @@ async def test_two_in_cluster_proxies_serve_one_namespace_and_outlive_each_other
 
         # Without one verb of its Role the proxy cannot do its work, and says why.
         role = await get(api, f"/apis/rbac.authorization.k8s.io/v1/namespaces/{NAMESPACE}/roles/{DEPLOYMENT}")
+        assert role is not None, "the proxy's Role is missing"
         kubectl("apply", "-f", "-", stdin=yaml.safe_dump(role_without(role, "statefulsets", "patch")))
         try:
             async def refused():

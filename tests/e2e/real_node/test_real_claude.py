@@ -13,12 +13,13 @@ import secrets
 from pathlib import Path
 
 import pytest
-from kube import condition, get, request, wait_for
-from rn import container_processes, pod_of
 
 from tests import conversation
 from tests.conversation import exchanges
 from tests.model_standin import ANSWER_PREFIX, TOOL_DONE_PREFIX, ModelStandIn
+
+from ..kube import condition, get, request, wait_for
+from .rn import container_processes, pod_of
 
 pytestmark = pytest.mark.real_node
 SECRET = "model-credentials"

@@ -12,8 +12,9 @@ import json
 import subprocess
 
 import pytest
-from kube import wait_for
-from rn import NODE, pod_of
+
+from ..kube import wait_for
+from .rn import NODE, pod_of
 
 pytestmark = pytest.mark.real_node
 BRIDGE_NET = ipaddress.ip_network("198.18.0.0/16")

@@ -7,8 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from kube import get, request, wait_for
-from rn import pod_of
+
+from ..kube import get, request, wait_for
+from .rn import pod_of
 
 pytestmark = pytest.mark.real_node
 

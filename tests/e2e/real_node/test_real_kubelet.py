@@ -5,8 +5,9 @@ through the proxy; the kubelet takes them over again without restarting them."""
 from __future__ import annotations
 
 import pytest
-from kube import get, wait_for
-from rn import NODE, cluster, container_processes, pod_of, readiness_probes_passed
+
+from ..kube import get, wait_for
+from .rn import NODE, cluster, container_processes, pod_of, readiness_probes_passed
 
 pytestmark = pytest.mark.real_node
 

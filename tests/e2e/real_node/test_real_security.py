@@ -7,8 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from kube import get
-from rn import container_processes, pod_of
+
+from ..kube import get
+from .rn import container_processes, pod_of
 
 pytestmark = pytest.mark.real_node
 UID = 1000  # k8s_mode.run_as_user's default

@@ -6,10 +6,11 @@ a request waits for it instead."""
 from __future__ import annotations
 
 import pytest
-from kube import get, wait_for
 
 from agentproxy import naming
 from agentproxy.backends.k8s.kinds import CONFIGMAP, POD, PVC, SERVICE, STATEFULSET
+
+from ..kube import get, wait_for
 
 pytestmark = pytest.mark.real_node
 

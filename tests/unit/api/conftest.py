@@ -13,9 +13,7 @@ from agentproxy.api import create_app
 from agentproxy.settings import Settings
 
 from .memory_backend import MemoryBackend
-
-# Tests import these from .support; the names stay importable from here for tests written before it.
-from .support import ADMIN_KEY, ALICE_KEY, API, BOB_KEY, KEYS, ApiFactory, FastPathTestServer, Upstream, bearer  # noqa: F401
+from .support import ApiFactory, FastPathTestServer, Upstream
 from .upstream import ImitationAgent
 
 

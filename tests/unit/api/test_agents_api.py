@@ -8,16 +8,7 @@ from agentproxy.backends.base import AgentStatus, Rejected, Unavailable
 from agentproxy.naming import AGENT_ID_RULE, SESSION_ID_RULE
 
 from .memory_backend import MemoryBackend
-
-
-async def error_of(response, status: int) -> dict:
-    """The error object of a JSON error response with ``status``."""
-    assert response.status == status, await response.text()
-    assert response.content_type == "application/json"
-    body = await response.json()
-    assert set(body) == {"error"}
-    assert {"code", "message"} <= set(body["error"])
-    return body["error"]
+from .support import error_of
 
 
 async def test_create_without_a_body_makes_an_agent_of_the_default_type(api, backend: MemoryBackend):

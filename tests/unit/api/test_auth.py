@@ -8,9 +8,7 @@ import pytest
 
 from agentproxy.api.auth import ApiKey, Authenticator, BindRefused, check_bind, hash_key, is_loopback_host
 
-from .support import ADMIN_KEY, ALICE_KEY, BOB_KEY, KEYS, bearer
-from .test_agents_api import error_of
-from .test_events_api import next_status_event
+from .support import ADMIN_KEY, ALICE_KEY, BOB_KEY, KEYS, bearer, error_of, next_status_event
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from agentproxy.backends.base import AgentStatus
 
 from .._support import settings_with
 from .memory_backend import MemoryBackend
-from .test_openapi import documented_operations, served_operations
+from .support import documented_operations, served_operations
 
 ON = "compat.agentapi_proxy.enabled=true"
 

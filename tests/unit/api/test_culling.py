@@ -15,7 +15,7 @@ from agentproxy.settings import Settings
 from agentproxy.spec import build_spec
 
 from .memory_backend import MemoryBackend
-from .test_health_metrics import labels, scrape
+from .support import labels, scrape
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

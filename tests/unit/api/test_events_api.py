@@ -3,43 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
-
-import aiohttp
 
 from agentproxy.backends.base import AgentStatus
 
-from .conftest import ALICE_KEY, BOB_KEY, KEYS, bearer
 from .memory_backend import MemoryBackend
-from .test_agents_api import error_of
+from .support import ALICE_KEY, BOB_KEY, KEYS, bearer, error_of, next_event, next_line, next_status_event, open_stream
 
 HANG_GUARD = 10.0
-
-
-async def next_line(response: aiohttp.ClientResponse) -> str:
-    return (await asyncio.wait_for(response.content.readline(), HANG_GUARD)).decode()
-
-
-async def next_status_event(response: aiohttp.ClientResponse) -> dict:
-    """The data of the next ``status`` event (comment lines are skipped)."""
-    while True:
-        line = await next_line(response)
-        assert line, "the stream ended"
-        if line.startswith("event: "):
-            assert line == "event: status\n"
-            data = await next_line(response)
-            assert data.startswith("data: ")
-            assert await next_line(response) == "\n"
-            return json.loads(data[len("data: "):])
-
-
-async def open_stream(api, path: str = "/events", **kwargs) -> aiohttp.ClientResponse:
-    response = await api.get(path, **kwargs)
-    assert response.status == 200
-    assert response.headers["Content-Type"] == "text/event-stream"
-    assert await next_line(response) == ": connected\n"
-    assert await next_line(response) == "\n"
-    return response
 
 
 async def test_added_modified_and_deleted_events(api, backend: MemoryBackend):
@@ -91,21 +61,6 @@ async def test_the_stream_ends_when_the_backend_stops_sending(api, backend: Memo
     await backend.close()
     rest = await asyncio.wait_for(stream.content.read(), HANG_GUARD)
     assert rest == b""
-
-
-async def next_event(response: aiohttp.ClientResponse) -> tuple[str | None, str, dict]:
-    """(id, name, data) of the next event (comments skipped)."""
-    event_id, name = None, None
-    while True:
-        line = await next_line(response)
-        assert line, "the stream ended"
-        if line.startswith("id: "):
-            event_id = line[4:].rstrip("\n")
-        elif line.startswith("event: "):
-            name = line[7:].rstrip("\n")
-        elif line.startswith("data: "):
-            assert await next_line(response) == "\n"
-            return event_id, name or "message", json.loads(line[len("data: "):])
 
 
 async def test_a_reconnect_with_last_event_id_misses_nothing(api, backend: MemoryBackend):

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from agentproxy.backends.base import AgentStatus
 
 from .memory_backend import MemoryBackend
-from .test_agents_api import error_of
+from .support import error_of, labels, scrape
 
 
 class HangingBackend(MemoryBackend):
@@ -24,20 +22,6 @@ async def test_healthz_and_readyz(api, backend: MemoryBackend, make_api):
     assert error["code"] == "unavailable" and "Retry-After" in response.headers
     failing = await make_api(backend_=HangingBackend())
     await error_of(await failing.get("/readyz"), 503)
-
-
-async def scrape(api) -> dict[tuple[str, tuple], float]:
-    response = await api.get("/metrics")
-    assert response.status == 200 and response.content_type == "text/plain"
-    samples = {}
-    for family in text_string_to_metric_families(await response.text()):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return samples
-
-
-def labels(**kw: str) -> tuple:
-    return tuple(sorted(kw.items()))
 
 
 async def test_metrics_count_requests_by_route_template_and_status(api):

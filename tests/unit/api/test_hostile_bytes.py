@@ -18,8 +18,8 @@ from agentproxy.api.logfilter import quiet_malformed_requests
 from agentproxy.settings import Settings
 
 from .memory_backend import MemoryBackend
+from .raw_client import Raw
 from .support import ALICE_KEY, API, KEYS, FastPathTestServer
-from .test_fastpath import Raw
 
 UNICODE_KEY = "clé-ünïcode-0123"
 """A valid key that is UTF-8 text beyond ASCII."""

@@ -2,25 +2,9 @@
 
 from __future__ import annotations
 
-from agentproxy.api import create_app
-from agentproxy.api.openapi import PROXY_METHODS, openapi_document
+from agentproxy.api.openapi import openapi_document
 
-from .memory_backend import MemoryBackend
-
-
-def served_operations(settings) -> set[tuple[str, str]]:
-    app = create_app(settings, MemoryBackend())
-    operations = set()
-    for route in app.router.routes():
-        path = route.resource.canonical
-        methods = PROXY_METHODS if route.method == "*" else (route.method.lower(),)
-        operations |= {(path, m) for m in methods}
-    return operations
-
-
-def documented_operations(document: dict) -> set[tuple[str, str]]:
-    methods = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
-    return {(path, m) for path, item in document["paths"].items() for m in item if m in methods}
+from .support import documented_operations, served_operations
 
 
 def test_every_route_is_documented_and_every_documented_route_exists(settings):

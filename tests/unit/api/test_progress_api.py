@@ -10,9 +10,8 @@ import aiohttp
 
 from agentproxy.backends.base import AgentStatus
 
-from .conftest import ALICE_KEY, BOB_KEY, KEYS, bearer
 from .memory_backend import MemoryBackend
-from .test_agents_api import error_of
+from .support import ALICE_KEY, BOB_KEY, KEYS, bearer, error_of
 
 HANG_GUARD = 10.0
 PROGRESS = "/sessions/s1/agents/a1/progress"

@@ -19,8 +19,7 @@ from agentproxy.backends.base import AgentStatus
 from testenv.ports import free_port
 
 from .memory_backend import MemoryBackend
-from .support import API, Upstream
-from .test_agents_api import error_of
+from .support import API, Upstream, error_of, read_event
 
 HANG_GUARD = 10.0
 """Seconds after which a test that waits for something gives up (a bound, not a measurement)."""
@@ -158,23 +157,6 @@ async def test_an_upstream_that_breaks_off_mid_response_cuts_the_client_connecti
     with pytest.raises(aiohttp.ClientPayloadError):
         await asyncio.wait_for(response.read(), HANG_GUARD)
     assert (await agent_api.get(f"{API}/status")).status == 200  # the proxy carries on
-
-
-async def read_event(response: aiohttp.ClientResponse) -> dict[str, str]:
-    """The next SSE event of ``response`` as its fields."""
-    fields: dict[str, str] = {}
-    while True:
-        line = (await asyncio.wait_for(response.content.readline(), HANG_GUARD)).decode()
-        assert line, "the stream ended"
-        line = line.rstrip("\r\n")
-        if not line:
-            if fields:
-                return fields
-            continue
-        if line.startswith(":"):
-            continue
-        name, _, value = line.partition(": ")
-        fields[name] = value
 
 
 async def test_sse_events_arrive_one_by_one_before_the_next_is_sent(agent_api, upstream: Upstream):

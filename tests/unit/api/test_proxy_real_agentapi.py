@@ -28,8 +28,7 @@ from testenv.ports import free_port
 from tests.conversation import AGENTAPI_HOST, agent_said, exchanges, say, wait_answering, wait_stable
 
 from .memory_backend import MemoryBackend
-from .support import API
-from .test_proxy import read_event
+from .support import API, read_event
 
 HANG_GUARD = 20.0
 """Seconds after which a test that waits for something gives up (a bound, not a measurement)."""

@@ -17,8 +17,8 @@ from agentproxy.api.relay import fastpath
 from .._support import settings_with
 from .memory_backend import MemoryBackend
 from .raw_agent import OK_BODY, RecordingAgent, ScriptedAnswer
-from .support import ALICE_KEY, API, KEYS, FastPathTestServer
-from .test_fastpath import HANG_GUARD, Raw, get
+from .raw_client import Raw, get
+from .support import ALICE_KEY, API, HANG_GUARD, KEYS, FastPathTestServer
 
 PATHS = pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "full-path"])
 

@@ -19,9 +19,7 @@ from agentproxy.cli.serve import cmd_serve
 from agentproxy.settings import SettingsError
 
 from .memory_backend import MemoryBackend
-from .support import KEYS, Upstream
-from .test_events_api import next_line
-from .test_proxy import read_event
+from .support import KEYS, Upstream, next_line, read_event
 
 HANG_GUARD = 10.0
 REPO = Path(__file__).resolve().parents[3]
@@ -91,21 +89,9 @@ async def test_shutdown_drains_proxied_streams_then_closes_the_backend(settings,
         assert backend.agents  # closing the backend leaves agents alone
 
 
-def test_sigterm_stops_the_server_and_closes_the_backend(tmp_path):
-    script = tmp_path / "serve_memory.py"
-    script.write_text(
-        "import asyncio, sys\n"
-        f"sys.path.insert(0, {str(REPO)!r})\n"
-        "from agentproxy.api.serve import run_server\n"
-        "from agentproxy.settings import Settings\n"
-        "from tests.unit.api.memory_backend import MemoryBackend\n"
-        "backend = MemoryBackend()\n"
-        "def listening(addresses):\n"
-        "    print('port', addresses[0][1], flush=True)\n"
-        "asyncio.run(run_server(Settings(), backend, host='127.0.0.1', port=0, on_listening=listening))\n"
-        "print('backend closed:', backend.closed, flush=True)\n")
-    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, cwd=tmp_path)
+def test_sigterm_stops_the_server_and_closes_the_backend():
+    process = subprocess.Popen([sys.executable, "-m", "tests.unit.api.serve_memory"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, cwd=REPO)
     try:
         line = process.stdout.readline()
         assert line.startswith("port "), line + process.stderr.read()

@@ -13,8 +13,7 @@ from agentproxy.backends.limits import CreateLimits
 
 from .._support import settings_with
 from .memory_backend import MemoryBackend
-from .support import ADMIN_KEY, ALICE_KEY, BOB_KEY, KEYS, bearer
-from .test_agents_api import error_of
+from .support import ADMIN_KEY, ALICE_KEY, BOB_KEY, KEYS, bearer, error_of
 
 ALICE, BOB, ADMIN = bearer(ALICE_KEY), bearer(BOB_KEY), bearer(ADMIN_KEY)
 

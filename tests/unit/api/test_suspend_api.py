@@ -9,9 +9,7 @@ import asyncio
 from agentproxy.backends.base import AgentStatus
 
 from .memory_backend import MemoryBackend
-from .support import ALICE_KEY, BOB_KEY, KEYS, Upstream, bearer
-from .test_agents_api import error_of
-from .test_health_metrics import labels, scrape
+from .support import ALICE_KEY, BOB_KEY, KEYS, Upstream, bearer, error_of, labels, scrape
 
 AGENT = "/sessions/s1/agents/a1"
 

@@ -11,7 +11,7 @@ from agentproxy.settings import SettingsError
 from agentproxy.spec import build_spec
 
 from .._support import settings_with
-from .test_agents_api import error_of
+from .support import error_of
 
 ALICE, ALICE2, BOB, CAROL, DAVE, OLD = "k-alice-1", "k-alice-2", "k-bob", "k-carol", "k-dave", "k-old"
 KEYS = [

@@ -39,8 +39,7 @@ from tests.oidc_provider import (
 )
 
 from .._support import settings_with
-from .support import FastPathTestServer
-from .test_agents_api import error_of
+from .support import FastPathTestServer, error_of
 
 
 @pytest.fixture(scope="module")
@@ -294,7 +293,7 @@ async def test_agentproxy_login_signs_in_through_a_loopback_redirect_and_agents_
 async def test_tokens_on_raw_sockets_on_both_paths(provider, proxy):
     """A token is checked on aiohttp's path first; once checked, the fast path relays its
     requests itself; a forged or expired one is never relayed, whichever path reads it."""
-    from .test_fastpath import Raw, added, counts, get
+    from .raw_client import Raw, added, counts, get
 
     alice = (await sign_in(provider, "alice"))["id_token"]
     assert (await proxy.post("/sessions/s1/agents", json={"id": "r1"}, headers=bearer(alice))).status == 201
@@ -324,6 +323,6 @@ def test_the_openapi_document_has_the_signin_routes_when_oidc_is_on(settings: Se
     from agentproxy.api.openapi import openapi_document
     from agentproxy.teams.signin import openapi_paths
 
-    from .test_openapi import documented_operations, served_operations
+    from .support import documented_operations, served_operations
     assert served_operations(settings) == documented_operations(openapi_document(extra_paths=openapi_paths()))
     assert {path for path, _ in served_operations(settings)} >= {"/auth/login", "/auth/me"}

@@ -14,7 +14,7 @@ from agentproxy.settings import SettingsError
 
 from .._support import settings_with
 from .memory_backend import MemoryBackend
-from .test_agents_api import error_of
+from .support import error_of
 
 ALICE, BOB, ADMIN = "k-alice", "k-bob", "k-admin"
 KEYS = [{"name": "alice", "sha256": hash_key(ALICE)}, {"name": "bob", "sha256": hash_key(BOB)},

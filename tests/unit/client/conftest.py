@@ -8,9 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from ..live_server import LiveServer, running_server
-
-# Tests import these from .support; the names stay importable from here for tests written before it.
-from .support import ADMIN_KEY, BROKEN, agentproxy, cli_env, one_error_line  # noqa: F401
+from .support import ADMIN_KEY, BROKEN
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ..live_server import LiveServer, running_server
-from .conftest import agentproxy, one_error_line
+from .support import agentproxy, one_error_line
 
 ALICE_KEY, ROOT_KEY = "cli-alice-key-0123456789", "cli-root-key-0123456789"
 SECRET = "sk-cli-credential-0123456789-SECRET"

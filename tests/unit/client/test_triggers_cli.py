@@ -12,7 +12,7 @@ import pytest
 
 from ..live_server import LiveServer, running_server
 from ..triggers.support import SECRET, github_headers, hook, payload
-from .conftest import agentproxy
+from .support import agentproxy
 
 ROOT_KEY = "cli-root-key-triggers-0123456789"
 

@@ -10,12 +10,10 @@ import sys
 import yaml
 
 from agentproxy.render import render_rbac
+from deploy import generate
 
 from .._support import settings_with
 from .manifests import DEPLOY, by_key, comparable, helm_template, kustomize
-
-sys.path.insert(0, str(DEPLOY))
-import generate
 
 
 def test_the_generated_rbac_files_are_current():

@@ -12,23 +12,17 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from agentproxy.agentapi import locate
 from agentproxy.backends.local.backend import LocalBackend
 from agentproxy.backends.local.process import find_executable
 from agentproxy.settings import Settings
+from testenv.ports import free_block
 
-# Tests import these from .support; the names stay importable from here for tests written before it.
-from .support import (
-    STARTER_MARK,
-    assert_nothing_left,
-    end_starters,
-    make_settings,
-    port_block,
-    shut_down,
-    wait_until,  # noqa: F401
-)
+from .serve_process import BLOCK, Server, serving
+from .support import STARTER_MARK, assert_nothing_left, end_starters, make_settings, port_block, shut_down
 
 _marks = itertools.count()
 
@@ -85,3 +79,15 @@ async def backend(settings: Settings, tmp_path: Path) -> AsyncIterator[LocalBack
     finally:
         await shut_down(instance)
     await assert_nothing_left(tmp_path)
+
+
+@pytest.fixture
+async def served(tmp_path: Path, launcher: str) -> AsyncIterator[tuple[Server, aiohttp.ClientSession]]:
+    """A server (not started yet) on a block of ports of its own; on the way out every agent is
+    deleted through it and nothing may be left running."""
+    first, last = free_block(BLOCK, mostly=True)
+    server = Server(tmp_path / "data", (first + 1, last), launcher)
+    server.port, server.base = first, f"http://127.0.0.1:{first}"
+    server.env["AGENTAPI_SERVER_PORT"] = str(first)
+    async with serving(server, tmp_path) as client:
+        yield server, client

@@ -1,5 +1,6 @@
-"""A proxy in a process of its own, for tests that kill it: ``python proxy_process.py
-DATA_DIR LAUNCHER PORT_START PORT_END AGENT_ID...``.
+"""A proxy in a process of its own, for tests that kill it: ``python -m
+tests.unit.local.proxy_process DATA_DIR LAUNCHER PORT_START PORT_END AGENT_ID...`` from the
+repository's root.
 
 It starts a local backend, creates the agents (type ``serve``), waits until they are
 ready, prints one JSON line ``{agent_id: pid}`` and then waits to be killed (at most
@@ -13,8 +14,6 @@ import json
 import sys
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 from agentproxy.backends.base import AgentStatus
 from agentproxy.backends.local.backend import LocalBackend

@@ -1,5 +1,5 @@
 """What the local backend's tests share: settings for real agentapi and the test programs, ports,
-specs, waits, and the check that nothing is left behind."""
+specs, waits, the check that nothing is left behind, and a process's autogroup."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import psutil
 from agentproxy.backends.base import AgentState, AgentStatus
 from agentproxy.backends.local.backend import LocalBackend
 from agentproxy.backends.local.process import starter as starter_module
+from agentproxy.backends.local.process.priority import autogroup_nice
 from agentproxy.settings import Settings
 from agentproxy.settings.schema import SupervisionSettings
 from agentproxy.spec import AgentSpec, build_spec
@@ -196,3 +197,38 @@ def end_starters(mark: str, timeout: float = 10.0) -> list[int]:
         except (psutil.Error, ChildProcessError):
             pass  # gone meanwhile, or reaped by its backend's side
     return [proc.pid for proc in left]
+
+
+def autogroup_of(pid: int) -> int | None:
+    """The nice value of the autogroup of ``pid``, None where the kernel has no autogroups."""
+    try:
+        with open(f"/proc/{pid}/autogroup", encoding="ascii") as src:
+            return autogroup_nice(src.read())
+    except OSError:
+        return None
+
+
+OURS = os.getpriority(os.PRIO_PROCESS, 0)
+"""The test run's own nice value (``nice -n 19`` on a shared machine): what it starts has it too,
+and a priority is never raised, so a process lowered to ``n`` ends at ``max(OURS, n)``."""
+
+
+def lowered(nice: int) -> int:
+    """What a lowering to ``nice`` gives a process this test run starts (see :data:`OURS`)."""
+    return max(OURS, nice)
+
+
+def thread_nices(pid: int) -> set[int]:
+    """The nice values of every thread of ``pid``."""
+    return {os.getpriority(os.PRIO_PROCESS, int(tid)) for tid in os.listdir(f"/proc/{pid}/task")}
+
+
+def kernel_allows(change) -> bool:
+    """``change()`` until it is done: the kernel takes an autogroup change at most ten times a
+    second from anyone unprivileged on the machine, so another program may have just had its turn."""
+    deadline = time.monotonic() + 30
+    while not change():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True

@@ -17,17 +17,19 @@ from agentproxy.backends.base import AgentStatus, Conflict, NotFound, Rejected, 
 from agentproxy.backends.local.backend import LocalBackend
 
 from .support import (
+    OURS,
     assert_nothing_left,
+    autogroup_of,
     make_settings,
     processes_in,
     shut_down,
     spec,
+    thread_nices,
     wait_for,
     wait_for_log,
     wait_ready,
     wait_until,
 )
-from .test_priority import OURS, autogroup_of, thread_nices
 
 
 async def get_status(upstream: str, host: str = "localhost") -> tuple[int, dict | str]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -15,34 +14,12 @@ import psutil
 from agentproxy.backends.local.process import TAG_VARIABLE, AgentProcess, agent_environment, stop_tree
 from agentproxy.backends.local.process.priority import autogroup_nice, lower_group, lower_priority
 
-from .support import PROGRAMS, wait_until
+from .support import OURS, PROGRAMS, autogroup_of, kernel_allows, lowered, thread_nices, wait_until
 
 THREADS = ("import threading, time\n"
            "for _ in range(3): threading.Thread(target=time.sleep, args=(120,), daemon=True).start()\n"
            "print('started', flush=True)\n"
            "time.sleep(120)\n")
-
-
-OURS = os.getpriority(os.PRIO_PROCESS, 0)
-"""The test run's own nice value (``nice -n 19`` on a shared machine): what it starts has it too,
-and a priority is never raised, so a process lowered to ``n`` ends at ``max(OURS, n)``."""
-
-
-def lowered(nice: int) -> int:
-    return max(OURS, nice)
-
-
-def thread_nices(pid: int) -> set[int]:
-    return {os.getpriority(os.PRIO_PROCESS, int(tid)) for tid in os.listdir(f"/proc/{pid}/task")}
-
-
-def autogroup_of(pid: int) -> int | None:
-    """The nice value of the autogroup of ``pid``, None where the kernel has no autogroups."""
-    try:
-        with open(f"/proc/{pid}/autogroup", encoding="ascii") as src:
-            return autogroup_nice(src.read())
-    except OSError:
-        return None
 
 
 def test_an_autogroup_line_gives_its_nice_value():
@@ -97,17 +74,6 @@ SESSION_WITH_A_MEMBER = (
     "member = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'], process_group=0)\n"
     "print(member.pid, flush=True)\n"
     "time.sleep(120)\n")
-
-
-def kernel_allows(change) -> bool:
-    """``change()`` until it is done: the kernel takes an autogroup change at most ten times a
-    second from anyone unprivileged on the machine, so another program may have just had its turn."""
-    deadline = time.monotonic() + 30
-    while not change():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 def test_the_one_group_of_a_shared_session_is_lowered_through_any_member():

@@ -14,7 +14,7 @@ from agentproxy.api import create_app
 from agentproxy.backends.base import AgentStatus
 from agentproxy.backends.progress import StartProgress
 
-from ..api.test_events_api import next_event, open_stream
+from ..api.support import next_event, open_stream
 from .support import spec, wait_for, wait_until
 
 HANG_GUARD = 30.0

@@ -18,7 +18,7 @@ from agentproxy.backends.local.process import identify
 
 from .support import assert_nothing_left, shut_down, spec, wait_for, wait_ready, wait_until
 
-HERE = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[3]
 
 
 async def test_close_leaves_agents_running_and_the_next_backend_re_adopts_them(settings, tmp_path):
@@ -59,9 +59,9 @@ async def test_close_leaves_agents_running_and_the_next_backend_re_adopts_them(s
 
 async def test_agents_survive_a_killed_proxy_and_are_re_adopted(settings, tmp_path, launcher, ports):
     data_dir = settings.local_mode.data_dir
-    proxy = subprocess.Popen([sys.executable, str(HERE / "proxy_process.py"), data_dir, launcher,
+    proxy = subprocess.Popen([sys.executable, "-m", "tests.unit.local.proxy_process", data_dir, launcher,
                               str(ports[0]), str(ports[1]), "x1", "x2"],
-                             stdout=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         line = proxy.stdout.readline()
         assert line, "the proxy process ended without reporting its agents"

@@ -22,7 +22,7 @@ from agentproxy.agenthome import CONFIG_FILE, key_tail
 from tests.conversation import agent_said, call, exchanges, messages, wait_stable
 from tests.model_standin import ANSWER_PREFIX, TOOL_DONE_PREFIX, ModelStandIn
 
-from .test_real_agent_life import AGENT, SESSION, Server, _wait, ready, serving, state_file_holds, until
+from .serve_process import AGENT, SESSION, Server, ready, serving, state_file_holds, until, wait_blocking
 
 KEY_VARIABLE = "AGENTPROXY_TEST_MODEL_KEY"
 """The proxy's variable that holds the model's key (``agents.claude.api_key_env``)."""
@@ -88,7 +88,7 @@ async def test_a_claude_agent_answers_runs_a_tool_and_keeps_its_conversation(tmp
             assert config["projects"][os.path.realpath(work_dir)]["hasTrustDialogAccepted"] is True
 
             # SIGKILL of agentapi: restarted with its conversation; the first message is not sent again.
-            await asyncio.to_thread(_wait, lambda: state_file_holds(work_dir, TOOL_DONE_PREFIX), "the state file",
+            await asyncio.to_thread(wait_blocking, lambda: state_file_holds(work_dir, TOOL_DONE_PREFIX), "the state file",
                                     SLOW)
             before = exchanges(await messages(client, api))
             os.kill(agent["details"]["pid"], signal.SIGKILL)

@@ -22,10 +22,8 @@ from agentproxy.backends.local.process import autogroups_enabled
 from agentproxy.settings.schema import LocalModeSettings
 from tests.conversation import AGENTAPI_HOST, agent_said, exchanges, messages
 
-from .support import processes_in, wait_until
-from .test_priority import autogroup_of, kernel_allows, lowered
-from .test_real_agent_life import SESSION
-from .test_suspend_local import HANG_GUARD, post, served  # noqa: F401 (a fixture)
+from .serve_process import HANG_GUARD, SESSION, post
+from .support import autogroup_of, kernel_allows, lowered, processes_in, wait_until
 
 AGENTS = ("ada", "bob", "cyd")
 NICE = LocalModeSettings().agent_nice
@@ -57,7 +55,7 @@ async def all_ready(client: aiohttp.ClientSession, base: str) -> dict[str, dict[
         await asyncio.sleep(0.05)
 
 
-async def test_a_restarted_proxy_serves_at_once_and_adopts_every_agent_in_the_background(served):  # noqa: F811 - the imported fixture
+async def test_a_restarted_proxy_serves_at_once_and_adopts_every_agent_in_the_background(served):
     server, client = served
     server.env["AGENTAPI_LOCAL_MODE_AGENT_NICE"] = str(NICE)  # the default; the tests run agents at AGENT_NICE
     await server.start(client)

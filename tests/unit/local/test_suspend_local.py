@@ -10,44 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import psutil
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agentproxy.backends.local.ports import port_is_free
-from testenv.ports import free_block
 from tests.conversation import AGENTAPI_HOST, agent_said, exchanges, messages, say
 
+from .serve_process import HANG_GUARD, SESSION, Server, post, state_file_holds
 from .support import processes_in
-from .test_real_agent_life import SESSION, Server, serving, state_file_holds
-
-BLOCK = 16
-"""Ports of a server: the first for the server, the others for its agents."""
-HANG_GUARD = 60.0
-"""Seconds after which a wait gives up (a bound, not a measurement)."""
-
-
-@pytest.fixture
-async def served(tmp_path: Path, launcher: str) -> AsyncIterator[tuple[Server, aiohttp.ClientSession]]:
-    """A server (not started yet) on a block of ports of its own; on the way out every agent is
-    deleted through it and nothing may be left running."""
-    first, last = free_block(BLOCK, mostly=True)
-    server = Server(tmp_path / "data", (first + 1, last), launcher)
-    server.port, server.base = first, f"http://127.0.0.1:{first}"
-    server.env["AGENTAPI_SERVER_PORT"] = str(first)
-    async with serving(server, tmp_path) as client:
-        yield server, client
-
-
-async def post(client: aiohttp.ClientSession, url: str, body: Any = None, status: int = 200) -> dict[str, Any]:
-    async with client.post(url, json=body) as response:
-        assert response.status == status, await response.text()
-        return await response.json()
 
 
 async def metrics(client: aiohttp.ClientSession, server: Server) -> dict[tuple[str, tuple], float]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from tests.conversation import agent_said, call, wait_stable
 from tests.model_standin import TOOL_DONE_PREFIX, ModelStandIn
 
-from .test_real_agent_life import AGENT, SESSION, Server, ready, serving, until
+from .serve_process import AGENT, SESSION, Server, ready, serving, until
 
 SLOW = 180.0
 """Claude Code takes seconds to start on a loaded machine; every wait allows for it."""

@@ -21,8 +21,8 @@ from agentproxy.settings import Settings
 from agentproxy.settings.schema import TriggersSettings
 
 from ..api.memory_backend import MemoryBackend
+from ..api.raw_client import Raw
 from ..api.support import FastPathTestServer
-from ..api.test_fastpath import Raw
 from .support import SECRET, hook
 
 

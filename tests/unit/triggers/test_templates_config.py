@@ -134,7 +134,7 @@ def test_secrets_are_read_by_reference_and_never_shown(tmp_path, monkeypatch) ->
 def test_the_openapi_document_has_the_trigger_routes_when_triggers_are_on(settings) -> None:
     from agentproxy.api.openapi import openapi_document
     from agentproxy.settings.schema import TriggersSettings
-    from tests.unit.api.test_openapi import documented_operations, served_operations
+    from tests.unit.api.support import documented_operations, served_operations
 
     settings.triggers = TriggersSettings(hooks={"gh": hook()})
     from agentproxy.triggers.routes import openapi_paths

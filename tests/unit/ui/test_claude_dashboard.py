@@ -21,7 +21,7 @@ from playwright.sync_api import expect
 from tests.model_standin import ANSWER_PREFIX
 
 from ..live_server import LiveServer, clean_env, running_server
-from .test_dashboard import real_errors, row
+from .support import real_errors, row
 
 pytestmark = pytest.mark.slow
 REPO_ROOT = Path(__file__).resolve().parents[3]

@@ -11,22 +11,11 @@ import urllib.request
 import pytest
 from playwright.sync_api import expect
 
-from .support import ADMIN_KEY
+from .support import ADMIN_KEY, READY_TIMEOUT, real_errors, row
 
 pytestmark = pytest.mark.slow
 
-READY_TIMEOUT = 60_000
 REPLY_TIMEOUT = 60_000
-
-
-def row(page, session: str, agent: str):
-    """The agent's row in the sidebar."""
-    return page.locator(f'.agent-row[data-key="{session}/{agent}"]')
-
-
-def real_errors(page) -> list[str]:
-    """Uncaught errors and console errors, less the browser's note on each 4xx answer."""
-    return [e for e in page.errors if "Failed to load resource" not in e]
 
 
 def create_in_form(page, session: str, agent: str, env: str = "") -> None:

@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 from tests.oidc_provider import CLI_CLIENT_ID, CLIENT_ID, SECRET_ENV, USERS, Provider, running_provider
 
 from ..live_server import LiveServer, running_server
-from .test_dashboard import READY_TIMEOUT, real_errors, row
+from .support import READY_TIMEOUT, real_errors, row
 
 pytestmark = pytest.mark.slow
 

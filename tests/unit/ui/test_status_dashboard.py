@@ -29,7 +29,7 @@ from playwright.sync_api import expect
 from agentproxy.agentapi import locate
 
 from ..live_server import LiveServer, running_server
-from .test_dashboard import READY_TIMEOUT, real_errors, row
+from .support import READY_TIMEOUT, real_errors, row
 
 pytestmark = pytest.mark.slow
 REPO_ROOT = Path(__file__).resolve().parents[3]

@@ -1,0 +1,59 @@
+"""The pieces of the shared backend rules by themselves: the spec check, per-agent locks and the
+event hub. (The rules as a whole run against every backend in ``tests/contract``.)"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from agentproxy.backends.base import AgentLocks, Conflict, check_same_spec
+from agentproxy.backends.events import EventHub
+
+from .._support import spec_for
+
+
+def test_equal_specs_are_a_repeat_and_others_a_conflict_naming_the_id(settings):
+    check_same_spec(spec_for(settings), spec_for(settings))
+    with pytest.raises(Conflict, match="already exists with a different spec") as info:
+        check_same_spec(spec_for(settings), spec_for(settings, env={"X": "1"}))
+    assert info.value.field == "id"
+    with pytest.raises(Conflict, match="already used in another session"):
+        check_same_spec(spec_for(settings), spec_for(settings, session="s2"))
+
+
+async def test_agent_locks_serialise_one_agent_and_are_dropped_when_free():
+    locks = AgentLocks()
+    order: list[str] = []
+
+    async def hold(agent_id: str, name: str, delay: float) -> None:
+        async with locks.hold(agent_id):
+            order.append(f"{name} in")
+            await asyncio.sleep(delay)
+            order.append(f"{name} out")
+
+    first = asyncio.create_task(hold("a1", "first", 0.05))
+    await asyncio.sleep(0)
+    assert locks.held("a1") and not locks.held("b1")
+    await asyncio.gather(first, hold("a1", "second", 0), hold("b1", "other", 0))
+    assert order.index("first out") < order.index("second in")
+    assert order.index("other in") < order.index("first out")  # another agent does not wait
+    assert not locks.held("a1") and locks._entries == {}
+
+
+async def test_the_hub_ends_its_subscriptions_when_closed():
+    hub: EventHub[int] = EventHub(max_queue=2)
+    seen: list[int] = []
+
+    async def read() -> None:
+        async for event in hub.subscribe():
+            seen.append(event)
+
+    reader = asyncio.create_task(read())
+    await asyncio.sleep(0)
+    assert hub.subscribers == 1
+    for event in (1, 2, 3):
+        hub.publish(event)  # the slow reader loses the oldest
+    hub.close()
+    await asyncio.wait_for(reader, 5)
+    assert seen == [3] and hub.subscribers == 0

@@ -1,0 +1,122 @@
+"""The index by session and owner (what a list costs), and the per-agent JSON of the list
+routes, made again only for an agent whose state changed."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from agentproxy.api.listing import AgentTexts
+from agentproxy.api.model import agent_json
+from agentproxy.backends.base import AgentState, AgentStatus
+from agentproxy.backends.index import ANY_OWNER, Membership, StateIndex
+
+from .._support import spec_for
+
+WHEN = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def state(settings, agent_id: str, session: str = "s1", owner: str | None = None,
+          status: AgentStatus = AgentStatus.PENDING) -> AgentState:
+    return AgentState(spec=spec_for(settings, agent_id, session, owner=owner), mode="k8s", status=status,
+                      created_at=WHEN, details={"pod_ip": None, "node": "n1"})
+
+
+def test_membership_follows_adds_moves_and_removals(settings):
+    members = Membership()
+    members.add(spec_for(settings, "a1", "s1", owner="alice"))
+    members.add(spec_for(settings, "a2", "s1", owner="bob"))
+    members.add(spec_for(settings, "b1", "s2", owner="alice"))
+    members.add(spec_for(settings, "c1", "s3"))
+    assert sorted(members.ids()) == ["a1", "a2", "b1", "c1"]
+    assert sorted(members.ids("s1")) == ["a1", "a2"]
+    assert sorted(members.ids(owner="alice")) == ["a1", "b1"]
+    assert sorted(members.ids("s1", "alice")) == ["a1"]
+    assert sorted(members.ids(owner=None)) == ["c1"]  # None is an owner: agents made without keys
+    assert list(members.ids("nobody")) == [] and list(members.ids(owner="carol")) == []
+    assert (members.count_session("s1"), members.count_owner("alice"), members.count_owner(None)) == (2, 2, 1)
+
+    members.add(spec_for(settings, "a1", "s2", owner="bob"))  # the same id again elsewhere: moved
+    assert sorted(members.ids("s1")) == ["a2"] and sorted(members.ids("s2")) == ["a1", "b1"]
+    assert sorted(members.ids(owner="alice")) == ["b1"]
+    members.discard("a2")
+    members.discard("a2")  # twice changes nothing
+    assert list(members.ids("s1")) == [] and members.count_session("s1") == 0
+    assert "a2" not in members and len(members) == 3
+    members.discard("nobody")
+    assert sorted(members.ids(owner=ANY_OWNER)) == ["a1", "b1", "c1"]
+
+
+def test_state_index_keeps_each_agents_latest_state(settings):
+    index = StateIndex()
+    first = state(settings, "a1")
+    index.put(first)
+    index.put(state(settings, "b1", "s2"))
+    ready = state(settings, "a1", status=AgentStatus.READY)
+    index.put(ready)  # modified
+    assert index.get("a1") is ready
+    assert [s.status for s in index.states("s1")] == [AgentStatus.READY]
+    assert sorted(s.id for s in index.states()) == ["a1", "b1"]
+    index.remove("a1")  # deleted
+    assert index.get("a1") is None and index.states("s1") == [] and "a1" not in index
+    assert [s.id for s in index.specs()] == ["b1"]
+
+
+def test_agent_texts_are_json_dumps_of_agent_json_and_remade_only_for_a_new_state(settings):
+    texts = AgentTexts()
+    one, two = state(settings, "a1", owner="alice"), state(settings, "b1", "s2")
+    body = texts.list_body([one, two])
+    assert body == json.dumps({"agents": [agent_json(one), agent_json(two)]}).encode()
+    assert texts.list_body([]) == json.dumps({"agents": []}).encode()
+    cached = texts.text(one)
+    assert texts.text(one) is cached  # the same state: the same bytes, not made again
+    changed = state(settings, "a1", owner="alice", status=AgentStatus.READY)
+    assert json.loads(texts.text(changed))["status"] == "ready"  # a new state object: made again
+    equal_but_new = state(settings, "a1", owner="alice", status=AgentStatus.READY)
+    assert texts.text(equal_but_new) == texts.text(changed)
+
+
+def test_agent_texts_drop_agents_gone_from_a_complete_list_and_stay_bounded(settings):
+    texts = AgentTexts(max_entries=3)
+    states = [state(settings, f"a{i}") for i in range(3)]
+    texts.list_body(states, complete=True)
+    assert len(texts) == 3
+    texts.list_body(states[:1], complete=True)  # the others were deleted
+    assert len(texts) == 1
+    texts.list_body(states[1:2])  # a partial list drops nothing
+    assert len(texts) == 2
+    texts.list_body([state(settings, f"b{i}") for i in range(3)])
+    assert len(texts) <= 3
+
+
+def test_state_index_keeps_list_order_across_adds_changes_and_removals(settings):
+    index = StateIndex()
+    later = state(settings, "a0")
+    later = AgentState(spec=later.spec, mode="k8s", status=AgentStatus.PENDING, created_at=WHEN.replace(hour=9))
+    for agent in (state(settings, "b2"), later, state(settings, "b1")):
+        index.put(agent)
+    assert [s.id for s in index.ordered()] == ["b1", "b2", "a0"]  # creation time, then id
+    ready = state(settings, "b2", status=AgentStatus.READY)
+    index.put(ready)  # a change in place keeps the order and shows the new state
+    assert index.ordered()[1] is ready
+    index.put(state(settings, "a9"))  # a new agent
+    assert [s.id for s in index.ordered()] == ["a9", "b1", "b2", "a0"]
+    index.put(AgentState(spec=later.spec, mode="k8s", status=AgentStatus.PENDING, created_at=WHEN))
+    assert [s.id for s in index.ordered()] == ["a0", "a9", "b1", "b2"]  # its creation time changed
+    index.remove("a9")
+    index.remove("a9")
+    assert [s.id for s in index.ordered()] == ["a0", "b1", "b2"]
+
+
+def test_a_complete_list_of_the_same_states_is_the_same_body_and_any_change_makes_a_new_one(settings):
+    texts = AgentTexts()
+    states = [state(settings, f"a{i}") for i in range(3)]
+    body = texts.list_body(states, complete=True)
+    assert texts.list_body(list(states), complete=True) is body  # nothing changed: not joined again
+    changed = [states[0], state(settings, "a1", status=AgentStatus.READY), states[2]]
+    new = texts.list_body(changed, complete=True)
+    assert [a["status"] for a in json.loads(new)["agents"]] == ["pending", "ready", "pending"]
+    assert json.loads(texts.list_body(changed[:2], complete=True))["agents"][-1]["id"] == "a1"  # one deleted
+    assert texts.list_body(changed[:2]) == texts.list_body(changed[:2], complete=True)
+    assert texts.list_body(changed[::-1], complete=True) == json.dumps(
+        {"agents": [agent_json(s) for s in changed[::-1]]}).encode()  # another order
