@@ -43,7 +43,7 @@ async def test_a_start_on_kwok_goes_through_its_steps_to_ready(servers):
     assert names.index("scheduled") < names.index("container_started") < names.index("agentapi_answering")
     assert [s["index"] for s in steps] == list(range(len(steps)))
     assert [s["at"] for s in steps] == sorted(s["at"] for s in steps)
-    assert all(s["kind"] == "start" for s in steps)
+    assert all(s["kind"] == "start" for s in steps), steps
     agent = await server.agent("s1", "p1")
     assert agent is not None and agent["status"] == "ready"
     # A late subscriber gets the same start replayed; so does a second proxy that never saw the create.
