@@ -215,10 +215,10 @@ class SyntheticApi:
             self.lists.append(f"events?{params['fieldSelector']}")
             yield self._answer(200, {"items": [], "metadata": {"resourceVersion": str(self.resource_version)}},
                                request)
-        elif method == "GET" and params.get("limit"):  # the health check's list of one claim
+        elif method == "GET" and params.get("limit") == "1":  # the health check's list of one claim
             yield self._answer(200, {"items": [], "metadata": {"resourceVersion": str(self.resource_version)}},
                                request)
-        elif method == "GET" and plural in self.bodies:
+        elif method == "GET" and plural in self.bodies:  # a whole list in its first page, as a server may answer
             self.lists.append(plural)
             if plural in self.gates:
                 await self.gates[plural].wait()
