@@ -63,6 +63,9 @@ def check_same_spec(existing: AgentSpec, requested: AgentSpec) -> None:
     """Idempotency by spec fingerprint: a create of an existing id is a repeat when the specs are
     equal, else a :class:`Conflict` (agent ids are unique across sessions, as object names are
     in a namespace)."""
+    if existing.pool is not None and requested.pool is None:
+        # A warm agent's spec names the pool it came from; a repeat of its create does not.
+        requested = dataclasses.replace(requested, pool=existing.pool)
     if existing.fingerprint() != requested.fingerprint():
         if existing.session != requested.session:
             raise Conflict(f"agent id {requested.id!r} is already used in another session", field="id")

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..pools import POOL_SESSION, Decision, Pool, parse_pools, shape_of
+from ..pools import POOL_SESSION, Decision, Pool, parse_pools
+from ..render import member_shape
 from ..settings import Settings
 from ..spec import AgentSpec, build_spec
 
@@ -35,7 +36,7 @@ class ConfiguredPool:
 
 def spec_shape(spec: AgentSpec) -> str:
     """The shape of an agent (see :func:`agentproxy.pools.shape_of`)."""
-    return shape_of(spec.type, spec.command, dataclasses.asdict(spec.resources), spec.profile)
+    return member_shape(spec)
 
 
 def member_spec(settings: Settings, pool: Pool, member_id: str) -> AgentSpec:
