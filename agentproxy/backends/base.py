@@ -37,7 +37,7 @@ from .index import ANY_OWNER
 from .lifecycle import ChangeWaiters, LifecycleEvent, Listener, ResumeTimer
 from .limits import CreateLimits, CreateQueue
 from .ownership import check_session
-from .pooling import PoolKeeper
+from .pooling import MemberTaken, PoolKeeper
 from .progress import FAILED, PLAIN_PLAN, RESUME, START, Facts, ProgressBook, StepPlan
 from .suspension import API, AgentActivity, Suspension
 
@@ -53,6 +53,10 @@ class MetricSample:
     type: str  # "counter" or "gauge"
     value: float
     labels: tuple[tuple[str, str], ...] = ()
+
+
+CLAIM_ATTEMPTS = 3
+"""Members a create tries to claim (another replica may claim each first) before it goes cold."""
 
 
 class _ClaimFailed(Exception):
@@ -200,17 +204,21 @@ class Backend(abc.ABC):
         that pool (see :mod:`agentproxy.pools`): the agent gets the member's id."""
         async with self._create_queue.slot():
             prepared = await self._prepare(spec)
-            member = None
-            if not names_id and self.pools is not None:
+            for _ in range(CLAIM_ATTEMPTS if not names_id and self.pools is not None else 0):
+                assert self.pools is not None
                 decision, member = self.pools.take(spec)
                 self.last_decision = decision
-            if member is not None:
+                if member is None:
+                    break
                 try:
                     return await self._create_locked(dataclasses.replace(spec, id=member.id), prepared,
                                                      any_session, member)
                 except _ClaimFailed as failed:
+                    if isinstance(failed.__cause__, MemberTaken):
+                        continue  # another replica's claim came first: another member, or cold
                     log.warning("claiming pool member %s failed (%s); the agent is created cold", member.id,
                                 failed.__cause__ or failed)
+                    break
             return await self._create_locked(spec, prepared, any_session, None)
 
     async def _create_locked(self, spec: AgentSpec, prepared: Any, any_session: bool, member: Any) -> AgentState:

@@ -16,6 +16,7 @@ from ..pools import POOL_SESSION, Decision, Pool, parse_pools
 from ..render import member_shape
 from ..settings import Settings
 from ..spec import AgentSpec, build_spec
+from .errors import Unavailable
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,11 @@ def configured_pools(settings: Settings) -> tuple[ConfiguredPool, ...]:
 def pool_shapes(pools: tuple[ConfiguredPool, ...]) -> Mapping[str, str]:
     """Each pool's shape by name (what :func:`agentproxy.pools.decide` takes)."""
     return {p.name: p.shape for p in pools}
+
+
+class MemberTaken(Unavailable):
+    """The member a create took was claimed by another replica first (or is gone): the create
+    takes another member, or goes cold."""
 
 
 class PoolKeeper(Protocol):
