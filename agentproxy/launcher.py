@@ -12,6 +12,7 @@
    :data:`TOKEN_VARIABLE`, removed before anything else starts): a request without it is
    refused with 401 and changes nothing. Nothing ever reads a binding back: there is no route
    for it, and once bound the listener is closed. ``GET /healthz`` says only that it waits.
+   A token file that disappears while it waits ends the wait (status 1).
 2. **Preparing** a Claude Code agent's home (``--claude-home``, see :mod:`agentproxy.agenthome`),
    with the key the binding or the environment holds.
 3. **Running** agentapi as its child (stdin ``/dev/null``: agentapi would read a pipe to its
@@ -422,8 +423,16 @@ def _wait_for_binding(address: str, token_file: str | None, signals: _Signals) -
         return 1
     listener.start()
     print(f"agentproxy: waiting for a binding on {address}", file=sys.stderr, flush=True)
+    ticks = 0
     while not signals.stop.is_set() and listener.wait(0.2) is None:
-        pass
+        ticks += 1
+        if token_file and ticks % 5 == 0 and not os.path.exists(token_file):
+            # Its token was taken away (k8s mode: the Secret is deleted once the member is
+            # claimed): a binding that never came must not be waited for. Started again, a
+            # claimed member's container finds its binding in its environment.
+            print("agentproxy: the token is gone; no binding is waited for any more", file=sys.stderr, flush=True)
+            threading.Thread(target=listener.close, name="binding-close", daemon=True).start()
+            return 1
     # Closed beside the start of the agent rather than before it (a second binding is refused
     # with 409 meanwhile).
     threading.Thread(target=listener.close, name="binding-close", daemon=True).start()

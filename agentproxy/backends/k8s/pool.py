@@ -14,8 +14,9 @@ agent, or, when another replica changed it first (409), the create takes another
 goes cold. Then the proxy posts the owner's variables, credentials and first message to the
 member's launcher (``POST /bind`` on its pod's IP, with the token of its Secret); the same
 variables are in its ConfigMap and credentials Secret, so that a container that restarts
-after the claim starts bound at once. When the launcher does not take the binding, its pod is
-deleted: the StatefulSet makes another, which starts bound, as a cold agent starts.
+after the claim starts bound at once. The token's Secret is deleted after the claim: a
+launcher that did not take its binding (it was not reached) stops waiting once the kubelet
+removes the token's file, and its container starts again bound, as a cold agent starts.
 
 Every replica refills the pools in the background from what its cache shows: the same plan
 (:func:`agentproxy.pools.refill_plan`) removes the same extra members on every replica, and a
@@ -187,9 +188,7 @@ class K8sPools:
         try:
             credentials = await backend.write_credentials(spec, stored)
             env = {**launch_of(backend.settings, spec).env, **credentials}
-            if not await self._bind(spec.id, env):
-                # Started again, its container finds the binding in its ConfigMap and Secret.
-                await backend.delete_object(POD, names["pod"])
+            await self._bind(spec.id, env)
             steps = plan(rendered, model.AgentObjects.of(spec.id, backend.cached), Purpose.REAPPLY)
             relabel = Plan(tuple(s for s in steps.steps if s.kind in (STATEFULSET.name, SERVICE.name)),
                            owner=steps.owner)
@@ -213,7 +212,7 @@ class K8sPools:
                                           resource="secrets")
         token = token_of(secret)
         if url is None or token is None or backend.http is None:
-            log.warning("pool member %s cannot be bound (%s); its pod starts again, bound", agent_id,
+            log.warning("pool member %s cannot be bound (%s); it starts bound once its token is gone", agent_id,
                         "no pod IP" if url is None else "no token")
             return False
         try:
@@ -221,10 +220,10 @@ class K8sPools:
                                          timeout=aiohttp.ClientTimeout(total=BIND_TIMEOUT)) as response:
                 if response.status == 200:
                     return True
-                log.warning("pool member %s refused its binding (%d); its pod starts again, bound", agent_id,
+                log.warning("pool member %s refused its binding (%d); it starts bound once its token is gone", agent_id,
                             response.status)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("pool member %s did not take its binding (%s); its pod starts again, bound", agent_id,
+            log.warning("pool member %s did not take its binding (%s); it starts bound once its token is gone", agent_id,
                         type(exc).__name__)
         return False
 
