@@ -654,11 +654,14 @@ class K8sBackend(Backend):
         visibly. An unchanged state stays the same object (readers may cache what they make of it)."""
         if self.cache is None:
             return None
-        # A pool member is no agent of anyone's until it is claimed: not listed, not counted.
-        member = poolmembers.is_member(model.AgentObjects.of(agent_id, self.cached))
-        state = None if member else self.state_of(agent_id)
-        if member and self.pool_keeper is not None:
-            self.pool_keeper.wake()
+        if poolmembers.is_member(model.AgentObjects.of(agent_id, self.cached)):
+            # A pool member is no agent of anyone's until it is claimed: not listed, not counted
+            # (and a create claiming it keeps its progress).
+            if self.index.get(agent_id) is not None:
+                self.index.remove(agent_id)
+                self.publish_gone(agent_id)
+            return None
+        state = self.state_of(agent_id)
         if state is None:
             self.index.remove(agent_id)
             self.publish_gone(agent_id)

@@ -40,7 +40,7 @@ import aiohttp
 from ... import naming
 from ...launcher import BIND_PATH
 from ...pools import READY, Decision, Member, counts, decide, refill_plan
-from ...render import binding_secret_name, launch_of
+from ...render import binding_secret_name
 from ...spec import AgentSpec
 from ..base import AgentState, BackendError, Conflict, MetricSample, NotFound
 from ..pooling import ConfiguredPool, MemberTaken, member_spec, pool_shapes, spec_shape
@@ -180,14 +180,14 @@ class K8sPools:
                 verb="patch", resource="configmaps")
         except (Conflict, NotFound):
             raise MemberTaken(f"pool member {member.id} was claimed by another replica or removed") from None
-        finally:
-            self._reserved.discard(member.id)
+        # Still reserved: until the cache shows the claim, the member looks ready (see _refill).
         # From here on the agent is its owner's, whatever happens to its binding.
         self.claims += 1
         asyncio.get_running_loop().call_later(REFILL_AFTER_CLAIM, self.wake)
         try:
             credentials = await backend.write_credentials(spec, stored)
-            env = {**launch_of(backend.settings, spec).env, **credentials}
+            # What its ConfigMap gives a container that starts again: the same variables.
+            env = {**(configmap.get("data") or {}), **credentials}
             await self._bind(spec.id, env)
             steps = plan(rendered, model.AgentObjects.of(spec.id, backend.cached), Purpose.REAPPLY)
             relabel = Plan(tuple(s for s in steps.steps if s.kind in (STATEFULSET.name, SERVICE.name)),
@@ -251,7 +251,10 @@ class K8sPools:
 
     def _refill(self) -> None:
         by_pool: dict[str, list[Member]] = {}
-        for member in self.members():
+        members = self.members()
+        # A claimed member is no member once the cache shows its claim: its reservation ends.
+        self._reserved &= {m.id for m in members}
+        for member in members:
             if member.id not in self._reserved and member.id not in self._removing:
                 by_pool.setdefault(member.pool, []).append(member)
         for name in set(by_pool) | set(self.pools):
