@@ -26,6 +26,7 @@ The I/O behind them:
 - :mod:`.ledger`: the quota ledger, the creates of every replica reserved by conditional writes.
 - :mod:`.secrets`: the teams' credentials in Secrets (one per user or group, one per agent).
 - :mod:`.upkeep`: the backend's counters and checks beside its agents.
-- :mod:`.pool`: the warm pools: members made, claimed, bound and removed, refilled in the background.
+- :mod:`.pool`: the warm pools: members made, claimed, bound and removed, refilled in the background
+  by the holder of :mod:`.poollease`, the lease of one replica (its decision pure, :func:`.poollease.step`).
 - :mod:`.backend`: all of it behind the :class:`~agentproxy.backends.base.Backend` interface.
 """

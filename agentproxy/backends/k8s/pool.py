@@ -18,10 +18,10 @@ after the claim starts bound at once. The token's Secret is deleted after the cl
 launcher that did not take its binding (it was not reached) stops waiting once the kubelet
 removes the token's file, and its container starts again bound, as a cold agent starts.
 
-Every replica refills the pools in the background from what its cache shows: the same plan
-(:func:`agentproxy.pools.refill_plan`) removes the same extra members on every replica, and a
-member is removed with the precondition of the ``resourceVersion`` it was seen at, so that a
-member claimed meanwhile is never removed.
+The pools are refilled in the background from what the cache shows, by the replica that holds
+the refill lease (see :mod:`.poollease`); the others read nothing while they have nothing to
+do. A member is removed with the precondition of the ``resourceVersion`` it was seen at, so
+that a member claimed meanwhile is never removed.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from ..pooling import ConfiguredPool, MemberTaken, member_spec, pool_shapes, spe
 from . import model
 from .kinds import CONFIGMAP, POD, SECRET, SERVICE, STATEFULSET
 from .plan import Plan, Purpose, carry_out, plan
+from .poollease import RefillLease
 from .poolmembers import binding_secret, binding_url, claim_patch, member_view, pool_of, token_of
 
 if TYPE_CHECKING:
@@ -80,6 +81,9 @@ class K8sPools:
         self._making: dict[str, str] = {}
         """Members this proxy is making (id -> pool)."""
         self._removing: set[str] = set()
+        assert backend.client is not None
+        self.lease = RefillLease(backend.client, backend.namespace, backend.k8s.field_manager)
+        """Held by the one replica that makes and removes members (see :mod:`.poollease`)."""
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._busy: set[asyncio.Task[None]] = set()
@@ -240,16 +244,19 @@ class K8sPools:
         while True:
             try:
                 if self.backend.current():  # a partial view would make members that exist
-                    self._refill()
+                    await self._refill()
             except asyncio.CancelledError:
                 raise
+            except BackendError as exc:  # the API server does not answer: the next check tries again
+                log.warning("refilling the pools: %s", exc.message)
             except Exception:  # a bug here must not end the pools for good
                 log.exception("refilling the pools failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), CHECK_INTERVAL)
             self._wake.clear()
 
-    def _refill(self) -> None:
+    async def _refill(self) -> None:
+        """Make the members missing and remove those of no use, if this replica holds the lease."""
         by_pool: dict[str, list[Member]] = {}
         members = self.members()
         # A claimed member is no member once the cache shows its claim: its reservation ends.
@@ -257,17 +264,23 @@ class K8sPools:
         for member in members:
             if member.id not in self._reserved and member.id not in self._removing:
                 by_pool.setdefault(member.pool, []).append(member)
+        removals: list[str] = []
+        makes: list[ConfiguredPool] = []
         for name in set(by_pool) | set(self.pools):
             pool = self.pools.get(name)
-            members = by_pool.get(name, [])
-            seen = {m.id for m in members}
+            pool_members = by_pool.get(name, [])
+            seen = {m.id for m in pool_members}
             making = sum(1 for i, p in self._making.items() if p == name and i not in seen)
-            refill = refill_plan(pool.size if pool else 0, pool.shape if pool else "", members)
-            for member_id in refill.remove:
-                self._start(self._remove(member_id), f"remove pool member {member_id}")
+            refill = refill_plan(pool.size if pool else 0, pool.shape if pool else "", pool_members)
+            removals += refill.remove
             if pool is not None:
-                for _ in range(refill.make - making):
-                    self._start(self._make(pool), f"make a member of pool {name}")
+                makes += [pool] * (refill.make - making)
+        if not (removals or makes) or not await self.lease.held():
+            return  # nothing to do, or another replica does it
+        for member_id in removals:
+            self._start(self._remove(member_id), f"remove pool member {member_id}")
+        for pool in makes:
+            self._start(self._make(pool), f"make a member of pool {pool.name}")
 
     def _start(self, coroutine: Any, name: str) -> None:
         task = asyncio.get_running_loop().create_task(coroutine, name=name)
