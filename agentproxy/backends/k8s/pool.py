@@ -39,7 +39,7 @@ import aiohttp
 
 from ... import naming
 from ...launcher import BIND_PATH
-from ...pools import READY, Decision, Member, counts, decide, refill_plan
+from ...pools import READY, WARM, Decision, Member, counts, decide, refill_plan
 from ...render import binding_secret_name
 from ...spec import AgentSpec
 from ..base import AgentState, BackendError, Conflict, MetricSample, NotFound
@@ -144,7 +144,7 @@ class K8sPools:
         for member in ready:
             by_pool[member.pool] = by_pool.get(member.pool, 0) + 1
         decision = decide(names_id=False, shape=spec_shape(spec), pool_shapes=shapes, ready=by_pool)
-        if decision.start != "warm" or decision.pool is None:
+        if decision.start != WARM or decision.pool is None:
             if decision.pool is not None:
                 self.wake()
             return decision, None
