@@ -116,7 +116,6 @@ async def test_a_claimed_member_is_bound_with_its_owners_variables_and_first_mes
     with waiting as container:
         await wait_for(lambda: asyncio.to_thread(lambda: "waiting for a binding" in container.output()),
                        "the member's launcher to wait for its binding")
-        assert container.startup_probe_passes()  # a waiting member has started
         agent = await create(server, "owners", {"env": {"GREETING": "hi there"}, "message": "hello"})
         assert agent["id"] == member and agent["details"]["start"] == "warm", agent
         route = f"{server.base}/sessions/owners/agents/{member}/api"
@@ -154,3 +153,37 @@ def _child_environment(container: ContainerStandIn) -> dict[str, str]:
     children = psutil.Process(container.proc.pid).children()
     assert children, container.output()
     return children[0].environ()
+
+
+async def test_members_outlive_a_restart_a_new_shape_replaces_them_and_a_removed_pool_drains(servers, api,
+                                                                                            namespace):
+    server = await servers.start(pool_of(2))
+    first = await whole(api, namespace, 2, server)
+    await server.stop()
+    # The proxy keeps nothing of its own: started again, it finds the same members by their labels.
+    await server.start()
+    assert await whole(api, namespace, 2, server) == first
+    await server.stop()
+
+    # Another shape (a create of the old one would not be served): new members replace the old.
+    reshaped = await servers.start("pools=[{name: echo, size: 2, agent: echo, resources: {cpu_limit: 400m}}]")
+    second = await whole(api, namespace, 2, reshaped)
+    assert not second & first
+    for member in first:
+        async def gone(member=member):
+            return await get(api, f"/api/v1/namespaces/{namespace}/statefulsets/agent-{member}") is None
+        await wait_for(gone, f"the old member {member}'s StatefulSet to go")
+    agent = await create(reshaped, "s1")
+    assert agent["details"]["start"] == "cold"  # not of the pool's shape
+    agent = await create(reshaped, "s1", {"resources": {"cpu_limit": "400m"}})
+    assert agent["details"]["start"] == "warm" and agent["id"] in second
+    await reshaped.stop()
+
+    # No pools any more: the members go, the agent claimed from one stays.
+    drained = await servers.start()
+    await wait_for(lambda: _no_members(api, namespace), "the members to be removed", timeout=120)
+    assert (await drained.agent("s1", agent["id"]))["details"]["start"] == "warm"
+
+
+async def _no_members(api, namespace: str) -> bool:
+    return not await member_ids(api, namespace)
