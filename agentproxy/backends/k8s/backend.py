@@ -160,6 +160,7 @@ class K8sBackend(Backend):
             self.reconciler.schedule(agent_id)
         configured = configured_pools(self.settings)
         keeper = K8sPools(self, configured)
+        keeper.scan()
         if configured or keeper.members():  # a removed pool's members still go
             await keeper.start()
             self.pool_keeper = self.pools = keeper
@@ -654,7 +655,10 @@ class K8sBackend(Backend):
         visibly. An unchanged state stays the same object (readers may cache what they make of it)."""
         if self.cache is None:
             return None
-        if poolmembers.is_member(model.AgentObjects.of(agent_id, self.cached)):
+        member = poolmembers.is_member(model.AgentObjects.of(agent_id, self.cached))
+        if self.pool_keeper is not None:
+            self.pool_keeper.note(agent_id, member)
+        if member:
             # A pool member is no agent of anyone's until it is claimed: not listed, not counted
             # (and a create claiming it keeps its progress).
             if self.index.get(agent_id) is not None:

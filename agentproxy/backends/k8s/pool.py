@@ -81,6 +81,8 @@ class K8sPools:
         self._making: dict[str, str] = {}
         """Members this proxy is making (id -> pool)."""
         self._removing: set[str] = set()
+        self._ids: set[str] = set()
+        """The agents whose objects are a member's (see :meth:`note`)."""
         assert backend.client is not None
         self.lease = RefillLease(backend.client, backend.namespace, backend.k8s.field_manager)
         """Held by the one replica that makes and removes members (see :mod:`.poollease`)."""
@@ -112,6 +114,25 @@ class K8sPools:
 
     # --- what the cache shows -------------------------------------------------------------------
 
+    def scan(self) -> None:
+        """Find every member the watch cache holds (once, at the start; from then on the backend
+        tells :meth:`note` of every change)."""
+        backend = self.backend
+        if backend.cache is None:
+            return
+        for kind in (CONFIGMAP, STATEFULSET):  # a member whose ConfigMap is gone is one still
+            for obj in backend.cache.objects(kind):
+                agent_id = model.agent_id_of(obj)
+                if agent_id is not None and pool_of(obj) is not None:
+                    self.note(agent_id, True)
+
+    def note(self, agent_id: str, member: bool) -> None:
+        """The objects of ``agent_id`` changed: they are a member's now, or not (any more)."""
+        if member:
+            self._ids.add(agent_id)
+        else:
+            self._ids.discard(agent_id)
+
     def members(self) -> list[Member]:
         """Every member the watch cache holds, with its state."""
         backend = self.backend
@@ -119,15 +140,10 @@ class K8sPools:
             return []
         now = datetime.now(UTC)
         found = []
-        for kind in (CONFIGMAP, STATEFULSET):  # a member whose ConfigMap is gone is one still
-            for obj in backend.cache.objects(kind):
-                agent_id = model.agent_id_of(obj)
-                if pool_of(obj) is None or agent_id is None or (kind is STATEFULSET and backend.cached(
-                        CONFIGMAP, naming.configmap_name(agent_id)) is not None):
-                    continue
-                view = member_view(agent_id, model.AgentObjects.of(agent_id, backend.cached), now, WARM_TIMEOUT)
-                if view is not None:
-                    found.append(view)
+        for agent_id in list(self._ids):
+            view = member_view(agent_id, model.AgentObjects.of(agent_id, backend.cached), now, WARM_TIMEOUT)
+            if view is not None:
+                found.append(view)
         return found
 
     # --- claims ---------------------------------------------------------------------------------
