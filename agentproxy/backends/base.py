@@ -458,7 +458,11 @@ class Backend(abc.ABC):
         """Announce that the agent is gone (``deleted``), with ``final`` or its last announced state."""
         previous = self._published.pop(agent_id, None)
         self._resumes.end(agent_id)
-        self.progress.gone(agent_id)
+        if previous is not None:
+            # Only an agent once seen can be gone: a new agent's objects may be seen before the
+            # one its state is read from (a watch of one kind ahead of another's); its create's
+            # start goes on.
+            self.progress.gone(agent_id)
         last = final if final is not None else previous
         if last is not None:
             self._announce("deleted", last)

@@ -29,6 +29,10 @@ START, RESUME, RESTART = "start", "resume", "restart"
 """What a progress record follows: a create, a resume, or a start again after the agent stopped
 being ready on its own (a crash)."""
 
+ANSWERING = "agentapi_answering"
+"""The step at which a mode sees agentapi answer (the pod Ready, ``GET /status``): the steps
+ranked below it are the agent's run (see :meth:`ProgressBook.observe`)."""
+
 READY, FAILED, STOPPED = "ready", "failed", "stopped"
 """The last step of every start: ready, failed (with the agent's reason), or stopped (suspended
 or deleted before it was ready)."""
@@ -207,8 +211,17 @@ class ProgressBook:
     seen starting without one under way (created or resumed by another proxy, a restart after a
     crash, a proxy that restarted meanwhile). It ends with ``ready`` once the agent is ready and
     its first message, if it has one, is delivered (or overdue: ``ready`` then says so), with
-    ``failed`` when the agent fails, and with ``stopped`` when it is suspended or deleted.
-    ``changed(agent_id)`` is called whenever a record of the agent gains a step or is replaced.
+    ``failed`` when the agent fails, and with ``stopped`` when it is suspended, stopped or
+    deleted. A state on the way there (``stopping``) ends nothing: a watch may show a new
+    agent's pod before its StatefulSet, which reads as a pod shutting down; a delete ends the
+    start when the agent is gone, a suspend as soon as the agent is marked suspended.
+
+    A ready agent seen starting again restarts only when its run ended: when a step of its
+    start below :data:`ANSWERING` is no longer shown as it was at the ready (the container or
+    process ended, the pod was replaced), or when it was seen stopped or failed meanwhile. One
+    whose run goes on only stopped answering for a while (a readiness probe that timed out):
+    no start begins. ``changed(agent_id)`` is called whenever a record of the agent gains a
+    step or is replaced.
     """
 
     def __init__(self, plan: StepPlan, changed: Callable[[str], None] = lambda _: None) -> None:
@@ -217,6 +230,11 @@ class ProgressBook:
         self.listeners: list[StepListener] = []
         self._records: dict[str, StartProgress] = {}
         self._suspended: set[str] = set()
+        self._runs: dict[str, dict[str, Fact]] = {}
+        """The run of each agent whose last start ended ready: its facts below :data:`ANSWERING`."""
+        ranks = {name: rank for name, rank, _ in plan.steps}
+        self._run_rank = ranks.get(ANSWERING)
+        self._ranks = ranks
 
     def get(self, agent_id: str) -> StartProgress | None:
         """The agent's current start, or its last one."""
@@ -231,6 +249,7 @@ class ProgressBook:
         record = StartProgress(spec.id, kind, self.plan, utc(now), bool(spec.message))
         record.timed = timed
         self._records[spec.id] = record
+        self._runs.pop(spec.id, None)
         self.changed(spec.id)
         return record
 
@@ -252,7 +271,14 @@ class ProgressBook:
             self._suspended.add(state.id)
         else:
             self._suspended.discard(state.id)
+        if state.suspended or state.status not in (AgentStatus.READY, *_STARTING):
+            self._runs.pop(state.id, None)  # stopped or failed: whatever starts next is a new run
         if record is None or record.ended:
+            if state.status is AgentStatus.STARTING and not state.suspended and state.id in self._runs:
+                if callable(facts):
+                    facts = facts()
+                if self._run_of(facts) == self._runs[state.id]:
+                    return  # ready before, its run goes on: it stopped answering for a while
             if state.status not in _STARTING or state.suspended:
                 if record is None and state.status is AgentStatus.READY:
                     # First seen ready (a proxy that started meanwhile): what its facts still show.
@@ -273,6 +299,8 @@ class ProgressBook:
         end = self._end_of(record, state, first_message_overdue, now)
         if end is not None:
             added.append(end)
+            if end.name == READY and self._run_rank is not None:
+                self._runs[state.id] = self._run_of(facts)
         for step in added:
             self._tell(record, step)
         if added:
@@ -283,7 +311,7 @@ class ProgressBook:
             return record.finish(FAILED, state.message or state.reason or "the agent failed", state.reason, now)
         if record.kind == RESUME and not record.seen_running:
             return None  # the state from before the resume, seen once more before its own
-        if state.suspended or state.status in (AgentStatus.STOPPING, AgentStatus.STOPPED, AgentStatus.SUSPENDED):
+        if state.suspended or state.status in (AgentStatus.STOPPED, AgentStatus.SUSPENDED):
             return record.finish(STOPPED, state.message or "the agent was stopped before it was ready",
                                  state.reason, now)
         if state.status is AgentStatus.READY:
@@ -293,10 +321,16 @@ class ProgressBook:
             return record.finish(READY, message, state.reason if overdue else None, now)
         return None
 
+    def _run_of(self, facts: Facts) -> dict[str, Fact]:
+        """The facts of the agent's run: those ranked below :data:`ANSWERING`."""
+        assert self._run_rank is not None  # only kept for plans that have the step
+        return {name: fact for name, fact in facts.items() if self._ranks.get(name, self._run_rank) < self._run_rank}
+
     def gone(self, agent_id: str, reason: str = "Deleted", now: datetime | None = None) -> None:
         """The agent is gone: a start under way ends ``stopped``; its record is forgotten."""
         record = self._records.pop(agent_id, None)
         self._suspended.discard(agent_id)
+        self._runs.pop(agent_id, None)
         if record is not None and not record.ended:
             self._tell(record, record.finish(STOPPED, "the agent was deleted", reason, now))
             self.changed(agent_id)

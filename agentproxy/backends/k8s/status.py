@@ -81,10 +81,17 @@ def derive_status(sts: Obj | None, pod: Obj | None, pvc: Obj | None, events: Ite
         if claim is not None:
             return claim
         event = latest_event(events, sts)
-        if event is not None and event.get("reason") == "FailedCreate":
+        if event is not None and event.get("reason") == "FailedCreate" and not _passing(event):
             return Derived(AgentStatus.FAILED, "FailedCreate", event.get("message") or "the pod could not be created")
         return Derived(AgentStatus.PENDING, "PodNotCreated", "waiting for the StatefulSet controller to create the pod")
     return _from_pod(pod, pvc, events)
+
+
+def _passing(event: Obj) -> bool:
+    """A FailedCreate the controller's next try gets past: what it would create exists already
+    (the claim this proxy applied before the StatefulSet, which the controller's own cache of
+    claims had not shown yet; it retries at once)."""
+    return "already exists" in (event.get("message") or "")
 
 
 def _claim_problem(pvc: Obj | None, events: Iterable[Obj] = ()) -> Derived | None:

@@ -13,6 +13,7 @@ import pytest
 from agentproxy.backends import modeswitch
 from agentproxy.backends.modeswitch import Leftovers, find_local, verdict
 from agentproxy.spec import build_spec
+from testenv.ports import free_port
 
 from .._support import settings_with
 
@@ -74,15 +75,19 @@ async def test_local_mode_without_any_cluster_credentials_looks_nowhere(tmp_path
     await modeswitch.check(settings_with(f"local_mode.data_dir={tmp_path}"), "local")
 
 
-async def test_a_cluster_that_cannot_be_asked_is_a_warning(tmp_path, monkeypatch, caplog):
+async def test_a_cluster_that_refuses_connections_is_a_warning_at_once(tmp_path, monkeypatch, caplog):
+    # A cluster that is down: its API server's loopback port is closed (nothing listens on a
+    # port handed out here), so every connection is refused.
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text("""apiVersion: v1
+    kubeconfig.write_text(f"""apiVersion: v1
 kind: Config
-clusters: [{name: c, cluster: {server: "https://127.0.0.1:9", insecure-skip-tls-verify: true}}]
-users: [{name: u, user: {token: "t"}}]
-contexts: [{name: c, context: {cluster: c, user: u}}]
+clusters: [{{name: c, cluster: {{server: "https://127.0.0.1:{free_port()}", insecure-skip-tls-verify: true}}}}]
+users: [{{name: u, user: {{token: "t"}}}}]
+contexts: [{{name: c, context: {{cluster: c, user: u}}}}]
 current-context: c
 """)
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     await modeswitch.check(settings_with(f"local_mode.data_dir={tmp_path}"), "local")
     assert "could not look for k8s-mode agents in namespace agentapi-proxy" in caplog.text
+    # Given up at the refusal, not after waiting out the look-up's time bound.
+    assert "cannot be reached" in caplog.text and "no answer within" not in caplog.text

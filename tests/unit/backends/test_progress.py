@@ -155,6 +155,39 @@ def test_starts_seen_without_a_begin_resumes_and_restarts():
     book.observe(state(AgentStatus.READY), _facts_never_asked, now=at(8))
 
 
+def test_a_ready_agent_restarts_only_when_its_run_ended():
+    book = ProgressBook(K8S_PLAN)
+    run = {"applied": Fact(at(0)), "scheduled": Fact(at(1)), "container_started": Fact(at(2))}
+    book.begin(state(AgentStatus.PENDING).spec, START, at(0))
+    book.observe(state(AgentStatus.READY), {**run, "agentapi_answering": Fact(at(3))}, now=at(3))
+    first = book.get("a1")
+    assert first is not None and first.ended
+    book.observe(state(AgentStatus.STARTING, "ContainersNotReady"), run, now=at(4))  # Ready lost, runs on
+    assert book.get("a1") is first
+    book.observe(state(AgentStatus.READY), _facts_never_asked, now=at(5))
+    again = {**run, "container_started": Fact(at(6))}  # started again
+    book.observe(state(AgentStatus.STARTING, "ContainersNotReady"), again, now=at(6))
+    restart = book.get("a1")
+    assert restart is not first and restart is not None and restart.kind == RESTART
+    book.observe(state(AgentStatus.READY), {**again, "agentapi_answering": Fact(at(7))}, now=at(7))
+    # Failed meanwhile: whatever starts next is a new run, even with the same facts.
+    book.observe(state(AgentStatus.FAILED, "ClaimLost"), _facts_never_asked, now=at(8))
+    book.observe(state(AgentStatus.STARTING), again, now=at(9))
+    assert book.get("a1") is not restart and book.get("a1").kind == RESTART
+
+
+def test_stopping_ends_no_start_a_suspend_and_a_stop_do():
+    book = ProgressBook(K8S_PLAN)
+    record = book.begin(state(AgentStatus.PENDING).spec, START, at(0))
+    book.observe(state(AgentStatus.STOPPING, "Terminating"), {"scheduled": Fact(at(1))}, now=at(1))
+    assert not record.ended  # a pod seen before its StatefulSet reads as this
+    book.observe(state(AgentStatus.STOPPING, "Suspending", suspended=True), {}, now=at(2))
+    assert record.steps[-1].name == "stopped" and record.steps[-1].reason == "Suspending"
+    other = book.begin(state(AgentStatus.PENDING).spec, START, at(3))
+    book.observe(state(AgentStatus.STOPPED, "ScaledDown"), {}, now=at(4))
+    assert other.steps[-1].name == "stopped"
+
+
 def _facts_never_asked() -> Facts:
     raise AssertionError("facts were asked for while no start was under way")
 

@@ -34,6 +34,15 @@ def test_a_pod_the_controller_could_not_create_fails_with_its_message():
     assert derive_status(STS, None, None, [*events, created]).reason == "PodNotCreated"
 
 
+def test_a_claim_the_controller_found_made_already_is_no_failure():
+    # The controller's cache of claims was behind the claim applied before the StatefulSet: it
+    # tries to make the claim from its template, is told it exists, and creates the pod next time.
+    exists = ('create Pod agent-a-0 in StatefulSet agent-a failed error: failed to create PVC data-agent-a-0: '
+              'persistentvolumeclaims "data-agent-a-0" already exists')
+    derived = derive_status(STS, None, None, [event("StatefulSet", "agent-a", "sts-1", "FailedCreate", exists)])
+    assert (derived.status, derived.reason) == (AgentStatus.PENDING, "PodNotCreated")
+
+
 def test_a_claim_that_will_not_be_bound_fails_with_the_binders_message():
     missing = [event("PersistentVolumeClaim", "data-agent-a-0", "pvc-1", "ProvisioningFailed",
                      'storageclass.storage.k8s.io "gold" not found')]
