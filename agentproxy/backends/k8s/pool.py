@@ -107,6 +107,10 @@ class K8sPools:
             task.cancel()
         if self._busy:
             await asyncio.gather(*self._busy, return_exceptions=True)
+        try:
+            await self.lease.release()
+        except BackendError as exc:  # it expires by itself
+            log.debug("the pool refill lease was not released: %s", exc.message)
 
     def wake(self) -> None:
         """Look at the pools now rather than at the next check."""

@@ -6,7 +6,8 @@ the lease, ``agentproxy-pool-refill``: a ConfigMap whose annotations name its ho
 id of the proxy process) and when it was last renewed. It is taken, renewed and taken over by
 merge patches carrying the ``resourceVersion`` read (of two replicas, one write wins), and only
 when a refill has something to do: a replica with nothing to do reads nothing. A holder that
-stops (or stops renewing) is replaced once the lease is :data:`EXPIRES_AFTER` seconds old.
+stops lets it go (:meth:`RefillLease.release`); one that dies (or stops renewing) is replaced
+once the lease is :data:`EXPIRES_AFTER` seconds old.
 
 Like the quota ledger, the ConfigMap is not labelled managed-by agentproxy: it is no agent's.
 :func:`step` is the pure decision; :class:`RefillLease` does the reads and writes.
@@ -93,3 +94,18 @@ class RefillLease:
         except (Conflict, NotFound):
             return False  # another replica wrote first: it holds the lease
         return True
+
+    async def release(self) -> None:
+        """Let another replica take the lease at once (this one stops): expired, if it is ours."""
+        path = CONFIGMAP.item(self.namespace, LEASE_NAME)
+        lease = await self.client.get(path, resource="configmaps")
+        if lease is None or step(lease, self.me, self.clock()) not in (HOLD, RENEW):
+            return
+        patch = {"metadata": {"resourceVersion": lease["metadata"]["resourceVersion"],
+                              "annotations": {RENEWED_ANNOTATION: "0"}}}
+        try:
+            await self.client.request("PATCH", path, body=patch, content_type="application/merge-patch+json",
+                                      params={"fieldManager": self.field_manager}, verb="patch",
+                                      resource="configmaps")
+        except (Conflict, NotFound):
+            pass  # changed meanwhile: not ours any more
