@@ -242,8 +242,10 @@ class Backend(abc.ABC):
                         if member is not None:
                             return await self._claim_member(spec, member, prepared)
                         return await self._create_new(spec, prepared)
-                    except BaseException:
-                        if self._state(spec.id) is None:
+                    except BaseException as exc:
+                        if isinstance(exc, MemberTaken):
+                            self.progress.drop(spec.id)  # another replica's claim: its start, not ours
+                        elif self._state(spec.id) is None:
                             self.progress.gone(spec.id, "CreateFailed")
                         raise
                     finally:
