@@ -40,7 +40,7 @@ import aiohttp
 from ... import naming
 from ...launcher import BIND_PATH
 from ...pools import READY, WARM, Decision, Member, counts, decide, refill_plan
-from ...render import binding_secret_name
+from ...render import binding_secret_name, missing_key
 from ...spec import AgentSpec
 from ..base import AgentState, BackendError, Conflict, MetricSample, NotFound
 from ..pooling import ConfiguredPool, MemberTaken, member_spec, pool_shapes, spec_shape
@@ -81,6 +81,8 @@ class K8sPools:
         self._making: dict[str, str] = {}
         """Members this proxy is making (id -> pool)."""
         self._removing: set[str] = set()
+        self._refused: set[str] = set()
+        """Pools whose members could serve no create (told once)."""
         self._ids: set[str] = set()
         """The agents whose objects are a member's (see :meth:`note`)."""
         assert backend.client is not None
@@ -293,7 +295,7 @@ class K8sPools:
             making = sum(1 for i, p in self._making.items() if p == name and i not in seen)
             refill = refill_plan(pool.size if pool else 0, pool.shape if pool else "", pool_members)
             removals += refill.remove
-            if pool is not None:
+            if pool is not None and name not in self._refused:
                 makes += [pool] * (refill.make - making)
         if not (removals or makes) or not await self.lease.held():
             return  # nothing to do, or another replica does it
@@ -313,9 +315,15 @@ class K8sPools:
         backend = self.backend
         assert backend.client is not None
         agent_id = naming.generate_agent_id()
+        spec = dataclasses.replace(member_spec(backend.settings, pool.pool, agent_id), pool=pool.name)
+        problem = missing_key(backend.settings, spec)
+        if problem is not None:  # no create of its shape is let through: a member would serve none
+            if pool.name not in self._refused:
+                log.error("pool %s keeps no members: %s", pool.name, problem)
+                self._refused.add(pool.name)
+            return
         self._making[agent_id] = pool.name
         try:
-            spec = dataclasses.replace(member_spec(backend.settings, pool.pool, agent_id), pool=pool.name)
             create = plan(backend.render(spec), model.AgentObjects.of(agent_id, backend.cached), Purpose.CREATE)
             assert create.claim is not None
             backend.reconciler.note_applied(agent_id)
