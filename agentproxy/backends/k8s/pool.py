@@ -74,8 +74,6 @@ class K8sPools:
         self.pools = {p.name: p for p in pools}
         self.claims = 0
         """Creates this proxy served with a member since its start."""
-        self.made = 0
-        """Members this proxy made since its start."""
         self._reserved: set[str] = set()
         """Members taken by a create of this proxy, until its claim is written or given up."""
         self._making: dict[str, str] = {}
@@ -340,7 +338,6 @@ class K8sPools:
                 await backend.rollbacks.now(agent_id, delete_data=True)
                 raise
             backend.reconciler.note_applied(agent_id)
-            self.made += 1
         except BackendError as exc:  # a failure fails this member alone; the next check tries again
             log.warning("making a member of pool %s failed: %s", pool.name, exc.message)
         finally:
