@@ -58,7 +58,8 @@ log = logging.getLogger(__name__)
 CHECK_INTERVAL = 2.0
 """Seconds between two looks at the pools' members (the watch cache: no API call)."""
 REFILL_AFTER_CLAIM = 1.0
-"""Seconds from a claim to the refill it asks for: the claimed agent's writes go first."""
+"""Seconds from this proxy's latest claim to the members it makes: the claimed agents' writes
+go first (a burst of creates is served by the members there were, then the pool is refilled)."""
 WARM_TIMEOUT = 300.0
 """Seconds a member may take to wait for its binding (scheduling, an image pull, a volume)
 before it is replaced."""
@@ -86,6 +87,7 @@ class K8sPools:
         assert backend.client is not None
         self.lease = RefillLease(backend.client, backend.namespace, backend.k8s.field_manager)
         """Held by the one replica that makes and removes members (see :mod:`.poollease`)."""
+        self._last_claim = float("-inf")
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._busy: set[asyncio.Task[None]] = set()
@@ -207,6 +209,7 @@ class K8sPools:
         # Still reserved: until the cache shows the claim, the member looks ready (see _refill).
         # From here on the agent is its owner's, whatever happens to its binding.
         self.claims += 1
+        self._last_claim = asyncio.get_running_loop().time()
         asyncio.get_running_loop().call_later(REFILL_AFTER_CLAIM, self.wake)
         try:
             credentials = await backend.write_credentials(spec, stored)
@@ -295,6 +298,8 @@ class K8sPools:
             removals += refill.remove
             if pool is not None and name not in self._refused:
                 makes += [pool] * (refill.make - making)
+        if asyncio.get_running_loop().time() - self._last_claim < REFILL_AFTER_CLAIM:
+            makes = []  # claims are under way: they go first (the wake after the last one refills)
         if not (removals or makes) or not await self.lease.held():
             return  # nothing to do, or another replica does it
         for member_id in removals:
