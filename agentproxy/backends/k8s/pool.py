@@ -298,7 +298,7 @@ class K8sPools:
             removals += refill.remove
             if pool is not None and name not in self._refused:
                 makes += [pool] * (refill.make - making)
-        if asyncio.get_running_loop().time() - self._last_claim < REFILL_AFTER_CLAIM:
+        if asyncio.get_running_loop().time() - self._last_claim < 0.9 * REFILL_AFTER_CLAIM:  # the wake may come early
             makes = []  # claims are under way: they go first (the wake after the last one refills)
         if not (removals or makes) or not await self.lease.held():
             return  # nothing to do, or another replica does it
