@@ -168,6 +168,10 @@ class Scheduler:
                 # Another replica's open claim: look again when it would be stale, not only at the
                 # next tick (a daily schedule's run would wait for WAKE_MAX).
                 self._wakes[schedule.id] = claim.at + timedelta(seconds=self.takeover)
+            elif tick is not None and entry.claim is not None and not entry.claim.done:
+                # An open claim taken over (or fired again): a tick that came while it was open is
+                # decided at the next look, right after this run, while it may still be on time.
+                self._wakes[schedule.id] = now
             else:
                 self._wakes.pop(schedule.id, None)
             return new, tick

@@ -140,6 +140,34 @@ async def test_a_replica_that_dies_after_its_claim_does_not_lose_the_run() -> No
     assert second.recent.counts[("schedule", "quarter", "created")] == 1
 
 
+async def test_a_tick_due_while_a_claim_was_open_runs_right_after_the_takeover() -> None:
+    fired: list[datetime] = []
+
+    async def dies(schedule: Schedule, tick: datetime) -> str:
+        raise ConnectionError("the replica's process ended here")
+
+    async def fires(schedule: Schedule, tick: datetime) -> str:
+        fired.append(tick)
+        return "created"
+
+    server = LeaseServer()
+    minutely = {"minute": schedules(minute={"cron": "* * * * *", "prompt": "m"})["minute"]}
+    clock = Clock(datetime(2026, 5, 1, 12, 0, 30, tzinfo=UTC))
+    first = Scheduler(minutely, leases(server), dies, "r1", clock=clock)
+    second = Scheduler(minutely, leases(server), fires, "r2", clock=clock)
+    await first.run_due()
+    clock.now = datetime(2026, 5, 1, 12, 1, 10, tzinfo=UTC)  # r1, ten seconds late, claims 12:01 and dies
+    await first.run_due()
+    # r2 wakes as its loop does: at 12:01:15, at the 12:02 tick (r1's claim still fresh), when the
+    # claim is stale (12:02:10: it fires 12:01), and at once again (12:02, on time, ten seconds late).
+    clock.now = datetime(2026, 5, 1, 12, 1, 15, tzinfo=UTC)
+    for _ in range(4):
+        await second.run_due()
+        clock.now = max(clock.now, second.next_wake()) + timedelta(milliseconds=10)
+    assert fired == [datetime(2026, 5, 1, 12, 1, tzinfo=UTC), datetime(2026, 5, 1, 12, 2, tzinfo=UTC)]
+    assert (await second.store.read("minute")).missed == 0
+
+
 def store_of(kind: str, tmp_path: Path, server: LeaseServer) -> Store:
     return ClaimStore(tmp_path) if kind == "file" else leases(server)
 
