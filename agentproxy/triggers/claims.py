@@ -186,11 +186,13 @@ def lease_for(schedule_id: str, namespace: str, entry: Entry, previous: dict[str
         spec.update(holderIdentity=claim.by, acquireTime=_micro(claim.at), renewTime=_micro(claim.at))
     spec["leaseTransitions"] = transitions
     metadata: dict[str, Any] = {
+        # A replacement keeps what others put there (owner references, finalizers, ...).
+        **{k: v for k, v in meta.items() if k != "managedFields"},
         "name": lease_name(schedule_id), "namespace": namespace,
         # Not labelled managed-by agentproxy: the agents' cache selects by that label.
         "labels": {**(meta.get("labels") or {}), "app.kubernetes.io/part-of": "agentproxy",
                    "app.kubernetes.io/component": "schedule-claim", "agentproxy.io/schedule": schedule_id},
         "annotations": annotations}
-    if previous is not None:
-        metadata["resourceVersion"] = meta["resourceVersion"]
+    if previous is None:
+        metadata.pop("resourceVersion", None)
     return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata, "spec": spec}
