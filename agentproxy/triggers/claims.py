@@ -6,13 +6,15 @@ open or done :class:`Claim` of the latest tick fired. A replica looking at a sch
 entry, computes the next one with :func:`claim_tick` and writes it back only if the store still
 holds what it read (under a file lock in local mode, by a write conditional on the Lease's
 ``resourceVersion`` in k8s mode); the tick :func:`claim_tick` returned is then that replica's to
-fire. After the run, :func:`finish` marks the claim done.
+fire. While the run is made, :func:`renew` keeps the claim fresh; after it, :func:`finish`
+marks the claim done.
 
 Two encodings of an entry: :func:`entry_to_json` / :func:`entry_from_json` (the local store's
 ``schedules.json``) and :func:`lease_for` / :func:`entry_from_lease` (a
 ``coordination.k8s.io/v1`` Lease per schedule, ``agentproxy-schedule-<id>``: the holder in
-``spec.holderIdentity``, the claim's time in ``spec.acquireTime`` and ``spec.renewTime``, the
-window after which it is taken over in ``spec.leaseDurationSeconds``, the rest in annotations).
+``spec.holderIdentity``, when it was claimed in ``spec.acquireTime`` and last renewed in
+``spec.renewTime``, the window after which it is taken over in ``spec.leaseDurationSeconds``,
+the rest in annotations).
 """
 
 from __future__ import annotations
@@ -82,6 +84,16 @@ def claim_tick(schedule: Schedule, entry: Entry, now: datetime, replica: str,
         return entry, None
     tick = decision.tick.astimezone(UTC)
     return dataclasses.replace(entry, claim=Claim(tick, replica, now)), tick
+
+
+def renew(entry: Entry, tick: datetime, replica: str, now: datetime) -> Entry:
+    """The entry with ``replica``'s open claim of ``tick`` renewed at ``now`` (a run that takes
+    long is not taken over while its replica lives); unchanged when the claim is not that one
+    (another replica took it over: it keeps it)."""
+    claim = entry.claim
+    if claim is None or claim.done or claim.tick != tick or claim.by != replica:
+        return entry
+    return dataclasses.replace(entry, claim=dataclasses.replace(claim, at=now))
 
 
 def finish(entry: Entry, tick: datetime) -> Entry:
@@ -183,7 +195,10 @@ def lease_for(schedule_id: str, namespace: str, entry: Entry, previous: dict[str
         holder = old_spec.get("holderIdentity")
         if holder and holder != claim.by:
             transitions += 1
-        spec.update(holderIdentity=claim.by, acquireTime=_micro(claim.at), renewTime=_micro(claim.at))
+        # A renewal keeps the time the claim was made; a new claim or a takeover starts one.
+        same = holder == claim.by and (meta.get("annotations") or {}).get(TICK) == _iso(claim.tick)
+        acquired = old_spec.get("acquireTime") if same and old_spec.get("acquireTime") else _micro(claim.at)
+        spec.update(holderIdentity=claim.by, acquireTime=acquired, renewTime=_micro(claim.at))
     spec["leaseTransitions"] = transitions
     metadata: dict[str, Any] = {
         # A replacement keeps what others put there (owner references, finalizers, ...).

@@ -3,10 +3,11 @@
 Every replica evaluates every schedule at each tick, but a tick is fired only by the replica
 that *claims* it in the store (:func:`~.claims.claim_tick` decides, the store writes): the
 replica whose write of the new last tick and its claim (replica, time) wins fires it; the claim
-is marked done after the agent is made. A claim left undone for ``takeover`` seconds (its
-replica died mid-tick) is fired again by the next replica that looks: the agent's id is made
-from the schedule and the tick, so a second attempt of the same tick finds the agent the first
-may have made (create is idempotent) rather than making another.
+is marked done after the agent is made, and renewed while it is made. A claim neither done nor
+renewed for ``takeover`` seconds (its replica died mid-tick) is fired again by the next replica
+that looks: the agent's id is made from the schedule and the tick, so a second attempt of the
+same tick finds the agent the first may have made (create is idempotent) rather than making
+another.
 
 Two stores, one contract (:class:`Store`): local mode keeps :class:`ClaimStore`, a JSON file
 ``<data dir>/triggers/schedules.json`` behind a ``flock`` of ``schedules.lock`` (every proxy
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -28,20 +30,24 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from .claims import TAKEOVER, Entry, claim_tick, entry_from_json, entry_to_json, finish
+from .claims import TAKEOVER, Entry, claim_tick, entry_from_json, entry_to_json, finish, renew
 from .config import Schedule
 from .records import Recent
 from .schedules import next_tick
 
 log = logging.getLogger("agentproxy.triggers")
 
-__all__ = ["RETRY", "TAKEOVER", "WAKE_MAX", "Change", "ClaimStore", "Fire", "Scheduler", "Store"]
+__all__ = ["RENEWALS", "RETRY", "TAKEOVER", "WAKE_MAX", "Change", "ClaimStore", "Fire", "Scheduler", "Store"]
 
 WAKE_MAX = 300.0
 """The longest sleep of the scheduler between two looks."""
 
 RETRY = 5.0
 """Seconds before a schedule whose store failed is looked at again."""
+
+RENEWALS = 60
+"""Renewals of one claim at most (20 minutes at the default pace): a run that takes longer is
+taken over, and its second attempt finds the agent the first made."""
 
 Change = Callable[[Entry], tuple[Entry, Any]]
 """A pure step of a schedule's entry: the entry to write and what the caller gets."""
@@ -116,7 +122,7 @@ class Scheduler:
 
     def __init__(self, schedules: dict[str, Schedule], store: Store, fire: Fire, replica: str,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC), recent: Recent | None = None,
-                 takeover: float = TAKEOVER) -> None:
+                 takeover: float = TAKEOVER, renew_every: float | None = None) -> None:
         self.schedules = schedules
         self.store = store
         self.fire = fire
@@ -124,6 +130,8 @@ class Scheduler:
         self.clock = clock
         self.recent = recent or Recent()
         self.takeover = takeover
+        self.renew_every = takeover / 3 if renew_every is None else renew_every
+        """Seconds between two renewals of a claim while its run is made."""
         self._wakes: dict[str, datetime] = {}
         """Looks due before the next tick: when an open claim becomes stale, a failed store is asked again."""
 
@@ -143,7 +151,7 @@ class Scheduler:
             if tick is None:
                 continue
             try:
-                result = await self.fire(schedule, tick)
+                result = await self._fire_holding(schedule, tick)
             except Exception as exc:  # noqa: BLE001 - the claim stays open: another look fires it again
                 log.warning("schedule %s: the run of %s failed: %s", schedule.id, _iso(tick), exc)
                 self.recent.add("schedule", schedule.id, tick=_iso(tick), replica=self.replica,
@@ -178,6 +186,28 @@ class Scheduler:
 
         tick: datetime | None = await self.store.update(schedule.id, change)
         return tick
+
+    async def _fire_holding(self, schedule: Schedule, tick: datetime) -> str:
+        """The run of ``tick``, its claim renewed while it is made."""
+        renewing = asyncio.create_task(self._renew(schedule, tick))
+        try:
+            return await self.fire(schedule, tick)
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+
+    async def _renew(self, schedule: Schedule, tick: datetime) -> None:
+        """Renew the claim of ``tick`` every ``renew_every`` seconds (``RENEWALS`` times at most)."""
+        for _ in range(RENEWALS):
+            await asyncio.sleep(self.renew_every)
+            try:
+                await self.store.update(schedule.id, functools.partial(self._renewed, tick, self.clock()))
+            except Exception as exc:  # noqa: BLE001 - the next renewal tries again; at worst the run is taken over
+                log.warning("schedule %s: the claim of %s could not be renewed: %s", schedule.id, _iso(tick), exc)
+
+    def _renewed(self, tick: datetime, now: datetime, entry: Entry) -> tuple[Entry, None]:
+        return renew(entry, tick, self.replica, now), None
 
     async def _done(self, schedule: Schedule, tick: datetime) -> None:
         await self.store.update(schedule.id, lambda entry: (finish(entry, tick), None))

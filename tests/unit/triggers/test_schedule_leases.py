@@ -37,6 +37,7 @@ from agentproxy.triggers.claims import (
     finish,
     lease_for,
     lease_name,
+    renew,
     stale,
 )
 from agentproxy.triggers.config import Schedule
@@ -168,6 +169,48 @@ async def test_a_tick_due_while_a_claim_was_open_runs_right_after_the_takeover()
     assert (await second.store.read("minute")).missed == 0
 
 
+async def test_a_run_that_takes_long_keeps_its_claim_while_its_replica_lives() -> None:
+    fired: list[str] = []
+    release = asyncio.Event()
+
+    async def slow(schedule: Schedule, tick: datetime) -> str:
+        fired.append("r1")
+        await asyncio.wait_for(release.wait(), 30)
+        return "created"
+
+    async def fires(schedule: Schedule, tick: datetime) -> str:
+        fired.append("r2")
+        return "created"
+
+    server = LeaseServer()
+    only = {"quarter": schedules()["quarter"]}
+    clock = Clock(datetime(2026, 5, 1, 12, 0, 1, tzinfo=UTC))
+    # r1 renews every 10 ms of real time (the fake clock says how old its claim is).
+    first = Scheduler(only, leases(server), slow, "r1", clock=clock, renew_every=0.01)
+    second = Scheduler(only, leases(server), fires, "r2", clock=clock)
+    await first.run_due()
+    clock.now = datetime(2026, 5, 1, 12, 15, 1, tzinfo=UTC)
+    running = asyncio.create_task(first.run_due())
+    for _ in range(500):
+        if fired:
+            break
+        await asyncio.sleep(0.01)
+    assert fired == ["r1"]  # r1 claimed 12:15 and makes its run
+    path = f"{LEASES}/agentproxy-schedule-quarter"
+    for minutes in (1, 2, 3):  # three minutes of a run: r1's claim is renewed, never stale
+        clock.now = datetime(2026, 5, 1, 12, 15 + minutes, 1, tzinfo=UTC)
+        for _ in range(500):
+            await asyncio.sleep(0.01)
+            if server.objects[path]["spec"].get("renewTime") == f"2026-05-01T12:{15 + minutes}:01.000000Z":
+                break
+        assert await second.run_due() == []
+    lease = server.objects[path]
+    assert lease["spec"]["acquireTime"] == "2026-05-01T12:15:01.000000Z"  # when it was claimed, kept
+    release.set()
+    assert [r[2] for r in await running] == ["created"]
+    assert fired == ["r1"] and server.objects[path]["metadata"]["annotations"][DONE] == "true"
+
+
 def store_of(kind: str, tmp_path: Path, server: LeaseServer) -> Store:
     return ClaimStore(tmp_path) if kind == "file" else leases(server)
 
@@ -225,6 +268,10 @@ def test_the_pure_steps_of_a_claim() -> None:
     assert claim_tick(schedule, done, now + timedelta(minutes=5), "r1") == (done, None)
     later, fires = claim_tick(schedule, done, tick + timedelta(minutes=15, seconds=1), "r1")
     assert fires == tick + timedelta(minutes=15) and later.claim is not None and later.claim.by == "r1"
+    # A renewal moves the claim's time, only of the replica's own open claim of that tick.
+    assert renew(entry, tick, "r1", now + timedelta(seconds=30)).claim == Claim(tick, "r1", now + timedelta(seconds=30))
+    assert renew(entry, tick, "r2", now + timedelta(seconds=30)) == entry
+    assert renew(done, tick, "r2", now + timedelta(seconds=30)) == done
     # A schedule never seen starts from now: its last tick noted, nothing fired.
     first, fires = claim_tick(schedule, Entry(), now, "r1")
     assert fires is None and first == Entry(tick)
