@@ -9,8 +9,8 @@ and, when the entry changed, a conditional write of the Lease
 carrying the ``resourceVersion`` that was read. When two replicas write at once, the API server
 takes one and answers the other 409; that one reads the Lease again and steps again from what
 the winner wrote (which is then, typically, the winner's claim: nothing to do). kr8s has no
-Lease object worth its weight here; its raw ``call_api`` (through :class:`~.client.Client`)
-sends the calls.
+Lease object; its raw ``call_api``, through :class:`~.client.Client` as every call of this
+backend, sends the calls.
 """
 
 from __future__ import annotations
