@@ -22,6 +22,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from agentproxy.api import create_app
 from agentproxy.backends.k8s.leases import ScheduleLeases
+from agentproxy.backends.suspension import AgentActivity
 from agentproxy.settings.schema import TriggersSettings
 from agentproxy.triggers.claims import (
     DONE,
@@ -319,7 +320,7 @@ class LeasedBackend(MemoryBackend):
         return leases(self.server)
 
 
-async def test_a_backend_with_shared_claims_has_the_scheduler_use_them(settings, tmp_path) -> None:
+async def test_a_backend_with_shared_claims_has_the_scheduler_use_them_with_the_overlap_policy(settings, tmp_path) -> None:
     settings.local_mode.data_dir = str(tmp_path / "data")
     settings.triggers = TriggersSettings(schedules={"quarter": {"cron": "*/15 * * * *", "prompt": "q {{ tick }}",
                                                                 "owner": "alice"}})
@@ -350,5 +351,12 @@ async def test_a_backend_with_shared_claims_has_the_scheduler_use_them(settings,
         assert listed["last_tick"] == "2026-05-01T12:15:00+00:00" and listed["missed"] == 0
         assert listed["claim"] == {"tick": "2026-05-01T12:15:00+00:00", "by": scheduler.replica, "done": True}
         assert not (tmp_path / "data" / "triggers" / "schedules.json").exists()  # no file claims in this mode
+        # The overlap policy (skip) as with the file's claims: the 12:15 run still works at 12:30.
+        backend.activities["quarter-202605011215"] = AgentActivity("running")
+        clock.now = datetime(2026, 5, 1, 12, 30, 2, tzinfo=UTC)
+        assert [r[2] for r in await scheduler.run_due()] == ["skipped: quarter-202605011215 is still working"]
+        assert list(backend.agents) == ["quarter-202605011215"]
+        assert (await scheduler.store.read("quarter")).claim == Claim(
+            datetime(2026, 5, 1, 12, 30, tzinfo=UTC), scheduler.replica, clock.now, done=True)
     finally:
         await client.close()
