@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -128,4 +129,16 @@ def expected(schedule: Schedule, start: datetime, end: datetime) -> list[datetim
     ticks = []
     while (tick := it.get_next(datetime)) <= end:
         ticks.append(tick.astimezone(UTC))
+    return ticks
+
+
+def assert_each_tick_fired_once(schedule: Schedule, fired: Mapping[tuple[str, datetime], int], start: datetime,
+                                 end: datetime) -> list[datetime]:
+    """Every tick of ``schedule`` in ``(start, end]`` fired exactly once and nothing else fired
+    (``fired`` counts runs by (schedule id, tick)); the ticks."""
+    ticks = expected(schedule, start, end)
+    assert ticks, schedule.id
+    for tick in ticks:
+        assert fired[(schedule.id, tick)] == 1, (schedule.id, tick)
+    assert sum(n for (sid, _), n in fired.items() if sid == schedule.id) == len(ticks)
     return ticks

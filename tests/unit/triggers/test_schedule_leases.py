@@ -46,7 +46,7 @@ from agentproxy.triggers.scheduler import ClaimStore, Scheduler, Store
 from agentproxy.triggers.service import TRIGGERS
 
 from ..api.memory_backend import MemoryBackend
-from .support import DAY, Clock, LeaseServer, expected, schedules
+from .support import DAY, Clock, LeaseServer, assert_each_tick_fired_once, schedules
 
 NAMESPACE = "agents"
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/agents/leases"
@@ -87,11 +87,7 @@ async def test_two_replicas_over_a_simulated_day_fire_each_tick_once_through_lea
             wakes[replica] = replica.next_wake() + late()
     total = 0
     for schedule in schedules().values():
-        ticks = expected(schedule, DAY, end - timedelta(seconds=30))
-        assert ticks, schedule.id
-        for tick in ticks:
-            assert fired[(schedule.id, tick)] == 1, (schedule.id, tick)
-        assert sum(n for (sid, _), n in fired.items() if sid == schedule.id) == len(ticks)
+        ticks = assert_each_tick_fired_once(schedule, fired, DAY, end - timedelta(seconds=30))
         # Each run is counted once, by the replica that fired it.
         counted = sum(r.recent.counts[("schedule", schedule.id, "created")] for r in replicas)
         assert counted == len(ticks), schedule.id
