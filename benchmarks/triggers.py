@@ -14,9 +14,13 @@
 - **schedule firing skew** (with ``--schedule-minutes N``): two schedulers (replicas) in this
   process share one claim store and run three ``* * * * *`` schedules (UTC, Europe/Berlin,
   America/New_York) for N minutes of real time; each tick must fire once, and its skew is the
-  time from the tick to the fire.
+  time from the tick to the fire. With ``--lease``, a second pair claims through Leases in a
+  fresh namespace of the cluster of ``$KUBECONFIG`` (each replica its own client) at the same
+  time, and the ratio of its skews to the file pair's is reported. ``--schedules-only`` runs
+  this phase alone.
 
-Usage: ``python -m benchmarks.triggers [--agents 10] [--rate 100] [--seconds 30] [--schedule-minutes 0]``
+Usage: ``python -m benchmarks.triggers [--agents 10] [--rate 100] [--seconds 30] [--schedule-minutes 0]
+[--lease] [--schedules-only]``
 """
 
 from __future__ import annotations
@@ -233,10 +237,24 @@ async def load(proxy: Proxy, http: aiohttp.ClientSession, rate: int, seconds: fl
             "p99": _pct([t for _, _, t in answers], 0.99)}
 
 
-async def schedule_skew(minutes: int, directory: Path) -> dict[str, Any]:
-    """Two replicas' schedulers over ``minutes`` of real time; the skew of each fire."""
+async def _claims_namespace(kubeconfig: str) -> tuple[list[Any], str]:
+    """Two clients of the cluster (one per replica, as two proxies have) and a fresh namespace."""
+    from agentproxy.backends.k8s.client import Client
+
+    clients = [await Client.connect(kubeconfig) for _ in range(2)]
+    name = f"bench-schedules-{uuid.uuid4().hex[:8]}"
+    await clients[0].request("POST", "/api/v1/namespaces", body={"apiVersion": "v1", "kind": "Namespace",
+                                                                 "metadata": {"name": name}})
+    return clients, name
+
+
+async def schedule_skew(minutes: int, directory: Path, kubeconfig: str | None = None) -> dict[str, dict[str, Any]]:
+    """Two replicas' schedulers over ``minutes`` of real time; the skew of each fire, by claim
+    store: ``file`` (one locked file), and with ``kubeconfig`` also ``lease`` (a Lease per schedule
+    in a fresh namespace of that cluster, deleted after), both at once so they share the load."""
     from datetime import UTC, datetime
 
+    from agentproxy.backends.k8s.leases import ScheduleLeases
     from agentproxy.triggers.config import parse_triggers
     from agentproxy.triggers.scheduler import ClaimStore, Scheduler
 
@@ -245,26 +263,68 @@ async def schedule_skew(minutes: int, directory: Path) -> dict[str, Any]:
                      for name, zone in (("utc", "UTC"), ("berlin", "Europe/Berlin"), ("ny", "America/New_York"))}
 
     schedules = dict(parse_triggers(Section()).schedules)
-    skews: list[float] = []
-    fired: Counter[tuple[str, datetime]] = Counter()
+    skews: dict[str, list[float]] = {}
+    fired: dict[str, Counter[tuple[str, datetime]]] = {}
 
-    async def fire(schedule: Any, tick: datetime) -> str:
-        skews.append((datetime.now(UTC) - tick).total_seconds())
-        fired[(schedule.id, tick)] += 1
-        return "fired"
+    def firing(kind: str) -> Any:
+        async def fire(schedule: Any, tick: datetime) -> str:
+            skews[kind].append((datetime.now(UTC) - tick).total_seconds())
+            fired[kind][(schedule.id, tick)] += 1
+            return "fired"
+        return fire
 
-    store = ClaimStore(directory / "claims")
-    loops = [asyncio.create_task(Scheduler(schedules, store, fire, name).run_forever()) for name in ("r1", "r2")]
-    await asyncio.sleep(minutes * 60 + 1)
-    for loop in loops:
-        loop.cancel()
-    await asyncio.gather(*loops, return_exceptions=True)
-    return {"fires": len(skews), "ticks": len(fired), "twice": sum(1 for n in fired.values() if n > 1),
-            "p50": statistics.median(skews) if skews else float("nan"),
-            "p99": _pct(skews, 0.99) if skews else float("nan")}
+    stores: dict[str, list[Any]] = {"file": [ClaimStore(directory / "claims")] * 2}
+    clients: list[Any] = []
+    namespace = ""
+    if kubeconfig:
+        clients, namespace = await _claims_namespace(kubeconfig)
+        stores["lease"] = [ScheduleLeases(client, namespace, "agentproxy-bench") for client in clients]
+    loops = []
+    for kind, pair in stores.items():
+        skews[kind], fired[kind] = [], Counter()
+        loops += [asyncio.create_task(Scheduler(schedules, store, firing(kind), f"{kind}-r{n}").run_forever())
+                  for n, store in enumerate(pair)]
+    try:
+        await asyncio.sleep(minutes * 60 + 1)
+    finally:
+        for loop in loops:
+            loop.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
+        if clients:
+            await clients[0].request("DELETE", f"/api/v1/namespaces/{namespace}")
+    return {kind: {"fires": len(skews[kind]), "ticks": len(fired[kind]),
+                   "twice": sum(1 for n in fired[kind].values() if n > 1),
+                   "p50": statistics.median(skews[kind]) if skews[kind] else float("nan"),
+                   "p99": _pct(skews[kind], 0.99) if skews[kind] else float("nan")} for kind in stores}
+
+
+def _report_skew(skew: dict[str, dict[str, Any]]) -> int:
+    """Print the schedule phase; the ticks fired twice (there must be none)."""
+    for kind, figures in skew.items():
+        print(f"schedules ({kind} claims): {figures['ticks']} ticks fired {figures['fires']} times "
+              f"({figures['twice']} twice); skew p50 {figures['p50'] * 1000:.0f} ms, p99 {figures['p99'] * 1000:.0f} ms")
+    if "lease" in skew:
+        print(f"schedules: lease / file skew ratio p50 {skew['lease']['p50'] / skew['file']['p50']:.2f}, "
+              f"p99 {skew['lease']['p99'] / skew['file']['p99']:.2f}")
+    return sum(figures["twice"] for figures in skew.values())
+
+
+async def schedules_only(args: argparse.Namespace) -> int:
+    """Only the schedule phase (``--schedules-only``)."""
+    with open("/proc/loadavg") as f:
+        before = f.read().split()[:3]
+    with tempfile.TemporaryDirectory(prefix="bench-triggers-") as tmp:
+        twice = _report_skew(await schedule_skew(args.schedule_minutes, Path(tmp), args.kubeconfig))
+    with open("/proc/loadavg") as f:
+        print(f"load average before {' '.join(before)}, after {' '.join(f.read().split()[:3])}")
+    if twice:
+        print(f"FAILED: {twice} ticks fired twice", file=sys.stderr)
+    return 1 if twice else 0
 
 
 async def main_async(args: argparse.Namespace) -> int:
+    if args.schedules_only:
+        return await schedules_only(args)
     with open("/proc/loadavg") as f:
         before = f.read().split()[:3]
     with tempfile.TemporaryDirectory(prefix="bench-triggers-") as tmp:
@@ -293,10 +353,8 @@ async def main_async(args: argparse.Namespace) -> int:
                       f"answer p50 {result['p50'] * 1000:.1f} ms, p99 {result['p99'] * 1000:.1f} ms")
                 await proxy.delete_all(http)
             if args.schedule_minutes:
-                skew = await schedule_skew(args.schedule_minutes, Path(tmp))
-                print(f"schedules: {skew['ticks']} ticks fired {skew['fires']} times ({skew['twice']} twice); skew p50 "
-                      f"{skew['p50'] * 1000:.0f} ms, p99 {skew['p99'] * 1000:.0f} ms")
-                result["doubled"] += ["schedule"] * skew["twice"]
+                twice = _report_skew(await schedule_skew(args.schedule_minutes, Path(tmp), args.kubeconfig))
+                result["doubled"] += ["schedule"] * twice
         finally:
             proxy.stop()
             await runner.cleanup()
@@ -315,11 +373,20 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=100, help="deliveries per second of the load phase")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of the load phase")
     parser.add_argument("--schedule-minutes", type=int, default=0, help="minutes of the schedule phase (0: none)")
+    parser.add_argument("--lease", action="store_true",
+                        help="in the schedule phase, also claim through Leases in the cluster of $KUBECONFIG")
+    parser.add_argument("--schedules-only", action="store_true", help="run only the schedule phase")
     args = parser.parse_args()
     if not (1 <= args.rate <= 1000 and 0 < args.seconds <= 120 and 1 <= args.agents <= 100
             and 0 <= args.schedule_minutes <= 30):
         parser.error("--rate 1-1000, --seconds up to 120, --agents 1-100, --schedule-minutes up to 30: the loops "
                      "are bounded")
+    if (args.lease or args.schedules_only) and not args.schedule_minutes:
+        parser.error("--lease and --schedules-only need --schedule-minutes N (1-30)")
+    args.kubeconfig = None
+    if args.lease:
+        from .cluster_check import require_cluster
+        args.kubeconfig = require_cluster("triggers")
     sys.exit(asyncio.run(main_async(args)))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import Any, TextIO
 
 from . import output
 from .errors import EXIT_OK
@@ -30,16 +30,23 @@ async def hooks(client: ApiClient, args: argparse.Namespace, out: TextIO = sys.s
     return EXIT_OK
 
 
+def _claimed(claim: Any) -> str:
+    """The replica that fired the latest tick; ``(open)`` while its run is not made yet."""
+    if not isinstance(claim, dict):
+        return ""
+    return f"{claim.get('by') or ''}{'' if claim.get('done') else ' (open)'}"
+
+
 async def schedules(client: ApiClient, args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    """List the schedules: cron, time zone, last and next tick."""
+    """List the schedules: cron, time zone, last and next tick, the replica that fired the latest."""
     answer = await client.request("GET", "/schedules")
     if args.output != "table":
         out.write(output.dump(answer, args.output))
         return EXIT_OK
     rows = [[s["id"], s["cron"], s["timezone"], s["overlap"], s.get("last_tick") or "", s.get("next_tick") or "",
-             str(s.get("missed") or 0)] for s in answer["schedules"]]
+             str(s.get("missed") or 0), _claimed(s.get("claim"))] for s in answer["schedules"]]
     out.write(output.terminal_safe(output.table(rows, ("SCHEDULE", "CRON", "TIMEZONE", "OVERLAP", "LAST", "NEXT",
-                                                       "MISSED"))))
+                                                       "MISSED", "REPLICA"))))
     return EXIT_OK
 
 

@@ -13,7 +13,9 @@ Modules:
 - :mod:`.dedupe`: delivery ids seen before, kept in files across restarts.
 - :mod:`.hooks`: ``POST /hooks/{id}``.
 - :mod:`.schedules`: cron ticks in a time zone and the missed-tick policy (pure);
-  :mod:`.scheduler`: each tick claimed by one replica under a file lock, and fired.
+  :mod:`.claims`: which tick a replica claims, when a claim is stale, and the claims as JSON and
+  as Leases (pure); :mod:`.scheduler`: each tick claimed by one replica in a store (a file under a
+  lock in local mode, Leases in k8s mode: :mod:`agentproxy.backends.k8s.leases`), and fired.
 - :mod:`.notify`: which changes are news, to whom, how often, as what (pure);
   :mod:`.notifier`: follows the events and sends with retries and dead letters.
 - :mod:`.records`: the recent deliveries in and out.

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -10,9 +12,15 @@ from aiohttp import web
 from ..api import params
 from ..api.auth import principal_of
 from ..api.errors import ApiError
+from .claims import Entry
+from .schedules import next_tick
 
 if TYPE_CHECKING:
     from .service import TriggerService
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat() if moment is not None else None
 
 
 class TriggerRoutes:
@@ -43,16 +51,18 @@ class TriggerRoutes:
         self._admin(request)
         scheduler = self.service.scheduler
         out: list[dict[str, Any]] = []
-        state: dict[str, Any] = {}
+        schedules = list(self.service.triggers.schedules.values())
+        entries = [Entry()] * len(schedules)
         if scheduler is not None:
-            with scheduler.store.locked() as data:
-                state = dict(data)
-        for schedule in self.service.triggers.schedules.values():
-            from .schedules import next_tick
-            entry = state.get(schedule.id, {})
+            entries = list(await asyncio.gather(*(scheduler.store.read(s.id) for s in schedules)))
+        for schedule, entry in zip(schedules, entries, strict=True):
             now = scheduler.clock() if scheduler is not None else None
-            out.append({**schedule.summary(), "last_tick": entry.get("last"), "missed": entry.get("missed", 0),
-                        "next_tick": next_tick(schedule.cron, schedule.timezone, now).isoformat() if now else None})
+            claim = entry.claim
+            out.append({**schedule.summary(), "last_tick": _iso(entry.last), "missed": entry.missed,
+                        "next_tick": next_tick(schedule.cron, schedule.timezone, now).isoformat() if now else None,
+                        # Which replica fired the latest run, and whether it was made (else it is taken
+                        # over once the claim is stale).
+                        "claim": {"tick": _iso(claim.tick), "by": claim.by, "done": claim.done} if claim else None})
         return web.json_response({"schedules": out})
 
     async def deliveries(self, request: web.Request) -> web.Response:
@@ -93,8 +103,9 @@ def openapi_paths() -> dict[str, Any]:
                            "responses": {"200": _json(listing, "Every hook; where its secret is, never the secret."),
                                          **_errors("401", "403")}}},
         "/schedules": {"get": {"operationId": "listSchedules", "summary": "The schedules (admins)",
-                               "responses": {"200": _json(listing, "Every schedule, its last and next tick."),
-                                             **_errors("401", "403")}}},
+                               "responses": {"200": _json(listing, "Every schedule, its last and next tick, "
+                                                                     "and the claim of its latest run."),
+                                             **_errors("401", "403", "503")}}},
         "/triggers/deliveries": {"get": {
             "operationId": "listDeliveries", "summary": "Recent deliveries in and out (admins)",
             "parameters": [_query("kind", {"type": "string", "enum": ["hook", "schedule", "notification"]},

@@ -29,7 +29,7 @@ from .hooks import TAG, HookRoutes, principal_for
 from .notifier import Notifier
 from .records import Recent, RecentCollector
 from .routes import TriggerRoutes
-from .scheduler import ClaimStore, Scheduler
+from .scheduler import ClaimStore, Scheduler, Store
 
 log = logging.getLogger("agentproxy.triggers")
 
@@ -60,7 +60,11 @@ class TriggerService:
         self.notifier = Notifier(ctx.backend, triggers.notifications, triggers.delivery, self.recent, self.http)
         self.scheduler: Scheduler | None = None
         if triggers.schedules:
-            self.scheduler = Scheduler(dict(triggers.schedules), ClaimStore(root), self.fire,
+            # k8s mode: Leases in the agents' namespace, which replicas sharing no disk share; else the
+            # data directory's file, which every proxy sharing that directory shares.
+            shared = getattr(ctx.backend, "schedule_claims", None)
+            store: Store = shared() if shared is not None else ClaimStore(root)
+            self.scheduler = Scheduler(dict(triggers.schedules), store, self.fire,
                                        replica or f"{socket.gethostname()}-{os.getpid()}", recent=self.recent)
         self._loop: asyncio.Task[Any] | None = None
 

@@ -1,8 +1,8 @@
 """The Role that ``agentproxy rbac`` renders (and ``deploy/`` applies) is exactly what
 the proxy needs: with it, an agent's whole life works under the proxy's
 ServiceAccount (two proxy replicas creating one agent included, its owner's credential
-set and removed around it); without any one of its verbs, that life stops with a 403
-that names the verb and the resource.
+set and removed around it, and a schedule's tick claimed through its Lease); without any
+one of its verbs, that life stops with a 403 that names the verb and the resource.
 
 Every case runs in a namespace of its own, all at once, with a bound token of
 the namespace's ServiceAccount, as the proxy has in a pod.
@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import dataclasses
 import uuid
+from datetime import UTC, datetime
 
 from agentproxy.backends.base import AgentStatus, Forbidden, NotFound
 from agentproxy.backends.k8s.backend import K8sBackend
@@ -26,6 +27,8 @@ from agentproxy.backends.k8s.client import Client
 from agentproxy.render import default_templates_dir, render_rbac
 from agentproxy.spec import build_spec
 from agentproxy.teams.credentials import Holder
+from agentproxy.triggers.claims import claim_tick, finish
+from agentproxy.triggers.config import triggers_of
 
 from .accounts import ACCOUNT, apply_rbac, bound_token, cluster_of, token_kubeconfig
 from .agents import SESSION, settings_for
@@ -37,7 +40,8 @@ CASES = [(resource, verb) for rule in render_rbac(settings_for("x"), ACCOUNT)[1]
 
 
 async def _life(backend: K8sBackend, peer: K8sBackend) -> str:
-    """An agent's life under the proxy's credentials: start (list, watch); created by two
+    """An agent's life under the proxy's credentials: start (list, watch); a schedule's tick
+    claimed through its Lease by one of two replicas; an agent created by two
     proxy replicas at once with different specs (the claim: one wins, the other reads the
     claim and answers 409); server-side apply; ready; logs; delete with purge.
     Returns "ok", or the message of the first 403."""
@@ -50,6 +54,16 @@ async def _life(backend: K8sBackend, peer: K8sBackend) -> str:
             if refused:
                 return refused[0].message
             await asyncio.sleep(0.1)
+        # A schedule's tick, claimed through the schedule's Lease: the first look notes where the
+        # schedule is (get, create), the next tick is claimed by the other replica (update) and
+        # marked done.
+        schedule = triggers_of(backend.settings).schedules["life"]
+        first, tick = datetime(2026, 5, 1, 12, 0, 1, tzinfo=UTC), datetime(2026, 5, 1, 12, 15, tzinfo=UTC)
+        if await backend.schedule_claims().update("life", lambda e: claim_tick(schedule, e, first, "r1")) is not None:
+            return "a schedule's first look fired a tick"
+        if await peer.schedule_claims().update("life", lambda e: claim_tick(schedule, e, tick, "r2")) != tick:
+            return "the schedule's tick was not claimed"
+        await peer.schedule_claims().update("life", lambda e: (finish(e, tick), None))
         # The owner's credential, in the Secret of its holder (get, create, patch); the agent's
         # own Secret is applied from it at the create.
         holder = Holder("user", "life-owner")
@@ -111,7 +125,8 @@ async def _case(api, kubeconfig: str, tmp_path, missing: tuple[str, str] | None)
     await create_namespace(api, namespace, labels={"pod-security.kubernetes.io/enforce": "restricted"})
     try:
         settings = settings_for(namespace, f"templates_dir={_annotated_pvc_template(tmp_path / 'templates')}",
-                                "teams.profiles={gh: {credentials: {GH_TOKEN: github}}}")
+                                "teams.profiles={gh: {credentials: {GH_TOKEN: github}}}",
+                                "triggers.schedules={life: {cron: '*/15 * * * *', prompt: p}}")
         role = render_rbac(settings, ACCOUNT)[1]
         await apply_rbac(api, settings, _without(role, *missing) if missing else role)
         server, ca_file = cluster_of(kubeconfig)

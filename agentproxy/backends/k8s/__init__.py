@@ -24,6 +24,8 @@ The I/O behind them:
 - :mod:`.rollback`: creates cut off half-way, rolled back at once or once the server answers.
 - :mod:`.reconcile`: keeping each agent's objects as applied (drift repairs).
 - :mod:`.ledger`: the quota ledger, the creates of every replica reserved by conditional writes.
+- :mod:`.leases`: the schedules' claims, one Lease per schedule written by conditional writes, so
+  each tick is fired by one replica.
 - :mod:`.secrets`: the teams' credentials in Secrets (one per user or group, one per agent).
 - :mod:`.upkeep`: the backend's counters and checks beside its agents.
 - :mod:`.pool`: the warm pools: members made, claimed, bound and removed, refilled in the background

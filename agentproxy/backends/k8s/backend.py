@@ -58,6 +58,7 @@ from .cache import NamespaceCache, event_agent
 from .client import Client, NamespaceMissing
 from .health import ApiHealth
 from .kinds import CONFIGMAP, EVENT, POD, PVC, SECRET, SERVICE, STATEFULSET, Kind, kind_of, path_of
+from .leases import ScheduleLeases
 from .ledger import QuotaLedger
 from .plan import Purpose, as_applied, carry_out, plan
 from .pool import K8sPools
@@ -377,6 +378,11 @@ class K8sBackend(Backend):
         """The creates every replica let through in the last moments (see :mod:`.ledger`)."""
         assert self.client is not None
         return QuotaLedger(self.client, self.namespace, self.k8s.field_manager)
+
+    def schedule_claims(self) -> ScheduleLeases:
+        """The schedules' claims, shared by every replica through Leases (see :mod:`.leases`)."""
+        assert self.client is not None
+        return ScheduleLeases(self.client, self.namespace, self.k8s.field_manager)
 
     def credential_store(self) -> SecretCredentialStore:
         """The credentials of users and groups, in their Secrets (see :mod:`.secrets`)."""

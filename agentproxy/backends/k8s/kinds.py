@@ -40,6 +40,7 @@ SERVICE_ACCOUNT = Kind("ServiceAccount", "v1", "serviceaccounts")
 ROLE = Kind("Role", "rbac.authorization.k8s.io/v1", "roles")
 ROLE_BINDING = Kind("RoleBinding", "rbac.authorization.k8s.io/v1", "rolebindings")
 SECRET = Kind("Secret", "v1", "secrets")
+LEASE = Kind("Lease", "coordination.k8s.io/v1", "leases")
 
 KINDS = (CONFIGMAP, SERVICE, PVC, STATEFULSET, POD)
 """The kinds of an agent's objects, which the cache lists and watches."""
@@ -47,9 +48,10 @@ EVENT_SOURCES = (STATEFULSET, PVC)
 """Kinds whose Events the cache watches too: what the StatefulSet controller and the volume
 binder report there (a pod they could not create, a claim they could not provision) is
 nowhere else."""
-MANAGED = (*KINDS, SERVICE_ACCOUNT, ROLE, ROLE_BINDING, SECRET)
+MANAGED = (*KINDS, SERVICE_ACCOUNT, ROLE, ROLE_BINDING, SECRET, LEASE)
 """Every kind agentproxy writes (``agentproxy rbac`` renders the ServiceAccount, Role and
-RoleBinding; Secrets hold the teams' credentials, see :mod:`.secrets`)."""
+RoleBinding; Secrets hold the teams' credentials, see :mod:`.secrets`; Leases the schedules'
+claims, see :mod:`.leases`)."""
 
 _BY_TYPE: dict[tuple[Any, Any], Kind] = {(k.api_version, k.name): k for k in MANAGED}
 

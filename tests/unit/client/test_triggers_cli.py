@@ -41,6 +41,10 @@ def test_a_delivery_and_the_listings(trigger_server: LiveServer) -> None:
     schedules = agentproxy(trigger_server, "agents", "schedules", "-o", "json", key=ROOT_KEY)
     listed = json.loads(schedules.stdout)["schedules"][0]
     assert listed["id"] == "nightly" and listed["next_tick"].endswith(("+01:00", "+02:00"))
+    assert listed["claim"] is None  # no tick fired yet
+    table = agentproxy(trigger_server, "agents", "schedules", key=ROOT_KEY)
+    assert table.returncode == 0 and table.stdout.split()[:9] == [
+        "SCHEDULE", "CRON", "TIMEZONE", "OVERLAP", "LAST", "NEXT", "MISSED", "REPLICA", "nightly"], table.stdout
     deliveries = agentproxy(trigger_server, "agents", "deliveries", "--kind", "hook", key=ROOT_KEY)
     assert deliveries.returncode == 0, deliveries.stderr
     row = deliveries.stdout.splitlines()[1].split()

@@ -90,7 +90,12 @@ async def test_a_claude_agent_answers_runs_a_tool_and_keeps_its_conversation(tmp
             # SIGKILL of agentapi: restarted with its conversation; the first message is not sent again.
             await asyncio.to_thread(wait_blocking, lambda: state_file_holds(work_dir, TOOL_DONE_PREFIX), "the state file",
                                     SLOW)
+            # The screen goes on changing after the tool (Claude Code's Stop hook runs): the
+            # conversation compared after the kill is the one of the finished turn, once saved.
+            await wait_stable(client, api, timeout=SLOW)
             before = exchanges(await messages(client, api))
+            await asyncio.to_thread(wait_blocking, lambda: state_file_holds(work_dir, before[-1][1]),
+                                    "the state file to hold the finished turn", SLOW)
             os.kill(agent["details"]["pid"], signal.SIGKILL)
             restarted = await until(client, server, lambda a: a["restarts"] == 1 and ready(a), "the restart",
                                     timeout=SLOW)

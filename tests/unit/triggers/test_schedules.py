@@ -11,50 +11,18 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from croniter import croniter
 
 from agentproxy.api import create_app
 from agentproxy.backends.base import AgentStatus
 from agentproxy.backends.suspension import AgentActivity
 from agentproxy.settings.schema import TriggersSettings
-from agentproxy.triggers.config import Schedule, parse_triggers
+from agentproxy.triggers.config import Schedule
 from agentproxy.triggers.scheduler import ClaimStore, Scheduler
 from agentproxy.triggers.schedules import decide
 from agentproxy.triggers.service import TRIGGERS, schedule_agent_id
 
 from ..api.memory_backend import MemoryBackend
-
-DAY = datetime(2026, 3, 28, 22, 0, tzinfo=UTC)  # across the night Europe/Berlin moves its clocks forward
-
-
-class Section:
-    def __init__(self, **fields: Any) -> None:
-        self.__dict__.update(fields)
-
-
-def schedules(**extra: Any) -> dict[str, Schedule]:
-    raw = {"quarter": {"cron": "*/15 * * * *", "prompt": "q {{ tick }}"},
-           "berlin": {"cron": "0 9 * * *", "timezone": "Europe/Berlin", "prompt": "b"},
-           "night": {"cron": "30 2 * * *", "timezone": "Europe/Berlin", "prompt": "n"},  # 02:30 does not exist on the 29th
-           **extra}
-    return dict(parse_triggers(Section(schedules=raw)).schedules)
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def expected(schedule: Schedule, start: datetime, end: datetime) -> list[datetime]:
-    from zoneinfo import ZoneInfo
-    it = croniter(schedule.cron, start.astimezone(ZoneInfo(schedule.timezone)))
-    ticks = []
-    while (tick := it.get_next(datetime)) <= end:
-        ticks.append(tick.astimezone(UTC))
-    return ticks
+from .support import DAY, Clock, assert_each_tick_fired_once, expected, schedules
 
 
 async def test_two_replicas_over_a_simulated_day_fire_each_tick_once(tmp_path: Path) -> None:
@@ -82,11 +50,7 @@ async def test_two_replicas_over_a_simulated_day_fire_each_tick_once(tmp_path: P
         await replica.run_due()
         wakes[replica] = replica.next_wake() + timedelta(seconds=rng.uniform(0, 20))
     for schedule in schedules().values():
-        ticks = expected(schedule, DAY, end - timedelta(seconds=30))
-        assert ticks, schedule.id
-        for tick in ticks:
-            assert fired[(schedule.id, tick)] == 1, (schedule.id, tick)
-        assert sum(n for (sid, _), n in fired.items() if sid == schedule.id) == len(ticks)
+        assert_each_tick_fired_once(schedule, fired, DAY, end - timedelta(seconds=30))
     assert by["r1"] and by["r2"]  # both replicas did some of the work
     # 02:30 does not exist in Berlin on the 29th: croniter's answer is the one both replicas kept to.
     # The 22:00 tick was the schedules' first look (not theirs to run): 95 quarters follow in the day.
