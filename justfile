@@ -219,6 +219,10 @@ bench-render *ARGS:
 bench-k8s *ARGS:
     python -m benchmarks.k8s "$@"
 
+# Warm pools in k8s mode on $KUBECONFIG's kwok node: claim-to-ready against cold creates, API requests, refill
+bench-pool-k8s *ARGS:
+    python -m benchmarks.pool_k8s "$@"
+
 # 10,000 agents (--agents N) through two proxy replicas on $KUBECONFIG's kwok node: lists, memory, idle CPU, restart, drift, the create floor
 bench-scale *ARGS:
     python -m benchmarks.scale "$@"

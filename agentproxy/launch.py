@@ -70,6 +70,8 @@ class AgentLaunch:
     """agentapi's conversation state, inside ``work_dir``."""
     port: int
     """The port agentapi listens on (on every interface: it has no option to choose one)."""
+    binding_port: int | None = None
+    """The port where the launcher of a warm pool member waits for its binding (k8s mode), else None."""
     host: ClassVar[str] = AGENTAPI_HOST
     status_path: ClassVar[str] = STATUS_PATH
 
@@ -81,10 +83,13 @@ class AgentLaunch:
     @property
     def restored_check(self) -> tuple[str, ...]:
         """The command that exits 0 once agentapi answers with the conversation of its state
-        file back (:mod:`agentproxy.restore`): a pod's startup probe, so that the pod is Ready
-        only then. It needs ``python3`` and agentproxy in the image, as the agent image has."""
-        return ("python3", "-m", "agentproxy.restore", "--port", str(self.port), "--state-file", self.state_file,
-                "--host", self.host)
+        file back (:mod:`agentproxy.restore`), or, for a pool member, while its launcher waits
+        for its binding: a pod's startup probe, so that the pod is Ready only then. It needs
+        ``python3`` and agentproxy in the image, as the agent image has."""
+        check = ("python3", "-m", "agentproxy.restore", "--port", str(self.port), "--state-file", self.state_file,
+                 "--host", self.host)
+        # A pool member's launcher waits for its binding, maybe for hours: that is its start done.
+        return check if self.binding_port is None else (*check, "--waiting-port", str(self.binding_port))
 
 
 def agent_launch(spec: AgentSpec, *, port: int, work_dir: str, program: str = "agentapi",

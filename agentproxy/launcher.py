@@ -5,11 +5,14 @@
 1. **Waiting for a binding** (a warm pool member, ``--bind HOST:PORT``): it serves one route,
    ``POST /bind`` with ``Authorization: Bearer TOKEN`` and a JSON body
    ``{"env": {"NAME": "value", ...}}``: the owner's variables, credentials and first message
-   (``AGENTAPI_INITIAL_PROMPT``) that the agent starts with. The token is the member's own
+   (``AGENTAPI_INITIAL_PROMPT``) that the agent starts with; with ``AGENTPROXY_BOUND=1`` in its
+   environment (a claimed member's container that restarted) it starts at once instead. The
+   token is the member's own
    (``--token-file``, a file only the proxy and this process can read, or the variable
    :data:`TOKEN_VARIABLE`, removed before anything else starts): a request without it is
    refused with 401 and changes nothing. Nothing ever reads a binding back: there is no route
    for it, and once bound the listener is closed. ``GET /healthz`` says only that it waits.
+   A token file that disappears while it waits ends the wait (status 1).
 2. **Preparing** a Claude Code agent's home (``--claude-home``, see :mod:`agentproxy.agenthome`),
    with the key the binding or the environment holds.
 3. **Running** agentapi as its child (stdin ``/dev/null``: agentapi would read a pipe to its
@@ -49,6 +52,10 @@ from .launch import AgentLaunch
 ENTRY_MODULE = "agentproxy.launcher"
 TOKEN_VARIABLE = "AGENTPROXY_BINDING_TOKEN"
 """The variable a member's token may come in (removed from the environment at once)."""
+BOUND_VARIABLE = "AGENTPROXY_BOUND"
+"""Set to ``1`` in the environment of a claimed member's container (k8s mode, from its
+ConfigMap): the environment is its binding already, and a container that restarts after
+its claim starts at once, as a cold agent does, rather than wait for a binding again."""
 BIND_PATH = "/bind"
 HEALTH_PATH = "/healthz"
 MAX_BINDING = 1024 * 1024
@@ -291,14 +298,19 @@ def follow_events(port: int, saver: Saver, child: subprocess.Popen[bytes], retry
 
 def wrapped(launch: AgentLaunch, *, save_interval: float, claude_home: bool = False,
             permission_mode: str | None = None, extra_env: Mapping[str, str] | None = None,
-            waiting: tuple[str, str] | None = None) -> AgentLaunch:
+            waiting: tuple[str, str] | None = None, binding: tuple[str, int, str] | None = None) -> AgentLaunch:
     """``launch`` behind the launcher, as a container runs it: agentapi saved within
     ``save_interval`` seconds of every change, signals forwarded, a Claude Code home prepared
     on the volume first when ``claude_home``; ``extra_env`` joins the variables under the
     launch's own. ``waiting`` (the URL the hooks report to and the file of the pod's token,
     neither a secret): the Claude home gets the hooks that report ``waiting_input`` (see
-    :mod:`agentproxy.waiting`)."""
+    :mod:`agentproxy.waiting`). ``binding`` (host, port and token file of a pool member): it
+    waits for its binding there first."""
     args = ["-m", ENTRY_MODULE, "--save-interval", f"{save_interval:g}", "--work-dir", launch.work_dir]
+    if binding is not None:
+        host, port, token_file = binding
+        args += ["--bind", f"{host}:{port}", "--token-file", token_file]
+        launch = dataclasses.replace(launch, binding_port=port)
     waiting_env: dict[str, str] = {}
     if claude_home:
         args.append("--claude-home")
@@ -411,8 +423,16 @@ def _wait_for_binding(address: str, token_file: str | None, signals: _Signals) -
         return 1
     listener.start()
     print(f"agentproxy: waiting for a binding on {address}", file=sys.stderr, flush=True)
+    ticks = 0
     while not signals.stop.is_set() and listener.wait(0.2) is None:
-        pass
+        ticks += 1
+        if token_file and ticks % 5 == 0 and not os.path.exists(token_file):
+            # Its token was taken away (k8s mode: the Secret is deleted once the member is
+            # claimed): a binding that never came must not be waited for. Started again, a
+            # claimed member's container finds its binding in its environment.
+            print("agentproxy: the token is gone; no binding is waited for any more", file=sys.stderr, flush=True)
+            threading.Thread(target=listener.close, name="binding-close", daemon=True).start()
+            return 1
     # Closed beside the start of the agent rather than before it (a second binding is refused
     # with 409 meanwhile).
     threading.Thread(target=listener.close, name="binding-close", daemon=True).start()
@@ -450,7 +470,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = dict(os.environ)
     env.pop(TOKEN_VARIABLE, None)
     signals = _Signals()
-    if args.bind:
+    if args.bind and env.get(BOUND_VARIABLE) == "1":
+        print("agentproxy: bound before this start; starting at once", file=sys.stderr, flush=True)
+    elif args.bind:
         binding = _wait_for_binding(args.bind, args.token_file, signals)
         if not isinstance(binding, dict):
             return 0 if binding is None else binding

@@ -8,6 +8,7 @@ which emits a YAML double-quoted scalar, so no newline, ``: ``, ``#``, quote or
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import posixpath
@@ -23,7 +24,8 @@ import yaml
 from . import naming, yamlfast, yamlout
 from .agenthome import BASE_URL_VARIABLE, KEY_VARIABLE, QUIET_ENV, home_dir, uses_claude
 from .launch import AgentLaunch, agent_launch
-from .launcher import wrapped
+from .launcher import BOUND_VARIABLE, wrapped
+from .pools import POOL_SESSION, member_labels, shape_of
 from .settings import AGENT_PORT, Settings
 from .spec import AgentSpec, fingerprint
 from .waiting import REPORT_PATH
@@ -165,14 +167,31 @@ def render_agent(settings: Settings, spec: AgentSpec, *, replicas: int = 1,
         settings = profile_settings(settings, profile)
         credential_variables = sorted(profile.credentials) if profile is not None else []
     compiled = _compiled(settings.templates_dir)
-    names = {**naming.object_names(spec.id), "credentials": f"{naming.statefulset_name(spec.id)}-credentials"}
+    names = {**naming.object_names(spec.id), "credentials": f"{naming.statefulset_name(spec.id)}-credentials",
+             "binding": binding_secret_name(spec.id)}
     spec_json = spec.to_json()
     spec_hash = fingerprint(spec_json)
     launch = launch_of(settings, spec)
+    labels = naming.standard_labels(spec.id, spec.session)
+    workload_labels = labels
+    pod_config_hash = None
+    if spec.pool is not None:
+        # A warm agent's pod, its claim template and its PVC are its member's, as they were
+        # made: changing the pod template would restart the pod the claim bound, and a
+        # StatefulSet's claim templates cannot change at all.
+        member = member_of(spec)
+        workload_labels = naming.standard_labels(spec.id, member.session)
+        if member == spec:  # the member itself, labelled as one of its pool
+            labels = {**labels, **member_labels(spec.pool, member_shape(spec))}
+        else:
+            configmap = render_agent(settings, member)[0]
+            pod_config_hash = _hash(configmap.get("data", {}))
     context: dict[str, Any] = {
         "agent": spec,
         "names": names,
-        "labels": naming.standard_labels(spec.id, spec.session),
+        "labels": labels,
+        "workload_labels": workload_labels,
+        "binding": binding_volume(spec),
         "selector_labels": naming.selector_labels(spec.id),
         "k8s": settings.k8s_mode,
         "resources": spec.resources,
@@ -192,7 +211,7 @@ def render_agent(settings: Settings, spec: AgentSpec, *, replicas: int = 1,
         obj = _render_one(template, context)
         _check_object(obj, template.name, kind, names[name_key], settings.k8s_mode.namespace)
         if kind == "ConfigMap":
-            context["config_hash"] = _hash(obj.get("data", {}))
+            context["config_hash"] = pod_config_hash or _hash(obj.get("data", {}))
         if kind == "StatefulSet":
             _check_workload(obj, template.name, replicas, suspension)
         objects.append(obj)
@@ -228,15 +247,60 @@ def launch_of(settings: Settings, spec: AgentSpec) -> AgentLaunch:
     """How the agent's container starts: agentapi around its command, behind the launcher
     (:mod:`agentproxy.launcher`), which asks agentapi to save the conversation within
     ``local_mode.state_save_interval`` of every change (a pod killed without SIGTERM loses no
-    more) and, when the command runs Claude Code, prepares its home on its volume first."""
+    more) and, when the command runs Claude Code, prepares its home on its volume first. A
+    warm agent's launcher waits for its binding first (see :func:`binding_volume`); once
+    claimed, its variables say it is bound, for a container that starts again."""
     launch = agent_launch(spec, port=AGENT_PORT, work_dir=settings.k8s_mode.work_dir)
     interval = settings.local_mode.state_save_interval
+    binding = None
+    if spec.pool is not None:
+        binding = (BINDING_HOST, BINDING_PORT, posixpath.join(BINDING_DIR, BINDING_KEY))
     if not uses_claude(spec.command):
-        return wrapped(launch, save_interval=interval)
-    claude = settings.agents.claude
-    extra = {**QUIET_ENV, **({BASE_URL_VARIABLE: claude.base_url} if claude.base_url else {})}
-    return wrapped(launch, save_interval=interval, claude_home=True, permission_mode=claude.permission_mode,
-                   extra_env=extra, waiting=waiting_report(settings))
+        launch = wrapped(launch, save_interval=interval, binding=binding)
+    else:
+        claude = settings.agents.claude
+        extra = {**QUIET_ENV, **({BASE_URL_VARIABLE: claude.base_url} if claude.base_url else {})}
+        launch = wrapped(launch, save_interval=interval, claude_home=True, permission_mode=claude.permission_mode,
+                         extra_env=extra, waiting=waiting_report(settings), binding=binding)
+    if spec.pool is not None and spec.session != POOL_SESSION:
+        launch = dataclasses.replace(launch, env={**launch.env, BOUND_VARIABLE: "1"})
+    return launch
+
+
+BINDING_HOST = "0.0.0.0"
+"""Where a member's launcher listens for its binding: every address of its pod (the proxy
+posts to the pod's IP; the startup probe asks on loopback)."""
+BINDING_PORT = AGENT_PORT + 1
+"""The port of a member's binding listener (agentapi's is :data:`AGENT_PORT`)."""
+BINDING_DIR = "/var/run/agentproxy-binding"
+"""Where a member's pod mounts its binding Secret (the token, and nothing else)."""
+BINDING_KEY = "token"
+"""The key of the token in a member's binding Secret, and its file name."""
+
+
+def binding_secret_name(agent_id: str) -> str:
+    """The Secret of a pool member's binding token (``agent-ID-binding``), mounted by its pod alone."""
+    return f"{naming.statefulset_name(agent_id)}-binding"
+
+
+def binding_volume(spec: AgentSpec) -> dict[str, Any] | None:
+    """The Secret volume of a warm agent's pod (``secret``, ``dir``, ``key``): the token its
+    launcher reads before it waits for its binding; None for a cold agent. Only the name is
+    rendered: the proxy writes the token into the Secret itself."""
+    if spec.pool is None:
+        return None
+    return {"secret": binding_secret_name(spec.id), "dir": BINDING_DIR, "key": BINDING_KEY}
+
+
+def member_of(spec: AgentSpec) -> AgentSpec:
+    """The pool member a warm agent was made from: the same id and shape, in the pool's session,
+    owned by nobody, with no variables, message, tags or group (what a member is made with)."""
+    return dataclasses.replace(spec, session=POOL_SESSION, env={}, message=None, owner=None, tags={}, group=None)
+
+
+def member_shape(spec: AgentSpec) -> str:
+    """The shape of an agent (see :func:`agentproxy.pools.shape_of`)."""
+    return shape_of(spec.type, spec.command, dataclasses.asdict(spec.resources), spec.profile)
 
 
 WAITING_TOKEN_DIR = "/var/run/agentproxy"

@@ -13,7 +13,9 @@ Local mode reads the file in the agent's work directory and applies the rule in 
 readiness probe; in Kubernetes the pod's startup probe runs ``python3 -m
 agentproxy.restore --port P --state-file F`` (standard library only: the agent image
 has Python and agentproxy without its dependencies), so a pod is Ready, and the
-proxy forwards to it, only with its conversation back.
+proxy forwards to it, only with its conversation back. A warm pool member's probe adds
+``--waiting-port B``: its launcher waiting for its binding on ``B`` has started too (agentapi
+starts only once it is bound).
 """
 
 from __future__ import annotations
@@ -95,14 +97,28 @@ def check(port: int, state_file: str, host: str = "localhost", timeout: float = 
     return None
 
 
+def waiting_for_binding(port: int, timeout: float = 5.0) -> bool:
+    """True when the launcher of a warm pool member waits for its binding on ``port``
+    (see :mod:`agentproxy.launcher`): its container has started, and agentapi has not yet."""
+    try:
+        answer = _get_json(port, "/healthz", "localhost", timeout)
+    except (OSError, ValueError, http.client.HTTPException):
+        return False
+    return isinstance(answer, dict) and answer.get("state") == "waiting"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Exit 0 when the agent answers with its conversation back, else 1 with one line why."""
+    """Exit 0 when the agent answers with its conversation back (or, with ``--waiting-port``,
+    while a pool member's launcher waits for its binding), else 1 with one line why."""
     parser = argparse.ArgumentParser(prog="python3 -m agentproxy.restore", description=main.__doc__)
     parser.add_argument("--port", type=int, required=True, help="agentapi's port")
     parser.add_argument("--state-file", required=True, help="agentapi's --state-file")
     parser.add_argument("--host", default="localhost", help="the Host header agentapi accepts")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds per request")
+    parser.add_argument("--waiting-port", type=int, help="a pool member's binding port: waiting there passes too")
     args = parser.parse_args(argv)
+    if args.waiting_port is not None and waiting_for_binding(args.waiting_port, args.timeout):
+        return 0
     problem = check(args.port, args.state_file, args.host, args.timeout)
     if problem is not None:
         print(problem, file=sys.stderr)

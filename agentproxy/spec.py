@@ -93,6 +93,9 @@ class AgentSpec:
     """The group of the owner's the agent is shared with: its members see and talk to it."""
     profile: str | None = None
     """The profile (``teams.profiles``) it was made from: its image, home files and idle timeout."""
+    pool: str | None = None
+    """The warm pool whose member it is or was made from (k8s mode): its pod is the member's,
+    which waited for its binding (see :mod:`agentproxy.pools`); None for an agent made cold."""
 
     @property
     def agentapi_type(self) -> str:
@@ -115,7 +118,7 @@ class AgentSpec:
         data["tags"] = dict(self.tags)
         if not data["tags"]:
             del data["tags"]  # a spec without tags keeps the JSON (and fingerprint) it had before tags existed
-        for optional in ("group", "profile"):  # likewise
+        for optional in ("group", "profile", "pool"):  # likewise
             if data[optional] is None:
                 del data[optional]
         return data

@@ -16,7 +16,9 @@ Modules:
   :mod:`.restart`: a ``kill -9`` of the proxy and how soon it serves its agents again;
   :mod:`.suspend`: suspend and resume; :mod:`.first_answer`: create-to-first-answer of Claude
   Code against echo; :mod:`.waiting`: from Claude Code's hook to ``waiting_input`` on ``/events``;
-  :mod:`.pool`: warm pool claims against cold creates (claim-to-ready, claim-to-first-answer, refill).
+  :mod:`.pool`: warm pool claims against cold creates (claim-to-ready, claim-to-first-answer, refill);
+  :mod:`.pool_k8s`: the same in k8s mode on ``$KUBECONFIG``'s kwok node (claim-to-ready, API
+  requests per create, refill).
 - :mod:`.events`: the cost of ``GET /events`` with many agents and subscribers.
 - :mod:`.triggers`: inbound webhooks against a real proxy: webhook-to-agent-ready against a plain
   create, and a bounded load of signed deliveries (none lost, none doubled, 429s counted).

@@ -13,6 +13,10 @@ not a model's latency.
   cluster's real node (``AGENTPROXY_REAL_NODE=1 bin/just cluster-up``, ``bin/just
   agent-image``; ``$KUBECONFIG``), in a fresh restricted namespace, the key in a
   Secret; the stand-in listens on the node's address, which the pods reach.
+- ``--warm`` (both modes): a pool of one echo member is configured as well, and each run
+  also claims it (a create that names no id) with its first message: claim-to-first-answer,
+  in the same run as the cold creates. The pool is full again before each claim is timed
+  (its refill is not part of the figure; it is the pool's job between claims).
 
 Needs agentapi (``bin/just agentapi``) and Claude Code (``bin/just agents``).
 Usage: ``python -m benchmarks.first_answer [--runs 5] [--real-node]``; run it alone on the machine.
@@ -45,13 +49,39 @@ REAL_NODE_LABEL = "agentproxy.io/real-node"
 EXPECTED = {"echo": "echo: {}", "claude": ANSWER_PREFIX + "{}"}
 
 
+WARM = "echo (warm)"
+"""The row of claims from the pool of echo agents."""
+POOL = "pools=[{name: echo, size: 1, agent: echo}]"
+
+
+def _ready_members(backend: Backend) -> float:
+    return sum(s.value for s in backend.metrics()
+               if s.name == "pool_members" and ("state", "ready") in s.labels)
+
+
+async def _pool_full(backend: Backend) -> None:
+    began = time.monotonic()
+    while _ready_members(backend) < 1:
+        if time.monotonic() - began > TIMEOUT:
+            raise SystemExit(f"the pool had no ready member within {TIMEOUT:g}s")
+        await asyncio.sleep(0.05)
+
+
 async def first_answer(backend: Backend, settings: Settings, client: aiohttp.ClientSession, agent_type: str,
                        n: int) -> float:
-    """Seconds from create until the answer to the first message is in the conversation."""
+    """Seconds from create until the answer to the first message is in the conversation (a
+    claim from the pool for :data:`WARM`: a create that names no id)."""
+    warm = agent_type == WARM
+    if warm:
+        await _pool_full(backend)
+        agent_type = "echo"
     message = f"first answer {n}"
-    spec = build_spec(settings, "bench", f"{agent_type}-{n}", agent_type, message=message)
+    spec = build_spec(settings, "bench", None if warm else f"{agent_type}-{n}", agent_type, message=message)
     started = time.monotonic()
-    state = await backend.create(spec)
+    state = await backend.create(spec, names_id=not warm)
+    if warm and state.details.get("start") != "warm":
+        raise SystemExit(f"the claim was served {state.details.get('start')!r}, not from the pool")
+    spec = state.spec
     try:
         expected = EXPECTED[agent_type].format(message)
         while True:
@@ -74,9 +104,12 @@ async def first_answer(backend: Backend, settings: Settings, client: aiohttp.Cli
         await backend.delete("bench", spec.id, purge=True)
 
 
-async def measure(backend: Backend, settings: Settings, runs: int) -> dict[str, list[float]]:
-    """Create-to-first-answer of ``runs`` agents of each type, alternating."""
+async def measure(backend: Backend, settings: Settings, runs: int, warm: bool = False) -> dict[str, list[float]]:
+    """Create-to-first-answer of ``runs`` agents of each type, alternating (and of as many
+    claims from the pool when ``warm``)."""
     times: dict[str, list[float]] = {"echo": [], "claude": []}
+    if warm:
+        times[WARM] = []
     async with aiohttp.ClientSession() as client:
         for n in range(runs):
             for agent_type in times:
@@ -86,15 +119,18 @@ async def measure(backend: Backend, settings: Settings, runs: int) -> dict[str, 
 
 def report(title: str, times: dict[str, list[float]]) -> None:
     print(title)
-    print(f"{'agent':<8} {'p50 s':>8} {'min s':>8} {'max s':>8}")
+    print(f"{'agent':<12} {'p50 s':>8} {'min s':>8} {'max s':>8}")
     for agent_type, values in times.items():
-        print(f"{agent_type:<8} {statistics.median(values):>8.2f} {min(values):>8.2f} {max(values):>8.2f}")
+        print(f"{agent_type:<12} {statistics.median(values):>8.2f} {min(values):>8.2f} {max(values):>8.2f}")
+    if WARM in times:
+        print(f"{'warm/cold':<12} {statistics.median(times[WARM]) / statistics.median(times['echo']):>8.2f}"
+              "   (echo's p50s)")
 
 
 async def local_mode(args: argparse.Namespace, agentapi: str) -> dict[str, list[float]]:
     with tempfile.TemporaryDirectory(prefix="agentproxy-bench-first-") as tmp:
         async with ModelStandIn() as model:
-            settings = Settings()
+            settings = load_settings(overrides=[POOL] if args.warm else [], environ={}).settings
             settings.local_mode.agentapi_binary = agentapi
             settings.local_mode.data_dir = tmp
             settings.local_mode.ports.start, settings.local_mode.ports.end = free_block(16)
@@ -104,7 +140,7 @@ async def local_mode(args: argparse.Namespace, agentapi: str) -> dict[str, list[
             backend = LocalBackend(settings)
             await backend.start()
             try:
-                return await measure(backend, settings, args.runs)
+                return await measure(backend, settings, args.runs, args.warm)
             finally:
                 await backend.close()
 
@@ -135,11 +171,12 @@ async def real_node(args: argparse.Namespace) -> dict[str, list[float]]:
                 f"k8s_mode.namespace={ns}", "k8s_mode.pod_address=pod_ip", "k8s_mode.image_pull_policy=Never",
                 "k8s_mode.storage_class=local-path", "k8s_mode.resources.cpu_request=50m",
                 "k8s_mode.resources.cpu_limit=1", "k8s_mode.resources.memory_limit=1Gi",
-                "k8s_mode.secret_name=model-key", f"agents.claude.base_url={model.url}"], environ={}).settings
+                "k8s_mode.secret_name=model-key", f"agents.claude.base_url={model.url}",
+                *([POOL] if args.warm else [])], environ={}).settings
             backend = K8sBackend(settings, client=Client(api))
             await backend.start()
             try:
-                return await measure(backend, settings, args.runs)
+                return await measure(backend, settings, args.runs, args.warm)
             finally:
                 await backend.close()
     finally:
@@ -165,6 +202,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="agents of each type, one after the other (default: 5)")
     parser.add_argument("--agentapi", help="the agentapi binary (default: the one on PATH or in the cache)")
+    parser.add_argument("--warm", action="store_true",
+                        help="also claim a pool's echo member with a first message each run (claim-to-first-answer)")
     parser.add_argument("--real-node", action="store_true",
                         help="also on the test cluster's real node ($KUBECONFIG), after local mode")
     arguments = parser.parse_args()

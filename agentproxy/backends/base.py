@@ -37,7 +37,7 @@ from .index import ANY_OWNER
 from .lifecycle import ChangeWaiters, LifecycleEvent, Listener, ResumeTimer
 from .limits import CreateLimits, CreateQueue
 from .ownership import check_session
-from .pooling import PoolKeeper
+from .pooling import MemberTaken, PoolKeeper
 from .progress import FAILED, PLAIN_PLAN, RESUME, START, Facts, ProgressBook, StepPlan
 from .suspension import API, AgentActivity, Suspension
 
@@ -55,6 +55,10 @@ class MetricSample:
     labels: tuple[tuple[str, str], ...] = ()
 
 
+CLAIM_ATTEMPTS = 3
+"""Members a create tries to claim (another replica may claim each first) before it goes cold."""
+
+
 class _ClaimFailed(Exception):
     """A pool member could not be bound (it ended, or did not answer): the create goes cold."""
 
@@ -63,6 +67,9 @@ def check_same_spec(existing: AgentSpec, requested: AgentSpec) -> None:
     """Idempotency by spec fingerprint: a create of an existing id is a repeat when the specs are
     equal, else a :class:`Conflict` (agent ids are unique across sessions, as object names are
     in a namespace)."""
+    if existing.pool is not None and requested.pool is None:
+        # A warm agent's spec names the pool it came from; a repeat of its create does not.
+        requested = dataclasses.replace(requested, pool=existing.pool)
     if existing.fingerprint() != requested.fingerprint():
         if existing.session != requested.session:
             raise Conflict(f"agent id {requested.id!r} is already used in another session", field="id")
@@ -197,17 +204,21 @@ class Backend(abc.ABC):
         that pool (see :mod:`agentproxy.pools`): the agent gets the member's id."""
         async with self._create_queue.slot():
             prepared = await self._prepare(spec)
-            member = None
-            if not names_id and self.pools is not None:
+            for _ in range(CLAIM_ATTEMPTS if not names_id and self.pools is not None else 0):
+                assert self.pools is not None
                 decision, member = self.pools.take(spec)
                 self.last_decision = decision
-            if member is not None:
+                if member is None:
+                    break
                 try:
                     return await self._create_locked(dataclasses.replace(spec, id=member.id), prepared,
                                                      any_session, member)
                 except _ClaimFailed as failed:
+                    if isinstance(failed.__cause__, MemberTaken):
+                        continue  # another replica's claim came first: another member, or cold
                     log.warning("claiming pool member %s failed (%s); the agent is created cold", member.id,
                                 failed.__cause__ or failed)
+                    break
             return await self._create_locked(spec, prepared, any_session, None)
 
     async def _create_locked(self, spec: AgentSpec, prepared: Any, any_session: bool, member: Any) -> AgentState:
@@ -231,8 +242,10 @@ class Backend(abc.ABC):
                         if member is not None:
                             return await self._claim_member(spec, member, prepared)
                         return await self._create_new(spec, prepared)
-                    except BaseException:
-                        if self._state(spec.id) is None:
+                    except BaseException as exc:
+                        if isinstance(exc, MemberTaken):
+                            self.progress.drop(spec.id)  # another replica's claim: its start, not ours
+                        elif self._state(spec.id) is None:
                             self.progress.gone(spec.id, "CreateFailed")
                         raise
                     finally:

@@ -12,9 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..pools import POOL_SESSION, Decision, Pool, parse_pools, shape_of
+from ..pools import POOL_SESSION, Decision, Pool, parse_pools
+from ..render import member_shape
 from ..settings import Settings
 from ..spec import AgentSpec, build_spec
+from .errors import Unavailable
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ class ConfiguredPool:
 
 def spec_shape(spec: AgentSpec) -> str:
     """The shape of an agent (see :func:`agentproxy.pools.shape_of`)."""
-    return shape_of(spec.type, spec.command, dataclasses.asdict(spec.resources), spec.profile)
+    return member_shape(spec)
 
 
 def member_spec(settings: Settings, pool: Pool, member_id: str) -> AgentSpec:
@@ -62,6 +64,11 @@ def configured_pools(settings: Settings) -> tuple[ConfiguredPool, ...]:
 def pool_shapes(pools: tuple[ConfiguredPool, ...]) -> Mapping[str, str]:
     """Each pool's shape by name (what :func:`agentproxy.pools.decide` takes)."""
     return {p.name: p.shape for p in pools}
+
+
+class MemberTaken(Unavailable):
+    """The member a create took was claimed by another replica first (or is gone): the create
+    takes another member, or goes cold."""
 
 
 class PoolKeeper(Protocol):

@@ -335,6 +335,12 @@ class ProgressBook:
             self._tell(record, record.finish(STOPPED, "the agent was deleted", reason, now))
             self.changed(agent_id)
 
+    def drop(self, agent_id: str) -> None:
+        """Forget the agent's start without a step: it was never this proxy's to carry out (a
+        pool member another replica claimed first; its start is seen as any other replica's)."""
+        if self._records.pop(agent_id, None) is not None:
+            self.changed(agent_id)
+
     def records(self) -> Iterable[StartProgress]:
         """Every agent's current or last start."""
         return self._records.values()

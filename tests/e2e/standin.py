@@ -9,9 +9,10 @@ working directory, read from the Pod, its ConfigMap and Secret in the cluster,
 with each volume mount mapped to a local directory named after its claim: a
 recreated pod of the same StatefulSet gets the same directory back, as it gets
 the same PVC. The ServiceAccount tokens of a projected volume are requested
-bound to the pod and written there, as the kubelet does. agentapi listens on
-the port of its arguments; with loopback pod IPs the proxy's route to
-``podIP:3284`` reaches it. The image's programs are this machine's: ``python3``
+bound to the pod and written there, as the kubelet does, and so are the keys of a
+Secret volume. A launcher that listens on every address of its pod listens on the
+pod's IP. agentapi listens on the port of its arguments; with loopback pod IPs the
+proxy's route to ``podIP:3284`` reaches it. The image's programs are this machine's: ``python3``
 is the test's Python (with agentproxy), ``agentapi`` and ``claude`` are found on
 ``PATH`` or in the cache (``bin/just agentapi agents``).
 """
@@ -69,6 +70,21 @@ async def _project_tokens(api: kr8s.asyncio.Api, pod: dict[str, Any], volume: di
         (local / wanted["path"]).write_text(answer["status"]["token"])
 
 
+async def _secret_files(api: kr8s.asyncio.Api, namespace: str, volume: dict[str, Any], local: Path) -> None:
+    """Write the keys of a Secret volume as the kubelet does (none when an optional Secret is missing)."""
+    source = volume.get("secret")
+    if source is None:
+        return
+    secret = await get(api, f"/api/v1/namespaces/{namespace}/secrets/{source['secretName']}")
+    assert secret is not None or source.get("optional"), f"Secret {source['secretName']} of a volume does not exist"
+    data = (secret or {}).get("data") or {}
+    items = source.get("items") or [{"key": key, "path": key} for key in data]
+    local.mkdir(parents=True, exist_ok=True)
+    for item in items:
+        if item["key"] in data:
+            (local / item["path"]).write_bytes(base64.b64decode(data[item["key"]]))
+
+
 class ContainerStandIn:
     """One run of a pod's first container on this machine."""
 
@@ -93,6 +109,7 @@ class ContainerStandIn:
             local.mkdir(parents=True, exist_ok=True)
         for volume in pod["spec"].get("volumes", []):
             await _project_tokens(api, pod, volume, volumes_dir / claims[volume["name"]])
+            await _secret_files(api, namespace, volume, volumes_dir / claims[volume["name"]])
 
         def local_path(value: str) -> str:
             for mount_path, local in mounts.items():
@@ -124,6 +141,11 @@ class ContainerStandIn:
         binary = {"agentapi": locate(), "python3": sys.executable}.get(program, program)
         assert binary, "agentapi is not installed: run `bin/just agentapi`"
         argv = [binary, *(local_path(arg) for arg in rest)]
+        # A pod's "every address" is its own IP: a warm pool member's launcher listens there for
+        # its binding (several stand-ins share this machine's loopback).
+        for i, arg in enumerate(argv[:-1]):
+            if arg == "--bind" and argv[i + 1].startswith("0.0.0.0:"):
+                argv[i + 1] = f"{pod['status']['podIP']}:{argv[i + 1].rpartition(':')[2]}"
         cwd = Path(local_path(container.get("workingDir", str(volumes_dir))))
         standin = cls(argv, env, cwd, volumes_dir / f"{pod_name}-{pod['metadata']['uid'][:8]}.log")
         startup = ((container.get("startupProbe") or {}).get("exec") or {}).get("command")

@@ -12,6 +12,8 @@ Pure decisions, no cluster:
 - :mod:`.steps`: the start steps of an agent, from the objects the watches hold.
 - :mod:`.questions`: ``waiting_input`` reported by a pod's hooks: which pod a token names, and
   the question kept on the StatefulSet (with :class:`~.questions.TokenReviews`, the review calls).
+- :mod:`.poolmembers`: warm pool members from their objects: which pool, which state, and the
+  claim, one conditional merge patch of a member's ConfigMap.
 
 The I/O behind them:
 
@@ -26,5 +28,7 @@ The I/O behind them:
   each tick is fired by one replica.
 - :mod:`.secrets`: the teams' credentials in Secrets (one per user or group, one per agent).
 - :mod:`.upkeep`: the backend's counters and checks beside its agents.
+- :mod:`.pool`: the warm pools: members made, claimed, bound and removed, refilled in the background
+  by the holder of :mod:`.poollease`, the lease of one replica (its decision pure, :func:`.poollease.step`).
 - :mod:`.backend`: all of it behind the :class:`~agentproxy.backends.base.Backend` interface.
 """

@@ -50,9 +50,10 @@ from ..base import (
 from ..conversation import FirstMessageTracker, read_activity
 from ..index import ANY_OWNER, StateIndex
 from ..limits import CreateLimits
+from ..pooling import configured_pools
 from ..progress import K8S_PLAN, Facts
 from ..suspension import AgentActivity, Suspension
-from . import model, questions, steps, upkeep
+from . import model, poolmembers, questions, steps, upkeep
 from .cache import NamespaceCache, event_agent
 from .client import Client, NamespaceMissing
 from .health import ApiHealth
@@ -60,6 +61,7 @@ from .kinds import CONFIGMAP, EVENT, POD, PVC, SECRET, SERVICE, STATEFULSET, Kin
 from .leases import ScheduleLeases
 from .ledger import QuotaLedger
 from .plan import Purpose, as_applied, carry_out, plan
+from .pool import K8sPools
 from .reconcile import CLAIM_GRACE, Reconciler
 from .rollback import Rollbacks
 from .secrets import SecretCredentialStore, agent_secret, agent_secret_name
@@ -114,6 +116,8 @@ class K8sBackend(Backend):
         """True while :meth:`start` lists the kinds: watch events change the cache alone."""
         self.reviews = questions.TokenReviews(self._token_review, self.namespace, self.k8s.waiting_audience)
         """Which pod sent a ``waiting_input`` report (see :mod:`.questions`)."""
+        self.pool_keeper: K8sPools | None = None
+        """The warm pools (see :mod:`.pool`), once started, when there are pools or members."""
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -155,8 +159,21 @@ class K8sBackend(Backend):
         self.spawn(self.namespace_check.run(), "namespace-checks")
         for agent_id in self.cache.agent_ids():
             self.reconciler.schedule(agent_id)
+        configured = configured_pools(self.settings)
+        keeper = K8sPools(self, configured)
+        keeper.scan()
+        if configured or keeper.members():  # a removed pool's members still go
+            await keeper.start()
+            self.pool_keeper = self.pools = keeper
+
+    @property
+    def http(self) -> aiohttp.ClientSession | None:
+        """The client of the agents' own HTTP (event streams, a pool member's binding)."""
+        return self._http
 
     async def close(self) -> None:
+        if self.pool_keeper is not None:
+            await self.pool_keeper.close()
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -179,8 +196,9 @@ class K8sBackend(Backend):
         return self.health.reason() or missing or self.cache.problem()
 
     def metrics(self) -> list[MetricSample]:
-        """Drift repairs by kind, rollbacks, abandoned claims, relists, and the API server's answers."""
-        return upkeep.samples(self)
+        """Drift repairs by kind, rollbacks, abandoned claims, relists, the API server's answers,
+        and the warm pools' members and claims."""
+        return upkeep.samples(self) + (self.pool_keeper.metrics() if self.pool_keeper is not None else [])
 
     async def _check(self) -> None:
         """One check that the API server answers: a list of at most one claim."""
@@ -327,7 +345,7 @@ class K8sBackend(Backend):
             self.rollbacks.later(spec.id, delete_data=not had_data)
             raise
         try:
-            await self._write_credentials(spec, await self.client.get(  # type: ignore[union-attr]  # started
+            await self.write_credentials(spec, await self.client.get(  # type: ignore[union-attr]  # started
                 CONFIGMAP.item(self.namespace, naming.configmap_name(spec.id)), resource="configmaps"))
             await carry_out(create, self.apply)
             self.reconciler.note_applied(spec.id)
@@ -338,6 +356,11 @@ class K8sBackend(Backend):
         self.rollbacks.settled(spec.id)  # this create finished what an earlier one left
         current = self.state_of(spec.id)
         return model.applied_state(spec, self.namespace, current.created_at if current else datetime.now(UTC))
+
+    async def _claim_member(self, spec: AgentSpec, member: Any, prepared: Any) -> AgentState:
+        # The claim's conditional write, its binding, its objects relabelled (see .pool).
+        assert self.pool_keeper is not None
+        return await self.pool_keeper.claim(spec, member)
 
     async def _create_again(self, existing: AgentState, objects: list[dict[str, Any]]) -> AgentState:
         # Applied again: a repeat repairs what is missing, like `kubectl apply`.
@@ -370,14 +393,16 @@ class K8sBackend(Backend):
         profile, holders = agent_holders(self.settings, spec.owner, spec.group, spec.profile)
         return profile is not None and bool(holders)
 
-    async def _write_credentials(self, spec: AgentSpec, configmap: Mapping[str, Any] | None) -> None:
+    async def write_credentials(self, spec: AgentSpec, configmap: Mapping[str, Any] | None) -> dict[str, str]:
         """Write the agent's Secret of credential variables (when its profile maps any) from its
-        holders' Secrets, owned by its ConfigMap: the container reads it by secretKeyRef."""
+        holders' Secrets, owned by its ConfigMap: the container reads it by secretKeyRef. The
+        variables written (a claimed pool member gets them in its binding too)."""
         profile, holders = agent_holders(self.settings, spec.owner, spec.group, spec.profile)
         if profile is None or not holders:
-            return
+            return {}
         env = await resolve_env(self.credential_store().values, profile, holders)
         await self.apply(agent_secret(self.namespace, spec.id, spec.session, env, configmap), force=True)
+        return env
 
     async def _claim(self, spec: AgentSpec, configmap: Mapping[str, Any]) -> bool:
         """Create the ConfigMap; True when this call created it. An existing one
@@ -422,12 +447,12 @@ class K8sBackend(Backend):
             return await self.apply(obj, force=True)
 
         for _, stored in await carry_out(plan(self.render(spec), live, Purpose.REAPPLY), apply_taking_over):
-            await self._read_back(kind_of(stored), stored)
+            await self.read_back(kind_of(stored), stored)
         self.reconciler.note_applied(spec.id)
         current = self.state_of(spec.id)
         return dataclasses.replace(current or state, spec=spec)
 
-    async def _read_back(self, kind: Kind, stored: Mapping[str, Any]) -> None:
+    async def read_back(self, kind: Kind, stored: Mapping[str, Any]) -> None:
         """Wait (at most :data:`READ_BACK_TIMEOUT`) until the watch cache shows ``stored``, the
         server's answer to this proxy's write: the next operation on the agent decides from the
         cache (a resume right after a suspend must see the agent suspended, not do nothing)."""
@@ -439,7 +464,7 @@ class K8sBackend(Backend):
 
     async def _resume(self, state: AgentState) -> tuple[AgentState, bool]:
         # The credentials as they are now: a changed one applies at this start.
-        await self._write_credentials(state.spec, self.cached(CONFIGMAP, naming.configmap_name(state.id)))
+        await self.write_credentials(state.spec, self.cached(CONFIGMAP, naming.configmap_name(state.id)))
         return await self._scale(state, None, None)
 
     async def _scale(self, state: AgentState, suspension: Suspension | None, guard: Any) -> tuple[AgentState, bool]:
@@ -464,7 +489,7 @@ class K8sBackend(Backend):
                 live = await self.client.get(path, resource="statefulsets")
                 continue
             self.reconciler.note_applied(state.id)
-            await self._read_back(STATEFULSET, stored)
+            await self.read_back(STATEFULSET, stored)
             return self.state_of(state.id, stored) or current, True
         raise Unavailable(f"the StatefulSet of agent {state.id!r} kept changing; try again")
 
@@ -635,6 +660,16 @@ class K8sBackend(Backend):
         """Derive the agent's state again, keep it in the index, and publish it when it changed
         visibly. An unchanged state stays the same object (readers may cache what they make of it)."""
         if self.cache is None:
+            return None
+        member = poolmembers.is_member(model.AgentObjects.of(agent_id, self.cached))
+        if self.pool_keeper is not None:
+            self.pool_keeper.note(agent_id, member)
+        if member:
+            # A pool member is no agent of anyone's until it is claimed: not listed, not counted
+            # (and a create claiming it keeps its progress).
+            if self.index.get(agent_id) is not None:
+                self.index.remove(agent_id)
+                self.publish_gone(agent_id)
             return None
         state = self.state_of(agent_id)
         if state is None:

@@ -166,17 +166,23 @@ def agent_state(spec: AgentSpec, objects: AgentObjects, *, namespace: str, pod_a
     return AgentState(
         spec=spec, mode=MODE, status=derived.status, reason=derived.reason, message=derived.message,
         created_at=created_at(objects.claim or objects.statefulset), upstream=upstream, restarts=derived.restarts,
-        details={"namespace": namespace, **names, "pod_ip": pod_ip, "node": (pod.get("spec") or {}).get("nodeName")},
+        details={"namespace": namespace, **names, "pod_ip": pod_ip, "node": (pod.get("spec") or {}).get("nodeName"),
+                 **start_details(spec)},
         suspended=suspension is not None, last_active=last_active(objects.statefulset, objects.pod),
         question=question_of(objects.statefulset, objects.pod) if derived.status is AgentStatus.READY else None,
     )
+
+
+def start_details(spec: AgentSpec) -> dict[str, str]:
+    """``start``: ``warm`` for an agent a pool member was claimed for (with its ``pool``), else ``cold``."""
+    return {"start": "warm", "pool": spec.pool} if spec.pool is not None else {"start": "cold"}
 
 
 def applied_state(spec: AgentSpec, namespace: str, when: datetime) -> AgentState:
     """A new agent whose objects are applied and of which nothing runs yet."""
     return AgentState(spec=spec, mode=MODE, status=AgentStatus.PENDING, created_at=when, reason="Applied",
                       message="objects applied; waiting for the cluster",
-                      details={"namespace": namespace, **naming.object_names(spec.id)})
+                      details={"namespace": namespace, **naming.object_names(spec.id), **start_details(spec)})
 
 
 def deleting_state(state: AgentState, purge: bool) -> AgentState:

@@ -4,6 +4,7 @@ event hub. (The rules as a whole run against every backend in ``tests/contract``
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
@@ -57,3 +58,11 @@ async def test_the_hub_ends_its_subscriptions_when_closed():
     hub.close()
     await asyncio.wait_for(reader, 5)
     assert seen == [3] and hub.subscribers == 0
+
+
+def test_a_repeat_of_a_warm_agents_create_is_a_repeat(settings):
+    """A warm agent's spec names the pool it was claimed from; the create repeated names none."""
+    warm = dataclasses.replace(spec_for(settings), pool="echo")
+    check_same_spec(warm, spec_for(settings))
+    with pytest.raises(Conflict):
+        check_same_spec(warm, spec_for(settings, env={"X": "1"}))

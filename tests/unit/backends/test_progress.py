@@ -279,3 +279,16 @@ async def test_a_backend_follows_starts_only_once_it_sees_everything():
     backend.follow_progress()
     record = backend.progress.get("a1")
     assert record is not None and names(record) == ["ready"]
+
+
+def test_a_start_dropped_tells_no_step_and_another_replicas_start_is_seen_as_such():
+    """A pool member another replica claimed first: this proxy's start of it never was."""
+    book = ProgressBook(K8S_PLAN)
+    told: list[str] = []
+    book.listeners.append(lambda record, step: told.append(step.name))
+    book.begin(state(AgentStatus.PENDING).spec, START, at(0))
+    book.drop("a1")
+    assert book.get("a1") is None and told == []
+    book.observe(state(AgentStatus.READY), {"applied": Fact(at(0))}, now=at(1))
+    record = book.get("a1")
+    assert record is not None and not record.timed and names(record)[-1] == "ready"

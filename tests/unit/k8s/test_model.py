@@ -206,7 +206,7 @@ def test_an_agent_state_from_its_objects():
     assert by_dns.status is AgentStatus.READY and by_dns.reason is None
     assert by_dns.upstream == "http://agent-a1-0.agent-a1-headless.ns1.svc:3284"
     assert by_dns.details == {"namespace": "ns1", **naming.object_names("a1"), "pod_ip": "10.0.0.7",
-                              "node": "node-1"}
+                              "node": "node-1", "start": "cold"}
     by_ip = model.agent_state(spec, ready, namespace="ns1", pod_address="pod_ip", first_message_overdue="late")
     assert by_ip.upstream == "http://10.0.0.7:3284"
     assert (by_ip.reason, by_ip.message) == ("FirstMessagePending", "late")

@@ -22,6 +22,7 @@ import pytest
 
 from agentproxy.launch import state_file
 from agentproxy.launcher import (
+    BOUND_VARIABLE,
     TOKEN_VARIABLE,
     BindingError,
     Saver,
@@ -109,7 +110,7 @@ def launch(tmp_path: Path, launcher: str) -> Iterator[Callable[..., Launched]]:
     started: list[Launched] = []
 
     def start(program: list[str], *, warm: bool = True, save_interval: float = 0.0, token_in_env: bool = False,
-              name: str = "a1") -> Launched:
+              name: str = "a1", extra_env: dict[str, str] | None = None) -> Launched:
         work = tmp_path / name
         work.mkdir()
         low, _ = port_block()
@@ -119,6 +120,7 @@ def launch(tmp_path: Path, launcher: str) -> Iterator[Callable[..., Launched]]:
                 "--save-interval", str(save_interval)]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTAPI_", "AGENTPROXY_"))}
         env["PYTHONPATH"] = str(ROOT)
+        env.update(extra_env or {})
         if warm:
             argv += ["--bind", f"127.0.0.1:{bind_port}"]
             if token_in_env:
@@ -205,6 +207,44 @@ def test_sigterm_while_waiting_ends_the_member_at_once(launch):
     member.process.send_signal(signal.SIGTERM)
     assert member.process.wait(timeout=30) == 0
     assert not (member.work / "env.json").exists()
+
+
+def test_a_claimed_members_container_that_starts_again_starts_bound_at_once(launch):
+    """k8s mode: after its claim, a member's ConfigMap holds its binding and the word that it is
+    bound; a container that restarts then starts with them, as a cold agent does."""
+    member = launch(ENV_PROGRAM, extra_env={BOUND_VARIABLE: "1", "OWNER_VALUE": "v1"})
+    env_file = member.work / "env.json"
+    seen = wait(lambda: env_file.exists() and json.loads(env_file.read_text()), "the agent's environment")
+    assert seen["OWNER_VALUE"] == "v1"
+    assert not listening(member.bind_port)  # no binding is waited for
+
+
+def test_a_member_whose_token_is_taken_away_stops_waiting(launch, tmp_path):
+    """k8s mode: the token's Secret is deleted after the claim; a member that was never reached
+    by its binding must not wait for ever (its container starts again, bound)."""
+    member = launch(ENV_PROGRAM, name="gone")
+    wait(lambda: listening(member.bind_port), "the binding listener")
+    time.sleep(1.5)
+    assert member.process.poll() is None  # the token is there: it waits
+    (tmp_path / "gone.token").unlink()
+    assert member.process.wait(timeout=30) == 1
+    assert not (member.work / "env.json").exists()  # nothing ran
+
+
+def test_the_startup_probe_of_a_member_passes_while_it_waits(launch):
+    member = launch(ENV_PROGRAM)
+    wait(lambda: listening(member.bind_port), "the binding listener")
+    probe = [sys.executable, "-m", "agentproxy.restore", "--port", str(member.agent_port), "--state-file",
+             state_file(str(member.work)), "--timeout", "2"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    assert subprocess.run([*probe, "--waiting-port", str(member.bind_port)], env=env, capture_output=True,
+                          timeout=60).returncode == 0
+    # Without the member's port, agentapi does not answer yet: not started.
+    assert subprocess.run(probe, env=env, capture_output=True, timeout=60).returncode == 1
+    member.process.send_signal(signal.SIGTERM)
+    member.process.wait(timeout=30)
+    assert subprocess.run([*probe, "--waiting-port", str(member.bind_port)], env=env, capture_output=True,
+                          timeout=60).returncode == 1
 
 
 def conversation(port: int) -> list[str]:

@@ -1,0 +1,391 @@
+"""Warm pools of the k8s backend: members are agents in the cluster, found by their labels.
+
+A member (see :mod:`.poolmembers`) is made as a cold agent is, its ConfigMap first (the claim
+on its generated id), then its binding Secret (the token its pod mounts), then its PVC,
+StatefulSet and Service; its launcher waits for its binding. Nothing of it is kept in the
+proxy: every replica finds the members in its watch cache, so pools survive a restart of the
+proxy, and a half-made member (a ConfigMap whose StatefulSet never came) is removed by the
+reconciler as any abandoned claim is. Members belong to no session of a user: the backend
+neither lists nor counts them.
+
+A claim (:meth:`K8sPools.claim`) is one conditional write, a merge patch of the member's
+ConfigMap carrying the ``resourceVersion`` the cache holds: the member becomes its owner's
+agent, or, when another replica changed it first (409), the create takes another member or
+goes cold. Then the proxy posts the owner's variables, credentials and first message to the
+member's launcher (``POST /bind`` on its pod's IP, with the token of its Secret); the same
+variables are in its ConfigMap and credentials Secret, so that a container that restarts
+after the claim starts bound at once. The token's Secret is deleted after the claim: a
+launcher that did not take its binding (it was not reached) stops waiting once the kubelet
+removes the token's file, and its container starts again bound, as a cold agent starts.
+
+The pools are refilled in the background from what the cache shows, by the replica that holds
+the refill lease (see :mod:`.poollease`); the others read nothing while they have nothing to
+do. A member is removed with the precondition of the ``resourceVersion`` it was seen at, so
+that a member claimed meanwhile is never removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import random
+import secrets
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from ... import naming
+from ...launcher import BIND_PATH
+from ...pools import READY, WARM, Decision, Member, counts, decide, refill_plan
+from ...render import binding_secret_name, missing_key
+from ...spec import AgentSpec
+from ..base import AgentState, BackendError, Conflict, MetricSample, NotFound
+from ..pooling import ConfiguredPool, MemberTaken, member_spec, pool_shapes, spec_shape
+from . import model
+from .kinds import CONFIGMAP, POD, SECRET, SERVICE, STATEFULSET
+from .plan import Plan, Purpose, carry_out, plan
+from .poollease import RefillLease
+from .poolmembers import binding_secret, binding_url, claim_patch, member_view, pool_of, token_of
+
+if TYPE_CHECKING:
+    from .backend import K8sBackend
+
+log = logging.getLogger(__name__)
+
+CHECK_INTERVAL = 2.0
+"""Seconds between two looks at the pools' members (the watch cache: no API call)."""
+REFILL_AFTER_CLAIM = 1.0
+"""Seconds from this proxy's latest claim to the members it makes: the claimed agents' writes
+go first (a burst of creates is served by the members there were, then the pool is refilled)."""
+WARM_TIMEOUT = 300.0
+"""Seconds a member may take to wait for its binding (scheduling, an image pull, a volume)
+before it is replaced."""
+BIND_TIMEOUT = 10.0
+"""Seconds the launcher of a claimed member has to take its binding."""
+
+
+class K8sPools:
+    """The pools of one k8s backend, kept full in the background."""
+
+    def __init__(self, backend: K8sBackend, pools: tuple[ConfiguredPool, ...]) -> None:
+        self.backend = backend
+        self.pools = {p.name: p for p in pools}
+        self.claims = 0
+        """Creates this proxy served with a member since its start."""
+        self._reserved: set[str] = set()
+        """Members taken by a create of this proxy, until its claim is written or given up."""
+        self._making: dict[str, str] = {}
+        """Members this proxy is making (id -> pool)."""
+        self._removing: set[str] = set()
+        self._refused: set[str] = set()
+        """Pools whose members could serve no create (told once)."""
+        self._ids: set[str] = set()
+        """The agents whose objects are a member's (see :meth:`note`)."""
+        assert backend.client is not None
+        self.lease = RefillLease(backend.client, backend.namespace, backend.k8s.field_manager)
+        """Held by the one replica that makes and removes members (see :mod:`.poollease`)."""
+        self._last_claim = float("-inf")
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._busy: set[asyncio.Task[None]] = set()
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Keep the pools full from now on."""
+        self._task = asyncio.get_running_loop().create_task(self._keep(), name="k8s pools")
+
+    async def close(self) -> None:
+        """Stop refilling; members keep waiting for the next start (of any replica)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for task in list(self._busy):
+            task.cancel()
+        if self._busy:
+            await asyncio.gather(*self._busy, return_exceptions=True)
+        try:
+            await self.lease.release()
+        except BackendError as exc:  # it expires by itself
+            log.debug("the pool refill lease was not released: %s", exc.message)
+
+    def wake(self) -> None:
+        """Look at the pools now rather than at the next check."""
+        self._wake.set()
+
+    # --- what the cache shows -------------------------------------------------------------------
+
+    def scan(self) -> None:
+        """Find every member the watch cache holds (once, at the start; from then on the backend
+        tells :meth:`note` of every change)."""
+        backend = self.backend
+        if backend.cache is None:
+            return
+        for kind in (CONFIGMAP, STATEFULSET):  # a member whose ConfigMap is gone is one still
+            for obj in backend.cache.objects(kind):
+                agent_id = model.agent_id_of(obj)
+                if agent_id is not None and pool_of(obj) is not None:
+                    self.note(agent_id, True)
+
+    def note(self, agent_id: str, member: bool) -> None:
+        """The objects of ``agent_id`` changed: they are a member's now, or not (any more)."""
+        if member:
+            self._ids.add(agent_id)
+        else:
+            self._ids.discard(agent_id)
+
+    def members(self) -> list[Member]:
+        """Every member the watch cache holds, with its state."""
+        backend = self.backend
+        if backend.cache is None:
+            return []
+        now = datetime.now(UTC)
+        found = []
+        for agent_id in list(self._ids):
+            view = member_view(agent_id, model.AgentObjects.of(agent_id, backend.cached), now, WARM_TIMEOUT)
+            if view is not None:
+                found.append(view)
+        return found
+
+    # --- claims ---------------------------------------------------------------------------------
+
+    def take(self, spec: AgentSpec) -> tuple[Decision, Member | None]:
+        """The decision for ``spec`` (a create naming no id) and a ready member taken for it (no
+        other create of this proxy can take it; another replica may, which its claim finds out).
+        Of several ready members one is taken at random: two replicas taking at once seldom
+        take the same."""
+        shapes = pool_shapes(tuple(self.pools.values()))
+        ready = [m for m in self.members() if m.state == READY and m.id not in self._reserved
+                 and m.id not in self._removing and shapes.get(m.pool) == m.shape]
+        by_pool: dict[str, int] = {}
+        for member in ready:
+            by_pool[member.pool] = by_pool.get(member.pool, 0) + 1
+        decision = decide(names_id=False, shape=spec_shape(spec), pool_shapes=shapes, ready=by_pool)
+        if decision.start != WARM or decision.pool is None:
+            if decision.pool is not None:
+                self.wake()
+            return decision, None
+        member = random.choice([m for m in ready if m.pool == decision.pool])
+        self._reserved.add(member.id)
+        return decision, member
+
+    def give_back(self, member: Any) -> None:
+        """A member taken for a create refused before its claim was written: ready again."""
+        self._reserved.discard(member.id)
+        self.wake()
+
+    def discard(self, member: Any) -> None:
+        """A member whose claim failed: another replica claimed it, or it is gone. Whatever is
+        left of it the refill sees."""
+        self._reserved.discard(member.id)
+        self.wake()
+
+    async def claim(self, spec: AgentSpec, member: Member) -> AgentState:
+        """Make ``member`` the agent of ``spec`` (whose id is the member's): the conditional write
+        of its ConfigMap, then its credentials, its binding, and its other objects relabelled.
+        Raises :class:`MemberTaken` when another replica claimed it first."""
+        backend = self.backend
+        assert backend.client is not None
+        spec = dataclasses.replace(spec, pool=member.pool)
+        names = naming.object_names(spec.id)
+        live = backend.cached(CONFIGMAP, names["configmap"])
+        if live is None or pool_of(live) != member.pool or live["metadata"].get("deletionTimestamp"):
+            raise MemberTaken(f"pool member {member.id} is no longer one")
+        rendered = backend.render(spec)
+        configmap = next(o for o in rendered if o["kind"] == CONFIGMAP.name)
+        backend.reconciler.note_applied(spec.id)
+        try:
+            stored = await backend.client.request(
+                "PATCH", CONFIGMAP.item(backend.namespace, names["configmap"]), body=claim_patch(live, configmap),
+                content_type="application/merge-patch+json", params={"fieldManager": backend.k8s.field_manager},
+                verb="patch", resource="configmaps")
+        except (Conflict, NotFound):
+            raise MemberTaken(f"pool member {member.id} was claimed by another replica or removed") from None
+        # Still reserved: until the cache shows the claim, the member looks ready (see _refill).
+        # From here on the agent is its owner's, whatever happens to its binding.
+        self.claims += 1
+        self._last_claim = asyncio.get_running_loop().time()
+        asyncio.get_running_loop().call_later(REFILL_AFTER_CLAIM, self.wake)
+        try:
+            credentials = await backend.write_credentials(spec, stored)
+            # What its ConfigMap gives a container that starts again: the same variables.
+            env = {**(configmap.get("data") or {}), **credentials}
+            await self._bind(spec.id, env)
+            steps = plan(rendered, model.AgentObjects.of(spec.id, backend.cached), Purpose.REAPPLY)
+            relabel = Plan(tuple(s for s in steps.steps if s.kind in (STATEFULSET.name, SERVICE.name)),
+                           owner=steps.owner)
+            await carry_out(relabel, backend.apply)
+        except BackendError as exc:
+            # The agent is there and bound in its ConfigMap: the reconciler applies what is missing.
+            log.warning("agent %s claimed from pool %s: %s; the reconciler finishes it", spec.id, member.pool, exc)
+            backend.reconciler.schedule(spec.id)
+        backend.reconciler.note_applied(spec.id)
+        backend.spawn(self._drop_token(spec.id), f"drop the binding token of {spec.id}")
+        await backend.read_back(CONFIGMAP, stored)
+        current = backend.state_of(spec.id)
+        return current or model.applied_state(spec, backend.namespace, datetime.now(UTC))
+
+    async def _bind(self, agent_id: str, env: dict[str, str]) -> bool:
+        """Post ``env`` to the member's launcher with its token; False when it did not take it."""
+        backend = self.backend
+        assert backend.client is not None
+        url = binding_url(backend.cached(POD, naming.pod_name(agent_id)), BIND_PATH)
+        secret = await backend.client.get(SECRET.item(backend.namespace, binding_secret_name(agent_id)),
+                                          resource="secrets")
+        token = token_of(secret)
+        if url is None or token is None or backend.http is None:
+            log.warning("pool member %s cannot be bound (%s); it starts bound once its token is gone", agent_id,
+                        "no pod IP" if url is None else "no token")
+            return False
+        try:
+            async with backend.http.post(url, json={"env": env}, headers={"Authorization": f"Bearer {token}"},
+                                         timeout=aiohttp.ClientTimeout(total=BIND_TIMEOUT)) as response:
+                if response.status == 200:
+                    return True
+                log.warning("pool member %s refused its binding (%d); it starts bound once its token is gone", agent_id,
+                            response.status)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("pool member %s did not take its binding (%s); it starts bound once its token is gone", agent_id,
+                        type(exc).__name__)
+        return False
+
+    async def _drop_token(self, agent_id: str) -> None:
+        """The token binds nothing any more (the listener closed): its Secret goes."""
+        try:
+            await self.backend.delete_object(SECRET, binding_secret_name(agent_id))
+        except BackendError as exc:  # owned by the ConfigMap: it goes with the agent anyway
+            log.debug("the binding Secret of %s stays until the agent goes: %s", agent_id, exc)
+
+    # --- keeping the pools full ---------------------------------------------------------------
+
+    async def _keep(self) -> None:
+        while True:
+            try:
+                if self.backend.current():  # a partial view would make members that exist
+                    await self._refill()
+            except asyncio.CancelledError:
+                raise
+            except BackendError as exc:  # the API server does not answer: the next check tries again
+                log.warning("refilling the pools: %s", exc.message)
+            except Exception:  # a bug here must not end the pools for good
+                log.exception("refilling the pools failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), CHECK_INTERVAL)
+            self._wake.clear()
+
+    async def _refill(self) -> None:
+        """Make the members missing and remove those of no use, if this replica holds the lease."""
+        by_pool: dict[str, list[Member]] = {}
+        members = self.members()
+        # A claimed member is no member once the cache shows its claim: its reservation ends.
+        self._reserved &= {m.id for m in members}
+        for member in members:
+            if member.id not in self._reserved and member.id not in self._removing:
+                by_pool.setdefault(member.pool, []).append(member)
+        removals: list[str] = []
+        makes: list[ConfiguredPool] = []
+        for name in set(by_pool) | set(self.pools):
+            pool = self.pools.get(name)
+            pool_members = by_pool.get(name, [])
+            seen = {m.id for m in pool_members}
+            making = sum(1 for i, p in self._making.items() if p == name and i not in seen)
+            refill = refill_plan(pool.size if pool else 0, pool.shape if pool else "", pool_members)
+            removals += refill.remove
+            if pool is not None and name not in self._refused:
+                makes += [pool] * (refill.make - making)
+        if asyncio.get_running_loop().time() - self._last_claim < 0.9 * REFILL_AFTER_CLAIM:  # the wake may come early
+            makes = []  # claims are under way: they go first (the wake after the last one refills)
+        if not (removals or makes) or not await self.lease.held():
+            return  # nothing to do, or another replica does it
+        for member_id in removals:
+            self._start(self._remove(member_id), f"remove pool member {member_id}")
+        for pool in makes:
+            self._start(self._make(pool), f"make a member of pool {pool.name}")
+
+    def _start(self, coroutine: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine, name=name)
+        self._busy.add(task)
+        task.add_done_callback(self._busy.discard)
+
+    async def _make(self, pool: ConfiguredPool) -> None:
+        """Make one member: its ConfigMap (the claim on its id), its token's Secret, then its
+        other objects; what was made of a member that failed is removed."""
+        backend = self.backend
+        assert backend.client is not None
+        agent_id = naming.generate_agent_id()
+        spec = dataclasses.replace(member_spec(backend.settings, pool.pool, agent_id), pool=pool.name)
+        problem = missing_key(backend.settings, spec)
+        if problem is not None:  # no create of its shape is let through: a member would serve none
+            if pool.name not in self._refused:
+                log.error("pool %s keeps no members: %s", pool.name, problem)
+                self._refused.add(pool.name)
+            return
+        self._making[agent_id] = pool.name
+        try:
+            create = plan(backend.render(spec), model.AgentObjects.of(agent_id, backend.cached), Purpose.CREATE)
+            assert create.claim is not None
+            backend.reconciler.note_applied(agent_id)
+            configmap = await backend.client.request(
+                "POST", CONFIGMAP.collection(backend.namespace), body=create.claim,
+                params={"fieldManager": backend.k8s.field_manager}, verb="create", resource="configmaps")
+            try:
+                await backend.client.request(
+                    "POST", SECRET.collection(backend.namespace),
+                    body=binding_secret(backend.namespace, agent_id, secrets.token_urlsafe(32), configmap),
+                    params={"fieldManager": backend.k8s.field_manager}, verb="create", resource="secrets")
+                await carry_out(create, backend.apply)
+            except BackendError:
+                await backend.rollbacks.now(agent_id, delete_data=True)
+                raise
+            backend.reconciler.note_applied(agent_id)
+        except BackendError as exc:  # a failure fails this member alone; the next check tries again
+            log.warning("making a member of pool %s failed: %s", pool.name, exc.message)
+        finally:
+            self._making.pop(agent_id, None)
+
+    async def _remove(self, member_id: str) -> None:
+        """Remove a member unless it was claimed since the cache showed it: its ConfigMap goes
+        first, on the condition of the version seen (a claim changes it), then the rest."""
+        backend = self.backend
+        assert backend.client is not None
+        self._removing.add(member_id)
+        backend.reconciler.forget(member_id)  # a missing ConfigMap of a member going is no drift
+        try:
+            names = naming.object_names(member_id)
+            configmap = backend.cached(CONFIGMAP, names["configmap"])
+            if configmap is not None:
+                try:
+                    await backend.client.request(
+                        "DELETE", CONFIGMAP.item(backend.namespace, names["configmap"]),
+                        body={"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background",
+                              "preconditions": {"resourceVersion": configmap["metadata"]["resourceVersion"]}},
+                        verb="delete", resource="configmaps")
+                except Conflict:
+                    return  # claimed (or changed) since: not ours to remove
+                except NotFound:
+                    pass
+            for kind, name in model.delete_targets(member_id, purge=True):
+                if kind is not CONFIGMAP:
+                    await backend.delete_object(kind, name)
+        except BackendError as exc:
+            log.warning("removing pool member %s failed: %s", member_id, exc.message)
+        finally:
+            self._removing.discard(member_id)
+
+    # --- metrics ----------------------------------------------------------------------------------
+
+    def metrics(self) -> list[MetricSample]:
+        """``agentproxy_pool_members{pool,state}`` and the claims this proxy served."""
+        found = counts(self.members(), {name: pool.shape for name, pool in self.pools.items()})
+        out = [MetricSample("pool_members", "Members of each warm pool by state (warming, ready, failed, stale).",
+                            "gauge", float(n), (("pool", pool), ("state", state)))
+               for (pool, state), n in sorted(found.items())]
+        out.append(MetricSample("pool_claims_total", "Creates served by a warm pool member.", "counter",
+                                float(self.claims)))
+        return out
+

@@ -1,0 +1,91 @@
+"""A warm pool on the real node: the member's pod really runs its launcher, which waits for its
+binding with the token of a Secret only that pod mounts (its startup probe passes while it
+waits, so the member is ready); a create that names no id takes it and binds it over the pod's
+IP, without a new pod, and the agent answers its first message. Its container killed after the
+claim, the kubelet starts it again, and it starts bound at once, with the owner's variables."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from agentproxy.pools import LABEL_POOL
+
+from ..kube import get, request, wait_for
+from .rn import container_processes, pod_of
+
+pytestmark = pytest.mark.real_node
+
+POOL = {"pools": [{"name": "echo", "size": 1, "agent": "echo"}]}
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+    return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
+
+
+def _agentapi_pid(container_id: str) -> int:
+    for pid in container_processes(container_id):
+        if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode().endswith("agentapi"):
+            return pid
+    raise AssertionError(f"no agentapi runs in container {container_id}")
+
+
+async def test_a_member_waits_on_the_node_and_its_claim_binds_it_in_place(serve, api, rn_namespace):
+    server = await serve(POOL)
+
+    async def member():
+        _, found = await request(api, "GET", f"/api/v1/namespaces/{rn_namespace}/configmaps",
+                                 params={"labelSelector": LABEL_POOL})
+        ids = [cm["metadata"]["labels"]["agentproxy.io/agent-id"] for cm in found["items"]]
+        if len(ids) != 1:
+            return None
+        pod = await get(api, f"/api/v1/namespaces/{rn_namespace}/pods/agent-{ids[0]}-0")
+        statuses = ((pod or {}).get("status") or {}).get("containerStatuses") or []
+        return ids[0] if statuses and statuses[0].get("started") else None
+    member_id = await wait_for(member, "the member's launcher to wait for its binding", timeout=180)
+    waiting = await pod_of(api, rn_namespace, member_id)
+    assert waiting["status"]["containerStatuses"][0]["ready"] is False  # no agentapi yet: not Ready
+    container = waiting["status"]["containerStatuses"][0]["containerID"].split("://")[1]
+    commands = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:4] for pid in container_processes(container)]
+    assert not any(c[0].decode().endswith("agentapi") for c in commands), commands
+
+    agent = await server.create("own", {"env": {"GREETING": "hi there"}, "message": "hello"})
+    assert agent["id"] == member_id and agent["details"]["start"] == "warm", agent
+    await server.until("own", member_id, "ready")
+    await server.until_said("own", member_id, "hello")
+    claimed = await pod_of(api, rn_namespace, member_id)
+    assert claimed["metadata"]["uid"] == waiting["metadata"]["uid"]  # the same pod, not restarted
+    assert claimed["status"]["containerStatuses"][0]["restartCount"] == 0
+    env = _environ(_agentapi_pid(container))
+    assert env["GREETING"] == "hi there" and env["AGENTPROXY_SESSION"] == "own"
+    assert env["AGENTPROXY_AGENT_ID"] == member_id and "AGENTPROXY_BINDING_TOKEN" not in env
+
+    # Its process killed (as an OOM kill would): the kubelet starts the container again, bound at
+    # once with the owner's variables from its ConfigMap, and the conversation from its volume.
+    await server.say("own", member_id, "remember me")
+    pvc = await get(api, f"/api/v1/namespaces/{rn_namespace}/persistentvolumeclaims/data-agent-{member_id}-0")
+    pv = await get(api, f"/api/v1/persistentvolumes/{pvc['spec']['volumeName']}")
+    state = Path(pv["spec"]["local"]["path"]) / ".agentproxy" / "agentapi-state.json"
+
+    async def saved():
+        return state.exists() and "remember me" in state.read_text(errors="replace")
+    await wait_for(saved, "the launcher to have agentapi save the conversation on the volume")
+    for pid in container_processes(container):
+        os.kill(pid, signal.SIGKILL)
+
+    async def restarted():
+        pod = await pod_of(api, rn_namespace, member_id)
+        status = pod["status"]["containerStatuses"][0]
+        return status if status["restartCount"] >= 1 and status.get("ready") else None
+    status = await wait_for(restarted, "the container to start again and be ready", timeout=180)
+    await server.until("own", member_id, "ready")
+    await server.until_said("own", member_id, "remember me")
+    again = status["containerID"].split("://")[1]
+    env = _environ(_agentapi_pid(again))
+    assert env["GREETING"] == "hi there" and env["AGENTPROXY_SESSION"] == "own" and env["AGENTPROXY_BOUND"] == "1"
+    conversation = await server.messages("own", member_id)
+    assert conversation.count(("user", "hello")) == 1, conversation  # the first message is not sent again
