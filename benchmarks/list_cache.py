@@ -101,7 +101,8 @@ async def run(args: argparse.Namespace) -> list[tuple[str, str]]:
     started, start_cpu = time.monotonic() - t0, process_cpu() - cpu0
     runner: web.AppRunner | None = None
     try:
-        rows.append(("start: every kind listed, every agent derived, collected and frozen as serve does (wall / CPU)", f"{started:.2f} s / {start_cpu:.2f} s"))
+        rows.append(("start: every kind listed, every agent derived, heap collected and frozen (wall / CPU)",
+                     f"{started:.2f} s / {start_cpu:.2f} s"))
         rows.append(("  requests: lists / watches", f"{len(api.lists)} / {len(api.watches)} "
                      f"({', '.join(sorted(set(api.lists)))})"))
         cpu0 = process_cpu()
