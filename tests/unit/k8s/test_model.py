@@ -14,7 +14,7 @@ import pytest
 
 from agentproxy import naming
 from agentproxy.backends.base import AgentStatus, Conflict
-from agentproxy.backends.k8s import model, plan
+from agentproxy.backends.k8s import model, plan, reconcile
 from agentproxy.backends.k8s.cache import Reflector
 from agentproxy.backends.k8s.kinds import (
     CONFIGMAP,
@@ -478,7 +478,8 @@ class Hosts(Host):
         return self.specs.get(agent_id)
 
 
-async def test_a_sweep_takes_the_agents_one_after_another_and_leaves_those_with_a_pass_scheduled():
+async def test_a_sweep_takes_the_agents_one_after_another_and_leaves_those_with_a_pass_scheduled(monkeypatch):
+    monkeypatch.setattr(reconcile, "SWEEP_SLICE", 0.0)  # a turn of the event loop before each agent
     host = Hosts(5)
     reconciler = Reconciler(host, delay=0)
     reconciler.schedule("a2", delay=30)  # an event's pass, later
