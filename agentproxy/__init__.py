@@ -34,6 +34,8 @@ Modules at the top, pure unless said otherwise:
 - :mod:`.apikeys`: API keys and their rules (digests, names, roles), for the settings and the
   API alike.
 - :mod:`.sse`: a Server-Sent Events parser for chunks of any size.
+- :mod:`.heap`: the cyclic garbage collector paused while a start loads what the process keeps,
+  and what it loaded frozen out of its sight.
 - :mod:`.privatefile` (I/O): files readable by their owner alone, written whole or not at all.
 - :mod:`.waiting`: whether a Claude Code agent waits for its user, as its own hooks tell it
   (run by those hooks in the agent's home; the proxy reads what it keeps).

@@ -29,7 +29,7 @@ from typing import Any
 
 import aiohttp
 
-from ... import naming
+from ... import heap, naming
 from ...render import RenderCache, RenderError, missing_key
 from ...settings import Settings
 from ...spec import AgentSpec
@@ -141,9 +141,12 @@ class K8sBackend(Backend):
         # without their StatefulSets, say). Nothing is derived, published or reconciled from
         # it: every agent is derived once, when every kind is listed.
         self.progress_paused = self.loading = True
-        await self.cache.start()
-        self.loading = False
-        await self._derive_all()
+        # The lists and the agents' states are what this process keeps: loaded without the
+        # collector traversing them again and again (see ...heap).
+        with heap.loading():
+            await self.cache.start()
+            self.loading = False
+            await self._derive_all()
         self.follow_progress()
         # Every change after the lists is seen from here on: a client's event id from then on
         # can be served (see ..eventlog).
@@ -157,8 +160,9 @@ class K8sBackend(Backend):
             raise Unavailable(self.namespace_check.problem)
         self.spawn(self.health.run_checks(self._check, api.check_interval), "api-server-checks")
         self.spawn(self.namespace_check.run(), "namespace-checks")
-        for agent_id in self.cache.agent_ids():
-            self.reconciler.schedule(agent_id)
+        # Drift while no replica watched, abandoned claims: every agent looked at once, one after
+        # another, requests served between two.
+        self.reconciler.sweep(self.cache.agent_ids())
         configured = configured_pools(self.settings)
         keeper = K8sPools(self, configured)
         keeper.scan()

@@ -74,6 +74,9 @@ def drifted(live: Mapping[str, Any] | None, want: Mapping[str, Any]) -> bool:
 def _compare(live: Any, desired: Any, path: Path, kind: str, skip: tuple[Path, ...], found: list[str]) -> None:
     if path in skip:
         return
+    if live == desired:
+        # Equal (compared in C, the usual case for most of an object): nothing below differs.
+        return
     if isinstance(desired, Mapping):
         if not isinstance(live, Mapping):
             found.append(_show(path))

@@ -4,6 +4,7 @@ pass over its narrow interface, the cache's index by agent, and the CLI's progre
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
 from datetime import UTC, datetime
@@ -13,7 +14,7 @@ import pytest
 
 from agentproxy import naming
 from agentproxy.backends.base import AgentStatus, Conflict
-from agentproxy.backends.k8s import model, plan
+from agentproxy.backends.k8s import model, plan, reconcile
 from agentproxy.backends.k8s.cache import Reflector
 from agentproxy.backends.k8s.kinds import (
     CONFIGMAP,
@@ -382,3 +383,116 @@ async def test_a_young_agent_is_left_to_the_create_that_applies_it():
     await reconciler.reconcile("a1")
     # (the PVC is the StatefulSet controller's to make, before the pod)
     assert [o["kind"] for o in host.applied] == ["Service", "ConfigMap"]
+
+
+def _versioned(obj: dict[str, Any], version: str) -> dict[str, Any]:
+    return {**obj, "metadata": {**obj["metadata"], "resourceVersion": version}}
+
+
+def _whole_agent() -> tuple[Any, dict[tuple[str, str], dict[str, Any]], list[dict[str, Any]]]:
+    """An agent's four objects as applied, nothing drifted, each at a resourceVersion."""
+    spec, objects = rendered()
+    sts = _versioned(stored(objects[3]), "10")
+    return spec, {("StatefulSet", "agent-a1"): sts,
+                  ("ConfigMap", "agent-a1-config"): _versioned(stored(plan.as_applied(objects[0], sts)), "11"),
+                  ("Service", "agent-a1-headless"): _versioned(stored(plan.as_applied(objects[1], sts)), "12"),
+                  ("PersistentVolumeClaim", "data-agent-a1-0"): _versioned(stored(objects[2]), "13")}, objects
+
+
+async def test_a_pass_renders_nothing_again_while_the_spec_and_objects_are_those_of_a_clean_pass():
+    spec, objects, rendered_objects = _whole_agent()
+    host = Host(spec, objects)
+    renders = []
+    render = host._render
+
+    def counted(spec: Any) -> list[dict[str, Any]]:
+        renders.append(spec)
+        return render(spec)
+    host._render = counted
+    reconciler = Reconciler(host)
+    await reconciler.reconcile("a1")
+    await reconciler.reconcile("a1")
+    assert (len(renders), reconciler.compared, host.applied) == (1, 1, [])
+
+    # Drift: the Service changed out of band, at a new resourceVersion: rendered, compared, repaired.
+    service = host.objects[("Service", "agent-a1-headless")]
+    host.objects[("Service", "agent-a1-headless")] = _versioned({**service, "spec": {**service["spec"], "ports": []}},
+                                                                "20")
+    await reconciler.reconcile("a1")
+    assert [o["kind"] for o in host.applied] == ["Service"] and reconciler.compared == 2
+    # The repair's own write comes back at a newer version: compared once more, then clean again.
+    host.objects[("Service", "agent-a1-headless")] = service | {"metadata": {**service["metadata"],
+                                                                             "resourceVersion": "21"}}
+    await reconciler.reconcile("a1")
+    await reconciler.reconcile("a1")
+    assert reconciler.compared == 3 and len(host.applied) == 1
+
+    # An object deleted out of band, another spec: each compared again.
+    del host.objects[("ConfigMap", "agent-a1-config")]
+    await reconciler.reconcile("a1")
+    assert [o["kind"] for o in host.applied] == ["Service", "ConfigMap"] and reconciler.compared == 4
+    host.objects[("ConfigMap", "agent-a1-config")] = _versioned(
+        stored(plan.as_applied(rendered_objects[0], objects[("StatefulSet", "agent-a1")])), "30")
+    await reconciler.reconcile("a1")
+    host.spec = dataclasses.replace(spec, message="another")
+    await reconciler.reconcile("a1")
+    assert reconciler.compared == 6
+
+    # A forgotten agent (deleted here) keeps no memory of its clean pass.
+    reconciler.forget("a1")
+    host.spec = spec
+    await reconciler.reconcile("a1")
+    assert reconciler.compared == 7
+
+
+async def test_objects_without_a_resource_version_are_compared_on_every_pass():
+    spec, objects = rendered()
+    sts = stored(objects[3])
+    host = Host(spec, {("StatefulSet", "agent-a1"): sts,
+                       ("ConfigMap", "agent-a1-config"): stored(plan.as_applied(objects[0], sts)),
+                       ("Service", "agent-a1-headless"): stored(plan.as_applied(objects[1], sts)),
+                       ("PersistentVolumeClaim", "data-agent-a1-0"): stored(objects[2])})
+    reconciler = Reconciler(host)
+    await reconciler.reconcile("a1")
+    await reconciler.reconcile("a1")
+    assert reconciler.compared == 2 and host.applied == []
+
+
+class Hosts(Host):
+    """Several agents' objects, and the order their passes read them in."""
+
+    def __init__(self, count: int) -> None:
+        settings = settings_with("k8s_mode.namespace=ns1")
+        self.specs = {f"a{i}": spec_for(settings, agent_id=f"a{i}") for i in range(count)}
+        objects: dict[tuple[str, str], dict[str, Any]] = {}
+        for spec in self.specs.values():
+            made = render_agent(settings, spec)
+            sts = stored(next(o for o in made if o["kind"] == "StatefulSet"))
+            for obj in made:
+                objects[(obj["kind"], obj["metadata"]["name"])] = _versioned(stored(plan.as_applied(obj, sts)), "1")
+        super().__init__(None, objects)
+        self.passes: list[str] = []
+
+    def spec_of(self, agent_id: str) -> Any:
+        self.passes.append(agent_id)
+        return self.specs.get(agent_id)
+
+
+async def test_a_sweep_takes_the_agents_one_after_another_and_leaves_those_with_a_pass_scheduled(monkeypatch):
+    monkeypatch.setattr(reconcile, "SWEEP_SLICE", 0.0)  # a turn of the event loop before each agent
+    host = Hosts(5)
+    reconciler = Reconciler(host, delay=0)
+    reconciler.schedule("a2", delay=30)  # an event's pass, later
+    reconciler.sweep(["a0", "a1", "a2", "a3", "a4"])
+    reconciler.forget("a4")  # deleted meanwhile
+    assert reconciler.waiting == 4
+    seen = []
+    for _ in range(100):  # the event loop turns between two agents' passes
+        await asyncio.sleep(0)
+        seen.append(len(host.passes))
+        if reconciler.waiting == 1:
+            break
+    assert sorted(host.passes) == ["a0", "a1", "a3"] and reconciler.waiting == 1  # a2's pass is still to come
+    assert [n for n in (0, 1, 2, 3) if n in seen] == [0, 1, 2, 3] and host.applied == []
+    await reconciler.close()
+    assert reconciler.waiting == 0
