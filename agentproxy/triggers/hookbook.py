@@ -50,10 +50,17 @@ class HookBook:
         self._secrets: dict[str, bytes] = {}
         self._parsed: dict[tuple[str, str], Hook] = {}
         self._read_began = float("-inf")
+        """When the latest read that finished began (the age of the copy)."""
+        self._started = 0
+        """Reads begun so far; each read's number is its rank."""
+        self._done = 0
+        """The number of the latest read that finished."""
         self._reading: asyncio.Task[None] | None = None
 
     async def _read(self) -> None:
         began = self.clock()
+        self._started += 1
+        number = self._started
         try:
             definitions, secrets = await self.store.read()
         finally:
@@ -77,12 +84,14 @@ class HookBook:
         self._defined = defined
         self._secrets = {k: v.encode("utf-8") for k, v in secrets.items()}
         self._read_began = max(self._read_began, began)
+        self._done = max(self._done, number)
 
-    async def refresh(self, since: float) -> None:
-        """Return once a read of the store that began at ``since`` or later is done (joining the
-        read in flight when it began in time, else the next one)."""
-        for _ in range(3):  # the read in flight, then at most one that begins after ``since``
-            if self._read_began >= since:
+    async def refresh(self) -> None:
+        """Return once a read of the store that began after this call is done: the next read
+        (the one in flight, if any, began before; it is awaited, then one more is made or joined)."""
+        since = self._started
+        for _ in range(3):  # the read in flight, then the one that begins after this call
+            if self._done > since:
                 return
             if self._reading is None:
                 self._reading = asyncio.ensure_future(self._read())
@@ -96,7 +105,7 @@ class HookBook:
         now = self.clock()
         hook = self._defined.get(hook_id)
         if hook is None or now - self._read_began > self.max_age:
-            await self.refresh(now)
+            await self.refresh()
             hook = self._defined.get(hook_id)
         return hook
 
@@ -115,7 +124,7 @@ class HookBook:
 
     async def all(self) -> list[Hook]:
         """Every hook, the settings' first (the store read first)."""
-        await self.refresh(self.clock())
+        await self.refresh()
         return [*self.fixed.values(), *sorted(self._defined.values(), key=lambda h: h.id)]
 
     def _not_settings(self, hook_id: str) -> None:
@@ -129,10 +138,10 @@ class HookBook:
         either way nothing is written."""
         self._not_settings(hook_id)
         definition: Definition = check_definition(hook_id, body, self.agent_types, self.prompt_max)
-        await self.refresh(self.clock())
+        await self.refresh()
         new = hook_id not in self._defined
         await self.store.put(hook_id, definition.stored, definition.secret)
-        await self.refresh(self.clock())
+        await self.refresh()
         return definition.hook, new
 
     async def delete(self, hook_id: str) -> bool:
@@ -140,5 +149,5 @@ class HookBook:
         the settings)."""
         self._not_settings(hook_id)
         found = await self.store.delete(hook_id)
-        await self.refresh(self.clock())
+        await self.refresh()
         return found
