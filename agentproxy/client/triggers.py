@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote
 
@@ -42,7 +43,7 @@ def _definition(path: str) -> Any:
     import yaml
 
     try:
-        text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()  # noqa: SIM115 - read whole
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
         data = yaml.safe_load(text)
     except OSError as exc:
         raise UsageProblem(f"--file: {exc.strerror or exc}: {path}") from None
