@@ -94,6 +94,8 @@ class LocalHookStore:
         await asyncio.to_thread(self._put, hook_id, stored, secret)
 
     def _delete(self, hook_id: str) -> bool:
+        if not self.definitions.exists() and not self.secrets.exists():
+            return False  # nothing was ever defined: no lock file made for nothing
         with self._locked():
             definitions, secrets = self._read()
             found = definitions.pop(hook_id, None) is not None
