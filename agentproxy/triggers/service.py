@@ -134,7 +134,10 @@ class TriggerService:
             self._loop = asyncio.create_task(self.scheduler.run_forever())
         sweep = getattr(self.shared, "sweep_forever", None)
         if sweep is not None:
-            self._sweep = asyncio.create_task(sweep())
+            async def any_hooks() -> bool:
+                return bool(await self.book.all())
+
+            self._sweep = asyncio.create_task(sweep(wanted=any_hooks))
         try:
             yield
         finally:

@@ -33,7 +33,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -192,11 +192,13 @@ class DeliveryLeases:
                                   params={"labelSelector": sweep_selector(self.clock())}, verb="deletecollection",
                                   resource=LEASE.plural)
 
-    async def sweep_forever(self, every: float = SWEEP) -> None:
-        """Sweep now and every ``every`` seconds until cancelled (a failed sweep: the next one)."""
+    async def sweep_forever(self, every: float = SWEEP, wanted: Callable[[], Awaitable[bool]] | None = None) -> None:
+        """Sweep now and every ``every`` seconds until cancelled (a failed sweep: the next one),
+        when ``wanted`` says so (a proxy without hooks makes no delivery Leases: no call then)."""
         while True:
             try:
-                await self.sweep()
+                if wanted is None or await wanted():
+                    await self.sweep()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - logged; the next sweep deletes what this one left
