@@ -3,7 +3,9 @@ hook in settings, and the form it is stored in.
 
 A definition has the fields of ``triggers.hooks.ID`` with one difference, the secret: a reference
 (``secret_env: NAME``, or ``secret: env:NAME`` as listings show it) or a value (``secret_value``)
-that the hooks' store keeps as a secret (a file of mode 0600 in local mode, a Secret in k8s mode).
+that the hooks' store keeps as a secret (a file of mode 0600 in local mode, a Secret in k8s mode);
+a replacement may say ``secret: stored`` to keep the value stored before
+(:meth:`~.hookbook.HookBook.put` puts it back in).
 ``secret_file`` is refused: a file on one replica's disk is not every replica's. What is stored
 beside the value is secret-free: the value is replaced by the marker ``secret: stored``.
 """

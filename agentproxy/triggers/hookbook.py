@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .config import MAX_PROMPT, Hook, SecretMissing, secret_of
-from .defined import Definition, DefinitionError, check_definition, hook_of_stored
+from .defined import STORED, Definition, DefinitionError, check_definition, hook_of_stored
 from .hookstore import HookStore
 
 log = logging.getLogger("agentproxy.triggers")
@@ -137,8 +137,14 @@ class HookBook:
         :class:`DefinitionError` for a bad body, :class:`SettingsHook` for a hook of the settings;
         either way nothing is written."""
         self._not_settings(hook_id)
-        definition: Definition = check_definition(hook_id, body, self.agent_types, self.prompt_max)
         await self.refresh()
+        if isinstance(body, Mapping) and body.get("secret") == STORED and "secret_value" not in body:
+            # Changed without giving the value again: the stored one is kept.
+            kept = self._secrets.get(hook_id) if hook_id in self._defined else None
+            if kept is None:
+                raise DefinitionError("secret", "hook has no stored secret to keep; give secret_value")
+            body = {**{k: v for k, v in body.items() if k != "secret"}, "secret_value": kept.decode("utf-8")}
+        definition: Definition = check_definition(hook_id, body, self.agent_types, self.prompt_max)
         new = hook_id not in self._defined
         await self.store.put(hook_id, definition.stored, definition.secret)
         await self.refresh()

@@ -219,6 +219,13 @@ async def test_a_defined_hook_starts_an_agent_and_survives_a_restart(
     assert all(STORED_SECRET not in text for text in answers)
     assert STORED_SECRET not in caplog.text
 
+    # Replaced without giving the value again (secret: stored, as GET shows it): the value is kept.
+    body_kept = {k: v for k, v in defined(max_running=7).items() if k != "secret_value"} | {"secret": "stored"}
+    kept = await client.put("/hooks/gh", json=body_kept, headers=ADMIN)
+    assert kept.status == 200 and (await kept.json())["max_running"] == 7
+    assert json.loads(secrets.read_text()) == {"gh": STORED_SECRET}
+    no_value = await client.put("/hooks/gh-env", json={**body_kept, "session": "env-hook"}, headers=ADMIN)
+    assert no_value.status == 400 and (await no_value.json())["error"]["field"] == "secret"
     # Replaced with a reference, the stored value goes; deleted, deliveries are 404.
     assert (await client.put("/hooks/gh", json=defined(secret_env="TEST_HOOK_SECRET"), headers=ADMIN)).status == 200
     assert json.loads(secrets.read_text()) == {}
