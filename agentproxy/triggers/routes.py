@@ -147,7 +147,8 @@ def openapi_paths() -> dict[str, Any]:
                        "secret_value (kept by the proxy as a secret, never shown).",
         "properties": {
             "scheme": {"type": "string", "enum": ["github", "hmac-sha256"]},
-            "secret_env": {"type": "string"}, "secret": {"type": "string", "pattern": "^env:"},
+            "secret_env": {"type": "string"}, "secret": {"type": "string", "pattern": "^(env:.+|stored)$",
+                       "description": "env:NAME, or stored: keep the value stored before"},
             "secret_value": {"type": "string", "minLength": 1, "maxLength": 4096, "writeOnly": True},
             "header": {"type": "string"}, "delivery_header": {"type": "string"},
             "match": {"type": "object", "properties": {
