@@ -17,7 +17,6 @@ from ..teams.routes import TeamRoutes
 from ..teams.signin import SignInRoutes, openapi_paths as signin_openapi_paths
 from ..teams.tokens import TokenVerifier
 from ..triggers.config import triggers_of
-from ..triggers.routes import openapi_paths as trigger_openapi_paths
 from ..triggers.service import install as install_triggers
 from . import compat, ui
 from .agents import AgentRoutes
@@ -95,14 +94,12 @@ def create_app(
     add(HookRoutes(ctx).routes())
     add(Health(backend).routes())
     add(ui.routes())
-    triggers = triggers_of(settings)
-    trigger_paths = trigger_openapi_paths() if triggers.enabled else {}
-    if triggers.enabled:
-        install_triggers(app, ctx, triggers, add)
+    # Always: hooks may be defined through the API when the settings define none.
+    install_triggers(app, ctx, triggers_of(settings), add)
     add([
         web.get("/metrics", ctx.metrics.handle, allow_head=False),
         web.get("/openapi.json", openapi_handler(
-            auth.enabled, {**compat.openapi_paths(settings), **trigger_paths, **signin_paths},
+            auth.enabled, {**compat.openapi_paths(settings), **signin_paths},
             settings=settings, backend=backend), allow_head=False),
     ])
     compat.install(app, ctx)  # last: agentproxy's own routes keep priority

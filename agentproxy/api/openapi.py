@@ -366,6 +366,12 @@ def _team_ops() -> dict[str, Any]:
     }
 
 
+def _trigger_ops() -> dict[str, Any]:
+    from ..triggers.routes import openapi_paths  # the triggers' routes are always served
+
+    return openapi_paths()
+
+
 def openapi_document(auth: bool = True, extra_paths: dict[str, Any] | None = None, *,
                      settings: Settings | None = None, agent_types: list[str] | None = None,
                      secrets_refused: bool = False) -> dict[str, Any]:
@@ -377,7 +383,8 @@ def openapi_document(auth: bool = True, extra_paths: dict[str, Any] | None = Non
         "openapi": "3.1.0",
         "info": {"title": "agentproxy", "version": __version__,
                  "description": "Run, supervise and proxy AI coding agents (agentapi servers)."},
-        "paths": {**_agent_ops(), **_other_ops(), **_team_ops(), **dashboard_paths(), **(extra_paths or {})},
+        "paths": {**_agent_ops(), **_other_ops(), **_team_ops(), **dashboard_paths(), **_trigger_ops(),
+                  **(extra_paths or {})},
         "components": {
             "schemas": _schemas(_create_schema(settings, agent_types, secrets_refused)),
             "securitySchemes": {

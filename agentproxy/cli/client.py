@@ -103,11 +103,13 @@ def register(subparsers: Any) -> None:
     _output_option(profiles)
     profiles.set_defaults(handler=_handler("profiles"))
 
-    for verb, text in (("hooks", "list the server's inbound webhooks (admins)"),
+    for verb, text in (("hooks", "list the server's inbound webhooks (admins); put, rm: define, delete"),
                        ("schedules", "list the server's schedules, their last and next tick (admins)")):
         listing = verbs.add_parser(verb, parents=[conn], help=text)
         _output_option(listing)
         listing.set_defaults(handler=_handler(verb))
+        if verb == "hooks":
+            _hook_verbs(listing, conn, type(agents))
     deliveries = verbs.add_parser("deliveries", parents=[conn], help="list recent deliveries of hooks, schedules "
                                   "and notifications (admins)")
     deliveries.add_argument("--kind", choices=("hook", "schedule", "notification"), help="only this kind")
@@ -201,6 +203,21 @@ def _agent_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("agent", metavar="AGENT", help="agent id")
 
 
+def _hook_verbs(hooks: argparse.ArgumentParser, conn: argparse.ArgumentParser, parser_class: Any) -> None:
+    """``agents hooks put ID --file FILE`` and ``agents hooks rm ID`` (``agents hooks`` alone lists)."""
+    verbs = hooks.add_subparsers(dest="hook_verb", required=False, metavar="VERB", parser_class=parser_class)
+    put = verbs.add_parser("put", parents=[conn], help="define or replace a hook from a YAML or JSON file (admins)",
+                           description="Define or replace hook ID from FILE: the fields of a hook in "
+                                       "triggers.hooks, the secret as secret_env or secret_value.")
+    put.add_argument("id", metavar="ID", help="the hook's id (POST /hooks/ID)")
+    put.add_argument("-f", "--file", required=True, metavar="FILE", help="the hook's fields, YAML or JSON ('-': stdin)")
+    _output_option(put)
+    put.set_defaults(handler=_handler("hook_put"))
+    rm = verbs.add_parser("rm", parents=[conn], help="delete a hook defined through the API (admins)")
+    rm.add_argument("id", metavar="ID", help="the hook's id")
+    rm.set_defaults(handler=_handler("hook_rm"))
+
+
 def _output_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", choices=FORMATS, default="table", help="output format (default: table)")
 
@@ -265,7 +282,7 @@ async def _dispatch(name: str, args: argparse.Namespace, server: str, key: str |
                     raise UsageProblem("-m: the message is empty")
                 return await chat.send_one(client, args.session, args.agent, args.message, args.timeout)
             return await chat.interactive(client, args.session, args.agent)
-        module = triggers if name in ("hooks", "schedules", "deliveries") else agents
+        module = triggers if name in ("hooks", "hook_put", "hook_rm", "schedules", "deliveries") else agents
         command: Callable[..., Awaitable[int]] = getattr(module, name)
         return await command(client, args)
 

@@ -1,14 +1,17 @@
-"""``agentproxy agents hooks|schedules|deliveries``: the triggers of a server, as tables."""
+"""``agentproxy agents hooks|schedules|deliveries``: the triggers of a server, as tables; and
+``agents hooks put ID --file FILE`` / ``agents hooks rm ID``: hooks defined at run time."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import quote
 
 from . import output
-from .errors import EXIT_OK
+from .errors import EXIT_OK, UsageProblem
 from .http import ApiClient
 
 
@@ -16,17 +19,57 @@ def _when(at: float | None) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S") if at else ""
 
 
+def _hook_table(hooks: list[dict[str, Any]]) -> str:
+    rows = [[h["id"], h["scheme"], ",".join(h["match"]["events"]) or "any", ",".join(h["match"]["labels"]) or "",
+             h.get("owner") or "", h.get("profile") or h.get("agent") or "", h["reuse"], str(h["max_running"] or ""),
+             h.get("source") or ""]
+            for h in hooks]
+    return output.terminal_safe(output.table(rows, ("HOOK", "SCHEME", "EVENTS", "LABELS", "OWNER", "RUNS", "REUSE",
+                                                    "MAX", "SOURCE")))
+
+
 async def hooks(client: ApiClient, args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    """List the hooks: id, scheme, what they match, who they run as."""
+    """List the hooks: id, scheme, what they match, who they run as, where they are defined."""
     answer = await client.request("GET", "/hooks")
     if args.output != "table":
         out.write(output.dump(answer, args.output))
         return EXIT_OK
-    rows = [[h["id"], h["scheme"], ",".join(h["match"]["events"]) or "any", ",".join(h["match"]["labels"]) or "",
-             h.get("owner") or "", h.get("profile") or h.get("agent") or "", h["reuse"], str(h["max_running"] or "")]
-            for h in answer["hooks"]]
-    out.write(output.terminal_safe(output.table(rows, ("HOOK", "SCHEME", "EVENTS", "LABELS", "OWNER", "RUNS",
-                                                       "REUSE", "MAX"))))
+    out.write(_hook_table(answer["hooks"]))
+    return EXIT_OK
+
+
+def _definition(path: str) -> Any:
+    """The hook's fields from a YAML or JSON file (JSON is YAML); a one-line error otherwise."""
+    import yaml
+
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        data = yaml.safe_load(text)
+    except OSError as exc:
+        raise UsageProblem(f"--file: {exc.strerror or exc}: {path}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise UsageProblem(f"--file: not YAML or JSON{where}: {path}") from None
+    if not isinstance(data, dict):
+        raise UsageProblem(f"--file: must hold a mapping of hook fields: {path}")
+    return data
+
+
+async def hook_put(client: ApiClient, args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    """Define or replace a hook from a file (the server checks it; its error names the field)."""
+    answer = await client.request("PUT", f"/hooks/{quote(args.id, safe='')}", json_body=_definition(args.file))
+    if args.output != "table":
+        out.write(output.dump(answer, args.output))
+        return EXIT_OK
+    out.write(_hook_table([answer]))
+    return EXIT_OK
+
+
+async def hook_rm(client: ApiClient, args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    """Delete a hook defined through the API."""
+    await client.request("DELETE", f"/hooks/{quote(args.id, safe='')}", text=True)
+    out.write(f"deleted hook {args.id}\n")
     return EXIT_OK
 
 

@@ -10,7 +10,12 @@ Modules:
 - :mod:`.signatures`: HMAC-SHA256 signatures of deliveries in (GitHub's and a generic header) and
   of notifications out (with a timestamp).
 - :mod:`.matching`: whether a hook acts on an event, what its template sees, the agent's id.
-- :mod:`.dedupe`: delivery ids seen before, kept in files across restarts.
+- :mod:`.dedupe`: delivery ids seen before, kept in files across restarts (and in k8s mode shared
+  by replicas: :mod:`agentproxy.backends.k8s.deliveries`).
+- :mod:`.defined`: hooks defined through the API, checked by the settings' rules, and their
+  secret-free stored form (pure); :mod:`.hookstore`: where they are kept in local mode (files of
+  the data directory; k8s mode: :mod:`agentproxy.backends.k8s.hookstore`); :mod:`.hookbook`: the
+  hooks of the settings and of the store, read again on a miss and every few seconds.
 - :mod:`.hooks`: ``POST /hooks/{id}``.
 - :mod:`.schedules`: cron ticks in a time zone and the missed-tick policy (pure);
   :mod:`.claims`: which tick a replica claims, when a claim is stale, and the claims as JSON and
@@ -19,6 +24,7 @@ Modules:
 - :mod:`.notify`: which changes are news, to whom, how often, as what (pure);
   :mod:`.notifier`: follows the events and sends with retries and dead letters.
 - :mod:`.records`: the recent deliveries in and out.
-- :mod:`.routes`: ``GET /hooks``, ``/schedules``, ``/triggers/deliveries``, ``/triggers/dead-letters``.
+- :mod:`.routes`: ``GET /hooks``, ``/schedules``, ``/triggers/deliveries``, ``/triggers/dead-letters``;
+  ``PUT``, ``GET``, ``DELETE /hooks/{id}``.
 - :mod:`.service`: all of it wired into the app.
 """

@@ -51,13 +51,17 @@ class TriggersError(ValueError):
 
 @dataclass(frozen=True)
 class SecretRef:
-    """Where a secret is: an environment variable of the proxy or a file (never the value)."""
+    """Where a secret is: an environment variable of the proxy, a file, or (``stored``) the store
+    of hooks defined through the API (never the value)."""
 
     env: str | None = None
     file: str | None = None
+    stored: bool = False
 
     def describe(self) -> str:
         """Where it is, for listings and messages (never the value)."""
+        if self.stored:
+            return "stored"
         return f"env:{self.env}" if self.env else f"file:{self.file}"
 
 
@@ -274,7 +278,7 @@ def _count(raw: dict[str, Any], key: str, path: str) -> int:
     return value
 
 
-def _hook(hook_id: str, value: Any, agent_types: Any, prompt_max: int) -> Hook:
+def _hook(hook_id: str, value: Any, agent_types: Any, prompt_max: int, stored_secret: bool = False) -> Hook:
     path = f"triggers.hooks.{hook_id}"
     if not ID.fullmatch(hook_id):
         raise TriggersError(path, f"hook {ID_RULE}")
@@ -288,11 +292,19 @@ def _hook(hook_id: str, value: Any, agent_types: Any, prompt_max: int) -> Hook:
     for key, item in (("header", header), ("delivery_header", delivery)):
         if not isinstance(item, str) or not HEADER.fullmatch(item):
             raise TriggersError(f"{path}.{key}", "must be an HTTP header name")
-    secret = _secret(raw, path, required=True)
+    secret = SecretRef(stored=True) if stored_secret else _secret(raw, path, required=True)
     assert secret is not None
     run = _run(raw, path, f"hook-{hook_id}", agent_types, prompt_max)
     return Hook(hook_id, secret, run, scheme, header, delivery, _match(raw.get("match"), f"{path}.match"),
                 _one_of(raw, "reuse", REUSE, path), _count(raw, "max_running", path))
+
+
+def parse_hook(hook_id: str, raw: Mapping[str, Any], agent_types: Any = None, prompt_max: int = MAX_PROMPT,
+               stored_secret: bool = False) -> Hook:
+    """One hook checked by the rules of ``triggers.hooks`` (a hook defined through the API is held
+    to the same ones); with ``stored_secret``, its secret is the one the hooks' store keeps rather
+    than a reference in ``raw``. :class:`TriggersError` names ``triggers.hooks.ID.FIELD``."""
+    return _hook(hook_id, dict(raw), agent_types, prompt_max, stored_secret)
 
 
 def _schedule(schedule_id: str, value: Any, agent_types: Any, prompt_max: int) -> Schedule:

@@ -4,8 +4,13 @@ A delivery is *claimed* while it is handled (a second copy arriving meanwhile is
 then either *kept* (handled: its id is appended to the hook's file, one id a line, so a proxy
 started again knows it) or *released* (it failed before anything was made: the sender may try
 again). Each hook's file keeps the last :data:`KEEP` ids; older ones are dropped when the file
-is compacted at start. In k8s mode (several replicas, no shared disk) the agent's id, made from
-the delivery id, keeps a duplicate from making a second agent (see
+is compacted at start.
+
+In k8s mode (several replicas, no shared disk) a :class:`SharedDeliveries` is asked too, once
+this replica's own log finds the id new: one small Lease per delivery id in the agents'
+namespace, created conditionally, so that two replicas given the same delivery agree on which
+handles it (:mod:`agentproxy.backends.k8s.deliveries`). The agent's id, made from the delivery
+id, still keeps a duplicate from making a second agent once the shared record is swept (see
 :func:`~agentproxy.triggers.matching.agent_id_for`).
 """
 
@@ -14,6 +19,7 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from pathlib import Path
+from typing import Protocol
 
 KEEP = 100_000
 """Delivery ids remembered per hook."""
@@ -88,3 +94,17 @@ class DeliveryLog:
     def release(self, hook: str, delivery: str) -> None:
         """The claimed delivery failed before anything was made: a retry is welcome."""
         self._claimed.discard((hook, self.normal(delivery)))
+
+
+class SharedDeliveries(Protocol):
+    """Delivery ids every replica shares (k8s mode): claimed by one replica at a time."""
+
+    async def claim(self, hook: str, delivery: str) -> bool:
+        """True when this replica handles ``delivery`` now; False when another handled it, or
+        handles it now."""
+
+    async def keep(self, hook: str, delivery: str) -> None:
+        """The claimed delivery was handled: a redelivery to any replica is a duplicate."""
+
+    async def release(self, hook: str, delivery: str) -> None:
+        """The claimed delivery failed before anything was made: any replica may take a retry."""

@@ -32,8 +32,9 @@ from ..backends.base import AgentState, AgentStatus, NotFound
 from ..backends.suspension import API
 from ..launch import AGENTAPI_HOST
 from ..teams.http import team_spec
-from .config import Hook, SecretMissing, secret_of
-from .dedupe import DeliveryLog
+from .config import Hook, SecretMissing
+from .dedupe import DeliveryLog, SharedDeliveries
+from .hookbook import HookBook
 from .matching import Event, agent_id_for, mismatch
 from .records import Recent
 from .signatures import signature_valid
@@ -66,11 +67,13 @@ def principal_for(ctx: ApiContext, owner: str | None) -> Principal:
 class HookRoutes:
     """The inbound webhooks of one application."""
 
-    def __init__(self, ctx: ApiContext, hooks: dict[str, Hook], deliveries: DeliveryLog, recent: Recent,
-                 http: Any) -> None:
+    def __init__(self, ctx: ApiContext, hooks: HookBook, deliveries: DeliveryLog, recent: Recent,
+                 http: Any, shared: SharedDeliveries | None = None) -> None:
         self.ctx = ctx
         self.hooks = hooks
         self.deliveries = deliveries
+        self.shared = shared
+        """The delivery ids every replica shares (k8s mode), checked after this replica's own."""
         self.recent = recent
         self.http = http
         """A callable giving the shared :class:`aiohttp.ClientSession` (open while the app runs)."""
@@ -84,13 +87,13 @@ class HookRoutes:
 
     async def receive(self, request: web.Request) -> web.Response:
         """Check, match and act on one delivery (see the module's text)."""
-        hook = self.hooks.get(request.match_info["hook"])
+        hook = await self.hooks.find(request.match_info["hook"])
         if hook is None:
             raise ApiError(404, "no such hook", field="hook")
         started = time.monotonic()
         body = await _body(request, self.ctx.settings.server.max_body)
         try:
-            secret = secret_of(hook.secret)
+            secret = self.hooks.secret(hook)
         except SecretMissing as exc:
             log.warning("hook %s cannot check signatures: %s", hook.id, exc)
             raise ApiError(503, f"hook {hook.id!r} has no secret configured on this proxy", field="hook") from None
@@ -106,7 +109,7 @@ class HookRoutes:
             raise ApiError(400, "the body must be a JSON object", code="invalid_json")
         delivery = request.headers.get(hook.delivery_header) or "sha256:" + hashlib.sha256(body).hexdigest()
         event = Event(request.headers.get(EVENT_HEADERS[hook.scheme]), delivery, payload)
-        if not self.deliveries.claim(hook.id, delivery):
+        if not await self._claim(hook, delivery):
             self.recent.add("hook", hook.id, status=200, result="duplicate", delivery=delivery)
             return web.json_response({"hook": hook.id, "delivery": DeliveryLog.normal(delivery), "duplicate": True})
         kept = False
@@ -125,6 +128,35 @@ class HookRoutes:
                 self.deliveries.keep_id(hook.id, delivery)
             else:
                 self.deliveries.release(hook.id, delivery)
+            if self.shared is not None:
+                await self._settle(hook, delivery, kept)
+
+    async def _claim(self, hook: Hook, delivery: str) -> bool:
+        """True when this replica handles ``delivery`` now: new to it, and (k8s mode) to every replica."""
+        if not self.deliveries.claim(hook.id, delivery):
+            return False
+        if self.shared is None:
+            return True
+        try:
+            mine = await self.shared.claim(hook.id, DeliveryLog.normal(delivery))
+        except BaseException:
+            self.deliveries.release(hook.id, delivery)
+            raise
+        if not mine:
+            self.deliveries.release(hook.id, delivery)
+        return mine
+
+    async def _settle(self, hook: Hook, delivery: str, kept: bool) -> None:
+        """Tell the other replicas the delivery was handled (or may be tried again)."""
+        assert self.shared is not None
+        try:
+            if kept:
+                await asyncio.shield(self.shared.keep(hook.id, DeliveryLog.normal(delivery)))
+            else:
+                await asyncio.shield(self.shared.release(hook.id, DeliveryLog.normal(delivery)))
+        except Exception as exc:  # noqa: BLE001 - the answer stands; an open claim is taken over once stale
+            log.warning("hook %s: the shared record of delivery %s was not updated: %s", hook.id,
+                        DeliveryLog.normal(delivery), type(exc).__name__)
 
     async def _act(self, hook: Hook, event: Event) -> tuple[dict[str, Any], int]:
         reason = mismatch(hook, event)

@@ -1,5 +1,7 @@
 """What the triggers show: ``GET /hooks``, ``GET /schedules``, ``GET /triggers/deliveries`` and
-``GET /triggers/dead-letters``. No answer holds a secret, a secret's value or a payload."""
+``GET /triggers/dead-letters``; and hooks defined at run time: ``PUT``, ``GET`` and ``DELETE
+/hooks/{id}`` (admins only, as the listings). No answer holds a secret, a secret's value or a
+payload."""
 
 from __future__ import annotations
 
@@ -13,6 +15,9 @@ from ..api import params
 from ..api.auth import principal_of
 from ..api.errors import ApiError
 from .claims import Entry
+from .config import Hook
+from .defined import DefinitionError, id_problem
+from .hookbook import SettingsHook
 from .schedules import next_tick
 
 if TYPE_CHECKING:
@@ -34,17 +39,66 @@ class TriggerRoutes:
         return [web.get("/hooks", self.hooks, allow_head=False),
                 web.get("/schedules", self.schedules, allow_head=False),
                 web.get("/triggers/deliveries", self.deliveries, allow_head=False),
-                web.get("/triggers/dead-letters", self.dead_letters, allow_head=False)]
+                web.get("/triggers/dead-letters", self.dead_letters, allow_head=False),
+                web.put("/hooks/{hook}", self.put_hook),
+                web.get("/hooks/{hook}", self.get_hook, allow_head=False),
+                web.delete("/hooks/{hook}", self.delete_hook)]
 
     @staticmethod
     def _admin(request: web.Request) -> None:
         if not principal_of(request).admin:
             raise ApiError(403, "only admins see the triggers and their deliveries", field="Authorization")
 
+    def _summary(self, hook: Hook) -> dict[str, Any]:
+        return {**hook.summary(), "source": self.service.book.source(hook.id)}
+
     async def hooks(self, request: web.Request) -> web.Response:
-        """``GET /hooks``: every hook, where its secret is (never the secret)."""
+        """``GET /hooks``: every hook, where its secret is (never the secret), and where it is
+        defined (``settings`` or ``api``)."""
         self._admin(request)
-        return web.json_response({"hooks": [h.summary() for h in self.service.triggers.hooks.values()]})
+        return web.json_response({"hooks": [self._summary(h) for h in await self.service.book.all()]})
+
+    @staticmethod
+    def _hook_id(request: web.Request) -> str:
+        hook_id = request.match_info["hook"]
+        problem = id_problem(hook_id)
+        if problem:
+            raise ApiError(400, f"hook: {problem}", code="invalid", field="hook")
+        return hook_id
+
+    async def put_hook(self, request: web.Request) -> web.Response:
+        """``PUT /hooks/{id}``: define (201) or replace (200) a hook; a bad definition is 400
+        naming the field and changes nothing."""
+        self._admin(request)
+        hook_id = self._hook_id(request)
+        body = await params.json_object(request)
+        try:
+            hook, new = await self.service.book.put(hook_id, body)
+        except DefinitionError as exc:
+            raise ApiError(400, str(exc), code="invalid", field=exc.field) from None
+        except SettingsHook as exc:
+            raise ApiError(409, str(exc), code="conflict", field="hook") from None
+        return web.json_response(self._summary(hook), status=201 if new else 200)
+
+    async def get_hook(self, request: web.Request) -> web.Response:
+        """``GET /hooks/{id}``: one hook, as the listing shows it."""
+        self._admin(request)
+        hook = await self.service.book.find(self._hook_id(request))
+        if hook is None:
+            raise ApiError(404, "no such hook", field="hook")
+        return web.json_response(self._summary(hook))
+
+    async def delete_hook(self, request: web.Request) -> web.Response:
+        """``DELETE /hooks/{id}``: remove a hook defined through the API (204)."""
+        self._admin(request)
+        hook_id = self._hook_id(request)
+        try:
+            found = await self.service.book.delete(hook_id)
+        except SettingsHook as exc:
+            raise ApiError(409, str(exc), code="conflict", field="hook") from None
+        if not found:
+            raise ApiError(404, "no such hook", field="hook")
+        return web.Response(status=204)
 
     async def schedules(self, request: web.Request) -> web.Response:
         """``GET /schedules``: every schedule, its next tick and what the store says of it."""
@@ -81,12 +135,32 @@ class TriggerRoutes:
 
 
 def openapi_paths() -> dict[str, Any]:
-    """The OpenAPI paths of the triggers' routes (served when a trigger is configured)."""
+    """The OpenAPI paths of the triggers' routes."""
     from ..api.openapi import OPEN, _errors, _json, _path_param, _query
 
     listing = {"type": "object"}
     hook_id = _path_param("hook", {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]{0,22}[a-z0-9])?$"},
-                          "The hook's id (triggers.hooks).")
+                          "The hook's id (triggers.hooks, or defined through PUT).")
+    definition = {
+        "type": "object", "required": ["prompt"],
+        "description": "The fields of a hook in triggers.hooks; the secret as secret_env (or secret: env:NAME) or "
+                       "secret_value (kept by the proxy as a secret, never shown).",
+        "properties": {
+            "scheme": {"type": "string", "enum": ["github", "hmac-sha256"]},
+            "secret_env": {"type": "string"}, "secret": {"type": "string", "pattern": "^(env:.+|stored)$",
+                       "description": "env:NAME, or stored: keep the value stored before"},
+            "secret_value": {"type": "string", "minLength": 1, "maxLength": 4096, "writeOnly": True},
+            "header": {"type": "string"}, "delivery_header": {"type": "string"},
+            "match": {"type": "object", "properties": {
+                "events": {"type": "array", "items": {"type": "string"}},
+                "repositories": {"type": "array", "items": {"type": "string"}},
+                "actions": {"type": "array", "items": {"type": "string"}},
+                "labels": {"type": "array", "items": {"type": "string"}}, "when": {"type": "string"}}},
+            "profile": {"type": "string"}, "owner": {"type": "string"}, "agent": {"type": "string"},
+            "session": {"type": "string"}, "prompt": {"type": "string"},
+            "reuse": {"type": "string", "enum": ["none", "issue"]},
+            "max_running": {"type": "integer", "minimum": 0}}}
+    shown = _json({"type": "object"}, "The hook as GET /hooks shows it (source: api).")
     return {
         "/hooks/{hook}": {"post": {
             "operationId": "deliverHook", "summary": "An inbound webhook delivery", **OPEN,
@@ -98,7 +172,20 @@ def openapi_paths() -> dict[str, Any]:
             "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
             "responses": {"202": _json({"type": "object"}, "The agent, with hook, reused and result."),
                           "200": _json({"type": "object"}, "Duplicate, or not matched (with the reason)."),
-                          **_errors("400", "401", "404", "413", "422", "429", "503")}}},
+                          **_errors("400", "401", "404", "413", "422", "429", "503")}},
+            "put": {"operationId": "putHook", "summary": "Define or replace a hook (admins)",
+                    "description": "Checked as a hook of the settings; a bad definition is 400 naming the field "
+                                   "and changes nothing. A hook of the settings cannot be replaced (409).",
+                    "parameters": [hook_id],
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": definition}}},
+                    "responses": {"201": shown, "200": shown,
+                                  **_errors("400", "401", "403", "409", "413", "415", "503")}},
+            "get": {"operationId": "getHook", "summary": "One hook (admins)", "parameters": [hook_id],
+                    "responses": {"200": shown, **_errors("400", "401", "403", "404", "503")}},
+            "delete": {"operationId": "deleteHook", "summary": "Delete a hook defined through the API (admins)",
+                       "parameters": [hook_id],
+                       "responses": {"204": {"description": "Deleted."},
+                                     **_errors("400", "401", "403", "404", "409", "503")}}},
         "/hooks": {"get": {"operationId": "listHooks", "summary": "The hooks (admins)",
                            "responses": {"200": _json(listing, "Every hook; where its secret is, never the secret."),
                                          **_errors("401", "403")}}},

@@ -23,9 +23,11 @@ from aiohttp import web
 from ..api.context import ApiContext
 from ..backends.base import AgentStatus, NotFound
 from ..teams.http import team_spec
-from .config import Schedule, Triggers
-from .dedupe import DeliveryLog
+from .config import MAX_PROMPT, Schedule, Triggers
+from .dedupe import DeliveryLog, SharedDeliveries
+from .hookbook import HookBook
 from .hooks import TAG, HookRoutes, principal_for
+from .hookstore import HookStore, LocalHookStore
 from .notifier import Notifier
 from .records import Recent, RecentCollector
 from .routes import TriggerRoutes
@@ -39,6 +41,11 @@ BUSY = (AgentStatus.PENDING, AgentStatus.STARTING)
 def state_dir(settings: Any) -> Path:
     """Where local mode keeps the triggers' files: ``<data dir>/triggers``."""
     return Path(os.path.expanduser(settings.local_mode.data_dir)).absolute() / "triggers"
+
+
+def _replica() -> str:
+    """This proxy's name among replicas: ``<host>-<pid>`` (a pod's host name is the pod's name)."""
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 def schedule_agent_id(schedule: Schedule, tick: datetime) -> str:
@@ -56,17 +63,27 @@ class TriggerService:
         self.client: aiohttp.ClientSession | None = None
         root = state_dir(ctx.settings)
         self.deliveries = DeliveryLog(root / "deliveries")
-        self.hooks = HookRoutes(ctx, dict(triggers.hooks), self.deliveries, self.recent, self.http)
+        # k8s mode: a ConfigMap and a Secret, and a Lease per delivery id, which replicas sharing no
+        # disk share; else files of the data directory.
+        shared_store = getattr(ctx.backend, "hook_store", None)
+        store: HookStore = shared_store() if shared_store is not None else LocalHookStore(root)
+        section = getattr(ctx.settings, "triggers", None)
+        self.book = HookBook(triggers.hooks, store, getattr(getattr(ctx.settings, "agents", None), "commands", None),
+                             getattr(section, "prompt_max", MAX_PROMPT))
+        claims = getattr(ctx.backend, "delivery_claims", None)
+        self.shared: SharedDeliveries | None = claims(replica or _replica()) if claims is not None else None
+        self.hooks = HookRoutes(ctx, self.book, self.deliveries, self.recent, self.http, self.shared)
         self.notifier = Notifier(ctx.backend, triggers.notifications, triggers.delivery, self.recent, self.http)
         self.scheduler: Scheduler | None = None
         if triggers.schedules:
             # k8s mode: Leases in the agents' namespace, which replicas sharing no disk share; else the
             # data directory's file, which every proxy sharing that directory shares.
             shared = getattr(ctx.backend, "schedule_claims", None)
-            store: Store = shared() if shared is not None else ClaimStore(root)
-            self.scheduler = Scheduler(dict(triggers.schedules), store, self.fire,
-                                       replica or f"{socket.gethostname()}-{os.getpid()}", recent=self.recent)
+            claim_store: Store = shared() if shared is not None else ClaimStore(root)
+            self.scheduler = Scheduler(dict(triggers.schedules), claim_store, self.fire, replica or _replica(),
+                                       recent=self.recent)
         self._loop: asyncio.Task[Any] | None = None
+        self._sweep: asyncio.Task[Any] | None = None
 
     def http(self) -> aiohttp.ClientSession:
         """The shared client (open while the app runs)."""
@@ -115,13 +132,20 @@ class TriggerService:
         self.notifier.start()
         if self.scheduler is not None:
             self._loop = asyncio.create_task(self.scheduler.run_forever())
+        sweep = getattr(self.shared, "sweep_forever", None)
+        if sweep is not None:
+            async def any_hooks() -> bool:
+                return bool(await self.book.all())
+
+            self._sweep = asyncio.create_task(sweep(wanted=any_hooks))
         try:
             yield
         finally:
-            if self._loop is not None:
-                self._loop.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._loop
+            for task in (self._loop, self._sweep):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await self.notifier.close()
             await self.hooks.close()
             await self.client.close()
@@ -129,7 +153,7 @@ class TriggerService:
 
 
 TRIGGERS = web.AppKey("agentproxy.triggers", TriggerService)
-"""Where the app keeps its :class:`TriggerService` (absent when no trigger is configured)."""
+"""Where the app keeps its :class:`TriggerService`."""
 
 
 def install(app: web.Application, ctx: ApiContext, triggers: Triggers, add: Any) -> TriggerService:

@@ -41,7 +41,8 @@ CASES = [(resource, verb) for rule in render_rbac(settings_for("x"), ACCOUNT)[1]
 
 async def _life(backend: K8sBackend, peer: K8sBackend) -> str:
     """An agent's life under the proxy's credentials: start (list, watch); a schedule's tick
-    claimed through its Lease by one of two replicas; an agent created by two
+    claimed through its Lease by one of two replicas; a hook defined, and a delivery claimed
+    through its Lease; an agent created by two
     proxy replicas at once with different specs (the claim: one wins, the other reads the
     claim and answers 409); server-side apply; ready; logs; delete with purge.
     Returns "ok", or the message of the first 403."""
@@ -64,6 +65,18 @@ async def _life(backend: K8sBackend, peer: K8sBackend) -> str:
         if await peer.schedule_claims().update("life", lambda e: claim_tick(schedule, e, tick, "r2")) != tick:
             return "the schedule's tick was not claimed"
         await peer.schedule_claims().update("life", lambda e: (finish(e, tick), None))
+        # A hook defined through the API (its ConfigMap and Secret: get, create, patch), and a
+        # delivery claimed through its Lease by one replica (create), refused to the other (get),
+        # marked handled (update), and the old deliveries swept (deletecollection).
+        await backend.hook_store().put("life", {"prompt": "p", "secret": "stored"}, "life-hook-value")
+        if (await peer.hook_store().read())[1] != {"life": "life-hook-value"}:
+            return "the hook defined through one replica is not read by the other"
+        mine, theirs = backend.delivery_claims("r1"), peer.delivery_claims("r2")
+        if not await mine.claim("life", "d1") or await theirs.claim("life", "d1"):
+            return "a delivery was claimed by both replicas, or by neither"
+        await mine.keep("life", "d1")
+        await theirs.sweep()
+        assert await backend.hook_store().delete("life")
         # The owner's credential, in the Secret of its holder (get, create, patch); the agent's
         # own Secret is applied from it at the create.
         holder = Holder("user", "life-owner")

@@ -26,6 +26,9 @@ The I/O behind them:
 - :mod:`.ledger`: the quota ledger, the creates of every replica reserved by conditional writes.
 - :mod:`.leases`: the schedules' claims, one Lease per schedule written by conditional writes, so
   each tick is fired by one replica.
+- :mod:`.hookstore`: hooks defined through the API, in a ConfigMap (definitions) and a Secret
+  (secret values); :mod:`.deliveries`: hook delivery ids shared by replicas, one Lease each,
+  created conditionally and swept by label.
 - :mod:`.secrets`: the teams' credentials in Secrets (one per user or group, one per agent).
 - :mod:`.upkeep`: the backend's counters and checks beside its agents.
 - :mod:`.pool`: the warm pools: members made, claimed, bound and removed, refilled in the background

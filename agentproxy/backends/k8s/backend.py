@@ -56,7 +56,9 @@ from ..suspension import AgentActivity, Suspension
 from . import model, poolmembers, questions, steps, upkeep
 from .cache import NamespaceCache, event_agent
 from .client import Client, NamespaceMissing
+from .deliveries import DeliveryLeases
 from .health import ApiHealth
+from .hookstore import ClusterHookStore
 from .kinds import CONFIGMAP, EVENT, POD, PVC, SECRET, SERVICE, STATEFULSET, Kind, kind_of, path_of
 from .leases import ScheduleLeases
 from .ledger import QuotaLedger
@@ -387,6 +389,14 @@ class K8sBackend(Backend):
         """The schedules' claims, shared by every replica through Leases (see :mod:`.leases`)."""
         assert self.client is not None
         return ScheduleLeases(self.client, self.namespace, self.k8s.field_manager)
+
+    def hook_store(self) -> ClusterHookStore:
+        """Hooks defined through the API, in a ConfigMap and a Secret (see :mod:`.hookstore`)."""
+        return ClusterHookStore(lambda: self.client, self.namespace, self.k8s.field_manager)
+
+    def delivery_claims(self, replica: str) -> DeliveryLeases:
+        """Hook delivery ids shared by every replica, a Lease each (see :mod:`.deliveries`)."""
+        return DeliveryLeases(lambda: self.client, self.namespace, self.k8s.field_manager, replica)
 
     def credential_store(self) -> SecretCredentialStore:
         """The credentials of users and groups, in their Secrets (see :mod:`.secrets`)."""

@@ -42,8 +42,10 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance, positive_data_acceptance]
 
 # /hooks/waiting takes only a pod's token the API server vouches for: tests/e2e/test_waiting_k8s.py.
+# PUT /hooks/{hook}: a hook's prompt and match.when must be Jinja2 templates that compile in the
+# sandbox, a rule JSON Schema cannot state; tests/unit/triggers/test_hooks_api.py checks its answers.
 schema = schemathesis.openapi.from_dict(openapi_document(auth=False)).exclude(path="/events") \
-    .exclude(path="/hooks/waiting")
+    .exclude(path="/hooks/waiting").exclude(method="PUT", path="/hooks/{hook}")
 
 # Other limits, and k8s mode's refusal of secret-looking environment names.
 TIGHT = load_settings(overrides=[
