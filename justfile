@@ -278,6 +278,10 @@ bench-local *ARGS:
 # A restart of the proxy with N local agents: restart-to-/healthz and restart-to-all-ready (kill -9, same command)
 bench-restart *ARGS: agentapi
     python -m benchmarks.restart {{ ARGS }}
+# What a SIGKILL inside an agent's container loses: the launcher's saves against the answers (real agentapi, echo)
+bench-save-lag *ARGS: agentapi
+    python -m benchmarks.save_lag "$@"
+
 # Create-to-first-answer of Claude Code against echo in local mode, with --real-node also on the real node (the tests' model stand-in)
 bench-first-answer *ARGS: agentapi agents
     python -m benchmarks.first_answer "$@"
