@@ -301,7 +301,8 @@ class LocalPools:
             launch = agent_launch(spec, port=member.port, work_dir=str(work_dir),
                                   program=backend.agentapi_binary(), command=backend.command_of(spec))
             argv = [sys.executable, "-m", ENTRY_MODULE, "--bind", f"{HOST}:{member.bind_port}",
-                    "--token-file", str(token_path), "--work-dir", str(work_dir), "--", *launch.argv]
+                    "--token-file", str(token_path), "--work-dir", str(work_dir),
+                    *(["--prestart"] if pool.pool.prestart else []), "--", *launch.argv]
             env = agent_environment({}, {TAG_VARIABLE: member.tag})
             async with backend.launches:
                 member.process = await spawn_in_thread(argv, env=env, cwd=work_dir,

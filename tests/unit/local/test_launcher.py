@@ -110,7 +110,7 @@ def launch(tmp_path: Path, launcher: str) -> Iterator[Callable[..., Launched]]:
     started: list[Launched] = []
 
     def start(program: list[str], *, warm: bool = True, save_interval: float = 0.0, token_in_env: bool = False,
-              name: str = "a1", extra_env: dict[str, str] | None = None) -> Launched:
+              name: str = "a1", extra_env: dict[str, str] | None = None, prestart: bool = False) -> Launched:
         work = tmp_path / name
         work.mkdir()
         low, _ = port_block()
@@ -130,6 +130,8 @@ def launch(tmp_path: Path, launcher: str) -> Iterator[Callable[..., Launched]]:
                 token_file.write_text(token)
                 token_file.chmod(0o600)
                 argv += ["--token-file", str(token_file)]
+            if prestart:
+                argv.append("--prestart")
         argv += ["--", launcher, "server", "--port", str(agent_port), "--type", "custom",
                  "--state-file", state_file(str(work)), "--", *program]
         process = subprocess.Popen(argv, env=env, cwd=work, stdout=subprocess.DEVNULL,
@@ -285,6 +287,77 @@ def send(port: int, text: str) -> None:
     assert conn.getresponse().status == 200
     conn.close()
     wait(lambda: f"echo: {text}" in conversation(port), f"the answer to {text!r}")
+
+
+def health(port: int) -> str | None:
+    return (answers(port, "/healthz") or {}).get("state")
+
+
+def test_a_prestarted_member_runs_before_its_claim_and_the_binding_brings_its_first_message(launch):
+    member = launch(ECHO, save_interval=0.5, prestart=True)
+    # agentapi and the agent run before any binding; the member says it waits only once its
+    # agent is stable (a claim then finds it ready), "starting" before.
+    assert wait(lambda: answers(member.agent_port, "/status"), "agentapi before the claim")
+    states = set()
+    wait(lambda: states.add(health(member.bind_port)) or "waiting" in states, "the member to wait", timeout=60)
+    assert (answers(member.agent_port, "/status") or {}).get("status") == "stable"
+    assert states <= {"starting", "waiting", None}
+
+    # The binding's first message goes to the running agent: no new process.
+    pids = {p.pid for p in member.family()}
+    assert status_of(raw(member.bind_port, bind_request("not-the-token", b'{"env": {}}'))) == 401
+    body = json.dumps({"env": {"AGENTAPI_INITIAL_PROMPT": "hello early bird", "OWNER": "v"}}).encode()
+    assert status_of(raw(member.bind_port, bind_request(member.token, body))) == 200
+    wait(lambda: "echo: hello early bird" in conversation(member.agent_port), "the first answer")
+    assert {p.pid for p in member.family()} == pids
+    assert conversation(member.agent_port).count("hello early bird") == 1
+    wait(lambda: not listening(member.bind_port), "the listener to close once bound")
+    wait(lambda: "echo: hello early bird" in saved(member.work), "the conversation saved")
+
+
+def test_a_prestarted_member_that_starts_again_after_its_claim_does_not_repeat_its_first_message(launch):
+    """k8s mode: the claimed member's container starts again with its binding in its variables,
+    the first message among them; it is in the saved conversation already, so it is not sent again."""
+    member = launch(ECHO, save_interval=0.5, prestart=True, name="first")
+    wait(lambda: health(member.bind_port) == "waiting", "the member to wait", timeout=60)
+    body = json.dumps({"env": {"AGENTAPI_INITIAL_PROMPT": "only once"}}).encode()
+    assert status_of(raw(member.bind_port, bind_request(member.token, body))) == 200
+    wait(lambda: "echo: only once" in saved(member.work), "the conversation saved")
+    member.process.send_signal(signal.SIGTERM)
+    member.process.wait(timeout=30)
+
+    again = launch(ECHO, save_interval=0.5, prestart=True, name="again",
+                   extra_env={BOUND_VARIABLE: "1", "AGENTAPI_INITIAL_PROMPT": "only once"})
+    Path(state_file(str(again.work))).parent.mkdir(parents=True, exist_ok=True)
+    Path(state_file(str(again.work))).write_text(saved(member.work))
+    wait(lambda: "echo: only once" in conversation(again.agent_port), "the conversation back")
+    time.sleep(3)  # agentapi would have sent an initial prompt by now (stable for 2 s)
+    assert conversation(again.agent_port).count("only once") == 1
+
+
+def test_a_prestarted_member_bound_before_its_message_was_saved_sends_it_at_its_next_start(launch):
+    again = launch(ECHO, save_interval=0.5, prestart=True, name="unsaved",
+                   extra_env={BOUND_VARIABLE: "1", "AGENTAPI_INITIAL_PROMPT": "not lost"})
+    wait(lambda: "echo: not lost" in conversation(again.agent_port), "the first message sent at start")
+    assert not listening(again.bind_port)
+    time.sleep(3)
+    assert conversation(again.agent_port).count("not lost") == 1
+
+
+def test_the_startup_probe_of_a_prestarted_member_waits_for_its_agent(launch):
+    member = launch(ECHO, prestart=True, name="probe")
+    probe = [sys.executable, "-m", "agentproxy.restore", "--port", str(member.agent_port), "--state-file",
+             state_file(str(member.work)), "--timeout", "2", "--waiting-port", str(member.bind_port)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    wait(lambda: health(member.bind_port), "the listener")
+    results = []
+    while health(member.bind_port) == "starting":
+        code = subprocess.run(probe, env=env, capture_output=True, timeout=60).returncode
+        if health(member.bind_port) == "starting":  # starting from before the probe to after it
+            results.append(code)
+    wait(lambda: health(member.bind_port) == "waiting", "the member to wait")
+    assert subprocess.run(probe, env=env, capture_output=True, timeout=60).returncode == 0
+    assert results and set(results) == {1}, results  # its agent not stable yet: not started
 
 
 def test_a_cold_launcher_forwards_sigterm_and_exits_with_agentapi(launch):
