@@ -51,7 +51,10 @@ READY = "ready"
 """Its launcher waits for a binding: a claim can take it."""
 FAILED = "failed"
 """It did not come up; it is replaced."""
-MEMBER_STATES = (WARMING, READY, FAILED)
+STALE = "stale"
+"""Made for an earlier shape of its pool (its settings changed): no claim takes it, and it is
+replaced (counted in the metrics only)."""
+MEMBER_STATES = (WARMING, READY, FAILED, STALE)
 
 
 class PoolsError(ValueError):
@@ -244,11 +247,13 @@ def refill_plan(size: int, shape: str, members: Iterable[Member]) -> RefillPlan:
     return RefillPlan(make=size - len(kept), remove=tuple(remove))
 
 
-def counts(members: Iterable[Member], pools: Iterable[str]) -> dict[tuple[str, str], int]:
-    """Members by (pool, state), every state of every pool present (0 when none):
-    ``agentproxy_pool_members{pool,state}``."""
-    out = {(pool, state): 0 for pool in pools for state in MEMBER_STATES}
+def counts(members: Iterable[Member], shapes: Mapping[str, str]) -> dict[tuple[str, str], int]:
+    """Members by (pool, state), every state of every pool of ``shapes`` (its current shape by
+    name) present, 0 when none: ``agentproxy_pool_members{pool,state}``. A member of another
+    shape than its pool's is :data:`STALE` whatever it is doing: no claim takes it."""
+    out = {(pool, state): 0 for pool in shapes for state in MEMBER_STATES}
     for member in members:
-        key = (member.pool, member.state)
+        stale = member.pool in shapes and member.shape != shapes[member.pool]
+        key = (member.pool, STALE if stale else member.state)
         out[key] = out.get(key, 0) + 1
     return out

@@ -9,6 +9,7 @@ from agentproxy.pools import (
     COLD,
     FAILED,
     READY,
+    STALE,
     WARM,
     WARMING,
     Member,
@@ -186,7 +187,14 @@ def test_refill_always_ends_at_the_size(size, specs):
 
 
 def test_counts_cover_every_state_of_every_pool():
-    found = counts([Member("a", "p", "s", READY), Member("b", "p", "s", READY)], ["p", "q"])
+    found = counts([Member("a", "p", "s", READY), Member("b", "p", "s", READY)], {"p": "s", "q": "t"})
     assert found[("p", READY)] == 2
     assert found[("p", WARMING)] == 0
     assert found[("q", FAILED)] == 0
+    assert found[("q", STALE)] == 0
+
+
+def test_members_of_an_earlier_shape_count_as_stale_not_ready():
+    """Its settings changed: the old members are being replaced and no claim takes them."""
+    found = counts([Member("a", "p", "old", READY), Member("b", "p", "new", WARMING)], {"p": "new"})
+    assert found[("p", READY)] == 0 and found[("p", STALE)] == 1 and found[("p", WARMING)] == 1

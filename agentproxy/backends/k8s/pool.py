@@ -381,8 +381,8 @@ class K8sPools:
 
     def metrics(self) -> list[MetricSample]:
         """``agentproxy_pool_members{pool,state}`` and the claims this proxy served."""
-        found = counts(self.members(), self.pools)
-        out = [MetricSample("pool_members", "Members of each warm pool by state (warming, ready, failed).",
+        found = counts(self.members(), {name: pool.shape for name, pool in self.pools.items()})
+        out = [MetricSample("pool_members", "Members of each warm pool by state (warming, ready, failed, stale).",
                             "gauge", float(n), (("pool", pool), ("state", state)))
                for (pool, state), n in sorted(found.items())]
         out.append(MetricSample("pool_claims_total", "Creates served by a warm pool member.", "counter",

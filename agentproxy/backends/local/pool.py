@@ -354,8 +354,9 @@ class LocalPools:
 
     def metrics(self) -> list[MetricSample]:
         """``agentproxy_pool_members{pool,state}`` and the claims served."""
-        found = counts((m.view() for m in self.members.values()), self.pools)
-        out = [MetricSample("pool_members", "Members of each warm pool by state (warming, ready, failed).",
+        found = counts((m.view() for m in self.members.values()),
+                       {name: pool.shape for name, pool in self.pools.items()})
+        out = [MetricSample("pool_members", "Members of each warm pool by state (warming, ready, failed, stale).",
                             "gauge", float(n), (("pool", pool), ("state", state)))
                for (pool, state), n in sorted(found.items())]
         out.append(MetricSample("pool_claims_total", "Creates served by a warm pool member.", "counter",
