@@ -21,6 +21,10 @@ not a model's latency.
   again before its claim is timed (its refill is not part of the figure; it is the pool's
   job between claims).
 
+Every create waits ``--settle`` seconds (3) before it is timed: the agent of the one before
+is deleted, but its processes (on the real node: its pod's containers and volume) go on
+ending for a while and would take the CPU of a 2-core machine from whichever create is next.
+
 Needs agentapi (``bin/just agentapi``) and Claude Code (``bin/just agents``).
 Usage: ``python -m benchmarks.first_answer [--runs 5] [--real-node]``; run it alone on the machine.
 """
@@ -76,7 +80,7 @@ async def _pool_full(backend: Backend, pool: str) -> None:
 
 
 async def first_answer(backend: Backend, settings: Settings, client: aiohttp.ClientSession, agent_type: str,
-                       n: int) -> float:
+                       n: int, settle: float = 0.0) -> float:
     """Seconds from create until the answer to the first message is in the conversation (a
     claim from the pool for :data:`WARM`: a create that names no id)."""
     warm = agent_type in (WARM, PRESTARTED)
@@ -84,6 +88,9 @@ async def first_answer(backend: Backend, settings: Settings, client: aiohttp.Cli
     if warm:
         await _pool_full(backend, "early" if agent_type == PRESTARTED else "echo")
         agent_type = "echo"
+    # The previous create's agent is deleted, but its processes (a pod: its containers, its
+    # volume) go on ending for a while and take the CPU from this one: every row waits alike.
+    await asyncio.sleep(settle)
     message = f"first answer {n}"
     spec = build_spec(settings, "bench", None if warm else f"{agent_type}-{n}", agent_type, message=message,
                       resources=resources)
@@ -114,7 +121,8 @@ async def first_answer(backend: Backend, settings: Settings, client: aiohttp.Cli
         await backend.delete("bench", spec.id, purge=True)
 
 
-async def measure(backend: Backend, settings: Settings, runs: int, warm: bool = False) -> dict[str, list[float]]:
+async def measure(backend: Backend, settings: Settings, runs: int, warm: bool = False,
+                  settle: float = 0.0) -> dict[str, list[float]]:
     """Create-to-first-answer of ``runs`` agents of each type, alternating (and of as many
     claims from the pool when ``warm``)."""
     times: dict[str, list[float]] = {"echo": [], "claude": []}
@@ -124,7 +132,7 @@ async def measure(backend: Backend, settings: Settings, runs: int, warm: bool = 
     async with aiohttp.ClientSession() as client:
         for n in range(runs):
             for agent_type in times:
-                times[agent_type].append(await first_answer(backend, settings, client, agent_type, n))
+                times[agent_type].append(await first_answer(backend, settings, client, agent_type, n, settle))
     return times
 
 
@@ -152,7 +160,7 @@ async def local_mode(args: argparse.Namespace, agentapi: str) -> dict[str, list[
             backend = LocalBackend(settings)
             await backend.start()
             try:
-                return await measure(backend, settings, args.runs, args.warm)
+                return await measure(backend, settings, args.runs, args.warm, args.settle)
             finally:
                 await backend.close()
 
@@ -188,7 +196,7 @@ async def real_node(args: argparse.Namespace) -> dict[str, list[float]]:
             backend = K8sBackend(settings, client=Client(api))
             await backend.start()
             try:
-                return await measure(backend, settings, args.runs, args.warm)
+                return await measure(backend, settings, args.runs, args.warm, args.settle)
             finally:
                 await backend.close()
     finally:
@@ -260,6 +268,8 @@ if __name__ == "__main__":
     parser.add_argument("--agentapi", help="the agentapi binary (default: the one on PATH or in the cache)")
     parser.add_argument("--warm", action="store_true",
                         help="also claim a member of two pools of echo agents each run, one pre-started (claim-to-first-answer)")
+    parser.add_argument("--settle", type=float, default=3.0,
+                        help="seconds every create waits before it is timed, for the previous agent's end (default 3)")
     parser.add_argument("--real-node", action="store_true",
                         help="also on the test cluster's real node ($KUBECONFIG), after local mode")
     arguments = parser.parse_args()
