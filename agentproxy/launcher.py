@@ -18,9 +18,10 @@
    claim finds the program ready: the binding then brings only the first message, which the
    launcher sends through agentapi's ``POST /message`` once agentapi says ``stable``. The
    owner's other variables reach the program at its next start alone (a claimed member's
-   container that starts again is bound from its environment). A member is pre-started for
-   the agent types whose start is slow and that need no per-owner variable to start (the
-   echo demo; see the pools' documentation).
+   container that starts again is bound from its environment). A Claude Code member
+   (``--claude-home``) gets its key late: its home names an ``apiKeyHelper`` that prints a
+   file in a private directory of the launcher, written from the binding's
+   ``ANTHROPIC_API_KEY``; Claude Code runs the helper again after the model's first 401.
 2. **Preparing** a Claude Code agent's home (``--claude-home``, see :mod:`agentproxy.agenthome`),
    with the key the binding or the environment holds.
 3. **Running** agentapi as its child (stdin ``/dev/null``: agentapi would read a pipe to its
@@ -46,9 +47,11 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -548,10 +551,16 @@ def _wait_for_binding(address: str, token_file: str | None, signals: _Signals) -
 
 
 def _first_message_later(listener: BindingListener, token_file: str | None, port: int | None,
-                         child: subprocess.Popen[bytes]) -> None:
-    """A pre-started member: wait for the binding while the agent runs, then hand its first
-    message to agentapi (a thread's target)."""
+                         child: subprocess.Popen[bytes], key_file: str | None = None) -> None:
+    """A pre-started member: wait for the binding while the agent runs, write its key where
+    the agent's ``apiKeyHelper`` reads it, then hand its first message to agentapi (a thread's
+    target)."""
     binding = _await_binding(listener, token_file, lambda: child.poll() is not None)
+    if binding and key_file is not None:
+        try:
+            _write_key(key_file, binding)
+        except OSError as exc:
+            print(f"agentproxy: error: cannot write the agent's key: {exc.strerror or exc}", file=sys.stderr, flush=True)
     text = (binding or {}).get(INITIAL_PROMPT_VARIABLE)
     if text and port is not None:
         _send_first_message_logged(port, text, child)
@@ -564,16 +573,21 @@ def _send_first_message_logged(port: int, text: str, child: subprocess.Popen[byt
         print("agentproxy: error: agentapi never took the first message", file=sys.stderr, flush=True)
 
 
+KEY_VARIABLE = "ANTHROPIC_API_KEY"
+
+
 def _claude_home(work_dir: str, permission_mode: str | None, env: dict[str, str],
-                 waiting_hooks: bool = False) -> dict[str, str] | None:
+                 waiting_hooks: bool = False, key_file: str | None = None) -> dict[str, str] | None:
     """The variables of a Claude Code agent whose home is now prepared (None once the error
-    is printed): the key may have come with the binding, so ``env`` is the environment meanwhile."""
-    from .agenthome import QUIET_ENV, prepare_or_report
+    is printed): the key may have come with the binding, so ``env`` is the environment meanwhile.
+    ``key_file``: the home's ``apiKeyHelper`` prints that file (a pre-started member's key)."""
+    from .agenthome import QUIET_ENV, key_file_helper, prepare_or_report
     saved = dict(os.environ)
     os.environ.update(env)
     try:
-        home = prepare_or_report(work_dir, home=None, api_key_env="ANTHROPIC_API_KEY",
-                                 permission_mode=permission_mode, waiting_hooks=waiting_hooks)
+        home = prepare_or_report(work_dir, home=None, api_key_env=KEY_VARIABLE,
+                                 permission_mode=permission_mode, waiting_hooks=waiting_hooks,
+                                 api_key_helper=None if key_file is None else key_file_helper(key_file))
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -588,6 +602,14 @@ class _Start:
     env: dict[str, str]
     listener: BindingListener | None = None
     first_message: str | None = None
+    key_file: str | None = None
+    """A pre-started Claude Code member's key file (its ``apiKeyHelper`` prints it)."""
+
+
+def _write_key(path: str, env: Mapping[str, str]) -> None:
+    from .privatefile import write_private
+    if env.get(KEY_VARIABLE):
+        write_private(path, env[KEY_VARIABLE])
 
 
 def _prepare_start(args: argparse.Namespace, command: Sequence[str], port: int | None,
@@ -616,9 +638,16 @@ def _prepare_start(args: argparse.Namespace, command: Sequence[str], port: int |
         if not isinstance(binding, dict):
             return 0 if binding is None else binding
         start.env.update(binding)
+    if args.prestart and args.claude_home:
+        # Outside the volume, in a directory only this process's user can enter: the key is
+        # never on the agent's disk, and a container that starts again writes it again.
+        start.key_file = os.path.join(tempfile.mkdtemp(prefix="agentproxy-key-"), "api-key")
+        _write_key(start.key_file, start.env)
     if args.claude_home:
-        claude = _claude_home(args.work_dir, args.permission_mode, start.env, args.waiting_hooks)
+        claude = _claude_home(args.work_dir, args.permission_mode, start.env, args.waiting_hooks, start.key_file)
         if claude is None:
+            if start.key_file is not None:
+                shutil.rmtree(os.path.dirname(start.key_file), ignore_errors=True)
             return 1
         start.env.update(claude)
     return start
@@ -632,8 +661,8 @@ def _follow_binding(start: _Start, args: argparse.Namespace, port: int | None,
     if start.listener is not None:
         threading.Thread(target=_ready_once_stable, args=(start.listener, port, child), name="stable",
                          daemon=True).start()
-        threading.Thread(target=_first_message_later, args=(start.listener, args.token_file, port, child),
-                         name="first-message", daemon=True).start()
+        threading.Thread(target=_first_message_later, args=(start.listener, args.token_file, port, child,
+                                                            start.key_file), name="first-message", daemon=True).start()
     elif start.first_message:
         threading.Thread(target=_send_first_message_logged, args=(port, start.first_message, child),
                          name="first-message", daemon=True).start()
@@ -650,9 +679,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.claude_home and not args.work_dir:
         parser.error("--claude-home needs --work-dir")
     port = agentapi_port(command)
-    if args.prestart and (not args.bind or args.claude_home or port is None):
-        parser.error("--prestart needs --bind and agentapi's --port, and no --claude-home (Claude Code "
-                     "takes its key at start)")
+    if args.prestart and (not args.bind or port is None):
+        parser.error("--prestart needs --bind and agentapi's --port")
     signals = _Signals()
     start = _prepare_start(args, command, port, signals)
     if isinstance(start, int):
@@ -675,6 +703,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     code = wait_reaping(child) if os.getpid() == 1 else child.wait()
     if saver is not None:
         saver.stop()
+    if start.key_file is not None:  # the key goes with the agent
+        shutil.rmtree(os.path.dirname(start.key_file), ignore_errors=True)
     return _exit_status(code)
 
 

@@ -80,8 +80,9 @@ class Pool:
     """The profile (``teams.profiles``) its members are made with; a create must name it too."""
     prestart: bool = False
     """Its members run their program before they are claimed; a claim brings the first message
-    alone (see :mod:`agentproxy.launcher`), and the owner's variables reach the program at its
-    next start."""
+    and Claude Code's key alone (see :mod:`agentproxy.launcher`), and the owner's other
+    variables reach the program at its next start. Local mode pre-starts no Claude Code member
+    (its home is prepared by the proxy at the claim)."""
 
 
 @dataclass(frozen=True)
@@ -151,17 +152,8 @@ def parse_pools(raw: Any, agent_types: Iterable[str], default_type: str,
         prestart = item.get("prestart", False)
         if not isinstance(prestart, bool):
             raise PoolsError(f"{path}.prestart", "must be true or false")
-        if prestart and isinstance(agent_types, Mapping) and _runs_claude(agent_types.get(agent)):
-            raise PoolsError(f"{path}.prestart", "Claude Code cannot start before its claim: it takes its key "
-                             "at start; leave prestart off for this type")
         pools.append(Pool(name=name, size=size, agent=agent, resources=resources, profile=profile, prestart=prestart))
     return tuple(pools)
-
-
-def _runs_claude(command: Any) -> bool:
-    from .agenthome import uses_claude
-    command = _plain(command)
-    return isinstance(command, (list, tuple)) and uses_claude([str(part) for part in command])
 
 
 def _resources(value: Any, path: str) -> dict[str, str]:

@@ -261,7 +261,8 @@ def launch_of(settings: Settings, spec: AgentSpec) -> AgentLaunch:
         claude = settings.agents.claude
         extra = {**QUIET_ENV, **({BASE_URL_VARIABLE: claude.base_url} if claude.base_url else {})}
         launch = wrapped(launch, save_interval=interval, claude_home=True, permission_mode=claude.permission_mode,
-                         extra_env=extra, waiting=waiting_report(settings), binding=binding)
+                         extra_env=extra, waiting=waiting_report(settings), binding=binding,
+                         prestart=_prestarted(settings, spec.pool))
     if spec.pool is not None and spec.session != POOL_SESSION:
         launch = dataclasses.replace(launch, env={**launch.env, BOUND_VARIABLE: "1"})
     return launch

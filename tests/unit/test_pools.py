@@ -84,15 +84,10 @@ def test_settings_refuse_a_pool_beyond_the_configured_resources():
     assert_message(err, "pools.0.resources.memory_limit", "must not exceed the configured k8s_mode.resources.memory_limit")
 
 
-def test_a_pool_may_prestart_any_program_but_claude_code():
+def test_a_pool_may_prestart_its_members():
     assert parse([{"name": "echo", "size": 1, "prestart": True}]) == (Pool("echo", 1, "echo", prestart=True),)
-    commands = {"echo": ["python3", "-m", "agentproxy.demo_agent"], "claude": ["claude"]}
-    assert parse_pools([{"name": "c", "size": 1, "agent": "claude"}], commands, "echo")[0].prestart is False
-    with pytest.raises(PoolsError) as info:
-        parse_pools([{"name": "c", "size": 1, "agent": "claude", "prestart": True}], commands, "echo")
-    assert info.value.path == "pools.0.prestart" and "takes its key at start" in info.value.rule
-    assert_message(settings_error("pools=[{name: c, size: 1, agent: claude, prestart: true}]"),
-                   "pools.0.prestart", "Claude Code cannot start before its claim")
+    assert parse([{"name": "c", "size": 1, "agent": "claude"}])[0].prestart is False
+    assert parse([{"name": "c", "size": 1, "agent": "claude", "prestart": True}])[0].prestart is True
 
 
 def test_a_prestarted_pool_serves_the_creates_of_its_shape_with_members_of_another():

@@ -3,6 +3,7 @@ programs, a real binding listener on 127.0.0.1 talked to with raw sockets."""
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
@@ -11,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +22,7 @@ from typing import Any
 import psutil
 import pytest
 
+from agentproxy.agenthome import QUIET_ENV
 from agentproxy.launch import state_file
 from agentproxy.launcher import (
     BOUND_VARIABLE,
@@ -31,6 +34,7 @@ from agentproxy.launcher import (
     parse_binding,
     token_matches,
 )
+from tests.model_standin import ANSWER_PREFIX, ModelStandIn
 
 from .support import PROGRAMS, port_block
 
@@ -110,14 +114,15 @@ def launch(tmp_path: Path, launcher: str) -> Iterator[Callable[..., Launched]]:
     started: list[Launched] = []
 
     def start(program: list[str], *, warm: bool = True, save_interval: float = 0.0, token_in_env: bool = False,
-              name: str = "a1", extra_env: dict[str, str] | None = None, prestart: bool = False) -> Launched:
+              name: str = "a1", extra_env: dict[str, str] | None = None, prestart: bool = False,
+              agent_type: str = "custom", claude_home: bool = False) -> Launched:
         work = tmp_path / name
         work.mkdir()
         low, _ = port_block()
         agent_port, bind_port = low, low + 1
         token = secrets.token_urlsafe(24)
         argv = [sys.executable, "-m", "agentproxy.launcher", "--work-dir", str(work),
-                "--save-interval", str(save_interval)]
+                "--save-interval", str(save_interval), *(["--claude-home"] if claude_home else [])]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTAPI_", "AGENTPROXY_"))}
         env["PYTHONPATH"] = str(ROOT)
         env.update(extra_env or {})
@@ -132,7 +137,7 @@ def launch(tmp_path: Path, launcher: str) -> Iterator[Callable[..., Launched]]:
                 argv += ["--token-file", str(token_file)]
             if prestart:
                 argv.append("--prestart")
-        argv += ["--", launcher, "server", "--port", str(agent_port), "--type", "custom",
+        argv += ["--", launcher, "server", "--port", str(agent_port), "--type", agent_type,
                  "--state-file", state_file(str(work)), "--", *program]
         process = subprocess.Popen(argv, env=env, cwd=work, stdout=subprocess.DEVNULL,
                                    stderr=open(tmp_path / f"{name}.log", "wb"))
@@ -342,6 +347,40 @@ def test_a_prestarted_member_bound_before_its_message_was_saved_sends_it_at_its_
     assert not listening(again.bind_port)
     time.sleep(3)
     assert conversation(again.agent_port).count("not lost") == 1
+
+
+def test_a_prestarted_claude_member_takes_its_key_with_its_binding(launch, claude, tmp_path):
+    """Claude Code runs before its claim without a key; its home's ``apiKeyHelper`` prints a
+    file the binding writes. The model stand-in takes only that key (401 otherwise, as the
+    real API answers): the first message is answered with it, and the key is nowhere on the
+    agent's volume nor in its program's environment. (The model is out of reach: its stand-in.)"""
+    key = "sk-ant-late-" + secrets.token_hex(16)
+
+    key_dirs_before = set(Path(tempfile.gettempdir()).glob("agentproxy-key-*"))
+
+    async def scenario() -> None:
+        async with ModelStandIn(key=key) as model:
+            member = launch([claude], prestart=True, claude_home=True, agent_type="claude", name="claude",
+                            extra_env={"ANTHROPIC_BASE_URL": model.url, **QUIET_ENV})
+            await asyncio.to_thread(wait, lambda: health(member.bind_port) == "waiting",
+                                    "Claude Code to be stable before its claim", 120)
+            assert not model.requests  # nothing asked the model yet
+            body = json.dumps({"env": {"AGENTAPI_INITIAL_PROMPT": "hello late key", "ANTHROPIC_API_KEY": key}})
+            assert status_of(raw(member.bind_port, bind_request(member.token, body.encode()))) == 200
+            await asyncio.to_thread(wait, lambda: any(ANSWER_PREFIX + "hello late key" in text
+                                                      for text in conversation(member.agent_port)),
+                                    "the answer with the late key", 120)
+            assert any(r.headers.get("x-api-key") == key for r in model.requests)
+            claude_process = next(p for p in member.family() if "claude" in " ".join(p.cmdline()))
+            assert key not in json.dumps(claude_process.environ())
+            assert not [p for p in member.work.rglob("*") if p.is_file() and key.encode() in p.read_bytes()]
+            [key_dir] = set(Path(tempfile.gettempdir()).glob("agentproxy-key-*")) - key_dirs_before
+            assert (key_dir / "api-key").read_text() == key and (key_dir.stat().st_mode & 0o077) == 0
+            member.process.send_signal(signal.SIGTERM)
+            member.process.wait(timeout=60)
+            assert not key_dir.exists()  # the key went with the agent
+
+    asyncio.run(scenario())
 
 
 def test_the_startup_probe_of_a_prestarted_member_waits_for_its_agent(launch):
