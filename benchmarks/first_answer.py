@@ -13,13 +13,14 @@ not a model's latency.
   cluster's real node (``AGENTPROXY_REAL_NODE=1 bin/just cluster-up``, ``bin/just
   agent-image``; ``$KUBECONFIG``), in a fresh restricted namespace, the key in a
   Secret; the stand-in listens on the node's address, which the pods reach.
-- ``--warm`` (both modes): two pools of one echo member each are configured as well, one
-  whose member waits for its binding to start agentapi, one with ``prestart`` (its agent runs
-  before the claim; its creates ask for a CPU limit of their own, so that each pool serves
-  its own creates). Each run also claims a member of each (a create that names no id) with
-  its first message: claim-to-first-answer, interleaved with the cold creates. A pool is full
-  again before its claim is timed (its refill is not part of the figure; it is the pool's
-  job between claims).
+- ``--warm`` (both modes): three pools of one member each are configured as well: echo
+  agents whose member waits for its binding to start agentapi, echo agents with
+  ``prestart`` (the agent runs before the claim), and Claude Code with ``prestart`` (its
+  key late-bound; local mode starts it at the claim all the same). The pre-started pools'
+  creates ask for a CPU limit of their own, so that each pool serves its own creates. Each
+  run also claims a member of each (a create that names no id) with its first message:
+  claim-to-first-answer, interleaved with the cold creates. A pool is full again before its
+  claim is timed (its refill is not part of the figure; it is the pool's job between claims).
 
 Every create waits ``--settle`` seconds (3) before it is timed: the agent of the one before
 is deleted, but its processes (on the real node: its pod's containers and volume) go on
@@ -61,9 +62,14 @@ WARM = "echo (warm)"
 """The row of claims from the pool whose members start agentapi at their claim."""
 PRESTARTED = "echo (prestarted)"
 """The row of claims from the pool whose members run before their claim."""
+CLAUDE_PRESTARTED = "claude (prestarted)"
+"""The row of claims from the pool whose Claude Code members run before their claim."""
 PRESTARTED_RESOURCES = {"cpu_limit": "400m"}
 POOLS = ("pools=[{name: echo, size: 1, agent: echo}, "
-         "{name: early, size: 1, agent: echo, prestart: true, resources: {cpu_limit: 400m}}]")
+         "{name: early, size: 1, agent: echo, prestart: true, resources: {cpu_limit: 400m}}, "
+         "{name: early-claude, size: 1, agent: claude, prestart: true, resources: {cpu_limit: 400m}}]")
+POOL_OF_ROW = {WARM: ("echo", "echo"), PRESTARTED: ("early", "echo"), CLAUDE_PRESTARTED: ("early-claude", "claude")}
+"""A warm row's pool and agent type."""
 
 
 def _ready_members(backend: Backend, pool: str) -> float:
@@ -83,11 +89,11 @@ async def first_answer(backend: Backend, settings: Settings, client: aiohttp.Cli
                        n: int, settle: float = 0.0) -> float:
     """Seconds from create until the answer to the first message is in the conversation (a
     claim from the pool for :data:`WARM`: a create that names no id)."""
-    warm = agent_type in (WARM, PRESTARTED)
-    resources = PRESTARTED_RESOURCES if agent_type == PRESTARTED else None
+    warm = agent_type in POOL_OF_ROW
+    resources = PRESTARTED_RESOURCES if agent_type in (PRESTARTED, CLAUDE_PRESTARTED) else None
     if warm:
-        await _pool_full(backend, "early" if agent_type == PRESTARTED else "echo")
-        agent_type = "echo"
+        pool, agent_type = POOL_OF_ROW[agent_type]
+        await _pool_full(backend, pool)
     # The previous create's agent is deleted, but its processes (a pod: its containers, its
     # volume) go on ending for a while and take the CPU from this one: every row waits alike.
     await asyncio.sleep(settle)
@@ -129,6 +135,7 @@ async def measure(backend: Backend, settings: Settings, runs: int, warm: bool = 
     if warm:
         times[WARM] = []
         times[PRESTARTED] = []
+        times[CLAUDE_PRESTARTED] = []
     async with aiohttp.ClientSession() as client:
         for n in range(runs):
             for agent_type in times:
@@ -138,13 +145,13 @@ async def measure(backend: Backend, settings: Settings, runs: int, warm: bool = 
 
 def report(title: str, times: dict[str, list[float]]) -> None:
     print(title)
-    print(f"{'agent':<18} {'p50 s':>8} {'min s':>8} {'max s':>8}")
+    print(f"{'agent':<28} {'p50 s':>8} {'min s':>8} {'max s':>8}")
     for agent_type, values in times.items():
-        print(f"{agent_type:<18} {statistics.median(values):>8.2f} {min(values):>8.2f} {max(values):>8.2f}")
-    for row in (WARM, PRESTARTED):
+        print(f"{agent_type:<28} {statistics.median(values):>8.2f} {min(values):>8.2f} {max(values):>8.2f}")
+    for row, cold in ((WARM, "echo"), (PRESTARTED, "echo"), (CLAUDE_PRESTARTED, "claude")):
         if row in times:
-            print(f"{row + ' / cold':<18} {statistics.median(times[row]) / statistics.median(times['echo']):>8.2f}"
-                  "   (p50s, against echo's cold create)")
+            print(f"{row + ' / cold':<28} {statistics.median(times[row]) / statistics.median(times[cold]):>8.2f}"
+                  f"   (p50s, against {cold}'s cold create)")
 
 
 async def local_mode(args: argparse.Namespace, agentapi: str) -> dict[str, list[float]]:
