@@ -219,8 +219,9 @@ def _write_json(path: Path, data: Mapping[str, Any]) -> None:
 
 
 def key_file_helper(path: str) -> str:
-    """The ``apiKeyHelper`` command that prints the key in ``path`` (nothing while it is not there)."""
-    return f"cat {shlex.quote(path)} 2>/dev/null"
+    """The ``apiKeyHelper`` command that prints the key in ``path`` once it is there (see
+    :mod:`agentproxy.keywait`)."""
+    return f"{shlex.quote(sys.executable or 'python3')} -m agentproxy.keywait {shlex.quote(path)}"
 
 
 def prepare_or_report(work_dir: str, *, home: str | None, api_key_env: str,

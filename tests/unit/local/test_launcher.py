@@ -370,7 +370,8 @@ def test_a_prestarted_claude_member_takes_its_key_with_its_binding(launch, claud
             await asyncio.to_thread(wait, lambda: any(ANSWER_PREFIX + "hello late key" in text
                                                       for text in conversation(member.agent_port)),
                                     "the answer with the late key", 120)
-            assert any(r.headers.get("x-api-key") == key for r in model.requests)
+            # Its helper waited for the key: no request went out without it.
+            assert model.requests and all(r.headers.get("x-api-key") == key for r in model.requests)
             claude_process = next(p for p in member.family() if "claude" in " ".join(p.cmdline()))
             assert key not in json.dumps(claude_process.environ())
             assert not [p for p in member.work.rglob("*") if p.is_file() and key.encode() in p.read_bytes()]
