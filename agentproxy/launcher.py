@@ -556,6 +556,13 @@ def _first_message_later(listener: BindingListener, token_file: str | None, port
     the agent's ``apiKeyHelper`` reads it, then hand its first message to agentapi (a thread's
     target)."""
     binding = _await_binding(listener, token_file, lambda: child.poll() is not None)
+    if binding is None and child.poll() is None:
+        # Its token went away unbound (k8s mode: claimed, its binding never reached it; local
+        # mode: the proxy's data is gone): the agent ends, and a container that starts again
+        # starts bound from its environment.
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signal.SIGTERM)
+        return
     if binding and key_file is not None:
         try:
             _write_key(key_file, binding)

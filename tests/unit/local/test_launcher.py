@@ -384,6 +384,18 @@ def test_a_prestarted_claude_member_takes_its_key_with_its_binding(launch, claud
     asyncio.run(scenario())
 
 
+def test_a_prestarted_member_whose_token_is_taken_away_ends_its_agent(launch, tmp_path):
+    """Claimed but never reached by its binding (k8s mode deletes the token after a claim): the
+    running agent ends, so that its container starts again, bound from its environment."""
+    member = launch(ECHO, prestart=True, name="orphan")
+    wait(lambda: health(member.bind_port) == "waiting", "the member to wait", timeout=60)
+    agentapi = [p for p in member.family() if p.pid != member.process.pid]
+    assert agentapi
+    (tmp_path / "orphan.token").unlink()
+    member.process.wait(timeout=30)
+    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in agentapi)
+
+
 def test_the_startup_probe_of_a_prestarted_member_waits_for_its_agent(launch):
     member = launch(ECHO, prestart=True, name="probe")
     probe = [sys.executable, "-m", "agentproxy.restore", "--port", str(member.agent_port), "--state-file",
