@@ -19,9 +19,9 @@
    launcher sends through agentapi's ``POST /message`` once agentapi says ``stable``. The
    owner's other variables reach the program at its next start alone (a claimed member's
    container that starts again is bound from its environment). A Claude Code member
-   (``--claude-home``) gets its key late: its home names an ``apiKeyHelper`` that prints a
-   file in a private directory of the launcher, written from the binding's
-   ``ANTHROPIC_API_KEY``; Claude Code runs the helper again after the model's first 401.
+   (``--claude-home``) gets its key late: its home's ``apiKeyHelper`` (:mod:`agentproxy.keywait`)
+   waits for a file in a private directory of the launcher, written from the binding's
+   ``ANTHROPIC_API_KEY``.
 2. **Preparing** a Claude Code agent's home (``--claude-home``, see :mod:`agentproxy.agenthome`),
    with the key the binding or the environment holds.
 3. **Running** agentapi as its child (stdin ``/dev/null``: agentapi would read a pipe to its
@@ -59,6 +59,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from . import restore, waiting as waiting_vars
+from .firstmessage import FIRST_MESSAGE_TIMEOUT, agent_stable, saved_user_messages, send_first_message
 from .launch import AgentLaunch
 
 ENTRY_MODULE = "agentproxy.launcher"
@@ -80,8 +81,6 @@ FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 AGENTAPI_HOST = "localhost"  # the Host agentapi answers (agentproxy.launch.AGENTAPI_HOST)
 INITIAL_PROMPT_VARIABLE = "AGENTAPI_INITIAL_PROMPT"  # agentproxy.launch.INITIAL_PROMPT_VARIABLE
-FIRST_MESSAGE_TIMEOUT = 300.0
-"""Seconds a pre-started member's launcher tries to hand its first message to agentapi."""
 
 
 class BindingError(ValueError):
@@ -315,47 +314,6 @@ def follow_events(port: int, saver: Saver, child: subprocess.Popen[bytes], retry
             threading.Event().wait(retry)
 
 
-def saved_user_messages(state_file: str | None) -> int:
-    """How many user messages an agentapi state file holds (0 when there is none to read)."""
-    if state_file is None:
-        return 0
-    try:
-        with open(state_file, "rb") as f:
-            state = json.loads(f.read())
-    except (OSError, ValueError):
-        return 0
-    messages = state.get("messages") if isinstance(state, dict) else None
-    if not isinstance(messages, list):
-        return 0
-    return sum(1 for m in messages if isinstance(m, dict) and m.get("role") == "user")
-
-
-def _agentapi_call(port: int, method: str, path: str, body: Mapping[str, Any] | None = None,
-                   timeout: float = 10.0) -> tuple[int, Any]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        data = None if body is None else json.dumps(body).encode()
-        headers = {"Host": AGENTAPI_HOST, **({"Content-Type": "application/json"} if data is not None else {})}
-        conn.request(method, path, body=data, headers=headers)
-        response = conn.getresponse()
-        raw = response.read()
-        try:
-            return response.status, json.loads(raw or b"null")
-        except ValueError:
-            return response.status, None
-    finally:
-        conn.close()
-
-
-def agent_stable(port: int) -> bool:
-    """Whether the agentapi on ``port`` answers ``stable`` (its program waits for input)."""
-    try:
-        status, answer = _agentapi_call(port, "GET", "/status", timeout=2.0)
-    except (OSError, http.client.HTTPException):
-        return False
-    return status == 200 and isinstance(answer, dict) and answer.get("status") == "stable"
-
-
 def _ready_once_stable(listener: BindingListener, port: int, child: subprocess.Popen[bytes],
                        timeout: float = FIRST_MESSAGE_TIMEOUT) -> None:
     """A pre-started member waits (says ``starting``) until its agent is stable the first time
@@ -366,25 +324,6 @@ def _ready_once_stable(listener: BindingListener, port: int, child: subprocess.P
             listener.ready.set()
             return
         threading.Event().wait(0.1)
-
-
-def send_first_message(port: int, text: str, child: subprocess.Popen[bytes],
-                       timeout: float = FIRST_MESSAGE_TIMEOUT, retry: float = 0.05) -> bool:
-    """Hand ``text`` to the agentapi on ``port`` as a user message once it says ``stable``
-    (it refuses one before); True once it took it. Gives up when ``child`` ends or after
-    ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while child.poll() is None and time.monotonic() < deadline:
-        try:
-            if agent_stable(port):
-                status, _ = _agentapi_call(port, "POST", "/message", {"content": text, "type": "user"},
-                                           timeout=max(1.0, deadline - time.monotonic()))
-                if status == 200:
-                    return True
-        except (OSError, http.client.HTTPException):
-            pass
-        threading.Event().wait(retry)
-    return False
 
 
 def wrapped(launch: AgentLaunch, *, save_interval: float, claude_home: bool = False,
