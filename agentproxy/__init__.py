@@ -29,7 +29,10 @@ Modules at the top, pure unless said otherwise:
 - :mod:`.pools`: warm pools: their settings, member shapes and labels, which create a pool
   serves, refill plans (pure); :mod:`.launcher`: the one entry point of an agent's container
   (and of a local pool member): waits for its binding when warm, runs agentapi, asks it to save
-  its conversation after every change, forwards signals (standard library only).
+  its conversation after every change, forwards signals (standard library only); :mod:`.keywait`:
+  the ``apiKeyHelper`` of a pre-started Claude Code member, which prints its key once its
+  binding wrote it; :mod:`.firstmessage`: a pre-started member's first message handed to its
+  running agentapi.
 - :mod:`.idle`: the pure rules of idle culling and the age limit.
 - :mod:`.apikeys`: API keys and their rules (digests, names, roles), for the settings and the
   API alike.

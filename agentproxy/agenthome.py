@@ -140,11 +140,15 @@ def with_waiting_hooks(hooks: Any, command: str) -> dict[str, Any]:
 
 
 def claude_settings(existing: Mapping[str, Any], *, permission_mode: str | None,
-                    hook_command: str | None = None) -> dict[str, Any]:
+                    hook_command: str | None = None, api_key_helper: str | None = None) -> dict[str, Any]:
     """``.claude/settings.json``: ``existing`` with :data:`QUIET_ENV` in its ``env``,
-    ``permissions.defaultMode`` set to ``permission_mode`` when one is given, and the hooks
-    that tell agentproxy the agent waits for its user (``hook_command``, when given)."""
+    ``permissions.defaultMode`` set to ``permission_mode`` when one is given, the hooks
+    that tell agentproxy the agent waits for its user (``hook_command``, when given), and
+    ``apiKeyHelper`` (``api_key_helper``, when given: the shell command Claude Code runs for
+    its key, again after a 401, so that a key that comes after its start is taken)."""
     settings = copy.deepcopy(dict(existing))
+    if api_key_helper is not None:
+        settings["apiKeyHelper"] = api_key_helper
     if hook_command is not None:
         settings["hooks"] = with_waiting_hooks(settings.get("hooks"), hook_command)
     env = settings.get("env")
@@ -174,13 +178,14 @@ def claude_environment(home: str, *, base_url: str | None, api_key: str | None) 
 
 
 def prepare_claude_home(home: Path, *, work_dir: str, api_key: str | None,
-                        permission_mode: str | None = None, hook_command: str | None = None) -> None:
+                        permission_mode: str | None = None, hook_command: str | None = None,
+                        api_key_helper: str | None = None) -> None:
     """Create or update the prepared home ``home`` (see the module's docstring)."""
     config_path = home / CONFIG_FILE
     settings_path = home / SETTINGS_FILE
     _write_json(config_path, claude_config(_read_json(config_path), work_dir=work_dir, api_key=api_key))
     _write_json(settings_path, claude_settings(_read_json(settings_path), permission_mode=permission_mode,
-                                               hook_command=hook_command))
+                                               hook_command=hook_command, api_key_helper=api_key_helper))
 
 
 def _strings(value: Any) -> list[str]:
@@ -213,8 +218,15 @@ def _write_json(path: Path, data: Mapping[str, Any]) -> None:
         raise HomeError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
+def key_file_helper(path: str) -> str:
+    """The ``apiKeyHelper`` command that prints the key in ``path`` once it is there (see
+    :mod:`agentproxy.keywait`)."""
+    return f"{shlex.quote(sys.executable or 'python3')} -m agentproxy.keywait {shlex.quote(path)}"
+
+
 def prepare_or_report(work_dir: str, *, home: str | None, api_key_env: str,
-                      permission_mode: str | None, waiting_hooks: bool = False) -> str | None:
+                      permission_mode: str | None, waiting_hooks: bool = False,
+                      api_key_helper: str | None = None) -> str | None:
     """Prepare the home of a Claude Code agent working in ``work_dir`` (``home``, else its
     place in the work directory), its key from the variable ``api_key_env``, with the hooks
     of :mod:`agentproxy.waiting` when ``waiting_hooks``: the home's path, or ``None`` once the
@@ -224,7 +236,7 @@ def prepare_or_report(work_dir: str, *, home: str | None, api_key_env: str,
     hook = waiting_hook_command(sys.executable or "python3", real_work_dir) if waiting_hooks else None
     try:
         prepare_claude_home(Path(home), work_dir=real_work_dir, api_key=os.environ.get(api_key_env) or None,
-                            permission_mode=permission_mode, hook_command=hook)
+                            permission_mode=permission_mode, hook_command=hook, api_key_helper=api_key_helper)
     except HomeError as exc:
         print(f"agentproxy: error: {exc.strerror or exc}", file=sys.stderr)
         return None

@@ -13,6 +13,15 @@
    refused with 401 and changes nothing. Nothing ever reads a binding back: there is no route
    for it, and once bound the listener is closed. ``GET /healthz`` says only that it waits.
    A token file that disappears while it waits ends the wait (status 1).
+
+   With ``--prestart`` agentapi and its program start at once, before any binding, so that a
+   claim finds the program ready: the binding then brings only the first message, which the
+   launcher sends through agentapi's ``POST /message`` once agentapi says ``stable``. The
+   owner's other variables reach the program at its next start alone (a claimed member's
+   container that starts again is bound from its environment). A Claude Code member
+   (``--claude-home``) gets its key late: its home's ``apiKeyHelper`` (:mod:`agentproxy.keywait`)
+   waits for a file in a private directory of the launcher, written from the binding's
+   ``ANTHROPIC_API_KEY``.
 2. **Preparing** a Claude Code agent's home (``--claude-home``, see :mod:`agentproxy.agenthome`),
    with the key the binding or the environment holds.
 3. **Running** agentapi as its child (stdin ``/dev/null``: agentapi would read a pipe to its
@@ -38,15 +47,19 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from . import restore, waiting as waiting_vars
+from .firstmessage import FIRST_MESSAGE_TIMEOUT, agent_stable, saved_user_messages, send_first_message
 from .launch import AgentLaunch
 
 ENTRY_MODULE = "agentproxy.launcher"
@@ -67,6 +80,7 @@ REAP_INTERVAL = 1.0
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 AGENTAPI_HOST = "localhost"  # the Host agentapi answers (agentproxy.launch.AGENTAPI_HOST)
+INITIAL_PROMPT_VARIABLE = "AGENTAPI_INITIAL_PROMPT"  # agentproxy.launch.INITIAL_PROMPT_VARIABLE
 
 
 class BindingError(ValueError):
@@ -114,6 +128,9 @@ class BindingListener:
         self.token = token
         self.binding: dict[str, str] | None = None
         self.bound = threading.Event()
+        self.ready = threading.Event()
+        """Set once a claim finds what it needs (a pre-started member: once its agent is stable)."""
+        self.ready.set()
         listener = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -136,7 +153,8 @@ class BindingListener:
 
             def do_GET(self) -> None:
                 if self.path == HEALTH_PATH:
-                    self._answer(200, {"state": "bound" if listener.bound.is_set() else "waiting"})
+                    state = "bound" if listener.bound.is_set() else "waiting" if listener.ready.is_set() else "starting"
+                    self._answer(200, {"state": state})
                 else:
                     self._answer(404, {"error": "not found"})
 
@@ -296,20 +314,33 @@ def follow_events(port: int, saver: Saver, child: subprocess.Popen[bytes], retry
             threading.Event().wait(retry)
 
 
+def _ready_once_stable(listener: BindingListener, port: int, child: subprocess.Popen[bytes],
+                       timeout: float = FIRST_MESSAGE_TIMEOUT) -> None:
+    """A pre-started member waits (says ``starting``) until its agent is stable the first time
+    (a thread's target): a claim then finds a program ready for its first message."""
+    deadline = time.monotonic() + timeout
+    while child.poll() is None and time.monotonic() < deadline and not listener.bound.is_set():
+        if agent_stable(port):
+            listener.ready.set()
+            return
+        threading.Event().wait(0.1)
+
+
 def wrapped(launch: AgentLaunch, *, save_interval: float, claude_home: bool = False,
             permission_mode: str | None = None, extra_env: Mapping[str, str] | None = None,
-            waiting: tuple[str, str] | None = None, binding: tuple[str, int, str] | None = None) -> AgentLaunch:
+            waiting: tuple[str, str] | None = None, binding: tuple[str, int, str] | None = None,
+            prestart: bool = False) -> AgentLaunch:
     """``launch`` behind the launcher, as a container runs it: agentapi saved within
     ``save_interval`` seconds of every change, signals forwarded, a Claude Code home prepared
     on the volume first when ``claude_home``; ``extra_env`` joins the variables under the
     launch's own. ``waiting`` (the URL the hooks report to and the file of the pod's token,
     neither a secret): the Claude home gets the hooks that report ``waiting_input`` (see
     :mod:`agentproxy.waiting`). ``binding`` (host, port and token file of a pool member): it
-    waits for its binding there first."""
+    waits for its binding there first, or, ``prestart``, while the agent runs already."""
     args = ["-m", ENTRY_MODULE, "--save-interval", f"{save_interval:g}", "--work-dir", launch.work_dir]
     if binding is not None:
         host, port, token_file = binding
-        args += ["--bind", f"{host}:{port}", "--token-file", token_file]
+        args += ["--bind", f"{host}:{port}", "--token-file", token_file, *(["--prestart"] if prestart else [])]
         launch = dataclasses.replace(launch, binding_port=port)
     waiting_env: dict[str, str] = {}
     if claude_home:
@@ -373,6 +404,8 @@ def _parser() -> argparse.ArgumentParser:
                                      description="Run an agent's agentapi: bound late when warm, saved after changes.")
     parser.add_argument("--bind", metavar="HOST:PORT", help="wait for POST /bind here before starting")
     parser.add_argument("--token-file", metavar="FILE", help=f"the member's token (else ${TOKEN_VARIABLE})")
+    parser.add_argument("--prestart", action="store_true",
+                        help="with --bind: start the agent at once; the binding brings its first message")
     parser.add_argument("--save-interval", type=float, default=0.0, metavar="S",
                         help="ask agentapi to save within S seconds of every change (0: never)")
     parser.add_argument("--work-dir", metavar="DIR", help="the agent's working directory")
@@ -410,8 +443,8 @@ class _Signals:
             self._handle(signum, None)
 
 
-def _wait_for_binding(address: str, token_file: str | None, signals: _Signals) -> dict[str, str] | None | int:
-    """The binding's variables; None when told to stop while waiting; 1 when it cannot listen."""
+def _listen(address: str, token_file: str | None) -> BindingListener | int:
+    """A started binding listener on ``address``; 1 (after one line on stderr) when it cannot listen."""
     try:
         host, _, port = address.rpartition(":")
         token = _read_token(token_file)
@@ -423,8 +456,13 @@ def _wait_for_binding(address: str, token_file: str | None, signals: _Signals) -
         return 1
     listener.start()
     print(f"agentproxy: waiting for a binding on {address}", file=sys.stderr, flush=True)
+    return listener
+
+
+def _await_binding(listener: BindingListener, token_file: str | None, stop: Callable[[], bool]) -> dict[str, str] | None:
+    """The binding's variables once it came; None when ``stop()`` said so or the token went first."""
     ticks = 0
-    while not signals.stop.is_set() and listener.wait(0.2) is None:
+    while not stop() and listener.wait(0.2) is None:
         ticks += 1
         if token_file and ticks % 5 == 0 and not os.path.exists(token_file):
             # Its token was taken away (k8s mode: the Secret is deleted once the member is
@@ -432,7 +470,7 @@ def _wait_for_binding(address: str, token_file: str | None, signals: _Signals) -
             # claimed member's container finds its binding in its environment.
             print("agentproxy: the token is gone; no binding is waited for any more", file=sys.stderr, flush=True)
             threading.Thread(target=listener.close, name="binding-close", daemon=True).start()
-            return 1
+            return None
     # Closed beside the start of the agent rather than before it (a second binding is refused
     # with 409 meanwhile).
     threading.Thread(target=listener.close, name="binding-close", daemon=True).start()
@@ -441,20 +479,139 @@ def _wait_for_binding(address: str, token_file: str | None, signals: _Signals) -
     return listener.binding
 
 
+def _wait_for_binding(address: str, token_file: str | None, signals: _Signals) -> dict[str, str] | None | int:
+    """The binding's variables; None when told to stop while waiting; 1 when it cannot listen
+    or its token went away."""
+    listener = _listen(address, token_file)
+    if isinstance(listener, int):
+        return listener
+    binding = _await_binding(listener, token_file, signals.stop.is_set)
+    return 1 if binding is None and not signals.stop.is_set() else binding
+
+
+def _first_message_later(listener: BindingListener, token_file: str | None, port: int | None,
+                         child: subprocess.Popen[bytes], key_file: str | None = None) -> None:
+    """A pre-started member: wait for the binding while the agent runs, write its key where
+    the agent's ``apiKeyHelper`` reads it, then hand its first message to agentapi (a thread's
+    target)."""
+    binding = _await_binding(listener, token_file, lambda: child.poll() is not None)
+    if binding is None and child.poll() is None:
+        # Its token went away unbound (k8s mode: claimed, its binding never reached it; local
+        # mode: the proxy's data is gone): the agent ends, and a container that starts again
+        # starts bound from its environment.
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signal.SIGTERM)
+        return
+    if binding and key_file is not None:
+        try:
+            _write_key(key_file, binding)
+        except OSError as exc:
+            print(f"agentproxy: error: cannot write the agent's key: {exc.strerror or exc}", file=sys.stderr, flush=True)
+    text = (binding or {}).get(INITIAL_PROMPT_VARIABLE)
+    if text and port is not None:
+        _send_first_message_logged(port, text, child)
+
+
+def _send_first_message_logged(port: int, text: str, child: subprocess.Popen[bytes]) -> None:
+    if send_first_message(port, text, child):
+        print("agentproxy: the first message was handed to the running agent", file=sys.stderr, flush=True)
+    elif child.poll() is None:
+        print("agentproxy: error: agentapi never took the first message", file=sys.stderr, flush=True)
+
+
+KEY_VARIABLE = "ANTHROPIC_API_KEY"
+
+
 def _claude_home(work_dir: str, permission_mode: str | None, env: dict[str, str],
-                 waiting_hooks: bool = False) -> dict[str, str] | None:
+                 waiting_hooks: bool = False, key_file: str | None = None) -> dict[str, str] | None:
     """The variables of a Claude Code agent whose home is now prepared (None once the error
-    is printed): the key may have come with the binding, so ``env`` is the environment meanwhile."""
-    from .agenthome import QUIET_ENV, prepare_or_report
+    is printed): the key may have come with the binding, so ``env`` is the environment meanwhile.
+    ``key_file``: the home's ``apiKeyHelper`` prints that file (a pre-started member's key)."""
+    from .agenthome import QUIET_ENV, key_file_helper, prepare_or_report
     saved = dict(os.environ)
     os.environ.update(env)
     try:
-        home = prepare_or_report(work_dir, home=None, api_key_env="ANTHROPIC_API_KEY",
-                                 permission_mode=permission_mode, waiting_hooks=waiting_hooks)
+        home = prepare_or_report(work_dir, home=None, api_key_env=KEY_VARIABLE,
+                                 permission_mode=permission_mode, waiting_hooks=waiting_hooks,
+                                 api_key_helper=None if key_file is None else key_file_helper(key_file))
     finally:
         os.environ.clear()
         os.environ.update(saved)
     return None if home is None else {"HOME": home, **QUIET_ENV}
+
+
+@dataclasses.dataclass
+class _Start:
+    """How this start goes: the variables the command gets, and for a pre-started member its
+    listener (the binding comes while the agent runs) or the first message it still owes."""
+
+    env: dict[str, str]
+    listener: BindingListener | None = None
+    first_message: str | None = None
+    key_file: str | None = None
+    """A pre-started Claude Code member's key file (its ``apiKeyHelper`` prints it)."""
+
+
+def _write_key(path: str, env: Mapping[str, str]) -> None:
+    from .privatefile import write_private
+    if env.get(KEY_VARIABLE):
+        write_private(path, env[KEY_VARIABLE])
+
+
+def _prepare_start(args: argparse.Namespace, command: Sequence[str], port: int | None,
+                   signals: _Signals) -> _Start | int:
+    """Wait for the binding when asked (not when pre-started or bound before); an exit status
+    when the command must not run."""
+    start = _Start(dict(os.environ))
+    start.env.pop(TOKEN_VARIABLE, None)
+    if args.bind and start.env.get(BOUND_VARIABLE) == "1":
+        print("agentproxy: bound before this start; starting at once", file=sys.stderr, flush=True)
+        if args.prestart:
+            # A pre-started member's first message went to agentapi through POST /message, never
+            # as its initial prompt: given the prompt again, agentapi (whose state file has none)
+            # would send it a second time. It is sent here only if the conversation lacks it.
+            start.first_message = start.env.pop(INITIAL_PROMPT_VARIABLE, None)
+            if saved_user_messages(agentapi_state_file(command)) > 0:
+                start.first_message = None
+    elif args.prestart:
+        listener = _listen(args.bind, args.token_file)
+        if isinstance(listener, int):
+            return listener
+        listener.ready.clear()
+        start.listener = listener
+    elif args.bind:
+        binding = _wait_for_binding(args.bind, args.token_file, signals)
+        if not isinstance(binding, dict):
+            return 0 if binding is None else binding
+        start.env.update(binding)
+    if args.prestart and args.claude_home:
+        # Outside the volume, in a directory only this process's user can enter: the key is
+        # never on the agent's disk, and a container that starts again writes it again.
+        start.key_file = os.path.join(tempfile.mkdtemp(prefix="agentproxy-key-"), "api-key")
+        _write_key(start.key_file, start.env)
+    if args.claude_home:
+        claude = _claude_home(args.work_dir, args.permission_mode, start.env, args.waiting_hooks, start.key_file)
+        if claude is None:
+            if start.key_file is not None:
+                shutil.rmtree(os.path.dirname(start.key_file), ignore_errors=True)
+            return 1
+        start.env.update(claude)
+    return start
+
+
+def _follow_binding(start: _Start, args: argparse.Namespace, port: int | None,
+                    child: subprocess.Popen[bytes]) -> None:
+    """A pre-started member's threads: ready once stable, then the first message of its binding."""
+    if port is None:
+        return
+    if start.listener is not None:
+        threading.Thread(target=_ready_once_stable, args=(start.listener, port, child), name="stable",
+                         daemon=True).start()
+        threading.Thread(target=_first_message_later, args=(start.listener, args.token_file, port, child,
+                                                            start.key_file), name="first-message", daemon=True).start()
+    elif start.first_message:
+        threading.Thread(target=_send_first_message_logged, args=(port, start.first_message, child),
+                         name="first-message", daemon=True).start()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -467,29 +624,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("a command is required after --")
     if args.claude_home and not args.work_dir:
         parser.error("--claude-home needs --work-dir")
-    env = dict(os.environ)
-    env.pop(TOKEN_VARIABLE, None)
+    port = agentapi_port(command)
+    if args.prestart and (not args.bind or port is None):
+        parser.error("--prestart needs --bind and agentapi's --port")
     signals = _Signals()
-    if args.bind and env.get(BOUND_VARIABLE) == "1":
-        print("agentproxy: bound before this start; starting at once", file=sys.stderr, flush=True)
-    elif args.bind:
-        binding = _wait_for_binding(args.bind, args.token_file, signals)
-        if not isinstance(binding, dict):
-            return 0 if binding is None else binding
-        env.update(binding)
-    if args.claude_home:
-        claude = _claude_home(args.work_dir, args.permission_mode, env, args.waiting_hooks)
-        if claude is None:
-            return 1
-        env.update(claude)
+    start = _prepare_start(args, command, port, signals)
+    if isinstance(start, int):
+        return start
     try:
-        child = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, cwd=args.work_dir or None)
+        child = subprocess.Popen(command, env=start.env, stdin=subprocess.DEVNULL, cwd=args.work_dir or None)
     except OSError as exc:
         print(f"agentproxy: error: cannot run {command[0]}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     signals.forward_to(child)
+    _follow_binding(start, args, port, child)
     saver = None
-    port = agentapi_port(command)
     if args.save_interval > 0 and port is not None:
         state_file = agentapi_state_file(command)
         restored = None if state_file is None else (
@@ -500,6 +649,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     code = wait_reaping(child) if os.getpid() == 1 else child.wait()
     if saver is not None:
         saver.stop()
+    if start.key_file is not None:  # the key goes with the agent
+        shutil.rmtree(os.path.dirname(start.key_file), ignore_errors=True)
     return _exit_status(code)
 
 

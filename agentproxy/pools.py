@@ -22,7 +22,7 @@ from typing import Any
 
 from .quantity import QUANTITY_RULE, parse_quantity
 
-POOL_FIELDS = ("name", "size", "agent", "resources", "profile")
+POOL_FIELDS = ("name", "size", "agent", "resources", "profile", "prestart")
 """The fields a pool may have."""
 RESOURCE_KEYS = ("cpu_request", "cpu_limit", "memory_request", "memory_limit", "storage_size")
 MAX_POOL_SIZE = 100
@@ -78,6 +78,11 @@ class Pool:
     """Resources its members get beyond ``k8s_mode.resources``; a create must ask for the same."""
     profile: str | None = None
     """The profile (``teams.profiles``) its members are made with; a create must name it too."""
+    prestart: bool = False
+    """Its members run their program before they are claimed; a claim brings the first message
+    and Claude Code's key alone (see :mod:`agentproxy.launcher`), and the owner's other
+    variables reach the program at its next start. Local mode pre-starts no Claude Code member
+    (its home is prepared by the proxy at the claim)."""
 
 
 @dataclass(frozen=True)
@@ -144,7 +149,10 @@ def parse_pools(raw: Any, agent_types: Iterable[str], default_type: str,
         if profile is not None and profile not in known_profiles:
             raise PoolsError(f"{path}.profile", f"must name a profile of teams.profiles "
                              f"({', '.join(sorted(known_profiles)) or 'none configured'})")
-        pools.append(Pool(name=name, size=size, agent=agent, resources=resources, profile=profile))
+        prestart = item.get("prestart", False)
+        if not isinstance(prestart, bool):
+            raise PoolsError(f"{path}.prestart", "must be true or false")
+        pools.append(Pool(name=name, size=size, agent=agent, resources=resources, profile=profile, prestart=prestart))
     return tuple(pools)
 
 
@@ -184,6 +192,12 @@ def shape_of(agent: str, command: Sequence[str], resources: Mapping[str, str], p
     text = json.dumps({"agent": agent, "command": list(command), "resources": dict(resources), "profile": profile},
                       sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def prestarted_shape(shape: str) -> str:
+    """The shape of the members of a pool with ``prestart`` (a create's shape is ``shape``):
+    a member made before the setting changed is replaced, since it runs otherwise."""
+    return hashlib.sha256(f"{shape}:prestart".encode()).hexdigest()[:16]
 
 
 def member_labels(pool: str, shape: str) -> dict[str, str]:

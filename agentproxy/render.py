@@ -25,7 +25,7 @@ from . import naming, yamlfast, yamlout
 from .agenthome import BASE_URL_VARIABLE, KEY_VARIABLE, QUIET_ENV, home_dir, uses_claude
 from .launch import AgentLaunch, agent_launch
 from .launcher import BOUND_VARIABLE, wrapped
-from .pools import POOL_SESSION, member_labels, shape_of
+from .pools import POOL_SESSION, member_labels, prestarted_shape, shape_of
 from .settings import AGENT_PORT, Settings
 from .spec import AgentSpec, fingerprint
 from .waiting import REPORT_PATH
@@ -182,7 +182,7 @@ def render_agent(settings: Settings, spec: AgentSpec, *, replicas: int = 1,
         member = member_of(spec)
         workload_labels = naming.standard_labels(spec.id, member.session)
         if member == spec:  # the member itself, labelled as one of its pool
-            labels = {**labels, **member_labels(spec.pool, member_shape(spec))}
+            labels = {**labels, **member_labels(spec.pool, member_label_shape(settings, spec))}
         else:
             configmap = render_agent(settings, member)[0]
             pod_config_hash = _hash(configmap.get("data", {}))
@@ -256,15 +256,26 @@ def launch_of(settings: Settings, spec: AgentSpec) -> AgentLaunch:
     if spec.pool is not None:
         binding = (BINDING_HOST, BINDING_PORT, posixpath.join(BINDING_DIR, BINDING_KEY))
     if not uses_claude(spec.command):
-        launch = wrapped(launch, save_interval=interval, binding=binding)
+        launch = wrapped(launch, save_interval=interval, binding=binding, prestart=_prestarted(settings, spec.pool))
     else:
         claude = settings.agents.claude
         extra = {**QUIET_ENV, **({BASE_URL_VARIABLE: claude.base_url} if claude.base_url else {})}
         launch = wrapped(launch, save_interval=interval, claude_home=True, permission_mode=claude.permission_mode,
-                         extra_env=extra, waiting=waiting_report(settings), binding=binding)
+                         extra_env=extra, waiting=waiting_report(settings), binding=binding,
+                         prestart=_prestarted(settings, spec.pool))
     if spec.pool is not None and spec.session != POOL_SESSION:
         launch = dataclasses.replace(launch, env={**launch.env, BOUND_VARIABLE: "1"})
     return launch
+
+
+def _prestarted(settings: Settings, pool: str | None) -> bool:
+    """Whether the members of ``pool`` run their program before their claim (its ``prestart``)."""
+    if pool is None or not settings.pools:
+        return False
+    for item in settings.pools:
+        if item.get("name") == pool:
+            return bool(item.get("prestart", False))
+    return False
 
 
 BINDING_HOST = "0.0.0.0"
@@ -296,6 +307,13 @@ def member_of(spec: AgentSpec) -> AgentSpec:
     """The pool member a warm agent was made from: the same id and shape, in the pool's session,
     owned by nobody, with no variables, message, tags or group (what a member is made with)."""
     return dataclasses.replace(spec, session=POOL_SESSION, env={}, message=None, owner=None, tags={}, group=None)
+
+
+def member_label_shape(settings: Settings, spec: AgentSpec) -> str:
+    """The shape a member is labelled with: its :func:`member_shape`, told apart when its pool
+    pre-starts its members (see :func:`agentproxy.pools.prestarted_shape`)."""
+    shape = member_shape(spec)
+    return prestarted_shape(shape) if _prestarted(settings, spec.pool) else shape
 
 
 def member_shape(spec: AgentSpec) -> str:

@@ -97,14 +97,22 @@ def check(port: int, state_file: str, host: str = "localhost", timeout: float = 
     return None
 
 
-def waiting_for_binding(port: int, timeout: float = 5.0) -> bool:
-    """True when the launcher of a warm pool member waits for its binding on ``port``
-    (see :mod:`agentproxy.launcher`): its container has started, and agentapi has not yet."""
+def binding_state(port: int, timeout: float = 5.0) -> str | None:
+    """What the launcher of a warm pool member on ``port`` says (see :mod:`agentproxy.launcher`):
+    ``waiting`` for its binding, ``starting`` (pre-started, its agent not stable yet), or None
+    when nothing listens there (it is bound, or not a member)."""
     try:
         answer = _get_json(port, "/healthz", "localhost", timeout)
     except (OSError, ValueError, http.client.HTTPException):
-        return False
-    return isinstance(answer, dict) and answer.get("state") == "waiting"
+        return None
+    state = answer.get("state") if isinstance(answer, dict) else None
+    return state if isinstance(state, str) else None
+
+
+def waiting_for_binding(port: int, timeout: float = 5.0) -> bool:
+    """True when the launcher of a warm pool member waits for its binding on ``port``: its
+    container has started, and agentapi has not yet (or, pre-started, its agent is stable)."""
+    return binding_state(port, timeout) == "waiting"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -117,8 +125,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds per request")
     parser.add_argument("--waiting-port", type=int, help="a pool member's binding port: waiting there passes too")
     args = parser.parse_args(argv)
-    if args.waiting_port is not None and waiting_for_binding(args.waiting_port, args.timeout):
-        return 0
+    if args.waiting_port is not None:
+        state = binding_state(args.waiting_port, args.timeout)
+        if state == "waiting":
+            return 0
+        if state == "starting":  # pre-started: agentapi answers, but its program is not ready yet
+            print("the pool member's agent is not stable yet", file=sys.stderr)
+            return 1
     problem = check(args.port, args.state_file, args.host, args.timeout)
     if problem is not None:
         print(problem, file=sys.stderr)

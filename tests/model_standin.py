@@ -128,6 +128,9 @@ class ModelStandIn:
     port: int = 0
     host: str = HOST
     """Where it listens: loopback, or the real node's bridge address (pods reach only that)."""
+    key: str | None = None
+    """The only key it takes (``x-api-key`` or a bearer token), answering others 401 as the
+    real API does; None: any key."""
     _runner: web.AppRunner | None = None
 
     @property
@@ -164,6 +167,10 @@ class ModelStandIn:
         if request.method != "POST" or not isinstance(body, dict):
             return web.json_response({"type": "error", "error": {"type": "not_found_error",
                                                                   "message": request.path}}, status=404)
+        if self.key is not None and self.key not in (request.headers.get("x-api-key"),
+                                                     request.headers.get("Authorization", "")[len("Bearer "):]):
+            return web.json_response({"type": "error", "error": {"type": "authentication_error",
+                                                                  "message": "invalid x-api-key"}}, status=401)
         if request.path == "/v1/messages/count_tokens":
             return web.json_response({"input_tokens": max(1, len(raw) // 4)})
         if request.path != "/v1/messages":

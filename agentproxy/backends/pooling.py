@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..pools import POOL_SESSION, Decision, Pool, parse_pools
+from ..pools import POOL_SESSION, Decision, Pool, parse_pools, prestarted_shape
 from ..render import member_shape
 from ..settings import Settings
 from ..spec import AgentSpec, build_spec
@@ -25,6 +25,9 @@ class ConfiguredPool:
 
     pool: Pool
     shape: str
+    """What its members are made of (their label; see :func:`~agentproxy.pools.prestarted_shape`)."""
+    create_shape: str = ""
+    """The shape of a create it serves (its members' shape unless they are pre-started)."""
 
     @property
     def name(self) -> str:
@@ -58,12 +61,16 @@ def configured_pools(settings: Settings) -> tuple[ConfiguredPool, ...]:
     from ..teams.config import parse_teams
     profiles = parse_teams(settings.teams, settings.agents.commands).profiles
     pools = parse_pools(settings.pools, settings.agents.commands, settings.agents.default_type, profiles)
-    return tuple(ConfiguredPool(p, spec_shape(member_spec(settings, p, "shape"))) for p in pools)
+    out = []
+    for p in pools:
+        shape = spec_shape(member_spec(settings, p, "shape"))
+        out.append(ConfiguredPool(p, prestarted_shape(shape) if p.prestart else shape, shape))
+    return tuple(out)
 
 
 def pool_shapes(pools: tuple[ConfiguredPool, ...]) -> Mapping[str, str]:
-    """Each pool's shape by name (what :func:`agentproxy.pools.decide` takes)."""
-    return {p.name: p.shape for p in pools}
+    """The shape of the creates each pool serves, by name (what :func:`agentproxy.pools.decide` takes)."""
+    return {p.name: p.create_shape or p.shape for p in pools}
 
 
 class MemberTaken(Unavailable):

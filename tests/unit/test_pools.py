@@ -63,6 +63,7 @@ def test_a_pool_with_defaults():
     ([{"name": "a", "size": 1, "resources": {"cpu_limit": "lots"}}], "pools.0.resources.cpu_limit", "quantity"),
     ([{"name": "a", "size": 1, "resources": {"cpu_limit": 0}}], "pools.0.resources.cpu_limit", "positive"),
     ([{"name": "a", "size": 1, "profile": "ml"}], "pools.0.profile", "none configured"),
+    ([{"name": "a", "size": 1, "prestart": "yes"}], "pools.0.prestart", "true or false"),
 ])
 def test_bad_pools_name_the_field_and_the_rule(raw, path, rule):
     with pytest.raises(PoolsError) as info:
@@ -81,6 +82,21 @@ def test_settings_refuse_a_bad_pool_naming_the_field():
 def test_settings_refuse_a_pool_beyond_the_configured_resources():
     err = settings_error("pools=[{name: big, size: 1, resources: {memory_limit: 64Gi}}]")
     assert_message(err, "pools.0.resources.memory_limit", "must not exceed the configured k8s_mode.resources.memory_limit")
+
+
+def test_a_pool_may_prestart_its_members():
+    assert parse([{"name": "echo", "size": 1, "prestart": True}]) == (Pool("echo", 1, "echo", prestart=True),)
+    assert parse([{"name": "c", "size": 1, "agent": "claude"}])[0].prestart is False
+    assert parse([{"name": "c", "size": 1, "agent": "claude", "prestart": True}])[0].prestart is True
+
+
+def test_a_prestarted_pool_serves_the_creates_of_its_shape_with_members_of_another():
+    from agentproxy.backends.pooling import configured_pools, pool_shapes
+    plain = configured_pools(settings_with("pools=[{name: echo, size: 1, agent: echo}]"))[0]
+    early = configured_pools(settings_with("pools=[{name: echo, size: 1, agent: echo, prestart: true}]"))[0]
+    assert early.create_shape == plain.shape == plain.create_shape
+    assert early.shape != plain.shape  # its members run otherwise: old ones are replaced
+    assert pool_shapes((early,)) == {"echo": plain.shape}
 
 
 def test_settings_accept_pools_from_a_file(tmp_path):

@@ -161,7 +161,7 @@ class K8sPools:
         take the same."""
         shapes = pool_shapes(tuple(self.pools.values()))
         ready = [m for m in self.members() if m.state == READY and m.id not in self._reserved
-                 and m.id not in self._removing and shapes.get(m.pool) == m.shape]
+                 and m.id not in self._removing and m.pool in self.pools and self.pools[m.pool].shape == m.shape]
         by_pool: dict[str, int] = {}
         for member in ready:
             by_pool[member.pool] = by_pool.get(member.pool, 0) + 1

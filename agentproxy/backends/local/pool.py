@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from ...agenthome import uses_claude
 from ...launch import agent_launch
 from ...launcher import BIND_PATH, ENTRY_MODULE, HEALTH_PATH
 from ...naming import generate_agent_id
@@ -301,7 +302,8 @@ class LocalPools:
             launch = agent_launch(spec, port=member.port, work_dir=str(work_dir),
                                   program=backend.agentapi_binary(), command=backend.command_of(spec))
             argv = [sys.executable, "-m", ENTRY_MODULE, "--bind", f"{HOST}:{member.bind_port}",
-                    "--token-file", str(token_path), "--work-dir", str(work_dir), "--", *launch.argv]
+                    "--token-file", str(token_path), "--work-dir", str(work_dir),
+                    *(["--prestart"] if self.prestarts(pool, spec) else []), "--", *launch.argv]
             env = agent_environment({}, {TAG_VARIABLE: member.tag})
             async with backend.launches:
                 member.process = await spawn_in_thread(argv, env=env, cwd=work_dir,
@@ -361,6 +363,13 @@ class LocalPools:
         out.append(MetricSample("pool_claims_total", "Creates served by a warm pool member.", "counter",
                                 float(self.claims)))
         return out
+
+    @staticmethod
+    def prestarts(pool: ConfiguredPool, spec: AgentSpec) -> bool:
+        """Whether the members of ``pool`` run their program before their claim: as its
+        ``prestart`` says, but never Claude Code here, whose home (with the owner's key and
+        files) the proxy prepares at the claim, before the program may start."""
+        return pool.pool.prestart and not uses_claude(spec.command)
 
     def _token_path(self, member_id: str) -> Path:
         return self.token_dir / f"{member_id}.token"

@@ -89,3 +89,53 @@ async def test_a_member_waits_on_the_node_and_its_claim_binds_it_in_place(serve,
     assert env["GREETING"] == "hi there" and env["AGENTPROXY_SESSION"] == "own" and env["AGENTPROXY_BOUND"] == "1"
     conversation = await server.messages("own", member_id)
     assert conversation.count(("user", "hello")) == 1, conversation  # the first message is not sent again
+
+
+async def test_a_prestarted_member_runs_before_its_claim_and_answers_without_a_new_process(serve, api, rn_namespace):
+    """``prestart``: the member's pod is Ready before any claim (its agent runs and is stable);
+    the claim's first message goes to that very agentapi. Its container killed after the claim
+    starts bound, with the conversation, and the first message is not sent a second time."""
+    server = await serve({"pools": [{"name": "early", "size": 1, "agent": "echo", "prestart": True}]})
+
+    async def member():
+        _, found = await request(api, "GET", f"/api/v1/namespaces/{rn_namespace}/configmaps",
+                                 params={"labelSelector": LABEL_POOL})
+        ids = [cm["metadata"]["labels"]["agentproxy.io/agent-id"] for cm in found["items"]]
+        if len(ids) != 1:
+            return None
+        pod = await get(api, f"/api/v1/namespaces/{rn_namespace}/pods/agent-{ids[0]}-0")
+        statuses = ((pod or {}).get("status") or {}).get("containerStatuses") or []
+        return ids[0] if statuses and statuses[0].get("ready") else None
+    member_id = await wait_for(member, "the pre-started member's pod to be Ready", timeout=180)
+    waiting = await pod_of(api, rn_namespace, member_id)
+    container = waiting["status"]["containerStatuses"][0]["containerID"].split("://")[1]
+    before = _agentapi_pid(container)  # agentapi runs before the claim
+
+    agent = await server.create("own", {"message": "hello early"})
+    assert agent["id"] == member_id and agent["details"]["start"] == "warm", agent
+    await server.until_said("own", member_id, "hello early")
+    claimed = await pod_of(api, rn_namespace, member_id)
+    assert claimed["metadata"]["uid"] == waiting["metadata"]["uid"]
+    assert claimed["status"]["containerStatuses"][0]["restartCount"] == 0
+    assert _agentapi_pid(container) == before  # the same agentapi took the first message
+
+    pvc = await get(api, f"/api/v1/namespaces/{rn_namespace}/persistentvolumeclaims/data-agent-{member_id}-0")
+    pv = await get(api, f"/api/v1/persistentvolumes/{pvc['spec']['volumeName']}")
+    state = Path(pv["spec"]["local"]["path"]) / ".agentproxy" / "agentapi-state.json"
+
+    async def saved():
+        return state.exists() and "echo: hello early" in state.read_text(errors="replace")
+    await wait_for(saved, "the conversation saved on the volume")
+    for pid in container_processes(container):
+        os.kill(pid, signal.SIGKILL)
+
+    async def restarted():
+        pod = await pod_of(api, rn_namespace, member_id)
+        status = pod["status"]["containerStatuses"][0]
+        return status if status["restartCount"] >= 1 and status.get("ready") else None
+    await wait_for(restarted, "the container to start again and be ready", timeout=180)
+    await server.until("own", member_id, "ready")
+    await server.until_said("own", member_id, "hello early")
+    await server.idle("own", member_id)  # stable: an initial prompt would have been sent by now
+    conversation = await server.messages("own", member_id)
+    assert conversation.count(("user", "hello early")) == 1, conversation

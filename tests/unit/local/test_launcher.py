@@ -3,6 +3,7 @@ programs, a real binding listener on 127.0.0.1 talked to with raw sockets."""
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
@@ -11,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +22,7 @@ from typing import Any
 import psutil
 import pytest
 
+from agentproxy.agenthome import QUIET_ENV
 from agentproxy.launch import state_file
 from agentproxy.launcher import (
     BOUND_VARIABLE,
@@ -31,6 +34,7 @@ from agentproxy.launcher import (
     parse_binding,
     token_matches,
 )
+from tests.model_standin import ANSWER_PREFIX, ModelStandIn
 
 from .support import PROGRAMS, port_block
 
@@ -110,14 +114,15 @@ def launch(tmp_path: Path, launcher: str) -> Iterator[Callable[..., Launched]]:
     started: list[Launched] = []
 
     def start(program: list[str], *, warm: bool = True, save_interval: float = 0.0, token_in_env: bool = False,
-              name: str = "a1", extra_env: dict[str, str] | None = None) -> Launched:
+              name: str = "a1", extra_env: dict[str, str] | None = None, prestart: bool = False,
+              agent_type: str = "custom", claude_home: bool = False) -> Launched:
         work = tmp_path / name
         work.mkdir()
         low, _ = port_block()
         agent_port, bind_port = low, low + 1
         token = secrets.token_urlsafe(24)
         argv = [sys.executable, "-m", "agentproxy.launcher", "--work-dir", str(work),
-                "--save-interval", str(save_interval)]
+                "--save-interval", str(save_interval), *(["--claude-home"] if claude_home else [])]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTAPI_", "AGENTPROXY_"))}
         env["PYTHONPATH"] = str(ROOT)
         env.update(extra_env or {})
@@ -130,7 +135,9 @@ def launch(tmp_path: Path, launcher: str) -> Iterator[Callable[..., Launched]]:
                 token_file.write_text(token)
                 token_file.chmod(0o600)
                 argv += ["--token-file", str(token_file)]
-        argv += ["--", launcher, "server", "--port", str(agent_port), "--type", "custom",
+            if prestart:
+                argv.append("--prestart")
+        argv += ["--", launcher, "server", "--port", str(agent_port), "--type", agent_type,
                  "--state-file", state_file(str(work)), "--", *program]
         process = subprocess.Popen(argv, env=env, cwd=work, stdout=subprocess.DEVNULL,
                                    stderr=open(tmp_path / f"{name}.log", "wb"))
@@ -285,6 +292,124 @@ def send(port: int, text: str) -> None:
     assert conn.getresponse().status == 200
     conn.close()
     wait(lambda: f"echo: {text}" in conversation(port), f"the answer to {text!r}")
+
+
+def health(port: int) -> str | None:
+    return (answers(port, "/healthz") or {}).get("state")
+
+
+def test_a_prestarted_member_runs_before_its_claim_and_the_binding_brings_its_first_message(launch):
+    member = launch(ECHO, save_interval=0.5, prestart=True)
+    # agentapi and the agent run before any binding; the member says it waits only once its
+    # agent is stable (a claim then finds it ready), "starting" before.
+    assert wait(lambda: answers(member.agent_port, "/status"), "agentapi before the claim")
+    states = set()
+    wait(lambda: states.add(health(member.bind_port)) or "waiting" in states, "the member to wait", timeout=60)
+    assert (answers(member.agent_port, "/status") or {}).get("status") == "stable"
+    assert states <= {"starting", "waiting", None}
+
+    # The binding's first message goes to the running agent: no new process.
+    pids = {p.pid for p in member.family()}
+    assert status_of(raw(member.bind_port, bind_request("not-the-token", b'{"env": {}}'))) == 401
+    body = json.dumps({"env": {"AGENTAPI_INITIAL_PROMPT": "hello early bird", "OWNER": "v"}}).encode()
+    assert status_of(raw(member.bind_port, bind_request(member.token, body))) == 200
+    wait(lambda: "echo: hello early bird" in conversation(member.agent_port), "the first answer")
+    assert {p.pid for p in member.family()} == pids
+    assert conversation(member.agent_port).count("hello early bird") == 1
+    wait(lambda: not listening(member.bind_port), "the listener to close once bound")
+    wait(lambda: "echo: hello early bird" in saved(member.work), "the conversation saved")
+
+
+def test_a_prestarted_member_that_starts_again_after_its_claim_does_not_repeat_its_first_message(launch):
+    """k8s mode: the claimed member's container starts again with its binding in its variables,
+    the first message among them; it is in the saved conversation already, so it is not sent again."""
+    member = launch(ECHO, save_interval=0.5, prestart=True, name="first")
+    wait(lambda: health(member.bind_port) == "waiting", "the member to wait", timeout=60)
+    body = json.dumps({"env": {"AGENTAPI_INITIAL_PROMPT": "only once"}}).encode()
+    assert status_of(raw(member.bind_port, bind_request(member.token, body))) == 200
+    wait(lambda: "echo: only once" in saved(member.work), "the conversation saved")
+    member.process.send_signal(signal.SIGTERM)
+    member.process.wait(timeout=30)
+
+    again = launch(ECHO, save_interval=0.5, prestart=True, name="again",
+                   extra_env={BOUND_VARIABLE: "1", "AGENTAPI_INITIAL_PROMPT": "only once"})
+    Path(state_file(str(again.work))).parent.mkdir(parents=True, exist_ok=True)
+    Path(state_file(str(again.work))).write_text(saved(member.work))
+    wait(lambda: "echo: only once" in conversation(again.agent_port), "the conversation back")
+    time.sleep(3)  # agentapi would have sent an initial prompt by now (stable for 2 s)
+    assert conversation(again.agent_port).count("only once") == 1
+
+
+def test_a_prestarted_member_bound_before_its_message_was_saved_sends_it_at_its_next_start(launch):
+    again = launch(ECHO, save_interval=0.5, prestart=True, name="unsaved",
+                   extra_env={BOUND_VARIABLE: "1", "AGENTAPI_INITIAL_PROMPT": "not lost"})
+    wait(lambda: "echo: not lost" in conversation(again.agent_port), "the first message sent at start")
+    assert not listening(again.bind_port)
+    time.sleep(3)
+    assert conversation(again.agent_port).count("not lost") == 1
+
+
+def test_a_prestarted_claude_member_takes_its_key_with_its_binding(launch, claude, tmp_path):
+    """Claude Code runs before its claim without a key; its home's ``apiKeyHelper`` prints a
+    file the binding writes. The model stand-in takes only that key (401 otherwise, as the
+    real API answers): the first message is answered with it, and the key is nowhere on the
+    agent's volume nor in its program's environment. (The model is out of reach: its stand-in.)"""
+    key = "sk-ant-late-" + secrets.token_hex(16)
+
+    key_dirs_before = set(Path(tempfile.gettempdir()).glob("agentproxy-key-*"))
+
+    async def scenario() -> None:
+        async with ModelStandIn(key=key) as model:
+            member = launch([claude], prestart=True, claude_home=True, agent_type="claude", name="claude",
+                            extra_env={"ANTHROPIC_BASE_URL": model.url, **QUIET_ENV})
+            await asyncio.to_thread(wait, lambda: health(member.bind_port) == "waiting",
+                                    "Claude Code to be stable before its claim", 120)
+            assert not model.requests  # nothing asked the model yet
+            body = json.dumps({"env": {"AGENTAPI_INITIAL_PROMPT": "hello late key", "ANTHROPIC_API_KEY": key}})
+            assert status_of(raw(member.bind_port, bind_request(member.token, body.encode()))) == 200
+            await asyncio.to_thread(wait, lambda: any(ANSWER_PREFIX + "hello late key" in text
+                                                      for text in conversation(member.agent_port)),
+                                    "the answer with the late key", 120)
+            # Its helper waited for the key: no request went out without it.
+            assert model.requests and all(r.headers.get("x-api-key") == key for r in model.requests)
+            claude_process = next(p for p in member.family() if "claude" in " ".join(p.cmdline()))
+            assert key not in json.dumps(claude_process.environ())
+            assert not [p for p in member.work.rglob("*") if p.is_file() and key.encode() in p.read_bytes()]
+            [key_dir] = set(Path(tempfile.gettempdir()).glob("agentproxy-key-*")) - key_dirs_before
+            assert (key_dir / "api-key").read_text() == key and (key_dir.stat().st_mode & 0o077) == 0
+            member.process.send_signal(signal.SIGTERM)
+            member.process.wait(timeout=60)
+            assert not key_dir.exists()  # the key went with the agent
+
+    asyncio.run(scenario())
+
+
+def test_a_prestarted_member_whose_token_is_taken_away_ends_its_agent(launch, tmp_path):
+    """Claimed but never reached by its binding (k8s mode deletes the token after a claim): the
+    running agent ends, so that its container starts again, bound from its environment."""
+    member = launch(ECHO, prestart=True, name="orphan")
+    wait(lambda: health(member.bind_port) == "waiting", "the member to wait", timeout=60)
+    agentapi = [p for p in member.family() if p.pid != member.process.pid]
+    assert agentapi
+    (tmp_path / "orphan.token").unlink()
+    member.process.wait(timeout=30)
+    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in agentapi)
+
+
+def test_the_startup_probe_of_a_prestarted_member_waits_for_its_agent(launch):
+    member = launch(ECHO, prestart=True, name="probe")
+    probe = [sys.executable, "-m", "agentproxy.restore", "--port", str(member.agent_port), "--state-file",
+             state_file(str(member.work)), "--timeout", "2", "--waiting-port", str(member.bind_port)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    wait(lambda: health(member.bind_port), "the listener")
+    results = []
+    while health(member.bind_port) == "starting":
+        code = subprocess.run(probe, env=env, capture_output=True, timeout=60).returncode
+        if health(member.bind_port) == "starting":  # starting from before the probe to after it
+            results.append(code)
+    wait(lambda: health(member.bind_port) == "waiting", "the member to wait")
+    assert subprocess.run(probe, env=env, capture_output=True, timeout=60).returncode == 0
+    assert results and set(results) == {1}, results  # its agent not stable yet: not started
 
 
 def test_a_cold_launcher_forwards_sigterm_and_exits_with_agentapi(launch):

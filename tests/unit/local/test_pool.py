@@ -255,3 +255,31 @@ async def test_a_changed_pool_replaces_its_members_and_a_removed_one_drains(pool
     await wait_until(lambda: drained._pools is not None and drained._pools.empty, timeout=60, what="the pool drained")
     assert not any((Path(settings.local_mode.data_dir) / "work" / member).exists() for member in left)
     assert json.loads((Path(settings.local_mode.data_dir) / "pool.json").read_text())["members"] == {}
+
+
+async def test_a_prestarted_pool_hands_its_running_agent_the_first_message(pooled, settings):
+    """``prestart``: the member's agent runs before its claim, so the claim's first message goes
+    to a program that is ready; turning it on replaces the members that were made without it."""
+    backend = await pooled([{"name": "echo", "size": 1, "agent": "echo"}])
+    await wait_until(lambda: len(ready_members(backend)) == 1, timeout=60, what="the pool to fill")
+    plain = set(ready_members(backend))
+    await backend.close()
+
+    backend = await pooled([{"name": "echo", "size": 1, "agent": "echo", "prestart": True}])
+    await wait_until(lambda: len(ready_members(backend)) == 1 and not plain & set(ready_members(backend))
+                     and not backend._pools._leaving, timeout=60, what="the members replaced by pre-started ones")
+    [member_id] = ready_members(backend)
+    member = backend._pools.members[member_id]
+    agentapi = f"http://127.0.0.1:{member.port}"
+    async with aiohttp.ClientSession() as client:
+        async with client.get(f"{agentapi}/status", headers={"Host": "localhost"}) as response:
+            assert (await response.json())["status"] == "stable"  # running, before any claim
+
+        state = await backend.create(spec(settings, "ignored", "echo", message="hello prestarted"), names_id=False)
+        assert state.details["start"] == WARM and state.id == member_id
+        state = await wait_ready(backend, state.id)
+        assert state.details["pid"] == member.process.pid
+        await agent_said(client, agentapi, "echo: hello prestarted")
+        async with client.get(f"{agentapi}/messages", headers={"Host": "localhost"}) as response:
+            said = [m["content"].strip() for m in (await response.json())["messages"] if m["role"] == "user"]
+        assert said == ["hello prestarted"]

@@ -93,3 +93,18 @@ def test_a_cold_agent_is_rendered_as_before(settings):
     assert "--bind" not in container(cold)["args"]
     assert "volumes" not in cold["StatefulSet"]["spec"]["template"]["spec"]
     assert "pool" not in json.loads(cold["ConfigMap"]["metadata"]["annotations"]["agentproxy.io/spec"])
+
+
+def test_a_prestarted_members_launcher_runs_its_agent_at_once_and_is_labelled_apart(settings):
+    """``prestart``: the launcher starts agentapi before the binding; such members are labelled
+    with a shape of their own, so that turning it on or off replaces the others."""
+    plain = by_kind(render_agent(settings, member_spec(settings)))
+    settings.pools = [{"name": "echo", "size": 1, "agent": "echo", "prestart": True}]
+    early = by_kind(render_agent(settings, member_spec(settings)))
+    args = container(early)["args"]
+    assert "--prestart" in args[:args.index("--")] and "--prestart" not in container(plain)["args"]
+    assert early["StatefulSet"]["metadata"]["labels"][LABEL_SHAPE] != plain["StatefulSet"]["metadata"]["labels"][LABEL_SHAPE]
+    # The claimed agent keeps its member's container as it was: the claim restarts nothing.
+    claimed = by_kind(render_agent(settings, claimed_spec(settings)))
+    assert container(claimed)["args"] == args
+    assert claimed["ConfigMap"]["data"][BOUND_VARIABLE] == "1"
