@@ -328,8 +328,12 @@ async def notification_kinds(proxy: Proxy, http: aiohttp.ClientSession, count: i
     url = f"{proxy.url}/sessions/{agent['session']}/agents/{agent['id']}"
     await _until_ready(http, url)
     await receiver.wait("ready", agent["id"])  # the first prompt's turn
+    pause = random.Random(5)
     for i in range(count):
         told = receiver.count("ready", agent["id"])
+        # The proxy looks at turns once a second: a pause of a random part of a second, so that the
+        # turns do not keep in step with its looks (each turn starts as the previous one was told).
+        await asyncio.sleep(pause.random())
         await _status_until(http, url, "stable")
         await _say(http, url, f"turn {i}")
         try:  # agentapi runs while the screen changes, and turns stable once it stays still
