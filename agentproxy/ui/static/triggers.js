@@ -46,6 +46,14 @@ export function failed(record) {
   return outcome === "dead" || outcome === "failed" || /^[45]\d\d$/.test(outcome);
 }
 
+/** The agent a delivery made or spoke of: a hook's and a notification's `agent`; a tick's is named in
+ * its result ("created ID", "created ID, replaced ..."). */
+export function agentOf(record) {
+  if (record.agent) return String(record.agent);
+  const made = record.kind === "schedule" && /^created ([^\s,]+)/.exec(String(record.result || ""));
+  return made ? made[1] : "";
+}
+
 /** The words of a delivery beyond its outcome: a notification's kind and error, a hook's or a tick's result. */
 export function details(record) {
   if (record.kind === "notification") {
@@ -110,7 +118,7 @@ export function deliveryRows(deliveries) {
     cell(record.kind),
     cell(record.name, { class: "mono" }),
     el("td", {}, el("span", { class: `badge outcome${failed(record) ? " outcome-failed" : ""}`, text: outcomeOf(record) })),
-    cell(record.agent, { class: "mono" }),
+    cell(agentOf(record), { class: "mono" }),
     cell(details(record), { class: "wrap" })));
 }
 

@@ -47,7 +47,9 @@ def trigger_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSer
                                                        "when": HOSTILE_WHEN},
                          "prompt": "Fix <script>window.pwned=3</script>{{ issue.title }}"}},
         "schedules": {"nightly": {"cron": "0 3 * * 1-5", "timezone": "Europe/Berlin", "owner": "alice",
-                                  "agent": "echo", "prompt": "Nightly run of {{ tick }}"}},
+                                  "agent": "echo", "prompt": "Nightly run of {{ tick }}"},
+                      "minutely": {"cron": "* * * * *", "owner": "alice", "agent": "echo",
+                                   "prompt": "Run of {{ tick }}"}},
         "notifications": [{"name": "nowhere", "url": nowhere, "format": "signed", "secret_env": "UI_HOOK_SECRET",
                            "events": ["deleted"], "hook": "gh"}],
         "delivery": {"attempts": 1, "timeout": "2s", "debounce": "0s"},
@@ -92,9 +94,10 @@ def test_an_admin_sees_hooks_schedules_and_deliveries_as_they_happen(trigger_ser
     schedule = page.locator("#triggers-schedules tr[data-schedule='nightly']")
     expect(schedule).to_contain_text("0 3 * * 1-5")
     expect(schedule).to_contain_text("Europe/Berlin")
-    next_tick = trigger_server.call("GET", "/schedules")["schedules"][0]["next_tick"]
+    listed = trigger_server.call("GET", "/schedules")["schedules"]
+    next_tick = next(s for s in listed if s["id"] == "nightly")["next_tick"]
     expect(schedule.locator(f"time[datetime='{next_tick}']")).to_have_count(1)
-    expect(page.locator("#triggers-deliveries")).to_contain_text("No deliveries yet.")
+    expect(page.locator("#triggers-deliveries tr[data-kind='hook']")).to_have_count(0)
 
     # A signed delivery while the page is open: its outcome and agent appear without a reload.
     status, agent = deliver(trigger_server, "The build is red")
@@ -130,6 +133,23 @@ def test_an_admin_sees_hooks_schedules_and_deliveries_as_they_happen(trigger_ser
     page.get_by_role("button", name="Agents").click()
     expect(page.locator("#dashboard")).to_be_visible()
     expect(view).to_be_hidden()
+    assert real_errors(page) == []
+
+
+def test_a_schedule_tick_shows_its_agent_and_the_replica_that_fired_it(trigger_server, page):
+    sign_in(page, trigger_server, ADMIN_KEY)
+    page.get_by_role("button", name="Triggers").click()
+    schedule = page.locator("#triggers-schedules tr[data-schedule='minutely']")
+    expect(schedule).to_contain_text("* * * * *")
+    # The next minute's tick (a minute at most, and the proxy's look at it): the run, its agent and
+    # who fired it appear without a reload.
+    tick = page.locator("#triggers-deliveries tr[data-kind='schedule']").first
+    expect(tick.locator(".outcome")).to_have_text("created", timeout=90_000)
+    listed = trigger_server.call("GET", "/schedules")["schedules"]
+    claim = next(s for s in listed if s["id"] == "minutely")["claim"]
+    assert claim and claim["by"], listed
+    expect(schedule).to_contain_text(claim["by"])
+    expect(tick).to_contain_text("minutely-")  # the agent's id is the tick's
     assert real_errors(page) == []
 
 
