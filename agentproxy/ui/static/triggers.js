@@ -108,7 +108,7 @@ export function scheduleRows(schedules) {
       cell(String(schedule.missed ?? 0)),
       cell(claim ? `${claim.by}${claim.done ? "" : " (run not made yet)"}` : "", { class: "mono" }),
       cell(runSummary(schedule), { class: "wrap" }),
-      cell(`overlap: ${schedule.overlap}`));
+      cell(schedule.overlap));
   });
 }
 
