@@ -483,7 +483,7 @@ async def schedules_only(args: argparse.Namespace) -> int:
     with open("/proc/loadavg") as f:
         before = f.read().split()[:3]
     with tempfile.TemporaryDirectory(prefix="bench-triggers-") as tmp:
-        twice = _report_skew(await schedule_skew(args.schedule_minutes, Path(tmp), args.kubeconfig))
+        twice = _report_skew(await schedule_skew(args.schedule_minutes, Path(tmp), args.kubeconfig if args.lease else None))
     with open("/proc/loadavg") as f:
         print(f"load average before {' '.join(before)}, after {' '.join(f.read().split()[:3])}")
     if twice:
@@ -566,7 +566,8 @@ async def main_async(args: argparse.Namespace) -> int:
                 result = await _measure(proxy, http, receiver, args)
                 await proxy.delete_all(http)
             if args.schedule_minutes:
-                twice = _report_skew(await schedule_skew(args.schedule_minutes, Path(tmp), args.kubeconfig))
+                leases = args.kubeconfig if args.lease else None  # --k8s alone: file claims only
+                twice = _report_skew(await schedule_skew(args.schedule_minutes, Path(tmp), leases))
                 if result is not None:
                     result["doubled"] += ["schedule"] * twice
         finally:
