@@ -563,8 +563,11 @@ async def main_async(args: argparse.Namespace) -> int:
             proxy = Proxy(Path(tmp), f"http://127.0.0.1:{port}/notify", namespace)
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as http:
                 await proxy.ready(http)
-                result = await _measure(proxy, http, receiver, args)
-                await proxy.delete_all(http)
+                try:
+                    result = await _measure(proxy, http, receiver, args)
+                finally:
+                    # Also after a failure: local agents outlive their proxy (it adopts them again).
+                    await proxy.delete_all(http)
             if args.schedule_minutes:
                 leases = args.kubeconfig if args.lease else None  # --k8s alone: file claims only
                 twice = _report_skew(await schedule_skew(args.schedule_minutes, Path(tmp), leases))
