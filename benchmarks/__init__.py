@@ -20,8 +20,9 @@ Modules:
   :mod:`.pool_k8s`: the same in k8s mode on ``$KUBECONFIG``'s kwok node (claim-to-ready, API
   requests per create, refill).
 - :mod:`.events`: the cost of ``GET /events`` with many agents and subscribers.
-- :mod:`.triggers`: inbound webhooks against a real proxy: webhook-to-agent-ready against a plain
-  create, and a bounded load of signed deliveries (none lost, none doubled, 429s counted).
+- :mod:`.triggers`: inbound webhooks against a real proxy (local mode, or k8s mode on the kwok
+  node): webhook-to-agent-ready against a plain create, the notification latency of each kind,
+  and a bounded load of signed deliveries (none lost, none doubled, 429s counted).
 - :mod:`.proxy`: the proxy against direct agentapi and two other proxies, over the paths of
   :mod:`.paths`, with the stream readers of :mod:`.streams` (run by path, as processes of their
   own), the kernel timestamps of :mod:`.capture` and the byte-relay floor of :mod:`.relay`;

@@ -26,8 +26,10 @@ class Recent:
     def add(self, kind: str, name: str, **facts: Any) -> dict[str, Any]:
         """Note one delivery of ``kind`` (``hook``, ``schedule``, ``notification``) of trigger ``name``."""
         record = {"at": round(time.time(), 3), "kind": kind, "name": name, **facts}
+        # The outcome as /metrics counts it, so that listings read it rather than work it out again.
+        record["outcome"] = outcome(record)
         self._items.append(record)
-        self.counts[(kind, name, outcome(record))] += 1
+        self.counts[(kind, name, record["outcome"])] += 1
         return record
 
     def list(self, kind: str | None = None, limit: int = 100) -> list[dict[str, Any]]:

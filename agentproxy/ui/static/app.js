@@ -1,11 +1,12 @@
 // The dashboard: asks for an API key when the server wants one, lists the agents live,
 // creates, suspends, resumes and deletes them, and shows the chat, the logs and the start's steps of the
-// selected one, and the question of an agent waiting for its user.
+// selected one, and the question of an agent waiting for its user; and, for admins, the triggers.
 
 import { Api, ApiError, agentPath } from "./api.js";
 import { AgentStore, LiveAgents, agentKey, renderAgentList, statusBadge } from "./agents.js";
 import { ChatPane, LogsPane } from "./chat.js";
 import { StartSteps } from "./progress.js";
+import { TriggersView } from "./triggers.js";
 import { showError } from "./dom.js";
 
 const $ = (id) => document.getElementById(id);
@@ -30,6 +31,11 @@ const live = new LiveAgents(api, store, (state) => {
   connection.textContent = state === "live" ? "live" : state === "reconnecting" ? "reconnecting…"
     : `error: ${state.describe()}`;
 });
+
+const triggers = new TriggersView(api, { hooks: $("triggers-hooks"), schedules: $("triggers-schedules"),
+                                         deliveries: $("triggers-deliveries"), deadLetters: $("triggers-dead"),
+                                         status: $("triggers-status"), error: $("triggers-error") });
+let view = "agents";
 
 store.onChange(render);
 
@@ -74,11 +80,38 @@ function showTab(name) {
 $("tab-chat").addEventListener("click", () => showTab("chat"));
 $("tab-logs").addEventListener("click", () => showTab("logs"));
 
+// --- the views: agents, and the triggers (admins only) ------------------------------------
+
+function showView(name) {
+  view = name;
+  $("view-agents").setAttribute("aria-pressed", String(name === "agents"));
+  $("view-triggers").setAttribute("aria-pressed", String(name === "triggers"));
+  $("dashboard").hidden = name !== "agents";
+  $("triggers-view").hidden = name !== "triggers";
+  // The triggers are read again every few seconds, only while they are shown.
+  if (name === "triggers") triggers.start();
+  else triggers.stop();
+}
+
+/** Offer the triggers' view when the caller may see it (an admin, on a server with triggers). */
+async function offerTriggers() {
+  const allowed = await triggers.allowed();
+  $("views").hidden = !allowed;
+  if (!allowed && view === "triggers") showView("agents");
+}
+
+$("view-agents").addEventListener("click", () => showView("agents"));
+$("view-triggers").addEventListener("click", () => showView("triggers"));
+
 // --- signing in -------------------------------------------------------------------------
 
 function askForKey(message) {
   live.stop();
   chat.show(null);
+  triggers.stop();
+  view = "agents";
+  $("views").hidden = true;
+  $("triggers-view").hidden = true;
   $("dashboard").hidden = true;
   $("login").hidden = false;
   $("connection").textContent = "API key needed";
@@ -133,7 +166,7 @@ async function start() {
     }
   }
   $("login").hidden = true;
-  $("dashboard").hidden = false;
+  showView("agents");
   signedIn = null;
   if (!api.key) {
     try {
@@ -144,6 +177,7 @@ async function start() {
     }
   }
   loadProfiles();
+  offerTriggers();
   $("signed-in-as").hidden = !signedIn;
   $("signed-in-as").textContent = signedIn ? `signed in as ${signedIn.user}` : "";
   $("sign-out").textContent = signedIn ? "Sign out" : "Forget key";
