@@ -15,7 +15,8 @@ Modules:
 - :mod:`.local`: the local supervisor's overhead, memory per agent, concurrent starts;
   :mod:`.restart`: a ``kill -9`` of the proxy and how soon it serves its agents again;
   :mod:`.suspend`: suspend and resume; :mod:`.first_answer`: create-to-first-answer of Claude
-  Code against echo; :mod:`.waiting`: from Claude Code's hook to ``waiting_input`` on ``/events``;
+  Code against echo, and of claims from warm pools; :mod:`.save_lag`: what a SIGKILL inside an
+  agent's container loses; :mod:`.waiting`: from Claude Code's hook to ``waiting_input`` on ``/events``;
   :mod:`.pool`: warm pool claims against cold creates (claim-to-ready, claim-to-first-answer, refill);
   :mod:`.pool_k8s`: the same in k8s mode on ``$KUBECONFIG``'s kwok node (claim-to-ready, API
   requests per create, refill).

@@ -140,7 +140,7 @@ def measure(args: argparse.Namespace, agentapi: str) -> None:
                     _until(lambda text=text: text in watch.seen, f"{text!r} saved")
                     lags.append(max(0.0, watch.seen[text] - answered))
             # The worst moment: SIGKILL right after the last answer of a burst.
-            last = []
+            last: list[str] = []
             for _ in range(args.burst):
                 text = f"last {len(last)}"
                 _until(lambda: _stable(port), "a stable agent")

@@ -303,8 +303,12 @@ def test_a_prestarted_member_runs_before_its_claim_and_the_binding_brings_its_fi
     # agentapi and the agent run before any binding; the member says it waits only once its
     # agent is stable (a claim then finds it ready), "starting" before.
     assert wait(lambda: answers(member.agent_port, "/status"), "agentapi before the claim")
-    states = set()
-    wait(lambda: states.add(health(member.bind_port)) or "waiting" in states, "the member to wait", timeout=60)
+    states: set[str | None] = set()
+
+    def seen_waiting() -> bool:
+        states.add(health(member.bind_port))
+        return "waiting" in states
+    wait(seen_waiting, "the member to wait", timeout=60)
     assert (answers(member.agent_port, "/status") or {}).get("status") == "stable"
     assert states <= {"starting", "waiting", None}
 
