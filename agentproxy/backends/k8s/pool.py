@@ -42,13 +42,24 @@ from ...launcher import BIND_PATH
 from ...pools import READY, WARM, Decision, Member, counts, decide, refill_plan
 from ...render import binding_secret_name, missing_key
 from ...spec import AgentSpec
-from ..base import AgentState, BackendError, Conflict, MetricSample, NotFound
+from ..base import AgentState, BackendError, Conflict, MetricSample, NotFound, Unavailable
 from ..pooling import ConfiguredPool, MemberTaken, member_spec, pool_shapes, spec_shape
+from ..progress import BOUND, CLAIMED, Fact
 from . import model
 from .kinds import CONFIGMAP, POD, SECRET, SERVICE, STATEFULSET
+from .model import Obj
 from .plan import Plan, Purpose, carry_out, plan
 from .poollease import RefillLease
-from .poolmembers import binding_secret, binding_url, claim_patch, member_view, pool_of, token_of
+from .poolmembers import (
+    OURS,
+    binding_secret,
+    binding_url,
+    claim_outcome,
+    claim_patch,
+    member_view,
+    pool_of,
+    token_of,
+)
 
 if TYPE_CHECKING:
     from .backend import K8sBackend
@@ -65,6 +76,14 @@ WARM_TIMEOUT = 300.0
 before it is replaced."""
 BIND_TIMEOUT = 10.0
 """Seconds the launcher of a claimed member has to take its binding."""
+READ_BACK_TRIES = 3
+"""Reads of a member's ConfigMap after its claim's write got no answer."""
+SETTLE_DELAY = 5.0
+SETTLE_TRIES = 12
+"""A claim its create did without (its write got no answer) is looked at every SETTLE_DELAY
+seconds, this many times: applied after all, its member is removed."""
+DROP_TRIES = 5
+"""Tries to delete a claimed member's token Secret (its launcher waits while it is there)."""
 
 
 class K8sPools:
@@ -188,7 +207,8 @@ class K8sPools:
     async def claim(self, spec: AgentSpec, member: Member) -> AgentState:
         """Make ``member`` the agent of ``spec`` (whose id is the member's): the conditional write
         of its ConfigMap, then its credentials, its binding, and its other objects relabelled.
-        Raises :class:`MemberTaken` when another replica claimed it first."""
+        Raises :class:`MemberTaken` when another replica claimed it first, when it turns out
+        half-made (no token), or when the write got no answer and was not applied."""
         backend = self.backend
         assert backend.client is not None
         spec = dataclasses.replace(spec, pool=member.pool)
@@ -196,26 +216,33 @@ class K8sPools:
         live = backend.cached(CONFIGMAP, names["configmap"])
         if live is None or pool_of(live) != member.pool or live["metadata"].get("deletionTimestamp"):
             raise MemberTaken(f"pool member {member.id} is no longer one")
+        # The token before the claim: a member without one (half-made by a proxy that died) could
+        # never be bound. It is replaced, and the create takes another member.
+        token = token_of(await backend.client.get(SECRET.item(backend.namespace, binding_secret_name(spec.id)),
+                                                  resource="secrets"))
+        if token is None:
+            self._start(self._remove(member.id), f"remove pool member {member.id} (no binding token)")
+            raise MemberTaken(f"pool member {member.id} has no binding token; it is replaced")
         rendered = backend.render(spec)
         configmap = next(o for o in rendered if o["kind"] == CONFIGMAP.name)
         backend.reconciler.note_applied(spec.id)
-        try:
-            stored = await backend.client.request(
-                "PATCH", CONFIGMAP.item(backend.namespace, names["configmap"]), body=claim_patch(live, configmap),
-                content_type="application/merge-patch+json", params={"fieldManager": backend.k8s.field_manager},
-                verb="patch", resource="configmaps")
-        except (Conflict, NotFound):
-            raise MemberTaken(f"pool member {member.id} was claimed by another replica or removed") from None
+        stored = await self._write_claim(member, live, configmap)
         # Still reserved: until the cache shows the claim, the member looks ready (see _refill).
         # From here on the agent is its owner's, whatever happens to its binding.
         self.claims += 1
         self._last_claim = asyncio.get_running_loop().time()
         asyncio.get_running_loop().call_later(REFILL_AFTER_CLAIM, self.wake)
+        backend.claim_facts[spec.id] = {
+            CLAIMED: Fact(datetime.now(UTC), f"member {member.id} of pool {member.pool!r} is claimed")}
+        await backend.claim_written(spec.id)
         try:
             credentials = await backend.write_credentials(spec, stored)
             # What its ConfigMap gives a container that starts again: the same variables.
             env = {**(configmap.get("data") or {}), **credentials}
-            await self._bind(spec.id, env)
+            if await self._bind(spec.id, env, token):
+                backend.claim_facts[spec.id][BOUND] = Fact(datetime.now(UTC), "its launcher took the binding and "
+                                                                              "started agentapi")
+                backend.progress_moved(spec.id)
             steps = plan(rendered, model.AgentObjects.of(spec.id, backend.cached), Purpose.REAPPLY)
             relabel = Plan(tuple(s for s in steps.steps if s.kind in (STATEFULSET.name, SERVICE.name)),
                            owner=steps.owner)
@@ -230,17 +257,80 @@ class K8sPools:
         current = backend.state_of(spec.id)
         return current or model.applied_state(spec, backend.namespace, datetime.now(UTC))
 
-    async def _bind(self, agent_id: str, env: dict[str, str]) -> bool:
-        """Post ``env`` to the member's launcher with its token; False when it did not take it."""
+    async def _write_claim(self, member: Member, live: Obj, configmap: Obj) -> dict[str, Any]:
+        """The claim's conditional write; the ConfigMap as stored. A write that got no answer
+        (a timeout: it may or may not have been applied) is read back: carrying this claim's
+        mark, it was applied and the agent is this create's; else the create takes another
+        member, and the member is looked at again a while later, in case the write was applied
+        after all (see :meth:`_settle`)."""
         backend = self.backend
         assert backend.client is not None
+        mark = secrets.token_hex(8)
+        path = CONFIGMAP.item(backend.namespace, naming.configmap_name(member.id))
+        try:
+            stored: dict[str, Any] = await backend.client.request(
+                "PATCH", path, body=claim_patch(live, configmap, mark), content_type="application/merge-patch+json",
+                params={"fieldManager": backend.k8s.field_manager}, verb="patch", resource="configmaps")
+            return stored
+        except (Conflict, NotFound):
+            raise MemberTaken(f"pool member {member.id} was claimed by another replica or removed") from None
+        except Unavailable as exc:
+            log.warning("the claim of pool member %s got no answer (%s); reading it back", member.id, exc.message)
+        for _ in range(READ_BACK_TRIES):
+            try:
+                current = await backend.client.get(path, resource="configmaps")
+            except BackendError:
+                continue
+            if claim_outcome(current, mark) == OURS:
+                assert current is not None
+                return current
+            break
+        # Not applied, or not known: this create does without it; should the write land after
+        # all, the member it claimed for nobody is removed (and the pool refilled).
+        self._start(self._settle(member.id, mark), f"settle the unanswered claim of {member.id}")
+        raise MemberTaken(f"the claim of pool member {member.id} got no answer and was not seen applied")
+
+    async def _settle(self, member_id: str, mark: str, delay: float = 0.0) -> None:
+        """A claim whose write got no answer, which its create did without: if it was applied
+        (now or later), the member is claimed by no create, and goes (its ConfigMap on the
+        condition of the version that carries the mark, then the rest)."""
+        backend = self.backend
+        assert backend.client is not None
+        path = CONFIGMAP.item(backend.namespace, naming.configmap_name(member_id))
+        for _ in range(SETTLE_TRIES):
+            await asyncio.sleep(delay or SETTLE_DELAY)
+            try:
+                current = await backend.client.get(path, resource="configmaps")
+            except BackendError:
+                continue  # the API server is still silent: look again
+            if current is None or claim_outcome(current, mark) != OURS:
+                if current is not None and pool_of(current) is None:
+                    return  # claimed by another create: its agent
+                continue  # still a member, as the write left it: it may land yet
+            log.warning("the claim of pool member %s was applied after its create went on without it; removing it",
+                        member_id)
+            backend.reconciler.forget(member_id)
+            try:
+                await backend.client.request(
+                    "DELETE", path, body={"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background",
+                                          "preconditions": {"resourceVersion": current["metadata"]["resourceVersion"]}},
+                    verb="delete", resource="configmaps")
+                for kind, name in model.delete_targets(member_id, purge=True):
+                    if kind is not CONFIGMAP:
+                        await backend.delete_object(kind, name)
+            except (Conflict, NotFound):
+                return  # changed meanwhile: someone else's now
+            except BackendError as exc:
+                log.warning("removing the unclaimed agent %s failed: %s", member_id, exc.message)
+                continue
+            return
+
+    async def _bind(self, agent_id: str, env: dict[str, str], token: str) -> bool:
+        """Post ``env`` to the member's launcher with its token; False when it did not take it."""
+        backend = self.backend
         url = binding_url(backend.cached(POD, naming.pod_name(agent_id)), BIND_PATH)
-        secret = await backend.client.get(SECRET.item(backend.namespace, binding_secret_name(agent_id)),
-                                          resource="secrets")
-        token = token_of(secret)
-        if url is None or token is None or backend.http is None:
-            log.warning("pool member %s cannot be bound (%s); it starts bound once its token is gone", agent_id,
-                        "no pod IP" if url is None else "no token")
+        if url is None or backend.http is None:
+            log.warning("pool member %s cannot be bound (no pod IP); it starts bound once its token is gone", agent_id)
             return False
         try:
             async with backend.http.post(url, json={"env": env}, headers={"Authorization": f"Bearer {token}"},
@@ -255,11 +345,16 @@ class K8sPools:
         return False
 
     async def _drop_token(self, agent_id: str) -> None:
-        """The token binds nothing any more (the listener closed): its Secret goes."""
-        try:
-            await self.backend.delete_object(SECRET, binding_secret_name(agent_id))
-        except BackendError as exc:  # owned by the ConfigMap: it goes with the agent anyway
-            log.debug("the binding Secret of %s stays until the agent goes: %s", agent_id, exc)
+        """The token binds nothing any more (the listener closed): its Secret goes. A launcher
+        that did not take its binding waits until then, so a failed delete is tried again."""
+        for attempt in range(DROP_TRIES):
+            try:
+                await self.backend.delete_object(SECRET, binding_secret_name(agent_id))
+                return
+            except BackendError as exc:  # owned by the ConfigMap: it goes with the agent at the latest
+                log.warning("the binding Secret of %s was not deleted (%s)%s", agent_id, exc.message,
+                            "; trying again" if attempt + 1 < DROP_TRIES else "")
+            await asyncio.sleep(SETTLE_DELAY)
 
     # --- keeping the pools full ---------------------------------------------------------------
 
