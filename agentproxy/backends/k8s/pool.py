@@ -18,6 +18,13 @@ after the claim starts bound at once. The token's Secret is deleted after the cl
 launcher that did not take its binding (it was not reached) stops waiting once the kubelet
 removes the token's file, and its container starts again bound, as a cold agent starts.
 
+A claim survives its faults (see docs/pools.md): the member's token is read before the claim (a
+member without one, half-made, is replaced); a claim whose write got no answer is read back by
+its mark (:data:`~.poolmembers.CLAIM_ANNOTATION`) and used if it was applied, else settled later
+(:meth:`K8sPools._settle`: a member claimed for no create is removed, one still unclaimed is
+fenced from the late write), so that a create never leaves a second agent. The claim's own
+progress steps (``claimed``, ``bound``) are kept in the backend's ``claim_facts``.
+
 The pools are refilled in the background from what the cache shows, by the replica that holds
 the refill lease (see :mod:`.poollease`); the others read nothing while they have nothing to
 do. A member is removed with the precondition of the ``resourceVersion`` it was seen at, so
@@ -51,6 +58,7 @@ from .model import Obj
 from .plan import Plan, Purpose, carry_out, plan
 from .poollease import RefillLease
 from .poolmembers import (
+    CLAIM_ANNOTATION,
     OURS,
     binding_secret,
     binding_url,
@@ -81,7 +89,8 @@ READ_BACK_TRIES = 3
 SETTLE_DELAY = 5.0
 SETTLE_TRIES = 12
 """A claim its create did without (its write got no answer) is looked at every SETTLE_DELAY
-seconds, this many times: applied after all, its member is removed."""
+seconds, at most this many times, until it is settled: applied after all, its member is
+removed; not applied, its member is fenced from it and serves creates again."""
 DROP_TRIES = 5
 """Tries to delete a claimed member's token Secret (its launcher waits while it is there)."""
 
@@ -99,6 +108,9 @@ class K8sPools:
         self._making: dict[str, str] = {}
         """Members this proxy is making (id -> pool)."""
         self._removing: set[str] = set()
+        self._doubtful: set[str] = set()
+        """Members whose claim's write got no answer, looked at again (see :meth:`_settle`):
+        no create takes them meanwhile."""
         self._refused: set[str] = set()
         """Pools whose members could serve no create (told once)."""
         self._ids: set[str] = set()
@@ -180,7 +192,7 @@ class K8sPools:
         take the same."""
         shapes = pool_shapes(tuple(self.pools.values()))
         ready = [m for m in self.members() if m.state == READY and m.id not in self._reserved
-                 and m.id not in self._removing and shapes.get(m.pool) == m.shape]
+                 and m.id not in self._removing and m.id not in self._doubtful and shapes.get(m.pool) == m.shape]
         by_pool: dict[str, int] = {}
         for member in ready:
             by_pool[member.pool] = by_pool.get(member.pool, 0) + 1
@@ -287,26 +299,51 @@ class K8sPools:
             break
         # Not applied, or not known: this create does without it; should the write land after
         # all, the member it claimed for nobody is removed (and the pool refilled).
+        self._doubtful.add(member.id)
         self._start(self._settle(member.id, mark), f"settle the unanswered claim of {member.id}")
         raise MemberTaken(f"the claim of pool member {member.id} got no answer and was not seen applied")
 
     async def _settle(self, member_id: str, mark: str, delay: float = 0.0) -> None:
-        """A claim whose write got no answer, which its create did without: if it was applied
-        (now or later), the member is claimed by no create, and goes (its ConfigMap on the
-        condition of the version that carries the mark, then the rest)."""
+        """A claim whose write got no answer, which its create did without: if it was applied,
+        the member is claimed by no create, and goes (its ConfigMap on the condition of the
+        version that carries the mark, then the rest); if it is still a member, it is written
+        once more (a new version), so that the claim's write can no longer land, and it serves
+        creates again."""
         backend = self.backend
         assert backend.client is not None
         path = CONFIGMAP.item(backend.namespace, naming.configmap_name(member_id))
+        try:
+            await self._settle_once(member_id, mark, path, delay)
+        finally:
+            self._doubtful.discard(member_id)
+
+    async def _settle_once(self, member_id: str, mark: str, path: str, delay: float) -> None:
+        backend = self.backend
+        assert backend.client is not None
         for _ in range(SETTLE_TRIES):
             await asyncio.sleep(delay or SETTLE_DELAY)
             try:
                 current = await backend.client.get(path, resource="configmaps")
             except BackendError:
                 continue  # the API server is still silent: look again
-            if current is None or claim_outcome(current, mark) != OURS:
-                if current is not None and pool_of(current) is None:
+            if current is None:
+                return  # removed: nothing is left of the claim
+            if claim_outcome(current, mark) != OURS:
+                if pool_of(current) is None:
                     return  # claimed by another create: its agent
-                continue  # still a member, as the write left it: it may land yet
+                # Still a member: a write of another mark gives it a new version, so that the
+                # claim's write, should it still be under way, is refused (409) and never lands.
+                try:
+                    await backend.client.request(
+                        "PATCH", path, body={"metadata": {"resourceVersion": current["metadata"]["resourceVersion"],
+                                                          "annotations": {CLAIM_ANNOTATION: f"fenced-{mark}"}}},
+                        content_type="application/merge-patch+json",
+                        params={"fieldManager": backend.k8s.field_manager}, verb="patch", resource="configmaps")
+                except NotFound:
+                    return
+                except BackendError:
+                    continue  # changed meanwhile (the claim landed?) or silent: look again
+                return
             log.warning("the claim of pool member %s was applied after its create went on without it; removing it",
                         member_id)
             backend.reconciler.forget(member_id)
