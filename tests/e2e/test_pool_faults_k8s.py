@@ -202,11 +202,15 @@ async def as_bob(http: aiohttp.ClientSession, server: Served, method: str, path:
 async def test_a_claimed_member_counts_once_against_the_quotas_on_every_replica(servers, api, namespace):
     a, b = [await servers.start(*QUOTA) for _ in range(2)]
 
-    async def one_ready() -> bool:
-        samples = [await s.metrics() for s in (a, b)]
-        return all(counted(m, "agentproxy_pool_members", pool="echo", state="ready") == 1 for m in samples)
-    await wait_for(one_ready, "the pool's member to be ready on both replicas", timeout=120)
     async with aiohttp.ClientSession() as http:
+        async def one_ready() -> bool:
+            for server in (a, b):
+                async with http.get(f"{server.base}/metrics", headers={"Authorization": f"Bearer {BOB}"}) as resp:
+                    text = await resp.text()
+                if 'agentproxy_pool_members{pool="echo",state="ready"} 1.0' not in text:
+                    return False
+            return True
+        await wait_for(one_ready, "the pool's member to be ready on both replicas", timeout=120)
         status, agent = await as_bob(http, a, "POST", "/sessions/q/agents", {})
         assert status == 201 and agent["details"]["start"] == "warm", agent
 
