@@ -192,8 +192,10 @@ async def test_members_outlive_a_restart_a_new_shape_replaces_them_and_a_removed
 
     # Another shape (a create of the old one would not be served): new members replace the old.
     reshaped = await servers.start("pools=[{name: echo, size: 2, agent: echo, resources: {cpu_limit: 400m}}]")
-    second = await whole(api, namespace, 2, reshaped)
-    assert not second & first
+    async def replaced():  # the old members count as ready until they are removed
+        ids = await whole(api, namespace, 2, reshaped)
+        return ids if not ids & first else None
+    second = await wait_for(replaced, "new members to replace the old", timeout=120)
     for member in first:
         async def gone(member=member):
             return await get(api, f"/api/v1/namespaces/{namespace}/statefulsets/agent-{member}") is None

@@ -118,6 +118,8 @@ class K8sBackend(Backend):
         """Which pod sent a ``waiting_input`` report (see :mod:`.questions`)."""
         self.pool_keeper: K8sPools | None = None
         """The warm pools (see :mod:`.pool`), once started, when there are pools or members."""
+        self.binding: set[str] = set()
+        """Claimed members this replica is binding (their progress waits, see :meth:`progress_moved`)."""
         self.claim_facts: dict[str, dict[str, Fact]] = {}
         """The steps of the claims of this replica's warm creates (``claimed``, ``bound``), with
         their times; other replicas tell ``claimed`` from the agent's objects."""
@@ -263,9 +265,16 @@ class K8sBackend(Backend):
         facts = steps.start_facts(model.AgentObjects.of(state.id, self.cached), delivered, pool=state.spec.pool)
         return {**facts, **self.claim_facts.get(state.id, {})}
 
+    def _observe_progress(self, state: AgentState) -> None:
+        # While this replica binds a claimed member, its pod's state is the member's (kwok marks a
+        # pod Ready at once): the claim's steps come first, once the binding is done.
+        if state.id not in self.binding:
+            super()._observe_progress(state)
+
     def progress_moved(self, agent_id: str) -> None:
-        """A step of the agent's start was reached that no object shows (its launcher took the
-        binding): its progress moves on now."""
+        """The binding of a claimed member is done (taken or not): its start's progress moves on
+        from what is known now."""
+        self.binding.discard(agent_id)
         state = self._state(agent_id)
         if state is not None and not self.progress_paused:
             self._observe_progress(state)

@@ -246,15 +246,16 @@ class K8sPools:
         asyncio.get_running_loop().call_later(REFILL_AFTER_CLAIM, self.wake)
         backend.claim_facts[spec.id] = {
             CLAIMED: Fact(datetime.now(UTC), f"member {member.id} of pool {member.pool!r} is claimed")}
-        await backend.claim_written(spec.id)
+        backend.binding.add(spec.id)
         try:
+            await backend.claim_written(spec.id)
             credentials = await backend.write_credentials(spec, stored)
             # What its ConfigMap gives a container that starts again: the same variables.
             env = {**(configmap.get("data") or {}), **credentials}
             if await self._bind(spec.id, env, token):
                 backend.claim_facts[spec.id][BOUND] = Fact(datetime.now(UTC), "its launcher took the binding and "
                                                                               "started agentapi")
-                backend.progress_moved(spec.id)
+            backend.progress_moved(spec.id)
             steps = plan(rendered, model.AgentObjects.of(spec.id, backend.cached), Purpose.REAPPLY)
             relabel = Plan(tuple(s for s in steps.steps if s.kind in (STATEFULSET.name, SERVICE.name)),
                            owner=steps.owner)
@@ -263,6 +264,9 @@ class K8sPools:
             # The agent is there and bound in its ConfigMap: the reconciler applies what is missing.
             log.warning("agent %s claimed from pool %s: %s; the reconciler finishes it", spec.id, member.pool, exc)
             backend.reconciler.schedule(spec.id)
+        finally:
+            if spec.id in backend.binding:
+                backend.progress_moved(spec.id)
         backend.reconciler.note_applied(spec.id)
         backend.spawn(self._drop_token(spec.id), f"drop the binding token of {spec.id}")
         await backend.read_back(CONFIGMAP, stored)
