@@ -15,6 +15,9 @@ A pass acts only on a whole, current view of the cache (every kind listed, every
 see ``ReconcileHost.current``): while a restarted proxy lists its kinds one by one, claims
 would look abandoned and objects missing that exist. It looks again later.
 
+A warm pool's member whose ConfigMap is gone is not repaired either: its token's Secret went
+with the ConfigMap, so the pool replaces it (see :mod:`.pool`).
+
 A deleted StatefulSet is not re-created: its absence is how a delete starts (see
 :func:`.model.delete_targets`), for every proxy replica.
 
@@ -39,6 +42,7 @@ from ..base import BackendError
 from .kinds import CONFIGMAP, Kind
 from .model import AgentObjects, abandoned_claim, created_at, strays
 from .plan import OWNED, Purpose, Step, carry_out, plan
+from .poolmembers import is_member
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +167,10 @@ class Reconciler:
                 await host.delete_object(kind, name)
                 self.pruned += 1
         if spec is None:
+            return
+        if objects.claim is None and is_member(objects):
+            # A pool member without its ConfigMap is half-made: its token's Secret (owned by the
+            # ConfigMap) went with it, so no claim could bind it. The pool replaces it.
             return
         if sts is None:
             await self._unfinished(agent_id, objects)
