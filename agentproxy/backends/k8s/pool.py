@@ -238,7 +238,14 @@ class K8sPools:
         rendered = backend.render(spec)
         configmap = next(o for o in rendered if o["kind"] == CONFIGMAP.name)
         backend.reconciler.note_applied(spec.id)
-        stored = await self._write_claim(member, live, configmap)
+        # Its progress waits for the binding from the write on: the watch may show the claim (and
+        # the member's Ready pod) before the write's answer comes.
+        backend.binding.add(spec.id)
+        try:
+            stored = await self._write_claim(member, live, configmap)
+        except BaseException:
+            backend.binding.discard(spec.id)
+            raise
         # Still reserved: until the cache shows the claim, the member looks ready (see _refill).
         # From here on the agent is its owner's, whatever happens to its binding.
         self.claims += 1
@@ -246,7 +253,6 @@ class K8sPools:
         asyncio.get_running_loop().call_later(REFILL_AFTER_CLAIM, self.wake)
         backend.claim_facts[spec.id] = {
             CLAIMED: Fact(datetime.now(UTC), f"member {member.id} of pool {member.pool!r} is claimed")}
-        backend.binding.add(spec.id)
         try:
             await backend.claim_written(spec.id)
             credentials = await backend.write_credentials(spec, stored)
