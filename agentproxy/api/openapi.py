@@ -240,7 +240,8 @@ def _agent_ops() -> dict[str, Any]:
                                "stream ends after `ready`, `failed` (with the agent's `reason`) or `stopped`. "
                                "k8s steps: applied, scheduled, volume_bound, image_ready, container_started, "
                                "agentapi_answering; local: process_started, agentapi_answering, restored; both: "
-                               "first_message_delivered for an agent created with a message.",
+                               "first_message_delivered for an agent created with a message. A create served "
+                               "by a warm pool: claimed, bound, then the mode's steps from agentapi_answering on.",
                 "responses": {"200": {"description": "The stream.", "content": {"text/event-stream": {
                     "schema": {"type": "string"}}}}, **_errors("400", "401", "404")},
             },

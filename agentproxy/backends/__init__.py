@@ -8,7 +8,7 @@ The interface and the rules every mode shares:
 - :mod:`.agent_state`: an agent's state and status, and which changes make an event;
   :mod:`.events`: their fan-out to subscribers; :mod:`.eventlog`: their ids and the window
   a reconnecting client is given.
-- :mod:`.progress`: the ordered steps of an agent's start (pure).
+- :mod:`.progress`: the ordered steps of an agent's start, and of a claim from a warm pool (pure).
 - :mod:`.errors`: the errors and the HTTP status each answers with.
 - :mod:`.index`: agents by session and owner, and their states, so that a list costs what it
   returns.

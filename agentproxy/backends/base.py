@@ -12,7 +12,7 @@ import builtins
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -165,6 +165,11 @@ class Backend(abc.ABC):
         """The mode's warm pools, when it keeps any (see :mod:`.pooling`)."""
         self.last_decision: Decision | None = None
         """The pool decision of the latest create that named no id (for the log and tests)."""
+        self.claim_listeners: list[Callable[[str, str], Awaitable[None]]] = []
+        """Told ``(requested id, member id)`` the moment a create's claim of a pool member is
+        written: from then on the create is that agent (the quota ledger moves its reservation)."""
+        self._claiming: dict[str, str] = {}
+        """The id each create that is claiming a member was asked with, by the member's id."""
         self.set_limits(limits or CreateLimits())
 
     def set_limits(self, limits: CreateLimits) -> None:
@@ -210,6 +215,7 @@ class Backend(abc.ABC):
                 self.last_decision = decision
                 if member is None:
                     break
+                self._claiming[member.id] = spec.id
                 try:
                     return await self._create_locked(dataclasses.replace(spec, id=member.id), prepared,
                                                      any_session, member)
@@ -219,6 +225,8 @@ class Backend(abc.ABC):
                     log.warning("claiming pool member %s failed (%s); the agent is created cold", member.id,
                                 failed.__cause__ or failed)
                     break
+                finally:
+                    self._claiming.pop(member.id, None)
             return await self._create_locked(spec, prepared, any_session, None)
 
     async def _create_locked(self, spec: AgentSpec, prepared: Any, any_session: bool, member: Any) -> AgentState:
@@ -236,7 +244,7 @@ class Backend(abc.ABC):
                     others.update(self._creating)
                     self.limits.check_room(spec, others.values())
                     self._creating[spec.id] = spec
-                    self.progress.begin(spec, START)
+                    self.progress.begin(spec, START, warm=member is not None)
                     claiming = member is not None
                     try:
                         if member is not None:
@@ -521,6 +529,19 @@ class Backend(abc.ABC):
         """Bind the pool ``member`` (taken by :attr:`pools`) to ``spec``, whose id is the
         member's (the agent's lock is held). A mode without pools never gets here."""
         raise Unavailable("this mode keeps no pools")
+
+    async def claim_written(self, agent_id: str) -> None:
+        """The claim of the member ``agent_id`` is written (a mode calls this at once): the
+        create is that agent now; :attr:`claim_listeners` are told. Their failures are logged:
+        the claim stands."""
+        requested = self._claiming.get(agent_id)
+        if requested is None or requested == agent_id:
+            return
+        for listener in self.claim_listeners:
+            try:
+                await listener(requested, agent_id)
+            except Exception as exc:  # noqa: BLE001 - a reservation left under the old id expires by itself
+                log.warning("a listener of the claim of %s failed: %s", agent_id, exc)
 
     async def _create_again(self, existing: AgentState, prepared: Any) -> AgentState:
         """A create of an agent that exists with an equal spec (the agent's lock is held)."""

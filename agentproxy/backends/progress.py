@@ -10,6 +10,10 @@ implies every step of a lower rank (a started container had its image and its no
 of one rank may come in either order (a claim bound before or after its pod was scheduled,
 as its StorageClass decides).
 
+A create served by a warm pool has steps of its own (:func:`claim_plan`): ``claimed``, ``bound``,
+then the mode's from ``agentapi_answering`` on; the member's start, made before the create, is
+not replayed as the agent's.
+
 :class:`ProgressBook` keeps the current or last start of every agent and decides, from the
 agent's state and facts, when a start begins and ends. Everything here is pure: the backend
 feeds it, the HTTP layer reads it.
@@ -91,6 +95,21 @@ LOCAL_PLAN = StepPlan("local", (
 
 PLAIN_PLAN = StepPlan("plain", ((FIRST_MESSAGE, 0, "the first message is in the conversation"),))
 """A mode that tells no steps: only the first message and the end."""
+
+CLAIMED, BOUND = "claimed", "bound"
+"""The first steps of a create served by a warm pool: a ready member is claimed for the agent,
+then its launcher takes the agent's binding (its variables, credentials and first message)."""
+
+
+def claim_plan(plan: StepPlan) -> StepPlan:
+    """The steps of a create served by a warm pool in ``plan``'s mode: ``claimed`` and ``bound``,
+    then ``plan``'s steps from :data:`ANSWERING` on. The member's own start (its pod, its
+    process) happened before the create and is no step of the agent's."""
+    ranks = [rank for name, rank, _ in plan.steps if name == ANSWERING]
+    first = ranks[0] if ranks else min((rank for _, rank, _ in plan.steps), default=0)
+    later = tuple((name, rank - first + 2, message) for name, rank, message in plan.steps if rank >= first)
+    return StepPlan(plan.mode, ((CLAIMED, 0, "a ready member of a warm pool is claimed for the agent"),
+                                (BOUND, 1, "the member's launcher took the agent's binding"), *later))
 
 
 def utc(at: datetime | None = None) -> datetime:
@@ -228,6 +247,8 @@ class ProgressBook:
         self.plan = plan
         self.changed = changed
         self.listeners: list[StepListener] = []
+        self.claim_plan = claim_plan(plan)
+        """The steps of a create served by a warm pool (see :func:`claim_plan`)."""
         self._records: dict[str, StartProgress] = {}
         self._suspended: set[str] = set()
         self._runs: dict[str, dict[str, Fact]] = {}
@@ -240,13 +261,18 @@ class ProgressBook:
         """The agent's current start, or its last one."""
         return self._records.get(agent_id)
 
-    def begin(self, spec: AgentSpec, kind: str, now: datetime | None = None, *, timed: bool = True) -> StartProgress:
+    def begin(self, spec: AgentSpec, kind: str, now: datetime | None = None, *, timed: bool = True,
+              warm: bool | None = None) -> StartProgress:
         """A start of the agent of ``spec`` begins now (one under way is replaced); ``timed``: its
-        steps are told to the listeners (not for a start this proxy only came upon)."""
+        steps are told to the listeners (not for a start this proxy only came upon); ``warm``: a
+        create served by a warm pool, whose steps are :attr:`claim_plan`'s (by default a first
+        start of an agent made from a pool's member)."""
         previous = self._records.get(spec.id)
         if previous is not None and not previous.ended:
             self._tell(previous, previous.finish(STOPPED, f"replaced by a {kind}", "Replaced", now))
-        record = StartProgress(spec.id, kind, self.plan, utc(now), bool(spec.message))
+        if warm is None:
+            warm = kind == START and spec.pool is not None
+        record = StartProgress(spec.id, kind, self.claim_plan if warm else self.plan, utc(now), bool(spec.message))
         record.timed = timed
         self._records[spec.id] = record
         self._runs.pop(spec.id, None)

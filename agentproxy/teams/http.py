@@ -78,6 +78,23 @@ class QuotaGate:
         self.enabled = teams.quotas.any
         self._lock = asyncio.Lock()
         self._in_flight: dict[str, AgentSpec] = {}
+        self._moved: dict[str, str] = {}
+        """Creates under way that claimed a pool member: the member's id by the create's."""
+        listeners = getattr(backend, "claim_listeners", None)
+        if self.enabled and listeners is not None:
+            listeners.append(self._claimed)
+
+    async def _claimed(self, requested: str, agent_id: str) -> None:
+        """A create let through as ``requested`` claimed the pool member ``agent_id``: it is that
+        agent now, counted once. Under this replica's creates and in the quota ledger (every
+        replica's) it is moved to the member's id, which the backend lists from now on."""
+        spec = self._in_flight.pop(requested, None)
+        if spec is not None:
+            self._in_flight[agent_id] = dataclasses.replace(spec, id=agent_id)
+            self._moved[requested] = agent_id
+        ledger = self._ledger()
+        if ledger is not None:
+            await ledger.rename(requested, agent_id)
 
     def _ledger(self) -> Any:
         make = getattr(self.backend, "quota_ledger", None)
@@ -145,3 +162,4 @@ class QuotaGate:
             raise
         finally:
             self._in_flight.pop(spec.id, None)
+            self._in_flight.pop(self._moved.pop(spec.id, ""), None)

@@ -5,14 +5,17 @@ with one conditional write of its ConfigMap. Two replicas serving twenty creates
 out each member once: five creates are warm, fifteen cold, and the pool is whole again after.
 A claimed member is bound with its owner's variables and first message: its container runs as
 a local process (``standin.py``: the real launcher waiting on the pod's IP for its binding,
-then the real agentapi); started again after the claim, it starts bound at once.
+then the real agentapi); started again after the claim, it starts bound at once. A claimed
+agent's progress is its claim's steps (claimed, bound, ...), not its member's start replayed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import json
 
+import aiohttp
 import psutil
 import pytest
 
@@ -99,6 +102,14 @@ async def test_twenty_creates_on_two_replicas_take_each_member_once(servers, api
         return all(s and s["status"] == "ready" for s in states)
     await wait_for(all_ready, "the warm agents to be ready")
 
+    # Its start is its claim's steps, on both replicas; the member's own start is not replayed.
+    # (kwok runs no launcher: the binding reached none, so `bound` is implied by the pod Ready.)
+    for agent in warm:
+        for server in (a, b):
+            steps = await steps_of(server, "burst", agent["id"])
+            assert [s["step"] for s in steps] == ["claimed", "bound", "agentapi_answering", "ready"], steps
+            assert "echo" in steps[0]["message"], steps
+
 
 async def test_a_claimed_member_is_bound_with_its_owners_variables_and_first_message(servers, api, namespace,
                                                                                      pod_cidr, tmp_path):
@@ -126,6 +137,11 @@ async def test_a_claimed_member_is_bound_with_its_owners_variables_and_first_mes
         assert env["GREETING"] == "hi there" and env["AGENTPROXY_SESSION"] == "owners"
         assert env["AGENTPROXY_AGENT_ID"] == member and "AGENTPROXY_BINDING_TOKEN" not in env
         assert token not in container.output() and token not in server.output()
+        # The claim's own steps: the launcher took the binding, then agentapi answered.
+        steps = await steps_of(server, "owners", member)
+        assert [s["step"] for s in steps][:2] == ["claimed", "bound"] and steps[-1]["step"] == "ready", steps
+        assert "took the binding" in steps[1]["message"], steps
+        assert not {"applied", "scheduled", "container_started"} & {s["step"] for s in steps}, steps
         # The token binds nothing any more: its Secret goes.
         await wait_for(lambda: _gone(api, f"/api/v1/namespaces/{namespace}/secrets/agent-{member}-binding"),
                        "the binding Secret to be deleted")
@@ -141,6 +157,15 @@ async def test_a_claimed_member_is_bound_with_its_owners_variables_and_first_mes
         env = _child_environment(container)
         assert env["GREETING"] == "hi there" and env["AGENTPROXY_SESSION"] == "owners"
     assert (await server.agent("owners", member))["details"]["start"] == "warm"
+
+
+async def steps_of(server: Served, session: str, agent_id: str) -> list[dict]:
+    """Every step of the agent's start, read until its stream ends."""
+    async with server.http.get(f"{server.base}/sessions/{session}/agents/{agent_id}/progress",
+                               timeout=aiohttp.ClientTimeout(total=120)) as resp:
+        assert resp.status == 200, await resp.text()
+        body = (await resp.read()).decode()
+    return [json.loads(line[len("data: "):]) for line in body.splitlines() if line.startswith("data: ")]
 
 
 async def _gone(api, path: str) -> bool:
@@ -167,8 +192,10 @@ async def test_members_outlive_a_restart_a_new_shape_replaces_them_and_a_removed
 
     # Another shape (a create of the old one would not be served): new members replace the old.
     reshaped = await servers.start("pools=[{name: echo, size: 2, agent: echo, resources: {cpu_limit: 400m}}]")
-    second = await whole(api, namespace, 2, reshaped)
-    assert not second & first
+    async def replaced():  # the old members count as ready until they are removed
+        ids = await whole(api, namespace, 2, reshaped)
+        return ids if not ids & first else None
+    second = await wait_for(replaced, "new members to replace the old", timeout=120)
     for member in first:
         async def gone(member=member):
             return await get(api, f"/api/v1/namespaces/{namespace}/statefulsets/agent-{member}") is None

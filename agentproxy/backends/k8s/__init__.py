@@ -12,8 +12,9 @@ Pure decisions, no cluster:
 - :mod:`.steps`: the start steps of an agent, from the objects the watches hold.
 - :mod:`.questions`: ``waiting_input`` reported by a pod's hooks: which pod a token names, and
   the question kept on the StatefulSet (with :class:`~.questions.TokenReviews`, the review calls).
-- :mod:`.poolmembers`: warm pool members from their objects: which pool, which state, and the
-  claim, one conditional merge patch of a member's ConfigMap.
+- :mod:`.poolmembers`: warm pool members from their objects: which pool, which state (a half-made
+  one is failed), the claim, one conditional merge patch of a member's ConfigMap with a mark of
+  its own, and whether a claim whose write got no answer was applied.
 
 The I/O behind them:
 
@@ -23,7 +24,8 @@ The I/O behind them:
 - :mod:`.health`: whether the API server answers.
 - :mod:`.rollback`: creates cut off half-way, rolled back at once or once the server answers.
 - :mod:`.reconcile`: keeping each agent's objects as applied (drift repairs).
-- :mod:`.ledger`: the quota ledger, the creates of every replica reserved by conditional writes.
+- :mod:`.ledger`: the quota ledger, the creates of every replica reserved by conditional writes
+  (a warm create's moved to its member's id at the claim).
 - :mod:`.leases`: the schedules' claims, one Lease per schedule written by conditional writes, so
   each tick is fired by one replica.
 - :mod:`.hookstore`: hooks defined through the API, in a ConfigMap (definitions) and a Secret
@@ -32,6 +34,7 @@ The I/O behind them:
 - :mod:`.secrets`: the teams' credentials in Secrets (one per user or group, one per agent).
 - :mod:`.upkeep`: the backend's counters and checks beside its agents.
 - :mod:`.pool`: the warm pools: members made, claimed, bound and removed, refilled in the background
-  by the holder of :mod:`.poollease`, the lease of one replica (its decision pure, :func:`.poollease.step`).
+  by the holder of :mod:`.poollease`, the lease of one replica (its decision pure, :func:`.poollease.step`);
+  claims whose write got no answer settled.
 - :mod:`.backend`: all of it behind the :class:`~agentproxy.backends.base.Backend` interface.
 """

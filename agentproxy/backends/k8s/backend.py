@@ -51,7 +51,7 @@ from ..conversation import FirstMessageTracker, read_activity
 from ..index import ANY_OWNER, StateIndex
 from ..limits import CreateLimits
 from ..pooling import configured_pools
-from ..progress import K8S_PLAN, Facts
+from ..progress import K8S_PLAN, Fact, Facts
 from ..suspension import AgentActivity, Suspension
 from . import model, poolmembers, questions, steps, upkeep
 from .cache import NamespaceCache, event_agent
@@ -120,6 +120,11 @@ class K8sBackend(Backend):
         """Which pod sent a ``waiting_input`` report (see :mod:`.questions`)."""
         self.pool_keeper: K8sPools | None = None
         """The warm pools (see :mod:`.pool`), once started, when there are pools or members."""
+        self.binding: set[str] = set()
+        """Claimed members this replica is binding (their progress waits, see :meth:`progress_moved`)."""
+        self.claim_facts: dict[str, dict[str, Fact]] = {}
+        """The steps of the claims of this replica's warm creates (``claimed``, ``bound``), with
+        their times; other replicas tell ``claimed`` from the agent's objects."""
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -263,7 +268,22 @@ class K8sBackend(Backend):
         if self.cache is None:
             return {}
         delivered = self.first_messages is not None and self.first_messages.delivered(state.id)
-        return steps.start_facts(model.AgentObjects.of(state.id, self.cached), delivered)
+        facts = steps.start_facts(model.AgentObjects.of(state.id, self.cached), delivered, pool=state.spec.pool)
+        return {**facts, **self.claim_facts.get(state.id, {})}
+
+    def _observe_progress(self, state: AgentState) -> None:
+        # While this replica binds a claimed member, its pod's state is the member's (kwok marks a
+        # pod Ready at once): the claim's steps come first, once the binding is done.
+        if state.id not in self.binding:
+            super()._observe_progress(state)
+
+    def progress_moved(self, agent_id: str) -> None:
+        """The binding of a claimed member is done (taken or not): its start's progress moves on
+        from what is known now."""
+        self.binding.discard(agent_id)
+        state = self._state(agent_id)
+        if state is not None and not self.progress_paused:
+            self._observe_progress(state)
 
     def _state(self, agent_id: str) -> AgentState | None:
         return self.index.get(agent_id) if self.cache else None
@@ -688,6 +708,7 @@ class K8sBackend(Backend):
         state = self.state_of(agent_id)
         if state is None:
             self.index.remove(agent_id)
+            self.claim_facts.pop(agent_id, None)
             self.publish_gone(agent_id)
             return None
         previous = self.index.get(agent_id)

@@ -9,11 +9,14 @@ the second write fails (409), and that replica reads the ledger again and checks
 first one's create counted, and refuses when that breaks a quota. A reservation counts while its
 agent is not among a replica's agents; it goes when its create fails, when its agent is deleted,
 or after :data:`~agentproxy.teams.quotas.RESERVATION_SECONDS` (by then the agent is in every
-cache).
+cache). A create served by a warm pool becomes the agent of its member's id: its reservation is
+moved to that id the moment the claim is written (:meth:`QuotaLedger.rename`), so that the agent
+counts once, whether a replica's cache shows it yet or not.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any
@@ -96,3 +99,16 @@ class QuotaLedger:
             kept = [r for r in reservations if r.id != agent_id]
             if len(kept) == len(reservations) or await self._write(kept, version):
                 return
+
+    async def rename(self, old: str, new: str) -> None:
+        """The create reserved as ``old`` became the agent ``new`` (a pool member it claimed): its
+        reservation names ``new`` from now on, at its first time. Under ``old`` it would count
+        as one more create until it expired, besides the agent every cache shows."""
+        for _ in range(ATTEMPTS):
+            reservations, version = await self._read(make=False)
+            if not any(r.id == old for r in reservations):
+                return  # expired or released: nothing counts twice
+            moved = [dataclasses.replace(r, id=new) if r.id == old else r for r in reservations if r.id != new]
+            if await self._write(moved, version):
+                return
+        raise Unavailable("the quota ledger kept changing; try again")

@@ -18,6 +18,13 @@ after the claim starts bound at once. The token's Secret is deleted after the cl
 launcher that did not take its binding (it was not reached) stops waiting once the kubelet
 removes the token's file, and its container starts again bound, as a cold agent starts.
 
+A claim survives its faults (see docs/pools.md): the member's token is read before the claim (a
+member without one, half-made, is replaced); a claim whose write got no answer is read back by
+its mark (:data:`~.poolmembers.CLAIM_ANNOTATION`) and used if it was applied, else settled later
+(:meth:`K8sPools._settle`: a member claimed for no create is removed, one still unclaimed is
+fenced from the late write), so that a create never leaves a second agent. The claim's own
+progress steps (``claimed``, ``bound``) are kept in the backend's ``claim_facts``.
+
 The pools are refilled in the background from what the cache shows, by the replica that holds
 the refill lease (see :mod:`.poollease`); the others read nothing while they have nothing to
 do. A member is removed with the precondition of the ``resourceVersion`` it was seen at, so
@@ -42,13 +49,25 @@ from ...launcher import BIND_PATH
 from ...pools import READY, WARM, Decision, Member, counts, decide, refill_plan
 from ...render import binding_secret_name, missing_key
 from ...spec import AgentSpec
-from ..base import AgentState, BackendError, Conflict, MetricSample, NotFound
+from ..base import AgentState, BackendError, Conflict, MetricSample, NotFound, Unavailable
 from ..pooling import ConfiguredPool, MemberTaken, member_spec, pool_shapes, spec_shape
+from ..progress import BOUND, CLAIMED, Fact
 from . import model
 from .kinds import CONFIGMAP, POD, SECRET, SERVICE, STATEFULSET
+from .model import Obj
 from .plan import Plan, Purpose, carry_out, plan
 from .poollease import RefillLease
-from .poolmembers import binding_secret, binding_url, claim_patch, member_view, pool_of, token_of
+from .poolmembers import (
+    CLAIM_ANNOTATION,
+    OURS,
+    binding_secret,
+    binding_url,
+    claim_outcome,
+    claim_patch,
+    member_view,
+    pool_of,
+    token_of,
+)
 
 if TYPE_CHECKING:
     from .backend import K8sBackend
@@ -65,6 +84,15 @@ WARM_TIMEOUT = 300.0
 before it is replaced."""
 BIND_TIMEOUT = 10.0
 """Seconds the launcher of a claimed member has to take its binding."""
+READ_BACK_TRIES = 3
+"""Reads of a member's ConfigMap after its claim's write got no answer."""
+SETTLE_DELAY = 5.0
+SETTLE_TRIES = 12
+"""A claim its create did without (its write got no answer) is looked at every SETTLE_DELAY
+seconds, at most this many times, until it is settled: applied after all, its member is
+removed; not applied, its member is fenced from it and serves creates again."""
+DROP_TRIES = 5
+"""Tries to delete a claimed member's token Secret (its launcher waits while it is there)."""
 
 
 class K8sPools:
@@ -80,6 +108,9 @@ class K8sPools:
         self._making: dict[str, str] = {}
         """Members this proxy is making (id -> pool)."""
         self._removing: set[str] = set()
+        self._doubtful: set[str] = set()
+        """Members whose claim's write got no answer, looked at again (see :meth:`_settle`):
+        no create takes them meanwhile."""
         self._refused: set[str] = set()
         """Pools whose members could serve no create (told once)."""
         self._ids: set[str] = set()
@@ -161,7 +192,8 @@ class K8sPools:
         take the same."""
         shapes = pool_shapes(tuple(self.pools.values()))
         ready = [m for m in self.members() if m.state == READY and m.id not in self._reserved
-                 and m.id not in self._removing and m.pool in self.pools and self.pools[m.pool].shape == m.shape]
+                 and m.id not in self._removing and m.id not in self._doubtful
+                 and m.pool in self.pools and self.pools[m.pool].shape == m.shape]
         by_pool: dict[str, int] = {}
         for member in ready:
             by_pool[member.pool] = by_pool.get(member.pool, 0) + 1
@@ -188,7 +220,8 @@ class K8sPools:
     async def claim(self, spec: AgentSpec, member: Member) -> AgentState:
         """Make ``member`` the agent of ``spec`` (whose id is the member's): the conditional write
         of its ConfigMap, then its credentials, its binding, and its other objects relabelled.
-        Raises :class:`MemberTaken` when another replica claimed it first."""
+        Raises :class:`MemberTaken` when another replica claimed it first, when it turns out
+        half-made (no token), or when the write got no answer and was not applied."""
         backend = self.backend
         assert backend.client is not None
         spec = dataclasses.replace(spec, pool=member.pool)
@@ -196,26 +229,40 @@ class K8sPools:
         live = backend.cached(CONFIGMAP, names["configmap"])
         if live is None or pool_of(live) != member.pool or live["metadata"].get("deletionTimestamp"):
             raise MemberTaken(f"pool member {member.id} is no longer one")
+        # The token before the claim: a member without one (half-made by a proxy that died) could
+        # never be bound. It is replaced, and the create takes another member.
+        token = token_of(await backend.client.get(SECRET.item(backend.namespace, binding_secret_name(spec.id)),
+                                                  resource="secrets"))
+        if token is None:
+            self._start(self._remove(member.id), f"remove pool member {member.id} (no binding token)")
+            raise MemberTaken(f"pool member {member.id} has no binding token; it is replaced")
         rendered = backend.render(spec)
         configmap = next(o for o in rendered if o["kind"] == CONFIGMAP.name)
         backend.reconciler.note_applied(spec.id)
+        # Its progress waits for the binding from the write on: the watch may show the claim (and
+        # the member's Ready pod) before the write's answer comes.
+        backend.binding.add(spec.id)
         try:
-            stored = await backend.client.request(
-                "PATCH", CONFIGMAP.item(backend.namespace, names["configmap"]), body=claim_patch(live, configmap),
-                content_type="application/merge-patch+json", params={"fieldManager": backend.k8s.field_manager},
-                verb="patch", resource="configmaps")
-        except (Conflict, NotFound):
-            raise MemberTaken(f"pool member {member.id} was claimed by another replica or removed") from None
+            stored = await self._write_claim(member, live, configmap)
+        except BaseException:
+            backend.binding.discard(spec.id)
+            raise
         # Still reserved: until the cache shows the claim, the member looks ready (see _refill).
         # From here on the agent is its owner's, whatever happens to its binding.
         self.claims += 1
         self._last_claim = asyncio.get_running_loop().time()
         asyncio.get_running_loop().call_later(REFILL_AFTER_CLAIM, self.wake)
+        backend.claim_facts[spec.id] = {
+            CLAIMED: Fact(datetime.now(UTC), f"member {member.id} of pool {member.pool!r} is claimed")}
         try:
+            await backend.claim_written(spec.id)
             credentials = await backend.write_credentials(spec, stored)
             # What its ConfigMap gives a container that starts again: the same variables.
             env = {**(configmap.get("data") or {}), **credentials}
-            await self._bind(spec.id, env)
+            if await self._bind(spec.id, env, token):
+                backend.claim_facts[spec.id][BOUND] = Fact(datetime.now(UTC), "its launcher took the binding and "
+                                                                              "started agentapi")
+            backend.progress_moved(spec.id)
             steps = plan(rendered, model.AgentObjects.of(spec.id, backend.cached), Purpose.REAPPLY)
             relabel = Plan(tuple(s for s in steps.steps if s.kind in (STATEFULSET.name, SERVICE.name)),
                            owner=steps.owner)
@@ -224,23 +271,114 @@ class K8sPools:
             # The agent is there and bound in its ConfigMap: the reconciler applies what is missing.
             log.warning("agent %s claimed from pool %s: %s; the reconciler finishes it", spec.id, member.pool, exc)
             backend.reconciler.schedule(spec.id)
+        finally:
+            if spec.id in backend.binding:
+                backend.progress_moved(spec.id)
         backend.reconciler.note_applied(spec.id)
         backend.spawn(self._drop_token(spec.id), f"drop the binding token of {spec.id}")
         await backend.read_back(CONFIGMAP, stored)
         current = backend.state_of(spec.id)
         return current or model.applied_state(spec, backend.namespace, datetime.now(UTC))
 
-    async def _bind(self, agent_id: str, env: dict[str, str]) -> bool:
-        """Post ``env`` to the member's launcher with its token; False when it did not take it."""
+    async def _write_claim(self, member: Member, live: Obj, configmap: Obj) -> dict[str, Any]:
+        """The claim's conditional write; the ConfigMap as stored. A write that got no answer
+        (a timeout: it may or may not have been applied) is read back: carrying this claim's
+        mark, it was applied and the agent is this create's; else the create takes another
+        member, and the member is looked at again a while later, in case the write was applied
+        after all (see :meth:`_settle`)."""
         backend = self.backend
         assert backend.client is not None
+        mark = secrets.token_hex(8)
+        path = CONFIGMAP.item(backend.namespace, naming.configmap_name(member.id))
+        try:
+            stored: dict[str, Any] = await backend.client.request(
+                "PATCH", path, body=claim_patch(live, configmap, mark), content_type="application/merge-patch+json",
+                params={"fieldManager": backend.k8s.field_manager}, verb="patch", resource="configmaps")
+            return stored
+        except (Conflict, NotFound):
+            raise MemberTaken(f"pool member {member.id} was claimed by another replica or removed") from None
+        except Unavailable as exc:
+            log.warning("the claim of pool member %s got no answer (%s); reading it back", member.id, exc.message)
+        for _ in range(READ_BACK_TRIES):
+            try:
+                current = await backend.client.get(path, resource="configmaps")
+            except BackendError:
+                continue
+            if claim_outcome(current, mark) == OURS:
+                assert current is not None
+                return current
+            break
+        # Not applied, or not known: this create does without it; should the write land after
+        # all, the member it claimed for nobody is removed (and the pool refilled).
+        self._doubtful.add(member.id)
+        self._start(self._settle(member.id, mark), f"settle the unanswered claim of {member.id}")
+        raise MemberTaken(f"the claim of pool member {member.id} got no answer and was not seen applied")
+
+    async def _settle(self, member_id: str, mark: str, delay: float = 0.0) -> None:
+        """A claim whose write got no answer, which its create did without: if it was applied,
+        the member is claimed by no create, and goes (its ConfigMap on the condition of the
+        version that carries the mark, then the rest); if it is still a member, it is written
+        once more (a new version), so that the claim's write can no longer land, and it serves
+        creates again."""
+        backend = self.backend
+        assert backend.client is not None
+        path = CONFIGMAP.item(backend.namespace, naming.configmap_name(member_id))
+        try:
+            await self._settle_once(member_id, mark, path, delay)
+        finally:
+            self._doubtful.discard(member_id)
+
+    async def _settle_once(self, member_id: str, mark: str, path: str, delay: float) -> None:
+        backend = self.backend
+        assert backend.client is not None
+        for _ in range(SETTLE_TRIES):
+            await asyncio.sleep(delay or SETTLE_DELAY)
+            try:
+                current = await backend.client.get(path, resource="configmaps")
+            except BackendError:
+                continue  # the API server is still silent: look again
+            if current is None:
+                return  # removed: nothing is left of the claim
+            if claim_outcome(current, mark) != OURS:
+                if pool_of(current) is None:
+                    return  # claimed by another create: its agent
+                # Still a member: a write of another mark gives it a new version, so that the
+                # claim's write, should it still be under way, is refused (409) and never lands.
+                try:
+                    await backend.client.request(
+                        "PATCH", path, body={"metadata": {"resourceVersion": current["metadata"]["resourceVersion"],
+                                                          "annotations": {CLAIM_ANNOTATION: f"fenced-{mark}"}}},
+                        content_type="application/merge-patch+json",
+                        params={"fieldManager": backend.k8s.field_manager}, verb="patch", resource="configmaps")
+                except NotFound:
+                    return
+                except BackendError:
+                    continue  # changed meanwhile (the claim landed?) or silent: look again
+                return
+            log.warning("the claim of pool member %s was applied after its create went on without it; removing it",
+                        member_id)
+            backend.reconciler.forget(member_id)
+            try:
+                await backend.client.request(
+                    "DELETE", path, body={"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background",
+                                          "preconditions": {"resourceVersion": current["metadata"]["resourceVersion"]}},
+                    verb="delete", resource="configmaps")
+                for kind, name in model.delete_targets(member_id, purge=True):
+                    if kind is not CONFIGMAP:
+                        await backend.delete_object(kind, name)
+            except (Conflict, NotFound):
+                return  # changed meanwhile: someone else's now
+            except BackendError as exc:
+                log.warning("removing the unclaimed agent %s failed: %s", member_id, exc.message)
+                continue
+            return
+
+    async def _bind(self, agent_id: str, env: dict[str, str], token: str) -> bool:
+        """Post ``env`` to the member's launcher with its token; False when it did not take it."""
+        backend = self.backend
         url = binding_url(backend.cached(POD, naming.pod_name(agent_id)), BIND_PATH)
-        secret = await backend.client.get(SECRET.item(backend.namespace, binding_secret_name(agent_id)),
-                                          resource="secrets")
-        token = token_of(secret)
-        if url is None or token is None or backend.http is None:
-            log.warning("pool member %s cannot be bound (%s); it starts bound once its token is gone", agent_id,
-                        "no pod IP" if url is None else "no token")
+        if url is None or backend.http is None:
+            log.warning("pool member %s cannot be bound (no pod IP); it starts bound once its token is gone", agent_id)
             return False
         try:
             async with backend.http.post(url, json={"env": env}, headers={"Authorization": f"Bearer {token}"},
@@ -255,11 +393,16 @@ class K8sPools:
         return False
 
     async def _drop_token(self, agent_id: str) -> None:
-        """The token binds nothing any more (the listener closed): its Secret goes."""
-        try:
-            await self.backend.delete_object(SECRET, binding_secret_name(agent_id))
-        except BackendError as exc:  # owned by the ConfigMap: it goes with the agent anyway
-            log.debug("the binding Secret of %s stays until the agent goes: %s", agent_id, exc)
+        """The token binds nothing any more (the listener closed): its Secret goes. A launcher
+        that did not take its binding waits until then, so a failed delete is tried again."""
+        for attempt in range(DROP_TRIES):
+            try:
+                await self.backend.delete_object(SECRET, binding_secret_name(agent_id))
+                return
+            except BackendError as exc:  # owned by the ConfigMap: it goes with the agent at the latest
+                log.warning("the binding Secret of %s was not deleted (%s)%s", agent_id, exc.message,
+                            "; trying again" if attempt + 1 < DROP_TRIES else "")
+            await asyncio.sleep(SETTLE_DELAY)
 
     # --- keeping the pools full ---------------------------------------------------------------
 

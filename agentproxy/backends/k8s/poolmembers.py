@@ -11,6 +11,7 @@ ConfigMap (its claim on the id) carries the labels :data:`~agentproxy.pools.LABE
 - :func:`claim_patch`: the claim, one JSON merge patch of the member's ConfigMap carrying its
   ``resourceVersion``: of two proxies claiming one member at once, exactly one succeeds (the
   other gets 409 Conflict), and after it the agent is its owner's (spec, labels, variables);
+  :func:`claim_outcome`: whether a claim whose write got no answer was applied;
 - :func:`binding_secret`, :func:`token_of`, :func:`binding_url`: the member's token and
   where its launcher listens.
 """
@@ -29,6 +30,14 @@ from .model import AgentObjects, Obj, created_at
 
 BINDING_COMPONENT = "binding"
 """The ``app.kubernetes.io/component`` of a member's binding Secret."""
+CLAIM_ANNOTATION = "agentproxy.io/pool-claim"
+"""The annotation a claim writes on the member's ConfigMap: a random mark of that one claim, by
+which a create whose write got no answer tells whether the write was applied (see
+:func:`claim_outcome`)."""
+OURS, NOT_OURS = "ours", "not-ours"
+ORPHAN_GRACE = 30.0
+"""Seconds a member's StatefulSet may be seen without its ConfigMap (the watches of the two kinds
+are separate) before it counts as half-made and is replaced."""
 BROKEN_WAITING_REASONS = frozenset({"CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "InvalidImageName",
                                     "CreateContainerConfigError", "CreateContainerError", "RunContainerError"})
 """Why a container that waits will not start by itself: its member is replaced."""
@@ -53,9 +62,11 @@ def is_member(objects: AgentObjects) -> bool:
 def member_state(objects: AgentObjects, now: datetime, warm_timeout: float) -> str:
     """:data:`~agentproxy.pools.READY` once the member's pod has an IP and its container has
     started (its startup probe passes while the launcher waits; a Ready pod has started too);
-    :data:`~agentproxy.pools.FAILED` when its container restarted, ended or cannot start, or
-    when it is not ready ``warm_timeout`` seconds after it was made; else
-    :data:`~agentproxy.pools.WARMING`."""
+    :data:`~agentproxy.pools.FAILED` when its container restarted, ended or cannot start, when
+    it is not ready ``warm_timeout`` seconds after it was made, or when its ConfigMap has been
+    missing for :data:`ORPHAN_GRACE` seconds (half-made by a crash); else
+    :data:`~agentproxy.pools.WARMING`. A member without its ConfigMap is never ready: no
+    claim could take it."""
     pod = objects.pod
     if pod is not None and not pod["metadata"].get("deletionTimestamp"):
         status = pod.get("status") or {}
@@ -71,10 +82,13 @@ def member_state(objects: AgentObjects, now: datetime, warm_timeout: float) -> s
             if (state.get("waiting") or {}).get("reason") in BROKEN_WAITING_REASONS:
                 return FAILED
         started = bool(containers) and all(c.get("started") for c in containers)
-        if status.get("podIP") and (started or _pod_ready(pod)):
+        if status.get("podIP") and (started or _pod_ready(pod)) and objects.claim is not None:
             return READY
     made = objects.claim if objects.claim is not None else objects.statefulset
-    if (now - created_at(made)).total_seconds() > warm_timeout:
+    age = (now - created_at(made)).total_seconds()
+    if objects.claim is None and age > ORPHAN_GRACE:
+        return FAILED  # half-made (a crash between its objects): no claim can take it
+    if age > warm_timeout:
         return FAILED
     return WARMING
 
@@ -96,20 +110,33 @@ def member_view(agent_id: str, objects: AgentObjects, now: datetime, warm_timeou
     return Member(agent_id, pool, shape_label(made), member_state(objects, now, warm_timeout))
 
 
-def claim_patch(live: Obj, rendered: Obj) -> dict[str, Any]:
+def claim_patch(live: Obj, rendered: Obj, mark: str | None = None) -> dict[str, Any]:
     """The claim of a member: the JSON merge patch that turns its live ConfigMap into
     ``rendered`` (the owner's agent's, as :func:`agentproxy.render.render_agent` makes it):
     its labels (the pool's go), its spec annotations and its data (the owner's variables and
     first message, and the word that it is bound, for a container that restarts). It carries
-    the ``resourceVersion`` it was read at: the API server applies it only to that version."""
+    the ``resourceVersion`` it was read at: the API server applies it only to that version.
+    ``mark`` (random, one per claim) is written as :data:`CLAIM_ANNOTATION`."""
     live_meta, meta = live["metadata"], rendered["metadata"]
     labels: dict[str, Any] = {key: None for key in (live_meta.get("labels") or {}) if key not in meta["labels"]}
     labels.update(meta["labels"])
     data: dict[str, Any] = {key: None for key in (live.get("data") or {}) if key not in (rendered.get("data") or {})}
     data.update(rendered.get("data") or {})
+    annotations = dict(meta.get("annotations") or {})
+    if mark is not None:
+        annotations[CLAIM_ANNOTATION] = mark
     return {"metadata": {"resourceVersion": live_meta["resourceVersion"], "labels": labels,
-                         "annotations": dict(meta.get("annotations") or {})},
+                         "annotations": annotations},
             "data": data}
+
+
+def claim_outcome(current: Obj | None, mark: str) -> str:
+    """Whether the claim marked ``mark``, whose write got no answer, was applied, from the
+    member's ConfigMap read back: :data:`OURS` (it carries the mark: the agent is this
+    create's) or :data:`NOT_OURS` (still a member, claimed by another create, or gone)."""
+    if current is None or current["metadata"].get("deletionTimestamp"):
+        return NOT_OURS
+    return OURS if ((current["metadata"].get("annotations") or {}).get(CLAIM_ANNOTATION) == mark) else NOT_OURS
 
 
 def binding_secret(namespace: str, agent_id: str, token: str, configmap: Obj) -> dict[str, Any]:

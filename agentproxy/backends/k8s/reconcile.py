@@ -23,6 +23,9 @@ every pass. A start's pass over every agent is one task that takes the agents on
 yielding to the event loop every few milliseconds (:meth:`Reconciler.sweep`): with 10,000 agents it is
 seconds of CPU, which requests are served between, not a block of them.
 
+A warm pool's member whose ConfigMap is gone is not repaired either: its token's Secret went
+with the ConfigMap, so the pool replaces it (see :mod:`.pool`).
+
 A deleted StatefulSet is not re-created: its absence is how a delete starts (see
 :func:`.model.delete_targets`), for every proxy replica.
 
@@ -47,6 +50,7 @@ from ..base import BackendError
 from .kinds import CONFIGMAP, Kind
 from .model import AgentObjects, abandoned_claim, created_at, strays
 from .plan import OWNED, Purpose, Step, carry_out, plan
+from .poolmembers import is_member
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +226,10 @@ class Reconciler:
             self._clean[agent_id] = compared
             return
         if spec is None:
+            return
+        if objects.claim is None and is_member(objects):
+            # A pool member without its ConfigMap is half-made: its token's Secret (owned by the
+            # ConfigMap) went with it, so no claim could bind it. The pool replaces it.
             return
         if sts is None:
             await self._unfinished(agent_id, objects)

@@ -5,7 +5,8 @@ time where it has one: the StatefulSet's creation (applied), the claim's phase (
 pod's ``PodScheduled`` and ``Ready`` conditions, and its container's status (the image is on
 the node once the kubelet reports its ``imageID`` or runs it; started at ``startedAt``). No
 request is made for them: the Events of pods are not watched, and a step they alone would
-tell (``Pulled``) is implied by the next one.
+tell (``Pulled``) is implied by the next one. An agent made from a warm pool's member adds
+``claimed`` (its time, and ``bound``, only the replica that claimed it knows).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from ..progress import FIRST_MESSAGE, Fact
+from ..progress import CLAIMED, FIRST_MESSAGE, Fact
 from ..suspension import parse_time
 from .model import AgentObjects
 
@@ -32,9 +33,13 @@ def _time(text: Any) -> datetime | None:
     return parse_time(text) if isinstance(text, str) and text else None
 
 
-def start_facts(objects: AgentObjects, first_message_delivered: bool = False) -> dict[str, Fact]:
-    """The steps of the agent's start its objects show reached."""
+def start_facts(objects: AgentObjects, first_message_delivered: bool = False, pool: str | None = None) -> dict[str, Fact]:
+    """The steps of the agent's start its objects show reached; ``pool``: the agent was made
+    from a member of that pool, claimed (its steps are :func:`~..progress.claim_plan`'s, which
+    take ``claimed`` and those from ``agentapi_answering`` on)."""
     facts: dict[str, Fact] = {}
+    if pool is not None:
+        facts[CLAIMED] = Fact(None, f"a member of pool {pool!r} is claimed")
     sts, pod, pvc = objects.statefulset, objects.pod, objects.pvc
     if sts is not None:
         facts["applied"] = Fact(_time(sts["metadata"].get("creationTimestamp")),

@@ -51,7 +51,7 @@ from ..conversation import ConversationFollower
 from ..index import Membership
 from ..limits import CreateLimits
 from ..pooling import configured_pools
-from ..progress import LOCAL_PLAN, Facts
+from ..progress import BOUND, CLAIMED, LOCAL_PLAN, Fact, Facts
 from ..suspension import AgentActivity, Suspension, parse_time
 from .pool import LocalMember, LocalPools
 from .ports import HOST, PortAllocator
@@ -378,16 +378,22 @@ class LocalBackend(Backend):
     async def _claim_member(self, spec: AgentSpec, member: LocalMember, prepared: Any) -> AgentState:
         # Bound first: a member that does not take its binding leaves nothing registered.
         assert self._pools is not None and member.process is not None and member.port is not None
-        supervisor = self._supervisor(spec, port=member.port, created_at=datetime.now(UTC), tag=member.tag)
+        claimed_at = datetime.now(UTC)
+        supervisor = self._supervisor(spec, port=member.port, created_at=claimed_at, tag=member.tag)
         supervisor.start_kind, supervisor.pool = "warm", member.pool
         launch = self.launch_of(spec, member.port, supervisor.work_dir)
         private = await asyncio.to_thread(self.prepare, spec, supervisor.work_dir)
         await self._pools.bind(member, {**launch.env, **private})
+        # The claim's own steps: the member's start (its process, made before) is not the agent's.
+        claim = {CLAIMED: Fact(claimed_at, f"member {member.id} of pool {member.pool!r} is claimed"),
+                 BOUND: Fact(datetime.now(UTC), f"its launcher (pid {member.process.pid}) took the binding and "
+                                                f"started agentapi on port {member.port}")}
         self._pools.claimed(member)
         self._agents[spec.id] = supervisor
         self._members.add(spec)
         supervisor.take_over(member.process, f"claimed from pool {member.pool!r} (launcher pid {member.process.pid}, "
-                                             f"port {member.port})")
+                                             f"port {member.port})", claim)
+        await self.claim_written(spec.id)
         try:
             await self._save()
         except OSError as exc:

@@ -14,7 +14,7 @@ import logging
 import secrets
 import shlex
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -238,12 +238,13 @@ class Supervisor:
             self.log.note("the agent was not running when the proxy started; restarting it")
         self.run()
 
-    def take_over(self, process: AgentProcess, what: str) -> None:
+    def take_over(self, process: AgentProcess, what: str, claim: Mapping[str, Fact] | None = None) -> None:
         """Supervise ``process``, a launcher that has just been bound (a claimed pool member),
-        as this agent's run; later runs start afresh as every restart does."""
+        as this agent's run; later runs start afresh as every restart does. ``claim``: the
+        claim's own steps (``claimed``, ``bound``; see :func:`~..progress.claim_plan`)."""
         self.process = process
         self.backoff.started()
-        self.start_facts = {"process_started": Fact(utc_now(), what)}
+        self.start_facts = {**(claim or {}), "process_started": Fact(utc_now(), what)}
         self.log.note(what)
         self._set(AgentStatus.STARTING, "Claimed", what)
         self.run()

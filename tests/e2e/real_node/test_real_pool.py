@@ -1,11 +1,13 @@
 """A warm pool on the real node: the member's pod really runs its launcher, which waits for its
 binding with the token of a Secret only that pod mounts (its startup probe passes while it
 waits, so the member is ready); a create that names no id takes it and binds it over the pod's
-IP, without a new pod, and the agent answers its first message. Its container killed after the
+IP, without a new pod, and the agent answers its first message; its progress is its claim's
+steps. Its container killed after the
 claim, the kubelet starts it again, and it starts bound at once, with the owner's variables."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -57,6 +59,13 @@ async def test_a_member_waits_on_the_node_and_its_claim_binds_it_in_place(serve,
     assert agent["id"] == member_id and agent["details"]["start"] == "warm", agent
     await server.until("own", member_id, "ready")
     await server.until_said("own", member_id, "hello")
+    # Its start is its claim's steps, the pod's real readiness after its binding among them; the
+    # member's own start (scheduling, the image, the container) is not replayed as the agent's.
+    async with server.http.get(f"{server.base}/sessions/own/agents/{member_id}/progress") as resp:
+        body = (await resp.read()).decode()
+    steps = [json.loads(line[len("data: "):]) for line in body.splitlines() if line.startswith("data: ")]
+    assert [s["step"] for s in steps] == ["claimed", "bound", "agentapi_answering", "first_message_delivered",
+                                         "ready"], steps
     claimed = await pod_of(api, rn_namespace, member_id)
     assert claimed["metadata"]["uid"] == waiting["metadata"]["uid"]  # the same pod, not restarted
     assert claimed["status"]["containerStatuses"][0]["restartCount"] == 0

@@ -10,6 +10,8 @@ from hypothesis import given, strategies as st
 
 from agentproxy.backends.agent_state import AgentState, AgentStatus
 from agentproxy.backends.progress import (
+    BOUND,
+    CLAIMED,
     FIRST_MESSAGE,
     K8S_PLAN,
     LOCAL_PLAN,
@@ -20,6 +22,7 @@ from agentproxy.backends.progress import (
     Facts,
     ProgressBook,
     StartProgress,
+    claim_plan,
 )
 from agentproxy.spec import AgentSpec, Resources
 
@@ -292,3 +295,31 @@ def test_a_start_dropped_tells_no_step_and_another_replicas_start_is_seen_as_suc
     book.observe(state(AgentStatus.READY), {"applied": Fact(at(0))}, now=at(1))
     record = book.get("a1")
     assert record is not None and not record.timed and names(record)[-1] == "ready"
+
+
+def test_a_claim_from_a_warm_pool_has_steps_of_its_own():
+    """The member's start happened before the create: its steps are not the agent's."""
+    assert claim_plan(K8S_PLAN).names() == [CLAIMED, BOUND, "agentapi_answering", FIRST_MESSAGE]
+    assert claim_plan(LOCAL_PLAN).names() == [CLAIMED, BOUND, "agentapi_answering", "restored", FIRST_MESSAGE]
+    book = ProgressBook(K8S_PLAN)
+    warm = book.begin(state(AgentStatus.PENDING).spec, START, at(0), warm=True)
+    member_facts = {"applied": Fact(at(-300)), "scheduled": Fact(at(-299)), "container_started": Fact(at(-290))}
+    book.observe(state(AgentStatus.STARTING), {**member_facts, CLAIMED: Fact(at(0.1), "member m1 is claimed")},
+                 now=at(0.2))
+    assert names(warm) == [CLAIMED] and warm.steps[0].message == "member m1 is claimed"
+    book.observe(state(AgentStatus.STARTING), {**member_facts, CLAIMED: Fact(at(0.1)), BOUND: Fact(at(0.3))},
+                 now=at(0.4))
+    # The pod was Ready before the claim (kwok marks it so): the step is not before the claim.
+    book.observe(state(AgentStatus.READY), {**member_facts, CLAIMED: Fact(at(0.1)), BOUND: Fact(at(0.3)),
+                                            "agentapi_answering": Fact(at(-280))}, now=at(1))
+    assert names(warm) == [CLAIMED, BOUND, "agentapi_answering", "ready"]
+    assert [s.at for s in warm.steps][:3] == [at(0.1), at(0.3), at(0.3)]
+    # A replica that only sees the agent: a first start of an agent made from a pool is a claim.
+    other = ProgressBook(K8S_PLAN)
+    spec = dataclasses.replace(state(AgentStatus.STARTING).spec, pool="echo")
+    seen = dataclasses.replace(state(AgentStatus.STARTING), spec=spec)
+    other.observe(seen, {**member_facts, CLAIMED: Fact(None, "a member of pool 'echo' is claimed")}, now=at(2))
+    record = other.get("a1")
+    assert record is not None and names(record) == [CLAIMED] and not record.timed
+    # Its restart after a crash is an ordinary start again.
+    assert other.begin(spec, RESTART, at(3)).plan is K8S_PLAN

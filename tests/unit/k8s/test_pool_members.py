@@ -84,6 +84,34 @@ def test_a_member_that_does_not_come_up_in_time_is_failed(settings):
     assert poolmembers.member_state(ready, MADE + timedelta(hours=5), 60) == READY  # it may wait for ever
 
 
+def test_a_member_half_made_by_a_crash_is_failed_once_its_configmap_stays_missing(settings):
+    """A StatefulSet whose ConfigMap never came (or went): no claim can take it, so it is
+    replaced; a moment without it is the watches of two kinds seen out of order."""
+    started = pod(podIP="10.0.0.9", containerStatuses=[container(started=True)])
+    orphan = dataclasses.replace(member_objects(settings, started), claim=None)
+    grace = poolmembers.ORPHAN_GRACE
+    assert poolmembers.member_state(orphan, MADE + timedelta(seconds=grace - 1), 300) == WARMING
+    assert poolmembers.member_state(orphan, MADE + timedelta(seconds=grace + 1), 300) == FAILED
+    view = poolmembers.member_view("m1", orphan, MADE + timedelta(seconds=grace + 1), 300)
+    assert view is not None and refill_plan(1, view.shape, [view]).remove == ("m1",)
+
+
+def test_an_unanswered_claim_is_told_apart_by_its_mark(settings):
+    objects = member_objects(settings)
+    owner = spec_for(settings, agent_id="m1", session="s1", owner="ann")
+    rendered = by_kind(render_agent(settings, dataclasses.replace(owner, pool="echo")))["ConfigMap"]
+    patch = poolmembers.claim_patch(objects.claim, rendered, "mark-1")
+    assert patch["metadata"]["annotations"][poolmembers.CLAIM_ANNOTATION] == "mark-1"
+    applied = {**objects.claim, "metadata": {**objects.claim["metadata"],
+                                            "annotations": patch["metadata"]["annotations"]}}
+    assert poolmembers.claim_outcome(applied, "mark-1") == poolmembers.OURS
+    assert poolmembers.claim_outcome(applied, "mark-2") == poolmembers.NOT_OURS  # another create's claim
+    assert poolmembers.claim_outcome(objects.claim, "mark-1") == poolmembers.NOT_OURS  # not applied
+    assert poolmembers.claim_outcome(None, "mark-1") == poolmembers.NOT_OURS  # removed
+    going = {**applied, "metadata": {**applied["metadata"], "deletionTimestamp": "x"}}
+    assert poolmembers.claim_outcome(going, "mark-1") == poolmembers.NOT_OURS
+
+
 def test_the_claim_is_conditional_on_the_version_read_and_makes_the_agent_its_owners(settings):
     objects = member_objects(settings)
     owner = spec_for(settings, agent_id="m1", session="s1", env={"GREETING": "hi"}, message="hello", owner="ann")

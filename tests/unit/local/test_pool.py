@@ -85,6 +85,13 @@ async def test_a_claim_binds_env_and_first_message_without_a_restart(pooled, set
     assert state.id in members
     state = await wait_ready(backend, state.id)
     assert state.details["pid"] == launcher_pids[state.id]  # the member's own process: not restarted
+    # Its start is its claim's steps, not the member's start replayed.
+    record = backend.progress.get(state.id)
+    assert record is not None
+    await wait_until(lambda: record.ended, timeout=30, what="the start's last step")
+    assert [s.name for s in record.steps] == ["claimed", "bound", "agentapi_answering", "restored",
+                                              "first_message_delivered", "ready"], record.to_json()
+    assert "'echo'" in record.steps[0].message and "took the binding" in record.steps[1].message
     async with aiohttp.ClientSession() as client:
         assert state.upstream is not None
         await agent_said(client, state.upstream, "echo: hello warm")
