@@ -263,10 +263,10 @@ class K8sPools:
                 backend.claim_facts[spec.id][BOUND] = Fact(datetime.now(UTC), "its launcher took the binding and "
                                                                               "started agentapi")
             backend.progress_moved(spec.id)
-            steps = plan(rendered, model.AgentObjects.of(spec.id, backend.cached), Purpose.REAPPLY)
-            relabel = Plan(tuple(s for s in steps.steps if s.kind in (STATEFULSET.name, SERVICE.name)),
-                           owner=steps.owner)
-            await carry_out(relabel, backend.apply)
+            # Its StatefulSet's and Service's labels say its owner's session after the create's
+            # answer: the agent is its ConfigMap's already, and a proxy that dies meanwhile
+            # leaves them to the reconciler.
+            backend.spawn(self._relabel(spec.id, rendered, member.pool), f"relabel the objects of {spec.id}")
         except BackendError as exc:
             # The agent is there and bound in its ConfigMap: the reconciler applies what is missing.
             log.warning("agent %s claimed from pool %s: %s; the reconciler finishes it", spec.id, member.pool, exc)
@@ -279,6 +279,32 @@ class K8sPools:
         await backend.read_back(CONFIGMAP, stored)
         current = backend.state_of(spec.id)
         return current or model.applied_state(spec, backend.namespace, datetime.now(UTC))
+
+    async def _relabel(self, agent_id: str, rendered: list[dict[str, Any]], pool: str) -> None:
+        """Apply a claimed member's StatefulSet and Service as its agent's, under the agent's
+        lock (taken once the create that claimed it is answered): a delete waits for it, and an
+        agent deleted meanwhile (its ConfigMap or StatefulSet gone or going) is not made again."""
+        backend = self.backend
+        async with backend.locks.hold(agent_id):
+            objects = model.AgentObjects.of(agent_id, backend.cached)
+            if (objects.claim is None or objects.statefulset is None
+                    or objects.claim["metadata"].get("deletionTimestamp")
+                    or objects.statefulset["metadata"].get("deletionTimestamp")):
+                return
+            await self._relabel_now(agent_id, rendered, pool, objects)
+
+    async def _relabel_now(self, agent_id: str, rendered: list[dict[str, Any]], pool: str,
+                           objects: model.AgentObjects) -> None:
+        backend = self.backend
+        try:
+            steps = plan(rendered, objects, Purpose.REAPPLY)
+            relabel = Plan(tuple(s for s in steps.steps if s.kind in (STATEFULSET.name, SERVICE.name)),
+                           owner=steps.owner)
+            await carry_out(relabel, backend.apply)
+        except BackendError as exc:
+            log.warning("agent %s claimed from pool %s: %s; the reconciler finishes it", agent_id, pool, exc)
+            backend.reconciler.schedule(agent_id)
+        backend.reconciler.note_applied(agent_id)
 
     async def _write_claim(self, member: Member, live: Obj, configmap: Obj) -> dict[str, Any]:
         """The claim's conditional write; the ConfigMap as stored. A write that got no answer
