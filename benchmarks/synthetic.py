@@ -195,6 +195,8 @@ class SyntheticApi:
         self.lists: list[str] = []
         self.watches: list[str] = []
         self.writes: list[tuple[str, str]] = []
+        self.reads: list[str] = []
+        """Objects asked for one by one that the imitation does not hold (answered 404)."""
 
     @asynccontextmanager
     async def call_api(self, method: str, version: str = "", base: str = "", url: str = "", *,
@@ -226,6 +228,10 @@ class SyntheticApi:
                                  headers={"Content-Type": "application/json"})
         elif method == "POST" and params.get("dryRun") == "All":  # the namespace check
             yield self._answer(201, json.loads(content or "{}"), request)
+        elif method == "GET":  # one object the imitation does not hold (the hooks' ConfigMap, say)
+            self.reads.append(url)
+            yield self._answer(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                     "reason": "NotFound", "code": 404, "message": f"{url} not found"}, request)
         else:
             self.writes.append((method, url))
             yield self._answer(200, json.loads(content or "{}"), request)
