@@ -36,19 +36,46 @@ def _agentapi_pid(container_id: str) -> int:
     raise AssertionError(f"no agentapi runs in container {container_id}")
 
 
-async def test_a_member_waits_on_the_node_and_its_claim_binds_it_in_place(serve, api, rn_namespace):
-    server = await serve(POOL)
-
+async def _the_member(api, namespace: str, condition: str, what: str) -> str:
+    """The id of the pool's one member, once its container's status says ``condition``
+    (``started``: its launcher waits; ``ready``: its agent answers)."""
     async def member():
-        _, found = await request(api, "GET", f"/api/v1/namespaces/{rn_namespace}/configmaps",
+        _, found = await request(api, "GET", f"/api/v1/namespaces/{namespace}/configmaps",
                                  params={"labelSelector": LABEL_POOL})
         ids = [cm["metadata"]["labels"]["agentproxy.io/agent-id"] for cm in found["items"]]
         if len(ids) != 1:
             return None
-        pod = await get(api, f"/api/v1/namespaces/{rn_namespace}/pods/agent-{ids[0]}-0")
+        pod = await get(api, f"/api/v1/namespaces/{namespace}/pods/agent-{ids[0]}-0")
         statuses = ((pod or {}).get("status") or {}).get("containerStatuses") or []
-        return ids[0] if statuses and statuses[0].get("started") else None
-    member_id = await wait_for(member, "the member's launcher to wait for its binding", timeout=180)
+        return ids[0] if statuses and statuses[0].get(condition) else None
+    return await wait_for(member, what, timeout=180)
+
+
+async def _kill_once_saved(api, namespace: str, agent_id: str, container: str, text: str) -> dict:
+    """Once the launcher had agentapi save ``text`` on the agent's volume, SIGKILL every process
+    of its container (as an OOM kill would); the container's status once it started again and
+    is ready."""
+    pvc = await get(api, f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/data-agent-{agent_id}-0")
+    pv = await get(api, f"/api/v1/persistentvolumes/{pvc['spec']['volumeName']}")
+    state = Path(pv["spec"]["local"]["path"]) / ".agentproxy" / "agentapi-state.json"
+
+    async def saved():
+        return state.exists() and text in state.read_text(errors="replace")
+    await wait_for(saved, "the launcher to have agentapi save the conversation on the volume")
+    for pid in container_processes(container):
+        os.kill(pid, signal.SIGKILL)
+
+    async def restarted():
+        pod = await pod_of(api, namespace, agent_id)
+        status = pod["status"]["containerStatuses"][0]
+        return status if status["restartCount"] >= 1 and status.get("ready") else None
+    return await wait_for(restarted, "the container to start again and be ready", timeout=180)
+
+
+async def test_a_member_waits_on_the_node_and_its_claim_binds_it_in_place(serve, api, rn_namespace):
+    server = await serve(POOL)
+
+    member_id = await _the_member(api, rn_namespace, "started", "the member's launcher to wait for its binding")
     waiting = await pod_of(api, rn_namespace, member_id)
     assert waiting["status"]["containerStatuses"][0]["ready"] is False  # no agentapi yet: not Ready
     container = waiting["status"]["containerStatuses"][0]["containerID"].split("://")[1]
@@ -76,21 +103,7 @@ async def test_a_member_waits_on_the_node_and_its_claim_binds_it_in_place(serve,
     # Its process killed (as an OOM kill would): the kubelet starts the container again, bound at
     # once with the owner's variables from its ConfigMap, and the conversation from its volume.
     await server.say("own", member_id, "remember me")
-    pvc = await get(api, f"/api/v1/namespaces/{rn_namespace}/persistentvolumeclaims/data-agent-{member_id}-0")
-    pv = await get(api, f"/api/v1/persistentvolumes/{pvc['spec']['volumeName']}")
-    state = Path(pv["spec"]["local"]["path"]) / ".agentproxy" / "agentapi-state.json"
-
-    async def saved():
-        return state.exists() and "remember me" in state.read_text(errors="replace")
-    await wait_for(saved, "the launcher to have agentapi save the conversation on the volume")
-    for pid in container_processes(container):
-        os.kill(pid, signal.SIGKILL)
-
-    async def restarted():
-        pod = await pod_of(api, rn_namespace, member_id)
-        status = pod["status"]["containerStatuses"][0]
-        return status if status["restartCount"] >= 1 and status.get("ready") else None
-    status = await wait_for(restarted, "the container to start again and be ready", timeout=180)
+    status = await _kill_once_saved(api, rn_namespace, member_id, container, "remember me")
     await server.until("own", member_id, "ready")
     await server.until_said("own", member_id, "remember me")
     again = status["containerID"].split("://")[1]
@@ -106,16 +119,7 @@ async def test_a_prestarted_member_runs_before_its_claim_and_answers_without_a_n
     starts bound, with the conversation, and the first message is not sent a second time."""
     server = await serve({"pools": [{"name": "early", "size": 1, "agent": "echo", "prestart": True}]})
 
-    async def member():
-        _, found = await request(api, "GET", f"/api/v1/namespaces/{rn_namespace}/configmaps",
-                                 params={"labelSelector": LABEL_POOL})
-        ids = [cm["metadata"]["labels"]["agentproxy.io/agent-id"] for cm in found["items"]]
-        if len(ids) != 1:
-            return None
-        pod = await get(api, f"/api/v1/namespaces/{rn_namespace}/pods/agent-{ids[0]}-0")
-        statuses = ((pod or {}).get("status") or {}).get("containerStatuses") or []
-        return ids[0] if statuses and statuses[0].get("ready") else None
-    member_id = await wait_for(member, "the pre-started member's pod to be Ready", timeout=180)
+    member_id = await _the_member(api, rn_namespace, "ready", "the pre-started member's pod to be Ready")
     waiting = await pod_of(api, rn_namespace, member_id)
     container = waiting["status"]["containerStatuses"][0]["containerID"].split("://")[1]
     before = _agentapi_pid(container)  # agentapi runs before the claim
@@ -128,21 +132,7 @@ async def test_a_prestarted_member_runs_before_its_claim_and_answers_without_a_n
     assert claimed["status"]["containerStatuses"][0]["restartCount"] == 0
     assert _agentapi_pid(container) == before  # the same agentapi took the first message
 
-    pvc = await get(api, f"/api/v1/namespaces/{rn_namespace}/persistentvolumeclaims/data-agent-{member_id}-0")
-    pv = await get(api, f"/api/v1/persistentvolumes/{pvc['spec']['volumeName']}")
-    state = Path(pv["spec"]["local"]["path"]) / ".agentproxy" / "agentapi-state.json"
-
-    async def saved():
-        return state.exists() and "echo: hello early" in state.read_text(errors="replace")
-    await wait_for(saved, "the conversation saved on the volume")
-    for pid in container_processes(container):
-        os.kill(pid, signal.SIGKILL)
-
-    async def restarted():
-        pod = await pod_of(api, rn_namespace, member_id)
-        status = pod["status"]["containerStatuses"][0]
-        return status if status["restartCount"] >= 1 and status.get("ready") else None
-    await wait_for(restarted, "the container to start again and be ready", timeout=180)
+    await _kill_once_saved(api, rn_namespace, member_id, container, "echo: hello early")
     await server.until("own", member_id, "ready")
     await server.until_said("own", member_id, "hello early")
     await server.idle("own", member_id)  # stable: an initial prompt would have been sent by now
