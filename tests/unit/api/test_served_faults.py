@@ -10,8 +10,10 @@ import json
 import signal
 import socket
 import stat
+import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -67,6 +69,19 @@ def test_malformed_requests_are_refused_with_one_warning_line_each(tmp_path):
     assert "Invalid header value char" in warnings[0] and "chunk size" in warnings[1]
 
 
+def _replace_when_free(link: Path, target: str, timeout: float = 30.0) -> None:
+    """Make ``link`` a symlink to ``target`` once the path is free: the proxy's own write of its
+    state (its monitor saves it now and then) holds the temporary file for a moment."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            link.symlink_to(target)
+            return
+        except FileExistsError:
+            assert time.monotonic() < deadline, f"{link} stayed in the way"
+            time.sleep(0.01)
+
+
 def test_local_failures_are_clear_errors_and_leave_the_other_agents_running(tmp_path):
     first, _ = free_block(2)
     with socket.socket() as squatter:
@@ -83,7 +98,7 @@ def test_local_failures_are_clear_errors_and_leave_the_other_agents_running(tmp_
             # A full disk when the state file is written: the kernel's /dev/full answers ENOSPC to
             # every write, in place of the temporary file the state is first written to.
             tmp = live.data_dir / f".state.json.{live.proc.pid}.tmp"
-            tmp.symlink_to("/dev/full")
+            _replace_when_free(tmp, "/dev/full")
             status, body = answer(live, "POST", "/sessions/s/agents", {"id": "nospace"})
             assert status == 503, body
             assert body["error"]["message"] == (f"agent 'nospace' was not created: cannot write the state file "
