@@ -48,6 +48,26 @@ async def test_get_and_list_make_no_api_calls(backend):
     assert backend.client.calls == before
 
 
+async def test_a_create_writes_its_objects_in_four_requests_and_reads_none(backend, monkeypatch):
+    """A create is the claim's POST, then one apply each of the StatefulSet, the Service and
+    the ConfigMap (owned); the PVC is the StatefulSet controller's, and the claim's own answer
+    is the stored ConfigMap: nothing of the agent is read back."""
+    sent: list[tuple[str, str]] = []
+    request = backend.client.request
+
+    async def recording(method, path, **kwargs):
+        body = kwargs.get("body") or {}
+        name = (body.get("metadata") or {}).get("name", "") if isinstance(body, dict) else ""
+        if "agent-counted" in path or name.startswith("agent-counted"):
+            sent.append((method, path.rsplit("/", 2)[-2] if method != "POST" else path.rsplit("/", 1)[-1]))
+        return await request(method, path, **kwargs)
+
+    monkeypatch.setattr(backend.client, "request", recording)
+    await backend.create(build_spec(backend.settings, SESSION, "counted"))
+    assert sent == [("POST", "configmaps"), ("PATCH", "statefulsets"), ("PATCH", "services"),
+                    ("PATCH", "configmaps")]
+
+
 async def _count(backend, n):
     return len(await backend.list()) == n
 

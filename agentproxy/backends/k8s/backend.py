@@ -360,7 +360,7 @@ class K8sBackend(Backend):
         assert create.claim is not None  # a create's plan starts with its claim
         self.reconciler.note_applied(spec.id)  # our own half-applied agent is not drift
         try:
-            claimed = await self._claim(spec, create.claim)
+            claimed, stored = await self._claim(spec, create.claim)
         except NamespaceMissing as exc:
             if self.namespace_check is not None:
                 self.namespace_check.missing(exc)
@@ -371,8 +371,7 @@ class K8sBackend(Backend):
             self.rollbacks.later(spec.id, delete_data=not had_data)
             raise
         try:
-            await self.write_credentials(spec, await self.client.get(  # type: ignore[union-attr]  # started
-                CONFIGMAP.item(self.namespace, naming.configmap_name(spec.id)), resource="configmaps"))
+            await self.write_credentials(spec, stored)
             await carry_out(create, self.apply)
             self.reconciler.note_applied(spec.id)
         except BackendError:
@@ -438,21 +437,22 @@ class K8sBackend(Backend):
         await self.apply(agent_secret(self.namespace, spec.id, spec.session, env, configmap), force=True)
         return env
 
-    async def _claim(self, spec: AgentSpec, configmap: Mapping[str, Any]) -> bool:
-        """Create the ConfigMap; True when this call created it. An existing one
-        with another spec means the id is taken."""
+    async def _claim(self, spec: AgentSpec, configmap: Mapping[str, Any]) -> tuple[bool, dict[str, Any]]:
+        """Create the ConfigMap; whether this call created it, and the ConfigMap as stored (the
+        create's own answer: its uid owns the agent's Secret, with no read of it again). An
+        existing one with another spec means the id is taken."""
         assert self.client is not None
         try:
-            await self.client.request("POST", CONFIGMAP.collection(self.namespace), body=configmap,
-                                      params={"fieldManager": self.k8s.field_manager},
-                                      verb="create", resource="configmaps")
-            return True
+            stored = await self.client.request("POST", CONFIGMAP.collection(self.namespace), body=configmap,
+                                               params={"fieldManager": self.k8s.field_manager},
+                                               verb="create", resource="configmaps")
+            return True, stored
         except Conflict:
             live = await self.client.request("GET", CONFIGMAP.item(self.namespace, naming.configmap_name(spec.id)),
                                              verb="get", resource="configmaps")
             if model.annotation(live, SPEC_HASH_ANNOTATION) != spec.fingerprint():
                 raise different_spec(spec.id) from None
-            return False
+            return False, live
 
     async def _delete(self, state: AgentState, purge: bool) -> AgentState:
         self.reconciler.forget(state.id)
