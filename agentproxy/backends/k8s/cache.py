@@ -8,7 +8,8 @@ resourceVersion), reconnects with jittered exponential backoff (cut short by
 watch that stays silent too long (bookmarks keep a healthy one talking). Lists
 are read in pages of :data:`LIST_PAGE`. A reflector is healthy from a successful
 list, or a watch the server accepted, until its next failure. Readers get objects
-from memory: listing agents costs no API call. Stored objects keep no ``managedFields`` (nothing reads them).
+from memory: listing agents costs no API call. Stored objects keep no ``managedFields`` (nothing reads them),
+share their equal parts (:mod:`.sharing`) and are read-only.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ... import naming
 from ..base import BackendError, Unavailable
 from .client import Client, Gone
 from .kinds import CONFIGMAP, EVENT, EVENT_SOURCES, KINDS, STATEFULSET, Kind
+from .sharing import share
 
 __all__ = ["Listener", "NamespaceCache", "Reflector", "version_reached"]
 
@@ -58,6 +60,9 @@ class Reflector:
         self.selector = dict(selector or {"labelSelector": naming.MANAGED_SELECTOR})
         self.agent_of = agent_of or _agent_id
         self.store: dict[str, dict[str, Any]] = {}
+        """The objects by name: read-only, since they share their equal parts (see :mod:`.sharing`)."""
+        self._like: dict[str, Any] | None = None
+        """The object last stored: a new one shares what equals it."""
         self.by_agent: dict[str, set[str]] = defaultdict(set)
         """Names of the stored objects by the agent id of their label."""
         self.synced = asyncio.Event()
@@ -120,19 +125,24 @@ class Reflector:
         # In pages, as client-go's informers list: one answer of 10,000 objects took longer than
         # a request may take, while every page is one bounded request. The pages after the first
         # are served from the first one's snapshot, so together they are one consistent list.
-        items: list[dict[str, Any]] = []
+        old = self.store
+        fresh: dict[str, dict[str, Any]] = {}
+        like = self._like
         params = {**self.selector, "limit": str(self.page_size)}
         while True:
             body = await self.client.request("GET", self.kind.collection(self.namespace), params=params,
                                              verb="list", resource=self.kind.plural)
-            items += body.get("items") or []
+            for item in body.get("items") or ():
+                # Stored once, what equals the object as it was, else the one listed before it;
+                # page by page, so that no more than a page is ever held twice.
+                name = item["metadata"]["name"]
+                fresh[name] = like = share(_with_kind(item, self.kind), old.get(name, like))
             more = (body.get("metadata") or {}).get("continue")
             if not more:
                 break
             params = {**self.selector, "limit": str(self.page_size), "continue": more}
         self.relists += 1
-        fresh = {item["metadata"]["name"]: _with_kind(item, self.kind) for item in items}
-        old = self.store
+        self._like = like
         self.store = fresh
         self.by_agent = defaultdict(set)
         for name, obj in fresh.items():
@@ -189,6 +199,8 @@ class Reflector:
         if previous is not None:
             self._unindex(name, previous)
         if kind != "DELETED":
+            # What did not change is stored once, with the object's last version (or another of its kind).
+            obj = self._like = share(obj, previous if previous is not None else self._like)
             self.store[name] = obj
             self._index(name, obj)
         if name in self._seen:
