@@ -4,13 +4,14 @@ one fresh namespace.
 
 In one run:
 
-1. the create floor: the four objects of ``--floor-agents`` agents (default 200) written by
-   the smallest client there is (kr8s's HTTP session, one server-side apply per object, an
-   agent's objects one after the other) at each concurrency of ``--floor-concurrency``, in a
-   namespace of their own; the best is the floor. Then as many agents created through the
+1. for each size of ``--at-once`` (default 200 and 2,000), the create floor: the four objects
+   of that many agents written by the smallest client there is (kr8s's HTTP session, one
+   server-side apply per object, an agent's objects one after the other) at each concurrency
+   of ``--floor-concurrency``, each in a namespace of its own that is deleted and gone before
+   the next measurement; the best is the floor. Then as many agents created through the
    replicas' HTTP API, all at once, and the ratio of the two times, with the API requests per
    create (the replicas' ``k8s_api_requests_total``);
-2. the other agents created through the API (at most ``--floor-agents`` at once, the replicas
+2. the other agents created through the API (as many at once as the first size, the replicas
    in turns), two of them in a session of their own; seconds until both replicas list them all
    and until they are ready;
 3. on each replica: ``GET /agents`` and a session of 2 over HTTP (p50 / p95), RSS (and per agent
@@ -23,8 +24,8 @@ In one run:
    every agent, the list and watch requests it made, and the repairs, prunes and removed claims
    it counted meanwhile (none is right); the agents still there afterwards.
 
-Both namespaces are deleted at the end (and waited for, up to ``--cleanup-timeout`` seconds),
-and with them every agent. Usage:
+The agents' namespace is deleted at the end (and waited for, up to ``--cleanup-timeout``
+seconds), and with it every agent. Usage:
 ``KUBECONFIG=... python -m benchmarks.scale [--agents 10000] [--idle 10] [--changes 20]``
 """
 
@@ -222,30 +223,20 @@ async def create(replicas: list[Replica], ids: list[tuple[str, str]], concurrenc
     return time.monotonic() - t0
 
 
-async def _floor_and_creates(api: kr8s.asyncio.Api, args: argparse.Namespace, replicas: list[Replica],
-                             floor_ns: str, rows: list[tuple[str, str]]) -> int:
-    """Phases 1 and 2: the floor, agentproxy's creates at once, the other creates; the agents made."""
-    n_floor = min(args.floor_agents, args.agents)
-    floors = {}
-    for concurrency in args.floor_concurrency:
-        floors[concurrency] = await floor(api, floor_ns, n_floor, concurrency, f"f{concurrency}-")
-    best = min(floors, key=floors.__getitem__)
-    for concurrency, seconds in floors.items():
-        rows.append((f"floor: {n_floor} agents' 4 objects, smallest client, {concurrency} agents at once",
-                     f"{seconds:.2f} s{' (best)' if concurrency == best else ''}"))
-    requests = "agentproxy_k8s_api_requests_total"
-    calls = [(await r.metrics()).get(requests, 0.0) for r in replicas]
-    wall = await create(replicas, [("bench", f"c{i}") for i in range(n_floor)], n_floor)
-    used = sum([(await r.metrics()).get(requests, 0.0) for r in replicas]) - sum(calls)
-    rows += [(f"agentproxy: {n_floor} creates at once over HTTP (two replicas)", f"{wall:.2f} s"),
-             ("  agentproxy time / floor time (lower is faster)", f"{wall / floors[best]:.2f}x"),
-             ("  API requests per create (both replicas, everything they sent meanwhile)", f"{used / n_floor:.2f}")]
-    rest = [(SMALL, "s0"), (SMALL, "s1")] + [("bench", f"a{i}") for i in range(args.agents - n_floor - 2)]
+async def _floor_and_creates(api: kr8s.asyncio.Api, admin: Client, args: argparse.Namespace,
+                             replicas: list[Replica], rows: list[tuple[str, str]]) -> int:
+    """Phases 1 and 2: for each size of ``--at-once``, the floor and agentproxy's creates at
+    once; then the other creates; the agents made."""
+    made = 0
+    for size in args.at_once:
+        made += await _against_floor(api, admin, args, replicas, size, made, rows)
+    batch = args.at_once[0]
+    rest = [(SMALL, "s0"), (SMALL, "s1")] + [("bench", f"a{i}") for i in range(args.agents - made - 2)]
     t0 = time.monotonic()
-    wall = await create(replicas, rest, n_floor) if rest else 0.0
-    rows.append((f"the other {len(rest)} creates, {n_floor} at once",
+    wall = await create(replicas, rest, batch) if rest else 0.0
+    rows.append((f"the other {len(rest)} creates, {batch} at once",
                  f"{wall:.1f} s ({len(rest) / max(wall, 1e-9):.0f}/s)"))
-    n = n_floor + len(rest)
+    n = made + len(rest)
 
     async def all_listed() -> bool:
         return all(c == n for c in await asyncio.gather(*(r.count() for r in replicas)))
@@ -260,6 +251,33 @@ async def _floor_and_creates(api: kr8s.asyncio.Api, args: argparse.Namespace, re
                  f"{time.monotonic() - t0:.1f} s" if ready is not None
                  else f"{await replicas[0].count('ready')} ready after {args.ready_timeout:g} s more"))
     return n
+
+
+async def _against_floor(api: kr8s.asyncio.Api, admin: Client, args: argparse.Namespace,
+                         replicas: list[Replica], size: int, made: int, rows: list[tuple[str, str]]) -> int:
+    """``size`` agents written by the smallest client at each concurrency of
+    ``--floor-concurrency`` (each in a namespace of its own, deleted and gone before the next
+    measurement, so that no deletion runs during one), then ``size`` creates at once through
+    the replicas (agents ``c{made}`` on); the agents made."""
+    floors = {}
+    for concurrency in sorted({min(c, size) for c in args.floor_concurrency}):
+        namespace = await _namespace(admin)
+        try:
+            floors[concurrency] = await floor(api, namespace, size, concurrency, "f")
+        finally:
+            await _drop_namespaces(admin, [namespace], wait=args.cleanup_timeout)
+    best = min(floors, key=floors.__getitem__)
+    for concurrency, seconds in floors.items():
+        rows.append((f"floor: {size} agents' 4 objects, smallest client, {concurrency} agents at once",
+                     f"{seconds:.2f} s{' (best)' if concurrency == best else ''}"))
+    requests = "agentproxy_k8s_api_requests_total"
+    calls = [(await r.metrics()).get(requests, 0.0) for r in replicas]
+    wall = await create(replicas, [("bench", f"c{made + i}") for i in range(size)], size)
+    used = sum([(await r.metrics()).get(requests, 0.0) for r in replicas]) - sum(calls)
+    rows += [(f"agentproxy: {size} creates at once over HTTP (two replicas)", f"{wall:.2f} s"),
+             ("  agentproxy time / floor time (lower is faster)", f"{wall / floors[best]:.2f}x"),
+             ("  API requests per create (both replicas, everything they sent meanwhile)", f"{used / size:.2f}")]
+    return size
 
 
 async def _reads(args: argparse.Namespace, replicas: list[Replica], n: int, empty_rss: list[int],
@@ -293,7 +311,7 @@ async def _reads(args: argparse.Namespace, replicas: list[Replica], n: int, empt
 async def _changes(api: kr8s.asyncio.Api, admin: Client, args: argparse.Namespace, replicas: list[Replica],
                    namespace: str, rows: list[tuple[str, str]]) -> None:
     """Phase 4: status changes seen by the other replica, drift repaired."""
-    changes = min(args.changes, args.floor_agents)
+    changes = min(args.changes, args.at_once[0])
     seen: list[float] = []
     for i in range(changes):
         code, body = await replicas[0].call("POST", f"/sessions/bench/agents/c{i}/suspend")
@@ -309,7 +327,7 @@ async def _changes(api: kr8s.asyncio.Api, admin: Client, args: argparse.Namespac
     repaired: list[float] = []
     label = "app.kubernetes.io/name"
     for i in range(changes):
-        agent_id = f"c{args.floor_agents - 1 - i}"
+        agent_id = f"c{args.at_once[0] - 1 - i}"
         path = f"/api/v1/namespaces/{namespace}/services/{naming.object_names(agent_id)['service']}"
         base, _, rest = path.lstrip("/").partition("/")
         async with api.call_api("PATCH", version="", base=f"/{base}", url=rest,
@@ -364,8 +382,6 @@ async def run(args: argparse.Namespace, rows: list[tuple[str, str]], workdir: Pa
     try:
         ns = await _namespace(admin)
         namespaces.append(ns)
-        floor_ns = await _namespace(admin)
-        namespaces.append(floor_ns)
         replicas = [Replica(ns, workdir, http) for _ in range(2)]
         for replica in replicas:
             await replica.start()
@@ -373,7 +389,7 @@ async def run(args: argparse.Namespace, rows: list[tuple[str, str]], workdir: Pa
             if await _until(replica.ready, 120) is None:
                 raise SystemExit(f"a replica was not ready within 120 s; see {replica.log}")
         empty_rss = [r.process.memory_info().rss for r in replicas]
-        n = await _floor_and_creates(api, args, replicas, floor_ns, rows)
+        n = await _floor_and_creates(api, admin, args, replicas, rows)
         await _reads(args, replicas, n, empty_rss, rows)
         await _changes(api, admin, args, replicas, ns, rows)
         await _restart(replicas, n, rows)
@@ -384,7 +400,7 @@ async def run(args: argparse.Namespace, rows: list[tuple[str, str]], workdir: Pa
         if namespaces:
             t0 = time.monotonic()
             await _drop_namespaces(admin, namespaces, wait=args.cleanup_timeout)
-            rows.append(("cleanup: both namespaces deleted", f"{time.monotonic() - t0:.0f} s"))
+            rows.append(("cleanup: the agents' namespace deleted", f"{time.monotonic() - t0:.0f} s"))
 
 
 def _concurrencies(text: str) -> list[int]:
@@ -397,7 +413,9 @@ def _concurrencies(text: str) -> list[int]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--agents", type=int, default=10_000, help="agents (default 10000; at least 4)")
-    parser.add_argument("--floor-agents", type=int, default=200, help="agents of the create floor (default 200)")
+    parser.add_argument("--at-once", type=_concurrencies, default=[200, 2000],
+                        help="sizes of the creates at once measured against the floor, each with a floor of "
+                             "its own (default 200,2000); the other agents are created as many at once as the first")
     parser.add_argument("--floor-concurrency", type=_concurrencies, default=[50, 100, 200, 400],
                         help="concurrencies the floor tries (default 50,100,200,400)")
     parser.add_argument("--requests", type=int, default=30, help="requests per measured list (default 30)")
@@ -406,10 +424,10 @@ def main() -> int:
     parser.add_argument("--ready-timeout", type=float, default=1800.0,
                         help="seconds to wait for every agent to be listed, and ready (default 1800)")
     parser.add_argument("--cleanup-timeout", type=float, default=1800.0,
-                        help="seconds to wait for the namespaces' deletion (default 1800)")
+                        help="seconds to wait for a namespace's deletion (default 1800)")
     args = parser.parse_args()
-    if args.agents < 4 or args.floor_agents < 1:
-        parser.error("--agents must be at least 4 and --floor-agents at least 1")
+    if args.agents < sum(args.at_once) + 2:
+        parser.error("--agents must be at least the sum of --at-once and 2 (a session of its own)")
     rows: list[tuple[str, str]] = [("machine", f"{os.cpu_count()} cores, load average at the start "
                                     "{:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))]
     started = time.monotonic()
