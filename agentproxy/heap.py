@@ -1,5 +1,6 @@
 """The cyclic garbage collector while a process loads what it keeps: paused, then what it
-loaded frozen out of its sight.
+loaded frozen out of its sight; and glibc's allocator, made to give back the large blocks a
+proxy frees.
 
 A k8s backend's start parses the lists of every agent's objects (10,000 agents: millions of
 dicts and lists) and derives every agent's state. Each container allocated counts towards the
@@ -14,11 +15,46 @@ serve`` freezes what start-up made.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-__all__ = ["loading"]
+__all__ = ["loading", "return_large_blocks", "trim"]
+
+_M_MMAP_THRESHOLD = -3  # glibc's malloc.h
+LARGE_BLOCK = 128 * 1024
+"""Bytes from which glibc's malloc maps a block of its own, returned to the system when freed."""
+
+
+def _libc() -> Any | None:
+    try:
+        libc = ctypes.CDLL(None)
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    except (OSError, AttributeError):  # not glibc (musl, macOS): its allocator is left as it is
+        return None
+
+
+def return_large_blocks() -> bool:
+    """Have glibc's malloc map every block of :data:`LARGE_BLOCK` bytes or more on its own, for
+    good; False where the C library is not glibc.
+
+    glibc starts at that threshold but raises it, up to 32 MiB, each time such a block is freed,
+    so that the next ones come from its heap. A proxy's large blocks are transient (pages of a
+    list, the bodies of list answers, a burst of creates), and what they leave in the heap
+    stays with the process: with 10,000 agents a start left 457 MB of RSS where its objects held
+    232, and 285 with the threshold fixed (the mapping of a block costs about what the
+    filling of its pages does)."""
+    libc = _libc()
+    return bool(libc is not None and libc.mallopt(_M_MMAP_THRESHOLD, LARGE_BLOCK) == 1)
+
+
+def trim() -> None:
+    """Return the free memory of glibc's heap to the system (nothing elsewhere)."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 @contextmanager
@@ -40,3 +76,4 @@ def loading() -> Iterator[None]:
         gc.collect()
         gc.freeze()
         gc.enable()
+        trim()  # what the load freed

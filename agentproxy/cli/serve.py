@@ -11,6 +11,7 @@ import logging
 import sys
 from typing import Any
 
+from .. import heap
 from ..api.serve import DEFAULT_SHUTDOWN_TIMEOUT, LOOPS
 from .parser import load, settings_options
 
@@ -52,6 +53,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except RuntimeError as exc:  # --loop uvloop where it is not installed
         print(f"agentproxy: error: --loop: {exc}", file=sys.stderr)
         return 2
+    heap.return_large_blocks()  # a burst's large buffers go back to the system when freed
     backend = make_backend(settings)
 
     async def serve() -> None:
