@@ -9,6 +9,7 @@ Pure decisions, no cluster:
   or not, when the StatefulSet controller makes the PVC) and the one loop that carries it out.
 - :mod:`.status`: an agent's status from its StatefulSet, Pod and PVC.
 - :mod:`.drift`: which owned fields drifted.
+- :mod:`.sharing`: the parts a cached object shares with a like one (stored once, read-only).
 - :mod:`.steps`: the start steps of an agent, from the objects the watches hold.
 - :mod:`.questions`: ``waiting_input`` reported by a pod's hooks: which pod a token names, and
   the question kept on the StatefulSet (with :class:`~.questions.TokenReviews`, the review calls).
