@@ -92,13 +92,16 @@ def _free_port() -> int:
 class Replica:
     """One ``agentproxy serve`` in k8s mode on the namespace, its log in ``directory``."""
 
-    def __init__(self, namespace: str, directory: Path, http: aiohttp.ClientSession) -> None:
+    def __init__(self, namespace: str, directory: Path, http: aiohttp.ClientSession,
+                 overrides: tuple[str, ...] = ()) -> None:
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.argv = [sys.executable, "-m", "agentproxy", "serve", "--set", "k8s_mode.enabled=true",
                      "--set", f"k8s_mode.namespace={namespace}", "--set", "k8s_mode.pod_address=pod_ip",
                      "--set", "agents.max_per_session=0", "--set", "agents.max_per_owner=0",
                      "--set", f"server.port={self.port}"]
+        for override in overrides:
+            self.argv += ["--set", override]
         self.log = directory / f"serve-{self.port}.log"
         self.http = http
         self.proc: asyncio.subprocess.Process | None = None
@@ -360,9 +363,11 @@ async def _restart(replicas: list[Replica], n: int, rows: list[tuple[str, str]])
         return await replica.count() == n
     listed = await _until(lists_all, 120)
     metrics = await replica.metrics()
+    rss = replica.process.memory_info().rss
     rows += [("replica 1 killed and started again: /readyz 200",
               f"{ready_at:.1f} s" if readyz is not None else "not within 120 s"),
              (f"  ... and lists all {n}", f"{time.monotonic() - t0:.1f} s" if listed is not None else "no"),
+             ("  its RSS then (no create has passed through it)", f"{rss / 1e6:.0f} MB"),
              ("  lists / all API requests it made until then",
               f"{metrics.get('agentproxy_k8s_watch_lists_total', 0):.0f} / "
               f"{metrics.get('agentproxy_k8s_api_requests_total', 0):.0f}"),
@@ -382,7 +387,7 @@ async def run(args: argparse.Namespace, rows: list[tuple[str, str]], workdir: Pa
     try:
         ns = await _namespace(admin)
         namespaces.append(ns)
-        replicas = [Replica(ns, workdir, http) for _ in range(2)]
+        replicas = [Replica(ns, workdir, http, tuple(args.set)) for _ in range(2)]
         for replica in replicas:
             await replica.start()
         for replica in replicas:
@@ -418,6 +423,8 @@ def main() -> int:
                              "its own (default 200,2000); the other agents are created as many at once as the first")
     parser.add_argument("--floor-concurrency", type=_concurrencies, default=[50, 100, 200, 400],
                         help="concurrencies the floor tries (default 50,100,200,400)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting of both replicas (repeatable), e.g. k8s_mode.api.max_in_flight=16")
     parser.add_argument("--requests", type=int, default=30, help="requests per measured list (default 30)")
     parser.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU measured (default 10)")
     parser.add_argument("--changes", type=int, default=20, help="status changes and drift repairs (default 20)")
