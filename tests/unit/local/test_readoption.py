@@ -114,7 +114,12 @@ async def test_a_recorded_pid_that_is_not_the_agent_is_never_touched(settings, t
         try:
             state = await wait_ready(backend, "f1")
             assert state.details["pid"] != bystander.pid and state.details["adopted"] is False
-            assert state.restarts == 3  # it died while no proxy watched: one more restart
+            # It died while no proxy watched: one more restart, noted once. On a loaded machine a
+            # run may also end before it is ready (then restarted, and noted as such): every
+            # restart is accounted for.
+            log = await backend.logs("s1", "f1", 500)
+            assert log.count("the agent was not running when the proxy started") == 1, log
+            assert state.restarts == 3 + log.count("; restarting in "), log
             await backend.delete("s1", "f1")
         finally:
             await shut_down(backend)
