@@ -15,20 +15,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import json
 from typing import Any
 
 import aiohttp
+import pytest
 
 from agentproxy import naming
 from agentproxy.backends.base import Unavailable
 from agentproxy.backends.k8s.backend import K8sBackend
 from agentproxy.backends.k8s.client import Client
+from agentproxy.backends.k8s.kinds import CONFIGMAP
 from agentproxy.backends.k8s.ledger import KEY, LEDGER_NAME
 from agentproxy.backends.k8s.poollease import HOLDER_ANNOTATION, LEASE_NAME
 from agentproxy.backends.k8s.poolmembers import CLAIM_ANNOTATION
+from agentproxy.backends.pooling import MemberTaken
 from agentproxy.pools import LABEL_POOL
 from agentproxy.spec import build_spec
 
@@ -186,6 +190,50 @@ async def test_a_half_made_member_is_replaced(api, namespace):
         await wait_for(replaced, "both half-made members to be removed and the pool refilled", timeout=150)
     finally:
         await backend.close()
+
+
+async def test_a_member_another_replica_claims_meanwhile_is_never_removed(api, namespace):
+    """Replica B takes a member its cache shows ready while replica A claims it: A's claim
+    drops the member's token, so B finds none and removes the member as half-made, on the
+    condition of the version B saw it at. By then B's cache shows A's claim; a removal on that
+    version would delete A's owner's agent. B's view of the member at its take is held back
+    (imitated: the real watch lags by milliseconds, too short to hit on purpose)."""
+    settings = settings_for(namespace, "pools=[{name: echo, size: 1, agent: echo}]")
+    a, b = K8sBackend(settings, client=Client(api)), K8sBackend(settings, client=Client(api))
+    await a.start()
+    await b.start()
+    try:
+        [member] = await full(a, api, namespace, 1)
+        await full(b, api, namespace, 1)
+        name = naming.configmap_name(member)
+        seen = b.cached(CONFIGMAP, name)
+        real_view = b.cached
+        b.cached = lambda kind, n: seen if (kind, n) == (CONFIGMAP, name) else real_view(kind, n)  # type: ignore[method-assign,assignment]
+        assert b.pool_keeper is not None
+        spec = build_spec(b.settings, "second", member, "echo", owner="bob")
+        decision, taken = b.pool_keeper.take(spec)
+        assert taken is not None and taken.id == member, decision
+
+        claimed = await warm_create(a, "first")
+        assert claimed.id == member
+
+        async def b_sees_the_claim() -> bool:
+            token = await get(api, f"/api/v1/namespaces/{namespace}/secrets/agent-{member}-binding")
+            current = real_view(CONFIGMAP, name)
+            return token is None and current is not None and LABEL_POOL not in current["metadata"]["labels"]
+        await wait_for(b_sees_the_claim, "A's claim to drop the token and reach B's cache")
+
+        with pytest.raises(MemberTaken):
+            await b.pool_keeper.claim(spec, taken)
+        del b.cached  # B's removal, started by its claim, runs on B's real cache
+        await asyncio.gather(*b.pool_keeper._busy)
+
+        assert await agents_of(api, namespace, "first") == {member}
+        assert await get(api, f"/apis/apps/v1/namespaces/{namespace}/statefulsets/agent-{member}") is not None
+        assert (await a.get("first", member)).spec.session == "first"
+    finally:
+        await b.close()
+        await a.close()
 
 
 BOB = "e2e-pool-bob-key"

@@ -234,7 +234,10 @@ class K8sPools:
         token = token_of(await backend.client.get(SECRET.item(backend.namespace, binding_secret_name(spec.id)),
                                                   resource="secrets"))
         if token is None:
-            self._start(self._remove(member.id), f"remove pool member {member.id} (no binding token)")
+            # Another replica's claim drops the token too: the removal holds only while the
+            # ConfigMap is still the version this create saw as a member.
+            self._start(self._remove(member.id, live["metadata"]["resourceVersion"]),
+                        f"remove pool member {member.id} (no binding token)")
             raise MemberTaken(f"pool member {member.id} has no binding token; it is replaced")
         rendered = backend.render(spec)
         configmap = next(o for o in rendered if o["kind"] == CONFIGMAP.name)
@@ -461,18 +464,23 @@ class K8sPools:
         for name in set(by_pool) | set(self.pools):
             pool = self.pools.get(name)
             pool_members = by_pool.get(name, [])
-            seen = {m.id for m in pool_members}
-            making = sum(1 for i, p in self._making.items() if p == name and i not in seen)
+            listed = {m.id for m in pool_members}
+            making = sum(1 for i, p in self._making.items() if p == name and i not in listed)
             refill = refill_plan(pool.size if pool else 0, pool.shape if pool else "", pool_members)
             removals += refill.remove
             if pool is not None and name not in self._refused:
                 makes += [pool] * (refill.make - making)
         if asyncio.get_running_loop().time() - self._last_claim < 0.9 * REFILL_AFTER_CLAIM:  # the wake may come early
             makes = []  # claims are under way: they go first (the wake after the last one refills)
-        if not (removals or makes) or not await self.lease.held():
-            return  # nothing to do, or another replica does it
+        if not (removals or makes):
+            return
+        # The versions the removals were decided on, before the lease's round trip lets the
+        # cache move on (a member claimed meanwhile is no member to remove).
+        versions = {member_id: self._seen_version(member_id) for member_id in removals}
+        if not await self.lease.held():
+            return  # another replica does it
         for member_id in removals:
-            self._start(self._remove(member_id), f"remove pool member {member_id}")
+            self._start(self._remove(member_id, versions[member_id]), f"remove pool member {member_id}")
         for pool in makes:
             self._start(self._make(pool), f"make a member of pool {pool.name}")
 
@@ -517,27 +525,39 @@ class K8sPools:
         finally:
             self._making.pop(agent_id, None)
 
-    async def _remove(self, member_id: str) -> None:
-        """Remove a member unless it was claimed since the cache showed it: its ConfigMap goes
-        first, on the condition of the version seen (a claim changes it), then the rest."""
+    def _seen_version(self, member_id: str) -> str | None:
+        """The ``resourceVersion`` of the member's ConfigMap in the cache now (None when the
+        cache holds none: a member half-made without it)."""
+        configmap = self.backend.cached(CONFIGMAP, naming.configmap_name(member_id))
+        return None if configmap is None else str(configmap["metadata"]["resourceVersion"])
+
+    async def _remove(self, member_id: str, seen: str | None) -> None:
+        """Remove a member unless it was claimed since it was seen as one: its ConfigMap goes
+        first, on the condition of ``seen``, the version of it the removal was decided on (a
+        claim changes it: the API server refuses the delete), then the rest. The version is
+        the one seen, never the cache's at the time of the delete: by then the cache may show
+        another replica's claim, and a delete on that version would remove its owner's agent.
+        ``seen`` None is a member seen without its ConfigMap: one that has it now is not that
+        member any more."""
         backend = self.backend
         assert backend.client is not None
+        names = naming.object_names(member_id)
+        if seen is None and backend.cached(CONFIGMAP, names["configmap"]) is not None:
+            return
         self._removing.add(member_id)
-        backend.reconciler.forget(member_id)  # a missing ConfigMap of a member going is no drift
         try:
-            names = naming.object_names(member_id)
-            configmap = backend.cached(CONFIGMAP, names["configmap"])
-            if configmap is not None:
+            if seen is not None:
                 try:
                     await backend.client.request(
                         "DELETE", CONFIGMAP.item(backend.namespace, names["configmap"]),
                         body={"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background",
-                              "preconditions": {"resourceVersion": configmap["metadata"]["resourceVersion"]}},
+                              "preconditions": {"resourceVersion": seen}},
                         verb="delete", resource="configmaps")
                 except Conflict:
                     return  # claimed (or changed) since: not ours to remove
                 except NotFound:
                     pass
+            backend.reconciler.forget(member_id)  # a missing ConfigMap of a member going is no drift
             for kind, name in model.delete_targets(member_id, purge=True):
                 if kind is not CONFIGMAP:
                     await backend.delete_object(kind, name)
