@@ -252,7 +252,13 @@ class Backend(abc.ABC):
                         return await self._create_new(spec, prepared)
                     except BaseException as exc:
                         if isinstance(exc, MemberTaken):
-                            self.progress.drop(spec.id)  # another replica's claim: its start, not ours
+                            # Another replica's claim: its start, not ours. What this replica saw
+                            # of that agent meanwhile moved the record just dropped, so its start
+                            # is followed again from its state now, as any other replica's.
+                            self.progress.drop(spec.id)
+                            current = self._state(spec.id)
+                            if current is not None and not self.progress_paused:
+                                self._observe_progress(current)
                         elif self._state(spec.id) is None:
                             self.progress.gone(spec.id, "CreateFailed")
                         raise

@@ -8,6 +8,8 @@
 - Team quotas count a claimed member once, on every replica.
 - A member whose launcher cannot be reached still becomes its owner's agent, bound by its
   ConfigMap; its token goes (so its launcher stops waiting) and the pool is refilled.
+- Two replicas take the same member at once: the claim that comes second never removes the
+  first's agent (its token gone, it looks half-made), and follows that agent's start.
 - A member half-made by a crash (no token Secret; a StatefulSet without its ConfigMap) is
   replaced, and a create is served cold or by another member meanwhile.
 - The replica that refills dies: another takes the refill lease over and refills.
@@ -19,10 +21,10 @@ import asyncio
 import functools
 import hashlib
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
-import pytest
 
 from agentproxy import naming
 from agentproxy.backends.base import Unavailable
@@ -32,7 +34,6 @@ from agentproxy.backends.k8s.kinds import CONFIGMAP
 from agentproxy.backends.k8s.ledger import KEY, LEDGER_NAME
 from agentproxy.backends.k8s.poollease import HOLDER_ANNOTATION, LEASE_NAME
 from agentproxy.backends.k8s.poolmembers import CLAIM_ANNOTATION
-from agentproxy.backends.pooling import MemberTaken
 from agentproxy.pools import LABEL_POOL
 from agentproxy.spec import build_spec
 
@@ -192,45 +193,66 @@ async def test_a_half_made_member_is_replaced(api, namespace):
         await backend.close()
 
 
-async def test_a_member_another_replica_claims_meanwhile_is_never_removed(api, namespace):
-    """Replica B takes a member its cache shows ready while replica A claims it: A's claim
-    drops the member's token, so B finds none and removes the member as half-made, on the
-    condition of the version B saw it at. By then B's cache shows A's claim; a removal on that
-    version would delete A's owner's agent. B's view of the member at its take is held back
-    (imitated: the real watch lags by milliseconds, too short to hit on purpose)."""
+class ClaimedMeanwhile(Client):
+    """The real client, except that before its first read of a member's binding Secret (the
+    token a claim reads after taking the member) it awaits :attr:`meanwhile`: another
+    replica's claim of the same member, which the real race fits between the take and that
+    read only now and then."""
+
+    def __init__(self, api: Any) -> None:
+        super().__init__(api)
+        self.meanwhile: Callable[[], Awaitable[None]] | None = None
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        if method == "GET" and path.endswith("-binding") and self.meanwhile is not None:
+            meanwhile, self.meanwhile = self.meanwhile, None
+            await meanwhile()
+        return await super().request(method, path, **kwargs)
+
+
+async def test_a_member_another_replica_claims_meanwhile_stays_its_agent_and_its_start_is_followed(api, namespace):
+    """Replicas A and B take the one member at once; A's claim comes first and drops the
+    member's token. B, finding no token, removes the member as half-made, on the condition of
+    the version it took it at (by then its cache shows A's claim: a removal on that version
+    would delete A's owner's agent), goes cold, and follows the agent's start as any other
+    replica's (what its own claim saw of it meanwhile was dropped with that claim)."""
     settings = settings_for(namespace, "pools=[{name: echo, size: 1, agent: echo}]")
-    a, b = K8sBackend(settings, client=Client(api)), K8sBackend(settings, client=Client(api))
+    client = ClaimedMeanwhile(api)
+    a, b = K8sBackend(settings, client=Client(api)), K8sBackend(settings, client=client)
     await a.start()
     await b.start()
     try:
         [member] = await full(a, api, namespace, 1)
         await full(b, api, namespace, 1)
         name = naming.configmap_name(member)
-        seen = b.cached(CONFIGMAP, name)
-        real_view = b.cached
-        b.cached = lambda kind, n: seen if (kind, n) == (CONFIGMAP, name) else real_view(kind, n)  # type: ignore[method-assign,assignment]
+
+        async def a_claims_first() -> None:
+            assert (await warm_create(a, "first")).id == member
+
+            async def b_sees_it() -> bool:
+                token = await get(api, f"/api/v1/namespaces/{namespace}/secrets/agent-{member}-binding")
+                current = b.cached(CONFIGMAP, name)
+                return token is None and current is not None and LABEL_POOL not in current["metadata"]["labels"]
+            await wait_for(b_sees_it, "A's claim to drop the token and reach B's cache")
+        client.meanwhile = a_claims_first
+
+        second = await warm_create(b, "second")
+        assert client.meanwhile is None and second.id != member  # B's claim met A's
         assert b.pool_keeper is not None
-        spec = build_spec(b.settings, "second", member, "echo", owner="bob")
-        decision, taken = b.pool_keeper.take(spec)
-        assert taken is not None and taken.id == member, decision
-
-        claimed = await warm_create(a, "first")
-        assert claimed.id == member
-
-        async def b_sees_the_claim() -> bool:
-            token = await get(api, f"/api/v1/namespaces/{namespace}/secrets/agent-{member}-binding")
-            current = real_view(CONFIGMAP, name)
-            return token is None and current is not None and LABEL_POOL not in current["metadata"]["labels"]
-        await wait_for(b_sees_the_claim, "A's claim to drop the token and reach B's cache")
-
-        with pytest.raises(MemberTaken):
-            await b.pool_keeper.claim(spec, taken)
-        del b.cached  # B's removal, started by its claim, runs on B's real cache
-        await asyncio.gather(*b.pool_keeper._busy)
+        await asyncio.gather(*b.pool_keeper._busy)  # B's removal of the member it took
 
         assert await agents_of(api, namespace, "first") == {member}
         assert await get(api, f"/apis/apps/v1/namespaces/{namespace}/statefulsets/agent-{member}") is not None
-        assert (await a.get("first", member)).spec.session == "first"
+        assert (await b.get("first", member)).spec.session == "first"
+
+        # B follows the agent's start: it ends (kwok marks the pod Ready) with the claim's steps.
+        async def ended_on_b() -> bool:
+            record = b.progress.get(member)
+            return record is not None and record.ended
+        await wait_for(ended_on_b, "the start of A's agent to end on B")
+        record = b.progress.get(member)
+        assert record is not None and [s.name for s in record.steps][0] == "claimed", record.to_json()
+        assert record.steps[-1].name == "ready", record.to_json()
     finally:
         await b.close()
         await a.close()
