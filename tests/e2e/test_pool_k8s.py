@@ -159,13 +159,26 @@ async def test_a_claimed_member_is_bound_with_its_owners_variables_and_first_mes
     assert (await server.agent("owners", member))["details"]["start"] == "warm"
 
 
-async def steps_of(server: Served, session: str, agent_id: str) -> list[dict]:
-    """Every step of the agent's start, read until its stream ends."""
-    async with server.http.get(f"{server.base}/sessions/{session}/agents/{agent_id}/progress",
-                               timeout=aiohttp.ClientTimeout(total=120)) as resp:
-        assert resp.status == 200, await resp.text()
-        body = (await resp.read()).decode()
-    return [json.loads(line[len("data: "):]) for line in body.splitlines() if line.startswith("data: ")]
+async def steps_of(server: Served, session: str, agent_id: str, timeout: float = 120) -> list[dict]:
+    """Every step of the agent's start, read until its stream ends (a stream that does not end
+    fails with the steps it sent and the agent's state)."""
+    steps: list[dict] = []
+
+    async def read() -> None:
+        async with server.http.get(f"{server.base}/sessions/{session}/agents/{agent_id}/progress",
+                                   timeout=aiohttp.ClientTimeout(total=None)) as resp:
+            assert resp.status == 200, await resp.text()
+            async for raw in resp.content:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("data: "):
+                    steps.append(json.loads(line[len("data: "):]))
+    try:
+        await asyncio.wait_for(read(), timeout)
+    except TimeoutError:
+        state = await server.agent(session, agent_id)
+        raise AssertionError(f"the progress of {agent_id} on {server.base} did not end in {timeout:.0f} s: "
+                             f"steps {steps}, state {state}") from None
+    return steps
 
 
 async def _gone(api, path: str) -> bool:
