@@ -1,8 +1,10 @@
 """Drift repair on a running `agentproxy serve`: out-of-band edits of every object kind are
 reverted, fields of other managers stay, a PVC raised out of band is not shrunk, and each
-repair is counted in /metrics."""
+repair is counted in /metrics; with two replicas, each drift is repaired and counted once."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 
@@ -83,3 +85,48 @@ async def test_out_of_band_edits_of_every_kind_are_reverted_and_others_fields_st
     await request(api, "DELETE", svc)
     await wait_for(lambda: get(api, svc), "the deleted Service to come back")
     await wait_for(ready, "the agent to be ready")
+
+
+async def repairs_of(server, kind: str) -> float:
+    status, text, _ = await server.call("GET", "/metrics")
+    line = next((x for x in text.splitlines() if x.startswith(f'agentproxy_k8s_drift_repairs_total{{kind="{kind}"}}')),
+                None)
+    return float(line.split()[-1]) if line else 0.0
+
+
+async def test_two_replicas_repair_each_drift_once(servers, api, namespace):
+    """Both replicas see each out-of-band edit and compare at once; the repair is applied at the
+    version compared, so one of them repairs it and the other's apply is refused (409): each
+    drift is repaired, and counted, once in all."""
+    a, b = await servers.start(), await servers.start()
+    ids = [f"twice{i}" for i in range(4)]
+    for agent_id in ids:
+        status, body, _ = await a.call("POST", "/sessions/s/agents", {"id": agent_id})
+        assert status == 201, body
+
+    async def listed_on_b():
+        status, body, _ = await b.call("GET", "/sessions/s/agents")
+        return status == 200 and len(body["agents"]) == len(ids)
+    await wait_for(listed_on_b, "the other replica to list the agents")
+    before = [await repairs_of(s, "Service") for s in (a, b)]
+
+    services = [f"/api/v1/namespaces/{namespace}/services/agent-{agent_id}-headless" for agent_id in ids]
+    for path in services:
+        await patch(api, path, [{"op": "remove", "path": "/metadata/labels/app.kubernetes.io~1component"}], "json")
+
+    async def all_back():
+        labels = [(await get(api, path))["metadata"]["labels"] for path in services]
+        return all(x.get("app.kubernetes.io/component") == "agent" for x in labels)
+    await wait_for(all_back, "every edited Service to be repaired")
+
+    async def counted_once():
+        after = [await repairs_of(s, "Service") for s in (a, b)]
+        return sum(after) - sum(before) == len(ids) and after
+    try:
+        await wait_for(counted_once, "one repair per drift in all", timeout=10)
+    except AssertionError:
+        after = [await repairs_of(s, "Service") for s in (a, b)]
+        raise AssertionError(f"repairs before {before}, after {after} for {len(ids)} drifts") from None
+    # Settled: no later pass repairs anything again.
+    await asyncio.sleep(2)
+    assert sum([await repairs_of(s, "Service") for s in (a, b)]) - sum(before) == len(ids)

@@ -151,7 +151,11 @@ def _repairs(wanted: Mapping[str, Mapping[str, Any]], live: AgentObjects) -> Ite
             continue  # the StatefulSet controller makes it before the pod
         changed = drift.differences(obj, want)
         if changed:
-            yield Step(wanted[kind.name], force=True, owned=kind in OWNED, drift=tuple(changed))
+            # A live object is applied again only at the version compared: of two replicas
+            # repairing one drift at once, one does it, the other's apply is refused (409).
+            version = None if obj is None else obj["metadata"].get("resourceVersion")
+            again = wanted[kind.name] if version is None else unless_changed(wanted[kind.name], version)
+            yield Step(again, force=True, owned=kind in OWNED, drift=tuple(changed))
 
 
 async def carry_out(plan: Plan, apply: Callable[..., Awaitable[dict[str, Any]]], *,

@@ -4,8 +4,10 @@ Watch events schedule a reconcile of the agent they belong to (coalesced per
 agent). Any field agentproxy applies on the StatefulSet, Service, ConfigMap or
 PVC that another manager changed or removed, and any of these objects deleted
 out of band, is applied again with force (server-side apply takes the fields
-back; fields of other managers stay as they are). Each repair is logged with the
-fields that drifted and counted by kind. Labelled objects the templates no
+back; fields of other managers stay as they are), on the condition of the
+resourceVersion compared: of several replicas that see one drift, one repairs it
+and the others' applies are refused, so it is repaired and counted once. Each
+repair is logged with the fields that drifted and counted by kind. Labelled objects the templates no
 longer render are pruned, like ``kubectl apply --prune``; PVCs are never pruned:
 they hold the agents' data. A claim whose create never finished (no StatefulSet
 long after it was made: the proxy that made it died, or could not roll it back)
@@ -46,7 +48,7 @@ from typing import Any, Protocol
 
 from ... import naming
 from ...spec import AgentSpec
-from ..base import BackendError
+from ..base import BackendError, Conflict
 from .kinds import CONFIGMAP, Kind
 from .model import AgentObjects, abandoned_claim, created_at, strays
 from .plan import OWNED, Purpose, Step, carry_out, plan
@@ -247,7 +249,15 @@ class Reconciler:
         for step in repair.steps:
             log.warning("drift repair: applying %s %s again; %s", step.kind, step.name, step.drifted)
         # The owner before what it owns; one failure does not stop the others.
-        for step, _ in await carry_out(repair, host.apply, on_failure=_repair_failed):
+        def failed(step: Step, exc: BackendError) -> None:
+            if isinstance(exc, Conflict):
+                # Changed since it was compared (another replica's repair, another manager's
+                # write): the next pass compares the new version.
+                log.info("drift repair of %s %s: changed since it was compared; looking again", step.kind, step.name)
+                self.schedule(agent_id)
+                return
+            log.warning("drift repair of %s %s failed: %s", step.kind, step.name, exc.message)
+        for step, _ in await carry_out(repair, host.apply, on_failure=failed):
             self.repairs[step.kind] += 1
 
     async def _unfinished(self, agent_id: str, objects: AgentObjects) -> None:
@@ -282,6 +292,3 @@ def _compared(spec: AgentSpec | None, objects: AgentObjects) -> tuple[Any, ...] 
         versions.append((meta.get("uid"), meta["resourceVersion"]))
     return (spec, *versions)
 
-
-def _repair_failed(step: Step, exc: BackendError) -> None:
-    log.warning("drift repair of %s %s failed: %s", step.kind, step.name, exc.message)

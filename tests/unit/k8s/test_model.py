@@ -137,13 +137,19 @@ def test_a_repair_applies_only_what_drifted_forced_and_not_what_is_being_deleted
     whole = model.AgentObjects(stored(plan.as_applied(objects[0], sts)), sts, None, stored(objects[2]),
                                service=stored(plan.as_applied(objects[1], sts)))
     assert plan.plan(objects, whole, plan.Purpose.REPAIR).steps == ()
-    scaled = {**sts, "spec": {**sts["spec"], "replicas": 0}}
+    scaled = {**sts, "metadata": {**sts["metadata"], "resourceVersion": "77"}, "spec": {**sts["spec"], "replicas": 0}}
     no_service = dataclasses.replace(whole, statefulset=scaled, service=None)
     repair = plan.plan(objects, no_service, plan.Purpose.REPAIR)
     assert [(s.kind, s.force, s.drift) for s in repair.steps] == [
         ("StatefulSet", True, ("spec.replicas",)), ("Service", True, ("(missing)",))]
     assert [s.drifted for s in repair.steps] == ["changed out of band: spec.replicas", "deleted out of band"]
     assert repair.owner is scaled
+    # What drifted is applied at the version compared (two replicas: one repair, one 409); what
+    # is missing has no version to hold it to.
+    assert repair.steps[0].obj["metadata"]["resourceVersion"] == "77"
+    assert repair.steps[0].applied(scaled)["metadata"]["resourceVersion"] == "77"
+    assert "resourceVersion" not in repair.steps[1].obj["metadata"]
+    assert "resourceVersion" not in objects[3]["metadata"]  # the render is left as it was
     service = whole.service
     assert service is not None
     deleting = {**service, "metadata": {**service["metadata"], "deletionTimestamp": "2026-01-02T03:04:05Z",
@@ -397,6 +403,31 @@ def _whole_agent() -> tuple[Any, dict[tuple[str, str], dict[str, Any]], list[dic
                   ("ConfigMap", "agent-a1-config"): _versioned(stored(plan.as_applied(objects[0], sts)), "11"),
                   ("Service", "agent-a1-headless"): _versioned(stored(plan.as_applied(objects[1], sts)), "12"),
                   ("PersistentVolumeClaim", "data-agent-a1-0"): _versioned(stored(objects[2]), "13")}, objects
+
+
+class ChangedMeanwhile(Host):
+    """A server on which every object changed since the host's view: an apply at the version
+    viewed is refused, as the API server refuses it."""
+
+    async def apply(self, obj: dict[str, Any], *, force: bool | None = None) -> dict[str, Any]:
+        if obj["metadata"].get("resourceVersion"):
+            self.applied.append(obj)
+            raise Conflict("the object has been modified; please apply your changes to the latest version")
+        return await super().apply(obj, force=force)
+
+
+async def test_a_repair_of_an_object_changed_since_it_was_compared_is_refused_counted_not_and_looked_at_again():
+    spec, objects, _ = _whole_agent()
+    service = objects[("Service", "agent-a1-headless")]
+    objects[("Service", "agent-a1-headless")] = {**service, "metadata": {**service["metadata"], "labels": {}}}
+    host = ChangedMeanwhile(spec, objects)
+    reconciler = Reconciler(host, delay=0.01)
+    await reconciler.reconcile("a1")
+    [refused] = host.applied
+    assert refused["kind"] == "Service" and refused["metadata"]["resourceVersion"] == "12"
+    assert reconciler.reapplied == 0  # another replica repaired it: counted there, once
+    assert "a1" in reconciler._pending  # the next pass compares the new version
+    await reconciler.close()
 
 
 async def test_a_pass_renders_nothing_again_while_the_spec_and_objects_are_those_of_a_clean_pass():
