@@ -335,10 +335,12 @@ class K8sBackend(Backend):
         force = self.k8s.force_conflicts if force is None else force
         return await self.client.apply(obj, field_manager=self.k8s.field_manager, force=force, dry_run=dry_run)
 
-    async def delete_object(self, kind: Kind, name: str) -> bool:
-        """Delete one object of the namespace; False when it was gone."""
+    async def delete_object(self, kind: Kind, name: str, *, seen: str | None = None) -> bool:
+        """Delete one object of the namespace; False when it was gone. With ``seen`` (the
+        ``resourceVersion`` a decision to delete it was made on), only while it is still that
+        version: :class:`Conflict` when it changed since."""
         assert self.client is not None
-        return await self.client.delete(kind.item(self.namespace, name), resource=kind.plural)
+        return await self.client.delete(kind.item(self.namespace, name), resource=kind.plural, resource_version=seen)
 
     async def _prepare(self, spec: AgentSpec | None) -> list[dict[str, Any]] | None:
         assert self.client is not None

@@ -280,12 +280,15 @@ class Client:
         except NotFound:
             return None
 
-    async def delete(self, path: str, *, propagation: str = "Background", resource: str = "") -> bool:
-        """Delete an object; False when it was already gone."""
+    async def delete(self, path: str, *, propagation: str = "Background", resource: str = "",
+                     resource_version: str | None = None) -> bool:
+        """Delete an object; False when it was already gone. With ``resource_version``, only that
+        version of it: :class:`~..base.Conflict` when it changed since."""
+        options: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": propagation}
+        if resource_version is not None:
+            options["preconditions"] = {"resourceVersion": resource_version}
         try:
-            await self.request("DELETE", path, body={"apiVersion": "v1", "kind": "DeleteOptions",
-                                                     "propagationPolicy": propagation},
-                               verb="delete", resource=resource)
+            await self.request("DELETE", path, body=options, verb="delete", resource=resource)
         except NotFound:
             return False
         return True

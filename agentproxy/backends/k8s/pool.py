@@ -388,10 +388,9 @@ class K8sPools:
                         member_id)
             backend.reconciler.forget(member_id)
             try:
-                await backend.client.request(
-                    "DELETE", path, body={"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background",
-                                          "preconditions": {"resourceVersion": current["metadata"]["resourceVersion"]}},
-                    verb="delete", resource="configmaps")
+                if not await backend.delete_object(CONFIGMAP, naming.configmap_name(member_id),
+                                                   seen=current["metadata"]["resourceVersion"]):
+                    return  # gone meanwhile: nothing is left of the claim
                 for kind, name in model.delete_targets(member_id, purge=True):
                     if kind is not CONFIGMAP:
                         await backend.delete_object(kind, name)
@@ -548,15 +547,9 @@ class K8sPools:
         try:
             if seen is not None:
                 try:
-                    await backend.client.request(
-                        "DELETE", CONFIGMAP.item(backend.namespace, names["configmap"]),
-                        body={"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background",
-                              "preconditions": {"resourceVersion": seen}},
-                        verb="delete", resource="configmaps")
+                    await backend.delete_object(CONFIGMAP, names["configmap"], seen=seen)
                 except Conflict:
                     return  # claimed (or changed) since: not ours to remove
-                except NotFound:
-                    pass
             backend.reconciler.forget(member_id)  # a missing ConfigMap of a member going is no drift
             for kind, name in model.delete_targets(member_id, purge=True):
                 if kind is not CONFIGMAP:

@@ -89,8 +89,9 @@ class ReconcileHost(Protocol):
     async def apply(self, obj: dict[str, Any], *, force: bool | None = None) -> dict[str, Any]:
         """Server-side apply of one object."""
 
-    async def delete_object(self, kind: Kind, name: str) -> bool:
-        """Delete one object; False when it was gone."""
+    async def delete_object(self, kind: Kind, name: str, *, seen: str | None = None) -> bool:
+        """Delete one object; False when it was gone. With ``seen``, only that version of it
+        (:class:`~..base.Conflict` when it changed since)."""
 
 
 class Reconciler:
@@ -270,9 +271,19 @@ class Reconciler:
         if left > 0:
             self.schedule(agent_id, left + self.delay)
             return
+        claim = objects.claim
+        assert claim is not None
         log.warning("removing the claim of agent %s: its create did not finish (no StatefulSet after %.0f s)",
                     agent_id, self.claim_grace)
-        await self.host.delete_object(CONFIGMAP, naming.configmap_name(agent_id))
+        # Only the version that looked abandoned: a create that finishes meanwhile writes its
+        # claim again (owned by its StatefulSet), and the delete is refused.
+        try:
+            await self.host.delete_object(CONFIGMAP, naming.configmap_name(agent_id),
+                                          seen=claim["metadata"].get("resourceVersion"))
+        except Conflict:
+            log.info("the claim of agent %s changed since it looked abandoned; looking again", agent_id)
+            self.schedule(agent_id)
+            return
         self.abandoned += 1
 
 

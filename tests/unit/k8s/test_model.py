@@ -277,6 +277,8 @@ class Host:
         self.applied: list[dict[str, Any]] = []
         self.forced: list[bool | None] = []
         self.deleted: list[tuple[str, str]] = []
+        self.seen: list[str | None] = []
+        """The version each delete was conditioned on."""
         settings = settings_with("k8s_mode.namespace=ns1")
         self._render = lambda spec: render_agent(settings, spec)
 
@@ -303,8 +305,9 @@ class Host:
         self.forced.append(force)
         return stored(obj)  # as the server answers an apply
 
-    async def delete_object(self, kind: Any, name: str) -> bool:
+    async def delete_object(self, kind: Any, name: str, *, seen: str | None = None) -> bool:
         self.deleted.append((kind.name, name))
+        self.seen.append(seen)
         return True
 
 
@@ -427,6 +430,33 @@ async def test_a_repair_of_an_object_changed_since_it_was_compared_is_refused_co
     assert refused["kind"] == "Service" and refused["metadata"]["resourceVersion"] == "12"
     assert reconciler.reapplied == 0  # another replica repaired it: counted there, once
     assert "a1" in reconciler._pending  # the next pass compares the new version
+    await reconciler.close()
+
+
+class Finished(Host):
+    """A server on which the claim was written again since the host's view (the create that
+    made it finished): a delete conditioned on the viewed version is refused."""
+
+    async def delete_object(self, kind: Any, name: str, *, seen: str | None = None) -> bool:
+        await super().delete_object(kind, name, seen=seen)
+        raise Conflict("Precondition failed: the resourceVersion in the precondition does not match")
+
+
+async def test_an_abandoned_claim_is_removed_only_at_the_version_that_looked_abandoned():
+    spec, objects = rendered()
+    claim = _versioned(stored(objects[0], created="2026-01-02T03:04:05Z"), "31")
+    later = lambda: datetime(2026, 1, 2, 4, 0, tzinfo=UTC)  # noqa: E731 - an hour after it was made
+    host = Host(spec, {("ConfigMap", "agent-a1-config"): claim})
+    reconciler = Reconciler(host, now=later)
+    await reconciler.reconcile("a1")
+    assert host.deleted == [("ConfigMap", "agent-a1-config")] and host.seen == ["31"]
+    assert reconciler.abandoned == 1
+
+    finished = Finished(spec, {("ConfigMap", "agent-a1-config"): claim})
+    reconciler = Reconciler(finished, now=later, delay=0.01)
+    await reconciler.reconcile("a1")
+    assert finished.seen == ["31"] and reconciler.abandoned == 0
+    assert "a1" in reconciler._pending  # looked at again, with the claim as it is now
     await reconciler.close()
 
 
