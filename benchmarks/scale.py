@@ -10,7 +10,10 @@ In one run:
    of ``--floor-concurrency``, each in a namespace of its own that is deleted and gone before
    the next measurement; the best is the floor. Then as many agents created through the
    replicas' HTTP API, all at once, and the ratio of the two times, with the API requests per
-   create (the replicas' ``k8s_api_requests_total``);
+   create (the replicas' ``k8s_api_requests_total``); for each, where the CPU went meanwhile
+   (the control plane's processes, the client, the replicas, the whole machine), and the
+   seconds until every agent's pod is made (the cluster's own work on what was written, which
+   the floor's clock, stopped at its last write, leaves out);
 2. the other agents created through the API (as many at once as the first size, the replicas
    in turns), two of them in a session of their own; seconds until both replicas list them all
    and until they are ready;
@@ -67,6 +70,10 @@ def _ms(values: list[float]) -> str:
     return f"{statistics.median(values) * 1e3:.2f} ms / {percentile(values, 0.95) * 1e3:.2f} ms"
 
 
+def _seconds(value: float | None) -> str:
+    return "not within the ready timeout" if value is None else f"{value:.2f} s"
+
+
 def _s(values: list[float]) -> str:
     return f"{statistics.median(values):.3f} s / {percentile(values, 0.95):.3f} s (n={len(values)})"
 
@@ -94,6 +101,7 @@ class Replica:
 
     def __init__(self, namespace: str, directory: Path, http: aiohttp.ClientSession,
                  overrides: tuple[str, ...] = ()) -> None:
+        self.namespace = namespace
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.argv = [sys.executable, "-m", "agentproxy", "serve", "--set", "k8s_mode.enabled=true",
@@ -166,12 +174,16 @@ class Replica:
                 await self.proc.wait()
 
 
-def _control_plane() -> dict[str, psutil.Process]:
-    """The API server's and etcd's processes of the cluster ``$KUBECONFIG`` belongs to (by the pid
-    files the test cluster keeps beside it; none for another cluster)."""
+CONTROL_PLANE = ("kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kwok")
+"""The test cluster's processes whose CPU the creates' rows share out."""
+
+
+def _control_plane(names: tuple[str, ...] = ("kube-apiserver", "etcd")) -> dict[str, psutil.Process]:
+    """The processes ``names`` of the cluster ``$KUBECONFIG`` belongs to (by the pid files the
+    test cluster keeps beside it; none for another cluster)."""
     run = Path(os.environ.get("KUBECONFIG", "")).resolve().parent / "run"
     found = {}
-    for name in ("kube-apiserver", "etcd"):
+    for name in names:
         try:
             record = json.loads((run / f"{name}.pid").read_text())
             proc = psutil.Process(int(record["pid"] if isinstance(record, dict) else record))
@@ -184,6 +196,66 @@ def _control_plane() -> dict[str, psutil.Process]:
 def _cpu(proc: psutil.Process) -> float:
     times = proc.cpu_times()
     return times.user + times.system
+
+
+def _machine_busy() -> float:
+    """CPU seconds the machine's cores spent on anything but idling, since boot."""
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0) - getattr(times, "guest", 0.0) \
+        - getattr(times, "guest_nice", 0.0)
+
+
+class CpuShares:
+    """Where the machine's CPU went between :meth:`__init__` and :meth:`row`: the control plane's
+    processes, this benchmark's own (the floor's client, or the HTTP client of the creates), the
+    replicas, and everything the machine did. On two cores the creates are as fast as the CPU
+    all of these need allows: a machine busy all along has no core left for a faster run."""
+
+    def __init__(self, replicas: list[Replica] | None = None) -> None:
+        self.plane = _control_plane(CONTROL_PLANE)
+        self.replicas = [r.process for r in replicas or []]
+        self.me = psutil.Process()
+        self.t0 = time.monotonic()
+        self.cpu0 = self._now()
+
+    def _now(self) -> dict[str, float]:
+        now = {name: _cpu(proc) for name, proc in self.plane.items()}
+        now["client"] = _cpu(self.me)
+        now["replicas"] = sum(_cpu(p) for p in self.replicas)
+        now["machine"] = _machine_busy()
+        return now
+
+    def row(self) -> str:
+        """CPU seconds of each part since the start, and how busy the machine was."""
+        wall = time.monotonic() - self.t0
+        used = {name: value - self.cpu0[name] for name, value in self._now().items()}
+        cores = os.cpu_count() or 1
+        controllers = sum(used.get(n, 0.0) for n in ("kube-controller-manager", "kube-scheduler", "kwok"))
+        parts = [f"API server {used.get('kube-apiserver', 0.0):.1f}", f"etcd {used.get('etcd', 0.0):.1f}",
+                 f"controllers, scheduler, kwok {controllers:.1f}", f"client {used['client']:.1f}"]
+        if self.replicas:
+            parts.append(f"replicas {used['replicas']:.1f}")
+        return (", ".join(parts) + f" s; machine busy {used['machine']:.1f} of {cores * wall:.1f} core-s "
+                f"({used['machine'] / (cores * wall) * 100:.0f} %)")
+
+
+async def pods_in(admin: Client, namespace: str) -> int:
+    """The pods of ``namespace``, counted by one request of one item (the API server says how
+    many remain), so that counting them often costs the server next to nothing."""
+    found = await admin.request("GET", f"/api/v1/namespaces/{namespace}/pods", params={"limit": "1"})
+    return len(found.get("items") or []) + int((found.get("metadata") or {}).get("remainingItemCount") or 0)
+
+
+async def until_pods(admin: Client, namespace: str, count: int, t0: float, timeout: float) -> float | None:
+    """Seconds from ``t0`` until ``namespace`` holds ``count`` pods (made by the StatefulSet
+    controller from what was written): the cluster's own work on the agents, which a client
+    that stops its clock at its last write leaves out (None: not within ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await pods_in(admin, namespace) >= count:
+            return time.monotonic() - t0
+        await asyncio.sleep(0.5)
+    return None
 
 
 async def floor(api: kr8s.asyncio.Api, namespace: str, count: int, concurrency: int, prefix: str) -> float:
@@ -262,23 +334,37 @@ async def _against_floor(api: kr8s.asyncio.Api, admin: Client, args: argparse.Na
     ``--floor-concurrency`` (each in a namespace of its own, deleted and gone before the next
     measurement, so that no deletion runs during one), then ``size`` creates at once through
     the replicas (agents ``c{made}`` on); the agents made."""
-    floors = {}
+    floors: dict[int, float] = {}
+    pods: dict[int, float | None] = {}
+    cpu: dict[int, str] = {}
     for concurrency in sorted({min(c, size) for c in args.floor_concurrency}):
         namespace = await _namespace(admin)
         try:
+            shares = CpuShares()
             floors[concurrency] = await floor(api, namespace, size, concurrency, "f")
+            cpu[concurrency] = shares.row()
+            pods[concurrency] = await until_pods(admin, namespace, size, shares.t0, args.ready_timeout)
         finally:
             await _drop_namespaces(admin, [namespace], wait=args.cleanup_timeout)
     best = min(floors, key=floors.__getitem__)
     for concurrency, seconds in floors.items():
-        rows.append((f"floor: {size} agents' 4 objects, smallest client, {concurrency} agents at once",
-                     f"{seconds:.2f} s{' (best)' if concurrency == best else ''}"))
+        rows += [(f"floor: {size} agents' 4 objects, smallest client, {concurrency} agents at once",
+                  f"{seconds:.2f} s{' (best)' if concurrency == best else ''}"),
+                 ("  CPU meanwhile", cpu[concurrency]),
+                 ("  every agent's pod made (from the first write)", _seconds(pods[concurrency]))]
     requests = "agentproxy_k8s_api_requests_total"
     calls = [(await r.metrics()).get(requests, 0.0) for r in replicas]
+    shares = CpuShares(replicas)
     wall = await create(replicas, [("bench", f"c{made + i}") for i in range(size)], size)
+    ours = shares.row()
     used = sum([(await r.metrics()).get(requests, 0.0) for r in replicas]) - sum(calls)
+    made_pods = await until_pods(admin, replicas[0].namespace, made + size, shares.t0, args.ready_timeout)
+    floor_pods = min((p for p in pods.values() if p is not None), default=None)
     rows += [(f"agentproxy: {size} creates at once over HTTP (two replicas)", f"{wall:.2f} s"),
+             ("  CPU meanwhile", ours),
              ("  agentproxy time / floor time (lower is faster)", f"{wall / floors[best]:.2f}x"),
+             ("  every agent's pod made (from the first create)", _seconds(made_pods)
+              + (f", {made_pods / floor_pods:.2f}x the floor's best" if made_pods and floor_pods else "")),
              ("  API requests per create (both replicas, everything they sent meanwhile)", f"{used / size:.2f}")]
     return size
 
