@@ -15,6 +15,7 @@ object in place; a changed object is a copy (see :mod:`.plan`).
 
 from __future__ import annotations
 
+from sys import intern
 from typing import Any
 
 __all__ = ["share"]
@@ -22,37 +23,65 @@ __all__ = ["share"]
 _ABSENT = object()
 
 
-def share(new: Any, like: Any) -> Any:
+def share(new: Any, like: Any = None) -> Any:
     """``new`` (freshly parsed: nothing else holds its parts) with every part that equals the
     part at the same place in ``like`` replaced by ``like``'s; ``like`` itself when the two are
-    equal. ``new`` is changed in place. Parts are matched by key in dicts and by position in
-    lists of the same length; numbers and strings are parts too."""
+    equal. ``new`` is changed in place (and its dicts that are kept are copied with their keys
+    interned); ``like`` never is. Parts are matched by key in dicts and by position in lists of
+    the same length; numbers and strings are parts too."""
+    if type(like) is not type(new):
+        return _all_interned(new)
+    return _share_one(new, like)
+
+
+def _share_one(new: Any, like: Any) -> Any:
+    """:func:`share` of ``new`` with a ``like`` of its type."""
     kind = type(new)
-    if kind is not type(like):
-        return new
     if kind is dict:
         same = len(new) == len(like)
         for key, value in new.items():
             other = like.get(key, _ABSENT)
             if other is _ABSENT:
                 same = False
+                shared = _all_interned(value)
+                if shared is not value:
+                    new[key] = shared
                 continue
-            shared = share(value, other)
+            shared = _share_one(value, other) if type(value) is type(other) else _all_interned(value)
             if shared is not value:
-                new[key] = shared  # an existing key: the dict does not change size while iterated
+                new[key] = shared
             if shared is not other:
                 same = False
-        return like if same else new
+        return like if same else _interned(new)
     if kind is list:
         if len(new) != len(like):
-            return new
+            return _all_interned(new)
         same = True
         for index, value in enumerate(new):
             other = like[index]
-            shared = share(value, other)
+            shared = _share_one(value, other) if type(value) is type(other) else _all_interned(value)
             if shared is not value:
                 new[index] = shared
             if shared is not other:
                 same = False
         return like if same else new
     return like if new == like else new
+
+
+def _interned(new: dict[str, Any]) -> dict[str, Any]:
+    """``new`` with its keys interned. Each watch event is a JSON document of its own, and the
+    parser shares equal keys only within one document: without this, every object an event
+    brought would hold its own copy of every key ("metadata", "labels", ...), a third of a
+    cached agent's memory."""
+    return {intern(key): value for key, value in new.items()}
+
+
+def _all_interned(new: Any) -> Any:
+    """``new`` (a part no like object has) with the keys of every dict in it interned."""
+    if type(new) is dict:
+        return {intern(key): _all_interned(value) for key, value in new.items()}
+    if type(new) is list:
+        for index, value in enumerate(new):
+            if type(value) in (dict, list):
+                new[index] = _all_interned(value)
+    return new

@@ -46,7 +46,7 @@ def test_parts_of_other_types_lengths_or_keys_are_not_shared() -> None:
     one = {"a": [1], "b": 2}
     other = {"a": [1]}
     shared = share(one, other)
-    assert shared is one and shared["a"] is other["a"]
+    assert shared == {"a": [1], "b": 2} and shared["a"] is other["a"]
     assert share({"a": [1]}, {"a": [1], "b": 2}) == {"a": [1]}
 
 
@@ -57,3 +57,13 @@ def test_a_chain_of_objects_holds_one_copy_of_what_they_share() -> None:
         pods.append(like)
     assert len({id(p["spec"]["containers"]) for p in pods}) == 1
     assert [p["status"]["podIP"] for p in pods] == [f"10.0.0.{n}" for n in range(50)]
+
+
+def test_the_keys_of_what_is_not_shared_are_one_string_each() -> None:
+    # Two events are two JSON documents: the parser gives each its own copy of every key.
+    first = json.loads('{"metadata": {"name": "a", "labels": {"agentproxy.io/agent-id": "a"}}}')
+    second = json.loads('{"metadata": {"name": "b", "labels": {"agentproxy.io/agent-id": "b"}}}')
+    stored = [share(first), share(second, first)]
+    keys = [next(iter(o["metadata"]["labels"])) for o in stored]
+    assert keys[0] is keys[1] and keys[0] is not next(iter(json.loads('{"agentproxy.io/agent-id": 1}')))
+    assert stored[1] == {"metadata": {"name": "b", "labels": {"agentproxy.io/agent-id": "b"}}}
