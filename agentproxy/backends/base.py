@@ -256,9 +256,7 @@ class Backend(abc.ABC):
                             # of that agent meanwhile moved the record just dropped, so its start
                             # is followed again from its state now, as any other replica's.
                             self.progress.drop(spec.id)
-                            current = self._state(spec.id)
-                            if current is not None and not self.progress_paused:
-                                self._observe_progress(current)
+                            self._observe_progress_now(spec.id)
                         elif self._state(spec.id) is None:
                             self.progress.gone(spec.id, "CreateFailed")
                         raise
@@ -444,6 +442,12 @@ class Backend(abc.ABC):
     def _observe_progress(self, state: AgentState) -> None:
         self.progress.observe(state, lambda: self._start_facts(state),
                               first_message_overdue=state.reason == FIRST_MESSAGE_PENDING)
+
+    def _observe_progress_now(self, agent_id: str) -> None:
+        """Move the agent's start on from its state now (unless starts are paused)."""
+        state = self._state(agent_id)
+        if state is not None and not self.progress_paused:
+            self._observe_progress(state)
 
     def follow_progress(self) -> None:
         """Let states move starts on again (after :attr:`progress_paused`), from every agent's

@@ -281,9 +281,7 @@ class K8sBackend(Backend):
         """The binding of a claimed member is done (taken or not): its start's progress moves on
         from what is known now."""
         self.binding.discard(agent_id)
-        state = self._state(agent_id)
-        if state is not None and not self.progress_paused:
-            self._observe_progress(state)
+        self._observe_progress_now(agent_id)
 
     def _state(self, agent_id: str) -> AgentState | None:
         return self.index.get(agent_id) if self.cache else None
