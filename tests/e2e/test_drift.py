@@ -9,6 +9,7 @@ import asyncio
 import pytest
 
 from .kube import get, request, wait_for
+from .served import counted
 
 STORAGE_CLASS = "/apis/storage.k8s.io/v1/storageclasses/kwok-volume"
 
@@ -88,10 +89,7 @@ async def test_out_of_band_edits_of_every_kind_are_reverted_and_others_fields_st
 
 
 async def repairs_of(server, kind: str) -> float:
-    status, text, _ = await server.call("GET", "/metrics")
-    line = next((x for x in text.splitlines() if x.startswith(f'agentproxy_k8s_drift_repairs_total{{kind="{kind}"}}')),
-                None)
-    return float(line.split()[-1]) if line else 0.0
+    return counted(await server.metrics(), "agentproxy_k8s_drift_repairs_total", kind=kind)
 
 
 async def test_two_replicas_repair_each_drift_once(servers, api, namespace):
