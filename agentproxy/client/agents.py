@@ -287,6 +287,8 @@ class StatusWatcher:
             except ClientError:  # the stream broke: polling alone still gets there
                 event = None
                 await asyncio.sleep(min(left, POLL_INTERVAL))
+            if event is not None and time.monotonic() > deadline:
+                continue  # an event queued meanwhile came after the deadline: too late to count
             if event is None:
                 agent = await self.client.get_agent(self.session, agent_id)
             elif event.name == "status":
