@@ -55,6 +55,10 @@ class _Unhandled(Exception):
     """Outside the subset: PyYAML decides."""
 
 
+_CACHED_AT_MOST = 4_096
+"""Entries each cache below holds before it starts again. The lines that repeat from one agent to
+the next are a few hundred; the rest name one agent and are never read again (a create renders
+each spec once), so a larger cache only keeps those: 50,000 lines held 13 MB."""
 _plain_values: dict[str, Any] = {}
 _lines: dict[str, tuple] = {}
 
@@ -65,7 +69,7 @@ def _plain(text: str) -> Any:
         return _plain_values[text]
     except KeyError:
         pass
-    if len(_plain_values) > 50_000:
+    if len(_plain_values) >= _CACHED_AT_MOST:
         _plain_values.clear()
     tag = _resolver.resolve(ScalarNode, text, (True, False))
     if tag == _STR:
@@ -137,7 +141,7 @@ def _value(text: str) -> Any:
 def _tokens(line: str) -> tuple:
     """A line as (indent, kind, key, value) tokens; ``- `` items become a marker and their content.
     Blank and comment lines have none."""
-    if len(_lines) > 50_000:
+    if len(_lines) >= _CACHED_AT_MOST:
         _lines.clear()
     try:
         found = _line_tokens(line)
