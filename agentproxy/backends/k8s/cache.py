@@ -63,8 +63,9 @@ class Reflector:
         """The objects by name: read-only, since they share their equal parts (see :mod:`.sharing`)."""
         self._like: dict[str, Any] | None = None
         """The object last stored: a new one shares what equals it."""
-        self.by_agent: dict[str, set[str]] = defaultdict(set)
-        """Names of the stored objects by the agent id of their label."""
+        self.by_agent: dict[str, tuple[str, ...]] = {}
+        """Names of the stored objects by the agent id of their label. Tuples: an agent has one
+        object of most kinds (a set each took 216 bytes, 15 MB with 10,000 agents' five kinds)."""
         self.synced = asyncio.Event()
         self.resource_version = ""
         self.relists = 0
@@ -144,7 +145,7 @@ class Reflector:
         self.relists += 1
         self._like = like
         self.store = fresh
-        self.by_agent = defaultdict(set)
+        self.by_agent = {}
         for name, obj in fresh.items():
             self._index(name, obj)
         self.resource_version = body["metadata"]["resourceVersion"]
@@ -243,14 +244,18 @@ class Reflector:
     def _index(self, name: str, obj: dict[str, Any]) -> None:
         agent_id = self.agent_of(obj)
         if agent_id:
-            self.by_agent[agent_id].add(name)
+            names = self.by_agent.get(agent_id, ())
+            if name not in names:
+                self.by_agent[agent_id] = (*names, name)
 
     def _unindex(self, name: str, obj: dict[str, Any]) -> None:
         agent_id = self.agent_of(obj)
         names = self.by_agent.get(agent_id or "")
-        if names is not None:
-            names.discard(name)
-            if not names:
+        if names is not None and name in names:
+            left = tuple(other for other in names if other != name)
+            if left:
+                self.by_agent[agent_id or ""] = left
+            else:
                 del self.by_agent[agent_id or ""]
 
     def of_agent(self, agent_id: str) -> list[dict[str, Any]]:
