@@ -3,7 +3,9 @@ routes, made again only for an agent whose state changed."""
 
 from __future__ import annotations
 
+import gc
 import json
+import weakref
 from datetime import UTC, datetime
 
 from agentproxy.api.listing import AgentTexts
@@ -87,6 +89,20 @@ def test_agent_texts_drop_agents_gone_from_a_complete_list_and_stay_bounded(sett
     assert len(texts) == 2
     texts.list_body([state(settings, f"b{i}") for i in range(3)])
     assert len(texts) <= 3
+
+
+def test_agent_texts_keep_no_state_alive_and_never_serve_a_gone_one(settings):
+    texts = AgentTexts()
+    old = [state(settings, f"a{i}") for i in range(3)]
+    texts.list_body(old, complete=True)
+    gone = weakref.ref(old[0])
+    new = [state(settings, "a0", status=AgentStatus.READY), *old[1:]]
+    del old
+    gc.collect()
+    assert gone() is None  # the agent changed: its previous state is not kept for the cache's sake
+    body = json.loads(texts.list_body(new, complete=True))  # not the last complete body
+    assert [a["status"] for a in body["agents"]] == ["ready", "pending", "pending"]
+    assert texts.list_body(new, complete=True) is texts.list_body(new, complete=True)
 
 
 def test_state_index_keeps_list_order_across_adds_changes_and_removals(settings):
