@@ -9,7 +9,8 @@ watch that stays silent too long (bookmarks keep a healthy one talking). Lists
 are read in pages of :data:`LIST_PAGE`. A reflector is healthy from a successful
 list, or a watch the server accepted, until its next failure. Readers get objects
 from memory: listing agents costs no API call. Stored objects keep no ``managedFields`` (nothing reads them),
-share their equal parts (:mod:`.sharing`) and are read-only.
+pods only the part of their spec that is read (:data:`SPEC_READ`); they share their equal parts
+(:mod:`.sharing`) and are read-only.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 from ... import naming
 from ..base import BackendError, Unavailable
 from .client import Client, Gone
-from .kinds import CONFIGMAP, EVENT, EVENT_SOURCES, KINDS, STATEFULSET, Kind
+from .kinds import CONFIGMAP, EVENT, EVENT_SOURCES, KINDS, POD, STATEFULSET, Kind
 from .sharing import share
 
 __all__ = ["Listener", "NamespaceCache", "Reflector", "version_reached"]
@@ -306,12 +307,23 @@ def events_key(kind: Kind) -> str:
     return f"{EVENT.name}/{kind.name}"
 
 
+SPEC_READ: dict[str, tuple[str, ...]] = {POD.name: ("nodeName",)}
+"""Kinds agentproxy never applies (so never compares), and the only fields of their ``spec``
+anything reads. The rest of a pod's spec repeats its StatefulSet's template (containers,
+volumes, tolerations): 45 % of a stored pod, and a quarter of the time a list of pods takes to
+store."""
+
+
 def _with_kind(obj: dict[str, Any], kind: Kind) -> dict[str, Any]:
     # List items carry no kind; keep it so objects can be re-applied or compared.
     obj.setdefault("kind", kind.name)
     # Nothing reads who manages which field, and it is 40 % of an object: with thousands of
     # agents, most of the cache's memory.
     (obj.get("metadata") or {}).pop("managedFields", None)
+    read = SPEC_READ.get(kind.name)
+    spec = obj.get("spec")
+    if read is not None and type(spec) is dict:
+        obj["spec"] = {key: spec[key] for key in read if key in spec}
     return obj
 
 

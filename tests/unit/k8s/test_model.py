@@ -380,6 +380,26 @@ async def test_the_cache_indexes_objects_by_agent():
     assert "b1" not in reflector.by_agent and reflector.of_agent("b1") == []
 
 
+async def test_the_cache_keeps_of_a_pod_only_the_spec_it_reads_and_all_of_what_it_applies():
+    pods = Reflector(client=None, kind=POD, namespace="ns1", listener=lambda *args: None)  # type: ignore[arg-type]  # no API server
+    sets = Reflector(client=None, kind=STATEFULSET, namespace="ns1", listener=lambda *args: None)  # type: ignore[arg-type]
+    spec, objects = rendered()
+    template = objects[3]["spec"]["template"]
+    pod = {"metadata": {"name": "agent-a1-0", "resourceVersion": "2", "labels": {naming.LABEL_AGENT_ID: "a1"},
+                        "managedFields": [{"manager": "kube-controller-manager"}]},
+           "spec": {**copy.deepcopy(template["spec"]), "nodeName": "kwok-node"}, "status": copy.deepcopy(READY_POD["status"])}
+    await pods._handle({"type": "ADDED", "object": pod})
+    await sets._handle({"type": "ADDED", "object": stored(objects[3])})
+    kept = pods.of_agent("a1")[0]
+    assert kept["spec"] == {"nodeName": "kwok-node"} and kept["status"] == pod["status"]
+    assert "managedFields" not in kept["metadata"] and kept["kind"] == "Pod"
+    assert sets.of_agent("a1")[0]["spec"] == objects[3]["spec"]  # compared for drift: whole
+    state = model.agent_state(spec, model.AgentObjects(stored(objects[0]), sets.of_agent("a1")[0], kept, BOUND),
+                              namespace="ns1", pod_address="pod_ip")
+    assert state.status is AgentStatus.READY and state.details["node"] == "kwok-node"
+    assert state.upstream == "http://10.0.0.7:3284"
+
+
 async def test_a_young_agent_is_left_to_the_create_that_applies_it():
     spec, objects = rendered()
     sts = stored(objects[3], created="2026-01-02T03:04:05Z")
