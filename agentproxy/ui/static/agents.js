@@ -15,6 +15,10 @@ export class AgentStore {
   constructor() {
     this.agents = new Map();
     this.listeners = [];
+    // A count of the changes taken, and the count at each agent's last one: the answer of a
+    // request is older than what came meanwhile (see `answer`).
+    this.clock = 0;
+    this.touched = new Map();
   }
 
   onChange(listener) {
@@ -26,15 +30,31 @@ export class AgentStore {
   }
 
   replaceAll(agents) {
+    this.clock += 1;
     this.agents = new Map(agents.map((a) => [agentKey(a), a]));
+    this.touched = new Map([...this.agents.keys()].map((key) => [key, this.clock]));
     this.changed();
   }
 
   /** Take one agent's new state; "deleted" removes it. */
   apply(agent, event) {
-    if (event === "deleted") this.agents.delete(agentKey(agent));
-    else this.agents.set(agentKey(agent), agent);
+    const key = agentKey(agent);
+    this.clock += 1;
+    this.touched.set(key, this.clock);
+    if (event === "deleted") this.agents.delete(key);
+    else this.agents.set(key, agent);
     this.changed();
+  }
+
+  /**
+   * Take the answer of a request sent when the store's `clock` was `mark`, unless the stream
+   * brought a change of the agent since: the answer is the agent as it was when the server
+   * answered, and the stream's change may be newer (an agent ready before its create's answer
+   * arrived would otherwise show "starting" until its next change).
+   */
+  answer(agent, event, mark) {
+    if ((this.touched.get(agentKey(agent)) ?? -1) > mark) return;
+    this.apply(agent, event);
   }
 
   get(key) {

@@ -258,8 +258,9 @@ $("create-form").addEventListener("submit", async (event) => {
   $("create-submit").disabled = true;
   showError($("create-error"), "");
   try {
+    const mark = store.clock;
     const agent = await api.request("POST", `/sessions/${encodeURIComponent(session)}/agents`, { body });
-    store.apply(agent, "added");
+    store.answer(agent, "added", mark);
     $("create-id").value = "";
     $("create-message").value = "";
     select(agentKey(agent));
@@ -283,7 +284,8 @@ $("suspend-button").addEventListener("click", async () => {
   $("suspend-button").disabled = true;
   showError($("agent-error"), "");
   try {
-    store.apply(await api.request("POST", agentPath(agent.session, agent.id, `/${verb}`)), "modified");
+    const mark = store.clock;
+    store.answer(await api.request("POST", agentPath(agent.session, agent.id, `/${verb}`)), "modified", mark);
   } catch (err) {
     showError($("agent-error"), err.describe ? err.describe() : err.message);
   } finally {

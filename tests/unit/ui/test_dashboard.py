@@ -112,6 +112,29 @@ def test_suspend_and_resume_keep_the_chat(server, page, shot):
     assert real_errors(page) == []
 
 
+def test_a_create_answered_after_the_agent_is_ready_still_shows_it_ready(server, page, shot):
+    # The create's answer ("starting") is held back until the event stream has shown the agent
+    # ready: an imitation of a slow network, which a real one gives only now and then (a loaded
+    # machine did). The older answer must not take the newer state's place.
+    page.goto(server.url + "/ui/")
+    expect(page.locator("#connection")).to_have_text("live")
+    held = []
+
+    def hold(route):  # the request goes to the server; its answer waits
+        held.append((route, route.fetch()))
+    page.route(re.compile(r".*/sessions/late/agents$"), hold)
+    create_in_form(page, "late", "l1")
+    expect(row(page, "late", "l1").locator(".badge")).to_have_text("ready", timeout=READY_TIMEOUT)
+    [(route, answer)] = held
+    assert answer.json()["status"] == "starting"
+    route.fulfill(response=answer)
+    expect(page.get_by_label("Agent id")).to_have_value("")  # the answer was taken
+    expect(row(page, "late", "l1").locator(".badge")).to_have_text("ready")
+    shot("13-late-answer")
+    server.call("DELETE", "/sessions/late/agents/l1")
+    assert real_errors(page) == []
+
+
 def test_html_from_the_agent_is_shown_as_text(server, page, shot):
     server.call("POST", "/sessions/xss/agents", {"id": "x1"})
     server.wait_for(lambda agents: any(a["id"] == "x1" and a["status"] == "ready" for a in agents), what="x1 ready")
