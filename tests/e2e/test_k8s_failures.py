@@ -206,3 +206,40 @@ async def _listed(backend, agent_id):
 
 async def _deleted_event(events, agent_id):
     return any(e[:2] == ("deleted", agent_id) for e in events)
+
+
+class ChangedBeforeApply(Client):
+    """The real client, except that before each of its first :attr:`changes` applies of a
+    StatefulSet it really changes that StatefulSet (an annotation of another manager), as the
+    StatefulSet controller's status writes do now and then while an agent starts: each of those
+    applies meets a newer version than the one it was read at, and the server refuses it (409)."""
+
+    def __init__(self, api, changes: int) -> None:
+        super().__init__(api)
+        self.changes = changes
+
+    async def request(self, method, path, **kwargs):
+        if (method == "PATCH" and "/statefulsets/" in path and self.changes
+                and kwargs.get("content_type") == "application/apply-patch+yaml"):
+            self.changes -= 1
+            await super().request("PATCH", path, body={"metadata": {"annotations": {"example.com/busy": str(self.changes)}}},
+                                  content_type="application/merge-patch+json")
+        return await super().request(method, path, **kwargs)
+
+
+async def test_a_suspend_outlasts_a_statefulset_changed_at_each_of_its_first_tries(api, namespace):
+    """Four changes in a row between the read and the apply: the suspend reads again after a
+    pause each time and goes through on the fifth try (it gave up after the third before)."""
+    client = ChangedBeforeApply(api, changes=0)
+    backend = K8sBackend(settings_for(namespace), client=client)
+    await backend.start()
+    try:
+        await backend.create(build_spec(backend.settings, SESSION, "busy", "echo"))
+        await until_status(backend, "busy", AgentStatus.READY)
+        client.changes = 4
+        state = await backend.suspend(SESSION, "busy")
+        assert client.changes == 0 and state.suspended
+        sts = await get(api, f"/apis/apps/v1/namespaces/{namespace}/statefulsets/agent-busy")
+        assert sts["spec"]["replicas"] == 0 and sts["metadata"]["annotations"]["example.com/busy"] == "0"
+    finally:
+        await backend.close()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import random
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -77,8 +78,13 @@ LIVE: Any = object()
 """For :meth:`K8sBackend.render`: the suspension the StatefulSet has now."""
 DERIVE_BATCH = 256
 """Agents derived between two yields to the event loop after a start's lists."""
-SCALE_ATTEMPTS = 3
+SCALE_ATTEMPTS = 5
 """Suspend and resume re-read and try again this often when the StatefulSet changed meanwhile."""
+SCALE_BACKOFF = 0.01
+"""Seconds before the first read again, four times as long before each next (10 to 640 ms, 0.85 s
+in all, as client-go's retry on conflict): the StatefulSet controller writes the status of a
+starting agent's StatefulSet several times within a second, and reading again at once could
+meet each of those writes (three attempts in a row did, once)."""
 READ_BACK_TIMEOUT = 10.0
 """Seconds a suspend, resume or share waits for the watch to show its own write, at most."""
 
@@ -519,7 +525,10 @@ class K8sBackend(Backend):
             try:
                 [(_, stored)] = await carry_out(scale, self.apply)
             except Conflict:
+                if attempt == SCALE_ATTEMPTS - 1:
+                    break
                 log.debug("the StatefulSet of agent %s changed since it was read; reading it again", state.id)
+                await asyncio.sleep(SCALE_BACKOFF * 4 ** attempt * random.uniform(0.5, 1.0))
                 live = await self.client.get(path, resource="statefulsets")
                 continue
             self.reconciler.note_applied(state.id)
