@@ -70,6 +70,8 @@ class Reflector:
         self.synced = asyncio.Event()
         self.resource_version = ""
         self.relists = 0
+        self.events = 0
+        """Watch events received (bookmarks aside): how busy the kind is, for ``/metrics``."""
         self.watch_timeout = watch_timeout
         self.silence_timeout = silence_timeout
         self.backoff_max = backoff_max
@@ -195,6 +197,7 @@ class Reflector:
             self.resource_version = rv
         if kind == "BOOKMARK":
             return
+        self.events += 1
         obj = _with_kind(obj, self.kind)
         name = obj["metadata"]["name"]
         previous = self.store.pop(name, None)
@@ -250,14 +253,14 @@ class Reflector:
                 self.by_agent[agent_id] = (*names, name)
 
     def _unindex(self, name: str, obj: dict[str, Any]) -> None:
-        agent_id = self.agent_of(obj)
-        names = self.by_agent.get(agent_id or "")
+        agent_id = self.agent_of(obj) or ""
+        names = self.by_agent.get(agent_id)
         if names is not None and name in names:
             left = tuple(other for other in names if other != name)
             if left:
-                self.by_agent[agent_id or ""] = left
+                self.by_agent[agent_id] = left
             else:
-                del self.by_agent[agent_id or ""]
+                del self.by_agent[agent_id]
 
     def of_agent(self, agent_id: str) -> list[dict[str, Any]]:
         """The stored objects labelled for ``agent_id``."""

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 def samples(backend: Any) -> list[MetricSample]:
-    """Drift repairs by kind, rollbacks, abandoned claims, relists, and the API server's answers
+    """Drift repairs by kind, rollbacks, abandoned claims, relists, watch events, and the API server's answers
     of a k8s backend."""
     reconciler, cache, health, client = backend.reconciler, backend.cache, backend.health, backend.client
     repairs = [MetricSample("k8s_drift_repairs_total", "Objects applied again because another manager changed "
@@ -26,8 +26,11 @@ def samples(backend: Any) -> list[MetricSample]:
     relists = [MetricSample("k8s_watch_lists_total", "Lists of the watch cache (the first and every relist), "
                             "by kind.", "counter", cache.reflectors[k.name].relists if cache else 0,
                             (("kind", k.name),)) for k in KINDS]
+    events = [MetricSample("k8s_watch_events_total", "Changes received by the watches (bookmarks aside), by kind.",
+                           "counter", cache.reflectors[k.name].events if cache else 0, (("kind", k.name),))
+              for k in KINDS]
     silence = health.silence()
-    return [*repairs, *relists,
+    return [*repairs, *relists, *events,
             MetricSample("k8s_rollbacks_total", "Creates cut off half-way whose objects were removed again.",
                          "counter", backend.rollbacks.done),
             MetricSample("k8s_abandoned_claims_total", "Claims removed because their create never finished.",

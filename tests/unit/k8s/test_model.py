@@ -378,6 +378,8 @@ async def test_the_cache_indexes_objects_by_agent():
     assert [o["metadata"]["name"] for o in reflector.of_agent("b1")] == ["agent-a1-extra"]
     await reflector._handle(event("DELETED", "agent-a1-extra", "b1"))
     assert "b1" not in reflector.by_agent and reflector.of_agent("b1") == []
+    await reflector._handle({"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "9"}}})
+    assert reflector.events == 6 and reflector.resource_version == "9"  # changes counted, bookmarks not
 
 
 async def test_the_cache_keeps_of_a_pod_only_the_spec_it_reads_and_all_of_what_it_applies():
