@@ -17,10 +17,10 @@ A pass acts only on a whole, current view of the cache (every kind listed, every
 see ``ReconcileHost.current``): while a restarted proxy lists its kinds one by one, claims
 would look abandoned and objects missing that exist. It looks again later.
 
-A pass that found nothing to apply remembers what it compared (the agent's spec and the uid and
-resourceVersion of each of its four objects): while none of it changed, the next pass of the
-agent (a watch restarted, a relist, an Event) renders and compares nothing again, since what is
-rendered and what is held are the same as then. Strays and abandoned claims are looked for on
+A pass that found nothing to apply remembers what it compared (the agent's spec and what a
+repair reads of each of its four objects: not their status): while none of it changed, the next
+pass of the agent (a status write, a watch restarted, a relist, an Event) renders and compares
+nothing again, since what is rendered and what is held are the same as then. Strays and abandoned claims are looked for on
 every pass. A start's pass over every agent is one task that takes the agents one after another,
 yielding to the event loop every few milliseconds (:meth:`Reconciler.sweep`): with 10,000 agents it is
 seconds of CPU, which requests are served between, not a block of them.
@@ -224,7 +224,7 @@ class Reconciler:
                 await host.delete_object(kind, name)
                 self.pruned += 1
         compared = _compared(spec, objects)
-        if compared is not None and self._clean.pop(agent_id, None) == compared:
+        if self._clean.pop(agent_id, None) == compared:
             # Nothing the last clean pass compared has changed: the same render, the same objects.
             self._clean[agent_id] = compared
             return
@@ -245,7 +245,7 @@ class Reconciler:
             return
         self.compared += 1
         repair = plan(host.render(spec), objects, Purpose.REPAIR)
-        if not repair.steps and compared is not None:
+        if not repair.steps:
             self._clean[agent_id] = compared
         for step in repair.steps:
             log.warning("drift repair: applying %s %s again; %s", step.kind, step.name, step.drifted)
@@ -287,19 +287,21 @@ class Reconciler:
         self.abandoned += 1
 
 
-def _compared(spec: AgentSpec | None, objects: AgentObjects) -> tuple[Any, ...] | None:
+def _compared(spec: AgentSpec | None, objects: AgentObjects) -> tuple[Any, ...]:
     """What a pass's render and comparison read: the spec (with the StatefulSet's suspension,
-    all the render depends on besides the settings, fixed for the process) and each applied
-    object's uid and resourceVersion (any change of an object, by anyone, gives it a new one);
-    None when an object has no resourceVersion (nothing would tell its changes)."""
-    versions: list[tuple[Any, str] | None] = []
+    all the render depends on besides the settings, fixed for the process) and, of each applied
+    object, what a repair reads of it (see :func:`.plan.plan` and :mod:`.drift`): its uid, its
+    deletion, its labels, annotations and owners, its spec and data. Not its status nor its
+    resourceVersion: the status writes of the controllers (a pod ready, a volume bound, a claim
+    provisioned), by far most of an agent's changes, leave it as it was. The parts are the
+    cache's own, which an object's next version shares while they are equal (see
+    :mod:`.sharing`): comparing two of them mostly compares an object with itself."""
+    parts: list[Any] = [spec]
     for obj in (objects.pvc, objects.statefulset, objects.service, objects.claim):
         if obj is None:
-            versions.append(None)
+            parts.append(None)
             continue
         meta = obj["metadata"]
-        if not meta.get("resourceVersion"):
-            return None
-        versions.append((meta.get("uid"), meta["resourceVersion"]))
-    return (spec, *versions)
-
+        parts.append((meta.get("uid"), meta.get("deletionTimestamp"), meta.get("labels"), meta.get("annotations"),
+                      meta.get("ownerReferences"), obj.get("spec"), obj.get("data")))
+    return tuple(parts)

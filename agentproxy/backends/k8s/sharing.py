@@ -36,51 +36,32 @@ def share(new: Any, like: Any = None) -> Any:
     (a third less of a start's time spent sharing than a walk of every part). ``==`` takes
     ``1`` for ``True`` inside a subtree; objects of one kind from the API server hold one JSON
     type at each place (Go structs), so no such pair meets."""
-    kind = type(new)
-    if type(like) is not kind:
-        return _all_interned(new) if kind in _CONTAINERS else new
-    if new == like:
+    if type(like) is type(new) and new == like:
         return like
+    return _differing(new, like) if type(new) in _CONTAINERS else new
+
+
+def _differing(new: Any, like: Any) -> Any:
+    """:func:`share` of a dict or list ``new`` and a ``like`` that does not equal it. Each part
+    is compared here, and only a part that differs is walked by a call of its own: most parts
+    are equal scalars or equal subtrees, and a call for each was most of the time sharing took."""
+    kind = type(new)
+    if type(like) is not kind or (kind is list and len(like) != len(new)):
+        return _all_interned(new)
     if kind is dict:
-        return _share_dict(new, like)
-    if kind is list:
-        return _share_list(new, like) if len(new) == len(like) else _all_interned(new)
-    return new
-
-
-def _share_dict(new: dict[str, Any], like: dict[str, Any]) -> dict[str, Any]:
-    """:func:`share` of two dicts that differ. Each value is handled here rather than by a
-    call of :func:`share`: most are equal scalars or equal subtrees, and a call each was most
-    of the time sharing took."""
-    for key, value in new.items():
-        other = like.get(key, _ABSENT)  # of no JSON type: a part no like has, its keys interned
-        kind = type(value)
-        if kind is type(other):
-            if value == other:
+        for key, value in new.items():
+            other = like.get(key, _ABSENT)  # of no JSON type: a part no like has, its keys interned
+            if type(value) is type(other) and value == other:
                 new[key] = other  # an existing key: the dict does not change size while iterated
-            elif kind is dict:
-                new[key] = _share_dict(value, other)
-            elif kind is list:
-                new[key] = _share_list(value, other) if len(value) == len(other) else _all_interned(value)
-        elif kind in _CONTAINERS:
-            new[key] = _all_interned(value)
-    return _interned(new)
-
-
-def _share_list(new: list[Any], like: list[Any]) -> list[Any]:
-    """:func:`share` of two lists of the same length that differ."""
+            elif type(value) in _CONTAINERS:
+                new[key] = _differing(value, other)
+        return _interned(new)
     for index, value in enumerate(new):
         other = like[index]
-        kind = type(value)
-        if kind is type(other):
-            if value == other:
-                new[index] = other
-            elif kind is dict:
-                new[index] = _share_dict(value, other)
-            elif kind is list:
-                new[index] = _share_list(value, other) if len(value) == len(other) else _all_interned(value)
-        elif kind in _CONTAINERS:
-            new[index] = _all_interned(value)
+        if type(value) is type(other) and value == other:
+            new[index] = other
+        elif type(value) in _CONTAINERS:
+            new[index] = _differing(value, other)
     return new
 
 

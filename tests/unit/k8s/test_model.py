@@ -528,17 +528,31 @@ async def test_a_pass_renders_nothing_again_while_the_spec_and_objects_are_those
     assert reconciler.compared == 7
 
 
-async def test_objects_without_a_resource_version_are_compared_on_every_pass():
-    spec, objects = rendered()
-    sts = stored(objects[3])
-    host = Host(spec, {("StatefulSet", "agent-a1"): sts,
-                       ("ConfigMap", "agent-a1-config"): stored(plan.as_applied(objects[0], sts)),
-                       ("Service", "agent-a1-headless"): stored(plan.as_applied(objects[1], sts)),
-                       ("PersistentVolumeClaim", "data-agent-a1-0"): stored(objects[2])})
+async def test_status_writes_leave_a_clean_pass_clean_and_any_change_a_repair_reads_does_not():
+    spec, objects, _ = _whole_agent()
+    host = Host(spec, objects)
     reconciler = Reconciler(host)
     await reconciler.reconcile("a1")
+    assert reconciler.compared == 1
+    # The controllers' writes of status (a pod ready, a volume bound): new versions, nothing a
+    # repair reads changed. Nothing is rendered again.
+    sts, pvc = objects[("StatefulSet", "agent-a1")], objects[("PersistentVolumeClaim", "data-agent-a1-0")]
+    host.objects[("StatefulSet", "agent-a1")] = _versioned({**sts, "status": {"readyReplicas": 1}}, "40")
+    host.objects[("PersistentVolumeClaim", "data-agent-a1-0")] = _versioned({**pvc, "status": {"phase": "Bound"}}, "41")
+    await reconciler.reconcile("a1")
+    assert reconciler.compared == 1
+    # A label another manager adds (not one agentproxy applies): compared again, nothing repaired.
+    labels = {**sts["metadata"]["labels"], "team": "x"}
+    host.objects[("StatefulSet", "agent-a1")] = _versioned({**sts, "metadata": {**sts["metadata"], "labels": labels}},
+                                                           "42")
     await reconciler.reconcile("a1")
     assert reconciler.compared == 2 and host.applied == []
+    # A field of the spec agentproxy applies, changed at once with a status write: repaired.
+    service = objects[("Service", "agent-a1-headless")]
+    host.objects[("Service", "agent-a1-headless")] = _versioned(
+        {**service, "spec": {**service["spec"], "ports": []}, "status": {"loadBalancer": {}}}, "43")
+    await reconciler.reconcile("a1")
+    assert reconciler.compared == 3 and [o["kind"] for o in host.applied] == ["Service"]
 
 
 class Hosts(Host):
