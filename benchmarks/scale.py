@@ -401,7 +401,7 @@ async def _reads(args: argparse.Namespace, replicas: list[Replica], n: int, empt
     await asyncio.sleep(args.idle)
     span = time.monotonic() - t0
     idle_cpu = [_cpu(r.process) - cpu0[k] for k, r in enumerate(replicas)]
-    changes = [after - before_ for after, before_ in zip(await _watch_events(replicas), events0, strict=True)]
+    changes = [now - then for now, then in zip(await _watch_events(replicas), events0, strict=True)]
     for k in range(len(replicas)):
         rows.append((f"replica {k}: CPU while idle ({args.idle:g} s, {changes[k]:.0f} watch events meanwhile)",
                      f"{idle_cpu[k] / span * 100:.2f} % of a core"))

@@ -20,10 +20,11 @@ would look abandoned and objects missing that exist. It looks again later.
 A pass that found nothing to apply remembers what it compared (the agent's spec and what a
 repair reads of each of its four objects: not their status): while none of it changed, the next
 pass of the agent (a status write, a watch restarted, a relist, an Event) renders and compares
-nothing again, since what is rendered and what is held are the same as then. Strays and abandoned claims are looked for on
-every pass. A start's pass over every agent is one task that takes the agents one after another,
-yielding to the event loop every few milliseconds (:meth:`Reconciler.sweep`): with 10,000 agents it is
-seconds of CPU, which requests are served between, not a block of them.
+nothing again, since what is rendered and what is held are the same as then. Strays and
+abandoned claims are looked for on every pass. A start's pass over every agent is one task that
+takes the agents one after another, yielding to the event loop every few milliseconds
+(:meth:`Reconciler.sweep`): with 10,000 agents it is seconds of CPU, which requests are served
+between, not a block of them.
 
 A warm pool's member whose ConfigMap is gone is not repaired either: its token's Secret went
 with the ConfigMap, so the pool replaces it (see :mod:`.pool`).

@@ -17,18 +17,20 @@ log = logging.getLogger(__name__)
 
 
 def samples(backend: Any) -> list[MetricSample]:
-    """Drift repairs by kind, rollbacks, abandoned claims, relists, watch events, and the API server's answers
-    of a k8s backend."""
+    """Drift repairs by kind, rollbacks, abandoned claims, relists, watch events, and the API
+    server's answers of a k8s backend."""
     reconciler, cache, health, client = backend.reconciler, backend.cache, backend.health, backend.client
     repairs = [MetricSample("k8s_drift_repairs_total", "Objects applied again because another manager changed "
                             "or removed a field agentproxy owns, or deleted the object, by kind.", "counter",
                             reconciler.repairs.get(k.name, 0), (("kind", k.name),)) for k in APPLIED]
-    relists = [MetricSample("k8s_watch_lists_total", "Lists of the watch cache (the first and every relist), "
-                            "by kind.", "counter", cache.reflectors[k.name].relists if cache else 0,
-                            (("kind", k.name),)) for k in KINDS]
-    events = [MetricSample("k8s_watch_events_total", "Changes received by the watches (bookmarks aside), by kind.",
-                           "counter", cache.reflectors[k.name].events if cache else 0, (("kind", k.name),))
-              for k in KINDS]
+
+    def by_kind(name: str, text: str, count: str) -> list[MetricSample]:
+        """A counter of each kind's reflector (its attribute ``count``)."""
+        return [MetricSample(name, text, "counter", getattr(cache.reflectors[k.name], count) if cache else 0,
+                             (("kind", k.name),)) for k in KINDS]
+    relists = by_kind("k8s_watch_lists_total", "Lists of the watch cache (the first and every relist), by kind.",
+                      "relists")
+    events = by_kind("k8s_watch_events_total", "Changes received by the watches (bookmarks aside), by kind.", "events")
     silence = health.silence()
     return [*repairs, *relists, *events,
             MetricSample("k8s_rollbacks_total", "Creates cut off half-way whose objects were removed again.",
