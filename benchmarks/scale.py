@@ -21,7 +21,10 @@ In one run:
    over the replica's RSS with none), CPU while idle over ``--idle`` seconds once no watch
    event came for 5 s (up to ``--settle`` seconds waited: the cluster binds volumes and reports
    pods for a while after the last create); the API server's and etcd's CPU in the same window
-   and their RSS;
+   and their RSS. On the test cluster, idle once more with its controllers, scheduler and kwok
+   paused (SIGSTOP, then SIGCONT): the replicas' own cost of watching every agent, which a
+   cluster still at work on thousands of new agents (a volume binder of about one claim a
+   second on two cores) hides under the cost of its changes;
 4. status changes: ``--changes`` agents suspended through one replica, seconds from the answer
    until the other replica shows it (p50 / p95); drift: as many Services changed out of band
    (a label, by another field manager), seconds until the label is back (p50 / p95);
@@ -46,7 +49,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +184,10 @@ class Replica:
                 await self.proc.wait()
 
 
-CONTROL_PLANE = ("kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kwok")
+CONTROLLERS = ("kube-controller-manager", "kube-scheduler", "kwok")
+"""The test cluster's processes that change its objects on their own (none runs leader election:
+paused, no lease of theirs runs out)."""
+CONTROL_PLANE = ("kube-apiserver", "etcd", *CONTROLLERS)
 """The test cluster's processes whose CPU the creates' rows share out."""
 
 
@@ -236,7 +243,7 @@ class CpuShares:
         wall = time.monotonic() - self.t0
         used = {name: value - self.cpu0[name] for name, value in self._now().items()}
         cores = os.cpu_count() or 1
-        controllers = sum(used.get(n, 0.0) for n in ("kube-controller-manager", "kube-scheduler", "kwok"))
+        controllers = sum(used.get(n, 0.0) for n in CONTROLLERS)
         parts = [f"API server {used.get('kube-apiserver', 0.0):.1f}", f"etcd {used.get('etcd', 0.0):.1f}",
                  f"controllers, scheduler, kwok {controllers:.1f}", f"client {used['client']:.1f}"]
         if self.replicas:
@@ -393,22 +400,51 @@ async def _reads(args: argparse.Namespace, replicas: list[Replica], n: int, empt
     quiet = await _quiet(replicas, QUIET, args.settle)
     rows.append((f"watches quiet (no change for {QUIET:g} s) after",
                  f"{quiet:.0f} s" if quiet is not None else f"not within {args.settle:g} s (measured anyway)"))
+    rows += await _idle(replicas, args.idle, "")
+    still = _control_plane(CONTROLLERS)
+    if still:  # the test cluster: its controllers are processes of this machine, which can be paused
+        with _paused(still.values()):
+            await _quiet(replicas, QUIET, 6 * QUIET)
+            rows += await _idle(replicas, args.idle, ", the cluster's controllers paused")
+
+
+async def _idle(replicas: list[Replica], seconds: float, what: str) -> list[tuple[str, str]]:
+    """The replicas' CPU over ``seconds``, with the watch events they received meanwhile, and
+    the API server's and etcd's CPU in the same window and their RSS."""
     events0 = await _watch_events(replicas)
     plane = _control_plane()
     before = {name: _cpu(p) for name, p in plane.items()}
     cpu0 = [_cpu(r.process) for r in replicas]
     t0 = time.monotonic()
-    await asyncio.sleep(args.idle)
+    await asyncio.sleep(seconds)
     span = time.monotonic() - t0
     idle_cpu = [_cpu(r.process) - cpu0[k] for k, r in enumerate(replicas)]
     changes = [now - then for now, then in zip(await _watch_events(replicas), events0, strict=True)]
+    rows = []
     for k in range(len(replicas)):
-        rows.append((f"replica {k}: CPU while idle ({args.idle:g} s, {changes[k]:.0f} watch events meanwhile)",
-                     f"{idle_cpu[k] / span * 100:.2f} % of a core"))
+        per_event = (f"; {idle_cpu[k] / changes[k] * 1e3:.2f} ms of CPU a watch event" if changes[k] >= 10 else "")
+        rows.append((f"replica {k}: CPU while idle ({seconds:g} s{what}, {changes[k]:.0f} watch events meanwhile)",
+                     f"{idle_cpu[k] / span * 100:.2f} % of a core{per_event}"))
     for name, proc in plane.items():
         rows.append((f"{name}: CPU in the same window / RSS",
                      f"{(_cpu(proc) - before[name]) / span * 100:.1f} % of a core / "
                      f"{proc.memory_info().rss / 1e6:.0f} MB"))
+    return rows
+
+
+@contextmanager
+def _paused(processes: Iterable[psutil.Process]) -> Iterator[None]:
+    """The processes stopped (SIGSTOP) for the block, continued (SIGCONT) after it, whatever happens."""
+    stopped: list[psutil.Process] = []
+    try:
+        for proc in processes:
+            proc.suspend()
+            stopped.append(proc)
+        yield
+    finally:
+        for proc in stopped:
+            with suppress(psutil.Error):
+                proc.resume()
 
 
 async def _watch_events(replicas: list[Replica]) -> list[float]:
