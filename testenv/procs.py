@@ -41,12 +41,21 @@ def start(state: Path, name: str, argv: list[str], env: Mapping[str, str] | None
     with open(logfile(state, name), "ab") as out:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True, cwd=state, env=None if env is None else dict(env))
-    created = psutil.Process(proc.pid).create_time()
+    started = psutil.Process(proc.pid)
     path = pidfile(state, name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"pid": proc.pid, "create_time": created, "exe": argv[0], "argv": argv,
-                                "env": None if env is None else dict(env)}))
+    path.write_text(json.dumps({"pid": proc.pid, "create_time": started.create_time(), "since_boot": since_boot(started),
+                                "exe": argv[0], "argv": argv, "env": None if env is None else dict(env)}))
     return psutil.Process(proc.pid)
+
+
+def since_boot(proc: psutil.Process) -> float:
+    """Seconds from the machine's boot to the start of ``proc`` (a handle opened now). Linux
+    keeps a process's start as clock ticks since boot; psutil's ``create_time`` adds the boot
+    time of ``/proc/stat``, whole seconds the kernel derives from the wall clock, which step by
+    one now and then as the clock is adjusted (a cluster up for half an hour was no longer
+    recognised as ours, and outlived ``cluster down``). Their difference does not step."""
+    return proc.create_time() - psutil.boot_time()
 
 
 def record(state: Path, name: str) -> dict:
@@ -60,7 +69,10 @@ def owned_process(state: Path, name: str) -> psutil.Process | None:
     try:
         rec = record(state, name)
         proc = psutil.Process(rec["pid"])
-        if abs(proc.create_time() - rec["create_time"]) > 0.01:
+        if "since_boot" in rec:
+            if abs(since_boot(proc) - rec["since_boot"]) > 0.01:
+                return None
+        elif abs(proc.create_time() - rec["create_time"]) > 0.01:  # a pid file written before since_boot
             return None
         if proc.status() == psutil.STATUS_ZOMBIE:
             return None
