@@ -36,6 +36,7 @@ import kr8s.asyncio
 import psutil
 import yaml
 
+from testenv import procs
 from testenv.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,10 +57,9 @@ def _cluster_env() -> dict[str, str]:
 
 
 def _apiserver() -> psutil.Process:
-    record = json.loads((_cluster_dir() / "run" / "kube-apiserver.pid").read_text())
-    proc = psutil.Process(record["pid"])
-    if abs(proc.create_time() - record["create_time"]) > 0.01:
-        raise SystemExit("the API server's pid file names another process")
+    proc = procs.owned_process(_cluster_dir(), "kube-apiserver")
+    if proc is None:
+        raise SystemExit("the API server's pid file is gone or names another process")
     return proc
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import sys
@@ -22,6 +21,8 @@ from urllib.parse import urlparse
 import psutil
 import pytest
 import yaml
+
+from testenv import procs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,9 +40,8 @@ def require_local_control_plane() -> None:
 
 def process() -> psutil.Process:
     """The API server process the pid file names, if it is still the one that was started."""
-    record = json.loads((cluster_dir() / "run" / "kube-apiserver.pid").read_text())
-    proc = psutil.Process(record["pid"])
-    assert abs(proc.create_time() - record["create_time"]) <= 0.01, "the pid file names another process"
+    proc = procs.owned_process(cluster_dir(), "kube-apiserver")
+    assert proc is not None, "the API server's pid file is gone or names another process"
     return proc
 
 
