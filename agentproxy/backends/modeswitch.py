@@ -80,7 +80,7 @@ def _live(record: dict[str, Any]) -> bool:
         return False
     try:
         identity = Identity.from_dict(record["process"])
-        return same_process(psutil.Process(identity.pid), identity.create_time, identity.cmdline)
+        return same_process(psutil.Process(identity.pid), identity.started, identity.cmdline)
     except (ValueError, psutil.Error):
         return False
 

@@ -19,6 +19,7 @@ import psutil
 import yaml
 
 from agentproxy.backends.base import AgentStatus
+from agentproxy.backends.local.process import Identity, find_process
 from agentproxy.spec import build_spec
 from testenv.ports import free_block, free_port
 
@@ -102,8 +103,8 @@ async def test_local_mode_finds_the_agents_k8s_mode_left(backend, namespace, kub
 
 def _agent_process(data_dir: Path, agent_id: str) -> psutil.Process:
     record = json.loads((data_dir / "state.json").read_text())["agents"][agent_id]["process"]
-    proc = psutil.Process(record["pid"])
-    assert abs(proc.create_time() - record["create_time"]) < 0.05
+    proc = find_process(Identity.from_dict(record))
+    assert proc is not None, f"agent {agent_id}'s recorded process does not run"
     return proc
 
 

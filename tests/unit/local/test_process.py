@@ -44,6 +44,29 @@ async def tree_of(tmp_path: Path) -> dict[str, int]:
     return json.loads(path.read_text())
 
 
+def test_identity_holds_when_the_boot_time_steps_with_the_wall_clock(monkeypatch):
+    # Linux derives /proc/stat's boot time (whole seconds) from the wall clock: when the clock is
+    # adjusted it steps by one, and every create_time psutil reports steps with it. The start
+    # since boot does not: an agent recorded before the step is still the same process after it.
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        identity = identify(proc.pid)
+        assert identity is not None
+        record = json.loads(json.dumps(identity.to_dict()))
+        earlier = {"pid": proc.pid, "create_time": psutil.Process(proc.pid).create_time(),
+                   "cmdline": list(identity.cmdline)}  # a record of an earlier version
+        assert find_process(Identity.from_dict(earlier)).pid == proc.pid
+        boot, create_time = psutil.boot_time(), psutil.Process.create_time
+        monkeypatch.setattr(psutil, "boot_time", lambda: boot + 1.0)
+        monkeypatch.setattr(psutil.Process, "create_time", lambda self: create_time(self) + 1.0)
+        assert find_process(identity).pid == proc.pid
+        assert find_process(Identity.from_dict(record)).pid == proc.pid
+        assert find_process(Identity(proc.pid, identity.started + 1.0, identity.cmdline)) is None
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_identity_names_one_process_and_not_a_reuse_of_its_pid(tmp_path):
     proc = subprocess.Popen(["sleep", "30"])
     try:
@@ -51,9 +74,9 @@ def test_identity_names_one_process_and_not_a_reuse_of_its_pid(tmp_path):
         assert identity is not None and identity.cmdline == ("sleep", "30")
         assert find_process(identity).pid == proc.pid
         assert Identity.from_dict(json.loads(json.dumps(identity.to_dict()))) == identity
-        assert find_process(Identity(proc.pid, identity.create_time + 5, identity.cmdline)) is None
-        assert find_process(Identity(proc.pid, identity.create_time, ("sleep", "31"))) is None
-        assert AgentProcess.adopt(Identity(proc.pid, identity.create_time - 5, identity.cmdline)) is None
+        assert find_process(Identity(proc.pid, identity.started + 5, identity.cmdline)) is None
+        assert find_process(Identity(proc.pid, identity.started, ("sleep", "31"))) is None
+        assert AgentProcess.adopt(Identity(proc.pid, identity.started - 5, identity.cmdline)) is None
     finally:
         proc.kill()
         proc.wait()
@@ -169,7 +192,7 @@ def test_tree_sampler_sums_the_tree(tmp_path):
         assert sample.rss_bytes > 40 << 20
         assert [pid for pid, _ in sample.members] == [parent.pid, child]
         # A root whose start time differs is another process: no sample.
-        assert sampler.sample({"a": Identity(parent.pid, identity.create_time + 9, identity.cmdline)}) == {}
+        assert sampler.sample({"a": Identity(parent.pid, identity.started + 9, identity.cmdline)}) == {}
     finally:
         for proc in psutil.Process(parent.pid).children() + [psutil.Process(parent.pid)]:
             proc.kill()

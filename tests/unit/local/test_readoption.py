@@ -87,18 +87,18 @@ async def test_agents_survive_a_killed_proxy_and_are_re_adopted(settings, tmp_pa
     await assert_nothing_left(tmp_path)
 
 
-@pytest.mark.parametrize("mismatch", ["cmdline", "create_time", "gone"])
+@pytest.mark.parametrize("mismatch", ["cmdline", "start", "gone"])
 async def test_a_recorded_pid_that_is_not_the_agent_is_never_touched(settings, tmp_path, mismatch):
     bystander = subprocess.Popen(["sleep", "60"], cwd="/")
     try:
         identity = identify(bystander.pid)
         assert identity is not None
-        record_process = {"pid": bystander.pid, "create_time": identity.create_time,
-                          "cmdline": list(identity.cmdline)}
+        record_process = identity.to_dict()
         if mismatch == "cmdline":  # the pid and start time of the bystander, an agentapi command line
             record_process["cmdline"] = [settings.local_mode.agentapi_binary, "server", "--port", "1"]
-        elif mismatch == "create_time":  # the very command line, but started at another time
-            record_process["create_time"] = identity.create_time - 3600
+        elif mismatch == "start":  # the very command line, but started at another time
+            record_process["started"] -= 3600
+            record_process["create_time"] -= 3600
         else:
             record_process["pid"] = 2**22 + 1  # above any pid_max: no such process
         agent_spec = spec(settings, "f1")

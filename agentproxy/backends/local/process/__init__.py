@@ -10,7 +10,7 @@ priority), :mod:`.starter` (the helper that starts every agent in one scheduling
 public names are importable from here.
 """
 
-from .identity import CREATE_TIME_TOLERANCE, Identity, alive, find_process, identify, process_of, same_process
+from .identity import START_TOLERANCE, Identity, alive, find_process, identify, process_of, same_process
 from .leader import AgentProcess
 from .priority import lower_group, lower_priority
 from .programs import agent_environment, executable_search_path, find_executable
@@ -21,7 +21,7 @@ from .stop import stop_in_background, stop_tree
 from .table import MAX_TREE, TAG_VARIABLE, ProcessTable, TableSnapshot, live_family, read_table, tagged_processes
 
 __all__ = [
-    "CREATE_TIME_TOLERANCE", "MAX_TREE", "TAG_VARIABLE", "AgentProcess", "AgentStarter", "Identity", "ProcessTable",
+    "START_TOLERANCE", "MAX_TREE", "TAG_VARIABLE", "AgentProcess", "AgentStarter", "Identity", "ProcessTable",
     "TableSnapshot",
     "TreeSample", "TreeSampler", "agent_environment", "alive", "directory_size", "executable_search_path",
     "find_executable", "find_process", "identify", "live_family", "lower_group", "lower_priority", "process_of", "read_table",

@@ -135,7 +135,7 @@ class AgentProcess:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
             found = identify(self.pid, settle=0)
-            if found is not None and same_process(self.proc, found.create_time):
+            if found is not None and same_process(self.proc, found.started):
                 self.identity = found
         return self.identity
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psutil
 
-from .identity import Identity, same_process
+from .identity import Identity, same_process, start_since_boot
 from .table import MAX_TREE, children_map
 
 
@@ -20,7 +20,7 @@ class TreeSample:
     rss_bytes: int
     cpu_percent: float
     members: tuple[tuple[int, float], ...] = field(default=())
-    """(pid, start time) of every process in the tree, the leader first."""
+    """(pid, start since boot) of every process in the tree, the leader first."""
 
 
 class TreeSampler:
@@ -42,7 +42,7 @@ class TreeSampler:
         samples: dict[str, TreeSample] = {}
         for key, identity in roots.items():
             root = self._handle(identity.pid)
-            if root is None or not same_process(root, identity.create_time):
+            if root is None or not same_process(root, identity.started):
                 continue
             rss, cpu, members = 0, 0.0, []
             stack: list[tuple[int, int | None]] = [(identity.pid, None)]  # (pid, parent)
@@ -63,7 +63,7 @@ class TreeSampler:
                             continue
                         rss += proc.memory_info().rss
                         cpu += proc.cpu_percent(None)
-                        members.append((pid, proc.create_time()))
+                        members.append((pid, start_since_boot(proc)))
                 except psutil.Error:  # exited meanwhile, or a zombie
                     continue
                 stack.extend((child, pid) for child in children.get(pid, ()))
