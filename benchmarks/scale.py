@@ -65,6 +65,7 @@ from agentproxy.backends.k8s.client import Client
 from agentproxy.backends.k8s.kinds import KINDS, Kind, kind_of, path_of
 from agentproxy.render import render_agent
 from agentproxy.spec import build_spec
+from testenv import procs
 
 from .k8s import _drop_namespaces, _http_timings, _namespace, _settings, percentile
 from .list_local import http_cpu
@@ -192,18 +193,11 @@ CONTROL_PLANE = ("kube-apiserver", "etcd", *CONTROLLERS)
 
 
 def _control_plane(names: tuple[str, ...] = ("kube-apiserver", "etcd")) -> dict[str, psutil.Process]:
-    """The processes ``names`` of the cluster ``$KUBECONFIG`` belongs to (by the pid files the
-    test cluster keeps beside it; none for another cluster)."""
-    run = Path(os.environ.get("KUBECONFIG", "")).resolve().parent / "run"
-    found = {}
-    for name in names:
-        try:
-            record = json.loads((run / f"{name}.pid").read_text())
-            proc = psutil.Process(int(record["pid"] if isinstance(record, dict) else record))
-            found[name] = proc
-        except (OSError, ValueError, KeyError, TypeError, psutil.Error):
-            continue
-    return found
+    """The processes ``names`` of the cluster ``$KUBECONFIG`` belongs to, by the test cluster's own
+    check of the pid files it keeps beside it (a pid since reused is not taken: some of these are
+    paused); none for another cluster."""
+    state = Path(os.environ.get("KUBECONFIG", "")).resolve().parent
+    return {name: proc for name in names if (proc := procs.owned_process(state, name)) is not None}
 
 
 def _cpu(proc: psutil.Process) -> float:
