@@ -150,8 +150,16 @@ async def assert_nothing_left(directory: Path, timeout: float = 5.0) -> None:
             return
         if time.monotonic() > deadline:
             described = [(p.pid, _cmdline(p)) for p in left]
-            raise AssertionError(f"left running: {described}; zombies: {[z.pid for z in zombies]}")
+            unreaped = [(z.pid, _name(z)) for z in zombies]  # a zombie keeps its name, not its command line
+            raise AssertionError(f"left running: {described}; zombies: {unreaped}")
         await asyncio.sleep(0.05)
+
+
+def _name(proc: psutil.Process) -> str:
+    try:
+        return proc.name()
+    except psutil.Error:
+        return "?"
 
 
 def _cmdline(proc: psutil.Process) -> str:

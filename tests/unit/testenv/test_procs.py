@@ -4,6 +4,7 @@ boot, whatever the wall clock did meanwhile."""
 import json
 import shutil
 
+import psutil
 import pytest
 
 from testenv import procs
@@ -13,9 +14,19 @@ from testenv import procs
 def sleeper(tmp_path):
     sleep = shutil.which("sleep")
     assert sleep is not None
-    procs.start(tmp_path, "sleeper", [sleep, "60"])
-    yield tmp_path
-    procs.stop(tmp_path, "sleeper", grace=5)
+    started = procs.start(tmp_path, "sleeper", [sleep, "60"])
+    try:
+        yield tmp_path
+    finally:
+        procs.stop(tmp_path, "sleeper", grace=5)
+        # The sleeper is a child of the test run (the cluster's processes are children of a
+        # command that has ended): reaped here, and ended here too where a test made its pid
+        # file name another process, which procs.stop then rightly leaves alone.
+        try:
+            started.kill()
+            started.wait(timeout=5)
+        except psutil.NoSuchProcess:
+            pass
 
 
 def _rewrite(state, **changes):
