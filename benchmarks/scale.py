@@ -73,6 +73,8 @@ from .list_local import http_cpu
 POLL = 0.02
 QUIET = 5.0
 """Seconds without a watch event after which the replicas count as idle."""
+WATCH_EVENTS = "agentproxy_k8s_watch_events_total"
+"""The replicas' count of watch events (labelled by the watch's kind)."""
 SMALL = "small"
 FLOOR_MANAGER = "floor-bench"
 
@@ -163,13 +165,20 @@ class Replica:
 
     async def metrics(self) -> dict[str, float]:
         """The samples of ``/metrics``, summed over their labels, by name."""
-        async with self.http.get(f"{self.base}/metrics") as resp:
-            text = await resp.text()
         sums: dict[str, float] = {}
-        for family in text_string_to_metric_families(text):
+        for family in await self._families():
             for sample in family.samples:
                 sums[sample.name] = sums.get(sample.name, 0.0) + sample.value
         return sums
+
+    async def metric_by(self, name: str, label: str) -> dict[str, float]:
+        """The samples of one metric of ``/metrics``, by the value of one of their labels."""
+        return {sample.labels.get(label, ""): sample.value for family in await self._families()
+                for sample in family.samples if sample.name == name}
+
+    async def _families(self) -> list[Any]:
+        async with self.http.get(f"{self.base}/metrics") as resp:
+            return list(text_string_to_metric_families(await resp.text()))
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
@@ -406,6 +415,7 @@ async def _idle(replicas: list[Replica], seconds: float, what: str) -> list[tupl
     """The replicas' CPU over ``seconds``, with the watch events they received meanwhile, and
     the API server's and etcd's CPU in the same window and their RSS."""
     events0 = await _watch_events(replicas)
+    kinds0 = [await r.metric_by(WATCH_EVENTS, "kind") for r in replicas]
     plane = _control_plane()
     before = {name: _cpu(p) for name, p in plane.items()}
     cpu0 = [_cpu(r.process) for r in replicas]
@@ -415,10 +425,16 @@ async def _idle(replicas: list[Replica], seconds: float, what: str) -> list[tupl
     idle_cpu = [_cpu(r.process) - cpu0[k] for k, r in enumerate(replicas)]
     changes = [now - then for now, then in zip(await _watch_events(replicas), events0, strict=True)]
     rows = []
-    for k in range(len(replicas)):
+    for k, replica in enumerate(replicas):
         per_event = (f"; {idle_cpu[k] / changes[k] * 1e3:.2f} ms of CPU a watch event" if changes[k] >= 10 else "")
         rows.append((f"replica {k}: CPU while idle ({seconds:g} s{what}, {changes[k]:.0f} watch events meanwhile)",
                      f"{idle_cpu[k] / span * 100:.2f} % of a core{per_event}"))
+        # Which watches the events came from says who was still at work (which controller).
+        kinds = await replica.metric_by(WATCH_EVENTS, "kind")
+        by_kind = {kind: n - kinds0[k].get(kind, 0.0) for kind, n in kinds.items()}
+        if any(by_kind.values()):
+            rows.append((f"replica {k}: those watch events by kind", ", ".join(
+                f"{kind} {n:.0f}" for kind, n in sorted(by_kind.items(), key=lambda kv: -kv[1]) if n)))
     for name, proc in plane.items():
         rows.append((f"{name}: CPU in the same window / RSS",
                      f"{(_cpu(proc) - before[name]) / span * 100:.1f} % of a core / "
@@ -443,7 +459,7 @@ def _paused(processes: Iterable[psutil.Process]) -> Iterator[None]:
 
 async def _watch_events(replicas: list[Replica]) -> list[float]:
     """The watch events each replica received so far."""
-    return [(await r.metrics()).get("agentproxy_k8s_watch_events_total", 0.0) for r in replicas]
+    return [(await r.metrics()).get(WATCH_EVENTS, 0.0) for r in replicas]
 
 
 async def _quiet(replicas: list[Replica], quiet: float, timeout: float) -> float | None:

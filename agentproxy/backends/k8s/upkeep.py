@@ -24,10 +24,14 @@ def samples(backend: Any) -> list[MetricSample]:
                             "or removed a field agentproxy owns, or deleted the object, by kind.", "counter",
                             reconciler.repairs.get(k.name, 0), (("kind", k.name),)) for k in APPLIED]
 
+    # Every reflector, the Events' too (labelled "Event/StatefulSet", say): a cluster at work
+    # on thousands of agents reports on them there, and each report is a watch event to handle.
+    watched = list(cache.reflectors) if cache else [k.name for k in KINDS]
+
     def by_kind(name: str, text: str, count: str) -> list[MetricSample]:
-        """A counter of each kind's reflector (its attribute ``count``)."""
-        return [MetricSample(name, text, "counter", getattr(cache.reflectors[k.name], count) if cache else 0,
-                             (("kind", k.name),)) for k in KINDS]
+        """A counter of each reflector (its attribute ``count``)."""
+        return [MetricSample(name, text, "counter", getattr(cache.reflectors[key], count) if cache else 0,
+                             (("kind", key),)) for key in watched]
     relists = by_kind("k8s_watch_lists_total", "Lists of the watch cache (the first and every relist), by kind.",
                       "relists")
     events = by_kind("k8s_watch_events_total", "Changes received by the watches (bookmarks aside), by kind.", "events")
