@@ -197,7 +197,8 @@ def ours(proc: psutil.Process, node_dir: str) -> bool:
         return False
 
 
-def _node_processes(node_dir: str) -> list[psutil.Process]:
+def node_processes(node_dir: str) -> list[psutil.Process]:
+    """The processes of the node in ``node_dir`` (see :func:`ours`)."""
     me = os.getpid()
     return [p for p in psutil.process_iter() if p.pid != me and ours(p, node_dir)]
 
@@ -206,7 +207,7 @@ def kill_processes(node_dir: str, timeout: float = 20.0) -> list[str]:
     """SIGKILL every process of the node until none is left; what survived."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        procs = _node_processes(node_dir)
+        procs = node_processes(node_dir)
         if not procs:
             return []
         for p in procs:
@@ -216,7 +217,7 @@ def kill_processes(node_dir: str, timeout: float = 20.0) -> list[str]:
                 pass
         for p in procs:
             exited(p, 2)
-    return [f"process {p.pid} {' '.join(p.cmdline())[:120]}" for p in _node_processes(node_dir)]
+    return [f"process {p.pid} {' '.join(p.cmdline())[:120]}" for p in node_processes(node_dir)]
 
 
 def _mountpoints() -> list[str]:
@@ -350,7 +351,7 @@ def snapshot(node_dir: str) -> dict:
     """What the node could leave on the host, for a before/after comparison."""
     links = _run(["ip", "-o", "link", "show"], check=False).stdout.splitlines()
     return {
-        "processes": sorted(" ".join(p.cmdline()) for p in _node_processes(node_dir)),
+        "processes": sorted(" ".join(p.cmdline()) for p in node_processes(node_dir)),
         "mounts": node_mounts(node_dir),
         "links": sorted(line.split(":")[1].strip() for line in links
                         if BRIDGE in line or "veth" in line),

@@ -90,12 +90,30 @@ def apiserver_args(layout: Layout) -> list[str]:
 
 
 def preflight(layout: Layout) -> None:
-    """Fail before anything changes when the node cannot start here."""
+    """Fail before anything changes when the node cannot start here. The real node of another
+    cluster is taken down first when nothing of that cluster runs any more (a run killed
+    half-way, a machine whose processes were all ended, leave one behind); one that runs is
+    never touched."""
     host.preflight()
     record = host.read_record()
     if record is not None and record["owner"] != str(layout.state):
-        raise SystemExit(f"[real-node] error: the real node of the cluster in {record['owner']} is on this "
-                         f"host; take it down first: AGENTPROXY_CLUSTER_DIR={record['owner']} bin/just cluster-down")
+        other = Layout(layout.cache, Path(record["owner"]), layout.port_base)
+        running = still_running(other, record["node_dir"])
+        if running:
+            raise SystemExit(f"[real-node] error: the real node of the cluster in {record['owner']} is on this "
+                             f"host ({', '.join(running)} running); take it down first: "
+                             f"AGENTPROXY_CLUSTER_DIR={record['owner']} bin/just cluster-down")
+        _log(f"the real node of the cluster in {other.state} was left behind (none of its processes runs); "
+             "taking it down")
+        down(other, record)
+
+
+def still_running(layout: Layout, node_dir: str) -> list[str]:
+    """What still runs of the cluster in ``layout``: the components its pid files name that are
+    the very processes it started, and the processes of its node (``host.ours``)."""
+    names = sorted(path.stem for path in (layout.state / "run").glob("*.pid"))
+    running = [name for name in names if procs.owned_process(layout.state, name) is not None]
+    return running + [f"pid {proc.pid}" for proc in host.node_processes(node_dir)]
 
 
 def _mine(layout: Layout) -> dict | None:
@@ -230,10 +248,11 @@ def _service_rules() -> bool:
     return out.returncode == 0 and f"{KUBERNETES_SERVICE_IP}/32" in out.stdout
 
 
-def down(layout: Layout) -> None:
-    """Stop the node and undo every change it made to the host. A no-op for a
-    cluster that never had a real node (no root needed then)."""
-    record = _mine(layout)
+def down(layout: Layout, record: dict | None = None) -> None:
+    """Stop the node and undo every change it made to the host (as ``record``, by default
+    this cluster's host record, says). A no-op for a cluster that never had a real node
+    (no root needed then)."""
+    record = record or _mine(layout)
     if record is None and not layout.node.exists():
         return
     if os.geteuid() != 0:
