@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -171,10 +171,30 @@ def sessions(count: int, small: str, per_session: int) -> Iterator[tuple[str, st
         yield f"s{i // per_session}", f"a{i}"
 
 
-class _Silent(httpx.AsyncByteStream):
-    """A watch's body that says nothing until it is closed."""
+class SilentWatches:
+    """The imitation's watches (:class:`~agentproxy.backends.k8s.watchstream.WatchStreams`): each
+    is accepted, recorded in ``api.watches``, and says nothing until it is closed."""
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    def __init__(self, api: SyntheticApi) -> None:
+        self.api = api
+
+    @asynccontextmanager
+    async def open(self, path: str, params: Mapping[str, str], headers: Mapping[str, str], *,
+                   connect_timeout: float, read_timeout: float) -> AsyncIterator[_SilentWatch]:
+        self.api.watches.append(path.rsplit("/", 1)[-1])
+        yield _SilentWatch()
+
+    async def close(self) -> None:
+        pass
+
+
+class _SilentWatch:
+    status = 200
+
+    async def error_body(self) -> bytes:
+        return b""  # pragma: no cover - never an error
+
+    async def lines(self) -> AsyncIterator[bytes]:
         await asyncio.Event().wait()
         yield b""  # pragma: no cover - never reached
 
@@ -197,22 +217,16 @@ class SyntheticApi:
         self.writes: list[tuple[str, str]] = []
         self.reads: list[str] = []
         """Objects asked for one by one that the imitation does not hold (answered 404)."""
+        self.streams = SilentWatches(self)
+        """The watches, for :class:`~agentproxy.backends.k8s.client.Client`'s ``streams``."""
 
     @asynccontextmanager
     async def call_api(self, method: str, version: str = "", base: str = "", url: str = "", *,
-                       params: dict[str, str] | None = None, stream: bool = False, content: Any = None,
+                       params: dict[str, str] | None = None, content: Any = None,
                        **_: Any) -> AsyncIterator[httpx.Response]:
         params = params or {}
         plural = url.rsplit("/", 1)[-1]
         request = httpx.Request(method, f"https://synthetic{base}/{url}")
-        if stream:
-            self.watches.append(plural)
-            response = httpx.Response(200, stream=_Silent(), request=request)
-            try:
-                yield response
-            finally:
-                await response.aclose()
-            return
         if method == "GET" and "fieldSelector" in params:  # the Events
             self.lists.append(f"events?{params['fieldSelector']}")
             yield self._answer(200, {"items": [], "metadata": {"resourceVersion": str(self.resource_version)}},

@@ -21,27 +21,10 @@ from .kube import get, request, server_side_apply, wait_for
 
 
 class ImpersonatingClient(Client):
-    """Sends every request as a ServiceAccount, as the proxy would run in-cluster."""
+    """Sends every request, watches included, as a ServiceAccount, as the proxy would run in-cluster."""
 
     def __init__(self, api, namespace: str, service_account: str) -> None:
-        super().__init__(api)
-        self.headers = {"Impersonate-User": f"system:serviceaccount:{namespace}:{service_account}"}
-
-    async def request(self, method, path, *, headers=None, **kwargs):
-        return await super().request(method, path, headers={**self.headers, **(headers or {})}, **kwargs)
-
-    def stream(self, path, params, read_timeout):
-        original = self.api.call_api
-
-        # Watches go through call_api directly; add the header there too.
-        def call_api(*args, **kwargs):
-            kwargs["headers"] = {**self.headers, **(kwargs.get("headers") or {})}
-            return original(*args, **kwargs)
-        self.api.call_api = call_api  # type: ignore[method-assign]  # every watch of this client, with the header
-        try:
-            return super().stream(path, params, read_timeout)
-        finally:
-            self.api.call_api = original  # type: ignore[method-assign]  # undone
+        super().__init__(api, headers={"Impersonate-User": f"system:serviceaccount:{namespace}:{service_account}"})
 
 
 async def test_backend_works_with_exactly_the_shipped_role(api, namespace):

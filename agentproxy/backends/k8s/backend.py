@@ -201,6 +201,8 @@ class K8sBackend(Backend):
             await self.first_messages.close()
         if self._http is not None:
             await self._http.close()
+        if self.client is not None:
+            await self.client.close()  # the watches' connections; the client can open them again
 
     async def healthy(self) -> bool:
         return await self.readiness() is None

@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 import httpx
 import kr8s
 import kr8s.asyncio
@@ -32,6 +33,7 @@ from ..base import BackendError, Conflict, Forbidden, NotFound, Rejected, Unavai
 from .credentials import SERVICE_ACCOUNT_DIR, TOKEN_RELOAD_PERIOD, TokenFile, kubeconfig_present, service_account_dir
 from .health import ApiHealth
 from .kinds import kind_of, path_of
+from .watchstream import AiohttpWatchStreams, WatchStreams
 
 __all__ = ["Client", "Gone", "NamespaceMissing", "TokenFile", "kubeconfig_present", "service_account_dir", "translate"]
 
@@ -99,7 +101,7 @@ def translate(exc: BaseException, verb: str, resource: str, retry_after: float =
         within = f" within {timeout:g} s" if timeout else ""
         return Unavailable(f"the Kubernetes API server did not answer {verb} {resource}{within}",
                            retry_after=retry_after)
-    if isinstance(exc, (httpx.TransportError, OSError)):
+    if isinstance(exc, (httpx.TransportError, aiohttp.ClientError, OSError)):
         return Unavailable(f"the Kubernetes API server cannot be reached ({type(exc).__name__}: {exc})",
                            retry_after=retry_after)
     return Unavailable(f"{verb} {resource} failed: {exc}", retry_after=retry_after)
@@ -111,8 +113,13 @@ class Client:
     def __init__(self, api: kr8s.asyncio.Api, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
                  token: TokenFile | None = None, *,
                  request_timeout: float = DEFAULT_REQUEST_TIMEOUT, retry_after: float = DEFAULT_RETRY_AFTER,
-                 health: ApiHealth | None = None) -> None:
+                 health: ApiHealth | None = None, streams: WatchStreams | None = None,
+                 headers: Mapping[str, str] | None = None) -> None:
         self.api = api
+        self.streams: WatchStreams = streams if streams is not None else AiohttpWatchStreams(api)
+        """Opens the watches (see :mod:`.watchstream`); every other call goes through kr8s."""
+        self.headers = dict(headers or {})
+        """Headers of every call, watches included (``Impersonate-User``, say)."""
         self.calls = 0
         self.token = token
         """The ServiceAccount's token file when in-cluster credentials are used, else None."""
@@ -175,7 +182,12 @@ class Client:
         return error
 
     def _headers(self, headers: Mapping[str, str] | None = None) -> dict[str, str]:
-        return {**(self.token.header() if self.token else {}), **(headers or {})}
+        return {**(self.token.header() if self.token else {}), **self.headers, **(headers or {})}
+
+    async def close(self) -> None:
+        """Close the watches' connections (kr8s keeps its own). The client stays usable: a later
+        watch connects again."""
+        await self.streams.close()
 
     def _renewed(self, status: int, sent: Mapping[str, str]) -> bool:
         """After a 401 to a request sent with the headers ``sent``: whether the token is now
@@ -294,30 +306,43 @@ class Client:
         return True
 
     @asynccontextmanager
-    async def stream(self, path: str, params: Mapping[str, str], read_timeout: float) -> AsyncIterator[AsyncIterator[str]]:
-        """Lines of a watch response; a silence longer than ``read_timeout`` ends it with an error.
-        Every line counts as an answer of the server."""
-        base, _, rest = path.lstrip("/").partition("/")
-        timeout = httpx.Timeout(self.request_timeout, read=read_timeout)
+    async def stream(self, path: str, params: Mapping[str, str], read_timeout: float) -> AsyncIterator[AsyncIterator[bytes]]:
+        """Lines of a watch response; one that stays silent longer than ``read_timeout`` ends
+        (see :mod:`.watchstream`). Every line counts as an answer of the server."""
         self.require_answering()
         self.calls += 1
         sent = self._headers()
-        async with self.api.call_api("GET", version="", base=f"/{base}", url=rest, params=dict(params),
-                                     stream=True, timeout=timeout, raise_for_status=False, headers=sent) as resp:
-            self._answered(resp.status_code)
-            if resp.is_error:
-                await resp.aread()
-                if resp.status_code == 410:
-                    raise Gone(resp.text)
-                self._renewed(resp.status_code, sent)  # the watch is started again by its caller
-                raise _from_status(resp.status_code, _json(resp), "watch", path.rsplit("/", 1)[-1], self.retry_after)
-            yield self._lines(resp)
+        try:
+            async with self.streams.open(path, params, sent, connect_timeout=self.request_timeout,
+                                         read_timeout=read_timeout) as resp:
+                self._answered(resp.status)
+                if resp.status >= 400:
+                    body = await resp.error_body()
+                    if resp.status == 410:
+                        raise Gone(body.decode(errors="replace"))
+                    self._renewed(resp.status, sent)  # the watch is started again by its caller
+                    raise _from_status(resp.status, _json_bytes(body), "watch", path.rsplit("/", 1)[-1],
+                                       self.retry_after)
+                yield self._lines(resp.lines())
+        except (BackendError, Gone):
+            raise
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise translate(exc, "watch", path.rsplit("/", 1)[-1], self.retry_after) from None
 
-    async def _lines(self, resp: httpx.Response) -> AsyncIterator[str]:
-        async for line in resp.aiter_lines():
+    async def _lines(self, lines: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        async for line in lines:
             if self.health is not None:
                 self.health.answered()
             yield line
+
+
+def _json_bytes(body: bytes) -> Any:
+    if not body:
+        return {}
+    try:
+        return json.loads(body)
+    except ValueError:
+        return {"message": body[:500].decode(errors="replace")}
 
 
 def _json(resp: httpx.Response) -> Any:

@@ -55,7 +55,7 @@ def test_the_objects_hold_what_agentproxy_applies_and_what_the_server_adds():
 async def test_a_backend_started_on_the_imitation_lists_ready_agents_and_writes_nothing():
     config = settings()
     api = synthetic_namespace(config, 6)
-    backend = K8sBackend(config, client=Client(api))  # type: ignore[arg-type]  # the imitation of kr8s's Api
+    backend = K8sBackend(config, client=Client(api, streams=api.streams))  # type: ignore[arg-type]  # the imitation of kr8s's Api
     await backend.start()
     try:
         agents = await backend.list()
@@ -88,7 +88,7 @@ async def test_a_start_derives_and_reconciles_nothing_from_a_partial_view():
     config = settings()
     api = synthetic_namespace(config, 4)
     api.gates["statefulsets"] = asyncio.Event()
-    backend = K8sBackend(config, client=Client(api))  # type: ignore[arg-type]  # the imitation of kr8s's Api
+    backend = K8sBackend(config, client=Client(api, streams=api.streams))  # type: ignore[arg-type]  # the imitation of kr8s's Api
     first_event = asyncio.ensure_future(backend.events().__anext__())
     await asyncio.sleep(0)  # subscribed
     start = asyncio.ensure_future(backend.start())

@@ -1,0 +1,153 @@
+"""Watch streams over aiohttp, with the credentials kr8s loaded.
+
+Every request of the k8s backend goes through kr8s (httpx), except its watches: a watch is
+one long response whose lines arrive one change at a time, and read through httpx, httpcore
+and anyio's TLS stream each line cost about twice the CPU that aiohttp's reader takes
+(``docs/performance.md``), once for every change of every agent on every replica. The
+connection is made as kr8s makes its own: the API server of its kubeconfig or ServiceAccount,
+its TLS context (the cluster's CA, a client certificate, or none to verify), its bearer token,
+its TLS server name and proxy, and the proxy variables of the environment (as httpx honours them).
+
+A watch that stays silent longer than its read timeout ends quietly: its caller starts it
+again from the last resourceVersion. Watches of Events get no bookmarks from the API server,
+so a quiet namespace leaves them silent for minutes; whether the server still answers is the
+health checks' question (:mod:`.health`), not theirs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
+
+import aiohttp
+
+from ... import __version__
+
+__all__ = ["AiohttpWatchStreams", "WatchResponse", "WatchStreams"]
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK = 1 << 16
+"""Bytes read from a watch at most at a time (many lines, when changes come in a burst)."""
+
+
+class WatchResponse(Protocol):
+    """What a caller reads of a watch: its status, its body when it is an error, its lines."""
+
+    status: int
+
+    async def error_body(self) -> bytes:
+        """The whole body (an error status's JSON)."""
+        ...
+
+    def lines(self) -> AsyncIterator[bytes]:
+        """The body's lines, each a watch event (or empty), as they arrive; ends when the server
+        ends the watch, or quietly after the read timeout passed without a byte."""
+        ...
+
+
+class WatchStreams(Protocol):
+    """Opens watches: the transport of :meth:`.client.Client.stream`."""
+
+    def open(self, path: str, params: Mapping[str, str], headers: Mapping[str, str], *,
+             connect_timeout: float, read_timeout: float) -> Any:
+        """An async context manager of a :class:`WatchResponse` for ``GET path?params``."""
+        ...
+
+    async def close(self) -> None:
+        """Close what is open (a later :meth:`open` opens again)."""
+        ...
+
+
+class _AiohttpResponse:
+    def __init__(self, response: aiohttp.ClientResponse, read_timeout: float) -> None:
+        self._response = response
+        self.status = response.status
+        self._read_timeout = read_timeout
+
+    async def error_body(self) -> bytes:
+        return await self._response.read()
+
+    async def lines(self) -> AsyncIterator[bytes]:
+        # Split here rather than with the reader's readline, which refuses a line longer than
+        # its buffer (128 KiB), and an object in a watch event may be a megabyte or more.
+        content = self._response.content
+        pending = b""
+        while True:
+            try:
+                chunk = await content.readany()
+            except TimeoutError:  # aiohttp's read timeout: silence, see above
+                log.debug("watch %s silent for %g s; ending it", self._response.url.path, self._read_timeout)
+                return
+            if not chunk:  # the server ended the watch
+                if pending.strip():
+                    yield pending
+                return
+            if b"\n" not in chunk:
+                pending += chunk
+                continue
+            *complete, rest = (pending + chunk).split(b"\n")
+            pending = rest
+            for line in complete:
+                yield line
+
+
+class AiohttpWatchStreams:
+    """Watches over one aiohttp session per event loop, with the credentials of kr8s's ``api``."""
+
+    def __init__(self, api: Any) -> None:
+        self.api = api
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._opening = asyncio.Lock()
+
+    async def _session_now(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a session belongs to its event loop; another loop's is left
+            self._session, self._loop, self._opening = None, loop, asyncio.Lock()
+        async with self._opening:
+            if self._session is None or self._session.closed:
+                context = await self.api.auth.ssl_context()
+                if context is True:  # nothing to add to verification: the default, with httpx's CAs
+                    context = _default_context()
+                self._session = aiohttp.ClientSession(
+                    trust_env=True,
+                    connector=aiohttp.TCPConnector(ssl=context, limit=0),
+                    headers={"User-Agent": f"agentproxy/{__version__}", "Accept": "application/json"})
+            return self._session
+
+    @asynccontextmanager
+    async def open(self, path: str, params: Mapping[str, str], headers: Mapping[str, str], *,
+                   connect_timeout: float, read_timeout: float) -> AsyncIterator[WatchResponse]:
+        """A watch of ``GET path?params``; ``headers`` over kr8s's bearer token, if it has one."""
+        session = await self._session_now()
+        auth = self.api.auth
+        sent = {**({"Authorization": f"Bearer {auth.token}"} if auth.token else {}), **headers}
+        options: dict[str, Any] = {}
+        if auth.tls_server_name:
+            options["server_hostname"] = auth.tls_server_name
+        if auth.proxy:
+            options["proxy"] = auth.proxy
+        timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
+        # The server's URL may carry a path of its own (a proxy in front of the API server).
+        url = auth.server.rstrip("/") + path
+        async with session.get(url, params=dict(params), headers=sent, timeout=timeout, **options) as response:
+            yield _AiohttpResponse(response, read_timeout)
+
+    async def close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None and not session.closed and self._loop is asyncio.get_running_loop():
+            await session.close()
+
+
+def _default_context() -> ssl.SSLContext:
+    """The verification httpx does by default (certifi's CAs), where kr8s gives no CA of its own."""
+    try:
+        import certifi
+    except ImportError:  # pragma: no cover - httpx, hence kr8s, depends on it
+        return ssl.create_default_context()
+    return ssl.create_default_context(cafile=certifi.where())

@@ -1,0 +1,151 @@
+"""Watch streams over aiohttp (:mod:`agentproxy.backends.k8s.watchstream`) through the k8s
+client: a real aiohttp server on 127.0.0.1 answers as the API server answers a watch (chunked
+lines, each an event, written as they happen); kr8s's credentials are stood in for by an object of
+their shape (the real ones, TLS and client certificates, are the e2e suite's, on the test cluster)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from agentproxy.backends.base import Forbidden, Unavailable
+from agentproxy.backends.k8s.client import Client, Gone
+from agentproxy.backends.k8s.credentials import TokenFile
+from agentproxy.backends.k8s.health import ApiHealth
+
+PATH = "/api/v1/namespaces/agents/pods"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _auth(server: str, token: str | None = None) -> SimpleNamespace:
+    async def ssl_context() -> bool:
+        return True  # nothing of its own to verify with (a plain-HTTP server here)
+    return SimpleNamespace(server=server, token=token, tls_server_name=None, proxy=None, ssl_context=ssl_context)
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
+    runners: list[web.AppRunner] = []
+
+    async def start(handler: Handler) -> str:
+        app = web.Application()
+        app.router.add_get(PATH, handler)
+        runner = web.AppRunner(app, shutdown_timeout=1.0)  # a handler that is still writing is cut off
+        await runner.setup()
+        runners.append(runner)
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+async def _watch(client: Client, read_timeout: float = 5.0) -> list[Any]:
+    async with client.stream(PATH, {"watch": "1", "labelSelector": "a=b,c"}, read_timeout) as lines:
+        return [json.loads(line) async for line in lines if line.strip()]
+
+
+async def test_events_split_anywhere_and_larger_than_the_readers_buffer_arrive_whole(serve):
+    big = {"type": "MODIFIED", "object": {"metadata": {"name": "big"}, "data": {"k": "x" * 300_000}}}
+    small = [{"type": "ADDED", "object": {"metadata": {"name": f"o{i}"}}} for i in range(3)]
+    seen: dict[str, Any] = {}
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        seen.update(query=dict(request.query), headers=dict(request.headers))
+        response = web.StreamResponse()
+        await response.prepare(request)
+        wire = b"".join(json.dumps(e).encode() + b"\n" for e in [small[0], big, small[1]])
+        wire += json.dumps(small[2]).encode()  # the last without its newline
+        for at in range(0, len(wire), 7777):  # cut anywhere, mid-line included
+            await response.write(wire[at:at + 7777])
+            await asyncio.sleep(0)
+        return response
+
+    url = await serve(handler)
+    health = ApiHealth(unready_after=30.0)
+    client = Client(SimpleNamespace(auth=_auth(url, token="kr8s-token")), health=health,  # type: ignore[arg-type]
+                    headers={"Impersonate-User": "system:serviceaccount:agents:agentproxy"})
+    try:
+        assert await _watch(client) == [small[0], big, small[1], small[2]]
+    finally:
+        await client.close()
+    assert seen["query"] == {"watch": "1", "labelSelector": "a=b,c"}
+    assert seen["headers"]["Authorization"] == "Bearer kr8s-token"
+    assert seen["headers"]["Impersonate-User"] == "system:serviceaccount:agents:agentproxy"
+    assert client.calls == 1 and health.answering()
+
+
+async def test_a_token_file_wins_over_the_token_kr8s_loaded(serve, tmp_path):
+    token = tmp_path / "token"
+    token.write_text("rotated")
+    headers: dict[str, str] = {}
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        headers.update(request.headers)
+        return web.Response(text="")
+
+    url = await serve(handler)
+    client = Client(SimpleNamespace(auth=_auth(url, token="stale")), token=TokenFile(token))  # type: ignore[arg-type]
+    try:
+        assert await _watch(client) == []
+    finally:
+        await client.close()
+    assert headers["Authorization"] == "Bearer rotated"
+
+
+async def test_a_silent_watch_ends_quietly_and_the_next_one_connects_again(serve):
+    watches = 0
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        nonlocal watches
+        watches += 1
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(b'{"type": "ADDED", "object": {}}\n')
+        await asyncio.sleep(30)  # then nothing (as a watch of Events gets no bookmarks)
+        return response
+
+    url = await serve(handler)
+    client = Client(SimpleNamespace(auth=_auth(url)))  # type: ignore[arg-type]
+    try:
+        assert await _watch(client, read_timeout=0.3) == [{"type": "ADDED", "object": {}}]
+        assert await _watch(client, read_timeout=0.3) == [{"type": "ADDED", "object": {}}]
+    finally:
+        await client.close()
+    assert watches == 2
+
+
+@pytest.mark.parametrize(("status", "body", "error", "text"), [
+    (410, {"kind": "Status", "code": 410, "message": "too old resource version: 5 (9)"}, Gone, "too old"),
+    (403, {"kind": "Status", "code": 403, "reason": "Forbidden",
+           "message": 'pods is forbidden: User "x" cannot watch resource "pods"'}, Forbidden, "cannot watch"),
+])
+async def test_an_error_answer_is_the_servers_own_message(serve, status, body, error, text):
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.json_response(body, status=status)
+
+    url = await serve(handler)
+    client = Client(SimpleNamespace(auth=_auth(url)))  # type: ignore[arg-type]
+    try:
+        with pytest.raises(error, match=text):
+            await _watch(client)
+    finally:
+        await client.close()
+
+
+async def test_a_server_that_cannot_be_reached_is_unavailable(unused_tcp_port):
+    client = Client(SimpleNamespace(auth=_auth(f"http://127.0.0.1:{unused_tcp_port}")))  # type: ignore[arg-type]
+    try:
+        with pytest.raises(Unavailable, match="cannot be reached"):
+            await _watch(client)
+    finally:
+        await client.close()
