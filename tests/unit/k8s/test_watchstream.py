@@ -149,3 +149,60 @@ async def test_a_server_that_cannot_be_reached_is_unavailable(unused_tcp_port):
             await _watch(client)
     finally:
         await client.close()
+
+
+async def test_a_kubeconfig_with_a_client_certificate_is_used_as_kr8s_uses_it(tmp_path):
+    """The credentials kr8s loads from a kubeconfig (the cluster's CA, a client certificate)
+    make the watch's TLS connection: the server requires the certificate and reads its name."""
+    import ssl
+
+    import kr8s.asyncio
+
+    from testenv.pki import write_pki
+
+    pki = tmp_path / "pki"
+    write_pki(pki, {"watcher": "agentproxy:watchers"})
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki / "ca.crt"))
+    server_tls.load_cert_chain(pki / "apiserver.crt", pki / "apiserver.key")
+    server_tls.verify_mode = ssl.CERT_REQUIRED
+    peers: list[Any] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        peers.append(request.transport.get_extra_info("peercert") if request.transport else None)
+        return web.Response(text='{"type": "ADDED", "object": {"metadata": {"name": "a"}}}\n')
+
+    async def version(request: web.Request) -> web.Response:  # what kr8s asks first
+        return web.json_response({"major": "1", "minor": "35", "gitVersion": "v1.35.0"})
+
+    app = web.Application()
+    app.router.add_get(PATH, handler)
+    app.router.add_get("/version/", version)
+    app.router.add_get("/version", version)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_tls)
+    await site.start()
+    port = runner.addresses[0][1]
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(f"""apiVersion: v1
+kind: Config
+clusters:
+- name: c
+  cluster: {{server: "https://127.0.0.1:{port}", certificate-authority: "{pki / 'ca.crt'}"}}
+users:
+- name: u
+  user: {{client-certificate: "{pki / 'watcher.crt'}", client-key: "{pki / 'watcher.key'}"}}
+contexts:
+- name: c
+  context: {{cluster: c, user: u}}
+current-context: c
+""")
+    client = Client(await kr8s.asyncio.api(kubeconfig=str(kubeconfig)))
+    try:
+        assert await _watch(client) == [{"type": "ADDED", "object": {"metadata": {"name": "a"}}}]
+    finally:
+        await client.close()
+        await runner.cleanup()
+    [peer] = peers
+    subject = dict(field for rdn in peer["subject"] for field in rdn)
+    assert subject["commonName"] == "watcher"

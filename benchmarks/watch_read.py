@@ -1,0 +1,192 @@
+"""The CPU a replica spends reading one watch event: kr8s's stream (httpx, httpcore, anyio's TLS
+stream), as the k8s backend read its watches before, against its own watch streams over aiohttp
+(``agentproxy/backends/k8s/watchstream.py``), in the same run.
+
+A server process on 127.0.0.1 answers a watch as the API server does (TLS with the cluster's CA,
+a client certificate required, chunked lines of JSON, one event at a time with ``--interval``
+seconds between: changes of a cluster at work arrive one by one, so each costs a read of its own);
+each event is a pod as the templates render it, with what the server adds (``benchmarks/synthetic.py``).
+This process watches it both ways with the credentials kr8s loads from a kubeconfig, each event
+parsed, rounds interleaved, and reports its own CPU time per event (the server's is not counted).
+
+Usage: ``python -m benchmarks.watch_read [--events 2000] [--interval 0.005] [--rounds 3] [--loop auto]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import kr8s.asyncio
+from aiohttp import web
+
+from agentproxy.api.serve import LOOPS, event_loop_runner
+from agentproxy.backends.k8s.client import Client
+from agentproxy.settings import load_settings
+from testenv.pki import write_pki
+
+from .synthetic import agent_objects
+
+PATH = "/api/v1/namespaces/bench/pods"
+USER = "watcher"
+
+
+def _event_line() -> bytes:
+    settings = load_settings(overrides=["k8s_mode.namespace=bench"], environ={}).settings
+    pod = next(obj for obj in agent_objects(settings, "s", "a1", 100).values() if obj["kind"] == "Pod")
+    return json.dumps({"type": "MODIFIED", "object": pod}, separators=(",", ":")).encode() + b"\n"
+
+
+# --- the server (a process of its own: its CPU is not this process's) ----------------------------
+
+def serve(pki: Path, events: int, interval: float) -> None:
+    """Answer every watch with ``events`` events, ``interval`` seconds apart; print the port."""
+    line = _event_line()
+
+    async def watch(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        for _ in range(events):
+            await response.write(line)
+            await asyncio.sleep(interval)
+        await response.write_eof()
+        return response
+
+    async def version(request: web.Request) -> web.Response:
+        return web.json_response({"major": "1", "minor": "35", "gitVersion": "v1.35.0"})
+
+    async def main() -> None:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki / "ca.crt"))
+        tls.load_cert_chain(pki / "apiserver.crt", pki / "apiserver.key")
+        tls.verify_mode = ssl.CERT_REQUIRED
+        app = web.Application()
+        app.router.add_get(PATH, watch)
+        app.router.add_get("/version", version)
+        app.router.add_get("/version/", version)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls).start()
+        print(runner.addresses[0][1], flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+# --- the two ways of reading ---------------------------------------------------------------------
+
+async def _through_kr8s(api: Any) -> int:
+    """The read path before: kr8s's ``call_api`` stream and httpx's lines."""
+    count = 0
+    async with api.call_api("GET", version="", base="/api", url="v1/namespaces/bench/pods",
+                            params={"watch": "1"}, stream=True) as response:
+        async for line in response.aiter_lines():
+            if line.strip():
+                json.loads(line)
+                count += 1
+    return count
+
+
+async def _through_client(client: Client) -> int:
+    """The read path now: the k8s client's watch stream over aiohttp."""
+    count = 0
+    async with client.stream(PATH, {"watch": "1"}, read_timeout=30.0) as lines:
+        async for line in lines:
+            if line.strip():
+                json.loads(line)
+                count += 1
+    return count
+
+
+async def _cpu_per_event(read: Callable[[], Awaitable[int]], expected: int) -> float:
+    cpu = time.process_time()
+    count = await read()
+    used = time.process_time() - cpu
+    if count != expected:
+        raise SystemExit(f"watch-read: {count} events read of {expected}")
+    return used / count
+
+
+def _kubeconfig(directory: Path, port: int) -> Path:
+    pki = directory / "pki"
+    path = directory / "kubeconfig"
+    path.write_text(f"""apiVersion: v1
+kind: Config
+clusters:
+- name: bench
+  cluster: {{server: "https://127.0.0.1:{port}", certificate-authority: "{pki / 'ca.crt'}"}}
+users:
+- name: {USER}
+  user: {{client-certificate: "{pki / f'{USER}.crt'}", client-key: "{pki / f'{USER}.key'}"}}
+contexts:
+- name: bench
+  context: {{cluster: bench, user: {USER}}}
+current-context: bench
+""")
+    return path
+
+
+async def measure(args: argparse.Namespace, directory: Path) -> dict[str, list[float]]:
+    """CPU seconds per event of each way, one figure per round."""
+    write_pki(directory / "pki", {USER: None})
+    server = subprocess.Popen([sys.executable, "-m", "benchmarks.watch_read", "--serve", str(directory / "pki"),
+                               "--events", str(args.events), "--interval", str(args.interval)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        api = await kr8s.asyncio.api(kubeconfig=str(_kubeconfig(directory, port)))
+        client = Client(api)
+        ways: dict[str, Callable[[], Awaitable[int]]] = {
+            "kr8s stream (httpx), as before": lambda: _through_kr8s(api),
+            "k8s client's watch stream (aiohttp)": lambda: _through_client(client),
+        }
+        figures: dict[str, list[float]] = {name: [] for name in ways}
+        try:
+            for _ in range(args.rounds):
+                for name, read in ways.items():
+                    figures[name].append(await _cpu_per_event(read, args.events))
+        finally:
+            await client.close()
+        return figures
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=2000, help="events of each watch")
+    parser.add_argument("--interval", type=float, default=0.005, help="seconds between two events")
+    parser.add_argument("--rounds", type=int, default=3, help="watches of each way, interleaved")
+    parser.add_argument("--loop", choices=LOOPS, default="auto",
+                        help="this process's event loop, as `agentproxy serve --loop` (uvloop where there is one)")
+    parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)  # the server process, given its PKI
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.events, args.interval)
+        return
+    with tempfile.TemporaryDirectory(prefix="watch-read-") as tmp, event_loop_runner(args.loop) as runner:
+        figures = runner.run(measure(args, Path(tmp)))
+        loop = type(runner.get_loop()).__module__.split(".")[0]
+    print(f"watch events read: {args.events} a watch, {args.interval:g} s apart, {len(_event_line())} bytes "
+          f"each, {args.rounds} rounds, on {loop}'s event loop; this process's CPU, the server's apart")
+    medians = {name: statistics.median(values) for name, values in figures.items()}
+    for name, values in figures.items():
+        rounds = ", ".join(f"{v * 1e6:.0f}" for v in values)
+        print(f"{name:40} {medians[name] * 1e6:7.0f} µs CPU an event (median; rounds {rounds})")
+    before, now = medians.values()
+    print(f"{'aiohttp / httpx':40} {now / before:7.2f}x")
+
+
+if __name__ == "__main__":
+    main()
