@@ -33,6 +33,7 @@ from aiohttp import web
 from agentproxy.api.serve import LOOPS, event_loop_runner
 from agentproxy.backends.k8s.client import Client
 from agentproxy.settings import load_settings
+from testenv.apiclient import client_kubeconfig
 from testenv.pki import write_pki
 
 from .synthetic import agent_objects
@@ -49,6 +50,27 @@ def _event_line() -> bytes:
 
 # --- the server (a process of its own: its CPU is not this process's) ----------------------------
 
+async def start_api_server(pki: Path, watch: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.AppRunner:
+    """An HTTPS server on 127.0.0.1 (a free port: ``runner.addresses``) that answers as an API
+    server does what a watch asks: ``/version`` (kr8s's first call) and ``watch`` at :data:`PATH`,
+    with the serving certificate :func:`~testenv.pki.write_pki` wrote into ``pki``, and a client
+    certificate of its CA required."""
+    async def version(request: web.Request) -> web.Response:
+        return web.json_response({"major": "1", "minor": "35", "gitVersion": "v1.35.0"})
+
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki / "ca.crt"))
+    tls.load_cert_chain(pki / "apiserver.crt", pki / "apiserver.key")
+    tls.verify_mode = ssl.CERT_REQUIRED
+    app = web.Application()
+    app.router.add_get(PATH, watch)
+    app.router.add_get("/version", version)
+    app.router.add_get("/version/", version)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls).start()
+    return runner
+
+
 def serve(pki: Path, events: int, interval: float) -> None:
     """Answer every watch with ``events`` events, ``interval`` seconds apart; print the port."""
     line = _event_line()
@@ -62,20 +84,8 @@ def serve(pki: Path, events: int, interval: float) -> None:
         await response.write_eof()
         return response
 
-    async def version(request: web.Request) -> web.Response:
-        return web.json_response({"major": "1", "minor": "35", "gitVersion": "v1.35.0"})
-
     async def main() -> None:
-        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki / "ca.crt"))
-        tls.load_cert_chain(pki / "apiserver.crt", pki / "apiserver.key")
-        tls.verify_mode = ssl.CERT_REQUIRED
-        app = web.Application()
-        app.router.add_get(PATH, watch)
-        app.router.add_get("/version", version)
-        app.router.add_get("/version/", version)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls).start()
+        runner = await start_api_server(pki, watch)
         print(runner.addresses[0][1], flush=True)
         await asyncio.Event().wait()
 
@@ -117,21 +127,8 @@ async def _cpu_per_event(read: Callable[[], Awaitable[int]], expected: int) -> f
 
 
 def _kubeconfig(directory: Path, port: int) -> Path:
-    pki = directory / "pki"
     path = directory / "kubeconfig"
-    path.write_text(f"""apiVersion: v1
-kind: Config
-clusters:
-- name: bench
-  cluster: {{server: "https://127.0.0.1:{port}", certificate-authority: "{pki / 'ca.crt'}"}}
-users:
-- name: {USER}
-  user: {{client-certificate: "{pki / f'{USER}.crt'}", client-key: "{pki / f'{USER}.key'}"}}
-contexts:
-- name: bench
-  context: {{cluster: bench, user: {USER}}}
-current-context: bench
-""")
+    path.write_text(client_kubeconfig(f"https://127.0.0.1:{port}", directory / "pki", USER))
     return path
 
 

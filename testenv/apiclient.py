@@ -7,6 +7,7 @@ import json
 import ssl
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 from .layout import Layout
 from .pki import file_stem
@@ -58,13 +59,18 @@ def node_ready(layout: Layout, name: str) -> bool:
 
 def kubeconfig_text(layout: Layout, user: str) -> str:
     """A kubeconfig for ``user``'s client certificate."""
-    pki = layout.pki
+    return client_kubeconfig(layout.apiserver_url, layout.pki, user)
+
+
+def client_kubeconfig(server: str, pki: Path, user: str) -> str:
+    """A kubeconfig for the API server at ``server`` with ``user``'s client certificate, as
+    :func:`~testenv.pki.write_pki` wrote it into ``pki`` with its CA."""
     return f"""apiVersion: v1
 kind: Config
 clusters:
 - name: agentproxy-test
   cluster:
-    server: {layout.apiserver_url}
+    server: {server}
     certificate-authority: {pki / 'ca.crt'}
 users:
 - name: {user}

@@ -49,8 +49,8 @@ async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
         await runner.cleanup()
 
 
-async def _watch(client: Client, read_timeout: float = 5.0) -> list[Any]:
-    async with client.stream(PATH, {"watch": "1", "labelSelector": "a=b,c"}, read_timeout) as lines:
+async def _watch(client: Client, read_timeout: float = 5.0, path: str = PATH) -> list[Any]:
+    async with client.stream(path, {"watch": "1", "labelSelector": "a=b,c"}, read_timeout) as lines:
         return [json.loads(line) async for line in lines if line.strip()]
 
 
@@ -154,52 +154,27 @@ async def test_a_server_that_cannot_be_reached_is_unavailable(unused_tcp_port):
 async def test_a_kubeconfig_with_a_client_certificate_is_used_as_kr8s_uses_it(tmp_path):
     """The credentials kr8s loads from a kubeconfig (the cluster's CA, a client certificate)
     make the watch's TLS connection: the server requires the certificate and reads its name."""
-    import ssl
-
     import kr8s.asyncio
 
+    from benchmarks.watch_read import PATH as WATCHED, start_api_server
+    from testenv.apiclient import client_kubeconfig
     from testenv.pki import write_pki
 
     pki = tmp_path / "pki"
     write_pki(pki, {"watcher": "agentproxy:watchers"})
-    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki / "ca.crt"))
-    server_tls.load_cert_chain(pki / "apiserver.crt", pki / "apiserver.key")
-    server_tls.verify_mode = ssl.CERT_REQUIRED
     peers: list[Any] = []
 
     async def handler(request: web.Request) -> web.StreamResponse:
         peers.append(request.transport.get_extra_info("peercert") if request.transport else None)
         return web.Response(text='{"type": "ADDED", "object": {"metadata": {"name": "a"}}}\n')
 
-    async def version(request: web.Request) -> web.Response:  # what kr8s asks first
-        return web.json_response({"major": "1", "minor": "35", "gitVersion": "v1.35.0"})
-
-    app = web.Application()
-    app.router.add_get(PATH, handler)
-    app.router.add_get("/version/", version)
-    app.router.add_get("/version", version)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_tls)
-    await site.start()
+    runner = await start_api_server(pki, handler)  # the client certificate required
     port = runner.addresses[0][1]
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(f"""apiVersion: v1
-kind: Config
-clusters:
-- name: c
-  cluster: {{server: "https://127.0.0.1:{port}", certificate-authority: "{pki / 'ca.crt'}"}}
-users:
-- name: u
-  user: {{client-certificate: "{pki / 'watcher.crt'}", client-key: "{pki / 'watcher.key'}"}}
-contexts:
-- name: c
-  context: {{cluster: c, user: u}}
-current-context: c
-""")
+    kubeconfig.write_text(client_kubeconfig(f"https://127.0.0.1:{port}", pki, "watcher"))
     client = Client(await kr8s.asyncio.api(kubeconfig=str(kubeconfig)))
     try:
-        assert await _watch(client) == [{"type": "ADDED", "object": {"metadata": {"name": "a"}}}]
+        assert await _watch(client, path=WATCHED) == [{"type": "ADDED", "object": {"metadata": {"name": "a"}}}]
     finally:
         await client.close()
         await runner.cleanup()
