@@ -1,9 +1,9 @@
 """Watch streams over aiohttp, with the credentials kr8s loaded.
 
 Every request of the k8s backend goes through kr8s (httpx), except its watches: a watch is
-one long response whose lines arrive one change at a time, and read through httpx, httpcore
-and anyio's TLS stream each line cost about twice the CPU that aiohttp's reader takes
-(``docs/performance.md``), once for every change of every agent on every replica. The
+one long response whose lines arrive one change at a time, once for every change of every
+agent on every replica, and read over aiohttp each costs 0.72-0.79x the CPU it took through
+httpx, httpcore and anyio's TLS stream (``bin/just bench-watch-read``, ``docs/performance.md``). The
 connection is made as kr8s makes its own: the API server of its kubeconfig or ServiceAccount,
 its TLS context (the cluster's CA, a client certificate, or none to verify), its bearer token,
 its TLS server name and proxy, and the proxy variables of the environment (as httpx honours them).
