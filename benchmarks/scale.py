@@ -414,7 +414,6 @@ async def _reads(args: argparse.Namespace, replicas: list[Replica], n: int, empt
 async def _idle(replicas: list[Replica], seconds: float, what: str) -> list[tuple[str, str]]:
     """The replicas' CPU over ``seconds``, with the watch events they received meanwhile, and
     the API server's and etcd's CPU in the same window and their RSS."""
-    events0 = await _watch_events(replicas)
     kinds0 = [await r.metric_by(WATCH_EVENTS, "kind") for r in replicas]
     plane = _control_plane()
     before = {name: _cpu(p) for name, p in plane.items()}
@@ -423,15 +422,15 @@ async def _idle(replicas: list[Replica], seconds: float, what: str) -> list[tupl
     await asyncio.sleep(seconds)
     span = time.monotonic() - t0
     idle_cpu = [_cpu(r.process) - cpu0[k] for k, r in enumerate(replicas)]
-    changes = [now - then for now, then in zip(await _watch_events(replicas), events0, strict=True)]
+    # Which watches the events came from says who was still at work (which controller).
+    by_kinds = [{kind: n - before_k.get(kind, 0.0) for kind, n in (await r.metric_by(WATCH_EVENTS, "kind")).items()}
+                for r, before_k in zip(replicas, kinds0, strict=True)]
+    changes = [sum(by_kind.values()) for by_kind in by_kinds]
     rows = []
-    for k, replica in enumerate(replicas):
+    for k, by_kind in enumerate(by_kinds):
         per_event = (f"; {idle_cpu[k] / changes[k] * 1e3:.2f} ms of CPU a watch event" if changes[k] >= 10 else "")
         rows.append((f"replica {k}: CPU while idle ({seconds:g} s{what}, {changes[k]:.0f} watch events meanwhile)",
                      f"{idle_cpu[k] / span * 100:.2f} % of a core{per_event}"))
-        # Which watches the events came from says who was still at work (which controller).
-        kinds = await replica.metric_by(WATCH_EVENTS, "kind")
-        by_kind = {kind: n - kinds0[k].get(kind, 0.0) for kind, n in kinds.items()}
         if any(by_kind.values()):
             rows.append((f"replica {k}: those watch events by kind", ", ".join(
                 f"{kind} {n:.0f}" for kind, n in sorted(by_kind.items(), key=lambda kv: -kv[1]) if n)))

@@ -324,8 +324,6 @@ class Client:
                     raise _from_status(resp.status, _json_bytes(body), "watch", path.rsplit("/", 1)[-1],
                                        self.retry_after)
                 yield self._lines(resp.lines())
-        except (BackendError, Gone):
-            raise
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise translate(exc, "watch", path.rsplit("/", 1)[-1], self.retry_after) from None
 
@@ -337,18 +335,14 @@ class Client:
 
 
 def _json_bytes(body: bytes) -> Any:
+    """The JSON of an answer's body; a body that is none, its first 500 characters as the message."""
     if not body:
         return {}
     try:
         return json.loads(body)
     except ValueError:
-        return {"message": body[:500].decode(errors="replace")}
+        return {"message": body.decode(errors="replace")[:500]}
 
 
 def _json(resp: httpx.Response) -> Any:
-    if not resp.content:
-        return {}
-    try:
-        return resp.json()
-    except ValueError:
-        return {"message": resp.text[:500]}
+    return _json_bytes(resp.content)

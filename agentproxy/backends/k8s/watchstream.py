@@ -31,10 +31,6 @@ __all__ = ["AiohttpWatchStreams", "WatchResponse", "WatchStreams"]
 
 log = logging.getLogger(__name__)
 
-READ_CHUNK = 1 << 16
-"""Bytes read from a watch at most at a time (many lines, when changes come in a burst)."""
-
-
 class WatchResponse(Protocol):
     """What a caller reads of a watch: its status, its body when it is an error, its lines."""
 
