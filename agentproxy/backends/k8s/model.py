@@ -260,14 +260,13 @@ def with_owner(obj: Obj, owner: dict[str, Any]) -> dict[str, Any]:
 
 
 def whole(objects: AgentObjects) -> bool:
-    """True when every step of a create was carried out: the last one makes the claim (and the
-    Service) owned by the StatefulSet."""
+    """True when every step of a create was carried out: the claim is there, and the last step
+    made the Service owned by the StatefulSet."""
     sts, claim, service = objects.statefulset, objects.claim, objects.service
     if sts is None or claim is None or service is None or not sts["metadata"].get("uid"):
         return False
     uid = sts["metadata"]["uid"]
-    return all(any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
-               for obj in (claim, service))
+    return any(ref.get("uid") == uid for ref in service["metadata"].get("ownerReferences") or [])
 
 
 def delete_targets(agent_id: str, *, purge: bool) -> list[tuple[Kind, str]]:
@@ -296,6 +295,10 @@ def abandoned_claim(objects: AgentObjects, now: datetime, grace: float) -> float
         return None
     age = (now - created_at(objects.claim)).total_seconds()
     return max(0.0, grace - age)
+
+
+STRAY_KINDS = (SERVICE, CONFIGMAP)
+"""Kinds of which an agent has one object by name: others labelled for it are strays."""
 
 
 def strays(agent_id: str, kind: Kind, labelled: Iterable[Obj], *, orphaned: bool) -> list[str]:

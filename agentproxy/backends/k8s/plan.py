@@ -5,10 +5,10 @@ what the templates render, what the watch cache holds and what the write is for
 (:class:`Purpose`); :func:`carry_out` is the one loop that executes a plan, through the
 backend's server-side apply. The rules:
 
-- the order is the PVC, then the StatefulSet (the owner), then the objects it owns (the
-  Service and the ConfigMap), each given an ownerReference to the StatefulSet as stored once
-  it exists; a create first *creates* the ConfigMap, its claim on the id (see
-  :mod:`.backend`);
+- the order is the PVC, then the StatefulSet (the owner), then the Service it owns (given an
+  ownerReference to the StatefulSet as stored once it exists), then the ConfigMap; a create
+  first *creates* the ConfigMap, its claim on the id (see :mod:`.backend`), with all it holds,
+  and does not apply it again;
 - a PVC is never asked for less storage than it holds (a volume raised out of band is kept;
   the API server refuses to shrink one);
 - a create leaves the PVC to the StatefulSet controller when its claim template makes it just
@@ -38,8 +38,12 @@ from . import drift
 from .kinds import CONFIGMAP, PVC, SERVICE, STATEFULSET
 from .model import AgentObjects, Obj, owner_reference, unless_changed, with_owner
 
-OWNED = (SERVICE, CONFIGMAP)
-"""Kinds applied with an ownerReference to the agent's StatefulSet (collected with it)."""
+OWNED = (SERVICE,)
+"""Kinds applied with an ownerReference to the agent's StatefulSet (collected with it). Not the
+ConfigMap: it exists before the StatefulSet (it is the create's claim), so owning it took a
+second write of it in every create (a quarter of a create's requests, and one more change sent
+to every watcher of ConfigMaps). A delete removes it by name, and the reconciler removes a claim
+left without its StatefulSet (see :func:`.model.abandoned_claim`)."""
 APPLIED = (PVC, STATEFULSET, SERVICE, CONFIGMAP)
 """The kinds agentproxy applies for an agent, in apply order; drift repair keeps all four."""
 _OWNED_NAMES = frozenset(k.name for k in OWNED)
@@ -49,7 +53,7 @@ class Purpose(enum.Enum):
     """What a write of an agent's objects is for."""
 
     CREATE = "create"
-    """A new agent: the claim is created first, then every object applied."""
+    """A new agent: the claim (its ConfigMap) is created first, then every other object applied."""
     REAPPLY = "reapply"
     """A repeated create of an existing agent: every object applied again, like ``kubectl apply``."""
     REPAIR = "repair"
@@ -133,6 +137,8 @@ def plan(rendered: Iterable[Mapping[str, Any]], live: AgentObjects, purpose: Pur
             if _left_to_controller(obj, statefulset, live.pvc):
                 continue
             force = True
+        if purpose is Purpose.CREATE and kind is CONFIGMAP:
+            continue  # the claim, created as rendered before every step
         steps.append(Step(obj, force=force, owned=kind in OWNED))
     claim = by_kind[CONFIGMAP.name] if purpose is Purpose.CREATE else None
     return Plan(tuple(steps), claim=claim, owner=live.statefulset)

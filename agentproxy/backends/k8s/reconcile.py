@@ -9,9 +9,10 @@ resourceVersion compared: of several replicas that see one drift, one repairs it
 and the others' applies are refused, so it is repaired and counted once. Each
 repair is logged with the fields that drifted and counted by kind. Labelled objects the templates no
 longer render are pruned, like ``kubectl apply --prune``; PVCs are never pruned:
-they hold the agents' data. A claim whose create never finished (no StatefulSet
-long after it was made: the proxy that made it died, or could not roll it back)
-is removed.
+they hold the agents' data. A claim without its StatefulSet long after it was made
+is removed: a create that never finished (the proxy that made it died, or could not
+roll it back), or an agent whose StatefulSet was deleted out of band (the claim is
+not owned by it, so the garbage collector leaves it; see :data:`.plan.OWNED`).
 
 A pass acts only on a whole, current view of the cache (every kind listed, every watch up;
 see ``ReconcileHost.current``): while a restarted proxy lists its kinds one by one, claims
@@ -51,8 +52,8 @@ from ... import naming
 from ...spec import AgentSpec
 from ..base import BackendError, Conflict
 from .kinds import CONFIGMAP, Kind
-from .model import AgentObjects, abandoned_claim, created_at, strays
-from .plan import OWNED, Purpose, Step, carry_out, plan
+from .model import STRAY_KINDS, AgentObjects, abandoned_claim, created_at, strays
+from .plan import Purpose, Step, carry_out, plan
 from .poolmembers import is_member
 
 log = logging.getLogger(__name__)
@@ -218,7 +219,7 @@ class Reconciler:
         spec = host.spec_of(agent_id)
         objects = AgentObjects.of(agent_id, host.cached)
         sts = objects.statefulset
-        for kind in OWNED:
+        for kind in STRAY_KINDS:
             for name in strays(agent_id, kind, host.cached_of_agent(kind, agent_id),
                                orphaned=spec is None and sts is None):
                 log.info("pruning %s %s (no longer rendered for agent %s)", kind.name, name, agent_id)
@@ -274,8 +275,8 @@ class Reconciler:
             return
         claim = objects.claim
         assert claim is not None
-        log.warning("removing the claim of agent %s: its create did not finish (no StatefulSet after %.0f s)",
-                    agent_id, self.claim_grace)
+        log.warning("removing the claim of agent %s: no StatefulSet %.0f s after it was made (a create that did "
+                    "not finish, or a StatefulSet deleted out of band)", agent_id, self.claim_grace)
         # Only the version that looked abandoned: a create that finishes meanwhile writes its
         # claim again (owned by its StatefulSet), and the delete is refused.
         try:

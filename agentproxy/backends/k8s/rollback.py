@@ -100,5 +100,5 @@ class Rollbacks:
                     await self.now(agent_id, delete_data=delete_data)
 
     def _whole(self, agent_id: str) -> bool:
-        """True when the agent's create got to its end: the claim is owned by the StatefulSet."""
+        """True when the agent's create got to its end: its Service is owned by the StatefulSet."""
         return model.whole(model.AgentObjects.of(agent_id, self._host.cached))

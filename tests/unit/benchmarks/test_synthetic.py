@@ -49,13 +49,14 @@ def test_the_objects_hold_what_agentproxy_applies_and_what_the_server_adds():
     assert sorted(versions) == list(range(100, 105))
     assert all(o["metadata"]["uid"] for o in objects.values())
     assert objects["Pod"]["status"]["phase"] == "Running"
-    assert objects["ConfigMap"]["metadata"]["ownerReferences"][0]["uid"] == sts["metadata"]["uid"]
+    assert objects["Service"]["metadata"]["ownerReferences"][0]["uid"] == sts["metadata"]["uid"]
+    assert "ownerReferences" not in objects["ConfigMap"]["metadata"]  # the claim is nobody's
 
 
 async def test_a_backend_started_on_the_imitation_lists_ready_agents_and_writes_nothing():
     config = settings()
     api = synthetic_namespace(config, 6)
-    backend = K8sBackend(config, client=Client(api, streams=api.streams))  # type: ignore[arg-type]  # the imitation of kr8s's Api
+    backend = K8sBackend(config, client=Client(api, transport=api.transport))  # type: ignore[arg-type]  # the imitation of kr8s's Api
     await backend.start()
     try:
         agents = await backend.list()

@@ -129,12 +129,14 @@ def test_a_claim_without_a_statefulset_is_abandoned_after_the_grace():
     assert model.abandoned_claim(model.AgentObjects(None, None, None, None), made, 60) is None
 
 
-def test_an_agent_is_whole_once_its_claim_and_service_are_owned_by_its_statefulset():
+def test_an_agent_is_whole_once_its_claim_is_there_and_its_service_owned_by_its_statefulset():
     sts = as_stored(objects()["StatefulSet"])
     claim = as_stored(objects()["ConfigMap"])
     service = as_stored(objects()["Service"])
     assert not model.whole(model.AgentObjects(claim, sts, None, None, service=service))  # not owned yet
-    owned = [plan.as_applied(o, sts) for o in (claim, service)]
-    assert model.whole(model.AgentObjects(owned[0], sts, None, None, service=owned[1]))
-    assert not model.whole(model.AgentObjects(owned[0], sts, None, None))
-    assert not model.whole(model.AgentObjects(owned[0], None, None, None, service=owned[1]))
+    owned = plan.as_applied(service, sts)
+    assert plan.as_applied(claim, sts) == claim  # the claim is nobody's: a create never writes it again
+    assert model.whole(model.AgentObjects(claim, sts, None, None, service=owned))
+    assert not model.whole(model.AgentObjects(None, sts, None, None, service=owned))
+    assert not model.whole(model.AgentObjects(claim, sts, None, None))
+    assert not model.whole(model.AgentObjects(claim, None, None, None, service=owned))

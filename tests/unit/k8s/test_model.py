@@ -64,16 +64,15 @@ NOTHING = model.AgentObjects(None, None, None, None)
 
 def test_a_create_claims_with_the_configmap_then_applies_the_owner_first():
     _, objects = rendered()
-    for purpose in (plan.Purpose.CREATE, plan.Purpose.REAPPLY):
-        steps = plan.plan(objects, NOTHING, purpose).steps
-        assert [(s.kind, s.owned) for s in steps[-3:]] == [("StatefulSet", False), ("Service", True),
-                                                           ("ConfigMap", True)]
-        assert [s.force for s in steps[-3:]] == [None, None, None]  # as k8s_mode.force_conflicts says
     create = plan.plan(objects, NOTHING, plan.Purpose.CREATE)
     assert create.claim is objects[0] and create.owner is None
+    # The claim is created as rendered: a create does not write the ConfigMap again.
+    assert [(s.kind, s.owned, s.force) for s in create.steps] == [("StatefulSet", False, None), ("Service", True, None)]
     again = plan.plan(objects, NOTHING, plan.Purpose.REAPPLY)
     assert again.claim is None
-    assert again.kinds == ["PersistentVolumeClaim", "StatefulSet", "Service", "ConfigMap"]
+    assert [(s.kind, s.owned, s.force) for s in again.steps] == [
+        ("PersistentVolumeClaim", False, None), ("StatefulSet", False, None), ("Service", True, None),
+        ("ConfigMap", False, None)]  # None: as k8s_mode.force_conflicts says
 
 
 def test_a_create_leaves_the_pvc_to_the_statefulset_controller_when_it_makes_it_as_rendered():
@@ -85,13 +84,13 @@ def test_a_create_leaves_the_pvc_to_the_statefulset_controller_when_it_makes_it_
     assert plan.claim_from_template(sts, "data-agent-a1-x") is None
     assert plan.claim_from_template(sts, "other-agent-a1-0") is None
     create = plan.plan(objects, NOTHING, plan.Purpose.CREATE)
-    assert create.kinds == ["StatefulSet", "Service", "ConfigMap"]  # with the claim: 4 requests
+    assert create.kinds == ["StatefulSet", "Service"]  # with the claim: 3 requests
 
     # Data kept from an earlier agent of this id: left alone when it holds what would be applied,
     # applied (forced: the controller made it) when it does not (a larger size asked for now).
     kept = {**copy.deepcopy(pvc), "status": {"phase": "Bound"}}
     with_data = model.AgentObjects(None, None, None, kept)
-    assert plan.plan(objects, with_data, plan.Purpose.CREATE).kinds == ["StatefulSet", "Service", "ConfigMap"]
+    assert plan.plan(objects, with_data, plan.Purpose.CREATE).kinds == ["StatefulSet", "Service"]
     kept["spec"]["resources"]["requests"]["storage"] = "512Mi"
     first = plan.plan(objects, with_data, plan.Purpose.CREATE).steps[0]
     assert (first.kind, first.force, first.owned) == ("PersistentVolumeClaim", True, False)
@@ -105,7 +104,8 @@ def test_a_create_leaves_the_pvc_to_the_statefulset_controller_when_it_makes_it_
         assert steps[0].obj is custom and steps[0].force is True
     other_class = copy.deepcopy(pvc)
     other_class["spec"]["storageClassName"] = "fast"
-    assert len(plan.plan([objects[0], objects[1], other_class, sts], NOTHING, plan.Purpose.CREATE).steps) == 4
+    with_pvc = plan.plan([objects[0], objects[1], other_class, sts], NOTHING, plan.Purpose.CREATE)
+    assert with_pvc.kinds == ["PersistentVolumeClaim", "StatefulSet", "Service"]
 
 
 def test_owned_objects_point_at_the_stored_statefulset():
@@ -117,6 +117,7 @@ def test_owned_objects_point_at_the_stored_statefulset():
     assert service["metadata"]["ownerReferences"] == [model.owner_reference(sts)]
     assert "ownerReferences" not in objects[1]["metadata"]  # a copy
     assert "ownerReferences" not in plan.as_applied(objects[2], sts)["metadata"]  # the PVC is not owned
+    assert "ownerReferences" not in plan.as_applied(objects[0], sts)["metadata"]  # nor the ConfigMap
     assert "ownerReferences" not in plan.as_applied(objects[1], None)["metadata"]  # no owner yet
 
 
@@ -176,9 +177,11 @@ async def test_a_plan_is_carried_out_in_order_with_the_stored_statefulset_as_own
 
     applied.clear()
     failed: list[str] = []
-    done = await plan.carry_out(create, apply, on_failure=lambda step, exc: failed.append(step.kind))
-    assert failed == ["Service"] and [step.kind for step, _ in done] == ["StatefulSet", "ConfigMap"]
-    assert done[1][1]["metadata"]["ownerReferences"][0]["uid"] == "u-7"
+    again = plan.plan(objects, NOTHING, plan.Purpose.REAPPLY)
+    done = await plan.carry_out(again, apply, on_failure=lambda step, exc: failed.append(step.kind))
+    assert failed == ["Service"]  # told, and the other steps go on
+    assert [step.kind for step, _ in done] == ["PersistentVolumeClaim", "StatefulSet", "ConfigMap"]
+    assert "ownerReferences" not in done[2][1]["metadata"]  # the ConfigMap is nobody's
     assert objects == pristine  # rendered objects are shared (cached): never changed
 
 
@@ -240,7 +243,11 @@ def test_drift_and_strays():
     assert not model.drifted(live, want)
     assert model.drifted(None, want)
     assert model.drifted({**live, "data": {**live["data"], "MODE": "tampered"}}, want)
-    assert model.drifted({**live, "metadata": {**live["metadata"], "ownerReferences": []}}, want)
+    assert "ownerReferences" not in want["metadata"]  # a ConfigMap is not owned
+    service = plan.as_applied(objects[1], sts)
+    assert service["metadata"]["ownerReferences"] == [model.owner_reference(sts)]
+    assert model.drifted({**stored(service), "metadata": {**stored(service)["metadata"], "ownerReferences": []}},
+                         service)
 
     labels = naming.standard_labels("a1", "s1")
     extra = {"metadata": {"name": "agent-a1-old-extra", "labels": labels}}
