@@ -227,9 +227,9 @@ bench-pool-k8s *ARGS:
 bench-scale *ARGS:
     python -m benchmarks.scale "$@"
 
-# The CPU a watch event costs to read: kr8s's stream (httpx) against the k8s client's over aiohttp, on a local TLS server
-bench-watch-read *ARGS:
-    python -m benchmarks.watch_read "$@"
+# The CPU a call and a watch event cost the k8s client: kr8s's call_api (httpx) against its transport over aiohttp, on a local TLS server
+bench-transport *ARGS:
+    python -m benchmarks.transport "$@"
 
 # The k8s read path with 10,000 agents (--agents N) in an imitation of the API server's lists: start, memory, lists in the process and over HTTP
 bench-list-cache *ARGS:

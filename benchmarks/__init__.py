@@ -12,8 +12,8 @@ Modules:
   restarted replica, status changes, drift, creates against the API server's floor);
   :mod:`.list_cache`: the k8s read path with many agents in :mod:`.synthetic`'s imitation of the
   API server's lists, no cluster needed; :mod:`.list_local`: lists of many local echo agents;
-  :mod:`.watch_read`: the CPU a watch event costs to read, kr8s's stream against the k8s
-  client's over aiohttp.
+  :mod:`.transport`: the CPU a call and a watch event cost, kr8s's ``call_api`` against the k8s
+  client's transport over aiohttp.
 - :mod:`.local`: the local supervisor's overhead, memory per agent, concurrent starts;
   :mod:`.restart`: a ``kill -9`` of the proxy and how soon it serves its agents again;
   :mod:`.suspend`: suspend and resume; :mod:`.first_answer`: create-to-first-answer of Claude

@@ -92,7 +92,7 @@ async def run(args: argparse.Namespace) -> list[tuple[str, str]]:
                                     f"{wire / 1e6:.0f} MB as listed, made in {made:.1f} s")]
     gc.collect()
     before = rss()
-    backend = K8sBackend(settings, client=Client(api, streams=api.streams))  # type: ignore[arg-type]  # the imitation of kr8s's Api
+    backend = K8sBackend(settings, client=Client(api, transport=api.transport))  # type: ignore[arg-type]  # the imitation of kr8s's Api
     cpu0, t0 = process_cpu(), time.monotonic()
     await backend.start()
     # What `agentproxy serve` does between the backend's start and listening (see agentproxy.api.serve).

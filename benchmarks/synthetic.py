@@ -9,7 +9,8 @@ template, a status), and a ready pod as the StatefulSet controller and kwok make
 shaped like the real ones, not copied from a cluster: an imitation, which is what
 ``benchmarks.list_cache`` says it measures.
 
-:class:`SyntheticApi` stands in for kr8s's ``Api`` under the real :class:`~agentproxy.backends.k8s.client.Client`:
+:class:`SyntheticApi` stands in for the API server under the real
+:class:`~agentproxy.backends.k8s.client.Client` (reached through its :class:`SyntheticTransport`):
 lists answer the objects as JSON bytes (parsed by the client as the real answers are), watches
 stay open and silent, a dry-run create answers as the server does, and every other write is
 recorded and answered (a read path that writes is a finding, not a failure here).
@@ -23,8 +24,6 @@ import json
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
-
-import httpx
 
 from agentproxy import naming
 from agentproxy.backends.k8s.plan import as_applied
@@ -171,12 +170,17 @@ def sessions(count: int, small: str, per_session: int) -> Iterator[tuple[str, st
         yield f"s{i // per_session}", f"a{i}"
 
 
-class SilentWatches:
-    """The imitation's watches (:class:`~agentproxy.backends.k8s.watchstream.WatchStreams`): each
-    is accepted, recorded in ``api.watches``, and says nothing until it is closed."""
+class SyntheticTransport:
+    """The imitation as the client reaches it (:class:`~agentproxy.backends.k8s.transport.Transport`):
+    its calls answered by :meth:`SyntheticApi.answer`; each watch accepted, recorded in
+    ``api.watches``, and silent until it is closed."""
 
     def __init__(self, api: SyntheticApi) -> None:
         self.api = api
+
+    async def request(self, method: str, path: str, params: Mapping[str, str], headers: Mapping[str, str],
+                      body: bytes | None, timeout: float) -> tuple[int, bytes]:
+        return await self.api.answer(method, path, dict(params), body)
 
     @asynccontextmanager
     async def open(self, path: str, params: Mapping[str, str], headers: Mapping[str, str], *,
@@ -200,7 +204,7 @@ class _SilentWatch:
 
 
 class SyntheticApi:
-    """What :class:`~agentproxy.backends.k8s.client.Client` calls of kr8s's ``Api``: lists of the
+    """What :class:`~agentproxy.backends.k8s.client.Client` asks of the API server: lists of the
     synthetic objects, silent watches, and writes recorded."""
 
     def __init__(self, namespace: str, objects: dict[str, list[dict[str, Any]]], resource_version: int) -> None:
@@ -217,43 +221,35 @@ class SyntheticApi:
         self.writes: list[tuple[str, str]] = []
         self.reads: list[str] = []
         """Objects asked for one by one that the imitation does not hold (answered 404)."""
-        self.streams = SilentWatches(self)
-        """The watches, for :class:`~agentproxy.backends.k8s.client.Client`'s ``streams``."""
+        self.transport = SyntheticTransport(self)
+        """How :class:`~agentproxy.backends.k8s.client.Client` reaches the imitation (its ``transport``)."""
 
-    @asynccontextmanager
-    async def call_api(self, method: str, version: str = "", base: str = "", url: str = "", *,
-                       params: dict[str, str] | None = None, content: Any = None,
-                       **_: Any) -> AsyncIterator[httpx.Response]:
-        params = params or {}
-        plural = url.rsplit("/", 1)[-1]
-        request = httpx.Request(method, f"https://synthetic{base}/{url}")
+    async def answer(self, method: str, path: str, params: dict[str, str], content: bytes | None
+                     ) -> tuple[int, bytes]:
+        """The status and body of the answer to a call of ``path`` (``/api/v1/...``)."""
+        plural = path.rsplit("/", 1)[-1]
         if method == "GET" and "fieldSelector" in params:  # the Events
             self.lists.append(f"events?{params['fieldSelector']}")
-            yield self._answer(200, {"items": [], "metadata": {"resourceVersion": str(self.resource_version)}},
-                               request)
-        elif method == "GET" and params.get("limit") == "1":  # the health check's list of one claim
-            yield self._answer(200, {"items": [], "metadata": {"resourceVersion": str(self.resource_version)}},
-                               request)
-        elif method == "GET" and plural in self.bodies:  # a whole list in its first page, as a server may answer
+            return _answer(200, {"items": [], "metadata": {"resourceVersion": str(self.resource_version)}})
+        if method == "GET" and params.get("limit") == "1":  # the health check's list of one claim
+            return _answer(200, {"items": [], "metadata": {"resourceVersion": str(self.resource_version)}})
+        if method == "GET" and plural in self.bodies:  # a whole list in its first page, as a server may answer
             self.lists.append(plural)
             if plural in self.gates:
                 await self.gates[plural].wait()
-            yield httpx.Response(200, content=self.bodies[plural], request=request,
-                                 headers={"Content-Type": "application/json"})
-        elif method == "POST" and params.get("dryRun") == "All":  # the namespace check
-            yield self._answer(201, json.loads(content or "{}"), request)
-        elif method == "GET":  # one object the imitation does not hold (the hooks' ConfigMap, say)
-            self.reads.append(url)
-            yield self._answer(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                                     "reason": "NotFound", "code": 404, "message": f"{url} not found"}, request)
-        else:
-            self.writes.append((method, url))
-            yield self._answer(200, json.loads(content or "{}"), request)
+            return 200, self.bodies[plural]
+        if method == "POST" and params.get("dryRun") == "All":  # the namespace check
+            return _answer(201, json.loads(content or b"{}"))
+        if method == "GET":  # one object the imitation does not hold (the hooks' ConfigMap, say)
+            self.reads.append(path.lstrip("/").partition("/")[2])
+            return _answer(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                 "reason": "NotFound", "code": 404, "message": f"{path} not found"})
+        self.writes.append((method, path.lstrip("/").partition("/")[2]))
+        return _answer(200, json.loads(content or b"{}"))
 
-    @staticmethod
-    def _answer(status: int, body: Any, request: httpx.Request) -> httpx.Response:
-        return httpx.Response(status, content=json.dumps(body).encode(), request=request,
-                              headers={"Content-Type": "application/json"})
+
+def _answer(status: int, body: Any) -> tuple[int, bytes]:
+    return status, json.dumps(body).encode()
 
 
 def synthetic_namespace(settings: Settings, count: int, small: str = "small", per_session: int = 4,

@@ -19,8 +19,8 @@ Pure decisions, no cluster:
 
 The I/O behind them:
 
-- :mod:`.client`: every API call goes through this thin layer over kr8s (server-side apply);
-  :mod:`.watchstream`: the watches, read over aiohttp with kr8s's credentials;
+- :mod:`.client`: every API call goes through it (server-side apply, errors as backend errors);
+  :mod:`.transport`: the calls and watches, sent over aiohttp with the credentials kr8s loaded;
   :mod:`.credentials`: where the credentials come from.
 - :mod:`.cache`: the shared list+watch cache of the agents' objects and their Events.
 - :mod:`.health`: whether the API server answers.

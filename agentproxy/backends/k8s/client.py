@@ -1,12 +1,12 @@
-"""A thin layer over kr8s: every API call of the k8s backend goes through here,
-so errors become backend errors with the server's own message, and calls are counted.
+"""Every API call of the k8s backend goes through here, so errors become backend errors with
+the server's own message, and calls are counted. kr8s loads the credentials; the calls are sent
+over aiohttp with them (see :mod:`.transport`).
 
 Credentials: a kubeconfig when there is one, else, in a pod, the mounted
 ServiceAccount (see :mod:`.credentials`). kr8s reads a ServiceAccount's token
-once, and again only when a request that lets it raise gets a 401, by replacing
-its HTTP session, which would cut every watch; so with in-cluster credentials
-each request here carries the token of a :class:`~.credentials.TokenFile`,
-read again periodically and at once after a 401 (the request is then repeated).
+once; so with in-cluster credentials each request here carries the token of a
+:class:`~.credentials.TokenFile`, read again periodically and at once after a 401
+(the request is then repeated).
 
 Every call is bounded by ``request_timeout``. With an :class:`~.health.ApiHealth`,
 every answer is reported to it, and while the server has not answered for a while
@@ -33,7 +33,7 @@ from ..base import BackendError, Conflict, Forbidden, NotFound, Rejected, Unavai
 from .credentials import SERVICE_ACCOUNT_DIR, TOKEN_RELOAD_PERIOD, TokenFile, kubeconfig_present, service_account_dir
 from .health import ApiHealth
 from .kinds import kind_of, path_of
-from .watchstream import AiohttpWatchStreams, WatchStreams
+from .transport import AiohttpTransport, Transport
 
 __all__ = ["Client", "Gone", "NamespaceMissing", "TokenFile", "kubeconfig_present", "service_account_dir", "translate"]
 
@@ -113,11 +113,11 @@ class Client:
     def __init__(self, api: kr8s.asyncio.Api, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
                  token: TokenFile | None = None, *,
                  request_timeout: float = DEFAULT_REQUEST_TIMEOUT, retry_after: float = DEFAULT_RETRY_AFTER,
-                 health: ApiHealth | None = None, streams: WatchStreams | None = None,
+                 health: ApiHealth | None = None, transport: Transport | None = None,
                  headers: Mapping[str, str] | None = None) -> None:
         self.api = api
-        self.streams: WatchStreams = streams if streams is not None else AiohttpWatchStreams(api)
-        """Opens the watches (see :mod:`.watchstream`); every other call goes through kr8s."""
+        self.transport: Transport = transport if transport is not None else AiohttpTransport(api)
+        """Sends the calls and opens the watches, with kr8s's credentials (see :mod:`.transport`)."""
         self.headers = dict(headers or {})
         """Headers of every call, watches included (``Impersonate-User``, say)."""
         self.calls = 0
@@ -185,9 +185,8 @@ class Client:
         return {**(self.token.header() if self.token else {}), **self.headers, **(headers or {})}
 
     async def close(self) -> None:
-        """Close the watches' connections (kr8s keeps its own). The client stays usable: a later
-        watch connects again."""
-        await self.streams.close()
+        """Close the connections. The client stays usable: a later call connects again."""
+        await self.transport.close()
 
     def _renewed(self, status: int, sent: Mapping[str, str]) -> bool:
         """After a 401 to a request sent with the headers ``sent``: whether the token is now
@@ -205,79 +204,54 @@ class Client:
         """One call by absolute path (``/api/v1/...``); returns the JSON body. With ``check_timeout``
         it is a check of whether the server answers (see :class:`~.health.ApiHealth`): neither
         refused while the server is silent nor queued behind other calls, and bounded by that timeout."""
-        base, _, rest = path.lstrip("/").partition("/")
         timeout = self.request_timeout if check_timeout is None else check_timeout
-        kwargs: dict[str, Any] = {"params": dict(params or {}), "timeout": httpx.Timeout(timeout),
-                                  "headers": {"Content-Type": content_type, **(headers or {})}}
-        if body is not None:
-            kwargs["content"] = json.dumps(body)
+        sent = {"Content-Type": content_type, **(headers or {})}
+        data = None if body is None else json.dumps(body).encode()
         verb, resource = verb or method.lower(), resource or path
         if check_timeout is not None:
-            return await self._request(method, base, rest, kwargs, verb, resource, timeout)
-        async with self._in_flight:
-            self.require_answering()
-            return await self._request(method, base, rest, kwargs, verb, resource, timeout)
+            raw = await self._request(method, path, dict(params or {}), sent, data, verb, resource, timeout)
+        else:
+            async with self._in_flight:
+                self.require_answering()
+                raw = await self._request(method, path, dict(params or {}), sent, data, verb, resource, timeout)
+        # Parsed once answered: parsing a list of thousands takes this process seconds, which are
+        # no silence of the server's (nor time taken from another call's turn).
+        return _json_bytes(raw)
 
-    async def _request(self, method: str, base: str, rest: str, kwargs: dict[str, Any], verb: str,
-                       resource: str, timeout: float) -> dict[str, Any]:
-        # raise_for_status=False: kr8s answers a 401 or 403 by re-authenticating and
-        # replacing its HTTP session, which would cut every watch stream on it;
-        # a 403 here is an RBAC or admission verdict, and a 401 is handled below.
+    async def _request(self, method: str, path: str, params: dict[str, str], headers: dict[str, str],
+                       data: bytes | None, verb: str, resource: str, timeout: float) -> bytes:
+        """The body of the answer; an error status raised as a backend error with the server's
+        message, after one repeat of a 401 whose token has been renewed since."""
         for attempt in range(2):
             self.calls += 1
+            sent = self._headers(headers)
             try:
                 async with asyncio.timeout(timeout):
-                    sent = self._headers(kwargs["headers"])
-                    async with self.api.call_api(method, version="", base=f"/{base}", url=rest,
-                                                 raise_for_status=False, **{**kwargs, "headers": sent}) as resp:
-                        body = _json(resp)
-                        # Once read: parsing a list of thousands takes this process seconds,
-                        # which are no silence of the server's.
-                        self._answered(resp.status_code)
-                        if resp.is_error:
-                            if attempt == 0 and self._renewed(resp.status_code, sent):
-                                continue
-                            raise _from_status(resp.status_code, body, verb, resource, self.retry_after)
-                        return body
-            except BackendError:
-                raise
+                    status, raw = await self.transport.request(method, path, params, sent, data, timeout)
             except Exception as exc:
                 raise self._failed(translate(exc, verb, resource, self.retry_after, timeout)) from None
+            self._answered(status)
+            if status < 400:
+                return raw
+            if attempt == 0 and self._renewed(status, sent):
+                continue
+            raise _from_status(status, _json_bytes(raw), verb, resource, self.retry_after)
         raise AssertionError("unreachable")
 
     async def text(self, path: str, *, params: Mapping[str, str] | None = None, verb: str = "get",
                    resource: str = "") -> str:
         """A GET whose answer is plain text (pod logs)."""
-        base, _, rest = path.lstrip("/").partition("/")
         self.require_answering()
-        for attempt in range(2):
-            self.calls += 1
-            try:
-                async with asyncio.timeout(self.request_timeout):
-                    sent = self._headers()
-                    async with self.api.call_api("GET", version="", base=f"/{base}", url=rest,
-                                                 params=dict(params or {}), timeout=httpx.Timeout(self.request_timeout),
-                                                 raise_for_status=False, headers=sent) as resp:
-                        self._answered(resp.status_code)
-                        if resp.is_error:
-                            if attempt == 0 and self._renewed(resp.status_code, sent):
-                                continue
-                            raise _from_status(resp.status_code, _json(resp), verb, resource or path,
-                                               self.retry_after)
-                        return resp.text
-            except BackendError:
-                raise
-            except Exception as exc:
-                raise self._failed(translate(exc, verb, resource or path, self.retry_after,
-                                             self.request_timeout)) from None
-        raise AssertionError("unreachable")
+        raw = await self._request("GET", path, dict(params or {}), {}, None, verb, resource or path,
+                                  self.request_timeout)
+        return raw.decode(errors="replace")
 
     async def apply(self, obj: Mapping[str, Any], *, field_manager: str, force: bool = False,
                     dry_run: bool = False, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
         """Apply ``obj`` as ``kubectl apply --server-side`` does and return the object the server
         stored (or would store, with ``dry_run``): the PATCH of content type
         ``application/apply-patch+yaml`` (JSON is YAML) with a field manager, and optionally
-        ``force`` and ``dryRun=All``. kr8s has no apply of its own; its ``call_api`` sends it."""
+        ``force`` and ``dryRun=All`` (kr8s has no apply of its own)."""
         params = {"fieldManager": field_manager, "force": "true" if force else "false"}
         if dry_run:
             params["dryRun"] = "All"
@@ -308,12 +282,12 @@ class Client:
     @asynccontextmanager
     async def stream(self, path: str, params: Mapping[str, str], read_timeout: float) -> AsyncIterator[AsyncIterator[bytes]]:
         """Lines of a watch response; one that stays silent longer than ``read_timeout`` ends
-        (see :mod:`.watchstream`). Every line counts as an answer of the server."""
+        (see :mod:`.transport`). Every line counts as an answer of the server."""
         self.require_answering()
         self.calls += 1
         sent = self._headers()
         try:
-            async with self.streams.open(path, params, sent, connect_timeout=self.request_timeout,
+            async with self.transport.open(path, params, sent, connect_timeout=self.request_timeout,
                                          read_timeout=read_timeout) as resp:
                 self._answered(resp.status)
                 if resp.status >= 400:
@@ -342,7 +316,3 @@ def _json_bytes(body: bytes) -> Any:
         return json.loads(body)
     except ValueError:
         return {"message": body.decode(errors="replace")[:500]}
-
-
-def _json(resp: httpx.Response) -> Any:
-    return _json_bytes(resp.content)

@@ -8,9 +8,8 @@ and, when the entry changed, a conditional write of the Lease
 (:func:`~agentproxy.triggers.claims.lease_for`): a create when there was none, else a replace
 carrying the ``resourceVersion`` that was read. When two replicas write at once, the API server
 takes one and answers the other 409; that one reads the Lease again and steps again from what
-the winner wrote (which is then, typically, the winner's claim: nothing to do). kr8s has no
-Lease object; its raw ``call_api``, through :class:`~.client.Client` as every call of this
-backend, sends the calls.
+the winner wrote (which is then, typically, the winner's claim: nothing to do). The calls go
+through :class:`~.client.Client`, as every call of this backend.
 """
 
 from __future__ import annotations

@@ -89,7 +89,7 @@ async def test_a_start_derives_and_reconciles_nothing_from_a_partial_view():
     config = settings()
     api = synthetic_namespace(config, 4)
     api.gates["statefulsets"] = asyncio.Event()
-    backend = K8sBackend(config, client=Client(api, streams=api.streams))  # type: ignore[arg-type]  # the imitation of kr8s's Api
+    backend = K8sBackend(config, client=Client(api, transport=api.transport))  # type: ignore[arg-type]  # the imitation of kr8s's Api
     first_event = asyncio.ensure_future(backend.events().__anext__())
     await asyncio.sleep(0)  # subscribed
     start = asyncio.ensure_future(backend.start())

@@ -1,12 +1,14 @@
-"""Watch streams over aiohttp, with the credentials kr8s loaded.
+"""The k8s client's HTTP transport: aiohttp, with the credentials kr8s loaded.
 
-Every request of the k8s backend goes through kr8s (httpx), except its watches: a watch is
-one long response whose lines arrive one change at a time, once for every change of every
-agent on every replica, and read over aiohttp each costs 0.72-0.79x the CPU it took through
-httpx, httpcore and anyio's TLS stream (``bin/just bench-watch-read``, ``docs/performance.md``). The
-connection is made as kr8s makes its own: the API server of its kubeconfig or ServiceAccount,
-its TLS context (the cluster's CA, a client certificate, or none to verify), its bearer token,
-its TLS server name and proxy, and the proxy variables of the environment (as httpx honours them).
+kr8s reads the kubeconfig or the ServiceAccount and holds the credentials; every request of the
+k8s backend, and every watch, is sent over aiohttp with them: over aiohttp a server-side apply
+costs this process 0.30-0.33x the CPU it took through kr8s's own ``call_api`` (httpx, httpcore
+and anyio's TLS stream), a watch event 0.58-0.79x (``bin/just bench-transport``,
+``docs/performance.md``). Every create of an agent is three such calls or more, and every change
+of every agent an event on every replica. The connection is made as kr8s makes its own:
+the API server of its kubeconfig or ServiceAccount, its TLS context (the cluster's CA, a client
+certificate, or none to verify), its bearer token, its TLS server name and proxy, and the proxy
+variables of the environment (as httpx honours them).
 
 A watch that stays silent longer than its read timeout ends quietly: its caller starts it
 again from the last resourceVersion. Watches of Events get no bookmarks from the API server,
@@ -27,7 +29,7 @@ import aiohttp
 
 from ... import __version__
 
-__all__ = ["AiohttpWatchStreams", "WatchResponse", "WatchStreams"]
+__all__ = ["AiohttpTransport", "Transport", "WatchResponse"]
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +48,13 @@ class WatchResponse(Protocol):
         ...
 
 
-class WatchStreams(Protocol):
-    """Opens watches: the transport of :meth:`.client.Client.stream`."""
+class Transport(Protocol):
+    """How :class:`.client.Client` reaches the API server: requests, and watches."""
+
+    async def request(self, method: str, path: str, params: Mapping[str, str], headers: Mapping[str, str],
+                      body: bytes | None, timeout: float) -> tuple[int, bytes]:
+        """The status and body of the answer to ``method path?params``, within ``timeout`` seconds."""
+        ...
 
     def open(self, path: str, params: Mapping[str, str], headers: Mapping[str, str], *,
              connect_timeout: float, read_timeout: float) -> Any:
@@ -55,7 +62,7 @@ class WatchStreams(Protocol):
         ...
 
     async def close(self) -> None:
-        """Close what is open (a later :meth:`open` opens again)."""
+        """Close what is open (a later call opens again)."""
         ...
 
 
@@ -92,8 +99,9 @@ class _AiohttpResponse:
                 yield line
 
 
-class AiohttpWatchStreams:
-    """Watches over one aiohttp session per event loop, with the credentials of kr8s's ``api``."""
+class AiohttpTransport:
+    """Requests and watches over one aiohttp session per event loop, with the credentials of
+    kr8s's ``api``."""
 
     def __init__(self, api: Any) -> None:
         self.api = api
@@ -105,22 +113,25 @@ class AiohttpWatchStreams:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:  # a session belongs to its event loop; another loop's is left
             self._session, self._loop, self._opening = None, loop, asyncio.Lock()
+        session = self._session
+        if session is not None and not session.closed:
+            return session
         async with self._opening:
             if self._session is None or self._session.closed:
                 context = await self.api.auth.ssl_context()
                 if context is True:  # nothing to add to verification: the default, with httpx's CAs
                     context = _default_context()
+                # No bound on connections: the client bounds its calls (k8s_mode.api.max_in_flight),
+                # and each watch holds a connection of its own for as long as it lasts.
                 self._session = aiohttp.ClientSession(
                     trust_env=True,
                     connector=aiohttp.TCPConnector(ssl=context, limit=0),
                     headers={"User-Agent": f"agentproxy/{__version__}", "Accept": "application/json"})
             return self._session
 
-    @asynccontextmanager
-    async def open(self, path: str, params: Mapping[str, str], headers: Mapping[str, str], *,
-                   connect_timeout: float, read_timeout: float) -> AsyncIterator[WatchResponse]:
-        """A watch of ``GET path?params``; ``headers`` over kr8s's bearer token, if it has one."""
-        session = await self._session_now()
+    def _sent(self, headers: Mapping[str, str]) -> tuple[str, dict[str, str], dict[str, Any]]:
+        """The server's base URL, the headers over kr8s's bearer token (if it has one), and the
+        connection's options (TLS server name, proxy)."""
         auth = self.api.auth
         sent = {**({"Authorization": f"Bearer {auth.token}"} if auth.token else {}), **headers}
         options: dict[str, Any] = {}
@@ -128,10 +139,27 @@ class AiohttpWatchStreams:
             options["server_hostname"] = auth.tls_server_name
         if auth.proxy:
             options["proxy"] = auth.proxy
-        timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
         # The server's URL may carry a path of its own (a proxy in front of the API server).
-        url = auth.server.rstrip("/") + path
-        async with session.get(url, params=dict(params), headers=sent, timeout=timeout, **options) as response:
+        return auth.server.rstrip("/"), sent, options
+
+    async def request(self, method: str, path: str, params: Mapping[str, str], headers: Mapping[str, str],
+                      body: bytes | None, timeout: float) -> tuple[int, bytes]:
+        """One request, its body read whole."""
+        session = await self._session_now()
+        server, sent, options = self._sent(headers)
+        async with session.request(method, server + path, params=dict(params), data=body, headers=sent,
+                                   timeout=aiohttp.ClientTimeout(total=timeout), **options) as response:
+            return response.status, await response.read()
+
+    @asynccontextmanager
+    async def open(self, path: str, params: Mapping[str, str], headers: Mapping[str, str], *,
+                   connect_timeout: float, read_timeout: float) -> AsyncIterator[WatchResponse]:
+        """A watch of ``GET path?params``; ``headers`` over kr8s's bearer token, if it has one."""
+        session = await self._session_now()
+        server, sent, options = self._sent(headers)
+        timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
+        async with session.get(server + path, params=dict(params), headers=sent, timeout=timeout,
+                               **options) as response:
             yield _AiohttpResponse(response, read_timeout)
 
     async def close(self) -> None:

@@ -1,7 +1,8 @@
-"""Watch streams over aiohttp (:mod:`agentproxy.backends.k8s.watchstream`) through the k8s
-client: a real aiohttp server on 127.0.0.1 answers as the API server answers a watch (chunked
-lines, each an event, written as they happen); kr8s's credentials are stood in for by an object of
-their shape (the real ones, TLS and client certificates, are the e2e suite's, on the test cluster)."""
+"""The k8s client's transport (:mod:`agentproxy.backends.k8s.transport`): its calls and watches
+over aiohttp. A real aiohttp server on 127.0.0.1 answers as the API server answers a call or a
+watch (chunked lines, each an event, written as they happen); kr8s's credentials are stood in for
+by an object of their shape, except in the last test, which makes TLS with a client certificate
+from a kubeconfig as kr8s loads it (the e2e suite's calls all go the same way, to the test cluster)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from agentproxy.backends.base import Forbidden, Unavailable
-from agentproxy.backends.k8s.client import Client, Gone
+from agentproxy.backends.base import Conflict, Forbidden, Unavailable
+from agentproxy.backends.k8s.client import Client, Gone, NamespaceMissing
 from agentproxy.backends.k8s.credentials import TokenFile
 from agentproxy.backends.k8s.health import ApiHealth
 
@@ -35,7 +36,7 @@ async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
 
     async def start(handler: Handler) -> str:
         app = web.Application()
-        app.router.add_get(PATH, handler)
+        app.router.add_route("*", PATH, handler)
         runner = web.AppRunner(app, shutdown_timeout=1.0)  # a handler that is still writing is cut off
         await runner.setup()
         runners.append(runner)
@@ -153,10 +154,10 @@ async def test_a_server_that_cannot_be_reached_is_unavailable(unused_tcp_port):
 
 async def test_a_kubeconfig_with_a_client_certificate_is_used_as_kr8s_uses_it(tmp_path):
     """The credentials kr8s loads from a kubeconfig (the cluster's CA, a client certificate)
-    make the watch's TLS connection: the server requires the certificate and reads its name."""
+    make the TLS connection of watches and calls: the server requires the certificate and reads its name."""
     import kr8s.asyncio
 
-    from benchmarks.watch_read import PATH as WATCHED, start_api_server
+    from benchmarks.transport import PATH as WATCHED, start_api_server
     from testenv.apiclient import client_kubeconfig
     from testenv.pki import write_pki
 
@@ -175,9 +176,136 @@ async def test_a_kubeconfig_with_a_client_certificate_is_used_as_kr8s_uses_it(tm
     client = Client(await kr8s.asyncio.api(kubeconfig=str(kubeconfig)))
     try:
         assert await _watch(client, path=WATCHED) == [{"type": "ADDED", "object": {"metadata": {"name": "a"}}}]
+        assert (await client.request("GET", "/version"))["gitVersion"] == "v1.35.0"  # a call, the same way
     finally:
         await client.close()
         await runner.cleanup()
     [peer] = peers
     subject = dict(field for rdn in peer["subject"] for field in rdn)
     assert subject["commonName"] == "watcher"
+
+
+# --- calls -------------------------------------------------------------------------------------
+
+async def test_a_call_sends_its_method_params_body_and_content_type_and_returns_the_json(serve):
+    seen: list[tuple[str, dict[str, str], str, str, bytes]] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        seen.append((request.method, dict(request.query), request.headers["Content-Type"],
+                     request.headers.get("Authorization", ""), await request.read()))
+        return web.json_response({"kind": "ConfigMap", "metadata": {"resourceVersion": "7"}})
+
+    url = await serve(handler)
+    client = Client(SimpleNamespace(auth=_auth(url, token="t0k")))  # type: ignore[arg-type]
+    body = {"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "v"}}
+    try:
+        stored = await client.request("PATCH", PATH, body=body, params={"fieldManager": "agentproxy", "force": "true"},
+                                      content_type="application/apply-patch+yaml")
+    finally:
+        await client.close()
+    assert stored == {"kind": "ConfigMap", "metadata": {"resourceVersion": "7"}}
+    [(method, query, content_type, authorization, sent)] = seen
+    assert (method, query, content_type) == ("PATCH", {"fieldManager": "agentproxy", "force": "true"},
+                                            "application/apply-patch+yaml")
+    assert authorization == "Bearer t0k" and json.loads(sent) == body and client.calls == 1
+
+
+@pytest.mark.parametrize(("status", "body", "error", "text"), [
+    (409, {"kind": "Status", "code": 409, "reason": "AlreadyExists",
+           "message": 'configmaps "agent-a1-config" already exists'}, Conflict, "already exists"),
+    (403, {"kind": "Status", "code": 403, "reason": "Forbidden",
+           "message": 'configmaps is forbidden: User "x" cannot create resource "configmaps"'}, Forbidden,
+     "may not create configmaps"),
+    (404, {"kind": "Status", "code": 404, "reason": "NotFound", "message": 'namespaces "gone" not found',
+           "details": {"name": "gone", "kind": "namespaces"}}, NamespaceMissing, "'gone' does not exist"),
+    (502, "<html>bad gateway</html>", Unavailable, "answered 502 to create configmaps: <html>bad gateway"),
+])
+async def test_an_error_answer_to_a_call_is_the_servers_own_message(serve, status, body, error, text):
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if isinstance(body, str):
+            return web.Response(text=body, status=status)
+        return web.json_response(body, status=status)
+
+    url = await serve(handler)
+    client = Client(SimpleNamespace(auth=_auth(url)))  # type: ignore[arg-type]
+    try:
+        with pytest.raises(error, match=text):
+            await client.request("POST", PATH, body={}, verb="create", resource="configmaps")
+    finally:
+        await client.close()
+
+
+async def test_a_401_is_repeated_once_with_the_token_read_again(serve, tmp_path):
+    token = tmp_path / "token"
+    token.write_text("old")
+    sent: list[str] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        sent.append(request.headers["Authorization"])
+        if request.headers["Authorization"] != "Bearer new":
+            token.write_text("new")  # rotated meanwhile, as the kubelet rotates a ServiceAccount's token
+            return web.json_response({"kind": "Status", "code": 401, "message": "Unauthorized"}, status=401)
+        return web.json_response({"items": []})
+
+    url = await serve(handler)
+    client = Client(SimpleNamespace(auth=_auth(url)), token=TokenFile(token))  # type: ignore[arg-type]
+    try:
+        assert await client.request("GET", PATH) == {"items": []}
+        assert sent == ["Bearer old", "Bearer new"] and client.calls == 2
+    finally:
+        await client.close()
+
+
+async def test_a_401_without_a_new_token_is_the_answer(serve):
+    sent: list[str] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        sent.append(request.headers.get("Authorization", ""))
+        return web.json_response({"kind": "Status", "code": 401, "message": "Unauthorized"}, status=401)
+
+    url = await serve(handler)
+    client = Client(SimpleNamespace(auth=_auth(url, token="expired")))  # type: ignore[arg-type]
+    try:
+        with pytest.raises(Forbidden, match="rejected the proxy's credentials: Unauthorized"):
+            await client.request("GET", PATH)
+    finally:
+        await client.close()
+    assert sent == ["Bearer expired"]
+
+
+async def test_a_call_the_server_does_not_answer_in_time_is_unavailable_and_told_to_health(serve):
+    async def handler(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(30)
+        return web.json_response({})
+
+    url = await serve(handler)
+    health = ApiHealth(unready_after=30.0)
+    client = Client(SimpleNamespace(auth=_auth(url)), request_timeout=0.3, health=health)  # type: ignore[arg-type]
+    try:
+        with pytest.raises(Unavailable, match="did not answer get configmaps within 0.3 s"):
+            await client.request("GET", PATH, verb="get", resource="configmaps")
+    finally:
+        await client.close()
+    assert health.last_error is not None and "did not answer" in health.last_error
+
+
+async def test_a_call_to_a_server_that_cannot_be_reached_is_unavailable(unused_tcp_port):
+    client = Client(SimpleNamespace(auth=_auth(f"http://127.0.0.1:{unused_tcp_port}")))  # type: ignore[arg-type]
+    try:
+        with pytest.raises(Unavailable, match="cannot be reached"):
+            await client.request("GET", PATH)
+    finally:
+        await client.close()
+
+
+async def test_logs_are_read_as_text(serve):
+    async def handler(request: web.Request) -> web.StreamResponse:
+        assert request.query == {"tailLines": "2"}
+        return web.Response(text="line 1\nline 2\n")
+
+    url = await serve(handler)
+    client = Client(SimpleNamespace(auth=_auth(url)))  # type: ignore[arg-type]
+    try:
+        assert await client.text(PATH, params={"tailLines": "2"}) == "line 1\nline 2\n"
+    finally:
+        await client.close()
