@@ -48,10 +48,10 @@ async def test_get_and_list_make_no_api_calls(backend):
     assert backend.client.calls == before
 
 
-async def test_a_create_writes_its_objects_in_four_requests_and_reads_none(backend, monkeypatch):
-    """A create is the claim's POST, then one apply each of the StatefulSet, the Service and
-    the ConfigMap (owned); the PVC is the StatefulSet controller's, and the claim's own answer
-    is the stored ConfigMap: nothing of the agent is read back."""
+async def test_a_create_writes_its_objects_in_three_requests_and_reads_none(backend, monkeypatch):
+    """A create is the claim's POST (the ConfigMap, with all it holds), then one apply each of
+    the StatefulSet and the Service (owned by it); the PVC is the StatefulSet controller's, and
+    the claim's own answer is the stored ConfigMap: nothing of the agent is read back."""
     sent: list[tuple[str, str]] = []
     request = backend.client.request
 
@@ -64,8 +64,7 @@ async def test_a_create_writes_its_objects_in_four_requests_and_reads_none(backe
 
     monkeypatch.setattr(backend.client, "request", recording)
     await backend.create(build_spec(backend.settings, SESSION, "counted"))
-    assert sent == [("POST", "configmaps"), ("PATCH", "statefulsets"), ("PATCH", "services"),
-                    ("PATCH", "configmaps")]
+    assert sent == [("POST", "configmaps"), ("PATCH", "statefulsets"), ("PATCH", "services")]
 
 
 async def _count(backend, n):
