@@ -121,13 +121,16 @@ async def find_k8s(settings: Settings) -> Leftovers | None:
     from .k8s.kinds import CONFIGMAP, STATEFULSET
     client = await Client.connect(k8s.kubeconfig, k8s.context)
     agents = set()
-    for kind in (CONFIGMAP, STATEFULSET):  # the claim, and what runs
-        listed = await client.request("GET", kind.collection(k8s.namespace), verb="list", resource=kind.plural,
-                                      params={"labelSelector": naming.MANAGED_SELECTOR})
-        for obj in listed.get("items") or []:
-            labels = (obj.get("metadata") or {}).get("labels") or {}
-            if labels.get(naming.LABEL_AGENT_ID):
-                agents.add(f"{labels.get(naming.LABEL_SESSION, '?')}/{labels[naming.LABEL_AGENT_ID]}")
+    try:
+        for kind in (CONFIGMAP, STATEFULSET):  # the claim, and what runs
+            listed = await client.request("GET", kind.collection(k8s.namespace), verb="list", resource=kind.plural,
+                                          params={"labelSelector": naming.MANAGED_SELECTOR})
+            for obj in listed.get("items") or []:
+                labels = (obj.get("metadata") or {}).get("labels") or {}
+                if labels.get(naming.LABEL_AGENT_ID):
+                    agents.add(f"{labels.get(naming.LABEL_SESSION, '?')}/{labels[naming.LABEL_AGENT_ID]}")
+    finally:
+        await client.close()  # its connections, also when the lookup is cut short
     where = f"namespace {k8s.namespace} of {client.api.auth.server}"
     return Leftovers("k8s", where, tuple(sorted(agents))) if agents else None
 

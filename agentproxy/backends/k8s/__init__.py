@@ -1,4 +1,4 @@
-"""Kubernetes mode: agents as StatefulSets, applied and watched through kr8s.
+"""Kubernetes mode: agents as StatefulSets, applied and watched with the credentials kr8s loads.
 
 Pure decisions, no cluster:
 

@@ -202,7 +202,7 @@ class K8sBackend(Backend):
         if self._http is not None:
             await self._http.close()
         if self.client is not None:
-            await self.client.close()  # the watches' connections; the client can open them again
+            await self.client.close()  # its connections; the client can open them again
 
     async def healthy(self) -> bool:
         return await self.readiness() is None
@@ -347,6 +347,11 @@ class K8sBackend(Backend):
         version: :class:`Conflict` when it changed since."""
         assert self.client is not None
         return await self.client.delete(kind.item(self.namespace, name), resource=kind.plural, resource_version=seen)
+
+    async def exists(self, kind: Kind, name: str) -> bool:
+        """Whether the API server holds the object of the namespace now (read from it, not the cache)."""
+        assert self.client is not None
+        return await self.client.get(kind.item(self.namespace, name), resource=kind.plural) is not None
 
     async def _prepare(self, spec: AgentSpec | None) -> list[dict[str, Any]] | None:
         assert self.client is not None

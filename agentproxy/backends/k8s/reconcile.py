@@ -51,7 +51,7 @@ from typing import Any, Protocol
 from ... import naming
 from ...spec import AgentSpec
 from ..base import BackendError, Conflict
-from .kinds import CONFIGMAP, Kind
+from .kinds import CONFIGMAP, STATEFULSET, Kind
 from .model import STRAY_KINDS, AgentObjects, abandoned_claim, created_at, strays
 from .plan import Purpose, Step, carry_out, plan
 from .poolmembers import is_member
@@ -94,6 +94,9 @@ class ReconcileHost(Protocol):
     async def delete_object(self, kind: Kind, name: str, *, seen: str | None = None) -> bool:
         """Delete one object; False when it was gone. With ``seen``, only that version of it
         (:class:`~..base.Conflict` when it changed since)."""
+
+    async def exists(self, kind: Kind, name: str) -> bool:
+        """Whether the API server holds the object now (a read of it, not of the cache)."""
 
 
 class Reconciler:
@@ -275,10 +278,16 @@ class Reconciler:
             return
         claim = objects.claim
         assert claim is not None
+        # A create does not write its claim again once it made it: whether it has applied its
+        # StatefulSet since the cache's view is the server's to say (one read, on this rare path).
+        if await self.host.exists(STATEFULSET, naming.statefulset_name(agent_id)):
+            log.info("the claim of agent %s has its StatefulSet now; keeping it", agent_id)
+            self.schedule(agent_id)
+            return
         log.warning("removing the claim of agent %s: no StatefulSet %.0f s after it was made (a create that did "
                     "not finish, or a StatefulSet deleted out of band)", agent_id, self.claim_grace)
-        # Only the version that looked abandoned: a create that finishes meanwhile writes its
-        # claim again (owned by its StatefulSet), and the delete is refused.
+        # Only the version that looked abandoned: a claim written since (a pool's claim of a
+        # member, a repair) is looked at again first.
         try:
             await self.host.delete_object(CONFIGMAP, naming.configmap_name(agent_id),
                                           seen=claim["metadata"].get("resourceVersion"))

@@ -7,8 +7,11 @@ and anyio's TLS stream), a watch event 0.58-0.79x (``bin/just bench-transport``,
 ``docs/performance.md``). Every create of an agent is three such calls or more, and every change
 of every agent an event on every replica. The connection is made as kr8s makes its own:
 the API server of its kubeconfig or ServiceAccount, its TLS context (the cluster's CA, a client
-certificate, or none to verify), its bearer token, its TLS server name and proxy, and the proxy
-variables of the environment (as httpx honours them).
+certificate, or none to verify), its bearer token, its TLS server name and proxy, else the proxy
+the environment names for the server (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``, none where
+``NO_PROXY`` covers it, as httpx honours them). Nothing else of the environment: aiohttp's
+``trust_env`` would also send a ``~/.netrc`` password with every call (httpx does not), and look
+both up again in a thread for each.
 
 A watch that stays silent longer than its read timeout ends quietly: its caller starts it
 again from the last resourceVersion. Watches of Events get no bookmarks from the API server,
@@ -21,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
@@ -108,6 +113,7 @@ class AiohttpTransport:
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._opening = asyncio.Lock()
+        self._proxy: str | None = None
 
     async def _session_now(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -121,10 +127,10 @@ class AiohttpTransport:
                 context = await self.api.auth.ssl_context()
                 if context is True:  # nothing to add to verification: the default, with httpx's CAs
                     context = _default_context()
+                self._proxy = self.api.auth.proxy or environment_proxy(self.api.auth.server)
                 # No bound on connections: the client bounds its calls (k8s_mode.api.max_in_flight),
                 # and each watch holds a connection of its own for as long as it lasts.
                 self._session = aiohttp.ClientSession(
-                    trust_env=True,
                     connector=aiohttp.TCPConnector(ssl=context, limit=0),
                     headers={"User-Agent": f"agentproxy/{__version__}", "Accept": "application/json"})
             return self._session
@@ -137,8 +143,8 @@ class AiohttpTransport:
         options: dict[str, Any] = {}
         if auth.tls_server_name:
             options["server_hostname"] = auth.tls_server_name
-        if auth.proxy:
-            options["proxy"] = auth.proxy
+        if self._proxy:
+            options["proxy"] = self._proxy
         # The server's URL may carry a path of its own (a proxy in front of the API server).
         return auth.server.rstrip("/"), sent, options
 
@@ -166,6 +172,16 @@ class AiohttpTransport:
         session, self._session = self._session, None
         if session is not None and not session.closed and self._loop is asyncio.get_running_loop():
             await session.close()
+
+
+def environment_proxy(server: str) -> str | None:
+    """The proxy the environment names for ``server``'s scheme (or ``ALL_PROXY``), None when
+    there is none or ``NO_PROXY`` covers the server's host."""
+    proxies = urllib.request.getproxies_environment()
+    url = urllib.parse.urlsplit(server)
+    if not proxies or urllib.request.proxy_bypass(url.hostname or ""):
+        return None
+    return proxies.get(url.scheme) or proxies.get("all")
 
 
 def _default_context() -> ssl.SSLContext:

@@ -317,6 +317,12 @@ class Host:
         self.seen.append(seen)
         return True
 
+    async def exists(self, kind: Any, name: str) -> bool:
+        return (kind.name, name) in self.objects or (kind.name, name) in self.server_only
+
+    server_only: frozenset[tuple[str, str]] = frozenset()
+    """Objects the server holds that the cache does not show yet."""
+
 
 async def test_a_reconcile_pass_reapplies_drift_and_prunes_strays():
     spec, objects = rendered()
@@ -486,6 +492,21 @@ async def test_an_abandoned_claim_is_removed_only_at_the_version_that_looked_aba
     await reconciler.reconcile("a1")
     assert finished.seen == ["31"] and reconciler.abandoned == 0
     assert "a1" in reconciler._pending  # looked at again, with the claim as it is now
+    await reconciler.close()
+
+
+async def test_a_claim_whose_statefulset_the_cache_does_not_show_yet_is_kept():
+    """A create does not write its claim again: that it finished, while the cache still shows a
+    claim without a StatefulSet, is read from the server before the claim is removed."""
+    spec, objects = rendered()
+    claim = _versioned(stored(objects[0], created="2026-01-02T03:04:05Z"), "31")
+    later = lambda: datetime(2026, 1, 2, 4, 0, tzinfo=UTC)  # noqa: E731 - an hour after it was made
+    host = Host(spec, {("ConfigMap", "agent-a1-config"): claim})
+    host.server_only = frozenset({("StatefulSet", "agent-a1")})
+    reconciler = Reconciler(host, now=later, delay=0.01)
+    await reconciler.reconcile("a1")
+    assert host.deleted == [] and reconciler.abandoned == 0
+    assert "a1" in reconciler._pending  # looked at again once the cache shows it
     await reconciler.close()
 
 

@@ -19,6 +19,7 @@ from agentproxy.backends.base import Conflict, Forbidden, Unavailable
 from agentproxy.backends.k8s.client import Client, Gone, NamespaceMissing
 from agentproxy.backends.k8s.credentials import TokenFile
 from agentproxy.backends.k8s.health import ApiHealth
+from agentproxy.backends.k8s.transport import environment_proxy
 
 PATH = "/api/v1/namespaces/agents/pods"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -309,3 +310,44 @@ async def test_logs_are_read_as_text(serve):
         assert await client.text(PATH, params={"tailLines": "2"}) == "line 1\nline 2\n"
     finally:
         await client.close()
+
+
+# --- what of the environment is used -----------------------------------------------------------
+
+def test_the_proxy_is_the_environments_for_the_servers_scheme_unless_no_proxy_covers_it(monkeypatch):
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "all_proxy",
+                 "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert environment_proxy("https://10.0.0.1:6443") is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    assert environment_proxy("https://10.0.0.1:6443") == "http://proxy.example:3128"
+    assert environment_proxy("http://10.0.0.1:8080") is None  # no HTTP_PROXY, no ALL_PROXY
+    monkeypatch.setenv("ALL_PROXY", "http://all.example:3128")
+    assert environment_proxy("http://10.0.0.1:8080") == "http://all.example:3128"
+    monkeypatch.setenv("NO_PROXY", "10.0.0.1,.cluster.local")
+    assert environment_proxy("https://10.0.0.1:6443") is None
+    assert environment_proxy("https://api.cluster.local") is None
+    assert environment_proxy("https://10.0.0.2:6443") == "http://proxy.example:3128"
+
+
+async def test_a_netrc_password_is_not_sent(serve, tmp_path, monkeypatch):
+    """aiohttp's ``trust_env`` would add a ``~/.netrc`` password to every call, and refuse one
+    that carries a bearer token already; httpx, which kr8s uses, sends none."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("default login someone password secret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    sent: list[str | None] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        sent.append(request.headers.get("Authorization"))
+        return web.json_response({})
+
+    url = await serve(handler)
+    for token in (None, "t0k"):
+        client = Client(SimpleNamespace(auth=_auth(url, token=token)))  # type: ignore[arg-type]
+        try:
+            assert await client.request("GET", PATH) == {}
+        finally:
+            await client.close()
+    assert sent == [None, "Bearer t0k"]
