@@ -208,6 +208,7 @@ async def real_node(args: argparse.Namespace) -> dict[str, list[float]]:
                 await backend.close()
     finally:
         await admin.request("DELETE", f"/api/v1/namespaces/{ns}")
+        await admin.close()
 
 
 async def message_floor(agentapi: str, runs: int) -> list[float]:

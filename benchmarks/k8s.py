@@ -279,10 +279,13 @@ async def main() -> int:
     args = parser.parse_args()
     api = await kr8s.asyncio.api()
     admin = Client(api)
-    if args.only != "list":
-        await _creates(api, admin, args, [])
-    if args.only != "create":
-        await _listing(api, admin, args, [])
+    try:
+        if args.only != "list":
+            await _creates(api, admin, args, [])
+        if args.only != "create":
+            await _listing(api, admin, args, [])
+    finally:
+        await admin.close()
     return 0
 
 

@@ -142,6 +142,7 @@ async def run(args: argparse.Namespace) -> None:
             await backend.close()
     finally:
         await _drop_namespaces(setup, namespaces)
+        await setup.close()
 
 
 def main() -> None:

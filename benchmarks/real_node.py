@@ -127,6 +127,7 @@ async def main() -> int:
         await backend.close()
     finally:
         await admin.request("DELETE", f"/api/v1/namespaces/{ns}")
+        await admin.close()
     width = max(len(r[0]) for r in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")

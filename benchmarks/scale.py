@@ -593,6 +593,7 @@ async def run(args: argparse.Namespace, rows: list[tuple[str, str]], workdir: Pa
             t0 = time.monotonic()
             await _drop_namespaces(admin, namespaces, wait=args.cleanup_timeout)
             rows.append(("cleanup: the agents' namespace deleted", f"{time.monotonic() - t0:.0f} s"))
+        await admin.close()
 
 
 def _concurrencies(text: str) -> list[int]:

@@ -139,6 +139,7 @@ async def k8s(count: int) -> None:
             await backend.close()
     finally:
         await client.request("DELETE", f"/api/v1/namespaces/{namespace}")
+        await client.close()
 
 
 def main() -> None:

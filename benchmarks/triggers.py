@@ -461,6 +461,8 @@ async def schedule_skew(minutes: int, directory: Path, kubeconfig: str | None = 
         await asyncio.gather(*loops, return_exceptions=True)
         if clients:
             await clients[0].request("DELETE", f"/api/v1/namespaces/{namespace}")
+        for client in clients:
+            await client.close()
     return {kind: {"fires": len(skews[kind]), "ticks": len(fired[kind]),
                    "twice": sum(1 for n in fired[kind].values() if n > 1),
                    "p50": statistics.median(skews[kind]) if skews[kind] else float("nan"),
@@ -580,6 +582,7 @@ async def main_async(args: argparse.Namespace) -> int:
             if client is not None and namespace is not None:
                 from .k8s import _drop_namespaces
                 await _drop_namespaces(client, [namespace])
+                await client.close()
     with open("/proc/loadavg") as f:
         print(f"load average before {' '.join(before)}, after {' '.join(f.read().split()[:3])}")
     if result is None:

@@ -92,6 +92,7 @@ async def test_the_mounted_service_account_is_used_and_its_rotation_followed(api
                 return "rejected the proxy's credentials" in exc.message
             return False
         await wait_for(revoked, "the revoked token to be rejected", 30)
+        await stale.close()
         assert await using(tokens["pod-c"])
 
         # The cache's watches, opened with the first token, went on all along.
@@ -109,4 +110,7 @@ async def test_a_kubeconfig_wins_over_the_mounted_service_account(in_a_pod, tmp_
     monkeypatch.setenv("KUBECONFIG", kubeconfig)
     assert service_account_dir(directory=str(mounted)) is None
     client = await Client.connect(service_account=str(mounted))
-    assert client.token is None and (await _whoami(client))["username"] == "admin"
+    try:
+        assert client.token is None and (await _whoami(client))["username"] == "admin"
+    finally:
+        await client.close()

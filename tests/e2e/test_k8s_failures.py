@@ -136,8 +136,11 @@ contexts: [{name: c, context: {cluster: c, user: u}}]
 current-context: c
 """)
     with pytest.raises(Unavailable, match="cannot be reached"):
-        client = await Client.connect(str(kubeconfig))
-        await client.request("GET", "/api/v1/namespaces/default/configmaps")
+        client = await Client.connect(str(kubeconfig))  # kr8s may ask the server already
+        try:
+            await client.request("GET", "/api/v1/namespaces/default/configmaps")
+        finally:
+            await client.close()
 
 
 @pytest.fixture

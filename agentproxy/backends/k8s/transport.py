@@ -2,7 +2,7 @@
 
 kr8s reads the kubeconfig or the ServiceAccount and holds the credentials; every request of the
 k8s backend, and every watch, is sent over aiohttp with them: over aiohttp a server-side apply
-costs this process 0.30-0.33x the CPU it took through kr8s's own ``call_api`` (httpx, httpcore
+costs this process a tenth of the CPU it took through kr8s's own ``call_api`` (httpx, httpcore
 and anyio's TLS stream), a watch event 0.58-0.79x (``bin/just bench-transport``,
 ``docs/performance.md``). Every create of an agent is three such calls or more, and every change
 of every agent an event on every replica. The connection is made as kr8s makes its own:
