@@ -228,6 +228,7 @@ class SyntheticApi:
                      ) -> tuple[int, bytes]:
         """The status and body of the answer to a call of ``path`` (``/api/v1/...``)."""
         plural = path.rsplit("/", 1)[-1]
+        url = path.lstrip("/").partition("/")[2]  # as the writes and reads are recorded: without /api or /apis
         if method == "GET" and "fieldSelector" in params:  # the Events
             self.lists.append(f"events?{params['fieldSelector']}")
             return _answer(200, {"items": [], "metadata": {"resourceVersion": str(self.resource_version)}})
@@ -241,10 +242,10 @@ class SyntheticApi:
         if method == "POST" and params.get("dryRun") == "All":  # the namespace check
             return _answer(201, json.loads(content or b"{}"))
         if method == "GET":  # one object the imitation does not hold (the hooks' ConfigMap, say)
-            self.reads.append(path.lstrip("/").partition("/")[2])
+            self.reads.append(url)
             return _answer(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
                                  "reason": "NotFound", "code": 404, "message": f"{path} not found"})
-        self.writes.append((method, path.lstrip("/").partition("/")[2]))
+        self.writes.append((method, url))
         return _answer(200, json.loads(content or b"{}"))
 
 

@@ -40,7 +40,7 @@ from aiohttp import web
 from agentproxy.api.serve import LOOPS, event_loop_runner
 from agentproxy.backends.k8s.client import Client
 from agentproxy.render import render_agent
-from agentproxy.settings import load_settings
+from agentproxy.settings import Settings, load_settings
 from agentproxy.spec import build_spec
 from testenv.apiclient import client_kubeconfig
 from testenv.pki import write_pki
@@ -52,9 +52,12 @@ APPLIED = "/api/v1/namespaces/bench/configmaps/agent-a1-config"
 USER = "watcher"
 
 
+def _settings() -> Settings:
+    return load_settings(overrides=["k8s_mode.namespace=bench"], environ={}).settings
+
+
 def _objects() -> dict[str, dict[str, Any]]:
-    settings = load_settings(overrides=["k8s_mode.namespace=bench"], environ={}).settings
-    return agent_objects(settings, "s", "a1", 100)
+    return agent_objects(_settings(), "s", "a1", 100)
 
 
 def _event_line() -> bytes:
@@ -63,7 +66,7 @@ def _event_line() -> bytes:
 
 def _applied() -> dict[str, Any]:
     """The ConfigMap a create applies, as rendered (what the server stores adds its metadata)."""
-    settings = load_settings(overrides=["k8s_mode.namespace=bench"], environ={}).settings
+    settings = _settings()
     return next(o for o in render_agent(settings, build_spec(settings, "s", "a1", "echo")) if o["kind"] == "ConfigMap")
 
 

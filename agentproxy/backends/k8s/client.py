@@ -207,13 +207,13 @@ class Client:
         timeout = self.request_timeout if check_timeout is None else check_timeout
         sent = {"Content-Type": content_type, **(headers or {})}
         data = None if body is None else json.dumps(body).encode()
-        verb, resource = verb or method.lower(), resource or path
+        query, verb, resource = dict(params or {}), verb or method.lower(), resource or path
         if check_timeout is not None:
-            raw = await self._request(method, path, dict(params or {}), sent, data, verb, resource, timeout)
+            raw = await self._request(method, path, query, sent, data, verb, resource, timeout)
         else:
             async with self._in_flight:
                 self.require_answering()
-                raw = await self._request(method, path, dict(params or {}), sent, data, verb, resource, timeout)
+                raw = await self._request(method, path, query, sent, data, verb, resource, timeout)
         # Parsed once answered: parsing a list of thousands takes this process seconds, which are
         # no silence of the server's (nor time taken from another call's turn).
         return _json_bytes(raw)
