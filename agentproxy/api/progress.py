@@ -61,9 +61,10 @@ class ProgressStreams:
                 if record is None:
                     record = backend.progress.get(agent_id)
                 if record is not None:
-                    for index in range(sent, len(record.steps)):
-                        await response.write(format_step(record, index, record.steps[index], session))
-                    sent = len(record.steps)
+                    # Steps reached while a write was under way are sent too (never skipped).
+                    while sent < len(record.steps):
+                        await response.write(format_step(record, sent, record.steps[sent], session))
+                        sent += 1
                     if record.ended:
                         break
                 if not await self._wait(agent_id):
@@ -78,6 +79,7 @@ class ProgressStreams:
     async def _wait(self, agent_id: str) -> bool:
         """True at the next change of the agent's progress, False after the heartbeat interval
         (or at shutdown)."""
+        # next_progress counts from this call: a step reached before the task runs still wakes it.
         change = asyncio.ensure_future(self.ctx.backend.next_progress(agent_id, self.ctx.heartbeat_interval))
         closing = asyncio.ensure_future(self._closing.wait())
         try:

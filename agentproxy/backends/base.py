@@ -430,10 +430,10 @@ class Backend(abc.ABC):
 
     # --- events --------------------------------------------------------------------------------
 
-    async def next_progress(self, agent_id: str, timeout: float) -> bool:
-        """Return when the agent's start progress changes next (True), or after ``timeout``
-        seconds (False)."""
-        return await self._progress_changes.next_change(agent_id, timeout)
+    def next_progress(self, agent_id: str, timeout: float) -> Awaitable[bool]:
+        """An awaitable that returns when the agent's start progress changes next (True), or
+        after ``timeout`` seconds (False); it counts changes from this call on."""
+        return self._progress_changes.next_change(agent_id, timeout)
 
     def _start_facts(self, state: AgentState) -> Facts:
         """The steps of the agent's start reached now, as far as the mode knows (see :mod:`.progress`)."""

@@ -1,5 +1,5 @@
-"""The pieces of the shared backend rules by themselves: the spec check, per-agent locks and the
-event hub. (The rules as a whole run against every backend in ``tests/contract``.)"""
+"""The pieces of the shared backend rules by themselves: the spec check, per-agent locks, the
+event hub and the waiters of an agent's next change. (The rules as a whole run against every backend in ``tests/contract``.)"""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 from agentproxy.backends.base import AgentLocks, Conflict, check_same_spec
 from agentproxy.backends.events import EventHub
+from agentproxy.backends.lifecycle import ChangeWaiters
 
 from .._support import spec_for
 
@@ -40,6 +41,18 @@ async def test_agent_locks_serialise_one_agent_and_are_dropped_when_free():
     assert order.index("first out") < order.index("second in")
     assert order.index("other in") < order.index("first out")  # another agent does not wait
     assert not locks.held("a1") and locks._entries == {}
+
+
+async def test_a_wait_for_the_next_change_counts_from_the_call_not_from_its_first_await():
+    # A progress stream checks an agent's steps, then waits in a task of its own: a step reached
+    # before that task first runs must still wake it (it used to wait for the heartbeat).
+    waiters = ChangeWaiters()
+    woken = asyncio.ensure_future(waiters.next_change("a1", 30.0))
+    other = asyncio.ensure_future(waiters.next_change("b1", 0.01))
+    waiters.changed("a1")
+    assert await asyncio.wait_for(woken, 5.0) is True
+    assert await other is False
+    assert not waiters._waiters  # nothing left registered
 
 
 async def test_the_hub_ends_its_subscriptions_when_closed():
