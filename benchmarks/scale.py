@@ -17,7 +17,8 @@ In one run:
 2. the other agents created through the API (as many at once as the first size, the replicas
    in turns), two of them in a session of their own; seconds until both replicas list them all
    and until they are ready;
-3. on each replica: ``GET /agents`` and a session of 2 over HTTP (p50 / p95), RSS (and per agent
+3. on each replica: ``GET /agents`` and a session of 2 over HTTP (p50 / p95; the lists of all
+   taking turns with their floor, the same bytes from the barest aiohttp handler), RSS (and per agent
    over the replica's RSS with none), CPU while idle over ``--idle`` seconds once no watch
    event came for 5 s (up to ``--settle`` seconds waited: the cluster binds volumes and reports
    pods for a while after the last create); the API server's and etcd's CPU in the same window
@@ -42,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import json
 import os
 import signal
@@ -73,6 +75,10 @@ from .list_local import http_cpu
 POLL = 0.02
 QUIET = 5.0
 """Seconds without a watch event after which the replicas count as idle."""
+REPO = Path(__file__).resolve().parent.parent
+"""The checkout the benchmarks run from (``-m benchmarks.bare_body`` is found there)."""
+LIST_ROUNDS = 5
+"""Turns the lists of the replicas and of their floor take (each round a share of ``--requests``)."""
 WATCH_EVENTS = "agentproxy_k8s_watch_events_total"
 """The replicas' count of watch events (labelled by the watch's kind)."""
 SMALL = "small"
@@ -386,18 +392,24 @@ async def _against_floor(api: kr8s.asyncio.Api, admin: Client, args: argparse.Na
 
 
 async def _reads(args: argparse.Namespace, replicas: list[Replica], n: int, empty_rss: list[int],
-                 rows: list[tuple[str, str]]) -> None:
+                 rows: list[tuple[str, str]], workdir: Path) -> None:
     """Phase 3: lists, memory, idle CPU of the replicas and of the control plane."""
+    lists = await _lists_against_their_floor(args, replicas, workdir)
+    floor_p50 = statistics.median(lists[-1][0])
     for k, replica in enumerate(replicas):
-        every, size, cpu = await asyncio.to_thread(http_cpu, replica.port, "/agents", args.requests)
+        every, size, client_cpu, server_cpu = lists[k]
         small, _ = await asyncio.to_thread(_http_timings, replica.port, f"/sessions/{SMALL}/agents",
                                            args.requests * 10)
         rss = replica.process.memory_info().rss
         rows += [(f"replica {k}: GET /agents, {n} agents ({size / 1e6:.1f} MB) p50 / p95",
-                  f"{_ms(every)} (client and server CPU {cpu * 1e3:.1f} ms per request)"),
+                  f"{_ms(every)}, {statistics.median(every) / floor_p50:.2f}x the floor's p50 (CPU a request: "
+                  f"client {client_cpu * 1e3:.1f} ms, replica {server_cpu * 1e3:.1f} ms)"),
                  (f"replica {k}: GET /sessions/S/agents, 2 of {n} p50 / p95", _ms(small)),
                  (f"replica {k}: RSS", f"{rss / 1e6:.0f} MB ({(rss - empty_rss[k]) / n / 1024:.1f} KiB per "
                   f"agent over {empty_rss[k] / 1e6:.0f} MB with none)")]
+    floor, size, client_cpu, server_cpu = lists[-1]
+    rows.append((f"floor: the same {size / 1e6:.1f} MB from a bare aiohttp handler, p50 / p95, taking turns",
+                 f"{_ms(floor)} (CPU a request: client {client_cpu * 1e3:.1f} ms, server {server_cpu * 1e3:.1f} ms)"))
     # Idle is when nothing changes: the cluster goes on binding volumes and reporting pods for a
     # while after the last create, and every change is work for both replicas.
     quiet = await _quiet(replicas, QUIET, args.settle)
@@ -409,6 +421,63 @@ async def _reads(args: argparse.Namespace, replicas: list[Replica], n: int, empt
         with _paused(still.values()):
             await _quiet(replicas, QUIET, 6 * QUIET)
             rows += await _idle(replicas, args.idle, ", the cluster's controllers paused")
+
+
+async def _lists_against_their_floor(args: argparse.Namespace, replicas: list[Replica],
+                                     workdir: Path) -> list[tuple[list[float], int, float, float]]:
+    """``GET /agents`` of each replica, then of the floor (replica 0's body served by the barest
+    aiohttp handler, :mod:`benchmarks.bare_body`), in rounds taking turns so that each meets
+    the same load of the cluster: the latencies, body size, and CPU a request of the client
+    and of the server (a replica's includes what its watches cost meanwhile) of each."""
+    body = workdir / "agents.json"
+    body.write_bytes(await asyncio.to_thread(_body, replicas[0].port, "/agents"))
+    port = _free_port()
+    with open(workdir / "bare-body.log", "ab") as out:
+        bare = await asyncio.create_subprocess_exec(sys.executable, "-m", "benchmarks.bare_body", str(body), str(port),
+                                                    stdout=out, stderr=asyncio.subprocess.STDOUT,
+                                                    stdin=asyncio.subprocess.DEVNULL, cwd=REPO)
+    try:
+        if await _until(lambda: _answers(port), 30) is None:
+            raise SystemExit(f"the bare list server did not answer within 30 s; see {workdir / 'bare-body.log'}")
+        targets = [(r.port, r.process) for r in replicas] + [(port, psutil.Process(bare.pid))]
+        timings: list[list[float]] = [[] for _ in targets]
+        client_cpu, server_cpu, size = [0.0] * len(targets), [0.0] * len(targets), 0
+        rounds = max(1, min(LIST_ROUNDS, args.requests))
+        for round_ in range(rounds):
+            count = args.requests // rounds + (round_ < args.requests % rounds)
+            for k, (target, process) in enumerate(targets):
+                before = _cpu(process)
+                took, size, cpu = await asyncio.to_thread(http_cpu, target, "/agents", count)
+                server_cpu[k] += _cpu(process) - before
+                client_cpu[k] += cpu * count
+                timings[k] += took
+        return [(timings[k], size, client_cpu[k] / len(timings[k]), server_cpu[k] / len(timings[k]))
+                for k in range(len(targets))]
+    finally:
+        if bare.returncode is None:
+            bare.terminate()
+        await bare.wait()
+
+
+def _body(port: int, path: str) -> bytes:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        if response.status != 200:
+            raise RuntimeError(f"GET {path} answered {response.status}")
+        return response.read()
+    finally:
+        conn.close()
+
+
+async def _answers(port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    writer.close()
+    return True
 
 
 async def _idle(replicas: list[Replica], seconds: float, what: str) -> list[tuple[str, str]]:
@@ -582,7 +651,7 @@ async def run(args: argparse.Namespace, rows: list[tuple[str, str]], workdir: Pa
                 raise SystemExit(f"a replica was not ready within 120 s; see {replica.log}")
         empty_rss = [r.process.memory_info().rss for r in replicas]
         n = await _floor_and_creates(api, admin, args, replicas, rows)
-        await _reads(args, replicas, n, empty_rss, rows)
+        await _reads(args, replicas, n, empty_rss, rows, workdir)
         await _changes(api, admin, args, replicas, ns, rows)
         await _restart(api, replicas, n, rows)
     finally:
