@@ -581,16 +581,16 @@ async def _changes(api: kr8s.asyncio.Api, admin: Client, args: argparse.Namespac
     rows.append(("drift repaired (a Service's label changed out of band), p50 / p95", _s(repaired)))
 
 
-async def _list_floor(api: kr8s.asyncio.Api, namespace: str) -> float:
+async def _list_floor(client: Client, namespace: str) -> float:
     """Seconds the smallest client takes to list every agent's objects of the five kinds a
-    replica lists when it starts (at once, pages of 500 as a replica's, each parsed, nothing
-    kept): the part of a start no design of the proxy can skip, on the cluster as it is then."""
+    replica lists when it starts (at once, pages of 500 as a replica's, over aiohttp as a
+    replica's, each parsed, nothing kept): the part of a start no design of the proxy can
+    skip, on the cluster as it is then."""
     async def one(kind: Kind) -> None:
-        base, _, rest = kind.collection(namespace).lstrip("/").partition("/")
         params = {"labelSelector": naming.MANAGED_SELECTOR, "limit": str(LIST_PAGE)}
         while True:
-            async with api.call_api("GET", version="", base=f"/{base}", url=rest, params=params) as resp:
-                more = (resp.json().get("metadata") or {}).get("continue")
+            page = await client.request("GET", kind.collection(namespace), params=params)
+            more = (page.get("metadata") or {}).get("continue")
             if not more:
                 return
             params = {**params, "continue": more}
@@ -599,9 +599,9 @@ async def _list_floor(api: kr8s.asyncio.Api, namespace: str) -> float:
     return time.monotonic() - t0
 
 
-async def _restart(api: kr8s.asyncio.Api, replicas: list[Replica], n: int, rows: list[tuple[str, str]]) -> None:
+async def _restart(admin: Client, replicas: list[Replica], n: int, rows: list[tuple[str, str]]) -> None:
     """Phase 5: a replica killed and started again, against the floor of its lists."""
-    floors = [await _list_floor(api, replicas[1].namespace) for _ in range(3)]
+    floors = [await _list_floor(admin, replicas[1].namespace) for _ in range(3)]
     replica = replicas[1]
     replica.kill()
     assert replica.proc is not None
@@ -653,7 +653,7 @@ async def run(args: argparse.Namespace, rows: list[tuple[str, str]], workdir: Pa
         n = await _floor_and_creates(api, admin, args, replicas, rows)
         await _reads(args, replicas, n, empty_rss, rows, workdir)
         await _changes(api, admin, args, replicas, ns, rows)
-        await _restart(api, replicas, n, rows)
+        await _restart(admin, replicas, n, rows)
     finally:
         for replica in replicas:
             await replica.stop()
