@@ -239,6 +239,10 @@ bench-list-cache *ARGS:
 bench-list-local *ARGS: agentapi
     python -m benchmarks.list_local "$@"
 
+# 1,000 agents (--agents N), each with an /events stream through the proxy and a message every 3 s: events lost, added delay, RSS
+bench-agent-streams *ARGS:
+    python -m benchmarks.agent_streams "$@"
+
 # agentproxy, configurable-http-proxy and the Go agentapi-proxy against direct agentapi, side by side
 bench-proxy *ARGS: agentapi agentapi-proxy chp wrk socat
     python -m benchmarks.proxy "$@"

@@ -9,7 +9,8 @@ Modules:
   that need a cluster check first; :mod:`.faults`: noticing and recovering from API server
   faults; :mod:`.real_node`: agents on the test cluster's real node.
 - :mod:`.scale`: many agents through two replicas on the cluster (lists, memory, idle CPU, a
-  restarted replica, status changes, drift, creates against the API server's floor);
+  restarted replica, status changes, drift, creates against the API server's floor), its lists
+  against :mod:`.bare_body`'s, the same bytes from the barest aiohttp handler;
   :mod:`.list_cache`: the k8s read path with many agents in :mod:`.synthetic`'s imitation of the
   API server's lists, no cluster needed; :mod:`.list_local`: lists of many local echo agents;
   :mod:`.transport`: the CPU a call and a watch event cost, kr8s's ``call_api`` against the k8s
@@ -22,7 +23,9 @@ Modules:
   :mod:`.pool`: warm pool claims against cold creates (claim-to-ready, claim-to-first-answer, refill);
   :mod:`.pool_k8s`: the same in k8s mode on ``$KUBECONFIG``'s kwok node (claim-to-ready, API
   requests per create, refill).
-- :mod:`.events`: the cost of ``GET /events`` with many agents and subscribers.
+- :mod:`.events`: the cost of ``GET /events`` with many agents and subscribers;
+  :mod:`.agent_streams`: many agents, each with its own ``/events`` stream through the proxy and
+  a message every few seconds (events lost, added delay, memory per stream).
 - :mod:`.triggers`: inbound webhooks against a real proxy (local mode, or k8s mode on the kwok
   node): webhook-to-agent-ready against a plain create, the notification latency of each kind,
   and a bounded load of signed deliveries (none lost, none doubled, 429s counted).
