@@ -32,7 +32,8 @@ In one run:
 5. a replica killed (SIGKILL) and started again: seconds until ``/readyz`` (and as a multiple
    of the floor, the five kinds' lists alone by the smallest client just before) and until it lists
    every agent, the list and watch requests it made, and the repairs, prunes and removed claims
-   it counted meanwhile (none is right); the agents still there afterwards.
+   it counted meanwhile (none is right); on the test cluster once more with its controllers
+   paused (the lists of a cluster at rest); the agents still there afterwards.
 
 The agents' namespace is deleted at the end (and waited for, up to ``--cleanup-timeout``
 seconds), and with it every agent. Usage:
@@ -600,7 +601,18 @@ async def _list_floor(client: Client, namespace: str) -> float:
 
 
 async def _restart(admin: Client, replicas: list[Replica], n: int, rows: list[tuple[str, str]]) -> None:
-    """Phase 5: a replica killed and started again, against the floor of its lists."""
+    """Phase 5: a replica killed and started again, against the floor of its lists; on the test
+    cluster once more with its controllers paused (the lists of a cluster at rest)."""
+    rows += await _restart_once(admin, replicas, n, "")
+    still = _control_plane(CONTROLLERS)
+    if still:
+        with _paused(still.values()):
+            rows += await _restart_once(admin, replicas, n, ", the cluster's controllers paused")
+    rows.append(("agents there afterwards (replica 0's list)", str(await replicas[0].count())))
+
+
+async def _restart_once(admin: Client, replicas: list[Replica], n: int, what: str) -> list[tuple[str, str]]:
+    """Replica 1 killed (SIGKILL) and started again, the lists alone measured just before."""
     floors = [await _list_floor(admin, replicas[1].namespace) for _ in range(3)]
     replica = replicas[1]
     replica.kill()
@@ -617,21 +629,20 @@ async def _restart(admin: Client, replicas: list[Replica], n: int, rows: list[tu
     metrics = await replica.metrics()
     rss = replica.process.memory_info().rss
     floor = statistics.median(floors)
-    rows += [("the five kinds' lists alone by the smallest client, just before (median of 3)",
-              f"{floor:.1f} s ({', '.join(f'{f:.1f}' for f in floors)})"),
-             ("replica 1 killed and started again: /readyz 200",
-              f"{ready_at:.1f} s, {ready_at / floor:.2f}x the lists alone" if readyz is not None
-              else "not within 120 s"),
-             (f"  ... and lists all {n}", f"{time.monotonic() - t0:.1f} s" if listed is not None else "no"),
-             ("  its RSS then (no create has passed through it)", f"{rss / 1e6:.0f} MB"),
-             ("  lists / all API requests it made until then",
-              f"{metrics.get('agentproxy_k8s_watch_lists_total', 0):.0f} / "
-              f"{metrics.get('agentproxy_k8s_api_requests_total', 0):.0f}"),
-             ("  repairs / prunes / claims removed while it started",
-              f"{metrics.get('agentproxy_k8s_drift_repairs_total', 0):.0f} / "
-              f"{metrics.get('agentproxy_k8s_pruned_total', 0):.0f} / "
-              f"{metrics.get('agentproxy_k8s_abandoned_claims_total', 0):.0f}"),
-             ("agents there afterwards (replica 0's list)", str(await replicas[0].count()))]
+    return [(f"the five kinds' lists alone by the smallest client, just before (median of 3{what})",
+             f"{floor:.1f} s ({', '.join(f'{f:.1f}' for f in floors)})"),
+            (f"replica 1 killed and started again{what}: /readyz 200",
+             f"{ready_at:.1f} s, {ready_at / floor:.2f}x the lists alone" if readyz is not None
+             else "not within 120 s"),
+            (f"  ... and lists all {n}", f"{time.monotonic() - t0:.1f} s" if listed is not None else "no"),
+            ("  its RSS then (no create has passed through it)", f"{rss / 1e6:.0f} MB"),
+            ("  lists / all API requests it made until then",
+             f"{metrics.get('agentproxy_k8s_watch_lists_total', 0):.0f} / "
+             f"{metrics.get('agentproxy_k8s_api_requests_total', 0):.0f}"),
+            ("  repairs / prunes / claims removed while it started",
+             f"{metrics.get('agentproxy_k8s_drift_repairs_total', 0):.0f} / "
+             f"{metrics.get('agentproxy_k8s_pruned_total', 0):.0f} / "
+             f"{metrics.get('agentproxy_k8s_abandoned_claims_total', 0):.0f}")]
 
 
 async def run(args: argparse.Namespace, rows: list[tuple[str, str]], workdir: Path) -> None:
