@@ -44,6 +44,7 @@ from typing import Any
 
 import psutil
 
+from benchmarks.events import _cpu, _line, _mib
 from benchmarks.streams import _request, parse_events
 
 ROOT = str(Path(__file__).resolve().parents[1])
@@ -231,14 +232,6 @@ def _spawn(*args: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": ROOT}, cwd=ROOT)
 
 
-def _line(proc: subprocess.Popen[str], expected: str) -> str:
-    assert proc.stdout is not None
-    line = proc.stdout.readline().strip()
-    if not line.startswith(expected):
-        raise SystemExit(f"expected {expected!r} from the process {proc.pid} of the benchmark, got {line!r}")
-    return line
-
-
 def _end(proc: subprocess.Popen[str]) -> None:
     """End a process of the benchmark: its standard input closed, then SIGTERM, then SIGKILL."""
     if proc.stdin is not None and not proc.stdin.closed:
@@ -254,15 +247,6 @@ def _end(proc: subprocess.Popen[str]) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
-
-
-def _cpu(proc: psutil.Process) -> float:
-    times = proc.cpu_times()
-    return times.user + times.system
-
-
-def _mib(proc: psutil.Process) -> float:
-    return proc.memory_info().rss / (1 << 20)
 
 
 def one_round(urls: list[str], args: argparse.Namespace, proxy: psutil.Process | None) -> dict[str, Any]:
