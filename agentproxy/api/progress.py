@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -67,7 +68,7 @@ class ProgressStreams:
                         sent += 1
                     if record.ended:
                         break
-                if not await self._wait(agent_id):
+                if not await self._wait(agent_id, self._moved_on(agent_id, record, sent)):
                     state = backend.peek(session, agent_id)
                     if state is None or not principal.can_see(state):
                         break  # gone without a start this proxy knew of
@@ -76,11 +77,20 @@ class ProgressStreams:
             pass  # the client went away
         return response
 
-    async def _wait(self, agent_id: str) -> bool:
+    def _moved_on(self, agent_id: str, record: StartProgress | None, sent: int) -> Callable[[], bool]:
+        """Whether the agent's start has moved on from what the stream sent: a start where
+        there was none, or steps past the ``sent`` ones."""
+        if record is None:
+            return lambda: self.ctx.backend.progress.get(agent_id) is not None
+        return lambda: len(record.steps) > sent
+
+    async def _wait(self, agent_id: str, moved_on: Callable[[], bool]) -> bool:
         """True at the next change of the agent's progress, False after the heartbeat interval
         (or at shutdown)."""
-        # next_progress counts from this call: a step reached before the task runs still wakes it.
-        change = asyncio.ensure_future(self.ctx.backend.next_progress(agent_id, self.ctx.heartbeat_interval))
+        # The wait task runs a moment after the stream's look at the steps: a step reached in
+        # between is caught by moved_on, once the wait is registered.
+        change = asyncio.ensure_future(self.ctx.backend.next_progress(agent_id, self.ctx.heartbeat_interval,
+                                                                      unless=moved_on))
         closing = asyncio.ensure_future(self._closing.wait())
         try:
             await asyncio.wait({change, closing}, return_when=asyncio.FIRST_COMPLETED)

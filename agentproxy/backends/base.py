@@ -430,10 +430,11 @@ class Backend(abc.ABC):
 
     # --- events --------------------------------------------------------------------------------
 
-    def next_progress(self, agent_id: str, timeout: float) -> Awaitable[bool]:
-        """An awaitable that returns when the agent's start progress changes next (True), or
-        after ``timeout`` seconds (False); it counts changes from this call on."""
-        return self._progress_changes.next_change(agent_id, timeout)
+    async def next_progress(self, agent_id: str, timeout: float, unless: Callable[[], bool] | None = None) -> bool:
+        """Return when the agent's start progress changes next (True), or after ``timeout``
+        seconds (False); at once when ``unless()`` holds once the wait is registered (see
+        :meth:`.lifecycle.ChangeWaiters.next_change`)."""
+        return await self._progress_changes.next_change(agent_id, timeout, unless)
 
     def _start_facts(self, state: AgentState) -> Facts:
         """The steps of the agent's start reached now, as far as the mode knows (see :mod:`.progress`)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -89,19 +89,16 @@ class ChangeWaiters:
     def __init__(self) -> None:
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
 
-    def next_change(self, agent_id: str, timeout: float) -> Awaitable[bool]:
-        """An awaitable that returns at the agent's next change (True), or after ``timeout``
-        seconds (False). The waiter counts from this call, not from the first await, so that a
-        caller that checked the agent and then schedules the wait in a task misses no change
-        made in between."""
+    async def next_change(self, agent_id: str, timeout: float, unless: Callable[[], bool] | None = None) -> bool:
+        """Return at the agent's next change (True), or after ``timeout`` seconds (False).
+        ``unless``: looked at once the wait is registered, True returns at once: what a caller
+        saw before this wait ran has moved on meanwhile (a change it would otherwise miss)."""
         changed = asyncio.get_running_loop().create_future()
         waiters = self._waiters.setdefault(agent_id, set())
         waiters.add(changed)
-        return self._await(agent_id, waiters, changed, timeout)
-
-    async def _await(self, agent_id: str, waiters: set[asyncio.Future[None]], changed: asyncio.Future[None],
-                     timeout: float) -> bool:
         try:
+            if unless is not None and unless():
+                return True
             await asyncio.wait_for(changed, timeout)
             return True
         except TimeoutError:

@@ -43,16 +43,27 @@ async def test_agent_locks_serialise_one_agent_and_are_dropped_when_free():
     assert not locks.held("a1") and locks._entries == {}
 
 
-async def test_a_wait_for_the_next_change_counts_from_the_call_not_from_its_first_await():
-    # A progress stream checks an agent's steps, then waits in a task of its own: a step reached
-    # before that task first runs must still wake it (it used to wait for the heartbeat).
+async def test_a_wait_for_the_next_change_returns_at_once_when_the_caller_missed_one():
+    # A progress stream looks at an agent's steps, then waits in a task of its own: a step
+    # reached before that task first runs must still wake it (it used to wait for the heartbeat).
     waiters = ChangeWaiters()
-    woken = asyncio.ensure_future(waiters.next_change("a1", 30.0))
-    other = asyncio.ensure_future(waiters.next_change("b1", 0.01))
+    steps = ["process_started"]
+    seen = len(steps)
+    wait = asyncio.ensure_future(waiters.next_change("a1", 30.0, unless=lambda: len(steps) > seen))
+    steps.append("ready")  # before the wait task ran: no waiter to tell yet
+    waiters.changed("a1")
+    assert await asyncio.wait_for(wait, 5.0) is True
+    # Nothing missed: it waits for the next change, or for its timeout.
+    assert await waiters.next_change("a1", 0.01, unless=lambda: False) is False
+    woken = asyncio.ensure_future(waiters.next_change("a1", 30.0, unless=lambda: False))
+    await asyncio.sleep(0)
     waiters.changed("a1")
     assert await asyncio.wait_for(woken, 5.0) is True
-    assert await other is False
-    assert not waiters._waiters  # nothing left registered
+    # A wait cancelled before it ran leaves nothing registered.
+    never = asyncio.ensure_future(waiters.next_change("b1", 30.0))
+    never.cancel()
+    await asyncio.gather(never, return_exceptions=True)
+    assert not waiters._waiters
 
 
 async def test_the_hub_ends_its_subscriptions_when_closed():
