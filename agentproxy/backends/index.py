@@ -95,16 +95,20 @@ class StateIndex(Membership):
         """Every id in list order (creation time, then id), made again only after an agent came,
         went or changed its creation time: a list of thousands is not sorted on every read."""
         self._ordered: list[AgentState] | None = None
-        """Every state in that order, made again after any change."""
+        """Every state in that order: a change in place replaces its entry, an agent that came,
+        went or changed its creation time makes it again."""
+        self._position: dict[str, int] = {}
+        """Each id's position in :attr:`_order`."""
 
     def put(self, state: AgentState) -> None:
         """The agent's state from now on."""
         previous = self._states.get(state.id)
         self._states[state.id] = state
         self.add(state.spec)
-        self._ordered = None
         if previous is None or previous.created_at != state.created_at:
-            self._order = None
+            self._order = self._ordered = None
+        elif self._ordered is not None:  # the same place in the list: thousands are not gathered again
+            self._ordered[self._position[state.id]] = state
 
     def remove(self, agent_id: str) -> None:
         """The agent is gone."""
@@ -119,6 +123,7 @@ class StateIndex(Membership):
             states = self._states
             if self._order is None:
                 self._order = sorted(states, key=lambda i: (states[i].created_at, i))
+                self._position = {agent_id: n for n, agent_id in enumerate(self._order)}
             self._ordered = [states[i] for i in self._order]
         return list(self._ordered)
 

@@ -136,3 +136,47 @@ def test_a_complete_list_of_the_same_states_is_the_same_body_and_any_change_make
     assert texts.list_body(changed[:2]) == texts.list_body(changed[:2], complete=True)
     assert texts.list_body(changed[::-1], complete=True) == json.dumps(
         {"agents": [agent_json(s) for s in changed[::-1]]}).encode()  # another order
+
+
+def test_a_complete_list_makes_again_only_the_texts_of_agents_that_changed_or_moved(settings, monkeypatch):
+    import agentproxy.api.listing as listing
+    made: list[str] = []
+
+    def counted(state: AgentState) -> dict:
+        made.append(state.id)
+        return agent_json(state)
+    monkeypatch.setattr(listing, "agent_json", counted)
+    texts = AgentTexts()
+    states = [state(settings, f"a{i}") for i in range(5)]
+    texts.list_body(states, complete=True)
+    assert made == ["a0", "a1", "a2", "a3", "a4"]
+    made.clear()
+    states[3] = state(settings, "a3", status=AgentStatus.READY)
+    body = texts.list_body(states, complete=True)
+    assert made == ["a3"]  # the others' texts are the last list's, by position
+    assert body == json.dumps({"agents": [agent_json(s) for s in states]}).encode()
+    made.clear()
+    # One deleted and another created: the same length, the agents after it moved up a place.
+    moved = [*states[:1], *states[2:], state(settings, "a9")]
+    assert texts.list_body(moved, complete=True) == json.dumps({"agents": [agent_json(s) for s in moved]}).encode()
+    assert made == ["a9"]  # a moved agent's text comes from its own entry, made once
+    assert texts.list_body(list(moved), complete=True) is texts.list_body(moved, complete=True)
+
+
+def test_a_change_in_place_replaces_the_agents_entry_in_the_ordered_list(settings):
+    index = StateIndex()
+    for i in range(4):
+        index.put(state(settings, f"a{i}"))
+    first = index.ordered()
+    ready = state(settings, "a2", status=AgentStatus.READY)
+    index.put(ready)
+    after = index.ordered()
+    assert after[2] is ready and [s.id for s in after] == ["a0", "a1", "a2", "a3"]
+    assert first[2] is not ready  # a list handed out before is the caller's: not changed under it
+    index.remove("a1")
+    index.put(state(settings, "a3", status=AgentStatus.READY))
+    index.put(state(settings, "a1"))  # back, and the positions after it follow
+    assert [s.id for s in index.ordered()] == ["a0", "a1", "a2", "a3"]
+    again = state(settings, "a3", status=AgentStatus.FAILED)
+    index.put(again)
+    assert [s.id for s in index.ordered()] == ["a0", "a1", "a2", "a3"] and index.ordered()[3] is again
