@@ -18,6 +18,8 @@ Measures, in this process:
   of 2, the first list after the start (every agent's JSON made) and the following ones; the
   same over HTTP from the real app on 127.0.0.1; and the body made with every agent's JSON
   made afresh (as without the cache), in the same run, for the ratio;
+- the same lists again while ``--changes-per-second`` agents change a second (a pod event each,
+  a container restarted: a new state for the agent);
 - the proxy's CPU while idle (``--idle`` seconds, nothing changing).
 
 Usage: ``python -m benchmarks.list_cache [--agents 10000] [--requests 50] [--idle 10]``
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import gc
 import json
 import os
@@ -41,6 +44,7 @@ from agentproxy.api.listing import AgentTexts
 from agentproxy.api.model import agent_json
 from agentproxy.backends.k8s.backend import K8sBackend
 from agentproxy.backends.k8s.client import Client
+from agentproxy.backends.k8s.kinds import POD
 from agentproxy.settings import load_settings
 
 from .k8s import percentile
@@ -157,6 +161,7 @@ async def run(args: argparse.Namespace) -> list[tuple[str, str]]:
                   f"{_ms(every)} (CPU {every_cpu * 1e3:.3f} ms per request)"),
                  (f"GET /sessions/S/agents over HTTP, 2 of {n} agents p50 / p95",
                   f"{_ms(small)} (CPU {small_cpu * 1e3:.3f} ms per request)")]
+        rows += await _while_changing(backend, api, texts, port, args)
         cpu0, t0 = process_cpu(), time.monotonic()
         await asyncio.sleep(args.idle)
         idle = (process_cpu() - cpu0) / (time.monotonic() - t0)
@@ -170,16 +175,60 @@ async def run(args: argparse.Namespace) -> list[tuple[str, str]]:
     return rows
 
 
+async def _while_changing(backend: K8sBackend, api, texts: AgentTexts, port: int,
+                          args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The lists again while agents change: ``--changes-per-second`` pod events on the Pod watch,
+    each a container restart of another agent (a new state for it), as a cluster at work sends."""
+    assert backend.cache is not None
+    pods = sorted(backend.cache.objects(POD), key=lambda pod: pod["metadata"]["name"])
+    sent = 0
+
+    async def change() -> None:
+        nonlocal sent
+        began = time.monotonic()
+        while True:
+            pod = copy.deepcopy(pods[sent % len(pods)])
+            for status in pod["status"].get("containerStatuses") or ():
+                status["restartCount"] = status.get("restartCount", 0) + 1 + sent // len(pods)
+            api.push(POD.plural, "MODIFIED", pod)
+            sent += 1
+            await asyncio.sleep(max(0.0, began + sent / args.changes_per_second - time.monotonic()))
+
+    async def every_body() -> None:
+        texts.list_body(await backend.list(), complete=True)
+
+    changing = asyncio.ensure_future(change())
+    try:
+        await asyncio.sleep(1.0)
+        in_process = await _timed(args.requests, every_body)
+        cpu0, thread0, changed0 = process_cpu(), time.thread_time(), sent
+        every, size, _ = await asyncio.to_thread(http_cpu, port, "/agents", args.requests)
+        served = (time.thread_time() - thread0) / args.requests
+        changes = sent - changed0
+    finally:
+        changing.cancel()
+        await asyncio.gather(changing, return_exceptions=True)
+    rate = f"{args.changes_per_second:g} agents changing a second"
+    restarted = sum(1 for state in await backend.list() if state.restarts)
+    return [(f"list body in the process, {rate}, p50 / p95", in_process),
+            ("  agents whose restarts the lists showed by then (the changes went through the watch)", str(restarted)),
+            (f"GET /agents over HTTP, {rate}, p50 / p95",
+             f"{_ms(every)} (CPU a request: {(process_cpu() - cpu0) / args.requests * 1e3:.2f} ms, of which "
+             f"the server's event loop {served * 1e3:.2f} ms, its watch events included; {changes} changes meanwhile)")]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--agents", type=int, default=10_000, help="agents (default 10000; at least 3)")
     parser.add_argument("--requests", type=int, default=50, help="requests per measured list (default 50)")
     parser.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU measured (default 10)")
+    parser.add_argument("--changes-per-second", type=float, default=50.0,
+                        help="agents changing a second while the lists are measured again (default 50)")
     parser.add_argument("--reconcile-limit", type=float, default=300.0,
                         help="seconds the start's reconcile pass is waited for at most (default 300)")
     args = parser.parse_args()
-    if args.agents < 3 or args.requests < 1:
-        parser.error("--agents must be at least 3 and --requests at least 1")
+    if args.agents < 3 or args.requests < 1 or args.changes_per_second <= 0:
+        parser.error("--agents must be at least 3, --requests at least 1 and --changes-per-second above 0")
     rows = asyncio.run(run(args))
     width = max(len(r[0]) for r in rows)
     for name, value in rows:

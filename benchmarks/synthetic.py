@@ -173,7 +173,7 @@ def sessions(count: int, small: str, per_session: int) -> Iterator[tuple[str, st
 class SyntheticTransport:
     """The imitation as the client reaches it (:class:`~agentproxy.backends.k8s.transport.Transport`):
     its calls answered by :meth:`SyntheticApi.answer`; each watch accepted, recorded in
-    ``api.watches``, and silent until it is closed."""
+    ``api.watches``, and silent until it is closed, but for the events :meth:`SyntheticApi.push` sends."""
 
     def __init__(self, api: SyntheticApi) -> None:
         self.api = api
@@ -184,23 +184,35 @@ class SyntheticTransport:
 
     @asynccontextmanager
     async def open(self, path: str, params: Mapping[str, str], headers: Mapping[str, str], *,
-                   connect_timeout: float, read_timeout: float) -> AsyncIterator[_SilentWatch]:
-        self.api.watches.append(path.rsplit("/", 1)[-1])
-        yield _SilentWatch()
+                   connect_timeout: float, read_timeout: float) -> AsyncIterator[_FedWatch]:
+        plural = path.rsplit("/", 1)[-1]
+        self.api.watches.append(plural)
+        feed: asyncio.Queue[bytes] = asyncio.Queue()
+        self.api.feeds[plural] = feed
+        try:
+            yield _FedWatch(feed)
+        finally:
+            if self.api.feeds.get(plural) is feed:
+                del self.api.feeds[plural]
 
     async def close(self) -> None:
         pass
 
 
-class _SilentWatch:
+class _FedWatch:
+    """A watch that sends the lines put in its feed, and nothing else."""
+
     status = 200
+
+    def __init__(self, feed: asyncio.Queue[bytes]) -> None:
+        self.feed = feed
 
     async def error_body(self) -> bytes:
         return b""  # pragma: no cover - never an error
 
     async def lines(self) -> AsyncIterator[bytes]:
-        await asyncio.Event().wait()
-        yield b""  # pragma: no cover - never reached
+        while True:
+            yield await self.feed.get()
 
 
 class SyntheticApi:
@@ -221,8 +233,21 @@ class SyntheticApi:
         self.writes: list[tuple[str, str]] = []
         self.reads: list[str] = []
         """Objects asked for one by one that the imitation does not hold (answered 404)."""
+        self.feeds: dict[str, asyncio.Queue[bytes]] = {}
+        """The open watch of each plural, fed by :meth:`push`."""
         self.transport = SyntheticTransport(self)
         """How :class:`~agentproxy.backends.k8s.client.Client` reaches the imitation (its ``transport``)."""
+
+    def push(self, plural: str, event_type: str, obj: dict[str, Any]) -> bool:
+        """Send a watch event (``MODIFIED`` and the object, say) on the open watch of ``plural``,
+        the object at the imitation's next resourceVersion; False when no such watch is open."""
+        feed = self.feeds.get(plural)
+        if feed is None:
+            return False
+        self.resource_version += 1
+        obj = {**obj, "metadata": {**obj["metadata"], "resourceVersion": str(self.resource_version)}}
+        feed.put_nowait(json.dumps({"type": event_type, "object": obj}).encode())
+        return True
 
     async def answer(self, method: str, path: str, params: dict[str, str], content: bytes | None
                      ) -> tuple[int, bytes]:

@@ -15,3 +15,5 @@ def test_the_read_path_benchmark_runs(tmp_path):
     assert rows["agents listed / ready"] == "6 / 6", proc.stdout
     assert rows["writes asked for in all"] == "0", proc.stdout
     assert "GET /sessions/S/agents over HTTP, 2 of 6 agents p50 / p95" in rows, proc.stdout
+    assert "GET /agents over HTTP, 50 agents changing a second, p50 / p95" in rows, proc.stdout
+    assert int(rows["agents whose restarts the lists showed by then (the changes went through the watch)"]) > 0
