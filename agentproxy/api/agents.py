@@ -37,6 +37,28 @@ def _json_bytes(body: bytes) -> web.Response:
     return web.Response(body=body, content_type="application/json", charset="utf-8")
 
 
+LARGE_BODY = 1 << 20
+"""Bytes from which a list is written part after part rather than as one body."""
+
+
+async def _send_json_parts(request: web.Request, parts: list[bytes]) -> web.StreamResponse:
+    """A 200 of JSON already serialised, in parts whose join is the body. A large one (a list of
+    thousands) is written part after part after the headers: its whole body is never made, nor
+    joined to the headers by aiohttp (where the running Python's ``writelines`` cannot be trusted,
+    before 3.12.9), since a buffer of megabytes is a mapping of its own whose pages are faulted
+    in anew on every list (see agentproxy.heap)."""
+    size = sum(map(len, parts))
+    if size < LARGE_BODY:
+        return _json_bytes(b"".join(parts))
+    response = web.StreamResponse(headers={"Content-Type": "application/json; charset=utf-8"})
+    response.content_length = size
+    await response.prepare(request)
+    for part in parts:
+        await response.write(part)
+    await response.write_eof()
+    return response
+
+
 class AgentRoutes:
     """The agent routes of one application."""
 
@@ -85,15 +107,15 @@ class AgentRoutes:
                 spec, any_session=self.ctx.may_join(principal, session), names_id=fields.get("id") is not None))
         return _json(agent_json(state), status=200 if existed else 201)
 
-    async def list_session(self, request: web.Request) -> web.Response:
+    async def list_session(self, request: web.Request) -> web.StreamResponse:
         """``GET /sessions/{session}/agents``."""
         return await self._list(request, params.path_session(request))
 
-    async def list_all(self, request: web.Request) -> web.Response:
+    async def list_all(self, request: web.Request) -> web.StreamResponse:
         """``GET /agents``, optionally filtered by ``session`` and ``status``."""
         return await self._list(request, params.query_session(request))
 
-    async def _list(self, request: web.Request, session: str | None) -> web.Response:
+    async def _list(self, request: web.Request, session: str | None) -> web.StreamResponse:
         # Each agent's JSON is made once per change of the agent (see .listing).
         status = params.query_status(request)
         principal = principal_of(request)
@@ -103,7 +125,7 @@ class AgentRoutes:
             states = [s for s in states if principal.can_see(s)]
             owner = principal.name
         complete = session is None and status is None and owner is ANY_OWNER
-        return _json_bytes(self.ctx.agent_texts.list_body(states, complete=complete))
+        return await _send_json_parts(request, self.ctx.agent_texts.list_parts(states, complete=complete))
 
     async def get(self, request: web.Request) -> web.Response:
         """``GET /sessions/{session}/agents/{agent}``."""

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from agentproxy.api.agents import LARGE_BODY
 from agentproxy.backends.base import AgentStatus, Rejected, Unavailable
 from agentproxy.naming import AGENT_ID_RULE, SESSION_ID_RULE
+from agentproxy.spec import build_spec
 
 from .memory_backend import MemoryBackend
+from .raw_client import Raw, get
 from .support import error_of
 
 
@@ -201,3 +206,31 @@ async def test_unexpected_exceptions_are_500_json_without_a_traceback(make_api, 
     assert error["code"] == "internal"
     assert "secret" not in error["message"] and "Traceback" not in await response.text()
     assert any("unexpected error" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-path-site", "aiohttp-site"])
+async def test_a_list_of_megabytes_is_framed_by_its_length_and_the_connection_goes_on(make_api, settings, fast):
+    # A list above LARGE_BODY is written part after part: its Content-Length must still be the
+    # body's, byte for byte, or the next answer on the connection would be read from its middle.
+    backend = MemoryBackend(upstream="http://127.0.0.1:9")
+    for i in range(2600):
+        await backend.create(build_spec(settings, f"s{i % 7}", f"a{i}", "echo"))
+    api = await make_api(backend_=backend, fast=fast)
+    raw = await Raw.open(api.port)
+    try:
+        raw.send(get("/agents") + get("/agents") + get("/healthz"))
+        status, headers, body = await raw.answer()
+        assert status == 200 and headers["content-type"] == "application/json; charset=utf-8"
+        assert int(headers["content-length"]) == len(body) > LARGE_BODY
+        assert [a["id"] for a in json.loads(body)["agents"]] == [s.id for s in await backend.list()]
+        status, headers, again = await raw.answer()
+        assert status == 200 and int(headers["content-length"]) == len(again) and again == body
+        status, _, _ = await raw.answer()
+        assert status == 200  # the pipelined request after two lists of megabytes
+        backend.set_state("s3", "a3", status=AgentStatus.FAILED, reason="Crashed")  # one part made again
+        raw.send(get("/agents"))
+        status, headers, changed = await raw.answer()
+        listed = {a["id"]: a for a in json.loads(changed)["agents"]}
+        assert listed["a3"]["status"] == "failed" and len(listed) == 2600
+    finally:
+        await raw.close()

@@ -180,3 +180,20 @@ def test_a_change_in_place_replaces_the_agents_entry_in_the_ordered_list(setting
     again = state(settings, "a3", status=AgentStatus.FAILED)
     index.put(again)
     assert [s.id for s in index.ordered()] == ["a0", "a1", "a2", "a3"] and index.ordered()[3] is again
+
+
+def test_a_complete_list_in_parts_is_the_body_at_every_size_and_rejoins_only_the_changed_parts(settings):
+    from agentproxy.api.listing import SEGMENT
+    for count in (0, 1, SEGMENT - 1, SEGMENT, SEGMENT + 1, 2 * SEGMENT, 2 * SEGMENT + 3):
+        texts = AgentTexts()
+        states = [state(settings, f"a{i}") for i in range(count)]
+        parts = texts.list_parts(states, complete=True)
+        assert len(parts) == max(1, -(-count // SEGMENT))
+        assert b"".join(parts) == json.dumps({"agents": [agent_json(s) for s in states]}).encode(), count
+        assert b"".join(texts.list_parts(states)) == b"".join(parts)  # not complete: joined afresh
+        if count > SEGMENT:
+            states[SEGMENT] = state(settings, f"a{SEGMENT}", status=AgentStatus.READY)
+            again = texts.list_parts(states, complete=True)
+            assert [a is b for a, b in zip(parts, again, strict=True)][:2] == [True, False]  # the first kept
+            assert b"".join(again) == json.dumps({"agents": [agent_json(s) for s in states]}).encode()
+            assert parts[1] is not again[1] and b"ready" not in parts[1]  # the list handed out before is unchanged
