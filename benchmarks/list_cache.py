@@ -130,7 +130,7 @@ async def run(args: argparse.Namespace) -> list[tuple[str, str]]:
         rows.append(("agents listed / ready", f"{len(listed)} / {ready}"))
         texts = AgentTexts()
         t0 = time.perf_counter()
-        texts.list_body(listed, complete=True)
+        texts.list_parts(listed, complete=True)
         first = time.perf_counter() - t0
         gc.collect()
         grown = rss() - before
@@ -138,10 +138,10 @@ async def run(args: argparse.Namespace) -> list[tuple[str, str]]:
                      f"{grown / 1e6:.0f} MB, {grown / n / 1024:.1f} KiB per agent"))
 
         async def every_body() -> None:
-            texts.list_body(await backend.list(), complete=True)
+            texts.list_parts(await backend.list(), complete=True)
 
         async def session_body() -> None:
-            texts.list_body(await backend.list(session=SMALL))
+            texts.list_parts(await backend.list(session=SMALL))
 
         async def afresh_body() -> None:
             json.dumps({"agents": [agent_json(s) for s in await backend.list()]}).encode()

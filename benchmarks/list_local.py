@@ -70,7 +70,7 @@ def in_process(backend: LocalBackend, rounds: int) -> tuple[list[float], ...]:
     for _ in range(rounds):
         c0, t0 = time.thread_time(), time.perf_counter()
         states = sorted(backend._listed(None, ANY_OWNER), key=lambda s: (s.created_at, s.id))
-        texts.list_body(states, complete=True)
+        texts.list_parts(states, complete=True)
         c1, t1 = time.thread_time(), time.perf_counter()
         fresh = sorted((s.build_state() for s in backend._agents.values()), key=lambda s: (s.created_at, s.id))
         json.dumps({"agents": [agent_json(s) for s in fresh]}).encode()
