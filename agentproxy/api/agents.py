@@ -53,9 +53,12 @@ async def _send_json_parts(request: web.Request, parts: list[bytes]) -> web.Stre
     response = web.StreamResponse(headers={"Content-Type": "application/json; charset=utf-8"})
     response.content_length = size
     await response.prepare(request)
-    for part in parts:
-        await response.write(part)
-    await response.write_eof()
+    try:
+        for part in parts:
+            await response.write(part)
+        await response.write_eof()
+    except ConnectionResetError:
+        pass  # the client went away mid-list: nothing to answer, nothing to log
     return response
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -234,3 +235,19 @@ async def test_a_list_of_megabytes_is_framed_by_its_length_and_the_connection_go
         assert listed["a3"]["status"] == "failed" and len(listed) == 2600
     finally:
         await raw.close()
+
+
+async def test_a_client_gone_in_the_middle_of_a_large_list_is_no_error(make_api, settings, caplog):
+    backend = MemoryBackend(upstream="http://127.0.0.1:9")
+    for i in range(2600):
+        await backend.create(build_spec(settings, "s1", f"a{i}", "echo"))
+    api = await make_api(backend_=backend, fast=False)
+    for _ in range(3):
+        raw = await Raw.open(api.port)
+        raw.send(get("/agents"))
+        await asyncio.wait_for(raw.reader.readexactly(4096), 10)  # the head and the first bytes, then gone
+        raw.writer.transport.abort()
+    await asyncio.sleep(0.2)
+    response = await api.get("/agents")  # the server goes on serving lists
+    assert response.status == 200 and len((await response.json())["agents"]) == 2600
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")], caplog.text
